@@ -1,0 +1,1 @@
+"""``callagent``: the command line that wires engine, control plane and bench together."""

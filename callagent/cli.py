@@ -1,0 +1,96 @@
+"""``callagent`` subcommands: serve, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from .runtime import configure_logging, run
+
+log = logging.getLogger("callagent")
+
+
+async def _serve(host: str, port: int) -> None:
+    from aiohttp import web
+
+    from control_plane.app import create_app
+    from control_plane.settings import Settings
+
+    settings = Settings()
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("serving on http://%s:%d (media stream at %s)", host, port, settings.server.media_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from control_plane.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    run(_serve(args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.scenario == "micro":
+        from bench.micro import run_micro
+
+        run_micro(json_path=args.json)
+        return 0
+    if args.scenario == "vad":
+        from bench.vad_quality import run as run_vad
+
+        run_vad(json_path=args.json)
+        return 0
+    raise AssertionError(args.scenario)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bench.demo import run_demo
+
+    configure_logging("WARNING")
+    return run(run_demo(calls=args.calls))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callagent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP/WebSocket server")
+    serve.add_argument("--host", help="interface to bind (default from settings: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default from settings: 8080)")
+    serve.set_defaults(func=_cmd_serve)
+
+    demo = sub.add_parser("demo", help="run a local call end to end, no configuration, no internet")
+    demo.add_argument("--calls", type=int, default=1, help="calls to run at once")
+    demo.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench.add_argument("scenario", choices=["micro", "vad"], help="micro: CPU per frame; vad: VAD quality")
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Control plane: REST API, Telnyx webhooks, call records and the metrics endpoint."""

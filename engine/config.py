@@ -1,0 +1,85 @@
+"""Engine tunables as pydantic models.
+
+They are plain models (not settings) so the engine can be configured from any
+source; the ``callagent`` settings tree nests them and fills them from the
+environment. Times are in milliseconds, like the knobs a user turns.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FRAME_MS = 20
+"""Every engine stage works on 20 ms frames: the Telnyx RTP packet time."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JitterConfig(_Model):
+    min_depth_ms: int = Field(0, ge=0, le=200, description="Lowest wait for a missing frame.")
+    max_depth_ms: int = Field(60, ge=0, le=500, description="Highest wait for a missing frame.")
+    jitter_multiplier: float = Field(
+        3.0, gt=0, description="Target depth = multiplier x observed inter-arrival jitter, clamped."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> JitterConfig:
+        if self.min_depth_ms > self.max_depth_ms:
+            raise ValueError("jitter min_depth_ms must not exceed max_depth_ms")
+        return self
+
+
+class PlayoutConfig(_Model):
+    mode: Literal["paced", "bulk"] = Field(
+        "paced", description="paced: 20 ms frames on a clock; bulk: send as produced, rely on clear."
+    )
+    lead_ms: int = Field(80, ge=FRAME_MS, le=1000, description="How far ahead of real time frames are sent.")
+    tick_ms: int = Field(20, ge=5, le=200, description="Sender wake-up period while audio is queued.")
+
+
+class VadConfig(_Model):
+    kind: Literal["energy", "webrtc", "hybrid", "silero"] = Field(
+        "hybrid", description="Voice activity detector; see engine/vad.py for the trade-offs."
+    )
+    webrtc_mode: int = Field(3, ge=0, le=3, description="webrtcvad aggressiveness (3 = fewest false alarms).")
+    energy_margin_db: float = Field(
+        9.0, ge=0, description="Energy gate: how far above the adaptive noise floor a frame must be."
+    )
+    energy_min_dbfs: float = Field(-50.0, description="Energy gate: frames quieter than this are never speech.")
+    silero_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability threshold.")
+
+
+class EndpointingConfig(_Model):
+    min_speech_ms: int = Field(60, ge=FRAME_MS, description="Voiced audio needed to declare speech start.")
+    tentative_end_ms: int = Field(
+        120, ge=FRAME_MS, description="Trailing silence before the speculative end-of-turn signal."
+    )
+    end_of_turn_ms: int = Field(300, ge=FRAME_MS, description="Trailing silence that ends the caller's turn.")
+    min_barge_in_ms: int = Field(
+        200, ge=FRAME_MS, description="Caller speech needed to interrupt audible agent audio."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EndpointingConfig:
+        if self.tentative_end_ms > self.end_of_turn_ms:
+            raise ValueError("tentative_end_ms must not exceed end_of_turn_ms")
+        return self
+
+
+class EngineConfig(_Model):
+    jitter: JitterConfig = JitterConfig()
+    playout: PlayoutConfig = PlayoutConfig()
+    vad: VadConfig = VadConfig()
+    endpointing: EndpointingConfig = EndpointingConfig()
+    stall_ms: int = Field(
+        200,
+        ge=FRAME_MS,
+        description="No inbound media for this long counts as caller silence (carrier paused or muted).",
+    )
+    malformed_log_interval_s: float = Field(
+        10.0, gt=0, description="At most one log line per call per interval for malformed frames."
+    )

@@ -1,0 +1,126 @@
+"""Prometheus exposition for the engine.
+
+The per-frame path only bumps plain integers on each session; :class:`EngineCollector`
+sums them at scrape time over the live sessions plus the totals left by ended ones.
+Turn latencies are observed once per turn into histograms labelled by stage.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .session import MediaSession
+from .timeline import TurnTimeline
+
+# Counter name -> (help, how to read it off a session)
+_COUNTERS: dict[str, tuple[str, str]] = {
+    "frames_in": ("Inbound media frames received", "stats.frames_in"),
+    "frames_out": ("Outbound media frames sent", "playout.frames_sent"),
+    "late_outbound_frames": ("Outbound frames sent after their play slot", "playout.late_frames"),
+    "concealed_frames": ("Inbound frames concealed by the jitter buffer", "jitter.stats.concealed"),
+    "late_inbound_frames": ("Inbound frames dropped for arriving after their slot", "jitter.stats.late"),
+    "duplicate_inbound_frames": ("Inbound frames dropped as duplicates", "jitter.stats.duplicate"),
+    "malformed_frames": ("Malformed media-stream frames dropped", "stats.malformed"),
+    "barge_ins": ("Caller barge-ins that stopped agent audio", "stats.barge_ins"),
+    "rejected_barge_ins": ("Short caller sounds that did not interrupt the agent", "stats.rejected_barge_ins"),
+    "dtmf_digits": ("DTMF digits received on media streams", "stats.dtmf"),
+}
+
+
+def _read(session: MediaSession, path: str) -> int:
+    value: object = session
+    for part in path.split("."):
+        value = getattr(value, part)
+    return int(value)  # type: ignore[call-overload]
+
+
+class SessionRegistry:
+    """The live media sessions of this process, and what ended ones counted."""
+
+    def __init__(self) -> None:
+        self.live: set[MediaSession] = set()
+        self.ended_totals: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self.sessions_total = 0
+
+    def add(self, session: MediaSession) -> None:
+        self.live.add(session)
+        self.sessions_total += 1
+
+    def remove(self, session: MediaSession) -> None:
+        if session in self.live:
+            self.live.discard(session)
+            for name, (_, path) in _COUNTERS.items():
+                self.ended_totals[name] += _read(session, path)
+
+    def totals(self) -> dict[str, int]:
+        out = dict(self.ended_totals)
+        for session in self.live:
+            for name, (_, path) in _COUNTERS.items():
+                out[name] += _read(session, path)
+        return out
+
+
+class EngineCollector(Collector):
+    def __init__(self, registry: SessionRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        totals = self._registry.totals()
+        for name, (doc, _) in _COUNTERS.items():
+            family = CounterMetricFamily(f"callagent_{name}", doc)
+            family.add_metric([], totals[name])
+            yield family
+        streams = GaugeMetricFamily("callagent_active_streams", "Media streams currently open")
+        streams.add_metric([], len(self._registry.live))
+        yield streams
+        total = CounterMetricFamily("callagent_streams", "Media streams accepted")
+        total.add_metric([], self._registry.sessions_total)
+        yield total
+
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+
+class EngineMetrics:
+    """Everything the engine exports, on one registry (the app serves it on /metrics)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.sessions = SessionRegistry()
+        self.registry.register(EngineCollector(self.sessions))
+        self.turn_latency = Histogram(
+            "callagent_turn_latency_seconds",
+            "Caller's last voiced frame to first agent frame sent",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.engine_added = Histogram(
+            "callagent_engine_added_seconds",
+            "Part of the turn latency spent in the engine itself",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=self.registry,
+        )
+        self.stage_latency = Histogram(
+            "callagent_turn_stage_seconds",
+            "Per-stage share of each turn",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_turn(self, timeline: TurnTimeline) -> None:
+        latency = timeline.turn_latency_ms
+        if latency is not None:
+            self.turn_latency.observe(latency / 1000.0)
+        added = timeline.engine_added_ms
+        if added is not None:
+            self.engine_added.observe(added / 1000.0)
+        for stage, ms in timeline.stages_ms().items():
+            self.stage_latency.labels(stage).observe(ms / 1000.0)
+
+    def counter_names(self) -> Iterable[str]:
+        return _COUNTERS.keys()

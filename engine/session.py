@@ -1,0 +1,373 @@
+"""One call's media, sans-IO: WebSocket messages and a clock in, frames and events out.
+
+:class:`MediaSession` chains the stages of the inbound path (protocol -> jitter
+buffer -> codec -> VAD -> endpointer) and the outbound path (encode -> re-frame ->
+serialize -> paced playout) with plain function calls. It never touches a socket:
+:mod:`engine.edge` feeds it messages with :meth:`MediaSession.receive`, gives it
+time with :meth:`MediaSession.tick`, and writes out whatever lands in
+:attr:`MediaSession.outbound`. Whatever drives the conversation subclasses
+:class:`MediaListener`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Callable, Deque
+
+from . import _audioop as audioop
+from . import protocol
+from .codecs import Codec, UnsupportedCodec, codec_for
+from .config import FRAME_MS, EngineConfig
+from .endpointing import Endpointer, EndpointEvent
+from .jitter import JitterBuffer
+from .playout import Interruption, Playout, Reframer
+from .timeline import TurnTimeline
+from .vad import Vad, make_vad
+
+log = logging.getLogger(__name__)
+
+_FRAME_S = FRAME_MS / 1000.0
+def _noop() -> None:
+    pass
+
+
+MAX_TIMELINES = 200
+"""Completed turn timelines kept per call (a long call must not grow without bound)."""
+
+
+class MediaListener:
+    """What a session tells the layer above it. Every method is a no-op by default.
+
+    Callbacks run synchronously inside :meth:`MediaSession.receive` or
+    :meth:`MediaSession.tick`: keep them cheap, and hand slow work to a task.
+    """
+
+    def on_start(self, session: MediaSession, start: protocol.Start) -> None: ...
+    def on_caller_audio(self, pcm: bytes) -> None:
+        """Every 20 ms of caller audio, PCM16 at the codec's rate, in order, gaps concealed."""
+    def on_endpoint(self, event: EndpointEvent, now: float) -> None: ...
+    def on_barge_in(self, interruption: Interruption, now: float) -> None: ...
+    def on_dtmf(self, digit: str, now: float) -> None: ...
+    def on_playout_done(self, utterance_id: int, now: float) -> None: ...
+    def on_turn_measured(self, timeline: TurnTimeline) -> None:
+        """The first agent frame of a reply went out: the turn's latency is known."""
+    def on_carrier_error(self, error: protocol.Error) -> None: ...
+    def on_stop(self, now: float) -> None: ...
+
+
+class SessionStats:
+    """Plain counters bumped on the hot path; a metrics collector reads them at scrape time."""
+
+    __slots__ = (
+        "frames_in", "malformed", "unknown_events", "dtmf", "barge_ins",
+        "rejected_barge_ins", "carrier_errors", "stalled_frames", "odd_size_frames",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class MediaSession:
+    __slots__ = (
+        "config", "listener", "outbound", "stats", "stream_id", "call_control_id", "start",
+        "codec", "started", "stopped", "jitter", "playout", "endpointer", "turns",
+        "current_turn", "_vad", "_now", "_last_media_at", "_last_voiced_at", "_last_pcm",
+        "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
+        "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
+        "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "__weakref__",
+    )
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        listener: MediaListener | None = None,
+        observer: Callable[[TurnTimeline], None] | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.listener = listener or MediaListener()
+        self.observer = observer
+        """Called with each measured turn (the metrics layer); independent of the listener."""
+        self.waker: Callable[[], None] = _noop
+        """Called whenever output was queued, so the IO edge can stop sleeping and send it."""
+        self.outbound: list[str] = []
+        """Frames for the carrier, in order. The edge sends and clears them."""
+        self.stats = SessionStats()
+        self.stream_id: str | None = None
+        self.call_control_id: str | None = None
+        self.start: protocol.Start | None = None
+        self.codec: Codec | None = None
+        self.started = False
+        self.stopped = False
+        self.jitter = JitterBuffer(self.config.jitter)
+        self.playout = Playout(self.config.playout)
+        self.endpointer = Endpointer(self.config.endpointing)
+        self.turns: Deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
+        self.current_turn: TurnTimeline | None = None
+        self._vad: Vad | None = None
+        self._now = 0.0
+        self._last_media_at: float | None = None
+        self._last_voiced_at: float | None = None
+        self._last_pcm: bytes | None = None
+        self._silence_pcm = b""
+        self._reframer: Reframer | None = None
+        self._pcm_accum = bytearray()
+        self._send_frame = self.outbound.append
+        self._send_mark = self._queue_mark
+        self._frame_out = self._on_jitter_frame  # bound once: the jitter buffer calls it per frame
+        self._turn_seq = 0
+        self._utterance: int | None = None
+        self._utterance_first_sent = True
+        self._sent_before_utterance = 0
+        self._malformed_logged_at = float("-inf")
+        self._malformed_suppressed = 0
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def receive(self, data: str | bytes, now: float) -> None:
+        """Feed one WebSocket message from the carrier."""
+        self._now = now
+        frame = protocol.parse(data)
+        if type(frame) is protocol.Media:
+            self._on_media(frame, now)
+        elif type(frame) is protocol.Malformed:
+            self._malformed(frame.reason, now)
+        elif type(frame) is protocol.Start:
+            self._on_start(frame, now)
+        elif type(frame) is protocol.Mark:
+            self._on_mark(frame.name, now)
+        elif type(frame) is protocol.Dtmf:
+            self.stats.dtmf += 1
+            self.listener.on_dtmf(frame.digit, now)
+        elif type(frame) is protocol.Stop:
+            self._on_stop(now)
+        elif type(frame) is protocol.Error:
+            self.stats.carrier_errors += 1
+            log.warning("carrier error on stream %s: %s %s %s", self.stream_id, frame.code, frame.title, frame.detail)
+            self.listener.on_carrier_error(frame)
+        elif type(frame) is protocol.UnknownEvent:
+            self.stats.unknown_events += 1
+        # Connected carries nothing the session needs; the edge checks auth on upgrade.
+
+    def _on_start(self, start: protocol.Start, now: float) -> None:
+        if self.started:
+            self._malformed("second start frame", now)
+            return
+        try:
+            codec = codec_for(start.encoding, start.sample_rate)
+        except UnsupportedCodec as exc:
+            self._malformed(str(exc), now)
+            return
+        self.start = start
+        self.stream_id = start.stream_id
+        self.call_control_id = start.call_control_id
+        self.codec = codec
+        self.started = True
+        self._vad = make_vad(self.config.vad, codec.sample_rate)
+        self._silence_pcm = bytes(codec.pcm_frame_bytes)
+        self._reframer = Reframer(codec.frame_bytes, codec.silence_byte)
+        self._last_media_at = now
+        self.listener.on_start(self, start)
+
+    def _on_media(self, media: protocol.Media, now: float) -> None:
+        if not self.started or self.stopped:
+            self._malformed("media outside start..stop", now)
+            return
+        if media.track[:7] != "inbound":
+            return  # both_tracks streams echo our own audio back; only the caller matters
+        size = len(media.payload)
+        if size % self.codec.bytes_per_sample:  # type: ignore[union-attr]
+            self._malformed("media payload is not a whole number of samples", now)
+            return
+        self.stats.frames_in += 1
+        self._last_media_at = now
+        self.jitter.push(media.seq, media.payload, now, self._frame_out)
+
+    def _on_jitter_frame(self, payload: bytes | None) -> None:
+        codec = self.codec
+        if payload is None:
+            # Concealment: the lost frame's neighbour at half level once, then silence.
+            last = self._last_pcm
+            self._last_pcm = None
+            self._process_pcm(audioop.mul(last, 2, 0.5) if last is not None else self._silence_pcm)
+            return
+        pcm = codec.decode(payload)  # type: ignore[union-attr]
+        if len(pcm) == codec.pcm_frame_bytes:  # type: ignore[union-attr]
+            self._last_pcm = pcm
+            self._process_pcm(pcm)
+            return
+        # Telnyx does not promise 20 ms packets: re-cut other sizes into 20 ms frames.
+        self.stats.odd_size_frames += 1
+        accum = self._pcm_accum
+        accum += pcm
+        step = codec.pcm_frame_bytes  # type: ignore[union-attr]
+        while len(accum) >= step:
+            frame = bytes(accum[:step])
+            del accum[:step]
+            self._last_pcm = frame
+            self._process_pcm(frame)
+
+    def _process_pcm(self, pcm: bytes) -> None:
+        now = self._now
+        voiced = self._vad.is_speech(pcm)  # type: ignore[union-attr]
+        if voiced:
+            self._last_voiced_at = now
+        event = self.endpointer.process(voiced, self.playout.is_audible(now))
+        self.listener.on_caller_audio(pcm)
+        if event is not None:
+            self._on_endpoint(event, now)
+
+    def _on_endpoint(self, event: EndpointEvent, now: float) -> None:
+        if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
+            if event is EndpointEvent.BARGE_IN:
+                self._barge_in(now)
+            self._open_turn(now)
+        elif event is EndpointEvent.TENTATIVE_END:
+            if self.current_turn is not None:
+                self.current_turn.stamp("tentative_end", now, overwrite=True)
+        elif event is EndpointEvent.TURN_END:
+            turn = self.current_turn
+            if turn is not None:
+                turn.stamp("speech_end", self._last_voiced_at or now, overwrite=True)
+                turn.stamp("turn_end", now, overwrite=True)
+        elif event is EndpointEvent.BARGE_IN_REJECTED:
+            self.stats.rejected_barge_ins += 1
+        self.listener.on_endpoint(event, now)
+
+    def _open_turn(self, now: float) -> None:
+        # The utterance began with its first voiced frame, a few frames before the decision.
+        lag = (self.endpointer.frame_index - 1 - self.endpointer.speech_start_frame) * _FRAME_S
+        turn = self.current_turn
+        if turn is None or turn.turn_end is not None:
+            self._turn_seq += 1
+            turn = self.current_turn = TurnTimeline(self._turn_seq)
+            self.turns.append(turn)
+        turn.stamp("speech_start", now - max(lag, 0.0))
+
+    def _barge_in(self, now: float) -> None:
+        self.stats.barge_ins += 1
+        interruption = self.interrupt(now)
+        for turn in reversed(self.turns):
+            if turn.first_frame_sent is not None:
+                if turn.agent_audio_end is None:
+                    turn.stamp("interrupted", now)
+                break
+        self.listener.on_barge_in(interruption, now)
+
+    def _on_mark(self, name: str, now: float) -> None:
+        utterance_id = self.playout.on_mark(name, now)
+        if utterance_id is None:
+            return
+        turn = self.current_turn
+        if turn is not None and turn.first_frame_sent is not None:
+            turn.stamp("agent_audio_end", now)
+        self.listener.on_playout_done(utterance_id, now)
+
+    def close(self, now: float) -> None:
+        """The socket is gone: end the call's media (idempotent)."""
+        self._on_stop(now)
+
+    def _on_stop(self, now: float) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.listener.on_stop(now)
+
+    def _malformed(self, reason: str, now: float) -> None:
+        self.stats.malformed += 1
+        if now - self._malformed_logged_at >= self.config.malformed_log_interval_s:
+            log.warning(
+                "dropped malformed media-stream frame on stream %s: %s (%d more suppressed since last report)",
+                self.stream_id, reason, self._malformed_suppressed,
+            )
+            self._malformed_logged_at = now
+            self._malformed_suppressed = 0
+        else:
+            self._malformed_suppressed += 1
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def speak(self, utterance_id: int, pcm: bytes) -> None:
+        """Queue agent audio (PCM16 at the codec's rate, any length) for paced playout."""
+        if self.codec is None or self._reframer is None:
+            raise RuntimeError("cannot speak before the media stream has started")
+        if utterance_id != self._utterance:
+            self._utterance = utterance_id
+            self._utterance_first_sent = False
+            self._sent_before_utterance = self.playout.frames_sent
+        push = self.playout.push
+        for frame in self._reframer.feed(self.codec.encode(pcm)):
+            push(utterance_id, protocol.serialize_media(frame))
+        self.waker()
+
+    def finish_utterance(self, utterance_id: int) -> None:
+        """No more audio for this utterance: pad the tail and ask the carrier to confirm it played."""
+        if self._reframer is None or utterance_id != self._utterance:
+            return
+        tail = self._reframer.flush()
+        if tail is not None:
+            self.playout.push(utterance_id, protocol.serialize_media(tail))
+        self.playout.finish(utterance_id)
+        self.waker()
+
+    def interrupt(self, now: float) -> Interruption:
+        """Stop agent audio now (e.g. the pipeline decided to), as a barge-in would."""
+        interruption = self.playout.interrupt(now)
+        self.outbound.append(protocol.CLEAR)
+        self._utterance = None
+        if self._reframer is not None:
+            self._reframer.reset()
+        self.waker()
+        return interruption
+
+    def _queue_mark(self, name: str) -> None:
+        self.outbound.append(protocol.serialize_mark(name))
+
+    # -- time ---------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Let time pass: release overdue inbound frames, count a stalled stream as silence,
+        and send the agent frames that are due."""
+        self._now = now
+        if self.started and not self.stopped:
+            self.jitter.poll(now, self._frame_out)
+            self._feed_stall_silence(now)
+        self.playout.pull(now, self._send_frame, self._send_mark)
+        if not self._utterance_first_sent and self.playout.frames_sent > self._sent_before_utterance:
+            self._utterance_first_sent = True
+            self._first_frame_sent(now)
+
+    def _feed_stall_silence(self, now: float) -> None:
+        last = self._last_media_at
+        if last is None or now - last < self.config.stall_ms / 1000.0:
+            return
+        # No media at all (carrier paused or silence-suppressed): the caller is silent, and
+        # end-of-turn must still fire. Count the missing time as silent frames.
+        frames = int((now - last) / _FRAME_S)
+        self._last_media_at = last + frames * _FRAME_S
+        self.stats.stalled_frames += frames
+        silence = self._silence_pcm
+        for _ in range(frames):
+            self._process_pcm(silence)
+
+    def _first_frame_sent(self, now: float) -> None:
+        turn = self.current_turn
+        if turn is None or turn.turn_end is None or turn.first_frame_sent is not None:
+            return  # a greeting, or a reply to nothing measured
+        turn.stamp("first_frame_sent", now)
+        if self.observer is not None:
+            self.observer(turn)
+        self.listener.on_turn_measured(turn)
+
+    def next_wakeup(self, now: float) -> float | None:
+        """When :meth:`tick` next has work: a frame to send, a jitter deadline, a stall check."""
+        wake = self.playout.next_wakeup(now)
+        if self.started and not self.stopped:
+            deadline = self.jitter.next_deadline()
+            if deadline is not None and (wake is None or deadline < wake):
+                wake = deadline
+            if self._last_media_at is not None:
+                stall = self._last_media_at + self.config.stall_ms / 1000.0
+                if wake is None or stall < wake:
+                    wake = stall
+        return wake

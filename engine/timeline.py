@@ -1,0 +1,103 @@
+"""Per-turn latency accounting: monotonic stamps in, stage durations out.
+
+One :class:`TurnTimeline` per caller turn. The media session stamps what it sees
+(speech start/end, end-of-turn, first agent frame); the conversation pipeline
+stamps provider steps (STT final, LLM request and first token, TTS request and
+first audio). Nothing here reads a clock: stamps are given.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+STAMPS = (
+    "speech_start",      # first voiced caller frame of the turn arrived
+    "speech_end",        # last voiced caller frame arrived
+    "tentative_end",     # speculative end-of-turn signal
+    "turn_end",          # final end-of-turn decision
+    "stt_final",         # final transcript for the turn received
+    "llm_request",       # LLM request sent (the one whose answer was spoken)
+    "llm_first_token",   # first token of that answer
+    "tts_request",       # first text sent to TTS
+    "tts_first_audio",   # first audio chunk from TTS
+    "first_frame_sent",  # first agent frame written to the carrier
+    "agent_audio_end",   # agent reply finished playing (mark confirmed)
+    "interrupted",       # agent reply cut off by a barge-in
+)
+
+
+class TurnTimeline:
+    """Monotonic timestamps (seconds) for one turn; unset stamps are ``None``."""
+
+    __slots__ = ("turn_id", *STAMPS, "speculative")
+
+    def __init__(self, turn_id: int) -> None:
+        self.turn_id = turn_id
+        self.speculative = False  # the spoken answer came from a speculative LLM request
+        for name in STAMPS:
+            setattr(self, name, None)
+
+    def stamp(self, name: str, t: float, *, overwrite: bool = False) -> None:
+        """Set a stamp; by default the first value wins (a retry must not hide the first attempt)."""
+        if name not in STAMPS:
+            raise ValueError(f"unknown timeline stamp {name!r}")
+        if overwrite or getattr(self, name) is None:
+            setattr(self, name, t)
+
+    # -- derived figures, in milliseconds -----------------------------------------------
+
+    def _span(self, start: str, end: str) -> float | None:
+        a, b = getattr(self, start), getattr(self, end)
+        return None if a is None or b is None else (b - a) * 1000.0
+
+    @property
+    def turn_latency_ms(self) -> float | None:
+        """Caller's last voiced frame -> first agent frame sent: what the caller waits."""
+        return self._span("speech_end", "first_frame_sent")
+
+    def stages_ms(self) -> dict[str, float]:
+        """Each stage's share of the turn, for the stages that happened."""
+        spans = {
+            "endpointing": self._span("speech_end", "turn_end"),
+            "stt": self._span("turn_end", "stt_final"),
+            "llm_first_token": self._span("llm_request", "llm_first_token"),
+            "tts_first_audio": self._span("tts_request", "tts_first_audio"),
+            "send": self._span("tts_first_audio", "first_frame_sent"),
+        }
+        return {k: max(v, 0.0) for k, v in spans.items() if v is not None}
+
+    @property
+    def engine_added_ms(self) -> float | None:
+        """Time on the critical path where the engine, not a provider or the caller, held the turn.
+
+        The sum of the hand-off gaps between end-of-turn (or the STT final, if later)
+        and the LLM request, the first token and the TTS request, and the first TTS
+        audio and the first frame sent. The trailing-silence wait and provider time
+        are excluded by construction. A speculative request sent before end-of-turn
+        contributes no gap.
+        """
+        if self.first_frame_sent is None:
+            return None
+        ready = self.turn_end
+        if self.stt_final is not None and (ready is None or self.stt_final > ready):
+            ready = self.stt_final
+        total = 0.0
+        for start, end in (
+            (ready, self.llm_request),
+            (self.llm_first_token, self.tts_request),
+            (self.tts_first_audio, self.first_frame_sent),
+        ):
+            if start is not None and end is not None and end > start:
+                total += end - start
+        return total * 1000.0
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"turn_id": self.turn_id, "speculative": self.speculative}
+        out.update({name: getattr(self, name) for name in STAMPS})
+        out["turn_latency_ms"] = self.turn_latency_ms
+        out["engine_added_ms"] = self.engine_added_ms
+        out["stages_ms"] = self.stages_ms()
+        return out
+
+    def __iter__(self) -> Iterator[tuple[str, float | None]]:
+        return ((name, getattr(self, name)) for name in STAMPS)

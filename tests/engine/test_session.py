@@ -1,0 +1,222 @@
+"""The whole sans-IO media path in virtual time: Telnyx messages in, events and frames out."""
+
+import logging
+
+import orjson
+import pytest
+
+from bench.signals import silence, voiced
+from engine.endpointing import EndpointEvent
+from engine.session import MediaListener, MediaSession
+from tests.engine.helpers import media_frames, start_frame
+
+FRAME = 0.02
+
+
+class Recorder(MediaListener):
+    def __init__(self):
+        self.events = []
+        self.audio_frames = 0
+        self.barge_ins = []
+        self.dtmf = []
+        self.done = []
+        self.measured = []
+        self.stopped = False
+
+    def on_endpoint(self, event, now):
+        self.events.append((event, round(now, 3)))
+
+    def on_caller_audio(self, pcm):
+        self.audio_frames += 1
+
+    def on_barge_in(self, interruption, now):
+        self.barge_ins.append(interruption)
+
+    def on_dtmf(self, digit, now):
+        self.dtmf.append(digit)
+
+    def on_playout_done(self, utterance_id, now):
+        self.done.append(utterance_id)
+
+    def on_turn_measured(self, timeline):
+        self.measured.append(timeline)
+
+    def on_stop(self, now):
+        self.stopped = True
+
+
+class Call:
+    """Drives a session like the carrier and the edge would, on a virtual clock."""
+
+    def __init__(self, **session_kwargs):
+        self.listener = Recorder()
+        self.session = MediaSession(listener=self.listener, **session_kwargs)
+        self.now = 0.0
+        self.chunk = 1
+        self.sent = []  # (time, frame dict) the engine sent
+        self.session.receive(start_frame(), self.now)
+
+    def play(self, pcm):
+        for msg in media_frames(pcm, self.chunk):
+            self.now = round(self.now + FRAME, 6)
+            self.session.receive(msg, self.now)
+            self.chunk += 1
+            self.flush()
+
+    def flush(self):
+        self.session.tick(self.now)
+        for frame in self.session.outbound:
+            self.sent.append((self.now, orjson.loads(frame)))
+        self.session.outbound.clear()
+
+    def events(self):
+        return [e for e, _ in self.listener.events]
+
+    def sent_media(self):
+        return [(t, f) for t, f in self.sent if f["event"] == "media"]
+
+
+def test_a_caller_turn_is_detected_and_timed():
+    call = Call()
+    call.play(silence(0.5) + voiced(1.0) + silence(0.6))
+    assert call.events() == [EndpointEvent.SPEECH_START, EndpointEvent.TENTATIVE_END, EndpointEvent.TURN_END]
+    turn = call.session.current_turn
+    # speech begins at 0.5 s; its start stamp is the first voiced frame's arrival, not the decision
+    assert 0.5 <= turn.speech_start <= 0.6
+    assert 1.45 <= turn.speech_end <= 1.56
+    end_time = dict((e, t) for e, t in call.listener.events)[EndpointEvent.TURN_END]
+    assert turn.turn_end == end_time
+    assert turn.turn_end - turn.speech_end == pytest.approx(0.3, abs=0.041)
+    assert call.listener.audio_frames == len(media_frames(silence(0.5) + voiced(1.0) + silence(0.6)))
+
+
+def test_agent_reply_is_paced_marked_and_measured():
+    seen = []
+    call = Call(observer=seen.append)
+    call.play(voiced(0.6) + silence(0.4))
+    assert EndpointEvent.TURN_END in call.events()
+    call.session.speak(1, voiced(0.5, seed=2))
+    call.session.finish_utterance(1)
+    call.play(silence(1.0))
+    media = call.sent_media()
+    assert len(media) == 25  # 0.5 s of 20 ms frames
+    for i, (sent_at, _) in enumerate(media):
+        # never more than the 80 ms lead ahead of the frame's real-time slot
+        assert sent_at >= media[0][0] + i * FRAME - 0.08 - 1e-9
+    marks = [f for _, f in call.sent if f["event"] == "mark"]
+    assert len(marks) == 1 and call.sent[-1][1]["event"] in ("mark", "media")
+    turn = call.session.current_turn
+    assert seen == [turn] == call.listener.measured
+    assert turn.first_frame_sent == media[0][0]
+    assert turn.turn_latency_ms == pytest.approx((turn.first_frame_sent - turn.speech_end) * 1000)
+    # the carrier confirms playback with the mark
+    call.session.receive(orjson.dumps({"event": "mark", "mark": marks[0]["mark"]}), call.now)
+    assert call.listener.done == [1] and turn.agent_audio_end == call.now
+
+
+def test_barge_in_stops_agent_audio_and_reports_heard_position():
+    call = Call()
+    call.play(voiced(0.6) + silence(0.4))
+    call.session.speak(7, voiced(3.0, seed=3))
+    call.session.finish_utterance(7)
+    call.play(silence(0.5))
+    started = call.sent_media()[0][0]
+    call.play(voiced(0.5, seed=4))
+    assert EndpointEvent.BARGE_IN in call.events()
+    (interruption,) = call.listener.barge_ins
+    assert interruption.utterance_id == 7
+    clear_at = next(t for t, f in call.sent if f["event"] == "clear")
+    # heard = whole frames played between the first frame and the clear
+    assert interruption.heard_ms == pytest.approx(int((clear_at - started) / FRAME + 1e-6) * 20, abs=20)
+    assert interruption.heard_ms <= interruption.sent_ms
+    before = len(call.sent_media())
+    call.play(silence(1.0))
+    assert len(call.sent_media()) == before  # nothing of the old reply after clear
+    assert not any(f["event"] == "mark" for _, f in call.sent)
+    assert call.session.stats.barge_ins == 1
+
+
+def test_a_short_backchannel_does_not_interrupt_the_agent():
+    call = Call()
+    call.play(voiced(0.6) + silence(0.4))
+    call.session.speak(1, voiced(3.0, seed=5))
+    call.session.finish_utterance(1)
+    call.play(silence(0.4) + voiced(0.12, seed=6) + silence(0.6))
+    assert EndpointEvent.BARGE_IN not in call.events()
+    assert call.session.stats.barge_ins == 0
+    assert not any(f["event"] == "clear" for _, f in call.sent)
+
+
+def test_a_stalled_stream_still_ends_the_turn():
+    call = Call()
+    call.play(voiced(0.8))
+    assert EndpointEvent.TURN_END not in call.events()
+    wake = call.session.next_wakeup(call.now)
+    assert wake is not None and wake <= call.now + 0.2 + 1e-9
+    call.now += 0.5
+    call.flush()
+    assert EndpointEvent.TURN_END in call.events()
+    assert call.session.stats.stalled_frames >= 15
+
+
+def test_malformed_frames_are_counted_logged_sparingly_and_never_end_the_call(caplog):
+    call = Call()
+    with caplog.at_level(logging.WARNING, logger="engine.session"):
+        for i in range(100):
+            call.session.receive(b'{"event":"media","media":{"payload":"@@"}}', call.now + i * 0.001)
+    assert call.session.stats.malformed == 100
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
+    call.play(voiced(0.6) + silence(0.4))
+    assert EndpointEvent.TURN_END in call.events()
+
+
+def test_outbound_track_media_is_not_taken_for_the_caller():
+    from tests.engine.helpers import media_frame
+
+    call = Call()
+    for i in range(20):
+        call.session.receive(media_frame(i + 1, b"\x00" * 160, track="outbound"), i * FRAME)
+    assert call.session.stats.frames_in == 0 and call.listener.audio_frames == 0
+
+
+def test_unsupported_codec_is_counted_and_media_dropped():
+    listener = Recorder()
+    session = MediaSession(listener=listener)
+    session.receive(start_frame(encoding="OPUS", sample_rate=16000), 0.0)
+    assert session.stats.malformed == 1 and not session.started
+    for msg in media_frames(voiced(0.2)):
+        session.receive(msg, 0.1)
+    assert session.stats.malformed == 11 and listener.audio_frames == 0
+
+
+def test_dtmf_and_stop_reach_the_listener():
+    call = Call()
+    call.session.receive(b'{"event":"dtmf","dtmf":{"digit":"7"}}', 0.1)
+    call.session.receive(b'{"event":"stop","stop":{"call_control_id":"v3:test"}}', 0.2)
+    assert call.listener.dtmf == ["7"] and call.listener.stopped
+    assert call.session.stats.dtmf == 1
+
+
+def test_lost_frames_are_concealed_in_order():
+    from engine.config import EngineConfig, JitterConfig
+
+    call = Call(config=EngineConfig(jitter=JitterConfig(min_depth_ms=40)))
+    msgs = media_frames(voiced(0.4))  # chunks 1..20, each due at chunk * 20 ms
+    arrivals = [(chunk * FRAME, msg) for chunk, msg in enumerate(msgs, start=1)]
+    del arrivals[5]  # chunk 6 is lost
+    t9, m9 = arrivals[7]
+    arrivals[7] = (t9 + FRAME + 0.005, m9)  # chunk 9 arrives just after chunk 10
+    for at, msg in sorted(arrivals, key=lambda a: a[0]):
+        call.now = at
+        call.session.receive(msg, at)
+        call.flush()
+    call.now += 1.0
+    call.flush()
+    stats = call.session.jitter.stats
+    assert (stats.concealed, stats.reordered, stats.late) == (1, 1, 0)
+    assert call.listener.audio_frames >= 20  # 19 real + 1 concealed, then stall silence
+
+
+def test_speaking_before_start_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="before the media stream"):
+        MediaSession().speak(1, b"\x00" * 320)

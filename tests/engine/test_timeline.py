@@ -1,0 +1,54 @@
+import pytest
+
+from engine.timeline import TurnTimeline
+
+
+def full_turn() -> TurnTimeline:
+    t = TurnTimeline(1)
+    for name, at in [
+        ("speech_start", 10.000), ("speech_end", 11.000), ("tentative_end", 11.120), ("turn_end", 11.300),
+        ("stt_final", 11.400), ("llm_request", 11.402), ("llm_first_token", 11.552), ("tts_request", 11.553),
+        ("tts_first_audio", 11.653), ("first_frame_sent", 11.655),
+    ]:
+        t.stamp(name, at)
+    return t
+
+
+def test_turn_latency_and_stages():
+    t = full_turn()
+    assert t.turn_latency_ms == pytest.approx(655.0)
+    stages = t.stages_ms()
+    assert stages["endpointing"] == pytest.approx(300.0)
+    assert stages["stt"] == pytest.approx(100.0)
+    assert stages["llm_first_token"] == pytest.approx(150.0)
+    assert stages["tts_first_audio"] == pytest.approx(100.0)
+    assert stages["send"] == pytest.approx(2.0)
+
+
+def test_engine_added_counts_only_the_engines_hand_offs():
+    # 2 ms stt->llm, 1 ms token->tts, 2 ms audio->frame
+    assert full_turn().engine_added_ms == pytest.approx(5.0)
+
+
+def test_speculative_request_before_end_of_turn_adds_nothing():
+    t = full_turn()
+    t.stamp("llm_request", 11.150, overwrite=True)
+    assert t.engine_added_ms == pytest.approx(3.0)
+
+
+def test_first_stamp_wins_unless_overwritten():
+    t = TurnTimeline(1)
+    t.stamp("llm_request", 1.0)
+    t.stamp("llm_request", 2.0)
+    assert t.llm_request == 1.0
+    t.stamp("llm_request", 3.0, overwrite=True)
+    assert t.llm_request == 3.0
+
+
+def test_missing_stamps_give_none_not_garbage():
+    t = TurnTimeline(2)
+    t.stamp("speech_end", 1.0)
+    assert t.turn_latency_ms is None and t.engine_added_ms is None and t.stages_ms() == {}
+    with pytest.raises(ValueError):
+        t.stamp("bogus", 1.0)
+    assert t.as_dict()["turn_id"] == 2

@@ -1,0 +1,364 @@
+"""VAD behaviour on synthetic signals: silence, a voiced-like harmonic signal, white noise.
+
+The signals are built with ``array`` and ``math`` (numpy is not a dependency).
+The harmonic signal is a 120 Hz glottal-like tone (harmonics at 1/k up to the
+telephone band, a little vibrato) whose envelope swings at a syllable rate of
+3 Hz between 15 % and 100 %; frames where the envelope is at least half its peak
+are "loud", and those are what every detector must call speech.
+"""
+
+from __future__ import annotations
+
+import array
+import importlib.util
+import math
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from engine import _audioop as audioop
+from engine import vad as vad_module
+from engine.config import VadConfig
+from engine.vad import EnergyVad, HybridVad, SileroVad, VadUnavailable, WebRtcVad, make_vad
+
+RATE = 8000
+FRAME = 160  # samples per 20 ms
+
+
+def _envelope(t: float) -> float:
+    return 0.15 + 0.85 * math.sin(math.pi * 3.0 * t) ** 2
+
+
+def harmonic(seconds: float, level_dbfs: float = -20.0, rate: int = RATE) -> list[float]:
+    amp = 32768 * 10 ** (level_dbfs / 20)
+    ks = [k for k in range(1, 40) if 120 * k < 3400]
+    norm = math.sqrt(sum(1 / k**2 for k in ks) / 2)  # unit rms at full envelope
+    out, phase = [], 0.0
+    for n in range(int(seconds * rate)):
+        t = n / rate
+        phase += 2 * math.pi * 120 * (1 + 0.05 * math.sin(2 * math.pi * 1.3 * t)) / rate
+        out.append(amp * _envelope(t) * sum(math.sin(k * phase) / k for k in ks) / norm)
+    return out
+
+
+def loud_frames(n_frames: int, rate: int = RATE) -> list[bool]:
+    frame = rate // 50
+    return [_envelope((i * frame + frame / 2) / rate) >= 0.5 for i in range(n_frames)]
+
+
+def white(seconds: float, dbfs: float, seed: int, rate: int = RATE) -> list[float]:
+    rng = random.Random(seed)
+    sigma = 32768 * 10 ** (dbfs / 20)
+    return [rng.gauss(0.0, sigma) for _ in range(int(seconds * rate))]
+
+
+def pcm(values: list[float]) -> bytes:
+    out = array.array("h", (max(-32768, min(32767, round(v))) for v in values))
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()
+
+
+def frames(data: bytes, rate: int = RATE) -> list[bytes]:
+    size = 2 * rate // 50
+    return [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
+
+
+def decide(vad, data: bytes, rate: int = RATE) -> list[bool]:
+    return [vad.is_speech(f) for f in frames(data, rate)]
+
+
+def power_dbfs(values: list[float]) -> float:
+    return 10 * math.log10(sum(v * v for v in values) / len(values) / 32768**2)
+
+
+HARMONIC = harmonic(3.0)
+LOUD = loud_frames(len(HARMONIC) // FRAME)
+CHEAP_KINDS = ("energy", "webrtc", "hybrid")
+
+
+def loud_recall(decisions: list[bool], loud: list[bool] = LOUD) -> float:
+    return sum(d for d, lab in zip(decisions, loud) if lab) / sum(loud)
+
+
+# --------------------------------------------------------------------------- factory
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"), [("energy", EnergyVad), ("webrtc", WebRtcVad), ("hybrid", HybridVad)]
+)
+def test_make_vad_builds_the_configured_kind(kind: str, cls: type) -> None:
+    assert isinstance(make_vad(VadConfig(kind=kind), RATE), cls)
+
+
+def test_default_kind_is_hybrid() -> None:
+    assert isinstance(make_vad(VadConfig(), RATE), HybridVad)
+
+
+@pytest.mark.parametrize("rate", [11025, 48000])
+def test_make_vad_rejects_unsupported_rates(rate: int) -> None:
+    with pytest.raises(ValueError, match="8000 or 16000"):
+        make_vad(VadConfig(), rate)
+
+
+# --------------------------------------------------------------------------- silence and speech
+
+
+@pytest.mark.parametrize("kind", CHEAP_KINDS)
+def test_silence_is_not_speech(kind: str) -> None:
+    vad = make_vad(VadConfig(kind=kind), RATE)
+    assert not any(decide(vad, bytes(2 * RATE * 2)))
+
+
+@pytest.mark.parametrize("kind", CHEAP_KINDS)
+def test_harmonic_signal_is_speech(kind: str) -> None:
+    vad = make_vad(VadConfig(kind=kind), RATE)
+    decisions = decide(vad, pcm(HARMONIC))
+    assert loud_recall(decisions) >= 0.95
+
+
+@pytest.mark.parametrize("kind", CHEAP_KINDS)
+def test_harmonic_signal_is_speech_at_16k(kind: str) -> None:
+    rate = 16000
+    signal = harmonic(2.0, rate=rate)
+    vad = make_vad(VadConfig(kind=kind), rate)
+    decisions = decide(vad, pcm(signal), rate)
+    assert loud_recall(decisions, loud_frames(len(decisions), rate)) >= 0.95
+
+
+def test_energy_needs_the_minimum_level() -> None:
+    # -60 dBFS speech after digital silence: above the floor, below energy_min_dbfs.
+    vad = EnergyVad(min_dbfs=-50.0)
+    quiet = decide(vad, bytes(RATE) + pcm(harmonic(1.0, level_dbfs=-60.0)))
+    assert not any(quiet)
+    vad = EnergyVad(min_dbfs=-70.0)
+    assert any(decide(vad, bytes(RATE) + pcm(harmonic(1.0, level_dbfs=-60.0))))
+
+
+@pytest.mark.parametrize("kind", ["energy", "hybrid"])
+def test_energy_hangover_holds_one_frame(kind: str) -> None:
+    vad = make_vad(VadConfig(kind=kind), RATE)
+    loud = pcm(HARMONIC[:FRAME])
+    out = [vad.is_speech(f) for f in (bytes(320),) * 10 + (loud,) + (bytes(320),) * 3]
+    assert out[10:] == [True, True, False, False]
+
+
+def test_sustained_sound_is_not_swallowed_by_the_floor() -> None:
+    # A held vowel with no dips for 3 s: the floor may only creep up, not jump onto it.
+    ks = range(1, 28)
+    tone = [6000 * sum(math.sin(2 * math.pi * 120 * k * n / RATE) / k for k in ks) / 2 for n in range(3 * RATE)]
+    vad = EnergyVad()
+    decisions = decide(vad, bytes(RATE) + pcm(tone))
+    assert all(decisions[50:])
+
+
+# --------------------------------------------------------------------------- noise
+
+
+NOISE_DBFS = power_dbfs(HARMONIC) - 10.0  # the harmonic signal sits 10 dB above it
+
+
+@pytest.mark.parametrize("kind", ["energy", "hybrid"])
+def test_steady_white_noise_is_rejected_once_the_floor_adapts(kind: str) -> None:
+    vad = make_vad(VadConfig(kind=kind), RATE)
+    decisions = decide(vad, pcm(white(4.0, NOISE_DBFS, seed=1)))
+    assert not any(decisions[50:])  # after 1 s
+
+
+def test_noise_step_is_learnt_within_the_window_plus_the_rise_time() -> None:
+    # Digital silence, then noise 19 dB above the clamped floor (-59 dBFS):
+    # about 1 s of window plus 19 / 12.5 s of rise.
+    vad = EnergyVad()
+    decisions = decide(vad, bytes(2 * RATE) + pcm(white(5.0, -40.0, seed=2)))
+    assert any(decisions[50:100])  # it is noticed as a change at first ...
+    assert not any(decisions[50 + 150 :])  # ... and learnt within 3 s
+
+
+@pytest.mark.parametrize("gain_db", [0.0, 10.0])  # at +10 dB the noise alone fools webrtcvad
+@pytest.mark.parametrize("kind", ["energy", "hybrid"])
+def test_harmonic_signal_in_white_noise_at_10_db_snr(kind: str, gain_db: float) -> None:
+    gain = 10 ** (gain_db / 20)
+    noise_only = [gain * n for n in white(2.0, NOISE_DBFS, seed=3)]
+    mixed = [gain * (s + n) for s, n in zip(HARMONIC, white(3.0, NOISE_DBFS, seed=4))]
+    vad = make_vad(VadConfig(kind=kind), RATE)
+    decisions = decide(vad, pcm(noise_only + mixed))
+    assert not any(decisions[50:100])
+    assert loud_recall(decisions[100:]) >= 0.8
+
+
+def test_loud_steady_noise_fools_webrtc_but_not_the_hybrid() -> None:
+    # Why the hybrid exists: webrtcvad calls steady white noise at -25 dBFS speech
+    # in every mode; the gate has learnt it as the floor and never passes it on.
+    noise = pcm(white(3.0, -25.0, seed=5))
+    webrtc = decide(make_vad(VadConfig(kind="webrtc", webrtc_mode=3), RATE), noise)
+    hybrid = decide(make_vad(VadConfig(kind="hybrid", webrtc_mode=3), RATE), noise)
+    assert sum(webrtc[50:]) >= 0.9 * len(webrtc[50:])
+    assert not any(hybrid[50:])
+
+
+def test_hybrid_only_consults_webrtc_on_frames_the_gate_passes() -> None:
+    calls = []
+
+    class Judge:
+        def is_speech(self, frame: bytes) -> bool:
+            calls.append(frame)
+            return True
+
+        def reset(self) -> None:
+            pass
+
+    vad = HybridVad(EnergyVad(), Judge())
+    assert not any(decide(vad, pcm(white(2.0, -40.0, seed=6))))
+    assert calls == []  # steady noise never gets past the gate
+    decisions = decide(vad, pcm([s + n for s, n in zip(HARMONIC, white(3.0, -40.0, seed=7))]))
+    assert len(calls) == sum(decisions) > 0
+
+
+@pytest.mark.parametrize("kind", CHEAP_KINDS)
+def test_reset_forgets_the_history(kind: str) -> None:
+    vad = make_vad(VadConfig(kind=kind), RATE)
+    signal = pcm(white(1.0, NOISE_DBFS, seed=7)) + pcm(HARMONIC)
+    first = decide(vad, signal)
+    vad.reset()
+    assert decide(vad, signal) == first
+    fresh = make_vad(VadConfig(kind=kind), RATE)
+    assert decide(fresh, signal) == first
+
+
+def test_energy_floor_tracks_the_noise_level() -> None:
+    vad = EnergyVad()
+    decide(vad, pcm(white(2.0, -40.0, seed=8)))
+    # The floor is the window minimum: a little under the mean level of the noise.
+    assert -43.0 < vad.floor_db < -40.0
+
+
+# --------------------------------------------------------------------------- silero
+
+
+@pytest.fixture
+def silero_installed() -> None:
+    """Skip unless the [silero] extra is installed (onnxruntime, numpy and the model file)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("numpy")
+    try:
+        vad_module._silero_model_path()
+    except VadUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+class _FakeSession:
+    """Stands in for the shared onnxruntime session: records the inputs, counts state."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.np = np
+        self.inputs: list = []
+
+    def run(self, _outputs, feeds):
+        self.inputs.append(feeds["input"].copy())
+        state = feeds["state"] + 1.0  # the stream's state must come back on the next call
+        return [self.np.array([[0.9 if len(self.inputs) % 2 else 0.1]], dtype=self.np.float32), state]
+
+
+@pytest.mark.usefixtures("silero_installed")
+def test_silero_buffers_frames_into_windows_with_context() -> None:
+    vad = SileroVad(sample_rate=RATE)
+    fake = _FakeSession()
+    vad._session = fake
+    signal = [float(n % 1000) for n in range(8 * FRAME)]
+    for f in frames(pcm(signal)):
+        vad.is_speech(f)
+    # 8 frames of 160 = 1280 samples = 5 windows of 256, each with 32 samples of context.
+    assert len(fake.inputs) == 5
+    for k, x in enumerate(fake.inputs):
+        assert x.shape == (1, 32 + 256)
+        expected = [v / 32768 for v in signal[k * 256 : (k + 1) * 256]]
+        assert x[0, 32:].tolist() == pytest.approx(expected)
+        context = x[0, :32].tolist()
+        assert context == (pytest.approx(fake.inputs[k - 1][0, -32:].tolist()) if k else [0.0] * 32)
+    assert float(vad._state[0, 0, 0]) == 5.0  # the state went round five times
+
+
+@pytest.mark.usefixtures("silero_installed")
+def test_silero_reports_the_latest_window_with_hysteresis() -> None:
+    vad = SileroVad(threshold=0.5, sample_rate=RATE)
+    fake = _FakeSession()
+    vad._session = fake
+    probs = iter([0.9, 0.4, 0.3, 0.6])
+    fake.run = lambda _o, feeds: [fake.np.array([[next(probs)]], dtype=fake.np.float32), feeds["state"]]
+    out = []
+    for f in frames(bytes(2 * 7 * FRAME)):
+        out.append(vad.is_speech(f))
+    # Windows complete on frames 1, 3, 4 and 6 (160-sample frames, 256-sample windows).
+    # 0.9 starts speech; 0.4 holds it (above 0.5 - 0.15); 0.3 ends it; 0.6 starts it again.
+    assert out == [False, True, True, True, False, False, True]
+
+
+@pytest.mark.usefixtures("silero_installed")
+def test_silero_streams_share_one_session_but_not_state() -> None:
+    a = make_vad(VadConfig(kind="silero"), RATE)
+    b = make_vad(VadConfig(kind="silero"), RATE)
+    assert isinstance(a, SileroVad) and isinstance(b, SileroVad)
+    assert a._session is b._session
+    signal = frames(pcm(white(1.0, NOISE_DBFS, seed=9)) + pcm(HARMONIC))
+    alone = []
+    for f in signal:
+        a.is_speech(f)
+        alone.append(a.prob)
+    a.reset()
+    interleaved = []
+    for f in signal:
+        b.is_speech(f[::-1])  # another call's audio in between
+        a.is_speech(f)
+        interleaved.append(a.prob)
+    assert interleaved == alone
+    assert len(set(alone)) > 10  # the probabilities did move
+
+
+@pytest.mark.usefixtures("silero_installed")
+def test_silero_silence_is_not_speech() -> None:
+    vad = make_vad(VadConfig(kind="silero"), RATE)
+    assert not any(decide(vad, bytes(2 * RATE * 2)))
+
+
+@pytest.mark.usefixtures("silero_installed")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox")
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_silero_hears_synthetic_speech(rate: int, tmp_path) -> None:
+    wav, raw = tmp_path / "s.wav", tmp_path / "s.raw"
+    text = "I would like to check my order, please."
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+    subprocess.run(
+        ["sox", "-D", str(wav), "-t", "raw", "-r", str(rate), "-e", "signed", "-b", "16", "-c", "1", "-L", str(raw)],
+        check=True,
+    )
+    vad = make_vad(VadConfig(kind="silero"), rate)
+    decisions = decide(vad, bytes(2 * rate) + raw.read_bytes(), rate)
+    assert not any(decisions[:50])
+    assert sum(decisions[50:]) / len(decisions[50:]) > 0.5
+
+
+def test_silero_missing_model_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(VadUnavailable, match=r"\[silero\]"):
+        vad_module._silero_model_path()
+
+
+def test_silero_missing_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vad_module, "_session", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes the import fail
+    with pytest.raises(VadUnavailable, match=r"\[silero\]"):
+        make_vad(VadConfig(kind="silero"), RATE)
+
+
+def test_energy_rms_matches_audioop() -> None:
+    # The gate's level is audioop.rms in dBFS: a full-scale-ish square wave reads about 0 dB.
+    vad = EnergyVad()
+    square = pcm([32767.0 if (n // 20) % 2 else -32767.0 for n in range(FRAME)])
+    vad.is_speech(square)
+    assert vad.last_db == pytest.approx(20 * math.log10(audioop.rms(square, 2) / 32768), abs=1e-9)
+    assert vad.last_db > -0.1
