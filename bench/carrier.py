@@ -89,6 +89,7 @@ class CallerStream:
         self._last_agent_frame: float | None = None
         self._reply_started = asyncio.Event()
         self._current: TurnMeasure | None = None
+        self._last_sent_at = 0.0
 
     def _frames(self, pcm: bytes) -> list[str]:
         ulaw = PCMU.encode(pcm)
@@ -156,11 +157,13 @@ class CallerStream:
             self.result.turns.append(turn)
             self._current = turn
             self._reply_started.clear()
-            turn.speech_start_sent = clock
             self.on_event(f"caller says {utterance.label!r}" + (" over the agent" if utterance.barge_in else ""))
-            for payload in self._frames(utterance.pcm):
+            frames = self._frames(utterance.pcm)
+            clock = await self._send(ws, clock, frames[0])
+            turn.speech_start_sent = self._last_sent_at
+            for payload in frames[1:]:
                 clock = await self._send(ws, clock, payload)
-            turn.speech_end_sent = clock
+            turn.speech_end_sent = self._last_sent_at
         await self._stream_silence_until_reply_done(ws, clock)
 
     async def _stream_silence_until_reply_done(self, ws, clock: float, limit: float = 10.0) -> float:
@@ -195,5 +198,6 @@ class CallerStream:
         if delay > 0:
             await asyncio.sleep(delay)
         await ws.send_str(_media_message(self.stream_id, self._chunk, payload))
+        self._last_sent_at = loop.time()
         self._chunk += 1
         return clock + FRAME_S

@@ -82,7 +82,16 @@ def _frames(ms: int, frame_ms: int) -> int:
 
 
 class Endpointer:
-    """Per-call turn-taking state machine; see the module docstring for frame semantics."""
+    """Per-call turn-taking state machine; see the module docstring for frame semantics.
+
+    Read-only state, for the pipeline's timestamps:
+
+    * ``frame_index``: frames processed so far (the next frame's number);
+    * ``speech_start_frame``: first voiced frame of the current or last utterance, -1 before any;
+    * ``last_voiced_frame``: last voiced frame of confirmed speech (blips in a pause do not
+      count), the frame the end-of-turn silence is measured from; -1 before any speech;
+    * ``in_speech``: between SPEECH_START/BARGE_IN and TURN_END.
+    """
 
     __slots__ = (
         "_speech_frames",
@@ -130,13 +139,16 @@ class Endpointer:
             return self._in_speech(f, voiced)
         return self._idle(f, voiced, agent_audible)
 
+    def _add_to_run(self, f: int, audible: bool) -> None:
+        if self._run_start < 0:
+            self._run_start = f
+            self._run_audible = audible
+        self._run_last = f
+        self._run_voiced += 1
+
     def _idle(self, f: int, voiced: bool, audible: bool) -> EndpointEvent | None:
         if voiced:
-            if self._run_start < 0:
-                self._run_start = f
-                self._run_audible = audible
-            self._run_last = f
-            self._run_voiced += 1
+            self._add_to_run(f, audible)
         elif self._run_start < 0:
             return None
         if f - self._run_last > (_BARGE_GAP_FRAMES if audible else _GAP_FRAMES):
@@ -153,17 +165,13 @@ class Endpointer:
         return EndpointEvent.BARGE_IN if audible else EndpointEvent.SPEECH_START
 
     def _in_speech(self, f: int, voiced: bool) -> EndpointEvent | None:
-        confirmed = False
         if voiced:
-            if self._run_start < 0 and f - self.last_voiced_frame <= _GAP_FRAMES + 1:
-                confirmed = True  # continues the speech across a tolerated gap
-            else:
-                if self._run_start < 0:
-                    self._run_start = f
-                self._run_last = f
-                self._run_voiced += 1
-                confirmed = self._run_voiced >= self._speech_frames
-            if confirmed:
+            # Across a tolerated gap the speech simply goes on; after a longer
+            # one the frame joins a run that has to earn its place.
+            continues = self._run_start < 0 and f - self.last_voiced_frame <= _GAP_FRAMES + 1
+            if not continues:
+                self._add_to_run(f, False)
+            if continues or self._run_voiced >= self._speech_frames:
                 self.last_voiced_frame = f
                 self._clear_run()
                 if self._tentative_sent:

@@ -1,8 +1,8 @@
 """Endpointer: exact event frames for scripted VAD sequences, and the event grammar.
 
-Scripts are strings, one character per 20 ms frame: ``V`` voiced, ``.`` unvoiced;
-upper/lower case is not used. With the default config the frame counts are
-min_speech 3, tentative_end 6, end_of_turn 15, min_barge_in 10.
+Scripts are strings, one character per 20 ms frame: ``V`` voiced, ``.`` unvoiced.
+With the default config the frame counts are min_speech 3, tentative_end 6,
+end_of_turn 15, min_barge_in 10.
 """
 
 from __future__ import annotations
@@ -232,7 +232,8 @@ def test_one_frame_settings_alternate_start_and_end_one_event_per_frame() -> Non
     config = EndpointingConfig(min_speech_ms=20, tentative_end_ms=20, end_of_turn_ms=20, min_barge_in_ms=20)
     ep = Endpointer(config)
     frames = [ep.process(v == "V", False) for v in "V.V.V..V"]
-    assert frames == [E.SPEECH_START, E.TURN_END, E.SPEECH_START, E.TURN_END, E.SPEECH_START, E.TURN_END, None, E.SPEECH_START]
+    start, end = E.SPEECH_START, E.TURN_END
+    assert frames == [start, end, start, end, start, end, None, start]
 
 
 def test_reset_returns_to_a_new_call() -> None:

@@ -44,6 +44,15 @@ def harmonic(seconds: float, level_dbfs: float = -20.0, rate: int = RATE) -> lis
     return out
 
 
+def steady(seconds: float, level_dbfs: float) -> list[float]:
+    """The harmonic series at a constant level: a held vowel."""
+    amp = 32768 * 10 ** (level_dbfs / 20)
+    ks = [k for k in range(1, 40) if 120 * k < 3400]
+    norm = math.sqrt(sum(1 / k**2 for k in ks) / 2)
+    w = 2 * math.pi * 120 / RATE
+    return [amp * sum(math.sin(w * k * n) / k for k in ks) / norm for n in range(int(seconds * RATE))]
+
+
 def loud_frames(n_frames: int, rate: int = RATE) -> list[bool]:
     frame = rate // 50
     return [_envelope((i * frame + frame / 2) / rate) >= 0.5 for i in range(n_frames)]
@@ -138,9 +147,8 @@ def test_energy_needs_the_minimum_level() -> None:
     assert any(decide(vad, bytes(RATE) + pcm(harmonic(1.0, level_dbfs=-60.0))))
 
 
-@pytest.mark.parametrize("kind", ["energy", "hybrid"])
-def test_energy_hangover_holds_one_frame(kind: str) -> None:
-    vad = make_vad(VadConfig(kind=kind), RATE)
+def test_energy_hangover_holds_one_frame() -> None:
+    vad = make_vad(VadConfig(kind="energy"), RATE)
     loud = pcm(HARMONIC[:FRAME])
     out = [vad.is_speech(f) for f in (bytes(320),) * 10 + (loud,) + (bytes(320),) * 3]
     assert out[10:] == [True, True, False, False]
@@ -148,10 +156,8 @@ def test_energy_hangover_holds_one_frame(kind: str) -> None:
 
 def test_sustained_sound_is_not_swallowed_by_the_floor() -> None:
     # A held vowel with no dips for 3 s: the floor may only creep up, not jump onto it.
-    ks = range(1, 28)
-    tone = [6000 * sum(math.sin(2 * math.pi * 120 * k * n / RATE) / k for k in ks) / 2 for n in range(3 * RATE)]
     vad = EnergyVad()
-    decisions = decide(vad, bytes(RATE) + pcm(tone))
+    decisions = decide(vad, bytes(RATE) + pcm(steady(3.0, -20.0)))
     assert all(decisions[50:])
 
 
@@ -168,11 +174,13 @@ def test_steady_white_noise_is_rejected_once_the_floor_adapts(kind: str) -> None
     assert not any(decisions[50:])  # after 1 s
 
 
-def test_noise_step_is_learnt_within_the_window_plus_the_rise_time() -> None:
-    # Digital silence, then noise 19 dB above the clamped floor (-59 dBFS):
+@pytest.mark.parametrize("before_dbfs", [None, -80.0])  # digital silence, or faint line hiss
+def test_noise_step_is_learnt_within_the_window_plus_the_rise_time(before_dbfs: float | None) -> None:
+    # Noise 19 dB above the floor, which is clamped at min_dbfs - margin (-59 dBFS):
     # about 1 s of window plus 19 / 12.5 s of rise.
+    before = pcm(white(1.0, before_dbfs, seed=1)) if before_dbfs else bytes(2 * RATE)
     vad = EnergyVad()
-    decisions = decide(vad, bytes(2 * RATE) + pcm(white(5.0, -40.0, seed=2)))
+    decisions = decide(vad, before + pcm(white(5.0, -40.0, seed=2)))
     assert any(decisions[50:100])  # it is noticed as a change at first ...
     assert not any(decisions[50 + 150 :])  # ... and learnt within 3 s
 
@@ -215,6 +223,41 @@ def test_hybrid_only_consults_webrtc_on_frames_the_gate_passes() -> None:
     assert calls == []  # steady noise never gets past the gate
     decisions = decide(vad, pcm([s + n for s, n in zip(HARMONIC, white(3.0, -40.0, seed=7))]))
     assert len(calls) == sum(decisions) > 0
+
+
+def _mix(*parts: list[float], noise: list[float]) -> bytes:
+    signal = [v for part in parts for v in part]
+    return pcm([a + b for a, b in zip(signal, noise)])
+
+
+def test_hybrid_hysteresis_keeps_quiet_speech_right_after_loud_speech() -> None:
+    # A vowel 5 dB above -40 dBFS noise: under the 9 dB bar to start speech, over
+    # the 2 dB bar that holds for 500 ms after a frame that cleared 9 dB.
+    noise = white(3.0, -40.0, seed=11)
+    quiet = steady(1.0, -35.0)
+    after_loud = decide(make_vad(VadConfig(), RATE), _mix([0.0] * RATE, steady(1.0, -20.0), quiet, noise=noise))
+    alone = decide(make_vad(VadConfig(), RATE), _mix([0.0] * 2 * RATE, quiet, noise=noise))
+    assert sum(after_loud[100:125]) >= 15  # within the hold
+    assert not any(after_loud[126:])  # the hold ran out and quiet frames do not renew it
+    assert not any(alone)
+
+
+def test_hybrid_hold_still_respects_the_minimum_level() -> None:
+    # -55 dBFS is 4 dB over the floor after digital silence, but under energy_min_dbfs.
+    decisions = decide(make_vad(VadConfig(), RATE), bytes(2 * RATE) + pcm(steady(1.0, -20.0) + steady(0.4, -55.0)))
+    assert all(decisions[55:100])
+    assert not any(decisions[100:])
+
+
+def test_hybrid_lets_go_in_loud_noise_that_fools_webrtc() -> None:
+    # At -25 dBFS webrtcvad calls every noise frame speech and half of them are
+    # 2 dB over the floor: the hold must still end within hold_frames.
+    for seed in range(4):
+        noise = white(4.0, -25.0, seed=seed)
+        signal = _mix([0.0] * RATE, harmonic(1.0, -15.0), [0.0] * 2 * RATE, noise=noise)
+        decisions = decide(make_vad(VadConfig(), RATE), signal)
+        assert sum(decisions[50:100]) > 30
+        assert not any(decisions[100 + 25 :])
 
 
 @pytest.mark.parametrize("kind", CHEAP_KINDS)
