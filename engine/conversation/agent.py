@@ -1,0 +1,716 @@
+"""One call's conversation: media events in, STT -> LLM -> TTS -> playout out.
+
+:class:`CallAgent` is a :class:`~engine.session.MediaListener`. It keeps the state
+(listening, thinking, speaking) and owns the provider streams of one call. The rules
+that matter for the caller:
+
+* **Speculation.** On the engine's tentative end-of-turn the STT is asked to finalize
+  and the LLM starts on the transcript so far; audio it produces is held back until
+  the turn really ends. If the caller resumes, the speculative reply is cancelled
+  silently; if the final transcript differs, it is restarted.
+* **One reply per turn.** A caller who speaks again before the agent's reply is heard
+  gets one merged turn: the pending reply is dropped and the transcripts accumulate.
+* **Barge-in.** In-flight LLM and TTS requests are cancelled and the history keeps
+  only the words the caller heard (from playout accounting and TTS alignment).
+* **Failures.** A provider error or a stall past the deadline gets one retry, with a
+  short filler line meanwhile; if the retry fails the agent apologises and hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any, AsyncIterator, Awaitable, TypeVar
+
+import aiohttp
+import orjson
+
+from ..endpointing import EndpointEvent
+from ..playout import Interruption
+from ..protocol import Start
+from ..providers.base import (
+    ChatModel, ProviderError, SpeechToText, SttSession, TextToSpeech, ToolCall, Transcript, TtsStream,
+)
+from ..session import MediaListener, MediaSession
+from ..timeline import TurnTimeline
+from .chunker import SpeechChunker
+from .config import AgentProfile
+from .dtmf import DtmfCollector, describe_keys
+from .history import Conversation, SpokenText
+from .phrases import PhraseCache
+from .ports import CallActions, CallReport, CallReporter, NoActions, NoReporter, TurnRecord
+from .tools import run_http_tool, tool_definitions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_WORDS = re.compile(r"[a-z0-9']+")
+MAX_TOOL_ROUNDS = 3
+EARLY_AUDIO_LIMIT = 16000 * 2 * 5  # caller audio kept while the STT stream opens (5 s)
+_background: set[asyncio.Task[Any]] = set()
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two transcripts say the same thing (case and punctuation aside)."""
+    return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
+
+
+class SpeculationStats:
+    __slots__ = ("started", "kept", "cancelled", "restarted")
+
+    def __init__(self) -> None:
+        self.started = self.kept = self.cancelled = self.restarted = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class _Reply:
+    """One agent reply: model text -> speakable chunks -> TTS audio -> (held or) playout."""
+
+    def __init__(
+        self, agent: CallAgent, utterance_id: int, *, user_text: str, finals_used: int,
+        speculative: bool, committed: bool, fixed_text: str | None = None, attempt: int = 0,
+    ) -> None:
+        self.agent = agent
+        self.utterance_id = utterance_id
+        self.user_text = user_text
+        self.finals_used = finals_used
+        self.speculative = speculative
+        self.committed = committed
+        self.fixed_text = fixed_text
+        self.attempt = attempt
+        self.timeline: TurnTimeline | None = agent.session.current_turn if fixed_text is None else None
+        self.spoken = SpokenText()
+        self.text_parts: list[str] = []
+        self.held: list[bytes] = []
+        self.audio_done = False
+        self.speaking = False
+        self.cancelled = False
+        self.failed = False
+        self.task: asyncio.Task[None] | None = None
+        self._stream: TtsStream | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    # -- control ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = self.agent._spawn(self._run())
+
+    def commit(self) -> None:
+        """The turn is final: audio may play. Held audio goes out at once."""
+        if self.committed:
+            return
+        self.committed = True
+        for pcm in self.held:
+            self._play(pcm)
+        self.held.clear()
+        if self.audio_done:
+            self.agent.session.finish_utterance(self.utterance_id)
+
+    def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        for task in (self.task, self._pump):
+            if task is not None and not task.done():
+                task.cancel()
+        if self._stream is not None:
+            self.agent._spawn(self._stream.aclose())
+
+    # -- work ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        agent = self.agent
+        try:
+            stream = await agent._deadline(agent.tts.open(voice=agent.profile.voice, sample_rate=agent.sample_rate))
+            self._stream = stream
+            self._pump = agent._spawn(self._pump_audio(stream))
+            if self.fixed_text is not None:
+                self.spoken.add_text(self.fixed_text)
+                self.text_parts.append(self.fixed_text)
+                await stream.send_text(self.fixed_text, flush=True)
+            else:
+                await self._generate(stream)
+            await stream.end()
+            await self._pump
+        except asyncio.CancelledError:
+            raise
+        except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
+            self.failed = True
+            agent._reply_failed(self, exc)
+        except Exception:
+            self.failed = True
+            log.exception("reply failed on call %s", agent.call_control_id)
+            agent._reply_failed(self, ProviderError("agent", "internal error", retryable=False))
+
+    async def _generate(self, stream: TtsStream) -> None:
+        agent = self.agent
+        messages = agent._messages_for(self.user_text)
+        tools = agent.tools or None
+        for _ in range(MAX_TOOL_ROUNDS):
+            chunker = SpeechChunker()
+            calls: list[ToolCall] = []
+            self._stamp("llm_request", overwrite=True)
+            first = True
+            async for delta in agent._stream_with_deadline(agent.llm.stream(messages, tools=tools)):
+                if first:
+                    self._stamp("llm_first_token", overwrite=True)
+                    first = False
+                if delta.text:
+                    for piece in chunker.feed(delta.text):
+                        await self._say(stream, piece)
+                calls.extend(delta.tool_calls)
+            for piece in chunker.flush():
+                await self._say(stream, piece)
+            if not calls:
+                return
+            follow_up = await agent._run_tools(calls, messages)
+            if not follow_up:
+                return
+
+    async def _say(self, stream: TtsStream, piece: str) -> None:
+        self._stamp("tts_request")
+        self.text_parts.append(piece)
+        self.spoken.add_text(piece)
+        await stream.send_text(piece, flush=True)
+
+    async def _pump_audio(self, stream: TtsStream) -> None:
+        agent = self.agent
+        first = True
+        async for chunk in agent._stream_with_deadline(stream.__aiter__()):
+            if first:
+                self._stamp("tts_first_audio", overwrite=True)
+                first = False
+            if not chunk.pcm:
+                continue
+            self.spoken.add_audio(len(chunk.pcm) * 500 / agent.sample_rate, chunk.text)
+            if self.committed:
+                self._play(chunk.pcm)
+            else:
+                self.held.append(chunk.pcm)
+        self.audio_done = True
+        if self.committed:
+            agent.session.finish_utterance(self.utterance_id)
+
+    def _play(self, pcm: bytes) -> None:
+        if not self.speaking:
+            self.speaking = True
+            self.agent._speaking_started(self)
+        self.agent.session.speak(self.utterance_id, pcm)
+
+    def _stamp(self, name: str, *, overwrite: bool = False) -> None:
+        if self.timeline is not None:
+            self.timeline.stamp(name, self.agent._loop.time(), overwrite=overwrite)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.text_parts)
+
+
+class CallAgent(MediaListener):
+    """The conversation of one call. Create one per media stream."""
+
+    def __init__(
+        self,
+        profile: AgentProfile,
+        *,
+        stt: SpeechToText,
+        llm: ChatModel,
+        tts: TextToSpeech,
+        actions: CallActions | None = None,
+        reporter: CallReporter | None = None,
+        phrases: PhraseCache | None = None,
+        http: aiohttp.ClientSession | None = None,
+        stt_final_timeout_s: float = 0.8,
+    ) -> None:
+        self.profile = profile
+        self.stt = stt
+        self.llm = llm
+        self.tts = tts
+        self.actions = actions or NoActions()
+        self.reporter = reporter or NoReporter()
+        self.phrases = phrases or PhraseCache(tts)
+        self.http = http
+        self.stt_final_timeout_s = stt_final_timeout_s
+        self.tools = tool_definitions(profile)
+        self.conversation = Conversation(profile.system_prompt)
+        self.speculation = SpeculationStats()
+        self.mode = "listening"
+        self.end_reason: str | None = None
+        self.errors: list[str] = []
+        self.session: MediaSession = None  # type: ignore[assignment]  # set in on_start
+        self.call_control_id: str | None = None
+        self.sample_rate = 8000
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stt: SttSession | None = None
+        self._early_audio = bytearray()
+        self._finals: list[str] = []
+        self._interim = ""
+        self._final_since_finalize = True
+        self._turn_open = False
+        self._awaiting_commit = False
+        self._commit_timer: asyncio.TimerHandle | None = None
+        self._reply: _Reply | None = None
+        self._next_utterance = 1
+        self._turn_index = 0
+        self._hangup_after: str | None = None
+        self._transfer_after: str | None = None
+        self._dtmf = DtmfCollector(profile.config.gather)
+        self._dtmf_timer: asyncio.TimerHandle | None = None
+        self._stopped = False
+
+    # -- media events ---------------------------------------------------------------------
+
+    def on_start(self, session: MediaSession, start: Start) -> None:
+        self.session = session
+        self.call_control_id = start.call_control_id
+        self.sample_rate = session.codec.sample_rate if session.codec else 8000
+        self._loop = asyncio.get_running_loop()
+        self._spawn(self._open_stt())
+        self._spawn(self.phrases.warm(self.profile.voice, self.sample_rate,
+                                      (self.profile.config.filler_text, self.profile.config.apology_text)))
+        self._loop.call_later(self.profile.config.max_duration_s, self._max_duration_reached)
+        if self.profile.config.first_message:
+            self._start_reply(fixed_text=self.profile.config.first_message, committed=True)
+
+    def on_caller_audio(self, pcm: bytes) -> None:
+        stt = self._stt
+        if stt is not None:
+            stt.feed(pcm)
+        elif len(self._early_audio) < EARLY_AUDIO_LIMIT:
+            self._early_audio += pcm
+
+    def on_endpoint(self, event: EndpointEvent, now: float) -> None:
+        if self._stopped:
+            return
+        if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
+            self._turn_open = True
+            self._cancel_commit_timer()
+            reply = self._reply
+            if reply is not None and not reply.speaking and reply.fixed_text is None:
+                # The caller goes on before hearing anything: one merged turn, not two replies.
+                if reply.speculative and not reply.committed:
+                    self.speculation.cancelled += 1
+                self._drop_reply()
+            self._awaiting_commit = False
+        elif event is EndpointEvent.TENTATIVE_END:
+            self._finalize_stt()
+            if self.profile.config.speculative and (self._reply is None or self._reply.fixed_text is None):
+                text = self._transcript_so_far()
+                if text and self._reply is None:
+                    self.speculation.started += 1
+                    self._start_reply(user_text=text, speculative=True, committed=False)
+        elif event is EndpointEvent.SPEECH_RESUMED:
+            reply = self._reply
+            if reply is not None and reply.speculative and not reply.committed:
+                self.speculation.cancelled += 1
+                self._drop_reply()
+        elif event is EndpointEvent.TURN_END:
+            self._turn_open = False
+            self._awaiting_commit = True
+            if self._final_since_finalize and not self._finals and self._interim:
+                self._finalize_stt()  # no tentative signal came (config): finalize now
+            self._commit_timer = self._loop.call_later(self.stt_final_timeout_s, self._commit, True)
+            self._maybe_commit()
+
+    def on_barge_in(self, interruption: Interruption, now: float) -> None:
+        reply = self._reply
+        if reply is None or reply.utterance_id != interruption.utterance_id:
+            return
+        heard = reply.spoken.heard(interruption.heard_ms)
+        self.conversation.add_assistant(heard, interrupted=True)
+        self._report_turn(reply, heard, interrupted=True)
+        self._hangup_after = None  # the caller has more to say than goodbye
+        self._transfer_after = None
+        reply.cancel()
+        self._reply = None
+        self.mode = "listening"
+
+    def on_dtmf(self, digit: str, now: float) -> None:
+        done = self._dtmf.press(digit, now)
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+            self._dtmf_timer = None
+        if done is not None:
+            self._keys_entered(done)
+        elif self._dtmf.deadline is not None:
+            self._dtmf_timer = self._loop.call_at(self._dtmf.deadline, self._dtmf_expired)
+
+    def on_playout_done(self, utterance_id: int, now: float) -> None:
+        reply = self._reply
+        if reply is None or reply.utterance_id != utterance_id:
+            return
+        text = reply.spoken.text or reply.text
+        if reply.fixed_text is None:
+            self.conversation.add_assistant(text)
+            self._report_turn(reply, text, interrupted=False)
+        elif reply.fixed_text == self.profile.config.first_message:
+            self.conversation.add_assistant(text)  # the greeting is part of the conversation
+        self._reply = None
+        self.mode = "listening"
+        if self._hangup_after is not None:
+            self._spawn(self._end_call(self._hangup_after))
+        elif self._transfer_after is not None:
+            self._spawn(self._transfer(self._transfer_after))
+
+    def on_stop(self, now: float) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.end_reason = self.end_reason or "hangup"
+        task = asyncio.ensure_future(self._finish())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    # -- transcripts ------------------------------------------------------------------------
+
+    async def _open_stt(self) -> None:
+        for attempt in range(2):
+            try:
+                self._stt = await self._deadline(self.stt.open(
+                    sample_rate=self.sample_rate, on_transcript=self._on_transcript, on_error=self._on_stt_error,
+                ))
+            except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
+                self.errors.append(f"stt open: {exc}")
+                if attempt == 0:
+                    continue
+                self._fail("speech recognition unavailable")
+                return
+            if self._early_audio:
+                self._stt.feed(bytes(self._early_audio))
+                self._early_audio.clear()
+            return
+
+    def _on_stt_error(self, error: ProviderError) -> None:
+        self.errors.append(f"stt: {error}")
+        if self._stopped:
+            return
+        stt, self._stt = self._stt, None
+        if stt is not None:
+            self._spawn(stt.aclose())
+        if sum(e.startswith("stt") for e in self.errors) > 2:
+            self._fail("speech recognition failed")
+        else:
+            self._spawn(self._open_stt())
+
+    def _on_transcript(self, transcript: Transcript) -> None:
+        if self._stopped:
+            return
+        text = transcript.text.strip()
+        accepting = self._turn_open or self._awaiting_commit or self.mode != "speaking"
+        if transcript.is_final:
+            self._final_since_finalize = True
+            self._interim = ""
+            if text and accepting:
+                self._finals.append(text)
+                if not self._turn_open and not self._awaiting_commit and self._reply is None:
+                    # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
+                    self._awaiting_commit = True
+            self._maybe_commit()
+        elif accepting:
+            self._interim = text
+
+    def _finalize_stt(self) -> None:
+        if self._stt is not None:
+            self._final_since_finalize = False
+            self._spawn(self._stt.finalize())
+
+    def _transcript_so_far(self) -> str:
+        parts = self._finals + ([self._interim] if self._interim else [])
+        return " ".join(parts).strip()
+
+    def _maybe_commit(self) -> None:
+        if self._awaiting_commit and self._final_since_finalize and not self._turn_open:
+            self._commit(False)
+
+    def _cancel_commit_timer(self) -> None:
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+
+    def _commit(self, forced: bool) -> None:
+        """The caller's turn is over and its transcript is known: answer it (once)."""
+        if not self._awaiting_commit or self._stopped:
+            return
+        self._awaiting_commit = False
+        self._cancel_commit_timer()
+        text = self._transcript_so_far()
+        reply = self._reply
+        if not text:
+            # Noise, a cough, or speech the recogniser dropped: nothing to answer.
+            if reply is not None and reply.speculative and not reply.committed:
+                self.speculation.cancelled += 1
+                self._drop_reply()
+            return
+        if reply is not None and reply.fixed_text is None and not reply.committed:
+            if same_words(reply.user_text, text):
+                self.speculation.kept += 1
+                if reply.timeline is not None:
+                    reply.timeline.speculative = True
+                reply.finals_used = len(self._finals)
+                reply.commit()
+                self._stamp_stt_final()
+                return
+            self.speculation.restarted += 1
+            self._drop_reply()
+        elif reply is not None and not reply.speaking and reply.fixed_text is None:
+            self._drop_reply()
+        self._stamp_stt_final()
+        self._start_reply(user_text=text, committed=True)
+
+    def _stamp_stt_final(self) -> None:
+        turn = self.session.current_turn
+        if turn is not None:
+            turn.stamp("stt_final", self._loop.time())
+
+    def _keys_entered(self, digits: str) -> None:
+        self._finals.append(describe_keys(digits))
+        if not self._turn_open and (self._reply is None or not self._reply.speaking):
+            self._awaiting_commit = True
+            self._final_since_finalize = True
+            self._commit(False)
+
+    def _dtmf_expired(self) -> None:
+        self._dtmf_timer = None
+        digits = self._dtmf.expire(self._loop.time())
+        if digits:
+            self._keys_entered(digits)
+
+    # -- replies ----------------------------------------------------------------------------
+
+    def _start_reply(
+        self, *, user_text: str = "", speculative: bool = False, committed: bool,
+        fixed_text: str | None = None, attempt: int = 0,
+    ) -> _Reply:
+        reply = _Reply(
+            self, self._next_utterance, user_text=user_text, finals_used=len(self._finals),
+            speculative=speculative, committed=committed, fixed_text=fixed_text, attempt=attempt,
+        )
+        self._next_utterance += 1
+        self._reply = reply
+        self.mode = "thinking"
+        reply.start()
+        return reply
+
+    def _drop_reply(self) -> None:
+        if self._reply is not None:
+            self._reply.cancel()
+            self._reply = None
+        self.mode = "listening"
+
+    def _speaking_started(self, reply: _Reply) -> None:
+        self.mode = "speaking"
+        if reply.fixed_text is None:
+            self.conversation.add_user(reply.user_text)
+            del self._finals[: reply.finals_used]
+            self._interim = ""
+
+    def _messages_for(self, user_text: str) -> list[dict[str, Any]]:
+        return self.conversation.for_model() + [{"role": "user", "content": user_text}]
+
+    def _reply_failed(self, reply: _Reply, exc: BaseException) -> None:
+        self.errors.append(f"reply {reply.utterance_id}: {exc}")
+        if reply is not self._reply or self._stopped:
+            return
+        log.warning("call %s: provider failure (%s); attempt %d", self.call_control_id, exc, reply.attempt + 1)
+        if reply.attempt == 0 and not reply.speaking:
+            self._reply = None
+            filler = self.phrases.get(self.profile.voice, self.sample_rate, self.profile.config.filler_text)
+            if filler is not None and reply.committed:
+                uid = self._next_utterance
+                self._next_utterance += 1
+                self.session.speak(uid, filler)
+                self.session.finish_utterance(uid)
+            self._start_reply(
+                user_text=reply.user_text, speculative=reply.speculative, committed=reply.committed,
+                fixed_text=reply.fixed_text, attempt=1,
+            )
+        else:
+            self._fail(f"provider failure: {exc}")
+
+    def _fail(self, reason: str) -> None:
+        """Apologise and end the call cleanly; the reason is recorded."""
+        if self._hangup_after is not None or self._stopped:
+            return
+        self.end_reason = reason
+        self._drop_reply()
+        apology = self.phrases.get(self.profile.voice, self.sample_rate, self.profile.config.apology_text)
+        self._hangup_after = reason
+        if apology is None or self.session.codec is None:
+            self._spawn(self._end_call(reason))
+            return
+        uid = self._next_utterance
+        self._next_utterance += 1
+        reply = _Reply(self, uid, user_text="", finals_used=0, speculative=False, committed=True,
+                       fixed_text=self.profile.config.apology_text, attempt=-1)
+        self._reply = reply  # so that its playout mark triggers the hang-up
+        self.session.speak(uid, apology)
+        self.session.finish_utterance(uid)
+
+    # -- tools and call control ---------------------------------------------------------------
+
+    async def _run_tools(self, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
+        """Run the model's tool calls; True when the model should continue with the results."""
+        follow_up = False
+        for call in calls:
+            if call.name == "end_call":
+                self._hangup_after = "agent ended the call"
+                self.end_reason = "agent ended the call"
+            elif call.name == "transfer_call":
+                target = _argument(call, "to") or self.profile.config.transfer_to
+                if target:
+                    self._transfer_after = target
+                else:
+                    self._record_tool(call, messages, "error: no transfer destination is configured")
+                    follow_up = True
+            elif call.name == "send_dtmf":
+                digits = _argument(call, "digits") or ""
+                self._spawn(self._send_dtmf(digits))
+            else:
+                tool = next((t for t in self.profile.config.http_tools if t.name == call.name), None)
+                if tool is None:
+                    result = f"error: unknown tool {call.name}"
+                elif self.http is None:
+                    result = f"error: {call.name} is unavailable"
+                else:
+                    result = await run_http_tool(tool, call.arguments, self.http)
+                self._record_tool(call, messages, result)
+                follow_up = True
+        return follow_up
+
+    def _record_tool(self, call: ToolCall, messages: list[dict[str, Any]], result: str) -> None:
+        self.conversation.add_tool_exchange(call.id, call.name, call.arguments, result)
+        messages.extend(self.conversation.messages[-2:])
+
+    async def _end_call(self, reason: str) -> None:
+        self.end_reason = self.end_reason or reason
+        try:
+            await self.actions.hangup(reason)
+        except Exception as exc:  # the call may already be gone
+            self.errors.append(f"hangup: {exc}")
+
+    async def _transfer(self, to: str) -> None:
+        self._transfer_after = None
+        try:
+            await self.actions.transfer(to)
+            self.end_reason = f"transferred to {to}"
+        except Exception as exc:
+            self.errors.append(f"transfer: {exc}")
+
+    async def _send_dtmf(self, digits: str) -> None:
+        try:
+            await self.actions.send_dtmf(digits)
+        except Exception as exc:
+            self.errors.append(f"send_dtmf: {exc}")
+
+    def _max_duration_reached(self) -> None:
+        if not self._stopped:
+            self._fail("maximum call duration reached")
+
+    # -- the end ------------------------------------------------------------------------------
+
+    async def _finish(self) -> None:
+        self._cancel_commit_timer()
+        if self._reply is not None:
+            self._reply.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._stt is not None:
+            with contextlib.suppress(Exception):
+                await self._stt.aclose()
+        summary, outcome = await self._summarize()
+        report = CallReport(
+            call_control_id=self.call_control_id,
+            transcript=self.conversation.transcript(),
+            summary=summary,
+            outcome=outcome,
+            end_reason=self.end_reason or "hangup",
+            turns=self._turn_index,
+            speculation=self.speculation.as_dict(),
+            errors=list(self.errors),
+        )
+        try:
+            await self.reporter.finished(report)
+        except Exception:
+            log.exception("call %s: reporting the end of the call failed", self.call_control_id)
+
+    async def _summarize(self) -> tuple[str | None, dict[str, Any] | None]:
+        if not any(m["role"] == "user" for m in self.conversation.messages):
+            return None, {"outcome": "no_conversation"}
+        config = self.profile.config
+        properties: dict[str, Any] = {
+            "summary": {"type": "string", "description": "Two sentences on what happened."},
+            "outcome": {"type": "string", "enum": list(config.outcome_values)},
+            "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
+            "follow_up": {"type": "string", "description": "What should happen next, or empty."},
+        }
+        for name, description in config.summary_fields.items():
+            properties[name] = {"type": "string", "description": description}
+        schema = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+        lines = "\n".join(f"{m['role']}: {m['text']}" for m in self.conversation.transcript())
+        messages = [
+            {"role": "system", "content": "Summarize this phone call and classify its outcome."},
+            {"role": "user", "content": lines},
+        ]
+        try:
+            result = await asyncio.wait_for(self.llm.complete_json(messages, schema), 3 * config.provider_deadline_s)
+        except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
+            self.errors.append(f"summary: {exc}")
+            return None, None
+        summary = result.pop("summary", None)
+        return (summary if isinstance(summary, str) else None), result
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _report_turn(self, reply: _Reply, agent_text: str, *, interrupted: bool) -> None:
+        self._turn_index += 1
+        record = TurnRecord(
+            index=self._turn_index, caller_text=reply.user_text, agent_text=agent_text,
+            interrupted=interrupted, timeline=reply.timeline.as_dict() if reply.timeline else {},
+        )
+        self._spawn(self.reporter.turn(self.call_control_id, record))
+
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s: background task failed", self.call_control_id, exc_info=task.exception())
+
+    async def _deadline(self, awaitable: Awaitable[T]) -> T:
+        return await asyncio.wait_for(awaitable, self.profile.config.provider_deadline_s)
+
+    async def _stream_with_deadline(self, iterator: AsyncIterator[T]) -> AsyncIterator[T]:
+        """Each item must arrive within the provider deadline, or the stream counts as stalled."""
+        deadline = self.profile.config.provider_deadline_s
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(deadline):
+                        item = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+
+def _argument(call: ToolCall, name: str) -> str | None:
+    try:
+        value = orjson.loads(call.arguments or "{}").get(name)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None

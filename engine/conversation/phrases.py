@@ -1,0 +1,60 @@
+"""Short fixed lines (filler, apology) synthesized once per voice and rate, shared by calls.
+
+They must play exactly when a provider is failing, so they are made ahead of time;
+if the TTS is down even then, the agent goes without them rather than waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Iterable
+
+from ..providers.base import ProviderError, TextToSpeech
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int, str]
+
+
+class PhraseCache:
+    def __init__(self, tts: TextToSpeech, *, timeout_s: float = 10.0) -> None:
+        self._tts = tts
+        self._timeout_s = timeout_s
+        self._audio: dict[Key, bytes] = {}
+        self._pending: dict[Key, asyncio.Future[None]] = {}
+
+    def get(self, voice: str, sample_rate: int, text: str) -> bytes | None:
+        return self._audio.get((voice, sample_rate, text))
+
+    async def warm(self, voice: str, sample_rate: int, texts: Iterable[str]) -> None:
+        """Synthesize whatever is not cached yet; concurrent callers share one synthesis."""
+        waits = []
+        for text in texts:
+            key = (voice, sample_rate, text)
+            if key in self._audio:
+                continue
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = asyncio.ensure_future(self._synthesize(key))
+                pending.add_done_callback(lambda _f, k=key: self._pending.pop(k, None))
+            waits.append(pending)
+        if waits:
+            await asyncio.gather(*(asyncio.shield(w) for w in waits), return_exceptions=True)
+
+    async def _synthesize(self, key: Key) -> None:
+        voice, sample_rate, text = key
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                stream = await self._tts.open(voice=voice, sample_rate=sample_rate)
+                try:
+                    await stream.send_text(text, flush=True)
+                    await stream.end()
+                    audio = b"".join([chunk.pcm async for chunk in stream])
+                finally:
+                    await stream.aclose()
+        except (ProviderError, TimeoutError, OSError) as exc:
+            log.warning("could not pre-synthesize %r for voice %s: %s", text, voice, exc)
+            return
+        if audio:
+            self._audio[key] = audio

@@ -1,0 +1,65 @@
+"""What the conversation layer needs from the outside world, as small protocols.
+
+The engine never imports the control plane: the composition root hands a
+:class:`CallActions` (Call Control: hang up, transfer, send DTMF) and a
+:class:`CallReporter` (records) to each call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class CallActions(Protocol):
+    async def hangup(self, reason: str) -> None: ...
+    async def transfer(self, to: str) -> None: ...
+    async def send_dtmf(self, digits: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    index: int
+    caller_text: str
+    agent_text: str
+    interrupted: bool
+    timeline: dict[str, Any]
+    """The turn's stamps and derived latencies (see :meth:`TurnTimeline.as_dict`)."""
+
+
+@dataclass
+class CallReport:
+    call_control_id: str | None
+    transcript: list[dict[str, Any]]
+    summary: str | None
+    outcome: dict[str, Any] | None
+    end_reason: str
+    turns: int
+    speculation: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class CallReporter(Protocol):
+    async def turn(self, call_control_id: str | None, record: TurnRecord) -> None: ...
+    async def finished(self, report: CallReport) -> None: ...
+
+
+class NoActions:
+    """For streams with no Call Control behind them (e.g. a bare media stream in local mode)."""
+
+    async def hangup(self, reason: str) -> None:
+        return None
+
+    async def transfer(self, to: str) -> None:
+        raise RuntimeError("transfer needs Call Control; this stream has none")
+
+    async def send_dtmf(self, digits: str) -> None:
+        raise RuntimeError("send_dtmf needs Call Control; this stream has none")
+
+
+class NoReporter:
+    async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
+        return None
+
+    async def finished(self, report: CallReport) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Speech-to-text, LLM and text-to-speech behind small interfaces (see :mod:`.base`)."""

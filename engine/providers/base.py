@@ -1,0 +1,131 @@
+"""The three provider interfaces the conversation pipeline talks to.
+
+Each real implementation speaks a provider's documented wire protocol (Telnyx STT and
+TTS WebSockets, OpenAI-compatible chat completions); the local emulators in
+``bench/emulators`` speak the same protocols over real sockets, so the same client code
+runs in production, in the demo and in the tests.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+
+class ProviderError(Exception):
+    """A provider failed: an error frame or status, a broken connection, a stall past its deadline."""
+
+    def __init__(self, provider: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.retryable = retryable
+
+
+# -- speech to text ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    is_final: bool
+    speech_final: bool = False
+    confidence: float | None = None
+
+
+class SttSession(ABC):
+    """One call's streaming recognition: audio in continuously, transcripts out by callback."""
+
+    @abstractmethod
+    def feed(self, pcm: bytes) -> None:
+        """PCM16 little-endian at the session's rate, 20 ms at a time. Synchronous and cheap:
+        called on the media hot path; the client batches and sends on its own schedule."""
+
+    @abstractmethod
+    async def finalize(self) -> None:
+        """Send what is buffered and ask for the final transcript of everything sent so far."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the stream; idempotent; no callbacks after it returns."""
+
+
+class SpeechToText(ABC):
+    @abstractmethod
+    async def open(
+        self,
+        *,
+        sample_rate: int,
+        on_transcript: Callable[[Transcript], None],
+        on_error: Callable[[ProviderError], None],
+    ) -> SttSession:
+        """Open a recognition stream; raises :class:`ProviderError` when that fails."""
+
+
+# -- language model ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+    """JSON text, as the model produced it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDelta:
+    """A piece of a streamed answer: text as it comes, tool calls once complete."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+
+
+class ChatModel(ABC):
+    @abstractmethod
+    def stream(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[ChatDelta]:
+        """Stream one answer (OpenAI chat message format); raises :class:`ProviderError`."""
+
+    @abstractmethod
+    async def complete_json(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, Any]:
+        """One non-streamed answer constrained to a JSON schema (summaries, outcomes)."""
+
+
+# -- text to speech ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    pcm: bytes
+    """PCM16 little-endian at the stream's sample rate."""
+    text: str | None = None
+    """The text this audio speaks, when the provider aligns them."""
+
+
+class TtsStream(ABC):
+    """One agent reply: text goes in as the LLM produces it, audio comes out as synthesized."""
+
+    sample_rate: int
+
+    @abstractmethod
+    async def send_text(self, text: str, *, flush: bool = False) -> None: ...
+
+    @abstractmethod
+    async def end(self) -> None:
+        """No more text: synthesize what is left, then the audio iterator ends."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[AudioChunk]: ...
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop now (barge-in): close the connection, drop pending audio; idempotent."""
+
+
+class TextToSpeech(ABC):
+    @abstractmethod
+    async def open(self, *, voice: str, sample_rate: int) -> TtsStream:
+        """Start a synthesis stream; audio is delivered at ``sample_rate`` (resampled if needed)."""

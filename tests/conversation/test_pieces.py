@@ -1,0 +1,110 @@
+"""The sans-IO pieces of the conversation layer."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.conversation.agent import same_words
+from engine.conversation.chunker import SpeechChunker
+from engine.conversation.config import AgentConfig, AgentConfigError, load_personalities, resolve
+from engine.conversation.dtmf import DtmfCollector, GatherConfig, describe_keys
+from engine.conversation.history import INTERRUPTED_NOTE, Conversation, SpokenText
+
+
+def chunk_stream(tokens):
+    chunker = SpeechChunker()
+    out = []
+    for token in tokens:
+        out += chunker.feed(token)
+    return out + chunker.flush()
+
+
+def test_first_chunk_leaves_at_the_first_clause_later_ones_by_sentence():
+    tokens = ["Sure", ",", " I", " can", " help", ",", " really", ".", " Your", " order", " ships", " today", "."]
+    assert chunk_stream(tokens) == ["Sure,", "I can help, really.", "Your order ships today."]
+
+
+def test_decimals_and_abbreviations_do_not_cut_sentences():
+    tokens = ["It", " costs", " 3", ".", "5", " dollars", " with", " Dr", ".", " Smith", ".", " Bye", "!"]
+    assert chunk_stream(tokens) == ["It costs 3.5 dollars with Dr. Smith.", "Bye!"]
+
+
+def test_markdown_is_stripped_and_long_text_is_cut_at_a_space():
+    chunker = SpeechChunker(max_chunk_chars=20)
+    pieces = chunker.feed("**Hello** there my good friend how are you doing today") + chunker.flush()
+    assert all(len(p) <= 20 for p in pieces) and "*" not in "".join(pieces)
+    assert " ".join(pieces) == "Hello there my good friend how are you doing today"
+
+
+@given(st.lists(st.text(alphabet="abc ,.!?", max_size=8), max_size=30))
+def test_chunking_never_loses_or_reorders_text(tokens):
+    pieces = chunk_stream(tokens)
+    assert all(p == p.strip() and p for p in pieces)
+    assert "".join("".join(pieces).split()) == "".join("".join(tokens).split())
+
+
+def test_heard_text_uses_alignment_then_proportion():
+    spoken = SpokenText()
+    spoken.add_audio(1000, "Hello there.")       # 0..1000 ms
+    spoken.add_audio(500, "How are you doing today?")  # 1000..2000 ms, in two chunks
+    spoken.add_audio(500)
+    assert spoken.heard(0) == ""
+    assert spoken.heard(999) == "Hello"          # 1 of 2 words by proportion
+    assert spoken.heard(1000) == "Hello there."
+    assert spoken.heard(1500) == "Hello there. How are"  # half of 5 words
+    assert spoken.heard(5000) == "Hello there. How are you doing today?"
+
+
+def test_heard_text_without_alignment_attributes_queued_text():
+    spoken = SpokenText()
+    spoken.add_text("One two three four.")
+    spoken.add_audio(400)
+    spoken.add_audio(400)
+    assert spoken.heard(400) == "One two"
+
+
+def test_interrupted_reply_is_marked_in_history():
+    conversation = Conversation("be brief", max_turns=2)
+    conversation.add_user("hi")
+    conversation.add_assistant("Hello there", interrupted=True)
+    messages = conversation.for_model()
+    assert messages[0] == {"role": "system", "content": "be brief"}
+    assert messages[2] == {"role": "assistant", "content": "Hello there" + INTERRUPTED_NOTE}
+    assert conversation.transcript()[1]["interrupted"] is True
+    for i in range(3):
+        conversation.add_user(f"u{i}")
+    assert [m["content"] for m in conversation.messages if m["role"] == "user"] == ["u1", "u2"]
+
+
+def test_dtmf_terminator_count_and_pause():
+    collector = DtmfCollector(GatherConfig(inter_digit_timeout_s=1.0, max_digits=3))
+    assert collector.press("4", 0.0) is None and collector.press("2", 0.5) is None
+    assert collector.deadline == 1.5 and collector.expire(1.4) is None
+    assert collector.expire(1.5) == "42"
+    assert collector.press("1", 2.0) is None and collector.press("#", 2.1) == "1#"
+    assert [collector.press(d, 3.0) for d in "123"] == [None, None, "123"]
+    assert describe_keys("4#") == "The caller pressed 4 # on the keypad."
+
+
+def test_personalities_and_overrides(tmp_path: Path):
+    profile = resolve(AgentConfig(personality="sales", voice="Telnyx.Natural.brook", variables={"name": "Ann"}))
+    assert profile.voice == "Telnyx.Natural.brook" and "sales" in profile.system_prompt
+    assert profile.system_prompt.endswith("name: Ann.")
+    with pytest.raises(AgentConfigError, match="unknown personality"):
+        resolve(AgentConfig(personality="pirate"))
+    with pytest.raises(AgentConfigError, match="unknown built-in tools"):
+        resolve(AgentConfig(tools=("launch_rockets",)))
+    custom = tmp_path / "p.toml"
+    custom.write_text('[personalities.pirate]\nsystem_prompt = "Arr."\nvoice = "Telnyx.KokoroTTS.am_adam"\n')
+    table = load_personalities(custom)
+    assert resolve(AgentConfig(personality="pirate"), table).voice == "Telnyx.KokoroTTS.am_adam"
+    custom.write_text("[personalities.bad]\nvoice = 3\n")
+    with pytest.raises(AgentConfigError, match="bad"):
+        load_personalities(custom)
+
+
+def test_same_words_ignores_case_and_punctuation_only():
+    assert same_words("Hello, World!", "hello world")
+    assert not same_words("I want to cancel", "I want to cancel not")
