@@ -1,111 +1,121 @@
-"""``callagent demo``: a local call through the real media engine, no configuration.
+"""``callagent demo``: a local call end to end, no configuration, no internet.
 
-Starts the server in-process on a free port, connects a simulated Telnyx media
-stream to it, and has a synthetic caller speak, wait for the agent, then cut the
-agent off. Prints each step with the latency measured at the carrier edge and the
-engine's own per-stage accounting.
-
-Until the conversation pipeline (STT -> LLM -> TTS) lands, the agent side is a
-scripted replier: it answers each finished caller turn with a fixed stretch of
-synthetic speech. Everything between the socket and that reply — protocol, jitter
-buffer, VAD, endpointing, barge-in, paced playout, latency accounting — is the
-production engine.
+Starts, in one process, the server (media engine and agent) with its local providers
+(the bundled STT, LLM and TTS emulators over real sockets), then has a simulated
+callee from the recorded-call corpus talk to the agent over a Telnyx media stream.
+Prints the conversation as it happens, each turn's latency at the carrier edge and
+its stages, and a summary. ``--calls N`` runs N calls at once and prints the bench
+table instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
+import uuid
+from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
+from callagent.wiring import agent_factory, build_providers
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
-from engine.endpointing import EndpointEvent
-from engine.session import MediaListener, MediaSession
+from engine.conversation.ports import CallReport, TurnRecord
 
-from .carrier import CallerStream, Utterance
-from .signals import voiced
+from .callee import CallMeasurement, ScriptedCallee
+from .corpus.model import CallScript, load_corpus
+from .report import RunFigures, print_table
 
-REPLY_SECONDS = 1.5
-
-
-class ScriptedReplyAgent(MediaListener):
-    """Answers every finished caller turn with synthetic speech (stand-in for the pipeline)."""
-
-    def __init__(self, reply: bytes) -> None:
-        self.session: MediaSession | None = None
-        self.replies = 0
-        self.reply = reply
-
-    def on_start(self, session: MediaSession, start) -> None:
-        self.session = session
-
-    def on_endpoint(self, event: EndpointEvent, now: float) -> None:
-        if event is EndpointEvent.TURN_END and self.session is not None:
-            self.replies += 1
-            self.session.speak(self.replies, self.reply)
-            self.session.finish_utterance(self.replies)
+DEMO_SCRIPT = "plain-01-order-status"
 
 
-def _script() -> list[Utterance]:
-    return [
-        Utterance(voiced(1.2, seed=11), delay=0.4, label="Hi, I'd like to check my order"),
-        Utterance(voiced(0.9, seed=12), delay=0.4, label="It's number four two seven"),
-        Utterance(voiced(0.7, seed=13), delay=0.5, barge_in=True, label="Sorry, wait, one more thing"),
-    ]
+class ConsoleReporter:
+    """Prints each turn as the agent records it."""
+
+    def __init__(self, t0: float, verbose: bool) -> None:
+        self.t0 = t0
+        self.verbose = verbose
+        self.reports: list[CallReport] = []
+        self.turns: list[dict[str, Any]] = []
+
+    async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
+        self.turns.append(record.timeline)
+        if not self.verbose:
+            return
+        t = time.monotonic() - self.t0
+        stages = record.timeline.get("stages_ms") or {}
+        latency = record.timeline.get("turn_latency_ms")
+        print(f"[{t:6.2f}s] caller: {record.caller_text}")
+        print(f"[{t:6.2f}s] agent:  {record.agent_text}" + ("  (interrupted)" if record.interrupted else ""))
+        if latency is not None:
+            shown = ", ".join(f"{k} {v:.0f}" for k, v in stages.items())
+            spec = " speculative" if record.timeline.get("speculative") else ""
+            print(f"          turn latency {latency:.0f} ms{spec} ({shown})")
+
+    async def finished(self, report: CallReport) -> None:
+        self.reports.append(report)
+
+
+async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession) -> CallMeasurement:
+    stream_id = str(uuid.uuid4())
+    async with client.ws_connect(url) as ws:
+        await ws.send_str('{"event":"connected","version":"1.0.0"}')
+        await ws.send_str(orjson.dumps({
+            "event": "start", "sequence_number": "1", "stream_id": stream_id,
+            "start": {"call_control_id": f"v3:demo-{uuid.uuid4().hex[:12]}", "from": "+15550100001",
+                      "to": "+15550100002", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
+        }).decode())
+        result = await ScriptedCallee(script, stream_id=stream_id).run(ws)
+        await ws.send_str(orjson.dumps({"event": "stop", "stream_id": stream_id, "stop": {}}).decode())
+    return result
 
 
 async def run_demo(calls: int = 1) -> int:
     settings = Settings()
-    # Synthesised before the clock starts: generating audio is not what the demo measures.
-    reply = voiced(REPLY_SECONDS, f0=180.0, seed=1)
-    script = _script()
-    app = create_app(settings, listener_factory=lambda request: ScriptedReplyAgent(reply))
+    providers = await build_providers(settings)
+    t0 = time.monotonic()
+    reporter = ConsoleReporter(t0, verbose=calls == 1)
+    app = create_app(settings, listener_factory=agent_factory(settings, providers, reporter=reporter))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}{settings.server.media_path}"
-    print(f"engine listening on {url}")
-    print("note: the STT -> LLM -> TTS pipeline is not built yet; the agent replies with "
-          f"{REPLY_SECONDS:.1f} s of synthetic speech to every turn.\n")
-    t0 = time.monotonic()
-
-    def show(call_no: int):
-        def emit(text: str) -> None:
-            if calls == 1 or call_no == 0:
-                print(f"[{time.monotonic() - t0:6.2f}s] call {call_no}: {text}")
-        return emit
-
+    corpus = load_corpus()
+    if calls == 1:
+        scripts = [next(s for s in corpus if s.name == DEMO_SCRIPT)]
+        print(f"local call: engine at {url}, providers: bundled emulators ('{settings.providers.local_profile}' profile)")
+        print(f"the callee plays corpus script {DEMO_SCRIPT!r}\n")
+    else:
+        usable = [s for s in corpus if s.answer == "human"]
+        scripts = [usable[i % len(usable)] for i in range(calls)]
+        print(f"{calls} concurrent local calls against {url} …")
     try:
         async with aiohttp.ClientSession() as client:
-            streams = [CallerStream(url, script, on_event=show(i)) for i in range(calls)]
-            results = await asyncio.gather(*(s.run(client) for s in streams))
-        metrics = app[METRICS_KEY]
-        for _ in range(50):
-            if not metrics.sessions.live:
+            results = await asyncio.gather(*(_one_call(url, s, client) for s in scripts), return_exceptions=True)
+        for _ in range(100):  # let the agents file their reports
+            if len(reporter.reports) >= calls:
                 break
-            await asyncio.sleep(0.02)
-        latencies = [t.latency_ms for r in results for t in r.turns if t.latency_ms is not None and t.clear_received is None]
-        reactions = [t.barge_in_reaction_ms for r in results for t in r.turns if t.barge_in_reaction_ms is not None]
-        totals = metrics.sessions.totals()
-        print("\nsummary")
-        print(f"  calls completed          {len(results)}")
-        if latencies:
-            print(f"  turn latency (carrier)   median {statistics.median(latencies):.0f} ms over {len(latencies)} turns"
-                  f" (includes the {settings.engine.endpointing.end_of_turn_ms} ms end-of-turn silence)")
-        if reactions:
-            print(f"  barge-in reaction        median {statistics.median(reactions):.0f} ms over {len(reactions)}"
-                  f" (includes the {settings.engine.endpointing.min_barge_in_ms} ms minimum caller speech)")
-        print(f"  frames in/out            {totals['frames_in']} / {totals['frames_out']}")
-        print(f"  barge-ins / rejected     {totals['barge_ins']} / {totals['rejected_barge_ins']}")
-        print(f"  late outbound frames     {totals['late_outbound_frames']}")
-        ok = all(len(r.turns) == 3 for r in results) and len(reactions) == calls and len(latencies) == 2 * calls
-        print("\nresult: " + ("OK" if ok else "FAILED: some turn was not answered or not interrupted"))
-        return 0 if ok else 1
+            await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()
+        await providers.aclose()
+    measured = [r for r in results if isinstance(r, CallMeasurement)]
+    failures = [repr(r) for r in results if not isinstance(r, CallMeasurement)]
+    figures = RunFigures(concurrency=calls, calls=measured, engine_turns=reporter.turns, failures=failures).as_json()
+    if calls == 1:
+        for report in reporter.reports:
+            print(f"\ncall ended: {report.end_reason}")
+            print(f"summary:    {report.summary}")
+            print(f"outcome:    {report.outcome}")
+        lat = figures["turn_latency_ms"]
+        print(f"\nturn latency at the carrier edge: p50 {lat['p50']} ms over {lat['n']} turns; "
+              f"missed turns {figures['missed_turns']}, premature replies {figures['premature_replies']}")
+    else:
+        print_table(figures)
+    ok = not failures and figures["calls_completed"] == calls and figures["missed_turns"] == 0
+    print("\nresult: " + ("OK" if ok else f"FAILED {failures[:3]}"))
+    return 0 if ok else 1

@@ -47,6 +47,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.scenario == "calls":
+        from bench.runner import BenchOptions, run_bench
+
+        options = BenchOptions(
+            calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
+            categories=tuple(args.category or ()), target=args.target, json_path=args.json,
+            plot_path=args.plot, capacity=args.capacity,
+        )
+        configure_logging("WARNING")
+        return run(run_bench(options))
     if args.scenario == "micro":
         from bench.micro import run_micro
 
@@ -81,8 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="benchmarks")
-    bench.add_argument("scenario", choices=["micro", "vad"], help="micro: CPU per frame; vad: VAD quality")
+    bench.add_argument(
+        "scenario", nargs="?", default="calls", choices=["calls", "micro", "vad"],
+        help="calls (default): replay corpus calls and measure at the carrier edge; "
+        "micro: CPU per frame; vad: VAD quality",
+    )
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.add_argument("--calls", type=int, default=100, help="calls to run (calls scenario)")
+    bench.add_argument("--concurrency", type=int, default=100, help="calls at once")
+    bench.add_argument("--ramp-up", type=float, default=10.0, help="seconds to reach full concurrency")
+    bench.add_argument("--profile", default="fast", help="provider latency profile: fast, realistic, slow")
+    bench.add_argument("--category", action="append", help="only corpus calls of this category (repeatable)")
+    bench.add_argument("--target", help="measure a running server at this base URL instead of starting one")
+    bench.add_argument("--plot", metavar="PATH", help="write an HTML page with latency CDFs")
+    bench.add_argument("--capacity", action="store_true",
+                       help="raise concurrency until p95 turn latency > 400 ms or p99 lateness > 5 ms")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -14,6 +14,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.config import EngineConfig
+from engine.conversation.config import AgentConfig
+from engine.providers.config import ProvidersConfig
 
 
 class ServerSettings(BaseModel):
@@ -25,6 +27,52 @@ class ServerSettings(BaseModel):
     public_url: str | None = Field(
         None, description="Base URL Telnyx reaches this server at (for stream_url and webhooks)."
     )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body accepted (REST, webhooks); larger gets 413."
+    )
+
+
+class StoreSettings(BaseModel):
+    """The records store: PostgreSQL when ``DATABASE_URL`` is set, else SQLite under ``data_dir``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pool_min_size: int = Field(1, ge=0, le=100, description="PostgreSQL: connections opened at start.")
+    pool_max_size: int = Field(10, ge=1, le=500, description="PostgreSQL: most connections per process.")
+    schema_name: str | None = Field(
+        None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema for the tables (created by migrate); default: the server's search_path.",
+    )
+    statement_cache_size: int = Field(
+        100, ge=0, description="asyncpg prepared-statement cache; 0 behind a transaction-mode pooler (Supabase :6543)."
+    )
+    command_timeout_s: float = Field(10.0, gt=0, description="PostgreSQL: per-statement timeout.")
+    auto_migrate: bool = Field(True, description="Apply pending migrations at start-up.")
+    sqlite_filename: str = Field("callagent.sqlite3", description="SQLite file name inside data_dir.")
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    call_starts_per_minute: int = Field(
+        100, ge=1, description="Per organisation; shared across processes through Redis when REDIS_URL is set."
+    )
+    max_page_size: int = Field(200, ge=1, le=1000, description="Largest ``limit`` for list endpoints.")
+    max_dnc_import_rows: int = Field(100_000, ge=1, description="Rows accepted by one DNC CSV import.")
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tolerance_s: int = Field(300, ge=1, description="Largest clock difference accepted on a signed webhook.")
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="How often the event worker looks for rows another process stored or left over."
+    )
+    max_attempts: int = Field(5, ge=1, description="Processing attempts before an event is parked with its error.")
+    claim_lease_s: float = Field(
+        60.0, gt=0, description="A claimed event not processed within this time is taken again (crashed worker)."
+    )
 
 
 class Settings(BaseSettings):
@@ -33,15 +81,32 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
+        populate_by_name=True,
     )
 
     server: ServerSettings = ServerSettings()
     engine: EngineConfig = EngineConfig()
+    providers: ProvidersConfig = ProvidersConfig()
+    agent: AgentConfig = Field(AgentConfig(), description="The agent for calls that carry no agent_config of their own.")
+    personalities_file: Path | None = Field(None, description="TOML file of extra [personalities.<name>] tables.")
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     log_level: str = Field("INFO", description="Python logging level.")
     data_dir: Path = Field(Path("data"), description="Where the embedded store keeps its files.")
 
     telnyx_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("CALLAGENT_TELNYX_API_KEY", "TELNYX_API_KEY")
+    )
+    telnyx_connection_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CALLAGENT_TELNYX_CONNECTION_ID", "TELNYX_CONNECTION_ID"),
+        description="Call Control application id used to dial.",
+    )
+    telnyx_api_base: str = Field(
+        "https://api.telnyx.com/v2",
+        validation_alias=AliasChoices("CALLAGENT_TELNYX_API_BASE", "TELNYX_BASE_URL"),
+        description="Telnyx REST base URL (point it at the emulator for local runs).",
     )
     telnyx_public_key: str | None = Field(
         None,
@@ -56,3 +121,17 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("CALLAGENT_DATABASE_URL", "DATABASE_URL")
     )
     redis_url: SecretStr | None = Field(None, validation_alias=AliasChoices("CALLAGENT_REDIS_URL", "REDIS_URL"))
+    redis_key_prefix: str = Field("callagent:", description="Prefix of every Redis key this process writes.")
+    session_ttl_s: int = Field(3600, ge=60, description="Lifetime of a call's session in the session store.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Base64 32-byte AES-256-GCM key for phone numbers and transcripts at rest. Required with "
+            "DATABASE_URL; with the embedded store one is generated into data_dir on first use."
+        ),
+    )
+    lookup_hash_key: SecretStr | None = Field(
+        None,
+        description="Base64 key (>= 32 bytes) for the keyed hash (HMAC-SHA256) that finds phone numbers; "
+        "separate from encryption_key. Same default rule.",
+    )

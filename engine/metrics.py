@@ -7,6 +7,7 @@ Turn latencies are observed once per turn into histograms labelled by stage.
 
 from __future__ import annotations
 
+import collections
 from typing import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -88,9 +89,11 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0
 class EngineMetrics:
     """Everything the engine exports, on one registry (the app serves it on /metrics)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, keep_turns: int = 0) -> None:
         self.registry = registry or CollectorRegistry()
         self.sessions = SessionRegistry()
+        self.recent_turns: collections.deque[dict[str, object]] = collections.deque(maxlen=keep_turns)
+        """The last ``keep_turns`` measured turns, in full (for the bench; empty by default)."""
         self.registry.register(EngineCollector(self.sessions))
         self.turn_latency = Histogram(
             "callagent_turn_latency_seconds",
@@ -113,6 +116,8 @@ class EngineMetrics:
         )
 
     def observe_turn(self, timeline: TurnTimeline) -> None:
+        if self.recent_turns.maxlen:
+            self.recent_turns.append(timeline.as_dict())
         latency = timeline.turn_latency_ms
         if latency is not None:
             self.turn_latency.observe(latency / 1000.0)

@@ -70,11 +70,11 @@ class TurnTimeline:
     def engine_added_ms(self) -> float | None:
         """Time on the critical path where the engine, not a provider or the caller, held the turn.
 
-        The sum of the hand-off gaps between end-of-turn (or the STT final, if later)
-        and the LLM request, the first token and the TTS request, and the first TTS
-        audio and the first frame sent. The trailing-silence wait and provider time
-        are excluded by construction. A speculative request sent before end-of-turn
-        contributes no gap.
+        Two hand-offs: from the moment the turn's text was ready (end-of-turn, or the STT
+        final if later) to the LLM request, and from the moment audio could play (the first
+        TTS audio, or end-of-turn if the audio was ready earlier) to the first frame sent.
+        Waiting for trailing silence, for tokens and for audio is provider or caller time.
+        A speculative request sent before the turn ended contributes no gap.
         """
         if self.first_frame_sent is None:
             return None
@@ -82,13 +82,13 @@ class TurnTimeline:
         if self.stt_final is not None and (ready is None or self.stt_final > ready):
             ready = self.stt_final
         total = 0.0
-        for start, end in (
-            (ready, self.llm_request),
-            (self.llm_first_token, self.tts_request),
-            (self.tts_first_audio, self.first_frame_sent),
-        ):
-            if start is not None and end is not None and end > start:
-                total += end - start
+        if ready is not None and self.llm_request is not None and self.llm_request > ready:
+            total += self.llm_request - ready
+        playable = self.tts_first_audio
+        if self.turn_end is not None and (playable is None or self.turn_end > playable):
+            playable = self.turn_end
+        if playable is not None and self.first_frame_sent > playable:
+            total += self.first_frame_sent - playable
         return total * 1000.0
 
     def as_dict(self) -> dict[str, object]:

@@ -172,7 +172,8 @@ class _Reply:
                 return
 
     async def _say(self, stream: TtsStream, piece: str) -> None:
-        self._stamp("tts_request")
+        if not self.text_parts:
+            self._stamp("tts_request", overwrite=True)  # this reply's, not a cancelled one's
         self.text_parts.append(piece)
         self.spoken.add_text(piece)
         await stream.send_text(piece, flush=True)

@@ -26,14 +26,22 @@ def test_turn_latency_and_stages():
 
 
 def test_engine_added_counts_only_the_engines_hand_offs():
-    # 2 ms stt->llm, 1 ms token->tts, 2 ms audio->frame
-    assert full_turn().engine_added_ms == pytest.approx(5.0)
+    # 2 ms stt->llm request, 2 ms first audio->first frame; waiting for tokens is the LLM's
+    assert full_turn().engine_added_ms == pytest.approx(4.0)
 
 
 def test_speculative_request_before_end_of_turn_adds_nothing():
     t = full_turn()
     t.stamp("llm_request", 11.150, overwrite=True)
-    assert t.engine_added_ms == pytest.approx(3.0)
+    assert t.engine_added_ms == pytest.approx(2.0)
+
+
+def test_audio_ready_before_the_turn_ends_waits_for_the_turn_not_the_engine():
+    t = full_turn()
+    t.stamp("tts_first_audio", 11.250, overwrite=True)   # speculative audio, held
+    t.stamp("first_frame_sent", 11.3015, overwrite=True)  # sent 1.5 ms after the turn ended
+    t.stamp("llm_request", 11.150, overwrite=True)
+    assert t.engine_added_ms == pytest.approx(1.5)
 
 
 def test_first_stamp_wins_unless_overwritten():

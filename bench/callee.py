@@ -1,0 +1,327 @@
+"""A simulated callee that plays a corpus script over a Telnyx media stream and measures
+what the caller experiences, at the carrier edge.
+
+It sends 20 ms μ-law frames in real time (speech from the script's WAVs, else silence
+or the call's background noise), reads the agent's frames as a phone would play them
+(a real-time play queue; marks echoed when the audio before them has played; ``clear``
+flushes), and follows the script's anchors (``agent_start``, ``agent_done``). The
+figures it records are the bench's ground truth:
+
+* turn latency: last voiced caller frame sent -> first voiced agent frame received;
+* barge-in reaction: first voiced caller frame of a barge-in -> ``clear`` received;
+* false barge-ins: agent audio cleared during a backchannel (``expect: no_interrupt``);
+* premature replies: agent audio starting while the caller is inside an utterance
+  (including its scripted pauses);
+* missed turns: no agent reply within the timeout after an utterance expecting one;
+* outbound lateness: agent frames that arrived after the play queue ran dry mid-reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from engine import _audioop as audioop
+
+from .corpus.model import CallScript, Step
+
+FRAME_S = 0.02
+FRAME_BYTES = 160
+VOICED_RMS = 300  # agent frame loud enough to be speech (PCM16 RMS)
+REPLY_IDLE_S = 0.5  # agent quiet this long: its reply is done
+REPLY_TIMEOUT_S = 6.0
+SILENCE_B64 = base64.b64encode(b"\xff" * FRAME_BYTES).decode()
+
+
+@functools.lru_cache(maxsize=512)
+def wav_frames(path: Path) -> tuple[str, ...]:
+    """A μ-law WAV as base64 20 ms payloads (cached: every call of a bench reuses them)."""
+    data = path.read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"{path}: not a WAV file")
+    pos, fmt, payload = 12, None, None
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        body = data[pos + 8:pos + 8 + size]
+        if chunk == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", body[:16])
+        elif chunk == b"data":
+            payload = body
+        pos += 8 + size + (size & 1)
+    if fmt is None or payload is None or fmt[0] != 7 or fmt[1] != 1 or fmt[2] != 8000:
+        raise ValueError(f"{path}: expected 8 kHz mono μ-law (format 7), got {fmt}")
+    return tuple(
+        base64.b64encode(payload[i:i + FRAME_BYTES]).decode()
+        for i in range(0, len(payload) - FRAME_BYTES + 1, FRAME_BYTES)
+    )
+
+
+@dataclass
+class TurnResult:
+    step_id: str
+    expect: str
+    speech_start_sent: float | None = None
+    speech_end_sent: float | None = None
+    first_agent_audio: float | None = None
+    clear_at: float | None = None
+    premature: bool = False
+    barge_in_missed: bool = False
+    false_barge_in: bool = False
+
+    @property
+    def missed(self) -> bool:
+        """An utterance that expected a reply and got none."""
+        return self.expect == "reply" and self.first_agent_audio is None
+
+    @property
+    def latency_ms(self) -> float | None:
+        if self.speech_end_sent is None or self.first_agent_audio is None:
+            return None
+        return (self.first_agent_audio - self.speech_end_sent) * 1000
+
+    @property
+    def barge_in_reaction_ms(self) -> float | None:
+        if self.expect != "barge_in" or self.speech_start_sent is None or self.clear_at is None:
+            return None
+        return (self.clear_at - self.speech_start_sent) * 1000
+
+
+@dataclass
+class CallMeasurement:
+    script: str
+    category: str
+    turns: list[TurnResult] = field(default_factory=list)
+    agent_frames: int = 0
+    clears: int = 0
+    marks_echoed: int = 0
+    late_frames: int = 0
+    lateness_ms: list[float] = field(default_factory=list)
+    completed: bool = False
+    error: str | None = None
+
+
+class _AgentAudio:
+    """What the callee hears: agent frames into a real-time play queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.play_end = 0.0  # when the queued agent audio finishes playing
+        self.last_frame_at = 0.0
+        self.last_voiced_at = 0.0
+        self.voiced_event = asyncio.Event()
+        self.cleared_event = asyncio.Event()
+        self.marks: list[tuple[float, str]] = []  # (play position, raw mark frame)
+        self.in_reply = False
+
+
+class ScriptedCallee:
+    """Plays one :class:`CallScript` on an open media WebSocket (after ``connected``/``start``)."""
+
+    def __init__(self, script: CallScript, *, stream_id: str = "bench-stream", first_chunk: int = 1) -> None:
+        self.script = script
+        self.stream_id = stream_id
+        self.result = CallMeasurement(script.name, script.category)
+        self._chunk = first_chunk
+        self._noise = self._background()
+        self._noise_pos = 0
+        self._turn: TurnResult | None = None
+        self._speaking = False
+        self._talking_at_start = False
+        self._prefix = f'{{"event":"media","stream_id":"{stream_id}","sequence_number":"'
+
+    def _background(self) -> tuple[str, ...]:
+        noise = self.script.directory / "noise.wav"
+        return wav_frames(noise) if noise.is_file() else (SILENCE_B64,)
+
+    async def run(self, ws: aiohttp.ClientWebSocketResponse) -> CallMeasurement:
+        loop = asyncio.get_running_loop()
+        self._ws = ws
+        self._audio = _AgentAudio(loop)
+        self._clock = loop.time()
+        reader = loop.create_task(self._read())
+        try:
+            for step in self.script.steps:
+                if not await self._run_step(step):
+                    break
+            self.result.completed = True
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            self.result.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            reader.cancel()
+            try:
+                await reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        return self.result
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def _send(self, payload: str) -> None:
+        delay = self._clock - self._audio.loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        chunk = self._chunk
+        await self._ws.send_str(
+            f'{self._prefix}{chunk + 1}","media":{{"track":"inbound","chunk":"{chunk}",'
+            f'"timestamp":"{chunk * 20}","payload":"{payload}"}}}}'
+        )
+        self._chunk = chunk + 1
+        self._clock += FRAME_S
+        self._echo_due_marks()
+
+    async def _send_background(self) -> None:
+        noise = self._noise
+        await self._send(noise[self._noise_pos % len(noise)])
+        self._noise_pos += 1
+
+    async def _idle_for(self, seconds: float) -> None:
+        for _ in range(round(seconds / FRAME_S)):
+            await self._send_background()
+
+    async def _idle_until(self, condition, timeout: float) -> bool:
+        end = self._clock + timeout
+        while not condition():
+            if self._clock >= end:
+                return False
+            await self._send_background()
+        return True
+
+    # -- script -------------------------------------------------------------------------
+
+    async def _wait_anchor(self, step: Step) -> None:
+        audio = self._audio
+        if step.after == "agent_start":
+            audio.voiced_event.clear()
+            await self._idle_until(audio.voiced_event.is_set, REPLY_TIMEOUT_S)
+        elif step.after == "agent_done":
+            started = self._clock
+            # the agent may still be replying to the previous step: wait until it goes quiet
+            await self._idle_until(
+                lambda: self._clock - max(audio.last_voiced_at, started) >= REPLY_IDLE_S
+                and self._clock >= audio.play_end,
+                REPLY_TIMEOUT_S + 10,
+            )
+        await self._idle_for(step.delay_s)
+
+    async def _run_step(self, step: Step) -> bool:
+        if step.kind == "hangup":
+            await self._wait_anchor(step)
+            return False
+        if step.kind == "wait":
+            await self._wait_anchor(step)
+            await self._idle_for(step.duration_s)
+            return True
+        if step.kind == "dtmf":
+            await self._wait_anchor(step)
+            turn = TurnResult(step.id or f"dtmf:{step.digits}", step.expect)
+            self.result.turns.append(turn)
+            self._turn = turn
+            self._talking_at_start = True  # keys are not speech: no premature check
+            for digit in step.digits:
+                await self._ws.send_str(orjson.dumps(
+                    {"event": "dtmf", "stream_id": self.stream_id, "dtmf": {"digit": digit}}).decode())
+                turn.speech_end_sent = self._audio.loop.time()
+                await self._idle_for(step.interval_s)
+            return True
+        await self._wait_anchor(step)
+        await self._say(step)
+        return True
+
+    async def _say(self, step: Step) -> None:
+        frames = wav_frames(self.script.audio_path(step))
+        first_voiced = int(step.speech_start_s / FRAME_S)
+        last_voiced = max(first_voiced, int(step.speech_end_s / FRAME_S + 0.5) - 1)
+        turn = TurnResult(step.id, step.expect)
+        self.result.turns.append(turn)
+        audio = self._audio
+        self._talking_at_start = self._clock < audio.play_end or self._clock - audio.last_voiced_at < 0.2
+        self._turn = turn
+        audio.cleared_event.clear()
+        self._speaking = True
+        for i, payload in enumerate(frames):
+            await self._send(payload)
+            if i == first_voiced:
+                turn.speech_start_sent = audio.loop.time()
+            if i == last_voiced:
+                turn.speech_end_sent = audio.loop.time()
+        self._speaking = False
+        if step.expect == "barge_in":
+            await self._idle_until(audio.cleared_event.is_set, 1.0)
+            turn.barge_in_missed = turn.clear_at is None
+        elif step.expect == "no_interrupt":
+            await self._idle_for(0.6)
+            turn.false_barge_in = turn.clear_at is not None
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        audio = self._audio
+        loop = audio.loop
+        async for msg in self._ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            now = loop.time()
+            frame = orjson.loads(msg.data)
+            event = frame.get("event")
+            if event == "media":
+                self._on_agent_frame(frame, now)
+            elif event == "clear":
+                self.result.clears += 1
+                audio.play_end = now
+                for _, mark in audio.marks:
+                    await self._ws.send_str(mark)
+                    self.result.marks_echoed += 1
+                audio.marks.clear()
+                audio.cleared_event.set()
+                turn = self._turn
+                if turn is not None and turn.speech_start_sent is not None and turn.clear_at is None:
+                    turn.clear_at = now
+            elif event == "mark":
+                audio.marks.append((max(audio.play_end, now), orjson.dumps({
+                    "event": "mark", "stream_id": self.stream_id, "mark": frame.get("mark", {})}).decode()))
+                self._echo_due_marks()
+        # socket closed by the engine
+
+    def _on_agent_frame(self, frame: dict, now: float) -> None:
+        audio = self._audio
+        self.result.agent_frames += 1
+        try:
+            pcm = audioop.ulaw2lin(base64.b64decode(frame["media"]["payload"]), 2)
+        except (KeyError, ValueError, TypeError):
+            return
+        start = max(now, audio.play_end)
+        if audio.in_reply and now > audio.play_end + 1e-3 and now - audio.play_end < REPLY_IDLE_S:
+            # the queue ran dry mid-reply: the caller heard a gap
+            self.result.late_frames += 1
+            self.result.lateness_ms.append((now - audio.play_end) * 1000)
+        audio.play_end = start + FRAME_S
+        audio.last_frame_at = now
+        if audioop.rms(pcm, 2) >= VOICED_RMS:
+            audio.in_reply = True
+            audio.last_voiced_at = now
+            audio.voiced_event.set()
+            turn = self._turn
+            if turn is not None and turn.expect in ("reply", "barge_in"):
+                if self._speaking and not self._talking_at_start and turn.speech_start_sent is not None:
+                    turn.premature = True  # the agent answered while the caller was mid-utterance
+                elif turn.speech_end_sent is not None and turn.first_agent_audio is None and not self._speaking:
+                    turn.first_agent_audio = now
+        elif now - audio.last_voiced_at > REPLY_IDLE_S:
+            audio.in_reply = False
+
+    def _echo_due_marks(self) -> None:
+        audio = self._audio
+        if not audio.marks:
+            return
+        now = audio.loop.time()
+        while audio.marks and audio.marks[0][0] <= now and now >= audio.play_end - 1e-3:
+            _, mark = audio.marks.pop(0)
+            asyncio.ensure_future(self._ws.send_str(mark))
+            self.result.marks_echoed += 1

@@ -1,0 +1,526 @@
+"""Telnyx real-time STT WebSocket emulator (protocol notes §4.1).
+
+Speaks the wire protocol: Bearer auth at the handshake (401), the documented parameter
+error frames 40001-40007, binary audio in, ``Finalize`` / ``CloseStream`` / ``KeepAlive``
+control frames, ``{"transcript", "is_final", "speech_final", "confidence"}`` results out.
+
+It behaves like a streaming recogniser that knows no future: it segments the audio it has
+received by energy, sends an interim result per ``stt_interim_every_ms`` of speech, and
+the final one ``stt_final_ms`` after the client's ``Finalize`` (``speech_final`` false, as
+Deepgram does for a forced finalisation) or after its own endpointing on
+``stt_endpoint_silence_ms`` of received trailing silence (``speech_final`` true). All
+segmentation runs on audio time, so a transcript never covers audio not yet received.
+
+Recognition matches audio, not words. :class:`UtteranceRecogniser` holds known utterances
+``{text: PCM16 8 kHz}`` and indexes every 20 ms frame (aligned from the utterance start)
+by a hash of its μ-law quantisation, so audio that crossed a PCMU leg still matches
+exactly; near-silent frames are not indexed (they repeat and say nothing). The engine
+forwards whole 20 ms frames, so an utterance's frames arrive at a constant offset from
+its indexed positions: a segment votes per (utterance, offset), neighbouring offsets merge
+(frames dropped without concealment shift it by one), and the best-voted utterance claims
+its frames before the next is considered. That tolerates lost or concealed frames and
+leading/trailing silence, and reads several utterances (or one twice) in one segment in
+order. A partial hearing yields the matching share of the words; voiced audio no
+utterance claims becomes "(unrecognised speech, 1.4 s)" with its duration, so any caller
+audio gets an answer. At rates other than 8 kHz the index is built from the utterances
+resampled with ``ratecv`` (matches the engine upsampling 8 kHz audio the same way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from engine import _audioop as audioop
+
+from . import bearer_ok, drop_connection
+from .profiles import Delays, FaultSwitch, LatencyProfile
+
+PATH = "/v2/speech-to-text/transcription"
+
+INDEX_MIN_RMS = 64
+"""Frames quieter than this are not indexed or matched."""
+SPEECH_MIN_RMS = 300
+"""Segmentation: a frame is speech above this (about -40 dBFS) ..."""
+SPEECH_OVER_FLOOR = 3.0
+"""... and this many times above the noise floor (minimum rms over the last ~1 s) ..."""
+SPEECH_THRESHOLD_CAP = 1500
+"""... but never needs more than this: a floor that high is speech without pauses, not noise."""
+FLOOR_BLOCK_FRAMES = 25
+PREROLL_FRAMES = 5
+MIN_HITS = 3
+"""Matching frames needed to accept an utterance (an exact 160-byte match is no accident)."""
+OFFSET_SLACK = 2
+MAX_KEY_REPEATS = 8
+"""A frame hash seen more often than this in the registry is a stationary sound: ignored."""
+PLACEHOLDER_MIN_FRAMES = 5
+RUN_GAP_FRAMES = 25
+
+_RAW_FORMATS = {"linear16", "linear32", "mulaw", "alaw"}
+_ALL_FORMATS = {"mp3", "wav", "webm", "ogg", "flac", "ogg_opus", "webm_opus", "opus", "amr_nb",
+                "amr_wb", "g729", "speex"} | _RAW_FORMATS
+_TELNYX_FORMATS = {"mp3", "wav", "linear16", "linear32"}
+_ENGINES = {"deepgram", "telnyx", "google", "azure", "xai", "assemblyai", "speechmatics", "soniox"}
+_DECODED = {"linear16", "mulaw", "alaw"}
+
+
+def frame_bytes(rate: int) -> int:
+    return rate // 50 * 2
+
+
+def frame_key(frame: bytes) -> int:
+    # μ-law quantisation is idempotent: PCM, and PCM that went through PCMU, hash alike.
+    return hash(audioop.lin2ulaw(frame, 2))
+
+
+# -- recogniser -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    text: str
+    words: tuple[str, ...]
+    positions: tuple[int, ...]
+    """Indexed frame positions, ascending: words are spread over these, not over pauses."""
+
+    @property
+    def indexed(self) -> int:
+        return len(self.positions)
+
+    def words_between(self, lo: int, hi: int) -> tuple[str, float]:
+        """The words spoken from frame position ``lo`` to ``hi`` and the share of the line heard.
+        Counting indexed frames rather than time, a line split at a pause into two segments
+        gives each its own words, without repeats or gaps."""
+        n, total = len(self.words), max(1, self.indexed)
+        start = bisect.bisect_left(self.positions, lo) / total
+        end = bisect.bisect_right(self.positions, hi) / total
+        # Rounding absorbs a few lost frames at either end of a line.
+        first = min(round(n * start), n - 1)
+        last = round(n * end)
+        return " ".join(self.words[first:max(last, first + 1)]), end - start
+
+
+class _Index:
+    __slots__ = ("keys", "known")
+
+    def __init__(self) -> None:
+        self.keys: dict[int, list[tuple[int, int]]] = {}
+        self.known: list[_Known] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    start_frame: int
+    text: str
+    confidence: float
+    known: bool
+
+
+class UtteranceRecogniser:
+    """Known utterances, indexed by frame hash per sample rate (built on first use)."""
+
+    def __init__(self, utterances: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None = None) -> None:
+        self._source: list[tuple[str, bytes]] = []
+        self._indexes: dict[int, _Index] = {}
+        pairs = utterances.items() if isinstance(utterances, Mapping) else (utterances or ())
+        for text, pcm in pairs:
+            self.add(text, pcm)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def add(self, text: str, pcm8k: bytes) -> None:
+        """Register an utterance: its text and PCM16 at 8 kHz as the caller sends it."""
+        self._source.append((text, pcm8k))
+        for rate, index in self._indexes.items():
+            _index_one(index, rate, len(self._source) - 1, text, pcm8k)
+
+    def index(self, rate: int) -> _Index:
+        index = self._indexes.get(rate)
+        if index is None:
+            index = self._indexes[rate] = _Index()
+            for uid, (text, pcm) in enumerate(self._source):
+                _index_one(index, rate, uid, text, pcm)
+        return index
+
+    def recognise(self, rate: int, keys: Sequence[int | None], voiced: Sequence[bool]) -> list[Heard]:
+        """What a segment says: its frames' keys (``None`` when not indexable) and speech flags."""
+        index = self.index(rate)
+        known = index.known
+        votes: dict[tuple[int, int], dict[int, int]] = {}
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            entries = index.keys.get(key)
+            if not entries or len(entries) > MAX_KEY_REPEATS:
+                continue
+            for uid, pos in entries:
+                votes.setdefault((uid, i - pos), {})[i] = pos
+
+        # One candidate per utterance instance: neighbouring offsets are the same instance.
+        candidates: list[tuple[int, dict[int, int]]] = []
+        last: tuple[int, int] | None = None
+        for uid, offset in sorted(votes):
+            hits = votes[(uid, offset)]
+            if last is not None and last[0] == uid and offset - last[1] <= OFFSET_SLACK:
+                for i, pos in hits.items():
+                    candidates[-1][1].setdefault(i, pos)
+            else:
+                candidates.append((uid, dict(hits)))
+            last = (uid, offset)
+
+        claimed: set[int] = set()
+        accepted: list[tuple[int, dict[int, int]]] = []
+        while candidates:
+            best, best_score = -1, (0, 0.0)
+            for n, (uid, hits) in enumerate(candidates):
+                count = sum(1 for i in hits if i not in claimed)
+                score = (count, count / max(1, known[uid].indexed))
+                if score > best_score:
+                    best, best_score = n, score
+            if best < 0 or best_score[0] < MIN_HITS:
+                break
+            uid, hits = candidates.pop(best)
+            live = {i: pos for i, pos in hits.items() if i not in claimed}
+            claimed.update(live)
+            accepted.append((uid, live))
+
+        heard: list[Heard] = []
+        covered: list[tuple[int, int]] = []
+        for uid, live in accepted:
+            k = known[uid]
+            text, share = k.words_between(min(live.values()), max(live.values()))
+            confidence = min(0.99, len(live) / max(1.0, k.indexed * share))
+            heard.append(Heard(min(live), text, round(confidence, 3), True))
+            # A few lost frames at the edges stay below PLACEHOLDER_MIN_FRAMES on their own.
+            covered.append((min(live), max(live)))
+
+        run: list[int] = []
+
+        def flush() -> None:
+            if len(run) >= PLACEHOLDER_MIN_FRAMES:
+                seconds = (run[-1] - run[0] + 1) * 0.02
+                heard.append(Heard(run[0], f"(unrecognised speech, {seconds:.1f} s)", 0.5, False))
+            run.clear()
+
+        for i, is_voiced in enumerate(voiced):
+            if not is_voiced:
+                continue
+            if any(a <= i <= b for a, b in covered):
+                flush()
+                continue
+            if run and i - run[-1] > RUN_GAP_FRAMES:
+                flush()
+            run.append(i)
+        flush()
+        heard.sort(key=lambda h: h.start_frame)
+        return heard
+
+
+def _index_one(index: _Index, rate: int, uid: int, text: str, pcm: bytes) -> None:
+    if rate != 8000:
+        pcm = audioop.ratecv(pcm, 2, 1, 8000, rate, None)[0]
+    size = frame_bytes(rate)
+    positions = []
+    for pos in range(len(pcm) // size):
+        frame = pcm[pos * size:(pos + 1) * size]
+        if audioop.rms(frame, 2) >= INDEX_MIN_RMS:
+            index.keys.setdefault(frame_key(frame), []).append((uid, pos))
+            positions.append(pos)
+    index.known.append(_Known(text, tuple(text.split()), tuple(positions)))
+
+
+# -- one stream: segmentation on audio time ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    text: str
+    is_final: bool
+    speech_final: bool
+    confidence: float
+
+
+class StreamRecogniser:
+    """One connection's audio in, interim and final results out; no wall clock involved."""
+
+    def __init__(self, recogniser: UtteranceRecogniser, rate: int, *, interim_every_ms: float = 300,
+                 endpoint_silence_ms: float = 500, interim_results: bool = True) -> None:
+        self.recogniser = recogniser
+        self.rate = rate
+        self.interim_results = interim_results
+        self._size = frame_bytes(rate)
+        self._interim_frames = max(1, round(interim_every_ms / 20))
+        self._endpoint_frames = max(1, round(endpoint_silence_ms / 20))
+        self._pending = bytearray()
+        self._keys: list[int | None] = []
+        self._voiced: list[bool] = []
+        self._preroll: collections.deque[int | None] = collections.deque(maxlen=PREROLL_FRAMES)
+        self._in_segment = False
+        self._silence_run = 0
+        self._voiced_count = 0
+        self._next_interim = 0
+        self._block_min = self._prev_block_min = 1 << 30
+        self._block_n = 0
+
+    def push(self, pcm: bytes) -> list[Result]:
+        """Audio in (any length; frames are cut from the stream start); results it completes."""
+        pending = self._pending
+        pending += pcm
+        size = self._size
+        results: list[Result] = []
+        interim_due = False
+        n = len(pending) // size
+        for k in range(n):
+            frame = bytes(pending[k * size:(k + 1) * size])
+            rms = audioop.rms(frame, 2)
+            is_voiced = rms >= self._threshold(rms)
+            key = frame_key(frame) if rms >= INDEX_MIN_RMS else None
+            if not self._in_segment:
+                if not is_voiced:
+                    self._preroll.append(key)
+                    continue
+                self._keys = list(self._preroll)
+                self._voiced = [False] * len(self._keys)
+                self._preroll.clear()
+                self._in_segment = True
+                self._silence_run = self._voiced_count = 0
+                self._next_interim = self._interim_frames
+            self._keys.append(key)
+            self._voiced.append(is_voiced)
+            if is_voiced:
+                self._silence_run = 0
+                self._voiced_count += 1
+                if self._voiced_count >= self._next_interim:
+                    self._next_interim += self._interim_frames
+                    interim_due = True
+            else:
+                self._silence_run += 1
+                if self._silence_run >= self._endpoint_frames:
+                    results.append(self._final(speech_final=True))
+                    interim_due = False
+        del pending[: n * size]
+        if interim_due and self.interim_results and self._in_segment:
+            text, confidence = self._read()
+            if text:
+                results.append(Result(text, False, False, confidence))
+        return results
+
+    def finalize(self) -> Result:
+        """The client's Finalize: the final result of the open segment (empty if none)."""
+        if not self._in_segment:
+            return Result("", True, False, 0.0)
+        return self._final(speech_final=False)
+
+    def _final(self, *, speech_final: bool) -> Result:
+        text, confidence = self._read()
+        self._in_segment = False
+        self._keys, self._voiced = [], []
+        return Result(text, True, speech_final, confidence)
+
+    def _read(self) -> tuple[str, float]:
+        heard = self.recogniser.recognise(self.rate, self._keys, self._voiced)
+        if not heard:
+            return "", 0.0
+        return " ".join(h.text for h in heard), min(h.confidence for h in heard)
+
+    def _threshold(self, rms: int) -> float:
+        # Minimum statistics over the current and the previous 0.5 s block: the floor follows
+        # steady noise within a second, while speech (never quiet for 0.5 s) does not raise it.
+        if self._block_n >= FLOOR_BLOCK_FRAMES:
+            self._prev_block_min, self._block_min, self._block_n = self._block_min, 1 << 30, 0
+        self._block_min = min(self._block_min, rms)
+        self._block_n += 1
+        floor = min(self._block_min, self._prev_block_min)
+        return max(SPEECH_MIN_RMS, min(SPEECH_OVER_FLOOR * floor, SPEECH_THRESHOLD_CAP))
+
+
+# -- the WebSocket endpoint -------------------------------------------------------------
+
+
+def _error(code: str, title: str, detail: str, parameter: str) -> dict:
+    return {"code": code, "title": title, "detail": detail, "source": {"parameter": parameter}}
+
+
+def validate_params(query: Mapping[str, str]) -> tuple[dict | None, int, str]:
+    """(error, rate, format) for the connection's query, per the documented error codes."""
+    engine = query.get("transcription_engine", "Deepgram")
+    if engine.lower() not in _ENGINES:
+        return _error("40007", "Invalid transcription engine", f"unknown engine {engine!r}",
+                      "transcription_engine"), 0, ""
+    fmt = query.get("input_format", "")
+    if fmt not in _ALL_FORMATS:
+        return _error("40001", "Invalid input_format", f"unsupported input_format {fmt!r}",
+                      "input_format"), 0, ""
+    if engine.lower() == "telnyx" and fmt not in _TELNYX_FORMATS:
+        return _error("40002", "Format not supported by engine", f"{fmt} is not supported by {engine}",
+                      "input_format"), 0, ""
+    if query.get("model", "").endswith("flux") and fmt != "linear16":
+        return _error("40006", "Format not supported by Flux", "Flux accepts linear16 only",
+                      "input_format"), 0, ""
+    if fmt not in _DECODED:
+        return _error("40002", "Format not supported by engine",
+                      f"the emulator decodes {', '.join(sorted(_DECODED))} only", "input_format"), 0, ""
+    raw = query.get("sample_rate")
+    if raw is None:
+        return _error("40003", "Missing sample_rate", f"sample_rate is required for {fmt}", "sample_rate"), 0, ""
+    try:
+        rate = int(raw)
+    except ValueError:
+        return _error("40004", "Invalid sample_rate", "sample_rate must be an integer", "sample_rate"), 0, ""
+    if (fmt in ("mulaw", "alaw") and rate != 8000) or not 8000 <= rate <= 48000 or rate % 50:
+        return _error("40005", "Invalid sample_rate", f"{rate} Hz is not supported for {fmt}",
+                      "sample_rate"), 0, ""
+    return None, rate, fmt
+
+
+@dataclass
+class SttStats:
+    connections: int = 0
+    audio_frames: int = 0
+    audio_bytes: int = 0
+    min_audio_frame_bytes: int | None = None
+    finalizes: int = 0
+    close_streams: int = 0
+    origin_rejected: int = 0
+    transcripts_sent: int = 0
+
+
+class SttEmulator:
+    """The STT endpoint: one handler per WebSocket, results written in order by one task."""
+
+    def __init__(self, *, api_key: str, profile: LatencyProfile, faults: FaultSwitch,
+                 recogniser: UtteranceRecogniser) -> None:
+        self.api_key = api_key
+        self.profile = profile
+        self.faults = faults
+        self.recogniser = recogniser
+        self.stats = SttStats()
+        self.delays = Delays(profile)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not bearer_ok(request, self.api_key):
+            return web.json_response({"errors": [{"code": "10009", "title": "Authentication failed"}]}, status=401)
+        if "Origin" in request.headers:
+            # The Telnyx edge rejects browser-style handshakes [3P]; catch clients that send one.
+            self.stats.origin_rejected += 1
+            return web.json_response({"errors": [{"code": "10015", "title": "Origin not allowed"}]}, status=403)
+        fault = self.faults.take("stt", request.headers, request.query)
+        if fault == "http_500":
+            return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+        self.stats.connections += 1
+        error, rate, fmt = validate_params(request.query)
+        if error is not None:
+            await ws.send_str(orjson.dumps({"errors": [error]}).decode())
+            await ws.close(code=1008)
+            return ws
+        stream = StreamRecogniser(
+            self.recogniser, rate, interim_every_ms=self.profile.stt_interim_every_ms,
+            endpoint_silence_ms=self.profile.stt_endpoint_silence_ms,
+            interim_results=request.query.get("interim_results", "false").lower() == "true",
+        )
+        await _SttConnection(self, request, ws, stream, fmt, fault).run()
+        return ws
+
+
+class _SttConnection:
+    def __init__(self, emulator: SttEmulator, request: web.Request, ws: web.WebSocketResponse,
+                 stream: StreamRecogniser, fmt: str, fault: str | None) -> None:
+        self.emulator = emulator
+        self.request = request
+        self.ws = ws
+        self.stream = stream
+        self.fmt = fmt
+        self.fault = fault
+        self.loop = asyncio.get_running_loop()
+        # (not before, message): one writer keeps results in order whatever their delays.
+        self.outbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def run(self) -> None:
+        writer = self.loop.create_task(self._write())
+        try:
+            await self._read()
+        finally:
+            writer.cancel()
+            try:
+                await writer
+            except asyncio.CancelledError:
+                pass
+            if not self.ws.closed:
+                await self.ws.close()
+
+    async def _read(self) -> None:
+        stats = self.emulator.stats
+        delays = self.emulator.delays
+        profile = self.emulator.profile
+        async for msg in self.ws:
+            now = self.loop.time()
+            if msg.type is WSMsgType.BINARY:
+                data = msg.data
+                stats.audio_frames += 1
+                stats.audio_bytes += len(data)
+                if stats.min_audio_frame_bytes is None or len(data) < stats.min_audio_frame_bytes:
+                    stats.min_audio_frame_bytes = len(data)
+                if self.fault == "error_frame":
+                    err = {"code": "50001", "title": "Transcription failed", "detail": "emulated failure"}
+                    await self.ws.send_str(orjson.dumps({"errors": [err]}).decode())
+                    await self.ws.close(code=1011)
+                    return
+                if self.fault == "disconnect":
+                    drop_connection(self.request)
+                    return
+                if self.fmt == "mulaw":
+                    data = audioop.ulaw2lin(data, 2)
+                elif self.fmt == "alaw":
+                    data = audioop.alaw2lin(data, 2)
+                for result in self.stream.push(data):
+                    delay = delays(profile.stt_final_ms) if result.is_final else 0.0
+                    self._queue(now + delay, result)
+            elif msg.type is WSMsgType.TEXT:
+                try:
+                    control = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    continue  # unknown text frames are ignored, as documented
+                kind = control.get("type") if isinstance(control, dict) else None
+                if kind == "Finalize":
+                    stats.finalizes += 1
+                    self._queue(now + delays(profile.stt_final_ms), self.stream.finalize())
+                elif kind == "CloseStream":
+                    stats.close_streams += 1
+                    # Deliver what is pending (bounded), then close, like Deepgram does.
+                    try:
+                        await asyncio.wait_for(self.outbox.join(), 2.0)
+                    except asyncio.TimeoutError:
+                        pass
+                    return
+
+    def _queue(self, at: float, result: Result) -> None:
+        if self.fault == "slow":
+            return  # a stalled recogniser: audio in, nothing out
+        message = {"type": "transcript", "transcript": result.text, "is_final": result.is_final,
+                   "speech_final": result.speech_final, "confidence": result.confidence}
+        self.outbox.put_nowait((at, orjson.dumps(message)))
+
+    async def _write(self) -> None:
+        while True:
+            at, message = await self.outbox.get()
+            try:
+                delay = at - self.loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self.ws.closed:
+                    continue
+                await self.ws.send_str(message.decode())
+                self.emulator.stats.transcripts_sent += 1
+            except ConnectionError:
+                pass
+            finally:
+                self.outbox.task_done()

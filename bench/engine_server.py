@@ -1,0 +1,61 @@
+"""The engine as the bench runs it: ``callagent serve`` plus one read-only bench route.
+
+``GET /bench/turns`` returns the engine's own per-turn timelines (kept only here, not in
+production servers), so the bench can set the engine's accounting beside what the
+caller measured at the carrier edge. Run as ``python -m bench.engine_server --port P``;
+providers and everything else come from the environment like ``callagent serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import signal
+
+from aiohttp import web
+
+from callagent.runtime import configure_logging, run
+from callagent.wiring import agent_factory, build_providers
+from control_plane.app import METRICS_KEY, create_app
+from control_plane.settings import Settings
+
+KEEP_TURNS = 100_000
+
+
+async def _turns(request: web.Request) -> web.Response:
+    return web.json_response(list(request.app[METRICS_KEY].recent_turns))
+
+
+async def serve(host: str, port: int) -> None:
+    settings = Settings()
+    providers = await build_providers(settings)
+    app = create_app(settings, listener_factory=agent_factory(settings, providers))
+    app[METRICS_KEY].recent_turns = collections.deque(maxlen=KEEP_TURNS)
+    app.router.add_get("/bench/turns", _turns)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    print(f"ready http://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await providers.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Turn per-call measurements into the bench's figures, table, JSON and picture."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .callee import CallMeasurement
+from .stats import percentile, summary
+
+TARGETS = {
+    "turn_latency_p95_ms": 400.0,
+    "engine_added_p99_ms": 10.0,
+    "barge_in_reaction_p95_ms": 150.0,
+    "outbound_late_p99_ms": 5.0,
+}
+
+
+@dataclass
+class RunFigures:
+    concurrency: int
+    calls: list[CallMeasurement]
+    engine_turns: list[dict[str, Any]] = field(default_factory=list)
+    engine_cpu_s: float = 0.0
+    engine_rss_mib: float = 0.0
+    engine_rss_idle_mib: float = 0.0
+    call_minutes: float = 0.0
+    load_cpu_pct: float = 0.0
+    wall_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        turns = [t for c in self.calls for t in c.turns]
+        latencies = [t.latency_ms for t in turns if t.latency_ms is not None]
+        reactions = [t.barge_in_reaction_ms for t in turns if t.barge_in_reaction_ms is not None]
+        lateness = [x for c in self.calls for x in c.lateness_ms]
+        engine_added = [t["engine_added_ms"] for t in self.engine_turns if t.get("engine_added_ms") is not None]
+        engine_latency = [t["turn_latency_ms"] for t in self.engine_turns if t.get("turn_latency_ms") is not None]
+        stages: dict[str, list[float]] = {}
+        for t in self.engine_turns:
+            for stage, ms in (t.get("stages_ms") or {}).items():
+                stages.setdefault(stage, []).append(ms)
+        completed = sum(1 for c in self.calls if c.completed and c.error is None)
+        frames_out = sum(c.agent_frames for c in self.calls)
+        out = {
+            "concurrency": self.concurrency,
+            "calls_completed": completed,
+            "calls_failed": len(self.calls) - completed + len(self.failures),
+            "turns_measured": len(latencies),
+            "turn_latency_ms": summary(latencies),
+            "engine_turn_latency_ms": summary(engine_latency),
+            "engine_added_ms": summary(engine_added),
+            "stage_ms": {k: summary(v) for k, v in sorted(stages.items())},
+            "barge_in_reaction_ms": summary(reactions, (50, 95)),
+            "barge_ins_missed": sum(t.barge_in_missed for t in turns),
+            "false_barge_ins": sum(t.false_barge_in for t in turns),
+            "missed_turns": sum(t.missed for t in turns),
+            "premature_replies": sum(t.premature for t in turns),
+            "outbound_late_frames": len(lateness),
+            "outbound_frames": frames_out,
+            "outbound_late_ms": {"p99": round(percentile(lateness, 99) or 0.0, 1), "n": len(lateness)},
+            "speculative_turns": sum(1 for t in self.engine_turns if t.get("speculative")),
+            "cpu_s_per_call_minute": round(self.engine_cpu_s / self.call_minutes, 3) if self.call_minutes else None,
+            "rss_mib_per_call": round((self.engine_rss_mib - self.engine_rss_idle_mib) / max(1, self.concurrency), 2),
+            "engine_rss_mib": round(self.engine_rss_mib, 1),
+            "load_cpu_pct": round(self.load_cpu_pct, 1),
+            "valid": self.load_cpu_pct <= 90.0,
+            "wall_s": round(self.wall_s, 1),
+            "failures": self.failures[:20],
+            "by_category": self._by_category(),
+        }
+        out["pass"] = {
+            "turn_latency_p95": _lt(out["turn_latency_ms"]["p95"], TARGETS["turn_latency_p95_ms"]),
+            "engine_added_p99": _lt(out["engine_added_ms"]["p99"], TARGETS["engine_added_p99_ms"]),
+            "barge_in_reaction_p95": _lt(out["barge_in_reaction_ms"]["p95"], TARGETS["barge_in_reaction_p95_ms"]),
+            "outbound_late_p99": out["outbound_late_ms"]["p99"] <= TARGETS["outbound_late_p99_ms"],
+            "no_false_barge_ins": out["false_barge_ins"] == 0,
+            "no_premature_replies": out["premature_replies"] == 0,
+        }
+        return out
+
+
+    def _by_category(self) -> dict[str, Any]:
+        groups: dict[str, list[CallMeasurement]] = {}
+        for call in self.calls:
+            groups.setdefault(call.category, []).append(call)
+        out = {}
+        for category, calls in sorted(groups.items()):
+            turns = [t for c in calls for t in c.turns]
+            out[category] = {
+                "calls": len(calls),
+                "turn_latency_ms": summary([t.latency_ms for t in turns if t.latency_ms is not None], (50, 95)),
+                "missed_turns": sum(t.missed for t in turns),
+                "premature_replies": sum(t.premature for t in turns),
+                "false_barge_ins": sum(t.false_barge_in for t in turns),
+            }
+        return out
+
+
+def _lt(value: float | None, target: float) -> bool | None:
+    return None if value is None else value < target
+
+
+def print_table(figures: dict[str, Any], console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"callagent bench — {figures['concurrency']} concurrent calls", show_lines=False)
+    for column in ("figure", "p50", "p95", "p99", "target", "result"):
+        table.add_column(column, justify="right" if column != "figure" else "left")
+
+    def row(name: str, key: str, target: str = "", passed: bool | None = None) -> None:
+        s = figures[key]
+        mark = "" if passed is None else ("[green]pass[/]" if passed else "[red]MISS[/]")
+        table.add_row(name, *(f"{s.get(p)}" if s.get(p) is not None else "—" for p in ("p50", "p95", "p99")), target, mark)
+
+    p = figures["pass"]
+    row("turn latency at the carrier (ms)", "turn_latency_ms", "p95 < 400", p["turn_latency_p95"])
+    row("engine's own turn latency (ms)", "engine_turn_latency_ms")
+    row("engine-added (ms)", "engine_added_ms", "p99 < 10", p["engine_added_p99"])
+    row("barge-in reaction (ms)", "barge_in_reaction_ms", "p95 < 150", p["barge_in_reaction_p95"])
+    for stage, s in figures["stage_ms"].items():
+        table.add_row(f"  stage: {stage} (ms)", *(f"{s.get(q)}" if s.get(q) is not None else "—" for q in ("p50", "p95", "p99")), "", "")
+    console.print(table)
+    counts = Table(show_header=False)
+    counts.add_column("figure")
+    counts.add_column("value", justify="right")
+    for label, key in (
+        ("calls completed / failed", None), ("turns measured", "turns_measured"),
+        ("missed turns", "missed_turns"), ("premature replies", "premature_replies"),
+        ("false barge-ins", "false_barge_ins"), ("barge-ins missed", "barge_ins_missed"),
+        ("speculative turns (engine)", "speculative_turns"),
+        ("outbound late frames / p99 ms", None), ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
+        ("engine RSS MiB per call", "rss_mib_per_call"), ("load-side CPU %", "load_cpu_pct"),
+    ):
+        if label.startswith("calls"):
+            value = f"{figures['calls_completed']} / {figures['calls_failed']}"
+        elif label.startswith("outbound"):
+            value = f"{figures['outbound_late_frames']} of {figures['outbound_frames']} / {figures['outbound_late_ms']['p99']}"
+        else:
+            value = str(figures[key])
+        counts.add_row(label, value)
+    console.print(counts)
+    if not figures["valid"]:
+        console.print("[red]INVALID RUN: the load side's core went above 90 % — figures are not the engine's[/]")
+
+
+def write_json(path: str, figures: dict[str, Any]) -> None:
+    with open(path, "w") as fh:
+        json.dump(figures, fh, indent=2, sort_keys=True)
+
+
+def write_plot(path: str, runs: list[dict[str, Any]], stage_samples: dict[str, list[float]]) -> None:
+    """A self-contained HTML page with inline SVG: latency CDF per stage, latency vs concurrency."""
+    width, height, pad = 640, 320, 40
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+
+    def cdf_svg() -> str:
+        series = {k: sorted(v) for k, v in stage_samples.items() if v}
+        top = max((v[-1] for v in series.values()), default=1.0) or 1.0
+        parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+                 f'<rect width="{width}" height="{height}" fill="white"/>']
+        for i, (name, values) in enumerate(series.items()):
+            points = " ".join(
+                f"{pad + (x / top) * (width - 2 * pad):.1f},{height - pad - (j + 1) / len(values) * (height - 2 * pad):.1f}"
+                for j, x in enumerate(values)
+            )
+            color = colors[i % len(colors)]
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
+            parts.append(f'<text x="{width - pad - 150}" y="{pad + 14 * i}" fill="{color}" font-size="12">{html.escape(name)}</text>')
+        parts.append(f'<text x="{pad}" y="{height - 8}" font-size="12">0 … {top:.0f} ms</text></svg>')
+        return "".join(parts)
+
+    def concurrency_svg() -> str:
+        pts = [(r["concurrency"], r["turn_latency_ms"].get("p95")) for r in runs if r["turn_latency_ms"].get("p95")]
+        parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+                 f'<rect width="{width}" height="{height}" fill="white"/>']
+        if pts:
+            cmax = max(c for c, _ in pts) or 1
+            lmax = max(max(l for _, l in pts), 450.0)
+            y400 = height - pad - 400 / lmax * (height - 2 * pad)
+            parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y400:.1f}" y2="{y400:.1f}" stroke="red" stroke-dasharray="4"/>')
+            line = " ".join(f"{pad + c / cmax * (width - 2 * pad):.1f},{height - pad - l / lmax * (height - 2 * pad):.1f}" for c, l in pts)
+            parts.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>')
+            for c, l in pts:
+                x, y = pad + c / cmax * (width - 2 * pad), height - pad - l / lmax * (height - 2 * pad)
+                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"/><text x="{x + 4:.1f}" y="{y - 4:.1f}" font-size="11">{c}: {l:.0f}</text>')
+        parts.append(f'<text x="{pad}" y="{height - 8}" font-size="12">concurrent calls → p95 turn latency (ms); red: 400 ms</text></svg>')
+        return "".join(parts)
+
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>callagent bench</title>"
+        "<h2>Latency CDF per stage (engine's own accounting) and at the carrier</h2>" + cdf_svg()
+        + "<h2>p95 turn latency vs concurrency</h2>" + concurrency_svg()
+    )
+    with open(path, "w") as fh:
+        fh.write(page)

@@ -1,0 +1,247 @@
+"""``callagent bench``: replay corpus calls against the engine and measure at the carrier edge.
+
+Layout on a 2-core machine: the engine runs as its own process pinned to core 0; this
+process (provider emulators, simulated callees, measurement) is pinned to core 1. The
+engine's CPU and RSS are read from /proc for its process alone; this side's own CPU is
+reported too, and a run where it went above 90 % of its core is marked invalid — then
+the load side, not the engine, was the limit.
+
+Paths: ``media`` (default) opens Telnyx media streams straight to the engine's media
+endpoint, the way Telnyx connects for a TeXML ``<Stream>`` or a stream started by another
+system; every call runs the full conversation (STT -> LLM -> TTS -> playout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .callee import CallMeasurement, ScriptedCallee
+from .corpus.model import CallScript, load_corpus
+from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
+from .report import RunFigures, print_table, write_json, write_plot
+
+ENGINE_CORE = 0
+LOAD_CORE = 1
+
+
+@dataclass
+class BenchOptions:
+    calls: int = 100
+    concurrency: int = 100
+    ramp_up_s: float = 10.0
+    profile: str = "fast"
+    categories: tuple[str, ...] = ()
+    target: str | None = None
+    json_path: str | None = None
+    plot_path: str | None = None
+    capacity: bool = False
+    capacity_start: int = 50
+    capacity_step: int = 50
+    capacity_max: int = 400
+    quiet: bool = False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EngineProcess:
+    """``python -m bench.engine_server`` pinned to the engine core, pointed at the emulators."""
+
+    def __init__(self, emulators: Any) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update({
+            "TELNYX_API_KEY": emulators.api_key,
+            "CALLAGENT_PROVIDERS__MODE": "remote",
+            "CALLAGENT_PROVIDERS__STT_URL": emulators.stt_url,
+            "CALLAGENT_PROVIDERS__TTS_URL": emulators.tts_url,
+            "CALLAGENT_PROVIDERS__LLM_BASE_URL": emulators.llm_base_url,
+            "CALLAGENT_PROVIDERS__LLM_MODEL": "emulator",
+            "CALLAGENT_DATA_DIR": os.environ.get("CALLAGENT_DATA_DIR", "/tmp/callagent-bench-data"),
+        })
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.engine_server", "--port", str(self.port)],
+            env=env, stdout=subprocess.PIPE, stderr=None, text=True,
+        )
+        self.pinned = pin({ENGINE_CORE}, self.proc.pid)
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"engine process exited with {self.proc.returncode}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with client.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError("engine process did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _scripts(categories: tuple[str, ...]) -> list[CallScript]:
+    corpus = [s for s in load_corpus() if s.answer == "human"]
+    if categories:
+        corpus = [s for s in corpus if s.category in categories]
+        if not corpus:
+            raise SystemExit(f"no corpus calls in categories {categories}")
+    return corpus
+
+
+async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession) -> tuple[CallMeasurement, float]:
+    stream_id = str(uuid.uuid4())
+    started = time.monotonic()
+    async with client.ws_connect(url, heartbeat=None, autoping=True) as ws:
+        await ws.send_str('{"event":"connected","version":"1.0.0"}')
+        await ws.send_str(orjson.dumps({
+            "event": "start", "sequence_number": "1", "stream_id": stream_id,
+            "start": {"call_control_id": f"v3:bench-{uuid.uuid4().hex[:16]}", "from": "+15550100001",
+                      "to": "+15550100002", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
+        }).decode())
+        result = await ScriptedCallee(script, stream_id=stream_id).run(ws)
+        await ws.send_str(orjson.dumps({"event": "stop", "stream_id": stream_id, "stop": {}}).decode())
+    return result, time.monotonic() - started
+
+
+async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | None, concurrency: int,
+                    calls: int, progress: Any = None) -> RunFigures:
+    scripts = _scripts(options.categories)
+    media_url = engine_url + "/media-stream"
+    semaphore = asyncio.Semaphore(concurrency)
+    ramp = options.ramp_up_s / max(1, concurrency)
+    results: list[CallMeasurement] = []
+    failures: list[str] = []
+    call_seconds = 0.0
+    peak_rss = 0
+    idle_rss = rss_bytes(engine_pid) if engine_pid else 0
+    cpu0 = cpu_seconds(engine_pid) if engine_pid else 0.0
+    own0, wall0 = own_cpu_seconds(), time.monotonic()
+
+    async def sample_rss() -> None:
+        nonlocal peak_rss
+        while True:
+            if engine_pid:
+                peak_rss = max(peak_rss, rss_bytes(engine_pid))
+            await asyncio.sleep(0.5)
+
+    async def call(i: int, client: aiohttp.ClientSession) -> None:
+        nonlocal call_seconds
+        await asyncio.sleep(min(i, concurrency) * ramp)
+        async with semaphore:
+            try:
+                result, seconds = await _one_call(media_url, scripts[i % len(scripts)], client)
+                results.append(result)
+                call_seconds += seconds
+            except Exception as exc:  # a failed call is a figure, not a crash
+                failures.append(f"call {i}: {type(exc).__name__}: {exc}")
+            if progress is not None:
+                progress()
+
+    sampler = asyncio.ensure_future(sample_rss())
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as client:
+        await asyncio.gather(*(call(i, client) for i in range(calls)))
+        turns: list[dict[str, Any]] = []
+        with contextlib.suppress(aiohttp.ClientError):
+            async with client.get(engine_url + "/bench/turns") as response:
+                if response.status == 200:
+                    turns = await response.json()
+    sampler.cancel()
+    wall = time.monotonic() - wall0
+    return RunFigures(
+        concurrency=concurrency, calls=results, engine_turns=turns,
+        engine_cpu_s=(cpu_seconds(engine_pid) - cpu0) if engine_pid else 0.0,
+        engine_rss_mib=peak_rss / 2**20, engine_rss_idle_mib=idle_rss / 2**20,
+        call_minutes=call_seconds / 60, load_cpu_pct=100 * (own_cpu_seconds() - own0) / wall if wall else 0.0,
+        wall_s=wall, failures=failures,
+    )
+
+
+async def run_bench(options: BenchOptions) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from .corpus.model import CORPUS_DIR
+    from .emulators.server import load_corpus_utterances, start_emulators
+
+    console = Console()
+    pinned_self = pin({LOAD_CORE})
+    emulators = await start_emulators(options.profile, known_utterances=load_corpus_utterances(CORPUS_DIR))
+    engine: EngineProcess | None = None
+    try:
+        if options.target:
+            engine_url, engine_pid = options.target.rstrip("/"), None
+            console.print(f"target {engine_url} (its CPU and RSS are not measured)")
+        else:
+            engine = EngineProcess(emulators)
+            await engine.ready()
+            engine_url, engine_pid = engine.url, engine.proc.pid
+            console.print(
+                f"engine pid {engine_pid} on core {ENGINE_CORE if engine.pinned else 'any'}; "
+                f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}"
+            )
+        levels = (
+            list(range(options.capacity_start, options.capacity_max + 1, options.capacity_step))
+            if options.capacity else [options.concurrency]
+        )
+        runs: list[dict[str, Any]] = []
+        stage_samples: dict[str, list[float]] = {}
+        held: int | None = None
+        for level in levels:
+            calls = level if options.capacity else options.calls
+            with Progress(console=console, transient=True, disable=options.quiet) as bar:
+                task = bar.add_task(f"{level} concurrent", total=calls)
+                figures = await run_level(options, engine_url, engine_pid, level, calls,
+                                          progress=lambda: bar.advance(task))
+            data = figures.as_json()
+            runs.append(data)
+            for t in figures.engine_turns[-5000:]:
+                for stage, ms in (t.get("stages_ms") or {}).items():
+                    stage_samples.setdefault(stage, []).append(ms)
+            stage_samples.setdefault("carrier turn latency", []).extend(
+                t.latency_ms for c in figures.calls for t in c.turns if t.latency_ms is not None)
+            print_table(data, console)
+            if options.capacity:
+                p95 = data["turn_latency_ms"]["p95"]
+                ok = p95 is not None and p95 < 400 and data["outbound_late_ms"]["p99"] <= 5 and data["valid"]
+                if not ok:
+                    break
+                held = level
+        result: dict[str, Any] = runs[-1] if not options.capacity else {"levels": runs, "capacity": held}
+        if options.capacity:
+            console.print(f"capacity: {held} concurrent calls held p95 < 400 ms and p99 lateness ≤ 5 ms"
+                          if held else "capacity: the first level already missed the targets")
+        if options.json_path:
+            write_json(options.json_path, result)
+        if options.plot_path:
+            write_plot(options.plot_path, runs, stage_samples)
+        last = runs[-1]
+        return 0 if last["calls_failed"] == 0 else 1
+    finally:
+        if engine is not None:
+            engine.stop()
+        await emulators.close()

@@ -1,0 +1,296 @@
+"""The Telnyx STT client against the STT emulator, over a real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from bench.signals import silence, voiced
+from engine import _audioop as audioop
+from engine.codecs import PCMU
+from engine.providers.base import ProviderError, Transcript
+from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
+
+from .helpers import (
+    FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, assert_no_tasks_left, emulators, feed_paced, frames, other_tasks,
+    run, wait_for,
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.transcripts: list[tuple[float, Transcript]] = []
+        self.errors: list[tuple[float, ProviderError]] = []
+
+    def on_transcript(self, transcript: Transcript) -> None:
+        self.transcripts.append((self.loop.time(), transcript))
+
+    def on_error(self, error: ProviderError) -> None:
+        self.errors.append((self.loop.time(), error))
+
+    @property
+    def finals(self) -> list[Transcript]:
+        return [t for _, t in self.transcripts if t.is_final]
+
+    @property
+    def interims(self) -> list[Transcript]:
+        return [t for _, t in self.transcripts if not t.is_final]
+
+
+def client(emu, **overrides) -> TelnyxSpeechToText:
+    fields = {"api_key": SecretStr(emu.api_key), "url": emu.stt_url, **overrides}
+    return TelnyxSpeechToText(TelnyxSttConfig(**fields))
+
+
+async def open_session(stt: TelnyxSpeechToText, rec: Recorder, rate: int = 8000):
+    return await stt.open(sample_rate=rate, on_transcript=rec.on_transcript, on_error=rec.on_error)
+
+
+async def recognise(pcm: bytes, *, rate: int = 8000, **emulator_kwargs) -> Recorder:
+    """Feed ``pcm`` (all at once), finalize, return what came back."""
+    async with emulators(**emulator_kwargs) as emu:
+        stt = client(emu)
+        rec = Recorder()
+        session = await open_session(stt, rec, rate)
+        for frame in frames(pcm, rate // 50 * 2):
+            session.feed(frame)
+        await session.finalize()
+        await wait_for(lambda: rec.finals)
+        await session.aclose()
+        await stt.aclose()
+    return rec
+
+
+def test_interim_results_while_speaking_then_final_after_finalize():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu)
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            fed_at = await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.2), speed=4.0)
+            finalize_at = rec.loop.time()
+            await session.finalize()
+            await wait_for(lambda: rec.finals)
+            final_at = next(at for at, t in rec.transcripts if t.is_final)
+            await session.aclose()
+            await stt.aclose()
+        assert rec.finals == [Transcript(HELLO, True, False, rec.finals[0].confidence)]
+        assert rec.finals[0].confidence > 0.9
+        # Interims grow word by word while the audio is still arriving.
+        assert len(rec.interims) >= 2
+        assert all(HELLO.startswith(t.text) for t in rec.interims)
+        assert rec.transcripts[0][0] < fed_at
+        # The final comes the profile's 100 ms after Finalize, never before the audio it covers.
+        assert 0.1 <= final_at - finalize_at < 0.3
+        assert final_at > fed_at
+        assert not rec.errors
+        await assert_no_tasks_left()
+
+    run(body)
+
+
+def test_recognises_a_line_despite_lost_frames_and_surrounding_silence():
+    damaged = bytearray(NUMBER_PCM)
+    damaged[10 * FRAME:12 * FRAME] = bytes(2 * FRAME)  # two frames lost, concealed with silence
+    rec = run(lambda: recognise(silence(0.4) + bytes(damaged) + silence(0.3)))
+    assert [t.text for t in rec.finals] == [NUMBER]
+    assert rec.finals[0].confidence < 0.99  # it noticed the damage
+
+
+def test_recognises_audio_that_went_through_pcmu():
+    rec = run(lambda: recognise(PCMU.decode(PCMU.encode(silence(0.1) + HELLO_PCM))))
+    assert [t.text for t in rec.finals] == [HELLO]
+
+
+def test_two_lines_in_one_segment_come_out_in_order():
+    rec = run(lambda: recognise(NUMBER_PCM + silence(0.2) + HELLO_PCM))
+    assert [t.text for t in rec.finals] == [f"{NUMBER} {HELLO}"]
+
+
+def test_unknown_speech_gets_a_placeholder_with_its_duration():
+    rec = run(lambda: recognise(silence(0.2) + voiced(1.4, f0=210.0, seed=99) + silence(0.1)))
+    assert [t.text for t in rec.finals] == ["(unrecognised speech, 1.4 s)"]
+
+
+def test_recognises_at_16_khz_when_the_engine_upsamples():
+    pcm = silence(0.2) + HELLO_PCM + silence(0.1)
+    up = audioop.ratecv(pcm, 2, 1, 8000, 16000, None)[0]
+    rec = run(lambda: recognise(up, rate=16000))
+    assert [t.text for t in rec.finals] == [HELLO]
+
+
+def test_own_endpointing_without_finalize():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu)
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            # 300 ms of trailing silence is not enough for the emulator's 500 ms endpointing...
+            for frame in frames(HELLO_PCM + silence(0.3)):
+                session.feed(frame)
+            await asyncio.sleep(0.25)
+            assert not rec.finals
+            # ... 300 ms more is.
+            for frame in frames(silence(0.3)):
+                session.feed(frame)
+            fed_at = rec.loop.time()
+            await wait_for(lambda: rec.finals)
+            final_at = next(at for at, t in rec.transcripts if t.is_final)
+            await session.aclose()
+            await stt.aclose()
+        assert rec.finals[0].text == HELLO and rec.finals[0].speech_final
+        assert 0.09 <= final_at - fed_at < 0.3
+
+    run(body)
+
+
+def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu)
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            tasks_before = len(other_tasks())
+            for frame in frames(silence(0.1) + HELLO_PCM)[:49]:  # 980 ms
+                session.feed(frame)
+                assert len(other_tasks()) == tasks_before
+            await asyncio.sleep(0.05)
+            stats = emu.stt.stats
+            assert stats.audio_frames >= 1 and stats.min_audio_frame_bytes >= 1600
+            await session.finalize()  # flushes the 180 ms not yet sent, then Finalize
+            await wait_for(lambda: rec.finals)
+            assert stats.audio_bytes == 49 * FRAME
+            assert stats.finalizes == 1
+            await session.aclose()
+            await session.aclose()  # idempotent
+            session.feed(bytes(FRAME))  # a no-op once closed
+            await stt.aclose()
+            await wait_for(lambda: stats.close_streams == 1)
+        await assert_no_tasks_left()
+
+    run(body)
+
+
+def test_no_callbacks_after_aclose():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu)
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            for frame in frames(HELLO_PCM):
+                session.feed(frame)
+            await session.finalize()
+            await session.aclose()  # the final is still 100 ms away
+            await asyncio.sleep(0.2)
+            await stt.aclose()
+        assert not rec.finals and not rec.errors
+
+    run(body)
+
+
+def test_wrong_api_key_fails_open_for_good():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu, api_key=SecretStr("wrong"))
+            with pytest.raises(ProviderError) as caught:
+                await open_session(stt, Recorder())
+            await stt.aclose()
+        assert not caught.value.retryable
+        assert "401" in str(caught.value) and "wrong" not in str(caught.value)
+
+    run(body)
+
+
+def test_connect_failure_is_retryable():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def body():
+        stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), url=f"ws://127.0.0.1:{port}/x"))
+        with pytest.raises(ProviderError) as caught:
+            await open_session(stt, Recorder())
+        await stt.aclose()
+        assert caught.value.retryable
+
+    run(body)
+
+
+def test_bad_parameters_come_back_as_a_documented_error_frame():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu, extra_params={"input_format": "mulaw"})  # the Telnyx engine has no mulaw
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            await wait_for(lambda: rec.errors)
+            await session.aclose()
+            await stt.aclose()
+        assert len(rec.errors) == 1  # the close that follows the error frame is not a second error
+        error = rec.errors[0][1]
+        assert "40002" in str(error) and not error.retryable
+
+    run(body)
+
+
+@pytest.mark.parametrize("fault, expected", [("error_frame", "50001"), ("disconnect", "closed by the server")])
+def test_mid_stream_failures_reach_on_error(fault, expected):
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu, extra_params={"emulator_fault": fault})
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            for frame in frames(HELLO_PCM[:4 * 1600]):
+                session.feed(frame)
+            await wait_for(lambda: rec.errors)
+            session.feed(bytes(FRAME))  # ignored after the failure
+            await session.finalize()  # returns at once after a failure
+            await session.aclose()
+            await stt.aclose()
+        assert len(rec.errors) == 1
+        assert expected in str(rec.errors[0][1]) and rec.errors[0][1].retryable
+
+    run(body)
+
+
+def test_stalled_recogniser_trips_the_finalize_deadline():
+    async def body():
+        async with emulators() as emu:
+            emu.faults.arm("slow", "stt")
+            stt = client(emu, finalize_timeout_s=0.3)
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            for frame in frames(HELLO_PCM):
+                session.feed(frame)
+            sent_at = rec.loop.time()
+            await session.finalize()
+            await wait_for(lambda: rec.errors)
+            await session.aclose()
+            await stt.aclose()
+        assert not rec.transcripts
+        assert 0.3 <= rec.errors[0][0] - sent_at < 0.5
+        assert "no final transcript" in str(rec.errors[0][1])
+
+    run(body)
+
+
+def test_fault_armed_over_the_control_endpoint_fails_one_handshake():
+    async def body():
+        async with emulators() as emu:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{emu.control_url}/faults",
+                                     json={"kind": "http_500", "service": "stt", "count": 1}) as response:
+                    assert response.status == 200
+            stt = client(emu)
+            with pytest.raises(ProviderError) as caught:
+                await open_session(stt, Recorder())
+            assert caught.value.retryable and "500" in str(caught.value)
+            session = await open_session(stt, Recorder())  # the fault is used up
+            await session.aclose()
+            await stt.aclose()
+
+    run(body)

@@ -1,0 +1,190 @@
+"""The Telnyx TTS client against the TTS emulator, over a real WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from aiohttp import ClientSession, WSMsgType
+from pydantic import SecretStr
+
+from engine.providers.base import AudioChunk, ProviderError
+from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig, sniff_container
+
+from .helpers import assert_no_tasks_left, emulators, run
+
+VOICE = "Telnyx.NaturalHD.astra"
+FIRST = "Hello there."
+SECOND = "How can I help you today?"
+
+
+def client(emu, **overrides) -> TelnyxTextToSpeech:
+    fields = {"api_key": SecretStr(emu.api_key), "url": emu.tts_url, **overrides}
+    return TelnyxTextToSpeech(TelnyxTtsConfig(**fields))
+
+
+async def collect(stream) -> list[tuple[float, AudioChunk]]:
+    loop = asyncio.get_running_loop()
+    return [(loop.time(), chunk) async for chunk in stream]
+
+
+def test_speech_arrives_as_pcm_at_the_requested_rate_with_alignment():
+    async def body():
+        async with emulators() as emu:
+            tts = client(emu)
+            stream = await tts.open(voice=VOICE, sample_rate=8000)
+            loop = asyncio.get_running_loop()
+            await stream.send_text("Hello")
+            await stream.send_text(" there. How can I")
+            sentence_at = loop.time()  # the first sentence is complete now
+            await stream.send_text(" help you today?")
+            await stream.end()
+            chunks = await collect(stream)
+            await stream.aclose()
+            await tts.aclose()
+            expected = [(await emu.tts.synthesizer.synthesize(text, 8000))[0] for text in (FIRST, SECOND)]
+        pcm = b"".join(c.pcm for _, c in chunks)
+        assert stream.sample_rate == 8000
+        # Exactly the speech rendered at 8 kHz, in order: no MP3, no resampling surprise.
+        assert pcm == expected[0] + expected[1]
+        assert 0.8 < len(pcm) / 16000 < 5.0
+        assert [c.text for _, c in chunks if c.text] == [FIRST, SECOND]
+        assert chunks[0][1].text == FIRST
+        first_audio_ms = (chunks[0][0] - sentence_at) * 1000
+        assert 100 <= first_audio_ms < 200
+        assert len(chunks) > 3  # streamed in pieces, not one blob
+        await assert_no_tasks_left()
+
+    run(body)
+
+
+def test_flush_speaks_an_unfinished_sentence_before_end():
+    async def body():
+        async with emulators() as emu:
+            tts = client(emu)
+            stream = await tts.open(voice=VOICE, sample_rate=16000)
+            await stream.send_text("one moment please", flush=True)
+            chunk = await asyncio.wait_for(stream.__anext__(), 1.0)
+            await stream.aclose()
+            await tts.aclose()
+        assert chunk.text == "one moment please" and len(chunk.pcm) > 0
+
+    run(body)
+
+
+def test_aclose_mid_stream_stops_quickly_and_leaves_nothing_running():
+    async def body():
+        async with emulators() as emu:
+            tts = client(emu)
+            stream = await tts.open(voice=VOICE, sample_rate=8000)
+            await stream.send_text("This is a long answer that keeps going for quite a while. " * 3)
+            await stream.end()
+            loop = asyncio.get_running_loop()
+
+            async def consume() -> int:
+                return sum([1 async for _ in stream])
+
+            consumer = loop.create_task(consume())
+            await asyncio.sleep(0.2)  # audio is flowing
+            assert not consumer.done()
+            started = loop.time()
+            await stream.aclose()
+            received = await asyncio.wait_for(consumer, 0.5)  # iteration ends, no exception
+            took = loop.time() - started
+            await stream.aclose()  # idempotent
+            await tts.aclose()
+            with pytest.raises(ProviderError):
+                await stream.send_text("more")
+        assert received >= 1
+        assert took < 0.2
+        await assert_no_tasks_left()
+
+    run(body)
+
+
+def test_mp3_voice_is_refused_with_advice():
+    async def body():
+        async with emulators() as emu:
+            tts = client(emu)
+            stream = await tts.open(voice="Telnyx.KokoroTTS.af_heart", sample_rate=8000)
+            await stream.send_text("Hello there.")
+            with pytest.raises(ProviderError) as caught:
+                await collect(stream)
+            await stream.aclose()
+            await tts.aclose()
+        message = str(caught.value)
+        assert "MP3" in message and "Telnyx.NaturalHD" in message and not caught.value.retryable
+
+    run(body)
+
+
+@pytest.mark.parametrize("fault, expected", [("error_frame", "emulated synthesis failure"),
+                                             ("disconnect", "connection lost")])
+def test_mid_stream_failures_raise(fault, expected):
+    async def body():
+        async with emulators() as emu:
+            tts = client(emu, extra_params={"emulator_fault": fault})
+            stream = await tts.open(voice=VOICE, sample_rate=8000)
+            await stream.send_text("Hello there. How can I help you today?")
+            await stream.end()
+            received = []
+            with pytest.raises(ProviderError) as caught:
+                async for chunk in stream:
+                    received.append(chunk)
+            await stream.aclose()
+            await tts.aclose()
+        assert len(received) == 1  # the first chunk made it, then the failure
+        assert expected in str(caught.value)
+
+    run(body)
+
+
+def test_stalled_provider_times_out():
+    async def body():
+        async with emulators() as emu:
+            emu.faults.arm("slow", "tts")
+            tts = client(emu, receive_timeout_s=0.3)
+            stream = await tts.open(voice=VOICE, sample_rate=8000)
+            await stream.send_text("Hello there.")
+            with pytest.raises(ProviderError, match="no audio"):
+                await collect(stream)
+            await stream.aclose()
+            await tts.aclose()
+
+    run(body)
+
+
+def test_handshake_refusals_are_not_retryable():
+    async def body():
+        async with emulators() as emu:
+            for tts, voice in ((client(emu, api_key=SecretStr("nope")), VOICE), (client(emu), "")):
+                with pytest.raises(ProviderError) as caught:
+                    await tts.open(voice=voice, sample_rate=8000)
+                assert not caught.value.retryable
+                await tts.aclose()
+
+    run(body)
+
+
+def test_emulator_requires_the_handshake_frame_first():
+    async def body():
+        async with emulators() as emu:
+            async with ClientSession() as http:
+                async with http.ws_connect(emu.tts_url, params={"voice": VOICE, "audio_format": "linear16"},
+                                           headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
+                    await ws.send_str('{"text":"Hello."}')
+                    msg = await ws.receive(timeout=1)
+                    assert msg.type is WSMsgType.TEXT and "handshake" in orjson.loads(msg.data)["error"]
+
+    run(body)
+
+
+def test_container_sniffing():
+    assert sniff_container(b"ID3\x04\x00" + bytes(20)) == "MP3"
+    assert sniff_container(b"\xff\xfb\x90\x64" + bytes(20)) == "MP3"
+    assert sniff_container(b"RIFF\x00\x00\x00\x00WAVEfmt ") == "WAV"
+    # PCM that happens to start with a small negative sample is still PCM.
+    assert sniff_container(b"\xff\xff\xfe\xff" + bytes(20)) is None
+    assert sniff_container(b"\xff\xef\x00\x00" + bytes(20)) is None
+    assert sniff_container(bytes(24)) is None
