@@ -20,8 +20,11 @@ async def _serve(host: str, port: int) -> None:
     from control_plane.app import create_app
     from control_plane.settings import Settings
 
+    from .wiring import agent_factory, build_providers
+
     settings = Settings()
-    app = create_app(settings)
+    providers = await build_providers(settings)
+    app = create_app(settings, listener_factory=agent_factory(settings, providers))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -35,6 +38,7 @@ async def _serve(host: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        await providers.aclose()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
