@@ -71,6 +71,8 @@ class TurnResult:
     speech_end_sent: float | None = None
     first_agent_audio: float | None = None
     clear_at: float | None = None
+    agent_frame_times: list[float] = field(default_factory=list)
+    """Arrivals of agent frames from this utterance's onset on (barge-in and backchannel turns)."""
     premature: bool = False
     barge_in_missed: bool = False
     false_barge_in: bool = False
@@ -87,10 +89,35 @@ class TurnResult:
         return (self.first_agent_audio - self.speech_end_sent) * 1000
 
     @property
-    def barge_in_reaction_ms(self) -> float | None:
-        if self.expect != "barge_in" or self.speech_start_sent is None or self.clear_at is None:
+    def agent_stopped_at(self) -> float | None:
+        """When agent audio stopped arriving after the caller's onset: the last frame before
+        a gap of ≥ 100 ms (or before nothing more came)."""
+        onset = self.speech_start_sent
+        if onset is None:
             return None
-        return (self.clear_at - self.speech_start_sent) * 1000
+        times = [t for t in self.agent_frame_times if t >= onset]
+        if not times:
+            return onset  # nothing arrived after the onset: already stopped
+        for before, after in zip(times, times[1:]):
+            if after - before >= 0.1:
+                return before
+        return times[-1]
+
+    @property
+    def barge_in_reaction_ms(self) -> float | None:
+        """Caller onset -> agent audio stops arriving, or ``clear``, whichever came first."""
+        if self.expect != "barge_in" or self.speech_start_sent is None:
+            return None
+        ends = [t for t in (self.clear_at, self.agent_stopped_at) if t is not None]
+        return (min(ends) - self.speech_start_sent) * 1000 if ends else None
+
+    @property
+    def agent_paused(self) -> bool:
+        """During a backchannel the agent's audio paused (≥ 100 ms) and then went on."""
+        if self.expect != "no_interrupt" or self.clear_at is not None or self.speech_start_sent is None:
+            return False
+        times = [t for t in self.agent_frame_times if t >= self.speech_start_sent]
+        return any(after - before >= 0.1 for before, after in zip(times, times[1:]))
 
 
 @dataclass
@@ -134,6 +161,7 @@ class ScriptedCallee:
         self._turn: TurnResult | None = None
         self._speaking = False
         self._talking_at_start = False
+        self._spoke_until = float("-inf")  # gaps right after the caller spoke are the agent yielding
         self._prefix = f'{{"event":"media","stream_id":"{stream_id}","sequence_number":"'
 
     def _background(self) -> tuple[str, ...]:
@@ -252,6 +280,7 @@ class ScriptedCallee:
             if i == last_voiced:
                 turn.speech_end_sent = audio.loop.time()
         self._speaking = False
+        self._spoke_until = audio.loop.time()
         if step.expect == "barge_in":
             await self._idle_until(audio.cleared_event.is_set, 1.0)
             turn.barge_in_missed = turn.clear_at is None
@@ -296,8 +325,12 @@ class ScriptedCallee:
             pcm = audioop.ulaw2lin(base64.b64decode(frame["media"]["payload"]), 2)
         except (KeyError, ValueError, TypeError):
             return
+        turn = self._turn
+        if turn is not None and turn.expect in ("barge_in", "no_interrupt") and len(turn.agent_frame_times) < 500:
+            turn.agent_frame_times.append(now)
         start = max(now, audio.play_end)
-        if audio.in_reply and now > audio.play_end + 1e-3 and now - audio.play_end < REPLY_IDLE_S:
+        caller_floor = self._speaking or now - self._spoke_until < REPLY_IDLE_S
+        if audio.in_reply and not caller_floor and now > audio.play_end + 1e-3 and now - audio.play_end < REPLY_IDLE_S:
             # the queue ran dry mid-reply: the caller heard a gap
             self.result.late_frames += 1
             self.result.lateness_ms.append((now - audio.play_end) * 1000)

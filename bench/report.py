@@ -56,6 +56,7 @@ class RunFigures:
             "barge_in_reaction_ms": summary(reactions, (50, 95)),
             "barge_ins_missed": sum(t.barge_in_missed for t in turns),
             "false_barge_ins": sum(t.false_barge_in for t in turns),
+            "backchannel_pauses": sum(t.agent_paused for t in turns),
             "missed_turns": sum(t.missed for t in turns),
             "premature_replies": sum(t.premature for t in turns),
             "outbound_late_frames": len(lateness),
@@ -131,7 +132,8 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     for label, key in (
         ("calls completed / failed", None), ("turns measured", "turns_measured"),
         ("missed turns", "missed_turns"), ("premature replies", "premature_replies"),
-        ("false barge-ins", "false_barge_ins"), ("barge-ins missed", "barge_ins_missed"),
+        ("false barge-ins", "false_barge_ins"), ("backchannels that paused the agent", "backchannel_pauses"),
+        ("barge-ins missed", "barge_ins_missed"),
         ("speculative turns (engine)", "speculative_turns"),
         ("outbound late frames / p99 ms", None), ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
         ("engine RSS MiB per call", "rss_mib_per_call"), ("load-side CPU %", "load_cpu_pct"),

@@ -60,7 +60,12 @@ class EndpointingConfig(_Model):
     )
     end_of_turn_ms: int = Field(300, ge=FRAME_MS, description="Trailing silence that ends the caller's turn.")
     min_barge_in_ms: int = Field(
-        200, ge=FRAME_MS, description="Caller speech needed to interrupt audible agent audio."
+        400,
+        ge=FRAME_MS,
+        description=(
+            "Caller speech over agent audio that confirms a barge-in and drops the reply. The agent "
+            "already pauses after min_speech_ms; shorter sounds (uh-huh, okay) let it go on."
+        ),
     )
 
     @model_validator(mode="after")

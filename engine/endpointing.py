@@ -41,9 +41,14 @@ settings (``S`` = min_speech, ``B`` = min_barge_in, ``T`` = tentative_end,
 * While in speech, agent audibility is ignored: the caller holds the floor until
   TURN_END, and the pipeline is not expected to talk over them.
 
+* While idle and audible, the frame that brings a run to ``S`` voiced frames (when
+  ``B > S``) gives BARGE_IN_PENDING; that run then ends in BARGE_IN, in
+  BARGE_IN_REJECTED, or (if the agent falls silent) in SPEECH_START.
+
 At most one event is returned per frame, and the events always follow the
 grammar ``(SPEECH_START | BARGE_IN) (TENTATIVE_END SPEECH_RESUMED)*
-[TENTATIVE_END] TURN_END``, with BARGE_IN_REJECTED only while idle.
+[TENTATIVE_END] TURN_END``, with BARGE_IN_PENDING and BARGE_IN_REJECTED only
+while idle.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ class EndpointEvent(enum.IntEnum):
     """The caller spoke for ``min_barge_in_ms`` while agent audio was audible; also a speech start."""
     BARGE_IN_REJECTED = 6
     """A voiced burst while the agent was audible ended before ``min_barge_in_ms`` (cough, "uh-huh", click)."""
+    BARGE_IN_PENDING = 7
+    """The caller has spoken ``min_speech_ms`` over audible agent audio: maybe a barge-in, maybe a
+    backchannel. The session stops sending agent audio at once (so the caller is not talked
+    over while the engine makes up its mind); BARGE_IN or BARGE_IN_REJECTED follows."""
 
 
 def _frames(ms: int, frame_ms: int) -> int:
@@ -156,6 +165,8 @@ class Endpointer:
             self._clear_run()
             return EndpointEvent.BARGE_IN_REJECTED if rejected else None
         if self._run_voiced < (self._barge_frames if audible else self._speech_frames):
+            if audible and self._run_voiced == self._speech_frames and voiced:
+                return EndpointEvent.BARGE_IN_PENDING
             return None
         self.in_speech = True
         self._tentative_sent = False

@@ -152,11 +152,15 @@ class Playout:
         "_paced", "_lead", "_tick", "_frame", "_frame_ms", "_frames", "_queue", "_tail",
         "_utts", "_marks", "_now", "_play_end", "_block_start", "_last_send",
         "frames_sent", "late_frames", "underruns", "marks_sent", "marks_confirmed", "clears",
+        "held", "_gap_forgiven",
     )
 
     def __init__(self, config: PlayoutConfig = PlayoutConfig(), frame_ms: int = FRAME_MS) -> None:
         self._paced = config.mode == "paced"
         self._lead = config.lead_ms * 1000
+        self.held = False
+        """While held, nothing is sent (the caller may be taking the floor); see :meth:`hold`."""
+        self._gap_forgiven = False
         self._tick = config.tick_ms * 1000
         self._frame = frame_ms * 1000
         self._frame_ms = frame_ms
@@ -238,7 +242,7 @@ class Playout:
         """Send what is due: in paced mode every frame whose play start is < now + lead,
         in bulk mode everything; a finished utterance's mark follows its last frame."""
         queue = self._queue
-        if not queue:
+        if not queue or self.held:
             return
         t = self._now = round(now * 1_000_000)
         frame = self._frame
@@ -276,11 +280,14 @@ class Playout:
             if start > play_end:
                 self._block_start = start
                 if first:
-                    # The carrier ran out mid-utterance: the caller heard a gap.
-                    self.late_frames += 1
-                    if u.starved:
-                        self.underruns += 1
+                    # The carrier ran out mid-utterance: the caller heard a gap (unless we
+                    # held the audio on purpose, see hold()).
+                    if not self._gap_forgiven:
+                        self.late_frames += 1
+                        if u.starved:
+                            self.underruns += 1
                     u.segments.append((start, first))  # type: ignore[union-attr]
+            self._gap_forgiven = False
             if not first:
                 u.segments.append((start, 0))  # type: ignore[union-attr]
             u.starved = False
@@ -308,7 +315,7 @@ class Playout:
         ``< now + lead`` rule would make the next frame due a microsecond after a burst.
         """
         queue = self._queue
-        if not queue:
+        if not queue or self.held:
             return None
         head = queue[0]
         if not head.queued:
@@ -326,6 +333,8 @@ class Playout:
     def interrupt(self, now: float) -> Interruption:
         """Barge-in: drop everything unsent and freeze what was heard. The caller sends ``clear``,
         which discards at the carrier whatever was sent but not yet played."""
+        self.held = False
+        self._gap_forgiven = False
         t = self._now = round(now * 1_000_000)
         frame, frame_ms = self._frame, self._frame_ms
         target: _Utterance | None = None
@@ -380,6 +389,19 @@ class Playout:
         if u.heard_ms is not None:
             return u.heard_ms
         return u.heard_frames(round(now * 1_000_000), self._frame) * self._frame_ms
+
+    def hold(self) -> None:
+        """Stop sending without dropping anything: the caller may be starting to talk.
+
+        Audio already sent (at most the lead) still plays; then the caller hears the agent
+        pause. :meth:`release` resumes from the next unsent frame, or :meth:`interrupt`
+        confirms the barge-in. The gap a hold makes is deliberate, not counted as late."""
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._gap_forgiven = True
 
     def is_audible(self, now: float) -> bool:
         """Is agent audio playing at the carrier right now?"""

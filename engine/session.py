@@ -60,7 +60,7 @@ class SessionStats:
     """Plain counters bumped on the hot path; a metrics collector reads them at scrape time."""
 
     __slots__ = (
-        "frames_in", "malformed", "unknown_events", "dtmf", "barge_ins",
+        "frames_in", "malformed", "unknown_events", "dtmf", "barge_ins", "barge_in_holds",
         "rejected_barge_ins", "carrier_errors", "stalled_frames", "odd_size_frames",
     )
 
@@ -213,7 +213,9 @@ class MediaSession:
         voiced = self._vad.is_speech(pcm)  # type: ignore[union-attr]
         if voiced:
             self._last_voiced_at = now
-        event = self.endpointer.process(voiced, self.playout.is_audible(now))
+        playout = self.playout
+        # A held reply still holds the floor: the caller's run is judged as a barge-in.
+        event = self.endpointer.process(voiced, playout.held or playout.is_audible(now))
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)
@@ -231,8 +233,15 @@ class MediaSession:
             if turn is not None:
                 turn.stamp("speech_end", self._last_voiced_at or now, overwrite=True)
                 turn.stamp("turn_end", now, overwrite=True)
+        elif event is EndpointEvent.BARGE_IN_PENDING:
+            # Stop talking over the caller at once; BARGE_IN or BARGE_IN_REJECTED decides.
+            self.stats.barge_in_holds += 1
+            self.playout.hold()
         elif event is EndpointEvent.BARGE_IN_REJECTED:
             self.stats.rejected_barge_ins += 1
+            if self.playout.held:
+                self.playout.release()
+                self.waker()
         self.listener.on_endpoint(event, now)
 
     def _open_turn(self, now: float) -> None:

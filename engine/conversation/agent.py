@@ -52,6 +52,18 @@ EARLY_AUDIO_LIMIT = 16000 * 2 * 5  # caller audio kept while the STT stream open
 _background: set[asyncio.Task[Any]] = set()
 
 
+_SENTENCE_END = re.compile(r"[.?!…)\]\"']\s*$")
+
+
+def looks_complete(text: str) -> bool:
+    """Whether a transcript ends a sentence. Recognisers punctuate finished sentences; a caller
+    who stops mid-sentence, or trails off ("my order number is..."), is usually thinking."""
+    stripped = text.rstrip()
+    if stripped.endswith(("...", "…")):
+        return False
+    return bool(_SENTENCE_END.search(stripped))
+
+
 def same_words(a: str, b: str) -> bool:
     """Whether two transcripts say the same thing (case and punctuation aside)."""
     return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
@@ -255,6 +267,7 @@ class CallAgent(MediaListener):
         self._turn_open = False
         self._awaiting_commit = False
         self._commit_timer: asyncio.TimerHandle | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._reply: _Reply | None = None
         self._next_utterance = 1
         self._turn_index = 0
@@ -432,14 +445,33 @@ class CallAgent(MediaListener):
         if self._commit_timer is not None:
             self._commit_timer.cancel()
             self._commit_timer = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
 
-    def _commit(self, forced: bool) -> None:
+    def _hold_expired(self) -> None:
+        self._hold_timer = None
+        turn = self.session.current_turn
+        if turn is not None and self._awaiting_commit:
+            turn.stamp("turn_end", self._loop.time(), overwrite=True)  # the hold was endpointing
+        self._commit(True, hold_over=True)
+
+    def _commit(self, forced: bool, *, hold_over: bool = False) -> None:
         """The caller's turn is over and its transcript is known: answer it (once)."""
-        if not self._awaiting_commit or self._stopped:
+        if not self._awaiting_commit or self._stopped or (self._hold_timer is not None and not hold_over):
+            return
+        text = self._transcript_so_far()
+        hold = self.profile.config.incomplete_turn_hold_ms
+        if text and hold and not hold_over and not looks_complete(text):
+            # Mid-sentence: give the caller a moment more. A speculative reply keeps
+            # preparing meanwhile; speech cancels the hold and merges the turn.
+            if self._commit_timer is not None:
+                self._commit_timer.cancel()
+                self._commit_timer = None
+            self._hold_timer = self._loop.call_later(hold / 1000, self._hold_expired)
             return
         self._awaiting_commit = False
         self._cancel_commit_timer()
-        text = self._transcript_so_far()
         reply = self._reply
         if not text:
             # Noise, a cough, or speech the recogniser dropped: nothing to answer.

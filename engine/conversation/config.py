@@ -88,6 +88,10 @@ class AgentConfig(BaseModel):
     max_duration_s: int = Field(1800, ge=10, le=14400)
     variables: dict[str, str] = Field(default_factory=dict, description="Filled into {placeholders} of the prompt.")
     speculative: bool = Field(True, description="Start the LLM on the tentative end-of-turn signal.")
+    incomplete_turn_hold_ms: int = Field(
+        700, ge=0, le=5000,
+        description="Extra wait after end-of-turn when the transcript stops mid-sentence (no final punctuation).",
+    )
     provider_deadline_s: float = Field(2.0, gt=0, le=30, description="A provider stalled this long is retried once.")
     filler_text: str = "One moment, please."
     apology_text: str = "I'm sorry, I'm having technical trouble. Please call again later. Goodbye."

@@ -13,7 +13,7 @@ from bench import vad_quality as vq
 from engine import _audioop as audioop
 from engine.config import EndpointingConfig
 
-DEFAULT = EndpointingConfig()
+DEFAULT = EndpointingConfig(min_barge_in_ms=200)  # the figures below assume 10 barge-in frames
 
 
 def timeline(turns: list[tuple[int, int]], n_frames: int) -> tuple[list[bool], list[tuple[float, float]]]:

@@ -15,22 +15,24 @@ from engine.config import EndpointingConfig
 from engine.endpointing import EndpointEvent as E
 from engine.endpointing import Endpointer
 
-DEFAULT = EndpointingConfig()
+DEFAULT = EndpointingConfig(min_barge_in_ms=200)  # frame counts below assume 10 barge-in frames
 
 
-def feed(ep: Endpointer, script: str, audible: bool | str = False) -> list[tuple[int, E]]:
-    """Run a script; ``audible`` is a bool for all frames or a string with ``A`` per audible frame."""
+def feed(ep: Endpointer, script: str, audible: bool | str = False, *, pending: bool = False) -> list[tuple[int, E]]:
+    """Run a script; ``audible`` is a bool for all frames or a string with ``A`` per audible frame.
+    BARGE_IN_PENDING is left out unless ``pending`` (the tests of it ask for it)."""
     events = []
     for i, ch in enumerate(script):
         heard = audible if isinstance(audible, bool) else audible[i] == "A"
         ev = ep.process(ch == "V", heard)
-        if ev is not None:
+        if ev is not None and (pending or ev is not E.BARGE_IN_PENDING):
             events.append((ep.frame_index - 1, ev))
     return events
 
 
-def run(script: str, audible: bool | str = False, config: EndpointingConfig = DEFAULT) -> list[tuple[int, E]]:
-    return feed(Endpointer(config), script, audible)
+def run(script: str, audible: bool | str = False, config: EndpointingConfig = DEFAULT,
+        *, pending: bool = False) -> list[tuple[int, E]]:
+    return feed(Endpointer(config), script, audible, pending=pending)
 
 
 # --------------------------------------------------------------------------- speech start
@@ -245,7 +247,18 @@ def test_reset_returns_to_a_new_call() -> None:
 
 
 def test_event_values_are_stable() -> None:
-    assert [int(e) for e in E] == [1, 2, 3, 4, 5, 6]
+    assert [int(e) for e in E] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_speech_over_the_agent_is_flagged_pending_after_min_speech() -> None:
+    # min_speech is 3 frames: the third voiced frame over agent audio flags a possible barge-in,
+    # which then resolves either way.
+    assert run("V" * 10, audible=True, pending=True) == [(2, E.BARGE_IN_PENDING), (9, E.BARGE_IN)]
+    assert run("VVVV" + "." * 6, audible=True, pending=True) == [(2, E.BARGE_IN_PENDING), (7, E.BARGE_IN_REJECTED)]
+    # Shorter than min_speech: never pending, still rejected.
+    assert run("VV" + "." * 6, audible=True, pending=True) == [(5, E.BARGE_IN_REJECTED)]
+    # Not over agent audio: no pending, a plain speech start.
+    assert run("VVVV", pending=True) == [(2, E.SPEECH_START)]
 
 
 # --------------------------------------------------------------------------- grammar (property)
@@ -295,6 +308,8 @@ def test_events_follow_the_turn_grammar(segs: list[tuple[bool, int, bool]], conf
             elif ev == E.BARGE_IN_REJECTED:
                 assert not in_speech
                 assert not voiced[f] and not voiced[f - 1], "a run ends on silence"
+            elif ev == E.BARGE_IN_PENDING:
+                assert not in_speech and voiced[f] and audible[f], "pending only for speech over the agent"
             elif ev == E.TENTATIVE_END:
                 assert in_speech and not tentative
                 assert n_tent < n_end

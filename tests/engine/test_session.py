@@ -126,9 +126,14 @@ def test_barge_in_stops_agent_audio_and_reports_heard_position():
     (interruption,) = call.listener.barge_ins
     assert interruption.utterance_id == 7
     clear_at = next(t for t, f in call.sent if f["event"] == "clear")
-    # heard = whole frames played between the first frame and the clear
-    assert interruption.heard_ms == pytest.approx(int((clear_at - started) / FRAME + 1e-6) * 20, abs=20)
-    assert interruption.heard_ms <= interruption.sent_ms
+    last_media_at = max(t for t, f in call.sent if f["event"] == "media")
+    # The agent stopped sending as soon as the caller had spoken min_speech (60 ms), long
+    # before the barge-in was confirmed at min_barge_in (200 ms): it did not talk over them.
+    assert call.session.stats.barge_in_holds == 1
+    assert clear_at - last_media_at >= 0.1
+    # Everything sent had played out by the clear: heard is exact to the frame.
+    assert interruption.heard_ms == interruption.sent_ms == len(call.sent_media()) * 20
+    assert interruption.heard_ms == pytest.approx((last_media_at - started) * 1000 + 20 + 80, abs=20)
     before = len(call.sent_media())
     call.play(silence(1.0))
     assert len(call.sent_media()) == before  # nothing of the old reply after clear
@@ -143,8 +148,13 @@ def test_a_short_backchannel_does_not_interrupt_the_agent():
     call.session.finish_utterance(1)
     call.play(silence(0.4) + voiced(0.12, seed=6) + silence(0.6))
     assert EndpointEvent.BARGE_IN not in call.events()
-    assert call.session.stats.barge_ins == 0
+    assert call.session.stats.barge_ins == 0 and call.session.stats.rejected_barge_ins == 1
     assert not any(f["event"] == "clear" for _, f in call.sent)
+    # The agent paused while the caller made the sound, then went on where it stopped.
+    assert call.session.stats.barge_in_holds == 1 and not call.session.playout.held
+    call.play(silence(3.0))
+    assert len(call.sent_media()) == 150  # the whole 3 s reply, nothing dropped
+    assert call.session.playout.late_frames == 0  # the pause was deliberate, not lateness
 
 
 def test_a_stalled_stream_still_ends_the_turn():
