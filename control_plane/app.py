@@ -1,6 +1,15 @@
-"""The aiohttp application: media streams, health and Prometheus metrics."""
+"""The aiohttp application: media streams, REST API, Telnyx webhooks, health and metrics.
+
+Routes: the media WebSocket (``server.media_path``), ``/healthz``, ``/metrics``,
+``/openapi.json``, ``POST /webhook/telnyx`` (signed, no API key) and ``/api/...``
+(``Authorization: Bearer <api key>``). Errors outside the media path share one shape
+(:mod:`control_plane.errors`). The :class:`~control_plane.services.ControlPlane` is
+started and closed with the app (``cleanup_ctx``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -8,10 +17,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from engine.edge import ListenerFactory, MediaStreamEndpoint
 from engine.metrics import EngineMetrics
 
+from .api import add_routes
+from .auth import make_auth_middleware
+from .errors import json_response, make_error_middleware
+from .events import receive_webhook
+from .services import ControlPlane
 from .settings import Settings
 
 METRICS_KEY = web.AppKey("metrics", EngineMetrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
+CONTROL_PLANE_KEY = web.AppKey("control_plane", ControlPlane)
+WEBHOOK_PATH = "/webhook/telnyx"
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -23,15 +39,46 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+_OPENAPI_KEY = web.AppKey("openapi", dict)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    cache = request.app[_OPENAPI_KEY]
+    if not cache:
+        from .api.openapi import build_openapi
+
+        cache.update(build_openapi(server_url=request.app[SETTINGS_KEY].server.public_url))
+    return json_response(cache)
+
+
+async def _control_plane_ctx(app: web.Application) -> AsyncIterator[None]:
+    cp = app[CONTROL_PLANE_KEY]
+    try:
+        await cp.start()
+        yield
+    finally:
+        await cp.close()
+
+
 def create_app(settings: Settings, listener_factory: ListenerFactory | None = None) -> web.Application:
-    app = web.Application(client_max_size=1 << 20)
+    cp = ControlPlane(settings)
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[make_error_middleware(frozenset({settings.server.media_path})), make_auth_middleware(cp)],
+    )
     metrics = EngineMetrics()
     app[METRICS_KEY] = metrics
     app[SETTINGS_KEY] = settings
+    app[CONTROL_PLANE_KEY] = cp
+    app[_OPENAPI_KEY] = {}
     token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
     endpoint = MediaStreamEndpoint(settings.engine, metrics, auth_token=token, **kwargs)
     app.router.add_get(settings.server.media_path, endpoint.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_post(WEBHOOK_PATH, receive_webhook)
+    add_routes(app)
+    app.cleanup_ctx.append(_control_plane_ctx)
     return app

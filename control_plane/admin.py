@@ -1,0 +1,105 @@
+"""Operator functions for the command line (``callagent org create NAME`` and friends).
+
+Each opens the configured store (``Settings()`` unless given), migrates it if
+``store.auto_migrate`` allows, does one thing and closes it. API keys are returned in
+clear exactly once, at creation; the store keeps only their hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+from .auth import issue_api_key
+from .phone import normalize_e164
+from .settings import Settings
+from .store import ApiKey, Organisation, PhoneNumber, Repository, open_repository
+
+__all__ = [
+    "add_phone_number", "create_api_key", "create_organisation", "list_api_keys", "list_phone_numbers",
+    "revoke_api_key", "set_organisation_settings",
+]
+
+ORGANISATION_SETTINGS = {"record_calls": bool}
+"""Organisation settings the control plane reads, and their types."""
+
+
+@asynccontextmanager
+async def _store(settings: Settings | None) -> AsyncIterator[Repository]:
+    repo = await open_repository(settings or Settings())
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+async def create_organisation(name: str, *, settings: Settings | None = None,
+                              key_name: str = "default") -> tuple[Organisation, str]:
+    """A new organisation and its first API key (the secret: show it once)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValueError("organisation name must be 1-200 characters")
+    async with _store(settings) as repo:
+        org = await repo.create_organisation(name)
+        _, secret = await issue_api_key(repo, org.id, key_name)
+        return org, secret
+
+
+async def create_api_key(org_id: UUID, name: str = "api", *, settings: Settings | None = None
+                         ) -> tuple[ApiKey, str]:
+    async with _store(settings) as repo:
+        if await repo.get_organisation(org_id) is None:
+            raise LookupError(f"no organisation {org_id}")
+        return await issue_api_key(repo, org_id, name)
+
+
+async def list_api_keys(org_id: UUID, *, settings: Settings | None = None) -> list[ApiKey]:
+    async with _store(settings) as repo:
+        return await repo.list_api_keys(org_id)
+
+
+async def revoke_api_key(org_id: UUID, key_id: UUID, *, settings: Settings | None = None) -> ApiKey | None:
+    """Revoke one key (``None`` if the organisation has no such key). The CLI may revoke the last one."""
+    async with _store(settings) as repo:
+        return await repo.revoke_api_key(org_id, key_id)
+
+
+async def add_phone_number(org_id: UUID, number: str, agent_config: dict[str, Any] | None = None, *,
+                           settings: Settings | None = None) -> PhoneNumber:
+    """Register a number the organisation owns; inbound calls to it are answered by the default
+    agent (``settings.agent``) with ``agent_config``'s overrides. Raises ``ApiError`` (422) for an
+    invalid agent config, ``ValueError`` for a number that is not E.164."""
+    agent_config = agent_config or {}
+    from .agents import check_agent
+    from .api.schemas import AgentOverrides, agent_overrides
+
+    settings = settings or Settings()
+    config = agent_overrides(AgentOverrides.model_validate(agent_config, strict=False))
+    check_agent(settings, config)
+    async with _store(settings) as repo:
+        if await repo.get_organisation(org_id) is None:
+            raise LookupError(f"no organisation {org_id}")
+        return await repo.add_phone_number(org_id, normalize_e164(number), config)
+
+
+async def list_phone_numbers(org_id: UUID, *, settings: Settings | None = None) -> list[PhoneNumber]:
+    async with _store(settings) as repo:
+        return await repo.list_phone_numbers(org_id)
+
+
+async def set_organisation_settings(org_id: UUID, *, settings: Settings | None = None, **changes: Any
+                                    ) -> Organisation:
+    """E.g. ``set_organisation_settings(org_id, record_calls=True)``; ``None`` resets a setting."""
+    for key, value in changes.items():
+        expected = ORGANISATION_SETTINGS.get(key)
+        if expected is None:
+            raise ValueError(f"unknown organisation setting {key!r} (known: {sorted(ORGANISATION_SETTINGS)})")
+        if value is not None and not isinstance(value, expected):
+            raise ValueError(f"{key} must be {expected.__name__}")
+    async with _store(settings) as repo:
+        org = await repo.update_organisation_settings(org_id, changes)
+        if org is None:
+            raise LookupError(f"no organisation {org_id}")
+        return org

@@ -1,0 +1,58 @@
+"""A call's agent: the server default (``settings.agent``) with the call's overrides applied.
+
+Calls and numbers store only the overrides the client gave (see
+:func:`control_plane.api.schemas.agent_overrides`), so changing the default agent changes
+every call that did not say otherwise. :func:`effective_agent` is what the conversation
+pipeline runs with; :func:`check_agent` also resolves the personality (built-in or from
+``personalities_file``), so an unknown one is refused at the API instead of mid-call.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.conversation.config import AgentConfig, AgentConfigError, Personality, load_personalities, resolve
+
+from .api.schemas import CONTROL_PLANE_AGENT_FIELDS
+from .errors import ApiError, validation_details
+
+
+def pipeline_fields(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides without the control plane's own keys (``record``)."""
+    return {k: v for k, v in overrides.items() if k not in CONTROL_PLANE_AGENT_FIELDS}
+
+
+def effective_agent(default: AgentConfig, overrides: Mapping[str, Any]) -> AgentConfig:
+    return AgentConfig.model_validate({**default.model_dump(), **pipeline_fields(overrides)})
+
+
+@functools.lru_cache(maxsize=8)
+def _personalities(path: Path | None, mtime: float | None) -> dict[str, Personality]:
+    return load_personalities(path)
+
+
+def personalities(path: Path | None) -> dict[str, Personality]:
+    try:
+        mtime = path.stat().st_mtime if path is not None else None
+    except OSError:
+        mtime = None
+    return _personalities(path, mtime)
+
+
+def check_agent(settings: Any, overrides: Mapping[str, Any]) -> AgentConfig:
+    """The effective agent, or a 422 naming what is wrong with the overrides."""
+    try:
+        agent = effective_agent(settings.agent, overrides)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_agent_config", "agent_config is not valid for this server",
+                       validation_details(exc)) from None
+    try:
+        resolve(agent, personalities(settings.personalities_file))
+    except AgentConfigError as exc:
+        raise ApiError(422, "invalid_agent_config", str(exc)) from None
+    return agent

@@ -1,0 +1,94 @@
+"""The REST API: one table of endpoints, from which the routes and the OpenAPI document are made."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from ..errors import ErrorBody
+from . import handlers
+from .schemas import (
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    CallDetail,
+    CallList,
+    CreateApiKeyRequest,
+    DncAdded,
+    DncAddRequest,
+    DncImportResult,
+    DncRemoved,
+    DncStatus,
+    ErasureReceipt,
+    HangupResponse,
+    ListCallsQuery,
+    StartCallRequest,
+    StartCallResponse,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    operation_id: str
+    summary: str
+    tag: str
+    response: type[BaseModel] | None
+    status: int = 200
+    body: type[BaseModel] | None = None
+    body_content_type: str = "application/json"
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    auth: bool = True
+    extra_responses: dict[int, str] | None = None
+
+
+_UUID = {"type": "string", "format": "uuid"}
+_PHONE = {"type": "string", "examples": ["+14155550123"], "description": "E.164 number (URL-encode the +)"}
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("POST", "/api/calls/start", handlers.start_call, "startCall", "Dial a number with an AI agent",
+             "calls", StartCallResponse, 201, body=StartCallRequest,
+             errors=(400, 401, 409, 413, 415, 422, 429, 502, 503)),
+    Endpoint("GET", "/api/calls", handlers.list_calls, "listCalls", "List calls, newest first (cursor pagination)",
+             "calls", CallList, query=ListCallsQuery, errors=(400, 401)),
+    Endpoint("GET", "/api/calls/{call_id}", handlers.get_call, "getCall",
+             "A call: status history, timings, turns with latency, summary, outcome, recording, cost",
+             "calls", CallDetail, errors=(401, 404)),
+    Endpoint("POST", "/api/calls/{call_id}/hangup", handlers.hangup_call, "hangupCall", "Hang up a call",
+             "calls", HangupResponse, errors=(401, 404, 502, 503)),
+    Endpoint("POST", "/api/keys", handlers.create_key, "createApiKey", "Create an API key (the secret is shown once)",
+             "keys", ApiKeyCreated, 201, body=CreateApiKeyRequest, errors=(400, 401, 413, 415)),
+    Endpoint("GET", "/api/keys", handlers.list_keys, "listApiKeys", "List the organisation's API keys", "keys",
+             ApiKeyList, errors=(401,)),
+    Endpoint("DELETE", "/api/keys/{key_id}", handlers.revoke_key, "revokeApiKey", "Revoke an API key", "keys",
+             ApiKeyOut, errors=(401, 404, 409)),
+    Endpoint("POST", "/api/dnc", handlers.add_dnc, "addDnc", "Add a number to the do-not-call list", "dnc",
+             DncAdded, 201, body=DncAddRequest, errors=(400, 401, 413, 415),
+             extra_responses={200: "already listed"}),
+    Endpoint("POST", "/api/dnc/import", handlers.import_dnc, "importDnc", "Add numbers from a CSV file", "dnc",
+             DncImportResult, body_content_type="text/csv", errors=(400, 401, 413, 415)),
+    Endpoint("GET", "/api/dnc/{phone}", handlers.check_dnc, "checkDnc", "Is this number on the do-not-call list?",
+             "dnc", DncStatus, errors=(400, 401)),
+    Endpoint("DELETE", "/api/dnc/{phone}", handlers.remove_dnc, "removeDnc",
+             "Remove a number from the do-not-call list", "dnc", DncRemoved, errors=(400, 401, 404)),
+    Endpoint("DELETE", "/api/contacts/{phone}", handlers.erase_contact, "eraseContact",
+             "Erase a phone number's personal data everywhere (GDPR) and get a receipt", "gdpr", ErasureReceipt,
+             errors=(400, 401)),
+)
+
+PATH_PARAMS: dict[str, dict[str, Any]] = {"call_id": _UUID, "key_id": _UUID, "phone": _PHONE}
+
+
+def add_routes(app: web.Application) -> None:
+    for endpoint in ENDPOINTS:
+        app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+
+
+__all__ = ["ENDPOINTS", "Endpoint", "ErrorBody", "PATH_PARAMS", "add_routes"]

@@ -1,0 +1,272 @@
+"""REST handlers. Each reads the organisation the auth middleware put on the request and
+never touches another organisation's rows; bodies are validated before anything is written."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+from datetime import UTC, datetime
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from ..auth import ORG, issue_api_key
+from ..calls import CallService, DialRequest
+from ..errors import ApiError, json_response, parse_query, read_json
+from ..phone import InvalidPhoneNumber, normalize_e164
+from ..store import Conflict, Organisation, utcnow
+from .schemas import (
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    CallDetail,
+    CallList,
+    CallOut,
+    CreateApiKeyRequest,
+    DncAdded,
+    DncAddRequest,
+    DncImportResult,
+    DncRemoved,
+    DncStatus,
+    ErasureCountsOut,
+    ErasureReceipt,
+    EventOut,
+    HangupResponse,
+    ListCallsQuery,
+    StartCallRequest,
+    StartCallResponse,
+    TurnOut,
+    agent_overrides,
+)
+
+
+def _cp(request: web.Request):  # type: ignore[no-untyped-def]
+    from ..app import CONTROL_PLANE_KEY
+
+    return request.app[CONTROL_PLANE_KEY]
+
+
+def _org(request: web.Request) -> Organisation:
+    return request[ORG]
+
+
+def _uuid_param(request: web.Request, name: str, what: str) -> UUID:
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise ApiError(404, "not_found", f"no such {what}") from None
+
+
+def _phone_param(request: web.Request) -> str:
+    try:
+        return normalize_e164(request.match_info["phone"])
+    except InvalidPhoneNumber as exc:
+        raise ApiError(400, "validation_error", str(exc), [{"loc": ["path", "phone"], "msg": str(exc),
+                                                            "type": "value_error"}]) from None
+
+
+def encode_cursor(created_at: datetime, call_id: UUID) -> str:
+    raw = orjson.dumps([created_at.isoformat(), str(call_id)])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, call_id = orjson.loads(raw)
+        at = datetime.fromisoformat(stamp)
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at.astimezone(UTC), UUID(call_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
+
+
+# -- calls --------------------------------------------------------------------------------
+
+
+async def start_call(request: web.Request) -> web.Response:
+    body = await read_json(request, StartCallRequest)
+    call = await CallService(_cp(request)).start_call(_org(request), DialRequest(
+        to=body.to, from_=body.from_, agent_config=agent_overrides(body.agent_config),
+        campaign_id=body.campaign_id, ring_timeout_s=body.ring_timeout_s,
+        answering_machine_detection=body.answering_machine_detection,
+    ))
+    return json_response(StartCallResponse(call_id=call.id, call_control_id=call.call_control_id,
+                                           status=call.status), status=201)
+
+
+async def hangup_call(request: web.Request) -> web.Response:
+    call_id = _uuid_param(request, "call_id", "call")
+    call = await CallService(_cp(request)).hangup(_org(request), call_id)
+    return json_response(HangupResponse(status=call.status, hangup_requested=not call.terminal))
+
+
+async def get_call(request: web.Request) -> web.Response:
+    call_id = _uuid_param(request, "call_id", "call")
+    repo = await _cp(request).repository()
+    call = await repo.get_call(_org(request).id, call_id)
+    if call is None:
+        raise ApiError(404, "not_found", "no such call")
+    turns = await repo.list_turns(call.id)
+    events = await repo.list_call_events(call.id)
+    detail = CallDetail(
+        **CallOut.fields_of(call), agent_config=call.agent_config, quality=call.quality,
+        turns=[TurnOut.of(t) for t in turns],
+        events=[EventOut(id=e.event_id, type=e.event_type, occurred_at=e.occurred_at) for e in events],
+    )
+    return json_response(detail)
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    cp = _cp(request)
+    query = parse_query(request, ListCallsQuery)
+    if query.limit > cp.settings.api.max_page_size:
+        raise ApiError(400, "validation_error", f"limit must be at most {cp.settings.api.max_page_size}",
+                       [{"loc": ["query", "limit"], "msg": "too large", "type": "less_than_equal"}])
+    after = decode_cursor(query.cursor) if query.cursor else None
+    repo = await cp.repository()
+    page = await repo.list_calls(_org(request).id, status=query.status, campaign_id=query.campaign_id,
+                                 since=query.since, until=query.until, limit=query.limit, after=after)
+    cursor = encode_cursor(*page.next_cursor) if page.next_cursor else None
+    return json_response(CallList(data=[CallOut.of(c) for c in page.calls], next_cursor=cursor))
+
+
+# -- API keys -------------------------------------------------------------------------------
+
+
+def _key_out(key) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": key.id, "name": key.name, "prefix": key.prefix, "created_at": key.created_at,
+            "revoked_at": key.revoked_at, "active": key.revoked_at is None}
+
+
+async def create_key(request: web.Request) -> web.Response:
+    body = await read_json(request, CreateApiKeyRequest)
+    repo = await _cp(request).repository()
+    key, secret = await issue_api_key(repo, _org(request).id, body.name)
+    return json_response(ApiKeyCreated(**_key_out(key), key=secret), status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    repo = await _cp(request).repository()
+    keys = await repo.list_api_keys(_org(request).id)
+    return json_response(ApiKeyList(data=[ApiKeyOut(**_key_out(k)) for k in keys]))
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    key_id = _uuid_param(request, "key_id", "API key")
+    repo = await _cp(request).repository()
+    try:
+        key = await repo.revoke_api_key(_org(request).id, key_id, keep_one_active=True)
+    except Conflict:
+        raise ApiError(409, "last_active_key", "this is the organisation's last active API key; "
+                       "create another one first") from None
+    if key is None:
+        raise ApiError(404, "not_found", "no such API key")
+    return json_response(ApiKeyOut(**_key_out(key)))
+
+
+# -- do-not-call ------------------------------------------------------------------------------
+
+
+async def add_dnc(request: web.Request) -> web.Response:
+    body = await read_json(request, DncAddRequest)
+    repo = await _cp(request).repository()
+    org_id = _org(request).id
+    added = await repo.add_dnc(org_id, body.phone, reason=body.reason, source="api")
+    entry = await repo.get_dnc(org_id, body.phone)
+    return json_response(DncAdded(phone=body.phone, blocked=True, added=added, reason=entry and entry.reason,
+                                  source=entry and entry.source, created_at=entry and entry.created_at),
+                         status=201 if added else 200)
+
+
+async def check_dnc(request: web.Request) -> web.Response:
+    phone = _phone_param(request)
+    repo = await _cp(request).repository()
+    entry = await repo.get_dnc(_org(request).id, phone)
+    if entry is None:
+        return json_response(DncStatus(phone=phone, blocked=False))
+    return json_response(DncStatus(phone=phone, blocked=True, reason=entry.reason, source=entry.source,
+                                   created_at=entry.created_at))
+
+
+async def remove_dnc(request: web.Request) -> web.Response:
+    phone = _phone_param(request)
+    repo = await _cp(request).repository()
+    if not await repo.remove_dnc(_org(request).id, phone):
+        raise ApiError(404, "not_found", "that number is not on the do-not-call list")
+    return json_response(DncRemoved(phone=phone))
+
+
+_CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
+_PHONE_HEADERS = frozenset({"phone", "number", "phone_number", "e164", "msisdn", "telephone"})
+
+
+async def import_dnc(request: web.Request) -> web.Response:
+    """CSV: one number per row (first column, or a ``phone``/``number`` column under a header)."""
+    cp = _cp(request)
+    if request.content_type not in _CSV_TYPES:
+        raise ApiError(415, "unsupported_media_type", "send the list as text/csv",
+                       {"content_type": request.content_type})
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_csv", "the CSV is not UTF-8") from None
+    except csv.Error as exc:
+        raise ApiError(400, "invalid_csv", f"the CSV does not parse: {exc}") from None
+    phone_col, reason_col, start = 0, 1, 0
+    if rows:
+        header = [cell.strip().lower() for cell in rows[0]]
+        named = [i for i, cell in enumerate(header) if cell in _PHONE_HEADERS]
+        if named:
+            phone_col, start = named[0], 1
+            reason_col = header.index("reason") if "reason" in header else -1
+    entries: dict[str, str | None] = {}
+    invalid: list[int] = []
+    data_rows = 0
+    for line, row in enumerate(rows[start:], start=start + 1):
+        if not any(cell.strip() for cell in row):
+            continue
+        data_rows += 1
+        if data_rows > cp.settings.api.max_dnc_import_rows:
+            raise ApiError(413, "too_many_rows",
+                           f"at most {cp.settings.api.max_dnc_import_rows} rows per import; split the file")
+        try:
+            phone = normalize_e164(row[phone_col])
+        except (IndexError, InvalidPhoneNumber):
+            invalid.append(line)
+            continue
+        reason = row[reason_col].replace("\x00", "").strip()[:500] if 0 <= reason_col < len(row) else ""
+        entries.setdefault(phone, reason or None)
+    repo = await cp.repository()
+    added = await repo.add_dnc_many(_org(request).id, list(entries.items()), source="import") if entries else 0
+    return json_response(DncImportResult(rows=data_rows, valid=data_rows - len(invalid), added=added,
+                                         already_listed=len(entries) - added, invalid=len(invalid),
+                                         invalid_rows=invalid[:100]))
+
+
+# -- GDPR ---------------------------------------------------------------------------------------
+
+
+async def erase_contact(request: web.Request) -> web.Response:
+    phone = _phone_param(request)
+    cp = _cp(request)
+    repo = await cp.repository()
+    result = await repo.erase_phone(_org(request).id, phone)
+    sessions = 0
+    for control_id in result.call_control_ids:
+        sessions += bool(await cp.sessions.delete(control_id))
+    counts = ErasureCountsOut(**{k: getattr(result, k) for k in ErasureCountsOut.model_fields if k != "sessions"},
+                              sessions=sessions)
+    retained = {
+        "call_records": "status, timings, hangup cause, cost and latency figures, with the number replaced "
+                        "by its keyed hash",
+        "do_not_call": "a do-not-call entry, if any, stays (it is a keyed hash) so the number is not called again",
+    }
+    return json_response(ErasureReceipt(phone_hash=repo.hash_phone(phone), erased_at=utcnow(), erased=counts,
+                                        retained=retained, carrier_recordings=list(result.recording_ids)))

@@ -1,0 +1,280 @@
+"""Request and response bodies of the REST API. The OpenAPI document is generated from these.
+
+Request models are strict (a number where a string belongs is a 400, never a silent
+coercion) and forbid unknown top-level fields, so a typo is reported, not ignored.
+``agent_config`` is the conversation pipeline's own model (plus ``record``), so what the API
+accepts is exactly what a call can run with.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engine.conversation.config import AgentConfig as EngineAgentConfig
+
+from ..phone import E164
+from ..store.records import Call, CallStatus, Turn
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# -- calls ------------------------------------------------------------------------------
+
+
+class AgentOverrides(EngineAgentConfig):
+    """The conversation pipeline's :class:`engine.conversation.config.AgentConfig` fields, as
+    per-call overrides of the server's default agent (``settings.agent``), plus the control
+    plane's own ``record``. Only the fields given are stored and applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    record: bool | None = Field(
+        None, description="Record the call (dual channel) from answer; unset: the organisation's record_calls setting."
+    )
+
+
+class CallAgentConfig(AgentOverrides):
+    personality: str = Field(min_length=1, max_length=64, examples=["friendly"],
+                             description="A built-in (friendly, professional, sales) or configured personality.")
+
+
+CONTROL_PLANE_AGENT_FIELDS = frozenset(AgentOverrides.model_fields) - frozenset(EngineAgentConfig.model_fields)
+"""Keys of a stored agent_config that the control plane uses and the pipeline does not."""
+
+
+def agent_overrides(config: AgentOverrides) -> dict[str, Any]:
+    """What is stored with a call or number: the fields the client gave, as JSON."""
+    return config.model_dump(mode="json", exclude_unset=True)
+
+
+AmdMode = Literal["disabled", "detect", "detect_beep", "detect_words", "greeting_end", "premium"]
+
+
+class StartCallRequest(_Request):
+    to: E164
+    from_: E164 = Field(alias="from")
+    campaign_id: UUID | None = None
+    agent_config: CallAgentConfig
+    ring_timeout_s: int | None = Field(None, ge=5, le=600, description="Give up when unanswered after this long.")
+    answering_machine_detection: AmdMode | None = None
+
+
+class StartCallResponse(_Response):
+    success: bool = True
+    call_id: UUID
+    call_control_id: str | None
+    status: CallStatus
+
+
+class HangupResponse(_Response):
+    success: bool = True
+    status: CallStatus
+    hangup_requested: bool = True
+
+
+class StatusChangeOut(_Response):
+    status: CallStatus
+    at: datetime
+    reason: str
+
+
+class CostOut(_Response):
+    amount: str
+    currency: str | None
+
+
+class TurnOut(_Response):
+    index: int
+    caller_text: str | None
+    agent_text: str | None
+    interrupted: bool
+    latency: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, turn: Turn) -> TurnOut:
+        return cls(index=turn.index, caller_text=turn.caller_text, agent_text=turn.agent_text,
+                   interrupted=turn.interrupted, latency=turn.latency, created_at=turn.created_at)
+
+
+class EventOut(_Response):
+    id: str
+    type: str
+    occurred_at: datetime | None
+
+
+class CallOut(_Response):
+    id: UUID
+    direction: Literal["outbound", "inbound"]
+    to: str | None = Field(description="null once the number was erased")
+    from_: str | None = Field(alias="from")
+    status: CallStatus
+    status_history: list[StatusChangeOut]
+    campaign_id: UUID | None
+    call_control_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_s: float | None = Field(description="answered_at -> ended_at")
+    hangup_cause: str | None
+    hangup_source: str | None
+    sip_hangup_cause: str | None
+    summary: str | None
+    outcome: dict[str, Any] | None
+    recording_url: str | None
+    cost: CostOut | None
+    amd_result: str | None
+    error: dict[str, Any] | None
+    erased: bool
+
+    @classmethod
+    def fields_of(cls, call: Call) -> dict[str, Any]:
+        duration = None
+        if call.answered_at and call.ended_at:
+            duration = max(0.0, (call.ended_at - call.answered_at).total_seconds())
+        return {
+            "id": call.id, "direction": call.direction, "to": call.to_number, "from": call.from_number,
+            "status": call.status,
+            "status_history": [StatusChangeOut(status=s.status, at=s.at, reason=s.reason) for s in call.status_history],
+            "campaign_id": call.campaign_id, "call_control_id": call.call_control_id,
+            "created_at": call.created_at, "updated_at": call.updated_at, "answered_at": call.answered_at,
+            "ended_at": call.ended_at, "duration_s": duration, "hangup_cause": call.hangup_cause,
+            "hangup_source": call.hangup_source, "sip_hangup_cause": call.sip_hangup_cause,
+            "summary": call.summary, "outcome": call.outcome, "recording_url": call.recording_url,
+            "cost": CostOut(amount=str(call.cost_amount), currency=call.cost_currency)
+            if call.cost_amount is not None else None,
+            "amd_result": call.amd_result, "error": call.error, "erased": call.erased_at is not None,
+        }
+
+    @classmethod
+    def of(cls, call: Call) -> CallOut:
+        return cls(**cls.fields_of(call))
+
+
+class CallDetail(CallOut):
+    agent_config: dict[str, Any]
+    quality: dict[str, Any] | None
+    turns: list[TurnOut]
+    events: list[EventOut]
+
+
+class CallList(_Response):
+    data: list[CallOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class ListCallsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: CallStatus | None = None
+    campaign_id: UUID | None = None
+    since: datetime | None = Field(None, description="created_at >= since (ISO 8601; UTC if no offset)")
+    until: datetime | None = Field(None, description="created_at < until")
+    limit: int = Field(50, ge=1, le=1000)
+    cursor: str | None = Field(None, max_length=512)
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("date out of range") from None
+
+
+# -- API keys -----------------------------------------------------------------------------
+
+
+class CreateApiKeyRequest(_Request):
+    name: str = Field("api", min_length=1, max_length=100)
+
+
+class ApiKeyOut(_Response):
+    id: UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it; the key itself is never shown again.")
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret. Shown once: store it now.")
+
+
+class ApiKeyList(_Response):
+    data: list[ApiKeyOut]
+
+
+# -- do-not-call --------------------------------------------------------------------------
+
+
+class DncAddRequest(_Request):
+    phone: E164
+    reason: str | None = Field(None, max_length=500)
+
+
+class DncStatus(_Response):
+    phone: str
+    blocked: bool
+    reason: str | None = None
+    source: str | None = None
+    created_at: datetime | None = None
+
+
+class DncAdded(DncStatus):
+    added: bool = Field(description="false when the number was already listed")
+
+
+class DncRemoved(_Response):
+    phone: str
+    removed: bool = True
+
+
+class DncImportResult(_Response):
+    rows: int = Field(description="data rows read (header excluded)")
+    valid: int
+    added: int
+    already_listed: int
+    invalid: int
+    invalid_rows: list[int] = Field(description="1-based line numbers of rejected rows (first 100)")
+
+
+# -- GDPR -----------------------------------------------------------------------------------
+
+
+class ErasureCountsOut(_Response):
+    calls: int
+    transcripts: int
+    summaries: int
+    outcomes: int
+    recordings: int
+    agent_configs: int
+    call_events: int
+    campaign_contacts: int
+    sessions: int
+
+
+class ErasureReceipt(_Response):
+    phone_hash: str = Field(description="The keyed hash that now stands in for the number in call records.")
+    erased_at: datetime
+    erased: ErasureCountsOut
+    retained: dict[str, Any] = Field(description="What is kept and why (no personal data).")
+    carrier_recordings: list[str] = Field(
+        description="Telnyx recording ids of erased calls: delete them at Telnyx too (recordings live there)."
+    )

@@ -1,0 +1,169 @@
+"""Starting and hanging up calls: the one path every dial takes (API now, campaign dialer later).
+
+Order of a start: configuration and agent checks, per-organisation rate limit,
+do-not-call list, campaign check, *then* the call row is written (status ``queued``) and only then
+Telnyx is dialled, with the call id as ``command_id`` (Telnyx ignores a repeated dial)
+and inside ``client_state`` (so webhooks that beat the dial response still find the
+row). A failed dial marks the row ``failed`` with Telnyx's error and raises it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from .agents import check_agent
+from .callstate import advance, client_state_for, failed
+from .errors import ApiError
+from .store import Call, Organisation, StatusChange, utcnow
+
+if TYPE_CHECKING:
+    from .services import ControlPlane
+
+log = logging.getLogger(__name__)
+
+_COMMAND_NS = uuid5(NAMESPACE_URL, "https://github.com/callagent/command-id")
+RATE_WINDOW_S = 60.0
+
+
+def command_id(call_id: UUID, action: str) -> str:
+    """A stable command id per (call, action): retries and duplicate webhooks repeat it, Telnyx ignores it."""
+    return str(uuid5(_COMMAND_NS, f"{call_id}:{action}"))
+
+
+@dataclass(frozen=True, slots=True)
+class DialRequest:
+    to: str
+    from_: str
+    agent_config: dict
+    campaign_id: UUID | None = None
+    ring_timeout_s: int | None = None
+    answering_machine_detection: str | None = None
+
+
+def telnyx_error_details(exc: Exception) -> dict:
+    return {
+        "telnyx_status": getattr(exc, "status", None),
+        "telnyx_code": getattr(exc, "code", None),
+        "errors": getattr(exc, "errors", None) or [],
+        "message": str(exc),
+    }
+
+
+class CallService:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    async def ensure_dialable(self, org_id: UUID, to: str) -> None:
+        """Raise 409 when ``to`` is on the organisation's do-not-call list."""
+        repo = await self.cp.repository()
+        if await repo.get_dnc(org_id, to) is not None:
+            raise ApiError(409, "dnc_blocked", "the number is on this organisation's do-not-call list")
+
+    async def start_call(self, org: Organisation, request: DialRequest) -> Call:
+        cp = self.cp
+        settings = cp.settings
+        client = cp.telnyx_client()
+        if not settings.telnyx_connection_id:
+            raise ApiError(503, "not_configured", "Telnyx is not configured (set TELNYX_CONNECTION_ID)")
+        stream_url, webhook_url = cp.stream_url(), cp.webhook_url()
+        agent = check_agent(settings, request.agent_config)
+
+        limit = settings.api.call_starts_per_minute
+        decision = await cp.rate_limiter.hit(f"call_starts:{org.id}", limit, RATE_WINDOW_S)
+        if not decision.allowed:
+            raise ApiError(429, "rate_limited", f"more than {limit} call starts in a minute",
+                           {"limit": limit, "window_s": RATE_WINDOW_S, "retry_after_s": decision.retry_after_s},
+                           headers={"Retry-After": decision.retry_after_header})
+
+        await self.ensure_dialable(org.id, request.to)
+        repo = await cp.repository()
+        if request.campaign_id is not None and await repo.get_campaign(org.id, request.campaign_id) is None:
+            raise ApiError(422, "unknown_campaign", "campaign_id does not name a campaign of this organisation")
+
+        now = utcnow()
+        call = await repo.create_call(Call(
+            id=uuid4(), org_id=org.id, direction="outbound", to_number=request.to, from_number=request.from_,
+            status="queued", status_history=(StatusChange(status="queued", at=now, reason="api"),),
+            campaign_id=request.campaign_id, agent_config=request.agent_config, created_at=now, updated_at=now,
+        ))
+        from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
+
+        try:
+            result = await client.dial(
+                connection_id=settings.telnyx_connection_id, to=request.to, from_=request.from_,
+                stream_url=stream_url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
+                stream_bidirectional_codec="PCMU", stream_auth_token=cp.stream_auth_token,
+                client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
+                timeout_secs=request.ring_timeout_s,
+                answering_machine_detection=request.answering_machine_detection,
+                time_limit_secs=agent.max_duration_s,
+            )
+        except TelnyxRateLimited as exc:
+            await self._dial_failed(call.id, telnyx_error_details(exc))
+            retry = exc.retry_after_s
+            raise ApiError(503, "telnyx_rate_limited", "Telnyx is rate limiting dials; try again later",
+                           {"call_id": str(call.id), **telnyx_error_details(exc)},
+                           headers={"Retry-After": str(max(1, int(retry or 1)))}) from None
+        except TelnyxApiError as exc:
+            await self._dial_failed(call.id, telnyx_error_details(exc))
+            status = 422 if exc.status == 422 else 502
+            raise ApiError(status, "telnyx_error", f"Telnyx refused the dial: {exc.title or exc}",
+                           {"call_id": str(call.id), **telnyx_error_details(exc)}) from None
+        except TelnyxError as exc:
+            await self._dial_failed(call.id, telnyx_error_details(exc))
+            raise ApiError(502, "telnyx_unreachable", "Telnyx did not answer the dial",
+                           {"call_id": str(call.id), **telnyx_error_details(exc)}) from None
+
+        def dialled(c: Call) -> Call:
+            c = c.model_copy(update={
+                "call_control_id": c.call_control_id or result.call_control_id,
+                "call_leg_id": c.call_leg_id or result.call_leg_id,
+                "call_session_id": c.call_session_id or result.call_session_id,
+            })
+            return advance(c, "initiated", utcnow(), "dial")
+
+        updated = await repo.update_call(call.id, dialled)
+        assert updated is not None
+        if updated.hangup_requested_at is not None and not updated.terminal:
+            # Hung up through the API while the dial was in flight.
+            try:
+                await self._send_hangup(updated)
+            except ApiError as exc:
+                log.warning("call %s: hangup requested during the dial failed: %s", call.id, exc.message)
+        return updated
+
+    async def _dial_failed(self, call_id: UUID, error: dict) -> None:
+        repo = await self.cp.repository()
+        at = utcnow()
+        await repo.update_call(call_id, lambda c: failed(c, error, at, "dial_error"))
+
+    async def hangup(self, org: Organisation, call_id: UUID) -> Call:
+        repo = await self.cp.repository()
+        call = await repo.get_call(org.id, call_id)
+        if call is None:
+            raise ApiError(404, "not_found", "no such call")
+        if call.terminal:
+            return call
+        now = utcnow()
+        call = await repo.update_call(call.id, lambda c: c if c.hangup_requested_at else
+                                      c.model_copy(update={"hangup_requested_at": now})) or call
+        if call.call_control_id is None:
+            return call  # the dial has not returned yet: start_call hangs up as soon as it does
+        await self._send_hangup(call)
+        return call
+
+    async def _send_hangup(self, call: Call) -> None:
+        from .telnyx.client import TelnyxApiError, TelnyxError
+
+        assert call.call_control_id
+        try:
+            await self.cp.telnyx_client().hangup(call.call_control_id, command_id=command_id(call.id, "hangup"))
+        except TelnyxApiError as exc:
+            raise ApiError(502, "telnyx_error", f"Telnyx refused the hangup: {exc.title or exc}",
+                           telnyx_error_details(exc)) from None
+        except TelnyxError as exc:
+            raise ApiError(502, "telnyx_unreachable", "Telnyx did not answer the hangup",
+                           telnyx_error_details(exc)) from None

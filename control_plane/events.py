@@ -1,0 +1,302 @@
+"""Telnyx webhooks: verified, stored durably, acknowledged, then processed by a worker.
+
+``POST /webhook/telnyx``: signature (Ed25519, ``telnyx_public_key``) and freshness are
+checked first, then the exact request is claimed against replays; any failure is a 401
+and nothing is written. The event row is inserted (idempotent on Telnyx's event id: a
+redelivery is acknowledged and changes nothing) and only then is 200 returned, so an
+acknowledged event is never lost. :class:`EventWorker` drains unprocessed rows, at
+start-up too, claiming them with a lease, so a crash between the acknowledgement and
+the processing only delays it. Processing is the pure state machine in
+:mod:`control_plane.callstate` plus a few idempotent Telnyx commands (answering inbound
+calls, starting recordings, hanging up orphans), each with a stable ``command_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from aiohttp import web
+
+from .calls import command_id, telnyx_error_details
+from .callstate import apply_event, call_id_from_client_state, client_state_for, failed
+from .errors import ApiError, json_response
+from .jsonutil import has_nul
+from .phone import InvalidPhoneNumber, normalize_e164
+from .store import Call, Conflict, StatusChange, StoredEvent, utcnow
+from .telnyx.webhooks import WebhookParseError, WebhookVerificationError, parse_event, verify_signature
+
+if TYPE_CHECKING:
+    from .services import ControlPlane
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+
+
+def phone_hash_of(cp: ControlPlane, value: Any) -> str | None:
+    """Hash of a number as it appears in a payload (normalised when it is E.164)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        value = normalize_e164(value)
+    except InvalidPhoneNumber:
+        pass
+    return cp.keys.hasher.phone(value)
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    from .app import CONTROL_PLANE_KEY
+
+    cp: ControlPlane = request.app[CONTROL_PLANE_KEY]
+    settings = cp.settings
+    public_key = settings.telnyx_public_key
+    if not public_key:
+        raise ApiError(503, "not_configured", "webhooks cannot be verified: set TELNYX_PUBLIC_KEY")
+    raw = await request.read()
+    try:
+        verify_signature(raw, request.headers, public_key, tolerance_s=settings.webhooks.tolerance_s)
+    except WebhookVerificationError as exc:
+        raise ApiError(401, "invalid_signature", f"webhook rejected: {exc.reason}") from None
+    try:
+        event = parse_event(raw)
+    except WebhookParseError as exc:
+        raise ApiError(400, "invalid_webhook", str(exc)) from None
+    if not await cp.replay_guard.first_seen(request.headers):
+        raise ApiError(401, "replayed", "webhook rejected: this exact request was already received")
+    payload = redact_dtmf(event.event_type, event.payload)
+    occurred_at = event.occurred_at
+    try:
+        occurred_at = (occurred_at.replace(tzinfo=UTC) if occurred_at.tzinfo is None
+                       else occurred_at.astimezone(UTC))
+    except OverflowError:
+        raise ApiError(400, "invalid_webhook", "occurred_at is out of range") from None
+    if has_nul(event.id) or has_nul(event.event_type) or len(event.id) > 200 or len(event.event_type) > 200:
+        raise ApiError(400, "invalid_webhook", "event id or type is not a plain short string")
+    control_id = payload.get("call_control_id")
+    stored = StoredEvent(
+        event_id=event.id, event_type=event.event_type, occurred_at=occurred_at,
+        call_control_id=control_id if isinstance(control_id, str) and not has_nul(control_id) else None,
+        payload=payload, from_hash=phone_hash_of(cp, payload.get("from")), to_hash=phone_hash_of(cp, payload.get("to")),
+        received_at=utcnow(),
+    )
+    repo = await cp.repository()
+    inserted = await repo.insert_event(stored)
+    if inserted:
+        cp.worker.notify()
+    return json_response({"received": True, "duplicate": not inserted})
+
+
+async def wants_recording(cp: ControlPlane, call: Call) -> bool:
+    """``agent_config.record`` when set, else the organisation's ``record_calls`` setting."""
+    choice = call.agent_config.get("record")
+    if isinstance(choice, bool):
+        return choice
+    org = await (await cp.repository()).get_organisation(call.org_id)
+    return bool(org and org.settings.get("record_calls"))
+
+
+def redact_dtmf(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Keypad digits are never stored (they may be card numbers: PCI DSS). The media stream
+    still delivers DTMF to the conversation pipeline in-band."""
+    if event_type == "call.dtmf.received" and "digit" in payload:
+        return {**payload, "digit": "redacted"}
+    if event_type == "call.gather.ended" and "digits" in payload:
+        digits = payload["digits"]
+        return {**payload, "digits": "redacted", "digit_count": len(digits) if isinstance(digits, str) else None}
+    return payload
+
+
+class EventWorker:
+    """Drains unprocessed webhook rows: woken on insert, and every ``poll_interval_s``."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._draining = asyncio.Lock()
+        self.processor = EventProcessor(cp)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="callagent-event-worker")
+
+    def notify(self) -> None:
+        self._wake.set()
+        self.start()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        interval = self.cp.settings.webhooks.poll_interval_s
+        while True:
+            self._wake.clear()
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook worker: draining failed; retrying in %.1f s", interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    async def drain(self) -> int:
+        """Process every claimable event; returns how many were handled.
+
+        One drain at a time per process: when it returns, everything this process had
+        claimed is processed (or scheduled for a retry).
+        """
+        repo = await self.cp.repository()
+        settings = self.cp.settings.webhooks
+        handled = 0
+        async with self._draining:
+            while True:
+                events = await repo.claim_events(limit=BATCH, lease_s=settings.claim_lease_s)
+                if not events:
+                    return handled
+                for event in events:
+                    await self._process_one(event)
+                    handled += 1
+
+    async def _process_one(self, event: StoredEvent) -> None:
+        repo = await self.cp.repository()
+        settings = self.cp.settings.webhooks
+        try:
+            org_id, call_id = await self.processor.process(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if event.attempts >= settings.max_attempts:
+                log.error("webhook %s (%s) failed %d times, parked: %s", event.event_id, event.event_type,
+                          event.attempts, error)
+                await repo.complete_event(event.event_id, org_id=None, call_id=None, error=error)
+            else:
+                delay = min(300.0, 2.0 ** event.attempts)
+                log.warning("webhook %s (%s) failed, retry in %.0f s: %s", event.event_id, event.event_type,
+                            delay, error)
+                await repo.retry_event(event.event_id, error=error, retry_in_s=delay,
+                                       lease_s=settings.claim_lease_s)
+            return
+        await repo.complete_event(event.event_id, org_id=org_id, call_id=call_id)
+
+
+class EventProcessor:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    async def _find_call(self, event: StoredEvent) -> Call | None:
+        repo = await self.cp.repository()
+        if event.call_control_id:
+            call = await repo.find_call_by_control_id(event.call_control_id)
+            if call is not None:
+                return call
+        call_id = call_id_from_client_state(event.payload.get("client_state"))
+        if call_id is not None:
+            call = await repo.get_call_unscoped(call_id)
+            # A client_state copied onto another leg (transfer) must not capture that leg.
+            if call is not None and (call.call_control_id is None or call.call_control_id == event.call_control_id):
+                return call
+        return None
+
+    async def process(self, event: StoredEvent) -> tuple[UUID | None, UUID | None]:
+        repo = await self.cp.repository()
+        call = await self._find_call(event)
+        if call is None and event.event_type == "call.initiated" and event.payload.get("direction") == "incoming":
+            call = await self._create_inbound(event)
+        if call is None:
+            return None, None  # stored for the record; nothing of ours
+        at = event.occurred_at or event.received_at
+        before = call
+        after = await repo.update_call(call.id, lambda c: apply_event(c, event.event_type, event.payload, at))
+        assert after is not None
+        await self._side_effects(event, before, after)
+        return after.org_id, after.id
+
+    async def _create_inbound(self, event: StoredEvent) -> Call | None:
+        repo = await self.cp.repository()
+        to = event.payload.get("to")
+        if not isinstance(to, str) or not event.call_control_id:
+            return None
+        try:
+            number = await repo.find_phone_number(normalize_e164(to))
+        except InvalidPhoneNumber:
+            return None
+        if number is None:
+            return None
+        caller = event.payload.get("from")
+        caller = caller if isinstance(caller, str) and caller else "unknown"
+        try:
+            caller = normalize_e164(caller)
+        except InvalidPhoneNumber:
+            pass
+        at = event.occurred_at or event.received_at
+        try:
+            return await repo.create_call(Call(
+                id=uuid4(), org_id=number.org_id, direction="inbound", to_number=number.number, from_number=caller,
+                status="initiated", status_history=(StatusChange(status="initiated", at=at, reason=event.event_type),),
+                call_control_id=event.call_control_id, agent_config=number.agent_config,
+                created_at=utcnow(), updated_at=utcnow(),
+            ))
+        except Conflict:
+            return await repo.find_call_by_control_id(event.call_control_id)
+
+    async def _side_effects(self, event: StoredEvent, before: Call, call: Call) -> None:
+        from .telnyx.client import TelnyxApiError
+
+        cp = self.cp
+        ccid = call.call_control_id
+        if not ccid:
+            return
+        kind = event.event_type
+        try:
+            if kind == "call.initiated" and call.direction == "inbound" and call.status == "initiated":
+                await self._answer(call)
+            elif kind == "call.answered":
+                if call.terminal and before.terminal and call.hangup_cause is None:
+                    # We gave up on this call (dial error, cancelled) but it was answered: end it.
+                    await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
+                elif not call.terminal and not call.recording_id and await self._wants_recording(call):
+                    await cp.telnyx_client().record_start(
+                        ccid, format="mp3", channels="dual", command_id=command_id(call.id, "record_start"))
+            elif kind == "streaming.failed" and not call.terminal:
+                log.warning("media stream failed for call %s; hanging up", call.id)
+                await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
+        except TelnyxApiError as exc:
+            if exc.status == 422:
+                # The call is gone or the command no longer applies: nothing to retry.
+                log.info("call %s: %s after %s: %s", call.id, "command refused", kind, exc)
+                if kind == "call.initiated" and call.direction == "inbound":
+                    await self._mark_failed(call, exc)
+                return
+            raise
+
+    async def _wants_recording(self, call: Call) -> bool:
+        return await wants_recording(self.cp, call)
+
+    async def _answer(self, call: Call) -> None:
+        cp = self.cp
+        assert call.call_control_id
+        await cp.telnyx_client().answer(
+            call.call_control_id, stream_url=cp.stream_url(), stream_track="inbound_track",
+            stream_bidirectional_mode="rtp", stream_bidirectional_codec="PCMU",
+            stream_auth_token=cp.stream_auth_token, client_state=client_state_for(call.id),
+            webhook_url=cp.webhook_url(), command_id=command_id(call.id, "answer"),
+        )
+
+    async def _mark_failed(self, call: Call, exc: Exception) -> None:
+        repo = await self.cp.repository()
+        at, error = utcnow(), telnyx_error_details(exc)
+        await repo.update_call(call.id, lambda c: failed(c, error, at, "answer_error"))

@@ -1,0 +1,171 @@
+"""What the media pipeline uses to find its call and report back into the store.
+
+The media stream's ``start`` frame carries ``call_control_id`` and ``client_state``
+(base64, as Telnyx echoes it). :meth:`CallRecorder.lookup` turns either into a
+:class:`CallContext` (ids, numbers, ``agent_config``). While the call runs the pipeline
+calls :meth:`CallRecorder.record_turn` after each turn (transcript both ways, whether
+the agent was cut off, latency figures) and :meth:`CallRecorder.finish` once with the
+summary and outcome. Transcripts, summary and outcome are sealed at rest by the store.
+Nothing is written for a call whose personal data was erased.
+
+Example (inside a ``MediaListener``)::
+
+    recorder = app[CONTROL_PLANE_KEY].recorder
+    ctx = await recorder.lookup(call_control_id=start.call_control_id, client_state=start.client_state)
+    await recorder.record_turn(ctx.call_control_id, 0, caller_text="hi", agent_text="Hello!",
+                               latency=latency_figures(timeline))
+    await recorder.finish(ctx.call_control_id, summary="...", outcome={"booked": True})
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from engine.conversation.config import AgentConfig
+from engine.timeline import TurnTimeline
+
+from .agents import effective_agent
+from .callstate import call_id_from_client_state
+from .store import Call, Turn, utcnow
+
+if TYPE_CHECKING:
+    from .services import ControlPlane
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """A call as the pipeline needs it. ``agent`` is what to run (server default + overrides);
+    ``agent_config`` the call's raw overrides as stored."""
+
+    call_id: UUID
+    org_id: UUID
+    call_control_id: str | None
+    direction: str
+    to_number: str | None
+    from_number: str | None
+    status: str
+    campaign_id: UUID | None
+    agent: AgentConfig
+    agent_config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, call: Call, default_agent: AgentConfig) -> CallContext:
+        return cls(call_id=call.id, org_id=call.org_id, call_control_id=call.call_control_id,
+                   direction=call.direction, to_number=call.to_number, from_number=call.from_number,
+                   status=call.status, campaign_id=call.campaign_id,
+                   agent=effective_agent(default_agent, call.agent_config), agent_config=dict(call.agent_config))
+
+
+def latency_figures(timeline: TurnTimeline) -> dict[str, Any]:
+    """The derived, process-independent figures of a turn (raw monotonic stamps mean nothing elsewhere)."""
+    return {
+        "turn_latency_ms": timeline.turn_latency_ms,
+        "engine_added_ms": timeline.engine_added_ms,
+        "stages_ms": timeline.stages_ms(),
+        "speculative": timeline.speculative,
+        "interrupted": timeline.interrupted is not None,
+    }
+
+
+class UnknownCall(LookupError):
+    """No call with that call_control_id."""
+
+
+class CallRecorder:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    async def lookup(self, call_control_id: str | None = None, client_state: str | bytes | None = None
+                     ) -> CallContext | None:
+        """The call by ``call_control_id``, else by our id inside ``client_state``."""
+        repo = await self.cp.repository()
+        call = await repo.find_call_by_control_id(call_control_id) if call_control_id else None
+        if call is None:
+            call_id = call_id_from_client_state(client_state)
+            if call_id is not None:
+                call = await repo.get_call_unscoped(call_id)
+                if call is not None and call_control_id and call.call_control_id is None:
+                    # The stream beat both the dial response and call.initiated: remember the id now.
+                    call = await repo.update_call(call.id, lambda c: c if c.call_control_id else
+                                                  c.model_copy(update={"call_control_id": call_control_id})) or call
+        return None if call is None else CallContext.of(call, self.cp.settings.agent)
+
+    async def _call(self, call_control_id: str) -> Call:
+        repo = await self.cp.repository()
+        call = await repo.find_call_by_control_id(call_control_id)
+        if call is None:
+            raise UnknownCall(call_control_id)
+        return call
+
+    async def record_turn(self, call_control_id: str, index: int, *, caller_text: str | None,
+                          agent_text: str | None, interrupted: bool = False,
+                          latency: Mapping[str, Any] | TurnTimeline | None = None) -> None:
+        """Store turn ``index`` (0-based; recording the same index again replaces it)."""
+        call = await self._call(call_control_id)
+        if call.erased_at is not None:
+            return
+        figures = latency_figures(latency) if isinstance(latency, TurnTimeline) else dict(latency or {})
+        repo = await self.cp.repository()
+        await repo.upsert_turn(Turn(call_id=call.id, org_id=call.org_id, index=index, caller_text=caller_text,
+                                    agent_text=agent_text, interrupted=interrupted, latency=figures,
+                                    created_at=utcnow()))
+
+    async def finish(self, call_control_id: str, *, summary: str | None = None,
+                     outcome: Mapping[str, Any] | None = None) -> None:
+        """The conversation's summary and structured outcome, once the conversation is over."""
+        call = await self._call(call_control_id)
+        if call.erased_at is not None:
+            return
+        repo = await self.cp.repository()
+        update: dict[str, Any] = {}
+        if summary is not None:
+            update["summary"] = summary
+        if outcome is not None:
+            update["outcome"] = dict(outcome)
+        if update:
+            await repo.update_call(call.id, lambda c: c if c.erased_at else c.model_copy(update=update))
+
+    # -- recording and PCI -------------------------------------------------------------------
+
+    async def _recording_call(self, call_control_id: str) -> Call | None:
+        from .events import wants_recording
+
+        call = await self._call(call_control_id)
+        if call.terminal or not await wants_recording(self.cp, call):
+            return None
+        return call
+
+    async def pause_recording(self, call_control_id: str) -> bool:
+        """Pause the call's recording (e.g. before a card number is read or keyed). False: not recording."""
+        call = await self._recording_call(call_control_id)
+        if call is None:
+            return False
+        await self.cp.telnyx_client().record_pause(call_control_id)
+        log.info("call %s: recording paused", call.id)
+        return True
+
+    async def resume_recording(self, call_control_id: str) -> bool:
+        call = await self._recording_call(call_control_id)
+        if call is None:
+            return False
+        await self.cp.telnyx_client().record_resume(call_control_id)
+        log.info("call %s: recording resumed", call.id)
+        return True
+
+    @asynccontextmanager
+    async def pci_window(self, call_control_id: str) -> AsyncIterator[bool]:
+        """``async with recorder.pci_window(ccid):`` around a payment tool or DTMF card entry:
+        the recording is paused inside and resumed after, even when the block fails."""
+        paused = await self.pause_recording(call_control_id)
+        try:
+            yield paused
+        finally:
+            if paused:
+                await self.resume_recording(call_control_id)

@@ -1,0 +1,133 @@
+"""The control plane's long-lived parts, built from settings and owned by the app.
+
+:class:`ControlPlane` holds the store (opened at start-up when there is something to
+open, otherwise on first use, so serving media never creates an empty database), the
+Redis client and what uses it (rate limiter, session store, replay guard; in-process
+versions without Redis), the Telnyx client, the webhook event worker and the
+:class:`~control_plane.recorder.CallRecorder` the media pipeline reports through.
+
+Tests and embedders may replace ``telnyx`` (anything with the ``TelnyxClient`` methods
+used: ``dial``, ``answer``, ``hangup``, ``record_start``...) before the app starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .crypto import DataKeys, load_data_keys
+from .errors import ApiError
+from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from .replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from .sessions import MemorySessionStore, RedisSessionStore, SessionStore
+from .settings import Settings
+from .store import Repository, open_repository, sqlite_path
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.telnyx: Any = None
+        self.redis: Any = None
+        self.rate_limiter: RateLimiter = MemoryRateLimiter()
+        self.sessions: SessionStore = MemorySessionStore(settings.session_ttl_s)
+        self.replay_guard: ReplayStore = MemoryReplayStore(settings.webhooks.tolerance_s)
+        self._keys: DataKeys | None = None
+        self._repo: Repository | None = None
+        self._repo_lock = asyncio.Lock()
+        self._owns_telnyx = False
+        self._started = False
+
+        from .events import EventWorker
+        from .recorder import CallRecorder
+
+        self.worker = EventWorker(self)
+        self.recorder = CallRecorder(self)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> DataKeys:
+        if self._keys is None:
+            self._keys = load_data_keys(self.settings)
+        return self._keys
+
+    def _store_exists(self) -> bool:
+        return self.settings.database_url is not None or sqlite_path(self.settings).exists()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        settings = self.settings
+        if settings.redis_url is not None:
+            import redis.asyncio as redis
+
+            self.redis = redis.from_url(settings.redis_url.get_secret_value())
+            prefix = settings.redis_key_prefix
+            self.rate_limiter = RedisRateLimiter(self.redis, prefix)
+            self.replay_guard = RedisReplayStore(self.redis, prefix, settings.webhooks.tolerance_s)
+            self.sessions = RedisSessionStore(self.redis, prefix, settings.session_ttl_s, self.keys.cipher)
+        if self._store_exists():
+            await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
+            self.worker.start()  # and process what a previous run stored but did not finish
+
+    async def close(self) -> None:
+        await self.worker.stop()
+        if self._repo is not None:
+            await self._repo.close()
+            self._repo = None
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        if self._owns_telnyx and self.telnyx is not None:
+            await self.telnyx.close()
+            self.telnyx = None
+
+    async def repository(self) -> Repository:
+        if self._repo is None:
+            async with self._repo_lock:
+                if self._repo is None:
+                    self._repo = await open_repository(self.settings, keys=self.keys)
+                    if self._started:
+                        self.worker.start()
+        return self._repo
+
+    # -- Telnyx ------------------------------------------------------------------------------
+
+    def telnyx_client(self) -> Any:
+        if self.telnyx is None:
+            key = self.settings.telnyx_api_key
+            if key is None:
+                raise ApiError(503, "not_configured", "Telnyx is not configured (set TELNYX_API_KEY)")
+            from .telnyx.client import TelnyxClient
+
+            self.telnyx = TelnyxClient(key.get_secret_value(), base_url=self.settings.telnyx_api_base)
+            self._owns_telnyx = True
+        return self.telnyx
+
+    def stream_url(self) -> str:
+        base = self._public_url()
+        if base.startswith("https://"):
+            base = "wss://" + base[len("https://"):]
+        elif base.startswith("http://"):
+            base = "ws://" + base[len("http://"):]
+        return base + self.settings.server.media_path
+
+    def webhook_url(self) -> str:
+        return self._public_url() + "/webhook/telnyx"
+
+    def _public_url(self) -> str:
+        url = self.settings.server.public_url
+        if not url:
+            raise ApiError(503, "not_configured",
+                           "the server's public URL is not configured (set CALLAGENT_SERVER__PUBLIC_URL)")
+        return url.rstrip("/")
+
+    @property
+    def stream_auth_token(self) -> str | None:
+        token = self.settings.stream_auth_token
+        return token.get_secret_value() if token else None

@@ -1,0 +1,57 @@
+"""Small helpers for the control-plane tests (no pytest-asyncio: each test runs its own loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_async(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Turn ``async def test_x(fixtures...)`` into a sync test that runs it with ``asyncio.run``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        return asyncio.run(fn(*args, **kwargs))  # type: ignore[arg-type]
+
+    return wrapper
+
+
+async def dump_database(repo: Any) -> str:
+    """Every row of every table the store owns, as one string (for "no trace left" checks)."""
+    async with repo.connection() as conn:
+        if repo.dialect == "postgres":
+            rows = await conn.fetch(
+                "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )
+        else:
+            rows = await conn.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")
+        parts = []
+        for row in rows:
+            for record in await conn.fetch(f'SELECT * FROM "{row["name"]}"'):
+                parts.append(f"{row['name']}: {record!r}")
+    return "\n".join(parts)
+
+
+def open_sealed(text: str, cipher: Any) -> str:
+    """``text`` with every sealed token found in it replaced by what it opens to (any column)."""
+    import re
+
+    contexts = [
+        "calls.to", "calls.from", "calls.agent_config", "calls.summary", "calls.outcome", "calls.recording_url",
+        "turns.caller_text", "turns.agent_text", "call_events.payload", "campaign_contacts.phone",
+        "campaign_contacts.data", "session",
+    ]
+
+    def opened(match: re.Match[str]) -> str:
+        for context in contexts:
+            try:
+                return cipher.open_bytes(match.group(0), context).decode()
+            except Exception:  # noqa: BLE001
+                continue
+        return match.group(0)
+
+    return re.sub(r"v1\.[0-9a-f]{8}\.[A-Za-z0-9_\-]+", opened, text)

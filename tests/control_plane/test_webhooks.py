@@ -1,0 +1,316 @@
+"""Telnyx webhooks: verification, durability, idempotency and the call state machine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from control_plane.app import CONTROL_PLANE_KEY, create_app
+from control_plane.callstate import client_state_for
+from control_plane.telnyx.webhooks import generate_keypair
+
+from .conftest import make_settings
+from .fakes import encoded_state, harness, signed_webhook, telnyx_error
+from .helpers import run_async
+
+
+async def _event_rows(cp, event_id: str) -> int:
+    repo = await cp.repository()
+    async with repo.connection() as conn:
+        row = await conn.fetchrow("SELECT count(*) AS n FROM call_events WHERE event_id = $1", event_id)
+    return int(row["n"])
+
+
+async def _call(h, headers, call_id):
+    return await (await h.client.get(f"/api/calls/{call_id}", headers=headers)).json()
+
+
+@run_async
+async def test_forged_stale_and_replayed_webhooks_are_rejected_and_write_nothing(settings):
+    async with harness(settings) as h:
+        payload = {"call_control_id": "v3:forged", "hangup_cause": "normal_clearing"}
+        forger, _ = generate_keypair()
+        cases = {
+            "forged": signed_webhook("call.hangup", payload, key=forger),
+            "stale": signed_webhook("call.hangup", payload, timestamp=int(time.time()) - 600),
+            "future": signed_webhook("call.hangup", payload, timestamp=int(time.time()) + 600),
+        }
+        body, headers = signed_webhook("call.hangup", payload)
+        cases["missing signature"] = (body, {k: v for k, v in headers.items() if "signature" not in k})
+        cases["tampered body"] = (body.replace(b"normal_clearing", b"user_busy"), headers)
+        for name, (raw, request_headers) in cases.items():
+            response = await h.client.post("/webhook/telnyx", data=raw, headers=request_headers)
+            assert response.status == 401, name
+            assert (await response.json())["error"]["code"] == "invalid_signature", name
+        import orjson
+
+        for raw, _ in cases.values():
+            assert await _event_rows(h.cp, orjson.loads(raw)["data"]["id"]) == 0
+
+        # A genuine request is accepted once; the identical request again is a replay.
+        body, headers = signed_webhook("call.hangup", payload)
+        first = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+        assert first.status == 200
+        replay = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+        assert replay.status == 401 and (await replay.json())["error"]["code"] == "replayed"
+        assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
+
+
+@run_async
+async def test_duplicate_events_are_acknowledged_and_change_nothing(settings):
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers)).json()
+        event_id = str(uuid.uuid4())
+        ccid = call["call_control_id"]
+        answered = {"call_control_id": ccid, "state": "answered"}
+        first = await h.webhook("call.answered", answered, event_id=event_id, occurred_at="2026-01-01T12:00:05Z")
+        assert first.status == 200 and (await first.json())["duplicate"] is False
+        await h.settle()
+        before = await _call(h, headers, call["call_id"])
+        # Telnyx redelivers (new timestamp, new signature, same event id), even with another body.
+        again = await h.webhook("call.answered", answered, event_id=event_id, occurred_at="2026-01-01T12:09:00Z",
+                                timestamp=int(time.time()) - 5)
+        assert again.status == 200 and (await again.json())["duplicate"] is True
+        await h.settle()
+        after = await _call(h, headers, call["call_id"])
+        assert after == before and after["answered_at"].startswith("2026-01-01T12:00:05")
+        assert await _event_rows(h.cp, event_id) == 1
+        assert [e["id"] for e in after["events"]] == [event_id]
+
+
+@run_async
+async def test_out_of_order_events_reach_the_right_final_state(settings):
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        # hangup before answered: completed, and the late answered neither resurrects nor regresses it.
+        call = await (await h.start_call(headers)).json()
+        ccid = call["call_control_id"]
+        await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing",
+                                        "hangup_source": "callee", "sip_hangup_cause": "200",
+                                        "call_quality_stats": {"inbound": {"mos": "4.4"}}},
+                        occurred_at="2026-01-01T12:01:00Z")
+        await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at="2026-01-01T12:00:10Z")
+        await h.webhook("call.initiated", {"call_control_id": ccid, "direction": "outgoing"},
+                        occurred_at="2026-01-01T12:00:00Z")
+        await h.settle()
+        detail = await _call(h, headers, call["call_id"])
+        assert detail["status"] == "completed"
+        assert detail["answered_at"].startswith("2026-01-01T12:00:10") and detail["duration_s"] == 50.0
+        assert (detail["hangup_cause"], detail["hangup_source"]) == ("normal_clearing", "callee")
+        assert detail["quality"] == {"inbound": {"mos": "4.4"}}
+        assert [s["status"] for s in detail["status_history"]][-1] == "completed"
+
+        # Unanswered: a busy callee ends busy even if a stray answered follows.
+        busy = await (await h.start_call(headers)).json()
+        await h.webhook("call.hangup", {"call_control_id": busy["call_control_id"], "hangup_cause": "user_busy"})
+        await h.settle()
+        await h.webhook("call.answered", {"call_control_id": busy["call_control_id"]})
+        await h.settle()
+        assert (await _call(h, headers, busy["call_id"]))["status"] == "busy"
+
+        # Ring timeout with no answer, then hangup arriving twice.
+        silent = await (await h.start_call(headers)).json()
+        for _ in range(2):
+            await h.webhook("call.hangup", {"call_control_id": silent["call_control_id"], "hangup_cause": "timeout"})
+        await h.settle()
+        assert (await _call(h, headers, silent["call_id"]))["status"] == "no_answer"
+
+
+@run_async
+async def test_webhooks_before_the_dial_response_find_the_call_by_client_state(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        org, headers = await h.org()
+        call = await (await h.start_call(headers)).json()
+        repo = await h.cp.repository()
+        # Simulate the race: the row has no call_control_id yet when call.answered arrives.
+        await repo.update_call(uuid.UUID(call["call_id"]), lambda c: c.model_copy(update={"call_control_id": None}))
+        await h.webhook("call.answered", {"call_control_id": "v3:from-webhook",
+                                          "client_state": encoded_state(client_state_for(uuid.UUID(call["call_id"])))})
+        await h.settle()
+        detail = await _call(h, headers, call["call_id"])
+        assert detail["status"] == "answered" and detail["call_control_id"] == "v3:from-webhook"
+
+
+@run_async
+async def test_unknown_calls_and_event_types_are_stored_without_failing(settings):
+    async with harness(settings) as h:
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        await h.webhook("call.hangup", {"call_control_id": "v3:never-dialled", "hangup_cause": "normal_clearing"},
+                        event_id=ids[0])
+        await h.webhook("call.something.new", {"call_control_id": "v3:never-dialled", "x": [1, 2]}, event_id=ids[1])
+        await h.webhook("call.initiated", {"call_control_id": "v3:in", "direction": "incoming",
+                                           "to": "+19995550100", "from": "+14155550123"}, event_id=ids[2])
+        await h.settle()
+        repo = await h.cp.repository()
+        for event_id in ids:
+            event = await repo.get_event(event_id)
+            assert event.processed_at is not None and event.last_error is None and event.call_id is None
+        assert (await repo.get_event(ids[1])).payload == {"call_control_id": "v3:never-dialled", "x": [1, 2]}
+        assert h.telnyx.commands == []  # nobody owns +19995550100: not answered
+
+
+@run_async
+async def test_inbound_call_to_an_owned_number_is_answered_with_its_agent(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        number = "+1312555" + str(uuid.uuid4().int)[:4]
+        repo = await h.cp.repository()
+        await repo.add_phone_number(org.id, number, {"personality": "receptionist", "voice": "v", "language": "en"})
+        event_id = str(uuid.uuid4())
+        payload = {"call_control_id": "v3:inbound-" + event_id, "direction": "incoming", "to": number,
+                   "from": "+14155550123", "state": "parked"}
+        await h.webhook("call.initiated", payload, event_id=event_id)
+        await h.settle()
+        (answer,) = h.telnyx.named("answer")
+        assert answer["call_control_id"] == payload["call_control_id"]
+        assert answer["stream_url"] == "wss://agent.example.com/media-stream"
+        assert (answer["stream_track"], answer["stream_bidirectional_mode"], answer["stream_bidirectional_codec"]) == (
+            "inbound_track", "rtp", "PCMU")
+        calls = await (await h.client.get("/api/calls", headers=headers)).json()
+        (call,) = calls["data"]
+        assert (call["direction"], call["to"], call["from"], call["status"]) == (
+            "inbound", number, "+14155550123", "initiated")
+        context = await h.cp.recorder.lookup(call_control_id=payload["call_control_id"])
+        assert context.agent_config["personality"] == "receptionist"
+        # The same call.initiated redelivered under a new id (or reprocessed) answers with the same command id.
+        await h.webhook("call.initiated", payload)
+        await h.settle()
+        answers = h.telnyx.named("answer")
+        assert len({a["command_id"] for a in answers}) == 1
+        assert len((await (await h.client.get("/api/calls", headers=headers)).json())["data"]) == 1
+        await h.webhook("call.answered", {"call_control_id": payload["call_control_id"]})
+        await h.settle()
+        assert (await _call(h, headers, call["id"]))["status"] == "answered"
+
+
+@run_async
+async def test_processing_survives_a_crash_between_ack_and_processing(tmp_path):
+    settings = make_settings(tmp_path)
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers)).json()
+        await h.cp.worker.stop()
+        h.cp.worker.notify = lambda: None  # this process "dies" before processing
+        ack = await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})
+        assert ack.status == 200
+        assert (await _call(h, headers, call["call_id"]))["status"] == "initiated"
+    # A new process on the same store processes it at start-up, with no new webhook.
+    app = create_app(settings)
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async with TestClient(TestServer(app)) as client:
+        assert app[CONTROL_PLANE_KEY].settings.webhooks.poll_interval_s >= 1.0
+        status = None
+        for _ in range(100):  # no drain() here: the start-up drain alone must do it
+            detail = await (await client.get(f"/api/calls/{call['call_id']}", headers=headers)).json()
+            status = detail["status"]
+            if status == "answered":
+                break
+            await asyncio.sleep(0.01)
+        assert status == "answered"
+
+
+@run_async
+async def test_failed_processing_is_retried_then_parked(tmp_path):
+    settings = make_settings(tmp_path, webhooks={"max_attempts": 2})
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        await h.cp.repository()
+        number = "+13125550199"
+        org, _ = await h.org("owner")
+        await (await h.cp.repository()).add_phone_number(org.id, number, {"personality": "p"})
+        from control_plane.telnyx.client import TelnyxConnectionError
+
+        h.telnyx.fail_action = TelnyxConnectionError("down")
+        event_id = str(uuid.uuid4())
+        await h.webhook("call.initiated", {"call_control_id": "v3:retry", "direction": "incoming", "to": number,
+                                           "from": "+14155550123"}, event_id=event_id)
+        await h.settle()
+        repo = await h.cp.repository()
+        event = await repo.get_event(event_id)
+        assert event.processed_at is None and "down" in event.last_error and event.attempts == 1
+        # Retry due now (back-date the schedule), then it is parked after max_attempts.
+        await repo.retry_event(event_id, error=event.last_error, retry_in_s=0, lease_s=60)
+        await h.settle()
+        parked = await repo.get_event(event_id)
+        assert parked.processed_at is not None and parked.attempts == 2 and "down" in parked.last_error
+        # A refused answer (422: the caller hung up) is final: the call is marked failed, not retried.
+        h.telnyx.fail_action = telnyx_error(422, "90018", "Call has already ended")
+        await h.webhook("call.initiated", {"call_control_id": "v3:gone", "direction": "incoming", "to": number,
+                                           "from": "+14155550124"})
+        await h.settle()
+        gone = await repo.find_call_by_control_id("v3:gone")
+        assert gone.status == "failed" and gone.error["errors"][0]["code"] == "90018"
+
+
+@run_async
+async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers, agent_config={"personality": "friendly", "record": True})).json()
+        ccid = call["call_control_id"]
+        events = [
+            ("streaming.started", {"stream_url": "wss://x"}),
+            ("call.answered", {}),
+            ("call.machine.detection.ended", {"result": "human"}),
+            ("call.speak.started", {}),
+            ("call.dtmf.received", {"digit": "5"}),
+            ("call.gather.ended", {"digits": "12", "status": "valid"}),
+            ("streaming.stopped", {}),
+            ("call.hangup", {"hangup_cause": "normal_clearing"}),
+            ("call.recording.saved", {"recording_id": "rec-1", "channels": "dual",
+                                      "recording_urls": {"mp3": "https://rec.example/1.mp3"}}),
+            ("call.cost", {"total_cost": "0.0325", "cost_parts": [{"currency": "USD", "cost": "0.0325"}]}),
+        ]
+        for kind, payload in events:
+            assert (await h.webhook(kind, {"call_control_id": ccid, **payload})).status == 200
+        await h.settle()
+        (record,) = h.telnyx.named("record_start")
+        assert record["call_control_id"] == ccid and record["channels"] == "dual"
+        detail = await _call(h, headers, call["call_id"])
+        assert detail["recording_url"] == "https://rec.example/1.mp3"
+        assert detail["cost"] == {"amount": "0.0325", "currency": "USD"}
+        assert detail["amd_result"] == "human" and detail["status"] == "completed"
+        assert [e["type"] for e in detail["events"]] == [kind for kind, _ in events]
+
+
+@run_async
+async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers)).json()
+        await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})
+        await h.webhook("streaming.failed", {"call_control_id": call["call_control_id"],
+                                             "failure_reason": "connection_failed"})
+        await h.settle()
+        assert [c["call_control_id"] for c in h.telnyx.named("hangup")] == [call["call_control_id"]]
+        # A dial that "failed" (no response) but rang anyway: its answer is hung up at once.
+        from control_plane.telnyx.client import TelnyxConnectionError
+
+        h.telnyx.fail_dial = TelnyxConnectionError("timeout")
+        failed = await (await h.start_call(headers)).json()
+        call_id = uuid.UUID(failed["error"]["details"]["call_id"])
+        await h.webhook("call.answered", {"call_control_id": "v3:orphan",
+                                          "client_state": encoded_state(client_state_for(call_id))})
+        await h.settle()
+        assert h.telnyx.named("hangup")[-1]["call_control_id"] == "v3:orphan"
+        assert (await _call(h, headers, call_id))["status"] == "failed"
+
+
+@run_async
+async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
+    async with harness(make_settings(tmp_path, telnyx_public_key=None)) as h:
+        body, headers = signed_webhook("call.answered", {})
+        response = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+        assert response.status == 503
+    async with harness(make_settings(tmp_path)) as h:
+        from control_plane.telnyx.webhooks import sign
+
+        from .fakes import WEBHOOK_PRIVATE_KEY
+
+        raw = b'{"not": "an envelope"}'
+        response = await h.client.post("/webhook/telnyx", data=raw,
+                                       headers=sign(raw, WEBHOOK_PRIVATE_KEY, int(time.time())))
+        assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_webhook"
