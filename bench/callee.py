@@ -174,10 +174,15 @@ class ScriptedCallee:
         self._audio = _AgentAudio(loop)
         self._clock = loop.time()
         reader = loop.create_task(self._read())
+        last_active = max((i for i, s in enumerate(self.script.steps) if s.kind in ("say", "dtmf")), default=-1)
         try:
-            for step in self.script.steps:
+            for i, step in enumerate(self.script.steps):
                 if not await self._run_step(step):
                     break
+                if i == last_active:
+                    # All the callee had to say is said: an agent hanging up after this is a
+                    # completed call, not a cut-off one.
+                    self.result.completed = True
             self.result.completed = True
         except (ConnectionError, aiohttp.ClientError) as exc:
             self.result.error = f"{type(exc).__name__}: {exc}"
@@ -358,3 +363,29 @@ class ScriptedCallee:
             _, mark = audio.marks.pop(0)
             asyncio.ensure_future(self._ws.send_str(mark))
             self.result.marks_echoed += 1
+
+
+class EmulatorCallee:
+    """A :class:`ScriptedCallee` as the Telnyx emulator's callee: it plays ``pick(call)``'s
+    script on the stream the emulator opened, and hands each measurement to ``on_result``."""
+
+    def __init__(self, pick, on_result=None) -> None:
+        self._pick = pick
+        self._on_result = on_result
+
+    def __call__(self, call):  # the emulator's CalleeFactory
+        return _EmulatorCalleeRun(self._pick(call), self._on_result)
+
+
+class _EmulatorCalleeRun:
+    def __init__(self, script: CallScript, on_result) -> None:
+        self.script = script
+        self.on_result = on_result
+
+    async def run(self, ws: aiohttp.ClientWebSocketResponse, call) -> None:
+        callee = ScriptedCallee(self.script, stream_id=call.stream.stream_id)
+        try:
+            await callee.run(ws)
+        finally:
+            if self.on_result is not None:
+                self.on_result(call, callee.result)

@@ -1,120 +1,132 @@
-"""``callagent demo``: a local call end to end, no configuration, no internet.
+"""``callagent demo``: a local outbound call end to end, no configuration, no internet.
 
-Starts, in one process, the server (media engine and agent) with its local providers
-(the bundled STT, LLM and TTS emulators over real sockets), then has a simulated
-callee from the recorded-call corpus talk to the agent over a Telnyx media stream.
-Prints the conversation as it happens, each turn's latency at the carrier edge and
-its stages, and a summary. ``--calls N`` runs N calls at once and prints the bench
-table instead.
+Everything runs in one process on this machine: the server (REST API, webhooks, media
+engine, call agent) with its embedded store, the bundled Telnyx emulator (Call Control,
+signed webhooks, media streams) and the STT/LLM/TTS emulators, all over real sockets.
+The demo creates an organisation, places a call with ``POST /api/calls/start``, and the
+emulator's simulated callee plays a recorded corpus call. It prints the conversation as
+the API records it (who said what, each turn's latency and stages) and the final
+summary. ``--calls N`` places N calls at once and prints the bench table instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import tempfile
 import time
-import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
+from callagent.local import free_port, start_local_carrier
 from callagent.wiring import agent_factory, build_providers
+from control_plane.admin import create_organisation
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
-from engine.conversation.ports import CallReport, TurnRecord
+from control_plane.store import TERMINAL_STATUSES
 
-from .callee import CallMeasurement, ScriptedCallee
-from .corpus.model import CallScript, load_corpus
+from .callee import CallMeasurement
 from .report import RunFigures, print_table
 
 DEMO_SCRIPT = "plain-01-order-status"
+CALL_TIMEOUT_S = 120.0
 
 
-class ConsoleReporter:
-    """Prints each turn as the agent records it."""
-
-    def __init__(self, t0: float, verbose: bool) -> None:
-        self.t0 = t0
-        self.verbose = verbose
-        self.reports: list[CallReport] = []
-        self.turns: list[dict[str, Any]] = []
-
-    async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
-        self.turns.append(record.timeline)
-        if not self.verbose:
-            return
-        t = time.monotonic() - self.t0
-        stages = record.timeline.get("stages_ms") or {}
-        latency = record.timeline.get("turn_latency_ms")
-        print(f"[{t:6.2f}s] caller: {record.caller_text}")
-        print(f"[{t:6.2f}s] agent:  {record.agent_text}" + ("  (interrupted)" if record.interrupted else ""))
-        if latency is not None:
-            shown = ", ".join(f"{k} {v:.0f}" for k, v in stages.items())
-            spec = " speculative" if record.timeline.get("speculative") else ""
-            print(f"          turn latency {latency:.0f} ms{spec} ({shown})")
-
-    async def finished(self, report: CallReport) -> None:
-        self.reports.append(report)
-
-
-async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession) -> CallMeasurement:
-    stream_id = str(uuid.uuid4())
-    async with client.ws_connect(url) as ws:
-        await ws.send_str('{"event":"connected","version":"1.0.0"}')
-        await ws.send_str(orjson.dumps({
-            "event": "start", "sequence_number": "1", "stream_id": stream_id,
-            "start": {"call_control_id": f"v3:demo-{uuid.uuid4().hex[:12]}", "from": "+15550100001",
-                      "to": "+15550100002", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
-        }).decode())
-        result = await ScriptedCallee(script, stream_id=stream_id).run(ws)
-        await ws.send_str(orjson.dumps({"event": "stop", "stream_id": stream_id, "stop": {}}).decode())
-    return result
+def _print_turn(t0: float, turn: dict[str, Any]) -> None:
+    at = time.monotonic() - t0
+    latency = turn.get("latency") or {}
+    print(f"[{at:6.2f}s] caller: {turn.get('caller_text')}")
+    print(f"[{at:6.2f}s] agent:  {turn.get('agent_text')}" + ("  (interrupted)" if turn.get("interrupted") else ""))
+    if latency.get("turn_latency_ms") is not None:
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in (latency.get("stages_ms") or {}).items())
+        spec = " speculative" if latency.get("speculative") else ""
+        print(f"          turn latency {latency['turn_latency_ms']:.0f} ms{spec} ({stages})")
 
 
 async def run_demo(calls: int = 1) -> int:
-    settings = Settings()
+    with tempfile.TemporaryDirectory(prefix="callagent-demo-") as data_dir:
+        return await _run(calls, Path(data_dir))
+
+
+async def _run(calls: int, data_dir: Path) -> int:
+    port = free_port()
+    measurements: list[CallMeasurement] = []
+    settings, carrier = await start_local_carrier(
+        Settings(data_dir=data_dir), port, on_result=lambda call, result: measurements.append(result),
+        script=DEMO_SCRIPT if calls == 1 else None,
+    )
     providers = await build_providers(settings)
-    t0 = time.monotonic()
-    reporter = ConsoleReporter(t0, verbose=calls == 1)
-    app = create_app(settings, listener_factory=agent_factory(settings, providers, reporter=reporter))
+    app = create_app(settings, listener_factory=agent_factory(settings, providers))
+    app[METRICS_KEY].recent_turns = collections.deque(maxlen=100_000)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}{settings.server.media_path}"
-    corpus = load_corpus()
-    if calls == 1:
-        scripts = [next(s for s in corpus if s.name == DEMO_SCRIPT)]
-        print(f"local call: engine at {url}, providers: bundled emulators ('{settings.providers.local_profile}' profile)")
-        print(f"the callee plays corpus script {DEMO_SCRIPT!r}\n")
-    else:
-        usable = [s for s in corpus if s.answer == "human"]
-        scripts = [usable[i % len(usable)] for i in range(calls)]
-        print(f"{calls} concurrent local calls against {url} …")
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    failures: list[str] = []
+    t0 = time.monotonic()
     try:
-        async with aiohttp.ClientSession() as client:
-            results = await asyncio.gather(*(_one_call(url, s, client) for s in scripts), return_exceptions=True)
-        for _ in range(100):  # let the agents file their reports
-            if len(reporter.reports) >= calls:
-                break
-            await asyncio.sleep(0.05)
+        _, api_key = await create_organisation("demo", settings=settings)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with aiohttp.ClientSession(base, headers=headers) as api:
+            if calls == 1:
+                print(f"server at {base} (local mode: Telnyx, STT, LLM and TTS are the bundled emulators)")
+                print(f"POST /api/calls/start -> the emulator dials, the callee plays corpus call {DEMO_SCRIPT!r}\n")
+            else:
+                print(f"{calls} concurrent local calls through POST /api/calls/start …")
+            call_ids = []
+            for i in range(calls):
+                async with api.post("/api/calls/start", json={
+                    "to": f"+1555{2000000 + i:07d}", "from": "+15550100000",
+                    "agent_config": {"personality": "friendly"},
+                }) as response:
+                    body = await response.json()
+                    if response.status >= 300:
+                        failures.append(f"call {i}: HTTP {response.status} {body}")
+                        continue
+                    call_ids.append(body["call_id"])
+            if calls == 1 and call_ids:
+                print(f"call {call_ids[0]} initiated\n")
+            shown = 0
+            deadline = time.monotonic() + CALL_TIMEOUT_S
+            pending = set(call_ids)
+            details: dict[str, dict[str, Any]] = {}
+            while pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                for call_id in list(pending):
+                    async with api.get(f"/api/calls/{call_id}") as response:
+                        detail = await response.json()
+                    details[call_id] = detail
+                    if calls == 1:
+                        for turn in detail.get("turns", [])[shown:]:
+                            _print_turn(t0, turn)
+                            shown += 1
+                    if detail.get("status") in TERMINAL_STATUSES and detail.get("summary") is not None:
+                        pending.discard(call_id)
+                    elif detail.get("status") in TERMINAL_STATUSES and time.monotonic() > deadline - CALL_TIMEOUT_S + 60:
+                        pending.discard(call_id)  # ended without a summary (e.g. nobody spoke)
+            failures += [f"call {c}: still {details.get(c, {}).get('status')} after {CALL_TIMEOUT_S:.0f} s" for c in pending]
+            for _ in range(40):  # the callee's own measurements land when its socket closes
+                if len(measurements) >= len(call_ids):
+                    break
+                await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()
         await providers.aclose()
-    measured = [r for r in results if isinstance(r, CallMeasurement)]
-    failures = [repr(r) for r in results if not isinstance(r, CallMeasurement)]
-    figures = RunFigures(concurrency=calls, calls=measured, engine_turns=reporter.turns, failures=failures).as_json()
-    if calls == 1:
-        for report in reporter.reports:
-            print(f"\ncall ended: {report.end_reason}")
-            print(f"summary:    {report.summary}")
-            print(f"outcome:    {report.outcome}")
+        await carrier.close()
+    engine_turns = list(app[METRICS_KEY].recent_turns)
+    figures = RunFigures(concurrency=calls, calls=measurements, engine_turns=engine_turns, failures=failures).as_json()
+    if calls == 1 and details:
+        detail = next(iter(details.values()))
+        print(f"\ncall {detail['status']} ({detail.get('hangup_cause')}), {detail.get('duration_s') or 0:.1f} s")
+        print(f"summary: {detail.get('summary')}")
+        print(f"outcome: {detail.get('outcome')}")
         lat = figures["turn_latency_ms"]
         print(f"\nturn latency at the carrier edge: p50 {lat['p50']} ms over {lat['n']} turns; "
               f"missed turns {figures['missed_turns']}, premature replies {figures['premature_replies']}")
-    else:
+    elif calls > 1:
         print_table(figures)
     ok = not failures and figures["calls_completed"] == calls and figures["missed_turns"] == 0
     print("\nresult: " + ("OK" if ok else f"FAILED {failures[:3]}"))

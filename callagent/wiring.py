@@ -15,6 +15,8 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from control_plane.app import CONTROL_PLANE_KEY
+from control_plane.pipeline import CallPorts
 from control_plane.settings import Settings
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentProfile, load_personalities, resolve
@@ -109,9 +111,13 @@ def agent_factory(
     profile = profile or default_profile(settings)
 
     def create(request: web.Request) -> MediaListener:
+        cp = request.app.get(CONTROL_PLANE_KEY)
         return CallAgent(
             profile, stt=providers.stt, llm=providers.llm, tts=providers.tts,
             phrases=providers.phrases, http=providers.http, reporter=reporter,
+            # An explicit reporter (the demo's console) keeps the default agent; otherwise the
+            # control plane says which call a stream belongs to and takes its records.
+            setup=CallPorts(cp).setup if cp is not None and reporter is None else None,
         )
 
     return create

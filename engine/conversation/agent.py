@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import aiohttp
 import orjson
@@ -40,7 +40,7 @@ from .config import AgentProfile
 from .dtmf import DtmfCollector, describe_keys
 from .history import Conversation, SpokenText
 from .phrases import PhraseCache
-from .ports import CallActions, CallReport, CallReporter, NoActions, NoReporter, TurnRecord
+from .ports import CallActions, CallReport, CallReporter, CallSetup, NoActions, NoReporter, TurnRecord
 from .tools import run_http_tool, tool_definitions
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,10 @@ class CallAgent(MediaListener):
         phrases: PhraseCache | None = None,
         http: aiohttp.ClientSession | None = None,
         stt_final_timeout_s: float = 0.8,
+        setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
     ) -> None:
         self.profile = profile
+        self.setup = setup
         self.stt = stt
         self.llm = llm
         self.tts = tts
@@ -284,11 +286,32 @@ class CallAgent(MediaListener):
         self.call_control_id = start.call_control_id
         self.sample_rate = session.codec.sample_rate if session.codec else 8000
         self._loop = asyncio.get_running_loop()
+        self._spawn(self._begin(start))
+
+    async def _begin(self, start: Start) -> None:
+        """Find out which call this is (the control plane's records), then listen and greet.
+        Caller audio that arrives meanwhile is buffered for the STT."""
+        if self.setup is not None:
+            try:
+                setup = await self._deadline(self.setup(start))
+            except Exception as exc:  # a records outage must not cost the call
+                self.errors.append(f"setup: {exc}")
+                log.warning("call %s: no call setup (%s); running the default agent", start.call_control_id, exc)
+                setup = None
+            if setup is not None:
+                self.profile = setup.profile
+                self.actions = setup.actions
+                self.reporter = setup.reporter
+                self.tools = tool_definitions(setup.profile)
+                self.conversation = Conversation(setup.profile.system_prompt)
+                self._dtmf = DtmfCollector(setup.profile.config.gather)
+        if self._stopped:
+            return
         self._spawn(self._open_stt())
         self._spawn(self.phrases.warm(self.profile.voice, self.sample_rate,
                                       (self.profile.config.filler_text, self.profile.config.apology_text)))
         self._loop.call_later(self.profile.config.max_duration_s, self._max_duration_reached)
-        if self.profile.config.first_message:
+        if self.profile.config.first_message and self._reply is None:
             self._start_reply(fixed_text=self.profile.config.first_message, committed=True)
 
     def on_caller_audio(self, pcm: bytes) -> None:
@@ -336,8 +359,13 @@ class CallAgent(MediaListener):
         if reply is None or reply.utterance_id != interruption.utterance_id:
             return
         heard = reply.spoken.heard(interruption.heard_ms)
-        self.conversation.add_assistant(heard, interrupted=True)
-        self._report_turn(reply, heard, interrupted=True)
+        if not heard and reply.fixed_text is None and self._unsay(reply):
+            # The caller was not done: they went on before hearing a word of the reply.
+            # One merged turn, not an empty interrupted one.
+            pass
+        else:
+            self.conversation.add_assistant(heard, interrupted=True)
+            self._report_turn(reply, heard, interrupted=True)
         self._hangup_after = None  # the caller has more to say than goodbye
         self._transfer_after = None
         reply.cancel()
@@ -542,6 +570,15 @@ class CallAgent(MediaListener):
             del self._finals[: reply.finals_used]
             self._interim = ""
 
+    def _unsay(self, reply: _Reply) -> bool:
+        """Take the reply's user message back out of the history, to merge with what follows."""
+        messages = self.conversation.messages
+        if not messages or messages[-1].get("role") != "user" or messages[-1].get("content") != reply.user_text:
+            return False
+        messages.pop()
+        self._finals.insert(0, reply.user_text)
+        return True
+
     def _messages_for(self, user_text: str) -> list[dict[str, Any]]:
         return self.conversation.for_model() + [{"role": "user", "content": user_text}]
 
@@ -706,6 +743,7 @@ class CallAgent(MediaListener):
         record = TurnRecord(
             index=self._turn_index, caller_text=reply.user_text, agent_text=agent_text,
             interrupted=interrupted, timeline=reply.timeline.as_dict() if reply.timeline else {},
+            history=self.conversation.for_model()[1:],
         )
         self._spawn(self.reporter.turn(self.call_control_id, record))
 

@@ -25,6 +25,8 @@ class TurnRecord:
     interrupted: bool
     timeline: dict[str, Any]
     """The turn's stamps and derived latencies (see :meth:`TurnTimeline.as_dict`)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """The conversation so far (OpenAI message format), so another process could take over."""
 
 
 @dataclass
@@ -42,6 +44,16 @@ class CallReport:
 class CallReporter(Protocol):
     async def turn(self, call_control_id: str | None, record: TurnRecord) -> None: ...
     async def finished(self, report: CallReport) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallSetup:
+    """What the outside world knows about a stream's call, resolved when its ``start`` arrives:
+    which agent to run, and where its actions and records go."""
+
+    profile: Any  # AgentProfile (kept untyped here to keep this module import-light)
+    actions: CallActions
+    reporter: CallReporter
 
 
 class NoActions:

@@ -1,0 +1,110 @@
+"""The control plane's side of a running conversation.
+
+When a media stream's ``start`` arrives, the call agent asks :meth:`CallPorts.setup` which
+call this is: the stored call (by ``call_control_id``, else by the id inside
+``client_state``) gives the agent configuration; Call Control actions go to Telnyx for
+that ``call_control_id``; turns, the session and the final summary go to the store.
+A stream for a call we never dialled (a TeXML ``<Stream>``, another system's
+``streaming_start``) runs the default agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from engine.conversation.config import AgentProfile, resolve
+from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReporter, TurnRecord
+from engine.protocol import Start
+
+from .agents import personalities
+from .recorder import UnknownCall
+from .sessions import CallSession
+
+if TYPE_CHECKING:
+    from .services import ControlPlane
+
+log = logging.getLogger(__name__)
+
+_FIGURES = ("turn_latency_ms", "engine_added_ms", "stages_ms", "speculative")
+
+
+class TelnyxCallActions:
+    """The agent's tools that act on the call, through Call Control."""
+
+    def __init__(self, cp: ControlPlane, call_control_id: str) -> None:
+        self._cp = cp
+        self._ccid = call_control_id
+
+    async def hangup(self, reason: str) -> None:
+        await self._cp.telnyx_client().hangup(self._ccid)
+
+    async def transfer(self, to: str) -> None:
+        await self._cp.telnyx_client().transfer(self._ccid, to)
+
+    async def send_dtmf(self, digits: str) -> None:
+        await self._cp.telnyx_client().send_dtmf(self._ccid, digits)
+
+
+class StoreReporter:
+    """Turns, the session and the final summary of one call, into the store."""
+
+    def __init__(self, cp: ControlPlane, metadata: dict[str, Any]) -> None:
+        self._cp = cp
+        self._metadata = metadata
+
+    async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
+        if call_control_id is None:
+            return
+        figures = {k: record.timeline.get(k) for k in _FIGURES}
+        figures["interrupted"] = record.interrupted
+        try:
+            await self._cp.recorder.record_turn(
+                call_control_id, record.index - 1, caller_text=record.caller_text, agent_text=record.agent_text,
+                interrupted=record.interrupted, latency=figures,
+            )
+        except UnknownCall:
+            return
+        await self._cp.sessions.save(CallSession(
+            call_control_id=call_control_id,
+            call_id=self._metadata.get("call_id"),
+            org_id=self._metadata.get("org_id"),
+            metadata={k: v for k, v in self._metadata.items() if k not in ("call_id", "org_id")},
+            history=[m for m in record.history if m.get("role") in ("user", "assistant", "tool")],
+            agent_state={"turns": record.index},
+        ))
+
+    async def finished(self, report: CallReport) -> None:
+        if report.call_control_id is None:
+            return
+        outcome = dict(report.outcome or {})
+        outcome.setdefault("end_reason", report.end_reason)
+        if report.errors:
+            outcome.setdefault("errors", report.errors[:10])
+        try:
+            await self._cp.recorder.finish(report.call_control_id, summary=report.summary, outcome=outcome)
+        except UnknownCall:
+            pass
+        await self._cp.sessions.delete(report.call_control_id)
+
+
+class CallPorts:
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    def _profile(self, agent: Any) -> AgentProfile:
+        return resolve(agent, personalities(self.cp.settings.personalities_file))
+
+    async def setup(self, start: Start) -> CallSetup | None:
+        context = await self.cp.recorder.lookup(call_control_id=start.call_control_id,
+                                                client_state=start.client_state)
+        telnyx_ready = self.cp.settings.telnyx_api_key is not None
+        actions = TelnyxCallActions(self.cp, start.call_control_id) if telnyx_ready else NoActions()
+        if context is None:
+            return CallSetup(profile=self._profile(self.cp.settings.agent), actions=actions, reporter=NoReporter())
+        metadata = {
+            "call_id": context.call_id, "org_id": context.org_id, "direction": context.direction,
+            "campaign_id": str(context.campaign_id) if context.campaign_id else None,
+        }
+        return CallSetup(profile=self._profile(context.agent), actions=actions,
+                         reporter=StoreReporter(self.cp, metadata))
