@@ -278,6 +278,8 @@ class CallAgent(MediaListener):
         self._dtmf = DtmfCollector(profile.config.gather)
         self._dtmf_timer: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._failing = False  # apologising before hanging up: no more replies
+        self._hung_up = False
 
     # -- media events ---------------------------------------------------------------------
 
@@ -336,7 +338,9 @@ class CallAgent(MediaListener):
             self._awaiting_commit = False
         elif event is EndpointEvent.TENTATIVE_END:
             self._finalize_stt()
-            if self.profile.config.speculative and (self._reply is None or self._reply.fixed_text is None):
+            if self.profile.config.speculative and not self._failing and (
+                self._reply is None or self._reply.fixed_text is None
+            ):
                 text = self._transcript_so_far()
                 if text and self._reply is None:
                     self.speculation.started += 1
@@ -359,15 +363,16 @@ class CallAgent(MediaListener):
         if reply is None or reply.utterance_id != interruption.utterance_id:
             return
         heard = reply.spoken.heard(interruption.heard_ms)
-        if not heard and reply.fixed_text is None and self._unsay(reply):
-            # The caller was not done: they went on before hearing a word of the reply.
-            # One merged turn, not an empty interrupted one.
-            pass
-        else:
+        if heard or reply.fixed_text is not None or not self._unsay(reply):
+            # (Unless the caller went on before hearing a word of the reply: then it is one
+            # merged caller turn, not an empty interrupted reply.)
             self.conversation.add_assistant(heard, interrupted=True)
             self._report_turn(reply, heard, interrupted=True)
-        self._hangup_after = None  # the caller has more to say than goodbye
-        self._transfer_after = None
+        if self._failing:
+            self._spawn(self._end_call(self.end_reason or "provider failure"))
+        else:
+            self._hangup_after = None  # the caller has more to say than goodbye
+            self._transfer_after = None
         reply.cancel()
         self._reply = None
         self.mode = "listening"
@@ -449,7 +454,7 @@ class CallAgent(MediaListener):
             self._interim = ""
             if text and accepting:
                 self._finals.append(text)
-                if not self._turn_open and not self._awaiting_commit and self._reply is None:
+                if not self._turn_open and not self._awaiting_commit and self._reply is None and not self._failing:
                     # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
                     self._awaiting_commit = True
             self._maybe_commit()
@@ -486,6 +491,9 @@ class CallAgent(MediaListener):
 
     def _commit(self, forced: bool, *, hold_over: bool = False) -> None:
         """The caller's turn is over and its transcript is known: answer it (once)."""
+        if self._failing:
+            self._awaiting_commit = False
+            return
         if not self._awaiting_commit or self._stopped or (self._hold_timer is not None and not hold_over):
             return
         text = self._transcript_so_far()
@@ -607,12 +615,16 @@ class CallAgent(MediaListener):
         if self._hangup_after is not None or self._stopped:
             return
         self.end_reason = reason
+        self._failing = True
         self._drop_reply()
         apology = self.phrases.get(self.profile.voice, self.sample_rate, self.profile.config.apology_text)
         self._hangup_after = reason
         if apology is None or self.session.codec is None:
             self._spawn(self._end_call(reason))
             return
+        # Hang up when the apology has played (its mark), or a little after it should have.
+        seconds = len(apology) / 2 / self.sample_rate
+        self._loop.call_later(seconds + 2.0, lambda: self._spawn(self._end_call(reason)))
         uid = self._next_utterance
         self._next_utterance += 1
         reply = _Reply(self, uid, user_text="", finals_used=0, speculative=False, committed=True,
@@ -657,6 +669,9 @@ class CallAgent(MediaListener):
         messages.extend(self.conversation.messages[-2:])
 
     async def _end_call(self, reason: str) -> None:
+        if self._hung_up:
+            return
+        self._hung_up = True
         self.end_reason = self.end_reason or reason
         try:
             await self.actions.hangup(reason)

@@ -1,0 +1,201 @@
+"""Whole calls through the real agent: the engine's media endpoint, the real provider
+clients, and the STT/LLM/TTS emulators, all over sockets; the callee plays corpus calls."""
+
+import asyncio
+import uuid
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from bench.callee import ScriptedCallee
+from bench.corpus.model import CORPUS_DIR, load_corpus
+from bench.emulators.server import load_corpus_utterances, start_emulators
+from callagent.wiring import Providers
+from control_plane.app import create_app
+from control_plane.settings import Settings
+from engine.conversation.agent import CallAgent
+from engine.conversation.config import AgentConfig, resolve
+from engine.conversation.phrases import PhraseCache
+from engine.conversation.history import INTERRUPTED_NOTE
+from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
+from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
+from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+
+SCRIPTS = {s.name: s for s in load_corpus()}
+
+
+class Recorder:
+    def __init__(self):
+        self.turns = []
+        self.reports = []
+
+    async def turn(self, call_control_id, record):
+        self.turns.append(record)
+
+    async def finished(self, report):
+        self.reports.append(report)
+
+
+class Actions:
+    def __init__(self):
+        self.hangups = []
+
+    async def hangup(self, reason):
+        self.hangups.append(reason)
+
+    async def transfer(self, to):
+        raise AssertionError("no transfer expected")
+
+    async def send_dtmf(self, digits):
+        raise AssertionError("no DTMF expected")
+
+
+class Harness:
+    """The engine app with one CallAgent per stream, wired to emulators like `serve` is."""
+
+    async def __aenter__(self):
+        self.emulators = await start_emulators("fast", known_utterances=load_corpus_utterances(CORPUS_DIR))
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        key = self.emulators.api_key
+        self.stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=key, url=self.emulators.stt_url), session=self.http)
+        self.tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=self.emulators.tts_url), session=self.http)
+        self.llm = OpenAIChatModel(OpenAIChatConfig(api_key=key, base_url=self.emulators.llm_base_url, model="e"))
+        self.phrases = PhraseCache(self.tts)
+        self.agents = []
+        self.profile = resolve(AgentConfig(provider_deadline_s=1.0))
+
+        def factory(request):
+            agent = CallAgent(self.profile, stt=self.stt, llm=self.llm, tts=self.tts, actions=Actions(),
+                              reporter=Recorder(), phrases=self.phrases, http=self.http)
+            self.agents.append(agent)
+            return agent
+
+        self.app = create_app(Settings(), listener_factory=factory)
+        self.runner = web.AppRunner(self.app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/media-stream"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.runner.cleanup()
+        await self.llm.aclose()
+        await self.http.close()
+        await self.emulators.close()
+
+    async def call(self, script_name):
+        stream_id = str(uuid.uuid4())
+        async with aiohttp.ClientSession() as client:
+            async with client.ws_connect(self.url) as ws:
+                await ws.send_str(orjson.dumps({
+                    "event": "start", "stream_id": stream_id,
+                    "start": {"call_control_id": f"v3:{stream_id}",
+                              "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
+                }).decode())
+                result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id).run(ws)
+        for _ in range(100):  # the agent reports after the stream closes
+            if all(a.reporter.reports for a in self.agents):
+                break
+            await asyncio.sleep(0.05)
+        return result
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_multi_turn_call_is_transcribed_answered_and_summarised():
+    async def main():
+        async with Harness() as h:
+            result = await h.call("plain-04-delivery")
+            agent = h.agents[0]
+        script = SCRIPTS["plain-04-delivery"]
+        said = [s.text for s in script.utterances()]
+        assert result.completed and result.agent_frames > 0
+        assert not any(t.premature or t.missed for t in result.turns)
+        turns = agent.reporter.turns
+        assert len(turns) >= len(said) - 1
+        assert " ".join(t.caller_text for t in turns).split() == " ".join(said).split()[: len(" ".join(t.caller_text for t in turns).split())]
+        assert all(t.agent_text and t.timeline.get("turn_latency_ms") for t in turns)
+        (report,) = agent.reporter.reports
+        assert report.summary and report.outcome and report.outcome.get("outcome")
+        assert [m["role"] for m in report.transcript][:2] == ["user", "assistant"]
+
+    run(main())
+
+
+def test_barge_in_keeps_only_the_heard_words_marked_interrupted():
+    async def main():
+        async with Harness() as h:
+            result = await h.call("barge-early-02-parcel")
+            agent = h.agents[0]
+        barge = [t for t in result.turns if t.expect == "barge_in"]
+        assert barge and all(t.clear_at is not None for t in barge)
+        interrupted = [t for t in agent.reporter.turns if t.interrupted]
+        assert interrupted
+        history = agent.conversation.messages
+        cut = [m for m in history if m.get("interrupted")]
+        assert cut and all(m["content"].endswith(INTERRUPTED_NOTE) for m in cut)
+        # heard words are a prefix of what the agent meant to say, never more
+        for turn in interrupted:
+            assert len(turn.agent_text.split()) < 40
+
+    run(main())
+
+
+def test_a_failing_llm_is_retried_with_a_filler_and_the_call_goes_on():
+    async def main():
+        async with Harness() as h:
+            h.emulators.faults.arm("http_500", "llm", count=1)
+            result = await h.call("plain-04-delivery")
+            agent = h.agents[0]
+        assert any("llm" in e or "openai" in e or "HTTP 500" in e for e in agent.errors)
+        assert agent.reporter.turns and all(t.agent_text for t in agent.reporter.turns)
+        assert not agent.actions.hangups
+        assert result.completed
+
+    run(main())
+
+
+def test_an_llm_that_keeps_failing_gets_an_apology_and_a_clean_hangup():
+    async def main():
+        async with Harness() as h:
+            h.emulators.faults.arm("http_500", "llm", count=100)
+            await h.phrases.warm(h.profile.voice, 8000, (h.profile.config.apology_text,))
+            result = await h.call("plain-04-delivery")
+            agent = h.agents[0]
+        assert agent.actions.hangups and "provider failure" in agent.actions.hangups[0], (agent.errors, agent.end_reason)
+        assert agent.end_reason.startswith("provider failure")
+        assert result.agent_frames > 0  # the apology was played
+        (report,) = agent.reporter.reports
+        assert report.end_reason.startswith("provider failure")
+
+    run(main())
+
+
+def test_concurrent_calls_never_cross_talk():
+    names = ["plain-04-delivery", "dtmf-02-zip", "plain-02-appointment", "barge-late-02-driving"] * 5
+
+    async def main():
+        async with Harness() as h:
+            results = await asyncio.gather(*(h.call(n) for n in names))
+            agents = list(h.agents)
+        assert all(r.completed for r in results)
+        by_script = {}
+        for agent in agents:
+            callers = " ".join(t.caller_text for t in agent.reporter.turns)
+            by_script.setdefault(agent.call_control_id, callers)
+        texts = {n: " ".join(s.text for s in SCRIPTS[n].utterances()) for n in set(names)}
+        for agent in agents:
+            heard = " ".join(t.caller_text for t in agent.reporter.turns if not t.caller_text.startswith("The caller pressed"))
+            owners = [n for n, text in texts.items() if heard and heard.split()[0] in text.split()[:3]]
+            assert owners, heard
+            words = set(heard.replace("“", "").split())
+            for other, text in texts.items():
+                if other not in owners:
+                    assert not words >= set(text.split()), (heard, other)
+
+    run(main())
