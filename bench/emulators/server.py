@@ -163,7 +163,13 @@ def load_corpus_utterances(root: Path) -> list[tuple[str, bytes]]:
             pcm, rate = tts.decode_wav(script.audio_path(step).read_bytes())
             if rate != 8000:
                 pcm = audioop.ratecv(pcm, 2, 1, rate, 8000, None)[0]
-            pairs.append((step.text, pcm))
+            # Only the voiced span, cut on 20 ms frame boundaries (the recogniser hashes whole
+            # frames from the line's start): in noisy calls the lead-in and lead-out are the
+            # background loop alone, which would otherwise "recognise" the line whenever the
+            # callee plays that noise between utterances.
+            first = int(step.speech_start_s / 0.02) * 320
+            last = min(len(pcm), -(-int(step.speech_end_s * 1000) // 20) * 320)
+            pairs.append((step.text, pcm[first:last]))
     return pairs
 
 

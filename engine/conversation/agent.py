@@ -64,6 +64,14 @@ def looks_complete(text: str) -> bool:
     return bool(_SENTENCE_END.search(stripped))
 
 
+_NON_WORDS = re.compile(r"\([^)]*\)")
+
+
+def word_count(text: str) -> int:
+    """Recognised words, leaving out bracketed non-speech tags such as "(unrecognised speech)"."""
+    return len(_WORDS.findall(_NON_WORDS.sub(" ", text.lower())))
+
+
 def same_words(a: str, b: str) -> bool:
     """Whether two transcripts say the same thing (case and punctuation aside)."""
     return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
@@ -104,6 +112,7 @@ class _Reply:
         self.failed = False
         self.task: asyncio.Task[None] | None = None
         self._stream: TtsStream | None = None
+        self._opening: asyncio.Task[TtsStream] | None = None
         self._pump: asyncio.Task[None] | None = None
 
     # -- control ------------------------------------------------------------------------
@@ -116,6 +125,8 @@ class _Reply:
         if self.committed:
             return
         self.committed = True
+        if not self.cancelled:
+            self._open_tts()
         for pcm in self.held:
             self._play(pcm)
         self.held.clear()
@@ -126,7 +137,7 @@ class _Reply:
         if self.cancelled:
             return
         self.cancelled = True
-        for task in (self.task, self._pump):
+        for task in (self.task, self._pump, self._opening):
             if task is not None and not task.done():
                 task.cancel()
         if self._stream is not None:
@@ -137,15 +148,16 @@ class _Reply:
     async def _run(self) -> None:
         agent = self.agent
         try:
-            stream = await agent._deadline(agent.tts.open(voice=agent.profile.voice, sample_rate=agent.sample_rate))
-            self._stream = stream
-            self._pump = agent._spawn(self._pump_audio(stream))
+            if self.committed or self.fixed_text is not None:
+                self._open_tts()  # the handshake overlaps the LLM's time to first token
             if self.fixed_text is not None:
+                stream = await self._tts()
                 self.spoken.add_text(self.fixed_text)
                 self.text_parts.append(self.fixed_text)
                 await stream.send_text(self.fixed_text, flush=True)
             else:
-                await self._generate(stream)
+                await self._generate()
+            stream = await self._tts()
             await stream.end()
             await self._pump
         except asyncio.CancelledError:
@@ -158,7 +170,27 @@ class _Reply:
             log.exception("reply failed on call %s", agent.call_control_id)
             agent._reply_failed(self, ProviderError("agent", "internal error", retryable=False))
 
-    async def _generate(self, stream: TtsStream) -> None:
+    def _open_tts(self) -> None:
+        """Start the TTS handshake (once). A speculative reply waits for the LLM's first token:
+        most speculations are cancelled before it, and each would cost a connection."""
+        if self._opening is None:
+            self._opening = self.agent._spawn(self._connect_tts())
+
+    async def _connect_tts(self) -> TtsStream:
+        agent = self.agent
+        stream = await agent._deadline(agent.tts.open(voice=agent.profile.voice, sample_rate=agent.sample_rate))
+        self._stream = stream
+        if self.cancelled:
+            await stream.aclose()
+            raise asyncio.CancelledError
+        self._pump = agent._spawn(self._pump_audio(stream))
+        return stream
+
+    async def _tts(self) -> TtsStream:
+        self._open_tts()
+        return await self._opening  # type: ignore[misc]
+
+    async def _generate(self) -> None:
         agent = self.agent
         messages = agent._messages_for(self.user_text)
         tools = agent.tools or None
@@ -170,20 +202,22 @@ class _Reply:
             async for delta in agent._stream_with_deadline(agent.llm.stream(messages, tools=tools)):
                 if first:
                     self._stamp("llm_first_token", overwrite=True)
+                    self._open_tts()
                     first = False
                 if delta.text:
                     for piece in chunker.feed(delta.text):
-                        await self._say(stream, piece)
+                        await self._say(piece)
                 calls.extend(delta.tool_calls)
             for piece in chunker.flush():
-                await self._say(stream, piece)
+                await self._say(piece)
             if not calls:
                 return
             follow_up = await agent._run_tools(calls, messages)
             if not follow_up:
                 return
 
-    async def _say(self, stream: TtsStream, piece: str) -> None:
+    async def _say(self, piece: str) -> None:
+        stream = await self._tts()
         if not self.text_parts:
             self._stamp("tts_request", overwrite=True)  # this reply's, not a cancelled one's
         self.text_parts.append(piece)
@@ -279,6 +313,9 @@ class CallAgent(MediaListener):
         self._dtmf_timer: asyncio.TimerHandle | None = None
         self._stopped = False
         self._failing = False  # apologising before hanging up: no more replies
+        self._stt_endpointed = 0  # turns ended by the recogniser's endpointing, not the VAD
+        self._words_at_tentative = 0
+        self._empty_flaps = 0
         self._hung_up = False
 
     # -- media events ---------------------------------------------------------------------
@@ -328,6 +365,7 @@ class CallAgent(MediaListener):
             return
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
             self._turn_open = True
+            self._empty_flaps = 0
             self._cancel_commit_timer()
             reply = self._reply
             if reply is not None and not reply.speaking and reply.fixed_text is None:
@@ -337,6 +375,11 @@ class CallAgent(MediaListener):
                 self._drop_reply()
             self._awaiting_commit = False
         elif event is EndpointEvent.TENTATIVE_END:
+            if self._noise_keeps_turn_open():
+                self._turn_open = False
+                self._awaiting_commit = True
+                self._maybe_commit()
+                return
             self._finalize_stt()
             if self.profile.config.speculative and not self._failing and (
                 self._reply is None or self._reply.fixed_text is None
@@ -454,12 +497,31 @@ class CallAgent(MediaListener):
             self._interim = ""
             if text and accepting:
                 self._finals.append(text)
-                if not self._turn_open and not self._awaiting_commit and self._reply is None and not self._failing:
+                if self._failing:
+                    pass
+                elif not self._turn_open and not self._awaiting_commit and self._reply is None:
                     # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
                     self._awaiting_commit = True
+                elif self._turn_open and transcript.speech_final and self.mode != "speaking":
+                    # The recogniser's own endpointing says the speech is over while the VAD
+                    # still hears speech (babble or loud noise can keep it on): trust it.
+                    self._turn_open = False
+                    self._awaiting_commit = True
+                    self._stt_endpointed += 1
             self._maybe_commit()
         elif accepting:
             self._interim = text
+
+    def _noise_keeps_turn_open(self) -> bool:
+        """The VAD keeps hearing "speech" that the recogniser turns into no new words, pause
+        after pause (babble, loud noise): the caller is done. Real speech adds words at every
+        pause, because each tentative end asks the recogniser to finalize."""
+        text = self._transcript_so_far()
+        words = word_count(text)
+        flapped = words > 0 and words == self._words_at_tentative
+        self._empty_flaps = self._empty_flaps + 1 if flapped else 0
+        self._words_at_tentative = words
+        return self._empty_flaps >= 2 and looks_complete(_NON_WORDS.sub("", text))
 
     def _finalize_stt(self) -> None:
         if self._stt is not None:

@@ -108,3 +108,12 @@ def test_personalities_and_overrides(tmp_path: Path):
 def test_same_words_ignores_case_and_punctuation_only():
     assert same_words("Hello, World!", "hello world")
     assert not same_words("I want to cancel", "I want to cancel not")
+
+
+def test_word_count_ignores_bracketed_non_speech_tags():
+    from engine.conversation.agent import word_count, looks_complete
+
+    assert word_count("(unrecognised speech, 0.4 s) Hello there. (unrecognised speech, 1.2 s)") == 2
+    assert word_count("(unrecognised speech, 0.4 s)") == 0
+    assert looks_complete("The order number is...") is False
+    assert looks_complete("It shipped on Tuesday.") is True
