@@ -38,7 +38,10 @@ class PlayoutConfig(_Model):
         "paced", description="paced: 20 ms frames on a clock; bulk: send as produced, rely on clear."
     )
     lead_ms: int = Field(80, ge=FRAME_MS, le=1000, description="How far ahead of real time frames are sent.")
-    tick_ms: int = Field(20, ge=5, le=200, description="Sender wake-up period while audio is queued.")
+    tick_ms: int = Field(
+        40, ge=5, le=200,
+        description="Sender wake-up period while audio is queued (two frames a wake-up at the default 80 ms lead).",
+    )
 
 
 class VadConfig(_Model):

@@ -163,17 +163,20 @@ class OpenAIChatModel(ChatModel):
             "json_schema": {"name": name, "schema": schema, "strict": schema.get("additionalProperties") is False},
         }
         try:
-            completion = await self._client.chat.completions.create(
-                messages=messages, response_format=response_format, **self._options()  # type: ignore[arg-type]
+            completion = await self._client.post(  # the low-level post, as in stream()
+                "/chat/completions",
+                body={"messages": messages, "response_format": response_format, **self._options()},
+                cast_to=object,
             )
         except _ERRORS as exc:
             raise provider_error(PROVIDER, exc) from None
-        if not completion.choices:
+        choices = completion.get("choices") if isinstance(completion, dict) else None
+        if not choices:
             raise ProviderError(PROVIDER, "completion without choices")
-        choice = completion.choices[0]
-        if choice.finish_reason == "length":
+        choice = choices[0]
+        if choice.get("finish_reason") == "length":
             raise ProviderError(PROVIDER, "JSON answer cut off at max_tokens", retryable=False)
-        content = choice.message.content or ""
+        content = (choice.get("message") or {}).get("content") or ""
         try:
             value = orjson.loads(content)
         except orjson.JSONDecodeError:

@@ -403,7 +403,7 @@ def test_history_is_bounded() -> None:
 
 
 def test_next_wakeup_paced_steps() -> None:
-    p, c = Playout(), Carrier()
+    p, c = Playout(PlayoutConfig(tick_ms=20)), Carrier()
     assert p.next_wakeup(at(0)) is None
     fill(p, 1, 8)
     assert p.next_wakeup(at(0)) == at(0)
@@ -414,6 +414,17 @@ def test_next_wakeup_paced_steps() -> None:
         assert len(frames_of(c.pull(p, (wake - T0) / MS))) == 1
     assert c.events[-1] == ("mark", "u1")
     assert p.next_wakeup(c.now) is None
+
+
+def test_default_tick_sends_two_frames_a_wake_up() -> None:
+    p, c = Playout(), Carrier()  # lead 80 ms, tick 40 ms
+    fill(p, 1, 12)
+    c.pull(p, 0)
+    assert len(frames_of(c.events)) == 4  # the lead at once
+    for step in range(1, 5):
+        wake = p.next_wakeup(c.now)
+        assert wake == pytest.approx(at(40 * step), abs=1e-6)
+        assert len(frames_of(c.pull(p, (wake - T0) / MS))) == 2
 
 
 def test_next_wakeup_with_fine_tick_is_first_due_instant() -> None:
