@@ -81,6 +81,42 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run(run_demo(calls=args.calls))
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from control_plane.settings import Settings
+    from control_plane.store import migrate
+
+    applied = run(migrate(Settings()))
+    print(f"applied migrations: {applied}" if applied else "database schema is current")
+    return 0
+
+
+def _cmd_org(args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from control_plane import admin
+    from control_plane.settings import Settings
+
+    settings = Settings()
+    if args.action == "create":
+        org, secret = run(admin.create_organisation(args.name, settings=settings))
+        print(f"organisation {org.id} ({org.name})")
+        print(f"API key (shown once, store it now): {secret}")
+    elif args.action == "keys":
+        for key in run(admin.list_api_keys(UUID(args.org), settings=settings)):
+            state = "revoked" if getattr(key, "revoked_at", None) else "active"
+            print(f"{key.id}  {key.name}  {key.prefix}…  {state}")
+    elif args.action == "new-key":
+        key, secret = run(admin.create_api_key(UUID(args.org), args.name, settings=settings))
+        print(f"API key {key.id} (shown once, store it now): {secret}")
+    elif args.action == "revoke":
+        key = run(admin.revoke_api_key(UUID(args.org), UUID(args.key), settings=settings))
+        if key is None:
+            print("no such key in that organisation", file=sys.stderr)
+            return 1
+        print(f"revoked {key.id}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callagent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a local call end to end, no configuration, no internet")
     demo.add_argument("--calls", type=int, default=1, help="calls to run at once")
     demo.set_defaults(func=_cmd_demo)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (PostgreSQL or the embedded SQLite)")
+    migrate.set_defaults(func=_cmd_migrate)
+
+    org = sub.add_parser("org", help="organisations and API keys")
+    org_sub = org.add_subparsers(dest="action", required=True)
+    create = org_sub.add_parser("create", help="create an organisation and print its first API key")
+    create.add_argument("name")
+    keys = org_sub.add_parser("keys", help="list an organisation's API keys")
+    keys.add_argument("org", help="organisation id")
+    new_key = org_sub.add_parser("new-key", help="issue another API key")
+    new_key.add_argument("org", help="organisation id")
+    new_key.add_argument("--name", default="api")
+    revoke = org_sub.add_parser("revoke", help="revoke an API key")
+    revoke.add_argument("org", help="organisation id")
+    revoke.add_argument("key", help="key id")
+    org.set_defaults(func=_cmd_org)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench.add_argument(

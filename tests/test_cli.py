@@ -1,0 +1,30 @@
+"""The command line: migrate, and organisations with their keys, on the embedded store."""
+
+import re
+
+from callagent.cli import main
+
+
+def test_org_create_list_and_revoke_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CALLAGENT_DATABASE_URL", raising=False)
+    assert main(["migrate"]) == 0
+    assert "applied migrations" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert "current" in capsys.readouterr().out
+
+    assert main(["org", "create", "Acme"]) == 0
+    out = capsys.readouterr().out
+    org = re.search(r"organisation (\S+)", out).group(1)
+    secret = re.search(r"API key \(shown once, store it now\): (\S+)", out).group(1)
+    assert len(secret) > 20
+
+    assert main(["org", "keys", org]) == 0
+    listing = capsys.readouterr().out
+    assert "active" in listing and secret not in listing  # the secret is never shown again
+    key_id = listing.split()[0]
+
+    assert main(["org", "revoke", org, key_id]) == 0
+    assert main(["org", "keys", org]) == 0
+    assert "revoked" in capsys.readouterr().out
