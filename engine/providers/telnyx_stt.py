@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ._http import SessionHolder
 from .base import ProviderError, SpeechToText, SttSession, Transcript
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,7 @@ class TelnyxSpeechToText(SpeechToText):
 
     def __init__(self, config: TelnyxSttConfig, *, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
-        self._session = session
-        self._owns_session = session is None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # limit=0: one long-lived socket per call; the default pool of 100 would queue call 101.
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-            self._owns_session = True
-        return self._session
+        self._http = SessionHolder(session)
 
     def query(self, sample_rate: int) -> dict[str, str]:
         config = self.config
@@ -99,7 +92,7 @@ class TelnyxSpeechToText(SpeechToText):
         try:
             # No origin= on purpose: the Telnyx edge refuses handshakes that carry one [3P].
             ws = await asyncio.wait_for(
-                self._client().ws_connect(
+                self._http.get().ws_connect(
                     config.url,
                     params=self.query(sample_rate),
                     headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
@@ -116,9 +109,7 @@ class TelnyxSpeechToText(SpeechToText):
 
     async def aclose(self) -> None:
         """Close the HTTP session if this object created it (open sessions are not touched)."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        await self._http.aclose()
 
 
 class TelnyxSttSession(SttSession):

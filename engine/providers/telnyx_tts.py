@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ._http import SessionHolder
 from .base import AudioChunk, ProviderError, TextToSpeech, TtsStream
 from .telnyx_stt import connect_error
 
@@ -53,14 +54,7 @@ class TelnyxTtsConfig(BaseModel):
 class TelnyxTextToSpeech(TextToSpeech):
     def __init__(self, config: TelnyxTtsConfig, *, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
-        self._session = session
-        self._owns_session = session is None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-            self._owns_session = True
-        return self._session
+        self._http = SessionHolder(session)
 
     async def open(self, *, voice: str, sample_rate: int) -> TelnyxTtsStream:
         config = self.config
@@ -68,7 +62,7 @@ class TelnyxTextToSpeech(TextToSpeech):
         params.update(config.extra_params)
         try:
             ws = await asyncio.wait_for(
-                self._client().ws_connect(
+                self._http.get().ws_connect(
                     config.url,
                     params=params,
                     headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
@@ -83,9 +77,7 @@ class TelnyxTextToSpeech(TextToSpeech):
         return stream
 
     async def aclose(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        await self._http.aclose()
 
 
 class TelnyxTtsStream(TtsStream):
