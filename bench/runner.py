@@ -6,9 +6,11 @@ engine's CPU and RSS are read from /proc for its process alone; this side's own 
 reported too, and a run where it went above 90 % of its core is marked invalid — then
 the load side, not the engine, was the limit.
 
-Paths: ``media`` (default) opens Telnyx media streams straight to the engine's media
-endpoint, the way Telnyx connects for a TeXML ``<Stream>`` or a stream started by another
-system; every call runs the full conversation (STT -> LLM -> TTS -> playout).
+Paths: ``full`` (default) starts each call with ``POST /api/calls/start``; the engine dials
+the Telnyx emulator, which delivers signed webhooks and opens the media stream, and its
+callee plays the corpus script — the whole product path. ``media`` opens Telnyx media
+streams straight to the engine's media endpoint (as Telnyx does for a TeXML ``<Stream>``),
+leaving REST, dialing and webhooks out. Both run the full conversation.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ LOAD_CORE = 1
 
 @dataclass
 class BenchOptions:
+    path: str = "full"
     calls: int = 100
     concurrency: int = 100
     ramp_up_s: float = 10.0
@@ -62,8 +65,8 @@ def _free_port() -> int:
 class EngineProcess:
     """``python -m bench.engine_server`` pinned to the engine core, pointed at the emulators."""
 
-    def __init__(self, emulators: Any) -> None:
-        self.port = _free_port()
+    def __init__(self, emulators: Any, *, port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update({
@@ -75,6 +78,7 @@ class EngineProcess:
             "CALLAGENT_PROVIDERS__LLM_MODEL": "emulator",
             "CALLAGENT_DATA_DIR": os.environ.get("CALLAGENT_DATA_DIR", "/tmp/callagent-bench-data"),
         })
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.engine_server", "--port", str(self.port)],
             env=env, stdout=subprocess.PIPE, stderr=None, text=True,
@@ -127,8 +131,42 @@ async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession)
     return result, time.monotonic() - started
 
 
+class FullPath:
+    """Calls through the product: REST start -> Telnyx emulator dial -> webhooks -> stream."""
+
+    def __init__(self, carrier: Any, api_key: str) -> None:
+        self.carrier = carrier
+        self.api_key = api_key
+        self.waiting: dict[str, asyncio.Future[CallMeasurement]] = {}
+        self.scripts: dict[str, CallScript] = {}
+        self._next = 0
+
+    def on_result(self, call: Any, result: CallMeasurement) -> None:
+        future = self.waiting.pop(call.to, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    async def call(self, engine_url: str, script: CallScript, client: aiohttp.ClientSession) -> CallMeasurement:
+        self._next += 1
+        to = f"+1555{3000000 + self._next:07d}"
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[to] = future
+        self.scripts[to] = script
+        async with client.post(
+            engine_url + "/api/calls/start", headers={"Authorization": f"Bearer {self.api_key}"},
+            json={"to": to, "from": "+15550100000", "agent_config": {"personality": "friendly"}},
+        ) as response:
+            if response.status >= 300:
+                self.waiting.pop(to, None)
+                raise RuntimeError(f"call start failed: HTTP {response.status} {await response.text()}")
+        return await asyncio.wait_for(future, timeout=180)
+
+    def pick(self, call: Any) -> CallScript:
+        return self.scripts.pop(call.to)
+
+
 async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | None, concurrency: int,
-                    calls: int, progress: Any = None) -> RunFigures:
+                    calls: int, progress: Any = None, full: FullPath | None = None) -> RunFigures:
     scripts = _scripts(options.categories)
     media_url = engine_url + "/media-stream"
     semaphore = asyncio.Semaphore(concurrency)
@@ -153,7 +191,13 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
         await asyncio.sleep(min(i, concurrency) * ramp)
         async with semaphore:
             try:
-                result, seconds = await _one_call(media_url, scripts[i % len(scripts)], client)
+                script = scripts[i % len(scripts)]
+                if full is not None:
+                    started = time.monotonic()
+                    result = await full.call(engine_url, script, client)
+                    seconds = time.monotonic() - started
+                else:
+                    result, seconds = await _one_call(media_url, script, client)
                 results.append(result)
                 call_seconds += seconds
             except Exception as exc:  # a failed call is a figure, not a crash
@@ -192,17 +236,27 @@ async def run_bench(options: BenchOptions) -> int:
     pinned_self = pin({LOAD_CORE})
     emulators = await start_emulators(options.profile, known_utterances=load_corpus_utterances(CORPUS_DIR))
     engine: EngineProcess | None = None
+    carrier = None
+    full: FullPath | None = None
     try:
         if options.target:
             engine_url, engine_pid = options.target.rstrip("/"), None
+            if options.path == "full":
+                raise SystemExit("--target measures a running server over the media path: add --path media")
             console.print(f"target {engine_url} (its CPU and RSS are not measured)")
         else:
-            engine = EngineProcess(emulators)
+            extra_env: dict[str, str] = {}
+            port = _free_port()
+            if options.path == "full":
+                full, extra_env = await _start_full_path(port)
+                carrier = full.carrier
+            engine = EngineProcess(emulators, port=port, extra_env=extra_env)
             await engine.ready()
             engine_url, engine_pid = engine.url, engine.proc.pid
             console.print(
                 f"engine pid {engine_pid} on core {ENGINE_CORE if engine.pinned else 'any'}; "
-                f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}"
+                f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}; "
+                f"path {options.path}"
             )
         levels = (
             list(range(options.capacity_start, options.capacity_max + 1, options.capacity_step))
@@ -216,7 +270,7 @@ async def run_bench(options: BenchOptions) -> int:
             with Progress(console=console, transient=True, disable=options.quiet) as bar:
                 task = bar.add_task(f"{level} concurrent", total=calls)
                 figures = await run_level(options, engine_url, engine_pid, level, calls,
-                                          progress=lambda: bar.advance(task))
+                                          progress=lambda: bar.advance(task), full=full)
             data = figures.as_json()
             runs.append(data)
             for t in figures.engine_turns[-5000:]:
@@ -244,4 +298,35 @@ async def run_bench(options: BenchOptions) -> int:
     finally:
         if engine is not None:
             engine.stop()
+        if carrier is not None:
+            await carrier.close()
         await emulators.close()
+
+
+async def _start_full_path(port: int) -> tuple[FullPath, dict[str, str]]:
+    """The Telnyx emulator on this side, an organisation in a fresh store for the engine."""
+    import tempfile
+
+    from bench.callee import EmulatorCallee
+    from bench.telnyx_emulator import start_emulator
+    from control_plane.admin import create_organisation
+    from control_plane.settings import Settings
+
+    data_dir = tempfile.mkdtemp(prefix="callagent-bench-")
+    holder: dict[str, FullPath] = {}
+    carrier = await start_emulator(
+        webhook_url=f"http://127.0.0.1:{port}/webhook/telnyx",
+        callee_factory=EmulatorCallee(lambda call: holder["full"].pick(call),
+                                      lambda call, result: holder["full"].on_result(call, result)),
+    )
+    _, api_key = await create_organisation("bench", settings=Settings(data_dir=data_dir))
+    full = holder["full"] = FullPath(carrier, api_key)
+    env = {
+        "CALLAGENT_DATA_DIR": data_dir,
+        "CALLAGENT_TELNYX_API_BASE": carrier.base_url,
+        "TELNYX_PUBLIC_KEY": carrier.public_key_b64,
+        "TELNYX_CONNECTION_ID": "bench-connection",
+        "CALLAGENT_SERVER__PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "CALLAGENT_API__CALL_STARTS_PER_MINUTE": "100000",
+    }
+    return full, env

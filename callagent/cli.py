@@ -55,7 +55,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from bench.runner import BenchOptions, run_bench
 
         options = BenchOptions(
-            calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
+            path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
             categories=tuple(args.category or ()), target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity,
         )
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--calls", type=int, default=100, help="calls to run (calls scenario)")
+    bench.add_argument("--path", choices=["full", "media"], default="full",
+                       help="full: REST start, dial, webhooks, stream (default); media: streams only")
     bench.add_argument("--concurrency", type=int, default=100, help="calls at once")
     bench.add_argument("--ramp-up", type=float, default=10.0, help="seconds to reach full concurrency")
     bench.add_argument("--profile", default="fast", help="provider latency profile: fast, realistic, slow")
