@@ -316,6 +316,8 @@ class CallAgent(MediaListener):
         self._stt_endpointed = 0  # turns ended by the recogniser's endpointing, not the VAD
         self._words_at_tentative = 0
         self._empty_flaps = 0
+        self._discard_next_final = False
+        self._tentative = False  # between TENTATIVE_END and TURN_END or the caller resuming
         self._hung_up = False
 
     # -- media events ---------------------------------------------------------------------
@@ -365,7 +367,9 @@ class CallAgent(MediaListener):
             return
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
             self._turn_open = True
+            self._tentative = False
             self._empty_flaps = 0
+            self._discard_next_final = False
             self._cancel_commit_timer()
             reply = self._reply
             if reply is not None and not reply.speaking and reply.fixed_text is None:
@@ -375,6 +379,7 @@ class CallAgent(MediaListener):
                 self._drop_reply()
             self._awaiting_commit = False
         elif event is EndpointEvent.TENTATIVE_END:
+            self._tentative = True
             if self._noise_keeps_turn_open():
                 self._turn_open = False
                 self._awaiting_commit = True
@@ -388,12 +393,20 @@ class CallAgent(MediaListener):
                 if text and self._reply is None:
                     self.speculation.started += 1
                     self._start_reply(user_text=text, speculative=True, committed=False)
+        elif event is EndpointEvent.BARGE_IN_REJECTED:
+            # A backchannel ("uh-huh") over the agent: not a turn. Have its words finalized
+            # now and drop them, so they do not become a turn of their own later.
+            if not self._turn_open:
+                self._finalize_stt()
+                self._discard_next_final = True
         elif event is EndpointEvent.SPEECH_RESUMED:
+            self._tentative = False
             reply = self._reply
             if reply is not None and reply.speculative and not reply.committed:
                 self.speculation.cancelled += 1
                 self._drop_reply()
         elif event is EndpointEvent.TURN_END:
+            self._tentative = False
             self._turn_open = False
             self._awaiting_commit = True
             if self._final_since_finalize and not self._finals and self._interim:
@@ -495,6 +508,9 @@ class CallAgent(MediaListener):
         if transcript.is_final:
             self._final_since_finalize = True
             self._interim = ""
+            if self._discard_next_final and not self._turn_open:
+                self._discard_next_final = False
+                return
             if text and accepting:
                 self._finals.append(text)
                 if self._failing:
@@ -502,6 +518,8 @@ class CallAgent(MediaListener):
                 elif not self._turn_open and not self._awaiting_commit and self._reply is None:
                     # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
                     self._awaiting_commit = True
+                elif self._tentative and self.profile.config.speculative:
+                    self._speculate_on_final()
                 elif self._turn_open and transcript.speech_final and self.mode != "speaking":
                     # The recogniser's own endpointing says the speech is over while the VAD
                     # still hears speech (babble or loud noise can keep it on): trust it.
@@ -511,6 +529,20 @@ class CallAgent(MediaListener):
             self._maybe_commit()
         elif accepting:
             self._interim = text
+
+    def _speculate_on_final(self) -> None:
+        """The final for the tentative end's finalize arrived before the turn ended: start
+        (or correct) the speculative reply now, with text that will not change."""
+        text = self._transcript_so_far()
+        reply = self._reply
+        if reply is not None:
+            if reply.fixed_text is not None or reply.committed or same_words(reply.user_text, text):
+                return
+            self.speculation.restarted += 1
+            self._drop_reply()
+        else:
+            self.speculation.started += 1
+        self._start_reply(user_text=text, speculative=True, committed=False)
 
     def _noise_keeps_turn_open(self) -> bool:
         """The VAD keeps hearing "speech" that the recogniser turns into no new words, pause

@@ -130,18 +130,31 @@ def test_a_multi_turn_call_is_transcribed_answered_and_summarised():
 def test_barge_in_keeps_only_the_heard_words_marked_interrupted():
     async def main():
         async with Harness() as h:
-            result = await h.call("barge-early-02-parcel")
+            result = await h.call("barge-late-02-driving")
             agent = h.agents[0]
         barge = [t for t in result.turns if t.expect == "barge_in"]
         assert barge and all(t.clear_at is not None for t in barge)
         interrupted = [t for t in agent.reporter.turns if t.interrupted]
-        assert interrupted
+        assert interrupted and all(t.agent_text for t in interrupted)  # a late barge-in: words were heard
         history = agent.conversation.messages
         cut = [m for m in history if m.get("interrupted")]
         assert cut and all(m["content"].endswith(INTERRUPTED_NOTE) for m in cut)
         # heard words are a prefix of what the agent meant to say, never more
         for turn in interrupted:
             assert len(turn.agent_text.split()) < 40
+
+    run(main())
+
+
+def test_an_early_barge_in_before_any_word_merges_into_the_callers_turn():
+    async def main():
+        async with Harness() as h:
+            await h.call("barge-early-02-parcel")
+            agent = h.agents[0]
+        first = agent.reporter.turns[0]
+        # the caller cut the reply off within its first word: one caller turn, nothing "heard"
+        assert "Hang on" in first.caller_text and first.caller_text.startswith("Hello")
+        assert not any(m.get("interrupted") and m["content"] == INTERRUPTED_NOTE for m in agent.conversation.messages)
 
     run(main())
 
