@@ -51,6 +51,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.campaign:
+        from bench.campaign import run_campaign_bench
+
+        configure_logging("WARNING")
+        figures = run(run_campaign_bench(contacts=args.campaign, concurrency=args.concurrency, json_path=args.json))
+        for key in ("duplicate_dials", "lost_contacts", "dials_per_minute", "pacing_error_pct", "completion_s", "outcomes"):
+            print(f"{key:<18} {figures.get(key)}")
+        return 0 if figures.get("duplicate_dials") == 0 and figures.get("lost_contacts") == 0 else 1
     if args.scenario == "calls":
         from bench.runner import BenchOptions, run_bench
 
@@ -163,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--category", action="append", help="only corpus calls of this category (repeatable)")
     bench.add_argument("--target", help="measure a running server at this base URL instead of starting one")
     bench.add_argument("--plot", metavar="PATH", help="write an HTML page with latency CDFs")
+    bench.add_argument("--campaign", type=int, metavar="N",
+                       help="run an N-contact campaign against the emulator (dialer exactness and pacing)")
     bench.add_argument("--capacity", action="store_true",
                        help="raise concurrency until p95 turn latency > 400 ms or p99 lateness > 5 ms")
     bench.set_defaults(func=_cmd_bench)

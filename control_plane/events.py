@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -193,9 +194,14 @@ class EventWorker:
         await repo.complete_event(event.event_id, org_id=org_id, call_id=call_id)
 
 
+CallListener = Callable[[StoredEvent, Call, Call], Awaitable[None]]
+"""Called with (event, call before, call after) once an event has been applied to its call row."""
+
+
 class EventProcessor:
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
+        self.listeners: list[CallListener] = []  # e.g. the campaigns module settling its contacts
 
     async def _find_call(self, event: StoredEvent) -> Call | None:
         repo = await self.cp.repository()
@@ -223,6 +229,8 @@ class EventProcessor:
         after = await repo.update_call(call.id, lambda c: apply_event(c, event.event_type, event.payload, at))
         assert after is not None
         await self._side_effects(event, before, after)
+        for listener in self.listeners:
+            await listener(event, before, after)
         return after.org_id, after.id
 
     async def _create_inbound(self, event: StoredEvent) -> Call | None:

@@ -41,11 +41,13 @@ class ControlPlane:
         self._owns_telnyx = False
         self._started = False
 
+        from .campaigns.runtime import CampaignRuntime
         from .events import EventWorker
         from .recorder import CallRecorder
 
         self.worker = EventWorker(self)
         self.recorder = CallRecorder(self)
+        self.campaigns = CampaignRuntime(self)  # its webhook listener is registered with self.worker
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -74,8 +76,10 @@ class ControlPlane:
         if self._store_exists():
             await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
             self.worker.start()  # and process what a previous run stored but did not finish
+            self.campaigns.start()  # the campaign dialer (campaigns.dialer)
 
     async def close(self) -> None:
+        await self.campaigns.stop()
         await self.worker.stop()
         if self._repo is not None:
             await self._repo.close()
@@ -94,6 +98,7 @@ class ControlPlane:
                     self._repo = await open_repository(self.settings, keys=self.keys)
                     if self._started:
                         self.worker.start()
+                        self.campaigns.start()
         return self._repo
 
     # -- Telnyx ------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from engine.config import EngineConfig
 from engine.conversation.config import AgentConfig
 from engine.providers.config import ProvidersConfig
 
+from .campaigns.settings import CampaignSettings
+
 
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -92,6 +94,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    campaigns: CampaignSettings = CampaignSettings()
     log_level: str = Field("INFO", description="Python logging level.")
     data_dir: Path = Field(Path("data"), description="Where the embedded store keeps its files.")
 

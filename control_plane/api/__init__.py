@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from ..campaigns import api as campaigns
+from ..campaigns.models import CampaignList, CampaignOut, ContactImportReport, CreateCampaignRequest
 from ..errors import ErrorBody
 from . import handlers
 from .schemas import (
@@ -81,9 +83,29 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", "/api/contacts/{phone}", handlers.erase_contact, "eraseContact",
              "Erase a phone number's personal data everywhere (GDPR) and get a receipt", "gdpr", ErasureReceipt,
              errors=(400, 401)),
+    Endpoint("POST", "/api/campaigns", campaigns.create_campaign, "createCampaign",
+             "Create an outbound campaign (agent, caller numbers, pacing, window, retries)", "campaigns",
+             CampaignOut, 201, body=CreateCampaignRequest, errors=(400, 401, 413, 415, 422)),
+    Endpoint("GET", "/api/campaigns", campaigns.list_campaigns, "listCampaigns", "List campaigns, newest first",
+             "campaigns", CampaignList, errors=(401,)),
+    Endpoint("GET", "/api/campaigns/{campaign_id}", campaigns.get_campaign, "getCampaign",
+             "A campaign's progress: contacts by state, calls, success, latency, cost", "campaigns", CampaignOut,
+             errors=(401, 404)),
+    Endpoint("POST", "/api/campaigns/{campaign_id}/contacts", campaigns.upload_contacts, "uploadCampaignContacts",
+             "Add contacts: CSV streamed (or JSON {contacts: [...]}); a report of rejected rows", "campaigns",
+             ContactImportReport, body_content_type="text/csv", errors=(400, 401, 404, 409, 413, 415)),
+    Endpoint("POST", "/api/campaigns/{campaign_id}/start", campaigns.start_campaign, "startCampaign",
+             "Start dialling", "campaigns", CampaignOut, errors=(401, 404, 409, 503)),
+    Endpoint("POST", "/api/campaigns/{campaign_id}/pause", campaigns.pause_campaign, "pauseCampaign",
+             "Stop new dials; live calls finish", "campaigns", CampaignOut, errors=(401, 404, 409)),
+    Endpoint("POST", "/api/campaigns/{campaign_id}/resume", campaigns.resume_campaign, "resumeCampaign",
+             "Dial again after a pause", "campaigns", CampaignOut, errors=(401, 404, 409, 503)),
+    Endpoint("POST", "/api/campaigns/{campaign_id}/cancel", campaigns.cancel_campaign, "cancelCampaign",
+             "Cancel: contacts not yet dialled end cancelled; live calls finish", "campaigns", CampaignOut,
+             errors=(401, 404, 409)),
 )
 
-PATH_PARAMS: dict[str, dict[str, Any]] = {"call_id": _UUID, "key_id": _UUID, "phone": _PHONE}
+PATH_PARAMS: dict[str, dict[str, Any]] = {"call_id": _UUID, "key_id": _UUID, "phone": _PHONE, "campaign_id": _UUID}
 
 
 def add_routes(app: web.Application) -> None:

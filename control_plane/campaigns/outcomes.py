@@ -1,0 +1,104 @@
+"""What a finished call means for its contact: outcome, success, retry or not, and its cost.
+
+Pure functions over the call row (its final status from the ``call.hangup`` cause, its AMD
+result, the agent's structured outcome) and the campaign's configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from ..store import Call
+from .models import CampaignConfig
+from .settings import CostRates
+
+_CALL_NS = uuid5(NAMESPACE_URL, "https://github.com/callagent/campaign-call")
+UNCONFIRMED = "dial_unconfirmed"
+
+
+def call_id_for(contact_id: UUID, attempt: int) -> UUID:
+    """The call row id, and so the dial's ``command_id``, of a contact's attempt: the same on every
+    worker that ever handles that attempt, so a re-sent dial is one Telnyx ignores."""
+    return uuid5(_CALL_NS, f"{contact_id}:{attempt}")
+
+
+def is_machine(amd_result: str | None) -> bool:
+    return bool(amd_result) and (amd_result.startswith("machine") or amd_result.startswith("fax"))  # type: ignore[union-attr]
+
+
+def classify(call: Call, config: CampaignConfig) -> tuple[str, bool | None]:
+    """``(outcome, success)`` of a finished call. ``success`` is ``None`` for a person who answered
+    when the agent has not reported an outcome yet (the dialer settles it later)."""
+    if isinstance(call.error, dict) and call.error.get("code") == UNCONFIRMED:
+        return UNCONFIRMED, False  # never retried: the first dial may have rung
+    agent = call.outcome if isinstance(call.outcome, dict) else {}
+    label = agent.get("outcome")
+    if call.status == "completed" or call.answered_at is not None:
+        if is_machine(call.amd_result) or label == "voicemail":
+            return ("voicemail" if config.voicemail.action == "message" else "machine"), False
+        return "human", agent_success(agent, config)
+    if call.status in ("busy", "no_answer"):
+        return call.status, False
+    return "failed", False
+
+
+def agent_success(agent: dict[str, Any] | None, config: CampaignConfig) -> bool | None:
+    if not agent:
+        return None
+    if isinstance(agent.get("success"), bool):
+        return agent["success"]
+    label = agent.get("outcome")
+    if isinstance(label, str):
+        return label in config.success_outcomes
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: str
+    outcome: str
+    success: bool | None
+    next_attempt_at: datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status not in ("retry_scheduled",)
+
+
+def decide(outcome: str, success: bool | None, attempts: int, config: CampaignConfig, campaign_status: str,
+           now: datetime) -> Decision:
+    """The contact's next state after attempt ``attempts`` ended with ``outcome``."""
+    kind = "machine" if outcome in ("machine", "voicemail") else outcome
+    retryable = kind in config.retry.on and attempts < config.retry.max_attempts
+    if outcome in ("human", "machine", "voicemail") and not (kind == "machine" and retryable):
+        return Decision("completed", outcome, success, None)
+    if not retryable:
+        return Decision("failed", outcome, False, None)
+    if campaign_status == "cancelled":
+        return Decision("cancelled", outcome, False, None)
+    return Decision("retry_scheduled", outcome, None,
+                    now + timedelta(seconds=config.retry.delay_s(attempts)))
+
+
+def llm_tokens(call: Call) -> int:
+    agent = call.outcome if isinstance(call.outcome, dict) else {}
+    usage = agent.get("usage")
+    for value in ((usage or {}).get("total_tokens") if isinstance(usage, dict) else None, agent.get("llm_tokens")):
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+            return value
+    return 0
+
+
+def estimate_cost(call: Call, rates: CostRates) -> Decimal:
+    """Answered minutes at the per-minute rates, plus LLM tokens when the call reports them."""
+    minutes = Decimal(0)
+    if call.answered_at is not None and call.ended_at is not None:
+        seconds = max(0.0, (call.ended_at - call.answered_at).total_seconds())
+        minutes = Decimal(str(round(seconds, 3))) / 60
+    per_minute = rates.voice_per_min + rates.streaming_per_min + rates.stt_per_min + rates.tts_per_min
+    cost = minutes * per_minute + Decimal(llm_tokens(call)) / 1000 * rates.llm_per_1k_tokens
+    return cost.quantize(Decimal("0.000001"))

@@ -1,0 +1,374 @@
+"""The campaign dialer against the Telnyx emulator over sockets: a whole campaign with busy, unanswered
+and voicemail numbers; pacing; and the crash windows of a dial (a worker dying after sending it, before
+recording it), where a second worker must finish the attempt without a second dial."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer, unused_port
+
+from bench.telnyx_emulator import NumberBehaviour, RunningEmulator, start_emulator
+from control_plane.app import CONTROL_PLANE_KEY, create_app
+from control_plane.auth import issue_api_key
+from control_plane.campaigns.dialer import Dialer, pacing_burst
+from control_plane.services import ControlPlane
+from control_plane.store import utcnow
+
+from .conftest import make_settings
+from .helpers import run_async
+
+AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
+
+
+class QuietCallee:
+    """Answers and hangs up after ``seconds`` without sending audio (cheap, so benches can run many)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def run(self, ws: Any, call: Any) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+def callees(call: Any) -> QuietCallee:
+    # A machine keeps the line until we hang up; people hang up after a moment.
+    return QuietCallee(30.0 if call.behaviour.answer == "voicemail" else 0.3)
+
+
+class System:
+    def __init__(self, emulator: RunningEmulator, client: TestClient, headers: dict[str, str], cp: ControlPlane):
+        self.emulator, self.client, self.headers, self.cp = emulator, client, headers, cp
+
+    async def campaign(self, contacts: list[str], **config: Any) -> str:
+        body = {"name": "c", "agent_config": AGENT, "caller_numbers": ["+14155550100"], "calls_per_minute": 60_000,
+                **config}
+        response = await self.client.post("/api/campaigns", json=body, headers=self.headers)
+        assert response.status == 201, await response.text()
+        campaign_id = (await response.json())["id"]
+        response = await self.client.post(f"/api/campaigns/{campaign_id}/contacts", data="phone\n" + "\n".join(contacts),
+                                          headers={**self.headers, "Content-Type": "text/csv"})
+        assert (await response.json())["accepted"] == len(contacts)
+        return campaign_id
+
+    async def start(self, campaign_id: str) -> None:
+        response = await self.client.post(f"/api/campaigns/{campaign_id}/start", headers=self.headers)
+        assert response.status == 200, await response.text()
+
+    async def get(self, campaign_id: str) -> dict[str, Any]:
+        return await (await self.client.get(f"/api/campaigns/{campaign_id}", headers=self.headers)).json()
+
+    async def contacts(self, campaign_id: str) -> dict[str, Any]:
+        store = await self.cp.campaigns.store()
+        return {c.phone: c for c in await store.contacts(uuid.UUID(campaign_id))}
+
+    async def until(self, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            value = await check()
+            if value:
+                return value
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not reached in time")
+            await asyncio.sleep(0.05)
+
+    async def finished(self, campaign_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        async def done() -> Any:
+            body = await self.get(campaign_id)
+            return body if body["status"] == "completed" else None
+
+        return await self.until(done, timeout)
+
+    def dials(self) -> list[Any]:
+        return [r for r in self.emulator.requests if r.method == "POST" and r.path == "/v2/calls"]
+
+
+@asynccontextmanager
+async def system(base: Any, *, dialer: bool = True, time_scale: float = 0.02, **campaigns: Any
+                 ) -> AsyncIterator[System]:
+    emulator = await start_emulator(time_scale=time_scale, callee_factory=callees)
+    port = unused_port()
+    settings = make_settings(
+        base.data_dir, backend="postgres" if base.database_url else "sqlite", pg_schema=base.store.schema_name,
+        telnyx_api_key=emulator.api_key, telnyx_api_base=emulator.base_url, telnyx_public_key=emulator.public_key_b64,
+        server={"public_url": f"http://127.0.0.1:{port}"}, webhooks={"poll_interval_s": 0.05},
+        api={"call_starts_per_minute": 100_000},
+        campaigns={"dialer": dialer, "poll_interval_s": 0.05, "sweep_interval_s": 0.1, "lease_s": 0.5,
+                   "outcome_grace_s": 0.2, **campaigns},
+    )
+    app = create_app(settings)
+    try:
+        async with TestClient(TestServer(app, port=port)) as client:
+            cp = app[CONTROL_PLANE_KEY]
+            repo = await cp.repository()
+            org = await repo.create_organisation("campaigns")
+            _, secret = await issue_api_key(repo, org.id, "test")
+            yield System(emulator, client, {"Authorization": f"Bearer {secret}"}, cp)
+    finally:
+        await emulator.close()
+
+
+@run_async
+async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
+    async with system(settings) as s:
+        people = [f"+1212555{i:04d}" for i in range(12)]
+        busy, unanswered, machine = "+13125550001", "+13125550002", "+13125550003"
+        s.emulator.set_number_behaviour(busy, "busy")
+        s.emulator.set_number_behaviour(unanswered, "no_answer")
+        s.emulator.set_number_behaviour(machine, NumberBehaviour(answer="voicemail"))
+        campaign_id = await s.campaign(
+            [*people, busy, unanswered, machine], max_concurrent_calls=5, ring_timeout_s=10,
+            caller_numbers=["+14155550100", "+14155550101"],
+            retry={"on": ["busy", "no_answer"], "max_attempts": 2, "backoff_s": 0.2},
+            voicemail={"action": "message", "message": "Hi {name}, call us back."})
+        await s.start(campaign_id)
+        body = await s.finished(campaign_id)
+        assert (body["total_contacts"], body["completed_calls"], body["failed"], body["in_progress"]) == (15, 13, 2, 0)
+        assert body["calls_placed"] == 17 and body["live_calls"] == 0
+        contacts = await s.contacts(campaign_id)
+        assert {contacts[p].outcome for p in people} == {"human"}
+        assert (contacts[busy].status, contacts[busy].outcome, contacts[busy].attempts) == ("failed", "busy", 2)
+        assert (contacts[unanswered].outcome, contacts[unanswered].attempts) == ("no_answer", 2)
+        assert (contacts[machine].status, contacts[machine].outcome) == ("completed", "voicemail")
+        # Each dial the emulator accepted is one attempt the database recorded; no command_id twice.
+        log = s.emulator.dial_log
+        assert len(log) == 17 and len({e.command_id for e in log}) == 17
+        assert {n: c for n, c in s.emulator.dialled_more_than_once().items()} == {busy: 2, unanswered: 2}
+        assert {e.from_ for e in log} == {"+14155550100", "+14155550101"}
+        machine_call = next(e for e in log if e.to == machine)
+        params = s.emulator.calls[machine_call.call_control_id].params
+        assert params["answering_machine_detection"] == "detect_beep"
+        # The voicemail was left after the beep, then we hung up.
+        speak = [r for r in s.emulator.requests if r.path.endswith("/actions/speak")]
+        assert len(speak) == 1 and machine_call.call_control_id in speak[0].path
+        assert s.emulator.calls[machine_call.call_control_id].hangup_source == "caller"
+        assert [e["event_type"] for e in s.emulator.events_for(machine_call.call_control_id)
+                if e["event_type"].startswith("call.speak")] == ["call.speak.started", "call.speak.ended"]
+
+        async def scored() -> Any:
+            return (await s.get(campaign_id))["successful_calls"] == 12
+
+        await s.until(scored)
+
+
+@run_async
+async def test_pacing_is_exact_to_calls_per_minute(tmp_path):
+    base = make_settings(tmp_path)
+    async with system(base) as s:
+        contacts = [f"+1212555{i:04d}" for i in range(25)]
+        campaign_id = await s.campaign(contacts, calls_per_minute=600, max_concurrent_calls=50)
+        await s.start(campaign_id)
+        await s.finished(campaign_id)
+        times = sorted(e.at for e in s.emulator.dial_log)
+        assert len(times) == 25
+        burst = pacing_burst(600)  # the bucket starts full: this many go at once, then one every 0.1 s
+        span = times[-1] - times[0]
+        assert abs(span - (25 - burst) * 0.1) < 0.1 * (25 - burst) * 0.1, span  # within 10 %
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert 0.09 < statistics.median(gaps) < 0.11, gaps  # evenly spaced after that, not in bursts
+        assert sum(g < 0.05 for g in gaps) <= 2 * (burst - 1) + 1, gaps  # (a stall is caught up, within the burst)
+
+
+@run_async
+async def test_the_concurrency_cap_counts_live_calls(tmp_path):
+    base = make_settings(tmp_path)
+    async with system(base) as s:
+        campaign_id = await s.campaign([f"+1212555{i:04d}" for i in range(12)], max_concurrent_calls=3)
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, sum(1 for c in s.emulator.calls.values() if c.is_alive))
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        await s.start(campaign_id)
+        await s.finished(campaign_id)
+        watcher.cancel()
+        assert peak == 3 and len(s.emulator.dial_log) == 12
+
+
+class WorkerDied(Exception):
+    """Stands in for a process dying at a given point of a dial."""
+
+
+class DiesAfterSending:
+    """A Telnyx client whose process dies right after the dial request left (before the answer is recorded)."""
+
+    def __init__(self, real: Any, *, send: bool = True) -> None:
+        self.real = real
+        self.send = send
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def dial(self, **kwargs: Any) -> Any:
+        if self.send:
+            await self.real.dial(**kwargs)
+        raise WorkerDied()
+
+
+async def _first_attempt_dies(s: System, campaign_id: str, *, send: bool = True) -> Any:
+    """Worker A commits and (maybe) sends the dial, then dies before recording anything."""
+    worker_a = Dialer(s.cp, worker_id="A", telnyx=DiesAfterSending(s.cp.telnyx_client(), send=send))
+    runner = worker_a.runner(uuid.UUID(campaign_id))
+    assert await runner.step(sweep=False) == "worked"
+    await asyncio.gather(*list(worker_a.dial_tasks), return_exceptions=True)
+    (contact,) = (await s.contacts(campaign_id)).values()
+    assert contact.status == "dialing" and contact.attempts == 1
+    return contact
+
+
+@run_async
+async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_rings_once(settings):
+    async with system(settings, dialer=False) as s:
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+        s.emulator.switches.delay_s = 2.0  # its webhooks are late: only the command_id can tell
+        contact = await _first_attempt_dies(s, campaign_id)
+        call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
+        assert call.status == "queued" and call.call_control_id is None and len(s.emulator.dial_log) == 1
+
+        await asyncio.sleep(0.6)  # A's lease runs out
+        worker_b = Dialer(s.cp, worker_id="B")
+        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await worker_b.drain()
+        # B sent the same dial again; the emulator answered with A's call and placed no other.
+        dials = s.dials()
+        assert len(dials) == 2 and dials[0].command_id == dials[1].command_id == str(contact.last_call_id)
+        assert len(s.emulator.dial_log) == 1 and s.emulator.dialled_more_than_once() == {}
+        after = (await s.contacts(campaign_id))["+12125550001"]
+        assert after.status == "in_progress" and after.attempts == 1
+        call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
+        assert call.call_control_id == s.emulator.dial_log[0].call_control_id
+        s.cp.campaigns.dialer.start()
+        body = await s.finished(campaign_id)
+        assert body["completed_calls"] == 1 and body["calls_placed"] == 1 and len(s.emulator.dial_log) == 1
+
+
+@run_async
+async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
+    async with system(make_settings(tmp_path), dialer=False) as s:
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+        contact = await _first_attempt_dies(s, campaign_id)
+        repo = await s.cp.repository()
+
+        async def known() -> Any:
+            call = await repo.get_call_unscoped(contact.last_call_id)
+            return call.call_control_id  # call.initiated found the row through client_state
+
+        await s.until(known)
+        await asyncio.sleep(0.6)
+        worker_b = Dialer(s.cp, worker_id="B")
+        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await worker_b.drain()
+        assert len(s.dials()) == 1
+        s.cp.campaigns.dialer.start()
+        assert (await s.finished(campaign_id))["completed_calls"] == 1
+
+
+@run_async
+async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
+    async with system(settings, dialer=False, unconfirmed_grace_s=60) as s:
+        campaign_id = await s.campaign(["+12125550001"], retry={"on": ["failed"], "max_attempts": 3})
+        await s.start(campaign_id)
+        contact = await _first_attempt_dies(s, campaign_id, send=False)  # died before it reached Telnyx
+        start = utcnow()
+        later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
+        await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await later.drain()
+        # 70 s on, a resend could be a second call: not sent; it waits for webhooks that would prove the dial.
+        waiting = (await s.contacts(campaign_id))["+12125550001"]
+        assert waiting.status == "dialing" and s.dials() == []
+        much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
+        await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await much_later.drain()
+        final = (await s.contacts(campaign_id))["+12125550001"]
+        assert (final.status, final.outcome, final.attempts) == ("failed", "dial_unconfirmed", 1)  # not retried
+        call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
+        assert call.status == "failed" and call.error["code"] == "dial_unconfirmed"
+        assert s.dials() == [] and s.emulator.dial_log == []
+
+
+@run_async
+async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
+    async with system(make_settings(tmp_path), dialer=False) as s:
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+        s.emulator.switches.delay_s = 1.0
+        await _first_attempt_dies(s, campaign_id)
+        start = utcnow()
+        worker_b = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
+        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        assert (await s.contacts(campaign_id))["+12125550001"].status == "dialing"
+        await asyncio.sleep(1.5)  # the late webhooks arrive and name the call
+        worker_c = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=80))
+        await worker_c.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        assert len(s.dials()) == 1
+        s.cp.campaigns.dialer.start()
+        body = await s.finished(campaign_id)
+        assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
+
+
+@run_async
+async def test_a_rate_limited_dial_is_sent_again_later_once(tmp_path):
+    async with system(make_settings(tmp_path)) as s:
+        s.emulator.set_rate_limit(0, window_s=1)  # Retry-After: 1 s
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+        await s.until(lambda: _async(any(r.status == 429 for r in s.emulator.requests)))
+        s.emulator.set_rate_limit(None)
+        body = await s.finished(campaign_id)
+        assert body["completed_calls"] == 1 and body["calls_placed"] == 1
+        assert len(s.emulator.dial_log) == 1
+
+
+@run_async
+async def test_a_call_whose_hangup_webhook_is_lost_is_closed_after_asking_telnyx(tmp_path):
+    async with system(make_settings(tmp_path), stale_call_s=0.5) as s:
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+
+        async def answered() -> Any:
+            return (await s.contacts(campaign_id))["+12125550001"].status == "in_progress" and any(
+                c.answered_at for c in s.emulator.calls.values())
+
+        await s.until(answered)
+        s.emulator.switches.delay_s = 120.0  # the hangup's webhook never comes
+        body = await s.finished(campaign_id, timeout=15)
+        assert body["completed_calls"] == 1
+        assert any(r.method == "GET" and r.path.startswith("/v2/calls/") for r in s.emulator.requests)
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+@run_async
+async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
+    async with system(make_settings(tmp_path), dialer=False) as s:
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+        s.emulator.switches.delay_s = 3.0
+        contact = await _first_attempt_dies(s, campaign_id)  # A's dial reached Telnyx and placed the call
+        s.emulator.set_rate_limit(0, window_s=1)
+        await asyncio.sleep(0.6)
+        worker_b = Dialer(s.cp, worker_id="B")
+        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await worker_b.drain()
+        assert [r.status for r in s.dials()] == [200, 429]
+        # The refused re-send says nothing about A's request: its window still counts from A's send.
+        after = (await s.contacts(campaign_id))["+12125550001"]
+        assert after.status == "dialing" and after.dial_started_at == contact.dial_started_at
+        s.emulator.set_rate_limit(None)
+        s.cp.campaigns.dialer.start()
+        body = await s.finished(campaign_id)
+        assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
