@@ -51,6 +51,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.webhooks:
+        from bench.webhooks import run_webhook_bench
+
+        configure_logging("WARNING")
+        figures = run(run_webhook_bench(rate=args.webhooks, json_path=args.json))
+        return 0 if figures["statuses"].get(200, 0) == figures["sent"] else 1
     if args.campaign:
         from bench.campaign import run_campaign_bench
 
@@ -171,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--category", action="append", help="only corpus calls of this category (repeatable)")
     bench.add_argument("--target", help="measure a running server at this base URL instead of starting one")
     bench.add_argument("--plot", metavar="PATH", help="write an HTML page with latency CDFs")
+    bench.add_argument("--webhooks", type=int, metavar="RATE",
+                       help="post signed webhooks at RATE per second for 10 s; report acknowledgement latency")
     bench.add_argument("--campaign", type=int, metavar="N",
                        help="run an N-contact campaign against the emulator (dialer exactness and pacing)")
     bench.add_argument("--capacity", action="store_true",
