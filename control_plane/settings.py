@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.config import EngineConfig
@@ -138,3 +138,15 @@ class Settings(BaseSettings):
         description="Base64 key (>= 32 bytes) for the keyed hash (HMAC-SHA256) that finds phone numbers; "
         "separate from encryption_key. Same default rule.",
     )
+
+    @field_validator(
+        "telnyx_api_key", "stream_auth_token", "database_url", "redis_url", "encryption_key", "lookup_hash_key",
+        "telnyx_public_key", "telnyx_connection_id", mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `TELNYX_API_KEY=` in a .env or a compose file means "not configured", not an empty key
+        # that fails later in a provider client with a confusing error.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value

@@ -28,3 +28,14 @@ def test_org_create_list_and_revoke_keys(tmp_path, monkeypatch, capsys):
     assert main(["org", "revoke", org, key_id]) == 0
     assert main(["org", "keys", org]) == 0
     assert "revoked" in capsys.readouterr().out
+
+
+def test_blank_secrets_in_the_environment_mean_not_configured(monkeypatch):
+    from control_plane.settings import Settings
+
+    monkeypatch.setenv("TELNYX_API_KEY", "")
+    monkeypatch.setenv("DATABASE_URL", "  ")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings = Settings()
+    assert settings.telnyx_api_key is None and settings.database_url is None
+    assert settings.redis_url is not None and settings.redis_url.get_secret_value().startswith("redis://")
