@@ -45,6 +45,12 @@ class TelnyxCallActions:
     async def send_dtmf(self, digits: str) -> None:
         await self._cp.telnyx_client().send_dtmf(self._ccid, digits)
 
+    async def pause_recording(self) -> bool:
+        return await self._cp.recorder.pause_recording(self._ccid)
+
+    async def resume_recording(self) -> bool:
+        return await self._cp.recorder.resume_recording(self._ccid)
+
 
 class StoreReporter:
     """Turns, the session and the final summary of one call, into the store."""

@@ -288,6 +288,7 @@ class CallAgent(MediaListener):
         self.conversation = Conversation(profile.system_prompt)
         self.speculation = SpeculationStats()
         self.mode = "listening"
+        self.pci = False
         self.end_reason: str | None = None
         self.errors: list[str] = []
         self.session: MediaSession = None  # type: ignore[assignment]  # set in on_start
@@ -630,7 +631,22 @@ class CallAgent(MediaListener):
         if turn is not None:
             turn.stamp("stt_final", self._loop.time())
 
+    async def _set_pci(self, on: bool) -> bool:
+        """PCI mode: recording paused and key presses masked, while card details are given."""
+        self.pci = on
+        try:
+            return await (self.actions.pause_recording() if on else self.actions.resume_recording()) and on
+        except Exception as exc:
+            self.errors.append(f"{'pause' if on else 'resume'}_recording: {exc}")
+            return False
+
     def _keys_entered(self, digits: str) -> None:
+        sequence = self.profile.config.pci_dtmf_sequence
+        if sequence and digits.rstrip("#") == sequence:
+            self._spawn(self._set_pci(not self.pci))
+            return
+        if self.pci:
+            digits = "".join("•" if d.isdigit() else d for d in digits)  # never in the transcript
         self._finals.append(describe_keys(digits))
         if not self._turn_open and (self._reply is None or not self._reply.speaking):
             self._awaiting_commit = True
@@ -746,6 +762,11 @@ class CallAgent(MediaListener):
             elif call.name == "send_dtmf":
                 digits = _argument(call, "digits") or ""
                 self._spawn(self._send_dtmf(digits))
+            elif call.name in ("pause_recording", "resume_recording"):
+                paused = await self._set_pci(call.name == "pause_recording")
+                self._record_tool(call, messages, "recording paused" if paused else
+                                  ("recording resumed" if not self.pci else "the call is not being recorded"))
+                follow_up = True
             else:
                 tool = next((t for t in self.profile.config.http_tools if t.name == call.name), None)
                 if tool is None:

@@ -71,7 +71,8 @@ class HttpTool(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf")
+BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf", "pause_recording", "resume_recording")
+DEFAULT_TOOLS = ("end_call", "transfer_call", "send_dtmf")
 
 
 class AgentConfig(BaseModel):
@@ -82,7 +83,7 @@ class AgentConfig(BaseModel):
     voice: str | None = Field(None, description="TTS voice; the personality's by default.")
     language: str | None = None
     first_message: str | None = Field(None, description="Spoken when the call connects.")
-    tools: tuple[str, ...] = BUILTIN_TOOLS
+    tools: tuple[str, ...] = DEFAULT_TOOLS
     http_tools: tuple[HttpTool, ...] = ()
     transfer_to: str | None = Field(None, description="Default destination for transfer_call.")
     max_duration_s: int = Field(1800, ge=10, le=14400)
@@ -96,6 +97,10 @@ class AgentConfig(BaseModel):
     filler_text: str = "One moment, please."
     apology_text: str = "I'm sorry, I'm having technical trouble. Please call again later. Goodbye."
     gather: GatherConfig = GatherConfig()
+    pci_dtmf_sequence: str | None = Field(
+        None, pattern=r"^[0-9*#]{2,6}$",
+        description="Keys that toggle PCI mode (recording paused, digits masked), e.g. '*7'.",
+    )
     summary_fields: dict[str, str] = Field(
         default_factory=dict, description="Extra outcome fields to extract at hang-up: name -> description."
     )

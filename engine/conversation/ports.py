@@ -15,6 +15,9 @@ class CallActions(Protocol):
     async def hangup(self, reason: str) -> None: ...
     async def transfer(self, to: str) -> None: ...
     async def send_dtmf(self, digits: str) -> None: ...
+    async def pause_recording(self) -> bool:
+        """Stop recording (PCI: card details follow); False when the call is not recorded."""
+    async def resume_recording(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ class NoActions:
 
     async def send_dtmf(self, digits: str) -> None:
         raise RuntimeError("send_dtmf needs Call Control; this stream has none")
+
+    async def pause_recording(self) -> bool:
+        return False  # nothing records a stream without Call Control
+
+    async def resume_recording(self) -> bool:
+        return False
 
 
 class NoReporter:

@@ -27,6 +27,14 @@ _BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "pause_recording": {
+        "description": "Before the caller gives payment card details: stop recording the call.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+    "resume_recording": {
+        "description": "After the payment card details are taken: record the call again.",
+        "parameters": {"type": "object", "properties": {}},
+    },
     "send_dtmf": {
         "description": "Press keys on the phone keypad (e.g. to navigate a phone menu).",
         "parameters": {

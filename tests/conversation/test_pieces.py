@@ -117,3 +117,43 @@ def test_word_count_ignores_bracketed_non_speech_tags():
     assert word_count("(unrecognised speech, 0.4 s)") == 0
     assert looks_complete("The order number is...") is False
     assert looks_complete("It shipped on Tuesday.") is True
+
+
+def test_pci_mode_pauses_recording_and_masks_keys():
+    import asyncio
+
+    from engine.conversation.agent import CallAgent
+    from engine.conversation.config import AgentConfig, resolve
+    from engine.providers.base import ToolCall
+    from engine.session import MediaSession
+
+    class Actions:
+        def __init__(self):
+            self.calls = []
+
+        async def pause_recording(self):
+            self.calls.append("pause")
+            return True
+
+        async def resume_recording(self):
+            self.calls.append("resume")
+            return True
+
+    async def main():
+        profile = resolve(AgentConfig(tools=("pause_recording", "resume_recording"), pci_dtmf_sequence="*7"))
+        agent = CallAgent(profile, stt=None, llm=None, tts=None, actions=Actions())
+        agent.session, agent._loop = MediaSession(), asyncio.get_running_loop()
+        assert {t["function"]["name"] for t in agent.tools} == {"pause_recording", "resume_recording"}
+        messages = []
+        assert await agent._run_tools([ToolCall("c1", "pause_recording", "{}")], messages) is True
+        assert agent.pci and agent.actions.calls == ["pause"]
+        assert messages[-1]["content"] == "recording paused"
+        agent._keys_entered("4111#")
+        assert "4111" not in " ".join(agent._finals) and "• • • • #" in agent._finals[-1]
+        agent._keys_entered("*7")  # the PCI key sequence toggles it off
+        await asyncio.sleep(0)
+        assert not agent.pci and agent.actions.calls == ["pause", "resume"]
+        for task in list(agent._tasks):
+            task.cancel()
+
+    asyncio.run(main())
