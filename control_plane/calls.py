@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from .agents import check_agent
-from .callstate import advance, client_state_for, failed
+from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
 from .store import Call, Organisation, StatusChange, utcnow
 
@@ -117,15 +117,7 @@ class CallService:
             raise ApiError(502, "telnyx_unreachable", "Telnyx did not answer the dial",
                            {"call_id": str(call.id), **telnyx_error_details(exc)}) from None
 
-        def dialled(c: Call) -> Call:
-            c = c.model_copy(update={
-                "call_control_id": c.call_control_id or result.call_control_id,
-                "call_leg_id": c.call_leg_id or result.call_leg_id,
-                "call_session_id": c.call_session_id or result.call_session_id,
-            })
-            return advance(c, "initiated", utcnow(), "dial")
-
-        updated = await repo.update_call(call.id, dialled)
+        updated = await repo.update_call(call.id, lambda c: dialled(c, result))
         assert updated is not None
         if updated.hangup_requested_at is not None and not updated.terminal:
             # Hung up through the API while the dial was in flight.

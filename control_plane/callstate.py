@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from .jsonutil import without_nul
-from .store.records import STATUS_RANK, Call, StatusChange
+from .store.records import STATUS_RANK, Call, StatusChange, utcnow
 
 CLIENT_STATE_PREFIX = "callagent:v1:"
 
@@ -58,6 +58,17 @@ def call_id_from_client_state(value: str | bytes | None) -> UUID | None:
 def failed(call: Call, error: dict[str, Any], at: datetime, reason: str) -> Call:
     """Give up on a call we could not place or answer, keeping the carrier's error."""
     return advance(call.model_copy(update={"error": without_nul(error)}), "failed", at, reason)
+
+
+def dialled(call: Call, result: Any) -> Call:
+    """Record Telnyx's dial response (ids it assigned) and move the call to ``initiated``.
+    Ids a webhook already filled in win: they cannot differ, and the webhook may be newer."""
+    call = call.model_copy(update={
+        "call_control_id": call.call_control_id or result.call_control_id,
+        "call_leg_id": call.call_leg_id or result.call_leg_id,
+        "call_session_id": call.call_session_id or result.call_session_id,
+    })
+    return advance(call, "initiated", utcnow(), "dial")
 
 
 def advance(call: Call, status: str, at: datetime, reason: str) -> Call:

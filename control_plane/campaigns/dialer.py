@@ -43,7 +43,7 @@ from uuid import UUID, uuid4
 
 from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
-from ..callstate import advance, apply_event, client_state_for, failed
+from ..callstate import apply_event, client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
 from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, classify, decide, estimate_cost
@@ -445,15 +445,7 @@ class CampaignRunner:
             await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
             return
 
-        def dialled(c: Call) -> Call:
-            c = c.model_copy(update={
-                "call_control_id": c.call_control_id or result.call_control_id,
-                "call_leg_id": c.call_leg_id or result.call_leg_id,
-                "call_session_id": c.call_session_id or result.call_session_id,
-            })
-            return advance(c, "initiated", utcnow(), "dial")
-
-        updated = await repo.update_call(call.id, dialled)
+        updated = await repo.update_call(call.id, lambda c: dialled(c, result))
         await store.mark_dialled(contact.id, call.id, self.dialer.clock())
         if updated is not None and updated.terminal:
             await self.dialer.settle(updated)
