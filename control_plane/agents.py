@@ -14,12 +14,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from engine.conversation.config import AgentConfig, AgentConfigError, Personality, load_personalities, resolve
 
-from .api.schemas import CONTROL_PLANE_AGENT_FIELDS
 from .errors import ApiError, validation_details
+
+
+class AgentOverrides(AgentConfig):
+    """The conversation pipeline's :class:`engine.conversation.config.AgentConfig` fields, as
+    per-call overrides of the server's default agent (``settings.agent``), plus the control
+    plane's own ``record``. Only the fields given are stored and applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    record: bool | None = Field(
+        None, description="Record the call (dual channel) from answer; unset: the organisation's record_calls setting."
+    )
+
+
+
+
+
+CONTROL_PLANE_AGENT_FIELDS = frozenset(AgentOverrides.model_fields) - frozenset(AgentConfig.model_fields)
+"""Keys of a stored agent_config that the control plane uses and the pipeline does not."""
 
 
 def pipeline_fields(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.conversation.config import AgentConfig as EngineAgentConfig
 
+from ..agents import CONTROL_PLANE_AGENT_FIELDS, AgentOverrides  # noqa: F401  (part of the API schema)
 from ..phone import E164
 from ..store.records import Call, CallStatus, Turn
 
@@ -31,25 +31,11 @@ class _Response(BaseModel):
 # -- calls ------------------------------------------------------------------------------
 
 
-class AgentOverrides(EngineAgentConfig):
-    """The conversation pipeline's :class:`engine.conversation.config.AgentConfig` fields, as
-    per-call overrides of the server's default agent (``settings.agent``), plus the control
-    plane's own ``record``. Only the fields given are stored and applied."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    record: bool | None = Field(
-        None, description="Record the call (dual channel) from answer; unset: the organisation's record_calls setting."
-    )
-
-
 class CallAgentConfig(AgentOverrides):
     personality: str = Field(min_length=1, max_length=64, examples=["friendly"],
                              description="A built-in (friendly, professional, sales) or configured personality.")
 
 
-CONTROL_PLANE_AGENT_FIELDS = frozenset(AgentOverrides.model_fields) - frozenset(EngineAgentConfig.model_fields)
-"""Keys of a stored agent_config that the control plane uses and the pipeline does not."""
 
 
 def agent_overrides(config: AgentOverrides) -> dict[str, Any]:
