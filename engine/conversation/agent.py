@@ -314,7 +314,6 @@ class CallAgent(MediaListener):
         self._dtmf_timer: asyncio.TimerHandle | None = None
         self._stopped = False
         self._failing = False  # apologising before hanging up: no more replies
-        self._stt_endpointed = 0  # turns ended by the recogniser's endpointing, not the VAD
         self._words_at_tentative = 0
         self._empty_flaps = 0
         self._discard_next_final = False
@@ -526,7 +525,6 @@ class CallAgent(MediaListener):
                     # still hears speech (babble or loud noise can keep it on): trust it.
                     self._turn_open = False
                     self._awaiting_commit = True
-                    self._stt_endpointed += 1
             self._maybe_commit()
         elif accepting:
             self._interim = text
