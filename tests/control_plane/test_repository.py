@@ -84,11 +84,11 @@ async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
     try:
         org = await repo.create_organisation("A")
         other = await repo.create_organisation("B")
-        call = await repo.create_call(_call(org.id, to="+14155550123", agent_config={"personality": "kind"}))
+        call = await repo.create_call(_call(org.id, to="+14155550123", agent_config={"personality": "Quokka-7f3a"}))
         assert call.to_hash.startswith("h1:") and call.to_hash == repo.hash_phone("+14155550123")
         assert await repo.get_call(other.id, call.id) is None
         loaded = await repo.get_call(org.id, call.id)
-        assert loaded.to_number == "+14155550123" and loaded.agent_config == {"personality": "kind"}
+        assert loaded.to_number == "+14155550123" and loaded.agent_config == {"personality": "Quokka-7f3a"}
 
         now = utcnow()
         updated = await repo.update_call(call.id, lambda c: c.model_copy(update={
@@ -106,7 +106,7 @@ async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
         assert await repo.update_call(uuid4(), lambda c: c) is None
 
         dump = await dump_database(repo)
-        for secret in ("+14155550123", "14155550123", "Caller agreed", "kind"):
+        for secret in ("+14155550123", "14155550123", "Caller agreed", "Quokka-7f3a"):
             assert secret not in dump
         assert call.to_hash in dump
     finally:
