@@ -40,6 +40,7 @@ class ControlPlane:
         self._repo_lock = asyncio.Lock()
         self._owns_telnyx = False
         self._started = False
+        self._closed = False
 
         from .campaigns.runtime import CampaignRuntime
         from .events import EventWorker
@@ -79,6 +80,9 @@ class ControlPlane:
             self.campaigns.start()  # the campaign dialer (campaigns.dialer)
 
     async def close(self) -> None:
+        # From here on no late request may reopen the store (and restart the dialer on it).
+        self._closed = True
+        self._started = False
         await self.campaigns.stop()
         await self.worker.stop()
         if self._repo is not None:
@@ -93,6 +97,8 @@ class ControlPlane:
 
     async def repository(self) -> Repository:
         if self._repo is None:
+            if self._closed:
+                raise ApiError(503, "shutting_down", "the service is shutting down")
             async with self._repo_lock:
                 if self._repo is None:
                     self._repo = await open_repository(self.settings, keys=self.keys)

@@ -375,3 +375,21 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         s.cp.campaigns.dialer.start()
         body = await s.finished(campaign_id)
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
+
+
+@run_async
+async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path):
+    from control_plane.errors import ApiError
+
+    cp = ControlPlane(make_settings(tmp_path))
+    await cp.start()
+    await cp.repository()
+    await cp.close()
+    try:
+        await cp.repository()
+    except ApiError as exc:
+        assert exc.status == 503
+    else:
+        raise AssertionError("the store was reopened after close")
+    task = cp.campaigns.dialer._task
+    assert cp._repo is None and (task is None or task.done())
