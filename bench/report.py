@@ -71,6 +71,12 @@ class RunFigures:
             "wall_s": round(self.wall_s, 1),
             "failures": self.failures[:20],
             "by_category": self._by_category(),
+            "turns": [  # every caller utterance as the carrier saw it, for digging into a tail
+                {"script": c.script, "step": t.step_id, "expect": t.expect,
+                 "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 1),
+                 "missed": t.missed, "premature": t.premature, "false_barge_in": t.false_barge_in}
+                for c in self.calls for t in c.turns
+            ],
         }
         out["pass"] = {
             "turn_latency_p95": _lt(out["turn_latency_ms"]["p95"], TARGETS["turn_latency_p95_ms"]),
