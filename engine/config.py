@@ -59,9 +59,21 @@ class VadConfig(_Model):
 class EndpointingConfig(_Model):
     min_speech_ms: int = Field(60, ge=FRAME_MS, description="Voiced audio needed to declare speech start.")
     tentative_end_ms: int = Field(
-        120, ge=FRAME_MS, description="Trailing silence before the speculative end-of-turn signal."
+        20,
+        ge=FRAME_MS,
+        description=(
+            "Trailing silence before the tentative end-of-turn signal, which asks the recogniser to "
+            "finalize and may start the reply speculatively (its audio is held until end_of_turn_ms). "
+            "The final transcript, the model's first token and the first audio all wait on it, so it "
+            "sits at one frame; raise it for a recogniser whose accuracy suffers from frequent "
+            "finalization, at that cost per turn."
+        ),
     )
-    end_of_turn_ms: int = Field(300, ge=FRAME_MS, description="Trailing silence that ends the caller's turn.")
+    end_of_turn_ms: int = Field(
+        # Two frames at least: a single unvoiced frame is tolerated inside speech (VADs drop
+        # frames mid-word), so one frame of silence can never end a turn.
+        300, ge=2 * FRAME_MS, description="Trailing silence that ends the caller's turn."
+    )
     min_barge_in_ms: int = Field(
         400,
         ge=FRAME_MS,

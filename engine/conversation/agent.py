@@ -390,7 +390,7 @@ class CallAgent(MediaListener):
                 self._reply is None or self._reply.fixed_text is None
             ):
                 text = self._transcript_so_far()
-                if text and self._reply is None:
+                if self._reply is None and self._worth_speculating(text):
                     self.speculation.started += 1
                     self._start_reply(user_text=text, speculative=True, committed=False)
         elif event is EndpointEvent.BARGE_IN_REJECTED:
@@ -534,14 +534,25 @@ class CallAgent(MediaListener):
         (or correct) the speculative reply now, with text that will not change."""
         text = self._transcript_so_far()
         reply = self._reply
+        worth = self._worth_speculating(text)
         if reply is not None:
             if reply.fixed_text is not None or reply.committed or same_words(reply.user_text, text):
                 return
-            self.speculation.restarted += 1
+            if worth:
+                self.speculation.restarted += 1
+            else:
+                self.speculation.cancelled += 1
             self._drop_reply()
-        else:
+        elif worth:
             self.speculation.started += 1
-        self._start_reply(user_text=text, speculative=True, committed=False)
+        if worth:
+            self._start_reply(user_text=text, speculative=True, committed=False)
+
+    def _worth_speculating(self, text: str) -> bool:
+        """Speculate only on text the turn can end with. Text the incomplete-turn hold would keep
+        open is, nearly always, a caller pausing mid-sentence: a reply started on it would be
+        cancelled, and each costs an LLM request. (The hold itself starts one, see _commit.)"""
+        return bool(text) and (not self.profile.config.incomplete_turn_hold_ms or looks_complete(text))
 
     def _noise_keeps_turn_open(self) -> bool:
         """The VAD keeps hearing "speech" that the recogniser turns into no new words, pause
@@ -549,7 +560,9 @@ class CallAgent(MediaListener):
         pause, because each tentative end asks the recogniser to finalize."""
         text = self._transcript_so_far()
         words = word_count(text)
-        flapped = words > 0 and words == self._words_at_tentative
+        # Only a pause whose finalize has been answered counts: until the final arrives the
+        # recogniser has had no chance to add the words (short tentative ends come faster).
+        flapped = words > 0 and words == self._words_at_tentative and self._final_since_finalize
         self._empty_flaps = self._empty_flaps + 1 if flapped else 0
         self._words_at_tentative = words
         return self._empty_flaps >= 2 and looks_complete(_NON_WORDS.sub("", text))
@@ -598,6 +611,11 @@ class CallAgent(MediaListener):
                 self._commit_timer.cancel()
                 self._commit_timer = None
             self._hold_timer = self._loop.call_later(hold / 1000, self._hold_expired)
+            if self._reply is None and self.profile.config.speculative:
+                # The caller has been silent for a whole end-of-turn already: likely enough done
+                # that the reply should be ready when the hold runs out.
+                self.speculation.started += 1
+                self._start_reply(user_text=text, speculative=True, committed=False)
             return
         self._awaiting_commit = False
         self._cancel_commit_timer()

@@ -15,7 +15,8 @@ from engine.config import EndpointingConfig
 from engine.endpointing import EndpointEvent as E
 from engine.endpointing import Endpointer
 
-DEFAULT = EndpointingConfig(min_barge_in_ms=200)  # frame counts below assume 10 barge-in frames
+# Frame counts below assume 6 tentative-end and 10 barge-in frames (not the shipped defaults).
+DEFAULT = EndpointingConfig(tentative_end_ms=120, min_barge_in_ms=200)
 
 
 def feed(ep: Endpointer, script: str, audible: bool | str = False, *, pending: bool = False) -> list[tuple[int, E]]:
@@ -230,12 +231,18 @@ def test_agent_audio_is_ignored_while_the_caller_holds_the_floor() -> None:
 # --------------------------------------------------------------------------- misc
 
 
-def test_one_frame_settings_alternate_start_and_end_one_event_per_frame() -> None:
-    config = EndpointingConfig(min_speech_ms=20, tentative_end_ms=20, end_of_turn_ms=20, min_barge_in_ms=20)
+def test_shortest_settings_give_one_event_per_frame() -> None:
+    config = EndpointingConfig(min_speech_ms=20, tentative_end_ms=20, end_of_turn_ms=40, min_barge_in_ms=20)
     ep = Endpointer(config)
     frames = [ep.process(v == "V", False) for v in "V.V.V..V"]
-    start, end = E.SPEECH_START, E.TURN_END
-    assert frames == [start, end, start, end, start, end, None, start]
+    start, tentative, resumed, end = E.SPEECH_START, E.TENTATIVE_END, E.SPEECH_RESUMED, E.TURN_END
+    assert frames == [start, tentative, resumed, tentative, resumed, tentative, end, start]
+
+
+def test_a_one_frame_end_of_turn_is_refused() -> None:
+    # A single unvoiced frame is tolerated inside speech, so it could never end a turn.
+    with pytest.raises(ValueError):
+        EndpointingConfig(tentative_end_ms=20, end_of_turn_ms=20)
 
 
 def test_reset_returns_to_a_new_call() -> None:
@@ -269,7 +276,7 @@ segments = st.lists(
 )
 configs = st.builds(
     lambda s, t, extra, b: EndpointingConfig(
-        min_speech_ms=20 * s, tentative_end_ms=20 * t, end_of_turn_ms=20 * (t + extra), min_barge_in_ms=20 * b
+        min_speech_ms=20 * s, tentative_end_ms=20 * t, end_of_turn_ms=20 * max(2, t + extra), min_barge_in_ms=20 * b
     ),
     st.integers(1, 6),
     st.integers(1, 10),
