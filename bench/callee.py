@@ -347,9 +347,12 @@ class ScriptedCallee:
             audio.voiced_event.set()
             turn = self._turn
             if turn is not None and turn.expect in ("reply", "barge_in"):
-                if self._speaking and not self._talking_at_start and turn.speech_start_sent is not None:
-                    turn.premature = True  # the agent answered while the caller was mid-utterance
-                elif turn.speech_end_sent is not None and turn.first_agent_audio is None and not self._speaking:
+                if turn.speech_end_sent is None:
+                    # Inside the voiced span: the agent answered while the caller was mid-utterance.
+                    # (Not the lead-out after it: in the noisy calls that is background noise alone.)
+                    if self._speaking and not self._talking_at_start and turn.speech_start_sent is not None:
+                        turn.premature = True
+                elif turn.first_agent_audio is None:
                     turn.first_agent_audio = now
         elif now - audio.last_voiced_at > REPLY_IDLE_S:
             audio.in_reply = False

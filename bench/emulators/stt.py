@@ -263,6 +263,7 @@ class StreamRecogniser:
         self._voiced: list[bool] = []
         self._preroll: collections.deque[int | None] = collections.deque(maxlen=PREROLL_FRAMES)
         self._in_segment = False
+        self._emitted = 0  # words of the open segment already given in a final (client Finalize)
         self._silence_run = 0
         self._voiced_count = 0
         self._next_interim = 0
@@ -290,6 +291,7 @@ class StreamRecogniser:
                 self._voiced = [False] * len(self._keys)
                 self._preroll.clear()
                 self._in_segment = True
+                self._emitted = 0
                 self._silence_run = self._voiced_count = 0
                 self._next_interim = self._interim_frames
             self._keys.append(key)
@@ -303,7 +305,9 @@ class StreamRecogniser:
             else:
                 self._silence_run += 1
                 if self._silence_run >= self._endpoint_frames:
-                    results.append(self._final(speech_final=True))
+                    final = self._final(speech_final=True)
+                    if final.text or not self._emitted:  # (nothing new since the client's Finalize: quiet)
+                        results.append(final)
                     interim_due = False
         del pending[: n * size]
         if interim_due and self.interim_results and self._in_segment:
@@ -313,10 +317,15 @@ class StreamRecogniser:
         return results
 
     def finalize(self) -> Result:
-        """The client's Finalize: the final result of the open segment (empty if none)."""
+        """The client's Finalize: the words of the open segment not yet given in a final (empty
+        if none). The segment itself stays open, as a real recogniser keeps its context: a
+        client finalizing at every short pause gets each word once, none cut in two or lost
+        for being in a sliver of audio too short to recognise alone."""
         if not self._in_segment:
             return Result("", True, False, 0.0)
-        return self._final(speech_final=False)
+        text, confidence = self._read()
+        self._emitted += len(text.split())
+        return Result(text, True, False, confidence)
 
     def _final(self, *, speech_final: bool) -> Result:
         text, confidence = self._read()
@@ -325,10 +334,12 @@ class StreamRecogniser:
         return Result(text, True, speech_final, confidence)
 
     def _read(self) -> tuple[str, float]:
+        """The segment's words after those already finalized, and the confidence."""
         heard = self.recogniser.recognise(self.rate, self._keys, self._voiced)
         if not heard:
             return "", 0.0
-        return " ".join(h.text for h in heard), min(h.confidence for h in heard)
+        words = " ".join(h.text for h in heard).split()[self._emitted:]
+        return " ".join(words), min(h.confidence for h in heard)
 
     def _threshold(self, rms: int) -> float:
         # Minimum statistics over the current and the previous 0.5 s block: the floor follows
