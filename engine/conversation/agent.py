@@ -48,6 +48,9 @@ T = TypeVar("T")
 
 _WORDS = re.compile(r"[a-z0-9']+")
 MAX_TOOL_ROUNDS = 3
+SPEECH_FINAL_TRUST_S = 0.6
+"""The VAD must have heard speech this long for the recogniser's speech_final (after its own
+silence window, 500 ms at Telnyx's default) to overrule it."""
 EARLY_AUDIO_LIMIT = 16000 * 2 * 5  # caller audio kept while the STT stream opens (5 s)
 _background: set[asyncio.Task[Any]] = set()
 
@@ -319,6 +322,7 @@ class CallAgent(MediaListener):
         self._discard_next_final = False
         self._tentative = False  # between TENTATIVE_END and TURN_END or the caller resuming
         self._hung_up = False
+        self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
 
     # -- media events ---------------------------------------------------------------------
 
@@ -366,6 +370,7 @@ class CallAgent(MediaListener):
         if self._stopped:
             return
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
+            self._voice_since = now
             self._turn_open = True
             self._tentative = False
             self._empty_flaps = 0
@@ -400,6 +405,7 @@ class CallAgent(MediaListener):
                 self._finalize_stt()
                 self._discard_next_final = True
         elif event is EndpointEvent.SPEECH_RESUMED:
+            self._voice_since = now
             self._tentative = False
             reply = self._reply
             if reply is not None and reply.speculative and not reply.committed:
@@ -520,9 +526,12 @@ class CallAgent(MediaListener):
                     self._awaiting_commit = True
                 elif self._tentative and self.profile.config.speculative:
                     self._speculate_on_final()
-                elif self._turn_open and transcript.speech_final and self.mode != "speaking":
+                elif (self._turn_open and transcript.speech_final and self.mode != "speaking"
+                      and self._loop.time() - self._voice_since >= SPEECH_FINAL_TRUST_S):
                     # The recogniser's own endpointing says the speech is over while the VAD
-                    # still hears speech (babble or loud noise can keep it on): trust it.
+                    # has heard speech all along (babble or loud noise can keep it on): trust
+                    # it. (Not when the VAD heard speech begin only just now: the recogniser's
+                    # silence was a pause, and the caller is talking again.)
                     self._turn_open = False
                     self._awaiting_commit = True
             self._maybe_commit()
