@@ -1,10 +1,13 @@
-"""Campaign bench: a whole outbound campaign against the Telnyx emulator, checked from both sides.
+"""Campaign bench: a whole outbound campaign against the Telnyx emulator, checked from both sides,
+with the people who answer talking to the agent while the dialer runs.
 
-``run_campaign_bench(contacts, concurrency, calls_per_minute)`` starts the emulator (time-scaled
-rings and AMD, callees that answer and hang up after ``call_s``, a few busy, unanswered and
-voicemail numbers), the control plane app with its dialer on a local port (SQLite in a
-temporary directory, or PostgreSQL with ``database_url``), creates a campaign through the REST
-API, uploads the contacts as CSV, starts it and waits for it to complete. Then it counts, from
+``run_campaign_bench(contacts, concurrency, calls_per_minute)`` starts the far side (the Telnyx
+emulator with time-scaled rings and AMD, a few busy, unanswered and voicemail numbers, and
+the STT/LLM/TTS emulators), the control plane app with its dialer *and the call agent on
+every media stream* (``callagent.wiring``: the real provider clients pointed at the
+emulators, as ``callagent bench`` runs them) on a local port (SQLite in a temporary
+directory, or PostgreSQL with ``database_url``), creates a campaign through the REST API,
+uploads the contacts as CSV, starts it and waits for it to complete. Then it counts, from
 the emulator's own dial log and from the database:
 
 * ``duplicate_dials``: dials the emulator accepted beyond the attempts the database recorded
@@ -15,13 +18,38 @@ the emulator's own dial log and from the database:
   ``pacing_error_pct`` against ``calls_per_minute``; ``completion_s`` (start -> completed);
   ``outcomes`` (human, busy, no_answer, voicemail, ...) and ``statuses``; ``max_live_calls``.
 
-``python -m bench.campaign --contacts 1000 --json out.json`` runs it from a shell.
+**Turn latency while the dialer runs.** ``talk_ratio`` (default 1) of the people who answer
+play a recorded corpus call (``bench.callee.EmulatorCallee``, round robin over the ``plain``
+question-and-answer scripts: 2-4 questions, about 32 s a call); the rest stay silent and hang
+up after ``call_s``; machines and busy/unanswered numbers behave as before. The callee
+measures at the carrier edge, like ``callagent bench``: ``turn_latency_ms`` {p50, p95, p99, n}
+(last voiced caller frame sent -> first voiced agent frame received), ``turns`` (turns
+measured), ``missed_turns`` (a question with no reply), ``premature_replies``;
+``engine_turn_latency_ms`` is the engine's own account of the same turns, ``conversations``
+/ ``conversations_completed`` / ``conversation_s`` the calls. The figures span the whole
+run: nearly all turns happen while the dialer is dialing; the last half minute is the tail
+of the last calls.
 
-The emulator runs in a process of its own (``emulator_process``), the app, its dialer and its
-webhook processing in this one. On a 2-core machine that whole loop - Telnyx emulated, about
-six signed webhooks a call, media streams - tops out near 1250 dials a minute (the webhook
-path is most of the app's CPU, the dialer a small part); the default of 1200 a minute stays
-under it, so ``pacing_error_pct`` measures the dialer, not the machine. More dialers:
+The emulator runs in a process of its own (``emulator_process``, pinned to core 1 where
+there is one), the app, its dialer, its webhook processing and the agents in this one. On a
+2-core machine the dialing loop alone - Telnyx emulated, about six signed webhooks a call,
+media streams, callees silent - tops out near 1250 dials a minute (the webhook path is most
+of the app's CPU, the dialer a small part); so with ``talk_ratio=0`` (no agent runs) the
+default pace is 1200 a minute. With conversations, a call that talks holds its line about
+32 s, so ``concurrency`` lines carry at most ``concurrency / 27`` dials a second (85 % of
+the numbers are people): at 1200 a minute the concurrency cap, not the pacer, would set the
+rate, and ``pacing_error_pct`` would measure the cap. The default pace when callees talk is
+``1.8 * concurrency`` a minute (180 at 100 lines): about 80 lines busy, 20 % under the cap,
+and on the 2-core machine about 40 % of a core for the app and 25 % for the far side over a
+run (measured at 300 contacts), so neither the cap nor the CPU sets the rate and both the
+pacing and the turn latency measure the product. A 1000-contact run then takes about six
+minutes. The figures say when a run was not like that: ``concurrency_capped``
+(``max_live_calls`` reached ``concurrency``), ``app_cpu_pct`` / ``load_cpu_pct`` (each process's
+CPU over the run, in % of one core) and ``cpu_bound`` (either above 90 %). Other machines,
+paces and mixes: ``calls_per_minute`` and ``talk_ratio``.
+
+``python -m bench.campaign --contacts 1000 --json out.json`` runs it from a shell
+(``--talk-ratio 0`` for the dialer alone at 1200 a minute). More dialers:
 ``python -m control_plane.campaigns.worker`` processes against PostgreSQL.
 """
 
@@ -29,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -42,12 +71,28 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from bench.telnyx_emulator import NumberBehaviour, start_emulator
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 CALLER_IDS = ["+14155550100", "+14155550101", "+14155550102", "+14155550103"]
-KEYS = ("duplicate_dials", "lost_contacts", "dials_per_minute", "pacing_error_pct", "completion_s", "outcomes")
+KEYS = ("duplicate_dials", "lost_contacts", "dials_per_minute", "pacing_error_pct", "completion_s", "outcomes",
+        "turn_latency_ms", "turns", "missed_turns")
+TALK_CATEGORIES = ("plain",)
+"""Corpus categories the talking callees play: plain question and answer, no barge-ins or pauses."""
+QUIET_CALLS_PER_MINUTE = 1200
+TALK_DIALS_PER_LINE = 1.8
+"""Default dials a minute per concurrent line when callees talk (180/min at 100 lines)."""
+LOAD_CORE = 1
+
+
+def default_calls_per_minute(talk_ratio: float, concurrency: int = 100) -> int:
+    """The pace that measures the dialer (see the module docstring): 1200/min with silent callees;
+    ``1.8 * concurrency`` a minute (capped at 1200) when callees talk."""
+    if talk_ratio <= 0:
+        return QUIET_CALLS_PER_MINUTE
+    return max(1, min(QUIET_CALLS_PER_MINUTE, round(TALK_DIALS_PER_LINE * concurrency)))
 
 
 class _QuietCallee:
@@ -60,29 +105,123 @@ class _QuietCallee:
         await asyncio.sleep(self.seconds)
 
 
+class _Callees:
+    """The emulator's callee factory: machines stay silent until the app hangs up, ``talk_ratio``
+    of the people who answer play a corpus call (round robin over ``categories``) through
+    :class:`bench.callee.EmulatorCallee`, the others stay silent and hang up after ``call_s``.
+    Keeps each conversation's measurement (as plain data: it crosses a process boundary)."""
+
+    def __init__(self, call_s: float, talk_ratio: float, categories: tuple[str, ...] = TALK_CATEGORIES) -> None:
+        from bench.callee import EmulatorCallee
+        from bench.corpus.model import load_corpus
+
+        self.call_s, self.talk_ratio = call_s, talk_ratio
+        self.scripts = ([s for s in load_corpus() if s.answer == "human" and s.category in categories]
+                        if talk_ratio > 0 else [])
+        if talk_ratio > 0 and not self.scripts:
+            raise ValueError(f"no corpus calls in categories {categories}")
+        self.people = 0
+        self.talks = 0
+        self.measurements: list[dict[str, Any]] = []
+        self._talking = EmulatorCallee(self._next_script, self._record)
+
+    def __call__(self, call: Any) -> Any:
+        if call.behaviour.answer == "voicemail":
+            return _QuietCallee(60.0)
+        k, self.people = self.people, self.people + 1
+        # spread the talkers evenly: person k talks when the running share crosses a whole number
+        if self.scripts and int((k + 1) * self.talk_ratio + 1e-9) > int(k * self.talk_ratio + 1e-9):
+            return self._talking(call)
+        return _QuietCallee(self.call_s)
+
+    def _next_script(self, call: Any) -> Any:
+        script = self.scripts[self.talks % len(self.scripts)]
+        self.talks += 1
+        return script
+
+    def _record(self, call: Any, result: Any) -> None:
+        self.measurements.append({
+            "script": result.script, "completed": bool(result.completed) and result.error is None,
+            "error": result.error, "seconds": time.time() - call.answered_at if call.answered_at else None,
+            "turns": [{"expect": t.expect, "latency_ms": t.latency_ms, "missed": t.missed, "premature": t.premature}
+                      for t in result.turns],
+        })
+
+
+class _Load:
+    """The far side of the bench in one event loop: the Telnyx emulator with its callees and,
+    when callees talk, the STT/LLM/TTS emulators the app's agent uses."""
+
+    def __init__(self, emulator: Any, callees: _Callees, providers: Any) -> None:
+        self.emulator, self.callees, self.providers = emulator, callees, providers
+
+    @classmethod
+    async def start(cls, contacts: int, call_s: float, time_scale: float, talk_ratio: float, profile: str,
+                    providers_port: int = 0, **kwargs: Any) -> _Load:
+        callees = _Callees(call_s, talk_ratio)
+        providers = None
+        if talk_ratio > 0:
+            from bench.corpus.model import CORPUS_DIR
+            from bench.emulators.server import load_corpus_utterances, start_emulators
+
+            providers = await start_emulators(profile, port=providers_port,
+                                              known_utterances=load_corpus_utterances(CORPUS_DIR))
+        try:
+            emulator = await start_emulator(
+                time_scale=time_scale, default_behaviour=NumberBehaviour(ring_s=1.0), callee_factory=callees, **kwargs)
+        except BaseException:
+            if providers is not None:
+                await providers.close()
+            raise
+        for i in range(contacts):
+            if _behaviour(i) != "human":
+                emulator.set_number_behaviour(_number(i), _behaviour(i))
+        return cls(emulator, callees, providers)
+
+    def provider_urls(self) -> dict[str, str] | None:
+        p = self.providers
+        return None if p is None else {"stt_url": p.stt_url, "tts_url": p.tts_url, "llm_base_url": p.llm_base_url}
+
+    async def close(self) -> None:
+        await self.emulator.close()
+        if self.providers is not None:
+            await self.providers.close()
+
+
 class _LocalEmulator:
     """The emulator in this process (``emulator_process=False``)."""
 
-    def __init__(self, emulator: Any) -> None:
-        self.emulator = emulator
+    pid = None
+
+    def __init__(self, load: _Load) -> None:
+        self.load = load
+        emulator = self.emulator = load.emulator
         self.api_key, self.base_url, self.public_key_b64 = emulator.api_key, emulator.base_url, emulator.public_key_b64
+        self.providers = load.provider_urls()
 
     async def dial_log(self) -> list[dict[str, Any]]:
         return [{"to": e.to, "command_id": e.command_id, "at": e.at} for e in self.emulator.dial_log]
 
+    async def conversations(self) -> tuple[list[dict[str, Any]], int]:
+        return list(self.load.callees.measurements), self.load.callees.talks
+
     async def close(self) -> None:
-        await self.emulator.close()
+        await self.load.close()
 
 
 class _EmulatorProcess:
-    """The emulator in a process of its own (the default: the bench's app gets a core to itself)."""
+    """The far side (:class:`_Load`) in a process of its own, pinned to core 1 where there is one
+    (the default: the bench's app gets the other core to itself)."""
 
-    def __init__(self, process: Any, url: str, public_key_b64: str) -> None:
-        self.process, self.url = process, url
+    def __init__(self, process: Any, url: str, public_key_b64: str, results_url: str,
+                 providers: dict[str, str] | None) -> None:
+        self.process, self.url, self.results_url, self.providers = process, url, results_url, providers
+        self.pid = process.pid
         self.api_key, self.base_url, self.public_key_b64 = "emulator-key", f"{url}/v2", public_key_b64
 
     @classmethod
-    async def start(cls, contacts: int, call_s: float, time_scale: float) -> _EmulatorProcess:
+    async def start(cls, contacts: int, call_s: float, time_scale: float, talk_ratio: float = 0.0,
+                    profile: str = "fast") -> _EmulatorProcess:
         import base64
         import os
         import subprocess
@@ -91,32 +230,44 @@ class _EmulatorProcess:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+        from bench.procinfo import pin
         from control_plane.telnyx.webhooks import public_key_b64
 
         key = Ed25519PrivateKey.generate()
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        port = _free_port()
-        config = {"port": port, "contacts": contacts, "call_s": call_s, "time_scale": time_scale,
-                  "key": base64.b64encode(raw).decode()}
+        port, results_port, providers_port = _free_port(), _free_port(), _free_port()
+        config = {"port": port, "results_port": results_port, "providers_port": providers_port,
+                  "contacts": contacts, "call_s": call_s, "time_scale": time_scale, "talk_ratio": talk_ratio,
+                  "profile": profile, "key": base64.b64encode(raw).decode()}
         process = subprocess.Popen(
             [sys.executable, "-c", "from bench.campaign import _emulator_main; _emulator_main()"],
             env={**os.environ, "CAMPAIGN_BENCH_EMULATOR": json.dumps(config)},
             cwd=Path(__file__).resolve().parents[1])
-        self = cls(process, f"http://127.0.0.1:{port}", public_key_b64(key))
+        pin({LOAD_CORE}, process.pid)
+        results_url = f"http://127.0.0.1:{results_port}/conversations"
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
+            for _ in range(600):
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{self.url}/_emulator/dial_log") as response:
+                    async with http.get(results_url) as response:
                         if response.status == 200:
-                            return self
+                            providers = (await response.json())["providers"]
+                            return cls(process, f"http://127.0.0.1:{port}", public_key_b64(key), results_url,
+                                       providers)
                 if process.poll() is not None:
                     raise RuntimeError("the emulator process exited")
                 await asyncio.sleep(0.1)
+        process.kill()
         raise RuntimeError("the emulator process did not come up")
 
     async def dial_log(self) -> list[dict[str, Any]]:
         async with aiohttp.ClientSession() as http, http.get(f"{self.url}/_emulator/dial_log") as response:
             return (await response.json())["data"]
+
+    async def conversations(self) -> tuple[list[dict[str, Any]], int]:
+        """The talking callees' measurements so far, and how many callees talk(ed)."""
+        async with aiohttp.ClientSession() as http, http.get(self.results_url) as response:
+            body = await response.json()
+            return body["data"], body["talkers"]
 
     async def close(self) -> None:
         self.process.terminate()
@@ -127,7 +278,10 @@ class _EmulatorProcess:
 
 
 def _emulator_main() -> None:
-    """Entry point of the emulator process (config in ``CAMPAIGN_BENCH_EMULATOR``)."""
+    """Entry point of the emulator process (config in ``CAMPAIGN_BENCH_EMULATOR``).
+
+    Serves ``GET /conversations`` on ``results_port`` (once everything listens): the talking
+    callees' measurements so far and the provider emulators' URLs."""
     import base64
     import os
     import signal
@@ -137,29 +291,29 @@ def _emulator_main() -> None:
     config = json.loads(os.environ["CAMPAIGN_BENCH_EMULATOR"])
 
     async def main() -> None:
-        emulator = await _start_emulator(config["contacts"], config["call_s"], config["time_scale"],
-                                         port=config["port"],
-                                         private_key=Ed25519PrivateKey.from_private_bytes(
-                                             base64.b64decode(config["key"])))
+        load = await _Load.start(config["contacts"], config["call_s"], config["time_scale"], config["talk_ratio"],
+                                 config["profile"], providers_port=config["providers_port"], port=config["port"],
+                                 private_key=Ed25519PrivateKey.from_private_bytes(base64.b64decode(config["key"])))
+
+        async def conversations(request: web.Request) -> web.Response:
+            return web.json_response({"data": load.callees.measurements, "talkers": load.callees.talks,
+                                      "providers": load.provider_urls()})
+
+        results = web.Application()
+        results.router.add_get("/conversations", conversations)
+        runner = web.AppRunner(results, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", config["results_port"]).start()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
             await stop.wait()
         finally:
-            await emulator.close()
+            await runner.cleanup()
+            await load.close()
 
     asyncio.run(main())
-
-
-async def _start_emulator(contacts: int, call_s: float, time_scale: float, **kwargs: Any) -> Any:
-    emulator = await start_emulator(
-        time_scale=time_scale, default_behaviour=NumberBehaviour(ring_s=1.0),
-        callee_factory=lambda call: _QuietCallee(60.0 if call.behaviour.answer == "voicemail" else call_s), **kwargs)
-    for i in range(contacts):
-        if _behaviour(i) != "human":
-            emulator.set_number_behaviour(_number(i), _behaviour(i))
-    return emulator
 
 
 def _free_port() -> int:
@@ -179,22 +333,34 @@ def _behaviour(i: int) -> str:
     return {1: "busy", 2: "no_answer", 3: "voicemail"}.get(i % 20, "human")
 
 
-async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls_per_minute: int = 1200,
+async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls_per_minute: int | None = None,
                              json_path: str | Path | None = None, *, call_s: float = 1.0, time_scale: float = 0.05,
+                             talk_ratio: float = 1.0, profile: str = "fast",
                              database_url: str | None = None, redis_url: str | None = None,
-                             emulator_process: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
-    """Run one campaign end to end; returns (and writes to ``json_path``) the figures."""
-    from control_plane.app import CONTROL_PLANE_KEY, create_app
+                             emulator_process: bool = True, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Run one campaign end to end; returns (and writes to ``json_path``) the figures.
+
+    ``talk_ratio``: the share of answered people who hold a conversation with the agent (0: all
+    silent, and no agent runs); ``calls_per_minute`` defaults to :func:`default_calls_per_minute`."""
+    from bench.procinfo import cpu_seconds, own_cpu_seconds
+    from control_plane.app import CONTROL_PLANE_KEY, METRICS_KEY, create_app
     from control_plane.auth import issue_api_key
     from control_plane.crypto import generate_key
     from control_plane.settings import Settings
 
+    if not 0.0 <= talk_ratio <= 1.0:
+        raise ValueError("talk_ratio must be between 0 and 1")
+    if calls_per_minute is None:
+        calls_per_minute = default_calls_per_minute(talk_ratio, concurrency)
     logging.getLogger("control_plane").setLevel(logging.ERROR)
     data_dir = Path(tempfile.mkdtemp(prefix="callagent-campaign-bench-"))
     schema = f"campaign_bench_{secrets.token_hex(4)}" if database_url else None
-    emulator: Any = (await _EmulatorProcess.start(contacts, call_s, time_scale) if emulator_process
-                     else _LocalEmulator(await _start_emulator(contacts, call_s, time_scale)))
+    emulator: Any = (await _EmulatorProcess.start(contacts, call_s, time_scale, talk_ratio, profile)
+                     if emulator_process
+                     else _LocalEmulator(await _Load.start(contacts, call_s, time_scale, talk_ratio, profile)))
     runner = None
+    providers = None
+    cp = None
     try:
         port = _free_port()
         values: dict[str, Any] = {
@@ -208,13 +374,24 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
             "webhooks": {"poll_interval_s": 0.05},
             "campaigns": {"poll_interval_s": 0.1, "sweep_interval_s": 0.5, "outcome_grace_s": 1.0},
         }
+        if emulator.providers:
+            # The agent's STT, LLM and TTS are the emulators next to the callees (as `callagent bench`
+            # runs them), reached over sockets by the real provider clients.
+            values["providers"] = {"mode": "remote", "llm_model": "emulator", **emulator.providers}
         if schema:
             values["store"] = {"schema_name": schema, "pool_max_size": 20}
         settings = Settings(_env_file=None, **values)
-        app = create_app(settings)
-        runner = aiohttp.web.AppRunner(app, access_log=None)
+        listener_factory = None
+        if emulator.providers:
+            from callagent.wiring import agent_factory, build_providers
+
+            providers = await build_providers(settings)
+            listener_factory = agent_factory(settings, providers)
+        app = create_app(settings, listener_factory=listener_factory)
+        app[METRICS_KEY].recent_turns = collections.deque(maxlen=100_000)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         cp = app[CONTROL_PLANE_KEY]
         repo = await cp.repository()
         org = await repo.create_organisation("campaign bench")
@@ -244,6 +421,7 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
                 assert response.status == 200, report
             upload_s = time.perf_counter() - upload_started
             started = time.perf_counter()
+            cpu0 = (own_cpu_seconds(), cpu_seconds(emulator.pid) if emulator.pid else 0.0)
             async with http.post(f"{base}/api/campaigns/{campaign_id}/start", headers=headers) as response:
                 assert response.status == 200, await response.text()
             status: dict[str, Any] = {}
@@ -254,10 +432,20 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
                     break
                 await asyncio.sleep(0.2)
             completion_s = time.perf_counter() - started
+            cpu1 = (own_cpu_seconds(), cpu_seconds(emulator.pid) if emulator.pid else 0.0)
+        conversations, talkers = await emulator.conversations()
+        for _ in range(50):  # a callee the agent hung up on reports as its stream closes
+            if len(conversations) >= talkers:
+                break
+            await asyncio.sleep(0.1)
+            conversations, talkers = await emulator.conversations()
         store = await cp.campaigns.store()
         rows = await store.contacts(uuid.UUID(campaign_id))
         figures = _figures(await emulator.dial_log(), rows, report["accepted"], contacts, calls_per_minute)
         peak = await _peak_live_calls(store, uuid.UUID(campaign_id))
+        figures.update(_conversation_figures(conversations, talkers, list(app[METRICS_KEY].recent_turns)))
+        app_cpu = round(100 * (cpu1[0] - cpu0[0]) / completion_s, 1) if completion_s else None
+        load_cpu = round(100 * (cpu1[1] - cpu0[1]) / completion_s, 1) if completion_s and emulator.pid else None
         figures.update({
             "contacts": contacts, "concurrency": concurrency, "calls_per_minute": calls_per_minute,
             "completed": status.get("status") == "completed", "completion_s": round(completion_s, 2),
@@ -265,10 +453,18 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
             "successful_calls": status.get("successful_calls"), "cost": status.get("cost"),
             "backend": "postgres" if database_url else "sqlite", "redis": redis_url is not None,
             "time_scale": time_scale, "call_s": call_s, "emulator_process": emulator_process,
+            "talk_ratio": talk_ratio, "provider_profile": profile if talk_ratio > 0 else None,
+            "app_cpu_pct": app_cpu, "load_cpu_pct": load_cpu,
+            "concurrency_capped": peak >= concurrency,
+            "cpu_bound": any(c is not None and c > 90.0 for c in (app_cpu, load_cpu)),
         })
     finally:
         if runner is not None:
+            if providers is not None:
+                await _drain_agents(app)
             await runner.cleanup()
+        if providers is not None:
+            await providers.aclose()
         await emulator.close()
         if schema and database_url:
             import asyncpg
@@ -282,6 +478,40 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
     if json_path is not None:
         Path(json_path).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return figures
+
+
+async def _drain_agents(app: Any, timeout_s: float = 20.0) -> None:
+    """Wait until the media sessions have closed and their agents have reported (summary and
+    outcome): a report written after the app's control plane closed would reopen its store."""
+    from control_plane.app import METRICS_KEY
+    from engine.conversation import agent
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not app[METRICS_KEY].sessions.live and not getattr(agent, "_background", ()):
+            return
+        await asyncio.sleep(0.1)
+
+
+def _conversation_figures(conversations: list[dict[str, Any]], talkers: int,
+                          engine_turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Turn latency at the carrier edge (the callee's last voiced frame sent -> the agent's first
+    voiced frame received), as ``callagent bench`` measures it; the engine's own figure beside it."""
+    from bench.stats import summary
+
+    turns = [t for c in conversations for t in c["turns"]]
+    latencies = [t["latency_ms"] for t in turns if t["latency_ms"] is not None]
+    engine = [t["turn_latency_ms"] for t in engine_turns if t.get("turn_latency_ms") is not None]
+    return {
+        "conversations": talkers,
+        "conversations_completed": sum(1 for c in conversations if c["completed"]),
+        "conversation_s": summary([c["seconds"] for c in conversations if c.get("seconds") is not None], (50, 95)),
+        "turns": len(latencies),
+        "turn_latency_ms": summary(latencies),
+        "missed_turns": sum(1 for t in turns if t["missed"]),
+        "premature_replies": sum(1 for t in turns if t["premature"]),
+        "engine_turn_latency_ms": summary(engine),
+    }
 
 
 async def _peak_live_calls(store: Any, campaign_id: uuid.UUID) -> int:
@@ -324,13 +554,27 @@ def _figures(log: list[dict[str, Any]], rows: list[Any], accepted: int, contacts
     }
 
 
+def summary_lines(figures: dict[str, Any]) -> list[str]:
+    """The printed summary: the headline figures, one a line (``KEYS``)."""
+    lines = [f"{key:<18} {figures.get(key)}" for key in KEYS]
+    lines.append(f"{'calls_per_minute':<18} {figures.get('calls_per_minute')} (talk_ratio {figures.get('talk_ratio')}, "
+                 f"max_live_calls {figures.get('max_live_calls')}/{figures.get('concurrency')}, "
+                 f"app cpu {figures.get('app_cpu_pct')} %, load cpu {figures.get('load_cpu_pct')} %)")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.campaign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--calls-per-minute", type=int, default=1200)
-    parser.add_argument("--call-s", type=float, default=1.0, help="how long a person stays on the line")
+    parser.add_argument("--calls-per-minute", type=int,
+                        help=f"dialing pace (default {TALK_DIALS_PER_LINE} x concurrency, or "
+                        f"{QUIET_CALLS_PER_MINUTE} with --talk-ratio 0)")
+    parser.add_argument("--talk-ratio", type=float, default=1.0,
+                        help="share of answered people who talk with the agent (0: all silent, no agent)")
+    parser.add_argument("--profile", default="fast", help="provider emulators' latency profile")
+    parser.add_argument("--call-s", type=float, default=1.0, help="how long a silent person stays on the line")
     parser.add_argument("--time-scale", type=float, default=0.05, help="emulated delays (ring, AMD) multiplier")
     parser.add_argument("--database-url", help="PostgreSQL (a temporary schema); default: SQLite in a temp dir")
     parser.add_argument("--redis-url")
@@ -339,8 +583,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     figures = asyncio.run(run_campaign_bench(
         args.contacts, args.concurrency, args.calls_per_minute, args.json, call_s=args.call_s,
-        time_scale=args.time_scale, database_url=args.database_url, redis_url=args.redis_url,
-        emulator_process=not args.in_process_emulator))
+        time_scale=args.time_scale, talk_ratio=args.talk_ratio, profile=args.profile,
+        database_url=args.database_url, redis_url=args.redis_url, emulator_process=not args.in_process_emulator))
     print(json.dumps(figures, indent=2, sort_keys=True))
     if figures["duplicate_dials"] or figures["lost_contacts"] or not figures["completed"]:
         raise SystemExit(1)

@@ -58,12 +58,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         figures = run(run_webhook_bench(rate=args.webhooks, json_path=args.json))
         return 0 if figures["statuses"].get(200, 0) == figures["sent"] else 1
     if args.campaign:
-        from bench.campaign import run_campaign_bench
+        from bench.campaign import run_campaign_bench, summary_lines
 
         configure_logging("WARNING")
-        figures = run(run_campaign_bench(contacts=args.campaign, concurrency=args.concurrency, json_path=args.json))
-        for key in ("duplicate_dials", "lost_contacts", "dials_per_minute", "pacing_error_pct", "completion_s", "outcomes"):
-            print(f"{key:<18} {figures.get(key)}")
+        figures = run(run_campaign_bench(contacts=args.campaign, concurrency=args.concurrency, json_path=args.json,
+                                         talk_ratio=args.talk_ratio))
+        for line in summary_lines(figures):
+            print(line)
         return 0 if figures.get("duplicate_dials") == 0 and figures.get("lost_contacts") == 0 else 1
     if args.scenario == "calls":
         from bench.runner import BenchOptions, run_bench
@@ -180,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--webhooks", type=int, metavar="RATE",
                        help="post signed webhooks at RATE per second for 10 s; report acknowledgement latency")
     bench.add_argument("--campaign", type=int, metavar="N",
-                       help="run an N-contact campaign against the emulator (dialer exactness and pacing)")
+                       help="run an N-contact campaign against the emulator (dialer exactness and pacing, "
+                       "turn latency while it dials)")
+    bench.add_argument("--talk-ratio", type=float, default=1.0, metavar="R",
+                       help="campaign: share of answered people who talk with the agent (0: silent callees, "
+                       "no agent, dialing at 1200/min; default 1, dialing at 1.8 x concurrency a minute)")
     bench.add_argument("--capacity", action="store_true",
                        help="raise concurrency until p95 turn latency > 400 ms or p99 lateness > 5 ms")
     bench.set_defaults(func=_cmd_bench)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engine.conversation.agent import finish_reports
 from engine.edge import ListenerFactory, MediaStreamEndpoint
 from engine.metrics import EngineMetrics
 
@@ -57,6 +58,8 @@ async def _control_plane_ctx(app: web.Application) -> AsyncIterator[None]:
         await cp.start()
         yield
     finally:
+        # Calls cut off by the shutdown write their summaries and outcomes first.
+        await finish_reports()
         await cp.close()
 
 

@@ -53,6 +53,14 @@ SPEECH_FINAL_TRUST_S = 0.6
 silence window, 500 ms at Telnyx's default) to overrule it."""
 EARLY_AUDIO_LIMIT = 16000 * 2 * 5  # caller audio kept while the STT stream opens (5 s)
 _background: set[asyncio.Task[Any]] = set()
+"""Reports of ended calls (summary, outcome) still being written."""
+
+
+async def finish_reports(timeout_s: float = 15.0) -> None:
+    """Wait, bounded, for the agents of ended calls to hand over their reports. A server that
+    is shutting down calls this before it closes the store those reports go to."""
+    if _background:
+        await asyncio.wait(set(_background), timeout=timeout_s)
 
 
 _SENTENCE_END = re.compile(r"[.?!…)\]\"']\s*$")

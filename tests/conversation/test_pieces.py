@@ -157,3 +157,25 @@ def test_pci_mode_pauses_recording_and_masks_keys():
             task.cancel()
 
     asyncio.run(main())
+
+
+def test_finish_reports_waits_for_reports_still_being_written():
+    import asyncio
+
+    from engine.conversation import agent
+
+    async def main():
+        written = []
+
+        async def report():
+            await asyncio.sleep(0.05)
+            written.append("summary")
+
+        task = asyncio.ensure_future(report())
+        agent._background.add(task)
+        task.add_done_callback(agent._background.discard)
+        await agent.finish_reports(timeout_s=5)
+        assert written == ["summary"] and not agent._background
+        await agent.finish_reports(timeout_s=5)  # nothing pending: returns at once
+
+    asyncio.run(main())
