@@ -61,6 +61,7 @@ class TurnTimeline:
             "endpointing": self._span("speech_end", "turn_end"),
             "stt": self._span("turn_end", "stt_final"),
             "llm_first_token": self._span("llm_request", "llm_first_token"),
+            "first_chunk": self._span("llm_first_token", "tts_request"),  # chunking, TTS handshake
             "tts_first_audio": self._span("tts_request", "tts_first_audio"),
             "send": self._span("tts_first_audio", "first_frame_sent"),
         }

@@ -159,8 +159,7 @@ class _Reply:
     async def _run(self) -> None:
         agent = self.agent
         try:
-            if self.committed or self.fixed_text is not None:
-                self._open_tts()  # the handshake overlaps the LLM's time to first token
+            self._open_tts()  # the handshake overlaps the LLM's time to first token
             if self.fixed_text is not None:
                 stream = await self._tts()
                 self.spoken.add_text(self.fixed_text)
@@ -182,8 +181,9 @@ class _Reply:
             agent._reply_failed(self, ProviderError("agent", "internal error", retryable=False))
 
     def _open_tts(self) -> None:
-        """Start the TTS handshake (once). A speculative reply waits for the LLM's first token:
-        most speculations are cancelled before it, and each would cost a connection."""
+        """Start the TTS handshake (once), with the LLM request: after the first token it would
+        sit on the critical path. (Speculation starts only on text a turn can end with, so
+        few of these connections are thrown away.)"""
         if self._opening is None:
             self._opening = self.agent._spawn(self._connect_tts())
 
@@ -213,7 +213,6 @@ class _Reply:
             async for delta in agent._stream_with_deadline(agent.llm.stream(messages, tools=tools)):
                 if first:
                     self._stamp("llm_first_token", overwrite=True)
-                    self._open_tts()
                     first = False
                 if delta.text:
                     for piece in chunker.feed(delta.text):
@@ -403,6 +402,7 @@ class CallAgent(MediaListener):
                 self._reply is None or self._reply.fixed_text is None
             ):
                 text = self._transcript_so_far()
+                self._drop_stale_speculation()
                 if self._reply is None and self._worth_speculating(text):
                     self.speculation.started += 1
                     self._start_reply(user_text=text, speculative=True, committed=False)
@@ -413,12 +413,11 @@ class CallAgent(MediaListener):
                 self._finalize_stt()
                 self._discard_next_final = True
         elif event is EndpointEvent.SPEECH_RESUMED:
+            # The speculative reply lives on (its audio stays held) until the caller's new
+            # words show up in a transcript: in noise, "speech" the VAD hears after a pause
+            # is often no words at all, and the turn then ends on the text it was started on.
             self._voice_since = now
             self._tentative = False
-            reply = self._reply
-            if reply is not None and reply.speculative and not reply.committed:
-                self.speculation.cancelled += 1
-                self._drop_reply()
         elif event is EndpointEvent.TURN_END:
             self._tentative = False
             self._turn_open = False
@@ -527,6 +526,8 @@ class CallAgent(MediaListener):
                 return
             if text and accepting:
                 self._finals.append(text)
+                if not self._tentative:
+                    self._drop_stale_speculation()
                 if self._failing:
                     pass
                 elif not self._turn_open and not self._awaiting_commit and self._reply is None:
@@ -545,6 +546,17 @@ class CallAgent(MediaListener):
             self._maybe_commit()
         elif accepting:
             self._interim = text
+            if text:
+                self._drop_stale_speculation()
+
+    def _drop_stale_speculation(self) -> None:
+        """The caller went on after a pause and the transcript has their new words: a
+        speculative reply to the text before them will not be spoken."""
+        reply = self._reply
+        if (reply is not None and reply.speculative and not reply.committed and reply.fixed_text is None
+                and not same_words(reply.user_text, self._transcript_so_far())):
+            self.speculation.cancelled += 1
+            self._drop_reply()
 
     def _speculate_on_final(self) -> None:
         """The final for the tentative end's finalize arrived before the turn ended: start

@@ -21,6 +21,7 @@ def test_turn_latency_and_stages():
     assert stages["endpointing"] == pytest.approx(300.0)
     assert stages["stt"] == pytest.approx(100.0)
     assert stages["llm_first_token"] == pytest.approx(150.0)
+    assert stages["first_chunk"] == pytest.approx(1.0)
     assert stages["tts_first_audio"] == pytest.approx(100.0)
     assert stages["send"] == pytest.approx(2.0)
 
