@@ -151,8 +151,12 @@ class _AgentAudio:
 class ScriptedCallee:
     """Plays one :class:`CallScript` on an open media WebSocket (after ``connected``/``start``)."""
 
-    def __init__(self, script: CallScript, *, stream_id: str = "bench-stream", first_chunk: int = 1) -> None:
+    def __init__(self, script: CallScript, *, stream_id: str = "bench-stream", first_chunk: int = 1,
+                 reply_idle_s: float = REPLY_IDLE_S) -> None:
         self.script = script
+        self.reply_idle_s = reply_idle_s
+        """Agent quiet this long: its reply is over and the caller may talk on. Real speech
+        models need more patience than the emulators (Whisper alone takes ~0.4 s)."""
         self.stream_id = stream_id
         self.result = CallMeasurement(script.name, script.category)
         self._chunk = first_chunk
@@ -237,7 +241,7 @@ class ScriptedCallee:
             started = self._clock
             # the agent may still be replying to the previous step: wait until it goes quiet
             await self._idle_until(
-                lambda: self._clock - max(audio.last_voiced_at, started) >= REPLY_IDLE_S
+                lambda: self._clock - max(audio.last_voiced_at, started) >= self.reply_idle_s
                 and self._clock >= audio.play_end,
                 REPLY_TIMEOUT_S + 10,
             )
@@ -334,8 +338,8 @@ class ScriptedCallee:
         if turn is not None and turn.expect in ("barge_in", "no_interrupt") and len(turn.agent_frame_times) < 500:
             turn.agent_frame_times.append(now)
         start = max(now, audio.play_end)
-        caller_floor = self._speaking or now - self._spoke_until < REPLY_IDLE_S
-        if audio.in_reply and not caller_floor and now > audio.play_end + 1e-3 and now - audio.play_end < REPLY_IDLE_S:
+        caller_floor = self._speaking or now - self._spoke_until < self.reply_idle_s
+        if audio.in_reply and not caller_floor and now > audio.play_end + 1e-3 and now - audio.play_end < self.reply_idle_s:
             # the queue ran dry mid-reply: the caller heard a gap
             self.result.late_frames += 1
             self.result.lateness_ms.append((now - audio.play_end) * 1000)
@@ -354,7 +358,7 @@ class ScriptedCallee:
                         turn.premature = True
                 elif turn.first_agent_audio is None:
                     turn.first_agent_audio = now
-        elif now - audio.last_voiced_at > REPLY_IDLE_S:
+        elif now - audio.last_voiced_at > self.reply_idle_s:
             audio.in_reply = False
 
     def _echo_due_marks(self) -> None:
@@ -372,21 +376,23 @@ class EmulatorCallee:
     """A :class:`ScriptedCallee` as the Telnyx emulator's callee: it plays ``pick(call)``'s
     script on the stream the emulator opened, and hands each measurement to ``on_result``."""
 
-    def __init__(self, pick, on_result=None) -> None:
+    def __init__(self, pick, on_result=None, *, reply_idle_s: float = REPLY_IDLE_S) -> None:
         self._pick = pick
         self._on_result = on_result
+        self._reply_idle_s = reply_idle_s
 
     def __call__(self, call):  # the emulator's CalleeFactory
-        return _EmulatorCalleeRun(self._pick(call), self._on_result)
+        return _EmulatorCalleeRun(self._pick(call), self._on_result, self._reply_idle_s)
 
 
 class _EmulatorCalleeRun:
-    def __init__(self, script: CallScript, on_result) -> None:
+    def __init__(self, script: CallScript, on_result, reply_idle_s: float) -> None:
         self.script = script
         self.on_result = on_result
+        self.reply_idle_s = reply_idle_s
 
     async def run(self, ws: aiohttp.ClientWebSocketResponse, call) -> None:
-        callee = ScriptedCallee(self.script, stream_id=call.stream.stream_id)
+        callee = ScriptedCallee(self.script, stream_id=call.stream.stream_id, reply_idle_s=self.reply_idle_s)
         try:
             await callee.run(ws)
         finally:

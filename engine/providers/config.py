@@ -4,6 +4,11 @@
 OpenAI-compatible LLM); ``local`` starts the bundled emulators in-process and points
 the same clients at them; ``auto`` (the default) is ``remote`` when a Telnyx API key
 is configured and ``local`` otherwise.
+
+``stt=whisper`` and ``tts=piper`` / ``tts=espeak`` run offline speech models in this
+process instead (the optional ``[local-ai]`` extra; espeak-ng is a system program), in
+either mode: in local mode they replace the emulated STT/TTS, and the LLM stays the
+chat emulator (there is no offline LLM).
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ class ProvidersConfig(BaseModel):
     mode: Literal["auto", "remote", "local"] = "auto"
     local_profile: str = Field("fast", description="Latency profile of the local emulators.")
 
+    stt: Literal["telnyx", "whisper"] = "telnyx"
     stt_url: str = TELNYX_STT_URL
     stt_engine: str = Field("Telnyx", description="Telnyx transcription_engine (Telnyx, Deepgram, Google, ...).")
     stt_model: str | None = None
-    stt_language: str = "en"
+    stt_language: str = Field("en", description="Also Whisper's language (the bundled model is tiny.en).")
+    whisper_threads: int = Field(1, ge=1, le=64, description="CPU threads per Whisper transcription.")
 
-    tts: Literal["telnyx", "openai"] = "telnyx"
+    tts: Literal["telnyx", "openai", "piper", "espeak"] = "telnyx"
     tts_url: str = TELNYX_TTS_URL
+    espeak_voice: str = Field("en-us", description="espeak-ng voice for tts=espeak.")
 
     llm_base_url: str = Field("https://api.telnyx.com/v2/ai/openai", description="Any OpenAI-compatible API.")
     llm_model: str = "moonshotai/Kimi-K2.5"
