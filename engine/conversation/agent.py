@@ -48,6 +48,8 @@ T = TypeVar("T")
 
 _WORDS = re.compile(r"[a-z0-9']+")
 MAX_TOOL_ROUNDS = 3
+REPORT_TIMEOUT_S = 10.0
+"""How long a call's end waits for its last turn records to be stored."""
 SPEECH_FINAL_TRUST_S = 0.6
 """The VAD must have heard speech this long for the recogniser's speech_final (after its own
 silence window, 500 ms at Telnyx's default) to overrule it."""
@@ -306,6 +308,7 @@ class CallAgent(MediaListener):
         self.sample_rate = 8000
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reports: set[asyncio.Task[Any]] = set()  # turn records on their way: never cancelled
         self._stt: SttSession | None = None
         self._early_audio = bytearray()
         self._finals: list[str] = []
@@ -860,12 +863,25 @@ class CallAgent(MediaListener):
 
     async def _finish(self) -> None:
         self._cancel_commit_timer()
-        if self._reply is not None:
-            self._reply.cancel()
+        reply = self._reply
+        if reply is not None:
+            if reply.speaking and reply.fixed_text is None:
+                # Cut off by the hang-up: the record keeps what the caller heard, as for a barge-in.
+                try:
+                    heard_ms = self.session.playout.heard_ms(reply.utterance_id, self._loop.time())
+                except KeyError:
+                    heard_ms = 0
+                heard = reply.spoken.heard(heard_ms)
+                self.conversation.add_assistant(heard, interrupted=True)
+                self._report_turn(reply, heard, interrupted=True)
+            reply.cancel()
+            self._reply = None
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._reports:  # the last turns' records go out before the call's report
+            await asyncio.wait(set(self._reports), timeout=REPORT_TIMEOUT_S)
         if self._stt is not None:
             with contextlib.suppress(Exception):
                 await self._stt.aclose()
@@ -920,7 +936,14 @@ class CallAgent(MediaListener):
             interrupted=interrupted, timeline=reply.timeline.as_dict() if reply.timeline else {},
             history=self.conversation.for_model()[1:],
         )
-        self._spawn(self.reporter.turn(self.call_control_id, record))
+        task = asyncio.ensure_future(self.reporter.turn(self.call_control_id, record))
+        self._reports.add(task)
+        task.add_done_callback(self._report_done)
+
+    def _report_done(self, task: asyncio.Task[Any]) -> None:
+        self._reports.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s: recording a turn failed", self.call_control_id, exc_info=task.exception())
 
     def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
