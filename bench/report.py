@@ -63,6 +63,11 @@ class RunFigures:
             "outbound_frames": frames_out,
             "outbound_late_ms": {"p99": round(percentile(lateness, 99) or 0.0, 1), "n": len(lateness)},
             "speculative_turns": sum(1 for t in self.engine_turns if t.get("speculative")),
+            # Per spoken speculative reply: how much sooner the caller heard it than if the request
+            # had waited for the turn's text (the engine's timelines, same provider times).
+            "speculation_saved_ms": summary(
+                [t["speculation_saved_ms"] for t in self.engine_turns if t.get("speculation_saved_ms") is not None],
+                (50, 95)),
             "cpu_s_per_call_minute": round(self.engine_cpu_s / self.call_minutes, 3) if self.call_minutes else None,
             "rss_mib_per_call": round((self.engine_rss_mib - self.engine_rss_idle_mib) / max(1, self.concurrency), 2),
             "engine_rss_mib": round(self.engine_rss_mib, 1),
@@ -144,7 +149,12 @@ def print_table(figures: dict[str, Any], console=None) -> None:
         ("outbound late frames / p99 ms", None), ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
         ("engine RSS MiB per call", "rss_mib_per_call"), ("load-side CPU %", "load_cpu_pct"),
     ):
-        if label.startswith("calls"):
+        if key == "speculative_turns":
+            saved = figures["speculation_saved_ms"]
+            value = f"{figures[key]} of {figures['engine_turn_latency_ms']['n']}"
+            if saved.get("p50") is not None:
+                value += f", saving p50 {saved['p50']} ms"
+        elif label.startswith("calls"):
             value = f"{figures['calls_completed']} / {figures['calls_failed']}"
         elif label.startswith("outbound"):
             value = f"{figures['outbound_late_frames']} of {figures['outbound_frames']} / {figures['outbound_late_ms']['p99']}"

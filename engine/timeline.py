@@ -92,11 +92,28 @@ class TurnTimeline:
             total += self.first_frame_sent - playable
         return total * 1000.0
 
+    @property
+    def speculation_saved_ms(self) -> float | None:
+        """What starting the reply early saved the caller: the first frame went out at
+        ``first_frame_sent``; without speculation the request would have gone when the turn's
+        text was ready (end-of-turn or the final transcript, whichever came later), and the
+        same provider times would have followed. None unless the spoken reply was speculative."""
+        if not self.speculative or self.first_frame_sent is None or self.llm_request is None:
+            return None
+        ready = self.turn_end
+        if self.stt_final is not None and (ready is None or self.stt_final > ready):
+            ready = self.stt_final
+        if ready is None or self.tts_first_audio is None:
+            return None
+        counterfactual = ready + (self.tts_first_audio - self.llm_request)
+        return max(0.0, counterfactual - self.first_frame_sent) * 1000.0
+
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"turn_id": self.turn_id, "speculative": self.speculative}
         out.update({name: getattr(self, name) for name in STAMPS})
         out["turn_latency_ms"] = self.turn_latency_ms
         out["engine_added_ms"] = self.engine_added_ms
+        out["speculation_saved_ms"] = self.speculation_saved_ms
         out["stages_ms"] = self.stages_ms()
         return out
 

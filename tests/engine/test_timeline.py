@@ -61,3 +61,17 @@ def test_missing_stamps_give_none_not_garbage():
     with pytest.raises(ValueError):
         t.stamp("bogus", 1.0)
     assert t.as_dict()["turn_id"] == 2
+
+
+def test_speculation_saved_is_what_the_early_request_took_off_the_wait():
+    t = full_turn()  # not speculative: nothing saved
+    assert t.speculation_saved_ms is None
+    # Request at the tentative end; audio ready before the turn end; played at the turn end.
+    t.speculative = True
+    for name, at in [("llm_request", 11.020), ("llm_first_token", 11.170), ("tts_request", 11.171),
+                     ("tts_first_audio", 11.270), ("turn_end", 11.300), ("stt_final", 11.120),
+                     ("first_frame_sent", 11.301)]:
+        t.stamp(name, at, overwrite=True)
+    # Without it: request at 11.300, audio 0.250 later at 11.550; it went at 11.301.
+    assert t.speculation_saved_ms == pytest.approx(249.0)
+    assert t.as_dict()["speculation_saved_ms"] == pytest.approx(249.0)
