@@ -48,6 +48,11 @@ class MediaListener:
         """Every 20 ms of caller audio, PCM16 at the codec's rate, in order, gaps concealed."""
     def on_endpoint(self, event: EndpointEvent, now: float) -> None: ...
     def on_barge_in(self, interruption: Interruption, now: float) -> None: ...
+    def confirm_barge_in(self) -> bool:
+        """The VAD confirms a barge-in: drop the reply now (True), or keep holding it until the
+        layer above, which knows whether any words were heard, calls :meth:`MediaSession.barge_in`
+        or :meth:`MediaSession.resume_after_hold` (False)."""
+        return True
     def on_dtmf(self, digit: str, now: float) -> None: ...
     def on_playout_done(self, utterance_id: int, now: float) -> None: ...
     def on_turn_measured(self, timeline: TurnTimeline) -> None:
@@ -76,7 +81,8 @@ class MediaSession:
         "current_turn", "_vad", "_now", "_last_media_at", "_last_voiced_at", "_last_pcm",
         "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
         "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
-        "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "__weakref__",
+        "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "barge_in_deferred",
+        "__weakref__",
     )
 
     def __init__(
@@ -90,6 +96,8 @@ class MediaSession:
         self.observer = observer
         """Called with each measured turn (the metrics layer); independent of the listener."""
         self.waker: Callable[[], None] = _noop
+        self.barge_in_deferred = False
+        """The VAD confirmed a barge-in the listener has not: the reply is held meanwhile."""
         """Called whenever output was queued, so the IO edge can stop sleeping and send it."""
         self.outbound: list[str] = []
         """Frames for the carrier, in order. The edge sends and clears them."""
@@ -223,7 +231,11 @@ class MediaSession:
     def _on_endpoint(self, event: EndpointEvent, now: float) -> None:
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
             if event is EndpointEvent.BARGE_IN:
-                self._barge_in(now)
+                if self.listener.confirm_barge_in():
+                    self._barge_in(now)
+                else:
+                    self.barge_in_deferred = True
+                    self.playout.hold()  # (already held since BARGE_IN_PENDING, unless held differently)
             self._open_turn(now)
         elif event is EndpointEvent.TENTATIVE_END:
             if self.current_turn is not None:
@@ -254,7 +266,23 @@ class MediaSession:
             self.turns.append(turn)
         turn.stamp("speech_start", now - max(lag, 0.0))
 
+    def barge_in(self, now: float) -> None:
+        """Confirm a deferred barge-in (the listener heard words): drop the held reply."""
+        if self.barge_in_deferred:
+            self._barge_in(now)
+
+    def resume_after_hold(self) -> None:
+        """The listener judged the caller's sound over the reply (a barge-in still pending, or one
+        the VAD confirmed and it deferred) to be no speech, noise: the held reply goes on."""
+        if self.barge_in_deferred or self.playout.held:
+            self.barge_in_deferred = False
+            self.stats.rejected_barge_ins += 1
+            if self.playout.held:
+                self.playout.release()
+                self.waker()
+
     def _barge_in(self, now: float) -> None:
+        self.barge_in_deferred = False
         self.stats.barge_ins += 1
         interruption = self.interrupt(now)
         for turn in reversed(self.turns):

@@ -333,6 +333,9 @@ class CallAgent(MediaListener):
         self._tentative = False  # between TENTATIVE_END and TURN_END or the caller resuming
         self._hung_up = False
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
+        self._heard_texts = 0  # transcripts with words so far (interim or final)
+        self._texts_at_pending: int | None = None  # ... when the caller began over the agent
+        self._barge_in_timer: asyncio.TimerHandle | None = None
 
     # -- media events ---------------------------------------------------------------------
 
@@ -409,7 +412,16 @@ class CallAgent(MediaListener):
                 if self._reply is None and self._worth_speculating(text):
                     self.speculation.started += 1
                     self._start_reply(user_text=text, speculative=True, committed=False)
+        elif event is EndpointEvent.BARGE_IN_PENDING:
+            # The session holds the reply while the VAD makes up its mind; if it has not, and the
+            # recogniser heard nothing, within the wait, it is noise: the reply goes on.
+            self._texts_at_pending = self._heard_texts
+            self._arm_noise_timer()
         elif event is EndpointEvent.BARGE_IN_REJECTED:
+            self._texts_at_pending = None
+            if self._barge_in_timer is not None:
+                self._barge_in_timer.cancel()
+                self._barge_in_timer = None
             # A backchannel ("uh-huh") over the agent: not a turn. Have its words finalized
             # now and drop them, so they do not become a turn of their own later.
             if not self._turn_open:
@@ -422,6 +434,8 @@ class CallAgent(MediaListener):
             self._voice_since = now
             self._tentative = False
         elif event is EndpointEvent.TURN_END:
+            if self.session.barge_in_deferred:
+                self._resume_after_noise()  # the "speech" over the reply ended without a word
             self._tentative = False
             self._turn_open = False
             self._awaiting_commit = True
@@ -430,7 +444,47 @@ class CallAgent(MediaListener):
             self._commit_timer = self._loop.call_later(self.stt_final_timeout_s, self._commit, True)
             self._maybe_commit()
 
+    def confirm_barge_in(self) -> bool:
+        """The VAD heard the caller talk over the reply long enough for a barge-in. Drop the reply
+        only once the recogniser has heard words in it: street noise or babble can keep a VAD
+        on for seconds, and the reply (held since the caller began) would be lost to it."""
+        if self._stopped or self._stt is None or self._texts_at_pending is None:
+            return True
+        if self._heard_texts > self._texts_at_pending:
+            return True
+        self._arm_noise_timer()
+        return False
+
+    def _arm_noise_timer(self) -> None:
+        if self._barge_in_timer is not None:
+            self._barge_in_timer.cancel()
+        wait = self.profile.config.barge_in_words_wait_ms / 1000
+        self._barge_in_timer = self._loop.call_later(wait, self._noise_timer_expired)
+
+    def _noise_timer_expired(self) -> None:
+        self._barge_in_timer = None
+        pending = self._texts_at_pending
+        if pending is not None and self._heard_texts == pending:
+            self.session.resume_after_hold()
+
+    def _resume_after_noise(self) -> None:
+        if self._barge_in_timer is not None:
+            self._barge_in_timer.cancel()
+            self._barge_in_timer = None
+        self.session.resume_after_hold()
+
+    def _words_over_reply(self) -> None:
+        """Words while a barge-in waits for them: it is one."""
+        if self._barge_in_timer is not None:
+            self._barge_in_timer.cancel()
+            self._barge_in_timer = None
+        self.session.barge_in(self._loop.time())
+
     def on_barge_in(self, interruption: Interruption, now: float) -> None:
+        self._texts_at_pending = None
+        if self._barge_in_timer is not None:
+            self._barge_in_timer.cancel()
+            self._barge_in_timer = None
         reply = self._reply
         if reply is None or reply.utterance_id != interruption.utterance_id:
             return
@@ -520,6 +574,10 @@ class CallAgent(MediaListener):
         if self._stopped:
             return
         text = transcript.text.strip()
+        if text:
+            self._heard_texts += 1
+            if self.session.barge_in_deferred:
+                self._words_over_reply()
         accepting = self._turn_open or self._awaiting_commit or self.mode != "speaking"
         if transcript.is_final:
             self._final_since_finalize = True

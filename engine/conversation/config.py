@@ -93,6 +93,13 @@ class AgentConfig(BaseModel):
         700, ge=0, le=5000,
         description="Extra wait after end-of-turn when the transcript stops mid-sentence (no final punctuation).",
     )
+    barge_in_words_wait_ms: int = Field(
+        600, ge=0, le=5000,
+        description=(
+            "A barge-in the VAD confirmed before the recogniser heard a word keeps the reply held this "
+            "long for words; none (noise) and the reply goes on."
+        ),
+    )
     provider_deadline_s: float = Field(2.0, gt=0, le=30, description="A provider stalled this long is retried once.")
     filler_text: str = "One moment, please."
     apology_text: str = "I'm sorry, I'm having technical trouble. Please call again later. Goodbye."

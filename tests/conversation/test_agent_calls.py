@@ -145,6 +145,19 @@ def test_the_last_turn_is_recorded_though_the_call_ends_right_after_it(monkeypat
     run(main())
 
 
+def test_street_noise_over_the_reply_does_not_cost_the_caller_their_answer():
+    # After "Thanks, bye." the street noise goes on under the agent's goodbye; the VAD takes it
+    # for the caller talking, which holds the reply. With no words from the recogniser the
+    # hold is noise and the reply goes on, instead of being held until the caller gives up.
+    async def main():
+        async with Harness() as h:
+            result = await h.call("noise-street-20db")
+        assert [t.missed for t in result.turns] == [False, False, False]
+        assert not any(t.premature for t in result.turns)
+
+    run(main())
+
+
 def test_barge_in_keeps_only_the_heard_words_marked_interrupted():
     async def main():
         async with Harness() as h:

@@ -157,6 +157,50 @@ def test_a_short_backchannel_does_not_interrupt_the_agent():
     assert call.session.playout.late_frames == 0  # the pause was deliberate, not lateness
 
 
+class Undecided(Recorder):
+    """A listener that waits for words before it lets a barge-in drop the reply."""
+
+    def confirm_barge_in(self):
+        return False
+
+
+def _reply_then_caller_sound(call, seconds):
+    call.play(voiced(0.6) + silence(0.4))
+    call.session.speak(3, voiced(3.0, seed=3))
+    call.session.finish_utterance(3)
+    call.play(silence(0.4) + voiced(seconds, seed=4))
+
+
+def test_a_deferred_barge_in_holds_the_reply_until_the_listener_confirms_it():
+    call = Call()
+    call.listener = call.session.listener = Undecided()
+    _reply_then_caller_sound(call, 0.5)
+    assert EndpointEvent.BARGE_IN in call.events()
+    assert call.session.barge_in_deferred and call.session.playout.held
+    assert not call.listener.barge_ins and not any(f["event"] == "clear" for _, f in call.sent)
+    sent = len(call.sent_media())
+    call.play(silence(0.2))
+    assert len(call.sent_media()) == sent  # held: not talking over the caller meanwhile
+    call.session.barge_in(call.now)  # words came: it is a barge-in after all
+    call.flush()
+    assert [i.utterance_id for i in call.listener.barge_ins] == [3]
+    assert any(f["event"] == "clear" for _, f in call.sent) and not call.session.barge_in_deferred
+
+
+def test_a_deferred_barge_in_judged_noise_lets_the_reply_go_on():
+    call = Call()
+    call.listener = call.session.listener = Undecided()
+    _reply_then_caller_sound(call, 0.5)
+    call.session.resume_after_hold()
+    assert not call.session.barge_in_deferred and not call.session.playout.held
+    assert call.session.stats.barge_ins == 0 and call.session.stats.rejected_barge_ins == 1
+    call.play(silence(3.5))
+    assert len(call.sent_media()) == 150  # the whole 3 s reply, nothing dropped
+    assert not any(f["event"] == "clear" for _, f in call.sent)
+    call.session.barge_in(call.now)  # a late confirmation of nothing changes nothing
+    assert not call.listener.barge_ins
+
+
 def test_a_stalled_stream_still_ends_the_turn():
     call = Call()
     call.play(voiced(0.8))
