@@ -159,18 +159,29 @@ def load_corpus_utterances(root: Path) -> list[tuple[str, bytes]]:
 
     pairs = []
     for script in load_corpus(root):
+        # The background of a noisy call (babble, street, hum) is known too, as saying nothing:
+        # a real recogniser does not transcribe reversed babble 10 dB under the caller, nor
+        # traffic. Without this, every burst of it became "(unrecognised speech)" words.
+        noise = script.directory / "noise.wav"
+        if noise.is_file():
+            pairs.append(("", _pcm8k(noise)))
         for step in script.utterances():
-            pcm, rate = tts.decode_wav(script.audio_path(step).read_bytes())
-            if rate != 8000:
-                pcm = audioop.ratecv(pcm, 2, 1, rate, 8000, None)[0]
-            # Only the voiced span, cut on 20 ms frame boundaries (the recogniser hashes whole
-            # frames from the line's start): in noisy calls the lead-in and lead-out are the
-            # background loop alone, which would otherwise "recognise" the line whenever the
-            # callee plays that noise between utterances.
+            pcm = _pcm8k(script.audio_path(step))
+            # The voiced span, cut on 20 ms frame boundaries (the recogniser hashes whole frames
+            # from the line's start); in noisy calls the lead-in and lead-out are the background
+            # alone, which must not "recognise" the line when the callee plays that noise later.
             first = int(step.speech_start_s / 0.02) * 320
             last = min(len(pcm), -(-int(step.speech_end_s * 1000) // 20) * 320)
             pairs.append((step.text, pcm[first:last]))
+            if noise.is_file():
+                pairs.append(("", pcm[:first]))
+                pairs.append(("", pcm[last:]))
     return pairs
+
+
+def _pcm8k(path: Path) -> bytes:
+    pcm, rate = tts.decode_wav(path.read_bytes())
+    return pcm if rate == 8000 else audioop.ratecv(pcm, 2, 1, rate, 8000, None)[0]
 
 
 async def _serve(args: argparse.Namespace) -> None:

@@ -335,8 +335,8 @@ class StreamRecogniser:
 
     def _read(self) -> tuple[str, float]:
         """The segment's words after those already finalized, and the confidence."""
-        heard = self.recogniser.recognise(self.rate, self._keys, self._voiced)
-        if not heard:
+        heard = [h for h in self.recogniser.recognise(self.rate, self._keys, self._voiced) if h.text]
+        if not heard:  # (known background noise says nothing)
             return "", 0.0
         words = " ".join(h.text for h in heard).split()[self._emitted:]
         return " ".join(words), min(h.confidence for h in heard)

@@ -184,3 +184,22 @@ def test_server_runs_as_a_separate_process():
         proc.terminate()
         assert proc.wait(timeout=5) == 0
         proc.stdout.close()
+
+
+def test_corpus_background_noise_is_heard_as_nothing_and_the_lines_over_it_as_said():
+    from bench.corpus.model import CORPUS_DIR, load_corpus
+    from bench.emulators.server import load_corpus_utterances
+
+    recogniser = UtteranceRecogniser(load_corpus_utterances(CORPUS_DIR))
+    script = next(s for s in load_corpus() if s.name == "noise-babble-10db")
+    noise, _ = decode_wav((script.directory / "noise.wav").read_bytes())
+    stream = StreamRecogniser(recogniser, 8000)
+    heard = [r.text for f in frames(noise[: 3 * 16000]) for r in stream.push(f) if r.text]
+    heard.append(stream.finalize().text)
+    assert not any(heard), heard  # babble is not words, nor "(unrecognised speech)"
+    step = script.utterances()[1]
+    line, _ = decode_wav(script.audio_path(step).read_bytes())
+    stream = StreamRecogniser(recogniser, 8000)
+    for f in frames(line):
+        stream.push(f)
+    assert stream.finalize().text == step.text
