@@ -1,0 +1,26 @@
+"""The bench's figures from per-call measurements."""
+
+from bench.callee import CallMeasurement, TurnResult
+from bench.report import RunFigures, _p99_over_frames
+
+
+def test_lateness_p99_is_over_every_frame_the_caller_heard():
+    assert _p99_over_frames([], 1000) == 0.0
+    assert _p99_over_frames([12.0] * 5, 1000) == 0.0  # 0.5 % of frames late: the p99 frame is on time
+    assert _p99_over_frames([3.0] * 20 + [40.0], 1000) == 3.0  # 2.1 % late: the p99 frame is 3 ms late
+    assert _p99_over_frames([7.0, 9.0], 2) == 9.0
+
+
+def test_figures_count_turns_and_flag_premature_and_missed():
+    call = CallMeasurement("plain-01", "plain", completed=True, agent_frames=1000, lateness_ms=[12.0] * 5)
+    call.turns = [
+        TurnResult("u1", "reply", speech_start_sent=1.0, speech_end_sent=2.0, first_agent_audio=2.35),
+        TurnResult("u2", "reply", speech_start_sent=5.0, speech_end_sent=6.0, premature=True, first_agent_audio=6.01),
+        TurnResult("u3", "reply", speech_start_sent=9.0, speech_end_sent=10.0),
+    ]
+    out = RunFigures(concurrency=1, calls=[call]).as_json()
+    assert out["turns_measured"] == 2 and out["missed_turns"] == 1 and out["premature_replies"] == 1
+    assert out["turn_latency_ms"]["p50"] == 10.0 and out["turn_latency_ms"]["p99"] == 350.0
+    assert out["outbound_late_ms"] == {"p99": 0.0, "n": 5, "max": 12.0}
+    assert out["pass"]["outbound_late_p99"] and not out["pass"]["no_premature_replies"]
+    assert [t["step"] for t in out["turns"]] == ["u1", "u2", "u3"] and out["turns"][2]["missed"]
