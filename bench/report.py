@@ -68,6 +68,7 @@ class RunFigures:
                 "p99": round(_p99_over_frames(lateness, frames_out), 1), "n": len(lateness),
                 "max": round(max(lateness), 1) if lateness else 0.0,
             },
+            "engine_turns": len(self.engine_turns),
             "speculative_turns": sum(1 for t in self.engine_turns if t.get("speculative")),
             # Per spoken speculative reply: how much sooner the caller heard it than if the request
             # had waited for the turn's text (the engine's timelines, same provider times).
@@ -166,7 +167,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     ):
         if key == "speculative_turns":
             saved = figures["speculation_saved_ms"]
-            value = f"{figures[key]} of {figures['engine_turn_latency_ms']['n']}"
+            value = f"{figures[key]} of {figures['engine_turns']}"
             if saved.get("p50") is not None:
                 value += f", saving p50 {saved['p50']} ms"
         elif label.startswith("calls"):
