@@ -1,4 +1,4 @@
-"""A :class:`TtsStream` for engines that take whole sentences (piper, espeak-ng).
+"""A :class:`TtsStream` for engines that take whole sentences (OpenAI ``audio.speech``, piper, espeak-ng).
 
 Text is cut into sentences as it arrives (a ``flush`` or :meth:`end` sends what is
 buffered); one worker task renders them in order and queues the audio, resampled from
