@@ -419,9 +419,7 @@ class CallAgent(MediaListener):
             self._arm_noise_timer()
         elif event is EndpointEvent.BARGE_IN_REJECTED:
             self._texts_at_pending = None
-            if self._barge_in_timer is not None:
-                self._barge_in_timer.cancel()
-                self._barge_in_timer = None
+            self._cancel_noise_timer()
             # A backchannel ("uh-huh") over the agent: not a turn. Have its words finalized
             # now and drop them, so they do not become a turn of their own later.
             if not self._turn_open:
@@ -456,8 +454,7 @@ class CallAgent(MediaListener):
         return False
 
     def _arm_noise_timer(self) -> None:
-        if self._barge_in_timer is not None:
-            self._barge_in_timer.cancel()
+        self._cancel_noise_timer()
         wait = self.profile.config.barge_in_words_wait_ms / 1000
         self._barge_in_timer = self._loop.call_later(wait, self._noise_timer_expired)
 
@@ -467,24 +464,23 @@ class CallAgent(MediaListener):
         if pending is not None and self._heard_texts == pending:
             self.session.resume_after_hold()
 
-    def _resume_after_noise(self) -> None:
+    def _cancel_noise_timer(self) -> None:
         if self._barge_in_timer is not None:
             self._barge_in_timer.cancel()
             self._barge_in_timer = None
+
+    def _resume_after_noise(self) -> None:
+        self._cancel_noise_timer()
         self.session.resume_after_hold()
 
     def _words_over_reply(self) -> None:
         """Words while a barge-in waits for them: it is one."""
-        if self._barge_in_timer is not None:
-            self._barge_in_timer.cancel()
-            self._barge_in_timer = None
+        self._cancel_noise_timer()
         self.session.barge_in(self._loop.time())
 
     def on_barge_in(self, interruption: Interruption, now: float) -> None:
         self._texts_at_pending = None
-        if self._barge_in_timer is not None:
-            self._barge_in_timer.cancel()
-            self._barge_in_timer = None
+        self._cancel_noise_timer()
         reply = self._reply
         if reply is None or reply.utterance_id != interruption.utterance_id:
             return
@@ -921,6 +917,7 @@ class CallAgent(MediaListener):
 
     async def _finish(self) -> None:
         self._cancel_commit_timer()
+        self._cancel_noise_timer()
         reply = self._reply
         if reply is not None:
             if reply.speaking and reply.fixed_text is None:
