@@ -16,7 +16,7 @@ import signal
 from aiohttp import web
 
 from callagent.runtime import configure_logging, run
-from callagent.wiring import agent_factory, build_providers
+from callagent.wiring import agent_factory, build_providers, tuned_for_providers
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
 
@@ -28,7 +28,7 @@ async def _turns(request: web.Request) -> web.Response:
 
 
 async def serve(host: str, port: int) -> None:
-    settings = Settings()
+    settings = tuned_for_providers(Settings())  # as `callagent serve` does
     providers = await build_providers(settings)
     app = create_app(settings, listener_factory=agent_factory(settings, providers))
     app[METRICS_KEY].recent_turns = collections.deque(maxlen=KEEP_TURNS)
