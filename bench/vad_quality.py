@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from engine import _audioop as audioop
 from engine.config import FRAME_MS, EndpointingConfig, VadConfig
 from engine.endpointing import EndpointEvent, Endpointer
-from engine.vad import Vad, VadUnavailable, make_vad
+from engine.vad import Talker, Vad, VadUnavailable, make_vad
 
 __all__ = [
     "barge_ins",
@@ -190,6 +190,44 @@ def barge_ins(
         if ep.process(d, True) == EndpointEvent.BARGE_IN:
             found.append((ep.speech_start_frame, f))
     return found
+
+
+def agent_replies(labels: Sequence[bool], after_ms: int = 400, before_ms: int = 200) -> list[bool]:
+    """Where the agent talks in a conversation laid out as caller turns: in each gap between
+    two turns, from ``after_ms`` past the caller's last speech frame to ``before_ms`` before
+    their next (the caller's line then carries only its background)."""
+    n = len(labels)
+    talking = [False] * n
+    speech = [i for i, lab in enumerate(labels) if lab]
+    after, before = after_ms // FRAME_MS, before_ms // FRAME_MS
+    for last, nxt in zip(speech, speech[1:]):
+        for i in range(last + after, nxt - before):
+            talking[i] = True
+    return talking
+
+
+def decide_in_conversation(
+    vad: Vad, frames: Sequence[bytes], agent: Sequence[bool], config: EndpointingConfig | None = None
+) -> list[bool]:
+    """Decisions as the session asks for them: with who holds the turn, from the agent's
+    playout (``agent``: its audio is playing) and an endpointer fed the same decisions. The
+    agent's audio is held from BARGE_IN_PENDING until the run is rejected."""
+    ep = Endpointer(config or EndpointingConfig())
+    held = False
+    out = []
+    for frame, audible in zip(frames, agent):
+        if audible and not held:
+            talker = Talker.AGENT
+        else:
+            talker = Talker.CALLER if ep.in_speech or held else Talker.NOBODY
+        d = vad.is_speech(frame, talker)
+        event = ep.process(d, audible or held)
+        if event is EndpointEvent.BARGE_IN_PENDING:
+            held = True
+        elif event is EndpointEvent.BARGE_IN_REJECTED or event is EndpointEvent.BARGE_IN:
+            held = False
+        out.append(d)
+    return out
 
 
 def cpu_us_per_frame(factory: Callable[[], Vad], frames: Sequence[bytes], repeats: int = 7) -> float:
@@ -429,10 +467,10 @@ def _measure(
     short_labels: list[bool],
     short_minutes: float,
 ) -> dict:
-    vad = make_vad(config, RATE)
-    decisions = [vad.is_speech(f) for f in turn_frames]
-    vad = make_vad(config, RATE)
-    short_decisions = [vad.is_speech(f) for f in short_frames]
+    decisions = decide_in_conversation(make_vad(config, RATE), turn_frames, agent_replies(labels), endpointing)
+    short_decisions = decide_in_conversation(
+        make_vad(config, RATE), short_frames, [True] * len(short_frames), endpointing
+    )
     eot = turn_end_metrics(decisions, turns_ms, endpointing)
     barges = barge_ins(short_decisions, endpointing)
     by_event: dict[str, int] = {}

@@ -53,6 +53,11 @@ class VadConfig(_Model):
         9.0, ge=0, description="Energy gate: how far above the adaptive noise floor a frame must be."
     )
     energy_min_dbfs: float = Field(-50.0, description="Energy gate: frames quieter than this are never speech.")
+    background_margin_db: float = Field(
+        7.0, ge=1.0,
+        description="Hybrid, in background noise whose level swings (babble, traffic): how far above "
+        "the background's median level a frame must be to start speech (2 dB less to go on).",
+    )
     silero_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability threshold.")
 
 

@@ -23,7 +23,7 @@ from .endpointing import Endpointer, EndpointEvent
 from .jitter import JitterBuffer
 from .playout import Interruption, Playout, Reframer
 from .timeline import TurnTimeline
-from .vad import Vad, make_vad
+from .vad import Talker, Vad, make_vad
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +218,20 @@ class MediaSession:
 
     def _process_pcm(self, pcm: bytes) -> None:
         now = self._now
-        voiced = self._vad.is_speech(pcm)  # type: ignore[union-attr]
+        playout = self.playout
+        held = playout.held
+        audible = playout.is_audible(now)
+        # Who has the turn tells the VAD which frames are the caller's background. (Held: the
+        # caller began over the reply, so the frame is theirs.)
+        if audible and not held:
+            talker = Talker.AGENT  # (even when noise keeps the endpointer in speech)
+        else:
+            talker = Talker.CALLER if self.endpointer.in_speech or held else Talker.NOBODY
+        voiced = self._vad.is_speech(pcm, talker)  # type: ignore[union-attr]
         if voiced:
             self._last_voiced_at = now
-        playout = self.playout
         # A held reply still holds the floor: the caller's run is judged as a barge-in.
-        event = self.endpointer.process(voiced, playout.held or playout.is_audible(now))
+        event = self.endpointer.process(voiced, held or audible)
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)

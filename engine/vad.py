@@ -18,10 +18,13 @@ The kinds (``VadConfig.kind``), with figures from ``callagent bench vad``
     end of turn comes ~100 ms later; calls steady white noise above about
     -25 dBFS speech on every frame, in any mode.
 ``hybrid`` (:class:`HybridVad`, the default)
-    The energy gate in front of webrtcvad, with hysteresis. The fewest false
-    alarms and the shortest end-of-turn delay of all kinds on clean and
-    stationary-noise lines, ~3 µs. In noise whose level swings it is about as
-    lost as webrtcvad.
+    The energy gate in front of webrtcvad, with hysteresis and a bar learnt from
+    the caller's background. The fewest false alarms and the shortest
+    end-of-turn delay of all kinds on clean and stationary-noise lines, ~3 µs.
+    In noise whose level swings (10 dB SNR) it cuts false alarms from 34 % to
+    18 %, false barge-ins from 18 a minute to 3 and the end-of-turn p95 from
+    1.0 s to 0.7 s against the gate alone, at the cost of more turns cut short
+    (22 of 60 against 5).
 ``silero`` (:class:`SileroVad`, the ``[silero]`` extra)
     Silero VAD v6 on onnxruntime, ~100 µs. The only kind that stays put in
     fluctuating noise (no false turns, 3 false barge-ins a minute against ~40),
@@ -30,6 +33,7 @@ The kinds (``VadConfig.kind``), with figures from ``callagent bench vad``
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import math
 import os
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EnergyVad",
+    "Talker",
     "HybridVad",
     "SileroVad",
     "Vad",
@@ -53,13 +58,35 @@ __all__ = [
 ]
 
 _SUPPORTED_RATES = (8000, 16000)
+# The background spread's frugal estimate moves 3 % a frame.
+_SPREAD_UP = 1.03
+_SPREAD_DOWN = 1 / _SPREAD_UP
+# The background bars come in between these spreads (dB): steady noise (white, hum) is
+# estimated at 0.3-0.7 dB, babble and traffic at 1-3 dB.
+_STEADY_SPREAD_DB = 0.75
+_SWINGING_SPREAD_DB = 0.9
 # 20*log10(32768): rms in dB relative to a full-scale square wave.
 _FULL_SCALE_DB = 20.0 * math.log10(32768.0)
 
 
+class Talker(enum.IntEnum):
+    """Who holds the turn as a frame arrives: tells a detector which frames are the caller's
+    background, to learn the line from."""
+
+    CALLER = 0
+    """The caller is in a turn: their frames, quiet ones included, are not background."""
+    NOBODY = 1
+    """Between turns, nobody talking: the frames the detector judges silence are background."""
+    AGENT = 2
+    """The agent's audio is playing and the caller listens: every frame is their background."""
+
+
 class Vad(Protocol):
-    def is_speech(self, pcm: bytes) -> bool:
-        """Decide one 20 ms frame of PCM16 little-endian mono at the construction rate."""
+    def is_speech(self, pcm: bytes, talker: Talker = Talker.CALLER) -> bool:
+        """Decide one 20 ms frame of PCM16 little-endian mono at the construction rate.
+
+        ``talker``: who holds the turn (detectors that adapt to the line may learn from it).
+        """
         ...
 
     def reset(self) -> None:
@@ -152,7 +179,7 @@ class EnergyVad:
         self.last_db = -math.inf
         self.floor_db = math.inf
 
-    def is_speech(self, pcm: bytes) -> bool:
+    def is_speech(self, pcm: bytes, talker: Talker = Talker.CALLER) -> bool:
         if self.above_floor_db(pcm) > self.margin_db:
             self._hang_left = self._hangover
             return True
@@ -217,7 +244,7 @@ class WebRtcVad:
         self._rate = sample_rate
         self._vad = self._module.Vad(mode)
 
-    def is_speech(self, pcm: bytes) -> bool:
+    def is_speech(self, pcm: bytes, talker: Talker = Talker.CALLER) -> bool:
         return bool(self._vad.is_speech(pcm, self._rate))
 
     def reset(self) -> None:
@@ -229,7 +256,8 @@ class WebRtcVad:
 
 
 class HybridVad:
-    """An adaptive energy gate in front of a judge (webrtcvad), with hysteresis.
+    """An adaptive energy gate in front of a judge (webrtcvad), with hysteresis and a
+    background bar.
 
     webrtcvad alone calls steady white noise above about -25 dBFS speech on
     every frame, in any mode, and in quieter noise it still holds on ~100 ms
@@ -238,9 +266,7 @@ class HybridVad:
     reach webrtcvad, and the gate closes as soon as speech falls to the floor:
     on clean and stationary-noise lines the hybrid has the fewest false alarms
     and the earliest end of turn. webrtcvad in turn rejects part of the loud
-    non-speech the gate passes; in noise whose level swings faster than a floor
-    can follow, both stages are fooled and the hybrid does little better than
-    webrtcvad alone (34 % false alarms against 38 %).
+    non-speech the gate passes.
 
     Hysteresis: a frame starts speech ``gate.margin_db`` above the floor, but
     within ``hold_frames`` of the last such frame ``hold_margin_db`` is enough
@@ -252,37 +278,120 @@ class HybridVad:
     are 2 dB above it, and where webrtcvad is fooled too (loud noise) a
     self-renewing hold would not let go.
 
+    Background bar: in noise whose level swings (babble, traffic) the floor, a
+    minimum, sits 5-20 dB under the typical noise frame, so most noise frames
+    clear the gate, webrtcvad agrees (babble is speech to it), and a caller's
+    turn never ends. So the detector also learns the caller's background from
+    the frames the session says are theirs (:class:`Talker`): every frame while
+    the agent talks (the caller listens, the line carries their background),
+    and the frames it judged silence itself between turns (median and spread)
+    and inside the caller's turn (median only: noise that swells while the
+    caller talks raises the bar with it, and quiet speech would inflate the
+    spread). It keeps their median level and spread (median absolute
+    deviation); where the spread shows a swinging level (over 0.9 dB; babble and
+    traffic measure 1-3 dB) a frame must also be ``background_margin_db`` over
+    the median to start speech, 2 dB less within the hold: above 99 % of the
+    corpus babble and traffic frames. Steady noise (white, hum: 0.3-0.7 dB)
+    gets bars under the gate's, so on clean and steady lines the decisions are
+    exactly those without the bar; between 0.75 and 0.9 dB the bars ramp.
+    Both are frugal streaming estimates (the median steps ``background_step_db``
+    a frame from the floor, the spread 3 % from 0.5 dB): O(1), no buffer, a
+    change of noise followed at 10 dB/s, and robust to the caller's
+    backchannels over the agent (a minority of those frames).
+
     Neither stage rejects clicks or coughs, which are loud and short: the
     endpointer's ``min_speech_ms`` and ``min_barge_in_ms`` do. webrtcvad sees
     only gated frames, so quiet frames cost the gate alone (under 1 µs) and loud
     ones gate plus webrtcvad (~2 µs); feeding it every frame measured the same.
     """
 
-    __slots__ = ("_gate", "_judge", "_hold_margin", "_hold_frames", "_since")
+    __slots__ = (
+        "_gate", "_judge", "_hold_margin", "_hold_frames", "_since",
+        "_bg_margin", "_bg_step", "_bar", "_hold_bar", "background_db", "spread_db",
+    )
 
-    def __init__(self, gate: EnergyVad, judge: Vad, *, hold_margin_db: float = 2.0, hold_frames: int = 25) -> None:
+    def __init__(
+        self,
+        gate: EnergyVad,
+        judge: Vad,
+        *,
+        hold_margin_db: float = 2.0,
+        hold_frames: int = 25,
+        background_margin_db: float = 7.0,
+        background_step_db: float = 0.2,
+    ) -> None:
         self._gate = gate
         self._judge = judge
         self._hold_margin = hold_margin_db
         self._hold_frames = hold_frames
-        self._since = hold_frames
+        self._bg_margin = background_margin_db
+        self._bg_step = background_step_db
+        self.reset()
 
-    def is_speech(self, pcm: bytes) -> bool:
-        above = self._gate.above_floor_db(pcm)
-        margin = self._gate.margin_db
+    def is_speech(self, pcm: bytes, talker: Talker = Talker.CALLER) -> bool:
+        gate = self._gate
+        above = gate.above_floor_db(pcm)
+        over_background = gate.last_db - self.background_db
+        margin = gate.margin_db
+        bar = self._bar
         held = self._since < self._hold_frames
         if held:
             self._since += 1
-        if above > (self._hold_margin if held else margin) and self._judge.is_speech(pcm):
-            if above > margin:
+        speech = (
+            above > (self._hold_margin if held else margin)
+            and over_background > (self._hold_bar if held else bar)
+            and self._judge.is_speech(pcm)
+        )
+        if speech:
+            if above > margin and over_background > bar:
                 self._since = 0
-            return True
-        return False
+            if talker is not Talker.AGENT:
+                return True
+        self._learn(over_background, talker)
+        return speech
+
+    def _learn(self, over_background: float, talker: Talker) -> None:
+        """Step the background's median and spread towards a background frame."""
+        if over_background == math.inf:
+            # Nothing learnt yet: only a frame under the agent's voice is surely background
+            # (a caller may talk from the first frame on). Start from the floor, then climb.
+            if talker is Talker.AGENT:
+                self.background_db = self._gate.floor_db
+            return
+        step = self._bg_step
+        if over_background > 0:
+            self.background_db += step
+        elif over_background < 0:
+            self.background_db -= step
+        if talker is Talker.CALLER:
+            # In the caller's turn, the frames judged silence move the median only: when the
+            # noise swells as the caller talks (traffic), the bar rises with it; the spread,
+            # which quiet speech would inflate, is learnt from the background alone.
+            return
+        deviation = over_background if over_background >= 0 else -over_background
+        # (Multiplicative steps: a spread of 0.3 dB is estimated as finely as one of 3 dB.)
+        if deviation > self.spread_db:
+            self.spread_db *= _SPREAD_UP
+        else:
+            self.spread_db *= _SPREAD_DOWN
+        self._set_bars()
+
+    def _set_bars(self) -> None:
+        # 0 on a steady line (the bars sit under the gate's own, which decides alone), 1 on a
+        # swinging one; a ramp between, so the decisions never jump with the estimate.
+        swing = (self.spread_db - _STEADY_SPREAD_DB) / (_SWINGING_SPREAD_DB - _STEADY_SPREAD_DB)
+        swing = 0.0 if swing < 0.0 else 1.0 if swing > 1.0 else swing
+        margin = self._bg_margin
+        self._bar = 1.0 + (margin - 1.0) * swing
+        self._hold_bar = -2.0 + margin * swing
 
     def reset(self) -> None:
         self._gate.reset()
         self._judge.reset()
         self._since = self._hold_frames
+        self.background_db = -math.inf  # nothing learnt: no bar, until the first background frame
+        self.spread_db = 0.5
+        self._set_bars()
 
 
 # --------------------------------------------------------------------------- silero
@@ -379,7 +488,7 @@ class SileroVad:
         self._speech = False
         self.prob = 0.0
 
-    def is_speech(self, pcm: bytes) -> bool:
+    def is_speech(self, pcm: bytes, talker: Talker = Talker.CALLER) -> bool:
         np = self._np
         samples = np.frombuffer(pcm, dtype="<i2")
         x = self._x
@@ -415,6 +524,7 @@ def make_vad(config: VadConfig, sample_rate: int) -> Vad:
         return HybridVad(
             EnergyVad(margin_db=config.energy_margin_db, min_dbfs=config.energy_min_dbfs),
             WebRtcVad(mode=config.webrtc_mode, sample_rate=sample_rate),
+            background_margin_db=config.background_margin_db,
         )
     if kind == "silero":
         return SileroVad(threshold=config.silero_threshold, sample_rate=sample_rate)

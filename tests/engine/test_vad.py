@@ -10,6 +10,7 @@ are "loud", and those are what every detector must call speech.
 from __future__ import annotations
 
 import array
+import base64
 import importlib.util
 import math
 import random
@@ -19,10 +20,14 @@ import sys
 
 import pytest
 
+from bench.callee import wav_frames
+from bench.vad_quality import decide_in_conversation
+from bench.corpus.model import CORPUS_DIR, load_script
 from engine import _audioop as audioop
 from engine import vad as vad_module
-from engine.config import VadConfig
-from engine.vad import EnergyVad, HybridVad, SileroVad, VadUnavailable, WebRtcVad, make_vad
+from engine.config import EndpointingConfig, VadConfig
+from engine.endpointing import EndpointEvent, Endpointer
+from engine.vad import EnergyVad, HybridVad, SileroVad, Talker, VadUnavailable, WebRtcVad, make_vad
 
 RATE = 8000
 FRAME = 160  # samples per 20 ms
@@ -258,6 +263,98 @@ def test_hybrid_lets_go_in_loud_noise_that_fools_webrtc() -> None:
         decisions = decide(make_vad(VadConfig(), RATE), signal)
         assert sum(decisions[50:100]) > 30
         assert not any(decisions[100 + 25 :])
+
+
+# --------------------------------------------------------------------------- background bar
+
+BABBLE = CORPUS_DIR / "noise-babble-10db"
+
+
+def corpus_pcm(path) -> bytes:
+    """A corpus WAV (8 kHz μ-law) as PCM16, as the engine decodes it."""
+    return audioop.ulaw2lin(b"".join(base64.b64decode(p) for p in wav_frames(path)), 2)
+
+
+def turn_ends_after(vad, script_step: str, *, learn_under_agent: bool) -> tuple[int, list[int]]:
+    """3 s of the babble alone (under the agent's voice, or not), one caller utterance, then
+    1.5 s of babble: the utterance's last voiced frame and the frames TURN_END came on."""
+    noise = frames(corpus_pcm(BABBLE / "noise.wav"))
+    step = next(s for s in load_script(BABBLE).steps if s.id == script_step)
+    utterance = frames(corpus_pcm(BABBLE / step.audio))
+    endpointer = Endpointer(EndpointingConfig())
+    ends = []
+    under_agent = Talker.AGENT if learn_under_agent else Talker.NOBODY
+    feed = [(f, under_agent) for f in noise[:150]] + [(f, None) for f in utterance + noise[150:225]]
+    for i, (frame, talker) in enumerate(feed):
+        if talker is None:  # the caller's turn, as the session tells it from the endpointer
+            talker = Talker.CALLER if endpointer.in_speech else Talker.NOBODY
+        if endpointer.process(vad.is_speech(frame, talker), False) is EndpointEvent.TURN_END:
+            ends.append(i)
+    return 150 + int(step.speech_end_s * 50), ends
+
+
+def test_hybrid_ends_turns_in_babble_once_it_has_heard_the_background_under_the_agent() -> None:
+    last_voiced, ends = turn_ends_after(make_vad(VadConfig(), RATE), "u2", learn_under_agent=True)
+    assert any(last_voiced <= e <= last_voiced + 20 for e in ends)  # within 400 ms
+
+
+def test_without_the_background_babble_keeps_the_turn_open() -> None:
+    # Why the bar exists: babble frames clear the floor and fool webrtcvad, so the turn
+    # would never end by itself.
+    last_voiced, ends = turn_ends_after(make_vad(VadConfig(), RATE), "u2", learn_under_agent=False)
+    assert not any(e >= last_voiced for e in ends)
+
+
+def test_background_is_learnt_under_the_agent_then_from_silence_between_turns() -> None:
+    vad = HybridVad(EnergyVad(), WebRtcVad())
+    quiet = frames(pcm(white(2.0, -50.0, seed=3)))
+    for f in quiet:
+        vad.is_speech(f, Talker.NOBODY)
+    assert vad.background_db == -math.inf  # a caller may talk from the first frame on
+    noise = frames(pcm(white(3.0, -30.0, seed=4)))
+    for f in noise:
+        vad.is_speech(f, Talker.AGENT)
+    level = 20 * math.log10(audioop.rms(pcm(white(3.0, -30.0, seed=4)), 2) / 32768)
+    assert abs(vad.background_db - level) < 1.5  # the median climbed from the floor
+    assert vad.spread_db < 1.0  # steady noise: the bars stay under the gate's
+    spread = vad.spread_db
+    for f in quiet[:25]:  # the noise stopped in the caller's turn: the median follows, ...
+        vad.is_speech(f, Talker.CALLER)
+    assert vad.background_db < level - 4.0
+    assert vad.spread_db == spread  # ... not the spread (quiet speech would inflate it)
+    for f in quiet:  # and between turns both do
+        assert not vad.is_speech(f, Talker.NOBODY)
+    assert vad.background_db < -45.0 and vad.spread_db != spread
+
+
+def test_spread_of_fluctuating_noise_is_learnt() -> None:
+    vad = HybridVad(EnergyVad(), WebRtcVad())
+    for f in frames(corpus_pcm(BABBLE / "noise.wav")):
+        vad.is_speech(f, Talker.AGENT)
+    assert 1.5 < vad.spread_db < 4.0  # the babble's frame levels: median absolute deviation 2.6 dB
+
+
+@pytest.mark.parametrize("noise_dbfs", [-60.0, -40.0])
+def test_background_bar_changes_nothing_on_a_steady_line(noise_dbfs: float) -> None:
+    # Speech, the agent talks, speech again, all over steady noise: the same decisions as
+    # a detector that never learnt a background.
+    n = len(HARMONIC) // FRAME
+    talkers = [Talker.NOBODY] * 50 + [Talker.CALLER] * n + [Talker.AGENT] * 100 + [Talker.CALLER] * n
+    speech = [0.0] * RATE + HARMONIC + [0.0] * 2 * RATE + HARMONIC
+    signal = frames(pcm([a + b for a, b in zip(speech, white(len(speech) / RATE, noise_dbfs, seed=2))]))
+    learning, plain = make_vad(VadConfig(), RATE), make_vad(VadConfig(), RATE)
+    assert [learning.is_speech(f, t) for f, t in zip(signal, talkers)] == [plain.is_speech(f) for f in signal]
+    assert learning.background_db > -math.inf and plain.background_db == -math.inf
+
+
+def test_caller_talking_over_the_agent_from_its_first_frame_is_heard() -> None:
+    # A silent line, then the agent starts and the caller with it. Their frames count as
+    # background until BARGE_IN_PENDING holds the reply, as in the session.
+    vad = make_vad(VadConfig(), RATE)
+    decide(vad, bytes(2 * RATE))
+    signal = frames(pcm(HARMONIC))
+    decisions = decide_in_conversation(vad, signal, [True] * len(signal))
+    assert loud_recall(decisions) > 0.9
 
 
 @pytest.mark.parametrize("kind", CHEAP_KINDS)
