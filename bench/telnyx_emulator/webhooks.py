@@ -108,6 +108,9 @@ class WebhookDispatcher:
                 self._spawn(self._worker(queue))
 
     def _spawn(self, coro: Any) -> None:
+        if self._closed:
+            coro.close()  # (a retry after close: nothing more goes out)
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -167,7 +170,7 @@ class WebhookDispatcher:
 
     async def _worker(self, queue: asyncio.Queue[_Item]) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:
             item = await queue.get()
             try:
                 wait = item.due - loop.time()
@@ -227,7 +230,9 @@ class WebhookDispatcher:
         self._closed = True
         if self._window_timer is not None:
             self._window_timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        # Cancel until every task is gone: a cancellation that lands as an aiohttp request
+        # times out comes back as a TimeoutError (Python 3.11), which a delivery survives.
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.wait(list(self._tasks), timeout=1.0)

@@ -1,0 +1,60 @@
+"""The Telnyx emulator's webhook dispatcher always closes, even when a delivery in flight
+survives its cancellation (on Python 3.11 aiohttp can turn a cancel that races its request
+timeout into a TimeoutError, which a delivery treats as a failed attempt)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench.telnyx_emulator.webhooks import DeliverySwitches, WebhookDispatcher
+
+
+class _CancelSwallowingDispatcher(WebhookDispatcher):
+    """A delivery whose cancellation comes back as a timed-out attempt, as in the race."""
+
+    async def _post(self, item, attempt):
+        try:
+            return await super()._post(item, attempt)
+        except asyncio.CancelledError:
+            return None, "TimeoutError"
+
+
+def test_close_returns_although_a_delivery_swallowed_its_cancellation() -> None:
+    async def main() -> None:
+        arrived = asyncio.Event()
+
+        async def never_answers(request: web.Request) -> web.Response:
+            arrived.set()
+            await asyncio.sleep(3600)
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/hook", never_answers)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with aiohttp.ClientSession() as session:
+                hooks = _CancelSwallowingDispatcher(
+                    private_key=Ed25519PrivateKey.generate(), session=session,
+                    default_url=f"http://127.0.0.1:{port}/hook", switches=DeliverySwitches(backoff_s=0.01),
+                )
+                hooks.emit("call.initiated", {"call_control_id": "c1"})
+                await asyncio.wait_for(arrived.wait(), 5)
+                await asyncio.wait_for(hooks.close(), 10)  # hung for ever before
+                assert not hooks._tasks
+                # Nothing goes out after close, retries included.
+                sent = len(hooks.deliveries)
+                hooks.emit("call.hangup", {"call_control_id": "c1"})
+                await asyncio.sleep(0.1)
+                assert len(hooks.deliveries) == sent
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
