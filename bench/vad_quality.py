@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from engine import _audioop as audioop
 from engine.config import FRAME_MS, EndpointingConfig, VadConfig
 from engine.endpointing import EndpointEvent, Endpointer
-from engine.vad import Talker, Vad, VadUnavailable, make_vad
+from engine.vad import Vad, VadUnavailable, make_vad, talker_of
 
 __all__ = [
     "barge_ins",
@@ -216,10 +216,7 @@ def decide_in_conversation(
     held = False
     out = []
     for frame, audible in zip(frames, agent):
-        if audible and not held:
-            talker = Talker.AGENT
-        else:
-            talker = Talker.CALLER if ep.in_speech or held else Talker.NOBODY
+        talker = talker_of(agent_audible=audible, reply_held=held, caller_in_speech=ep.in_speech)
         d = vad.is_speech(frame, talker)
         event = ep.process(d, audible or held)
         if event is EndpointEvent.BARGE_IN_PENDING:

@@ -23,7 +23,7 @@ from .endpointing import Endpointer, EndpointEvent
 from .jitter import JitterBuffer
 from .playout import Interruption, Playout, Reframer
 from .timeline import TurnTimeline
-from .vad import Talker, Vad, make_vad
+from .vad import Vad, make_vad, talker_of
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ class MediaSession:
         self.observer = observer
         """Called with each measured turn (the metrics layer); independent of the listener."""
         self.waker: Callable[[], None] = _noop
+        """Called whenever output was queued, so the IO edge can stop sleeping and send it."""
         self.barge_in_deferred = False
         """The VAD confirmed a barge-in the listener has not: the reply is held meanwhile."""
-        """Called whenever output was queued, so the IO edge can stop sleeping and send it."""
         self.outbound: list[str] = []
         """Frames for the carrier, in order. The edge sends and clears them."""
         self.stats = SessionStats()
@@ -221,12 +221,8 @@ class MediaSession:
         playout = self.playout
         held = playout.held
         audible = playout.is_audible(now)
-        # Who has the turn tells the VAD which frames are the caller's background. (Held: the
-        # caller began over the reply, so the frame is theirs.)
-        if audible and not held:
-            talker = Talker.AGENT  # (even when noise keeps the endpointer in speech)
-        else:
-            talker = Talker.CALLER if self.endpointer.in_speech or held else Talker.NOBODY
+        # Who has the turn tells the VAD which frames are the caller's background.
+        talker = talker_of(agent_audible=audible, reply_held=held, caller_in_speech=self.endpointer.in_speech)
         voiced = self._vad.is_speech(pcm, talker)  # type: ignore[union-attr]
         if voiced:
             self._last_voiced_at = now

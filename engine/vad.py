@@ -48,13 +48,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EnergyVad",
-    "Talker",
     "HybridVad",
     "SileroVad",
+    "Talker",
     "Vad",
     "VadUnavailable",
     "WebRtcVad",
     "make_vad",
+    "talker_of",
 ]
 
 _SUPPORTED_RATES = (8000, 16000)
@@ -79,6 +80,15 @@ class Talker(enum.IntEnum):
     """Between turns, nobody talking: the frames the detector judges silence are background."""
     AGENT = 2
     """The agent's audio is playing and the caller listens: every frame is their background."""
+
+
+def talker_of(*, agent_audible: bool, reply_held: bool, caller_in_speech: bool) -> Talker:
+    """Who holds the turn, from the agent's playout and the endpointer. Agent audio playing is
+    the caller's background even when noise keeps the endpointer in speech; a held reply means
+    the caller began over it, so the frame is theirs."""
+    if agent_audible and not reply_held:
+        return Talker.AGENT
+    return Talker.CALLER if caller_in_speech or reply_held else Talker.NOBODY
 
 
 class Vad(Protocol):
