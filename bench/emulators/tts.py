@@ -140,7 +140,16 @@ class Synthesizer:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
             )
-            wav, _ = await proc.communicate(text.encode())
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(text.encode())
+            proc.stdin.close()
+            try:
+                wav = await proc.stdout.read()
+                await proc.wait()
+            finally:
+                if proc.returncode is None:  # cancelled (the emulator closing): do not leave it running
+                    proc.kill()
+                    await proc.wait()
             if proc.returncode == 0:
                 pcm, source_rate = decode_wav(wav)
                 if source_rate != rate:

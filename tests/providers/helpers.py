@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from bench.emulators.server import RunningEmulators, start_emulators
@@ -78,3 +80,17 @@ async def assert_no_tasks_left(timeout: float = 1.0) -> None:
         if loop.time() > end:
             raise AssertionError(f"tasks left running: {other_tasks()}")
         await asyncio.sleep(0.01)
+
+
+def child_processes(name: str) -> list[str]:
+    """PIDs of this process's live (not zombie) children whose command name contains ``name``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        parts = stat.rsplit(")", 1)[1].split()
+        if int(parts[1]) == os.getpid() and name in stat.split(")")[0] and parts[0] != "Z":
+            found.append(proc.name)
+    return found

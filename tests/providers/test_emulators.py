@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from bench.emulators.tts import Synthesizer, decode_wav, split_sentences
 from bench.signals import silence, voiced, white_noise
 from engine import _audioop as audioop
 
-from .helpers import FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, frames, run
+from .helpers import FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, child_processes, frames, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,6 +161,26 @@ def test_tone_fallback_has_a_plausible_duration():
     assert not cached and cached_again and again is pcm
     assert abs(len(pcm) / 16000 - 25 * 0.065) < 0.05
     assert audioop.rms(pcm, 2) > 1000
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_cancelled_synthesis_leaves_no_espeak_process():
+    # The emulator closing mid-sentence must not leave espeak-ng running on (it is a child of
+    # whoever runs the emulator: the bench, or this test process).
+    async def body():
+        synthesizer = Synthesizer(espeak=True)
+        task = asyncio.ensure_future(synthesizer.synthesize("A long sentence to speak. " * 200, 8000))
+        for _ in range(100):
+            if child_processes("espeak-ng"):
+                break
+            await asyncio.sleep(0.01)
+        assert child_processes("espeak-ng")  # it is running
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return child_processes("espeak-ng")
+
+    assert run(body) == []
 
 
 def test_server_runs_as_a_separate_process():

@@ -18,7 +18,7 @@ from engine.providers import _local
 from engine.providers.base import ProviderError, Transcript
 from engine.providers.espeak_tts import EspeakTextToSpeech, EspeakTtsConfig, parse_wav_header
 
-from .helpers import assert_no_tasks_left, frames, run, wait_for
+from .helpers import assert_no_tasks_left, child_processes, frames, run, wait_for
 
 RATE = 8000
 CALL = CORPUS_DIR / "plain-01-order-status"
@@ -266,28 +266,12 @@ def test_espeak_barge_in_stops_the_stream_and_its_process():
     async def body():
         await barge_in(espeak())
         for _ in range(50):  # the killed process is reaped: no espeak-ng child left
-            if not _children("espeak-ng"):
+            if not child_processes("espeak-ng"):
                 break
             await asyncio.sleep(0.02)
-        assert not _children("espeak-ng")
+        assert not child_processes("espeak-ng")
 
     run(body, timeout=30)
-
-
-def _children(name: str) -> list[str]:
-    import os
-    from pathlib import Path
-
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            stat = (proc / "stat").read_text()
-        except (OSError, ValueError):
-            continue
-        parts = stat.rsplit(")", 1)[1].split()
-        if int(parts[1]) == os.getpid() and name in stat.split(")")[0] and parts[0] != "Z":
-            found.append(proc.name)
-    return found
 
 
 # -- a whole call ---------------------------------------------------------------------------
