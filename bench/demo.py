@@ -24,6 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from callagent.local import free_port, start_local_carrier
+from callagent.runtime import freeze_startup_heap
 from callagent.wiring import agent_factory, build_providers, describe_providers, tuned_for_providers
 from control_plane.admin import create_organisation
 from control_plane.app import METRICS_KEY, create_app
@@ -76,6 +77,7 @@ async def _run(calls: int, data_dir: Path, stt: str | None, tts: str | None) -> 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    freeze_startup_heap()
     base = f"http://127.0.0.1:{port}"
     failures: list[str] = []
     t0 = time.monotonic()

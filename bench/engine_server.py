@@ -15,7 +15,7 @@ import signal
 
 from aiohttp import web
 
-from callagent.runtime import configure_logging, run
+from callagent.runtime import configure_logging, freeze_startup_heap, run
 from callagent.wiring import agent_factory, build_providers, tuned_for_providers
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
@@ -36,6 +36,7 @@ async def serve(host: str, port: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    freeze_startup_heap()
     print(f"ready http://{host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -229,6 +229,8 @@ async def run_bench(options: BenchOptions) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from callagent.runtime import freeze_startup_heap
+
     from .corpus.model import CORPUS_DIR
     from .emulators.server import load_corpus_utterances, start_emulators
 
@@ -258,6 +260,7 @@ async def run_bench(options: BenchOptions) -> int:
                 f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}; "
                 f"path {options.path}"
             )
+        freeze_startup_heap()  # the emulators' and corpus' objects: a full GC would stall every callee
         levels = (
             list(range(options.capacity_start, options.capacity_max + 1, options.capacity_step))
             if options.capacity else [options.concurrency]

@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Sequence
 
-from .runtime import configure_logging, run
+from .runtime import configure_logging, freeze_startup_heap, run
 
 log = logging.getLogger("callagent")
 
@@ -30,6 +30,7 @@ async def _serve(host: str, port: int) -> None:
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("serving on http://%s:%d (media stream at %s)", host, port, settings.server.media_path)
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from typing import Any, Coroutine, TypeVar
@@ -18,6 +19,17 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+def freeze_startup_heap() -> None:
+    """Take everything allocated so far out of the cyclic garbage collector's scans.
+
+    Call once a server has started: its modules, app and provider clients live for the
+    process, yet a full collection walks them all (~65-85 ms measured on this engine with
+    100 calls up) and stops every call's audio while it does. Frozen, a full collection
+    scans only what calls allocate. Garbage made before this point is collected first."""
+    gc.collect()
+    gc.freeze()
 
 
 def configure_logging(level: str) -> None:

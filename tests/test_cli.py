@@ -39,3 +39,27 @@ def test_blank_secrets_in_the_environment_mean_not_configured(monkeypatch):
     settings = Settings()
     assert settings.telnyx_api_key is None and settings.database_url is None
     assert settings.redis_url is not None and settings.redis_url.get_secret_value().startswith("redis://")
+
+
+def test_freezing_the_startup_heap_keeps_it_out_of_collections_and_frees_its_garbage():
+    import gc
+    import weakref
+
+    from callagent.runtime import freeze_startup_heap
+
+    class Node:
+        pass
+
+    survivor = [Node() for _ in range(1000)]
+    cycle = Node()
+    cycle.self = cycle  # garbage only a collection frees
+    gone = weakref.ref(cycle)
+    del cycle
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gone() is None  # collected before freezing, not kept for ever
+        assert gc.get_freeze_count() >= before + len(survivor)  # live objects: out of full collections
+        assert not any(gc.is_tracked(x) and any(x is o for o in gc.get_objects(2)) for x in survivor[:3])
+    finally:
+        gc.unfreeze()
