@@ -32,6 +32,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from engine import _audioop as audioop
+from engine.providers.childproc import spawn
 
 from . import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
@@ -135,14 +136,10 @@ class Synthesizer:
         if not text:
             return b""
         if self.espeak:
-            proc = await asyncio.create_subprocess_exec(
-                self.espeak, "-v", self.voice, "-s", str(self.words_per_minute), "--stdout",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(text.encode())
-            proc.stdin.close()
+            # Started without forking the load process (see engine.providers.childproc): a fork
+            # would stall every callee and emulator on this loop for milliseconds.
+            proc = await spawn((self.espeak, "-v", self.voice, "-s", str(self.words_per_minute), "--stdout"),
+                               stdin=text.encode())
             try:
                 wav = await proc.stdout.read()
                 await proc.wait()

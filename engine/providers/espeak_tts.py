@@ -1,6 +1,6 @@
 """Offline text-to-speech through an ``espeak-ng`` subprocess: robotic, but ≈4 ms per second of audio.
 
-One process per sentence (``--stdout``: a WAV whose size fields are bogus because it is
+One process per sentence (started without blocking the loop, see :mod:`.childproc`; ``--stdout``: a WAV whose size fields are bogus because it is
 written as it is made), its audio streamed as it arrives and resampled from espeak's
 rate (22050 Hz for the en voices) to the call's. Barge-in kills the process.
 
@@ -11,7 +11,6 @@ never linked or imported. Install it with the system's package manager
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import struct
 from typing import AsyncIterator
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._sentence_tts import SentenceTtsStream
 from .base import ProviderError, TextToSpeech
+from .childproc import spawn
 
 PROVIDER = "espeak-tts"
 READ_BYTES = 4096
@@ -62,17 +62,11 @@ class EspeakTtsStream(SentenceTtsStream):
 
     async def render(self, sentence: str) -> AsyncIterator[tuple[bytes, int]]:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            # Text on stdin, not argv: a sentence starting with "-" is not an option.
+            proc = await spawn(self._argv, stdin=sentence.encode())
         except OSError as exc:
             raise ProviderError(PROVIDER, f"cannot start {self._argv[0]}: {exc}") from None
         try:
-            assert proc.stdin is not None and proc.stdout is not None
-            # Text on stdin, not argv: a sentence starting with "-" is not an option.
-            proc.stdin.write(sentence.encode())
-            proc.stdin.close()
             head = b""
             header = None
             while header is None:
