@@ -177,16 +177,24 @@ class UtteranceRecogniser:
 
         claimed: set[int] = set()
         accepted: list[tuple[int, dict[int, int]]] = []
+        # Noise leaves many stray votes; a candidate below MIN_HITS can never be accepted (claims
+        # only take hits away), so it leaves the running: each round then scans only contenders.
+        candidates = [c for c in candidates if len(c[1]) >= MIN_HITS]
         while candidates:
             best, best_score = -1, (0, 0.0)
-            for n, (uid, hits) in enumerate(candidates):
-                count = sum(1 for i in hits if i not in claimed)
+            contenders = []
+            for uid, hits in candidates:
+                count = len(hits) if not claimed else sum(1 for i in hits if i not in claimed)
+                if count < MIN_HITS:
+                    continue
                 score = (count, count / max(1, known[uid].indexed))
                 if score > best_score:
-                    best, best_score = n, score
-            if best < 0 or best_score[0] < MIN_HITS:
+                    best, best_score = len(contenders), score
+                contenders.append((uid, hits))
+            if best < 0:
                 break
-            uid, hits = candidates.pop(best)
+            uid, hits = contenders.pop(best)
+            candidates = contenders
             live = {i: pos for i, pos in hits.items() if i not in claimed}
             claimed.update(live)
             accepted.append((uid, live))
@@ -209,10 +217,13 @@ class UtteranceRecogniser:
                 heard.append(Heard(run[0], f"(unrecognised speech, {seconds:.1f} s)", 0.5, False))
             run.clear()
 
+        in_line = bytearray(len(voiced))
+        for a, b in covered:
+            in_line[a:b + 1] = b"\x01" * (b + 1 - a)
         for i, is_voiced in enumerate(voiced):
             if not is_voiced:
                 continue
-            if any(a <= i <= b for a, b in covered):
+            if in_line[i]:
                 flush()
                 continue
             if run and i - run[-1] > RUN_GAP_FRAMES:
