@@ -138,7 +138,8 @@ class TelnyxTtsStream(TtsStream):
                 code = self._ws.close_code
                 if code in (aiohttp.WSCloseCode.OK, aiohttp.WSCloseCode.GOING_AWAY):
                     raise StopAsyncIteration  # the server's clean close ends the reply
-                raise ProviderError(PROVIDER, f"connection lost mid-stream (code {code})")
+                cause = f": {msg.data!r}" if msg.type is aiohttp.WSMsgType.ERROR else ""
+                raise ProviderError(PROVIDER, f"connection lost mid-stream (code {code}{cause})")
 
     def _on_frame(self, data: str) -> AudioChunk | None:
         try:

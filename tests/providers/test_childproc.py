@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
+import socket
 
 import pytest
 import uvloop
@@ -97,3 +99,41 @@ def test_espeak_writes_a_wav_through_it():
 
     wav, status = run_on("uvloop", body)
     assert status == 0 and wav[:4] == b"RIFF" and len(wav) > 8000
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_cancelling_a_caller_anywhere_never_closes_another_descriptor(loop_name):
+    # uvloop's pipe transports once left a second owner of each pipe descriptor behind when
+    # the caller was cancelled while they attached; its finaliser then closed whichever socket
+    # had taken the number since. Sockets opened after each cancellation must stay intact.
+    async def use(step_count: int) -> None:
+        proc = await spawn(["cat"], stdin=b"x" * 200_000)
+        try:
+            for _ in range(step_count):
+                await asyncio.sleep(0)
+            await proc.stdout.read()
+        finally:
+            proc.kill()
+            await proc.wait()
+
+    async def body():
+        damaged = 0
+        for attempt in range(40):
+            task = asyncio.ensure_future(use(attempt % 5))
+            for _ in range(attempt % 4):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            pair = socket.socketpair()
+            numbers = [s.fileno() for s in pair]
+            gc.collect()  # runs any finaliser left holding a stale descriptor number
+            for number in numbers:
+                try:
+                    os.fstat(number)
+                except OSError:
+                    damaged += 1
+            for s in pair:
+                s.detach() if damaged else s.close()
+        return damaged
+
+    assert run_on(loop_name, body) == 0
