@@ -30,8 +30,12 @@ settings (``S`` = min_speech, ``B`` = min_barge_in, ``T`` = tentative_end,
   voiced frame of confirmed speech: TENTATIVE_END on frame
   ``last_voiced_frame + T`` and TURN_END on frame ``last_voiced_frame + E``
   (when ``T == E`` only TURN_END is sent). A voiced frame after a single-frame
-  gap continues the speech at once. After a longer gap, new voiced frames form a
-  run that must reach ``S`` voiced frames before it counts: until then the
+  gap continues the speech at once if the frame before the gap was voiced after
+  another one (VADs drop single frames mid-word); a lone voiced frame does not
+  vouch for the next, so noise that flickers voiced, unvoiced, voiced... after
+  the caller stops (traffic, 10 dB SNR) does not hold the turn open. Otherwise
+  new voiced frames form a run that must reach ``S`` voiced frames before it
+  counts: until then the
   silence count runs on, so a click or a breath in a pause does not push the
   end of turn back. When the run counts, ``last_voiced_frame`` moves to that
   frame, and if TENTATIVE_END was sent the frame gives SPEECH_RESUMED.
@@ -112,6 +116,8 @@ class Endpointer:
         "_run_last",
         "_run_voiced",
         "_run_audible",
+        "_prev_voiced",
+        "_last_solid",
         "frame_index",
         "speech_start_frame",
         "last_voiced_frame",
@@ -132,6 +138,8 @@ class Endpointer:
         self.last_voiced_frame = -1
         self.in_speech = False
         self._tentative_sent = False
+        self._prev_voiced = False  # the decision for the frame before this one
+        self._last_solid = False  # last_voiced_frame followed another voiced frame
         self._clear_run()
 
     def _clear_run(self) -> None:
@@ -144,9 +152,10 @@ class Endpointer:
         """Take the VAD decision for the next frame; return the event it causes, if any."""
         f = self.frame_index
         self.frame_index = f + 1
+        prev_voiced, self._prev_voiced = self._prev_voiced, voiced
         if self.in_speech:
-            return self._in_speech(f, voiced)
-        return self._idle(f, voiced, agent_audible)
+            return self._in_speech(f, voiced, prev_voiced)
+        return self._idle(f, voiced, agent_audible, prev_voiced)
 
     def _add_to_run(self, f: int, audible: bool) -> None:
         if self._run_start < 0:
@@ -155,7 +164,7 @@ class Endpointer:
         self._run_last = f
         self._run_voiced += 1
 
-    def _idle(self, f: int, voiced: bool, audible: bool) -> EndpointEvent | None:
+    def _idle(self, f: int, voiced: bool, audible: bool, prev_voiced: bool) -> EndpointEvent | None:
         if voiced:
             self._add_to_run(f, audible)
         elif self._run_start < 0:
@@ -172,18 +181,21 @@ class Endpointer:
         self._tentative_sent = False
         self.speech_start_frame = self._run_start
         self.last_voiced_frame = self._run_last
+        self._last_solid = prev_voiced
         self._clear_run()
         return EndpointEvent.BARGE_IN if audible else EndpointEvent.SPEECH_START
 
-    def _in_speech(self, f: int, voiced: bool) -> EndpointEvent | None:
+    def _in_speech(self, f: int, voiced: bool, prev_voiced: bool) -> EndpointEvent | None:
         if voiced:
-            # Across a tolerated gap the speech simply goes on; after a longer
-            # one the frame joins a run that has to earn its place.
-            continues = self._run_start < 0 and f - self.last_voiced_frame <= _GAP_FRAMES + 1
+            # Across a tolerated gap after solid speech, the speech simply goes on;
+            # otherwise the frame joins a run that has to earn its place.
+            gap = f - self.last_voiced_frame
+            continues = self._run_start < 0 and (gap == 1 or (gap <= _GAP_FRAMES + 1 and self._last_solid))
             if not continues:
                 self._add_to_run(f, False)
             if continues or self._run_voiced >= self._speech_frames:
                 self.last_voiced_frame = f
+                self._last_solid = prev_voiced
                 self._clear_run()
                 if self._tentative_sent:
                     self._tentative_sent = False

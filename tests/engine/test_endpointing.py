@@ -134,6 +134,20 @@ def test_single_gap_inside_speech_continues_it_immediately() -> None:
     assert run("V" * 10 + ".V" + "." * 20) == [(2, E.SPEECH_START), (17, E.TENTATIVE_END), (26, E.TURN_END)]
 
 
+def test_flicker_after_speech_does_not_hold_the_turn_open() -> None:
+    # Traffic at 10 dB SNR after the caller stops: voiced, unvoiced, voiced... The first lone
+    # frame joins the speech (it follows solid speech across one dropout); the two after it
+    # vouch for nothing and are too few for a run, so the end is counted from frame 11.
+    script = "V" * 10 + ".V.V.V" + "." * 20
+    assert run(script) == [(2, E.SPEECH_START), (17, E.TENTATIVE_END), (26, E.TURN_END)]
+
+
+def test_weak_speech_that_flickers_still_holds_the_turn_with_a_full_run() -> None:
+    # Three voiced frames with single dropouts between them make a run: the speech goes on.
+    script = "V" * 10 + ".V.V.V.V" + "." * 20
+    assert run(script) == [(2, E.SPEECH_START), (23, E.TENTATIVE_END), (32, E.TURN_END)]
+
+
 @pytest.mark.parametrize("blip", ["V", "VV", "V.V", "VV..V"])
 def test_click_in_a_pause_does_not_push_back_the_end_of_turn(blip: str) -> None:
     # Mid-sentence pause, then a click (shorter than min_speech) after the tentative end.
