@@ -224,10 +224,13 @@ class MediaSession:
         # Who has the turn tells the VAD which frames are the caller's background.
         talker = talker_of(agent_audible=audible, reply_held=held, caller_in_speech=self.endpointer.in_speech)
         voiced = self._vad.is_speech(pcm, talker)  # type: ignore[union-attr]
-        if voiced:
-            self._last_voiced_at = now
         # A held reply still holds the floor: the caller's run is judged as a barge-in.
-        event = self.endpointer.process(voiced, held or audible)
+        endpointer = self.endpointer
+        event = endpointer.process(voiced, held or audible)
+        if voiced and endpointer.last_voiced_frame == endpointer.frame_index - 1:
+            # The speech's end as the endpointer counts it: blips in the trailing noise that it
+            # left out of the speech do not move the turn's speech_end (its latency origin).
+            self._last_voiced_at = now
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)

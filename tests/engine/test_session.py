@@ -90,6 +90,16 @@ def test_a_caller_turn_is_detected_and_timed():
     assert call.listener.audio_frames == len(media_frames(silence(0.5) + voiced(1.0) + silence(0.6)))
 
 
+def test_a_click_after_the_caller_stops_does_not_move_the_speech_end():
+    # 100 ms after the speech, a 20 ms click: voiced to the VAD, but too short to resume the
+    # speech, so the end of turn and the latency's origin both stay at the real end.
+    call = Call()
+    call.play(silence(0.5) + voiced(1.0) + silence(0.1) + voiced(0.02, seed=3) + silence(0.6))
+    turn = call.session.current_turn
+    assert 1.45 <= turn.speech_end <= 1.56
+    assert turn.turn_end - turn.speech_end == pytest.approx(0.3, abs=0.041)
+
+
 def test_agent_reply_is_paced_marked_and_measured():
     seen = []
     call = Call(observer=seen.append)
