@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import orjson
 
 from .agents import check_agent
 from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
-from .store import Call, Organisation, StatusChange, utcnow
+from .store import Call, Conflict, Organisation, StatusChange, utcnow
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -43,6 +46,27 @@ class DialRequest:
     answering_machine_detection: str | None = None
 
 
+IDEMPOTENCY_IN_FLIGHT = timedelta(seconds=60)
+"""A keyed start still queued this long after it began is reported as it stands, not as in flight:
+the process that was dialing may have died (the dial itself is bounded far below this)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartedCall:
+    call: Call
+    replayed: bool
+    """An earlier request with the same ``Idempotency-Key`` placed this call: nothing was dialed now."""
+
+
+def request_canonical(request: DialRequest) -> bytes:
+    """The start request as the bytes its fingerprint is taken over (key order fixed)."""
+    return orjson.dumps({
+        "to": request.to, "from": request.from_, "agent_config": request.agent_config,
+        "campaign_id": str(request.campaign_id) if request.campaign_id else None,
+        "ring_timeout_s": request.ring_timeout_s, "answering_machine_detection": request.answering_machine_detection,
+    }, option=orjson.OPT_SORT_KEYS)
+
+
 def telnyx_error_details(exc: Exception) -> dict:
     return {
         "telnyx_status": getattr(exc, "status", None),
@@ -62,12 +86,22 @@ class CallService:
         if await repo.get_dnc(org_id, to) is not None:
             raise ApiError(409, "dnc_blocked", "the number is on this organisation's do-not-call list")
 
-    async def start_call(self, org: Organisation, request: DialRequest) -> Call:
+    async def start_call(self, org: Organisation, request: DialRequest, *,
+                         idempotency_key: str | None = None) -> StartedCall:
+        """Record the call, then dial it. With an ``idempotency_key`` a retried request gets the
+        call the first one placed (or 409 while that one is still dialing) and never a second dial."""
         cp = self.cp
         settings = cp.settings
         client = cp.telnyx_client()
         if not settings.telnyx_connection_id:
             raise ApiError(503, "not_configured", "Telnyx is not configured (set TELNYX_CONNECTION_ID)")
+        repo = await cp.repository()
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = repo.hash_request(request_canonical(request))
+            earlier = await repo.get_call_by_idempotency_key(org.id, idempotency_key)
+            if earlier is not None:
+                return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         stream_url, webhook_url = cp.stream_url(), cp.webhook_url()
         agent = check_agent(settings, request.agent_config)
 
@@ -79,16 +113,24 @@ class CallService:
                            headers={"Retry-After": decision.retry_after_header})
 
         await self.ensure_dialable(org.id, request.to)
-        repo = await cp.repository()
         if request.campaign_id is not None and await repo.get_campaign(org.id, request.campaign_id) is None:
             raise ApiError(422, "unknown_campaign", "campaign_id does not name a campaign of this organisation")
 
         now = utcnow()
-        call = await repo.create_call(Call(
-            id=uuid4(), org_id=org.id, direction="outbound", to_number=request.to, from_number=request.from_,
-            status="queued", status_history=(StatusChange(status="queued", at=now, reason="api"),),
-            campaign_id=request.campaign_id, agent_config=request.agent_config, created_at=now, updated_at=now,
-        ))
+        try:
+            call = await repo.create_call(Call(
+                id=uuid4(), org_id=org.id, direction="outbound", to_number=request.to, from_number=request.from_,
+                status="queued", status_history=(StatusChange(status="queued", at=now, reason="api"),),
+                campaign_id=request.campaign_id, agent_config=request.agent_config, created_at=now, updated_at=now,
+                idempotency_key_hash=repo.hash_idempotency_key(idempotency_key) if idempotency_key else None,
+                request_fingerprint=fingerprint,
+            ))
+        except Conflict:
+            # The same key in a request running alongside this one: it created the row first.
+            earlier = await repo.get_call_by_idempotency_key(org.id, idempotency_key) if idempotency_key else None
+            if earlier is None:
+                raise
+            return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 
         try:
@@ -125,7 +167,7 @@ class CallService:
                 await self._send_hangup(updated)
             except ApiError as exc:
                 log.warning("call %s: hangup requested during the dial failed: %s", call.id, exc.message)
-        return updated
+        return StartedCall(updated, replayed=False)
 
     async def _dial_failed(self, call_id: UUID, error: dict) -> None:
         repo = await self.cp.repository()
@@ -159,3 +201,17 @@ class CallService:
         except TelnyxError as exc:
             raise ApiError(502, "telnyx_unreachable", "Telnyx did not answer the hangup",
                            telnyx_error_details(exc)) from None
+
+
+def _replayed(earlier: Call, fingerprint: str | None) -> Call:
+    """The call an earlier request with the same key placed, if this request is that one's retry."""
+    if earlier.request_fingerprint != fingerprint:
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used for a different request; use a new key for a new call",
+                       {"call_id": str(earlier.id)})
+    if earlier.call_control_id is None and earlier.status == "queued" and \
+            utcnow() - earlier.created_at < IDEMPOTENCY_IN_FLIGHT:
+        raise ApiError(409, "idempotency_key_in_flight",
+                       "the request with this Idempotency-Key is still dialing; retry shortly",
+                       {"call_id": str(earlier.id)}, headers={"Retry-After": "1"})
+    return earlier

@@ -136,6 +136,17 @@ class LookupHasher:
         digest = hmac.new(self._key, b"phone\x00" + e164.encode(), hashlib.sha256).digest()
         return HASH_PREFIX + _b64url(digest)
 
+    def idempotency_key(self, key: str) -> str:
+        """The keyed hash a client's Idempotency-Key is stored and looked up as (keys may hold a number)."""
+        digest = hmac.new(self._key, b"idempotency-key\x00" + key.encode(), hashlib.sha256).digest()
+        return HASH_PREFIX + _b64url(digest)
+
+    def request(self, canonical: bytes) -> str:
+        """The keyed hash of a request's canonical form: compares retries without keeping their
+        bodies, and cannot be reversed by trying every phone number."""
+        digest = hmac.new(self._key, b"request\x00" + canonical, hashlib.sha256).digest()
+        return HASH_PREFIX + _b64url(digest)
+
 
 @dataclass(frozen=True, slots=True)
 class DataKeys:

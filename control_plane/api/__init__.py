@@ -49,6 +49,8 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     auth: bool = True
     extra_responses: dict[int, str] | None = None
+    headers: tuple[dict[str, Any], ...] = ()
+    """Request header parameters, as OpenAPI parameter objects."""
 
 
 _UUID = {"type": "string", "format": "uuid"}
@@ -57,7 +59,15 @@ _PHONE = {"type": "string", "examples": ["+14155550123"], "description": "E.164 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/calls/start", handlers.start_call, "startCall", "Dial a number with an AI agent",
              "calls", StartCallResponse, 201, body=StartCallRequest,
-             errors=(400, 401, 409, 413, 415, 422, 429, 502, 503)),
+             errors=(400, 401, 409, 413, 415, 422, 429, 502, 503),
+             extra_responses={200: "Replayed: an earlier request with the same Idempotency-Key placed this call "
+                                   "(header Idempotent-Replayed: true); nothing was dialed"},
+             headers=({"name": handlers.IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                       "description": "Makes a retried start safe: the same key with the same body returns the "
+                                      "call already placed (200) instead of dialing again; with another body, "
+                                      "422 idempotency_key_reused; while the first is still dialing, 409 "
+                                      "idempotency_key_in_flight. Scoped to the organisation."},)),
     Endpoint("GET", "/api/calls", handlers.list_calls, "listCalls", "List calls, newest first (cursor pagination)",
              "calls", CallList, query=ListCallsQuery, errors=(400, 401)),
     Endpoint("GET", "/api/calls/{call_id}", handlers.get_call, "getCall",

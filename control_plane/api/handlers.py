@@ -7,6 +7,7 @@ import base64
 import binascii
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -88,15 +89,27 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 # -- calls --------------------------------------------------------------------------------
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
 async def start_call(request: web.Request) -> web.Response:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(400, "validation_error", f"{IDEMPOTENCY_HEADER} must be 1-255 printable ASCII characters",
+                       [{"loc": ["header", IDEMPOTENCY_HEADER], "msg": "invalid", "type": "value_error"}])
     body = await read_json(request, StartCallRequest)
-    call = await CallService(_cp(request)).start_call(_org(request), DialRequest(
+    started = await CallService(_cp(request)).start_call(_org(request), DialRequest(
         to=body.to, from_=body.from_, agent_config=agent_overrides(body.agent_config),
         campaign_id=body.campaign_id, ring_timeout_s=body.ring_timeout_s,
         answering_machine_detection=body.answering_machine_detection,
-    ))
-    return json_response(StartCallResponse(call_id=call.id, call_control_id=call.call_control_id,
-                                           status=call.status), status=201)
+    ), idempotency_key=key)
+    call = started.call
+    response = json_response(StartCallResponse(call_id=call.id, call_control_id=call.call_control_id,
+                                               status=call.status), status=200 if started.replayed else 201)
+    if started.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 async def hangup_call(request: web.Request) -> web.Response:

@@ -59,6 +59,7 @@ def build_openapi(version: str = "0.1.0", server_url: str | None = None) -> dict
                 parameters.append({"name": name, "in": "query", "required": name in query_schema.get("required", []),
                                    "schema": prop})
             schemas.update(query_schema.get("$defs", {}))
+        parameters.extend(endpoint.headers)
         if parameters:
             operation["parameters"] = parameters
         if endpoint.body is not None:

@@ -123,6 +123,12 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     def hash_phone(self, e164: str) -> str: ...
 
+    @abc.abstractmethod
+    def hash_request(self, canonical: bytes) -> str: ...
+
+    @abc.abstractmethod
+    def hash_idempotency_key(self, key: str) -> str: ...
+
     # -- organisations and keys --------------------------------------------------------
     @abc.abstractmethod
     async def create_organisation(self, name: str) -> Organisation: ...
@@ -163,6 +169,9 @@ class Repository(abc.ABC):
     async def create_call(self, call: Call) -> Call: ...
     @abc.abstractmethod
     async def get_call(self, org_id: UUID, call_id: UUID) -> Call | None: ...
+    @abc.abstractmethod
+    async def get_call_by_idempotency_key(self, org_id: UUID, key: str) -> Call | None:
+        """The call started with this ``Idempotency-Key`` (as the client sent it)."""
     @abc.abstractmethod
     async def get_call_unscoped(self, call_id: UUID) -> Call | None:
         """For webhooks, which carry no organisation: the call a ``client_state`` names."""
@@ -236,6 +245,12 @@ class SqlRepository(Repository):
 
     def hash_phone(self, e164: str) -> str:
         return self._hasher.phone(e164)
+
+    def hash_request(self, canonical: bytes) -> str:
+        return self._hasher.request(canonical)
+
+    def hash_idempotency_key(self, key: str) -> str:
+        return self._hasher.idempotency_key(key)
 
     async def _fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         async with self.connection() as conn:
@@ -413,6 +428,7 @@ class SqlRepository(Repository):
         "call_leg_id", "call_session_id", "created_at", "updated_at", "answered_at", "ended_at",
         "hangup_requested_at", "hangup_cause", "hangup_source", "sip_hangup_cause", "quality", "recording_id",
         "cost_amount", "cost_currency", "amd_result", "stream_state", "error", "erased_at",
+        "idempotency_key_hash", "request_fingerprint",
     )
     _CALL_SEALED = {
         "to_number": ("to_enc", "calls.to", False),
@@ -470,6 +486,11 @@ class SqlRepository(Repository):
 
     async def get_call(self, org_id: UUID, call_id: UUID) -> Call | None:
         row = await self._fetchrow("SELECT * FROM calls WHERE id = $1 AND org_id = $2", call_id, org_id)
+        return None if row is None else self._call(row)
+
+    async def get_call_by_idempotency_key(self, org_id: UUID, key: str) -> Call | None:
+        row = await self._fetchrow("SELECT * FROM calls WHERE org_id = $1 AND idempotency_key_hash = $2",
+                                   org_id, self.hash_idempotency_key(key))
         return None if row is None else self._call(row)
 
     async def get_call_unscoped(self, call_id: UUID) -> Call | None:
@@ -690,7 +711,7 @@ class SqlRepository(Repository):
                     "UPDATE calls SET to_enc = CASE WHEN to_hash = $2 THEN NULL ELSE to_enc END,"
                     " from_enc = CASE WHEN from_hash = $2 THEN NULL ELSE from_enc END,"
                     " agent_config_enc = NULL, summary_enc = NULL, outcome_enc = NULL, recording_url_enc = NULL,"
-                    " error = $3, erased_at = $4, updated_at = $4 WHERE id = $1",
+                    " idempotency_key_hash = NULL, error = $3, erased_at = $4, updated_at = $4 WHERE id = $1",
                     row["id"], digest, None if error is None else _scrub_json(error, needles, digest), now,
                 )
                 counts["transcripts"] += await conn.execute(

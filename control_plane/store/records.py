@@ -92,6 +92,10 @@ class Call(Record):
     cost_amount: Decimal | None = None
     cost_currency: str | None = None
     amd_result: str | None = None
+    idempotency_key_hash: str | None = None
+    """Keyed hash of the client's ``Idempotency-Key`` for the start request, unique per organisation."""
+    request_fingerprint: str | None = None
+    """Keyed hash of the start request, to tell a retry from a different request with the same key."""
     stream_state: str | None = None
     error: dict[str, Any] | None = None
     erased_at: datetime | None = None

@@ -16,6 +16,19 @@ from .fakes import PUBLIC_URL, harness, telnyx_error
 from .helpers import run_async
 
 
+def hold_dials(h) -> asyncio.Event:
+    """Make every dial wait until the returned event is set (a dial in flight)."""
+    gate = asyncio.Event()
+    dial = h.telnyx.dial
+
+    async def held_dial(**kwargs):
+        await gate.wait()
+        return await dial(**kwargs)
+
+    h.telnyx.dial = held_dial
+    return gate
+
+
 async def _count_calls(cp, org) -> int:
     repo = await cp.repository()
     async with repo.connection() as conn:
@@ -304,14 +317,7 @@ async def test_hangup_sends_the_command_once_per_call(tmp_path):
 async def test_hangup_while_the_dial_is_in_flight_is_sent_when_it_returns(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
-        gate = asyncio.Event()
-        dial = h.telnyx.dial
-
-        async def slow_dial(**kwargs):
-            await gate.wait()
-            return await dial(**kwargs)
-
-        h.telnyx.dial = slow_dial
+        gate = hold_dials(h)
         start = asyncio.ensure_future(h.start_call(headers))
         repo = await h.cp.repository()
         for _ in range(200):
@@ -398,3 +404,80 @@ async def test_agent_config_is_the_pipelines_model(tmp_path):
         assert ok.status == 201
         (dial,) = h.telnyx.named("dial")
         assert dial["time_limit_secs"] == h.cp.settings.agent.max_duration_s  # the default agent's limit
+
+
+# -- Idempotency-Key -----------------------------------------------------------------------
+
+
+@run_async
+async def test_a_retried_start_with_the_same_idempotency_key_dials_once(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        keyed = {**headers, "Idempotency-Key": "order-4711-call"}
+        first = await h.start_call(keyed)
+        assert first.status == 201, await first.text()
+        again = await h.start_call(keyed)
+        assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+        assert await again.json() == await first.json()
+        assert len(h.telnyx.named("dial")) == 1 and await _count_calls(h.cp, org) == 1
+        # The same key with another body is a client bug, not a retry: refused, nothing dialed.
+        other = await h.start_call(keyed, to="+14155550199")
+        assert other.status == 422 and (await other.json())["error"]["code"] == "idempotency_key_reused"
+        # Without the key, or with another, a start is a new call.
+        assert (await h.start_call(headers)).status == 201
+        assert (await h.start_call({**headers, "Idempotency-Key": "order-4712-call"})).status == 201
+        assert len(h.telnyx.named("dial")) == 3 and await _count_calls(h.cp, org) == 3
+
+
+@run_async
+async def test_idempotency_keys_belong_to_one_organisation(settings):
+    async with harness(settings) as h:
+        _, headers_a = await h.org("A")
+        org_b, headers_b = await h.org("B")
+        a = await h.start_call({**headers_a, "Idempotency-Key": "same"})
+        b = await h.start_call({**headers_b, "Idempotency-Key": "same"})
+        assert a.status == b.status == 201
+        assert (await a.json())["call_id"] != (await b.json())["call_id"]
+        assert len(h.telnyx.named("dial")) == 2 and await _count_calls(h.cp, org_b) == 1
+
+
+@run_async
+async def test_a_retry_while_the_first_start_is_dialing_is_409_then_replays(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        keyed = {**headers, "Idempotency-Key": "k-1"}
+        gate = hold_dials(h)
+        first = asyncio.ensure_future(h.start_call(keyed))
+        for _ in range(200):
+            if h.telnyx.named("dial"):
+                break
+            await asyncio.sleep(0.005)
+        during = await h.start_call(keyed)
+        assert during.status == 409 and during.headers["Retry-After"] == "1"
+        assert (await during.json())["error"]["code"] == "idempotency_key_in_flight"
+        gate.set()
+        placed = await (await first).json()
+        after = await h.start_call(keyed)
+        assert after.status == 200 and (await after.json())["call_id"] == placed["call_id"]
+        assert len(h.telnyx.named("dial")) == 1
+
+
+@run_async
+async def test_concurrent_starts_with_one_key_make_one_call(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        org, headers = await h.org()
+        keyed = {**headers, "Idempotency-Key": "burst"}
+        responses = await asyncio.gather(*(h.start_call(keyed) for _ in range(8)))
+        statuses = sorted(r.status for r in responses)
+        assert statuses.count(201) == 1 and set(statuses) <= {200, 201, 409}
+        assert len(h.telnyx.named("dial")) == 1 and await _count_calls(h.cp, org) == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é"])
+@run_async
+async def test_a_malformed_idempotency_key_is_400_and_dials_nothing(tmp_path, key):
+    async with harness(make_settings(tmp_path)) as h:
+        org, headers = await h.org()
+        response = await h.start_call({**headers, "Idempotency-Key": key})
+        assert response.status == 400 and (await response.json())["error"]["code"] == "validation_error"
+        assert h.telnyx.named("dial") == [] and await _count_calls(h.cp, org) == 0
