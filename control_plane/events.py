@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 
 from aiohttp import web
 
+from .background import SingleTask, run_rounds
 from .calls import command_id, telnyx_error_details
 from .callstate import apply_event, call_id_from_client_state, client_state_for, failed
 from .errors import ApiError, json_response
@@ -116,42 +117,35 @@ class EventWorker:
 
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
-        self._task: asyncio.Task[None] | None = None
+        self._task = SingleTask("callagent-event-worker", self._run)
         self._wake = asyncio.Event()
         self._draining = asyncio.Lock()
         self.processor = EventProcessor(cp)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="callagent-event-worker")
+        self._task.start()
 
     def notify(self) -> None:
         self._wake.set()
         self.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await self._task.stop()
 
     async def _run(self) -> None:
         interval = self.cp.settings.webhooks.poll_interval_s
-        while True:
+
+        async def round_() -> None:
             self._wake.clear()
-            try:
-                await self.drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook worker: draining failed; retrying in %.1f s", interval)
+            await self.drain()
+
+        async def pause() -> None:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             except TimeoutError:
                 pass
+
+        await run_rounds(round_, pause, what="webhook worker: draining", interval_s=interval, log=log)
 
     async def drain(self) -> int:
         """Process every claimable event; returns how many were handled.

@@ -43,10 +43,12 @@ class ControlPlane:
         self._closed = False
 
         from .campaigns.runtime import CampaignRuntime
+        from .dialsweep import UnconfirmedDialSweeper
         from .events import EventWorker
         from .recorder import CallRecorder
 
         self.worker = EventWorker(self)
+        self.dial_sweeper = UnconfirmedDialSweeper(self)
         self.recorder = CallRecorder(self)
         self.campaigns = CampaignRuntime(self)  # its webhook listener is registered with self.worker
 
@@ -78,12 +80,14 @@ class ControlPlane:
             await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
             self.worker.start()  # and process what a previous run stored but did not finish
             self.campaigns.start()  # the campaign dialer (campaigns.dialer)
+            self.dial_sweeper.start()  # API starts a previous run died in the middle of
 
     async def close(self) -> None:
         # From here on no late request may reopen the store (and restart the dialer on it).
         self._closed = True
         self._started = False
         await self.campaigns.stop()
+        await self.dial_sweeper.stop()
         await self.worker.stop()
         if self._repo is not None:
             await self._repo.close()
@@ -105,6 +109,7 @@ class ControlPlane:
                     if self._started:
                         self.worker.start()
                         self.campaigns.start()
+                        self.dial_sweeper.start()
         return self._repo
 
     # -- Telnyx ------------------------------------------------------------------------------

@@ -62,6 +62,14 @@ class ApiSettings(BaseModel):
     )
     max_page_size: int = Field(200, ge=1, le=1000, description="Largest ``limit`` for list endpoints.")
     max_dnc_import_rows: int = Field(100_000, ge=1, description="Rows accepted by one DNC CSV import.")
+    unconfirmed_dial_s: float = Field(
+        180.0, gt=0,
+        description="A call started through the API that is still queued without a Telnyx call this long after "
+                    "its start (the process died mid-dial, and no webhook has proved the dial since) is marked "
+                    "failed with dial_unconfirmed; it is never dialled again. Keep it above Telnyx's 60 s "
+                    "command_id window plus the time its webhooks may take.",
+    )
+    sweep_interval_s: float = Field(30.0, gt=0, description="How often unconfirmed API dials are looked for.")
 
 
 class WebhookSettings(BaseModel):

@@ -178,6 +178,9 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def find_call_by_control_id(self, call_control_id: str) -> Call | None: ...
     @abc.abstractmethod
+    async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
+        """Queued calls with no Telnyx call id, created before ``before``: every organisation's."""
+    @abc.abstractmethod
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
         """Read the call under a row lock, apply ``mutate`` (pure; ``None`` = no change), write the difference."""
     @abc.abstractmethod
@@ -500,6 +503,12 @@ class SqlRepository(Repository):
     async def find_call_by_control_id(self, call_control_id: str) -> Call | None:
         row = await self._fetchrow("SELECT * FROM calls WHERE call_control_id = $1", call_control_id)
         return None if row is None else self._call(row)
+
+    async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
+        rows = await self._fetch(
+            "SELECT * FROM calls WHERE status = 'queued' AND call_control_id IS NULL AND created_at < $1"
+            " ORDER BY created_at LIMIT $2", before, limit)
+        return [self._call(row) for row in rows]
 
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
         async with self.transaction() as conn:

@@ -481,3 +481,38 @@ async def test_a_malformed_idempotency_key_is_400_and_dials_nothing(tmp_path, ke
         response = await h.start_call({**headers, "Idempotency-Key": key})
         assert response.status == 400 and (await response.json())["error"]["code"] == "validation_error"
         assert h.telnyx.named("dial") == [] and await _count_calls(h.cp, org) == 0
+
+
+# -- starts a crashed process left queued ----------------------------------------------------
+
+
+@run_async
+async def test_api_starts_left_queued_by_a_crash_are_failed_once_no_dial_can_be_in_doubt(settings):
+    from datetime import timedelta
+
+    from control_plane.store import Call, StatusChange, utcnow
+
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        repo = await h.cp.repository()
+        now = utcnow()
+
+        async def queued(age_s: float, reason: str = "api", call_control_id: str | None = None) -> Call:
+            at = now - timedelta(seconds=age_s)
+            return await repo.create_call(Call(
+                id=uuid.uuid4(), org_id=org.id, direction="outbound", to_number="+14155550123",
+                from_number="+14155550100", status="queued", call_control_id=call_control_id,
+                status_history=(StatusChange(status="queued", at=at, reason=reason),),
+                created_at=at, updated_at=at))
+
+        crashed = await queued(600)
+        recent = await queued(60)  # its dial may still be in flight, or its webhooks on the way
+        campaign = await queued(600, reason="campaign:attempt 1")  # the campaign dialer's to settle
+        proved = await queued(600, call_control_id="v3:proved-by-a-webhook")
+        await h.cp.dial_sweeper.sweep(now)  # (the background sweep may have been first: same result)
+        detail = await (await h.client.get(f"/api/calls/{crashed.id}", headers=headers)).json()
+        assert detail["status"] == "failed" and detail["error"]["code"] == "dial_unconfirmed"
+        for untouched in (recent, campaign, proved):
+            assert (await repo.get_call(org.id, untouched.id)).status == "queued"
+        assert await h.cp.dial_sweeper.sweep(now) == 0  # once
+        assert h.telnyx.named("dial") == []  # never dialled again
