@@ -17,12 +17,13 @@ INTERRUPTED_NOTE = " [interrupted by the caller]"
 class SpokenText:
     """Text segments of one agent reply, aligned to the audio that speaks them."""
 
-    __slots__ = ("_segments", "_audio_ms", "_pending_text")
+    __slots__ = ("_segments", "_audio_ms", "_pending_text", "_aligned")
 
     def __init__(self) -> None:
         self._segments: list[tuple[float, str]] = []  # (audio start ms, text)
         self._audio_ms = 0.0
         self._pending_text: list[str] = []
+        self._aligned = False  # the provider names the text of its audio
 
     def add_text(self, text: str) -> None:
         """Text sent to TTS; it is spoken by the audio that follows it."""
@@ -31,10 +32,14 @@ class SpokenText:
     def add_audio(self, duration_ms: float, text: str | None = None) -> None:
         """Audio produced. ``text`` is the provider's alignment for it, when it gives one."""
         if text:
+            self._aligned = True
             self._segments.append((self._audio_ms, text.strip()))
             self._pending_text.clear()
-        elif self._pending_text and (not self._segments or self._audio_ms > self._segments[-1][0]):
-            # Without alignment, attribute queued text to the audio that starts now.
+        elif self._pending_text and not self._aligned and (
+                not self._segments or self._audio_ms > self._segments[-1][0]):
+            # Without alignment, attribute queued text to the audio that starts now. (A provider
+            # that aligns names each segment: its unnamed audio is still the previous sentence's,
+            # however early the next sentence's text went out.)
             self._segments.append((self._audio_ms, " ".join(t.strip() for t in self._pending_text)))
             self._pending_text.clear()
         self._audio_ms += duration_ms

@@ -57,6 +57,21 @@ def test_heard_text_uses_alignment_then_proportion():
     assert spoken.heard(5000) == "Hello there. How are you doing today?"
 
 
+def test_text_sent_while_the_previous_sentence_still_streams_is_counted_once():
+    # The LLM's next sentence goes to TTS while the audio of the one before is still arriving:
+    # that audio is the earlier sentence's, and the next one starts where its alignment says.
+    spoken = SpokenText()
+    spoken.add_text("Sure.")
+    spoken.add_text("You said hi.")
+    spoken.add_audio(200, "Sure.")
+    spoken.add_audio(200, "You said hi.")
+    spoken.add_text("I can help with that.")
+    spoken.add_audio(300)  # still "You said hi."
+    spoken.add_audio(500, "I can help with that.")
+    assert spoken.text == "Sure. You said hi. I can help with that."
+    assert spoken.heard(700) == "Sure. You said hi."
+
+
 def test_heard_text_without_alignment_attributes_queued_text():
     spoken = SpokenText()
     spoken.add_text("One two three four.")
