@@ -96,10 +96,11 @@ class CallService:
         if not settings.telnyx_connection_id:
             raise ApiError(503, "not_configured", "Telnyx is not configured (set TELNYX_CONNECTION_ID)")
         repo = await cp.repository()
-        fingerprint = None
+        key_hash = fingerprint = None
         if idempotency_key is not None:
+            key_hash = repo.hash_idempotency_key(idempotency_key)
             fingerprint = repo.hash_request(request_canonical(request))
-            earlier = await repo.get_call_by_idempotency_key(org.id, idempotency_key)
+            earlier = await repo.get_call_by_idempotency_key(org.id, key_hash)
             if earlier is not None:
                 return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         stream_url, webhook_url = cp.stream_url(), cp.webhook_url()
@@ -122,12 +123,11 @@ class CallService:
                 id=uuid4(), org_id=org.id, direction="outbound", to_number=request.to, from_number=request.from_,
                 status="queued", status_history=(StatusChange(status="queued", at=now, reason="api"),),
                 campaign_id=request.campaign_id, agent_config=request.agent_config, created_at=now, updated_at=now,
-                idempotency_key_hash=repo.hash_idempotency_key(idempotency_key) if idempotency_key else None,
-                request_fingerprint=fingerprint,
+                idempotency_key_hash=key_hash, request_fingerprint=fingerprint,
             ))
         except Conflict:
             # The same key in a request running alongside this one: it created the row first.
-            earlier = await repo.get_call_by_idempotency_key(org.id, idempotency_key) if idempotency_key else None
+            earlier = await repo.get_call_by_idempotency_key(org.id, key_hash) if key_hash else None
             if earlier is None:
                 raise
             return StartedCall(_replayed(earlier, fingerprint), replayed=True)

@@ -131,21 +131,22 @@ class LookupHasher:
             raise CryptoConfigError("the lookup hash key must be at least 32 bytes")
         self._key = key
 
+    def _digest(self, domain: bytes, data: bytes) -> str:
+        # The domain keeps one kind of value from ever matching another's hash.
+        return HASH_PREFIX + _b64url(hmac.new(self._key, domain + b"\x00" + data, hashlib.sha256).digest())
+
     def phone(self, e164: str) -> str:
         """The keyed hash of a normalised E.164 number (see :func:`control_plane.phone.normalize_e164`)."""
-        digest = hmac.new(self._key, b"phone\x00" + e164.encode(), hashlib.sha256).digest()
-        return HASH_PREFIX + _b64url(digest)
+        return self._digest(b"phone", e164.encode())
 
     def idempotency_key(self, key: str) -> str:
         """The keyed hash a client's Idempotency-Key is stored and looked up as (keys may hold a number)."""
-        digest = hmac.new(self._key, b"idempotency-key\x00" + key.encode(), hashlib.sha256).digest()
-        return HASH_PREFIX + _b64url(digest)
+        return self._digest(b"idempotency-key", key.encode())
 
     def request(self, canonical: bytes) -> str:
         """The keyed hash of a request's canonical form: compares retries without keeping their
         bodies, and cannot be reversed by trying every phone number."""
-        digest = hmac.new(self._key, b"request\x00" + canonical, hashlib.sha256).digest()
-        return HASH_PREFIX + _b64url(digest)
+        return self._digest(b"request", canonical)
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,8 +170,8 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def get_call(self, org_id: UUID, call_id: UUID) -> Call | None: ...
     @abc.abstractmethod
-    async def get_call_by_idempotency_key(self, org_id: UUID, key: str) -> Call | None:
-        """The call started with this ``Idempotency-Key`` (as the client sent it)."""
+    async def get_call_by_idempotency_key(self, org_id: UUID, key_hash: str) -> Call | None:
+        """The call started with the ``Idempotency-Key`` whose :meth:`hash_idempotency_key` this is."""
     @abc.abstractmethod
     async def get_call_unscoped(self, call_id: UUID) -> Call | None:
         """For webhooks, which carry no organisation: the call a ``client_state`` names."""
@@ -491,9 +491,9 @@ class SqlRepository(Repository):
         row = await self._fetchrow("SELECT * FROM calls WHERE id = $1 AND org_id = $2", call_id, org_id)
         return None if row is None else self._call(row)
 
-    async def get_call_by_idempotency_key(self, org_id: UUID, key: str) -> Call | None:
+    async def get_call_by_idempotency_key(self, org_id: UUID, key_hash: str) -> Call | None:
         row = await self._fetchrow("SELECT * FROM calls WHERE org_id = $1 AND idempotency_key_hash = $2",
-                                   org_id, self.hash_idempotency_key(key))
+                                   org_id, key_hash)
         return None if row is None else self._call(row)
 
     async def get_call_unscoped(self, call_id: UUID) -> Call | None:
