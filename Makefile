@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench-micro bench-vad clean
+.PHONY: demo test system-deps bench-micro bench-vad clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
@@ -28,8 +28,12 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 demo: $(DEMO_STAMP)
 	$(BIN)/callagent demo
 
-test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# espeak-ng and sox (scripts/system-deps installs them as root, else says how).
+system-deps:
+	@sh scripts/system-deps
+
+test: $(TEST_STAMP) system-deps
+	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench-micro: $(DEMO_STAMP)
 	$(BIN)/callagent bench micro
