@@ -1,4 +1,4 @@
-"""``callagent`` subcommands: serve, demo, bench."""
+"""``callagent``: serve, demo, migrate, org, bench (``callagent COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -7,47 +7,78 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Sequence
+from uuid import UUID
 
 from .runtime import configure_logging, freeze_startup_heap, run
+from .settings_check import SettingsError, load_settings, unknown_variables
+
+if TYPE_CHECKING:
+    from control_plane.settings import Settings
 
 log = logging.getLogger("callagent")
 
 
-async def _serve(host: str, port: int) -> None:
+class CommandError(Exception):
+    """A mistake the operator can fix: printed as one line, exit status 2."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("callagent")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
     from control_plane.app import create_app
-    from control_plane.settings import Settings
 
+    from .local import free_port, start_local_carrier
     from .wiring import agent_factory, build_providers, tuned_for_providers
 
-    settings = tuned_for_providers(Settings())
+    carrier = None
+    if settings.telnyx_api_key is None:
+        # Local mode is a whole local Telnyx: the carrier emulator dials, signs webhooks and
+        # streams a simulated callee, so `POST /api/calls/start` works end to end.
+        port = port or free_port(host)
+        settings, carrier = await start_local_carrier(settings, port)
+    settings = tuned_for_providers(settings)
     providers = await build_providers(settings)
-    app = create_app(settings, listener_factory=agent_factory(settings, providers))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    log.info("serving on http://%s:%d (media stream at %s)", host, port, settings.server.media_path)
-    freeze_startup_heap()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    runner = None
     try:
+        app = create_app(settings, listener_factory=agent_factory(settings, providers))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        log.info("serving on http://%s:%d (media stream at %s)", host, port, settings.server.media_path)
+        if settings.database_url is None:
+            log.info("records: embedded SQLite in %s", settings.data_dir)
+        freeze_startup_heap()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await providers.aclose()
+        if carrier is not None:
+            await carrier.close()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from control_plane.settings import Settings
-
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level)
-    run(_serve(args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
+    for name in unknown_variables():
+        log.warning("unknown setting %s is ignored", name)
+    run(_serve(settings, args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
     return 0
 
 
@@ -109,34 +140,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from control_plane.settings import Settings
     from control_plane.store import migrate
 
-    applied = run(migrate(Settings()))
+    applied = run(migrate(load_settings()))
     print(f"applied migrations: {applied}" if applied else "database schema is current")
     return 0
 
 
 def _cmd_org(args: argparse.Namespace) -> int:
-    from uuid import UUID
-
     from control_plane import admin
-    from control_plane.settings import Settings
 
-    settings = Settings()
-    if args.action == "create":
+    settings = load_settings()
+    if args.action == "list":
+        for org in run(admin.list_organisations(settings=settings)):
+            print(f"{org.id}  {org.name}")
+    elif args.action == "create":
         org, secret = run(admin.create_organisation(args.name, settings=settings))
         print(f"organisation {org.id} ({org.name})")
         print(f"API key (shown once, store it now): {secret}")
     elif args.action == "keys":
-        for key in run(admin.list_api_keys(UUID(args.org), settings=settings)):
+        for key in run(admin.list_api_keys(_uuid(args.org, "organisation id"), settings=settings)):
             state = "revoked" if getattr(key, "revoked_at", None) else "active"
             print(f"{key.id}  {key.name}  {key.prefix}…  {state}")
     elif args.action == "new-key":
-        key, secret = run(admin.create_api_key(UUID(args.org), args.name, settings=settings))
+        key, secret = run(admin.create_api_key(_uuid(args.org, "organisation id"), args.name, settings=settings))
         print(f"API key {key.id} (shown once, store it now): {secret}")
     elif args.action == "revoke":
-        key = run(admin.revoke_api_key(UUID(args.org), UUID(args.key), settings=settings))
+        key = run(admin.revoke_api_key(_uuid(args.org, "organisation id"), _uuid(args.key, "key id"),
+                                       settings=settings))
         if key is None:
             print("no such key in that organisation", file=sys.stderr)
             return 1
@@ -144,9 +175,17 @@ def _cmd_org(args: argparse.Namespace) -> int:
     return 0
 
 
+def _uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise CommandError(f"{what} must be a UUID (as `callagent org list` prints it)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callagent", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP/WebSocket server")
     serve.add_argument("--host", help="interface to bind (default from settings: 127.0.0.1)")
@@ -167,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     org = sub.add_parser("org", help="organisations and API keys")
     org_sub = org.add_subparsers(dest="action", required=True)
+    org_sub.add_parser("list", help="list the organisations")
     create = org_sub.add_parser("create", help="create an organisation and print its first API key")
     create.add_argument("name")
     keys = org_sub.add_parser("keys", help="list an organisation's API keys")
@@ -211,7 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"callagent: {line}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"callagent {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

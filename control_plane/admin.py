@@ -47,6 +47,11 @@ async def create_organisation(name: str, *, settings: Settings | None = None,
         return org, secret
 
 
+async def list_organisations(*, settings: Settings | None = None) -> list[Organisation]:
+    async with _store(settings) as repo:
+        return await repo.list_organisations()
+
+
 async def create_api_key(org_id: UUID, name: str = "api", *, settings: Settings | None = None
                          ) -> tuple[ApiKey, str]:
     async with _store(settings) as repo:

@@ -8,6 +8,7 @@ Secrets are :class:`~pydantic.SecretStr` so they never print.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -18,6 +19,16 @@ from engine.conversation.config import AgentConfig
 from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
+
+ENV_PREFIX = "CALLAGENT_"
+NESTED_DELIMITER = "__"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/callagent`` (``~/.local/share/callagent``): the same place whichever
+    directory the server is started from, so a second start never opens an empty store."""
+    base = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".local" / "share") / "callagent"
 
 
 class ServerSettings(BaseModel):
@@ -87,8 +98,8 @@ class WebhookSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CALLAGENT_",
-        env_nested_delimiter="__",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
         env_file=".env",
         extra="ignore",
         populate_by_name=True,
@@ -104,7 +115,11 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     campaigns: CampaignSettings = CampaignSettings()
     log_level: str = Field("INFO", description="Python logging level.")
-    data_dir: Path = Field(Path("data"), description="Where the embedded store keeps its files.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded store keeps its files and keys (made absolute; default "
+        "$XDG_DATA_HOME/callagent, else ~/.local/share/callagent).",
+    )
 
     telnyx_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("CALLAGENT_TELNYX_API_KEY", "TELNYX_API_KEY")
@@ -146,6 +161,11 @@ class Settings(BaseSettings):
         description="Base64 key (>= 32 bytes) for the keyed hash (HMAC-SHA256) that finds phone numbers; "
         "separate from encryption_key. Same default rule.",
     )
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator(
         "telnyx_api_key", "stream_auth_token", "database_url", "redis_url", "encryption_key", "lookup_hash_key",

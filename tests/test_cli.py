@@ -63,3 +63,98 @@ def test_freezing_the_startup_heap_keeps_it_out_of_collections_and_frees_its_gar
         assert not any(gc.is_tracked(x) and any(x is o for o in gc.get_objects(2)) for x in survivor[:3])
     finally:
         gc.unfreeze()
+
+
+# -- settings mistakes are one line, never a traceback ---------------------------------------
+
+import socket  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("CALLAGENT_SERVER__PORT", "99999", "CALLAGENT_SERVER__PORT: Input should be less than or equal to 65535"),
+    ("CALLAGENT_SERVER__PORT", "eighty", "CALLAGENT_SERVER__PORT: Input should be a valid integer"),
+    ("CALLAGENT_ENGINE__VAD__KIND", "fancy", "CALLAGENT_ENGINE__VAD__KIND: Input should be 'energy', 'webrtc', 'hybrid' or 'silero'"),
+    ("CALLAGENT_AGENT", "{not json", "CALLAGENT_AGENT: not valid JSON"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys, variable, value, expected):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    for command in (["serve"], ["migrate"], ["org", "list"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"callagent: {expected}")
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert value not in err or value.isdigit()  # the value itself is not echoed (it may be a secret)
+
+
+def test_a_bad_secret_is_not_echoed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CALLAGENT_SESSION_TTL_S", "hunter2-secretish")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert "CALLAGENT_SESSION_TTL_S" in err and "hunter2" not in err
+
+
+def test_unknown_callagent_variables_are_found_with_a_suggestion():
+    from callagent.settings_check import unknown_variables
+
+    found = unknown_variables({
+        "CALLAGENT_SERVR__PORT": "1", "CALLAGENT_SERVER__PORT": "1", "CALLAGENT_ENGINE__VAD__KIND": "webrtc",
+        "TELNYX_API_KEY": "x", "CALLAGENT_DATABASE_URL": "x", "CALLAGENT_TEST_DATABASE_URL": "x",
+        "CALLAGENT_NONSENSE": "1", "PATH": "/bin",
+    })
+    assert found == ["CALLAGENT_NONSENSE", "CALLAGENT_SERVR__PORT (did you mean CALLAGENT_SERVER__PORT?)"]
+
+
+def test_the_data_dir_is_absolute_and_the_same_from_any_directory(tmp_path, monkeypatch):
+    from control_plane.settings import Settings
+
+    monkeypatch.delenv("CALLAGENT_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "xdg" / "callagent"
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", "relative/place")
+    assert Settings().data_dir == tmp_path / "relative" / "place"
+    assert Settings().data_dir.is_absolute()
+
+
+def test_org_list_and_a_malformed_id(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["org", "create", "First"]) == 0
+    assert main(["org", "create", "Second"]) == 0
+    capsys.readouterr()
+    assert main(["org", "list"]) == 0
+    names = [line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["First", "Second"]
+    assert main(["org", "keys", "not-a-uuid"]) == 2
+    err = capsys.readouterr().err
+    assert err == "callagent org: organisation id must be a UUID (as `callagent org list` prints it)\n"
+
+
+def test_version_and_help_list_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("callagent ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("serve", "demo", "migrate", "org", "bench"):
+        assert f"    {command}" in out
+
+
+def test_a_port_in_use_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TELNYX_API_KEY", "KEY-for-a-remote-server")  # remote mode: no emulators to start
+    monkeypatch.setenv("TELNYX_PUBLIC_KEY", "")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"callagent serve: cannot listen on 127.0.0.1:{port}:" in err
+    assert "Traceback" not in err

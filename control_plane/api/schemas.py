@@ -32,8 +32,10 @@ class _Response(BaseModel):
 
 
 class CallAgentConfig(AgentOverrides):
-    personality: str = Field(min_length=1, max_length=64, examples=["friendly"],
-                             description="A built-in (friendly, professional, sales) or configured personality.")
+    personality: str = Field(
+        "friendly", min_length=1, max_length=64, examples=["friendly"],
+        description="A built-in (friendly, professional, sales) or configured personality. Left out: the "
+                    "server's default agent's (CALLAGENT_AGENT__PERSONALITY), not this default.")
 
 
 
@@ -50,7 +52,9 @@ class StartCallRequest(_Request):
     to: E164
     from_: E164 = Field(alias="from")
     campaign_id: UUID | None = None
-    agent_config: CallAgentConfig
+    agent_config: CallAgentConfig = Field(
+        default_factory=CallAgentConfig,
+        description="Overrides of the server's default agent; only the fields given are stored.")
     ring_timeout_s: int | None = Field(None, ge=5, le=600, description="Give up when unanswered after this long.")
     answering_machine_detection: AmdMode | None = None
 

@@ -135,6 +135,8 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def get_organisation(self, org_id: UUID) -> Organisation | None: ...
     @abc.abstractmethod
+    async def list_organisations(self) -> list[Organisation]: ...
+    @abc.abstractmethod
     async def update_organisation_settings(self, org_id: UUID, changes: dict[str, Any]) -> Organisation | None:
         """Merge ``changes`` into the organisation's settings (a ``None`` value removes a key)."""
     @abc.abstractmethod
@@ -285,6 +287,10 @@ class SqlRepository(Repository):
     async def get_organisation(self, org_id: UUID) -> Organisation | None:
         row = await self._fetchrow("SELECT * FROM organisations WHERE id = $1", org_id)
         return None if row is None else self._org(row)
+
+    async def list_organisations(self) -> list[Organisation]:
+        rows = await self._fetch("SELECT * FROM organisations ORDER BY created_at, id")
+        return [self._org(row) for row in rows]
 
     async def update_organisation_settings(self, org_id: UUID, changes: dict[str, Any]) -> Organisation | None:
         async with self.transaction() as conn:

@@ -393,7 +393,7 @@ async def test_agent_config_is_the_pipelines_model(tmp_path):
             ({"personality": "pirate"}, 422, "invalid_agent_config"),
             ({"personality": "friendly", "tools": ["launch_rockets"]}, 422, "invalid_agent_config"),
             ({"personality": "friendly", "mood": "grumpy"}, 400, "validation_error"),
-            ({"voice": "v"}, 400, "validation_error"),
+            ({"personality": ""}, 400, "validation_error"),
         ]
         for agent_config, status, code in cases:
             response = await h.start_call(headers, agent_config=agent_config)
@@ -404,6 +404,24 @@ async def test_agent_config_is_the_pipelines_model(tmp_path):
         assert ok.status == 201
         (dial,) = h.telnyx.named("dial")
         assert dial["time_limit_secs"] == h.cp.settings.agent.max_duration_s  # the default agent's limit
+
+
+@run_async
+async def test_the_minimal_start_body_runs_the_default_agent(settings):
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        response = await h.client.post("/api/calls/start", json={"to": "+14155550123", "from": "+14155550100"},
+                                       headers=headers)
+        assert response.status == 201, await response.text()
+        call_id = (await response.json())["call_id"]
+        (dial,) = h.telnyx.named("dial")
+        assert dial["to"] == "+14155550123"
+        detail = await (await h.client.get(f"/api/calls/{call_id}", headers=headers)).json()
+        assert detail["agent_config"] == {}  # nothing given, nothing stored: the server's agent applies
+        only_voice = await h.start_call(headers, to="+14155550124", agent_config={"language": "en-GB"})
+        assert only_voice.status == 201
+        detail = await (await h.client.get(f"/api/calls/{(await only_voice.json())['call_id']}", headers=headers)).json()
+        assert detail["agent_config"] == {"language": "en-GB"}
 
 
 # -- Idempotency-Key -----------------------------------------------------------------------

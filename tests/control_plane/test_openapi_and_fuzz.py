@@ -48,7 +48,7 @@ async def test_openapi_document_covers_every_route_and_resolves(tmp_path):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
     start = document["paths"]["/api/calls/start"]["post"]
     body = schemas[start["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert set(body["required"]) == {"to", "from", "agent_config"} and body["additionalProperties"] is False
+    assert set(body["required"]) == {"to", "from"} and body["additionalProperties"] is False
     assert {"201", "400", "409", "429"} <= set(start["responses"])
     assert "Retry-After" in start["responses"]["429"]["headers"]
     error = schemas["ErrorBody"]
