@@ -1,4 +1,4 @@
-"""``callagent``: serve, demo, migrate, org, bench (``callagent COMMAND --help`` for each)."""
+"""``callagent``: serve, demo, migrate, org, number, bench (``callagent COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,18 @@ def _cmd_org(args: argparse.Namespace) -> int:
     if args.action == "list":
         for org in run(admin.list_organisations(settings=settings)):
             print(f"{org.id}  {org.name}")
+    elif args.action == "settings":
+        org_id = _uuid(args.org, "organisation id")
+        if args.record_calls is not None:
+            value = {"on": True, "off": False, "default": None}[args.record_calls]
+            org = run(admin.set_organisation_settings(org_id, settings=settings, record_calls=value))
+        else:
+            org = run(admin.get_organisation(org_id, settings=settings))
+        if org is None:
+            raise CommandError("no such organisation")
+        print(f"{org.id}  {org.name}")
+        for name in admin.ORGANISATION_SETTINGS:
+            print(f"  {name}: {org.settings.get(name, 'default')}")
     elif args.action == "create":
         org, secret = run(admin.create_organisation(args.name, settings=settings))
         print(f"organisation {org.id} ({org.name})")
@@ -172,6 +184,44 @@ def _cmd_org(args: argparse.Namespace) -> int:
             print("no such key in that organisation", file=sys.stderr)
             return 1
         print(f"revoked {key.id}")
+    return 0
+
+
+def _cmd_number(args: argparse.Namespace) -> int:
+    import orjson
+
+    from control_plane import admin
+    from control_plane.errors import ApiError
+    from control_plane.numbers import NumberTaken
+    from control_plane.phone import InvalidPhoneNumber
+
+    settings = load_settings()
+    org_id = _uuid(args.org, "organisation id")
+    try:
+        if args.action == "add":
+            try:
+                overrides = orjson.loads(args.agent_config) if args.agent_config else {}
+            except orjson.JSONDecodeError:
+                raise CommandError("--agent-config must be a JSON object") from None
+            if not isinstance(overrides, dict):
+                raise CommandError("--agent-config must be a JSON object")
+            if args.personality:
+                overrides["personality"] = args.personality
+            number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+            print(f"{number.number} answers inbound calls with {orjson.dumps(number.agent_config).decode()}")
+        elif args.action == "list":
+            for number in run(admin.list_phone_numbers(org_id, settings=settings)):
+                print(f"{number.number}  {orjson.dumps(number.agent_config).decode()}")
+        elif args.action == "remove":
+            if not run(admin.remove_phone_number(org_id, args.number, settings=settings)):
+                raise CommandError("that organisation has no such number")
+            print(f"removed {args.number}")
+    except (InvalidPhoneNumber, NumberTaken, LookupError) as exc:
+        raise CommandError(str(exc)) from None
+    except ApiError as exc:
+        raise CommandError(exc.message) from None
+    except ValueError as exc:  # an agent config that does not validate
+        raise CommandError(f"invalid agent config: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
     return 0
 
 
@@ -217,7 +267,25 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = org_sub.add_parser("revoke", help="revoke an API key")
     revoke.add_argument("org", help="organisation id")
     revoke.add_argument("key", help="key id")
+    settings_ = org_sub.add_parser("settings", help="show or change an organisation's settings")
+    settings_.add_argument("org", help="organisation id")
+    settings_.add_argument("--record-calls", choices=["on", "off", "default"],
+                           help="record every call from answer (default: off)")
     org.set_defaults(func=_cmd_org)
+
+    number = sub.add_parser("number", help="an organisation's numbers for inbound calls")
+    number_sub = number.add_subparsers(dest="action", required=True)
+    add = number_sub.add_parser("add", help="answer inbound calls to a number with an agent")
+    add.add_argument("org", help="organisation id")
+    add.add_argument("number", help="E.164, e.g. +13125550100")
+    add.add_argument("--personality", help="the agent's personality (default: the server's agent)")
+    add.add_argument("--agent-config", metavar="JSON", help='other agent overrides, e.g. \'{"first_message": "Hi"}\'')
+    listing = number_sub.add_parser("list", help="list an organisation's numbers")
+    listing.add_argument("org", help="organisation id")
+    remove = number_sub.add_parser("remove", help="stop answering a number")
+    remove.add_argument("org", help="organisation id")
+    remove.add_argument("number")
+    number.set_defaults(func=_cmd_number)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench.add_argument(

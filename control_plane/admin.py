@@ -13,18 +13,16 @@ from typing import Any
 from uuid import UUID
 
 from .auth import issue_api_key
+from .numbers import ORGANISATION_SETTINGS, register_number, update_settings
 from .phone import normalize_e164
 from .settings import Settings
 from .store import ApiKey, Organisation, PhoneNumber, Repository, open_repository
 
 __all__ = [
-    "add_phone_number", "create_api_key", "create_organisation", "list_api_keys", "list_phone_numbers",
-    "revoke_api_key", "set_organisation_settings",
+    "ORGANISATION_SETTINGS", "add_phone_number", "create_api_key", "create_organisation", "get_organisation",
+    "list_api_keys", "list_organisations", "list_phone_numbers", "remove_phone_number", "revoke_api_key",
+    "set_organisation_settings",
 ]
-
-ORGANISATION_SETTINGS = {"record_calls": bool}
-"""Organisation settings the control plane reads, and their types."""
-
 
 @asynccontextmanager
 async def _store(settings: Settings | None) -> AsyncIterator[Repository]:
@@ -75,18 +73,17 @@ async def add_phone_number(org_id: UUID, number: str, agent_config: dict[str, An
                            settings: Settings | None = None) -> PhoneNumber:
     """Register a number the organisation owns; inbound calls to it are answered by the default
     agent (``settings.agent``) with ``agent_config``'s overrides. Raises ``ApiError`` (422) for an
-    invalid agent config, ``ValueError`` for a number that is not E.164."""
-    agent_config = agent_config or {}
-    from .agents import check_agent
-    from .api.schemas import AgentOverrides, agent_overrides
-
+    invalid agent config, ``InvalidPhoneNumber`` for a number that is not E.164, ``NumberTaken``."""
     settings = settings or Settings()
-    config = agent_overrides(AgentOverrides.model_validate(agent_config, strict=False))
-    check_agent(settings, config)
     async with _store(settings) as repo:
         if await repo.get_organisation(org_id) is None:
             raise LookupError(f"no organisation {org_id}")
-        return await repo.add_phone_number(org_id, normalize_e164(number), config)
+        return await register_number(repo, settings, org_id, number, agent_config)
+
+
+async def remove_phone_number(org_id: UUID, number: str, *, settings: Settings | None = None) -> bool:
+    async with _store(settings) as repo:
+        return await repo.remove_phone_number(org_id, normalize_e164(number))
 
 
 async def list_phone_numbers(org_id: UUID, *, settings: Settings | None = None) -> list[PhoneNumber]:
@@ -94,17 +91,16 @@ async def list_phone_numbers(org_id: UUID, *, settings: Settings | None = None) 
         return await repo.list_phone_numbers(org_id)
 
 
+async def get_organisation(org_id: UUID, *, settings: Settings | None = None) -> Organisation | None:
+    async with _store(settings) as repo:
+        return await repo.get_organisation(org_id)
+
+
 async def set_organisation_settings(org_id: UUID, *, settings: Settings | None = None, **changes: Any
                                     ) -> Organisation:
     """E.g. ``set_organisation_settings(org_id, record_calls=True)``; ``None`` resets a setting."""
-    for key, value in changes.items():
-        expected = ORGANISATION_SETTINGS.get(key)
-        if expected is None:
-            raise ValueError(f"unknown organisation setting {key!r} (known: {sorted(ORGANISATION_SETTINGS)})")
-        if value is not None and not isinstance(value, expected):
-            raise ValueError(f"{key} must be {expected.__name__}")
     async with _store(settings) as repo:
-        org = await repo.update_organisation_settings(org_id, changes)
+        org = await update_settings(repo, org_id, changes)
         if org is None:
             raise LookupError(f"no organisation {org_id}")
         return org

@@ -31,8 +31,9 @@ _COMMAND_NS = uuid5(NAMESPACE_URL, "https://github.com/callagent/command-id")
 RATE_WINDOW_S = 60.0
 
 
-def command_id(call_id: UUID, action: str) -> str:
-    """A stable command id per (call, action): retries and duplicate webhooks repeat it, Telnyx ignores it."""
+def command_id(call_id: UUID | str, action: str) -> str:
+    """A stable command id per (call, action): retries and duplicate webhooks repeat it, Telnyx ignores it.
+    ``call_id`` is our call's id, or Telnyx's call_control_id for a call we keep no row of."""
     return str(uuid5(_COMMAND_NS, f"{call_id}:{action}"))
 
 

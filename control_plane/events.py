@@ -172,6 +172,11 @@ class EventWorker:
             org_id, call_id = await self.processor.process(event)
         except asyncio.CancelledError:
             raise
+        except Unrouted as exc:
+            # Deliberately turned away (an inbound call to a number no organisation registered):
+            # done, with the reason kept on the stored event for the operator.
+            await repo.complete_event(event.event_id, org_id=None, call_id=None, error=exc.reason)
+            return
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             if event.attempts >= settings.max_attempts:
@@ -190,6 +195,14 @@ class EventWorker:
 
 CallListener = Callable[[StoredEvent, Call, Call], Awaitable[None]]
 """Called with (event, call before, call after) once an event has been applied to its call row."""
+
+
+class Unrouted(Exception):
+    """An event that reaches no organisation and was answered for (an inbound call rejected)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class EventProcessor:
@@ -216,6 +229,8 @@ class EventProcessor:
         call = await self._find_call(event)
         if call is None and event.event_type == "call.initiated" and event.payload.get("direction") == "incoming":
             call = await self._create_inbound(event)
+            if call is None:
+                await self._reject_unrouted(event)
         if call is None:
             return None, None  # stored for the record; nothing of ours
         at = event.occurred_at or event.received_at
@@ -254,6 +269,26 @@ class EventProcessor:
             ))
         except Conflict:
             return await repo.find_call_by_control_id(event.call_control_id)
+
+    async def _reject_unrouted(self, event: StoredEvent) -> None:
+        """An inbound call to a number no organisation registered: reject it rather than leave the
+        caller ringing, and say why. (The dialled number is the line's own, not personal data.)"""
+        from .telnyx.client import TelnyxApiError
+
+        ccid = event.call_control_id
+        if not ccid:
+            return
+        to = event.payload.get("to")
+        shown = to if isinstance(to, str) and len(to) <= 32 and to.lstrip("+").isdigit() else "an unknown number"
+        reason = f"rejected: {shown} is not registered to any organisation (callagent number add)"
+        log.warning("inbound call %s to %s rejected: the number is not registered (callagent number add / "
+                    "POST /api/numbers)", event.event_id, shown)
+        try:
+            await self.cp.telnyx_client().reject(ccid, cause="CALL_REJECTED", command_id=command_id(ccid, "reject"))
+        except TelnyxApiError as exc:
+            if exc.status != 422:  # 422: the caller hung up already; nothing left to reject
+                raise
+        raise Unrouted(reason)
 
     async def _side_effects(self, event: StoredEvent, before: Call, call: Call) -> None:
         from .telnyx.client import TelnyxApiError

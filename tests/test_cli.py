@@ -158,3 +158,32 @@ def test_a_port_in_use_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"callagent serve: cannot listen on 127.0.0.1:{port}:" in err
     assert "Traceback" not in err
+
+
+def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["org", "create", "Acme"]) == 0
+    org = re.search(r"organisation (\S+)", capsys.readouterr().out).group(1)
+
+    assert main(["number", "add", org, "+13125550100", "--personality", "professional"]) == 0
+    assert main(["number", "add", org, "+13125550101", "--agent-config", '{"first_message": "Hello!"}']) == 0
+    capsys.readouterr()
+    for bad, message in ((["+1"], "not an E.164 phone number"), (["+13125550100"], "already registered"),
+                         (["+13125550102", "--agent-config", "[1]"], "--agent-config must be a JSON object"),
+                         (["+13125550102", "--agent-config", '{"mood": 1}'], "invalid agent config")):
+        assert main(["number", "add", org, *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("callagent number: ") and message in err and "Traceback" not in err
+
+    assert main(["number", "list", org]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        '+13125550100  {"personality":"professional"}', '+13125550101  {"first_message":"Hello!"}']
+    assert main(["number", "remove", org, "+13125550100"]) == 0
+    assert main(["number", "remove", org, "+13125550100"]) == 2
+
+    capsys.readouterr()
+    assert main(["org", "settings", org, "--record-calls", "on"]) == 0
+    assert "record_calls: True" in capsys.readouterr().out
+    assert main(["org", "settings", org, "--record-calls", "default"]) == 0
+    assert "record_calls: default" in capsys.readouterr().out

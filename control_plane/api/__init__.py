@@ -12,8 +12,9 @@ from pydantic import BaseModel
 from ..campaigns import api as campaigns
 from ..campaigns.models import CampaignList, CampaignOut, ContactImportReport, CreateCampaignRequest
 from ..errors import ErrorBody
-from . import handlers
+from . import handlers, numbers
 from .schemas import (
+    AddNumberRequest,
     ApiKeyCreated,
     ApiKeyList,
     ApiKeyOut,
@@ -28,6 +29,11 @@ from .schemas import (
     ErasureReceipt,
     HangupResponse,
     ListCallsQuery,
+    NumberList,
+    NumberOut,
+    NumberRemoved,
+    OrganisationOut,
+    OrganisationSettingsPatch,
     StartCallRequest,
     StartCallResponse,
 )
@@ -93,6 +99,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", "/api/contacts/{phone}", handlers.erase_contact, "eraseContact",
              "Erase a phone number's personal data everywhere (GDPR) and get a receipt", "gdpr", ErasureReceipt,
              errors=(400, 401)),
+    Endpoint("POST", "/api/numbers", numbers.add_number, "addNumber",
+             "Register a number for inbound calls, with the agent that answers it", "numbers", NumberOut, 201,
+             body=AddNumberRequest, errors=(400, 401, 409, 413, 415, 422)),
+    Endpoint("GET", "/api/numbers", numbers.list_numbers, "listNumbers", "List the organisation's numbers",
+             "numbers", NumberList, errors=(401,)),
+    Endpoint("DELETE", "/api/numbers/{phone}", numbers.remove_number, "removeNumber",
+             "Stop answering a number (calls to it are then rejected)", "numbers", NumberRemoved,
+             errors=(400, 401, 404)),
+    Endpoint("GET", "/api/organisation", numbers.get_organisation, "getOrganisation",
+             "The organisation of the API key, with its settings", "organisation", OrganisationOut,
+             errors=(401,)),
+    Endpoint("PATCH", "/api/organisation/settings", numbers.update_organisation_settings,
+             "updateOrganisationSettings", "Change the organisation's settings (null resets one)",
+             "organisation", OrganisationOut, body=OrganisationSettingsPatch, errors=(400, 401, 413, 415)),
     Endpoint("POST", "/api/campaigns", campaigns.create_campaign, "createCampaign",
              "Create an outbound campaign (agent, caller numbers, pacing, window, retries)", "campaigns",
              CampaignOut, 201, body=CreateCampaignRequest, errors=(400, 401, 413, 415, 422)),

@@ -268,3 +268,40 @@ class ErasureReceipt(_Response):
     carrier_recordings: list[str] = Field(
         description="Telnyx recording ids of erased calls: delete them at Telnyx too (recordings live there)."
     )
+
+
+# -- the organisation's numbers and settings ---------------------------------------------
+
+
+class AddNumberRequest(_Request):
+    number: E164 = Field(description="A number the organisation owns at Telnyx, for inbound calls.")
+    agent_config: AgentOverrides = Field(
+        default_factory=AgentOverrides,
+        description="How inbound calls to it are answered: overrides of the server's default agent.")
+
+
+class NumberOut(_Response):
+    number: str
+    agent_config: dict[str, Any]
+    created_at: datetime
+
+
+class NumberList(_Response):
+    data: list[NumberOut]
+
+
+class NumberRemoved(_Response):
+    number: str
+    removed: bool = True
+
+
+class OrganisationSettingsPatch(_Request):
+    record_calls: bool | None = Field(
+        None, description="Record every call from answer (dual channel); null: the server's default (off).")
+
+
+class OrganisationOut(_Response):
+    id: UUID
+    name: str
+    settings: dict[str, Any] = Field(description="record_calls, when set")
+    created_at: datetime

@@ -156,6 +156,8 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def list_phone_numbers(self, org_id: UUID) -> list[PhoneNumber]: ...
     @abc.abstractmethod
+    async def remove_phone_number(self, org_id: UUID, number: str) -> bool: ...
+    @abc.abstractmethod
     async def create_campaign(self, org_id: UUID, name: str, agent_config: dict[str, Any] | None = None,
                               from_number: str | None = None) -> Campaign: ...
     @abc.abstractmethod
@@ -374,6 +376,10 @@ class SqlRepository(Repository):
     async def list_phone_numbers(self, org_id: UUID) -> list[PhoneNumber]:
         rows = await self._fetch("SELECT * FROM phone_numbers WHERE org_id = $1 ORDER BY created_at", org_id)
         return [self._number(r) for r in rows]
+
+    async def remove_phone_number(self, org_id: UUID, number: str) -> bool:
+        n = await self._execute("DELETE FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)
+        return n > 0
 
     @staticmethod
     def _campaign(row: dict[str, Any]) -> Campaign:

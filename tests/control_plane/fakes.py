@@ -55,6 +55,9 @@ class FakeTelnyx:
         await self._action("hangup", call_control_id, kwargs)
         return HangupResult(command_id=kwargs.get("command_id") or "x")
 
+    async def reject(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
+        return await self._action("reject", call_control_id, kwargs)
+
     async def record_start(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
         return await self._action("record_start", call_control_id, kwargs)
 

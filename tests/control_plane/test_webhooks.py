@@ -144,11 +144,16 @@ async def test_unknown_calls_and_event_types_are_stored_without_failing(settings
                                            "to": "+19995550100", "from": "+14155550123"}, event_id=ids[2])
         await h.settle()
         repo = await h.cp.repository()
-        for event_id in ids:
+        for event_id in ids[:2]:
             event = await repo.get_event(event_id)
             assert event.processed_at is not None and event.last_error is None and event.call_id is None
         assert (await repo.get_event(ids[1])).payload == {"call_control_id": "v3:never-dialled", "x": [1, 2]}
-        assert h.telnyx.commands == []  # nobody owns +19995550100: not answered
+        # Nobody owns +19995550100: the caller is rejected, not left ringing, and the event says why.
+        assert [name for name, _ in h.telnyx.commands] == ["reject"]
+        assert h.telnyx.named("reject")[0]["call_control_id"] == "v3:in"
+        unrouted = await repo.get_event(ids[2])
+        assert unrouted.processed_at is not None and unrouted.call_id is None and unrouted.attempts <= 1
+        assert unrouted.last_error == "rejected: +19995550100 is not registered to any organisation (callagent number add)"
 
 
 @run_async

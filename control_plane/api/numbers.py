@@ -1,0 +1,60 @@
+"""REST handlers for the organisation's own lines (inbound numbers) and its settings."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import ApiError, json_response, read_json
+from ..numbers import NumberTaken, register_number, update_settings
+from ..phone import InvalidPhoneNumber
+from .handlers import _cp, _org, _phone_param
+from .schemas import (
+    AddNumberRequest,
+    NumberList,
+    NumberOut,
+    NumberRemoved,
+    OrganisationOut,
+    OrganisationSettingsPatch,
+    agent_overrides,
+)
+
+
+async def add_number(request: web.Request) -> web.Response:
+    body = await read_json(request, AddNumberRequest)
+    cp = _cp(request)
+    repo = await cp.repository()
+    try:
+        number = await register_number(repo, cp.settings, _org(request).id, body.number,
+                                       agent_overrides(body.agent_config))
+    except NumberTaken as exc:
+        raise ApiError(409, "number_taken", str(exc)) from None
+    except InvalidPhoneNumber as exc:  # (the schema checked it already; kept for the record)
+        raise ApiError(400, "validation_error", str(exc)) from None
+    return json_response(NumberOut.model_validate(number, from_attributes=True), status=201)
+
+
+async def list_numbers(request: web.Request) -> web.Response:
+    repo = await _cp(request).repository()
+    numbers = await repo.list_phone_numbers(_org(request).id)
+    return json_response(NumberList(data=[NumberOut.model_validate(n, from_attributes=True) for n in numbers]))
+
+
+async def remove_number(request: web.Request) -> web.Response:
+    number = _phone_param(request)
+    repo = await _cp(request).repository()
+    if not await repo.remove_phone_number(_org(request).id, number):
+        raise ApiError(404, "not_found", "this organisation has no such number")
+    return json_response(NumberRemoved(number=number))
+
+
+async def get_organisation(request: web.Request) -> web.Response:
+    return json_response(OrganisationOut.model_validate(_org(request), from_attributes=True))
+
+
+async def update_organisation_settings(request: web.Request) -> web.Response:
+    body = await read_json(request, OrganisationSettingsPatch)
+    repo = await _cp(request).repository()
+    org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True))
+    if org is None:  # the organisation was erased while its key was still in use
+        raise ApiError(404, "not_found", "no such organisation")
+    return json_response(OrganisationOut.model_validate(org, from_attributes=True))

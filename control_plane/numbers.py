@@ -1,0 +1,49 @@
+"""The organisation's own lines: registering a number for inbound calls, with the agent that
+answers it, and the organisation's settings. One place for the rules, used by the REST API
+and the command line alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from .agents import AgentOverrides, check_agent
+from .phone import normalize_e164
+from .store import Conflict, Organisation, PhoneNumber, Repository
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+ORGANISATION_SETTINGS: dict[str, type] = {"record_calls": bool}
+"""Organisation settings the control plane reads, and their types."""
+
+
+class NumberTaken(Exception):
+    """The number is registered already (to this organisation or, unsaid, to another)."""
+
+
+async def register_number(repo: Repository, settings: Settings, org_id: UUID, number: str,
+                          agent_config: Mapping[str, Any] | None = None) -> PhoneNumber:
+    """Register ``number`` (E.164) to the organisation; inbound calls to it run the server's default
+    agent with ``agent_config``'s overrides. Raises ``InvalidPhoneNumber``, ``ApiError`` (422) for an
+    agent config that cannot run, :class:`NumberTaken`."""
+    config = AgentOverrides.model_validate(dict(agent_config or {}), strict=False).model_dump(
+        mode="json", exclude_unset=True)
+    check_agent(settings, config)
+    try:
+        return await repo.add_phone_number(org_id, normalize_e164(number), config)
+    except Conflict:
+        raise NumberTaken("that number is already registered") from None
+
+
+async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, Any]) -> Organisation | None:
+    """Merge ``changes`` (``None`` resets a setting to the server's default); ``ValueError`` names
+    an unknown setting or a wrong type, without echoing the value."""
+    for key, value in changes.items():
+        expected = ORGANISATION_SETTINGS.get(key)
+        if expected is None:
+            raise ValueError(f"unknown organisation setting (known: {', '.join(sorted(ORGANISATION_SETTINGS))})")
+        if value is not None and not isinstance(value, expected):
+            raise ValueError(f"{key} must be {expected.__name__}")
+    return await repo.update_organisation_settings(org_id, dict(changes))

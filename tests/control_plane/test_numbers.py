@@ -1,0 +1,101 @@
+"""The organisation's inbound numbers and settings, over REST, scoped to the organisation; and
+inbound calls to a number nobody registered are rejected through the real client and emulator."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from .fakes import harness
+from .helpers import run_async
+from .test_emulator_e2e import _eventually, _system
+from .conftest import make_settings
+
+
+@run_async
+async def test_numbers_are_added_listed_and_removed_per_organisation(settings):
+    async with harness(settings) as h:
+        _, headers_a = await h.org("A")
+        _, headers_b = await h.org("B")
+        added = await h.client.post("/api/numbers", json={"number": "+13125550100",
+                                                          "agent_config": {"personality": "professional"}},
+                                    headers=headers_a)
+        assert added.status == 201, await added.text()
+        body = await added.json()
+        assert body["number"] == "+13125550100" and body["agent_config"] == {"personality": "professional"}
+        minimal = await h.client.post("/api/numbers", json={"number": "+13125550101"}, headers=headers_a)
+        assert minimal.status == 201 and (await minimal.json())["agent_config"] == {}
+
+        # The same number for another organisation: refused without saying whose it is.
+        taken = await h.client.post("/api/numbers", json={"number": "+13125550100"}, headers=headers_b)
+        assert taken.status == 409
+        error = (await taken.json())["error"]
+        assert error["code"] == "number_taken" and "A" not in error["message"]
+
+        listed_a = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+        assert [n["number"] for n in listed_a["data"]] == ["+13125550100", "+13125550101"]
+        assert (await (await h.client.get("/api/numbers", headers=headers_b)).json())["data"] == []
+
+        path = f"/api/numbers/{quote('+13125550100')}"
+        assert (await h.client.delete(path, headers=headers_b)).status == 404  # not B's to remove
+        removed = await h.client.delete(path, headers=headers_a)
+        assert removed.status == 200 and (await removed.json()) == {"number": "+13125550100", "removed": True}
+        assert (await h.client.delete(path, headers=headers_a)).status == 404
+
+
+@run_async
+async def test_bad_number_bodies_are_clear_errors(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        cases = [
+            ({"number": "12"}, 400, "validation_error"),
+            ({"number": "+13125550100", "agent_config": {"personality": "pirate"}}, 422, "invalid_agent_config"),
+            ({"number": "+13125550100", "agent_config": {"mood": "grumpy"}}, 400, "validation_error"),
+            ({}, 400, "validation_error"),
+        ]
+        for body, status, code in cases:
+            response = await h.client.post("/api/numbers", json=body, headers=headers)
+            assert response.status == status, body
+            assert (await response.json())["error"]["code"] == code
+        repo = await h.cp.repository()
+        assert await repo.list_phone_numbers(org.id) == []
+
+
+@run_async
+async def test_organisation_settings_over_rest(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org("A")
+        _, headers_b = await h.org("B")
+        got = await (await h.client.get("/api/organisation", headers=headers)).json()
+        assert got["id"] == str(org.id) and got["name"] == "A" and got["settings"] == {}
+        changed = await h.client.patch("/api/organisation/settings", json={"record_calls": True}, headers=headers)
+        assert changed.status == 200 and (await changed.json())["settings"] == {"record_calls": True}
+        assert (await (await h.client.get("/api/organisation", headers=headers_b)).json())["settings"] == {}
+        wrong = await h.client.patch("/api/organisation/settings", json={"record_calls": "yes"}, headers=headers)
+        assert wrong.status == 400
+        unknown = await h.client.patch("/api/organisation/settings", json={"paint": "red"}, headers=headers)
+        assert unknown.status == 400
+        reset = await h.client.patch("/api/organisation/settings", json={"record_calls": None}, headers=headers)
+        assert (await reset.json())["settings"] == {}
+
+
+@run_async
+async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_rejected(tmp_path):
+    async with _system(lambda **kw: make_settings(tmp_path, **kw)) as (emulator, client, headers, org):
+        registered = await client.post("/api/numbers", json={"number": "+13125550100"}, headers=headers)
+        assert registered.status == 201
+        webhook_url = f"http://127.0.0.1:{client.server.port}/webhook/telnyx"
+        known = emulator.incoming_call(from_="+14155550123", to="+13125550100", connection_id="1234567890",
+                                       webhook_url=webhook_url)
+        unknown = emulator.incoming_call(from_="+14155550124", to="+13125550199", connection_id="1234567890",
+                                         webhook_url=webhook_url)
+
+        async def settled() -> bool:
+            return bool(emulator.calls[known.call_control_id].answered
+                        and emulator.calls[unknown.call_control_id].ended_at is not None)
+
+        await _eventually(settled)
+        rejected = emulator.calls[unknown.call_control_id]
+        assert not rejected.answered and rejected.hangup_cause == "call_rejected"
+        calls = await (await client.get("/api/calls", headers=headers)).json()
+        assert [c["to"] for c in calls["data"]] == ["+13125550100"]  # the rejected call belongs to nobody
+        known.hang_up()
