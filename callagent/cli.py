@@ -17,7 +17,7 @@ log = logging.getLogger("callagent")
 async def _serve(host: str, port: int) -> None:
     from aiohttp import web
 
-    from control_plane.app import create_app
+    from control_plane.app import app_runner, create_app
     from control_plane.settings import Settings
 
     from .wiring import agent_factory, build_providers, tuned_for_providers
@@ -25,7 +25,7 @@ async def _serve(host: str, port: int) -> None:
     settings = tuned_for_providers(Settings())
     providers = await build_providers(settings)
     app = create_app(settings, listener_factory=agent_factory(settings, providers))
-    runner = web.AppRunner(app, access_log=None)
+    runner = app_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

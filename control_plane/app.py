@@ -20,7 +20,7 @@ from engine.metrics import EngineMetrics
 
 from .api import add_routes
 from .auth import make_auth_middleware
-from .errors import json_response, make_error_middleware
+from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
 from .services import ControlPlane
 from .settings import Settings
@@ -63,6 +63,17 @@ async def _control_plane_ctx(app: web.Application) -> AsyncIterator[None]:
         await cp.close()
 
 
+LINGERING_S = 1.0
+"""After answering a request whose body it did not read (408, 413, 401 before the body),
+aiohttp reads on for this long before closing, so the client sees the answer rather than a
+reset; its default, 10 s, would let each slow client hold its connection that much longer."""
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """The runner ``callagent serve`` uses for ``app`` (no access log: it would be per request)."""
+    return web.AppRunner(app, access_log=None, lingering_time=LINGERING_S)
+
+
 def create_app(settings: Settings, listener_factory: ListenerFactory | None = None) -> web.Application:
     cp = ControlPlane(settings)
     app = web.Application(
@@ -73,6 +84,7 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app[METRICS_KEY] = metrics
     app[SETTINGS_KEY] = settings
     app[CONTROL_PLANE_KEY] = cp
+    app[BODY_DEADLINE_KEY] = settings.server.body_timeout_s
     app[_OPENAPI_KEY] = {}
     token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}

@@ -26,7 +26,7 @@ from aiohttp import web
 from .background import SingleTask, run_rounds
 from .calls import command_id, telnyx_error_details
 from .callstate import apply_event, call_id_from_client_state, client_state_for, failed
-from .errors import ApiError, json_response
+from .errors import ApiError, json_response, read_body
 from .jsonutil import has_nul
 from .phone import InvalidPhoneNumber, normalize_e164
 from .store import Call, Conflict, StatusChange, StoredEvent, utcnow
@@ -59,7 +59,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     public_key = settings.telnyx_public_key
     if not public_key:
         raise ApiError(503, "not_configured", "webhooks cannot be verified: set TELNYX_PUBLIC_KEY")
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         verify_signature(raw, request.headers, public_key, tolerance_s=settings.webhooks.tolerance_s)
     except WebhookVerificationError as exc:

@@ -32,6 +32,9 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="Largest request body accepted (REST, webhooks); larger gets 413."
     )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="A request body (REST, webhooks) not fully received within this time gets 408."
+    )
 
 
 class StoreSettings(BaseModel):
