@@ -17,7 +17,8 @@ log = logging.getLogger("callagent")
 async def _serve(host: str, port: int) -> None:
     from aiohttp import web
 
-    from control_plane.app import app_runner, create_app
+    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner, create_app
+    from control_plane.drain import drain
     from control_plane.settings import Settings
 
     from .wiring import agent_factory, build_providers, tuned_for_providers
@@ -37,6 +38,9 @@ async def _serve(host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        # Draining keeps the listener open: live calls go on and their webhooks are accepted.
+        stop.clear()  # a second signal ends the grace
+        await drain(app[CONTROL_PLANE_KEY], app[MEDIA_KEY], settings.server.drain_grace_s, interrupt=stop)
     finally:
         await runner.cleanup()
         await providers.aclose()

@@ -1,6 +1,7 @@
 """The aiohttp application: media streams, REST API, Telnyx webhooks, health and metrics.
 
-Routes: the media WebSocket (``server.media_path``), ``/healthz``, ``/metrics``,
+Routes: the media WebSocket (``server.media_path``), ``/healthz`` (liveness),
+``/readyz`` (readiness, :mod:`control_plane.health`), ``/metrics``,
 ``/openapi.json``, ``POST /webhook/telnyx`` (signed, no API key) and ``/api/...``
 (``Authorization: Bearer <api key>``). Errors outside the media path share one shape
 (:mod:`control_plane.errors`). The :class:`~control_plane.services.ControlPlane` is
@@ -22,17 +23,24 @@ from .api import add_routes
 from .auth import make_auth_middleware
 from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
+from .health import readiness
 from .services import ControlPlane
 from .settings import Settings
 
 METRICS_KEY = web.AppKey("metrics", EngineMetrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 CONTROL_PLANE_KEY = web.AppKey("control_plane", ControlPlane)
+MEDIA_KEY = web.AppKey("media", MediaStreamEndpoint)
 WEBHOOK_PATH = "/webhook/telnyx"
 
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "active_streams": len(request.app[METRICS_KEY].sessions.live)})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ready, checks = await readiness(request.app[CONTROL_PLANE_KEY])
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -89,8 +97,10 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
     endpoint = MediaStreamEndpoint(settings.engine, metrics, auth_token=token, **kwargs)
+    app[MEDIA_KEY] = endpoint
     app.router.add_get(settings.server.media_path, endpoint.handle)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)

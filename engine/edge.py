@@ -126,6 +126,28 @@ class MediaStreamEndpoint:
         self.metrics = metrics
         self.listener_factory = listener_factory
         self._auth_token = auth_token.encode() if auth_token else None
+        self._sockets: dict[MediaSession, web.WebSocketResponse] = {}
+        self._none_open = asyncio.Event()
+        self._none_open.set()
+
+    # -- what a shutdown needs -----------------------------------------------------------
+
+    @property
+    def sessions(self) -> list[MediaSession]:
+        """The sessions whose sockets are open now (``call_control_id`` once started)."""
+        return list(self._sockets)
+
+    async def wait_all_closed(self) -> None:
+        """Return once no media socket is open (each call ended, or was closed)."""
+        while self._sockets:
+            await self._none_open.wait()
+
+    async def close_all(self, code: int, message: bytes) -> int:
+        """Close every open media socket with ``code``; their sessions end as on any close.
+        Returns how many were open."""
+        sockets = list(self._sockets.values())
+        await asyncio.gather(*(ws.close(code=code, message=message) for ws in sockets), return_exceptions=True)
+        return len(sockets)
 
     def _authorized(self, request: web.Request) -> bool:
         if self._auth_token is None:
@@ -143,6 +165,8 @@ class MediaStreamEndpoint:
         waker = _Waker(loop)
         session.waker = waker.wake
         self.metrics.sessions.add(session)
+        self._sockets[session] = ws
+        self._none_open.clear()
         sender = loop.create_task(self._send_loop(ws, session, waker))
         config = self.config
         watchdog = _Watchdog(loop, ws, session, config.stream_start_timeout_s, config.stream_idle_timeout_s)
@@ -169,16 +193,21 @@ class MediaStreamEndpoint:
                 await sender
             except (asyncio.CancelledError, Exception):
                 pass
-            if watchdog.reason is not None:
-                # One line per socket at most; a stream that never started may be anyone's.
-                log.log(logging.INFO if session.started else logging.DEBUG, "media stream %s closed: %s",
-                        session.stream_id, watchdog.reason)
-            session.close(loop.time())
-            self.metrics.sessions.remove(session)
-            if watchdog.closing is not None:
-                await asyncio.gather(watchdog.closing, return_exceptions=True)
-            elif not ws.closed:
-                await ws.close()
+            try:
+                if watchdog.reason is not None:
+                    # One line per socket at most; a stream that never started may be anyone's.
+                    log.log(logging.INFO if session.started else logging.DEBUG, "media stream %s closed: %s",
+                            session.stream_id, watchdog.reason)
+                session.close(loop.time())
+                self.metrics.sessions.remove(session)
+                if watchdog.closing is not None:
+                    await asyncio.gather(watchdog.closing, return_exceptions=True)
+                elif not ws.closed:
+                    await ws.close()
+            finally:
+                del self._sockets[session]
+                if not self._sockets:
+                    self._none_open.set()
         return ws
 
     @staticmethod

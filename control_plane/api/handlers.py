@@ -94,6 +94,7 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 async def start_call(request: web.Request) -> web.Response:
+    _cp(request).refuse_new_calls()  # before the body: a draining instance answers 503 to any start
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "validation_error", f"{IDEMPOTENCY_HEADER} must be 1-255 printable ASCII characters",
