@@ -6,10 +6,10 @@ import asyncio
 
 import aiohttp
 
-from control_plane.app import MEDIA_KEY
-from control_plane.drain import drain
-from tests.engine.helpers import media_frames, start_frame
 from bench.signals import silence
+from control_plane.app import MEDIA_KEY
+from control_plane.drain import close_for_recovery, drain
+from tests.engine.helpers import media_frames, start_frame
 
 from .conftest import make_settings
 from .fakes import harness
@@ -90,8 +90,6 @@ async def test_calls_still_up_after_the_grace_are_handed_over(tmp_path):
 
         async def record_then_close(endpoint):
             handed.extend(s.call_control_id for s in endpoint.sessions)
-            from control_plane.drain import close_for_recovery
-
             return await close_for_recovery(endpoint)
 
         interrupt = asyncio.Event()

@@ -11,7 +11,7 @@ from control_plane.callstate import client_state_for
 from control_plane.telnyx.webhooks import generate_keypair
 
 from .conftest import make_settings
-from .fakes import encoded_state, harness, signed_webhook, telnyx_error
+from .fakes import encoded_state, harness, signed_webhook, telnyx_error, unused_bits_flipped
 from .helpers import run_async
 
 
@@ -316,13 +316,6 @@ async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
         assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_webhook"
 
 
-def _unused_bits_flipped(signature: str) -> str:
-    # 64 bytes end in one byte over two base64 characters; the last 4 bits carry nothing.
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    data = signature.rstrip("=")
-    return data[:-1] + alphabet[alphabet.index(data[-1]) ^ 1] + signature[len(data):]
-
-
 @run_async
 async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, redis_prefix):
     # Fails before the fix: the Redis guard named a request by its header string, and the
@@ -332,7 +325,7 @@ async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, red
         body, headers = signed_webhook("call.hangup", {"call_control_id": "v3:replayed"})
         assert (await h.client.post("/webhook/telnyx", data=body, headers=headers)).status == 200
         signature = headers["telnyx-signature-ed25519"]
-        for respelled in (_unused_bits_flipped(signature), signature + "!", signature[:30] + "\t" + signature[30:]):
+        for respelled in (unused_bits_flipped(signature), signature + "!", signature[:30] + "\t" + signature[30:]):
             response = await h.client.post("/webhook/telnyx", data=body,
                                            headers={**headers, "telnyx-signature-ed25519": respelled})
             assert response.status == 401, respelled

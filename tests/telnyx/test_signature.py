@@ -21,6 +21,7 @@ from control_plane.telnyx import (
     verify_webhook,
 )
 from control_plane.telnyx.webhooks import generate_keypair, replay_fingerprint
+from tests.control_plane.fakes import unused_bits_flipped
 
 from .helpers import CONNECTION_ID, FROM, TO, run, world
 
@@ -132,17 +133,8 @@ def test_bad_base64_and_wrong_lengths_rejected() -> None:
     assert "match" in _rejects(BODY, {**headers, "telnyx-signature-ed25519": base64.b64encode(flipped).decode()})
 
 
-def _flip_unused_bits(signature: str) -> str:
-    """The same 64 bytes spelled differently: 64 bytes end in one byte spread over two base64
-    characters, whose last 4 bits carry nothing; a lenient decoder ignores them."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    last = signature.rstrip("=")
-    changed = alphabet[alphabet.index(last[-1]) ^ 1]
-    return last[:-1] + changed + signature[len(last):]
-
-
 @pytest.mark.parametrize("respell", [
-    _flip_unused_bits,
+    unused_bits_flipped,
     lambda s: s + "!",
     lambda s: s[:40] + "\t" + s[40:],
     lambda s: s[:10] + "*" + s[10:],
@@ -271,7 +263,7 @@ def _tamper(kind: str, body: bytes, stamp: int) -> tuple[bytes, dict[str, str], 
     elif kind == "signature_junk_chars":
         headers["telnyx-signature-ed25519"] = sig[:10] + "!*" + sig[10:]
     elif kind == "signature_trailing_bits":
-        headers["telnyx-signature-ed25519"] = _flip_unused_bits(sig)
+        headers["telnyx-signature-ed25519"] = unused_bits_flipped(sig)
     elif kind == "signature_unpadded":
         headers["telnyx-signature-ed25519"] = sig.rstrip("=")
     elif kind == "signature_empty":
