@@ -26,12 +26,12 @@ async def _live_call(h, headers):
     ws = await h.client.ws_connect("/media-stream")
     await ws.send_bytes(start_frame(call_control_id=call["call_control_id"]))
     media = h.client.server.app[MEDIA_KEY]
-    while not (media.sessions and media.sessions[0].started):
-        await asyncio.sleep(0)
+    await _until(lambda: media.sessions and media.sessions[0].started)
     return call, ws, media
 
 
 async def _until(predicate) -> None:
+    """Yield to the server until ``predicate()`` holds (no clock involved; bounded)."""
     async with asyncio.timeout(WAIT_S):
         while not predicate():
             await asyncio.sleep(0)
