@@ -5,8 +5,8 @@ checked first; a failure is a 401 and nothing is written. The event row is inser
 (idempotent on Telnyx's event id: a redelivery is acknowledged and changes nothing), then
 the signed request is claimed against replays (a replay is a 401 that changed nothing),
 and only then is 200 returned, so an acknowledged event is never lost, and an event whose
-insert failed is accepted when it comes again. :class:`EventWorker` drains unprocessed rows, at
-start-up too, claiming them with a lease, so a crash between the acknowledgement and
+insert failed is accepted when it comes again. :class:`EventWorker` drains unprocessed
+rows, at start-up too, claiming them with a lease, so a crash between the acknowledgement and
 the processing only delays it. Processing is the pure state machine in
 :mod:`control_plane.callstate` plus a few idempotent Telnyx commands (answering inbound
 calls, starting recordings, hanging up orphans), each with a stable ``command_id``.
