@@ -34,7 +34,8 @@ def _version() -> str:
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
-    from control_plane.app import create_app
+    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner, create_app
+    from control_plane.drain import drain
 
     from .local import free_port, start_local_carrier
     from .wiring import agent_factory, build_providers, tuned_for_providers
@@ -50,7 +51,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     runner = None
     try:
         app = create_app(settings, listener_factory=agent_factory(settings, providers))
-        runner = web.AppRunner(app, access_log=None)
+        runner = app_runner(app)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
@@ -65,6 +66,9 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        # Draining keeps the listener open: live calls go on and their webhooks are accepted.
+        stop.clear()  # a second signal ends the grace
+        await drain(app[CONTROL_PLANE_KEY], app[MEDIA_KEY], settings.server.drain_grace_s, interrupt=stop)
     finally:
         if runner is not None:
             await runner.cleanup()

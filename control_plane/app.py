@@ -1,6 +1,7 @@
 """The aiohttp application: media streams, REST API, Telnyx webhooks, health and metrics.
 
-Routes: the media WebSocket (``server.media_path``), ``/healthz``, ``/metrics``,
+Routes: the media WebSocket (``server.media_path``), ``/healthz`` (liveness),
+``/readyz`` (readiness, :mod:`control_plane.health`), ``/metrics``,
 ``/openapi.json``, ``POST /webhook/telnyx`` (signed, no API key) and ``/api/...``
 (``Authorization: Bearer <api key>``). Errors outside the media path share one shape
 (:mod:`control_plane.errors`). The :class:`~control_plane.services.ControlPlane` is
@@ -20,19 +21,26 @@ from engine.metrics import EngineMetrics
 
 from .api import add_routes
 from .auth import make_auth_middleware
-from .errors import json_response, make_error_middleware
+from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
+from .health import readiness
 from .services import ControlPlane
 from .settings import Settings
 
 METRICS_KEY = web.AppKey("metrics", EngineMetrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 CONTROL_PLANE_KEY = web.AppKey("control_plane", ControlPlane)
+MEDIA_KEY = web.AppKey("media", MediaStreamEndpoint)
 WEBHOOK_PATH = "/webhook/telnyx"
 
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "active_streams": len(request.app[METRICS_KEY].sessions.live)})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ready, checks = await readiness(request.app[CONTROL_PLANE_KEY])
+    return json_response({"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -63,6 +71,17 @@ async def _control_plane_ctx(app: web.Application) -> AsyncIterator[None]:
         await cp.close()
 
 
+LINGERING_S = 1.0
+"""After answering a request whose body it did not read (408, 413, 401 before the body),
+aiohttp reads on for this long before closing, so the client sees the answer rather than a
+reset; its default, 10 s, would let each slow client hold its connection that much longer."""
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """The runner ``callagent serve`` uses for ``app`` (no access log: it would be per request)."""
+    return web.AppRunner(app, access_log=None, lingering_time=LINGERING_S)
+
+
 def create_app(settings: Settings, listener_factory: ListenerFactory | None = None) -> web.Application:
     cp = ControlPlane(settings)
     app = web.Application(
@@ -73,12 +92,15 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app[METRICS_KEY] = metrics
     app[SETTINGS_KEY] = settings
     app[CONTROL_PLANE_KEY] = cp
+    app[BODY_DEADLINE_KEY] = settings.server.body_timeout_s
     app[_OPENAPI_KEY] = {}
     token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
     endpoint = MediaStreamEndpoint(settings.engine, metrics, auth_token=token, **kwargs)
+    app[MEDIA_KEY] = endpoint
     app.router.add_get(settings.server.media_path, endpoint.handle)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)

@@ -92,6 +92,7 @@ class CallService:
         """Record the call, then dial it. With an ``idempotency_key`` a retried request gets the
         call the first one placed (or 409 while that one is still dialing) and never a second dial."""
         cp = self.cp
+        cp.refuse_new_calls()
         settings = cp.settings
         client = cp.telnyx_client()
         if not settings.telnyx_connection_id:

@@ -2,17 +2,22 @@
 
 Handlers raise :class:`ApiError`; :func:`error_middleware` turns it, aiohttp's own HTTP
 errors (404 route, 405, 413 body too large) and anything unexpected (500, logged, no
-internals leaked) into that shape. Request bodies are read and validated by
-:func:`read_json` before a handler writes anything.
+internals leaked) into that shape. Request bodies are read by :func:`read_body` (within
+a deadline: aiohttp has none, so a client could hold a handler open by sending its body
+slowly) and validated by :func:`read_json` before a handler writes anything. A client
+that disconnects before its body arrived is one DEBUG line, not an error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
 from pydantic import BaseModel, ValidationError
 
 from .jsonutil import dumps, has_nul
@@ -27,6 +32,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -36,6 +42,15 @@ _CODES = {
     502: "bad_gateway",
     503: "unavailable",
 }
+
+
+BODY_DEADLINE_KEY = web.AppKey("body_deadline_s", float)
+"""Seconds a request's whole body may take to arrive (``server.body_timeout_s``)."""
+DEFAULT_BODY_DEADLINE_S = 10.0
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nobody is left to answer."""
 
 
 class ApiError(Exception):
@@ -95,7 +110,7 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     if not _is_json(request.content_type):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json",
                        {"content_type": request.content_type})
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         raise ApiError(400, "invalid_json", "the request body is empty")
     try:
@@ -108,6 +123,42 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     if b"\\u0000" in raw and has_nul(parsed.model_dump()):
         raise ApiError(400, "validation_error", "strings must not contain NUL characters")
     return parsed
+
+
+@contextlib.asynccontextmanager
+async def _receiving(request: web.Request) -> AsyncIterator[None]:
+    """Reading (part of) the body: 408 past the app's body deadline, 400 when its framing is
+    broken, :class:`ClientGone` when the client disconnects."""
+    deadline = request.app.get(BODY_DEADLINE_KEY, DEFAULT_BODY_DEADLINE_S)
+    timeout = asyncio.timeout(deadline)
+    try:
+        async with timeout:
+            yield
+    except OSError:  # TimeoutError (ours, or the socket's) and ConnectionResetError are OSErrors
+        if timeout.expired():
+            raise ApiError(408, "request_timeout", f"the request body did not arrive within {deadline:g} s",
+                           headers={"Connection": "close"}) from None
+        raise ClientGone from None
+    except PayloadEncodingError:
+        raise ApiError(400, "invalid_body", "the request body's framing is broken",
+                       headers={"Connection": "close"}) from None
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, which must arrive within the body deadline."""
+    async with _receiving(request):
+        return await request.read()
+
+
+async def body_chunks(request: web.Request, size: int) -> AsyncIterator[bytes]:
+    """A streamed body (large uploads) in chunks of up to ``size`` bytes; each must arrive
+    within the body deadline, so a stalled upload ends while a long steady one does not."""
+    while True:
+        async with _receiving(request):
+            chunk = await request.content.read(size)
+        if not chunk:
+            return
+        yield chunk
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
@@ -135,6 +186,11 @@ def make_error_middleware(passthrough_paths: frozenset[str]) -> Middleware:
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        except ClientGone:
+            # Anyone can do this, as often as they like: it must not flood the log.
+            log.debug("client disconnected before sending its whole body: %s %s", request.method, request.path)
+            return error_response(400, "incomplete_body", "the request body ended early",
+                                  headers={"Connection": "close"})
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -1,11 +1,12 @@
 """Telnyx webhooks: verified, stored durably, acknowledged, then processed by a worker.
 
 ``POST /webhook/telnyx``: signature (Ed25519, ``telnyx_public_key``) and freshness are
-checked first, then the exact request is claimed against replays; any failure is a 401
-and nothing is written. The event row is inserted (idempotent on Telnyx's event id: a
-redelivery is acknowledged and changes nothing) and only then is 200 returned, so an
-acknowledged event is never lost. :class:`EventWorker` drains unprocessed rows, at
-start-up too, claiming them with a lease, so a crash between the acknowledgement and
+checked first; a failure is a 401 and nothing is written. The event row is inserted
+(idempotent on Telnyx's event id: a redelivery is acknowledged and changes nothing), then
+the signed request is claimed against replays (a replay is a 401 that changed nothing),
+and only then is 200 returned, so an acknowledged event is never lost, and an event whose
+insert failed is accepted when it comes again. :class:`EventWorker` drains unprocessed
+rows, at start-up too, claiming them with a lease, so a crash between the acknowledgement and
 the processing only delays it. Processing is the pure state machine in
 :mod:`control_plane.callstate` plus a few idempotent Telnyx commands (answering inbound
 calls, starting recordings, hanging up orphans), each with a stable ``command_id``.
@@ -25,7 +26,7 @@ from aiohttp import web
 from .background import SingleTask, run_rounds
 from .calls import command_id, telnyx_error_details
 from .callstate import apply_event, call_id_from_client_state, client_state_for, failed
-from .errors import ApiError, json_response
+from .errors import ApiError, json_response, read_body
 from .jsonutil import has_nul
 from .phone import InvalidPhoneNumber, normalize_e164
 from .store import Call, Conflict, StatusChange, StoredEvent, utcnow
@@ -58,7 +59,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     public_key = settings.telnyx_public_key
     if not public_key:
         raise ApiError(503, "not_configured", "webhooks cannot be verified: set TELNYX_PUBLIC_KEY")
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         verify_signature(raw, request.headers, public_key, tolerance_s=settings.webhooks.tolerance_s)
     except WebhookVerificationError as exc:
@@ -67,8 +68,6 @@ async def receive_webhook(request: web.Request) -> web.Response:
         event = parse_event(raw)
     except WebhookParseError as exc:
         raise ApiError(400, "invalid_webhook", str(exc)) from None
-    if not await cp.replay_guard.first_seen(request.headers):
-        raise ApiError(401, "replayed", "webhook rejected: this exact request was already received")
     payload = redact_dtmf(event.event_type, event.payload)
     occurred_at = event.occurred_at
     try:
@@ -89,6 +88,11 @@ async def receive_webhook(request: web.Request) -> web.Response:
     inserted = await repo.insert_event(stored)
     if inserted:
         cp.worker.notify()
+    # Claimed only now: had the insert failed (500), Telnyx's redelivery of this very request
+    # must be stored, not refused as a replay. A replay reaching this point changed nothing
+    # (the insert is idempotent on the event id) and is still refused.
+    if not await cp.replay_guard.first_seen(request.headers):
+        raise ApiError(401, "replayed", "webhook rejected: this exact request was already received")
     return json_response({"received": True, "duplicate": not inserted})
 
 

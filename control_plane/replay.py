@@ -1,8 +1,12 @@
-"""Webhook replay protection: an exact signed request is accepted once.
+"""Webhook replay protection: a signed request is accepted once.
 
-In-process it is :class:`control_plane.telnyx.webhooks.ReplayGuard`; with Redis the
-(timestamp, signature) pair is claimed with ``SET NX`` so every process sees it. Entries
-live a little longer than the timestamp tolerance, after which the request is stale anyway.
+A request is named by its decoded signature bytes
+(:func:`~control_plane.telnyx.webhooks.replay_fingerprint`), never by the header string,
+so re-spelling the same signature is still a replay. In-process it is
+:class:`control_plane.telnyx.webhooks.ReplayGuard`; with Redis the fingerprint is claimed
+with ``SET NX`` so every process sees it. Entries live a little longer than the timestamp
+tolerance, after which the request is stale anyway. The webhook handler claims only once
+the event is stored, so a request that failed to store can be delivered again.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .telnyx.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, ReplayGuard, WebhookVerificationError
+from .telnyx.webhooks import ReplayGuard, WebhookVerificationError, replay_fingerprint
 
 
 class ReplayStore(Protocol):
@@ -37,7 +41,9 @@ class RedisReplayStore:
         self._ttl_s = 2 * tolerance_s + 60
 
     async def first_seen(self, headers: Mapping[str, str]) -> bool:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        fingerprint = f"{lowered.get(TIMESTAMP_HEADER, '')}|{lowered.get(SIGNATURE_HEADER, '')}"
-        key = f"{self._prefix}webhook:seen:{hashlib.sha256(fingerprint.encode()).hexdigest()}"
+        try:
+            fingerprint = replay_fingerprint(headers)
+        except WebhookVerificationError:
+            return False
+        key = f"{self._prefix}webhook:seen:{hashlib.sha256(fingerprint).hexdigest()}"
         return bool(await self._client.set(key, b"1", nx=True, ex=self._ttl_s))

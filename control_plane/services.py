@@ -26,6 +26,8 @@ from .store import Repository, open_repository, sqlite_path
 
 log = logging.getLogger(__name__)
 
+DRAIN_RETRY_AFTER_S = 5
+
 
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
@@ -40,6 +42,7 @@ class ControlPlane:
         self._repo_lock = asyncio.Lock()
         self._owns_telnyx = False
         self._started = False
+        self._draining = False
         self._closed = False
 
         from .campaigns.runtime import CampaignRuntime
@@ -60,7 +63,7 @@ class ControlPlane:
             self._keys = load_data_keys(self.settings)
         return self._keys
 
-    def _store_exists(self) -> bool:
+    def store_exists(self) -> bool:
         return self.settings.database_url is not None or sqlite_path(self.settings).exists()
 
     async def start(self) -> None:
@@ -76,7 +79,7 @@ class ControlPlane:
             self.rate_limiter = RedisRateLimiter(self.redis, prefix)
             self.replay_guard = RedisReplayStore(self.redis, prefix, settings.webhooks.tolerance_s)
             self.sessions = RedisSessionStore(self.redis, prefix, settings.session_ttl_s, self.keys.cipher)
-        if self._store_exists():
+        if self.store_exists():
             await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
             self.worker.start()  # and process what a previous run stored but did not finish
             self.campaigns.start()  # the campaign dialer (campaigns.dialer)
@@ -98,6 +101,27 @@ class ControlPlane:
         if self._owns_telnyx and self.telnyx is not None:
             await self.telnyx.close()
             self.telnyx = None
+
+    # -- draining --------------------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """Shutting down gracefully: not ready, no new dials or campaign claims; webhooks and
+        the calls already up go on."""
+        return self._draining
+
+    async def begin_drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        await self.campaigns.stop()  # no new claims; dials in flight finish, unsent claims go back
+
+    def refuse_new_calls(self) -> None:
+        """503 with Retry-After while draining: the client retries, and the load balancer
+        (which reads /readyz) sends it to an instance that is not going away."""
+        if self._draining:
+            raise ApiError(503, "draining", "this instance is shutting down; retry the request",
+                           headers={"Retry-After": str(DRAIN_RETRY_AFTER_S)})
 
     async def repository(self) -> Repository:
         if self._repo is None:

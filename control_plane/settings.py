@@ -43,6 +43,14 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="Largest request body accepted (REST, webhooks); larger gets 413."
     )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="A request body (REST, webhooks) not fully received within this time gets 408."
+    )
+    drain_grace_s: float = Field(
+        30.0, ge=0,
+        description="On SIGTERM: how long live calls may run on before their media streams are handed over "
+        "(closed, for the recovery path to re-attach elsewhere). Webhooks are accepted until the process exits.",
+    )
 
 
 class StoreSettings(BaseModel):

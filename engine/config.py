@@ -105,6 +105,14 @@ class EngineConfig(_Model):
         ge=FRAME_MS,
         description="No inbound media for this long counts as caller silence (carrier paused or muted).",
     )
+    stream_start_timeout_s: float = Field(
+        10.0, gt=0, description="A media WebSocket that has not sent its start frame by then is closed."
+    )
+    stream_idle_timeout_s: float = Field(
+        30.0, gt=0,
+        description="A started media stream that sends no message for this long is closed and its call's media "
+        "ends; keep it well above any pause the carrier may make (hold, mute).",
+    )
     malformed_log_interval_s: float = Field(
         10.0, gt=0, description="At most one log line per call per interval for malformed frames."
     )

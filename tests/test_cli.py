@@ -1,6 +1,9 @@
 """The command line: migrate, and organisations with their keys, on the embedded store."""
 
 import re
+import socket
+
+import pytest
 
 from callagent.cli import main
 
@@ -67,9 +70,6 @@ def test_freezing_the_startup_heap_keeps_it_out_of_collections_and_frees_its_gar
 
 # -- settings mistakes are one line, never a traceback ---------------------------------------
 
-import socket  # noqa: E402
-
-import pytest  # noqa: E402
 
 
 @pytest.mark.parametrize("variable, value, expected", [
@@ -187,3 +187,81 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert "record_calls: True" in capsys.readouterr().out
     assert main(["org", "settings", org, "--record-calls", "default"]) == 0
     assert "record_calls: default" in capsys.readouterr().out
+
+
+def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypatch, capsys):
+    """A real ``callagent serve`` and a real SIGTERM: the live call's stream stays open and its
+    webhooks are accepted, new starts get 503, and the process exits once the call ends.
+    Fails before the change: SIGTERM closed the listener at once."""
+    import asyncio
+    import os
+    import signal
+    import socket
+    import sys
+    from pathlib import Path
+
+    import aiohttp
+
+    from tests.control_plane.fakes import WEBHOOK_PUBLIC_KEY, signed_webhook
+    from tests.engine.helpers import start_frame
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CALLAGENT_", "TELNYX_", "DATABASE_URL", "REDIS_URL"))}
+    # Remote mode (a Telnyx key, pointing nowhere) with the local provider emulators: local mode
+    # would start the carrier emulator, which signs webhooks with a key of its own.
+    env.update(CALLAGENT_DATA_DIR=str(tmp_path), TELNYX_PUBLIC_KEY=WEBHOOK_PUBLIC_KEY,
+               TELNYX_API_KEY="KEY-unused", CALLAGENT_TELNYX_API_BASE="http://127.0.0.1:9/v2",
+               CALLAGENT_PROVIDERS__MODE="local",
+               CALLAGENT_SERVER__DRAIN_GRACE_S="120", CALLAGENT_SERVER__PUBLIC_URL="https://agent.example.com",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    for name in ("DATABASE_URL", "CALLAGENT_DATABASE_URL", "REDIS_URL", "CALLAGENT_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no .env from the checkout
+    assert main(["org", "create", "Acme"]) == 0
+    secret = re.search(r"store it now\): (\S+)", capsys.readouterr().out).group(1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+
+    async def line_with(stream, text, lines):
+        while True:
+            line = (await stream.readline()).decode()
+            assert line, f"serve exited before logging {text!r}:\n{''.join(lines)}"
+            lines.append(line)
+            if text in line:
+                return
+
+    async def scenario():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "callagent", "serve", "--port", str(port), env=env, cwd=tmp_path,
+            stderr=asyncio.subprocess.PIPE)
+        lines: list[str] = []
+        try:
+            await asyncio.wait_for(line_with(proc.stderr, "serving on", lines), 60)
+            async with aiohttp.ClientSession() as client:
+                ws = await client.ws_connect(f"{base}/media-stream")
+                await ws.send_bytes(start_frame(call_control_id="v3:live"))
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(line_with(proc.stderr, "draining", lines), 30)
+
+                ready = await client.get(f"{base}/readyz")
+                assert ready.status == 503 and (await ready.json())["checks"]["accepting"] == "draining"
+                body, headers = signed_webhook("call.answered", {"call_control_id": "v3:live"})
+                assert (await client.post(f"{base}/webhook/telnyx", data=body, headers=headers)).status == 200
+                start = await client.post(f"{base}/api/calls/start", json={"to": "+14155550123"},
+                                          headers={"Authorization": f"Bearer {secret}"})
+                assert start.status == 503 and start.headers["Retry-After"]
+                assert proc.returncode is None and not ws.closed
+
+                await ws.close()  # the call ends
+                assert await asyncio.wait_for(proc.wait(), 60) == 0
+            rest = (await proc.stderr.read()).decode()
+            assert "drained: 0 call(s) handed over" in "".join(lines) + rest
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    asyncio.run(scenario())

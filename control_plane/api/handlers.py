@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ..auth import ORG, issue_api_key
 from ..calls import CallService, DialRequest
-from ..errors import ApiError, json_response, parse_query, read_json
+from ..errors import ApiError, json_response, parse_query, read_body, read_json
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict, Organisation, utcnow
 from .schemas import (
@@ -94,6 +94,7 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 async def start_call(request: web.Request) -> web.Response:
+    _cp(request).refuse_new_calls()  # before the body: a draining instance answers 503 to any start
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "validation_error", f"{IDEMPOTENCY_HEADER} must be 1-255 printable ASCII characters",
@@ -224,7 +225,7 @@ async def import_dnc(request: web.Request) -> web.Response:
     if request.content_type not in _CSV_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the list as text/csv",
                        {"content_type": request.content_type})
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         text = raw.decode("utf-8-sig")
         rows = list(csv.reader(io.StringIO(text, newline="")))

@@ -15,7 +15,7 @@ from aiohttp import web
 from ..agents import check_agent
 from ..api.schemas import agent_overrides
 from ..auth import ORG
-from ..errors import ApiError, json_response, read_json
+from ..errors import ApiError, body_chunks, json_response, read_json
 from ..store import Organisation
 from .contacts import Importer, import_csv, import_json
 from .models import (
@@ -115,7 +115,7 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 async def _chunks(request: web.Request, limit: int) -> AsyncIterator[bytes]:
     read = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
+    async for chunk in body_chunks(request, 64 * 1024):
         read += len(chunk)
         if read > limit:
             raise ApiError(413, "payload_too_large", f"contacts uploads are limited to {limit} bytes; split the file")

@@ -122,6 +122,11 @@ class Dialer:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._supervise(), name="callagent-dialer")
 
+    @property
+    def running(self) -> bool:
+        """The background dialer is claiming contacts."""
+        return self._task is not None and not self._task.done()
+
     def notify(self, campaign_id: UUID | None = None) -> None:
         """Something changed (a campaign started, a call ended): look now instead of at the next poll."""
         self._wake.set()

@@ -41,7 +41,7 @@ class CampaignRuntime:
 
     def start(self) -> None:
         """Start the background dialer (``campaigns.dialer``); the app and worker processes call this."""
-        if self.cp.settings.campaigns.dialer:
+        if self.cp.settings.campaigns.dialer and not self.cp.draining:
             self.dialer.start()
 
     async def stop(self) -> None:

@@ -4,9 +4,13 @@ Telnyx signs ``f"{telnyx-timestamp}|".encode() + raw_body`` with Ed25519 and sen
 base64 signature in ``telnyx-signature-ed25519``. Verification follows Telnyx's own SDK
 (``telnyx.lib.webhook_verification``) step for step, so a request one accepts the other
 accepts: headers looked up case-insensitively, the timestamp parsed with ``int()`` and
-held to ±``tolerance_s`` of ``int(now)``, key and signature base64 (decoded as the SDK
-does, ignoring characters outside the alphabet) of exactly 32 and 64 bytes. The one
-deliberate difference: the body is used as raw bytes, where the SDK needs valid UTF-8.
+held to ±``tolerance_s`` of ``int(now)``, key and signature base64 of exactly 32 and 64
+bytes. Two deliberate differences: the body is used as raw bytes, where the SDK needs
+valid UTF-8; and the signature must be canonical base64 (what Telnyx and every standard
+encoder produce), where the SDK skips characters outside the alphabet and ignores the
+unused trailing bits. Leniency there would let one signature travel as many header
+strings, each looking new to a replay guard; the SDK's lenient decoding stays for the
+public key, which people paste by hand.
 
 Typical handler::
 
@@ -43,6 +47,7 @@ __all__ = [
     "generate_keypair",
     "parse_event",
     "public_key_b64",
+    "replay_fingerprint",
     "sign",
     "verify_signature",
     "verify_webhook",
@@ -84,6 +89,17 @@ def _b64(value: str, what: str) -> bytes:
         raise WebhookVerificationError(f"{what} is not valid base64") from None
 
 
+def _signature_bytes(value: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookVerificationError("signature is not valid base64") from None
+    if base64.b64encode(raw).decode() != value:
+        # Same bytes, other spelling (non-zero padding bits, missing padding): not what Telnyx sends.
+        raise WebhookVerificationError("signature is not canonical base64")
+    return raw
+
+
 def _read_headers(headers: Mapping[str, str]) -> tuple[str, int, bytes]:
     signature_header = _header(headers, SIGNATURE_HEADER)
     timestamp_header = _header(headers, TIMESTAMP_HEADER)
@@ -95,8 +111,16 @@ def _read_headers(headers: Mapping[str, str]) -> tuple[str, int, bytes]:
         timestamp = int(timestamp_header)
     except ValueError:
         raise WebhookVerificationError("timestamp is not an integer") from None
-    signature = _b64(signature_header, "signature")
-    return timestamp_header, timestamp, signature
+    return timestamp_header, timestamp, _signature_bytes(signature_header)
+
+
+def replay_fingerprint(headers: Mapping[str, str]) -> bytes:
+    """What identifies a signed request for replay protection: its decoded signature.
+
+    Ed25519 signatures are not malleable (the verifier rejects a non-reduced ``S``), so
+    one signature verifies one (timestamp, body) message; a request that verified is named
+    by those 64 bytes whatever the header string looked like."""
+    return _read_headers(headers)[2]
 
 
 def verify_signature(

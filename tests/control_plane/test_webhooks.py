@@ -11,7 +11,7 @@ from control_plane.callstate import client_state_for
 from control_plane.telnyx.webhooks import generate_keypair
 
 from .conftest import make_settings
-from .fakes import encoded_state, harness, signed_webhook, telnyx_error
+from .fakes import encoded_state, harness, signed_webhook, telnyx_error, unused_bits_flipped
 from .helpers import run_async
 
 
@@ -319,3 +319,50 @@ async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
         response = await h.client.post("/webhook/telnyx", data=raw,
                                        headers=sign(raw, WEBHOOK_PRIVATE_KEY, int(time.time())))
         assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_webhook"
+
+
+@run_async
+async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, redis_prefix):
+    # Fails before the fix: the Redis guard named a request by its header string, and the
+    # lenient decoder accepted these spellings of the same signature, so each got a 200.
+    settings = make_settings(tmp_path, redis_prefix=redis_prefix)
+    async with harness(settings) as h:
+        body, headers = signed_webhook("call.hangup", {"call_control_id": "v3:replayed"})
+        assert (await h.client.post("/webhook/telnyx", data=body, headers=headers)).status == 200
+        signature = headers["telnyx-signature-ed25519"]
+        for respelled in (unused_bits_flipped(signature), signature + "!", signature[:30] + "\t" + signature[30:]):
+            response = await h.client.post("/webhook/telnyx", data=body,
+                                           headers={**headers, "telnyx-signature-ed25519": respelled})
+            assert response.status == 401, respelled
+        import orjson
+
+        assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
+
+
+@run_async
+async def test_a_webhook_whose_store_failed_is_accepted_when_delivered_again(tmp_path, redis_prefix):
+    # Fails before the fix: the replay claim was taken before the insert, so Telnyx's
+    # redelivery of the same request after a 500 was refused as "replayed" and the event lost.
+    for settings in (make_settings(tmp_path / "memory"), make_settings(tmp_path / "redis", redis_prefix=redis_prefix)):
+        async with harness(settings) as h:
+            repo = await h.cp.repository()
+            real_insert = repo.insert_event
+            failures = []
+
+            async def failing_once(event):
+                if not failures:
+                    failures.append(event.event_id)
+                    raise ConnectionError("database is down")
+                return await real_insert(event)
+
+            repo.insert_event = failing_once
+            body, headers = signed_webhook("call.hangup", {"call_control_id": "v3:retried"})
+            assert (await h.client.post("/webhook/telnyx", data=body, headers=headers)).status == 500
+            again = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+            assert again.status == 200 and (await again.json())["duplicate"] is False
+            # Stored once; a third delivery of the very same request is a replay.
+            third = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+            assert third.status == 401 and (await third.json())["error"]["code"] == "replayed"
+            import orjson
+
+            assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1

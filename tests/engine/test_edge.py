@@ -193,3 +193,75 @@ async def _settle(metrics, baseline, timeout=10.0):
                 await asyncio.sleep(0.05)  # let aiohttp finish closing handlers
                 return len(asyncio.all_tasks())
             await asyncio.sleep(0.02)
+
+
+class Stops(MediaListener):
+    """Records whether the call's media ended (the session told its listener)."""
+
+    def __init__(self):
+        self.started = self.stopped = False
+
+    def on_start(self, session, start):
+        self.started = True
+
+    def on_stop(self, now):
+        self.stopped = True
+
+
+def test_a_socket_that_never_sends_start_is_closed(caplog):
+    # Fails before the change: such a socket stayed open (still open after 90 s in the probe).
+    caplog.set_level(logging.DEBUG)
+    listeners = []
+
+    def factory(request):
+        listeners.append(Stops())
+        return listeners[-1]
+
+    async def main():
+        server = await serve(Settings(engine={"stream_start_timeout_s": 0.2}), listener_factory=factory)
+        try:
+            async with aiohttp.ClientSession() as client:
+                async with client.ws_connect(server.make_url("/media-stream")) as ws:
+                    await ws.send_str('{"event":"connected","version":"1.0.0"}')
+                    await ws.send_str("junk keeps no socket alive")
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+                    assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+            metrics = server.app[METRICS_KEY]
+            await _settle(metrics, baseline=None)
+            assert not metrics.sessions.live
+        finally:
+            await server.close()
+
+    run(main())
+    assert listeners and not listeners[0].started
+    closed = [r for r in caplog.records if "no start frame" in r.getMessage()]
+    assert len(closed) == 1 and closed[0].levelno == logging.DEBUG
+
+
+def test_an_idle_stream_is_closed_and_its_media_ends():
+    # Fails before the change: a started stream that went quiet was never closed.
+    listener = Stops()
+
+    async def main():
+        settings = Settings(engine={"stream_start_timeout_s": 0.2, "stream_idle_timeout_s": 0.5})
+        server = await serve(settings, listener_factory=lambda request: listener)
+        try:
+            async with aiohttp.ClientSession() as client:
+                async with client.ws_connect(server.make_url("/media-stream")) as ws:
+                    await ws.send_bytes(start_frame())
+                    # Frames keep it alive well past both timeouts...
+                    for msg in media_frames(silence(1.2)):
+                        await ws.send_bytes(msg)
+                        await asyncio.sleep(0.02)
+                        assert not ws.closed and not listener.stopped
+                    # ...and silence from the peer ends it.
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+                    assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+            await _settle(server.app[METRICS_KEY], baseline=None)
+        finally:
+            await server.close()
+
+    run(main())
+    assert listener.started and listener.stopped
