@@ -108,6 +108,15 @@ def describe_providers(settings: Settings) -> str:
     return f"STT: {stt}; LLM: {llm}; TTS: {tts}"
 
 
+def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:
+    """The LLM client's settings: only the sampling options the deployment set are sent."""
+    return OpenAIChatConfig(
+        api_key=api_key, base_url=base_url, model=model, temperature=cfg.llm_temperature,
+        max_tokens=cfg.llm_max_tokens, max_tokens_param=cfg.llm_max_tokens_param,
+        reasoning_effort=cfg.llm_reasoning_effort,
+    )
+
+
 def _offline_stt(cfg: ProvidersConfig) -> SpeechToText | None:
     if cfg.stt != "whisper":
         return None
@@ -179,10 +188,8 @@ async def _build(
                             language=cfg.stt_language),
             session=http,
         )
-    llm = OpenAIChatModel(OpenAIChatConfig(
-        api_key=llm_key, base_url=llm_url, model=cfg.llm_model if local is None else "emulator",
-        temperature=cfg.llm_temperature, max_tokens=cfg.llm_max_tokens,
-    ))
+    llm = OpenAIChatModel(chat_config(cfg, api_key=llm_key, base_url=llm_url,
+                                      model=cfg.llm_model if local is None else "emulator"))
     closers.append(llm.aclose)
     tts: TextToSpeech
     if offline_tts is not None:
