@@ -45,9 +45,15 @@ async def _serve(host: str, port: int) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from control_plane.settings import Settings
 
+    from .wiring import SettingsError
+
     settings = Settings()
     configure_logging(settings.log_level)
-    run(_serve(args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
+    try:
+        run(_serve(args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
+    except SettingsError as exc:
+        print(f"callagent serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -22,7 +22,7 @@ from control_plane.app import CONTROL_PLANE_KEY
 from control_plane.pipeline import CallPorts
 from control_plane.settings import Settings
 from engine.conversation.agent import CallAgent
-from engine.conversation.config import AgentProfile, load_personalities, resolve
+from engine.conversation.config import AgentConfigError, AgentProfile, load_personalities, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallReporter
 from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextToSpeech
@@ -31,6 +31,7 @@ from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.openai_tts import OpenAITextToSpeech, OpenAITtsConfig
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from engine.providers.voices import UnknownVoice, catalogue_for
 from engine.session import MediaListener
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,31 @@ def _offline_tts(cfg: ProvidersConfig) -> TextToSpeech | None:
     return None
 
 
+class SettingsError(ValueError):
+    """The settings cannot run: said at start-up, before anything is served."""
+
+
+def check_voices(settings: Settings) -> None:
+    """The default agent's and every personality's voice, against the TTS in use: a typo in
+    the settings or the personalities file stops ``serve`` at start, not a call at its first reply."""
+    catalogue = catalogue_for(settings.providers)
+    try:
+        table = load_personalities(settings.personalities_file)
+    except AgentConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    voices = [(f"personality {name!r}", p.voice) for name, p in sorted(table.items())]
+    if settings.agent.voice is not None:
+        voices.insert(0, ("agent.voice", settings.agent.voice))
+    for where, voice in voices:
+        try:
+            catalogue.resolve(voice)
+        except UnknownVoice as exc:
+            raise SettingsError(f"{where}: {exc}") from None
+
+
 async def build_providers(settings: Settings) -> Providers:
     cfg = settings.providers
+    check_voices(settings)
     # Offline speech models first: a missing extra fails before anything is started.
     offline_stt, offline_tts = _offline_stt(cfg), _offline_tts(cfg)
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -197,8 +221,9 @@ async def _build(
         closers.append(offline_tts.aclose)  # type: ignore[attr-defined]
     elif cfg.tts == "openai" and local is None:
         if cfg.openai_api_key is None:
-            raise ValueError("providers.tts=openai needs providers.openai_api_key")
-        tts = OpenAITextToSpeech(OpenAITtsConfig(api_key=cfg.openai_api_key, base_url=cfg.openai_base_url))
+            raise SettingsError("providers.tts=openai needs providers.openai_api_key")
+        tts = OpenAITextToSpeech(OpenAITtsConfig(api_key=cfg.openai_api_key, base_url=cfg.openai_base_url),
+                                 voices=catalogue_for(cfg))
     else:
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url), session=http)
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).

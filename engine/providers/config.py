@@ -36,7 +36,13 @@ class ProvidersConfig(BaseModel):
 
     tts: Literal["telnyx", "openai", "piper", "espeak"] = "telnyx"
     tts_url: str = TELNYX_TTS_URL
-    espeak_voice: str = Field("en-us", description="espeak-ng voice for tts=espeak.")
+    espeak_voice: str = Field("en-us", description="espeak-ng voice for tts=espeak (and its default voice).")
+    tts_extra_voices: tuple[str, ...] = Field(
+        (), max_length=100,
+        description="More agent voices to accept, as exact names or prefixes ending in * (e.g. AWS.Polly.*): "
+                    "voices this deployment has checked stream linear16, or a compatible server's own voices "
+                    "(tts=openai). Natural and NaturalHD voices are always accepted.",
+    )
 
     llm_base_url: str = Field("https://api.telnyx.com/v2/ai/openai", description="Any OpenAI-compatible API.")
     llm_model: str = "moonshotai/Kimi-K2.5"
