@@ -69,7 +69,7 @@ async def revoke_api_key(org_id: UUID, key_id: UUID, *, settings: Settings | Non
 async def add_phone_number(org_id: UUID, number: str, agent_config: dict[str, Any] | None = None, *,
                            settings: Settings | None = None) -> PhoneNumber:
     """Register a number the organisation owns; inbound calls to it are answered by the default
-    agent (``settings.agent``) with ``agent_config``'s overrides. Raises ``ApiError`` (422) for an
+    agent (``settings.agent``) with ``agent_config``'s overrides. Raises ``ApiError`` (400 or 422) for an
     invalid agent config, ``ValueError`` for a number that is not E.164."""
     agent_config = agent_config or {}
     from .agents import check_agent

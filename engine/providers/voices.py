@@ -48,7 +48,8 @@ PIPER_VOICE = "en_US-joe-medium"
 # Call Control ``speak`` (voicemail): ``<Provider>.<Model>.<VoiceId>`` or ``<Provider>.<VoiceId>``
 # (``Azure.en-US-AvaNeural``, ``xAI.eve``), or the legacy ``male``/``female`` (§1.4).
 _SPEAK_VOICE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,31}(?:\.[A-Za-z0-9_-]{1,64}){1,2}")
-SPEAK_FORMS = "natural, natural_hd, <Provider>.<Model>.<VoiceId> (e.g. Telnyx.NaturalHD.astra, AWS.Polly.Joanna-Neural), male or female"
+SPEAK_FORMS = ("natural, natural_hd, <Provider>.<Model>.<VoiceId> (e.g. Telnyx.NaturalHD.astra, "
+               "AWS.Polly.Joanna-Neural), male or female")
 
 
 class UnknownVoice(ValueError):
