@@ -43,7 +43,7 @@ class CallingWindow(_Strict):
     days: tuple[Day, ...] = Field(DAYS, min_length=1, description="Days of the week (the day a window opens).")
     timezone: str = Field("UTC", examples=["America/New_York"],
                           description="IANA zone for contacts whose zone is neither given nor derivable "
-                                      "from their number's country code.")
+                                      "from their number (area code, or country).")
 
     @field_validator("start", "end")
     @classmethod
