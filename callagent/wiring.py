@@ -22,7 +22,7 @@ from control_plane.app import CONTROL_PLANE_KEY
 from control_plane.pipeline import CallPorts
 from control_plane.settings import Settings
 from engine.conversation.agent import CallAgent
-from engine.conversation.config import AgentProfile, load_personalities, resolve
+from engine.conversation.config import AgentConfigError, AgentProfile, load_personalities, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallReporter
 from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextToSpeech
@@ -31,7 +31,10 @@ from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.openai_tts import OpenAITextToSpeech, OpenAITtsConfig
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from engine.providers.voices import UnknownVoice, catalogue_for
 from engine.session import MediaListener
+
+from .settings_check import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,15 @@ def describe_providers(settings: Settings) -> str:
     return f"STT: {stt}; LLM: {llm}; TTS: {tts}"
 
 
+def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:
+    """The LLM client's settings: only the sampling options the deployment set are sent."""
+    return OpenAIChatConfig(
+        api_key=api_key, base_url=base_url, model=model, temperature=cfg.llm_temperature,
+        max_tokens=cfg.llm_max_tokens, max_tokens_param=cfg.llm_max_tokens_param,
+        reasoning_effort=cfg.llm_reasoning_effort,
+    )
+
+
 def _offline_stt(cfg: ProvidersConfig) -> SpeechToText | None:
     if cfg.stt != "whisper":
         return None
@@ -128,8 +140,27 @@ def _offline_tts(cfg: ProvidersConfig) -> TextToSpeech | None:
     return None
 
 
+def check_voices(settings: Settings) -> None:
+    """The default agent's and every personality's voice, against the TTS in use: a typo in
+    the settings or the personalities file stops ``serve`` at start, not a call at its first reply."""
+    catalogue = catalogue_for(settings.providers)
+    try:
+        table = load_personalities(settings.personalities_file)
+    except AgentConfigError as exc:
+        raise SettingsError([str(exc)]) from None
+    voices = [(f"personality {name!r}", p.voice) for name, p in sorted(table.items())]
+    if settings.agent.voice is not None:
+        voices.insert(0, ("CALLAGENT_AGENT__VOICE", settings.agent.voice))
+    for where, voice in voices:
+        try:
+            catalogue.resolve(voice)
+        except UnknownVoice as exc:
+            raise SettingsError([f"{where}: {exc}"]) from None
+
+
 async def build_providers(settings: Settings) -> Providers:
     cfg = settings.providers
+    check_voices(settings)
     # Offline speech models first: a missing extra fails before anything is started.
     offline_stt, offline_tts = _offline_stt(cfg), _offline_tts(cfg)
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -179,10 +210,8 @@ async def _build(
                             language=cfg.stt_language),
             session=http,
         )
-    llm = OpenAIChatModel(OpenAIChatConfig(
-        api_key=llm_key, base_url=llm_url, model=cfg.llm_model if local is None else "emulator",
-        temperature=cfg.llm_temperature, max_tokens=cfg.llm_max_tokens,
-    ))
+    llm = OpenAIChatModel(chat_config(cfg, api_key=llm_key, base_url=llm_url,
+                                      model=cfg.llm_model if local is None else "emulator"))
     closers.append(llm.aclose)
     tts: TextToSpeech
     if offline_tts is not None:
@@ -190,8 +219,9 @@ async def _build(
         closers.append(offline_tts.aclose)  # type: ignore[attr-defined]
     elif cfg.tts == "openai" and local is None:
         if cfg.openai_api_key is None:
-            raise ValueError("providers.tts=openai needs providers.openai_api_key")
-        tts = OpenAITextToSpeech(OpenAITtsConfig(api_key=cfg.openai_api_key, base_url=cfg.openai_base_url))
+            raise SettingsError(["CALLAGENT_PROVIDERS__TTS=openai needs CALLAGENT_PROVIDERS__OPENAI_API_KEY"])
+        tts = OpenAITextToSpeech(OpenAITtsConfig(api_key=cfg.openai_api_key, base_url=cfg.openai_base_url),
+                                 voices=catalogue_for(cfg))
     else:
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url), session=http)
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).

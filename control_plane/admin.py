@@ -72,8 +72,8 @@ async def revoke_api_key(org_id: UUID, key_id: UUID, *, settings: Settings | Non
 async def add_phone_number(org_id: UUID, number: str, agent_config: dict[str, Any] | None = None, *,
                            settings: Settings | None = None) -> PhoneNumber:
     """Register a number the organisation owns; inbound calls to it are answered by the default
-    agent (``settings.agent``) with ``agent_config``'s overrides. Raises ``ApiError`` (422) for an
-    invalid agent config, ``InvalidPhoneNumber`` for a number that is not E.164, ``NumberTaken``."""
+    agent (``settings.agent``) with ``agent_config``'s overrides. Raises ``ApiError`` (400 or 422) for
+    an invalid agent config, ``InvalidPhoneNumber`` for a number that is not E.164, ``NumberTaken``."""
     settings = settings or Settings()
     async with _store(settings) as repo:
         if await repo.get_organisation(org_id) is None:

@@ -4,7 +4,8 @@ Calls and numbers store only the overrides the client gave (see
 :func:`control_plane.api.schemas.agent_overrides`), so changing the default agent changes
 every call that did not say otherwise. :func:`effective_agent` is what the conversation
 pipeline runs with; :func:`check_agent` also resolves the personality (built-in or from
-``personalities_file``), so an unknown one is refused at the API instead of mid-call.
+``personalities_file``) and checks the voice against the TTS in use, so an unknown one is
+refused at the API instead of mid-call.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from engine.conversation.config import AgentConfig, AgentConfigError, Personality, load_personalities, resolve
+from engine.conversation.config import (
+    AgentConfig, AgentConfigError, AgentProfile, Personality, load_personalities, resolve,
+)
+from engine.providers.voices import UnknownVoice, catalogue_for
 
 from .errors import ApiError, validation_details
 
@@ -70,7 +74,21 @@ def check_agent(settings: Any, overrides: Mapping[str, Any]) -> AgentConfig:
         raise ApiError(422, "invalid_agent_config", "agent_config is not valid for this server",
                        validation_details(exc)) from None
     try:
-        resolve(agent, personalities(settings.personalities_file))
+        profile = resolve(agent, personalities(settings.personalities_file))
     except AgentConfigError as exc:
         raise ApiError(422, "invalid_agent_config", str(exc)) from None
+    check_voice(settings, profile)
     return agent
+
+
+def check_voice(settings: Any, profile: AgentProfile) -> None:
+    """A 400 naming the accepted forms when the TTS in use does not take the agent's voice,
+    rather than a failure on the call's first reply."""
+    try:
+        catalogue_for(settings.providers).resolve(profile.voice)
+    except UnknownVoice as exc:
+        if profile.config.voice is None:  # the personality's own: the server's configuration, not the request's
+            raise ApiError(422, "invalid_agent_config", "this personality's voice is not one this server's TTS "
+                           "takes; give agent_config.voice") from None
+        raise ApiError(400, "invalid_voice", str(exc),
+                       [{"loc": ["agent_config", "voice"], "msg": str(exc), "type": "unknown_voice"}]) from None

@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.providers.voices import speak_voice
+
 from ..api.schemas import CallAgentConfig
 from ..phone import E164
 from .settings import CostRates
@@ -41,7 +43,7 @@ class CallingWindow(_Strict):
     days: tuple[Day, ...] = Field(DAYS, min_length=1, description="Days of the week (the day a window opens).")
     timezone: str = Field("UTC", examples=["America/New_York"],
                           description="IANA zone for contacts whose zone is neither given nor derivable "
-                                      "from their number's country code.")
+                                      "from their number (area code, or country).")
 
     @field_validator("start", "end")
     @classmethod
@@ -88,7 +90,9 @@ class VoicemailPolicy(_Strict):
     action: Literal["hangup", "message"] = "hangup"
     message: str | None = Field(None, min_length=1, max_length=3000,
                                 description="Spoken after the beep; {variables} of the contact are filled in.")
-    voice: str = Field("Telnyx.NaturalHD.astra", min_length=1, max_length=200)
+    voice: str = Field("Telnyx.NaturalHD.astra", min_length=1, max_length=200,
+                       description="A Call Control speak voice: natural, natural_hd, <Provider>.<Model>.<VoiceId>, "
+                                   "male or female.")
     language: str | None = Field(None, max_length=20)
 
     @model_validator(mode="after")
@@ -140,6 +144,13 @@ class CreateCampaignRequest(_Strict):
     voicemail: VoicemailPolicy = VoicemailPolicy()
     success_outcomes: list[str] = Field(["resolved", "follow_up"], max_length=20)
     cost_rates: CostRates | None = None
+
+    @field_validator("voicemail")
+    @classmethod
+    def _speakable(cls, value: VoicemailPolicy) -> VoicemailPolicy:
+        # Checked on the request only: campaigns stored before keep loading.
+        speak_voice(value.voice)
+        return value
 
     def config(self) -> CampaignConfig:
         data = self.model_dump(exclude={"name", "agent_config"})

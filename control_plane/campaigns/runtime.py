@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from engine.providers.voices import ALIASES
+
 from ..calls import command_id
 from ..store import Call, StoredEvent
 from .dialer import Dialer, fill_variables
@@ -85,7 +87,8 @@ class CampaignRuntime:
                     await client.action(ccid, "streaming_stop", command_id=command_id(call.id, "voicemail_stop"))
             elif kind in GREETING_ENDED and policy.action == "message" and policy.message:
                 variables = (call.agent_config or {}).get("variables") or {}
-                await client.speak(ccid, fill_variables(policy.message, variables), voice=policy.voice,
+                voice = ALIASES.get(policy.voice, policy.voice)  # natural / natural_hd
+                await client.speak(ccid, fill_variables(policy.message, variables), voice=voice,
                                    language=policy.language, command_id=command_id(call.id, "voicemail_speak"))
             elif kind == "call.speak.ended" and policy.action == "message":
                 await client.hangup(ccid, command_id=command_id(call.id, "voicemail_hangup"))

@@ -1,10 +1,11 @@
 """Where a contact is, in time: its calling window, in its own time zone.
 
-The zone is the contact's explicit ``timezone`` column, else the zones of its number's
-country calling code (a small built-in table), else the campaign window's ``timezone``.
-A country spanning several zones (the US, Canada, Australia, Brazil...) lists them all and
-the window must be open in *every* one of them: a contact whose zone is only guessed is
-never called outside the window wherever it may be.
+The zone is the contact's explicit ``timezone`` column, else the zones its number may be in
+(``phonenumbers``: the area code, so +1 808 is Honolulu and +1 902 Halifax), else the
+campaign window's ``timezone``. A number that may be in several zones (a mobile, a
+toll-free number, an area code spanning two) must be inside the window in *every* one of
+them: a contact whose zone is only guessed is never called outside the window wherever it
+may be. Zone data comes from the ``tzdata`` wheel where the system has none (slim images).
 """
 
 from __future__ import annotations
@@ -14,32 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
 
-# Country calling code -> representative IANA zones (several where a country spans them).
-COUNTRY_ZONES: dict[str, tuple[str, ...]] = {
-    "1": ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"),
-    "7": ("Europe/Moscow",),
-    "20": ("Africa/Cairo",), "27": ("Africa/Johannesburg",), "30": ("Europe/Athens",),
-    "31": ("Europe/Amsterdam",), "32": ("Europe/Brussels",), "33": ("Europe/Paris",), "34": ("Europe/Madrid",),
-    "36": ("Europe/Budapest",), "39": ("Europe/Rome",), "40": ("Europe/Bucharest",), "41": ("Europe/Zurich",),
-    "43": ("Europe/Vienna",), "44": ("Europe/London",), "45": ("Europe/Copenhagen",),
-    "46": ("Europe/Stockholm",), "47": ("Europe/Oslo",), "48": ("Europe/Warsaw",), "49": ("Europe/Berlin",),
-    "51": ("America/Lima",), "52": ("America/Mexico_City", "America/Tijuana"),
-    "54": ("America/Argentina/Buenos_Aires",), "55": ("America/Sao_Paulo", "America/Manaus"),
-    "56": ("America/Santiago",), "57": ("America/Bogota",), "58": ("America/Caracas",),
-    "60": ("Asia/Kuala_Lumpur",), "61": ("Australia/Sydney", "Australia/Adelaide", "Australia/Perth"),
-    "62": ("Asia/Jakarta",), "63": ("Asia/Manila",), "64": ("Pacific/Auckland",), "65": ("Asia/Singapore",),
-    "66": ("Asia/Bangkok",), "81": ("Asia/Tokyo",), "82": ("Asia/Seoul",), "84": ("Asia/Ho_Chi_Minh",),
-    "86": ("Asia/Shanghai",), "90": ("Europe/Istanbul",), "91": ("Asia/Kolkata",), "92": ("Asia/Karachi",),
-    "94": ("Asia/Colombo",), "212": ("Africa/Casablanca",), "216": ("Africa/Tunis",), "233": ("Africa/Accra",),
-    "234": ("Africa/Lagos",), "254": ("Africa/Nairobi",), "351": ("Europe/Lisbon",), "352": ("Europe/Luxembourg",),
-    "353": ("Europe/Dublin",), "354": ("Atlantic/Reykjavik",), "358": ("Europe/Helsinki",),
-    "359": ("Europe/Sofia",), "370": ("Europe/Vilnius",), "371": ("Europe/Riga",), "372": ("Europe/Tallinn",),
-    "380": ("Europe/Kyiv",), "385": ("Europe/Zagreb",), "386": ("Europe/Ljubljana",), "420": ("Europe/Prague",),
-    "421": ("Europe/Bratislava",), "852": ("Asia/Hong_Kong",), "886": ("Asia/Taipei",), "880": ("Asia/Dhaka",),
-    "966": ("Asia/Riyadh",), "971": ("Asia/Dubai",), "972": ("Asia/Jerusalem",), "974": ("Asia/Qatar",),
-}
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class UnknownTimeZone(ValueError):
@@ -57,20 +36,34 @@ def zone(name: str) -> ZoneInfo:
         raise UnknownTimeZone("unknown time zone") from None
 
 
-def country_zones(e164: str) -> tuple[str, ...]:
-    """Zones of the number's country calling code (longest match), or ``()`` when not in the table."""
-    digits = e164.lstrip("+")
-    for length in (3, 2, 1):
-        zones = COUNTRY_ZONES.get(digits[:length])
-        if zones:
-            return zones
-    return ()
+@functools.lru_cache(maxsize=4096)
+def number_zones(e164: str) -> tuple[str, ...]:
+    """The zones the number may be in, from libphonenumber's data; ``()`` when it cannot say.
+
+    One zone for most geographic numbers (+1 808 is Pacific/Honolulu, +1 709 may be Halifax
+    or St John's); the whole country's zones for numbers not tied to a place (most mobiles,
+    toll-free). A number the library does not know as valid (an area code newer than its
+    data) is placed by its longest known prefix, at worst its country.
+    """
+    try:
+        parsed = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = pn_timezone.time_zones_for_number(parsed)
+    if _unknown(zones):
+        zones = pn_timezone.time_zones_for_geographical_number(parsed)
+    return () if _unknown(zones) else tuple(zones)
+
+
+def _unknown(zones: Sequence[str]) -> bool:
+    return not zones or pn_timezone.UNKNOWN_TIMEZONE in zones
 
 
 def contact_zones(e164: str | None, explicit: str | None, fallback: str) -> tuple[str, ...]:
+    """The contact's explicit zone, else every zone its number may be in, else ``fallback``."""
     if explicit:
         return (explicit,)
-    zones = country_zones(e164) if e164 else ()
+    zones = number_zones(e164) if e164 else ()
     return zones or (fallback,)
 
 
@@ -127,11 +120,35 @@ class Window:
         return all(self.is_open(now, tz) for tz in zones)
 
     def next_open_in_all(self, now: datetime, zones: Sequence[ZoneInfo]) -> datetime | None:
-        """The first moment from ``now`` on when the window is open in every zone (within 8 days)."""
-        if self.open_in_all(now, zones):
+        """The first moment from ``now`` on when the window is open in every zone (within 8 days).
+
+        The zones' open intervals are intersected once, so a number that may be in dozens of
+        zones (toll-free: the whole of +1) costs one pass per zone, not one per candidate time.
+        """
+        if not zones:
             return now
-        candidates = sorted({opens for tz in zones for opens, _ in self._intervals(now, tz) if opens > now})
-        for candidate in candidates:
-            if self.open_in_all(candidate, zones):
-                return candidate
+        common = self._intervals(now, zones[0])
+        for tz in zones[1:]:
+            common = _intersect(common, self._intervals(now, tz))
+            if not common:
+                return None
+        for opens, closes in common:
+            if closes > now:
+                return max(opens, now)
         return None
+
+
+def _intersect(a: list[tuple[datetime, datetime]], b: list[tuple[datetime, datetime]]
+               ) -> list[tuple[datetime, datetime]]:
+    """The overlap of two sorted lists of disjoint half-open intervals, sorted."""
+    out = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        opens, closes = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if opens < closes:
+            out.append((opens, closes))
+        if a[i][1] <= b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out

@@ -80,7 +80,11 @@ class AgentConfig(BaseModel):
 
     personality: str = "friendly"
     system_prompt: str | None = Field(None, description="Replaces the personality's prompt.")
-    voice: str | None = Field(None, description="TTS voice; the personality's by default.")
+    voice: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="TTS voice: natural, natural_hd, Telnyx.Natural.<voice>, Telnyx.NaturalHD.<voice>, or a voice "
+                    "of the TTS in use (checked against it when a call starts); the personality's by default.",
+    )
     language: str | None = None
     first_message: str | None = Field(None, description="Spoken when the call connects.")
     tools: tuple[str, ...] = DEFAULT_TOOLS

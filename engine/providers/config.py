@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .telnyx_stt import DEFAULT_URL as TELNYX_STT_URL
 from .telnyx_tts import DEFAULT_URL as TELNYX_TTS_URL
@@ -36,13 +36,37 @@ class ProvidersConfig(BaseModel):
 
     tts: Literal["telnyx", "openai", "piper", "espeak"] = "telnyx"
     tts_url: str = TELNYX_TTS_URL
-    espeak_voice: str = Field("en-us", description="espeak-ng voice for tts=espeak.")
+    espeak_voice: str = Field("en-us", description="espeak-ng voice for tts=espeak (and its default voice).")
+    tts_extra_voices: tuple[str, ...] = Field(
+        (), max_length=100,
+        description="More agent voices to accept, as exact names or prefixes ending in * (e.g. AWS.Polly.*): "
+                    "voices this deployment has checked stream linear16, or a compatible server's own voices "
+                    "(tts=openai). Natural and NaturalHD voices are always accepted.",
+    )
 
     llm_base_url: str = Field("https://api.telnyx.com/v2/ai/openai", description="Any OpenAI-compatible API.")
     llm_model: str = "moonshotai/Kimi-K2.5"
     llm_api_key: SecretStr | None = Field(None, description="Defaults to the Telnyx API key.")
-    llm_temperature: float | None = Field(0.4, ge=0, le=2)
-    llm_max_tokens: int | None = Field(200, gt=0)
+    llm_temperature: float | None = Field(0.4, ge=0, le=2, description="`none`: not sent (OpenAI reasoning models).")
+    llm_max_tokens: int | None = Field(200, gt=0, description="Reply length cap; `none`: not sent.")
+    llm_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens",
+        description="The name llm_max_tokens is sent under: OpenAI's reasoning models (o-series, gpt-5) "
+                    "refuse max_tokens and take max_completion_tokens; most compatible servers take max_tokens.",
+    )
+    llm_reasoning_effort: str | None = Field(
+        None, pattern=r"^[a-z]{1,16}$",
+        description="Sent as reasoning_effort when set (e.g. minimal or low: a reasoning model's first "
+                    "token comes sooner); unset: not sent.",
+    )
 
     openai_api_key: SecretStr | None = Field(None, description="For tts=openai.")
     openai_base_url: str = "https://api.openai.com/v1"
+
+    @field_validator("llm_temperature", "llm_max_tokens", "llm_reasoning_effort", mode="before")
+    @classmethod
+    def _none_leaves_it_out(cls, value: object) -> object:
+        # An environment variable cannot be null: `none` (or empty) says "do not send it".
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value

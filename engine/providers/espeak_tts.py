@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._sentence_tts import SentenceTtsStream
 from .base import ProviderError, TextToSpeech
 from .childproc import spawn
+from .voices import espeak_catalogue
 
 PROVIDER = "espeak-tts"
 READ_BYTES = 4096
@@ -29,7 +30,7 @@ class EspeakTtsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     binary: str = "espeak-ng"
-    voice: str = Field("en-us", description="espeak-ng voice (-v); the agent's voice name is for other providers.")
+    voice: str = Field("en-us", description="espeak-ng voice (-v) for agents whose voice is not an espeak-ng one.")
     words_per_minute: int = Field(165, ge=80, le=450)
 
 
@@ -45,9 +46,10 @@ class EspeakTextToSpeech(TextToSpeech):
             raise ProviderError(PROVIDER, f"{self.config.binary} is not installed "
                                           "(apt-get install espeak-ng, or choose another TTS)", retryable=False)
         self.path = path
+        self.voices = espeak_catalogue(self.config.voice, self.config.binary)  # lists the installed voices once
 
     async def open(self, *, voice: str, sample_rate: int) -> EspeakTtsStream:
-        return EspeakTtsStream(self.path, self.config, sample_rate=sample_rate)
+        return EspeakTtsStream(self.path, self.config, voice=self.voices.speak_as(voice), sample_rate=sample_rate)
 
     async def aclose(self) -> None:
         pass
@@ -56,9 +58,9 @@ class EspeakTextToSpeech(TextToSpeech):
 class EspeakTtsStream(SentenceTtsStream):
     provider = PROVIDER
 
-    def __init__(self, path: str, config: EspeakTtsConfig, *, sample_rate: int) -> None:
+    def __init__(self, path: str, config: EspeakTtsConfig, *, voice: str, sample_rate: int) -> None:
         super().__init__(sample_rate=sample_rate)
-        self._argv = (path, "-v", config.voice, "-s", str(config.words_per_minute), "-b", "1", "--stdout")
+        self._argv = (path, "-v", voice, "-s", str(config.words_per_minute), "-b", "1", "--stdout")
 
     async def render(self, sentence: str) -> AsyncIterator[tuple[bytes, int]]:
         try:

@@ -33,6 +33,7 @@ class OpenAIChatConfig(BaseModel):
         "max_tokens",
         description="OpenAI's newer models take max_completion_tokens; most compatible servers max_tokens.",
     )
+    reasoning_effort: str | None = Field(None, description="Sent as reasoning_effort when set (reasoning models).")
     timeout_s: float = Field(20.0, gt=0, description="Per request; also bounds each wait between streamed chunks.")
     max_retries: int = Field(0, ge=0)
     extra_headers: dict[str, str] = Field(default_factory=dict)
@@ -104,6 +105,8 @@ class OpenAIChatModel(ChatModel):
             options["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
             options[self.config.max_tokens_param] = self.config.max_tokens
+        if self.config.reasoning_effort is not None:
+            options["reasoning_effort"] = self.config.reasoning_effort
         return options
 
     async def stream(

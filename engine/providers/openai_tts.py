@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ._sentence_tts import SentenceTtsStream
 from .base import TextToSpeech
 from .openai_chat import _ERRORS, provider_error
+from .voices import VoiceCatalogue, openai_catalogue
 
 PROVIDER = "openai-tts"
 
@@ -34,8 +35,10 @@ class OpenAITtsConfig(BaseModel):
 
 
 class OpenAITextToSpeech(TextToSpeech):
-    def __init__(self, config: OpenAITtsConfig, *, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(self, config: OpenAITtsConfig, *, client: openai.AsyncOpenAI | None = None,
+                 voices: VoiceCatalogue | None = None) -> None:
         self.config = config
+        self.voices = voices or openai_catalogue()
         self._client = client or openai.AsyncOpenAI(
             api_key=config.api_key.get_secret_value(),
             base_url=config.base_url,
@@ -45,7 +48,8 @@ class OpenAITextToSpeech(TextToSpeech):
         )
 
     async def open(self, *, voice: str, sample_rate: int) -> OpenAITtsStream:
-        return OpenAITtsStream(self._client, self.config, voice=voice, sample_rate=sample_rate)
+        # A Telnyx voice (the built-in personalities') is spoken with OpenAI's default voice.
+        return OpenAITtsStream(self._client, self.config, voice=self.voices.speak_as(voice), sample_rate=sample_rate)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ._http import SessionHolder
 from .base import AudioChunk, ProviderError, TextToSpeech, TtsStream
 from .telnyx_stt import connect_error
+from .voices import ALIASES
 
 PROVIDER = "telnyx-tts"
 DEFAULT_URL = "wss://api.telnyx.com/v2/text-to-speech/speech"
@@ -58,6 +59,7 @@ class TelnyxTextToSpeech(TextToSpeech):
 
     async def open(self, *, voice: str, sample_rate: int) -> TelnyxTtsStream:
         config = self.config
+        voice = ALIASES.get(voice, voice)  # natural / natural_hd
         params = {"voice": voice, "audio_format": "linear16", "sample_rate": str(sample_rate)}
         params.update(config.extra_params)
         try:

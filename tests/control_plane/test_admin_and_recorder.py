@@ -50,7 +50,7 @@ async def test_admin_functions_create_an_organisation_whose_key_works(settings):
 async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
-        started = await (await h.start_call(headers, agent_config={"personality": "sales", "voice": "v",
+        started = await (await h.start_call(headers, agent_config={"personality": "sales", "voice": "natural_hd",
                                                                    "language": "en", "first_message": "Hi!"})).json()
         ccid = started["call_control_id"]
         recorder = h.cp.recorder
@@ -110,7 +110,7 @@ async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_
 
         await repo.update_organisation_settings(org.id, {"record_calls": True})
         recorded = await (await h.start_call(headers)).json()
-        opted_out = await (await h.start_call(headers, agent_config={"personality": "friendly", "voice": "v",
+        opted_out = await (await h.start_call(headers, agent_config={"personality": "friendly", "voice": "natural_hd",
                                                                      "language": "en", "record": False})).json()
         for call in (recorded, opted_out):
             await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})

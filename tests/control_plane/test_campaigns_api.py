@@ -541,3 +541,49 @@ async def test_stopping_a_dialer_hands_its_waiting_claim_back(tmp_path):
         second = next(c for c in contacts.values() if c.attempts == 0)
         assert (second.status, second.claim_token, second.lease_until) == ("pending", None, None)
         assert len(_dialled(h)) == 1
+
+
+@run_async
+async def test_the_dialer_keeps_each_plus_one_number_to_its_own_hours(tmp_path):
+    """Honolulu is not dialled at 07:30 local because Los Angeles is open, nor Halifax, Puerto
+    Rico and St John's after 21:00 local because New York is (fails on the country table)."""
+    async with harness(_local(tmp_path)) as h:
+        _, headers = await h.org()
+        window = {"start": "09:00", "end": "21:00", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                  "timezone": "UTC"}
+        csv_text = ("phone,timezone\n"
+                    "+18085550123,\n"                   # Honolulu
+                    "+18085550124,America/New_York\n"   # an explicit zone wins over the area code
+                    "+19025550123,\n"                   # Halifax
+                    "+17875550123,\n"                   # Puerto Rico
+                    "+17095550123,\n"                   # St John's (or Halifax: Labrador)
+                    "+12125550123,\n"                   # New York
+                    "+13105550123,\n")                  # Los Angeles
+        january = datetime.now(UTC).year + 1
+        day = datetime(january, 1, 1).date()
+        day += timedelta(days=(2 - day.weekday()) % 7)  # a Wednesday in January: no DST anywhere
+
+        async def run_at(moment: datetime) -> tuple[set[str], dict[str, Any]]:
+            campaign = await _create(h, headers, window=window)
+            await _csv(h, headers, campaign["id"], csv_text)
+            await _action(h, headers, campaign["id"], "start")
+            before = len(_dialled(h))
+            h.cp.campaigns.dialer.clock = lambda: moment
+            await _run(h, campaign["id"])
+            return {d["to"] for d in _dialled(h)[before:]}, await _contacts(h, campaign["id"])
+
+        morning = datetime.combine(day, time(17, 30), UTC)  # 07:30 Honolulu, 09:30 LA, 12:30 NY
+        dialled, contacts = await run_at(morning)
+        assert "+18085550123" not in dialled
+        assert dialled == {"+18085550124", "+19025550123", "+17875550123", "+17095550123", "+12125550123",
+                           "+13105550123"}
+        assert contacts["+18085550123"].next_attempt_at == datetime.combine(day, time(9), ZoneInfo("Pacific/Honolulu"))
+
+        evening = datetime.combine(day + timedelta(days=1), time(1, 15), UTC)  # 20:15 NY, 21:15 Atlantic, 21:45 NST
+        dialled, contacts = await run_at(evening)
+        assert dialled == {"+18085550123", "+18085550124", "+12125550123", "+13105550123"}
+        thursday = day + timedelta(days=1)
+        for number in ("+19025550123", "+17875550123"):
+            assert contacts[number].next_attempt_at == datetime.combine(thursday, time(9), ZoneInfo("America/Halifax"))
+        # 709 may be on Halifax time: it opens at 09:00 there, when St John's is already at 09:30.
+        assert contacts["+17095550123"].next_attempt_at == datetime.combine(thursday, time(13), UTC)

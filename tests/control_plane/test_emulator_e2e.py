@@ -57,7 +57,7 @@ async def test_outbound_call_through_the_emulator(settings):
                                                   pg_schema=settings.store.schema_name, **kw)) as (
             emulator, client, headers, org):
         body = {"to": "+14155550123", "from": "+14155550100",
-                "agent_config": {"personality": "friendly", "voice": "v", "language": "en", "max_duration_s": 120}}
+                "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en", "max_duration_s": 120}}
         started = await (await client.post("/api/calls/start", json=body, headers=headers)).json()
         assert started["status"] == "initiated", started
         (entry,) = emulator.dial_log
@@ -102,7 +102,7 @@ async def test_busy_number_and_inbound_call_through_the_emulator(tmp_path):
     async with _system(lambda **kw: make_settings(tmp_path, **kw)) as (emulator, client, headers, org):
         emulator.set_number_behaviour("+14155550999", "busy")
         body = {"to": "+14155550999", "from": "+14155550100",
-                "agent_config": {"personality": "friendly", "voice": "v", "language": "en"}}
+                "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en"}}
         started = await (await client.post("/api/calls/start", json=body, headers=headers)).json()
 
         async def busy() -> Any:

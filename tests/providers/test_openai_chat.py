@@ -199,3 +199,63 @@ def test_emulator_speaks_the_openai_sse_shape():
         assert models["data"][0]["id"] == "emulator-llm"
 
     run(body)
+
+
+def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(monkeypatch):
+    """OpenAI's reasoning models answer 400 to temperature and max_tokens: set from the
+    environment, the request carries max_completion_tokens and reasoning_effort only."""
+    from callagent.wiring import chat_config
+    from control_plane.settings import Settings
+
+    for name, value in {"LLM_TEMPERATURE": "none", "LLM_MAX_TOKENS": "1000",
+                        "LLM_MAX_TOKENS_PARAM": "max_completion_tokens", "LLM_REASONING_EFFORT": "minimal"}.items():
+        monkeypatch.setenv(f"CALLAGENT_PROVIDERS__{name}", value)
+    cfg = Settings(_env_file=None).providers
+
+    async def body():
+        async with emulators() as emu:
+            llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                              model="o4-mini"))
+            await collect(llm, "hello there")
+            streamed = emu.llm.stats.last_request
+            await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
+            summarised = emu.llm.stats.last_request
+            await llm.aclose()
+        for request in (streamed, summarised):
+            assert request["max_completion_tokens"] == 1000 and request["reasoning_effort"] == "minimal"
+            assert "temperature" not in request and "max_tokens" not in request
+
+    run(body)
+
+
+def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch):
+    from callagent.wiring import chat_config
+    from control_plane.settings import Settings
+
+    monkeypatch.setenv("CALLAGENT_PROVIDERS__LLM_MAX_TOKENS", "none")
+    cfg = Settings(_env_file=None).providers
+    assert cfg.llm_max_tokens is None
+
+    async def body():
+        async with emulators() as emu:
+            llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                              model="m"))
+            await collect(llm, "hello there")
+            await llm.aclose()
+            request = emu.llm.stats.last_request
+        assert request["temperature"] == 0.4
+        assert not {"max_tokens", "max_completion_tokens", "reasoning_effort"} & set(request)
+
+    run(body)
+
+
+@pytest.mark.parametrize("name,value", [("LLM_MAX_TOKENS_PARAM", "max_output_tokens"),
+                                        ("LLM_REASONING_EFFORT", "low; drop table"), ("LLM_TEMPERATURE", "hot")])
+def test_bad_llm_settings_are_refused_at_start(monkeypatch, name, value):
+    from pydantic import ValidationError
+
+    from control_plane.settings import Settings
+
+    monkeypatch.setenv(f"CALLAGENT_PROVIDERS__{name}", value)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
