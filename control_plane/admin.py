@@ -12,6 +12,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+from engine.conversation.egress import parse_destinations
+
+from .agents import TOOL_ALLOWED_DESTINATIONS
 from .auth import issue_api_key
 from .phone import normalize_e164
 from .settings import Settings
@@ -22,8 +25,10 @@ __all__ = [
     "revoke_api_key", "set_organisation_settings",
 ]
 
-ORGANISATION_SETTINGS = {"record_calls": bool}
-"""Organisation settings the control plane reads, and their types."""
+ORGANISATION_SETTINGS = {"record_calls": bool, TOOL_ALLOWED_DESTINATIONS: list}
+"""Organisation settings the control plane reads, and their types. ``tool_allowed_destinations``:
+internal host names or CIDRs this organisation's HTTP tools may reach (all others are refused
+at connect time; see ``engine/conversation/egress.py``)."""
 
 
 @asynccontextmanager
@@ -98,6 +103,8 @@ async def set_organisation_settings(org_id: UUID, *, settings: Settings | None =
             raise ValueError(f"unknown organisation setting {key!r} (known: {sorted(ORGANISATION_SETTINGS)})")
         if value is not None and not isinstance(value, expected):
             raise ValueError(f"{key} must be {expected.__name__}")
+        if key == TOOL_ALLOWED_DESTINATIONS and value is not None:
+            parse_destinations(value)  # ValueError names the entry that is neither a host nor a CIDR
     async with _store(settings) as repo:
         org = await repo.update_organisation_settings(org_id, changes)
         if org is None:
