@@ -81,3 +81,84 @@ async def test_campaigns_refuse_internal_tool_urls_too(tmp_path):
         })
         assert response.status == 400
         assert "cloud metadata" in (await response.json())["error"]["message"]
+
+
+# -- caps, and errors that do not echo ------------------------------------------------------
+
+MARK = "<script>HOSTILE</script>"
+
+
+def _tool(**extra) -> dict:
+    return {"name": "lookup", "description": "d", "url": "https://tools.example.com/x", **extra}
+
+
+@pytest.mark.parametrize(("overrides", "loc", "limit"), [
+    ({"system_prompt": MARK * 40_000}, ["agent_config", "system_prompt"], "20000"),  # ~960 KB
+    ({"variables": {f"v{i}": MARK for i in range(5000)}}, ["agent_config", "variables"], "50"),
+    ({"variables": {"name": MARK * 100}}, ["agent_config", "variables"], "1000"),
+    ({"variables": {MARK * 5: "x"}}, ["agent_config", "variables"], "64"),
+    ({"first_message": MARK * 100}, ["agent_config", "first_message"], "1000"),
+    ({"apology_text": MARK * 100}, ["agent_config", "apology_text"], "1000"),
+    ({"summary_fields": {f"f{i}": MARK for i in range(30)}}, ["agent_config", "summary_fields"], "20"),
+    ({"http_tools": [_tool(name=f"t{i}") for i in range(17)]}, ["agent_config", "http_tools"], "16"),
+    ({"http_tools": [_tool(description=MARK * 100)]}, ["agent_config", "http_tools", 0, "description"], "1000"),
+    ({"http_tools": [_tool(parameters={"type": "object", "description": MARK * 500})]},
+     ["agent_config", "http_tools", 0, "parameters"], "8192"),
+    ({"http_tools": [_tool(headers={"X-Key": MARK * 200})]}, ["agent_config", "http_tools", 0, "headers"], "4096"),
+    ({"http_tools": [_tool(headers={f"X-{i}": MARK for i in range(20)})]},
+     ["agent_config", "http_tools", 0, "headers"], "16"),
+])
+@run_async
+async def test_oversized_agent_configs_are_400_naming_field_and_limit_without_the_value(
+        tmp_path, overrides, loc, limit):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        response = await h.start_call(headers, agent_config={**AGENT, **overrides})
+        assert response.status == 400
+        text = await response.text()
+        assert "HOSTILE" not in text
+        (detail,) = (await response.json())["error"]["details"]
+        assert detail["loc"] == loc and limit in detail["msg"]
+        assert h.telnyx.named("dial") == []
+
+
+@run_async
+async def test_a_header_with_a_line_break_is_refused(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        tool = _tool(headers={"X-Key": "a\r\nX-Injected: 1"})
+        response = await h.start_call(headers, agent_config={**AGENT, "http_tools": [tool]})
+        assert response.status == 400
+        assert "Injected" not in await response.text()
+
+
+@run_async
+async def test_unknown_names_and_hostile_keys_are_not_echoed(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        personality = await h.start_call(headers, agent_config={**AGENT, "personality": "<img src=x>"})
+        assert personality.status == 422
+        error = (await personality.json())["error"]
+        assert error["message"].startswith("unknown personality; known: ") and "img" not in error["message"]
+        tools = await h.start_call(headers, agent_config={**AGENT, "tools": [MARK]})
+        assert tools.status == 422 and "HOSTILE" not in await tools.text()
+        wrong_type = await h.start_call(headers, agent_config={**AGENT, "variables": {MARK: 1}})
+        assert wrong_type.status == 400
+        assert "HOSTILE" not in await wrong_type.text()
+        (detail,) = (await wrong_type.json())["error"]["details"]
+        assert detail["loc"] == ["agent_config", "variables", "<key>"]
+        plain = await h.start_call(headers, agent_config={**AGENT, "variables": {"first_name": 1}})
+        assert (await plain.json())["error"]["details"][0]["loc"] == ["agent_config", "variables", "first_name"]
+        assert h.telnyx.named("dial") == []
+
+
+@run_async
+async def test_configs_at_the_limits_are_accepted(tmp_path):
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        response = await h.start_call(headers, agent_config={
+            **AGENT, "system_prompt": "p" * 20_000, "first_message": "m" * 1000,
+            "variables": {f"v{i:02d}" + "k" * 60: "x" * 1000 for i in range(50)},
+            "http_tools": [_tool(name=f"t{i}") for i in range(16)],
+        })
+        assert response.status == 201, await response.text()
