@@ -3,6 +3,9 @@ oversized fields, error messages that echo what was sent, campaign data stored i
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 import pytest
 
 from control_plane.admin import set_organisation_settings
@@ -162,3 +165,74 @@ async def test_configs_at_the_limits_are_accepted(tmp_path):
             "http_tools": [_tool(name=f"t{i}") for i in range(16)],
         })
         assert response.status == 201, await response.text()
+
+
+# -- campaigns sealed at rest -------------------------------------------------------------------
+
+SECRET_PROMPT = "You sell the Zanzibar plan; the discount code is OWL-4471."
+CALLER = "+14155550177"
+
+
+async def _raw_campaign(cp, campaign_id) -> tuple[str, str]:
+    """The campaigns and campaign_dialer rows as the database holds them, as text."""
+    repo = await cp.repository()
+    async with repo.connection() as conn:
+        campaign = await conn.fetchrow("SELECT * FROM campaigns WHERE id = $1", campaign_id)
+        dialer = await conn.fetchrow("SELECT * FROM campaign_dialer WHERE campaign_id = $1", campaign_id)
+    return str(dict(campaign)), str(dict(dialer))
+
+
+@run_async
+async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        created = await h.client.post("/api/campaigns", headers=headers, json={
+            "name": "spring", "caller_numbers": [CALLER, "+14155550178"],
+            "agent_config": {**AGENT, "system_prompt": SECRET_PROMPT, "variables": {"plan": "Zanzibar"}},
+        })
+        assert created.status == 201, await created.text()
+        campaign_id = (await created.json())["id"]
+        campaign_row, dialer_row = await _raw_campaign(h.cp, campaign_id)
+        for raw in (campaign_row, dialer_row):
+            assert "Zanzibar" not in raw and "OWL-4471" not in raw
+            assert "4155550177" not in raw and "4155550178" not in raw
+        assert "v1." in campaign_row and "v1." in dialer_row  # sealed tokens
+        shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
+        assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
+        assert shown["config"]["caller_numbers"] == [CALLER, "+14155550178"]
+        repo = await h.cp.repository()
+        assert (await repo.get_campaign(org.id, uuid.UUID(campaign_id))).from_number == CALLER
+
+
+@run_async
+async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(settings):
+    from control_plane.campaigns.store import CampaignStore
+
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        repo = await h.cp.repository()
+        campaign_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        config = {"caller_numbers": [CALLER]}
+        async with repo.transaction() as conn:  # what the code before sealing wrote
+            await conn.execute(
+                "INSERT INTO campaigns (id, org_id, name, status, agent_config, from_number, created_at, updated_at)"
+                " VALUES ($1, $2, $3, 'draft', $4, $5, $6, $6)",
+                campaign_id, org.id, "old", {**AGENT, "system_prompt": SECRET_PROMPT}, CALLER, now)
+            await conn.execute("INSERT INTO campaign_dialer (campaign_id, org_id, config) VALUES ($1, $2, $3)",
+                               campaign_id, org.id, config)
+        shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
+        assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
+        assert shown["config"]["caller_numbers"] == [CALLER]
+        assert (await repo.get_campaign(org.id, campaign_id)).from_number == CALLER
+
+        store = CampaignStore(repo)
+        assert await store.seal_plaintext_rows() == 1
+        assert await store.seal_plaintext_rows() == 0  # idempotent
+        campaign_row, dialer_row = await _raw_campaign(h.cp, campaign_id)
+        for raw in (campaign_row, dialer_row):
+            assert "OWL-4471" not in raw and "4155550177" not in raw
+        fresh = CampaignStore(repo)  # no cached config
+        assert (await fresh.config(campaign_id)).caller_numbers == (CALLER,)
+        assert (await fresh.get(org.id, campaign_id)).agent_config["system_prompt"] == SECRET_PROMPT
+        assert (await repo.get_campaign(org.id, campaign_id)).from_number == CALLER
