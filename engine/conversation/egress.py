@@ -16,7 +16,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -73,7 +73,7 @@ def address_kind(address: IPAddress) -> str | None:
         return "multicast"
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
         return "shared (CGNAT)"
-    if address.is_private:
+    if address.is_private or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local):
         return "private"
     if address.is_reserved or not address.is_global:
         return "reserved"
@@ -109,7 +109,7 @@ class EgressPolicy:
 
     allow_private: bool = False
     hosts: frozenset[str] = frozenset()
-    networks: tuple[IPNetwork, ...] = field(default=())
+    networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def of(cls, entries: Iterable[str] = (), *, allow_private: bool = False) -> EgressPolicy:
@@ -141,12 +141,11 @@ class EgressPolicy:
     def literal_refusal(self, url: URL) -> str | None:
         """Why ``url``'s host may not be connected to, when it is an IP literal (aiohttp connects to
         those without asking the resolver); None for a host name (the resolver checks it)."""
-        host = url.raw_host or ""
         try:
-            address = ipaddress.ip_address(host.strip("[]"))
+            address = ipaddress.ip_address((url.raw_host or "").strip("[]"))
         except ValueError:
             return None
-        return None if self.host_allowed(host) else self.refusal(address)
+        return self.refusal(address)
 
 
 class BlockedDestination(OSError):

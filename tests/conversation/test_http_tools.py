@@ -119,6 +119,7 @@ def test_failures_become_readable_results_for_the_model_not_exceptions():
     ("172.16.0.1", "private"),
     ("192.168.1.1", "private"),
     ("fd12:3456::1", "private"),
+    ("fec0::1", "private"),  # deprecated site-local
     ("169.254.1.1", "link-local"),
     ("fe80::1", "link-local"),
     ("100.64.0.1", "shared (CGNAT)"),
