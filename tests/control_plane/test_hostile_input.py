@@ -236,3 +236,26 @@ async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at
         assert (await fresh.config(campaign_id)).caller_numbers == (CALLER,)
         assert (await fresh.get(org.id, campaign_id)).agent_config["system_prompt"] == SECRET_PROMPT
         assert (await repo.get_campaign(org.id, campaign_id)).from_number == CALLER
+
+
+@run_async
+async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):
+    from control_plane.pipeline import CallPorts
+    from engine.protocol import Start
+
+    settings = make_settings(tmp_path)
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        await set_organisation_settings(org.id, settings=settings, tool_allowed_destinations=["billing.corp"])
+        with_tools = await (await h.start_call(headers, agent_config=with_tool("https://billing.corp/x"))).json()
+        without = await (await h.start_call(headers, to="+14155550124")).json()
+        ports = CallPorts(h.cp)
+
+        async def destinations(started):
+            ccid = started["call_control_id"]
+            setup = await ports.setup(Start(stream_id="s-" + ccid, call_control_id=ccid, encoding="PCMU",
+                                            sample_rate=8000))
+            return setup.tool_destinations
+
+        assert await destinations(with_tools) == ("billing.corp",)
+        assert await destinations(without) == ()  # no HTTP tools: the organisation is not even read
