@@ -309,3 +309,22 @@ def test_only_local_mode_lets_tools_reach_private_addresses_by_default():
     assert not tuned_for_providers(Settings(providers={"mode": "remote"})).tools.allow_private_addresses
     closed = Settings(providers={"mode": "local"}, tools={"allow_private_addresses": False})
     assert not tuned_for_providers(closed).tools.allow_private_addresses  # the operator's choice stands
+
+
+def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
+    target = Target()
+
+    async def main():
+        runner, base = await _serve(("POST", "/x", target.handler))
+        client = ToolClient()
+        client.MAX_SESSIONS = 0  # every organisation's list is one too many
+        results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
+                   await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
+        cached = len(client._sessions)
+        await client.aclose()
+        await runner.cleanup()
+        return results, cached
+
+    results, cached = run(main())
+    assert results == ["secret", "error: t may not reach a loopback address"]
+    assert cached == 0 and len(target.hits) == 1
