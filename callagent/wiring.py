@@ -25,6 +25,7 @@ from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfigError, AgentProfile, load_personalities, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallReporter
+from engine.conversation.tools import ToolClient
 from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextToSpeech
 from engine.providers.config import ProvidersConfig
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
@@ -46,6 +47,8 @@ class Providers:
     tts: TextToSpeech
     phrases: PhraseCache
     http: aiohttp.ClientSession
+    tools: ToolClient
+    """Runs the agents' HTTP tools, on its own connections (never the providers' session)."""
     local: Any = None
     """The running local emulators, in local mode."""
     stt_final_timeout_s: float | None = None
@@ -87,16 +90,20 @@ reads whole phrases; the final then lands ~0.4 s after it."""
 
 
 def tuned_for_providers(settings: Settings) -> Settings:
-    """``settings`` with the engine adjusted to the chosen providers: for Whisper, the tentative
-    end-of-turn (which asks the recogniser to finalize) waits for a real pause, unless
-    ``engine.endpointing.tentative_end_ms`` was set explicitly."""
+    """``settings`` adjusted to the chosen providers: for Whisper, the tentative end-of-turn
+    (which asks the recogniser to finalize) waits for a real pause, unless
+    ``engine.endpointing.tentative_end_ms`` was set explicitly; in local mode, HTTP tools may
+    reach private addresses (tool servers on 127.0.0.1), unless
+    ``tools.allow_private_addresses`` was set explicitly."""
+    update: dict[str, Any] = {}
     endpointing = settings.engine.endpointing
-    if settings.providers.stt != "whisper" or "tentative_end_ms" in endpointing.model_fields_set:
-        return settings
-    tentative = min(max(endpointing.tentative_end_ms, WHISPER_TENTATIVE_END_MS), endpointing.end_of_turn_ms)
-    engine = settings.engine.model_copy(update={
-        "endpointing": endpointing.model_copy(update={"tentative_end_ms": tentative})})
-    return settings.model_copy(update={"engine": engine})
+    if settings.providers.stt == "whisper" and "tentative_end_ms" not in endpointing.model_fields_set:
+        tentative = min(max(endpointing.tentative_end_ms, WHISPER_TENTATIVE_END_MS), endpointing.end_of_turn_ms)
+        update["engine"] = settings.engine.model_copy(update={
+            "endpointing": endpointing.model_copy(update={"tentative_end_ms": tentative})})
+    if is_local(settings) and "allow_private_addresses" not in settings.tools.model_fields_set:
+        update["tools"] = settings.tools.model_copy(update={"allow_private_addresses": True})
+    return settings.model_copy(update=update) if update else settings
 
 
 def describe_providers(settings: Settings) -> str:
@@ -231,7 +238,11 @@ async def _build(
         from engine.providers.whisper_stt import FINAL_TIMEOUT_S
 
         final_timeout = FINAL_TIMEOUT_S  # Whisper reads an utterance in ~0.5 s, not streamed
-    return Providers(stt=stt, llm=llm, tts=tts, phrases=PhraseCache(tts), http=http, local=local,
+    tools = ToolClient(settings.tools)
+    if settings.tools.allow_private_addresses:
+        log.warning("HTTP tools may reach loopback and private addresses (tools.allow_private_addresses)")
+    closers.append(tools.aclose)
+    return Providers(stt=stt, llm=llm, tts=tts, phrases=PhraseCache(tts), http=http, tools=tools, local=local,
                      stt_final_timeout_s=final_timeout, _closers=closers)
 
 
@@ -251,7 +262,7 @@ def agent_factory(
         cp = request.app.get(CONTROL_PLANE_KEY)
         return CallAgent(
             profile, stt=providers.stt, llm=providers.llm, tts=providers.tts,
-            phrases=providers.phrases, http=providers.http, reporter=reporter, **timeouts,
+            phrases=providers.phrases, tool_client=providers.tools, reporter=reporter, **timeouts,
             # An explicit reporter (the demo's console) keeps the default agent; otherwise the
             # control plane says which call a stream belongs to and takes its records.
             setup=CallPorts(cp).setup if cp is not None and reporter is None else None,

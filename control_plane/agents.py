@@ -11,11 +11,12 @@ refused at the API instead of mid-call.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
+from yarl import URL
 
 from engine.conversation.config import (
     AgentConfig, AgentConfigError, AgentProfile, Personality, load_personalities, resolve,
@@ -38,6 +39,14 @@ class AgentOverrides(AgentConfig):
 
 
 
+
+
+TOOL_ALLOWED_DESTINATIONS = "tool_allowed_destinations"
+"""The organisation setting listing internal hosts or CIDRs its HTTP tools may reach."""
+
+
+def org_tool_destinations(org: Any) -> tuple[str, ...]:
+    return tuple(org.settings.get(TOOL_ALLOWED_DESTINATIONS) or ()) if org is not None else ()
 
 
 CONTROL_PLANE_AGENT_FIELDS = frozenset(AgentOverrides.model_fields) - frozenset(AgentConfig.model_fields)
@@ -66,8 +75,27 @@ def personalities(path: Path | None) -> dict[str, Personality]:
     return _personalities(path, mtime)
 
 
-def check_agent(settings: Any, overrides: Mapping[str, Any]) -> AgentConfig:
-    """The effective agent, or a 422 naming what is wrong with the overrides."""
+def check_tool_urls(settings: Any, agent: AgentConfig, tool_destinations: Iterable[str] = ()) -> None:
+    """A 400 for an HTTP tool whose URL is an internal IP literal (``http://169.254.169.254/``):
+    refused now rather than only when the model calls it. Host names are checked where the
+    connection is made (see ``engine/conversation/egress.py``): DNS may answer differently then."""
+    policy = settings.tools.policy()
+    try:
+        policy = policy.extended(tool_destinations)
+    except ValueError:
+        pass  # an unreadable organisation list adds nothing
+    for index, tool in enumerate(agent.http_tools):
+        kind = policy.literal_refusal(URL(str(tool.url)))
+        if kind is not None:
+            raise ApiError(400, "validation_error", f"http_tools[{index}].url points at a {kind} address; "
+                           "tools may only reach public addresses",
+                           [{"loc": ["agent_config", "http_tools", index, "url"], "msg": f"{kind} address",
+                             "type": "internal_address"}])
+
+
+def check_agent(settings: Any, overrides: Mapping[str, Any], tool_destinations: Iterable[str] = ()) -> AgentConfig:
+    """The effective agent, or a 422 naming what is wrong with the overrides (400 for a tool
+    URL that points inside: see :func:`check_tool_urls`)."""
     try:
         agent = effective_agent(settings.agent, overrides)
     except ValidationError as exc:
@@ -78,6 +106,7 @@ def check_agent(settings: Any, overrides: Mapping[str, Any]) -> AgentConfig:
     except AgentConfigError as exc:
         raise ApiError(422, "invalid_agent_config", str(exc)) from None
     check_voice(settings, profile)
+    check_tool_urls(settings, agent, tool_destinations)
     return agent
 
 

@@ -17,7 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import orjson
 
-from .agents import check_agent
+from .agents import check_agent, org_tool_destinations
 from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
 from .store import Call, Conflict, Organisation, StatusChange, utcnow
@@ -106,7 +106,7 @@ class CallService:
             if earlier is not None:
                 return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         stream_url, webhook_url = cp.stream_url(), cp.webhook_url()
-        agent = check_agent(settings, request.agent_config)
+        agent = check_agent(settings, request.agent_config, org_tool_destinations(org))
 
         limit = settings.api.call_starts_per_minute
         decision = await cp.rate_limiter.hit(f"call_starts:{org.id}", limit, RATE_WINDOW_S)

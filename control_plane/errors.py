@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -91,10 +92,19 @@ def json_response(value: BaseModel | dict[str, Any] | list[Any], status: int = 2
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
+_LOC_NAME = re.compile(r"^[\w.\- \[\]]{1,64}$")
+
+
+def _loc(part: str | int) -> str | int:
+    """A location step, unless it is a dict key a client chose that could carry anything."""
+    return part if isinstance(part, int) or _LOC_NAME.match(part) else "<key>"
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors without the submitted values (they may be personal data) or doc URLs."""
+    """Pydantic errors without the submitted values (they may be personal data), doc URLs, or
+    dict keys that are not plain names (a location includes the key of a bad dict entry)."""
     return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        {"loc": [_loc(part) for part in e["loc"]], "msg": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
 

@@ -8,15 +8,19 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from .agents import AgentOverrides, check_agent
+from engine.conversation.egress import parse_destinations
+
+from .agents import TOOL_ALLOWED_DESTINATIONS, AgentOverrides, check_agent, org_tool_destinations
 from .phone import normalize_e164
 from .store import Conflict, Organisation, PhoneNumber, Repository
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-ORGANISATION_SETTINGS: dict[str, type] = {"record_calls": bool}
-"""Organisation settings the control plane reads, and their types."""
+ORGANISATION_SETTINGS: dict[str, type] = {"record_calls": bool, TOOL_ALLOWED_DESTINATIONS: list}
+"""Organisation settings the control plane reads, and their types. ``tool_allowed_destinations``:
+internal host names or CIDRs this organisation's HTTP tools may reach (all others are refused
+at connect time; see ``engine/conversation/egress.py``)."""
 
 
 class NumberTaken(Exception):
@@ -30,7 +34,7 @@ async def register_number(repo: Repository, settings: Settings, org_id: UUID, nu
     agent config that cannot run, :class:`NumberTaken`."""
     config = AgentOverrides.model_validate(dict(agent_config or {}), strict=False).model_dump(
         mode="json", exclude_unset=True)
-    check_agent(settings, config)
+    check_agent(settings, config, org_tool_destinations(await repo.get_organisation(org_id)))
     try:
         return await repo.add_phone_number(org_id, normalize_e164(number), config)
     except Conflict:
@@ -46,4 +50,6 @@ async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, 
             raise ValueError(f"unknown organisation setting (known: {', '.join(sorted(ORGANISATION_SETTINGS))})")
         if value is not None and not isinstance(value, expected):
             raise ValueError(f"{key} must be {expected.__name__}")
+        if key == TOOL_ALLOWED_DESTINATIONS and value is not None:
+            parse_destinations(value)  # ValueError names the entry that is neither a host nor a CIDR
     return await repo.update_organisation_settings(org_id, dict(changes))

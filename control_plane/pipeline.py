@@ -17,7 +17,7 @@ from engine.conversation.config import AgentProfile, resolve
 from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReporter, TurnRecord
 from engine.protocol import Start
 
-from .agents import personalities
+from .agents import org_tool_destinations, personalities
 from .recorder import UnknownCall
 from .sessions import CallSession
 
@@ -113,4 +113,11 @@ class CallPorts:
             "campaign_id": str(context.campaign_id) if context.campaign_id else None,
         }
         return CallSetup(profile=self._profile(context.agent), actions=actions,
-                         reporter=StoreReporter(self.cp, metadata))
+                         reporter=StoreReporter(self.cp, metadata),
+                         tool_destinations=await self._tool_destinations(context.org_id, context.agent))
+
+    async def _tool_destinations(self, org_id: Any, agent: Any) -> tuple[str, ...]:
+        """The organisation's tool allow-list (read only for a call that has HTTP tools)."""
+        if not agent.http_tools:
+            return ()
+        return org_tool_destinations(await (await self.cp.repository()).get_organisation(org_id))

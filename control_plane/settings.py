@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.config import EngineConfig
 from engine.conversation.config import AgentConfig
+from engine.conversation.egress import ToolEgressConfig
 from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
@@ -117,6 +118,9 @@ class Settings(BaseSettings):
     engine: EngineConfig = EngineConfig()
     providers: ProvidersConfig = ProvidersConfig()
     agent: AgentConfig = Field(AgentConfig(), description="The agent for calls that carry no agent_config of their own.")
+    tools: ToolEgressConfig = Field(
+        ToolEgressConfig(), description="Where agents' HTTP tools may connect, and how much of a reply is read."
+    )
     personalities_file: Path | None = Field(None, description="TOML file of extra [personalities.<name>] tables.")
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()

@@ -54,7 +54,10 @@ async def get_organisation(request: web.Request) -> web.Response:
 async def update_organisation_settings(request: web.Request) -> web.Response:
     body = await read_json(request, OrganisationSettingsPatch)
     repo = await _cp(request).repository()
-    org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True))
+    try:
+        org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True))
+    except ValueError as exc:  # an allow-list entry that is neither a host nor a network (named by position)
+        raise ApiError(400, "validation_error", str(exc)) from None
     if org is None:  # the organisation was erased while its key was still in use
         raise ApiError(404, "not_found", "no such organisation")
     return json_response(OrganisationOut.model_validate(org, from_attributes=True))

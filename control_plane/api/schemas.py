@@ -298,6 +298,10 @@ class NumberRemoved(_Response):
 class OrganisationSettingsPatch(_Request):
     record_calls: bool | None = Field(
         None, description="Record every call from answer (dual channel); null: the server's default (off).")
+    tool_allowed_destinations: list[str] | None = Field(
+        None, max_length=50,
+        description="Internal host names or CIDRs this organisation's HTTP tools may reach (every other "
+                    "internal address is refused); null: none.")
 
 
 class OrganisationOut(_Response):

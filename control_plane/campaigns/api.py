@@ -12,7 +12,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from ..agents import check_agent
+from ..agents import check_agent, org_tool_destinations
 from ..api.schemas import agent_overrides
 from ..auth import ORG
 from ..errors import ApiError, body_chunks, json_response, read_json
@@ -92,7 +92,7 @@ async def create_campaign(request: web.Request) -> web.Response:
     cp = _cp(request)
     body = await read_json(request, CreateCampaignRequest)
     overrides = agent_overrides(body.agent_config)
-    check_agent(cp.settings, overrides)
+    check_agent(cp.settings, overrides, org_tool_destinations(_org(request)))
     store = await _store(request)
     campaign = await store.create_campaign(_org(request).id, body.name, overrides, body.config())
     return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency), status=201)

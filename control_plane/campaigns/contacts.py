@@ -83,7 +83,7 @@ def prepare(phone: Any, name: Any, timezone: Any, variables: dict[str, Any]) -> 
     kept: dict[str, str] = {}
     for key, value in variables.items():
         key_text = _text(key, "column name", MAX_KEY)
-        value_text = _text(value, f"value of {key_text or 'a column'}", MAX_VALUE)
+        value_text = _text(value, "a variable's value", MAX_VALUE)  # not the column's name: it is the client's
         if key_text and value_text:
             kept[key_text] = value_text
     if kept:

@@ -103,7 +103,13 @@ class Dialer:
 
     async def store(self) -> CampaignStore:
         if self._store is None:
-            self._store = CampaignStore(await self.cp.repository())  # type: ignore[arg-type]
+            store = CampaignStore(await self.cp.repository())  # type: ignore[arg-type]
+            try:  # campaigns stored before they were sealed (they read either way)
+                if sealed := await store.seal_plaintext_rows():
+                    log.info("sealed the agent_config and caller numbers of %d older campaigns", sealed)
+            except Exception as exc:
+                log.warning("could not seal older campaigns yet: %s", type(exc).__name__)
+            self._store = store
         return self._store
 
     def telnyx_client(self) -> Any:

@@ -30,7 +30,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict
 
 from ..store import Call, utcnow
-from ..store.base import SqlRepository, _json
+from ..store.base import SqlRepository
 from .models import ACTIVE_STATUSES, DUE_STATUSES, CampaignConfig
 from .outcomes import Decision, call_id_for
 
@@ -153,14 +153,14 @@ class CampaignStore:
 
     def _campaign(self, row: dict[str, Any], dialer: dict[str, Any] | None) -> DialCampaign:
         config = self._configs.get(_uuid(row["id"]))  # type: ignore[arg-type]
-        if config is None and dialer is not None and dialer.get("config") is not None:
-            config = CampaignConfig.model_validate(_json(dialer["config"]), strict=False)
+        if config is None and dialer is not None:
+            config = self._dialer_config(dialer)
             self._configs[_uuid(row["id"])] = config  # type: ignore[index]
         started = dialer.get("started_at") if dialer else None
         finished = dialer.get("finished_at") if dialer else None
         return DialCampaign(
             id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), name=row["name"], status=row["status"],  # type: ignore[arg-type]
-            agent_config=_json(row["agent_config"]) or {}, config=config,
+            agent_config=self.repo.campaign_agent_config(row), config=config,
             created_at=_time(row["created_at"]), updated_at=_time(row["updated_at"]),  # type: ignore[arg-type]
             started_at=_time(started), finished_at=_time(finished),
         )
@@ -169,15 +169,16 @@ class CampaignStore:
                               config: CampaignConfig) -> DialCampaign:
         now = utcnow()
         campaign_id = uuid4()
+        agent_config_enc, from_enc = self.repo.seal_campaign(agent_config, config.caller_numbers[0])
         async with self.repo.transaction() as conn:
             await conn.execute(
-                "INSERT INTO campaigns (id, org_id, name, status, agent_config, from_number, created_at, updated_at)"
+                "INSERT INTO campaigns (id, org_id, name, status, agent_config_enc, from_enc, created_at, updated_at)"
                 " VALUES ($1, $2, $3, 'draft', $4, $5, $6, $6)",
-                campaign_id, org_id, name, agent_config, config.caller_numbers[0], now,
+                campaign_id, org_id, name, agent_config_enc, from_enc, now,
             )
             await conn.execute(
-                "INSERT INTO campaign_dialer (campaign_id, org_id, config) VALUES ($1, $2, $3)",
-                campaign_id, org_id, config.model_dump(mode="json"),
+                "INSERT INTO campaign_dialer (campaign_id, org_id, config, config_enc) VALUES ($1, $2, $3, $4)",
+                campaign_id, org_id, {}, self.repo.seal_dialer_config(config.model_dump(mode="json")),
             )
         self._configs[campaign_id] = config
         campaign = await self.get(org_id, campaign_id)
@@ -205,10 +206,32 @@ class CampaignStore:
     async def config(self, campaign_id: UUID) -> CampaignConfig | None:
         """A campaign's dialer configuration (fixed once created, so cached)."""
         if campaign_id not in self._configs:
-            row = await self.repo._fetchrow("SELECT config FROM campaign_dialer WHERE campaign_id = $1", campaign_id)
-            self._configs[campaign_id] = (None if row is None else
-                                          CampaignConfig.model_validate(_json(row["config"]), strict=False))
+            row = await self.repo._fetchrow("SELECT config, config_enc FROM campaign_dialer WHERE campaign_id = $1",
+                                            campaign_id)
+            self._configs[campaign_id] = None if row is None else self._dialer_config(row)
         return self._configs[campaign_id]
+
+    def _dialer_config(self, row: dict[str, Any]) -> CampaignConfig:
+        return CampaignConfig.model_validate(self.repo.dialer_config(row), strict=False)
+
+    async def seal_plaintext_rows(self) -> int:
+        """Seal the agent_config, caller number and dialer config of campaigns stored before they
+        were sealed (migration 0004); returns how many campaigns it sealed. Idempotent."""
+        sealed = 0
+        async with self.repo.transaction() as conn:
+            rows = await conn.fetch(f"SELECT * FROM campaigns WHERE agent_config_enc IS NULL {self.repo.for_update}")
+            for row in rows:
+                agent_config_enc, from_enc = self.repo.seal_campaign(self.repo.campaign_agent_config(row),
+                                                                     self.repo.campaign_from_number(row))
+                await conn.execute("UPDATE campaigns SET agent_config_enc = $2, from_enc = $3, agent_config = $4,"
+                                   " from_number = NULL WHERE id = $1", row["id"], agent_config_enc, from_enc, {})
+                sealed += 1
+            dialers = await conn.fetch(
+                f"SELECT campaign_id, config, config_enc FROM campaign_dialer WHERE config_enc IS NULL {self.repo.for_update}")
+            for row in dialers:
+                await conn.execute("UPDATE campaign_dialer SET config_enc = $2, config = $3 WHERE campaign_id = $1",
+                                   row["campaign_id"], self.repo.seal_dialer_config(self.repo.dialer_config(row)), {})
+        return sealed
 
     async def transition(self, org_id: UUID, campaign_id: UUID, action: str) -> DialCampaign:
         allowed, target = TRANSITIONS[action]

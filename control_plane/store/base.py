@@ -13,7 +13,7 @@ it: another organisation's row is simply not found.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -381,19 +381,49 @@ class SqlRepository(Repository):
         n = await self._execute("DELETE FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)
         return n > 0
 
-    @staticmethod
-    def _campaign(row: dict[str, Any]) -> Campaign:
-        return Campaign.model_validate({**row, "agent_config": _json(row["agent_config"])})
+    # A campaign's agent_config, caller number and dialer config are sealed (migration 0004); the
+    # plaintext columns keep '{}' / NULL. Rows written before 0004 read from the plaintext columns
+    # until CampaignStore.seal_plaintext_rows() seals them.
+
+    def seal_campaign(self, agent_config: dict[str, Any], from_number: str | None) -> tuple[str, str | None]:
+        """(agent_config_enc, from_enc) for a campaigns row."""
+        return (self._cipher.seal_json(agent_config, "campaigns.agent_config"),  # type: ignore[return-value]
+                self._cipher.seal(from_number, "campaigns.from"))
+
+    def campaign_agent_config(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        if row["agent_config_enc"] is not None:
+            return self._cipher.open_json(row["agent_config_enc"], "campaigns.agent_config") or {}
+        return _json(row["agent_config"]) or {}
+
+    def campaign_from_number(self, row: Mapping[str, Any]) -> str | None:
+        if row["from_enc"] is not None:
+            return self._cipher.open(row["from_enc"], "campaigns.from")
+        return row["from_number"]
+
+    def seal_dialer_config(self, config: dict[str, Any]) -> str:
+        return self._cipher.seal_json(config, "campaign_dialer.config")  # type: ignore[return-value]
+
+    def dialer_config(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A campaign_dialer row's config (its caller numbers among it), as JSON."""
+        if row["config_enc"] is not None:
+            return self._cipher.open_json(row["config_enc"], "campaign_dialer.config")  # type: ignore[no-any-return]
+        return _json(row["config"])  # type: ignore[no-any-return]
+
+    def _campaign(self, row: Mapping[str, Any]) -> Campaign:
+        plain = {k: row[k] for k in ("id", "org_id", "name", "status", "created_at", "updated_at")}
+        return Campaign.model_validate({**plain, "agent_config": self.campaign_agent_config(row),
+                                        "from_number": self.campaign_from_number(row)})
 
     async def create_campaign(self, org_id: UUID, name: str, agent_config: dict[str, Any] | None = None,
                               from_number: str | None = None) -> Campaign:
         now = utcnow()
         campaign = Campaign(id=uuid4(), org_id=org_id, name=name, agent_config=agent_config or {},
                             from_number=from_number, created_at=now, updated_at=now)
+        agent_config_enc, from_enc = self.seal_campaign(campaign.agent_config, from_number)
         await self._execute(
-            "INSERT INTO campaigns (id, org_id, name, status, agent_config, from_number, created_at, updated_at)"
+            "INSERT INTO campaigns (id, org_id, name, status, agent_config_enc, from_enc, created_at, updated_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            campaign.id, org_id, name, campaign.status, campaign.agent_config, from_number, now, now,
+            campaign.id, org_id, name, campaign.status, agent_config_enc, from_enc, now, now,
         )
         return campaign
 

@@ -41,7 +41,8 @@ from .dtmf import DtmfCollector, describe_keys
 from .history import Conversation, SpokenText
 from .phrases import PhraseCache
 from .ports import CallActions, CallReport, CallReporter, CallSetup, NoActions, NoReporter, TurnRecord
-from .tools import run_http_tool, tool_definitions
+from .egress import EgressPolicy
+from .tools import ToolClient, tool_definitions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -282,7 +283,7 @@ class CallAgent(MediaListener):
         actions: CallActions | None = None,
         reporter: CallReporter | None = None,
         phrases: PhraseCache | None = None,
-        http: aiohttp.ClientSession | None = None,
+        tool_client: ToolClient | None = None,
         stt_final_timeout_s: float = 0.8,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
     ) -> None:
@@ -294,7 +295,8 @@ class CallAgent(MediaListener):
         self.actions = actions or NoActions()
         self.reporter = reporter or NoReporter()
         self.phrases = phrases or PhraseCache(tts)
-        self.http = http
+        self.tool_client = tool_client
+        self.tool_policy: EgressPolicy | None = None  # the server's, unless the call's setup says otherwise
         self.stt_final_timeout_s = stt_final_timeout_s
         self.tools = tool_definitions(profile)
         self.conversation = Conversation(profile.system_prompt)
@@ -363,6 +365,8 @@ class CallAgent(MediaListener):
                 self.tools = tool_definitions(setup.profile)
                 self.conversation = Conversation(setup.profile.system_prompt)
                 self._dtmf = DtmfCollector(setup.profile.config.gather)
+                if self.tool_client is not None and setup.tool_destinations:
+                    self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
         if self._stopped:
             return
         self._spawn(self._open_stt())
@@ -873,10 +877,10 @@ class CallAgent(MediaListener):
                 tool = next((t for t in self.profile.config.http_tools if t.name == call.name), None)
                 if tool is None:
                     result = f"error: unknown tool {call.name}"
-                elif self.http is None:
+                elif self.tool_client is None:
                     result = f"error: {call.name} is unavailable"
                 else:
-                    result = await run_http_tool(tool, call.arguments, self.http)
+                    result = await self.tool_client.run(tool, call.arguments, self.tool_policy)
                 self._record_tool(call, messages, result)
                 follow_up = True
         return follow_up

@@ -7,11 +7,14 @@ field for that call.
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
 
 from .dtmf import GatherConfig
 
@@ -58,6 +61,45 @@ BUILTIN_PERSONALITIES: dict[str, Personality] = {
 }
 
 
+# Sizes an agent configuration may have. It comes from API clients and every byte of the prompt,
+# variables and tool schemas is sent to the LLM on every turn; the limits are generous for real
+# agents. Errors name the field and the limit, never the value (it may be hostile or personal).
+MAX_PROMPT_CHARS = 20_000
+MAX_MESSAGE_CHARS = 1_000
+"""first_message, filler_text, apology_text."""
+MAX_VARIABLES = 50
+MAX_NAME_CHARS = 64
+"""Names of variables, summary fields and outcome values."""
+MAX_VARIABLE_CHARS = 1_000
+MAX_TOOLS = 16
+"""Built-in tool names listed, and HTTP tools."""
+MAX_DESCRIPTION_CHARS = 1_000
+MAX_TOOL_SCHEMA_BYTES = 8_192
+MAX_TOOL_HEADERS = 16
+MAX_HEADER_CHARS = 4_096
+MAX_URL_CHARS = 2_048
+MAX_SUMMARY_FIELDS = 20
+MAX_OUTCOME_VALUES = 20
+MAX_TRANSFER_CHARS = 256
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_HEADER_VALUE = re.compile(r"^[^\r\n\x00]*$")
+
+
+def _check_text(field: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise ValueError(f"{field} is longer than {limit} characters")
+
+
+def _check_mapping(field: str, value: Mapping[str, str], count: int, key_chars: int, value_chars: int) -> None:
+    if len(value) > count:
+        raise ValueError(f"{field} has more than {count} entries")
+    if any(len(k) > key_chars for k in value):
+        raise ValueError(f"{field} has a name longer than {key_chars} characters")
+    if any(len(v) > value_chars for v in value.values()):
+        raise ValueError(f"{field} has a value longer than {value_chars} characters")
+
+
 class HttpTool(BaseModel):
     """A user tool: the model's arguments are POSTed as JSON to ``url``; the reply body is the result."""
 
@@ -69,6 +111,37 @@ class HttpTool(BaseModel):
     url: HttpUrl
     timeout_s: float = Field(5.0, gt=0, le=30)
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        _check_text("description", value, MAX_DESCRIPTION_CHARS)
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(orjson.dumps(value))
+        except (TypeError, orjson.JSONEncodeError):
+            raise ValueError("parameters is not a JSON schema") from None
+        if size > MAX_TOOL_SCHEMA_BYTES:
+            raise ValueError(f"parameters is larger than {MAX_TOOL_SCHEMA_BYTES} bytes as JSON")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: HttpUrl) -> HttpUrl:
+        _check_text("url", str(value), MAX_URL_CHARS)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_mapping("headers", value, MAX_TOOL_HEADERS, 128, MAX_HEADER_CHARS)
+        if not all(_HEADER_NAME.match(k) and _HEADER_VALUE.match(v) for k, v in value.items()):
+            raise ValueError("headers must be valid HTTP header names and values (no line breaks)")
+        return value
 
 
 BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf", "pause_recording", "resume_recording")
@@ -116,6 +189,52 @@ class AgentConfig(BaseModel):
         default_factory=dict, description="Extra outcome fields to extract at hang-up: name -> description."
     )
     outcome_values: tuple[str, ...] = ("resolved", "follow_up", "not_interested", "voicemail", "no_conversation")
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _prompt(cls, value: str | None) -> str | None:
+        _check_text("system_prompt", value, MAX_PROMPT_CHARS)
+        return value
+
+    @field_validator("first_message", "filler_text", "apology_text")
+    @classmethod
+    def _message(cls, value: str | None, info: Any) -> str | None:
+        _check_text(info.field_name, value, MAX_MESSAGE_CHARS)
+        return value
+
+    @field_validator("transfer_to")
+    @classmethod
+    def _transfer_to(cls, value: str | None) -> str | None:
+        _check_text("transfer_to", value, MAX_TRANSFER_CHARS)
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_mapping("variables", value, MAX_VARIABLES, MAX_NAME_CHARS, MAX_VARIABLE_CHARS)
+        return value
+
+    @field_validator("summary_fields")
+    @classmethod
+    def _summary_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_mapping("summary_fields", value, MAX_SUMMARY_FIELDS, MAX_NAME_CHARS, MAX_DESCRIPTION_CHARS)
+        return value
+
+    @field_validator("tools", "http_tools")
+    @classmethod
+    def _tool_count(cls, value: tuple[Any, ...], info: Any) -> tuple[Any, ...]:
+        if len(value) > MAX_TOOLS:
+            raise ValueError(f"{info.field_name} has more than {MAX_TOOLS} entries")
+        return value
+
+    @field_validator("outcome_values")
+    @classmethod
+    def _outcome_values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_OUTCOME_VALUES:
+            raise ValueError(f"outcome_values has more than {MAX_OUTCOME_VALUES} entries")
+        if any(len(v) > MAX_NAME_CHARS for v in value):
+            raise ValueError(f"outcome_values has a value longer than {MAX_NAME_CHARS} characters")
+        return value
 
 
 class AgentProfile(BaseModel):
@@ -171,10 +290,10 @@ def resolve(config: AgentConfig, personalities: dict[str, Personality] | None = 
     table = personalities if personalities is not None else BUILTIN_PERSONALITIES
     personality = table.get(config.personality)
     if personality is None:
-        raise AgentConfigError(f"unknown personality {config.personality!r}; known: {', '.join(sorted(table))}")
-    unknown = set(config.tools) - set(BUILTIN_TOOLS)
-    if unknown:
-        raise AgentConfigError(f"unknown built-in tools {sorted(unknown)}; known: {', '.join(BUILTIN_TOOLS)}")
+        # The name is not repeated: it may come from an API client (the known ones say enough).
+        raise AgentConfigError(f"unknown personality; known: {', '.join(sorted(table))}")
+    if set(config.tools) - set(BUILTIN_TOOLS):
+        raise AgentConfigError(f"unknown built-in tools in tools; known: {', '.join(BUILTIN_TOOLS)}")
     return AgentProfile(config=config, personality=personality)
 
 

@@ -57,6 +57,9 @@ class CallSetup:
     profile: Any  # AgentProfile (kept untyped here to keep this module import-light)
     actions: CallActions
     reporter: CallReporter
+    tool_destinations: tuple[str, ...] = ()
+    """Internal hosts or CIDRs this call's HTTP tools may reach besides the server's allow-list
+    (its organisation's ``tool_allowed_destinations``)."""
 
 
 class NoActions:

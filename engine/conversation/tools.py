@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from .config import AgentProfile, HttpTool
+from .egress import BlockedDestination, EgressPolicy, GuardedResolver, ToolEgressConfig
 
 _BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
     "end_call": {
@@ -58,19 +65,121 @@ def tool_definitions(profile: AgentProfile) -> list[dict[str, Any]]:
     return tools
 
 
-async def run_http_tool(tool: HttpTool, arguments: str, session: aiohttp.ClientSession) -> str:
-    """POST the model's arguments; the result (or a readable error) goes back to the model."""
+class ToolClient:
+    """Runs user HTTP tools: POSTs the model's arguments, and turns every failure into a readable
+    result for the model, never an exception.
+
+    Connections go only where an :class:`EgressPolicy` allows (checked at connect time, and on
+    every redirect hop); the reply is read up to ``max_response_bytes``. One session per policy:
+    the server's own, plus a few organisations' allow-lists; past that a request gets a session of
+    its own (no pooling) rather than share a connection pool across policies.
+    """
+
+    MAX_SESSIONS = 32
+
+    def __init__(self, config: ToolEgressConfig | None = None, *,
+                 resolver: Callable[[], AbstractResolver] = DefaultResolver) -> None:
+        self.config = config or ToolEgressConfig()
+        self._resolver = resolver
+        self.default_policy = self.config.policy()
+        self._sessions: dict[EgressPolicy, aiohttp.ClientSession] = {}
+
+    def policy_for(self, allowed_destinations: Iterable[str] = ()) -> EgressPolicy:
+        """The server's policy plus an organisation's allow-list (entries were checked when stored)."""
+        try:
+            return self.default_policy.extended(allowed_destinations)
+        except ValueError:
+            return self.default_policy
+
+    def _new_session(self, policy: EgressPolicy) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy, self._resolver()), limit=0)
+        return aiohttp.ClientSession(connector=connector, trust_env=False)  # no proxy from the environment
+
+    @contextlib.asynccontextmanager
+    async def _session(self, policy: EgressPolicy) -> AsyncIterator[aiohttp.ClientSession]:
+        session = self._sessions.get(policy)
+        if session is None and len(self._sessions) < self.MAX_SESSIONS:
+            session = self._sessions[policy] = self._new_session(policy)
+        if session is not None:
+            yield session
+            return
+        async with self._new_session(policy) as own:
+            yield own
+
+    async def run(self, tool: HttpTool, arguments: str, policy: EgressPolicy | None = None) -> str:
+        """POST the model's arguments; the result (or a readable error) goes back to the model."""
+        try:
+            payload = orjson.loads(arguments or "{}")
+        except orjson.JSONDecodeError:
+            return f"error: the arguments for {tool.name} were not valid JSON"
+        policy = policy or self.default_policy
+        try:
+            async with asyncio.timeout(tool.timeout_s), self._session(policy) as session:
+                return await self._request(session, policy, tool, payload)
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedDestination):
+                return f"error: {tool.name} may not reach a {exc.os_error.kind} address"
+            return f"error: {tool.name} is unavailable ({type(exc).__name__})"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"error: {tool.name} is unavailable ({type(exc).__name__})"
+
+    async def _request(self, session: aiohttp.ClientSession, policy: EgressPolicy, tool: HttpTool,
+                       payload: Any) -> str:
+        url = URL(str(tool.url))
+        method, body, headers = "POST", payload, dict(tool.headers)
+        for hop in range(self.config.max_redirects + 1):
+            refused = policy.literal_refusal(url)
+            if refused is not None:
+                return f"error: {tool.name} may not reach a {refused} address"
+            async with session.request(method, url, json=body, headers=headers, allow_redirects=False) as response:
+                location = response.headers.get("Location")
+                if response.status in _REDIRECTS and location:
+                    if hop == self.config.max_redirects:
+                        return f"error: {tool.name} redirected more than {self.config.max_redirects} times"
+                    try:
+                        target = url.join(URL(location))
+                    except ValueError:
+                        return f"error: {tool.name} redirected to an invalid URL"
+                    if target.scheme not in ("http", "https") or not target.raw_host:
+                        return f"error: {tool.name} was redirected to a URL that is not http(s)"
+                    if response.status in (301, 302, 303):
+                        method, body = "GET", None  # what browsers and aiohttp do with a redirected POST
+                    if target.origin() != url.origin():
+                        headers = {}  # the tool's headers (often credentials) go to its own origin only
+                    url = target
+                    continue
+                if response.status >= 400:
+                    return f"error: {tool.name} failed with HTTP {response.status}"
+                data = await self._read_capped(response)
+                if data is None:
+                    return f"error: {tool.name} replied with more than {self.config.max_response_bytes} bytes"
+                return _text(data, response.charset)[:4000]
+        raise AssertionError("unreachable")
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or None when it is larger than the cap (read no further than one byte past it)."""
+        cap = self.config.max_response_bytes
+        if response.content_length is not None and response.content_length > cap:
+            return None
+        data = bytearray()
+        while len(data) <= cap:
+            chunk = await response.content.read(cap + 1 - len(data))
+            if not chunk:
+                return bytes(data)
+            data += chunk
+        return None
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _text(data: bytes, charset: str | None) -> str:
     try:
-        payload = orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
-        return f"error: the arguments for {tool.name} were not valid JSON"
-    try:
-        async with session.post(
-            str(tool.url), json=payload, headers=tool.headers, timeout=aiohttp.ClientTimeout(total=tool.timeout_s)
-        ) as response:
-            body = await response.text()
-            if response.status >= 400:
-                return f"error: {tool.name} failed with HTTP {response.status}"
-            return body[:4000]
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"error: {tool.name} is unavailable ({type(exc).__name__})"
+        return data.decode(charset or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return data.decode("utf-8", "replace")

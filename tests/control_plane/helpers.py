@@ -43,7 +43,7 @@ def open_sealed(text: str, cipher: Any) -> str:
     contexts = [
         "calls.to", "calls.from", "calls.agent_config", "calls.summary", "calls.outcome", "calls.recording_url",
         "turns.caller_text", "turns.agent_text", "call_events.payload", "campaign_contacts.phone",
-        "campaign_contacts.data", "session",
+        "campaign_contacts.data", "campaigns.agent_config", "campaigns.from", "campaign_dialer.config", "session",
     ]
 
     def opened(match: re.Match[str]) -> str:

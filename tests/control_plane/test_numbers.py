@@ -76,6 +76,13 @@ async def test_organisation_settings_over_rest(settings):
         assert unknown.status == 400
         reset = await h.client.patch("/api/organisation/settings", json={"record_calls": None}, headers=headers)
         assert (await reset.json())["settings"] == {}
+        allowed = await h.client.patch("/api/organisation/settings",
+                                       json={"tool_allowed_destinations": ["crm.internal", "10.1.0.0/16"]},
+                                       headers=headers)
+        assert (await allowed.json())["settings"] == {"tool_allowed_destinations": ["crm.internal", "10.1.0.0/16"]}
+        hostile = await h.client.patch("/api/organisation/settings",
+                                       json={"tool_allowed_destinations": ["ok.example", "<script>"]}, headers=headers)
+        assert hostile.status == 400 and "<script>" not in await hostile.text()
 
 
 @run_async

@@ -68,7 +68,7 @@ class Harness:
 
         def factory(request):
             agent = CallAgent(self.profile, stt=self.stt, llm=self.llm, tts=self.tts, actions=Actions(),
-                              reporter=Recorder(), phrases=self.phrases, http=self.http)
+                              reporter=Recorder(), phrases=self.phrases)
             self.agents.append(agent)
             return agent
 

@@ -1,27 +1,58 @@
-"""User tools declared as HTTP endpoints: the model's arguments POSTed over a real socket."""
+"""User tools declared as HTTP endpoints: the model's arguments POSTed over a real socket, and
+never to an internal address (issue 14 item 3)."""
 
 import asyncio
+import ipaddress
+import socket
 
-import aiohttp
+import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
 
 from engine.conversation.config import HttpTool
-from engine.conversation.tools import run_http_tool
+from engine.conversation.egress import EgressPolicy, ToolEgressConfig, address_kind
+from engine.conversation.tools import ToolClient
+
+LOCAL = ToolEgressConfig(allow_private_addresses=True)
 
 
 def run(coro):
     return asyncio.run(coro)
 
 
-async def _serve(handler):
+async def _serve(*routes):
+    """A server on 127.0.0.1 with (method, path, handler) routes; returns (runner, base URL)."""
     app = web.Application()
-    app.router.add_post("/tool", handler)
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}/tool"
+    return runner, f"http://127.0.0.1:{port}"
+
+
+class NamesResolver(AbstractResolver):
+    """Answers some names with fixed addresses (what a hostile DNS server would say), others as usual."""
+
+    def __init__(self, names):
+        self.names = names
+        self.inner = DefaultResolver()
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        if host in self.names:
+            return [{"hostname": host, "host": self.names[host], "port": port, "family": socket.AF_INET,
+                     "proto": 0, "flags": socket.AI_NUMERICHOST}]
+        return await self.inner.resolve(host, port, family)
+
+    async def close(self):
+        await self.inner.close()
+
+
+def tool(url, **kw):
+    return HttpTool(name="t", description="d", url=url, **kw)
 
 
 def test_the_arguments_are_posted_and_the_reply_is_the_result():
@@ -32,10 +63,11 @@ def test_the_arguments_are_posted_and_the_reply_is_the_result():
         return web.Response(text='{"slots": ["9:00", "11:30"]}')
 
     async def main():
-        runner, url = await _serve(handler)
-        tool = HttpTool(name="find_slots", description="d", url=url, headers={"Authorization": "Bearer k"})
-        async with aiohttp.ClientSession() as session:
-            result = await run_http_tool(tool, '{"day": "monday"}', session)
+        runner, base = await _serve(("POST", "/tool", handler))
+        client = ToolClient(LOCAL)
+        find = HttpTool(name="find_slots", description="d", url=base + "/tool", headers={"Authorization": "Bearer k"})
+        result = await client.run(find, '{"day": "monday"}')
+        await client.aclose()
         await runner.cleanup()
         return result
 
@@ -52,17 +84,16 @@ def test_failures_become_readable_results_for_the_model_not_exceptions():
         return web.Response(text="late")
 
     async def main():
-        bad, bad_url = await _serve(failing)
-        late, late_url = await _serve(slow)
-        async with aiohttp.ClientSession() as session:
-            results = [
-                await run_http_tool(HttpTool(name="t", description="d", url=bad_url), "{}", session),
-                await run_http_tool(HttpTool(name="t", description="d", url=late_url, timeout_s=0.2), "{}", session),
-                await run_http_tool(HttpTool(name="t", description="d", url=bad_url), "{not json", session),
-                await run_http_tool(HttpTool(name="t", description="d", url="http://127.0.0.1:9/x"), "{}", session),
-            ]
-        await bad.cleanup()
-        await late.cleanup()
+        runner, base = await _serve(("POST", "/bad", failing), ("POST", "/slow", slow))
+        client = ToolClient(LOCAL)
+        results = [
+            await client.run(tool(base + "/bad"), "{}"),
+            await client.run(tool(base + "/slow", timeout_s=0.2), "{}"),
+            await client.run(tool(base + "/bad"), "{not json"),
+            await client.run(tool("http://127.0.0.1:9/x"), "{}"),
+        ]
+        await client.aclose()
+        await runner.cleanup()
         return results
 
     failed, timed_out, bad_json, refused = run(main())
@@ -70,3 +101,230 @@ def test_failures_become_readable_results_for_the_model_not_exceptions():
     assert timed_out == "error: t is unavailable (TimeoutError)"
     assert bad_json == "error: the arguments for t were not valid JSON"
     assert refused.startswith("error: t is unavailable (")
+
+
+# -- where tools may connect ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("169.254.169.254", "cloud metadata"),
+    ("fd00:ec2::254", "cloud metadata"),
+    ("127.0.0.1", "loopback"),
+    ("::1", "loopback"),
+    ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+    ("64:ff9b::7f00:1", "loopback"),  # NAT64
+    ("2002:7f00:1::", "loopback"),  # 6to4
+    ("::ffff:169.254.169.254", "cloud metadata"),
+    ("10.1.2.3", "private"),
+    ("172.16.0.1", "private"),
+    ("192.168.1.1", "private"),
+    ("fd12:3456::1", "private"),
+    ("fec0::1", "private"),  # deprecated site-local
+    ("169.254.1.1", "link-local"),
+    ("fe80::1", "link-local"),
+    ("100.64.0.1", "shared (CGNAT)"),
+    ("224.0.0.1", "multicast"),
+    ("ff02::1", "multicast"),
+    ("0.0.0.0", "unspecified"),
+    ("::", "unspecified"),
+    ("240.0.0.1", "private"),
+    ("2001:db8::1", "private"),
+    ("8.8.8.8", None),
+    ("2606:4700:4700::1111", None),
+])
+def test_internal_addresses_are_named_and_public_ones_pass(address, kind):
+    assert address_kind(ipaddress.ip_address(address)) == kind
+
+
+def test_the_allow_list_opens_networks_and_hosts_but_allow_private_never_opens_metadata():
+    metadata = ipaddress.ip_address("169.254.169.254")
+    assert EgressPolicy(allow_private=True).refusal(ipaddress.ip_address("10.0.0.1")) is None
+    assert EgressPolicy(allow_private=True).refusal(metadata) == "cloud metadata"
+    listed = EgressPolicy.of(["10.20.0.0/16", "Billing.Internal."])
+    assert listed.refusal(ipaddress.ip_address("10.20.3.4")) is None
+    assert listed.refusal(ipaddress.ip_address("10.21.3.4")) == "private"
+    assert listed.host_allowed("billing.internal")
+    with pytest.raises(ValueError, match="#2") as exc:
+        EgressPolicy.of(["10.0.0.0/8", "http://evil/<script>"])
+    assert "evil" not in str(exc.value)
+
+
+class Target:
+    """A tool server on 127.0.0.1 that counts the requests it gets."""
+
+    def __init__(self):
+        self.hits = []
+
+    async def handler(self, request):
+        self.hits.append((request.method, request.path, request.headers.get("Authorization")))
+        return web.Response(text="secret")
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fd00:ec2::254]/latest/meta-data/",
+    "http://127.0.0.1:6379/",
+    "http://[::ffff:127.0.0.1]:6379/",
+    "http://10.0.0.1/",
+])
+def test_internal_literal_urls_are_refused_without_connecting(url):
+    async def main():
+        client = ToolClient()  # the default: public addresses only
+        result = await client.run(tool(url, timeout_s=1), "{}")
+        await client.aclose()
+        return result
+
+    result = run(main())
+    assert result.startswith("error: t may not reach a ")
+    assert "unavailable" not in result  # refused by policy, not a failed connection
+
+
+def test_a_name_that_resolves_inside_is_refused_at_connect_time():
+    target = Target()
+
+    async def main():
+        runner, base = await _serve(("POST", "/x", target.handler))
+        port = base.rsplit(":", 1)[1]
+        client = ToolClient(resolver=lambda: NamesResolver({"rebound.example.com": "127.0.0.1"}))
+        results = [
+            await client.run(tool(f"http://localhost:{port}/x"), "{}"),
+            await client.run(tool(f"http://rebound.example.com:{port}/x"), "{}"),
+        ]
+        await client.aclose()
+        await runner.cleanup()
+        return results
+
+    assert run(main()) == ["error: t may not reach a loopback address"] * 2
+    assert target.hits == []
+
+
+def test_redirects_to_internal_addresses_are_not_followed():
+    target = Target()
+
+    def redirect_to(location):
+        async def handler(request):
+            raise web.HTTPTemporaryRedirect(location.format(port=request.url.port))
+        return handler
+
+    async def main():
+        runner, base = await _serve(
+            ("POST", "/secret", target.handler),
+            ("POST", "/to-literal", redirect_to("http://127.0.0.1:{port}/secret")),
+            ("POST", "/to-name", redirect_to("http://localhost:{port}/secret")),
+            ("POST", "/to-metadata", redirect_to("http://169.254.169.254/latest/meta-data/")),
+            ("POST", "/to-file", redirect_to("file:///etc/passwd")),
+            ("POST", "/to-allowed", redirect_to("http://tools.example.com:{port}/secret")),
+        )
+        port = base.rsplit(":", 1)[1]
+        # The first hop is an allow-listed name; what it redirects to is checked afresh.
+        client = ToolClient(resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
+        policy = client.policy_for(["tools.example.com"])
+        first = f"http://tools.example.com:{port}"
+        results = [await client.run(tool(first + path), "{}", policy)
+                   for path in ("/to-literal", "/to-name", "/to-metadata", "/to-file")]
+        allowed = await client.run(tool(first + "/to-allowed", headers={"Authorization": "Bearer k"}), "{}", policy)
+        await client.aclose()
+        await runner.cleanup()
+        return results, allowed
+
+    results, allowed = run(main())
+    assert results == [
+        "error: t may not reach a loopback address",
+        "error: t may not reach a loopback address",
+        "error: t may not reach a cloud metadata address",
+        "error: t was redirected to a URL that is not http(s)",
+    ]
+    assert allowed == "secret"
+    assert target.hits == [("POST", "/secret", "Bearer k")]  # only the allowed hop; same origin keeps headers
+
+
+def test_a_redirect_to_another_origin_does_not_carry_the_tools_headers():
+    target = Target()
+
+    async def bounce(request):
+        raise web.HTTPFound(f"http://other.example.com:{request.url.port}/secret")
+
+    async def main():
+        runner, base = await _serve(("POST", "/bounce", bounce), ("GET", "/secret", target.handler))
+        client = ToolClient(LOCAL, resolver=lambda: NamesResolver({"other.example.com": "127.0.0.1"}))
+        result = await client.run(tool(base + "/bounce", headers={"Authorization": "Bearer k"}), "{}")
+        await client.aclose()
+        await runner.cleanup()
+        return result
+
+    assert run(main()) == "secret"
+    assert target.hits == [("GET", "/secret", None)]  # 302 turns the POST into a GET, as browsers do
+
+
+def test_an_oversized_reply_is_an_error_for_the_model():
+    async def big(request):
+        return web.Response(text="x" * 5000)
+
+    async def streamed(request):
+        response = web.StreamResponse()  # chunked: no Content-Length to refuse up front
+        await response.prepare(request)
+        for _ in range(50):
+            await response.write(b"y" * 1000)
+        await response.write_eof()
+        return response
+
+    async def fits(request):
+        return web.Response(text="z" * 1024)
+
+    async def main():
+        runner, base = await _serve(("POST", "/big", big), ("POST", "/streamed", streamed), ("POST", "/fits", fits))
+        client = ToolClient(LOCAL.model_copy(update={"max_response_bytes": 1024}))
+        results = [await client.run(tool(base + path), "{}") for path in ("/big", "/streamed", "/fits")]
+        await client.aclose()
+        await runner.cleanup()
+        return results
+
+    big_result, streamed_result, fits_result = run(main())
+    assert big_result == "error: t replied with more than 1024 bytes"
+    assert streamed_result == "error: t replied with more than 1024 bytes"
+    assert fits_result == "z" * 1024
+
+
+def test_an_organisation_allow_list_opens_its_own_network_only():
+    target = Target()
+
+    async def main():
+        runner, base = await _serve(("POST", "/x", target.handler))
+        client = ToolClient()
+        opened = await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"]))
+        closed = await client.run(tool(base + "/x"), "{}", client.policy_for([]))
+        await client.aclose()
+        await runner.cleanup()
+        return opened, closed
+
+    assert run(main()) == ("secret", "error: t may not reach a loopback address")
+    assert len(target.hits) == 1
+
+
+def test_only_local_mode_lets_tools_reach_private_addresses_by_default():
+    from callagent.wiring import tuned_for_providers
+    from control_plane.settings import Settings
+
+    assert tuned_for_providers(Settings(providers={"mode": "local"})).tools.allow_private_addresses
+    assert not tuned_for_providers(Settings(providers={"mode": "remote"})).tools.allow_private_addresses
+    closed = Settings(providers={"mode": "local"}, tools={"allow_private_addresses": False})
+    assert not tuned_for_providers(closed).tools.allow_private_addresses  # the operator's choice stands
+
+
+def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
+    target = Target()
+
+    async def main():
+        runner, base = await _serve(("POST", "/x", target.handler))
+        client = ToolClient()
+        client.MAX_SESSIONS = 0  # every organisation's list is one too many
+        results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
+                   await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
+        cached = len(client._sessions)
+        await client.aclose()
+        await runner.cleanup()
+        return results, cached
+
+    results, cached = run(main())
+    assert results == ["secret", "error: t may not reach a loopback address"]
+    assert cached == 0 and len(target.hits) == 1

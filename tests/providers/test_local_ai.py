@@ -62,7 +62,7 @@ def test_whisper_is_finalized_at_pauses_not_at_every_word_gap(monkeypatch):
     from control_plane.settings import Settings
 
     monkeypatch.delenv("CALLAGENT_ENGINE__ENDPOINTING__TENTATIVE_END_MS", raising=False)
-    settings = Settings()
+    settings = Settings(providers={"mode": "remote"})  # local mode also opens private addresses to tools
     whisper = settings.model_copy(update={"providers": settings.providers.model_copy(update={"stt": "whisper"})})
     assert tuned_for_providers(settings) is settings
     assert tuned_for_providers(whisper).engine.endpointing.tentative_end_ms == WHISPER_TENTATIVE_END_MS

@@ -1,0 +1,212 @@
+"""Where a user's HTTP tool may connect: public addresses only, unless an operator allows more.
+
+A tool's URL comes from an API client, and its reply goes back to the model, so a tool that
+reaches ``127.0.0.1:6379`` or the cloud metadata service is request forgery from inside the
+deployment. Checking the URL when the call is started is not enough (DNS can answer a public
+address then and a private one at connect time), so the check runs where the connection is
+made: :class:`GuardedResolver` filters every address a name resolves to, and
+:meth:`EgressPolicy.url_refusal` checks IP literals (aiohttp connects to those without asking
+the resolver). Each :class:`EgressPolicy` gets its own connector, so a pooled connection or a
+cached lookup made under one organisation's allow-list is never reused under another's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Union
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from yarl import URL
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+_METADATA = frozenset({
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, ...
+    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+})
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+
+METADATA = "cloud metadata"
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries (mapped, NAT64, 6to4): it is where packets end up."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if any(address in net for net in _NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
+def canonical(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return embedded
+        if address.scope_id:
+            return ipaddress.IPv6Address(address.compressed.split("%", 1)[0])
+    return address
+
+
+def address_kind(address: IPAddress) -> str | None:
+    """Why ``address`` is internal (``"loopback"``, ``"private"``, ...), or None when it is public."""
+    address = canonical(address)
+    if address in _METADATA:
+        return METADATA
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
+        return "shared (CGNAT)"
+    if address.is_private or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local):
+        return "private"
+    if address.is_reserved or not address.is_global:
+        return "reserved"
+    return None
+
+
+def parse_destinations(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
+    """Allow-list entries as (host names, networks). Raises ValueError naming the entry's position,
+    never its text (the list may come from an API client)."""
+    hosts: set[str] = set()
+    networks: list[IPNetwork] = []
+    for index, entry in enumerate(entries):
+        text = entry.strip().lower() if isinstance(entry, str) else ""
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+            continue
+        except ValueError:
+            pass
+        if not _HOSTNAME.match(text):
+            raise ValueError(f"allowed destination #{index + 1} is neither a host name nor an IP network")
+        hosts.add(text.rstrip("."))
+    return frozenset(hosts), tuple(networks)
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Which internal destinations tools may reach. By default none: only public addresses.
+
+    ``allow_private`` opens every internal address except cloud metadata (local mode, tests);
+    ``hosts`` and ``networks`` are an operator's allow-list (a listed host may resolve anywhere;
+    a listed network opens the addresses inside it, metadata included if it covers it).
+    """
+
+    allow_private: bool = False
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def of(cls, entries: Iterable[str] = (), *, allow_private: bool = False) -> EgressPolicy:
+        hosts, networks = parse_destinations(entries)
+        return cls(allow_private=allow_private, hosts=hosts, networks=networks)
+
+    def extended(self, entries: Iterable[str]) -> EgressPolicy:
+        """This policy plus an organisation's own allow-list entries."""
+        hosts, networks = parse_destinations(entries)
+        if not hosts and not networks:
+            return self
+        return EgressPolicy(self.allow_private, self.hosts | hosts, tuple(dict.fromkeys(self.networks + networks)))
+
+    def host_allowed(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.hosts
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why a connection to ``address`` is refused, or None when it may go ahead."""
+        kind = address_kind(address)
+        if kind is None:
+            return None
+        address = canonical(address)
+        if any(address.version == net.version and address in net for net in self.networks):
+            return None
+        if self.allow_private and kind != METADATA:
+            return None
+        return kind
+
+    def literal_refusal(self, url: URL) -> str | None:
+        """Why ``url``'s host may not be connected to, when it is an IP literal (aiohttp connects to
+        those without asking the resolver); None for a host name (the resolver checks it)."""
+        try:
+            address = ipaddress.ip_address((url.raw_host or "").strip("[]"))
+        except ValueError:
+            return None
+        return self.refusal(address)
+
+
+class BlockedDestination(OSError):
+    """Every address a tool's host resolved to is internal. An ``OSError`` so that aiohttp
+    reports it as a connection error (``ClientConnectorError.os_error``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"the destination is a {kind} address")
+        self.kind = kind
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then drops the addresses ``policy`` refuses."""
+
+    def __init__(self, policy: EgressPolicy, inner: AbstractResolver) -> None:
+        self.policy = policy
+        self._inner = inner
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if self.policy.host_allowed(host):
+            return results
+        kept: list[ResolveResult] = []
+        refused: str | None = None
+        for result in results:
+            kind = self.policy.refusal(ipaddress.ip_address(result["host"]))
+            if kind is None:
+                kept.append(result)
+            else:
+                refused = refused or kind
+        if not kept:
+            raise BlockedDestination(refused or "unresolvable")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class ToolEgressConfig(BaseModel):
+    """Limits on the HTTP requests of user tools (``http_tools``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let tools reach loopback, private, link-local and other internal addresses (cloud metadata "
+                    "excepted). For local mode and tests; never on a public deployment.",
+    )
+    allowed_destinations: tuple[str, ...] = Field(
+        (), description="Host names or CIDRs every organisation's tools may reach although they are internal.",
+    )
+    max_response_bytes: int = Field(65536, ge=1024, le=16 << 20,
+                                    description="A tool reply larger than this is an error for the model.")
+    max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed (each hop checked like the first).")
+
+    @field_validator("allowed_destinations")
+    @classmethod
+    def _destinations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_destinations(value)
+        return value
+
+    def policy(self) -> EgressPolicy:
+        return EgressPolicy.of(self.allowed_destinations, allow_private=self.allow_private_addresses)
