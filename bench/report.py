@@ -34,6 +34,9 @@ class RunFigures:
     failures: list[str] = field(default_factory=list)
     mark_echo: MarkEcho = MarkEcho()
     """When the callees' carrier echoed marks in this run."""
+    engine_mark_echoes: dict[str, int] = field(default_factory=dict)
+    """The engine's count in this run of marks it took as played with the echo overdue, and of
+    echoes that came after that (its /metrics)."""
 
     def as_json(self) -> dict[str, Any]:
         turns = [t for c in self.calls for t in c.turns]
@@ -82,6 +85,7 @@ class RunFigures:
                 "max": round(max(lateness), 1) if lateness else 0.0,
             },
             "engine_turns": len(self.engine_turns),
+            "engine_mark_echoes": dict(self.engine_mark_echoes),
             "speculative_turns": sum(1 for t in self.engine_turns if t.get("speculative")),
             # Per spoken speculative reply: how much sooner the caller heard it than if the request
             # had waited for the turn's text (the engine's timelines, same provider times).
@@ -181,6 +185,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
         ("false barge-ins", "false_barge_ins"), ("backchannels that paused the agent", "backchannel_pauses"),
         ("barge-ins missed", "barge_ins_missed"),
         ("speculative turns (engine)", "speculative_turns"),
+        ("mark echoes overdue / late (engine)", None),
         ("outbound late frames / p99 / max ms", None), ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
         ("engine RSS MiB per call", "rss_mib_per_call"), ("load-side CPU %", "load_cpu_pct"),
     ):
@@ -191,6 +196,9 @@ def print_table(figures: dict[str, Any], console=None) -> None:
                 value += f", saving p50 {saved['p50']} ms"
         elif label.startswith("calls"):
             value = f"{figures['calls_completed']} / {figures['calls_failed']}"
+        elif label.startswith("mark echoes"):
+            marks = figures.get("engine_mark_echoes") or {}
+            value = f"{marks.get('overdue', '—')} / {marks.get('late', '—')}"
         elif label.startswith("outbound"):
             late = figures["outbound_late_ms"]
             value = f"{figures['outbound_late_frames']} of {figures['outbound_frames']} / {late['p99']} / {late['max']}"

@@ -174,6 +174,21 @@ class FullPath:
         return self.scripts.pop(call.to)
 
 
+_MARK_COUNTERS = {"overdue": "callagent_mark_echoes_overdue_total", "late": "callagent_mark_echoes_late_total"}
+
+
+async def _mark_echo_counters(client: aiohttp.ClientSession, engine_url: str) -> dict[str, int]:
+    """The engine's own count of mark echoes it stopped waiting for, and of late ones (its
+    /metrics); empty when it does not export them (a --target of another build)."""
+    with contextlib.suppress(aiohttp.ClientError, ValueError):
+        async with client.get(engine_url + "/metrics") as response:
+            if response.status == 200:
+                lines = dict(line.rsplit(" ", 1) for line in (await response.text()).splitlines()
+                             if line.startswith("callagent_mark_echoes_"))
+                return {key: int(float(lines[name])) for key, name in _MARK_COUNTERS.items() if name in lines}
+    return {}
+
+
 async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | None, concurrency: int,
                     calls: int, progress: Any = None, full: FullPath | None = None) -> RunFigures:
     scripts = _scripts(options.categories)
@@ -217,7 +232,9 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
     sampler = asyncio.ensure_future(sample_rss())
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as client:
+        marks0 = await _mark_echo_counters(client, engine_url)
         await asyncio.gather(*(call(i, client) for i in range(calls)))
+        marks1 = await _mark_echo_counters(client, engine_url)
         turns: list[dict[str, Any]] = []
         with contextlib.suppress(aiohttp.ClientError):
             async with client.get(engine_url + "/bench/turns") as response:
@@ -231,6 +248,7 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
         engine_rss_mib=peak_rss / 2**20, engine_rss_idle_mib=idle_rss / 2**20,
         call_minutes=call_seconds / 60, load_cpu_pct=100 * (own_cpu_seconds() - own0) / wall if wall else 0.0,
         wall_s=wall, failures=failures, mark_echo=options.mark_echo_policy,
+        engine_mark_echoes={k: v - marks0.get(k, 0) for k, v in marks1.items()},
     )
 
 

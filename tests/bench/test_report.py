@@ -57,7 +57,11 @@ def test_the_table_shows_the_mark_echo_mode_and_both_turn_indexes():
     call.turns = [TurnResult("u1", "reply", speech_end_sent=1.0, first_agent_audio=1.3),
                   TurnResult("u2", "reply", speech_end_sent=5.0, first_agent_audio=5.5)]
     console = Console(record=True, width=200)
-    print_table(RunFigures(concurrency=1, calls=[call], mark_echo=MarkEcho("never")).as_json(), console)
+    figures = RunFigures(concurrency=1, calls=[call], mark_echo=MarkEcho("never"),
+                         engine_mark_echoes={"overdue": 7, "late": 0})
+    print_table(figures.as_json(), console)
     text = console.export_text()
     assert "marks echoed: never" in text
+    assert figures.as_json()["engine_mark_echoes"] == {"overdue": 7, "late": 0}
+    assert "mark echoes overdue / late (engine)" in text and "7 / 0" in text
     assert "first caller turn" in text and "later caller turns" in text
