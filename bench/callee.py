@@ -4,8 +4,8 @@ what the caller experiences, at the carrier edge.
 It sends 20 ms μ-law frames in real time (speech from the script's WAVs, else silence
 or the call's background noise), reads the agent's frames as a phone would play them
 (a real-time play queue; marks echoed when the audio before them has played, or late, or
-never, as its :class:`MarkEcho` says; ``clear`` flushes), and follows the script's anchors (``agent_start``, ``agent_done``). The
-figures it records are the bench's ground truth:
+never, as its :class:`MarkEcho` says; ``clear`` flushes), and follows the script's anchors
+(``agent_start``, ``agent_done``). The figures it records are the bench's ground truth:
 
 * turn latency: last voiced caller frame sent -> first voiced agent frame received;
 * barge-in reaction: first voiced caller frame of a barge-in -> ``clear`` received;
