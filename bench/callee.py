@@ -3,9 +3,9 @@ what the caller experiences, at the carrier edge.
 
 It sends 20 ms μ-law frames in real time (speech from the script's WAVs, else silence
 or the call's background noise), reads the agent's frames as a phone would play them
-(a real-time play queue; marks echoed when the audio before them has played; ``clear``
-flushes), and follows the script's anchors (``agent_start``, ``agent_done``). The
-figures it records are the bench's ground truth:
+(a real-time play queue; marks echoed when the audio before them has played, or late, or
+never, as its :class:`MarkEcho` says; ``clear`` flushes), and follows the script's anchors
+(``agent_start``, ``agent_done``). The figures it records are the bench's ground truth:
 
 * turn latency: last voiced caller frame sent -> first voiced agent frame received;
 * barge-in reaction: first voiced caller frame of a barge-in -> ``clear`` received;
@@ -31,6 +31,7 @@ import orjson
 from engine import _audioop as audioop
 
 from .corpus.model import CallScript, Step
+from .telnyx_emulator.media import MarkEcho
 
 FRAME_S = 0.02
 FRAME_BYTES = 160
@@ -152,8 +153,9 @@ class ScriptedCallee:
     """Plays one :class:`CallScript` on an open media WebSocket (after ``connected``/``start``)."""
 
     def __init__(self, script: CallScript, *, stream_id: str = "bench-stream", first_chunk: int = 1,
-                 reply_idle_s: float = REPLY_IDLE_S) -> None:
+                 reply_idle_s: float = REPLY_IDLE_S, mark_echo: MarkEcho = MarkEcho()) -> None:
         self.script = script
+        self.mark_echo = mark_echo
         self.reply_idle_s = reply_idle_s
         """Agent quiet this long: its reply is over and the caller may talk on. Real speech
         models need more patience than the emulators (Whisper alone takes ~0.4 s)."""
@@ -313,18 +315,20 @@ class ScriptedCallee:
             elif event == "clear":
                 self.result.clears += 1
                 audio.play_end = now
-                for _, mark in audio.marks:
-                    await self._ws.send_str(mark)
-                    self.result.marks_echoed += 1
-                audio.marks.clear()
+                # Pending marks come back now, as documented (or late_s from now, or never).
+                due = self.mark_echo.due(now)
+                audio.marks = [] if due is None else [(due, mark) for _, mark in audio.marks]
+                self._echo_due_marks()
                 audio.cleared_event.set()
                 turn = self._turn
                 if turn is not None and turn.speech_start_sent is not None and turn.clear_at is None:
                     turn.clear_at = now
             elif event == "mark":
-                audio.marks.append((max(audio.play_end, now), orjson.dumps({
-                    "event": "mark", "stream_id": self.stream_id, "mark": frame.get("mark", {})}).decode()))
-                self._echo_due_marks()
+                due = self.mark_echo.due(max(audio.play_end, now))
+                if due is not None:
+                    audio.marks.append((due, orjson.dumps({
+                        "event": "mark", "stream_id": self.stream_id, "mark": frame.get("mark", {})}).decode()))
+                    self._echo_due_marks()
         # socket closed by the engine
 
     def _on_agent_frame(self, frame: dict, now: float) -> None:
@@ -366,7 +370,9 @@ class ScriptedCallee:
         if not audio.marks:
             return
         now = audio.loop.time()
-        while audio.marks and audio.marks[0][0] <= now and now >= audio.play_end - 1e-3:
+        # A late echo is due at its own time, whatever the agent plays by then.
+        drained = self.mark_echo.mode == "late" or now >= audio.play_end - 1e-3
+        while audio.marks and audio.marks[0][0] <= now and drained:
             _, mark = audio.marks.pop(0)
             asyncio.ensure_future(self._ws.send_str(mark))
             self.result.marks_echoed += 1
@@ -376,23 +382,27 @@ class EmulatorCallee:
     """A :class:`ScriptedCallee` as the Telnyx emulator's callee: it plays ``pick(call)``'s
     script on the stream the emulator opened, and hands each measurement to ``on_result``."""
 
-    def __init__(self, pick, on_result=None, *, reply_idle_s: float = REPLY_IDLE_S) -> None:
+    def __init__(self, pick, on_result=None, *, reply_idle_s: float = REPLY_IDLE_S,
+                 mark_echo: MarkEcho = MarkEcho()) -> None:
         self._pick = pick
         self._on_result = on_result
         self._reply_idle_s = reply_idle_s
+        self._mark_echo = mark_echo
 
     def __call__(self, call):  # the emulator's CalleeFactory
-        return _EmulatorCalleeRun(self._pick(call), self._on_result, self._reply_idle_s)
+        return _EmulatorCalleeRun(self._pick(call), self._on_result, self._reply_idle_s, self._mark_echo)
 
 
 class _EmulatorCalleeRun:
-    def __init__(self, script: CallScript, on_result, reply_idle_s: float) -> None:
+    def __init__(self, script: CallScript, on_result, reply_idle_s: float, mark_echo: MarkEcho) -> None:
         self.script = script
         self.on_result = on_result
         self.reply_idle_s = reply_idle_s
+        self.mark_echo = mark_echo
 
     async def run(self, ws: aiohttp.ClientWebSocketResponse, call) -> None:
-        callee = ScriptedCallee(self.script, stream_id=call.stream.stream_id, reply_idle_s=self.reply_idle_s)
+        callee = ScriptedCallee(self.script, stream_id=call.stream.stream_id, reply_idle_s=self.reply_idle_s,
+                                mark_echo=self.mark_echo)
         try:
             await callee.run(ws)
         finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .callee import CallMeasurement
 from .stats import percentile, summary
+from .telnyx_emulator.media import MarkEcho
 
 TARGETS = {
     "turn_latency_p95_ms": 400.0,
@@ -31,6 +32,11 @@ class RunFigures:
     load_cpu_pct: float = 0.0
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    mark_echo: MarkEcho = MarkEcho()
+    """When the callees' carrier echoed marks in this run."""
+    engine_mark_echoes: dict[str, int] = field(default_factory=dict)
+    """The engine's count in this run of marks it took as played with the echo overdue, and of
+    echoes that came after that (its /metrics)."""
 
     def as_json(self) -> dict[str, Any]:
         turns = [t for c in self.calls for t in c.turns]
@@ -47,10 +53,20 @@ class RunFigures:
         frames_out = sum(c.agent_frames for c in self.calls)
         out = {
             "concurrency": self.concurrency,
+            "mark_echo": {"mode": self.mark_echo.mode,
+                          **({"late_s": self.mark_echo.late_s} if self.mark_echo.mode == "late" else {})},
             "calls_completed": completed,
             "calls_failed": len(self.calls) - completed + len(self.failures),
             "turns_measured": len(latencies),
             "turn_latency_ms": summary(latencies),
+            # The first caller turn follows the greeting; later ones follow a reply, so they are the
+            # ones that depend on the reply's end being known (its mark echo, or the playout clock).
+            "turn_latency_by_index_ms": {
+                "first": summary([t.latency_ms for c in self.calls for t in c.turns[:1]
+                                  if t.latency_ms is not None], (50, 95)),
+                "later": summary([t.latency_ms for c in self.calls for t in c.turns[1:]
+                                  if t.latency_ms is not None], (50, 95)),
+            },
             "engine_turn_latency_ms": summary(engine_latency),
             "engine_added_ms": summary(engine_added),
             "stage_ms": {k: summary(v) for k, v in sorted(stages.items())},
@@ -69,6 +85,7 @@ class RunFigures:
                 "max": round(max(lateness), 1) if lateness else 0.0,
             },
             "engine_turns": len(self.engine_turns),
+            "engine_mark_echoes": dict(self.engine_mark_echoes),
             "speculative_turns": sum(1 for t in self.engine_turns if t.get("speculative")),
             # Per spoken speculative reply: how much sooner the caller heard it than if the request
             # had waited for the turn's text (the engine's timelines, same provider times).
@@ -84,10 +101,10 @@ class RunFigures:
             "failures": self.failures[:20],
             "by_category": self._by_category(),
             "turns": [  # every caller utterance as the carrier saw it, for digging into a tail
-                {"script": c.script, "step": t.step_id, "expect": t.expect,
+                {"script": c.script, "step": t.step_id, "turn_index": i, "expect": t.expect,
                  "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 1),
                  "missed": t.missed, "premature": t.premature, "false_barge_in": t.false_barge_in}
-                for c in self.calls for t in c.turns
+                for c in self.calls for i, t in enumerate(c.turns)
             ],
         }
         out["pass"] = {
@@ -136,7 +153,10 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"callagent bench — {figures['concurrency']} concurrent calls", show_lines=False)
+    echo = figures.get("mark_echo") or {"mode": "played"}
+    echo_text = echo["mode"] + (f" {echo['late_s']} s late" if "late_s" in echo else "")
+    table = Table(title=f"callagent bench — {figures['concurrency']} concurrent calls, marks echoed: {echo_text}",
+                  show_lines=False)
     for column in ("figure", "p50", "p95", "p99", "target", "result"):
         table.add_column(column, justify="right" if column != "figure" else "left")
 
@@ -147,6 +167,9 @@ def print_table(figures: dict[str, Any], console=None) -> None:
 
     p = figures["pass"]
     row("turn latency at the carrier (ms)", "turn_latency_ms", "p95 < 400", p["turn_latency_p95"])
+    for index, label in (("first", "  first caller turn (ms)"), ("later", "  later caller turns (ms)")):
+        s = figures["turn_latency_by_index_ms"][index]
+        table.add_row(label, *(f"{s.get(q)}" if s.get(q) is not None else "—" for q in ("p50", "p95")), "—", "", "")
     row("engine's own turn latency (ms)", "engine_turn_latency_ms")
     row("engine-added (ms)", "engine_added_ms", "p99 < 10", p["engine_added_p99"])
     row("barge-in reaction (ms)", "barge_in_reaction_ms", "p95 < 150", p["barge_in_reaction_p95"])
@@ -162,6 +185,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
         ("false barge-ins", "false_barge_ins"), ("backchannels that paused the agent", "backchannel_pauses"),
         ("barge-ins missed", "barge_ins_missed"),
         ("speculative turns (engine)", "speculative_turns"),
+        ("mark echoes overdue / late (engine)", None),
         ("outbound late frames / p99 / max ms", None), ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
         ("engine RSS MiB per call", "rss_mib_per_call"), ("load-side CPU %", "load_cpu_pct"),
     ):
@@ -172,6 +196,9 @@ def print_table(figures: dict[str, Any], console=None) -> None:
                 value += f", saving p50 {saved['p50']} ms"
         elif label.startswith("calls"):
             value = f"{figures['calls_completed']} / {figures['calls_failed']}"
+        elif label.startswith("mark echoes"):
+            marks = figures.get("engine_mark_echoes") or {}
+            value = f"{marks.get('overdue', '—')} / {marks.get('late', '—')}"
         elif label.startswith("outbound"):
             late = figures["outbound_late_ms"]
             value = f"{figures['outbound_late_frames']} of {figures['outbound_frames']} / {late['p99']} / {late['max']}"

@@ -33,6 +33,7 @@ from .callee import CallMeasurement, ScriptedCallee
 from .corpus.model import CallScript, load_corpus
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
 from .report import RunFigures, print_table, write_json, write_plot
+from .telnyx_emulator.media import MarkEcho
 
 ENGINE_CORE = 0
 LOAD_CORE = 1
@@ -54,6 +55,13 @@ class BenchOptions:
     capacity_step: int = 50
     capacity_max: int = 400
     quiet: bool = False
+    mark_echo: str = "played"
+    """When the callees' carrier echoes marks: played, never or late (see MarkEcho)."""
+    mark_echo_late_s: float = 1.5
+
+    @property
+    def mark_echo_policy(self) -> MarkEcho:
+        return MarkEcho(self.mark_echo, self.mark_echo_late_s)  # type: ignore[arg-type]
 
 
 def _free_port() -> int:
@@ -116,7 +124,8 @@ def _scripts(categories: tuple[str, ...]) -> list[CallScript]:
     return corpus
 
 
-async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession) -> tuple[CallMeasurement, float]:
+async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession,
+                    mark_echo: MarkEcho) -> tuple[CallMeasurement, float]:
     stream_id = str(uuid.uuid4())
     started = time.monotonic()
     async with client.ws_connect(url, heartbeat=None, autoping=True) as ws:
@@ -126,7 +135,7 @@ async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession)
             "start": {"call_control_id": f"v3:bench-{uuid.uuid4().hex[:16]}", "from": "+15550100001",
                       "to": "+15550100002", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
         }).decode())
-        result = await ScriptedCallee(script, stream_id=stream_id).run(ws)
+        result = await ScriptedCallee(script, stream_id=stream_id, mark_echo=mark_echo).run(ws)
         await ws.send_str(orjson.dumps({"event": "stop", "stream_id": stream_id, "stop": {}}).decode())
     return result, time.monotonic() - started
 
@@ -165,6 +174,21 @@ class FullPath:
         return self.scripts.pop(call.to)
 
 
+_MARK_COUNTERS = {"overdue": "callagent_mark_echoes_overdue_total", "late": "callagent_mark_echoes_late_total"}
+
+
+async def _mark_echo_counters(client: aiohttp.ClientSession, engine_url: str) -> dict[str, int]:
+    """The engine's own count of mark echoes it stopped waiting for, and of late ones (its
+    /metrics); empty when it does not export them (a --target of another build)."""
+    with contextlib.suppress(aiohttp.ClientError, ValueError):
+        async with client.get(engine_url + "/metrics") as response:
+            if response.status == 200:
+                lines = dict(line.rsplit(" ", 1) for line in (await response.text()).splitlines()
+                             if line.startswith("callagent_mark_echoes_"))
+                return {key: int(float(lines[name])) for key, name in _MARK_COUNTERS.items() if name in lines}
+    return {}
+
+
 async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | None, concurrency: int,
                     calls: int, progress: Any = None, full: FullPath | None = None) -> RunFigures:
     scripts = _scripts(options.categories)
@@ -197,7 +221,7 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
                     result = await full.call(engine_url, script, client)
                     seconds = time.monotonic() - started
                 else:
-                    result, seconds = await _one_call(media_url, script, client)
+                    result, seconds = await _one_call(media_url, script, client, options.mark_echo_policy)
                 results.append(result)
                 call_seconds += seconds
             except Exception as exc:  # a failed call is a figure, not a crash
@@ -208,7 +232,9 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
     sampler = asyncio.ensure_future(sample_rss())
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as client:
+        marks0 = await _mark_echo_counters(client, engine_url)
         await asyncio.gather(*(call(i, client) for i in range(calls)))
+        marks1 = await _mark_echo_counters(client, engine_url)
         turns: list[dict[str, Any]] = []
         with contextlib.suppress(aiohttp.ClientError):
             async with client.get(engine_url + "/bench/turns") as response:
@@ -221,7 +247,8 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
         engine_cpu_s=(cpu_seconds(engine_pid) - cpu0) if engine_pid else 0.0,
         engine_rss_mib=peak_rss / 2**20, engine_rss_idle_mib=idle_rss / 2**20,
         call_minutes=call_seconds / 60, load_cpu_pct=100 * (own_cpu_seconds() - own0) / wall if wall else 0.0,
-        wall_s=wall, failures=failures,
+        wall_s=wall, failures=failures, mark_echo=options.mark_echo_policy,
+        engine_mark_echoes={k: v - marks0.get(k, 0) for k, v in marks1.items()},
     )
 
 
@@ -235,6 +262,7 @@ async def run_bench(options: BenchOptions) -> int:
     from .emulators.server import load_corpus_utterances, start_emulators
 
     console = Console()
+    mark_echo = options.mark_echo_policy  # a bad mode fails here, before anything starts
     pinned_self = pin({LOAD_CORE})
     emulators = await start_emulators(options.profile, known_utterances=load_corpus_utterances(CORPUS_DIR))
     engine: EngineProcess | None = None
@@ -250,7 +278,7 @@ async def run_bench(options: BenchOptions) -> int:
             extra_env: dict[str, str] = {}
             port = _free_port()
             if options.path == "full":
-                full, extra_env = await _start_full_path(port)
+                full, extra_env = await _start_full_path(port, mark_echo)
                 carrier = full.carrier
             engine = EngineProcess(emulators, port=port, extra_env=extra_env)
             await engine.ready()
@@ -258,7 +286,7 @@ async def run_bench(options: BenchOptions) -> int:
             console.print(
                 f"engine pid {engine_pid} on core {ENGINE_CORE if engine.pinned else 'any'}; "
                 f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}; "
-                f"path {options.path}"
+                f"path {options.path}; marks echoed: {mark_echo.mode}"
             )
         freeze_startup_heap()  # the emulators' and corpus' objects: a full GC would stall every callee
         levels = (
@@ -306,7 +334,7 @@ async def run_bench(options: BenchOptions) -> int:
         await emulators.close()
 
 
-async def _start_full_path(port: int) -> tuple[FullPath, dict[str, str]]:
+async def _start_full_path(port: int, mark_echo: MarkEcho) -> tuple[FullPath, dict[str, str]]:
     """The Telnyx emulator on this side, an organisation in a fresh store for the engine."""
     import tempfile
 
@@ -320,7 +348,8 @@ async def _start_full_path(port: int) -> tuple[FullPath, dict[str, str]]:
     carrier = await start_emulator(
         webhook_url=f"http://127.0.0.1:{port}/webhook/telnyx",
         callee_factory=EmulatorCallee(lambda call: holder["full"].pick(call),
-                                      lambda call, result: holder["full"].on_result(call, result)),
+                                      lambda call, result: holder["full"].on_result(call, result),
+                                      mark_echo=mark_echo),
     )
     _, api_key = await create_organisation("bench", settings=Settings(data_dir=data_dir))
     full = holder["full"] = FullPath(carrier, api_key)

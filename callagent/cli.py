@@ -108,7 +108,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         options = BenchOptions(
             path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
             categories=tuple(args.category or ()), target=args.target, json_path=args.json,
-            plot_path=args.plot, capacity=args.capacity,
+            plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
+            mark_echo_late_s=args.mark_echo_late,
         )
         configure_logging("WARNING")
         return run(run_bench(options))
@@ -317,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "no agent, dialing at 1200/min; default 1, dialing at 1.8 x concurrency a minute)")
     bench.add_argument("--capacity", action="store_true",
                        help="raise concurrency until p95 turn latency > 400 ms or p99 lateness > 5 ms")
+    bench.add_argument("--mark-echo", choices=["played", "never", "late"], default="played",
+                       help="when the callee's carrier echoes marks: played (as Telnyx documents, default), "
+                       "never, or late (--mark-echo-late seconds after they were due)")
+    bench.add_argument("--mark-echo-late", type=float, default=1.5, metavar="S",
+                       help="with --mark-echo late: how late each echo comes (default 1.5 s)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

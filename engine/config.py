@@ -42,6 +42,19 @@ class PlayoutConfig(_Model):
         40, ge=5, le=200,
         description="Sender wake-up period while audio is queued (two frames a wake-up at the default 80 ms lead).",
     )
+    mark_echo_margin_ms: int = Field(
+        # The echo of a working carrier comes within a network round trip plus its own playout
+        # buffering (tens of ms, ~150 ms on long paths), so it nearly always wins; a lost echo then
+        # costs at most a quarter second, less than a caller takes to answer, so the next turn still
+        # finds the agent free to speculate.
+        250, ge=0, le=10_000,
+        description=(
+            "How long past the moment a reply's last frame should have played (by the engine's paced "
+            "playout clock) to wait for the carrier's mark echo before taking the reply as played "
+            "anyway: its history entry, turn report, a pending hang-up or transfer, and the next turn "
+            "wait on it. A late echo then only confirms."
+        ),
+    )
 
 
 class VadConfig(_Model):

@@ -29,6 +29,13 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "barge_ins": ("Caller barge-ins that stopped agent audio", "stats.barge_ins"),
     "rejected_barge_ins": ("Short caller sounds that did not interrupt the agent", "stats.rejected_barge_ins"),
     "dtmf_digits": ("DTMF digits received on media streams", "stats.dtmf"),
+    "mark_echoes_overdue": (
+        "Agent utterances taken as played because the carrier's mark echo was overdue",
+        "stats.mark_echoes_overdue",
+    ),
+    "mark_echoes_late": (
+        "Mark echoes that came after their utterance had been taken as played", "stats.mark_echoes_late",
+    ),
 }
 
 

@@ -13,6 +13,10 @@ the carrier, so ``clear`` cuts the agent off within a few frames.
 Either way the engine models the carrier's play cursor (each frame plays when it
 arrives or when the previous one ends, whichever is later; zero network delay),
 which is what lets it say exactly how much of an utterance the caller heard.
+
+The same model backs up the carrier's mark echo: a mark still unechoed
+``mark_echo_margin_ms`` after its audio should have finished is taken as played
+(:meth:`Playout.take_overdue`), so a lost echo delays nothing by more than the margin.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ _MAX_MARKS = 32
 
 _LONG_AGO = -(1 << 62)
 """A play cursor / send time before any real clock reading (integer microseconds)."""
+
+_NEVER = 1 << 62
+"""A deadline after any real clock reading (integer microseconds)."""
 
 
 class Reframer:
@@ -106,7 +113,7 @@ class _Utterance:
     """Queue and play accounting of one utterance. Times are integer microseconds."""
 
     __slots__ = ("uid", "queued", "sent", "finished", "pending", "starved", "interrupted",
-                 "heard_ms", "segments", "end")
+                 "heard_ms", "segments", "end", "mark_due")
 
     def __init__(self, uid: int) -> None:
         self.uid = uid
@@ -120,6 +127,7 @@ class _Utterance:
         # (play start, index of its first frame): one entry, plus one per gap at the carrier.
         self.segments: list[tuple[int, int]] | None = []
         self.end = _LONG_AGO  # play end of its last sent frame
+        self.mark_due = _NEVER  # once its mark is sent: when to stop waiting for the echo
 
     def heard_frames(self, t: int, frame: int) -> int:
         """Frames whose play end is <= t (valid until settled)."""
@@ -152,7 +160,7 @@ class Playout:
         "_paced", "_lead", "_tick", "_frame", "_frame_ms", "_frames", "_queue", "_tail",
         "_utts", "_marks", "_now", "_play_end", "_block_start", "_last_send",
         "frames_sent", "late_frames", "underruns", "marks_sent", "marks_confirmed", "clears",
-        "held", "_gap_forgiven",
+        "held", "_gap_forgiven", "_mark_margin", "_mark_due", "_overdue",
     )
 
     def __init__(self, config: PlayoutConfig = PlayoutConfig(), frame_ms: int = FRAME_MS) -> None:
@@ -171,7 +179,10 @@ class Playout:
         self._tail: _Utterance | None = None  # the open (unfinished) utterance, if any
         # Creation order: everything that may still play, plus a few recent ones (heard_ms).
         self._utts: dict[int, _Utterance] = {}
-        self._marks: dict[str, _Utterance] = {}  # marks sent and not yet echoed
+        self._marks: dict[str, _Utterance] = {}  # marks sent and not yet echoed nor overdue
+        self._mark_margin = config.mark_echo_margin_ms * 1000
+        self._mark_due = _NEVER  # the oldest entry of _marks' mark_due: all later ones are later
+        self._overdue: dict[str, None] = {}  # marks taken as played without an echo (a late one may come)
         self._now = _LONG_AGO  # latest clock reading seen by pull/interrupt
         self._play_end = _LONG_AGO  # when the last sent frame finishes playing
         self._block_start = _LONG_AGO  # start of the gapless run of audio ending at _play_end
@@ -260,10 +271,14 @@ class Playout:
                 queue.popleft()
                 u.pending = False
                 name = f"u{u.uid}"
+                # The carrier echoes it once the audio before it has played: by the model, at
+                # play_end (at once if nothing is playing). Send order is deadline order.
+                u.mark_due = (play_end if play_end > t else t) + self._mark_margin
                 marks = self._marks
                 marks[name] = u
                 if len(marks) > _MAX_MARKS:
                     del marks[next(iter(marks))]
+                self._mark_due = next(iter(marks.values())).mark_due
                 self.marks_sent += 1
                 send_mark(name)
                 continue
@@ -357,6 +372,7 @@ class Playout:
         self._queue.clear()
         self._frames.clear()
         self._marks.clear()  # their echoes after clear are stale
+        self._mark_due = _NEVER
         self._tail = None
         self._play_end = self._block_start = t
         self.clears += 1
@@ -371,13 +387,50 @@ class Playout:
         The echo is authoritative, so heard is frozen at everything sent whatever the model
         says about ``now``.
         """
-        u = self._marks.pop(name, None)
+        marks = self._marks
+        u = marks.pop(name, None)
         if u is None:
             return None
-        u.heard_ms = u.sent * self._frame_ms
-        u.segments = None
+        self._mark_due = next(iter(marks.values())).mark_due if marks else _NEVER
+        self._settle(u)
         self.marks_confirmed += 1
         return u.uid
+
+    def late_echo(self, name: str) -> bool:
+        """Was this echoed mark already taken as played by :meth:`take_overdue`? True once per
+        mark (it is forgotten); False for any other name."""
+        overdue = self._overdue
+        if name not in overdue:
+            return False
+        del overdue[name]
+        return True
+
+    def take_overdue(self, now: float) -> int | None:
+        """The oldest utterance whose mark echo is overdue (its audio should have played
+        ``mark_echo_margin_ms`` ago), now taken as played; None if there is none. Call until
+        None. Its echo, if it comes later, is stale for :meth:`on_mark` (see :meth:`late_echo`)."""
+        if self._mark_due > now * 1_000_000:  # the per-tick case: one comparison
+            return None
+        marks = self._marks
+        name = next(iter(marks))
+        u = marks.pop(name)
+        self._mark_due = next(iter(marks.values())).mark_due if marks else _NEVER
+        overdue = self._overdue
+        overdue[name] = None
+        if len(overdue) > _MAX_MARKS:
+            del overdue[next(iter(overdue))]
+        self._settle(u)
+        return u.uid
+
+    @property
+    def mark_deadline(self) -> float | None:
+        """When :meth:`take_overdue` next has an utterance to give (monotonic seconds), or None."""
+        return None if self._mark_due == _NEVER else self._mark_due / 1_000_000
+
+    def _settle(self, u: _Utterance) -> None:
+        # Played to the end: heard is frozen at everything sent whatever the model says about now.
+        u.heard_ms = u.sent * self._frame_ms
+        u.segments = None
 
     # -- queries --------------------------------------------------------------------------
 

@@ -54,7 +54,9 @@ class MediaListener:
         or :meth:`MediaSession.resume_after_hold` (False)."""
         return True
     def on_dtmf(self, digit: str, now: float) -> None: ...
-    def on_playout_done(self, utterance_id: int, now: float) -> None: ...
+    def on_playout_done(self, utterance_id: int, now: float) -> None:
+        """The utterance played to the end: the carrier echoed its mark, or the playout clock
+        says it must have (the echo overdue by ``mark_echo_margin_ms``). Once per utterance."""
     def on_turn_measured(self, timeline: TurnTimeline) -> None:
         """The first agent frame of a reply went out: the turn's latency is known."""
     def on_carrier_error(self, error: protocol.Error) -> None: ...
@@ -67,7 +69,10 @@ class SessionStats:
     __slots__ = (
         "frames_in", "malformed", "unknown_events", "dtmf", "barge_ins", "barge_in_holds",
         "rejected_barge_ins", "carrier_errors", "stalled_frames", "odd_size_frames",
+        "mark_echoes_overdue", "mark_echoes_late",
     )
+    # mark_echoes_overdue: utterances taken as played because their mark echo was overdue;
+    # mark_echoes_late: echoes that came after that (so overdue - late never came at all).
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -300,9 +305,15 @@ class MediaSession:
         self.listener.on_barge_in(interruption, now)
 
     def _on_mark(self, name: str, now: float) -> None:
-        utterance_id = self.playout.on_mark(name, now)
+        playout = self.playout
+        utterance_id = playout.on_mark(name, now)
         if utterance_id is None:
+            if playout.late_echo(name):
+                self.stats.mark_echoes_late += 1  # the playout clock called it played already
             return
+        self._playout_done(utterance_id, now)
+
+    def _playout_done(self, utterance_id: int, now: float) -> None:
         turn = self.current_turn
         if turn is not None and turn.first_frame_sent is not None:
             turn.stamp("agent_audio_end", now)
@@ -376,10 +387,16 @@ class MediaSession:
         if self.started and not self.stopped:
             self.jitter.poll(now, self._frame_out)
             self._feed_stall_silence(now)
-        self.playout.pull(now, self._send_frame, self._send_mark)
-        if not self._utterance_first_sent and self.playout.frames_sent > self._sent_before_utterance:
+        playout = self.playout
+        playout.pull(now, self._send_frame, self._send_mark)
+        if not self._utterance_first_sent and playout.frames_sent > self._sent_before_utterance:
             self._utterance_first_sent = True
             self._first_frame_sent(now)
+        if not self.stopped:
+            # A lost mark echo must not hold up what waits on the reply's end.
+            while (utterance_id := playout.take_overdue(now)) is not None:
+                self.stats.mark_echoes_overdue += 1
+                self._playout_done(utterance_id, now)
 
     def _feed_stall_silence(self, now: float) -> None:
         last = self._last_media_at
@@ -404,8 +421,12 @@ class MediaSession:
         self.listener.on_turn_measured(turn)
 
     def next_wakeup(self, now: float) -> float | None:
-        """When :meth:`tick` next has work: a frame to send, a jitter deadline, a stall check."""
+        """When :meth:`tick` next has work: a frame to send, a jitter deadline, a stall check,
+        a mark echo falling overdue."""
         wake = self.playout.next_wakeup(now)
+        marks = self.playout.mark_deadline
+        if marks is not None and not self.stopped and (wake is None or marks < wake):
+            wake = marks
         if self.started and not self.stopped:
             deadline = self.jitter.next_deadline()
             if deadline is not None and (wake is None or deadline < wake):

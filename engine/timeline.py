@@ -21,7 +21,7 @@ STAMPS = (
     "tts_request",       # first text sent to TTS
     "tts_first_audio",   # first audio chunk from TTS
     "first_frame_sent",  # first agent frame written to the carrier
-    "agent_audio_end",   # agent reply finished playing (mark confirmed)
+    "agent_audio_end",   # agent reply finished playing (mark echoed, or its echo overdue)
     "interrupted",       # agent reply cut off by a barge-in
 )
 

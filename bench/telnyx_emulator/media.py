@@ -16,6 +16,8 @@ A callee is assembled from:
 - :class:`PlayQueue`: the caller's loudspeaker, a real-time model of the agent audio
   queue (when it plays, when each mark is due, what ``clear`` discards).
 - :class:`AppAudioReceiver`: reads the app's frames into a PlayQueue and echoes marks.
+- :class:`MarkEcho`: when marks come back: as documented, or (a fault the bench injects)
+  late or never.
 - :class:`ImpairedWebSocket`: optional loss / jitter / bursts / reordering on what the
   callee sends.
 
@@ -55,6 +57,7 @@ __all__ = [
     "ImpairedWebSocket",
     "Impairment",
     "MediaFormat",
+    "MarkEcho",
     "MediaStream",
     "Pacer",
     "PlayQueue",
@@ -175,18 +178,50 @@ class FrameWriter:
 # -- the caller's loudspeaker -----------------------------------------------------------------
 
 
+MarkEchoMode = Literal["played", "never", "late"]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkEcho:
+    """When the carrier echoes a ``mark``.
+
+    ``played`` is Telnyx's documented behaviour: the echo comes when the audio before the mark
+    has played (at once if none is queued, and on ``clear``). ``never`` and ``late`` make the
+    carrier less capable than documented, never more: the echo is lost (a dropped frame, a
+    proxy, a stream mode that does not echo) or comes ``late_s`` after it was due.
+    """
+
+    mode: MarkEchoMode = "played"
+    late_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("played", "never", "late"):
+            raise ValueError(f"mark echo mode must be played, never or late, not {self.mode!r}")
+        if not 0 <= self.late_s <= 60:
+            raise ValueError("late_s must be between 0 and 60 seconds")
+
+    def due(self, played_at: float) -> float | None:
+        """When the echo of a mark whose audio finished at ``played_at`` is sent; None: never."""
+        if self.mode == "played":
+            return played_at
+        return None if self.mode == "never" else played_at + self.late_s
+
+
 class PlayQueue:
     """Agent audio as the caller hears it: queued chunks play back to back in real time.
 
     Pure bookkeeping over a clock (no tasks): ``push_media`` extends the queue by the
     chunk's duration, ``push_mark`` is due when everything queued before it has played
     (at once if nothing is queued), ``clear`` drops what has not played yet and hands back
-    every pending mark. :meth:`next_marks` waits for marks to fall due.
+    every pending mark (``mark_echo`` may delay or drop them all). :meth:`next_marks` waits
+    for marks to fall due.
     """
 
-    def __init__(self, bytes_per_second: int = 8000, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, bytes_per_second: int = 8000, *, clock: Callable[[], float] = time.monotonic,
+                 mark_echo: MarkEcho = MarkEcho()) -> None:
         self.bytes_per_second = bytes_per_second
         self.clock = clock
+        self.mark_echo = mark_echo
         self.play_until = 0.0
         self._marks: deque[tuple[float, str]] = deque()
         self._changed = asyncio.Event()
@@ -214,18 +249,26 @@ class PlayQueue:
         return start
 
     def push_mark(self, name: str, now: float | None = None) -> None:
-        self._marks.append((max(self._time(now), self.play_until), name))
-        self._changed.set()
+        due = self.mark_echo.due(max(self._time(now), self.play_until))
+        if due is not None:
+            self._marks.append((due, name))
+            self._changed.set()
 
     def clear(self, now: float | None = None) -> list[str]:
+        """Drop the unplayed audio; returns the pending marks now due (all of them, as
+        documented; none when echoes come late, those fall due ``late_s`` from now)."""
         now = self._time(now)
         self.cleared_s += max(0.0, self.play_until - now)
         self.play_until = min(self.play_until, now)
         self.clears += 1
-        names = [name for _, name in self._marks]
+        due = self.mark_echo.due(now)
+        pending = [name for _, name in self._marks]
         self._marks.clear()
         self._changed.set()
-        return names
+        if due is None or due <= now:
+            return pending
+        self._marks.extend((due, name) for name in pending)
+        return []
 
     def pop_due(self, now: float | None = None) -> list[str]:
         now = self._time(now)
@@ -372,10 +415,12 @@ CalleeFactory = Callable[["CallInfo"], Callee]
 
 class SilentCallee:
     """A line that is open and quiet: 20 ms of silence per slot, agent audio played and
-    marks echoed. Hangs up after ``duration_s`` if given, else stays until stopped."""
+    marks echoed (as ``mark_echo`` says). Hangs up after ``duration_s`` if given, else stays
+    until stopped."""
 
-    def __init__(self, duration_s: float | None = None) -> None:
+    def __init__(self, duration_s: float | None = None, *, mark_echo: MarkEcho = MarkEcho()) -> None:
         self.duration_s = duration_s
+        self.mark_echo = mark_echo
         self.queue: PlayQueue | None = None
         self.receiver: AppAudioReceiver | None = None
         self.frames_sent = 0
@@ -383,7 +428,7 @@ class SilentCallee:
     async def run(self, ws: aiohttp.ClientWebSocketResponse, call: CallInfo) -> None:
         stream = call.stream
         assert stream is not None
-        self.queue = PlayQueue(stream.media_format.bytes_per_second)
+        self.queue = PlayQueue(stream.media_format.bytes_per_second, mark_echo=self.mark_echo)
         self.receiver = AppAudioReceiver(ws, stream.frames, self.queue)
         reader = asyncio.create_task(self.receiver.run())
         pacer = Pacer(ws, stream.frames)

@@ -24,3 +24,44 @@ def test_figures_count_turns_and_flag_premature_and_missed():
     assert out["outbound_late_ms"] == {"p99": 0.0, "n": 5, "max": 12.0}
     assert out["pass"]["outbound_late_p99"] and not out["pass"]["no_premature_replies"]
     assert [t["step"] for t in out["turns"]] == ["u1", "u2", "u3"] and out["turns"][2]["missed"]
+
+
+def test_figures_split_turn_latency_first_vs_later_turns_and_name_the_mark_echo_mode():
+    from bench.telnyx_emulator import MarkEcho
+
+    calls = []
+    for first, later in ((300.0, 500.0), (320.0, 540.0)):
+        call = CallMeasurement("plain-01", "plain", completed=True)
+        call.turns = [
+            TurnResult("u1", "reply", speech_end_sent=1.0, first_agent_audio=1.0 + first / 1000),
+            TurnResult("u2", "reply", speech_end_sent=5.0, first_agent_audio=5.0 + later / 1000),
+            TurnResult("u3", "reply", speech_end_sent=9.0, first_agent_audio=9.0 + later / 1000),
+        ]
+        calls.append(call)
+    out = RunFigures(concurrency=2, calls=calls, mark_echo=MarkEcho("late", 1.5)).as_json()
+    by_index = out["turn_latency_by_index_ms"]
+    assert by_index["first"] == {"p50": 300.0, "p95": 320.0, "n": 2}
+    assert by_index["later"] == {"p50": 500.0, "p95": 540.0, "n": 4}
+    assert out["mark_echo"] == {"mode": "late", "late_s": 1.5}
+    assert [t["turn_index"] for t in out["turns"]] == [0, 1, 2, 0, 1, 2]
+    assert RunFigures(concurrency=1, calls=calls).as_json()["mark_echo"] == {"mode": "played"}
+
+
+def test_the_table_shows_the_mark_echo_mode_and_both_turn_indexes():
+    from rich.console import Console
+
+    from bench.report import print_table
+    from bench.telnyx_emulator import MarkEcho
+
+    call = CallMeasurement("plain-01", "plain", completed=True)
+    call.turns = [TurnResult("u1", "reply", speech_end_sent=1.0, first_agent_audio=1.3),
+                  TurnResult("u2", "reply", speech_end_sent=5.0, first_agent_audio=5.5)]
+    console = Console(record=True, width=200)
+    figures = RunFigures(concurrency=1, calls=[call], mark_echo=MarkEcho("never"),
+                         engine_mark_echoes={"overdue": 7, "late": 0})
+    print_table(figures.as_json(), console)
+    text = console.export_text()
+    assert "marks echoed: never" in text
+    assert figures.as_json()["engine_mark_echoes"] == {"overdue": 7, "late": 0}
+    assert "mark echoes overdue / late (engine)" in text and "7 / 0" in text
+    assert "first caller turn" in text and "later caller turns" in text

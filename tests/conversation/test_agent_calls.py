@@ -12,6 +12,7 @@ from aiohttp import web
 from bench.callee import ScriptedCallee
 from bench.corpus.model import CORPUS_DIR, load_corpus
 from bench.emulators.server import load_corpus_utterances, start_emulators
+from bench.telnyx_emulator import MarkEcho
 from callagent.wiring import Providers
 from control_plane.app import create_app
 from control_plane.settings import Settings
@@ -86,7 +87,7 @@ class Harness:
         await self.http.close()
         await self.emulators.close()
 
-    async def call(self, script_name):
+    async def call(self, script_name, mark_echo=MarkEcho()):
         stream_id = str(uuid.uuid4())
         async with aiohttp.ClientSession() as client:
             async with client.ws_connect(self.url) as ws:
@@ -95,7 +96,7 @@ class Harness:
                     "start": {"call_control_id": f"v3:{stream_id}",
                               "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
                 }).decode())
-                result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id).run(ws)
+                result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id, mark_echo=mark_echo).run(ws)
         for _ in range(100):  # the agent reports after the stream closes
             if all(a.reporter.reports for a in self.agents):
                 break
@@ -141,6 +142,26 @@ def test_the_last_turn_is_recorded_though_the_call_ends_right_after_it(monkeypat
         said = [s.text for s in SCRIPTS["plain-04-delivery"].utterances()]
         assert [t.caller_text for t in agent.reporter.turns] == said
         assert agent.reporter.reports  # and the call's own report came after them
+
+    run(main())
+
+
+def test_a_carrier_that_never_echoes_marks_still_hears_goodbye_and_is_hung_up_on():
+    # "Okay, great. Thanks for checking, bye." -> "Thanks for calling. Goodbye!" with end_call.
+    # The hang-up waits for the goodbye to have played; with no echo, the playout clock says so.
+    async def main():
+        async with Harness() as h:
+            result = await h.call("plain-01-order-status", mark_echo=MarkEcho("never"))
+            agent = h.agents[0]
+        assert result.completed and result.marks_echoed == 0
+        assert agent.actions.hangups == ["agent ended the call"]
+        replies = [m for m in agent.conversation.messages if m["role"] == "assistant"]
+        assert agent.session.stats.mark_echoes_overdue == len(replies) >= 3  # each ended by the clock
+        assert replies[-1]["content"] == "Thanks for calling. Goodbye!"
+        assert not any(m["interrupted"] for m in replies)  # every reply recorded as played whole
+        turns = agent.reporter.turns
+        assert len(turns) == 3 and not any(t.interrupted for t in turns)
+        assert turns[-1].agent_text == "Thanks for calling. Goodbye!"
 
     run(main())
 

@@ -205,6 +205,84 @@ def test_on_mark_maps_back_once() -> None:
     assert p.heard_ms(41, at(60)) == 60
 
 
+# -- a mark echo that never comes ----------------------------------------------------------
+
+MARGIN = 250
+
+
+def drain(p: Playout, ms: float) -> list[int]:
+    out = []
+    while (uid := p.take_overdue(at(ms))) is not None:
+        out.append(uid)
+    return out
+
+
+def sent_paced(p: Playout, c: Carrier, until_ms: int) -> None:
+    for ms in range(0, until_ms + 1, 20):
+        c.pull(p, ms)
+
+
+def test_an_unechoed_mark_is_taken_as_played_margin_after_its_audio_ended() -> None:
+    p, c = Playout(PlayoutConfig(mark_echo_margin_ms=MARGIN)), Carrier()
+    fill(p, 1, 10)  # 200 ms of audio, paced: plays 0 .. 200 ms
+    assert p.mark_deadline is None
+    sent_paced(p, c, 200)
+    assert ("mark", "u1") in c.events
+    assert p.mark_deadline == pytest.approx(at(200 + MARGIN))
+    assert drain(p, 200 + MARGIN - 0.01) == []
+    assert drain(p, 200 + MARGIN) == [1]
+    assert drain(p, 5000) == [] and p.mark_deadline is None  # once
+    assert p.heard_ms(1, at(5000)) == 200 and p.marks_confirmed == 0
+    # The late echo only confirms: no second callback, recognised once as late.
+    assert p.on_mark("u1", at(2000)) is None
+    assert p.late_echo("u1") and not p.late_echo("u1") and not p.late_echo("u9")
+
+
+def test_an_echo_before_the_deadline_cancels_the_fallback() -> None:
+    p, c = Playout(PlayoutConfig(mark_echo_margin_ms=MARGIN)), Carrier()
+    fill(p, 1, 10)
+    sent_paced(p, c, 200)
+    assert p.on_mark("u1", at(210)) == 1
+    assert p.mark_deadline is None and drain(p, 5000) == []
+    assert not p.late_echo("u1")
+
+
+def test_deadlines_follow_each_marks_audio_in_order() -> None:
+    p, c = Playout(PlayoutConfig(mode="bulk", mark_echo_margin_ms=MARGIN)), Carrier()
+    fill(p, 1, 3)  # 0 .. 60 ms
+    fill(p, 2, 2)  # 60 .. 100 ms
+    p.finish(7)  # no audio: due when the audio before it has played
+    c.pull(p, 0)
+    assert p.mark_deadline == pytest.approx(at(60 + MARGIN))
+    assert p.on_mark("u2", at(90)) == 2  # echoes may skip one (a lost frame)
+    assert p.mark_deadline == pytest.approx(at(60 + MARGIN))
+    assert drain(p, 60 + MARGIN) == [1]
+    assert p.mark_deadline == pytest.approx(at(100 + MARGIN))
+    assert drain(p, 100 + MARGIN) == [7]
+    # A mark after nothing at all is due at once: the carrier echoes it straight back.
+    p.finish(8)
+    c.pull(p, 1000)
+    assert p.mark_deadline == pytest.approx(at(1000 + MARGIN))
+
+
+def test_a_barge_in_cancels_the_pending_fallback() -> None:
+    p, c = Playout(PlayoutConfig(mark_echo_margin_ms=MARGIN)), Carrier()
+    fill(p, 1, 10)
+    sent_paced(p, c, 200)
+    assert p.mark_deadline is not None
+    cut = p.interrupt(at(150))
+    assert cut.utterance_id == 1 and cut.heard_ms == 140
+    assert p.mark_deadline is None and drain(p, 5000) == []
+    assert p.heard_ms(1, at(5000)) == 140  # the fallback never overrides what the clear froze
+
+
+def test_zero_margin_takes_the_model_at_its_word() -> None:
+    p, c = Playout(PlayoutConfig(mode="bulk", mark_echo_margin_ms=0)), Carrier()
+    fill(p, 1, 5)
+    c.pull(p, 0)
+    assert drain(p, 99.99) == [] and drain(p, 100) == [1]
+
+
 # -- heard accounting ------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from bench.signals import silence, voiced
+from engine.config import EndpointingConfig, EngineConfig
 from engine.endpointing import EndpointEvent
 from engine.session import MediaListener, MediaSession
 from tests.engine.helpers import media_frames, start_frame
@@ -107,7 +108,7 @@ def test_agent_reply_is_paced_marked_and_measured():
     assert EndpointEvent.TURN_END in call.events()
     call.session.speak(1, voiced(0.5, seed=2))
     call.session.finish_utterance(1)
-    call.play(silence(1.0))
+    call.play(silence(0.6))  # the reply has played, and its mark is out
     media = call.sent_media()
     assert len(media) == 25  # 0.5 s of 20 ms frames
     for i, (sent_at, _) in enumerate(media):
@@ -122,6 +123,8 @@ def test_agent_reply_is_paced_marked_and_measured():
     # the carrier confirms playback with the mark
     call.session.receive(orjson.dumps({"event": "mark", "mark": marks[0]["mark"]}), call.now)
     assert call.listener.done == [1] and turn.agent_audio_end == call.now
+    call.play(silence(1.0))  # the echo came in time: the playout clock's fallback never fires
+    assert call.listener.done == [1] and call.session.stats.mark_echoes_overdue == 0
 
 
 def test_barge_in_stops_agent_audio_and_reports_heard_position():
@@ -165,6 +168,69 @@ def test_a_short_backchannel_does_not_interrupt_the_agent():
     call.play(silence(3.0))
     assert len(call.sent_media()) == 150  # the whole 3 s reply, nothing dropped
     assert call.session.playout.late_frames == 0  # the pause was deliberate, not lateness
+
+
+def _reply_without_echo(call):
+    """A caller turn, then a 0.5 s reply whose mark goes out; returns when its audio ends."""
+    call.play(voiced(0.6) + silence(0.4))
+    call.session.speak(1, voiced(0.5, seed=2))
+    call.session.finish_utterance(1)
+    call.play(silence(0.6))
+    assert any(f["event"] == "mark" for _, f in call.sent)
+    media = call.sent_media()
+    return media[0][0] + len(media) * FRAME  # sent on time, so played back to back
+
+
+def test_a_reply_whose_mark_is_never_echoed_ends_by_the_playout_clock_once():
+    call = Call()
+    played = _reply_without_echo(call)
+    margin = call.session.config.playout.mark_echo_margin_ms / 1000
+    assert call.session.playout.mark_deadline == pytest.approx(played + margin)
+    assert call.listener.done == []
+    # The edge sleeps until next_wakeup and ticks: the deadline alone wakes it.
+    session = call.session
+    while not call.listener.done:
+        wake = session.next_wakeup(call.now)
+        assert wake is not None and wake > call.now
+        call.now = wake
+        call.flush()
+    assert call.now == pytest.approx(played + margin)
+    assert call.listener.done == [1] and session.stats.mark_echoes_overdue == 1
+    assert call.session.current_turn.agent_audio_end == call.now
+    call.play(silence(2.0))
+    assert call.listener.done == [1]  # once
+    # The echo comes after all: it confirms, it does not end the reply a second time.
+    mark = next(f for _, f in call.sent if f["event"] == "mark")
+    session.receive(orjson.dumps({"event": "mark", "mark": mark["mark"]}), call.now)
+    session.receive(orjson.dumps({"event": "mark", "mark": mark["mark"]}), call.now)
+    assert call.listener.done == [1]
+    assert session.stats.mark_echoes_late == 1 and session.stats.mark_echoes_overdue == 1
+
+
+def test_a_barge_in_cancels_the_playout_clocks_fallback():
+    # A quick barge-in, so that it lands between the mark going out and the audio's end.
+    config = EngineConfig(endpointing=EndpointingConfig(min_barge_in_ms=60))
+    call = Call(config=config)
+    call.play(voiced(0.6) + silence(0.4))
+    call.session.speak(7, voiced(0.5, seed=3))
+    call.session.finish_utterance(7)
+    call.play(silence(0.44))  # every frame and the mark are out; the audio still plays
+    assert any(f["event"] == "mark" for _, f in call.sent)
+    assert call.session.playout.mark_deadline is not None
+    call.play(voiced(0.5, seed=4))
+    (interruption,) = call.listener.barge_ins
+    assert interruption.utterance_id == 7 and interruption.heard_ms < 500
+    assert call.session.playout.mark_deadline is None
+    call.play(silence(2.0))
+    assert call.listener.done == [] and call.session.stats.mark_echoes_overdue == 0
+
+
+def test_interrupting_the_reply_cancels_the_playout_clocks_fallback():
+    call = Call()
+    _reply_without_echo(call)
+    call.session.interrupt(call.now)  # the pipeline stops the reply: clear
+    call.play(silence(2.0))
+    assert call.listener.done == [] and call.session.stats.mark_echoes_overdue == 0
 
 
 class Undecided(Recorder):
@@ -284,3 +350,25 @@ def test_lost_frames_are_concealed_in_order():
 def test_speaking_before_start_is_a_clear_error():
     with pytest.raises(RuntimeError, match="before the media stream"):
         MediaSession().speak(1, b"\x00" * 320)
+
+
+def test_overdue_and_late_mark_echoes_reach_metrics_at_scrape_time():
+    from prometheus_client import generate_latest
+
+    from engine.metrics import EngineMetrics
+
+    metrics = EngineMetrics()
+    call = Call()
+    metrics.sessions.add(call.session)
+    played = _reply_without_echo(call)
+    call.play(silence(0.4))
+    assert played + 0.25 < call.now and call.listener.done == [1]
+    body = generate_latest(metrics.registry).decode()
+    assert "callagent_mark_echoes_overdue_total 1.0" in body
+    assert "callagent_mark_echoes_late_total 0.0" in body
+    mark = next(f for _, f in call.sent if f["event"] == "mark")
+    call.session.receive(orjson.dumps({"event": "mark", "mark": mark["mark"]}), call.now)
+    metrics.sessions.remove(call.session)  # the call ended: its counts stay in the totals
+    body = generate_latest(metrics.registry).decode()
+    assert "callagent_mark_echoes_overdue_total 1.0" in body
+    assert "callagent_mark_echoes_late_total 1.0" in body

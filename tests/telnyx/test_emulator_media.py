@@ -14,6 +14,7 @@ from bench.telnyx_emulator import (
     FrameWriter,
     ImpairedWebSocket,
     Impairment,
+    MarkEcho,
     PlayQueue,
     SilentCallee,
 )
@@ -343,6 +344,45 @@ def test_play_queue_plays_in_real_time_and_clear_returns_pending_marks() -> None
     assert queue.clear() == ["m2", "m3"]
     assert queue.cleared_s == pytest.approx(0.81) and queue.backlog_s() == 0
     assert queue.pending_marks == [] and queue.received_s == pytest.approx(1.3)
+
+
+def test_play_queue_that_never_echoes_drops_every_mark_even_on_clear() -> None:
+    clock = FakeClock()
+    queue = PlayQueue(8000, clock=clock, mark_echo=MarkEcho("never"))
+    queue.push_mark("idle")
+    queue.push_media(b"\0" * 1600)
+    queue.push_mark("m1")
+    assert queue.next_due() is None and queue.pending_marks == []
+    clock.now = 100.5
+    assert queue.pop_due() == []
+    queue.push_media(b"\0" * 8000)
+    queue.push_mark("m2")
+    assert queue.clear() == [] and queue.pending_marks == []
+
+
+def test_play_queue_with_late_echoes_sends_each_late_s_after_it_was_due() -> None:
+    clock = FakeClock()
+    queue = PlayQueue(8000, clock=clock, mark_echo=MarkEcho("late", late_s=1.5))
+    queue.push_media(b"\0" * 1600)  # plays 100.0 .. 100.2
+    queue.push_mark("m1")
+    assert queue.next_due() == pytest.approx(101.7)
+    clock.now = 100.3
+    assert queue.pop_due() == []  # played, but the echo is late
+    clock.now = 101.71
+    assert queue.pop_due() == ["m1"]
+    queue.push_media(b"\0" * 8000)
+    queue.push_mark("m2")
+    clock.now = 102.0
+    # clear: the pending mark is not returned at once, it falls due late_s after the clear
+    assert queue.clear() == [] and queue.pending_marks == ["m2"]
+    assert queue.next_due() == pytest.approx(103.5)
+
+
+def test_mark_echo_rejects_unknown_modes() -> None:
+    with pytest.raises(ValueError, match="played, never or late"):
+        MarkEcho("sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="late_s"):
+        MarkEcho("late", late_s=-1)
 
 
 def test_play_queue_next_marks_waits_for_the_audio() -> None:
