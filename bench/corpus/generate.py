@@ -390,6 +390,10 @@ class Synth:
         self._cache: dict[tuple[str, str, int], bytes] = {}
         self.calls = 0
 
+    def describe(self, voice: str, speed: int) -> str:
+        """The caller voice, as a script's description names it."""
+        return f"espeak-ng {voice} at {speed} wpm"
+
     def __call__(self, text: str, voice: str, speed: int) -> bytes:
         key = (text, voice, speed)
         if key not in self._cache:
@@ -466,15 +470,16 @@ def _backchannel_speed(spec: Say, voice: str, speed: int, synth: Synth) -> int:
     raise RuntimeError(f"espeak-ng -v {voice} cannot say {spec.parts[0]!r} in {BACKCHANNEL_S} s")
 
 
-def render(spec: Say, voice: str, speed: int, rng: random.Random) -> Utterance:
+def render(spec: Say, voice: str, speed: int, rng: random.Random, synth: Synth | None = None) -> Utterance:
     """Synthesise and join an utterance's sentences, with 60 ms of faded natural edge around each.
 
     ``start``/``end`` and the pauses are provisional here (each sentence trimmed against its own
     peak); :func:`finish` measures the final span against the utterance's peak and crops to it.
     """
+    synth = synth or _SYNTH
     if spec.backchannel:
-        speed = _backchannel_speed(spec, voice, speed, synth=_SYNTH)
-    segments = _segments(spec, voice, speed, _SYNTH)
+        speed = _backchannel_speed(spec, voice, speed, synth=synth)
+    segments = _segments(spec, voice, speed, synth)
     spans = [_voiced(pcm) for pcm, _ in segments]
     gaps = [round((-g if g < 0 else rng.uniform(*SENTENCE_GAP_S)) * RATE) for _, g in segments[:-1]]
     natural = round(LEAD_S[1] * RATE)  # never more of the synthesiser's edge than this
@@ -701,8 +706,10 @@ def _seconds(samples: int) -> float:
     return round(samples / RATE, 4)
 
 
-def build(call: Call, out: Path) -> dict:
-    """Write one call into ``out/<name>/``; return a summary row."""
+def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
+    """Write one call into ``out/<name>/``; return a summary row. ``synth`` (default espeak-ng)
+    speaks the caller's lines: :mod:`bench.corpus.field` passes piper for its second voice."""
+    synth = synth or _SYNTH
     rng = random.Random(f"{SEED}:{call.name}")
     level = rng.uniform(*LEVEL_DBFS)
     lead = NOISE_LEAD_S if call.noise else LEAD_S
@@ -712,7 +719,7 @@ def build(call: Call, out: Path) -> dict:
     for spec in call.steps:
         if isinstance(spec, Say):
             uid = f"u{len(utterances) + 1}"
-            utt = render(spec, call.voice, call.speed, rng)
+            utt = render(spec, call.voice, call.speed, rng, synth)
             beep_at = add_beep(utt) if call.beep else None
             lead_in, lead_out = (round(rng.uniform(*lead) * RATE) for _ in range(2))
             shift = finish(utt, level + rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB), lead_in, lead_out,
@@ -736,7 +743,7 @@ def build(call: Call, out: Path) -> dict:
 
     description = call.summary
     if utterances:
-        description += f" Caller voice: espeak-ng {call.voice} at {call.speed} wpm"
+        description += f" Caller voice: {synth.describe(call.voice, call.speed)}"
         if any(spec.backchannel for spec in say_specs):
             description += " (backchannels sped up to last 170-330 ms)"
         description += "."
