@@ -185,13 +185,21 @@ def _lines(call: Call) -> list[str]:
     return [part for step in call.steps if isinstance(step, Say) for part in step.parts if isinstance(part, str)]
 
 
-def generate_field(out: Path = FIELD_DIR, quiet: bool = False) -> list[dict]:
-    """Write every field call under ``out`` (and drop calls no longer defined); one row per call."""
+def generate_field(out: Path = FIELD_DIR, only: Sequence[str] = (), quiet: bool = False) -> list[dict]:
+    """Write the field calls (or those named in ``only``) under ``out``; one row per call. A full
+    run drops calls no longer defined. piper's rates are calibrated on all its lines either way,
+    so ``only`` writes a call exactly as a full run does."""
+    known = {c.name for c in FIELD_CALLS}
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise ValueError(f"unknown call(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     require_tools()
     piper = PiperSynth([line for c in FIELD_CALLS if c.voice == PIPER for line in _lines(c)], corpus._SYNTH)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for call in FIELD_CALLS:
+        if only and call.name not in only:
+            continue
         if call.category not in FIELD_CATEGORIES:
             raise ValueError(f"{call.name}: unknown category {call.category}")
         rows.append(build(call, out, piper if call.voice == PIPER else None))
@@ -199,10 +207,10 @@ def generate_field(out: Path = FIELD_DIR, quiet: bool = False) -> list[dict]:
             r = rows[-1]
             print(f"{r['name']:<24} {r['category']:<17} {r['voice']:<15} {r['utterances']:>2} utt"
                   f" {r['seconds']:6.2f} s", flush=True)
-    known = {c.name for c in FIELD_CALLS}
-    for d in sorted(out.iterdir()):
-        if d.is_dir() and d.name not in known and (d / "script.json").is_file():
-            shutil.rmtree(d)
+    if not only:
+        for d in sorted(out.iterdir()):
+            if d.is_dir() and d.name not in known and (d / "script.json").is_file():
+                shutil.rmtree(d)
     return rows
 
 
@@ -210,10 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.corpus.field",
                                      description="Regenerate the field callers (espeak-ng, piper, sox).")
     parser.add_argument("--out", type=Path, default=FIELD_DIR, help=f"output directory (default {FIELD_DIR})")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="regenerate only this call (repeatable)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        rows = generate_field(args.out)
+        rows = generate_field(args.out, args.only)
     except (ToolMissing, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
