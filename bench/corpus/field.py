@@ -26,16 +26,14 @@ identical samples). Needs espeak-ng and sox, and ``pip install -e '.[local-ai]'`
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.corpus import generate as corpus
 from bench.corpus.generate import (
-    RATE, SOX_CHAIN, Call, Hangup, Say, Synth, ToolMissing, _voiced, build, hello, require_tools, say,
+    RATE, SOX_CHAIN, Call, Hangup, Say, Synth, ToolMissing, _voiced, build, hello, require_tools, run_cli, say,
 )
 from bench.corpus.model import FIELD_CATEGORIES, FIELD_DIR
 from engine import _audioop as audioop
@@ -215,22 +213,8 @@ def generate_field(out: Path = FIELD_DIR, only: Sequence[str] = (), quiet: bool 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.corpus.field",
-                                     description="Regenerate the field callers (espeak-ng, piper, sox).")
-    parser.add_argument("--out", type=Path, default=FIELD_DIR, help=f"output directory (default {FIELD_DIR})")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="regenerate only this call (repeatable)")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    try:
-        rows = generate_field(args.out, args.only)
-    except (ToolMissing, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    size = sum(f.stat().st_size for r in rows for f in (args.out / r["name"]).iterdir())
-    print(f"{len(rows)} calls, {sum(r['seconds'] for r in rows):.1f} s of caller audio, {size / 1e6:.2f} MB,"
-          f" {time.perf_counter() - t0:.1f} s -> {args.out}")
-    return 0
+    return run_cli(argv, prog="python -m bench.corpus.field", out=FIELD_DIR, generate_calls=generate_field,
+                   description="Regenerate the field callers (espeak-ng, piper and sox) reproducibly.")
 
 
 if __name__ == "__main__":

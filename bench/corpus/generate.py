@@ -36,14 +36,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.corpus.model import CATEGORIES, CORPUS_DIR
 from engine import _audioop as audioop
 
-__all__ = ["CALLS", "ToolMissing", "generate", "main", "require_tools", "ulaw_wav"]
+__all__ = ["CALLS", "ToolMissing", "generate", "main", "require_tools", "run_cli", "ulaw_wav"]
 
 RATE = 8000
 SEED = 20250601
@@ -868,15 +868,17 @@ def generate(out: Path = CORPUS_DIR, only: Sequence[str] = (), quiet: bool = Fal
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.corpus.generate", description="Regenerate the call corpus (espeak-ng and sox) reproducibly.")
-    parser.add_argument("--out", type=Path, default=CORPUS_DIR, help=f"corpus directory (default {CORPUS_DIR})")
+def run_cli(argv: Sequence[str] | None, *, prog: str, description: str, out: Path,
+            generate_calls: Callable[[Path, Sequence[str]], list[dict]]) -> int:
+    """``--out DIR`` and ``--only NAME`` for a call generator; prints what it wrote."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=out, help=f"output directory (default {out})")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="regenerate only this call (repeatable)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        rows = generate(args.out, args.only)
+        rows = generate_calls(args.out, args.only)
     except (ToolMissing, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -884,6 +886,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(rows)} calls, {sum(r['seconds'] for r in rows):.1f} s of caller audio, {size / 1e6:.2f} MB,"
           f" {_SYNTH.calls} espeak-ng runs, {time.perf_counter() - t0:.1f} s -> {args.out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(argv, prog="python -m bench.corpus.generate", out=CORPUS_DIR, generate_calls=generate,
+                   description="Regenerate the call corpus (espeak-ng and sox) reproducibly.")
 
 
 if __name__ == "__main__":
