@@ -43,7 +43,6 @@ from .report import RunFigures, print_categories, print_table, write_json, write
 ENGINE_CORE = 0
 LOAD_CORE = 1
 CALLERS = {"corpus": (CORPUS_DIR,), "field": (FIELD_DIR,), "all": (CORPUS_DIR, FIELD_DIR)}
-FIELD_REPLY_GAPS_S = (0.2, 1.5)
 
 
 @dataclass
@@ -128,11 +127,11 @@ def _scripts(categories: tuple[str, ...], callers: str = "corpus") -> list[CallS
 
 
 def reply_gaps(script: CallScript, call_index: int) -> ReplyGaps | None:
-    """Field callers answer after drawn gaps (seeded per call), the corpus at its anchors."""
+    """Field callers answer after gaps drawn from 0.2 to 1.5 s (seeded per call), the corpus at
+    its scripted anchors."""
     if script.category not in FIELD_CATEGORIES:
         return None
-    low, high = FIELD_REPLY_GAPS_S
-    return ReplyGaps(low, high, seed=f"{call_index}:{script.name}")
+    return ReplyGaps(0.2, 1.5, seed=f"{call_index}:{script.name}")
 
 
 async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession,
