@@ -109,6 +109,8 @@ class TurnResult:
     false_barge_in: bool = False
     reply_gap_s: float | None = None
     """The drawn gap before this utterance (:class:`ReplyGaps`), None at a scripted anchor."""
+    punctuated: bool | None = None
+    """The line's text, as the recogniser returns it, ends in ``.?!`` (None: keys, not words)."""
 
     @property
     def missed(self) -> bool:
@@ -337,7 +339,8 @@ class ScriptedCallee:
         frames = wav_frames(self.script.audio_path(step))
         first_voiced = int(step.speech_start_s / FRAME_S)
         last_voiced = max(first_voiced, int(step.speech_end_s / FRAME_S + 0.5) - 1)
-        turn = TurnResult(step.id, step.expect, reply_gap_s=self._take_gap())
+        turn = TurnResult(step.id, step.expect, reply_gap_s=self._take_gap(),
+                          punctuated=step.text.rstrip().endswith((".", "?", "!")))
         self.result.turns.append(turn)
         audio = self._audio
         self._talking_at_start = self._clock < audio.play_end or self._clock - audio.last_voiced_at < 0.2

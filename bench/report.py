@@ -85,6 +85,7 @@ class RunFigures:
             "failures": self.failures[:20],
             "by_category": self._by_category(),
             "by_callers": self._by_callers(),
+            "by_final_punctuation": self._by_final_punctuation(),
             "turns": [  # every caller utterance as the carrier saw it, for digging into a tail
                 {"script": c.script, "step": t.step_id, "expect": t.expect,
                  "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 1),
@@ -130,6 +131,16 @@ class RunFigures:
                 [t.latency_ms for c in calls for t in c.turns if t.latency_ms is not None], (50, 95))}
             for callers, calls in sorted(groups.items())
         }
+
+
+    def _by_final_punctuation(self) -> dict[str, Any]:
+        """Lines whose text ends in ``.?!`` against those that do not (issue 13: the engine
+        waits on an unpunctuated transcript)."""
+        groups: dict[str, list[float]] = {}
+        for turn in (t for c in self.calls for t in c.turns):
+            if turn.punctuated is not None and turn.latency_ms is not None:
+                groups.setdefault("ends .?!" if turn.punctuated else "no final punctuation", []).append(turn.latency_ms)
+        return {name: {"turn_latency_ms": summary(values, (50, 95))} for name, values in sorted(groups.items())}
 
 
 def _p99_over_frames(late_ms: list[float], frames: int) -> float:
@@ -208,9 +219,10 @@ def print_categories(figures: dict[str, Any], console=None) -> None:
         table.add_column(column, justify="left" if column == "category" else "right", no_wrap=column == "category")
     rows = [(name, g, True) for name, g in figures["by_category"].items()]
     rows += [(f"all {name}", g, False) for name, g in figures.get("by_callers", {}).items()]
+    rows += [(f"lines: {name}", g, False) for name, g in figures.get("by_final_punctuation", {}).items()]
     for name, group, counts in rows:
         latency = group["turn_latency_ms"]
-        table.add_row(name, str(group["calls"]),
+        table.add_row(name, str(group.get("calls", "")),
                       *(str(latency.get(p)) if latency.get(p) is not None else "—" for p in ("p50", "p95")),
                       *((str(group[k]) for k in ("missed_turns", "premature_replies", "false_barge_ins"))
                         if counts else ("", "", "")))
