@@ -26,14 +26,13 @@ identical samples). Needs espeak-ng and sox, and ``pip install -e '.[local-ai]'`
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.corpus import generate as corpus
 from bench.corpus.generate import (
-    RATE, SOX_CHAIN, Call, Hangup, Say, Synth, ToolMissing, _voiced, build, hello, require_tools, run_cli, say,
+    RATE, SOX_CHAIN, Call, Hangup, Say, Synth, ToolMissing, _voiced, hello, run_cli, say, write_calls,
 )
 from bench.corpus.model import FIELD_CATEGORIES, FIELD_DIR
 from engine import _audioop as audioop
@@ -184,32 +183,11 @@ def _lines(call: Call) -> list[str]:
 
 
 def generate_field(out: Path = FIELD_DIR, only: Sequence[str] = (), quiet: bool = False) -> list[dict]:
-    """Write the field calls (or those named in ``only``) under ``out``; one row per call. A full
-    run drops calls no longer defined. piper's rates are calibrated on all its lines either way,
-    so ``only`` writes a call exactly as a full run does."""
-    known = {c.name for c in FIELD_CALLS}
-    unknown = [n for n in only if n not in known]
-    if unknown:
-        raise ValueError(f"unknown call(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    require_tools()
+    """Write the field calls (or those named in ``only``) under ``out``; one row per call. piper's
+    rates are calibrated on all its lines either way, so ``only`` writes a call as a full run does."""
     piper = PiperSynth([line for c in FIELD_CALLS if c.voice == PIPER for line in _lines(c)], corpus._SYNTH)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for call in FIELD_CALLS:
-        if only and call.name not in only:
-            continue
-        if call.category not in FIELD_CATEGORIES:
-            raise ValueError(f"{call.name}: unknown category {call.category}")
-        rows.append(build(call, out, piper if call.voice == PIPER else None))
-        if not quiet:
-            r = rows[-1]
-            print(f"{r['name']:<24} {r['category']:<17} {r['voice']:<15} {r['utterances']:>2} utt"
-                  f" {r['seconds']:6.2f} s", flush=True)
-    if not only:
-        for d in sorted(out.iterdir()):
-            if d.is_dir() and d.name not in known and (d / "script.json").is_file():
-                shutil.rmtree(d)
-    return rows
+    return write_calls(FIELD_CALLS, FIELD_CATEGORIES, out, only, quiet,
+                       synth_for=lambda call: piper if call.voice == PIPER else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

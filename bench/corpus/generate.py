@@ -43,7 +43,7 @@ from pathlib import Path
 from bench.corpus.model import CATEGORIES, CORPUS_DIR
 from engine import _audioop as audioop
 
-__all__ = ["CALLS", "ToolMissing", "generate", "main", "require_tools", "run_cli", "ulaw_wav"]
+__all__ = ["CALLS", "ToolMissing", "generate", "main", "require_tools", "run_cli", "ulaw_wav", "write_calls"]
 
 RATE = 8000
 SEED = 20250601
@@ -844,22 +844,29 @@ def _check(name: str, uid: str, utt: Utterance) -> None:
 
 def generate(out: Path = CORPUS_DIR, only: Sequence[str] = (), quiet: bool = False) -> list[dict]:
     """Write the corpus (or the calls named in ``only``) under ``out``; return one summary row per call."""
-    require_tools()
-    known = {c.name for c in CALLS}
+    return write_calls(CALLS, CATEGORIES, out, only, quiet)
+
+
+def write_calls(calls: Sequence[Call], categories: Sequence[str], out: Path, only: Sequence[str] = (),
+                quiet: bool = False, synth_for: Callable[[Call], Synth | None] = lambda call: None) -> list[dict]:
+    """Write ``calls`` (or those named in ``only``) under ``out``, each spoken by ``synth_for(call)``
+    (None: espeak-ng); one summary row per call. A full run drops calls no longer defined."""
+    known = {c.name for c in calls}
     unknown = [n for n in only if n not in known]
     if unknown:
         raise ValueError(f"unknown call(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    require_tools()
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for call in CALLS:
+    for call in calls:
         if only and call.name not in only:
             continue
-        if call.category not in CATEGORIES:
+        if call.category not in categories:
             raise ValueError(f"{call.name}: unknown category {call.category}")
-        rows.append(build(call, out))
+        rows.append(build(call, out, synth_for(call)))
         if not quiet:
             r = rows[-1]
-            print(f"{r['name']:<24} {r['category']:<15} {r['voice']:<11} {r['utterances']:>2} utt"
+            print(f"{r['name']:<24} {r['category']:<17} {r['voice']:<15} {r['utterances']:>2} utt"
                   f" {r['seconds']:6.2f} s", flush=True)
     if not only:  # a full run drops calls that are no longer defined
         for d in sorted(out.iterdir()):
