@@ -14,6 +14,9 @@ never, as its :class:`MarkEcho` says; ``clear`` flushes), and follows the script
   (including its scripted pauses);
 * missed turns: no agent reply within the timeout after an utterance expecting one;
 * outbound lateness: agent frames that arrived after the play queue ran dry mid-reply.
+
+With :class:`ReplyGaps` the callee answers a drawn time after the agent's reply has played
+instead of at the script's fixed anchor (``agent_done`` + ``delay_s``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import random
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +69,33 @@ def wav_frames(path: Path) -> tuple[str, ...]:
 
 
 @dataclass
+class ReplyGaps:
+    """Reply gaps drawn uniformly from ``low`` to ``high`` seconds, seeded: a callee option.
+
+    A gap runs from the end of the agent's reply as the caller heard it to the caller's next
+    words. People time that from the words and the melody, often within 200 ms. The callee
+    cannot hear those, so it stands in with the reply's closing mark: the engine sends one
+    after the last frame of each utterance, and the gap counts from when that mark's audio
+    has played. The caller waits for that reply, however slow, as a person who has just asked
+    something does; after ``REPLY_TIMEOUT_S`` without one it goes on. With no mark (a server
+    that sends none) a reply is over after ``reply_idle_s`` of quiet, so gaps shorter than
+    that become that long.
+    """
+
+    low: float = 0.2
+    high: float = 1.5
+    seed: int | str = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low <= self.high:
+            raise ValueError(f"reply gaps need 0 <= low <= high, got {self.low}..{self.high}")
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> float:
+        return round(self._rng.uniform(self.low, self.high), 3)
+
+
+@dataclass
 class TurnResult:
     step_id: str
     expect: str
@@ -77,6 +108,10 @@ class TurnResult:
     premature: bool = False
     barge_in_missed: bool = False
     false_barge_in: bool = False
+    reply_gap_s: float | None = None
+    """The drawn gap before this utterance (:class:`ReplyGaps`), None at a scripted anchor."""
+    punctuated: bool | None = None
+    """The line's text, as the recogniser returns it, ends in ``.?!`` (None: keys, not words)."""
 
     @property
     def missed(self) -> bool:
@@ -147,15 +182,21 @@ class _AgentAudio:
         self.cleared_event = asyncio.Event()
         self.marks: list[tuple[float, str]] = []  # (play position, raw mark frame)
         self.in_reply = False
+        self.mark_received_at = float("-inf")  # the latest mark: when it came, when its audio ends
+        self.mark_played_at = float("-inf")
+        self.voiced_since_mark = False
 
 
 class ScriptedCallee:
     """Plays one :class:`CallScript` on an open media WebSocket (after ``connected``/``start``)."""
 
     def __init__(self, script: CallScript, *, stream_id: str = "bench-stream", first_chunk: int = 1,
-                 reply_idle_s: float = REPLY_IDLE_S, mark_echo: MarkEcho = MarkEcho()) -> None:
+                 reply_idle_s: float = REPLY_IDLE_S, mark_echo: MarkEcho = MarkEcho(),
+                 reply_gaps: ReplyGaps | None = None) -> None:
         self.script = script
         self.mark_echo = mark_echo
+        self.reply_gaps = reply_gaps
+        self._gap: float | None = None  # drawn for the step being played
         self.reply_idle_s = reply_idle_s
         """Agent quiet this long: its reply is over and the caller may talk on. Real speech
         models need more patience than the emulators (Whisper alone takes ~0.4 s)."""
@@ -239,6 +280,9 @@ class ScriptedCallee:
         if step.after == "agent_start":
             audio.voiced_event.clear()
             await self._idle_until(audio.voiced_event.is_set, REPLY_TIMEOUT_S)
+        elif step.after == "agent_done" and self.reply_gaps is not None and step.kind in ("say", "dtmf"):
+            await self._wait_reply_gap(self.reply_gaps.draw())
+            return
         elif step.after == "agent_done":
             started = self._clock
             # the agent may still be replying to the previous step: wait until it goes quiet
@@ -248,6 +292,27 @@ class ScriptedCallee:
                 REPLY_TIMEOUT_S + 10,
             )
         await self._idle_for(step.delay_s)
+
+    async def _wait_reply_gap(self, gap: float) -> None:
+        """Idle until ``gap`` after the agent's reply has played (see :class:`ReplyGaps`)."""
+        audio = self._audio
+        started = self._clock
+        self._gap = gap
+
+        def due() -> bool:
+            if self._clock < audio.play_end:
+                return False  # agent audio still playing
+            if audio.mark_received_at >= started and not audio.voiced_since_mark:
+                end = audio.mark_played_at
+            elif audio.last_voiced_at >= started and self._clock - audio.last_voiced_at >= self.reply_idle_s:
+                end = audio.last_voiced_at + FRAME_S  # a reply but no mark: its last voiced frame
+            elif self._clock - started >= REPLY_TIMEOUT_S:
+                end = started  # no reply at all: the caller goes on
+            else:
+                return False
+            return self._clock >= end + gap
+
+        await self._idle_until(due, REPLY_TIMEOUT_S + 10)
 
     async def _run_step(self, step: Step) -> bool:
         if step.kind == "hangup":
@@ -259,7 +324,7 @@ class ScriptedCallee:
             return True
         if step.kind == "dtmf":
             await self._wait_anchor(step)
-            turn = TurnResult(step.id or f"dtmf:{step.digits}", step.expect)
+            turn = TurnResult(step.id or f"dtmf:{step.digits}", step.expect, reply_gap_s=self._take_gap())
             self.result.turns.append(turn)
             self._turn = turn
             self._talking_at_start = True  # keys are not speech: no premature check
@@ -277,7 +342,8 @@ class ScriptedCallee:
         frames = wav_frames(self.script.audio_path(step))
         first_voiced = int(step.speech_start_s / FRAME_S)
         last_voiced = max(first_voiced, int(step.speech_end_s / FRAME_S + 0.5) - 1)
-        turn = TurnResult(step.id, step.expect)
+        turn = TurnResult(step.id, step.expect, reply_gap_s=self._take_gap(),
+                          punctuated=step.text.rstrip().endswith((".", "?", "!")))
         self.result.turns.append(turn)
         audio = self._audio
         self._talking_at_start = self._clock < audio.play_end or self._clock - audio.last_voiced_at < 0.2
@@ -298,6 +364,10 @@ class ScriptedCallee:
         elif step.expect == "no_interrupt":
             await self._idle_for(0.6)
             turn.false_barge_in = turn.clear_at is not None
+
+    def _take_gap(self) -> float | None:
+        gap, self._gap = self._gap, None
+        return gap
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -324,11 +394,15 @@ class ScriptedCallee:
                 if turn is not None and turn.speech_start_sent is not None and turn.clear_at is None:
                     turn.clear_at = now
             elif event == "mark":
-                due = self.mark_echo.due(max(audio.play_end, now))
+                played_at = max(audio.play_end, now)
+                due = self.mark_echo.due(played_at)
                 if due is not None:
                     audio.marks.append((due, orjson.dumps({
                         "event": "mark", "stream_id": self.stream_id, "mark": frame.get("mark", {})}).decode()))
-                    self._echo_due_marks()
+                # The reply gap counts from when the audio before the mark has played, echoed or not.
+                audio.mark_received_at, audio.mark_played_at = now, played_at
+                audio.voiced_since_mark = False
+                self._echo_due_marks()
         # socket closed by the engine
 
     def _on_agent_frame(self, frame: dict, now: float) -> None:
@@ -352,6 +426,7 @@ class ScriptedCallee:
         if audioop.rms(pcm, 2) >= VOICED_RMS:
             audio.in_reply = True
             audio.last_voiced_at = now
+            audio.voiced_since_mark = True
             audio.voiced_event.set()
             turn = self._turn
             if turn is not None and turn.expect in ("reply", "barge_in"):
@@ -383,26 +458,30 @@ class EmulatorCallee:
     script on the stream the emulator opened, and hands each measurement to ``on_result``."""
 
     def __init__(self, pick, on_result=None, *, reply_idle_s: float = REPLY_IDLE_S,
-                 mark_echo: MarkEcho = MarkEcho()) -> None:
+                 mark_echo: MarkEcho = MarkEcho(), reply_gaps=None) -> None:
         self._pick = pick
         self._on_result = on_result
         self._reply_idle_s = reply_idle_s
         self._mark_echo = mark_echo
+        self._reply_gaps = reply_gaps  # call -> ReplyGaps | None
 
     def __call__(self, call):  # the emulator's CalleeFactory
-        return _EmulatorCalleeRun(self._pick(call), self._on_result, self._reply_idle_s, self._mark_echo)
+        gaps = self._reply_gaps(call) if self._reply_gaps is not None else None
+        return _EmulatorCalleeRun(self._pick(call), self._on_result, self._reply_idle_s, self._mark_echo, gaps)
 
 
 class _EmulatorCalleeRun:
-    def __init__(self, script: CallScript, on_result, reply_idle_s: float, mark_echo: MarkEcho) -> None:
+    def __init__(self, script: CallScript, on_result, reply_idle_s: float, mark_echo: MarkEcho,
+                 reply_gaps: ReplyGaps | None = None) -> None:
         self.script = script
         self.on_result = on_result
         self.reply_idle_s = reply_idle_s
         self.mark_echo = mark_echo
+        self.reply_gaps = reply_gaps
 
     async def run(self, ws: aiohttp.ClientWebSocketResponse, call) -> None:
         callee = ScriptedCallee(self.script, stream_id=call.stream.stream_id, reply_idle_s=self.reply_idle_s,
-                                mark_echo=self.mark_echo)
+                                mark_echo=self.mark_echo, reply_gaps=self.reply_gaps)
         try:
             await callee.run(ws)
         finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .callee import CallMeasurement
+from .corpus.model import FIELD_CATEGORIES
 from .stats import percentile, summary
 from .telnyx_emulator.media import MarkEcho
 
@@ -100,6 +101,8 @@ class RunFigures:
             "wall_s": round(self.wall_s, 1),
             "failures": self.failures[:20],
             "by_category": self._by_category(),
+            "by_callers": self._by_callers(),
+            "by_final_punctuation": self._by_final_punctuation(),
             "turns": [  # every caller utterance as the carrier saw it, for digging into a tail
                 {"script": c.script, "step": t.step_id, "turn_index": i, "expect": t.expect,
                  "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 1),
@@ -133,6 +136,28 @@ class RunFigures:
                 "false_barge_ins": sum(t.false_barge_in for t in turns),
             }
         return out
+
+
+    def _by_callers(self) -> dict[str, Any]:
+        """The corpus's calls against the field callers' (``--callers all`` shows both)."""
+        groups: dict[str, list[CallMeasurement]] = {}
+        for call in self.calls:
+            groups.setdefault("field" if call.category in FIELD_CATEGORIES else "corpus", []).append(call)
+        return {
+            callers: {"calls": len(calls), "turn_latency_ms": summary(
+                [t.latency_ms for c in calls for t in c.turns if t.latency_ms is not None], (50, 95))}
+            for callers, calls in sorted(groups.items())
+        }
+
+
+    def _by_final_punctuation(self) -> dict[str, Any]:
+        """Lines whose text ends in ``.?!`` against those that do not (issue 13: the engine
+        waits on an unpunctuated transcript)."""
+        groups: dict[str, list[float]] = {}
+        for turn in (t for c in self.calls for t in c.turns):
+            if turn.punctuated is not None and turn.latency_ms is not None:
+                groups.setdefault("ends .?!" if turn.punctuated else "no final punctuation", []).append(turn.latency_ms)
+        return {name: {"turn_latency_ms": summary(values, (50, 95))} for name, values in sorted(groups.items())}
 
 
 def _p99_over_frames(late_ms: list[float], frames: int) -> float:
@@ -208,6 +233,27 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     console.print(counts)
     if not figures["valid"]:
         console.print("[red]INVALID RUN: the load side's core went above 90 % — figures are not the engine's[/]")
+
+
+def print_categories(figures: dict[str, Any], console=None) -> None:
+    """Turn latency and turn-taking per caller category (and corpus against field callers)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="per category: turn latency at the carrier (ms) and turn-taking")
+    for column in ("category", "calls", "p50", "p95", "missed", "premature", "false b-in"):
+        table.add_column(column, justify="left" if column == "category" else "right", no_wrap=column == "category")
+    rows = [(name, g, True) for name, g in figures["by_category"].items()]
+    rows += [(f"all {name}", g, False) for name, g in figures.get("by_callers", {}).items()]
+    rows += [(f"lines: {name}", g, False) for name, g in figures.get("by_final_punctuation", {}).items()]
+    for name, group, counts in rows:
+        latency = group["turn_latency_ms"]
+        table.add_row(name, str(group.get("calls", "")),
+                      *(str(latency.get(p)) if latency.get(p) is not None else "—" for p in ("p50", "p95")),
+                      *((str(group[k]) for k in ("missed_turns", "premature_replies", "false_barge_ins"))
+                        if counts else ("", "", "")))
+    console.print(table)
 
 
 def write_json(path: str, figures: dict[str, Any]) -> None:

@@ -11,12 +11,18 @@ the Telnyx emulator, which delivers signed webhooks and opens the media stream, 
 callee plays the corpus script — the whole product path. ``media`` opens Telnyx media
 streams straight to the engine's media endpoint (as Telnyx does for a TeXML ``<Stream>``),
 leaving REST, dialing and webhooks out. Both run the full conversation.
+
+Callers: ``corpus`` (default) plays the corpus at its scripted anchors; ``field`` plays the
+field callers (:mod:`bench.corpus.field`: lines, voices and rates the corpus lacks) with reply
+gaps drawn from 0.2 to 1.5 s; ``all`` plays both. The STT emulator learns the lines of the
+callers played, from their scripts, as it always has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -29,14 +35,15 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .callee import CallMeasurement, ScriptedCallee
-from .corpus.model import CallScript, load_corpus
+from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
+from .corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, CallScript, load_corpus
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
-from .report import RunFigures, print_table, write_json, write_plot
+from .report import RunFigures, print_categories, print_table, write_json, write_plot
 from .telnyx_emulator.media import MarkEcho
 
 ENGINE_CORE = 0
 LOAD_CORE = 1
+CALLERS = {"corpus": (CORPUS_DIR,), "field": (FIELD_DIR,), "all": (CORPUS_DIR, FIELD_DIR)}
 
 
 @dataclass
@@ -47,6 +54,7 @@ class BenchOptions:
     ramp_up_s: float = 10.0
     profile: str = "fast"
     categories: tuple[str, ...] = ()
+    callers: str = "corpus"
     target: str | None = None
     json_path: str | None = None
     plot_path: str | None = None
@@ -115,17 +123,27 @@ class EngineProcess:
                 self.proc.kill()
 
 
-def _scripts(categories: tuple[str, ...]) -> list[CallScript]:
-    corpus = [s for s in load_corpus() if s.answer == "human"]
+def _scripts(categories: tuple[str, ...], callers: str = "corpus") -> list[CallScript]:
+    """The calls to cycle through; with several sets, alternating, so a short run plays each."""
+    sets = [[s for s in load_corpus(root) if s.answer == "human"] for root in CALLERS[callers]]
+    corpus = [s for row in itertools.zip_longest(*sets) for s in row if s is not None]
     if categories:
         corpus = [s for s in corpus if s.category in categories]
         if not corpus:
-            raise SystemExit(f"no corpus calls in categories {categories}")
+            raise SystemExit(f"no {callers} calls in categories {categories}")
     return corpus
 
 
+def reply_gaps(script: CallScript, call_index: int) -> ReplyGaps | None:
+    """Field callers answer after gaps drawn from 0.2 to 1.5 s (seeded per call), the corpus at
+    its scripted anchors."""
+    if script.category not in FIELD_CATEGORIES:
+        return None
+    return ReplyGaps(0.2, 1.5, seed=f"{call_index}:{script.name}")
+
+
 async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession,
-                    mark_echo: MarkEcho) -> tuple[CallMeasurement, float]:
+                    mark_echo: MarkEcho, gaps: ReplyGaps | None = None) -> tuple[CallMeasurement, float]:
     stream_id = str(uuid.uuid4())
     started = time.monotonic()
     async with client.ws_connect(url, heartbeat=None, autoping=True) as ws:
@@ -135,7 +153,7 @@ async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession,
             "start": {"call_control_id": f"v3:bench-{uuid.uuid4().hex[:16]}", "from": "+15550100001",
                       "to": "+15550100002", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
         }).decode())
-        result = await ScriptedCallee(script, stream_id=stream_id, mark_echo=mark_echo).run(ws)
+        result = await ScriptedCallee(script, stream_id=stream_id, mark_echo=mark_echo, reply_gaps=gaps).run(ws)
         await ws.send_str(orjson.dumps({"event": "stop", "stream_id": stream_id, "stop": {}}).decode())
     return result, time.monotonic() - started
 
@@ -148,6 +166,7 @@ class FullPath:
         self.api_key = api_key
         self.waiting: dict[str, asyncio.Future[CallMeasurement]] = {}
         self.scripts: dict[str, CallScript] = {}
+        self.gaps: dict[str, ReplyGaps | None] = {}
         self._next = 0
 
     def on_result(self, call: Any, result: CallMeasurement) -> None:
@@ -155,12 +174,14 @@ class FullPath:
         if future is not None and not future.done():
             future.set_result(result)
 
-    async def call(self, engine_url: str, script: CallScript, client: aiohttp.ClientSession) -> CallMeasurement:
+    async def call(self, engine_url: str, script: CallScript, client: aiohttp.ClientSession,
+                   gaps: ReplyGaps | None = None) -> CallMeasurement:
         self._next += 1
         to = f"+1555{3000000 + self._next:07d}"
         future = asyncio.get_running_loop().create_future()
         self.waiting[to] = future
         self.scripts[to] = script
+        self.gaps[to] = gaps
         async with client.post(
             engine_url + "/api/calls/start", headers={"Authorization": f"Bearer {self.api_key}"},
             json={"to": to, "from": "+15550100000", "agent_config": {"personality": "friendly"}},
@@ -172,6 +193,9 @@ class FullPath:
 
     def pick(self, call: Any) -> CallScript:
         return self.scripts.pop(call.to)
+
+    def reply_gaps(self, call: Any) -> ReplyGaps | None:
+        return self.gaps.pop(call.to, None)
 
 
 _MARK_COUNTERS = {"overdue": "callagent_mark_echoes_overdue_total", "late": "callagent_mark_echoes_late_total"}
@@ -191,7 +215,7 @@ async def _mark_echo_counters(client: aiohttp.ClientSession, engine_url: str) ->
 
 async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | None, concurrency: int,
                     calls: int, progress: Any = None, full: FullPath | None = None) -> RunFigures:
-    scripts = _scripts(options.categories)
+    scripts = _scripts(options.categories, options.callers)
     media_url = engine_url + "/media-stream"
     semaphore = asyncio.Semaphore(concurrency)
     ramp = options.ramp_up_s / max(1, concurrency)
@@ -216,12 +240,13 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
         async with semaphore:
             try:
                 script = scripts[i % len(scripts)]
+                gaps = reply_gaps(script, i)
                 if full is not None:
                     started = time.monotonic()
-                    result = await full.call(engine_url, script, client)
+                    result = await full.call(engine_url, script, client, gaps)
                     seconds = time.monotonic() - started
                 else:
-                    result, seconds = await _one_call(media_url, script, client, options.mark_echo_policy)
+                    result, seconds = await _one_call(media_url, script, client, options.mark_echo_policy, gaps)
                 results.append(result)
                 call_seconds += seconds
             except Exception as exc:  # a failed call is a figure, not a crash
@@ -258,13 +283,13 @@ async def run_bench(options: BenchOptions) -> int:
 
     from callagent.runtime import freeze_startup_heap
 
-    from .corpus.model import CORPUS_DIR
     from .emulators.server import load_corpus_utterances, start_emulators
 
     console = Console()
     mark_echo = options.mark_echo_policy  # a bad mode fails here, before anything starts
     pinned_self = pin({LOAD_CORE})
-    emulators = await start_emulators(options.profile, known_utterances=load_corpus_utterances(CORPUS_DIR))
+    known = [pair for root in CALLERS[options.callers] for pair in load_corpus_utterances(root)]
+    emulators = await start_emulators(options.profile, known_utterances=known)
     engine: EngineProcess | None = None
     carrier = None
     full: FullPath | None = None
@@ -310,6 +335,7 @@ async def run_bench(options: BenchOptions) -> int:
             stage_samples.setdefault("carrier turn latency", []).extend(
                 t.latency_ms for c in figures.calls for t in c.turns if t.latency_ms is not None)
             print_table(data, console)
+            print_categories(data, console)
             if options.capacity:
                 p95 = data["turn_latency_ms"]["p95"]
                 ok = p95 is not None and p95 < 400 and data["outbound_late_ms"]["p99"] <= 5 and data["valid"]
@@ -349,7 +375,8 @@ async def _start_full_path(port: int, mark_echo: MarkEcho) -> tuple[FullPath, di
         webhook_url=f"http://127.0.0.1:{port}/webhook/telnyx",
         callee_factory=EmulatorCallee(lambda call: holder["full"].pick(call),
                                       lambda call, result: holder["full"].on_result(call, result),
-                                      mark_echo=mark_echo),
+                                      mark_echo=mark_echo,
+                                      reply_gaps=lambda call: holder["full"].reply_gaps(call)),
     )
     _, api_key = await create_organisation("bench", settings=Settings(data_dir=data_dir))
     full = holder["full"] = FullPath(carrier, api_key)

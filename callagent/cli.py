@@ -107,7 +107,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         options = BenchOptions(
             path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
-            categories=tuple(args.category or ()), target=args.target, json_path=args.json,
+            categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
             mark_echo_late_s=args.mark_echo_late,
         )
@@ -305,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=100, help="calls at once")
     bench.add_argument("--ramp-up", type=float, default=10.0, help="seconds to reach full concurrency")
     bench.add_argument("--profile", default="fast", help="provider latency profile: fast, realistic, slow")
-    bench.add_argument("--category", action="append", help="only corpus calls of this category (repeatable)")
+    bench.add_argument("--category", action="append",
+                       help="only calls of this category (repeatable; the field callers' are "
+                       "field_espeak_140 ... field_piper_220)")
+    bench.add_argument("--callers", choices=["corpus", "field", "all"], default="corpus",
+                       help="corpus (default): the corpus calls at their scripted anchors; field: callers the "
+                       "corpus lacks (new lines, piper and espeak-ng at 140/175/220 wpm, reply gaps drawn from "
+                       "0.2 to 1.5 s); all: both")
     bench.add_argument("--target", help="measure a running server at this base URL instead of starting one")
     bench.add_argument("--plot", metavar="PATH", help="write an HTML page with latency CDFs")
     bench.add_argument("--webhooks", type=int, metavar="RATE",

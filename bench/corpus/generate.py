@@ -36,14 +36,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.corpus.model import CATEGORIES, CORPUS_DIR
 from engine import _audioop as audioop
 
-__all__ = ["CALLS", "ToolMissing", "generate", "main", "require_tools", "ulaw_wav"]
+__all__ = ["CALLS", "ToolMissing", "generate", "main", "require_tools", "run_cli", "ulaw_wav", "write_calls"]
 
 RATE = 8000
 SEED = 20250601
@@ -390,6 +390,10 @@ class Synth:
         self._cache: dict[tuple[str, str, int], bytes] = {}
         self.calls = 0
 
+    def describe(self, voice: str, speed: int) -> str:
+        """The caller voice, as a script's description names it."""
+        return f"espeak-ng {voice} at {speed} wpm"
+
     def __call__(self, text: str, voice: str, speed: int) -> bytes:
         key = (text, voice, speed)
         if key not in self._cache:
@@ -466,15 +470,16 @@ def _backchannel_speed(spec: Say, voice: str, speed: int, synth: Synth) -> int:
     raise RuntimeError(f"espeak-ng -v {voice} cannot say {spec.parts[0]!r} in {BACKCHANNEL_S} s")
 
 
-def render(spec: Say, voice: str, speed: int, rng: random.Random) -> Utterance:
+def render(spec: Say, voice: str, speed: int, rng: random.Random, synth: Synth | None = None) -> Utterance:
     """Synthesise and join an utterance's sentences, with 60 ms of faded natural edge around each.
 
     ``start``/``end`` and the pauses are provisional here (each sentence trimmed against its own
     peak); :func:`finish` measures the final span against the utterance's peak and crops to it.
     """
+    synth = synth or _SYNTH
     if spec.backchannel:
-        speed = _backchannel_speed(spec, voice, speed, synth=_SYNTH)
-    segments = _segments(spec, voice, speed, _SYNTH)
+        speed = _backchannel_speed(spec, voice, speed, synth=synth)
+    segments = _segments(spec, voice, speed, synth)
     spans = [_voiced(pcm) for pcm, _ in segments]
     gaps = [round((-g if g < 0 else rng.uniform(*SENTENCE_GAP_S)) * RATE) for _, g in segments[:-1]]
     natural = round(LEAD_S[1] * RATE)  # never more of the synthesiser's edge than this
@@ -701,8 +706,10 @@ def _seconds(samples: int) -> float:
     return round(samples / RATE, 4)
 
 
-def build(call: Call, out: Path) -> dict:
-    """Write one call into ``out/<name>/``; return a summary row."""
+def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
+    """Write one call into ``out/<name>/``; return a summary row. ``synth`` (default espeak-ng)
+    speaks the caller's lines: :mod:`bench.corpus.field` passes piper for its second voice."""
+    synth = synth or _SYNTH
     rng = random.Random(f"{SEED}:{call.name}")
     level = rng.uniform(*LEVEL_DBFS)
     lead = NOISE_LEAD_S if call.noise else LEAD_S
@@ -712,7 +719,7 @@ def build(call: Call, out: Path) -> dict:
     for spec in call.steps:
         if isinstance(spec, Say):
             uid = f"u{len(utterances) + 1}"
-            utt = render(spec, call.voice, call.speed, rng)
+            utt = render(spec, call.voice, call.speed, rng, synth)
             beep_at = add_beep(utt) if call.beep else None
             lead_in, lead_out = (round(rng.uniform(*lead) * RATE) for _ in range(2))
             shift = finish(utt, level + rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB), lead_in, lead_out,
@@ -736,7 +743,7 @@ def build(call: Call, out: Path) -> dict:
 
     description = call.summary
     if utterances:
-        description += f" Caller voice: espeak-ng {call.voice} at {call.speed} wpm"
+        description += f" Caller voice: {synth.describe(call.voice, call.speed)}"
         if any(spec.backchannel for spec in say_specs):
             description += " (backchannels sped up to last 170-330 ms)"
         description += "."
@@ -837,22 +844,29 @@ def _check(name: str, uid: str, utt: Utterance) -> None:
 
 def generate(out: Path = CORPUS_DIR, only: Sequence[str] = (), quiet: bool = False) -> list[dict]:
     """Write the corpus (or the calls named in ``only``) under ``out``; return one summary row per call."""
-    require_tools()
-    known = {c.name for c in CALLS}
+    return write_calls(CALLS, CATEGORIES, out, only, quiet)
+
+
+def write_calls(calls: Sequence[Call], categories: Sequence[str], out: Path, only: Sequence[str] = (),
+                quiet: bool = False, synth_for: Callable[[Call], Synth | None] = lambda call: None) -> list[dict]:
+    """Write ``calls`` (or those named in ``only``) under ``out``, each spoken by ``synth_for(call)``
+    (None: espeak-ng); one summary row per call. A full run drops calls no longer defined."""
+    known = {c.name for c in calls}
     unknown = [n for n in only if n not in known]
     if unknown:
         raise ValueError(f"unknown call(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    require_tools()
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for call in CALLS:
+    for call in calls:
         if only and call.name not in only:
             continue
-        if call.category not in CATEGORIES:
+        if call.category not in categories:
             raise ValueError(f"{call.name}: unknown category {call.category}")
-        rows.append(build(call, out))
+        rows.append(build(call, out, synth_for(call)))
         if not quiet:
             r = rows[-1]
-            print(f"{r['name']:<24} {r['category']:<15} {r['voice']:<11} {r['utterances']:>2} utt"
+            print(f"{r['name']:<24} {r['category']:<17} {r['voice']:<15} {r['utterances']:>2} utt"
                   f" {r['seconds']:6.2f} s", flush=True)
     if not only:  # a full run drops calls that are no longer defined
         for d in sorted(out.iterdir()):
@@ -861,15 +875,17 @@ def generate(out: Path = CORPUS_DIR, only: Sequence[str] = (), quiet: bool = Fal
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.corpus.generate", description="Regenerate the call corpus (espeak-ng and sox) reproducibly.")
-    parser.add_argument("--out", type=Path, default=CORPUS_DIR, help=f"corpus directory (default {CORPUS_DIR})")
+def run_cli(argv: Sequence[str] | None, *, prog: str, description: str, out: Path,
+            generate_calls: Callable[[Path, Sequence[str]], list[dict]]) -> int:
+    """``--out DIR`` and ``--only NAME`` for a call generator; prints what it wrote."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=out, help=f"output directory (default {out})")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="regenerate only this call (repeatable)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        rows = generate(args.out, args.only)
+        rows = generate_calls(args.out, args.only)
     except (ToolMissing, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -877,6 +893,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(rows)} calls, {sum(r['seconds'] for r in rows):.1f} s of caller audio, {size / 1e6:.2f} MB,"
           f" {_SYNTH.calls} espeak-ng runs, {time.perf_counter() - t0:.1f} s -> {args.out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(argv, prog="python -m bench.corpus.generate", out=CORPUS_DIR, generate_calls=generate,
+                   description="Regenerate the call corpus (espeak-ng and sox) reproducibly.")
 
 
 if __name__ == "__main__":

@@ -39,11 +39,14 @@ from pathlib import Path
 from typing import Literal
 
 CORPUS_DIR = Path(__file__).parent / "calls"
+FIELD_DIR = Path(__file__).parent / "field"
+"""Callers the corpus does not have (:mod:`bench.corpus.field`): new lines, two voices, three rates."""
 
 CATEGORIES = (
     "plain", "pauses", "barge_in_early", "barge_in_late", "backchannel",
     "noise", "dtmf", "silent", "voicemail",
 )
+FIELD_CATEGORIES = tuple(f"field_{voice}_{wpm}" for voice in ("espeak", "piper") for wpm in (140, 175, 220))
 Anchor = Literal["call_start", "agent_start", "agent_done", "previous"]
 Expect = Literal["reply", "barge_in", "no_interrupt", "none"]
 
@@ -117,7 +120,7 @@ def load_script(directory: Path) -> CallScript:
     except (OSError, json.JSONDecodeError) as exc:
         raise CorpusError(f"{path}: {exc}") from None
     steps = tuple(_step(s, f"{path} step {i}") for i, s in enumerate(raw.get("steps", [])))
-    if raw.get("category") not in CATEGORIES:
+    if raw.get("category") not in CATEGORIES + FIELD_CATEGORIES:
         raise CorpusError(f"{path}: unknown category {raw.get('category')!r}")
     script = CallScript(
         name=raw.get("name", directory.name), category=raw["category"], answer=raw.get("answer", "human"),
@@ -132,5 +135,6 @@ def load_script(directory: Path) -> CallScript:
 def load_corpus(root: Path = CORPUS_DIR) -> list[CallScript]:
     """Every call under ``root``, sorted by name."""
     if not root.is_dir():
-        raise CorpusError(f"no corpus at {root}; generate it with `python -m bench.corpus.generate`")
+        raise CorpusError(f"no calls at {root}; generate them with `python -m bench.corpus.generate`"
+                          " (the corpus) or `python -m bench.corpus.field` (the field callers)")
     return [load_script(d) for d in sorted(root.iterdir()) if (d / "script.json").is_file()]

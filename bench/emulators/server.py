@@ -185,7 +185,7 @@ def _pcm8k(path: Path) -> bytes:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    utterances = load_corpus_utterances(Path(args.corpus)) if args.corpus else None
+    utterances = [pair for root in args.corpus for pair in load_corpus_utterances(Path(root))] or None
     emulators = await start_emulators(args.profile, host=args.host, port=args.port, known_utterances=utterances,
                                       api_key=args.api_key, espeak=False if args.no_espeak else None)
     print(orjson.dumps({
@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
     parser.add_argument("--profile", default="fast", help="fast | realistic | slow")
     parser.add_argument("--api-key", default="emulator-key")
-    parser.add_argument("--corpus", help="register every caller line of this corpus directory")
+    parser.add_argument("--corpus", action="append", default=[],
+                        help="register every caller line of this directory of calls (repeatable: "
+                        "bench/corpus/calls, bench/corpus/field)")
     parser.add_argument("--no-espeak", action="store_true", help="tones instead of espeak-ng speech")
     args = parser.parse_args(argv)
     try:
