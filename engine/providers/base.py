@@ -51,6 +51,11 @@ class SttSession(ABC):
 
 
 class SpeechToText(ABC):
+    can_finalize: bool = True
+    """Whether :meth:`SttSession.finalize` makes the recogniser send a final for what it has
+    heard. When not (most Telnyx engines), finals come on the recogniser's own segmentation,
+    and ``finalize`` only flushes the audio buffered so far."""
+
     @abstractmethod
     async def open(
         self,
