@@ -29,7 +29,6 @@ from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextTo
 from engine.providers.config import ProvidersConfig
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.openai_tts import OpenAITextToSpeech, OpenAITtsConfig
-from engine.providers.stt_engines import stt_engine
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 from engine.session import MediaListener
@@ -197,16 +196,8 @@ async def _build(
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url), session=http)
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).
     await asyncio.gather(*(p.warm() for p in (offline_stt, offline_tts) if hasattr(p, "warm")))
-    final_timeout = None
-    if cfg.stt_final_wait_ms is not None:
-        final_timeout = cfg.stt_final_wait_ms / 1000
-    elif offline_stt is not None:
-        from engine.providers.whisper_stt import FINAL_TIMEOUT_S
-
-        final_timeout = FINAL_TIMEOUT_S  # Whisper reads an utterance in ~0.5 s, not streamed
-    elif not stt.can_finalize:
-        # The engine's own final comes its usual lag after the end of speech: wait for it, bounded.
-        final_timeout = stt_engine(cfg.stt_engine).final_wait_s
+    # None: each STT's own bound (SpeechToText.final_wait_s: per engine, Whisper's 3 s).
+    final_timeout = None if cfg.stt_final_wait_ms is None else cfg.stt_final_wait_ms / 1000
     return Providers(stt=stt, llm=llm, tts=tts, phrases=PhraseCache(tts), http=http, local=local,
                      stt_final_timeout_s=final_timeout, _closers=closers)
 

@@ -10,6 +10,11 @@ that matter for the caller:
   silently; if the final transcript differs, it is restarted.
 * **One reply per turn.** A caller who speaks again before the agent's reply is heard
   gets one merged turn: the pending reply is dropped and the transcripts accumulate.
+* **Finals the recogniser owes.** Where the STT cannot finalize on request (most Telnyx
+  engines, see ``providers/stt_engines.py``), its finals come on its own segmentation,
+  often after the turn has ended: the turn commits on the final, or when the STT's
+  ``final_wait_s`` has passed with whatever finals there are. A final later than that is
+  kept, even while the reply plays, and joins the next turn; it never fails the call.
 * **Barge-in.** In-flight LLM and TTS requests are cancelled and the history keeps
   only the words the caller heard (from playout accounting and TTS alignment).
 * **Failures.** A provider error or a stall past the deadline gets one retry, with a
@@ -283,7 +288,7 @@ class CallAgent(MediaListener):
         reporter: CallReporter | None = None,
         phrases: PhraseCache | None = None,
         http: aiohttp.ClientSession | None = None,
-        stt_final_timeout_s: float = 0.8,
+        stt_final_timeout_s: float | None = None,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
     ) -> None:
         self.profile = profile
@@ -295,7 +300,10 @@ class CallAgent(MediaListener):
         self.reporter = reporter or NoReporter()
         self.phrases = phrases or PhraseCache(tts)
         self.http = http
-        self.stt_final_timeout_s = stt_final_timeout_s
+        # How long a turn waits, after its end, for a final still owed (None: the STT's own bound).
+        self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
+            stt, "final_wait_s", 0.8)
+        self._can_finalize: bool = getattr(stt, "can_finalize", True)
         self.tools = tool_definitions(profile)
         self.conversation = Conversation(profile.system_prompt)
         self.speculation = SpeculationStats()
@@ -313,7 +321,10 @@ class CallAgent(MediaListener):
         self._early_audio = bytearray()
         self._finals: list[str] = []
         self._interim = ""
+        # False while a final is owed: after a Finalize or, where the STT cannot finalize, since
+        # the caller's voice (re)started; a turn does not commit on text that is still coming.
         self._final_since_finalize = True
+        self._late_final_owed = False  # a turn committed without its final: take it when it comes
         self._turn_open = False
         self._awaiting_commit = False
         self._commit_timer: asyncio.TimerHandle | None = None
@@ -384,6 +395,7 @@ class CallAgent(MediaListener):
             return
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
             self._voice_since = now
+            self._owe_final()
             self._turn_open = True
             self._tentative = False
             self._empty_flaps = 0
@@ -409,7 +421,10 @@ class CallAgent(MediaListener):
             ):
                 text = self._transcript_so_far()
                 self._drop_stale_speculation()
-                if self._reply is None and self._worth_speculating(text):
+                # (Without Finalize and with a final owed, the text lacks the words just said:
+                # the speculation starts when their final comes, see _speculate_on_final.)
+                if (self._reply is None and self._worth_speculating(text)
+                        and (self._can_finalize or self._final_since_finalize)):
                     self.speculation.started += 1
                     self._start_reply(user_text=text, speculative=True, committed=False)
         elif event is EndpointEvent.BARGE_IN_PENDING:
@@ -430,6 +445,7 @@ class CallAgent(MediaListener):
             # words show up in a transcript: in noise, "speech" the VAD hears after a pause
             # is often no words at all, and the turn then ends on the text it was started on.
             self._voice_since = now
+            self._owe_final()
             self._tentative = False
         elif event is EndpointEvent.TURN_END:
             if self.session.barge_in_deferred:
@@ -574,9 +590,13 @@ class CallAgent(MediaListener):
             self._heard_texts += 1
             if self.session.barge_in_deferred:
                 self._words_over_reply()
-        accepting = self._turn_open or self._awaiting_commit or self.mode != "speaking"
+        accepting = self._turn_open or self._awaiting_commit or self.mode != "speaking" or self._late_final_owed
         if transcript.is_final:
-            self._final_since_finalize = True
+            # A recogniser that segments on its own finalizes only after silence: a final that
+            # lands while the caller is speaking is for earlier words, and the newer are still owed.
+            if self._can_finalize or not self._turn_open or self._tentative:
+                self._final_since_finalize = True
+            self._late_final_owed = False
             self._interim = ""
             if self._discard_next_final and not self._turn_open:
                 self._discard_next_final = False
@@ -654,9 +674,18 @@ class CallAgent(MediaListener):
         return self._empty_flaps >= 2 and looks_complete(_NON_WORDS.sub("", text))
 
     def _finalize_stt(self) -> None:
+        """Ask for the final of what was said so far (where the STT cannot, this only flushes
+        the audio buffered for it: its final comes when its own segmentation says)."""
         if self._stt is not None:
-            self._final_since_finalize = False
+            if self._can_finalize:
+                self._final_since_finalize = False
             self._spawn(self._stt.finalize())
+
+    def _owe_final(self) -> None:
+        """The caller's voice (re)started: an STT that cannot finalize on request owes a final
+        for it, which the turn waits for (bounded by ``stt_final_timeout_s``)."""
+        if not self._can_finalize:
+            self._final_since_finalize = False
 
     def _transcript_so_far(self) -> str:
         parts = self._finals + ([self._interim] if self._interim else [])
@@ -705,6 +734,11 @@ class CallAgent(MediaListener):
             return
         self._awaiting_commit = False
         self._cancel_commit_timer()
+        if not self._final_since_finalize:
+            # Committed without the final it waited for: when that final comes, even while the
+            # reply plays, its words are kept for the next turn instead of being dropped.
+            self._late_final_owed = True
+            self._final_since_finalize = True
         reply = self._reply
         if not text:
             # Noise, a cough, or speech the recogniser dropped: nothing to answer.
