@@ -304,6 +304,9 @@ class CallAgent(MediaListener):
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
         self._can_finalize: bool = getattr(stt, "can_finalize", True)
+        # Without partial transcripts no words come while the caller talks over the reply: a
+        # barge-in cannot wait for them and is confirmed on the VAD alone.
+        self._words_confirm_barge_in: bool = getattr(stt, "interim_results", True)
         self.tools = tool_definitions(profile)
         self.conversation = Conversation(profile.system_prompt)
         self.speculation = SpeculationStats()
@@ -431,7 +434,8 @@ class CallAgent(MediaListener):
             # The session holds the reply while the VAD makes up its mind; if it has not, and the
             # recogniser heard nothing, within the wait, it is noise: the reply goes on.
             self._texts_at_pending = self._heard_texts
-            self._arm_noise_timer()
+            if self._words_confirm_barge_in:
+                self._arm_noise_timer()
         elif event is EndpointEvent.BARGE_IN_REJECTED:
             self._texts_at_pending = None
             self._cancel_noise_timer()
@@ -462,7 +466,7 @@ class CallAgent(MediaListener):
         """The VAD heard the caller talk over the reply long enough for a barge-in. Drop the reply
         only once the recogniser has heard words in it: street noise or babble can keep a VAD
         on for seconds, and the reply (held since the caller began) would be lost to it."""
-        if self._stopped or self._stt is None or self._texts_at_pending is None:
+        if self._stopped or self._stt is None or self._texts_at_pending is None or not self._words_confirm_barge_in:
             return True
         if self._heard_texts > self._texts_at_pending:
             return True

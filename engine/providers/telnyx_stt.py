@@ -85,6 +85,7 @@ class TelnyxSpeechToText(SpeechToText):
         self.config = config
         self.engine: SttEngine = stt_engine(config.transcription_engine)
         self.can_finalize = self.engine.finalize
+        self.interim_results = config.interim_results and self.engine.interim_results
         if not self.can_finalize:  # its own final comes its usual lag after the end of speech
             self.final_wait_s = self.engine.final_wait_s
         self.stats = SttClientStats()

@@ -68,6 +68,7 @@ class ScriptedStt(SpeechToText):
     def __init__(self, engine: str) -> None:
         table = stt_engine(engine)
         self.can_finalize = table.finalize
+        self.interim_results = table.interim_results
         if not table.finalize:
             self.final_wait_s = table.final_wait_s
         self.session: ScriptedSttSession | None = None
@@ -359,5 +360,21 @@ def test_finals_only_engine_does_not_commit_on_a_final_heard_while_the_caller_st
         await call.finish()
         assert call.answered() == ["I moved last month so the address changed."]
         assert call.llm.requests[-1] == "I moved last month so the address changed."
+
+    run_virtual(body)
+
+
+@pytest.mark.parametrize("engine, confirmed", [("Deepgram", False), ("Telnyx", True), ("Google", True)])
+def test_a_barge_in_waits_for_words_only_where_words_can_come_in_time(engine, confirmed):
+    # With interim results, a barge-in the VAD confirms waits (bounded) for the recogniser's
+    # words, so noise does not cut the reply. A finals-only engine sends the caller's words
+    # after they stop talking: waiting for them would keep the agent talking over the caller.
+    async def body():
+        call = Call(engine)
+        await call.start()
+        call.endpoint(EndpointEvent.BARGE_IN_PENDING)
+        await asyncio.sleep(0.4)
+        assert call.agent.confirm_barge_in() is confirmed
+        call.agent._cancel_noise_timer()
 
     run_virtual(body)
