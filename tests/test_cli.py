@@ -63,3 +63,24 @@ def test_freezing_the_startup_heap_keeps_it_out_of_collections_and_frees_its_gar
         assert not any(gc.is_tracked(x) and any(x is o for o in gc.get_objects(2)) for x in survivor[:3])
     finally:
         gc.unfreeze()
+
+
+def test_bench_stt_engine_reaches_the_engine_process_and_bad_names_are_refused(monkeypatch, capsys):
+    import pytest
+
+    from bench import runner
+    from callagent.cli import build_parser, main
+
+    seen = {}
+
+    async def fake_run_bench(options):
+        seen["engine"] = options.stt_engine
+        return 0
+
+    monkeypatch.setattr(runner, "run_bench", fake_run_bench)
+    assert main(["bench", "--calls", "1", "--stt-engine", "telnyx"]) == 0
+    assert seen["engine"] == "telnyx"
+    assert build_parser().parse_args(["bench"]).stt_engine == "deepgram"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--stt-engine", "whisperx"])
+    assert "invalid choice" in capsys.readouterr().err
