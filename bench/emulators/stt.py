@@ -73,6 +73,11 @@ OFFSET_SLACK = 2
 MAX_KEY_REPEATS = 8
 """A frame hash seen more often than this in the registry is a stationary sound: ignored."""
 PLACEHOLDER_MIN_FRAMES = 5
+ENDPOINT_BELOW_LEVEL = 0.35
+"""Own endpointing: audio this far (-9 dB) below the segment's speech level is not the caller
+talking (a recogniser's endpointer follows the talker, not the cafe behind them) ..."""
+LEVEL_DECAY = 0.995
+"""... whose level is a peak that decays about 2 dB a second."""
 RUN_GAP_FRAMES = 25
 
 _RAW_FORMATS = {"linear16", "linear32", "mulaw", "alaw"}
@@ -290,6 +295,7 @@ class StreamRecogniser:
         self._in_segment = False
         self._emitted = 0  # words of the open segment already given in a final (client Finalize)
         self._silence_run = 0
+        self._level = 0.0  # the segment's speech level: a slowly decaying peak of frame rms
         self._voiced_count = 0
         self._next_interim = 0
         self._block_min = self._prev_block_min = 1 << 30
@@ -318,15 +324,18 @@ class StreamRecogniser:
                 self._in_segment = True
                 self._emitted = 0
                 self._silence_run = self._voiced_count = 0
+                self._level = 0.0
                 self._next_interim = self._interim_frames
             self._keys.append(key)
             self._voiced.append(is_voiced)
             if is_voiced:
-                self._silence_run = 0
                 self._voiced_count += 1
                 if self._voiced_count >= self._next_interim:
                     self._next_interim += self._interim_frames
                     interim_due = True
+            self._level = max(float(rms), self._level * LEVEL_DECAY)
+            if is_voiced and rms >= self._level * ENDPOINT_BELOW_LEVEL:
+                self._silence_run = 0
             else:
                 self._silence_run += 1
                 if self._silence_run >= self._endpoint_frames:
@@ -531,6 +540,8 @@ class _SttConnection:
                 elif self.fmt == "alaw":
                     data = audioop.alaw2lin(data, 2)
                 for result in self.stream.push(data):
+                    if result.is_final and not result.text and not self.engine.finalize:
+                        continue  # an empty final is Deepgram's habit; assume no other engine's
                     delay = delays(self.endpoint_final_ms) if result.is_final else 0.0
                     self._queue(now + delay, result)
             elif msg.type is WSMsgType.TEXT:

@@ -347,6 +347,7 @@ class CallAgent(MediaListener):
         self._tentative = False  # between TENTATIVE_END and TURN_END or the caller resuming
         self._hung_up = False
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
+        self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
         self._heard_texts = 0  # transcripts with words so far (interim or final)
         self._texts_at_pending: int | None = None  # ... when the caller began over the agent
         self._barge_in_timer: asyncio.TimerHandle | None = None
@@ -397,7 +398,7 @@ class CallAgent(MediaListener):
         if self._stopped:
             return
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
-            self._voice_since = now
+            self._voice_since = self._turn_since = now
             self._owe_final()
             self._turn_open = True
             self._tentative = False
@@ -614,21 +615,43 @@ class CallAgent(MediaListener):
                 elif not self._turn_open and not self._awaiting_commit and self._reply is None:
                     # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
                     self._awaiting_commit = True
-                elif self._tentative and self.profile.config.speculative:
+                elif self._tentative and self.profile.config.speculative and (
+                        self._can_finalize or not self._recogniser_ends_turn(transcript)):
                     self._speculate_on_final()
-                elif (self._turn_open and transcript.speech_final and self.mode != "speaking"
-                      and self._loop.time() - self._voice_since >= SPEECH_FINAL_TRUST_S):
+                elif self._recogniser_ends_turn(transcript):
                     # The recogniser's own endpointing says the speech is over while the VAD
                     # has heard speech all along (babble or loud noise can keep it on): trust
                     # it. (Not when the VAD heard speech begin only just now: the recogniser's
-                    # silence was a pause, and the caller is talking again.)
+                    # silence was a pause, and the caller is talking again.) With a finals-only
+                    # engine this holds in the VAD's flapping pauses too: no TURN_END may come.
                     self._turn_open = False
                     self._awaiting_commit = True
+                    self._final_since_finalize = True  # its final covers what it heard
             self._maybe_commit()
         elif accepting:
             self._interim = text
             if text:
                 self._drop_stale_speculation()
+
+    def _recogniser_ends_turn(self, transcript: Transcript) -> bool:
+        """Whether a final ends the turn the VAD holds open. It must say the recogniser heard the
+        speech end (Deepgram marks it ``speech_final``; an engine that cannot be asked to finalize
+        sends finals only after its own silence window, so each of its finals says so), and the
+        VAD must have heard "speech" all through that silence."""
+        return (self._turn_open and self.mode != "speaking" and (transcript.speech_final or not self._can_finalize)
+                and self._vad_on_through_recognisers_silence())
+
+    def _vad_on_through_recognisers_silence(self) -> bool:
+        """Whether the VAD heard "speech" all through the silence a recogniser's endpointed final
+        reports: then the VAD is hearing noise. Deepgram's speech_final comes soon after its
+        silence: the VAD's current stretch must be older than SPEECH_FINAL_TRUST_S. A finals-only
+        engine's final reports a silence up to its lag (plus margin) ago, and the VAD flaps in
+        noise: its turn, pauses included, must have been open longer than that; a turn younger
+        than that began after that silence, so it is new speech."""
+        now = self._loop.time()
+        if self._can_finalize:
+            return now - self._voice_since >= SPEECH_FINAL_TRUST_S
+        return now - self._turn_since >= max(SPEECH_FINAL_TRUST_S, self.stt_final_timeout_s)
 
     def _drop_stale_speculation(self) -> None:
         """The caller went on after a pause and the transcript has their new words: a

@@ -378,3 +378,26 @@ def test_a_barge_in_waits_for_words_only_where_words_can_come_in_time(engine, co
         call.agent._cancel_noise_timer()
 
     run_virtual(body)
+
+
+def test_finals_only_engine_ends_a_turn_the_vad_keeps_open_in_babble():
+    # In a cafe the VAD hears "speech" on and off without a 300 ms gap, so it never ends the
+    # turn. The engine's own final (it segments on the talker) says the speech ended: once the
+    # VAD's turn is older than the engine's lag, it heard noise through that silence.
+    async def body():
+        call = Call("Telnyx")
+        await call.start()
+        call.endpoint(EndpointEvent.SPEECH_START)
+        end = call.loop.time() + 1.2
+        call.final_at(end + 1.0, "Hi, I'm calling about my table.")
+        for _ in range(20):  # 4 s of flapping
+            await asyncio.sleep(0.1)
+            call.endpoint(EndpointEvent.TENTATIVE_END)
+            await asyncio.sleep(0.1)
+            call.endpoint(EndpointEvent.SPEECH_RESUMED)
+        await call.finish()
+        assert call.answered() == ["Hi, I'm calling about my table."]
+        assert call.first_audio_after(end) == pytest.approx(end + 1.0 + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
+                                                            abs=0.11)
+
+    run_virtual(body)
