@@ -6,8 +6,9 @@ control frames, ``{"transcript", "is_final", "speech_final", "confidence"}`` res
 
 It behaves like a streaming recogniser that knows no future: it segments the audio it has
 received by energy and sends finals on its own endpointing, after a window of received
-trailing silence. All segmentation runs on audio time, so a transcript never covers audio
-not yet received.
+trailing silence (audio well below the segment's speech level counts as silence: an
+endpointer follows the talker, not the noise behind them). All segmentation runs on audio
+time, so a transcript never covers audio not yet received.
 
 Each connection behaves like the engine its ``transcription_engine`` names, per
 :mod:`engine.providers.stt_engines` (Telnyx's own support table), and never better:
