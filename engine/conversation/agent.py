@@ -328,6 +328,7 @@ class CallAgent(MediaListener):
         # the caller's voice (re)started; a turn does not commit on text that is still coming.
         self._final_since_finalize = True
         self._late_final_owed = False  # a turn committed without its final: take it when it comes
+        self._ended_by_recogniser = False  # the recogniser ended a turn the VAD still held open
         self._turn_open = False
         self._awaiting_commit = False
         self._commit_timer: asyncio.TimerHandle | None = None
@@ -401,6 +402,7 @@ class CallAgent(MediaListener):
             self._voice_since = self._turn_since = now
             self._owe_final()
             self._turn_open = True
+            self._ended_by_recogniser = False
             self._tentative = False
             self._empty_flaps = 0
             self._discard_next_final = False
@@ -456,6 +458,11 @@ class CallAgent(MediaListener):
             if self.session.barge_in_deferred:
                 self._resume_after_noise()  # the "speech" over the reply ended without a word
             self._tentative = False
+            if self._ended_by_recogniser:
+                # The recogniser's endpointing ended (and committed) this turn already: the VAD
+                # catching up must not commit it again, restarting the reply.
+                self._ended_by_recogniser = False
+                return
             self._turn_open = False
             self._awaiting_commit = True
             if self._final_since_finalize and not self._finals and self._interim:
@@ -626,6 +633,7 @@ class CallAgent(MediaListener):
                     # engine this holds in the VAD's flapping pauses too: no TURN_END may come.
                     self._turn_open = False
                     self._awaiting_commit = True
+                    self._ended_by_recogniser = True
                     self._final_since_finalize = True  # its final covers what it heard
             self._maybe_commit()
         elif accepting:

@@ -390,13 +390,19 @@ def test_finals_only_engine_ends_a_turn_the_vad_keeps_open_in_babble():
         call.endpoint(EndpointEvent.SPEECH_START)
         end = call.loop.time() + 1.2
         call.final_at(end + 1.0, "Hi, I'm calling about my table.")
-        for _ in range(20):  # 4 s of flapping
+        for _ in range(10):  # 2 s of flapping
             await asyncio.sleep(0.1)
             call.endpoint(EndpointEvent.TENTATIVE_END)
             await asyncio.sleep(0.1)
             call.endpoint(EndpointEvent.SPEECH_RESUMED)
+        await asyncio.sleep(0.1)
+        call.endpoint(EndpointEvent.TENTATIVE_END)
+        await asyncio.sleep(0.15)  # the final lands in this pause
+        assert call.llm.requests == ["Hi, I'm calling about my table."]  # committed on the final
+        call.endpoint(EndpointEvent.TURN_END)  # the babble pauses on: the VAD ends the turn late
         await call.finish()
         assert call.answered() == ["Hi, I'm calling about my table."]
+        assert call.llm.requests == ["Hi, I'm calling about my table."]  # not restarted by it
         assert call.first_audio_after(end) == pytest.approx(end + 1.0 + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
                                                             abs=0.11)
 
