@@ -24,6 +24,7 @@ from .errors import json_response, make_error_middleware
 from .events import receive_webhook
 from .services import ControlPlane
 from .settings import Settings
+from .streamauth import StreamGate
 
 METRICS_KEY = web.AppKey("metrics", EngineMetrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -74,9 +75,8 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app[SETTINGS_KEY] = settings
     app[CONTROL_PLANE_KEY] = cp
     app[_OPENAPI_KEY] = {}
-    token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
-    endpoint = MediaStreamEndpoint(settings.engine, metrics, auth_token=token, **kwargs)
+    endpoint = MediaStreamEndpoint(settings.engine, metrics, admit=StreamGate(cp).admit, **kwargs)
     app.router.add_get(settings.server.media_path, endpoint.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)

@@ -29,6 +29,7 @@ from .errors import ApiError, json_response
 from .jsonutil import has_nul
 from .phone import InvalidPhoneNumber, normalize_e164
 from .store import Call, Conflict, StatusChange, StoredEvent, utcnow
+from .streamauth import stream_target
 from .telnyx.webhooks import WebhookParseError, WebhookVerificationError, parse_event, verify_signature
 
 if TYPE_CHECKING:
@@ -291,10 +292,10 @@ class EventProcessor:
     async def _answer(self, call: Call) -> None:
         cp = self.cp
         assert call.call_control_id
+        # The SDK's answer has no stream_auth_token: the credential rides in the URL only.
         await cp.telnyx_client().answer(
-            call.call_control_id, stream_url=cp.stream_url(), stream_track="inbound_track",
-            stream_bidirectional_mode="rtp", stream_bidirectional_codec="PCMU",
-            stream_auth_token=cp.stream_auth_token, client_state=client_state_for(call.id),
+            call.call_control_id, stream_url=stream_target(cp, call.id).url, stream_track="inbound_track",
+            stream_bidirectional_mode="rtp", stream_bidirectional_codec="PCMU", client_state=client_state_for(call.id),
             webhook_url=cp.webhook_url(), command_id=command_id(call.id, "answer"),
         )
 

@@ -1,11 +1,12 @@
 """The control plane's side of a running conversation.
 
 When a media stream's ``start`` arrives, the call agent asks :meth:`CallPorts.setup` which
-call this is: the stored call (by ``call_control_id``, else by the id inside
-``client_state``) gives the agent configuration; Call Control actions go to Telnyx for
-that ``call_control_id``; turns, the session and the final summary go to the store.
-A stream for a call we never dialled (a TeXML ``<Stream>``, another system's
-``streaming_start``) runs the default agent.
+call this is: the call its credential names (:mod:`.streamauth`; checked live and with the
+same ``call_control_id`` by :meth:`~.recorder.CallRecorder.bind`) gives the agent
+configuration; Call Control actions go to Telnyx for that ``call_control_id``; turns, the
+session and the final summary go to the store. A stream for a call we never dialled (a TeXML
+``<Stream>``, another system's ``streaming_start``) runs the default agent when unknown streams
+are accepted, and no agent otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from engine.protocol import Start
 from .agents import personalities
 from .recorder import UnknownCall
 from .sessions import CallSession
+from .streamauth import ANONYMOUS, StreamCredential
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -95,19 +97,25 @@ class StoreReporter:
 
 
 class CallPorts:
-    def __init__(self, cp: ControlPlane) -> None:
+    """The setup of one media stream, whose upgrade request proved ``credential``."""
+
+    def __init__(self, cp: ControlPlane, credential: StreamCredential = ANONYMOUS) -> None:
         self.cp = cp
+        self.credential = credential
 
     def _profile(self, agent: Any) -> AgentProfile:
         return resolve(agent, personalities(self.cp.settings.personalities_file))
 
     async def setup(self, start: Start) -> CallSetup | None:
-        context = await self.cp.recorder.lookup(call_control_id=start.call_control_id,
-                                                client_state=start.client_state)
+        context = await self.cp.recorder.bind(self.credential, start.call_control_id, start.client_state)
         telnyx_ready = self.cp.settings.telnyx_api_key is not None
         actions = TelnyxCallActions(self.cp, start.call_control_id) if telnyx_ready else NoActions()
         if context is None:
-            return CallSetup(profile=self._profile(self.cp.settings.agent), actions=actions, reporter=NoReporter())
+            # Not a call of ours (local mode, or streams.accept_unknown): the default agent. Call
+            # Control only behind the operator's token: an anonymous stream could name anyone's call.
+            anonymous = self.credential.kind == "anonymous"
+            return CallSetup(profile=self._profile(self.cp.settings.agent),
+                             actions=NoActions() if anonymous else actions, reporter=NoReporter())
         metadata = {
             "call_id": context.call_id, "org_id": context.org_id, "direction": context.direction,
             "campaign_id": str(context.campaign_id) if context.campaign_id else None,

@@ -76,6 +76,10 @@ class ControlPlane:
             self.rate_limiter = RedisRateLimiter(self.redis, prefix)
             self.replay_guard = RedisReplayStore(self.redis, prefix, settings.webhooks.tolerance_s)
             self.sessions = RedisSessionStore(self.redis, prefix, settings.session_ttl_s, self.keys.cipher)
+        if settings.streams.accept_unknown or settings.telnyx_api_key is None:
+            log.warning("media streams that carry no call credential are accepted and run the default agent "
+                        "(%s)", "streams.accept_unknown" if settings.streams.accept_unknown else
+                        "local mode: no Telnyx account configured")
         if self._store_exists():
             await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
             self.worker.start()  # and process what a previous run stored but did not finish
