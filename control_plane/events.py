@@ -274,9 +274,12 @@ class EventProcessor:
                 elif not call.terminal and not call.recording_id and await self._wants_recording(call):
                     await cp.telnyx_client().record_start(
                         ccid, format="mp3", channels="dual", command_id=command_id(call.id, "record_start"))
-            elif kind == "streaming.failed" and not call.terminal:
-                log.warning("media stream failed for call %s; hanging up", call.id)
-                await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
+            elif kind in ("streaming.stopped", "streaming.failed") and not call.terminal:
+                if cp.settings.streams.recovery:
+                    cp.recovery.notify()  # a live call without its stream: the recovery sweep re-attaches it
+                elif kind == "streaming.failed":
+                    log.warning("media stream failed for call %s; hanging up", call.id)
+                    await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
         except TelnyxApiError as exc:
             if exc.status == 422:
                 # The call is gone or the command no longer applies: nothing to retry.

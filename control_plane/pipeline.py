@@ -19,7 +19,7 @@ from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReport
 from engine.protocol import Start
 
 from .agents import personalities
-from .recorder import UnknownCall
+from .recorder import CallContext, UnknownCall
 from .sessions import CallSession
 from .streamauth import ANONYMOUS, StreamCredential
 
@@ -55,11 +55,13 @@ class TelnyxCallActions:
 
 
 class StoreReporter:
-    """Turns, the session and the final summary of one call, into the store."""
+    """Turns, the session and the final summary of one call, into the store; and the stream's
+    lease (:mod:`.recovery`), released when the stream ends."""
 
-    def __init__(self, cp: ControlPlane, metadata: dict[str, Any]) -> None:
+    def __init__(self, cp: ControlPlane, metadata: dict[str, Any], lease: str | None = None) -> None:
         self._cp = cp
         self._metadata = metadata
+        self._lease = lease
 
     async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
         if call_control_id is None:
@@ -83,6 +85,9 @@ class StoreReporter:
         ))
 
     async def finished(self, report: CallReport) -> None:
+        call_id = self._metadata.get("call_id")
+        if self._lease is not None and call_id is not None:
+            await self._cp.recovery.closed(call_id, self._lease)
         if report.call_control_id is None:
             return
         outcome = dict(report.outcome or {})
@@ -93,7 +98,29 @@ class StoreReporter:
             await self._cp.recorder.finish(report.call_control_id, summary=report.summary, outcome=outcome)
         except UnknownCall:
             pass
-        await self._cp.sessions.delete(report.call_control_id)
+        context = await self._cp.recorder.lookup(report.call_control_id)
+        if context is None or context.terminal:
+            await self._cp.sessions.delete(report.call_control_id)
+        # else: only the stream ended, the call goes on; a re-attached agent resumes from the session.
+
+
+async def resumed_history(cp: ControlPlane, context: CallContext) -> tuple[list[dict[str, Any]], int]:
+    """The conversation so far (and its turn count) of a call picked up again: the session when it
+    is still there, else rebuilt from the stored turns (an in-process session dies with its process)."""
+    assert context.call_control_id is not None
+    session = await cp.sessions.load(context.call_control_id)
+    if session is not None and session.history:
+        turns = session.agent_state.get("turns")
+        return session.history, turns if isinstance(turns, int) else 0
+    repo = await cp.repository()
+    history: list[dict[str, Any]] = []
+    turns = await repo.list_turns(context.call_id)
+    for turn in turns:
+        if turn.caller_text:
+            history.append({"role": "user", "content": turn.caller_text})
+        if turn.agent_text:
+            history.append({"role": "assistant", "content": turn.agent_text})
+    return history, len(turns)
 
 
 class CallPorts:
@@ -120,5 +147,17 @@ class CallPorts:
             "call_id": context.call_id, "org_id": context.org_id, "direction": context.direction,
             "campaign_id": str(context.campaign_id) if context.campaign_id else None,
         }
+        history: list[dict[str, Any]] = []
+        turns, greeting = 0, None
+        if self.credential.resume:
+            history, turns = await resumed_history(self.cp, context)
+            if history or context.stream_state is not None:  # the caller had heard the agent
+                greeting = self.cp.settings.streams.recovery_line
+        try:
+            lease: str | None = await self.cp.recovery.opened(context.call_id)
+        except Exception as exc:  # a lease outage must not cost the call (it may be re-attached twice)
+            log.warning("call %s: stream lease not taken: %s", context.call_id, exc)
+            lease = None
         return CallSetup(profile=self._profile(context.agent), actions=actions,
-                         reporter=StoreReporter(self.cp, metadata))
+                         reporter=StoreReporter(self.cp, metadata, lease), history=history, turns=turns,
+                         greeting=greeting)

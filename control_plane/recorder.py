@@ -32,7 +32,7 @@ from engine.timeline import TurnTimeline
 
 from .agents import effective_agent
 from .callstate import call_id_from_client_state
-from .store import Call, Turn, utcnow
+from .store import TERMINAL_STATUSES, Call, Turn, utcnow
 from .streamauth import StreamCredential, unknown_streams_allowed
 
 if TYPE_CHECKING:
@@ -56,13 +56,19 @@ class CallContext:
     campaign_id: UUID | None
     agent: AgentConfig
     agent_config: dict[str, Any] = field(default_factory=dict)
+    stream_state: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
 
     @classmethod
     def of(cls, call: Call, default_agent: AgentConfig) -> CallContext:
         return cls(call_id=call.id, org_id=call.org_id, call_control_id=call.call_control_id,
                    direction=call.direction, to_number=call.to_number, from_number=call.from_number,
                    status=call.status, campaign_id=call.campaign_id,
-                   agent=effective_agent(default_agent, call.agent_config), agent_config=dict(call.agent_config))
+                   agent=effective_agent(default_agent, call.agent_config), agent_config=dict(call.agent_config),
+                   stream_state=call.stream_state)
 
 
 def latency_figures(timeline: TurnTimeline) -> dict[str, Any]:

@@ -102,6 +102,11 @@ class StreamSettings(BaseModel):
         description="A live stream's lease, renewed while its socket is open; past it (the instance holding it "
                     "died) another instance re-attaches the call.",
     )
+    drop_grace_s: float = Field(
+        2.0, ge=0,
+        description="After a stream's socket closes on a live call, how long its hangup webhook has to arrive "
+                    "before the call is re-attached.",
+    )
     answer_grace_s: float = Field(
         10.0, ge=0, description="An answered call may be without a stream this long before it is re-attached.")
     attach_timeout_s: float = Field(

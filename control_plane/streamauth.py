@@ -48,6 +48,8 @@ class StreamCredential:
 
     kind: StreamKind
     call_id: UUID | None = None
+    resume: bool = False
+    """The recovery sweep asked for this stream: the call's conversation goes on."""
 
 
 ANONYMOUS = StreamCredential("anonymous")
@@ -56,10 +58,15 @@ STREAM_CREDENTIAL_KEY = web.RequestKey("callagent.stream_credential", StreamCred
 """Where the gate leaves the :class:`StreamCredential` on the request, for the listener factory."""
 
 
-def issue_token(hasher: LookupHasher, call_id: UUID) -> str:
-    """A fresh credential for one stream of ``call_id`` (a new nonce each time)."""
-    nonce = secrets.token_urlsafe(9)
+def issue_token(hasher: LookupHasher, call_id: UUID, *, resume: bool = False) -> str:
+    """A fresh credential for one stream of ``call_id`` (a new nonce each time). The nonce's first
+    letter says whether the stream re-attaches the call (covered by the MAC like the rest)."""
+    nonce = ("r" if resume else "n") + secrets.token_urlsafe(9)
     return f"{call_id}.{nonce}.{hasher.stream_credential(str(call_id), nonce)}"
+
+
+def _resumes(token: str) -> bool:
+    return token.split(".")[1].startswith("r")
 
 
 def verify_token(hasher: LookupHasher, token: str) -> UUID | None:
@@ -96,8 +103,8 @@ class StreamTarget:
     auth_token: str
 
 
-def stream_target(cp: ControlPlane, call_id: UUID) -> StreamTarget:
-    token = issue_token(cp.keys.hasher, call_id)
+def stream_target(cp: ControlPlane, call_id: UUID, *, resume: bool = False) -> StreamTarget:
+    token = issue_token(cp.keys.hasher, call_id, resume=resume)
     return StreamTarget(url=with_token(cp.stream_url(), token), auth_token=cp.stream_auth_token or token)
 
 
@@ -123,7 +130,7 @@ class StreamGate:
         for token in offered:
             call_id = verify_token(hasher, token)
             if call_id is not None:
-                return StreamCredential("call", call_id)
+                return StreamCredential("call", call_id, resume=_resumes(token))
         if self._global is not None:
             # With a global token configured nothing gets in without it (as before).
             return OPERATOR if header and hmac.compare_digest(header.encode(), self._global) else None

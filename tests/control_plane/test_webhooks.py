@@ -284,7 +284,8 @@ async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path)
 
 @run_async
 async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
+    # With stream recovery off; with it on, the recovery sweep re-attaches the call instead.
+    async with harness(make_settings(tmp_path, streams={"recovery": False})) as h:
         _, headers = await h.org()
         call = await (await h.start_call(headers)).json()
         await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})
