@@ -231,3 +231,36 @@ async def test_an_instance_dies_and_exactly_one_other_picks_its_call_up(tmp_path
             await other.cp.recovery.sweep()
         assert _streaming_starts(w, ccid) == 1
         print(f"instance death -> agent heard again: {GAPS[-1]:.2f} s (lease {FAST['lease_s']} s)")
+
+
+@run_async
+async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_prefix):
+    import asyncio
+
+    import redis.asyncio as redis
+
+    from control_plane.streamleases import RedisStreamLeases
+
+    from .conftest import REDIS_URL
+
+    client = redis.from_url(REDIS_URL)
+    try:
+        a = RedisStreamLeases(client, redis_prefix + uuid.uuid4().hex[:6] + ":")
+        b = RedisStreamLeases(client, a._prefix)  # another instance, same deployment
+        call = uuid.uuid4()
+        assert await a.held([call]) == set()
+        assert await a.claim(call, "a:recovering", 0.05) == 1
+        assert await b.claim(call, "b:recovering", 5) is None  # exactly one claims
+        await asyncio.sleep(0.1)  # a real Redis expiry (no virtual clock there)
+        assert await b.claim(call, "b:recovering", 5) == 2  # the first re-attach brought no stream
+        await a.hold(call, "a:stream", 0.3)  # the stream arrived: attempts forgotten
+        await b.renew({call: "b:recovering"}, 5)  # not its lease any more: no effect
+        await b.release(call, "b:recovering", 0.001)
+        await a.renew({call: "a:stream"}, 5)
+        assert await a.held([call]) == {call}
+        await a.release(call, "a:stream", 0.05)
+        await asyncio.sleep(0.1)
+        assert await a.held([call]) == set()
+        assert await a.claim(call, "a:recovering", 5) == 1
+    finally:
+        await client.aclose()
