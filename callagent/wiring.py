@@ -59,8 +59,7 @@ class Providers:
 
 
 def is_local(settings: Settings) -> bool:
-    mode = settings.providers.mode
-    return mode == "local" or (mode == "auto" and settings.telnyx_api_key is None)
+    return settings.local_mode
 
 
 def local_speech() -> tuple[str, str]:

@@ -83,10 +83,9 @@ class ControlPlane:
         elif settings.database_url is not None and settings.streams.recovery:
             log.warning("no REDIS_URL: media-stream leases are kept in this process, so stream recovery "
                         "assumes this is the only instance on the database")
-        if settings.streams.accept_unknown or settings.telnyx_api_key is None:
+        if settings.streams.accept_unknown or settings.local_mode:
             log.warning("media streams that carry no call credential are accepted and run the default agent "
-                        "(%s)", "streams.accept_unknown" if settings.streams.accept_unknown else
-                        "local mode: no Telnyx account configured")
+                        "(%s)", "streams.accept_unknown" if settings.streams.accept_unknown else "local mode")
         if self._store_exists():
             await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
             self.worker.start()  # and process what a previous run stored but did not finish

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         "separate from encryption_key. Same default rule.",
     )
 
+    @property
+    def local_mode(self) -> bool:
+        """The bench's emulators stand in for the providers (and for Telnyx, without its credentials)."""
+        mode = self.providers.mode
+        return mode == "local" or (mode == "auto" and self.telnyx_api_key is None)
+
     @field_validator(
         "telnyx_api_key", "stream_auth_token", "database_url", "redis_url", "encryption_key", "lookup_hash_key",
         "telnyx_public_key", "telnyx_connection_id", mode="before",

@@ -109,9 +109,9 @@ def stream_target(cp: ControlPlane, call_id: UUID, *, resume: bool = False) -> S
 
 
 def unknown_streams_allowed(cp: ControlPlane) -> bool:
-    """Streams with no credential run the default agent: in local mode (no Telnyx account, so no
-    call of ours to take over), or when the operator says so."""
-    return cp.settings.streams.accept_unknown or cp.settings.telnyx_api_key is None
+    """Streams with no credential run the default agent: in local mode (emulators, no real calls
+    to take over), or when the operator says so."""
+    return cp.settings.streams.accept_unknown or cp.settings.local_mode
 
 
 class StreamGate:

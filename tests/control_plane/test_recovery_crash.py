@@ -4,7 +4,6 @@ item 1). Before, the row stayed ``answered`` for ever and the callee heard nobod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import uuid
@@ -19,7 +18,7 @@ from control_plane.store import open_repository
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, make_settings
 from .helpers import run_async
-from .test_campaigns_crash import _kill, _spawn, _until
+from .test_campaigns_crash import _kill, _spawn, _until, is_healthy
 
 
 @run_async
@@ -54,11 +53,8 @@ async def test_a_call_survives_a_sigkill_of_the_server(tmp_path):
         _, secret = await issue_api_key(repo, org.id, "crash")
         headers = {"Authorization": f"Bearer {secret}"}
         async with aiohttp.ClientSession() as http:
-            async def healthy() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{base}/healthz") as response:
-                        return response.status == 200
-                return False
+            def healthy() -> Any:
+                return is_healthy(http, base)
 
             services.append(_spawn(args, env, tmp_path / "serve-1.log"))
             await _until(healthy, 60, "server up")

@@ -103,14 +103,12 @@ async def test_the_hijack_gets_nothing_and_the_dialled_stream_gets_its_agent(tmp
 
 @run_async
 async def test_a_stream_for_an_ended_call_is_refused(tmp_path):
-    callees, factory = _callees()
-    async with world(lambda **kw: make_settings(tmp_path, **kw), callee_factory=factory) as w:
-        (server,) = w.servers
-        call = await w.start_call(server)
+    async with world(lambda **kw: make_settings(tmp_path, **kw)) as w:
+        call = await w.start_call(w.servers[0])
         ccid = call["call_control_id"]
         stream_url = w.telnyx.calls[ccid].params["stream_url"]  # the URL Telnyx was given, credential inside
         w.telnyx.calls[ccid].hang_up()
-        repo = await server.cp.repository()
+        repo = await w.servers[0].cp.repository()
 
         async def ended() -> bool:
             return (await repo.get_call_unscoped(uuid.UUID(call["call_id"]))).terminal
