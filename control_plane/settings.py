@@ -96,9 +96,9 @@ class StreamSettings(BaseModel):
                     "answer, e.g. a TeXML <Stream>. Off: such streams are refused (401). Always on in local mode.",
     )
     recovery: bool = Field(True, description="Re-attach live calls whose media stream was lost (crash, drop).")
-    sweep_interval_s: float = Field(5.0, gt=0, description="How often calls without a media stream are looked for.")
+    sweep_interval_s: float = Field(2.0, gt=0, description="How often calls without a media stream are looked for.")
     lease_s: float = Field(
-        15.0, gt=0,
+        6.0, gt=0,
         description="A live stream's lease, renewed while its socket is open; past it (the instance holding it "
                     "died) another instance re-attaches the call.",
     )
