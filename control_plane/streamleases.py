@@ -46,7 +46,10 @@ class MemoryStreamLeases:
         return lease
 
     async def hold(self, call_id: UUID, value: str, ttl_s: float) -> None:
-        self._leases[call_id] = (value, self._clock() + ttl_s)
+        now = self._clock()
+        if len(self._leases) > 10_000:  # leases of calls long over are only dropped when looked at
+            self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+        self._leases[call_id] = (value, now + ttl_s)
         self._attempts.pop(call_id, None)
 
     async def renew(self, leases: Mapping[UUID, str], ttl_s: float) -> None:

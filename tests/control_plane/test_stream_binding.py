@@ -163,3 +163,18 @@ def test_a_credential_names_one_call_and_survives_no_edit():
                 f"{raw_id}.{mac}", "", "x" * 500, token.upper()):
         assert verify_token(hasher, bad) is None
     assert verify_token(LookupHasher(b"j" * 32), token) is None
+
+
+@run_async
+async def test_local_mode_accepts_unknown_streams_and_says_so_at_start_up(tmp_path, caplog):
+    from control_plane.services import ControlPlane
+
+    local = ControlPlane(make_settings(tmp_path))  # no Telnyx account: the emulators' local mode
+    remote = ControlPlane(make_settings(tmp_path, telnyx_api_key="KEY-remote"))
+    with caplog.at_level("WARNING", logger="control_plane.services"):
+        for cp in (local, remote):
+            await cp.start()
+            await cp.close()
+    said = [r.getMessage() for r in caplog.records if "carry no call credential" in r.getMessage()]
+    assert said == ["media streams that carry no call credential are accepted and run the default agent "
+                    "(local mode)"]
