@@ -381,9 +381,10 @@ class CallAgent(MediaListener):
                 self.conversation = Conversation(setup.profile.system_prompt)
                 self._dtmf = DtmfCollector(setup.profile.config.gather)
                 greeting = setup.profile.config.first_message
-                if setup.greeting is not None:  # picked up again: the conversation goes on
+                if setup.history:  # picked up again: the conversation goes on
                     self.conversation.messages = [dict(m) for m in setup.history]
                     self._turn_index = setup.turns
+                if setup.greeting is not None:
                     greeting = setup.greeting
         if self._stopped:
             return
