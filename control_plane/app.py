@@ -26,6 +26,7 @@ from .events import receive_webhook
 from .health import readiness
 from .services import ControlPlane
 from .settings import Settings
+from .streamauth import StreamGate
 
 METRICS_KEY = web.AppKey("metrics", EngineMetrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -94,9 +95,8 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app[CONTROL_PLANE_KEY] = cp
     app[BODY_DEADLINE_KEY] = settings.server.body_timeout_s
     app[_OPENAPI_KEY] = {}
-    token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
-    endpoint = MediaStreamEndpoint(settings.engine, metrics, auth_token=token, **kwargs)
+    endpoint = MediaStreamEndpoint(settings.engine, metrics, admit=StreamGate(cp).admit, **kwargs)
     app[MEDIA_KEY] = endpoint
     app.router.add_get(settings.server.media_path, endpoint.handle)
     app.router.add_get("/healthz", _healthz)

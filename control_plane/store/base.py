@@ -185,6 +185,10 @@ class Repository(abc.ABC):
     async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
         """Queued calls with no Telnyx call id, created before ``before``: every organisation's."""
     @abc.abstractmethod
+    async def list_answered_calls(self, answered_before: datetime, *, limit: int = 200) -> list[Call]:
+        """Calls still ``answered`` (live at Telnyx as far as we know), answered before ``answered_before``,
+        oldest first: every organisation's (the stream recovery sweep)."""
+    @abc.abstractmethod
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
         """Read the call under a row lock, apply ``mutate`` (pure; ``None`` = no change), write the difference."""
     @abc.abstractmethod
@@ -550,6 +554,12 @@ class SqlRepository(Repository):
         rows = await self._fetch(
             "SELECT * FROM calls WHERE status = 'queued' AND call_control_id IS NULL AND created_at < $1"
             " ORDER BY created_at LIMIT $2", before, limit)
+        return [self._call(row) for row in rows]
+
+    async def list_answered_calls(self, answered_before: datetime, *, limit: int = 200) -> list[Call]:
+        rows = await self._fetch(
+            "SELECT * FROM calls WHERE status = 'answered' AND answered_at < $1 ORDER BY answered_at LIMIT $2",
+            answered_before, limit)
         return [self._call(row) for row in rows]
 
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
