@@ -190,7 +190,10 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,
                          since: datetime | None = None, until: datetime | None = None, limit: int = 50,
-                         after: tuple[datetime, UUID] | None = None) -> CallPage: ...
+                         after: tuple[datetime, UUID] | None = None, direction: str | None = None) -> CallPage: ...
+    @abc.abstractmethod
+    async def list_live_calls(self, org_id: UUID, *, limit: int = 200) -> list[Call]:
+        """The organisation's calls not yet ended (queued, initiated, answered), newest first."""
 
     # -- turns -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -577,7 +580,7 @@ class SqlRepository(Repository):
 
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,
                          since: datetime | None = None, until: datetime | None = None, limit: int = 50,
-                         after: tuple[datetime, UUID] | None = None) -> CallPage:
+                         after: tuple[datetime, UUID] | None = None, direction: str | None = None) -> CallPage:
         where = ["org_id = $1"]
         args: list[Any] = [org_id]
 
@@ -589,6 +592,8 @@ class SqlRepository(Repository):
             where.append(f"status = {arg(status)}")
         if campaign_id is not None:
             where.append(f"campaign_id = {arg(campaign_id)}")
+        if direction is not None:
+            where.append(f"direction = {arg(direction)}")
         if since is not None:
             where.append(f"created_at >= {arg(since)}")
         if until is not None:
@@ -602,6 +607,12 @@ class SqlRepository(Repository):
         more = len(rows) > limit
         cursor = (calls[-1].created_at, calls[-1].id) if more and calls else None
         return CallPage(calls=tuple(calls), next_cursor=cursor)
+
+    async def list_live_calls(self, org_id: UUID, *, limit: int = 200) -> list[Call]:
+        rows = await self._fetch(
+            "SELECT * FROM calls WHERE org_id = $1 AND status IN ('queued', 'initiated', 'answered')"
+            " ORDER BY created_at DESC, id DESC LIMIT $2", org_id, limit)
+        return [self._call(r) for r in rows]
 
     # -- turns -------------------------------------------------------------------------
 
