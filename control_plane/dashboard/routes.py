@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp_jinja2
 import jinja2
+import orjson
 from aiohttp import web
 
 from ..errors import ApiError, Handler
@@ -89,6 +90,11 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f} ms"
 
 
+def _plain(value: object) -> str:
+    """An outcome value as JSON writes it (true, not Python's True); strings as they are."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
 def _money(amount: Decimal | None, currency: str | None) -> str:
     return "–" if amount is None else f"{amount} {currency or ''}".strip()
 
@@ -97,7 +103,7 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     app = web.Application(middlewares=[gate])
     app[DASHBOARD] = Dashboard(cp)
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
-    env.filters.update(duration=_duration, when=_when, ms=_ms)
+    env.filters.update(duration=_duration, when=_when, ms=_ms, plain=_plain)
     env.globals.update(money=_money, csrf_field=CSRF_FIELD)
     router = app.router
     router.add_get("/", views.index, name="index")

@@ -31,7 +31,7 @@ from .auth import (
 )
 from .context import DASHBOARD, Dashboard
 from .live import HEARTBEAT_S, SSE_HEARTBEAT, LiveFeed, sse_event
-from .waterfall import STAGES, waterfalls
+from .waterfall import STAGES, WIDTH, waterfalls
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _choices() -> dict[str, Any]:
 def _list_row(call: Any, now: datetime) -> dict[str, Any]:
     duration = None
     if call.answered_at is not None:
-        duration = ((call.ended_at or now) - call.answered_at).total_seconds()
+        duration = max(0.0, ((call.ended_at or now) - call.answered_at).total_seconds())
     return {"id": call.id, "created_at": call.created_at, "direction": call.direction,
             "number": (call.to_number if call.direction == "outbound" else call.from_number),
             "status": call.status, "duration_s": duration, "terminal": call.terminal,
@@ -198,7 +198,7 @@ async def call_detail(request: web.Request) -> web.Response:
     recording = call.recording_url if call.recording_url and call.recording_url.startswith("https://") else None
     return page(request, "call.html", {
         "call": call, "row": _list_row(call, utcnow()), "turns": list(zip(turns, falls, strict=True)),
-        "events": events, "recording_url": recording, "stages": STAGES,
+        "events": events, "recording_url": recording, "stages": STAGES, "width": WIDTH,
         "outcome": sorted((call.outcome or {}).items()),
     })
 

@@ -100,7 +100,7 @@ async def test_call_detail_shows_transcript_waterfall_barge_in_and_outcome(setti
         text = await (await h.client.get(f"/dashboard/calls/{call.id}")).text()
         assert "Yes! How can I help you today?" in text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>alert(1)" not in text
-        assert text.count("<svg class=\"waterfall\"") == 2
+        assert text.count("<div class=\"waterfall\"") == 2
         assert text.count("<rect") == 12  # six stages a turn
         assert "612 ms to first audio" in text and "1,210 ms to first audio" in text
         assert text.count("barge-in: agent interrupted") == 1
