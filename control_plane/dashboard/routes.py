@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import ApiError, Handler
-from . import views
+from . import admin_views, views
 from .auth import CSRF_FIELD, SESSION_COOKIE, VIEWER, clear_cookie, same_token
 from .context import DASHBOARD, Dashboard
 
@@ -114,6 +114,16 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     router.add_get("/calls/live", views.live_stream, name="live")
     router.add_get("/calls/{call_id}", views.call_detail, name="call")
     router.add_post("/calls/{call_id}/hangup", views.hangup, name="hangup")
+    router.add_get("/keys", admin_views.keys, name="keys")
+    router.add_post("/keys", admin_views.create_key, name="create_key")
+    router.add_post("/keys/{key_id}/revoke", admin_views.revoke_key, name="revoke_key")
+    router.add_get("/numbers", admin_views.numbers, name="numbers")
+    router.add_post("/numbers", admin_views.add_number, name="add_number")
+    router.add_post("/numbers/remove", admin_views.remove_number, name="remove_number")
+    router.add_get("/dnc", admin_views.dnc, name="dnc")
+    router.add_post("/dnc", admin_views.dnc_add, name="dnc_add")
+    router.add_post("/dnc/check", admin_views.dnc_check, name="dnc_check")
+    router.add_post("/dnc/remove", admin_views.dnc_remove, name="dnc_remove")
     router.add_static("/static", HERE / "static", name="static")
     app.on_response_prepare.append(_security_headers)
     return app

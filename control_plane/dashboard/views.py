@@ -43,6 +43,13 @@ NOTICES = {
     "ended": "That call had already ended.",
     "signed_out": "Signed out.",
     "expired": "Your session ended; sign in again.",
+    "key_revoked": "API key revoked.",
+    "number_added": "Number added: inbound calls to it are answered.",
+    "number_removed": "Number removed: calls to it are now rejected.",
+    "dnc_added": "Added to the do-not-call list.",
+    "dnc_already": "That number was already on the do-not-call list.",
+    "dnc_removed": "Removed from the do-not-call list.",
+    "dnc_absent": "That number was not on the do-not-call list.",
 }
 
 

@@ -187,3 +187,34 @@ async def test_org_b_cannot_open_org_a_call_and_forms_need_the_csrf_token(tmp_pa
         assert "reload the page" in await page_a.inner_text("p.error")
         assert h.telnyx.named("hangup") == []
         await _shot(page_a, shots, "csrf-refused")
+
+
+@run_async
+async def test_settings_pages_add_a_number_a_key_and_a_do_not_call_entry(tmp_path, shots):
+    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+        org, headers = await h.org()
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Numbers")
+        await page.fill("input[name=number]", "+1 415 555 0100")
+        await page.fill("input[name=personality]", "professional")
+        await page.click("form.filters button")
+        await page.wait_for_selector("#number-list >> text=+14155550100")
+        await _shot(page, shots, "numbers")
+        await page.click("nav >> text=API keys")
+        await page.fill("input[name=name]", "crm-sync")
+        await page.click("form.filters button")
+        secret = await page.inner_text("#new-key")
+        assert secret.startswith("ck_")
+        assert (await h.client.get("/api/calls", headers={"Authorization": f"Bearer {secret}"})).status == 200
+        await _shot(page, shots, "keys")
+        await page.click("nav >> text=Do not call")
+        await page.fill("form[action='/dashboard/dnc'] input[name=phone]", "+14155550777")
+        await page.click("form[action='/dashboard/dnc'] button")
+        await page.wait_for_selector("p.notice")
+        await page.fill("form[action='/dashboard/dnc/check'] input[name=phone]", "+14155550777")
+        await page.click("form[action='/dashboard/dnc/check'] >> text=Check")
+        await page.wait_for_selector("#dnc-result")
+        assert "on the list" in await page.inner_text("#dnc-result")
+        await _shot(page, shots, "dnc")
+        repo = await h.cp.repository()
+        assert [n.number for n in await repo.list_phone_numbers(org.id)] == ["+14155550100"]
