@@ -190,10 +190,21 @@ async def test_org_b_cannot_open_org_a_call_and_forms_need_the_csrf_token(tmp_pa
 
 
 @run_async
-async def test_settings_pages_add_a_number_a_key_and_a_do_not_call_entry(tmp_path, shots):
-    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+async def test_settings_pages_add_a_number_a_key_and_a_do_not_call_entry_and_start_a_campaign(tmp_path, shots):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h, browser() as chromium:
         org, headers = await h.org()
+        campaign = await (await h.client.post("/api/campaigns", headers=headers, json={
+            "name": "spring recall", "caller_numbers": ["+14155550100"], "calls_per_minute": 30,
+            "agent_config": {"personality": "friendly"}})).json()
+        await h.client.post(f"/api/campaigns/{campaign['id']}/contacts", data=b"phone\n+14155550201\n",
+                            headers={**headers, "Content-Type": "text/csv"})
+        row = 'tr[data-campaign-id="%s"]' % campaign["id"]
         page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Campaigns")
+        await page.click(f"{row} >> text=Start")
+        await page.wait_for_selector("p.notice >> text=Campaign started.")
+        assert "running" in await page.inner_text(row)
+        await _shot(page, shots, "campaigns")
         await page.click("nav >> text=Numbers")
         await page.fill("input[name=number]", "+1 415 555 0100")
         await page.fill("input[name=personality]", "professional")
