@@ -106,6 +106,11 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _datetime(value: Any) -> datetime:
+    """Timestamp columns: datetimes from asyncpg, ISO text from SQLite."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
 def needles_for(e164: str) -> list[str]:
     """The forms a number takes in free text: ``+14155550123`` and ``14155550123``."""
     return [e164, e164.lstrip("+")]
@@ -200,6 +205,11 @@ class Repository(abc.ABC):
     async def upsert_turn(self, turn: Turn) -> Turn: ...
     @abc.abstractmethod
     async def list_turns(self, call_id: UUID) -> list[Turn]: ...
+    @abc.abstractmethod
+    async def list_turn_latencies(self, org_id: UUID, *, since: datetime, calls_since: datetime,
+                                  limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        """(created_at, latency figures) of the organisation's turns since ``since``, oldest first, of
+        calls created since ``calls_since`` (the calls index bounds the scan; no transcript is opened)."""
 
     # -- webhook events ----------------------------------------------------------------
     @abc.abstractmethod
@@ -639,6 +649,14 @@ class SqlRepository(Repository):
     async def list_turns(self, call_id: UUID) -> list[Turn]:
         rows = await self._fetch("SELECT * FROM turns WHERE call_id = $1 ORDER BY idx", call_id)
         return [self._turn(r) for r in rows]
+
+    async def list_turn_latencies(self, org_id: UUID, *, since: datetime, calls_since: datetime,
+                                  limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        rows = await self._fetch(
+            "SELECT t.created_at AS at, t.latency AS latency FROM calls c JOIN turns t ON t.call_id = c.id"
+            " WHERE c.org_id = $1 AND c.created_at >= $2 AND t.created_at >= $3"
+            " ORDER BY t.created_at DESC LIMIT $4", org_id, calls_since, since, limit)
+        return [(_datetime(r["at"]), _json(r["latency"])) for r in reversed(rows)]
 
     # -- webhook events ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.store import utcnow
+from control_plane.store import Turn, utcnow
 from tests.control_plane.conftest import make_settings
 from tests.control_plane.fakes import harness
 from tests.control_plane.helpers import run_async
@@ -164,6 +164,27 @@ async def test_a_finished_calls_detail_shows_its_waterfall(tmp_path, shots):
         width = await phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 390  # nothing forces sideways scrolling on a phone
         await _shot(phone, shots, "call-detail-phone")
+
+
+@run_async
+async def test_latency_page_charts_percentiles_over_the_last_hour(tmp_path, shots):
+    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+        org, headers = await h.org()
+        repo = await h.cp.repository()
+        now = utcnow()
+        call = await write_call(repo, org.id, created_at=now - timedelta(minutes=59))
+        for i in range(60):  # a turn a minute, slower in the middle of the hour
+            turn_ms = 450.0 + 15 * (i % 7) + (600.0 if 25 <= i < 32 else 0.0)
+            stages = {"endpointing": 180.0, "stt": 40.0 + i % 5, "llm_first_token": turn_ms - 300.0,
+                      "first_chunk": 20.0, "tts_first_audio": 45.0, "send": 15.0}
+            await repo.upsert_turn(Turn(call_id=call.id, org_id=org.id, index=i, created_at=now - timedelta(
+                minutes=59 - i, seconds=30), latency={"turn_latency_ms": turn_ms, "stages_ms": stages}))
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Latency")
+        await page.wait_for_selector("#latency-chart polyline")
+        assert await page.locator("#latency-chart .q-p99 circle").count() == 12
+        assert "60" in await page.inner_text("#latency-summary tbody tr:first-child")
+        await _shot(page, shots, "latency")
 
 
 @run_async
