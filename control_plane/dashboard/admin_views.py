@@ -16,7 +16,7 @@ from ..errors import ApiError
 from ..numbers import NumberTaken, register_number
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict
-from .views import _dash, _field, _viewer, page
+from .pages import dashboard_of, form_field, page, viewer_of
 
 MAX_NAME = 100
 MAX_REASON = 500
@@ -31,10 +31,10 @@ def _back(path: str, notice: str) -> web.HTTPSeeOther:
 
 async def _keys_page(request: web.Request, *, error: str | None = None, created: str | None = None,
                      status: int = 200) -> web.Response:
-    repo = await _dash(request).cp.repository()
-    keys = await repo.list_api_keys(_viewer(request).org.id)
+    repo = await dashboard_of(request).cp.repository()
+    keys = await repo.list_api_keys(viewer_of(request).org.id)
     return page(request, "keys.html", {"keys": keys, "error": error, "created_secret": created,
-                                       "current_key": _viewer(request).session.api_key_id}, status=status)
+                                       "current_key": viewer_of(request).session.api_key_id}, status=status)
 
 
 async def keys(request: web.Request) -> web.Response:
@@ -43,11 +43,11 @@ async def keys(request: web.Request) -> web.Response:
 
 async def create_key(request: web.Request) -> web.Response:
     form = await request.post()
-    name = (_field(form, "name") or "").strip()
+    name = (form_field(form, "name") or "").strip()
     if not name or len(name) > MAX_NAME:
         return await _keys_page(request, error=f"A key needs a name of 1 to {MAX_NAME} characters.", status=400)
-    repo = await _dash(request).cp.repository()
-    _, secret = await issue_api_key(repo, _viewer(request).org.id, name)
+    repo = await dashboard_of(request).cp.repository()
+    _, secret = await issue_api_key(repo, viewer_of(request).org.id, name)
     return await _keys_page(request, created=secret, status=201)
 
 
@@ -56,9 +56,9 @@ async def revoke_key(request: web.Request) -> web.Response:
         key_id = UUID(request.match_info["key_id"])
     except ValueError:
         raise ApiError(404, "not_found", "no such API key") from None
-    repo = await _dash(request).cp.repository()
+    repo = await dashboard_of(request).cp.repository()
     try:
-        key = await repo.revoke_api_key(_viewer(request).org.id, key_id, keep_one_active=True)
+        key = await repo.revoke_api_key(viewer_of(request).org.id, key_id, keep_one_active=True)
     except Conflict:
         return await _keys_page(request, error="That is the organisation's last active key; create another "
                                                "one first.", status=409)
@@ -71,8 +71,8 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 async def _numbers_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
-    repo = await _dash(request).cp.repository()
-    numbers = await repo.list_phone_numbers(_viewer(request).org.id)
+    repo = await dashboard_of(request).cp.repository()
+    numbers = await repo.list_phone_numbers(viewer_of(request).org.id)
     return page(request, "numbers.html", {"numbers": numbers, "error": error}, status=status)
 
 
@@ -81,13 +81,13 @@ async def numbers(request: web.Request) -> web.Response:
 
 
 async def add_number(request: web.Request) -> web.Response:
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     form = await request.post()
-    personality = (_field(form, "personality") or "").strip()
+    personality = (form_field(form, "personality") or "").strip()
     config: dict[str, Any] = {"personality": personality} if personality else {}
     repo = await dash.cp.repository()
     try:
-        await register_number(repo, dash.cp.settings, viewer.org.id, _field(form, "number") or "", config)
+        await register_number(repo, dash.cp.settings, viewer.org.id, form_field(form, "number") or "", config)
     except InvalidPhoneNumber as exc:
         return await _numbers_page(request, error=f"Number: {exc}.", status=400)
     except NumberTaken:
@@ -100,11 +100,11 @@ async def add_number(request: web.Request) -> web.Response:
 async def remove_number(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        number = normalize_e164(_field(form, "number") or "")
+        number = normalize_e164(form_field(form, "number") or "")
     except InvalidPhoneNumber as exc:
         return await _numbers_page(request, error=f"Number: {exc}.", status=400)
-    repo = await _dash(request).cp.repository()
-    if not await repo.remove_phone_number(_viewer(request).org.id, number):
+    repo = await dashboard_of(request).cp.repository()
+    if not await repo.remove_phone_number(viewer_of(request).org.id, number):
         raise ApiError(404, "not_found", "this organisation has no such number")
     raise _back("numbers", "number_removed")
 
@@ -124,7 +124,7 @@ async def dnc(request: web.Request) -> web.Response:
 async def _dnc_phone(request: web.Request) -> tuple[str | None, web.Response | None]:
     form = await request.post()
     try:
-        return normalize_e164(_field(form, "phone") or ""), None
+        return normalize_e164(form_field(form, "phone") or ""), None
     except InvalidPhoneNumber as exc:
         return None, await _dnc_page(request, error=f"Number: {exc}.", status=400)
 
@@ -133,9 +133,9 @@ async def dnc_add(request: web.Request) -> web.Response:
     phone, refused = await _dnc_phone(request)
     if phone is None:
         return refused  # type: ignore[return-value]
-    reason = (_field(await request.post(), "reason") or "").replace("\x00", "").strip()[:MAX_REASON] or None
-    repo = await _dash(request).cp.repository()
-    added = await repo.add_dnc(_viewer(request).org.id, phone, reason=reason, source="dashboard")
+    reason = (form_field(await request.post(), "reason") or "").replace("\x00", "").strip()[:MAX_REASON] or None
+    repo = await dashboard_of(request).cp.repository()
+    added = await repo.add_dnc(viewer_of(request).org.id, phone, reason=reason, source="dashboard")
     raise _back("dnc", "dnc_added" if added else "dnc_already")
 
 
@@ -143,8 +143,8 @@ async def dnc_check(request: web.Request) -> web.Response:
     phone, refused = await _dnc_phone(request)
     if phone is None:
         return refused  # type: ignore[return-value]
-    repo = await _dash(request).cp.repository()
-    entry = await repo.get_dnc(_viewer(request).org.id, phone)
+    repo = await dashboard_of(request).cp.repository()
+    entry = await repo.get_dnc(viewer_of(request).org.id, phone)
     return await _dnc_page(request, checked={"phone": phone, "entry": entry})
 
 
@@ -152,6 +152,6 @@ async def dnc_remove(request: web.Request) -> web.Response:
     phone, refused = await _dnc_phone(request)
     if phone is None:
         return refused  # type: ignore[return-value]
-    repo = await _dash(request).cp.repository()
-    removed = await repo.remove_dnc(_viewer(request).org.id, phone)
+    repo = await dashboard_of(request).cp.repository()
+    removed = await repo.remove_dnc(viewer_of(request).org.id, phone)
     raise _back("dnc", "dnc_removed" if removed else "dnc_absent")

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..campaigns.api import campaign_out, transition
 from ..errors import ApiError
-from .views import _dash, _viewer, page
+from .pages import dashboard_of, page, viewer_of
 
 ACTIONS: dict[str, tuple[str, ...]] = {"draft": ("start", "cancel"), "running": ("pause", "cancel"),
                                        "paused": ("resume", "cancel")}
@@ -20,7 +20,7 @@ LISTED = 100
 
 
 async def _campaigns_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     store = await dash.cp.campaigns.store()
     currency = dash.cp.settings.campaigns.cost_rates.currency
     rows: list[dict[str, Any]] = []
@@ -44,7 +44,7 @@ async def campaign_action(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such campaign") from None
     if action not in ("start", "pause", "resume", "cancel"):
         raise ApiError(404, "not_found", "no such action")
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     try:
         await transition(dash.cp, viewer.org, campaign_id, action)
     except ApiError as exc:

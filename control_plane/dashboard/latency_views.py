@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..store import utcnow
 from .latency import CHART_H, CHART_W, METRICS, PAD_L, QUANTILES, WINDOWS, buckets, chart, summary
-from .views import _dash, _viewer, page
+from .pages import dashboard_of, page, viewer_of
 
 MAX_SAMPLES = 50_000
 """Most turns read for one page (the newest): enough for steady percentiles, bounded work."""
@@ -24,8 +24,8 @@ async def latency(request: web.Request) -> web.Response:
                                             "of " + ", ".join(m for m, _ in METRICS) + "."}, status=400)
     end = utcnow()
     since = end - WINDOWS[window][0]
-    repo = await _dash(request).cp.repository()
-    samples = await repo.list_turn_latencies(_viewer(request).org.id, since=since, calls_since=since - LONGEST_CALL,
+    repo = await dashboard_of(request).cp.repository()
+    samples = await repo.list_turn_latencies(viewer_of(request).org.id, since=since, calls_since=since - LONGEST_CALL,
                                              limit=MAX_SAMPLES)
     series = buckets(samples, metric, end, window)
     return page(request, "latency.html", {

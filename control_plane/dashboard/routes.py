@@ -19,6 +19,7 @@ from ..errors import ApiError, Handler
 from . import admin_views, campaign_views, latency_views, views
 from .auth import CSRF_FIELD, SESSION_COOKIE, VIEWER, clear_cookie, same_token
 from .context import DASHBOARD, Dashboard
+from .pages import page
 
 if TYPE_CHECKING:
     from ..services import ControlPlane
@@ -60,11 +61,11 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
                                                 "reload the page and try again.")
         return await handler(request)
     except ApiError as exc:
-        return views.page(request, "error.html", {"status": exc.status, "message": exc.message}, status=exc.status)
+        return page(request, "error.html", {"status": exc.status, "message": exc.message}, status=exc.status)
     except web.HTTPNotFound:
-        return views.page(request, "error.html", {"status": 404, "message": "No such page."}, status=404)
+        return page(request, "error.html", {"status": 404, "message": "No such page."}, status=404)
     except web.HTTPMethodNotAllowed:
-        return views.page(request, "error.html", {"status": 405, "message": "Not allowed."}, status=405)
+        return page(request, "error.html", {"status": 405, "message": "Not allowed."}, status=405)
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:

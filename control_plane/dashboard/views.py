@@ -1,4 +1,4 @@
-"""The dashboard's pages. Each reads the viewer's organisation from the request and passes
+"""Sign-in and the call pages. Each reads the viewer's organisation from the request and passes
 it to every query, exactly as the REST handlers do: another organisation's call is a 404."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from ..api.handlers import decode_cursor, encode_cursor
@@ -20,17 +19,15 @@ from .auth import (
     CSRF_FIELD,
     SESSION_COOKIE,
     SIGNIN_COOKIE,
-    VIEWER,
     SignInFailed,
-    Viewer,
     clear_cookie,
     same_token,
     set_cookie,
     sign_in,
     signin_token,
 )
-from .context import DASHBOARD, Dashboard
 from .live import HEARTBEAT_S, SSE_HEARTBEAT, LiveFeed, sse_event
+from .pages import dashboard_of, form_field, page, viewer_of
 from .waterfall import STAGES, WIDTH, waterfalls
 
 log = logging.getLogger(__name__)
@@ -38,40 +35,6 @@ log = logging.getLogger(__name__)
 DIRECTIONS = ("outbound", "inbound")
 SESSION_RECHECK_S = 10.0
 """How often an open live stream checks its session still stands (signed out, expired, key revoked)."""
-NOTICES = {
-    "hangup": "Hang-up requested.",
-    "ended": "That call had already ended.",
-    "signed_out": "Signed out.",
-    "expired": "Your session ended; sign in again.",
-    "key_revoked": "API key revoked.",
-    "number_added": "Number added: inbound calls to it are answered.",
-    "number_removed": "Number removed: calls to it are now rejected.",
-    "dnc_added": "Added to the do-not-call list.",
-    "dnc_already": "That number was already on the do-not-call list.",
-    "dnc_removed": "Removed from the do-not-call list.",
-    "dnc_absent": "That number was not on the do-not-call list.",
-    "campaign_start": "Campaign started.",
-    "campaign_pause": "Campaign paused: live calls finish, no new dials.",
-    "campaign_resume": "Campaign resumed.",
-    "campaign_cancel": "Campaign cancelled: contacts not yet dialled will not be.",
-}
-
-
-def _dash(request: web.Request) -> Dashboard:
-    return request.app[DASHBOARD]
-
-
-def _viewer(request: web.Request) -> Viewer:
-    return request[VIEWER]
-
-
-def page(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
-    viewer = request.get(VIEWER)
-    base = {"viewer": viewer, "csrf_token": viewer.session.csrf_token if viewer else None,
-            "notice": NOTICES.get(request.query.get("notice", ""))}
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
-
-
 # -- sign-in -------------------------------------------------------------------------------------
 
 
@@ -80,7 +43,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 def _signin_page(request: web.Request, error: str | None, status: int = 200) -> web.Response:
-    dash = _dash(request)
+    dash = dashboard_of(request)
     token = signin_token(request)
     response = page(request, "signin.html", {"signin_token": token, "error": error}, status=status)
     set_cookie(response, request, dash.settings, SIGNIN_COOKIE, token, max_age=3600)
@@ -92,12 +55,12 @@ async def signin_form(request: web.Request) -> web.Response:
 
 
 async def signin(request: web.Request) -> web.Response:
-    dash = _dash(request)
+    dash = dashboard_of(request)
     form = await request.post()
-    if not same_token(_field(form, CSRF_FIELD), request.cookies.get(SIGNIN_COOKIE)):
+    if not same_token(form_field(form, CSRF_FIELD), request.cookies.get(SIGNIN_COOKIE)):
         return _signin_page(request, "The form expired; please try again.", status=403)
     try:
-        session_id, _ = await sign_in(dash.cp, dash.sessions(), dash.settings, _field(form, "api_key") or "")
+        session_id, _ = await sign_in(dash.cp, dash.sessions(), dash.settings, form_field(form, "api_key") or "")
     except SignInFailed:
         return _signin_page(request, "That API key is not valid, or it was revoked.", status=401)
     response = web.HTTPSeeOther("/dashboard/calls")
@@ -107,15 +70,10 @@ async def signin(request: web.Request) -> web.Response:
 
 
 async def signout(request: web.Request) -> web.Response:
-    await _dash(request).sessions().delete(_viewer(request).session_id)
+    await dashboard_of(request).sessions().delete(viewer_of(request).session_id)
     response = web.HTTPSeeOther("/dashboard/signin?notice=signed_out")
     clear_cookie(response, SESSION_COOKIE)
     raise response
-
-
-def _field(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
 
 
 # -- calls -----------------------------------------------------------------------------------------
@@ -147,7 +105,7 @@ def parse_filters(query: Any) -> dict[str, Any]:
 
 
 async def calls(request: web.Request) -> web.Response:
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     try:
         filters = parse_filters(request.query)
         cursor = request.query.get("cursor", "")
@@ -197,7 +155,7 @@ def _call_id(request: web.Request) -> UUID:
 
 
 async def call_detail(request: web.Request) -> web.Response:
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     call_id = _call_id(request)
     repo = await dash.cp.repository()
     call = await repo.get_call(viewer.org.id, call_id)
@@ -215,7 +173,7 @@ async def call_detail(request: web.Request) -> web.Response:
 
 
 async def hangup(request: web.Request) -> web.Response:
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     call = await CallService(dash.cp).hangup(viewer.org, _call_id(request))  # 404 for another org's call
     back = request.query.get("back", "")
     target = f"/dashboard/calls/{call.id}" if back == "detail" else "/dashboard/calls"
@@ -228,7 +186,7 @@ async def hangup(request: web.Request) -> web.Response:
 async def live_stream(request: web.Request) -> web.StreamResponse:
     """``text/event-stream`` of ``calls`` events (see :mod:`.live`) until the client goes away,
     the session ends or the server stops."""
-    dash, viewer = _dash(request), _viewer(request)
+    dash, viewer = dashboard_of(request), viewer_of(request)
     feed = LiveFeed(viewer.org.id, dash.settings.max_live_calls)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})

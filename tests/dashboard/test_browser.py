@@ -219,7 +219,8 @@ async def test_settings_pages_add_a_number_a_key_and_a_do_not_call_entry_and_sta
             "agent_config": {"personality": "friendly"}})).json()
         await h.client.post(f"/api/campaigns/{campaign['id']}/contacts", data=b"phone\n+14155550201\n",
                             headers={**headers, "Content-Type": "text/csv"})
-        row = 'tr[data-campaign-id="%s"]' % campaign["id"]
+        campaign_id = campaign["id"]
+        row = f'tr[data-campaign-id="{campaign_id}"]'
         page = await _signed_in_page(chromium, _base(h), secret_of(headers))
         await page.click("nav >> text=Campaigns")
         await page.click(f"{row} >> text=Start")
