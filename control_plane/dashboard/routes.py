@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 PUBLIC_ROUTES = frozenset({"signin_form", "signin", "static"})
+STREAMED_FORMS = frozenset({"create_campaign"})
+"""POSTs whose handler streams the body and checks the CSRF token itself (a file upload)."""
 SECURITY_HEADERS = {
     # No inline script or style anywhere: an injected tag could not run even if escaping failed.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -53,7 +55,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
                     raise response
                 raise ApiError(401, "unauthorized", "Your session ended; sign in again.")
             request[VIEWER] = viewer
-            if request.method == "POST":
+            if request.method == "POST" and request.match_info.route.name not in STREAMED_FORMS:
                 form = await request.post()
                 token = form.get(CSRF_FIELD)
                 if not same_token(token if isinstance(token, str) else None, viewer.session.csrf_token):
@@ -127,6 +129,7 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     router.add_post("/dnc/remove", admin_views.dnc_remove, name="dnc_remove")
     router.add_get("/latency", latency_views.latency, name="latency")
     router.add_get("/campaigns", campaign_views.campaigns, name="campaigns")
+    router.add_post("/campaigns", campaign_views.create_campaign, name="create_campaign")
     router.add_post("/campaigns/{campaign_id}/{action}", campaign_views.campaign_action, name="campaign_action")
     router.add_static("/static", HERE / "static", name="static")
     app.on_response_prepare.append(_security_headers)

@@ -211,18 +211,25 @@ async def test_org_b_cannot_open_org_a_call_and_forms_need_the_csrf_token(tmp_pa
 
 
 @run_async
-async def test_settings_pages_add_a_number_a_key_and_a_do_not_call_entry_and_start_a_campaign(tmp_path, shots):
+async def test_settings_pages_add_a_number_a_key_a_do_not_call_entry_and_a_campaign_from_csv(tmp_path, shots):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h, browser() as chromium:
         org, headers = await h.org()
-        campaign = await (await h.client.post("/api/campaigns", headers=headers, json={
-            "name": "spring recall", "caller_numbers": ["+14155550100"], "calls_per_minute": 30,
-            "agent_config": {"personality": "friendly"}})).json()
-        await h.client.post(f"/api/campaigns/{campaign['id']}/contacts", data=b"phone\n+14155550201\n",
-                            headers={**headers, "Content-Type": "text/csv"})
-        campaign_id = campaign["id"]
-        row = f'tr[data-campaign-id="{campaign_id}"]'
+        contacts = tmp_path / "contacts.csv"
+        contacts.write_text("phone,name\n+14155550201,Ann\n+14155550202,Bo\n12,bad row\n")
         page = await _signed_in_page(chromium, _base(h), secret_of(headers))
         await page.click("nav >> text=Campaigns")
+        form = page.locator("#new-campaign")
+        await form.locator("input[name=name]").fill("spring recall")
+        await form.locator("input[name=caller_numbers]").fill("+14155550100")
+        await form.locator("input[name=calls_per_minute]").fill("30")
+        await form.locator("input[name=contacts]").set_input_files(str(contacts))
+        await form.locator("button").click()
+        await page.wait_for_selector("#created-report")
+        assert "2 contacts added" in await page.inner_text("#created-report")
+        (campaign,) = (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"]
+        row = f'tr[data-campaign-id="{campaign["id"]}"]'
+        assert "0 / 2" in await page.inner_text(row)
+        await _shot(page, shots, "campaign-created")
         await page.click(f"{row} >> text=Start")
         await page.wait_for_selector("p.notice >> text=Campaign started.")
         assert "running" in await page.inner_text(row)
