@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -20,6 +21,23 @@ class Dashboard:
         self.settings: DashboardSettings = cp.settings.dashboard
         self._memory = MemoryDashboardSessions()
         self._redis: RedisDashboardSessions | None = None
+        self._closing = asyncio.Event()
+
+    @property
+    def stopping(self) -> bool:
+        """The app is shutting down or draining: long-lived responses (live streams) end now."""
+        return self._closing.is_set() or self.cp.draining
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep between live-stream reads, woken early by :meth:`close`."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        """``on_shutdown``: before aiohttp waits for open connections, end the live streams."""
+        self._closing.set()
 
     def sessions(self) -> DashboardSessionStore:
         """Redis when the control plane has it (shared by every instance), else in-process.

@@ -104,7 +104,8 @@ def _money(amount: Decimal | None, currency: str | None) -> str:
 
 def dashboard_app(cp: ControlPlane) -> web.Application:
     app = web.Application(middlewares=[gate])
-    app[DASHBOARD] = Dashboard(cp)
+    app[DASHBOARD] = dashboard = Dashboard(cp)
+    app.on_shutdown.append(dashboard.close)
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters.update(duration=_duration, when=_when, ms=_ms, plain=_plain)
     env.globals.update(money=_money, csrf_field=CSRF_FIELD)

@@ -3,7 +3,6 @@ it to every query, exactly as the REST handlers do: another organisation's call 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -185,7 +184,8 @@ async def hangup(request: web.Request) -> web.Response:
 
 async def live_stream(request: web.Request) -> web.StreamResponse:
     """``text/event-stream`` of ``calls`` events (see :mod:`.live`) until the client goes away,
-    the session ends or the server stops."""
+    the session ends, or the server drains or stops: an open tab must not hold a shutdown up
+    (the browser reconnects, through the load balancer, to an instance that stays)."""
     dash, viewer = dashboard_of(request), viewer_of(request)
     feed = LiveFeed(viewer.org.id, dash.settings.max_live_calls)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
@@ -195,7 +195,7 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
     quiet = 0.0
     checked = 0.0
     try:
-        while True:
+        while not dash.stopping:
             repo = await dash.cp.repository()
             payload = await feed.poll(repo, utcnow())
             if payload is not None:
@@ -204,7 +204,7 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
             elif quiet >= HEARTBEAT_S:
                 await response.write(SSE_HEARTBEAT)
                 quiet = 0.0
-            await asyncio.sleep(interval)
+            await dash.pause(interval)
             quiet += interval
             checked += interval
             if checked >= SESSION_RECHECK_S:

@@ -3,15 +3,19 @@ and the live-calls feed, through aiohttp's test client."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from control_plane.dashboard.context import Dashboard
 from control_plane.dashboard.live import LiveFeed
 from control_plane.dashboard.waterfall import WIDTH, waterfalls
+from control_plane.services import ControlPlane
 from control_plane.store import Turn, utcnow
+from tests.control_plane.conftest import make_settings
 from tests.control_plane.fakes import harness
 from tests.control_plane.helpers import run_async
 
@@ -191,3 +195,26 @@ async def test_detail_of_an_unknown_call_is_404(settings):
         response = await h.client.get(f"/dashboard/calls/{uuid.uuid4()}")
         assert response.status == 404
         assert "no such call" in await response.text()
+
+
+@run_async
+async def test_live_stream_ends_when_the_instance_drains(tmp_path):
+    async with harness(make_settings(tmp_path, dashboard={"live_interval_s": 0.05})) as h:
+        await _signed_in(h)
+        response = await h.client.get("/dashboard/calls/live")
+        assert (await response.content.readline()).decode() == "event: calls\n"
+        await h.cp.begin_drain()
+        rest = await response.content.read()  # returns only once the server ends the stream
+        assert rest.startswith(b"data: ")
+
+
+@run_async
+async def test_shutdown_wakes_a_paused_stream_at_once(tmp_path):
+    cp = ControlPlane(make_settings(tmp_path))
+    dash = Dashboard(cp)
+    assert not dash.stopping
+    paused = asyncio.create_task(dash.pause(3600))
+    await asyncio.sleep(0)
+    await dash.close()
+    await paused  # would hang for an hour without the wake-up
+    assert dash.stopping
