@@ -20,6 +20,8 @@ class DashboardSettings(BaseModel):
         "(with trust_forwarded_proto) through a TLS-terminating proxy; always: behind any TLS front end.")
     trust_forwarded_proto: bool = Field(
         False, description="Believe X-Forwarded-Proto (only behind a proxy that sets it and strips clients').")
+    signin_attempts_per_minute: int = Field(
+        20, ge=1, description="Sign-in attempts a client address may make a minute (shared through Redis).")
     page_size: int = Field(50, ge=5, le=200, description="Calls per page of the call list.")
     live_interval_s: float = Field(
         1.0, gt=0, le=60, description="How often the live-calls stream re-reads the organisation's live calls.")

@@ -32,6 +32,7 @@ from .waterfall import STAGES, WIDTH, waterfalls
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("outbound", "inbound")
+SIGNIN_WINDOW_S = 60.0
 SESSION_RECHECK_S = 10.0
 """How often an open live stream checks its session still stands (signed out, expired, key revoked)."""
 # -- sign-in -------------------------------------------------------------------------------------
@@ -55,6 +56,13 @@ async def signin_form(request: web.Request) -> web.Response:
 
 async def signin(request: web.Request) -> web.Response:
     dash = dashboard_of(request)
+    # Keys cannot be guessed, but every attempt costs a lookup: bound them per client address.
+    decision = await dash.cp.rate_limiter.hit(f"dashboard_signin:{request.remote}",
+                                              dash.settings.signin_attempts_per_minute, SIGNIN_WINDOW_S)
+    if not decision.allowed:
+        response = _signin_page(request, "Too many sign-in attempts; wait a minute and try again.", status=429)
+        response.headers["Retry-After"] = decision.retry_after_header
+        return response
     form = await request.post()
     if not same_token(form_field(form, CSRF_FIELD), request.cookies.get(SIGNIN_COOKIE)):
         return _signin_page(request, "The form expired; please try again.", status=403)

@@ -209,3 +209,16 @@ async def test_sessions_live_in_redis_when_it_is_configured(tmp_path, redis_pref
         keys = [k async for k in h.cp.redis.scan_iter(match=settings.redis_key_prefix + "dashboard:session:*")]
         assert len(keys) == 1
         assert (await h.client.get("/dashboard/calls", allow_redirects=False)).status == 200
+
+
+@run_async
+async def test_sign_in_attempts_are_rate_limited(tmp_path):
+    settings = make_settings(tmp_path, dashboard={"signin_attempts_per_minute": 3})
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        for _ in range(3):
+            assert (await sign_in(h.client, "ck_wrong")).status == 401
+        limited = await sign_in(h.client, secret_of(headers))  # even the right key waits now
+        assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "Too many sign-in attempts" in await limited.text()
+        assert SESSION_COOKIE not in limited.cookies
