@@ -59,19 +59,14 @@ class LiveFeed:
     async def poll(self, repo: Repository, now: datetime) -> dict[str, Any] | None:
         """The next event's payload, or ``None`` when the panel would not change."""
         calls = await repo.list_live_calls(self.org_id, limit=self.limit)
-        live = []
-        for call in calls:
-            last = None
-            if call.answered_at is not None:
-                turns = await repo.list_turns(call.id)
-                last = _last_turn_ms(turns[-1].latency) if turns else None
-            live.append(call_row(call, now, last))
         ids = {c.id for c in calls}
-        for gone in self._live_ids - ids:
-            call = await repo.get_call(self.org_id, gone)  # scoped: only ever this organisation's
-            if call is not None:
-                turns = await repo.list_turns(call.id)
-                self._ended.appendleft(call_row(call, now, _last_turn_ms(turns[-1].latency) if turns else None))
+        ended = [call for gone in self._live_ids - ids
+                 if (call := await repo.get_call(self.org_id, gone)) is not None]  # scoped: this org's only
+        answered = [c.id for c in (*calls, *ended) if c.answered_at is not None]
+        last = await repo.last_turn_latencies(answered) if answered else {}
+        live = [call_row(c, now, _last_turn_ms(last.get(c.id))) for c in calls]
+        for call in ended:
+            self._ended.appendleft(call_row(call, now, _last_turn_ms(last.get(call.id))))
         self._live_ids = ids
         ended = list(self._ended)
         shape = (_shape(live), _shape(ended))

@@ -206,6 +206,9 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def list_turns(self, call_id: UUID) -> list[Turn]: ...
     @abc.abstractmethod
+    async def last_turn_latencies(self, call_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        """Each call's latest turn's latency figures (calls without turns left out), in one query."""
+    @abc.abstractmethod
     async def list_turn_latencies(self, org_id: UUID, *, since: datetime, calls_since: datetime,
                                   limit: int) -> list[tuple[datetime, dict[str, Any]]]:
         """(created_at, latency figures) of the organisation's turns since ``since``, oldest first, of
@@ -649,6 +652,17 @@ class SqlRepository(Repository):
     async def list_turns(self, call_id: UUID) -> list[Turn]:
         rows = await self._fetch("SELECT * FROM turns WHERE call_id = $1 ORDER BY idx", call_id)
         return [self._turn(r) for r in rows]
+
+    async def last_turn_latencies(self, call_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        if not call_ids:
+            return {}
+        marks = ", ".join(f"${i}" for i in range(1, len(call_ids) + 1))
+        rows = await self._fetch(
+            "SELECT t.call_id AS call_id, t.latency AS latency FROM turns t JOIN (SELECT call_id, max(idx) AS idx"
+            f" FROM turns WHERE call_id IN ({marks}) GROUP BY call_id) last"
+            " ON t.call_id = last.call_id AND t.idx = last.idx", *call_ids)
+        return {r["call_id"] if isinstance(r["call_id"], UUID) else UUID(r["call_id"]): _json(r["latency"])
+                for r in rows}
 
     async def list_turn_latencies(self, org_id: UUID, *, since: datetime, calls_since: datetime,
                                   limit: int) -> list[tuple[datetime, dict[str, Any]]]:

@@ -218,3 +218,21 @@ async def test_shutdown_wakes_a_paused_stream_at_once(tmp_path):
     await dash.close()
     await paused  # would hang for an hour without the wake-up
     assert dash.stopping
+
+
+@run_async
+async def test_last_turn_latencies_reads_each_calls_latest_turn_in_one_query(settings):
+    async with harness(settings) as h:
+        org, _ = await h.org()
+        repo = await h.cp.repository()
+        first = await write_call(repo, org.id, status="answered")
+        second = await write_call(repo, org.id, status="answered")
+        silent = await write_call(repo, org.id, status="answered")
+        for index, ms in enumerate((400.0, 900.0, 650.0)):
+            await repo.upsert_turn(Turn(call_id=first.id, org_id=org.id, index=index,
+                                        latency={"turn_latency_ms": ms}, created_at=utcnow()))
+        await repo.upsert_turn(Turn(call_id=second.id, org_id=org.id, index=0, latency={"turn_latency_ms": 300.0},
+                                    created_at=utcnow()))
+        last = await repo.last_turn_latencies([first.id, second.id, silent.id])
+        assert last == {first.id: {"turn_latency_ms": 650.0}, second.id: {"turn_latency_ms": 300.0}}
+        assert await repo.last_turn_latencies([]) == {}
