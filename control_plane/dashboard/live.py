@@ -5,13 +5,14 @@ organisation's live calls from the store (so it sees calls of every instance, wh
 one handles their webhooks) and sends a ``calls`` event when something shown changed: a
 call appeared, changed state, ended, or finished a turn. Durations tick in the browser
 between events, so an unchanged panel costs one query and no bytes. A call that leaves the
-live set is read once more and listed under ``ended`` with its final state.
+live set is read once more and listed under ``ended`` with its final state; a new stream
+starts with the calls that ended in the last ten minutes.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,11 @@ import orjson
 from ..store import Call, Repository
 
 MAX_ENDED = 10
+RECENT = timedelta(minutes=10)
+"""Calls that ended this recently are listed as ended when a page opens (a reload after a
+hang-up must still show how the call ended)."""
+RECENT_SCAN = timedelta(hours=2)
+"""...among the calls created this recently (the calls index bounds the read)."""
 HEARTBEAT_S = 15.0
 
 
@@ -55,6 +61,12 @@ class LiveFeed:
         self._live_ids: set[UUID] = set()
         self._ended: deque[dict[str, Any]] = deque(maxlen=MAX_ENDED)
         self._sent: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None
+        self._seeded = False
+
+    async def _recently_ended(self, repo: Repository, now: datetime) -> list[Call]:
+        page = await repo.list_calls(self.org_id, since=now - RECENT - RECENT_SCAN, limit=200)
+        recent = [c for c in page.calls if c.terminal and c.ended_at is not None and c.ended_at >= now - RECENT]
+        return sorted(recent, key=lambda c: c.ended_at)[-MAX_ENDED:]  # type: ignore[arg-type, return-value]
 
     async def poll(self, repo: Repository, now: datetime) -> dict[str, Any] | None:
         """The next event's payload, or ``None`` when the panel would not change."""
@@ -62,6 +74,9 @@ class LiveFeed:
         ids = {c.id for c in calls}
         ended = [call for gone in self._live_ids - ids
                  if (call := await repo.get_call(self.org_id, gone)) is not None]  # scoped: this org's only
+        if not self._seeded:
+            self._seeded = True
+            ended = await self._recently_ended(repo, now)
         answered = [c.id for c in (*calls, *ended) if c.answered_at is not None]
         last = await repo.last_turn_latencies(answered) if answered else {}
         live = [call_row(c, now, _last_turn_ms(last.get(c.id))) for c in calls]

@@ -258,3 +258,43 @@ async def test_settings_pages_add_a_number_a_key_a_do_not_call_entry_and_a_campa
         await _shot(page, shots, "dnc")
         repo = await h.cp.repository()
         assert [n.number for n in await repo.list_phone_numbers(org.id)] == ["+14155550100"]
+
+
+@run_async
+async def test_a_call_through_the_telnyx_emulator_goes_live_and_is_hung_up_from_the_browser(tmp_path, shots):
+    from aiohttp.test_utils import TestClient, TestServer, unused_port
+
+    from bench.telnyx_emulator import start_emulator
+    from control_plane.app import CONTROL_PLANE_KEY, create_app
+    from control_plane.auth import issue_api_key
+
+    emulator = await start_emulator(time_scale=0.01)
+    port = unused_port()
+    settings = make_settings(tmp_path, telnyx_api_key=emulator.api_key, telnyx_api_base=emulator.base_url,
+                             telnyx_public_key=emulator.public_key_b64, server={"public_url": f"http://127.0.0.1:{port}"},
+                             webhooks={"poll_interval_s": 0.05}, dashboard={"live_interval_s": 0.1})
+    try:
+        async with TestClient(TestServer(create_app(settings), port=port)) as client, browser() as chromium:
+            repo = await client.app[CONTROL_PLANE_KEY].repository()
+            org = await repo.create_organisation("e2e")
+            _, secret = await issue_api_key(repo, org.id, "e2e")
+            base = f"http://127.0.0.1:{port}"
+            page = await _signed_in_page(chromium, base, secret)
+            await page.wait_for_selector("#live-state.on")
+            started = await (await client.post("/api/calls/start", headers={"Authorization": f"Bearer {secret}"},
+                                               json={"to": "+14155550123", "from": "+14155550100"})).json()
+            row = f'#live-rows tr[data-call-id="{started["call_id"]}"]'
+            await page.wait_for_selector(f"{row} .status-answered", timeout=WAIT_MS)  # Telnyx's call.answered
+            await _shot(page, shots, "emulator-call-live")
+            await page.click(f"{row} button")
+            await page.wait_for_url("**/dashboard/calls?notice=hangup")
+            ended = f'#ended-rows tr[data-call-id="{started["call_id"]}"]'
+            await page.wait_for_selector(ended, timeout=WAIT_MS)  # the emulator's call.hangup webhook
+            assert "completed" in await page.inner_text(ended)
+            assert await page.locator(row).count() == 0
+            detail = await (await client.get(f"/api/calls/{started['call_id']}",
+                                             headers={"Authorization": f"Bearer {secret}"})).json()
+            assert (detail["hangup_cause"], detail["hangup_source"]) == ("normal_clearing", "caller")  # our hangup
+            await _shot(page, shots, "emulator-call-ended")
+    finally:
+        await emulator.close()

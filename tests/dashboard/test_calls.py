@@ -236,3 +236,17 @@ async def test_last_turn_latencies_reads_each_calls_latest_turn_in_one_query(set
         last = await repo.last_turn_latencies([first.id, second.id, silent.id])
         assert last == {first.id: {"turn_latency_ms": 650.0}, second.id: {"turn_latency_ms": 300.0}}
         assert await repo.last_turn_latencies([]) == {}
+
+
+@run_async
+async def test_a_new_live_stream_lists_the_calls_that_ended_in_the_last_ten_minutes(settings):
+    async with harness(settings) as h:
+        org, _ = await h.org()
+        other, _ = await h.org("other")
+        repo = await h.cp.repository()
+        now = utcnow()
+        recent = await write_call(repo, org.id, created_at=now - timedelta(minutes=3))  # ended 2:20 ago
+        await write_call(repo, org.id, created_at=now - timedelta(minutes=30))  # ended long ago
+        await write_call(repo, other.id, created_at=now - timedelta(minutes=3))
+        first = await LiveFeed(org.id, limit=50).poll(repo, now)
+        assert [(r["id"], r["status"]) for r in first["ended"]] == [(str(recent.id), "completed")]

@@ -73,7 +73,7 @@
     const data = JSON.parse(event.data);
     received = performance.now();
     render(liveBody, data.live, true, "No live calls.");
-    render(endedBody, data.ended, false, "None since this page opened.");
+    render(endedBody, data.ended, false, "None in the last ten minutes.");
   });
   // Durations tick here between events; the server sends an event only when something else changed.
   setInterval(function () {
