@@ -67,7 +67,13 @@
 
   const source = new EventSource(panel.dataset.stream);
   source.addEventListener("open", function () { state.textContent = "live"; state.className = "stream-state on"; });
-  source.addEventListener("error", function () { state.textContent = "reconnecting…"; state.className = "stream-state"; });
+  source.addEventListener("error", function () {
+    // CONNECTING: the browser retries by itself (a restart, a drained instance). CLOSED: the
+    // answer was not a stream (signed out, say): the page itself knows what to show.
+    const closed = source.readyState === EventSource.CLOSED;
+    state.textContent = closed ? "stopped: reload the page" : "reconnecting…";
+    state.className = "stream-state";
+  });
   source.addEventListener("signed_out", function () { source.close(); window.location.reload(); });
   source.addEventListener("calls", function (event) {
     const data = JSON.parse(event.data);
