@@ -3,7 +3,6 @@ it to every query, exactly as the REST handlers do: another organisation's call 
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -29,12 +28,12 @@ from .live import HEARTBEAT_S, SSE_HEARTBEAT, LiveFeed, sse_event
 from .pages import dashboard_of, form_field, page, viewer_of
 from .waterfall import STAGES, WIDTH, waterfalls
 
-log = logging.getLogger(__name__)
-
 DIRECTIONS = ("outbound", "inbound")
 SIGNIN_WINDOW_S = 60.0
 SESSION_RECHECK_S = 10.0
 """How often an open live stream checks its session still stands (signed out, expired, key revoked)."""
+
+
 # -- sign-in -------------------------------------------------------------------------------------
 
 
@@ -115,13 +114,7 @@ async def calls(request: web.Request) -> web.Response:
     dash, viewer = dashboard_of(request), viewer_of(request)
     try:
         filters = parse_filters(request.query)
-        cursor = request.query.get("cursor", "")
-        after = decode_cursor(cursor) if cursor and len(cursor) <= 512 else None
-        if cursor and after is None:
-            raise FilterError("the page link is not valid; start from the newest calls")
-    except ApiError:
-        return page(request, "calls.html", {"filters": {}, "error": "The page link is not valid; start from the "
-                                            "newest calls.", "calls": [], **_choices()}, status=400)
+        after = _cursor(request.query.get("cursor", ""))
     except FilterError as exc:
         return page(request, "calls.html", {"filters": {}, "error": str(exc), "calls": [], **_choices()}, status=400)
     since = datetime.combine(filters["from"], time(), UTC) if filters["from"] else None
@@ -138,6 +131,18 @@ async def calls(request: web.Request) -> web.Response:
         "filters": kept, "calls": [_list_row(c, now) for c in result.calls], "next_query": next_query,
         "first_page": after is not None, "error": None, **_choices(),
     })
+
+
+def _cursor(cursor: str) -> tuple[datetime, UUID] | None:
+    """The keyset position of an "Older" link (the API's cursor), or ``None`` for the newest page."""
+    if not cursor:
+        return None
+    try:
+        if len(cursor) > 512:
+            raise ApiError(400, "invalid_cursor", "too long")
+        return decode_cursor(cursor)
+    except ApiError:
+        raise FilterError("the page link is not valid; start from the newest calls") from None
 
 
 def _choices() -> dict[str, Any]:
