@@ -76,7 +76,10 @@ class LiveFeed:
                  if (call := await repo.get_call(self.org_id, gone)) is not None]  # scoped: this org's only
         if not self._seeded:
             self._seeded = True
+            # (read after the live set: a call that ended in between is in both, and is ended)
             ended = await self._recently_ended(repo, now)
+            calls = [c for c in calls if c.id not in {e.id for e in ended}]
+            ids = {c.id for c in calls}
         answered = [c.id for c in (*calls, *ended) if c.answered_at is not None]
         last = await repo.last_turn_latencies(answered) if answered else {}
         live = [call_row(c, now, _last_turn_ms(last.get(c.id))) for c in calls]

@@ -250,3 +250,27 @@ async def test_a_new_live_stream_lists_the_calls_that_ended_in_the_last_ten_minu
         await write_call(repo, other.id, created_at=now - timedelta(minutes=3))
         first = await LiveFeed(org.id, limit=50).poll(repo, now)
         assert [(r["id"], r["status"]) for r in first["ended"]] == [(str(recent.id), "completed")]
+
+
+class _LiveSetReadJustBefore:
+    """A repository whose live-call read happened just before ``call`` ended."""
+
+    def __init__(self, repo, call):  # type: ignore[no-untyped-def]
+        self._repo, self._call = repo, call
+
+    async def list_live_calls(self, org_id, *, limit):  # type: ignore[no-untyped-def]
+        return [self._call]
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self._repo, name)
+
+
+@run_async
+async def test_a_call_ending_between_the_first_reads_is_shown_ended_not_both(settings):
+    async with harness(settings) as h:
+        org, _ = await h.org()
+        repo = await h.cp.repository()
+        call = await write_call(repo, org.id, status="answered", created_at=utcnow() - timedelta(minutes=1))
+        await repo.update_call(call.id, lambda c: c.model_copy(update={"status": "completed", "ended_at": utcnow()}))
+        first = await LiveFeed(org.id, limit=50).poll(_LiveSetReadJustBefore(repo, call), utcnow())
+        assert first["live"] == [] and [r["id"] for r in first["ended"]] == [str(call.id)]
