@@ -194,7 +194,7 @@ async def test_detail_of_an_unknown_call_is_404(settings):
         await _signed_in(h)
         response = await h.client.get(f"/dashboard/calls/{uuid.uuid4()}")
         assert response.status == 404
-        assert "no such call" in await response.text()
+        assert "No such call" in await response.text()
 
 
 @run_async
