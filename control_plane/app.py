@@ -21,6 +21,7 @@ from engine.metrics import EngineMetrics
 
 from .api import add_routes
 from .auth import make_auth_middleware
+from .dashboard.routes import dashboard_app
 from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
 from .health import readiness
@@ -105,5 +106,7 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)
     add_routes(app)
+    if settings.dashboard.enabled:
+        app.add_subapp("/dashboard", dashboard_app(cp))
     app.cleanup_ctx.append(_control_plane_ctx)
     return app

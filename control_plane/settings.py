@@ -20,6 +20,7 @@ from engine.conversation.egress import ToolEgressConfig
 from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
+from .dashboard.settings import DashboardSettings
 
 ENV_PREFIX = "CALLAGENT_"
 NESTED_DELIMITER = "__"
@@ -161,6 +162,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     campaigns: CampaignSettings = CampaignSettings()
     streams: StreamSettings = StreamSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     log_level: str = Field("INFO", description="Python logging level.")
     data_dir: Path = Field(
         default_factory=default_data_dir,
