@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import unused_port
 
 from bench.telnyx_emulator import DeliverySwitches, SilentCallee, start_emulator
@@ -25,8 +26,17 @@ CALLS = int(os.environ.get("CALLAGENT_TEST_CRASH_CALLS", "3"))
 """Calls in flight at the kill (the issue's figure is for 20: set the variable to measure it)."""
 
 
+@pytest.fixture
+def crash_settings(backend, tmp_path, request):
+    """SQLite alone, or PostgreSQL with Redis (the stream leases then live in Redis)."""
+    if backend == "postgres":
+        return make_settings(tmp_path, backend="postgres", pg_schema=request.getfixturevalue("pg_schema"),
+                             redis_prefix=request.getfixturevalue("redis_prefix"))
+    return make_settings(tmp_path)
+
+
 @run_async
-async def test_calls_survive_a_sigkill_of_the_server(tmp_path):
+async def test_calls_survive_a_sigkill_of_the_server(tmp_path, backend, crash_settings):
     callees: dict[str, list[SilentCallee]] = {}
 
     def factory(call: Any) -> SilentCallee:
@@ -38,9 +48,15 @@ async def test_calls_survive_a_sigkill_of_the_server(tmp_path):
     emulator = await start_emulator(callee_factory=factory, switches=DeliverySwitches(max_attempts=12, backoff_s=0.2))
     port = unused_port()
     base = f"http://127.0.0.1:{port}"
-    settings = make_settings(tmp_path)
+    settings = crash_settings
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CALLAGENT_", "TELNYX_")) and k not in ("DATABASE_URL", "REDIS_URL")}
+    if backend == "postgres":
+        env.update({
+            "DATABASE_URL": settings.database_url.get_secret_value(),
+            "CALLAGENT_STORE__SCHEMA_NAME": settings.store.schema_name,
+            "REDIS_URL": settings.redis_url.get_secret_value(), "CALLAGENT_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        })
     env.update({
         "CALLAGENT_DATA_DIR": str(tmp_path), "CALLAGENT_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "CALLAGENT_LOOKUP_HASH_KEY": LOOKUP_KEY,
@@ -102,7 +118,7 @@ async def test_calls_survive_a_sigkill_of_the_server(tmp_path):
                 assert row.status == "answered" and emulator.calls[c["call_control_id"]].is_alive
                 assert len(callees[c["call_control_id"]]) == 2  # re-attached exactly once
             ordered = sorted(gaps.values())
-            print(f"SIGKILL with {CALLS} calls -> agents heard again (restart included): "
+            print(f"SIGKILL with {CALLS} calls ({backend}) -> agents heard again (restart included): "
                   f"p50 {ordered[len(ordered) // 2]:.2f} s, p95 {ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]:.2f} s")
 
             for c in calls:
