@@ -35,8 +35,12 @@ def crash_settings(backend, tmp_path, request):
     return make_settings(tmp_path)
 
 
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
 @run_async
-async def test_calls_survive_a_sigkill_of_the_server(tmp_path, backend, crash_settings):
+async def test_calls_survive_their_server_stopping(tmp_path, backend, crash_settings, stop):
+    """SIGKILL: nothing is cleaned up. SIGTERM: the server drains (grace cut to 1 s here), hands its
+    live calls over by closing their streams, and keeps accepting webhooks until it exits; a
+    server started after it picks every call up. Either way every caller hears the agent again."""
     callees: dict[str, list[SilentCallee]] = {}
 
     def factory(call: Any) -> SilentCallee:
@@ -69,6 +73,7 @@ async def test_calls_survive_a_sigkill_of_the_server(tmp_path, backend, crash_se
         # (60 s by default: the p95 of the gap with 20 calls was then 60 s, the calls whose
         # call.answered was claimed but not processed being found only after it.)
         "CALLAGENT_WEBHOOKS__CLAIM_LEASE_S": "3", "PYTHONUNBUFFERED": "1",
+        "CALLAGENT_SERVER__DRAIN_GRACE_S": "1",
         "CALLAGENT_LOG_LEVEL": os.environ.get("CALLAGENT_TEST_CRASH_LOG_LEVEL", "WARNING"),
     })
     args = ["-m", "callagent", "serve", "--port", str(port)]
@@ -100,9 +105,13 @@ async def test_calls_survive_a_sigkill_of_the_server(tmp_path, backend, crash_se
                 return all(heard(c["call_control_id"], stream) for c in calls)
 
             await _until(lambda: all_heard(0), 60, "the agents greeting their callees")
-            _kill(services[0])  # SIGKILL: no cleanup, the streams' sockets just go
             loop = asyncio.get_running_loop()
             killed_at = loop.time()
+            if stop == "sigkill":
+                _kill(services[0])  # no cleanup, the streams' sockets just go
+            else:
+                services[0].send_signal(signal.SIGTERM)
+                assert await loop.run_in_executor(None, services[0].wait, 30) == 0  # drained and exited
             services.append(_spawn(args, env, tmp_path / "serve-2.log"))
             gaps: dict[str, float] = {}
 
@@ -117,8 +126,11 @@ async def test_calls_survive_a_sigkill_of_the_server(tmp_path, backend, crash_se
                 row = await repo.get_call_unscoped(uuid.UUID(c["call_id"]))
                 assert row.status == "answered" and emulator.calls[c["call_control_id"]].is_alive
                 assert len(callees[c["call_control_id"]]) == 2  # re-attached exactly once
+            if stop == "sigterm":  # while it drained, the server refused no webhook
+                refused = [d for d in emulator.hooks.deliveries if d.status is not None and d.status >= 400]
+                assert refused == [], refused
             ordered = sorted(gaps.values())
-            print(f"SIGKILL with {CALLS} calls ({backend}) -> agents heard again (restart included): "
+            print(f"{stop.upper()} with {CALLS} calls ({backend}) -> agents heard again (restart included): "
                   f"p50 {ordered[len(ordered) // 2]:.2f} s, p95 {ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]:.2f} s")
 
             for c in calls:
