@@ -11,6 +11,11 @@ Deepgram does for a forced finalisation) or after its own endpointing on
 ``stt_endpoint_silence_ms`` of received trailing silence (``speech_final`` true). All
 segmentation runs on audio time, so a transcript never covers audio not yet received.
 
+Punctuation: lines come back as registered (the corpus's are punctuated), or, with the
+emulator's ``punctuation="none"`` or a connection's ``emulator_punctuation=none`` query
+parameter, lower-cased with no punctuation, as an engine or model that does not punctuate
+returns them (Telnyx's docs: punctuation varies by engine and model).
+
 Recognition matches audio, not words. :class:`UtteranceRecogniser` holds known utterances
 ``{text: PCM16 8 kHz}`` and indexes every 20 ms frame (aligned from the utterance start)
 by a hash of its μ-law quantisation, so audio that crossed a PCMU leg still matches
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -68,6 +74,18 @@ _ALL_FORMATS = {"mp3", "wav", "webm", "ogg", "flac", "ogg_opus", "webm_opus", "o
 _TELNYX_FORMATS = {"mp3", "wav", "linear16", "linear32"}
 _ENGINES = {"deepgram", "telnyx", "google", "azure", "xai", "assemblyai", "speechmatics", "soniox"}
 _DECODED = {"linear16", "mulaw", "alaw"}
+PUNCTUATION_MODES = ("as-registered", "none")
+PUNCTUATION_QUERY = "emulator_punctuation"
+_PUNCTUATION = re.compile(r"[^\w\s'-]+|(?<!\w)['-]+|['-]+(?!\w)")
+_TAG = re.compile(r"(\([^)]*\))")
+
+
+def strip_punctuation(text: str) -> str:
+    """The words as an engine that does not punctuate gives them: lower case, no marks
+    (apostrophes and hyphens inside words stay). Non-speech tags stay as they are."""
+    parts = _TAG.split(text)
+    out = [part if i % 2 else _PUNCTUATION.sub(" ", part).lower() for i, part in enumerate(parts)]
+    return " ".join("".join(out).split())
 
 
 def frame_bytes(rate: int) -> int:
@@ -418,8 +436,11 @@ class SttEmulator:
     """The STT endpoint: one handler per WebSocket, results written in order by one task."""
 
     def __init__(self, *, api_key: str, profile: LatencyProfile, faults: FaultSwitch,
-                 recogniser: UtteranceRecogniser) -> None:
+                 recogniser: UtteranceRecogniser, punctuation: str = "as-registered") -> None:
+        if punctuation not in PUNCTUATION_MODES:
+            raise ValueError(f"unknown punctuation mode {punctuation!r}; known: {', '.join(PUNCTUATION_MODES)}")
         self.api_key = api_key
+        self.punctuation = punctuation
         self.profile = profile
         self.faults = faults
         self.recogniser = recogniser
@@ -449,14 +470,16 @@ class SttEmulator:
             endpoint_silence_ms=self.profile.stt_endpoint_silence_ms,
             interim_results=request.query.get("interim_results", "false").lower() == "true",
         )
-        await _SttConnection(self, request, ws, stream, fmt, fault).run()
+        punctuate = request.query.get(PUNCTUATION_QUERY, self.punctuation) != "none"
+        await _SttConnection(self, request, ws, stream, fmt, fault, punctuate).run()
         return ws
 
 
 class _SttConnection:
     def __init__(self, emulator: SttEmulator, request: web.Request, ws: web.WebSocketResponse,
-                 stream: StreamRecogniser, fmt: str, fault: str | None) -> None:
+                 stream: StreamRecogniser, fmt: str, fault: str | None, punctuate: bool = True) -> None:
         self.emulator = emulator
+        self.punctuate = punctuate
         self.request = request
         self.ws = ws
         self.stream = stream
@@ -527,7 +550,8 @@ class _SttConnection:
     def _queue(self, at: float, result: Result) -> None:
         if self.fault == "slow":
             return  # a stalled recogniser: audio in, nothing out
-        message = {"type": "transcript", "transcript": result.text, "is_final": result.is_final,
+        text = result.text if self.punctuate else strip_punctuation(result.text)
+        message = {"type": "transcript", "transcript": text, "is_final": result.is_final,
                    "speech_final": result.speech_final, "confidence": result.confidence}
         self.outbox.put_nowait((at, orjson.dumps(message)))
 
