@@ -106,6 +106,8 @@ class _Known:
     words: tuple[str, ...]
     positions: tuple[int, ...]
     """Indexed frame positions, ascending: words are spread over these, not over pauses."""
+    breaks: tuple[tuple[int, int], ...] = ()
+    """(indexed frames, words) at the line's marked pauses: the words before each are known."""
 
     @property
     def indexed(self) -> int:
@@ -116,12 +118,32 @@ class _Known:
         Counting indexed frames rather than time, a line split at a pause into two segments
         gives each its own words, without repeats or gaps."""
         n, total = len(self.words), max(1, self.indexed)
-        start = bisect.bisect_left(self.positions, lo) / total
-        end = bisect.bisect_right(self.positions, hi) / total
-        # Rounding absorbs a few lost frames at either end of a line.
-        first = min(round(n * start), n - 1)
-        last = round(n * end)
-        return " ".join(self.words[first:max(last, first + 1)]), end - start
+        start = bisect.bisect_left(self.positions, lo)
+        end = bisect.bisect_right(self.positions, hi)
+        first = min(self._words_in(start), n - 1)
+        last = self._words_in(end)
+        return " ".join(self.words[first:max(last, first + 1)]), (end - start) / total
+
+    def _words_in(self, frames: int) -> int:
+        """How many words the line's first ``frames`` indexed frames say: in proportion, between
+        the marked pauses (so a hearing that stops at one has exactly the words before it, as
+        a recogniser that heard them would), rounding absorbing a few lost frames."""
+        lo_f, lo_w = 0, 0
+        for hi_f, hi_w in (*self.breaks, (max(1, self.indexed), len(self.words))):
+            if frames <= hi_f:
+                return lo_w + round((hi_w - lo_w) * (frames - lo_f) / max(1, hi_f - lo_f))
+            lo_f, lo_w = hi_f, hi_w
+        return len(self.words)
+
+
+def _marked_breaks(words: Sequence[str], positions: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """The line's mid-line pauses, marked "..." in its text, matched in order to the longest
+    silences of its audio; none if the audio has fewer."""
+    marks = [i + 1 for i, w in enumerate(words[:-1]) if w.endswith(("...", "…"))]
+    gaps = sorted(range(1, len(positions)), key=lambda i: positions[i] - positions[i - 1], reverse=True)
+    if not marks or len(gaps) < len(marks):
+        return ()
+    return tuple(zip(sorted(gaps[: len(marks)]), marks))
 
 
 class _Index:
@@ -262,7 +284,8 @@ def _index_one(index: _Index, rate: int, uid: int, text: str, pcm: bytes) -> Non
         if audioop.rms(frame, 2) >= INDEX_MIN_RMS:
             index.keys.setdefault(frame_key(frame), []).append((uid, pos))
             positions.append(pos)
-    index.known.append(_Known(text, tuple(text.split()), tuple(positions)))
+    words = tuple(text.split())
+    index.known.append(_Known(text, words, tuple(positions), _marked_breaks(words, positions)))
 
 
 # -- one stream: segmentation on audio time ---------------------------------------------

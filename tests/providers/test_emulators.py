@@ -247,3 +247,17 @@ def test_an_unknown_punctuation_mode_is_refused():
     with pytest.raises(ValueError, match="punctuation mode"):
         SttEmulator(api_key="k", profile=PROFILES["fast"], faults=FaultSwitch(),
                     recogniser=UtteranceRecogniser(), punctuation="some")
+
+
+def test_a_hearing_that_stops_at_a_marked_pause_has_exactly_the_words_before_it():
+    # Words are spread over the line's audio in proportion, which is off by a word here and
+    # there; at the pauses the line marks with "..." a recogniser that heard the audio up to
+    # there knows every word before it ("is" included), so the emulator does too.
+    line = "Well the order number for my parcel is... four seven two"
+    first, pause, rest = voiced(1.6, seed=31), silence(0.6), voiced(0.9, f0=170.0, seed=32)
+    recogniser = UtteranceRecogniser({line: first + pause + rest})
+    stream = StreamRecogniser(recogniser, 8000)
+    stream.push(silence(0.2) + first + silence(0.2))
+    assert stream.finalize().text == "Well the order number for my parcel is..."
+    stream.push(silence(0.4) + rest + silence(0.1))
+    assert stream.finalize().text == "four seven two"
