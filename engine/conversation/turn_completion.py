@@ -6,13 +6,18 @@ runs only at a pause (the tentative end, the end of turn), never per frame.
 :func:`judge_text` answers :class:`Verdict.COMPLETE`, ``INCOMPLETE`` or ``UNSURE``:
 
 * **Punctuation, where the recogniser gives it**, decides as before: a transcript ending in
-  ``...`` (or ``,``, ``-``) trails off, one ending in ``.?!`` is a finished sentence.
-* **Without final punctuation** (engines and models that do not punctuate, or punctuate
-  only later) the last words decide. A sentence cannot end on an article, a preposition, a
-  conjunction, a possessive, an auxiliary or a filler ("my order number is", "it went out
-  on", "um"); a caller who says "let me find my card" or "no, sorry" is coming back. A
-  transcript that stops on a number may be a number being dictated in groups ("twenty
-  one... Station Road"): unsure. Anything else is complete.
+  ``...`` (or ``,``, ``-``) trails off, one ending in ``.?!`` is a finished sentence. One
+  punctuated elsewhere but not at its end ("Hi, I need to check on a parcel. The order") is
+  a sentence the recogniser has not closed, or one it punctuates late: its words decide, as
+  below, but it is at best unsure.
+* **Without any punctuation** (engines and models that do not punctuate) the last words
+  decide. A sentence cannot end on an article, a preposition, a conjunction, a possessive,
+  an auxiliary or a filler ("my order number is", "it went out on", "um"); a caller who says
+  "let me just find my card" or "no, sorry" is coming back. Unsure: a transcript that stops
+  on a number (numbers are dictated in groups: "twenty one... Station Road"), and one made
+  only of interjections ("okay", "yes", "hi", "great, thanks"), which either answer or
+  preface more (callers pause 300-400 ms after them, as long as the end of turn). Anything
+  else is complete.
 
 What the agent does with each (see :func:`hold_ms`): complete answers at the end of turn,
 incomplete waits ``incomplete_turn_hold_ms`` more, unsure waits half of that. Speculation
@@ -35,9 +40,12 @@ class Verdict(enum.Enum):
 
 _TRAILS_OFF = ("...", "…", ",", "-", "–", "—", ":", ";")
 _SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")
+_TAG = re.compile(r"\([^)]*\)")
 _TAG_END = re.compile(r"\([^)]*\)$")
 """A non-speech tag such as "(unrecognised speech, 1.4 s)": heard audio to answer."""
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_PUNCTUATED = re.compile(r"[.?!,;:…](?=\s)")
+"""A mark between words (not inside "4.5"): this recogniser punctuates."""
 
 # Words a sentence does not end on. Kept to function words that are rarely last: pronouns
 # such as "that", wh-words ("sorry, what?"), adverbs ("I think so", "not really") and particles
@@ -62,6 +70,10 @@ _AUXILIARIES = frozenset("""
 _PRONOUNS = frozenset("i you he she it we they that there this who".split())
 _WH = frozenset("what where when how who which why whatever".split())
 _WH_WINDOW = 6
+_INTERJECTIONS = frozenset("""
+    yes yeah yep yup no nope okay ok alright right sure great thanks thank you hi hello hey oh ah
+    well so perfect brilliant cool fine good lovely morning afternoon evening sorry cheers
+""".split())
 # Stalls and self-repairs near the end: the caller has more to say after fetching or correcting.
 _STALLS = (
     ("let", "me", "just"), ("let", "me", "find"), ("let", "me", "check"), ("let", "me", "see"),
@@ -89,7 +101,10 @@ def judge_text(text: str) -> Verdict:
         return Verdict.INCOMPLETE
     if _SENTENCE_END.search(stripped):
         return Verdict.COMPLETE
-    return _judge_words(_WORD.findall(stripped.lower().replace("’", "'")))
+    verdict = _judge_words(_WORD.findall(stripped.lower().replace("’", "'")))
+    if verdict is Verdict.COMPLETE and _PUNCTUATED.search(_TAG.sub("", stripped)):
+        return Verdict.UNSURE
+    return verdict
 
 
 def _judge_words(words: list[str]) -> Verdict:
@@ -107,7 +122,7 @@ def _judge_words(words: list[str]) -> Verdict:
         return Verdict.INCOMPLETE
     if any(tail[-len(repair):] == repair for repair in _REPAIRS):
         return Verdict.INCOMPLETE
-    if last in _NUMBERS or last.isdigit():
+    if last in _NUMBERS or last.isdigit() or all(w in _INTERJECTIONS for w in words):
         return Verdict.UNSURE
     return Verdict.COMPLETE
 

@@ -21,6 +21,11 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
     ("It was \"express\".", COMPLETE),
     ("Thanks, bye!", COMPLETE),
     ("(unrecognised speech, 1.4 s)", COMPLETE),
+    ("Hi, I need to check on a parcel. The order", UNSURE),  # punctuated, not closed
+    ("Okay, I'll think about", INCOMPLETE),
+    ("alright I guess I'll wait then, thanks", UNSURE),
+    ("(unrecognised speech, 1.4 s) yes it is", COMPLETE),
+    ("the order number in 4.5 to 9.1.8", UNSURE),  # decimals are not punctuation
     ("", COMPLETE),
     # Unpunctuated: the last words decide.
     ("my order number is", INCOMPLETE),
@@ -53,6 +58,10 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
     ("sorry what", COMPLETE),
     ("let me check okay it's the fifth", COMPLETE),
     ("mm-hmm", COMPLETE),
+    ("okay", UNSURE),
+    ("great thanks", UNSURE),
+    ("yeah hello", UNSURE),
+    ("hi who's this", COMPLETE),
     ("okay let me think about it and call back bye now", COMPLETE),
 ])
 def test_judgement_on_punctuated_and_unpunctuated_text(text, verdict):
