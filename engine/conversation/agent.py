@@ -43,7 +43,7 @@ from .phrases import PhraseCache
 from .ports import CallActions, CallReport, CallReporter, CallSetup, NoActions, NoReporter, TurnRecord
 from .egress import EgressPolicy
 from .tools import ToolClient, tool_definitions
-from .turn_completion import Verdict, hold_ms, judge_text
+from .turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -646,8 +646,10 @@ class CallAgent(MediaListener):
         flapped = words > 0 and words == self._words_at_tentative and self._final_since_finalize
         self._empty_flaps = self._empty_flaps + 1 if flapped else 0
         self._words_at_tentative = words
+        # Final punctuation only: a caller's pause inside a line flaps alike (synthetic voices
+        # leave 300 ms word gaps), and words that read finished there would end the turn early.
         words_only = _NON_WORDS.sub("", text).strip()
-        return self._empty_flaps >= 2 and bool(words_only) and judge_text(words_only) is Verdict.COMPLETE
+        return self._empty_flaps >= 2 and bool(words_only) and punctuation_verdict(words_only) is Verdict.COMPLETE
 
     def _finalize_stt(self) -> None:
         if self._stt is not None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import re
 
-__all__ = ["Verdict", "judge_text", "hold_ms"]
+__all__ = ["Verdict", "hold_ms", "judge_text", "punctuation_verdict"]
 
 
 class Verdict(enum.Enum):
@@ -95,16 +95,26 @@ def judge_text(text: str) -> Verdict:
     """The verdict on a transcript so far (see the module doc). Empty text is complete: there
     is nothing to wait for."""
     stripped = text.rstrip()
+    marked = punctuation_verdict(stripped)
+    if marked is not None:
+        return marked
+    verdict = _judge_words(_WORD.findall(stripped.lower().replace("’", "'")))
+    if verdict is Verdict.COMPLETE and _PUNCTUATED.search(_TAG.sub("", stripped)):
+        return Verdict.UNSURE
+    return verdict
+
+
+def punctuation_verdict(text: str) -> Verdict | None:
+    """What the transcript's final punctuation (or a closing non-speech tag) says, if anything:
+    the judgement that does not guess from words."""
+    stripped = text.rstrip()
     if not stripped or _TAG_END.search(stripped):
         return Verdict.COMPLETE
     if stripped.endswith(_TRAILS_OFF):
         return Verdict.INCOMPLETE
     if _SENTENCE_END.search(stripped):
         return Verdict.COMPLETE
-    verdict = _judge_words(_WORD.findall(stripped.lower().replace("’", "'")))
-    if verdict is Verdict.COMPLETE and _PUNCTUATED.search(_TAG.sub("", stripped)):
-        return Verdict.UNSURE
-    return verdict
+    return None
 
 
 def _judge_words(words: list[str]) -> Verdict:
