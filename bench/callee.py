@@ -284,6 +284,12 @@ class ScriptedCallee:
             await self._wait_reply_gap(self.reply_gaps.draw())
             return
         elif step.after == "agent_done":
+            previous = self._turn
+            if previous is not None and previous.expect in ("reply", "barge_in") and previous.first_agent_audio is None:
+                # No reply yet (to a question, or to what the caller said over the agent): a caller
+                # waits for one before going on; with a recogniser that finalizes on its own, the
+                # reply may come a second or more after the words.
+                await self._idle_until(lambda: previous.first_agent_audio is not None, REPLY_TIMEOUT_S)
             started = self._clock
             # the agent may still be replying to the previous step: wait until it goes quiet
             await self._idle_until(

@@ -352,7 +352,9 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
         raise ValueError("talk_ratio must be between 0 and 1")
     if calls_per_minute is None:
         calls_per_minute = default_calls_per_minute(talk_ratio, concurrency)
-    logging.getLogger("control_plane").setLevel(logging.ERROR)
+    control_plane_log = logging.getLogger("control_plane")
+    log_level = control_plane_log.level
+    control_plane_log.setLevel(logging.ERROR)  # a campaign's worth of per-call lines would drown the figures
     data_dir = Path(tempfile.mkdtemp(prefix="callagent-campaign-bench-"))
     schema = f"campaign_bench_{secrets.token_hex(4)}" if database_url else None
     emulator: Any = (await _EmulatorProcess.start(contacts, call_s, time_scale, talk_ratio, profile)
@@ -475,6 +477,7 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
             finally:
                 await conn.close()
         shutil.rmtree(data_dir, ignore_errors=True)
+        control_plane_log.setLevel(log_level)  # an in-process caller (a test) keeps its logging
     if json_path is not None:
         Path(json_path).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return figures

@@ -35,6 +35,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from engine.providers.stt_engines import ENGINES, UNKNOWN, stt_engine
+
 from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
 from .corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, CallScript, load_corpus
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
@@ -53,6 +55,8 @@ class BenchOptions:
     concurrency: int = 100
     ramp_up_s: float = 10.0
     profile: str = "fast"
+    stt_engine: str = "deepgram"
+    """The Telnyx transcription_engine the engine asks for; the STT emulator behaves like it."""
     categories: tuple[str, ...] = ()
     callers: str = "corpus"
     target: str | None = None
@@ -289,6 +293,9 @@ async def run_bench(options: BenchOptions) -> int:
 
     console = Console()
     mark_echo = options.mark_echo_policy  # a bad mode fails here, before anything starts
+    stt_name = stt_engine(options.stt_engine).name
+    if stt_name == UNKNOWN.name:
+        raise SystemExit(f"unknown STT engine {options.stt_engine!r}; known: {', '.join(ENGINES)}")
     pinned_self = pin({LOAD_CORE})
     known = [pair for root in CALLERS[options.callers] for pair in load_corpus_utterances(root)]
     emulators = await start_emulators(options.profile, known_utterances=known, stt_punctuation=options.stt_punctuation)
@@ -307,13 +314,15 @@ async def run_bench(options: BenchOptions) -> int:
             if options.path == "full":
                 full, extra_env = await _start_full_path(port, mark_echo)
                 carrier = full.carrier
+            extra_env["CALLAGENT_PROVIDERS__STT_ENGINE"] = stt_name
             engine = EngineProcess(emulators, port=port, extra_env=extra_env)
             await engine.ready()
             engine_url, engine_pid = engine.url, engine.proc.pid
             console.print(
                 f"engine pid {engine_pid} on core {ENGINE_CORE if engine.pinned else 'any'}; "
                 f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}; "
-                f"path {options.path}; marks echoed: {mark_echo.mode}; STT punctuation: {options.stt_punctuation}"
+                f"STT engine {stt_name}; STT punctuation: {options.stt_punctuation}; path {options.path}; "
+                f"marks echoed: {mark_echo.mode}"
             )
         freeze_startup_heap()  # the emulators' and corpus' objects: a full GC would stall every callee
         levels = (
@@ -330,6 +339,7 @@ async def run_bench(options: BenchOptions) -> int:
                 figures = await run_level(options, engine_url, engine_pid, level, calls,
                                           progress=lambda: bar.advance(task), full=full)
             data = figures.as_json()
+            data["stt_engine"] = stt_name if not options.target else None
             runs.append(data)
             for t in figures.engine_turns[-5000:]:
                 for stage, ms in (t.get("stages_ms") or {}).items():

@@ -107,6 +107,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         options = BenchOptions(
             path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
+            stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
             mark_echo_late_s=args.mark_echo_late, stt_punctuation=args.stt_punctuation,
@@ -305,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=100, help="calls at once")
     bench.add_argument("--ramp-up", type=float, default=10.0, help="seconds to reach full concurrency")
     bench.add_argument("--profile", default="fast", help="provider latency profile: fast, realistic, slow")
+    bench.add_argument("--stt-engine", choices=["deepgram", "telnyx", "google"], default="deepgram",
+                       help="Telnyx transcription_engine the engine uses and the STT emulator behaves like: "
+                       "deepgram (Finalize, interim results; default), telnyx or google (finals only, on "
+                       "the engine's own segmentation)")
     bench.add_argument("--category", action="append",
                        help="only calls of this category (repeatable; the field callers' are "
                        "field_espeak_140 ... field_piper_220)")

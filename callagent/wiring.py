@@ -214,7 +214,7 @@ async def _build(
     else:
         stt = TelnyxSpeechToText(
             TelnyxSttConfig(api_key=key, url=stt_url, transcription_engine=cfg.stt_engine, model=cfg.stt_model,
-                            language=cfg.stt_language),
+                            language=cfg.stt_language, interim_results=cfg.stt_interim_results),
             session=http,
         )
     llm = OpenAIChatModel(chat_config(cfg, api_key=llm_key, base_url=llm_url,
@@ -233,11 +233,8 @@ async def _build(
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url), session=http)
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).
     await asyncio.gather(*(p.warm() for p in (offline_stt, offline_tts) if hasattr(p, "warm")))
-    final_timeout = None
-    if offline_stt is not None:
-        from engine.providers.whisper_stt import FINAL_TIMEOUT_S
-
-        final_timeout = FINAL_TIMEOUT_S  # Whisper reads an utterance in ~0.5 s, not streamed
+    # None: each STT's own bound (SpeechToText.final_wait_s: per engine, Whisper's 3 s).
+    final_timeout = None if cfg.stt_final_wait_ms is None else cfg.stt_final_wait_ms / 1000
     tools = ToolClient(settings.tools)
     if settings.tools.allow_private_addresses:
         log.warning("HTTP tools may reach loopback and private addresses (tools.allow_private_addresses)")

@@ -265,3 +265,24 @@ def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypa
                 await proc.wait()
 
     asyncio.run(scenario())
+
+
+def test_bench_stt_engine_reaches_the_engine_process_and_bad_names_are_refused(monkeypatch, capsys):
+    import pytest
+
+    from bench import runner
+    from callagent.cli import build_parser, main
+
+    seen = {}
+
+    async def fake_run_bench(options):
+        seen["engine"] = options.stt_engine
+        return 0
+
+    monkeypatch.setattr(runner, "run_bench", fake_run_bench)
+    assert main(["bench", "--calls", "1", "--stt-engine", "telnyx"]) == 0
+    assert seen["engine"] == "telnyx"
+    assert build_parser().parse_args(["bench"]).stt_engine == "deepgram"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--stt-engine", "whisperx"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -5,11 +5,24 @@ error frames 40001-40007, binary audio in, ``Finalize`` / ``CloseStream`` / ``Ke
 control frames, ``{"transcript", "is_final", "speech_final", "confidence"}`` results out.
 
 It behaves like a streaming recogniser that knows no future: it segments the audio it has
-received by energy, sends an interim result per ``stt_interim_every_ms`` of speech, and
-the final one ``stt_final_ms`` after the client's ``Finalize`` (``speech_final`` false, as
-Deepgram does for a forced finalisation) or after its own endpointing on
-``stt_endpoint_silence_ms`` of received trailing silence (``speech_final`` true). All
-segmentation runs on audio time, so a transcript never covers audio not yet received.
+received by energy and sends finals on its own endpointing, after a window of received
+trailing silence (audio well below the segment's speech level counts as silence: an
+endpointer follows the talker, not the noise behind them). All segmentation runs on audio
+time, so a transcript never covers audio not yet received.
+
+Each connection behaves like the engine its ``transcription_engine`` names, per
+:mod:`engine.providers.stt_engines` (Telnyx's own support table), and never better:
+
+* Deepgram (the default): interim results per ``stt_interim_every_ms`` of speech when
+  ``interim_results=true``; the final ``stt_final_ms`` after a ``Finalize`` (``speech_final``
+  false, as Deepgram does for a forced finalisation) or after its own endpointing on
+  ``stt_endpoint_silence_ms`` of silence (``speech_final`` true). The profile keeps that
+  window at 500 ms (Deepgram's documented default is 100 ms, settable with ``endpointing``).
+* Telnyx (Whisper), Google and the others: ``Finalize`` and ``KeepAlive`` are ignored
+  (counted), ``interim_results`` is ignored, no ``speech_final`` field is sent, and the
+  final comes on the engine's own segmentation only: after the table's silence window, and
+  its usual lag after the end of speech. ``CloseStream`` is honoured only where documented;
+  punctuation is dropped where the table does not promise it.
 
 Punctuation: lines come back as registered (the corpus's are punctuated), or, with the
 emulator's ``punctuation="none"`` or a connection's ``emulator_punctuation=none`` query
@@ -44,6 +57,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from engine import _audioop as audioop
+from engine.providers.stt_engines import SttEngine, stt_engine
 
 from . import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
@@ -66,6 +80,11 @@ OFFSET_SLACK = 2
 MAX_KEY_REPEATS = 8
 """A frame hash seen more often than this in the registry is a stationary sound: ignored."""
 PLACEHOLDER_MIN_FRAMES = 5
+ENDPOINT_BELOW_LEVEL = 0.35
+"""Own endpointing: audio this far (-9 dB) below the segment's speech level is not the caller
+talking (a recogniser's endpointer follows the talker, not the cafe behind them) ..."""
+LEVEL_DECAY = 0.995
+"""... whose level is a peak that decays about 2 dB a second."""
 RUN_GAP_FRAMES = 25
 
 _RAW_FORMATS = {"linear16", "linear32", "mulaw", "alaw"}
@@ -73,10 +92,11 @@ _ALL_FORMATS = {"mp3", "wav", "webm", "ogg", "flac", "ogg_opus", "webm_opus", "o
                 "amr_wb", "g729", "speex"} | _RAW_FORMATS
 _TELNYX_FORMATS = {"mp3", "wav", "linear16", "linear32"}
 _ENGINES = {"deepgram", "telnyx", "google", "azure", "xai", "assemblyai", "speechmatics", "soniox"}
+_PUNCTUATION = str.maketrans("", "", ".,?!;:")
 _DECODED = {"linear16", "mulaw", "alaw"}
 PUNCTUATION_MODES = ("as-registered", "none")
 PUNCTUATION_QUERY = "emulator_punctuation"
-_PUNCTUATION = re.compile(r"[^\w\s'-]+|(?<!\w)['-]+|['-]+(?!\w)")
+_MARKS = re.compile(r"[^\w\s'-]+|(?<!\w)['-]+|['-]+(?!\w)")
 _TAG = re.compile(r"(\([^)]*\))")
 
 
@@ -84,7 +104,7 @@ def strip_punctuation(text: str) -> str:
     """The words as an engine that does not punctuate gives them: lower case, no marks
     (apostrophes and hyphens inside words stay). Non-speech tags stay as they are."""
     parts = _TAG.split(text)
-    out = [part if i % 2 else _PUNCTUATION.sub(" ", part).lower() for i, part in enumerate(parts)]
+    out = [part if i % 2 else _MARKS.sub(" ", part).lower() for i, part in enumerate(parts)]
     return " ".join("".join(out).split())
 
 
@@ -317,6 +337,7 @@ class StreamRecogniser:
         self._in_segment = False
         self._emitted = 0  # words of the open segment already given in a final (client Finalize)
         self._silence_run = 0
+        self._level = 0.0  # the segment's speech level: a slowly decaying peak of frame rms
         self._voiced_count = 0
         self._next_interim = 0
         self._block_min = self._prev_block_min = 1 << 30
@@ -345,15 +366,18 @@ class StreamRecogniser:
                 self._in_segment = True
                 self._emitted = 0
                 self._silence_run = self._voiced_count = 0
+                self._level = 0.0
                 self._next_interim = self._interim_frames
             self._keys.append(key)
             self._voiced.append(is_voiced)
             if is_voiced:
-                self._silence_run = 0
                 self._voiced_count += 1
                 if self._voiced_count >= self._next_interim:
                     self._next_interim += self._interim_frames
                     interim_due = True
+            self._level = max(float(rms), self._level * LEVEL_DECAY)
+            if is_voiced and rms >= self._level * ENDPOINT_BELOW_LEVEL:
+                self._silence_run = 0
             else:
                 self._silence_run += 1
                 if self._silence_run >= self._endpoint_frames:
@@ -450,6 +474,9 @@ class SttStats:
     audio_bytes: int = 0
     min_audio_frame_bytes: int | None = None
     finalizes: int = 0
+    finalizes_ignored: int = 0
+    """Finalize frames sent to an engine that does not support them (all but Deepgram)."""
+    keepalives: int = 0
     close_streams: int = 0
     origin_rejected: int = 0
     transcripts_sent: int = 0
@@ -488,19 +515,24 @@ class SttEmulator:
             await ws.send_str(orjson.dumps({"errors": [error]}).decode())
             await ws.close(code=1008)
             return ws
+        engine = stt_engine(request.query.get("transcription_engine", "Deepgram"))
+        # Deepgram's own endpointing is the profile's (the bench's calibration); the others' is
+        # the table's, with no profile to make them faster than documented.
+        window_ms = self.profile.stt_endpoint_silence_ms if engine.finalize else engine.silence_window_ms
         stream = StreamRecogniser(
             self.recogniser, rate, interim_every_ms=self.profile.stt_interim_every_ms,
-            endpoint_silence_ms=self.profile.stt_endpoint_silence_ms,
-            interim_results=request.query.get("interim_results", "false").lower() == "true",
+            endpoint_silence_ms=window_ms,
+            interim_results=engine.interim_results and request.query.get("interim_results", "false").lower() == "true",
         )
         punctuate = request.query.get(PUNCTUATION_QUERY, self.punctuation) != "none"
-        await _SttConnection(self, request, ws, stream, fmt, fault, punctuate).run()
+        await _SttConnection(self, request, ws, stream, fmt, fault, engine, punctuate).run()
         return ws
 
 
 class _SttConnection:
     def __init__(self, emulator: SttEmulator, request: web.Request, ws: web.WebSocketResponse,
-                 stream: StreamRecogniser, fmt: str, fault: str | None, punctuate: bool = True) -> None:
+                 stream: StreamRecogniser, fmt: str, fault: str | None, engine: SttEngine,
+                 punctuate: bool = True) -> None:
         self.emulator = emulator
         self.punctuate = punctuate
         self.request = request
@@ -508,6 +540,12 @@ class _SttConnection:
         self.stream = stream
         self.fmt = fmt
         self.fault = fault
+        self.engine = engine
+        profile = emulator.profile
+        # An own-endpointing final: Deepgram's after the profile's delay; the others' after
+        # their processing time, the usual lag beyond the silence window.
+        self.endpoint_final_ms = (profile.stt_final_ms if engine.finalize
+                                  else max(0, engine.final_lag_ms - engine.silence_window_ms))
         self.loop = asyncio.get_running_loop()
         # (not before, message): one writer keeps results in order whatever their delays.
         self.outbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -550,7 +588,9 @@ class _SttConnection:
                 elif self.fmt == "alaw":
                     data = audioop.alaw2lin(data, 2)
                 for result in self.stream.push(data):
-                    delay = delays(profile.stt_final_ms) if result.is_final else 0.0
+                    if result.is_final and not result.text and not self.engine.finalize:
+                        continue  # an empty final is Deepgram's habit; assume no other engine's
+                    delay = delays(self.endpoint_final_ms) if result.is_final else 0.0
                     self._queue(now + delay, result)
             elif msg.type is WSMsgType.TEXT:
                 try:
@@ -560,9 +600,16 @@ class _SttConnection:
                 kind = control.get("type") if isinstance(control, dict) else None
                 if kind == "Finalize":
                     stats.finalizes += 1
+                    if not self.engine.finalize:
+                        stats.finalizes_ignored += 1  # "Deepgram only": nothing comes back
+                        continue
                     self._queue(now + delays(profile.stt_final_ms), self.stream.finalize())
+                elif kind == "KeepAlive":
+                    stats.keepalives += 1  # (no idle timeout is emulated, so nothing to reset)
                 elif kind == "CloseStream":
                     stats.close_streams += 1
+                    if not self.engine.close_stream:
+                        continue  # undocumented for this engine: the client's close ends it
                     # Deliver what is pending (bounded), then close, like Deepgram does.
                     try:
                         await asyncio.wait_for(self.outbox.join(), 2.0)
@@ -573,9 +620,15 @@ class _SttConnection:
     def _queue(self, at: float, result: Result) -> None:
         if self.fault == "slow":
             return  # a stalled recogniser: audio in, nothing out
-        text = result.text if self.punctuate else strip_punctuation(result.text)
-        message = {"type": "transcript", "transcript": text, "is_final": result.is_final,
-                   "speech_final": result.speech_final, "confidence": result.confidence}
+        engine = self.engine
+        if not self.punctuate:
+            text = strip_punctuation(result.text)
+        else:
+            text = result.text if engine.punctuation else result.text.translate(_PUNCTUATION)
+        message: dict[str, object] = {"type": "transcript", "transcript": text, "is_final": result.is_final}
+        if engine.speech_final:
+            message["speech_final"] = result.speech_final
+        message["confidence"] = result.confidence if result.is_final else 0.0  # partials: 0.0 [V]
         self.outbox.put_nowait((at, orjson.dumps(message)))
 
     async def _write(self) -> None:

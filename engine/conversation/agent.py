@@ -10,6 +10,11 @@ that matter for the caller:
   silently; if the final transcript differs, it is restarted.
 * **One reply per turn.** A caller who speaks again before the agent's reply is heard
   gets one merged turn: the pending reply is dropped and the transcripts accumulate.
+* **Finals the recogniser owes.** Where the STT cannot finalize on request (most Telnyx
+  engines, see ``providers/stt_engines.py``), its finals come on its own segmentation,
+  often after the turn has ended: the turn commits on the final, or when the STT's
+  ``final_wait_s`` has passed with whatever finals there are. A final later than that is
+  kept, even while the reply plays, and joins the next turn; it never fails the call.
 * **Barge-in.** In-flight LLM and TTS requests are cancelled and the history keeps
   only the words the caller heard (from playout accounting and TTS alignment).
 * **Failures.** A provider error or a stall past the deadline gets one retry, with a
@@ -273,7 +278,7 @@ class CallAgent(MediaListener):
         reporter: CallReporter | None = None,
         phrases: PhraseCache | None = None,
         tool_client: ToolClient | None = None,
-        stt_final_timeout_s: float = 0.8,
+        stt_final_timeout_s: float | None = None,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
     ) -> None:
         self.profile = profile
@@ -286,7 +291,13 @@ class CallAgent(MediaListener):
         self.phrases = phrases or PhraseCache(tts)
         self.tool_client = tool_client
         self.tool_policy: EgressPolicy | None = None  # the server's, unless the call's setup says otherwise
-        self.stt_final_timeout_s = stt_final_timeout_s
+        # How long a turn waits, after its end, for a final still owed (None: the STT's own bound).
+        self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
+            stt, "final_wait_s", 0.8)
+        self._can_finalize: bool = getattr(stt, "can_finalize", True)
+        # Without partial transcripts no words come while the caller talks over the reply: a
+        # barge-in cannot wait for them and is confirmed on the VAD alone.
+        self._words_confirm_barge_in: bool = getattr(stt, "interim_results", True)
         self.tools = tool_definitions(profile)
         self.conversation = Conversation(profile.system_prompt)
         self.speculation = SpeculationStats()
@@ -304,7 +315,11 @@ class CallAgent(MediaListener):
         self._early_audio = bytearray()
         self._finals: list[str] = []
         self._interim = ""
+        # False while a final is owed: after a Finalize or, where the STT cannot finalize, since
+        # the caller's voice (re)started; a turn does not commit on text that is still coming.
         self._final_since_finalize = True
+        self._late_final_owed = False  # a turn committed without its final: take it when it comes
+        self._ended_by_recogniser = False  # the recogniser ended a turn the VAD still held open
         self._turn_open = False
         self._awaiting_commit = False
         self._commit_timer: asyncio.TimerHandle | None = None
@@ -324,6 +339,7 @@ class CallAgent(MediaListener):
         self._tentative = False  # between TENTATIVE_END and TURN_END or the caller resuming
         self._hung_up = False
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
+        self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
         self._heard_texts = 0  # transcripts with words so far (interim or final)
         self._texts_at_pending: int | None = None  # ... when the caller began over the agent
         self._barge_in_timer: asyncio.TimerHandle | None = None
@@ -376,8 +392,10 @@ class CallAgent(MediaListener):
         if self._stopped:
             return
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
-            self._voice_since = now
+            self._voice_since = self._turn_since = now
+            self._owe_final()
             self._turn_open = True
+            self._ended_by_recogniser = False
             self._tentative = False
             self._empty_flaps = 0
             self._discard_next_final = False
@@ -402,14 +420,18 @@ class CallAgent(MediaListener):
             ):
                 text = self._transcript_so_far()
                 self._drop_stale_speculation()
-                if self._reply is None and self._worth_speculating(text):
+                # (Without Finalize and with a final owed, the text lacks the words just said:
+                # the speculation starts when their final comes, see _speculate_on_final.)
+                if (self._reply is None and self._worth_speculating(text)
+                        and (self._can_finalize or self._final_since_finalize)):
                     self.speculation.started += 1
                     self._start_reply(user_text=text, speculative=True, committed=False)
         elif event is EndpointEvent.BARGE_IN_PENDING:
             # The session holds the reply while the VAD makes up its mind; if it has not, and the
             # recogniser heard nothing, within the wait, it is noise: the reply goes on.
             self._texts_at_pending = self._heard_texts
-            self._arm_noise_timer()
+            if self._words_confirm_barge_in:
+                self._arm_noise_timer()
         elif event is EndpointEvent.BARGE_IN_REJECTED:
             self._texts_at_pending = None
             self._cancel_noise_timer()
@@ -423,11 +445,17 @@ class CallAgent(MediaListener):
             # words show up in a transcript: in noise, "speech" the VAD hears after a pause
             # is often no words at all, and the turn then ends on the text it was started on.
             self._voice_since = now
+            self._owe_final()
             self._tentative = False
         elif event is EndpointEvent.TURN_END:
             if self.session.barge_in_deferred:
                 self._resume_after_noise()  # the "speech" over the reply ended without a word
             self._tentative = False
+            if self._ended_by_recogniser:
+                # The recogniser's endpointing ended (and committed) this turn already: the VAD
+                # catching up must not commit it again, restarting the reply.
+                self._ended_by_recogniser = False
+                return
             self._turn_open = False
             self._awaiting_commit = True
             if self._final_since_finalize and not self._finals and self._interim:
@@ -439,7 +467,7 @@ class CallAgent(MediaListener):
         """The VAD heard the caller talk over the reply long enough for a barge-in. Drop the reply
         only once the recogniser has heard words in it: street noise or babble can keep a VAD
         on for seconds, and the reply (held since the caller began) would be lost to it."""
-        if self._stopped or self._stt is None or self._texts_at_pending is None:
+        if self._stopped or self._stt is None or self._texts_at_pending is None or not self._words_confirm_barge_in:
             return True
         if self._heard_texts > self._texts_at_pending:
             return True
@@ -567,9 +595,13 @@ class CallAgent(MediaListener):
             self._heard_texts += 1
             if self.session.barge_in_deferred:
                 self._words_over_reply()
-        accepting = self._turn_open or self._awaiting_commit or self.mode != "speaking"
+        accepting = self._turn_open or self._awaiting_commit or self.mode != "speaking" or self._late_final_owed
         if transcript.is_final:
-            self._final_since_finalize = True
+            # A recogniser that segments on its own finalizes only after silence: a final that
+            # lands while the caller is speaking is for earlier words, and the newer are still owed.
+            if self._can_finalize or not self._turn_open or self._tentative:
+                self._final_since_finalize = True
+            self._late_final_owed = False
             self._interim = ""
             if self._discard_next_final and not self._turn_open:
                 self._discard_next_final = False
@@ -583,21 +615,44 @@ class CallAgent(MediaListener):
                 elif not self._turn_open and not self._awaiting_commit and self._reply is None:
                     # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
                     self._awaiting_commit = True
-                elif self._tentative and self.profile.config.speculative:
+                elif self._tentative and self.profile.config.speculative and (
+                        self._can_finalize or not self._recogniser_ends_turn(transcript)):
                     self._speculate_on_final()
-                elif (self._turn_open and transcript.speech_final and self.mode != "speaking"
-                      and self._loop.time() - self._voice_since >= SPEECH_FINAL_TRUST_S):
+                elif self._recogniser_ends_turn(transcript):
                     # The recogniser's own endpointing says the speech is over while the VAD
                     # has heard speech all along (babble or loud noise can keep it on): trust
                     # it. (Not when the VAD heard speech begin only just now: the recogniser's
-                    # silence was a pause, and the caller is talking again.)
+                    # silence was a pause, and the caller is talking again.) With a finals-only
+                    # engine this holds in the VAD's flapping pauses too: no TURN_END may come.
                     self._turn_open = False
                     self._awaiting_commit = True
+                    self._ended_by_recogniser = True
+                    self._final_since_finalize = True  # its final covers what it heard
             self._maybe_commit()
         elif accepting:
             self._interim = text
             if text:
                 self._drop_stale_speculation()
+
+    def _recogniser_ends_turn(self, transcript: Transcript) -> bool:
+        """Whether a final ends the turn the VAD holds open. It must say the recogniser heard the
+        speech end (Deepgram marks it ``speech_final``; an engine that cannot be asked to finalize
+        sends finals only after its own silence window, so each of its finals says so), and the
+        VAD must have heard "speech" all through that silence."""
+        return (self._turn_open and self.mode != "speaking" and (transcript.speech_final or not self._can_finalize)
+                and self._vad_on_through_recognisers_silence())
+
+    def _vad_on_through_recognisers_silence(self) -> bool:
+        """Whether the VAD heard "speech" all through the silence a recogniser's endpointed final
+        reports: then the VAD is hearing noise. Deepgram's speech_final comes soon after its
+        silence: the VAD's current stretch must be older than SPEECH_FINAL_TRUST_S. A finals-only
+        engine's final reports a silence up to its lag (plus margin) ago, and the VAD flaps in
+        noise: its turn, pauses included, must have been open longer than that; a turn younger
+        than that began after that silence, so it is new speech."""
+        now = self._loop.time()
+        if self._can_finalize:
+            return now - self._voice_since >= SPEECH_FINAL_TRUST_S
+        return now - self._turn_since >= max(SPEECH_FINAL_TRUST_S, self.stt_final_timeout_s)
 
     def _drop_stale_speculation(self) -> None:
         """The caller went on after a pause and the transcript has their new words: a
@@ -652,9 +707,18 @@ class CallAgent(MediaListener):
         return self._empty_flaps >= 2 and bool(words_only) and punctuation_verdict(words_only) is Verdict.COMPLETE
 
     def _finalize_stt(self) -> None:
+        """Ask for the final of what was said so far (where the STT cannot, this only flushes
+        the audio buffered for it: its final comes when its own segmentation says)."""
         if self._stt is not None:
-            self._final_since_finalize = False
+            if self._can_finalize:
+                self._final_since_finalize = False
             self._spawn(self._stt.finalize())
+
+    def _owe_final(self) -> None:
+        """The caller's voice (re)started: an STT that cannot finalize on request owes a final
+        for it, which the turn waits for (bounded by ``stt_final_timeout_s``)."""
+        if not self._can_finalize:
+            self._final_since_finalize = False
 
     def _transcript_so_far(self) -> str:
         parts = self._finals + ([self._interim] if self._interim else [])
@@ -703,6 +767,11 @@ class CallAgent(MediaListener):
             return
         self._awaiting_commit = False
         self._cancel_commit_timer()
+        if not self._final_since_finalize:
+            # Committed without the final it waited for: when that final comes, even while the
+            # reply plays, its words are kept for the next turn instead of being dropped.
+            self._late_final_owed = True
+            self._final_since_finalize = True
         reply = self._reply
         if not text:
             # Noise, a cough, or speech the recogniser dropped: nothing to answer.

@@ -51,6 +51,15 @@ class SttSession(ABC):
 
 
 class SpeechToText(ABC):
+    can_finalize: bool = True
+    """Whether :meth:`SttSession.finalize` makes the recogniser send a final for what it has
+    heard. When not (most Telnyx engines), finals come on the recogniser's own segmentation,
+    and ``finalize`` only flushes the audio buffered so far."""
+    interim_results: bool = True
+    """Whether partial transcripts stream while the caller speaks (most Telnyx engines: finals only)."""
+    final_wait_s: float = 0.8
+    """How long a caller's turn should wait, after it ended, for a final still owed."""
+
     @abstractmethod
     async def open(
         self,

@@ -29,8 +29,14 @@ class ProvidersConfig(BaseModel):
 
     stt: Literal["telnyx", "whisper"] = "telnyx"
     stt_url: str = TELNYX_STT_URL
-    stt_engine: str = Field("Telnyx", description="Telnyx transcription_engine (Telnyx, Deepgram, Google, ...).")
-    stt_model: str | None = None
+    stt_engine: str = Field(
+        "Deepgram", description="Telnyx transcription_engine (Deepgram, Telnyx, Google, ...). Deepgram is the one "
+        "with Finalize and interim results, which the latency plan relies on (see stt_engines.py).")
+    stt_model: str | None = Field(None, description="None: the engine's default (Deepgram: nova-3).")
+    stt_interim_results: bool = Field(True, description="Ask for partial transcripts (engines without them ignore it).")
+    stt_final_wait_ms: int | None = Field(
+        None, gt=0, le=10_000, description="How long the agent waits after the caller's end of turn for a final "
+        "transcript. None: 800 ms for engines that finalize on request, else the engine's usual lag plus a margin.")
     stt_language: str = Field("en", description="Also Whisper's language (the bundled model is tiny.en).")
     whisper_threads: int = Field(1, ge=1, le=64, description="CPU threads per Whisper transcription.")
 

@@ -4,9 +4,13 @@ One WebSocket per call. :meth:`TelnyxSttSession.feed` only appends to a buffer; 
 task, woken when ``batch_ms`` of audio is buffered or a ``Finalize`` is requested, writes
 binary frames (so the media hot path never awaits, and the socket sees ~10 frames a
 second instead of 50). A receiver task turns server frames into :class:`Transcript`
-callbacks; an error frame, a close the client did not ask for, or no final within
-``finalize_timeout_s`` of a ``Finalize`` becomes one :class:`ProviderError` via
-``on_error``.
+callbacks; an error frame or a close the client did not ask for becomes one
+:class:`ProviderError` via ``on_error``.
+
+Engines differ (:mod:`.stt_engines`): ``Finalize`` works on Deepgram only, so on the others
+:meth:`TelnyxSttSession.finalize` just flushes the buffered audio, and their finals come on
+their own segmentation. A ``Finalize`` with no final within ``finalize_timeout_s`` is counted
+(:class:`SttClientStats`), never an error: an engine may legitimately have nothing to say.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ._http import SessionHolder
 from .base import ProviderError, SpeechToText, SttSession, Transcript
+from .stt_engines import SttEngine, stt_engine
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,9 @@ class TelnyxSttConfig(BaseModel):
 
     api_key: SecretStr
     url: str = DEFAULT_URL
-    transcription_engine: str = "Telnyx"
-    model: str | None = None
+    transcription_engine: str = Field(
+        "Deepgram", description="Deepgram is the engine with Finalize and interim results (the fast path).")
+    model: str | None = Field(None, description="None: the engine's default model (Deepgram: nova-3).")
     language: str = "en"
     interim_results: bool = True
     extra_params: dict[str, str] = Field(
@@ -45,8 +51,7 @@ class TelnyxSttConfig(BaseModel):
     batch_ms: int = Field(100, ge=20, le=1000, description="Audio per binary frame (the last one may be shorter).")
     connect_timeout_s: float = Field(5.0, gt=0)
     finalize_timeout_s: float | None = Field(
-        5.0, gt=0, description="No final transcript this long after a Finalize is an error (None: wait forever)."
-    )
+        5.0, gt=0, description="A Finalize with no final this long after is counted as unanswered (None: never).")
     close_timeout_s: float = Field(1.0, gt=0, description="Bound on the closing handshake.")
 
 
@@ -60,11 +65,30 @@ def connect_error(provider: str, exc: BaseException) -> ProviderError:
     return ProviderError(provider, f"connect failed: {exc.__class__.__name__}: {exc}")
 
 
+class SttClientStats:
+    """Counters over all of a client's sessions, for metrics."""
+
+    __slots__ = ("finalizes_sent", "finalizes_flushed_only", "finalizes_unanswered")
+
+    def __init__(self) -> None:
+        self.finalizes_sent = 0
+        self.finalizes_flushed_only = 0
+        """finalize() on an engine without Finalize: the audio was flushed, nothing was asked."""
+        self.finalizes_unanswered = 0
+        """A Finalize with no final within ``finalize_timeout_s``."""
+
+
 class TelnyxSpeechToText(SpeechToText):
     """Opens one :class:`TelnyxSttSession` per call on a shared :class:`aiohttp.ClientSession`."""
 
     def __init__(self, config: TelnyxSttConfig, *, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
+        self.engine: SttEngine = stt_engine(config.transcription_engine)
+        self.can_finalize = self.engine.finalize
+        self.interim_results = config.interim_results and self.engine.interim_results
+        if not self.can_finalize:  # its own final comes its usual lag after the end of speech
+            self.final_wait_s = self.engine.final_wait_s
+        self.stats = SttClientStats()
         self._http = SessionHolder(session)
 
     def query(self, sample_rate: int) -> dict[str, str]:
@@ -76,8 +100,9 @@ class TelnyxSpeechToText(SpeechToText):
             "language": config.language,
             "interim_results": "true" if config.interim_results else "false",
         }
-        if config.model:
-            params["model"] = config.model
+        model = config.model or self.engine.default_model
+        if model:
+            params["model"] = model
         params.update(config.extra_params)
         return params
 
@@ -105,7 +130,8 @@ class TelnyxSpeechToText(SpeechToText):
             raise connect_error(PROVIDER, exc) from None
         batch_bytes = sample_rate * 2 * config.batch_ms // 1000
         return TelnyxSttSession(ws, batch_bytes=batch_bytes, on_transcript=on_transcript, on_error=on_error,
-                                finalize_timeout_s=config.finalize_timeout_s)
+                                finalize_timeout_s=config.finalize_timeout_s, can_finalize=self.can_finalize,
+                                stats=self.stats)
 
     async def aclose(self) -> None:
         """Close the HTTP session if this object created it (open sessions are not touched)."""
@@ -121,8 +147,12 @@ class TelnyxSttSession(SttSession):
         on_transcript: Callable[[Transcript], None],
         on_error: Callable[[ProviderError], None],
         finalize_timeout_s: float | None = None,
+        can_finalize: bool = True,
+        stats: SttClientStats | None = None,
     ) -> None:
         self._ws = ws
+        self._can_finalize = can_finalize
+        self.stats = stats or SttClientStats()
         self._batch_bytes = max(2, batch_bytes)
         self._on_transcript = on_transcript
         self._on_error = on_error
@@ -148,6 +178,7 @@ class TelnyxSttSession(SttSession):
             self._wake.set()
 
     async def finalize(self) -> None:
+        """Flush the buffered audio and, where the engine supports it, send ``Finalize``."""
         if self._closed or self._failed:
             return
         waiter = self._loop.create_future()
@@ -170,11 +201,14 @@ class TelnyxSttSession(SttSession):
                     chunk = bytes(self._buffer)
                     self._buffer.clear()
                     await ws.send_bytes(chunk)
-                if waiters:
+                if waiters and not self._can_finalize:
+                    self.stats.finalizes_flushed_only += 1  # the engine would ignore it
+                elif waiters:
                     await ws.send_str(_FINALIZE)
+                    self.stats.finalizes_sent += 1
                     if self._finalize_timeout_s is not None and self._deadline is None:
                         self._deadline = self._loop.call_later(self._finalize_timeout_s, self._final_overdue)
-                    _resolve(waiters)
+                _resolve(waiters)
         except (aiohttp.ClientError, ConnectionError) as exc:
             self._fail(ProviderError(PROVIDER, f"send failed: {exc.__class__.__name__}: {exc}"))
         finally:
@@ -224,8 +258,11 @@ class TelnyxSttSession(SttSession):
             log.exception("%s: on_transcript raised", PROVIDER)
 
     def _final_overdue(self) -> None:
+        # Not an error: an engine may send nothing for a Finalize when nothing new was said, and
+        # a recogniser that is merely slow still delivers. The agent bounds its own wait.
         self._deadline = None
-        self._fail(ProviderError(PROVIDER, f"no final transcript within {self._finalize_timeout_s} s of Finalize"))
+        self.stats.finalizes_unanswered += 1
+        log.debug("%s: no final within %s s of a Finalize", PROVIDER, self._finalize_timeout_s)
 
     def _fail(self, error: ProviderError) -> None:
         if self._failed or self._closed:

