@@ -16,8 +16,8 @@ runs only at a pause (the tentative end, the end of turn), never per frame.
   "let me just find my card" or "no, sorry" is coming back. Unsure: a transcript that stops
   on a number (numbers are dictated in groups: "twenty one... Station Road"), and one made
   only of interjections ("okay", "yes", "hi", "great, thanks"), which either answer or
-  preface more (callers pause 300-400 ms after them, as long as the end of turn). Anything
-  else is complete.
+  preface more (callers pause 300-400 ms after them, as long as the end of turn), and one
+  ending on a hedge ("the ninth, I think, at two"). Anything else is complete.
 
 What the agent does with each (see :func:`hold_ms`): complete answers at the end of turn,
 incomplete waits ``incomplete_turn_hold_ms`` more, unsure waits half of that. Speculation
@@ -83,6 +83,8 @@ _STALLS = (
 )
 _STALL_WINDOW = 6
 """A stall counts among the transcript's last words only: "let me check... okay, it's 42" is done."""
+_HEDGES = (("i", "think"), ("i", "guess"), ("i", "believe"), ("you", "know"), ("i", "suppose"))
+"""A hedge at the end either closes the line or sits inside it ("the ninth, I think, at two")."""
 _REPAIRS = (("no", "sorry"), ("sorry", "no"), ("i", "mean"), ("or", "rather"), ("no", "wait"))
 _NUMBERS = frozenset("""
     zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen
@@ -133,6 +135,8 @@ def _judge_words(words: list[str]) -> Verdict:
     if any(tail[-len(repair):] == repair for repair in _REPAIRS):
         return Verdict.INCOMPLETE
     if last in _NUMBERS or last.isdigit() or all(w in _INTERJECTIONS for w in words):
+        return Verdict.UNSURE
+    if any(tail[-len(hedge):] == hedge for hedge in _HEDGES):
         return Verdict.UNSURE
     return Verdict.COMPLETE
 

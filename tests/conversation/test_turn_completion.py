@@ -62,6 +62,8 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
     ("great thanks", UNSURE),
     ("yeah hello", UNSURE),
     ("hi who's this", COMPLETE),
+    ("the appointment was for the ninth i think", UNSURE),
+    ("i'd give the service a seven out of ten you know", UNSURE),
     ("okay let me think about it and call back bye now", COMPLETE),
 ])
 def test_judgement_on_punctuated_and_unpunctuated_text(text, verdict):
