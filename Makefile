@@ -28,7 +28,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 demo: $(DEMO_STAMP)
 	$(BIN)/callagent demo
 
-# espeak-ng and sox (scripts/system-deps installs them as root, else says how).
+# espeak-ng, sox and chromium (scripts/system-deps installs them as root, else says how).
 system-deps:
 	@sh scripts/system-deps
 

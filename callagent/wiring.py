@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from control_plane.app import CONTROL_PLANE_KEY
 from control_plane.pipeline import CallPorts
 from control_plane.settings import Settings
+from control_plane.streamauth import credential_of
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfigError, AgentProfile, load_personalities, resolve
 from engine.conversation.phrases import PhraseCache
@@ -64,8 +65,7 @@ class Providers:
 
 
 def is_local(settings: Settings) -> bool:
-    mode = settings.providers.mode
-    return mode == "local" or (mode == "auto" and settings.telnyx_api_key is None)
+    return settings.local_mode
 
 
 def local_speech() -> tuple[str, str]:
@@ -262,7 +262,7 @@ def agent_factory(
             phrases=providers.phrases, tool_client=providers.tools, reporter=reporter, **timeouts,
             # An explicit reporter (the demo's console) keeps the default agent; otherwise the
             # control plane says which call a stream belongs to and takes its records.
-            setup=CallPorts(cp).setup if cp is not None and reporter is None else None,
+            setup=CallPorts(cp, credential_of(request)).setup if cp is not None and reporter is None else None,
         )
 
     return create

@@ -21,11 +21,13 @@ from engine.metrics import EngineMetrics
 
 from .api import add_routes
 from .auth import make_auth_middleware
+from .dashboard.routes import dashboard_app
 from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
 from .health import readiness
 from .services import ControlPlane
 from .settings import Settings
+from .streamauth import StreamGate
 
 METRICS_KEY = web.AppKey("metrics", EngineMetrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -94,9 +96,8 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app[CONTROL_PLANE_KEY] = cp
     app[BODY_DEADLINE_KEY] = settings.server.body_timeout_s
     app[_OPENAPI_KEY] = {}
-    token = settings.stream_auth_token.get_secret_value() if settings.stream_auth_token else None
     kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
-    endpoint = MediaStreamEndpoint(settings.engine, metrics, auth_token=token, **kwargs)
+    endpoint = MediaStreamEndpoint(settings.engine, metrics, admit=StreamGate(cp).admit, **kwargs)
     app[MEDIA_KEY] = endpoint
     app.router.add_get(settings.server.media_path, endpoint.handle)
     app.router.add_get("/healthz", _healthz)
@@ -105,5 +106,7 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_post(WEBHOOK_PATH, receive_webhook)
     add_routes(app)
+    if settings.dashboard.enabled:
+        app.add_subapp("/dashboard", dashboard_app(cp))
     app.cleanup_ctx.append(_control_plane_ctx)
     return app

@@ -21,6 +21,7 @@ from .agents import check_agent, org_tool_destinations
 from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
 from .store import Call, Conflict, Organisation, StatusChange, utcnow
+from .streamauth import stream_target
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -105,7 +106,8 @@ class CallService:
             earlier = await repo.get_call_by_idempotency_key(org.id, key_hash)
             if earlier is not None:
                 return StartedCall(_replayed(earlier, fingerprint), replayed=True)
-        stream_url, webhook_url = cp.stream_url(), cp.webhook_url()
+        cp.stream_url()  # configured? (checked before anything is written)
+        webhook_url = cp.webhook_url()
         agent = check_agent(settings, request.agent_config, org_tool_destinations(org))
 
         limit = settings.api.call_starts_per_minute
@@ -135,11 +137,12 @@ class CallService:
             return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 
+        stream = stream_target(cp, call.id)
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id, to=request.to, from_=request.from_,
-                stream_url=stream_url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
-                stream_bidirectional_codec="PCMU", stream_auth_token=cp.stream_auth_token,
+                stream_url=stream.url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
+                stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
                 client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
                 timeout_secs=request.ring_timeout_s,
                 answering_machine_detection=request.answering_machine_detection,

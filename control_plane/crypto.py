@@ -148,6 +148,10 @@ class LookupHasher:
         bodies, and cannot be reversed by trying every phone number."""
         return self._digest(b"request", canonical)
 
+    def stream_credential(self, call_id: str, nonce: str) -> str:
+        """The MAC of one media stream's credential for a call (see :mod:`control_plane.streamauth`)."""
+        return self._digest(b"stream", f"{call_id}\x00{nonce}".encode())[len(HASH_PREFIX):]
+
 
 @dataclass(frozen=True, slots=True)
 class DataKeys:

@@ -30,6 +30,7 @@ from .errors import ApiError, json_response, read_body
 from .jsonutil import has_nul
 from .phone import InvalidPhoneNumber, normalize_e164
 from .store import Call, Conflict, StatusChange, StoredEvent, utcnow
+from .streamauth import stream_target
 from .telnyx.webhooks import WebhookParseError, WebhookVerificationError, parse_event, verify_signature
 
 if TYPE_CHECKING:
@@ -312,9 +313,12 @@ class EventProcessor:
                 elif not call.terminal and not call.recording_id and await self._wants_recording(call):
                     await cp.telnyx_client().record_start(
                         ccid, format="mp3", channels="dual", command_id=command_id(call.id, "record_start"))
-            elif kind == "streaming.failed" and not call.terminal:
-                log.warning("media stream failed for call %s; hanging up", call.id)
-                await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
+            elif kind in ("streaming.stopped", "streaming.failed") and not call.terminal:
+                if cp.settings.streams.recovery:
+                    cp.recovery.notify()  # a live call without its stream: the recovery sweep re-attaches it
+                elif kind == "streaming.failed":
+                    log.warning("media stream failed for call %s; hanging up", call.id)
+                    await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
         except TelnyxApiError as exc:
             if exc.status == 422:
                 # The call is gone or the command no longer applies: nothing to retry.
@@ -330,10 +334,10 @@ class EventProcessor:
     async def _answer(self, call: Call) -> None:
         cp = self.cp
         assert call.call_control_id
+        # The SDK's answer has no stream_auth_token: the credential rides in the URL only.
         await cp.telnyx_client().answer(
-            call.call_control_id, stream_url=cp.stream_url(), stream_track="inbound_track",
-            stream_bidirectional_mode="rtp", stream_bidirectional_codec="PCMU",
-            stream_auth_token=cp.stream_auth_token, client_state=client_state_for(call.id),
+            call.call_control_id, stream_url=stream_target(cp, call.id).url, stream_track="inbound_track",
+            stream_bidirectional_mode="rtp", stream_bidirectional_codec="PCMU", client_state=client_state_for(call.id),
             webhook_url=cp.webhook_url(), command_id=command_id(call.id, "answer"),
         )
 

@@ -1,11 +1,12 @@
 """The control plane's side of a running conversation.
 
 When a media stream's ``start`` arrives, the call agent asks :meth:`CallPorts.setup` which
-call this is: the stored call (by ``call_control_id``, else by the id inside
-``client_state``) gives the agent configuration; Call Control actions go to Telnyx for
-that ``call_control_id``; turns, the session and the final summary go to the store.
-A stream for a call we never dialled (a TeXML ``<Stream>``, another system's
-``streaming_start``) runs the default agent.
+call this is: the call its credential names (:mod:`.streamauth`; checked live and with the
+same ``call_control_id`` by :meth:`~.recorder.CallRecorder.bind`) gives the agent
+configuration; Call Control actions go to Telnyx for that ``call_control_id``; turns, the
+session and the final summary go to the store. A stream for a call we never dialled (a TeXML
+``<Stream>``, another system's ``streaming_start``) runs the default agent when unknown streams
+are accepted, and no agent otherwise.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReport
 from engine.protocol import Start
 
 from .agents import org_tool_destinations, personalities
-from .recorder import UnknownCall
+from .recorder import CallContext, UnknownCall
 from .sessions import CallSession
+from .streamauth import ANONYMOUS, StreamCredential
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -53,11 +55,13 @@ class TelnyxCallActions:
 
 
 class StoreReporter:
-    """Turns, the session and the final summary of one call, into the store."""
+    """Turns, the session and the final summary of one call, into the store; and the stream's
+    lease (:mod:`.recovery`), released when the stream ends."""
 
-    def __init__(self, cp: ControlPlane, metadata: dict[str, Any]) -> None:
+    def __init__(self, cp: ControlPlane, metadata: dict[str, Any], lease: str | None = None) -> None:
         self._cp = cp
         self._metadata = metadata
+        self._lease = lease
 
     async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
         if call_control_id is None:
@@ -81,6 +85,9 @@ class StoreReporter:
         ))
 
     async def finished(self, report: CallReport) -> None:
+        call_id = self._metadata.get("call_id")
+        if self._lease is not None and call_id is not None:
+            await self._cp.recovery.closed(call_id, self._lease)
         if report.call_control_id is None:
             return
         outcome = dict(report.outcome or {})
@@ -91,29 +98,69 @@ class StoreReporter:
             await self._cp.recorder.finish(report.call_control_id, summary=report.summary, outcome=outcome)
         except UnknownCall:
             pass
-        await self._cp.sessions.delete(report.call_control_id)
+        context = await self._cp.recorder.lookup(report.call_control_id)
+        if context is None or context.terminal:
+            await self._cp.sessions.delete(report.call_control_id)
+        # else: only the stream ended, the call goes on; a re-attached agent resumes from the session.
+
+
+async def resumed_history(cp: ControlPlane, context: CallContext) -> tuple[list[dict[str, Any]], int]:
+    """The conversation so far (and its turn count) of a call picked up again: the session when it
+    is still there, else rebuilt from the stored turns (an in-process session dies with its process)."""
+    assert context.call_control_id is not None
+    session = await cp.sessions.load(context.call_control_id)
+    if session is not None and session.history:
+        turns = session.agent_state.get("turns")
+        return session.history, turns if isinstance(turns, int) else 0
+    repo = await cp.repository()
+    history: list[dict[str, Any]] = []
+    turns = await repo.list_turns(context.call_id)
+    for turn in turns:
+        if turn.caller_text:
+            history.append({"role": "user", "content": turn.caller_text})
+        if turn.agent_text:
+            history.append({"role": "assistant", "content": turn.agent_text})
+    return history, len(turns)
 
 
 class CallPorts:
-    def __init__(self, cp: ControlPlane) -> None:
+    """The setup of one media stream, whose upgrade request proved ``credential``."""
+
+    def __init__(self, cp: ControlPlane, credential: StreamCredential = ANONYMOUS) -> None:
         self.cp = cp
+        self.credential = credential
 
     def _profile(self, agent: Any) -> AgentProfile:
         return resolve(agent, personalities(self.cp.settings.personalities_file))
 
     async def setup(self, start: Start) -> CallSetup | None:
-        context = await self.cp.recorder.lookup(call_control_id=start.call_control_id,
-                                                client_state=start.client_state)
+        context = await self.cp.recorder.bind(self.credential, start.call_control_id, start.client_state)
         telnyx_ready = self.cp.settings.telnyx_api_key is not None
         actions = TelnyxCallActions(self.cp, start.call_control_id) if telnyx_ready else NoActions()
         if context is None:
-            return CallSetup(profile=self._profile(self.cp.settings.agent), actions=actions, reporter=NoReporter())
+            # Not a call of ours (local mode, or streams.accept_unknown): the default agent. Call
+            # Control only behind the operator's token: an anonymous stream could name anyone's call.
+            anonymous = self.credential.kind == "anonymous"
+            return CallSetup(profile=self._profile(self.cp.settings.agent),
+                             actions=NoActions() if anonymous else actions, reporter=NoReporter())
         metadata = {
             "call_id": context.call_id, "org_id": context.org_id, "direction": context.direction,
             "campaign_id": str(context.campaign_id) if context.campaign_id else None,
         }
+        history: list[dict[str, Any]] = []
+        turns, greeting = 0, None
+        if self.credential.resume:
+            history, turns = await resumed_history(self.cp, context)
+            if history or context.stream_state is not None:  # the caller had heard the agent
+                greeting = self.cp.settings.streams.recovery_line
+        try:
+            lease: str | None = await self.cp.recovery.opened(context.call_id)
+        except Exception as exc:  # a lease outage must not cost the call (it may be re-attached twice)
+            log.warning("call %s: stream lease not taken: %s", context.call_id, exc)
+            lease = None
         return CallSetup(profile=self._profile(context.agent), actions=actions,
-                         reporter=StoreReporter(self.cp, metadata),
+                         reporter=StoreReporter(self.cp, metadata, lease), history=history, turns=turns,
+                         greeting=greeting,
                          tool_destinations=await self._tool_destinations(context.org_id, context.agent))
 
     async def _tool_destinations(self, org_id: Any, agent: Any) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """What the media pipeline uses to find its call and report back into the store.
 
-The media stream's ``start`` frame carries ``call_control_id`` and ``client_state``
-(base64, as Telnyx echoes it). :meth:`CallRecorder.lookup` turns either into a
-:class:`CallContext` (ids, numbers, ``agent_config``). While the call runs the pipeline
+The media stream's upgrade request carries its credential (:mod:`.streamauth`) and its
+``start`` frame the ``call_control_id``. :meth:`CallRecorder.bind` checks they name one live
+call and turns it into a :class:`CallContext` (ids, numbers, ``agent_config``). While the call runs the pipeline
 calls :meth:`CallRecorder.record_turn` after each turn (transcript both ways, whether
 the agent was cut off, latency figures) and :meth:`CallRecorder.finish` once with the
 summary and outcome. Transcripts, summary and outcome are sealed at rest by the store.
@@ -11,7 +11,7 @@ Nothing is written for a call whose personal data was erased.
 Example (inside a ``MediaListener``)::
 
     recorder = app[CONTROL_PLANE_KEY].recorder
-    ctx = await recorder.lookup(call_control_id=start.call_control_id, client_state=start.client_state)
+    ctx = await recorder.bind(credential, start.call_control_id)
     await recorder.record_turn(ctx.call_control_id, 0, caller_text="hi", agent_text="Hello!",
                                latency=latency_figures(timeline))
     await recorder.finish(ctx.call_control_id, summary="...", outcome={"booked": True})
@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from engine.conversation.config import AgentConfig
+from engine.conversation.ports import StreamRefused
 from engine.timeline import TurnTimeline
 
 from .agents import effective_agent
 from .callstate import call_id_from_client_state
-from .store import Call, Turn, utcnow
+from .store import TERMINAL_STATUSES, Call, Turn, utcnow
+from .streamauth import StreamCredential, unknown_streams_allowed
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -54,13 +56,19 @@ class CallContext:
     campaign_id: UUID | None
     agent: AgentConfig
     agent_config: dict[str, Any] = field(default_factory=dict)
+    stream_state: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
 
     @classmethod
     def of(cls, call: Call, default_agent: AgentConfig) -> CallContext:
         return cls(call_id=call.id, org_id=call.org_id, call_control_id=call.call_control_id,
                    direction=call.direction, to_number=call.to_number, from_number=call.from_number,
                    status=call.status, campaign_id=call.campaign_id,
-                   agent=effective_agent(default_agent, call.agent_config), agent_config=dict(call.agent_config))
+                   agent=effective_agent(default_agent, call.agent_config), agent_config=dict(call.agent_config),
+                   stream_state=call.stream_state)
 
 
 def latency_figures(timeline: TurnTimeline) -> dict[str, Any]:
@@ -82,20 +90,48 @@ class CallRecorder:
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
 
-    async def lookup(self, call_control_id: str | None = None, client_state: str | bytes | None = None
-                     ) -> CallContext | None:
-        """The call by ``call_control_id``, else by our id inside ``client_state``."""
+    async def lookup(self, call_control_id: str) -> CallContext | None:
+        """The call by ``call_control_id``."""
         repo = await self.cp.repository()
-        call = await repo.find_call_by_control_id(call_control_id) if call_control_id else None
-        if call is None:
-            call_id = call_id_from_client_state(client_state)
-            if call_id is not None:
-                call = await repo.get_call_unscoped(call_id)
-                if call is not None and call_control_id and call.call_control_id is None:
-                    # The stream beat both the dial response and call.initiated: remember the id now.
-                    call = await repo.update_call(call.id, lambda c: c if c.call_control_id else
-                                                  c.model_copy(update={"call_control_id": call_control_id})) or call
+        call = await repo.find_call_by_control_id(call_control_id)
         return None if call is None else CallContext.of(call, self.cp.settings.agent)
+
+    async def bind(self, credential: StreamCredential, call_control_id: str,
+                   client_state: str | bytes | None = None) -> CallContext | None:
+        """The call a media stream belongs to, checked; None: a stream of no call of ours.
+
+        Raises :class:`StreamRefused` when the stream may run no agent at all: its credential
+        names a call that is over or another ``call_control_id``, or it is not ours and unknown
+        streams are not accepted. ``client_state`` is trusted only behind the operator's token:
+        anyone can write a call id into it.
+        """
+        repo = await self.cp.repository()
+        call: Call | None = None
+        if credential.kind == "call":
+            assert credential.call_id is not None
+            call = await repo.get_call_unscoped(credential.call_id)
+            if call is None:
+                raise StreamRefused("its credential names no call")
+        elif credential.kind == "operator":
+            call = await repo.find_call_by_control_id(call_control_id) if call_control_id else None
+            if call is None:
+                call_id = call_id_from_client_state(client_state)
+                call = await repo.get_call_unscoped(call_id) if call_id is not None else None
+        if call is None:
+            if not unknown_streams_allowed(self.cp):
+                raise StreamRefused("a stream of no call this server placed or answered")
+            return None
+        if call.terminal:
+            raise StreamRefused(f"its call is over ({call.status})")
+        if call.call_control_id is not None and call.call_control_id != call_control_id:
+            raise StreamRefused("its call_control_id is not its call's")
+        if call.call_control_id is None and call_control_id:
+            # The stream beat both the dial response and call.initiated: remember the id now.
+            call = await repo.update_call(call.id, lambda c: c if c.call_control_id else
+                                          c.model_copy(update={"call_control_id": call_control_id})) or call
+            if call.call_control_id != call_control_id:
+                raise StreamRefused("its call_control_id is not its call's")
+        return CallContext.of(call, self.cp.settings.agent)
 
     async def _call(self, call_control_id: str) -> Call:
         repo = await self.cp.repository()

@@ -23,6 +23,7 @@ from .replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from .sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from .settings import Settings
 from .store import Repository, open_repository, sqlite_path
+from .streamleases import RedisStreamLeases
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ class ControlPlane:
         from .dialsweep import UnconfirmedDialSweeper
         from .events import EventWorker
         from .recorder import CallRecorder
+        from .recovery import StreamRecovery
 
         self.worker = EventWorker(self)
+        self.recovery = StreamRecovery(self)
         self.dial_sweeper = UnconfirmedDialSweeper(self)
         self.recorder = CallRecorder(self)
         self.campaigns = CampaignRuntime(self)  # its webhook listener is registered with self.worker
@@ -79,11 +82,19 @@ class ControlPlane:
             self.rate_limiter = RedisRateLimiter(self.redis, prefix)
             self.replay_guard = RedisReplayStore(self.redis, prefix, settings.webhooks.tolerance_s)
             self.sessions = RedisSessionStore(self.redis, prefix, settings.session_ttl_s, self.keys.cipher)
+            self.recovery.leases = RedisStreamLeases(self.redis, prefix)
+        elif settings.database_url is not None and settings.streams.recovery:
+            log.warning("no REDIS_URL: media-stream leases are kept in this process, so stream recovery "
+                        "assumes this is the only instance on the database")
+        if settings.streams.accept_unknown or settings.local_mode:
+            log.warning("media streams that carry no call credential are accepted and run the default agent "
+                        "(%s)", "streams.accept_unknown" if settings.streams.accept_unknown else "local mode")
         if self.store_exists():
             await self.repository()  # migrate and connect now; fail fast on a bad DATABASE_URL
             self.worker.start()  # and process what a previous run stored but did not finish
             self.campaigns.start()  # the campaign dialer (campaigns.dialer)
             self.dial_sweeper.start()  # API starts a previous run died in the middle of
+            self.recovery.start()  # calls whose media stream a previous run (or another instance) lost
 
     async def close(self) -> None:
         # From here on no late request may reopen the store (and restart the dialer on it).
@@ -91,6 +102,7 @@ class ControlPlane:
         self._started = False
         await self.campaigns.stop()
         await self.dial_sweeper.stop()
+        await self.recovery.stop()
         await self.worker.stop()
         if self._repo is not None:
             await self._repo.close()
@@ -134,6 +146,7 @@ class ControlPlane:
                         self.worker.start()
                         self.campaigns.start()
                         self.dial_sweeper.start()
+                        self.recovery.start()
         return self._repo
 
     # -- Telnyx ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from engine.conversation.egress import ToolEgressConfig
 from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
+from .dashboard.settings import DashboardSettings
 
 ENV_PREFIX = "CALLAGENT_"
 NESTED_DELIMITER = "__"
@@ -105,6 +106,40 @@ class WebhookSettings(BaseModel):
     )
 
 
+class StreamSettings(BaseModel):
+    """Media streams: who may open one, and how a call whose stream is lost gets it back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accept_unknown: bool = Field(
+        False,
+        description="Run the default agent (no call records) for media streams this server did not dial or "
+                    "answer, e.g. a TeXML <Stream>. Off: such streams are refused (401). Always on in local mode.",
+    )
+    recovery: bool = Field(True, description="Re-attach live calls whose media stream was lost (crash, drop).")
+    sweep_interval_s: float = Field(2.0, gt=0, description="How often calls without a media stream are looked for.")
+    lease_s: float = Field(
+        6.0, gt=0,
+        description="A live stream's lease, renewed while its socket is open; past it (the instance holding it "
+                    "died) another instance re-attaches the call.",
+    )
+    drop_grace_s: float = Field(
+        2.0, ge=0,
+        description="After a stream's socket closes on a live call, how long its hangup webhook has to arrive "
+                    "before the call is re-attached.",
+    )
+    answer_grace_s: float = Field(
+        10.0, ge=0, description="An answered call may be without a stream this long before it is re-attached.")
+    attach_timeout_s: float = Field(
+        15.0, gt=0, description="After a re-attach, how long the new stream has to arrive before another try.")
+    max_reattach: int = Field(
+        3, ge=1, description="Re-attaches of one call without the stream arriving before the call is hung up.")
+    recovery_line: str = Field(
+        "Sorry, we got cut off for a second. I'm back now.", max_length=500,
+        description="What the agent says when it picks a call up again.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -126,6 +161,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
     campaigns: CampaignSettings = CampaignSettings()
+    streams: StreamSettings = StreamSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     log_level: str = Field("INFO", description="Python logging level.")
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -178,6 +215,12 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @property
+    def local_mode(self) -> bool:
+        """The bench's emulators stand in for the providers (and for Telnyx, without its credentials)."""
+        mode = self.providers.mode
+        return mode == "local" or (mode == "auto" and self.telnyx_api_key is None)
 
     @field_validator(
         "telnyx_api_key", "stream_auth_token", "database_url", "redis_url", "encryption_key", "lookup_hash_key",

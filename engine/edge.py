@@ -26,6 +26,8 @@ AUTH_HEADER = "x-telnyx-streaming-auth-token"
 MAX_MESSAGE_BYTES = 1 << 20
 
 ListenerFactory = Callable[[web.Request], MediaListener]
+Admission = Callable[[web.Request], bool]
+"""Decides on the upgrade whether a stream may connect (False: 401); may annotate the request."""
 
 
 def _default_listener(request: web.Request) -> MediaListener:
@@ -121,11 +123,13 @@ class MediaStreamEndpoint:
         metrics: EngineMetrics,
         listener_factory: ListenerFactory = _default_listener,
         auth_token: str | None = None,
+        admit: Admission | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.listener_factory = listener_factory
         self._auth_token = auth_token.encode() if auth_token else None
+        self._admit = admit
         self._sockets: dict[MediaSession, web.WebSocketResponse] = {}
         self._none_open = asyncio.Event()
         self._none_open.set()
@@ -150,6 +154,8 @@ class MediaStreamEndpoint:
         return len(sockets)
 
     def _authorized(self, request: web.Request) -> bool:
+        if self._admit is not None:
+            return self._admit(request)
         if self._auth_token is None:
             return True
         offered = request.headers.get(AUTH_HEADER, "").encode()
@@ -215,6 +221,9 @@ class MediaStreamEndpoint:
         loop = asyncio.get_running_loop()
         outbound = session.outbound
         while not ws.closed:
+            if session.ending:
+                await ws.close()  # the listener refused the stream: the reader sees the close and ends
+                return
             session.tick(loop.time())
             if outbound:
                 frames = outbound[:]

@@ -87,7 +87,7 @@ class MediaSession:
         "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
         "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
         "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "barge_in_deferred",
-        "__weakref__",
+        "ending", "__weakref__",
     )
 
     def __init__(
@@ -102,6 +102,8 @@ class MediaSession:
         """Called with each measured turn (the metrics layer); independent of the listener."""
         self.waker: Callable[[], None] = _noop
         """Called whenever output was queued, so the IO edge can stop sleeping and send it."""
+        self.ending = False
+        """The listener asked for the stream to be closed (:meth:`end`); the edge closes the socket."""
         self.barge_in_deferred = False
         """The VAD confirmed a barge-in the listener has not: the reply is held meanwhile."""
         self.outbound: list[str] = []
@@ -318,6 +320,11 @@ class MediaSession:
         if turn is not None and turn.first_frame_sent is not None:
             turn.stamp("agent_audio_end", now)
         self.listener.on_playout_done(utterance_id, now)
+
+    def end(self) -> None:
+        """Ask the IO edge to close this stream (e.g. it belongs to no call we may serve)."""
+        self.ending = True
+        self.waker()
 
     def close(self, now: float) -> None:
         """The socket is gone: end the call's media (idempotent)."""

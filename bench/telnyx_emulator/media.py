@@ -440,7 +440,10 @@ class SilentCallee:
                 await pacer.send(silence)
                 self.frames_sent += 1
         except (ConnectionError, aiohttp.ClientError):
-            pass  # the app closed the stream
+            # The app's end of the stream went away (closed, or its process died). Let the reader
+            # see the socket close, so the stream ends as the app's doing and the call stays up,
+            # as at Telnyx, rather than passing for the callee hanging up.
+            await asyncio.wait({reader}, timeout=1.0)
         finally:
             reader.cancel()
             await asyncio.wait({reader})

@@ -159,11 +159,9 @@ async def upload_contacts(request: web.Request) -> web.Response:
     return json_response(report)
 
 
-async def _transition(request: web.Request, action: str) -> web.Response:
-    cp = _cp(request)
-    org = _org(request)
-    store = await _store(request)
-    campaign_id = _campaign_id(request)
+async def transition(cp, org: Organisation, campaign_id: UUID, action: str) -> DialCampaign:  # type: ignore[no-untyped-def]
+    """Start, pause, resume or cancel the organisation's campaign (the API and the dashboard)."""
+    store = await cp.campaigns.store()
     if action in ("start", "resume"):
         await _found(store, org, campaign_id)
         _check_dialable(cp)
@@ -172,6 +170,13 @@ async def _transition(request: web.Request, action: str) -> web.Response:
     except CampaignError as exc:
         raise _error(exc) from None
     cp.campaigns.notify()
+    return campaign
+
+
+async def _transition(request: web.Request, action: str) -> web.Response:
+    cp = _cp(request)
+    campaign = await transition(cp, _org(request), _campaign_id(request), action)
+    store = await _store(request)
     return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency))
 
 

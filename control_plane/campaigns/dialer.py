@@ -45,6 +45,7 @@ from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
 from ..callstate import apply_event, client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
+from ..streamauth import stream_target
 from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, classify, decide, estimate_cost
 from .pacing import MemoryPacer, Pacer, RedisPacer
@@ -423,7 +424,7 @@ class CampaignRunner:
         settings = cp.settings
         try:
             client = self.dialer.telnyx_client()
-            stream_url, webhook_url = cp.stream_url(), cp.webhook_url()
+            stream, webhook_url = stream_target(cp, call.id), cp.webhook_url()
             agent = effective_agent(settings.agent, call.agent_config)
         except Exception as exc:  # not configured: try again once the lease runs out
             await store.dial_later(contact, call.id, self.dialer.clock(), self.settings.lease_s,
@@ -432,8 +433,8 @@ class CampaignRunner:
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id or "", to=contact.phone, from_=call.from_number or "",
-                stream_url=stream_url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
-                stream_bidirectional_codec="PCMU", stream_auth_token=cp.stream_auth_token,
+                stream_url=stream.url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
+                stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
                 client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
                 timeout_secs=config.ring_timeout_s, answering_machine_detection=config.amd_mode,
                 time_limit_secs=agent.max_duration_s,

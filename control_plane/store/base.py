@@ -106,6 +106,11 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _datetime(value: Any) -> datetime:
+    """Timestamp columns: datetimes from asyncpg, ISO text from SQLite."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
 def needles_for(e164: str) -> list[str]:
     """The forms a number takes in free text: ``+14155550123`` and ``14155550123``."""
     return [e164, e164.lstrip("+")]
@@ -185,18 +190,33 @@ class Repository(abc.ABC):
     async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
         """Queued calls with no Telnyx call id, created before ``before``: every organisation's."""
     @abc.abstractmethod
+    async def list_answered_calls(self, answered_before: datetime, *, limit: int = 200) -> list[Call]:
+        """Calls still ``answered`` (live at Telnyx as far as we know), answered before ``answered_before``,
+        oldest first: every organisation's (the stream recovery sweep)."""
+    @abc.abstractmethod
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
         """Read the call under a row lock, apply ``mutate`` (pure; ``None`` = no change), write the difference."""
     @abc.abstractmethod
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,
                          since: datetime | None = None, until: datetime | None = None, limit: int = 50,
-                         after: tuple[datetime, UUID] | None = None) -> CallPage: ...
+                         after: tuple[datetime, UUID] | None = None, direction: str | None = None) -> CallPage: ...
+    @abc.abstractmethod
+    async def list_live_calls(self, org_id: UUID, *, limit: int = 200) -> list[Call]:
+        """The organisation's calls not yet ended (queued, initiated, answered), newest first."""
 
     # -- turns -------------------------------------------------------------------------
     @abc.abstractmethod
     async def upsert_turn(self, turn: Turn) -> Turn: ...
     @abc.abstractmethod
     async def list_turns(self, call_id: UUID) -> list[Turn]: ...
+    @abc.abstractmethod
+    async def last_turn_latencies(self, call_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        """Each call's latest turn's latency figures (calls without turns left out), in one query."""
+    @abc.abstractmethod
+    async def list_turn_latencies(self, org_id: UUID, *, since: datetime, calls_since: datetime,
+                                  limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        """(created_at, latency figures) of the organisation's turns since ``since``, oldest first, of
+        calls created since ``calls_since`` (the calls index bounds the scan; no transcript is opened)."""
 
     # -- webhook events ----------------------------------------------------------------
     @abc.abstractmethod
@@ -552,6 +572,12 @@ class SqlRepository(Repository):
             " ORDER BY created_at LIMIT $2", before, limit)
         return [self._call(row) for row in rows]
 
+    async def list_answered_calls(self, answered_before: datetime, *, limit: int = 200) -> list[Call]:
+        rows = await self._fetch(
+            "SELECT * FROM calls WHERE status = 'answered' AND answered_at < $1 ORDER BY answered_at LIMIT $2",
+            answered_before, limit)
+        return [self._call(row) for row in rows]
+
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
         async with self.transaction() as conn:
             row = await conn.fetchrow(f"SELECT * FROM calls WHERE id = $1 {self.for_update}", call_id)
@@ -577,7 +603,7 @@ class SqlRepository(Repository):
 
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,
                          since: datetime | None = None, until: datetime | None = None, limit: int = 50,
-                         after: tuple[datetime, UUID] | None = None) -> CallPage:
+                         after: tuple[datetime, UUID] | None = None, direction: str | None = None) -> CallPage:
         where = ["org_id = $1"]
         args: list[Any] = [org_id]
 
@@ -589,6 +615,8 @@ class SqlRepository(Repository):
             where.append(f"status = {arg(status)}")
         if campaign_id is not None:
             where.append(f"campaign_id = {arg(campaign_id)}")
+        if direction is not None:
+            where.append(f"direction = {arg(direction)}")
         if since is not None:
             where.append(f"created_at >= {arg(since)}")
         if until is not None:
@@ -602,6 +630,12 @@ class SqlRepository(Repository):
         more = len(rows) > limit
         cursor = (calls[-1].created_at, calls[-1].id) if more and calls else None
         return CallPage(calls=tuple(calls), next_cursor=cursor)
+
+    async def list_live_calls(self, org_id: UUID, *, limit: int = 200) -> list[Call]:
+        rows = await self._fetch(
+            "SELECT * FROM calls WHERE org_id = $1 AND status IN ('queued', 'initiated', 'answered')"
+            " ORDER BY created_at DESC, id DESC LIMIT $2", org_id, limit)
+        return [self._call(r) for r in rows]
 
     # -- turns -------------------------------------------------------------------------
 
@@ -628,6 +662,25 @@ class SqlRepository(Repository):
     async def list_turns(self, call_id: UUID) -> list[Turn]:
         rows = await self._fetch("SELECT * FROM turns WHERE call_id = $1 ORDER BY idx", call_id)
         return [self._turn(r) for r in rows]
+
+    async def last_turn_latencies(self, call_ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        if not call_ids:
+            return {}
+        marks = ", ".join(f"${i}" for i in range(1, len(call_ids) + 1))
+        rows = await self._fetch(
+            "SELECT t.call_id AS call_id, t.latency AS latency FROM turns t JOIN (SELECT call_id, max(idx) AS idx"
+            f" FROM turns WHERE call_id IN ({marks}) GROUP BY call_id) last"
+            " ON t.call_id = last.call_id AND t.idx = last.idx", *call_ids)
+        return {r["call_id"] if isinstance(r["call_id"], UUID) else UUID(r["call_id"]): _json(r["latency"])
+                for r in rows}
+
+    async def list_turn_latencies(self, org_id: UUID, *, since: datetime, calls_since: datetime,
+                                  limit: int) -> list[tuple[datetime, dict[str, Any]]]:
+        rows = await self._fetch(
+            "SELECT t.created_at AS at, t.latency AS latency FROM calls c JOIN turns t ON t.call_id = c.id"
+            " WHERE c.org_id = $1 AND c.created_at >= $2 AND t.created_at >= $3"
+            " ORDER BY t.created_at DESC LIMIT $4", org_id, calls_since, since, limit)
+        return [(_datetime(r["at"]), _json(r["latency"])) for r in reversed(rows)]
 
     # -- webhook events ----------------------------------------------------------------
 

@@ -308,15 +308,16 @@ class TelnyxClient:
 
     async def answer(self, call_control_id: str, *, stream_url: str | None = None,
                      stream_track: str = "inbound_track", stream_bidirectional_mode: str = "rtp",
-                     stream_bidirectional_codec: str = "PCMU", stream_auth_token: str | None = None,
+                     stream_bidirectional_codec: str = "PCMU",
                      webhook_url: str | None = None, client_state: str | bytes | None = None,
                      command_id: str | None = None, **extra: Any) -> dict[str, Any]:
+        # No stream_auth_token: the SDK's answer parameters have none (dial and streaming_start
+        # do). A stream credential for an answered call goes in stream_url.
         fields: dict[str, Any] = {"webhook_url": webhook_url}
         if stream_url is not None:
             fields.update(stream_url=stream_url, stream_track=stream_track,
                           stream_bidirectional_mode=stream_bidirectional_mode,
-                          stream_bidirectional_codec=stream_bidirectional_codec,
-                          stream_auth_token=stream_auth_token)
+                          stream_bidirectional_codec=stream_bidirectional_codec)
         return await self._command(call_control_id, "answer", command_id, client_state, {**fields, **extra})
 
     async def hangup(self, call_control_id: str, *, client_state: str | bytes | None = None,

@@ -45,8 +45,17 @@ from .config import AgentProfile
 from .dtmf import DtmfCollector, describe_keys
 from .history import Conversation, SpokenText
 from .phrases import PhraseCache
-from .ports import CallActions, CallReport, CallReporter, CallSetup, NoActions, NoReporter, TurnRecord
 from .egress import EgressPolicy
+from .ports import (
+    CallActions,
+    CallReport,
+    CallReporter,
+    CallSetup,
+    NoActions,
+    NoReporter,
+    StreamRefused,
+    TurnRecord,
+)
 from .tools import ToolClient, tool_definitions
 from .turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
 
@@ -328,6 +337,7 @@ class CallAgent(MediaListener):
         self._next_utterance = 1
         self._turn_index = 0
         self._hangup_after: str | None = None
+        self._greeting: str | None = None  # the first message, or the line a picked-up call resumes with
         self._transfer_after: str | None = None
         self._dtmf = DtmfCollector(profile.config.gather)
         self._dtmf_timer: asyncio.TimerHandle | None = None
@@ -356,9 +366,16 @@ class CallAgent(MediaListener):
     async def _begin(self, start: Start) -> None:
         """Find out which call this is (the control plane's records), then listen and greet.
         Caller audio that arrives meanwhile is buffered for the STT."""
+        greeting = self.profile.config.first_message
         if self.setup is not None:
             try:
                 setup = await self._deadline(self.setup(start))
+            except StreamRefused as exc:
+                # Someone else's call, or one that is over: not a word, and the socket goes.
+                log.warning("stream for %s refused: %s", start.call_control_id, exc)
+                self._stopped = True
+                self.session.end()
+                return
             except Exception as exc:  # a records outage must not cost the call
                 self.errors.append(f"setup: {exc}")
                 log.warning("call %s: no call setup (%s); running the default agent", start.call_control_id, exc)
@@ -372,14 +389,21 @@ class CallAgent(MediaListener):
                 self._dtmf = DtmfCollector(setup.profile.config.gather)
                 if self.tool_client is not None and setup.tool_destinations:
                     self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
+                greeting = setup.profile.config.first_message
+                if setup.history:  # picked up again: the conversation goes on
+                    self.conversation.messages = [dict(m) for m in setup.history]
+                    self._turn_index = setup.turns
+                if setup.greeting is not None:
+                    greeting = setup.greeting
         if self._stopped:
             return
         self._spawn(self._open_stt())
         self._spawn(self.phrases.warm(self.profile.voice, self.sample_rate,
                                       (self.profile.config.filler_text, self.profile.config.apology_text)))
         self._loop.call_later(self.profile.config.max_duration_s, self._max_duration_reached)
-        if self.profile.config.first_message and self._reply is None:
-            self._start_reply(fixed_text=self.profile.config.first_message, committed=True)
+        self._greeting = greeting
+        if greeting and self._reply is None:
+            self._start_reply(fixed_text=greeting, committed=True)
 
     def on_caller_audio(self, pcm: bytes) -> None:
         stt = self._stt
@@ -538,7 +562,7 @@ class CallAgent(MediaListener):
         if reply.fixed_text is None:
             self.conversation.add_assistant(text)
             self._report_turn(reply, text, interrupted=False)
-        elif reply.fixed_text == self.profile.config.first_message:
+        elif reply.fixed_text == self._greeting:
             self.conversation.add_assistant(text)  # the greeting is part of the conversation
         self._reply = None
         self.mode = "listening"

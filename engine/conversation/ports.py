@@ -52,7 +52,11 @@ class CallReporter(Protocol):
 @dataclass(frozen=True)
 class CallSetup:
     """What the outside world knows about a stream's call, resolved when its ``start`` arrives:
-    which agent to run, and where its actions and records go."""
+    which agent to run, and where its actions and records go.
+
+    A call picked up again after its stream was lost carries ``history`` (the conversation so
+    far, OpenAI message format), ``turns`` (how many were recorded) and ``greeting`` (said
+    instead of the first message)."""
 
     profile: Any  # AgentProfile (kept untyped here to keep this module import-light)
     actions: CallActions
@@ -60,6 +64,14 @@ class CallSetup:
     tool_destinations: tuple[str, ...] = ()
     """Internal hosts or CIDRs this call's HTTP tools may reach besides the server's allow-list
     (its organisation's ``tool_allowed_destinations``)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    turns: int = 0
+    greeting: str | None = None
+
+
+class StreamRefused(Exception):
+    """Raised by a setup: this stream may not run any agent (not ours, wrong call, call over).
+    The agent says nothing and the stream is closed."""
 
 
 class NoActions:

@@ -31,6 +31,9 @@ class FakeTelnyx:
     commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     fail_dial: Exception | None = None
     fail_action: Exception | None = None
+    calls: dict[str, Any] = field(default_factory=dict)
+    """What ``get_call`` says per call_control_id: a dict (the data), or an exception to raise.
+    Calls not listed are alive."""
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [body for cmd, body in self.commands if cmd == name]
@@ -57,6 +60,16 @@ class FakeTelnyx:
 
     async def reject(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
         return await self._action("reject", call_control_id, kwargs)
+
+    async def get_call(self, call_control_id: str) -> dict[str, Any]:
+        self.commands.append(("get_call", {"call_control_id": call_control_id}))
+        found = self.calls.get(call_control_id, {"call_control_id": call_control_id, "is_alive": True})
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    async def streaming_start(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
+        return await self._action("streaming_start", call_control_id, kwargs)
 
     async def record_start(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
         return await self._action("record_start", call_control_id, kwargs)

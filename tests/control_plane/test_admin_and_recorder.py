@@ -7,12 +7,12 @@ import uuid
 import pytest
 
 from control_plane import admin
-from control_plane.callstate import client_state_for
 from control_plane.recorder import UnknownCall
+from control_plane.streamauth import StreamCredential
 from engine.timeline import TurnTimeline
 
 from .conftest import make_settings
-from .fakes import encoded_state, harness
+from .fakes import harness
 from .helpers import dump_database, run_async
 
 
@@ -54,13 +54,11 @@ async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(tmp_
                                                                    "language": "en", "first_message": "Hi!"})).json()
         ccid = started["call_control_id"]
         recorder = h.cp.recorder
-        by_id = await recorder.lookup(call_control_id=ccid)
-        state = encoded_state(client_state_for(uuid.UUID(started["call_id"])))
-        by_state = await recorder.lookup(client_state=state)
-        assert by_id == by_state and str(by_id.call_id) == started["call_id"]
+        by_id = await recorder.lookup(ccid)
+        by_credential = await recorder.bind(StreamCredential("call", uuid.UUID(started["call_id"])), ccid)
+        assert by_id == by_credential and str(by_id.call_id) == started["call_id"]
         assert by_id.agent_config["first_message"] == "Hi!" and by_id.to_number == "+14155550123"
-        assert await recorder.lookup(call_control_id="v3:nope") is None
-        assert await recorder.lookup(client_state="not base64!") is None
+        assert await recorder.lookup("v3:nope") is None
 
         timeline = TurnTimeline(0)
         for name, t in (("speech_end", 10.0), ("turn_end", 10.3), ("stt_final", 10.32), ("llm_request", 10.33),
@@ -90,8 +88,7 @@ async def test_a_stream_that_beats_the_dial_response_gets_its_call(tmp_path):
         repo = await h.cp.repository()
         call_id = uuid.UUID(started["call_id"])
         await repo.update_call(call_id, lambda c: c.model_copy(update={"call_control_id": None}))
-        context = await h.cp.recorder.lookup(call_control_id="v3:early",
-                                             client_state=encoded_state(client_state_for(call_id)))
+        context = await h.cp.recorder.bind(StreamCredential("call", call_id), "v3:early")
         assert context.call_id == call_id
         assert (await repo.get_call_unscoped(call_id)).call_control_id == "v3:early"
 

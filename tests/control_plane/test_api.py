@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from control_plane.callstate import call_id_from_client_state
+from control_plane.streamauth import verify_token
 from control_plane.telnyx.client import TelnyxConnectionError, TelnyxRateLimited
 
 from .conftest import make_settings
@@ -169,7 +170,10 @@ async def test_start_call_writes_the_row_then_dials_with_streaming(settings):
         (dial,) = h.telnyx.named("dial")
         assert dial["to"] == "+14155550123" and dial["from_"] == "+14155550100"
         assert dial["connection_id"] == "1234567890"
-        assert dial["stream_url"] == "wss://agent.example.com/media-stream"
+        base, _, query = dial["stream_url"].partition("?token=")
+        assert base == "wss://agent.example.com/media-stream"
+        # The stream's own credential, bound to this call; the global token keeps riding in the header.
+        assert str(verify_token(h.cp.keys.hasher, query)) == body["call_id"]
         assert (dial["stream_track"], dial["stream_bidirectional_mode"], dial["stream_bidirectional_codec"]) == (
             "inbound_track", "rtp", "PCMU")
         assert dial["stream_auth_token"] == "s3cret"
@@ -182,7 +186,7 @@ async def test_start_call_writes_the_row_then_dials_with_streaming(settings):
         # Only the overrides given are stored; the pipeline applies them over settings.agent.
         assert detail["agent_config"] == {"personality": "sales", "language": "en-US", "max_duration_s": 600,
                                           "variables": {"x": "1"}}
-        context = await h.cp.recorder.lookup(call_control_id=body["call_control_id"])
+        context = await h.cp.recorder.lookup(body["call_control_id"])
         assert context.agent.personality == "sales" and context.agent.tools == settings.agent.tools
 
 

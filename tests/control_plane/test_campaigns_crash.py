@@ -215,11 +215,8 @@ async def test_restarting_the_whole_service_mid_campaign_loses_and_repeats_nothi
         numbers = [f"+1718555{i:04d}" for i in range(CONTACTS)]
         serve_args = ["-c", "from tests.control_plane.test_campaigns_crash import serve; serve()"]
         async with aiohttp.ClientSession() as http:
-            async def healthy() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{base}/healthz") as response:
-                        return response.status == 200
-                return False
+            def healthy() -> Any:
+                return is_healthy(http, base)
 
             emulator.faults.slow_next(1_000_000, delay_s=0.4, match="/v2/calls")  # dials in flight at the kill
             services.append(_spawn(serve_args, env, tmp_path / "service-1.log"))
@@ -243,6 +240,14 @@ async def test_restarting_the_whole_service_mid_campaign_loses_and_repeats_nothi
             _kill(service)
         await repo.close()
         await emulator.close()
+
+
+async def is_healthy(http: aiohttp.ClientSession, base: str) -> bool:
+    """Whether the service at ``base`` answers its health check (not yet listening: False)."""
+    with contextlib.suppress(aiohttp.ClientError):
+        async with http.get(f"{base}/healthz") as response:
+            return response.status == 200
+    return False
 
 
 async def _value(value: Any) -> Any:

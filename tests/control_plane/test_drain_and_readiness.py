@@ -10,6 +10,7 @@ from bench.signals import silence
 from control_plane.app import MEDIA_KEY
 from control_plane.drain import close_for_recovery, drain
 from tests.engine.helpers import media_frames, start_frame
+from yarl import URL
 
 from .conftest import make_settings
 from .fakes import harness
@@ -23,7 +24,8 @@ async def _live_call(h, headers):
     started = await h.start_call(headers)
     assert started.status == 201
     call = await started.json()
-    ws = await h.client.ws_connect("/media-stream")
+    stream_url = URL(h.telnyx.named("dial")[-1]["stream_url"])  # carries the call's own credential
+    ws = await h.client.ws_connect(stream_url.path_qs)
     await ws.send_bytes(start_frame(call_control_id=call["call_control_id"]))
     media = h.client.server.app[MEDIA_KEY]
     await _until(lambda: media.sessions and media.sessions[0].started)

@@ -64,7 +64,8 @@ async def test_outbound_call_through_the_emulator(settings):
         assert entry.command_id == started["call_id"] and entry.to == "+14155550123"
         params = emulator.calls[started["call_control_id"]].params
         port = client.server.port
-        assert params["stream_url"] == f"ws://127.0.0.1:{port}/media-stream"
+        assert params["stream_url"].startswith(f"ws://127.0.0.1:{port}/media-stream?token={started['call_id']}.")
+        assert params["stream_auth_token"] in params["stream_url"]
         assert (params["stream_track"], params["stream_bidirectional_mode"], params["stream_bidirectional_codec"]) \
             == ("inbound_track", "rtp", "PCMU")
         assert params["webhook_url"] == f"http://127.0.0.1:{port}/webhook/telnyx"

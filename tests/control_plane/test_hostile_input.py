@@ -240,7 +240,10 @@ async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at
 
 @run_async
 async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):
+    from uuid import UUID
+
     from control_plane.pipeline import CallPorts
+    from control_plane.streamauth import StreamCredential
     from engine.protocol import Start
 
     settings = make_settings(tmp_path)
@@ -249,10 +252,9 @@ async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):
         await set_organisation_settings(org.id, settings=settings, tool_allowed_destinations=["billing.corp"])
         with_tools = await (await h.start_call(headers, agent_config=with_tool("https://billing.corp/x"))).json()
         without = await (await h.start_call(headers, to="+14155550124")).json()
-        ports = CallPorts(h.cp)
-
         async def destinations(started):
             ccid = started["call_control_id"]
+            ports = CallPorts(h.cp, StreamCredential("call", UUID(started["call_id"])))  # the call's own stream
             setup = await ports.setup(Start(stream_id="s-" + ccid, call_control_id=ccid, encoding="PCMU",
                                             sample_rate=8000))
             return setup.tool_destinations

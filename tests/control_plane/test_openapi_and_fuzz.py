@@ -219,7 +219,9 @@ def test_fuzzing_the_api_finds_no_5xx(tmp_path):
 
         async def failures() -> list[Any]:
             async with repo.connection() as conn:
-                return await conn.fetch("SELECT event_type, last_error FROM call_events WHERE last_error IS NOT NULL")
+                # (An inbound call to a number nobody registered is rejected on purpose; the event keeps why.)
+                return await conn.fetch("SELECT event_type, last_error FROM call_events WHERE last_error IS NOT NULL "
+                                        "AND last_error NOT LIKE 'rejected: %'")
 
         assert loop.run_until_complete(failures()) == []
         assert seen.get(200, 0) > 20 and seen.get(201, 0) > 10 and seen.get(400, 0) > 20, seen

@@ -8,6 +8,7 @@ import uuid
 
 from control_plane.app import CONTROL_PLANE_KEY, create_app
 from control_plane.callstate import client_state_for
+from control_plane.streamauth import verify_token
 from control_plane.telnyx.webhooks import generate_keypair
 
 from .conftest import make_settings
@@ -170,14 +171,19 @@ async def test_inbound_call_to_an_owned_number_is_answered_with_its_agent(settin
         await h.settle()
         (answer,) = h.telnyx.named("answer")
         assert answer["call_control_id"] == payload["call_control_id"]
-        assert answer["stream_url"] == "wss://agent.example.com/media-stream"
+        base, _, token = answer["stream_url"].partition("?token=")
+        assert base == "wss://agent.example.com/media-stream"
+        # The credential rides in the URL: the SDK's answer has no stream_auth_token.
+        assert "stream_auth_token" not in answer
+        (call_row,) = (await repo.list_calls(org.id)).calls
+        assert verify_token(h.cp.keys.hasher, token) == call_row.id
         assert (answer["stream_track"], answer["stream_bidirectional_mode"], answer["stream_bidirectional_codec"]) == (
             "inbound_track", "rtp", "PCMU")
         calls = await (await h.client.get("/api/calls", headers=headers)).json()
         (call,) = calls["data"]
         assert (call["direction"], call["to"], call["from"], call["status"]) == (
             "inbound", number, "+14155550123", "initiated")
-        context = await h.cp.recorder.lookup(call_control_id=payload["call_control_id"])
+        context = await h.cp.recorder.lookup(payload["call_control_id"])
         assert context.agent_config["personality"] == "receptionist"
         # The same call.initiated redelivered under a new id (or reprocessed) answers with the same command id.
         await h.webhook("call.initiated", payload)
@@ -283,7 +289,8 @@ async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path)
 
 @run_async
 async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
+    # With stream recovery off; with it on, the recovery sweep re-attaches the call instead.
+    async with harness(make_settings(tmp_path, streams={"recovery": False})) as h:
         _, headers = await h.org()
         call = await (await h.start_call(headers)).json()
         await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})

@@ -100,6 +100,7 @@ class StreamSession:
 
     ws: web.WebSocketResponse
     headers: dict[str, str]
+    request: web.Request | None = None
     frames: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -143,7 +144,7 @@ class MediaServer:
             raise web.HTTPUnauthorized()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        session = StreamSession(ws, dict(request.headers))
+        session = StreamSession(ws, dict(request.headers), request)
         self.sessions.append(session)
         self._new.set()
         async for message in ws:

@@ -267,6 +267,35 @@ def test_app_closing_the_socket_stops_the_stream_but_not_the_call() -> None:
     run(scenario())
 
 
+def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> None:
+    async def scenario() -> None:
+        media = MediaServer()
+        await media.start()
+        try:
+            async with world(callee_factory=lambda call: SilentCallee()) as (emulator, sink, client):
+                result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
+                session = await media.next_session()
+                await session.wait(lambda: len(session.of("media")) >= 2)
+                session.request.transport.abort()  # the app's process died: no close frame, the socket just goes
+                await sink.wait_for("streaming.stopped", result.call_control_id)
+                assert (await client.get_call(result.call_control_id))["is_alive"] is True
+                assert "call.hangup" not in sink.types()
+                # The call can be given a new stream, with its token in the upgrade.
+                await client.streaming_start(result.call_control_id, media.url, stream_auth_token="t-2")
+                async def second_session() -> None:
+                    while len(media.sessions) < 2:
+                        await asyncio.sleep(0.01)
+
+                await asyncio.wait_for(second_session(), 5)
+                second = media.sessions[1]
+                await second.wait(lambda: len(second.of("media")) >= 2)
+                assert second.headers["x-telnyx-streaming-auth-token"] == "t-2"
+        finally:
+            await media.close()
+
+    run(scenario())
+
+
 def test_dtmf_from_the_far_end_reaches_stream_webhooks_and_gather() -> None:
     async def scenario() -> None:
         media = MediaServer()

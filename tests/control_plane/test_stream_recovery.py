@@ -1,0 +1,266 @@
+"""A call outlives the stream (and the process) carrying it (issue 14, item 1).
+
+Before: a call whose stream was lost stayed ``answered`` for ever, up and billed at Telnyx with
+nobody talking, holding its campaign slot; ``streaming.stopped`` was ignored and no sweep
+looked at answered calls. Every test here fails on that code (there was no recovery sweep).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from control_plane.recovery import GIVEN_UP_REASON, LOST_REASON
+from control_plane.streamauth import verify_token
+from control_plane.streamleases import MemoryStreamLeases
+
+from .fakes import harness, telnyx_error
+from .helpers import run_async
+
+
+async def _answered_call(h: Any, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
+    call = await (await h.start_call(headers, **extra)).json()
+    await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})
+    await h.settle()
+    return call
+
+
+def _for(h: Any, command: str, call: dict[str, Any]) -> list[dict[str, Any]]:
+    """``command``s sent for this test's ``call`` (the PostgreSQL schema is shared by the session's tests)."""
+    return [c for c in h.telnyx.named(command) if c["call_control_id"] == call["call_control_id"]]
+
+
+async def _row(h: Any, call: dict[str, Any]) -> Any:
+    repo = await h.cp.repository()
+    return await repo.get_call_unscoped(uuid.UUID(call["call_id"]))
+
+
+@run_async
+async def test_a_live_call_without_a_stream_is_reattached_once_and_a_dead_one_is_ended(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        repo = await h.cp.repository()
+        campaign = await repo.create_campaign(org.id, "renewals")
+        alive = await _answered_call(h, headers)
+        dead = await _answered_call(h, headers, to="+14155550124", campaign_id=str(campaign.id))
+        gone = await _answered_call(h, headers, to="+14155550125")
+        streaming = await _answered_call(h, headers, to="+14155550126")
+        h.telnyx.calls[dead["call_control_id"]] = {"is_alive": False}
+        h.telnyx.calls[gone["call_control_id"]] = telnyx_error(422, "90018", "Call has already ended")
+        await h.cp.recovery.opened(uuid.UUID(streaming["call_id"]))  # its stream is open here
+
+        await h.cp.recovery.sweep()
+        (start,) = _for(h, "streaming_start", alive)
+        assert not any(_for(h, "streaming_start", c) for c in (dead, gone, streaming))
+        token = start["stream_url"].partition("?token=")[2]
+        assert str(verify_token(h.cp.keys.hasher, token)) == alive["call_id"]
+        assert token.split(".")[1].startswith("r")  # marked as a re-attach: the agent resumes
+        assert start["stream_auth_token"] == token
+        for call in (dead, gone):
+            row = await _row(h, call)
+            assert row.status == "completed" and row.ended_at is not None
+            assert row.status_history[-1].reason == LOST_REASON
+        assert (await _row(h, alive)).status == "answered"
+        store = await h.cp.campaigns.store()
+        assert await store.live_calls(campaign.id) == 0  # the campaign's slot is free again
+
+        # The re-attach holds the call until its stream arrives: no second streaming_start.
+        await h.cp.recovery.sweep()
+        assert len(_for(h, "streaming_start", alive)) == 1
+        assert [len(_for(h, "get_call", c)) for c in (alive, dead, gone, streaming)] == [1, 1, 1, 0]
+
+
+@run_async
+async def test_a_stream_that_never_comes_back_is_retried_then_the_call_is_hung_up(settings):
+    settings = settings.model_copy(update={"streams": settings.streams.model_copy(update={"max_reattach": 2})})
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        call = await _answered_call(h, headers)
+        now = [0.0]
+        h.cp.recovery.leases = MemoryStreamLeases(clock=lambda: now[0])
+        for attempt in (1, 2):
+            await h.cp.recovery.sweep()
+            assert len(_for(h, "streaming_start", call)) == attempt
+            now[0] += settings.streams.attach_timeout_s + 1  # no stream arrived
+        await h.cp.recovery.sweep()
+        assert len(_for(h, "streaming_start", call)) == 2
+        assert len(_for(h, "hangup", call)) == 1
+        row = await _row(h, call)
+        assert row.terminal and row.status_history[-1].reason == GIVEN_UP_REASON
+
+
+@run_async
+async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(settings):
+    async with harness(settings) as h:
+        _, headers = await h.org()
+        call = await _answered_call(h, headers)
+        from control_plane.store import utcnow
+
+        h.telnyx.calls[call["call_control_id"]] = {"is_alive": False, "end_time": utcnow().isoformat()}
+        await h.cp.recovery.sweep()
+        assert (await _row(h, call)).status == "answered"
+        assert _for(h, "get_call", call) and not _for(h, "streaming_start", call)
+
+
+# -- whole calls: the Telnyx emulator, the speech emulators, the real agent -------------------------
+
+SCRIPT = "plain-01-order-status"
+FAST = {"answer_grace_s": 0.0, "drop_grace_s": 0.2, "sweep_interval_s": 0.3, "lease_s": 1.5,
+        "attach_timeout_s": 5.0}
+
+
+def _scripted_callees() -> Any:
+    from bench.callee import EmulatorCallee
+    from bench.corpus.model import load_corpus
+
+    script = next(s for s in load_corpus() if s.name == SCRIPT)
+    return EmulatorCallee(lambda call: script, None)
+
+
+def _agent_speaking(server: Any, ccid: str, not_in: set[int]) -> bool:
+    from control_plane.app import METRICS_KEY
+
+    return any(s.call_control_id == ccid and id(s) not in not_in and s.playout.frames_sent > 0
+               for s in server.server.app[METRICS_KEY].sessions.live)
+
+
+def _sessions_of(servers: Any, ccid: str) -> set[int]:
+    from control_plane.app import METRICS_KEY
+
+    return {id(s) for server in servers for s in server.server.app[METRICS_KEY].sessions.live
+            if s.call_control_id == ccid}
+
+
+def _streaming_starts(w: Any, ccid: str) -> int:
+    return sum(1 for r in w.telnyx.requests if r.path.endswith("/actions/streaming_start") and ccid in r.path)
+
+
+GAPS: list[float] = []
+
+
+@run_async
+async def test_a_dropped_stream_is_reattached_and_the_agent_goes_on_with_the_conversation(tmp_path):
+    import asyncio
+
+    from .conftest import make_settings
+    from .live import eventually, world
+
+    async with world(lambda **kw: make_settings(tmp_path, streams=FAST, **kw),
+                     callee_factory=_scripted_callees()) as w:
+        (server,) = w.servers
+        call = await w.start_call(server)
+        ccid, call_id = call["call_control_id"], uuid.UUID(call["call_id"])
+        repo = await server.cp.repository()
+
+        async def a_turn() -> Any:
+            return await repo.list_turns(call_id)
+
+        (first, *_) = await eventually(a_turn)
+        before = _sessions_of(w.servers, ccid)
+        asked = len(w.llm.conversations)
+        loop = asyncio.get_running_loop()
+        dropped_at = loop.time()
+        await w.telnyx.board.stop_stream(w.telnyx.calls[ccid])  # streaming.stopped; the call stays up
+
+        async def heard_again() -> bool:
+            return _agent_speaking(server, ccid, before)
+
+        await eventually(heard_again)
+        GAPS.append(loop.time() - dropped_at)
+
+        def resumed() -> list[dict[str, Any]] | None:
+            return next((c for c in w.llm.conversations[asked:]
+                         if any(m.get("content") == server.cp.settings.streams.recovery_line for m in c)), None)
+
+        async def replied() -> Any:
+            return resumed()
+
+        conversation = await eventually(replied)
+        said = [(m["role"], m.get("content")) for m in conversation]
+        # The reply after the re-attach is made with the turns before the drop.
+        assert ("user", first.caller_text) in said and ("assistant", first.agent_text) in said
+        assert said.index(("user", first.caller_text)) < said.index(
+            ("assistant", server.cp.settings.streams.recovery_line))
+        assert _streaming_starts(w, ccid) == 1
+        assert (await repo.get_call_unscoped(call_id)).status == "answered"
+        print(f"stream drop -> agent heard again: {GAPS[-1]:.2f} s")
+
+
+@run_async
+async def test_an_instance_dies_and_exactly_one_other_picks_its_call_up(tmp_path, pg_schema, redis_prefix):
+    import asyncio
+
+    from .conftest import make_settings
+    from .live import eventually, world
+
+    shared = redis_prefix + uuid.uuid4().hex[:8] + ":"
+
+    def settings_for(**kw: Any) -> Any:
+        return make_settings(tmp_path, backend="postgres", pg_schema=pg_schema, redis_prefix=redis_prefix,
+                             redis_key_prefix=shared, streams=FAST, **kw)
+
+    async with world(settings_for, servers=3, callee_factory=_scripted_callees()) as w:
+        doomed, *survivors = w.servers
+        call = await w.start_call(doomed)
+        ccid = call["call_control_id"]
+
+        async def greeted() -> bool:
+            return _agent_speaking(doomed, ccid, set())
+
+        await eventually(greeted)
+        # The instance dies: no more lease renewals, no sweeps, and its sockets go without cleanup.
+        await doomed.cp.recovery.stop()
+
+        async def no_cleanup(call_id: Any, value: str) -> None:
+            return None
+
+        doomed.cp.recovery.closed = no_cleanup  # type: ignore[method-assign]
+        before = _sessions_of(w.servers, ccid)
+        loop = asyncio.get_running_loop()
+        died_at = loop.time()
+        await w.telnyx.board.stop_stream(w.telnyx.calls[ccid])
+
+        async def picked_up() -> Any:
+            return next((s for s in survivors if _agent_speaking(s, ccid, before)), None)
+
+        taker = await eventually(picked_up)
+        GAPS.append(loop.time() - died_at)
+        assert w.telnyx.calls[ccid].stream.url.startswith(f"ws://127.0.0.1:{taker.port}/")
+        # Both survivors kept sweeping; exactly one claimed the call.
+        for other in survivors:
+            await other.cp.recovery.sweep()
+        assert _streaming_starts(w, ccid) == 1
+        print(f"instance death -> agent heard again: {GAPS[-1]:.2f} s (lease {FAST['lease_s']} s)")
+
+
+@run_async
+async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_prefix):
+    import asyncio
+
+    import redis.asyncio as redis
+
+    from control_plane.streamleases import RedisStreamLeases
+
+    from .conftest import REDIS_URL
+
+    client = redis.from_url(REDIS_URL)
+    try:
+        a = RedisStreamLeases(client, redis_prefix + uuid.uuid4().hex[:6] + ":")
+        b = RedisStreamLeases(client, a._prefix)  # another instance, same deployment
+        call = uuid.uuid4()
+        assert await a.held([call]) == set()
+        assert await a.claim(call, "a:recovering", 0.05) == 1
+        assert await b.claim(call, "b:recovering", 5) is None  # exactly one claims
+        await asyncio.sleep(0.1)  # a real Redis expiry (no virtual clock there)
+        assert await b.claim(call, "b:recovering", 5) == 2  # the first re-attach brought no stream
+        await a.hold(call, "a:stream", 0.3)  # the stream arrived: attempts forgotten
+        await b.renew({call: "b:recovering"}, 5)  # not its lease any more: no effect
+        await b.release(call, "b:recovering", 0.001)
+        await a.renew({call: "a:stream"}, 5)
+        assert await a.held([call]) == {call}
+        await a.release(call, "a:stream", 0.05)
+        await asyncio.sleep(0.1)
+        assert await a.held([call]) == set()
+        assert await a.claim(call, "a:recovering", 5) == 1
+    finally:
+        await client.aclose()
