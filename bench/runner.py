@@ -70,6 +70,8 @@ class BenchOptions:
     mark_echo: str = "played"
     """When the callees' carrier echoes marks: played, never or late (see MarkEcho)."""
     mark_echo_late_s: float = 1.5
+    stt_punctuation: str = "as-registered"
+    """as-registered (the lines' own punctuation) or none (an engine that does not punctuate)."""
 
     @property
     def mark_echo_policy(self) -> MarkEcho:
@@ -298,7 +300,7 @@ async def run_bench(options: BenchOptions) -> int:
         raise SystemExit(f"unknown STT engine {options.stt_engine!r}; known: {', '.join(ENGINES)}")
     pinned_self = pin({LOAD_CORE})
     known = [pair for root in CALLERS[options.callers] for pair in load_corpus_utterances(root)]
-    emulators = await start_emulators(options.profile, known_utterances=known)
+    emulators = await start_emulators(options.profile, known_utterances=known, stt_punctuation=options.stt_punctuation)
     engine: EngineProcess | None = None
     carrier = None
     full: FullPath | None = None
@@ -321,7 +323,8 @@ async def run_bench(options: BenchOptions) -> int:
             console.print(
                 f"engine pid {engine_pid} on core {ENGINE_CORE if engine.pinned else 'any'}; "
                 f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}; "
-                f"STT engine {stt_name}; path {options.path}; marks echoed: {mark_echo.mode}"
+                f"STT engine {stt_name}; STT punctuation: {options.stt_punctuation}; path {options.path}; "
+                f"marks echoed: {mark_echo.mode}"
             )
         freeze_startup_heap()  # the emulators' and corpus' objects: a full GC would stall every callee
         levels = (

@@ -110,7 +110,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
-            mark_echo_late_s=args.mark_echo_late,
+            mark_echo_late_s=args.mark_echo_late, stt_punctuation=args.stt_punctuation,
         )
         configure_logging("WARNING")
         return run(run_bench(options))
@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "never, or late (--mark-echo-late seconds after they were due)")
     bench.add_argument("--mark-echo-late", type=float, default=1.5, metavar="S",
                        help="with --mark-echo late: how late each echo comes (default 1.5 s)")
+    bench.add_argument("--stt-punctuation", choices=["as-registered", "none"], default="as-registered",
+                       help="none: the STT emulator returns every transcript lower-cased without punctuation, "
+                       "like an engine or model that does not punctuate (default: the lines as registered)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

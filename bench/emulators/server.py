@@ -84,7 +84,8 @@ class RunningEmulators:
 
 def build_app(profile: str | LatencyProfile = "fast", *, known_utterances: Utterances | None = None,
               api_key: str = "emulator-key", espeak: bool | None = None,
-              host: str = "127.0.0.1") -> tuple[web.Application, RunningEmulators]:
+              host: str = "127.0.0.1", stt_punctuation: str = "as-registered",
+              ) -> tuple[web.Application, RunningEmulators]:
     profile = get_profile(profile)
     faults = FaultSwitch()
     pairs = known_utterances.items() if isinstance(known_utterances, Mapping) else (known_utterances or ())
@@ -92,7 +93,8 @@ def build_app(profile: str | LatencyProfile = "fast", *, known_utterances: Utter
     synthesizer = tts.Synthesizer(espeak=espeak)
     emulators = RunningEmulators(
         host=host, port=0, api_key=api_key, profile=profile, faults=faults, recogniser=recogniser,
-        stt=stt.SttEmulator(api_key=api_key, profile=profile, faults=faults, recogniser=recogniser),
+        stt=stt.SttEmulator(api_key=api_key, profile=profile, faults=faults, recogniser=recogniser,
+                            punctuation=stt_punctuation),
         tts=tts.TtsEmulator(api_key=api_key, profile=profile, faults=faults, synthesizer=synthesizer),
         llm=llm.LlmEmulator(api_key=api_key, profile=profile, faults=faults, synthesizer=synthesizer),
     )
@@ -140,10 +142,10 @@ def _add_control_routes(app: web.Application, emulators: RunningEmulators) -> No
 
 async def start_emulators(profile: str | LatencyProfile = "fast", *, host: str = "127.0.0.1", port: int = 0,
                           known_utterances: Utterances | None = None, api_key: str = "emulator-key",
-                          espeak: bool | None = None) -> RunningEmulators:
+                          espeak: bool | None = None, stt_punctuation: str = "as-registered") -> RunningEmulators:
     """Start the STT, TTS and LLM emulators on one free port (or ``port``)."""
     app, emulators = build_app(profile, known_utterances=known_utterances, api_key=api_key, espeak=espeak,
-                               host=host)
+                               host=host, stt_punctuation=stt_punctuation)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -187,7 +189,8 @@ def _pcm8k(path: Path) -> bytes:
 async def _serve(args: argparse.Namespace) -> None:
     utterances = [pair for root in args.corpus for pair in load_corpus_utterances(Path(root))] or None
     emulators = await start_emulators(args.profile, host=args.host, port=args.port, known_utterances=utterances,
-                                      api_key=args.api_key, espeak=False if args.no_espeak else None)
+                                      api_key=args.api_key, espeak=False if args.no_espeak else None,
+                                      stt_punctuation=args.stt_punctuation)
     print(orjson.dumps({
         "stt_url": emulators.stt_url, "tts_url": emulators.tts_url, "llm_base_url": emulators.llm_base_url,
         "control_url": emulators.control_url, "profile": emulators.profile.name,
@@ -213,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="register every caller line of this directory of calls (repeatable: "
                         "bench/corpus/calls, bench/corpus/field)")
     parser.add_argument("--no-espeak", action="store_true", help="tones instead of espeak-ng speech")
+    parser.add_argument("--stt-punctuation", choices=stt.PUNCTUATION_MODES, default="as-registered",
+                        help="none: transcripts lower-cased without punctuation, like an engine that does not "
+                        "punctuate (a connection's emulator_punctuation=none query parameter does the same)")
     args = parser.parse_args(argv)
     try:
         import uvloop

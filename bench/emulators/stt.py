@@ -24,6 +24,11 @@ Each connection behaves like the engine its ``transcription_engine`` names, per
   its usual lag after the end of speech. ``CloseStream`` is honoured only where documented;
   punctuation is dropped where the table does not promise it.
 
+Punctuation: lines come back as registered (the corpus's are punctuated), or, with the
+emulator's ``punctuation="none"`` or a connection's ``emulator_punctuation=none`` query
+parameter, lower-cased with no punctuation, as an engine or model that does not punctuate
+returns them (Telnyx's docs: punctuation varies by engine and model).
+
 Recognition matches audio, not words. :class:`UtteranceRecogniser` holds known utterances
 ``{text: PCM16 8 kHz}`` and indexes every 20 ms frame (aligned from the utterance start)
 by a hash of its μ-law quantisation, so audio that crossed a PCMU leg still matches
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -88,6 +94,18 @@ _TELNYX_FORMATS = {"mp3", "wav", "linear16", "linear32"}
 _ENGINES = {"deepgram", "telnyx", "google", "azure", "xai", "assemblyai", "speechmatics", "soniox"}
 _PUNCTUATION = str.maketrans("", "", ".,?!;:")
 _DECODED = {"linear16", "mulaw", "alaw"}
+PUNCTUATION_MODES = ("as-registered", "none")
+PUNCTUATION_QUERY = "emulator_punctuation"
+_MARKS = re.compile(r"[^\w\s'-]+|(?<!\w)['-]+|['-]+(?!\w)")
+_TAG = re.compile(r"(\([^)]*\))")
+
+
+def strip_punctuation(text: str) -> str:
+    """The words as an engine that does not punctuate gives them: lower case, no marks
+    (apostrophes and hyphens inside words stay). Non-speech tags stay as they are."""
+    parts = _TAG.split(text)
+    out = [part if i % 2 else _MARKS.sub(" ", part).lower() for i, part in enumerate(parts)]
+    return " ".join("".join(out).split())
 
 
 def frame_bytes(rate: int) -> int:
@@ -108,6 +126,8 @@ class _Known:
     words: tuple[str, ...]
     positions: tuple[int, ...]
     """Indexed frame positions, ascending: words are spread over these, not over pauses."""
+    breaks: tuple[tuple[int, int], ...] = ()
+    """(indexed frames, words) at the line's marked pauses: the words before each are known."""
 
     @property
     def indexed(self) -> int:
@@ -118,12 +138,32 @@ class _Known:
         Counting indexed frames rather than time, a line split at a pause into two segments
         gives each its own words, without repeats or gaps."""
         n, total = len(self.words), max(1, self.indexed)
-        start = bisect.bisect_left(self.positions, lo) / total
-        end = bisect.bisect_right(self.positions, hi) / total
-        # Rounding absorbs a few lost frames at either end of a line.
-        first = min(round(n * start), n - 1)
-        last = round(n * end)
-        return " ".join(self.words[first:max(last, first + 1)]), end - start
+        start = bisect.bisect_left(self.positions, lo)
+        end = bisect.bisect_right(self.positions, hi)
+        first = min(self._words_in(start), n - 1)
+        last = self._words_in(end)
+        return " ".join(self.words[first:max(last, first + 1)]), (end - start) / total
+
+    def _words_in(self, frames: int) -> int:
+        """How many words the line's first ``frames`` indexed frames say: in proportion, between
+        the marked pauses (so a hearing that stops at one has exactly the words before it, as
+        a recogniser that heard them would), rounding absorbing a few lost frames."""
+        lo_f, lo_w = 0, 0
+        for hi_f, hi_w in (*self.breaks, (max(1, self.indexed), len(self.words))):
+            if frames <= hi_f:
+                return lo_w + round((hi_w - lo_w) * (frames - lo_f) / max(1, hi_f - lo_f))
+            lo_f, lo_w = hi_f, hi_w
+        return len(self.words)
+
+
+def _marked_breaks(words: Sequence[str], positions: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """The line's mid-line pauses, marked "..." in its text, matched in order to the longest
+    silences of its audio; none if the audio has fewer."""
+    marks = [i + 1 for i, w in enumerate(words[:-1]) if w.endswith(("...", "…"))]
+    gaps = sorted(range(1, len(positions)), key=lambda i: positions[i] - positions[i - 1], reverse=True)
+    if not marks or len(gaps) < len(marks):
+        return ()
+    return tuple(zip(sorted(gaps[: len(marks)]), marks))
 
 
 class _Index:
@@ -264,7 +304,8 @@ def _index_one(index: _Index, rate: int, uid: int, text: str, pcm: bytes) -> Non
         if audioop.rms(frame, 2) >= INDEX_MIN_RMS:
             index.keys.setdefault(frame_key(frame), []).append((uid, pos))
             positions.append(pos)
-    index.known.append(_Known(text, tuple(text.split()), tuple(positions)))
+    words = tuple(text.split())
+    index.known.append(_Known(text, words, tuple(positions), _marked_breaks(words, positions)))
 
 
 # -- one stream: segmentation on audio time ---------------------------------------------
@@ -445,8 +486,11 @@ class SttEmulator:
     """The STT endpoint: one handler per WebSocket, results written in order by one task."""
 
     def __init__(self, *, api_key: str, profile: LatencyProfile, faults: FaultSwitch,
-                 recogniser: UtteranceRecogniser) -> None:
+                 recogniser: UtteranceRecogniser, punctuation: str = "as-registered") -> None:
+        if punctuation not in PUNCTUATION_MODES:
+            raise ValueError(f"unknown punctuation mode {punctuation!r}; known: {', '.join(PUNCTUATION_MODES)}")
         self.api_key = api_key
+        self.punctuation = punctuation
         self.profile = profile
         self.faults = faults
         self.recogniser = recogniser
@@ -480,14 +524,17 @@ class SttEmulator:
             endpoint_silence_ms=window_ms,
             interim_results=engine.interim_results and request.query.get("interim_results", "false").lower() == "true",
         )
-        await _SttConnection(self, request, ws, stream, fmt, fault, engine).run()
+        punctuate = request.query.get(PUNCTUATION_QUERY, self.punctuation) != "none"
+        await _SttConnection(self, request, ws, stream, fmt, fault, engine, punctuate).run()
         return ws
 
 
 class _SttConnection:
     def __init__(self, emulator: SttEmulator, request: web.Request, ws: web.WebSocketResponse,
-                 stream: StreamRecogniser, fmt: str, fault: str | None, engine: SttEngine) -> None:
+                 stream: StreamRecogniser, fmt: str, fault: str | None, engine: SttEngine,
+                 punctuate: bool = True) -> None:
         self.emulator = emulator
+        self.punctuate = punctuate
         self.request = request
         self.ws = ws
         self.stream = stream
@@ -574,7 +621,10 @@ class _SttConnection:
         if self.fault == "slow":
             return  # a stalled recogniser: audio in, nothing out
         engine = self.engine
-        text = result.text if engine.punctuation else result.text.translate(_PUNCTUATION)
+        if not self.punctuate:
+            text = strip_punctuation(result.text)
+        else:
+            text = result.text if engine.punctuation else result.text.translate(_PUNCTUATION)
         message: dict[str, object] = {"type": "transcript", "transcript": text, "is_final": result.is_final}
         if engine.speech_final:
             message["speech_final"] = result.speech_final

@@ -57,6 +57,7 @@ from .ports import (
     TurnRecord,
 )
 from .tools import ToolClient, tool_definitions
+from .turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,18 +79,6 @@ async def finish_reports(timeout_s: float = 15.0) -> None:
     is shutting down calls this before it closes the store those reports go to."""
     if _background:
         await asyncio.wait(set(_background), timeout=timeout_s)
-
-
-_SENTENCE_END = re.compile(r"[.?!…)\]\"']\s*$")
-
-
-def looks_complete(text: str) -> bool:
-    """Whether a transcript ends a sentence. Recognisers punctuate finished sentences; a caller
-    who stops mid-sentence, or trails off ("my order number is..."), is usually thinking."""
-    stripped = text.rstrip()
-    if stripped.endswith(("...", "…")):
-        return False
-    return bool(_SENTENCE_END.search(stripped))
 
 
 _NON_WORDS = re.compile(r"\([^)]*\)")
@@ -721,7 +710,9 @@ class CallAgent(MediaListener):
         """Speculate only on text the turn can end with. Text the incomplete-turn hold would keep
         open is, nearly always, a caller pausing mid-sentence: a reply started on it would be
         cancelled, and each costs an LLM request. (The hold itself starts one, see _commit.)"""
-        return bool(text) and (not self.profile.config.incomplete_turn_hold_ms or looks_complete(text))
+        return bool(text) and (
+            not self.profile.config.incomplete_turn_hold_ms or judge_text(text) is not Verdict.INCOMPLETE
+        )
 
     def _noise_keeps_turn_open(self) -> bool:
         """The VAD keeps hearing "speech" that the recogniser turns into no new words, pause
@@ -734,7 +725,10 @@ class CallAgent(MediaListener):
         flapped = words > 0 and words == self._words_at_tentative and self._final_since_finalize
         self._empty_flaps = self._empty_flaps + 1 if flapped else 0
         self._words_at_tentative = words
-        return self._empty_flaps >= 2 and looks_complete(_NON_WORDS.sub("", text))
+        # Final punctuation only: a caller's pause inside a line flaps alike (synthetic voices
+        # leave 300 ms word gaps), and words that read finished there would end the turn early.
+        words_only = _NON_WORDS.sub("", text).strip()
+        return self._empty_flaps >= 2 and bool(words_only) and punctuation_verdict(words_only) is Verdict.COMPLETE
 
     def _finalize_stt(self) -> None:
         """Ask for the final of what was said so far (where the STT cannot, this only flushes
@@ -781,9 +775,9 @@ class CallAgent(MediaListener):
         if not self._awaiting_commit or self._stopped or (self._hold_timer is not None and not hold_over):
             return
         text = self._transcript_so_far()
-        hold = self.profile.config.incomplete_turn_hold_ms
-        if text and hold and not hold_over and not looks_complete(text):
-            # Mid-sentence: give the caller a moment more. A speculative reply keeps
+        hold = hold_ms(judge_text(text), self.profile.config.incomplete_turn_hold_ms) if text else 0
+        if hold and not hold_over:
+            # Mid-sentence (or maybe): give the caller a moment more. A speculative reply keeps
             # preparing meanwhile; speech cancels the hold and merges the turn.
             if self._commit_timer is not None:
                 self._commit_timer.cancel()

@@ -168,7 +168,11 @@ class AgentConfig(BaseModel):
     speculative: bool = Field(True, description="Start the LLM on the tentative end-of-turn signal.")
     incomplete_turn_hold_ms: int = Field(
         700, ge=0, le=5000,
-        description="Extra wait after end-of-turn when the transcript stops mid-sentence (no final punctuation).",
+        description=(
+            "Extra wait after end-of-turn when the transcript stops mid-sentence (a trailing '...', or "
+            "without punctuation its last words: 'my order number is'); half of it when it stops on a "
+            "number, which may be dictated in groups."
+        ),
     )
     barge_in_words_wait_ms: int = Field(
         600, ge=0, le=5000,

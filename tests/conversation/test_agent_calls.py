@@ -56,8 +56,12 @@ class Actions:
 class Harness:
     """The engine app with one CallAgent per stream, wired to emulators like `serve` is."""
 
+    def __init__(self, stt_punctuation="as-registered"):
+        self.stt_punctuation = stt_punctuation
+
     async def __aenter__(self):
-        self.emulators = await start_emulators("fast", known_utterances=load_corpus_utterances(CORPUS_DIR))
+        self.emulators = await start_emulators("fast", known_utterances=load_corpus_utterances(CORPUS_DIR),
+                                               stt_punctuation=self.stt_punctuation)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         key = self.emulators.api_key
         self.stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=key, url=self.emulators.stt_url), session=self.http)
@@ -239,6 +243,24 @@ def test_an_llm_that_keeps_failing_gets_an_apology_and_a_clean_hangup():
         assert report.end_reason.startswith("provider failure")
 
     run(main())
+
+
+@pytest.mark.parametrize("punctuation", ["as-registered", "none"])
+def test_callers_who_pause_mid_sentence_are_not_answered_over_with_or_without_punctuation(punctuation):
+    # The pause scripts ("The order number is... four seven two, nine one eight."), through a
+    # recogniser that punctuates and one that does not. Without punctuation this failed before
+    # the end-of-turn judgement read the words: 7 premature replies in 12 calls of the bench.
+    names = sorted(n for n, s in SCRIPTS.items() if s.category == "pauses")
+
+    async def main():
+        async with Harness(stt_punctuation=punctuation) as h:
+            return await asyncio.gather(*(h.call(n) for n in names))
+
+    results = run(main())
+    assert len(results) == 3 and all(r.completed for r in results)
+    turns = [(name, t.step_id, t.premature, t.missed) for name, r in zip(names, results) for t in r.turns]
+    assert len(turns) == 10
+    assert [t for t in turns if t[2] or t[3]] == []
 
 
 def test_concurrent_calls_never_cross_talk():

@@ -225,3 +225,39 @@ def test_corpus_background_noise_is_heard_as_nothing_and_the_lines_over_it_as_sa
     for f in frames(line):
         stream.push(f)
     assert stream.finalize().text == step.text
+
+
+@pytest.mark.parametrize("text, bare", [
+    ("Hi, I need to check on a parcel. The order number is...", "hi i need to check on a parcel the order number is"),
+    ("I'll be home after three o'clock today.", "i'll be home after three o'clock today"),
+    ("mm-hmm", "mm-hmm"),
+    ("Tuesday? No, sorry... Wednesday!", "tuesday no sorry wednesday"),
+    ("(unrecognised speech, 1.4 s) Hello, there.", "(unrecognised speech, 1.4 s) hello there"),
+    ("\"Quoted\" - a dash; a colon: done", "quoted a dash a colon done"),
+])
+def test_stripping_punctuation_keeps_the_words_and_non_speech_tags(text, bare):
+    from bench.emulators.stt import strip_punctuation
+
+    assert strip_punctuation(text) == bare
+
+
+def test_an_unknown_punctuation_mode_is_refused():
+    from bench.emulators.stt import SttEmulator
+
+    with pytest.raises(ValueError, match="punctuation mode"):
+        SttEmulator(api_key="k", profile=PROFILES["fast"], faults=FaultSwitch(),
+                    recogniser=UtteranceRecogniser(), punctuation="some")
+
+
+def test_a_hearing_that_stops_at_a_marked_pause_has_exactly_the_words_before_it():
+    # Words are spread over the line's audio in proportion, which is off by a word here and
+    # there; at the pauses the line marks with "..." a recogniser that heard the audio up to
+    # there knows every word before it ("is" included), so the emulator does too.
+    line = "Well the order number for my parcel is... four seven two"
+    first, pause, rest = voiced(1.6, seed=31), silence(0.6), voiced(0.9, f0=170.0, seed=32)
+    recogniser = UtteranceRecogniser({line: first + pause + rest})
+    stream = StreamRecogniser(recogniser, 8000)
+    stream.push(silence(0.2) + first + silence(0.2))
+    assert stream.finalize().text == "Well the order number for my parcel is..."
+    stream.push(silence(0.4) + rest + silence(0.1))
+    assert stream.finalize().text == "four seven two"

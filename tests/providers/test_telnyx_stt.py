@@ -331,3 +331,27 @@ def test_fault_armed_over_the_control_endpoint_fails_one_handshake():
             await stt.aclose()
 
     run(body)
+
+
+def test_an_engine_that_does_not_punctuate_returns_bare_lower_case_words():
+    # The bench's --stt-punctuation none: the same lines, without the marks the turn judgement
+    # used to depend on.
+    rec = run(lambda: recognise(silence(0.2) + NUMBER_PCM + silence(0.1), stt_punctuation="none"))
+    assert [t.text for t in rec.finals] == ["it's number four two seven"]
+
+
+def test_a_connection_can_ask_for_transcripts_without_punctuation():
+    async def body():
+        async with emulators() as emu:
+            stt = client(emu, extra_params={"emulator_punctuation": "none"})
+            rec = Recorder()
+            session = await open_session(stt, rec)
+            for frame in frames(HELLO_PCM + silence(0.1)):
+                session.feed(frame)
+            await session.finalize()
+            await wait_for(lambda: rec.finals)
+            await session.aclose()
+            await stt.aclose()
+        assert [t.text for t in rec.finals] == ["hi i'd like to check my order"]
+
+    run(body)

@@ -1,0 +1,155 @@
+"""Whether the caller's turn is over, judged from its transcript at a pause.
+
+The endpointer ends a turn on silence alone; this module judges the words. It is sans-IO and
+runs only at a pause (the tentative end, the end of turn), never per frame.
+
+:func:`judge_text` answers :class:`Verdict.COMPLETE`, ``INCOMPLETE`` or ``UNSURE``:
+
+* **Punctuation, where the recogniser gives it**, decides as before: a transcript ending in
+  ``...`` (or ``,``, ``-``) trails off, one ending in ``.?!`` is a finished sentence. One
+  punctuated elsewhere but not at its end ("Hi, I need to check on a parcel. The order") is
+  a sentence the recogniser has not closed, or one it punctuates late: its words decide, as
+  below, but it is at best unsure.
+* **Without any punctuation** (engines and models that do not punctuate) the last words
+  decide. A sentence cannot end on an article, a preposition, a conjunction, a possessive,
+  an auxiliary or a filler ("my order number is", "it went out on", "um"); a caller who says
+  "let me just find my card" or "no, sorry" is coming back. Unsure: a transcript that stops
+  on a number (numbers are dictated in groups: "twenty one... Station Road"), and one made
+  only of interjections ("okay", "yes", "hi", "great, thanks"), which either answer or
+  preface more (callers pause 300-400 ms after them, as long as the end of turn), and one
+  ending on a hedge ("the ninth, I think, at two"). Anything else is complete.
+
+What the agent does with each (see :func:`hold_ms`): complete answers at the end of turn,
+incomplete waits ``incomplete_turn_hold_ms`` more, unsure waits half of that. Speculation
+runs on complete and unsure text, whose reply is then ready when the wait runs out.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+__all__ = ["Verdict", "hold_ms", "judge_text", "punctuation_verdict"]
+
+
+class Verdict(enum.Enum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    UNSURE = "unsure"
+
+
+_TRAILS_OFF = ("...", "…", ",", "-", "–", "—", ":", ";")
+_SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")
+_TAG = re.compile(r"\([^)]*\)")
+_TAG_END = re.compile(r"\([^)]*\)$")
+"""A non-speech tag such as "(unrecognised speech, 1.4 s)": heard audio to answer."""
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_PUNCTUATED = re.compile(r"[.?!,;:…](?=\s)")
+"""A mark between words (not inside "4.5"): this recogniser punctuates."""
+
+# Words a sentence does not end on. Kept to function words that are rarely last: pronouns
+# such as "that", wh-words ("sorry, what?"), adverbs ("I think so", "not really") and particles
+# ("turn it off", "come over") end sentences often, so they are not here. A word missing costs
+# at worst today's behaviour for an unpunctuated line; a word wrongly here, a hold.
+_CONTINUES = frozenset("""
+    a an the every
+    my your his her its our their whose
+    of to in on at by for with from into onto about than via per upon
+    and or but nor because if when while although though unless until whether
+    i i'm i've i'd i'll you're you've we're we've they're it's that's there's here's what's
+    he's she's let's
+    um uh er erm uhm
+    very
+""".split())
+_AUXILIARIES = frozenset("""
+    is are was were be been being am do does did have has had will would shall should can
+    could may might must gonna wanna gotta
+""".split())
+# ... but after a pronoun an auxiliary is a short answer ("yes it is", "I do", "we can"), and
+# after a wh-word it closes an embedded question ("can you tell me what my balance is").
+_PRONOUNS = frozenset("i you he she it we they that there this who".split())
+_WH = frozenset("what where when how who which why whatever".split())
+_WH_WINDOW = 6
+_INTERJECTIONS = frozenset("""
+    yes yeah yep yup no nope okay ok alright right sure great thanks thank you hi hello hey oh ah
+    well so perfect brilliant cool fine good lovely morning afternoon evening sorry cheers
+""".split())
+# Stalls and self-repairs near the end: the caller has more to say after fetching or correcting.
+_STALLS = (
+    ("let", "me", "just"), ("let", "me", "find"), ("let", "me", "check"), ("let", "me", "see"),
+    ("let", "me", "look"), ("let", "me", "get"), ("let", "me", "grab"), ("hold", "on"),
+    ("hang", "on"), ("one", "sec"), ("one", "second"), ("one", "moment"), ("just", "a", "sec"),
+    ("just", "a", "second"), ("just", "a", "moment"), ("bear", "with", "me"),
+)
+_STALL_WINDOW = 6
+"""A stall counts among the transcript's last words only: "let me check... okay, it's 42" is done."""
+_HEDGES = (("i", "think"), ("i", "guess"), ("i", "believe"), ("you", "know"), ("i", "suppose"))
+"""A hedge at the end either closes the line or sits inside it ("the ninth, I think, at two")."""
+_REPAIRS = (("no", "sorry"), ("sorry", "no"), ("i", "mean"), ("or", "rather"), ("no", "wait"))
+_NUMBERS = frozenset("""
+    zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen
+    fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty
+    ninety hundred thousand double triple
+""".split())
+
+
+def judge_text(text: str) -> Verdict:
+    """The verdict on a transcript so far (see the module doc). Empty text is complete: there
+    is nothing to wait for."""
+    stripped = text.rstrip()
+    marked = punctuation_verdict(stripped)
+    if marked is not None:
+        return marked
+    verdict = _judge_words(_WORD.findall(stripped.lower().replace("’", "'")))
+    if verdict is Verdict.COMPLETE and _PUNCTUATED.search(_TAG.sub("", stripped)):
+        return Verdict.UNSURE
+    return verdict
+
+
+def punctuation_verdict(text: str) -> Verdict | None:
+    """What the transcript's final punctuation (or a closing non-speech tag) says, if anything:
+    the judgement that does not guess from words."""
+    stripped = text.rstrip()
+    if not stripped or _TAG_END.search(stripped):
+        return Verdict.COMPLETE
+    if stripped.endswith(_TRAILS_OFF):
+        return Verdict.INCOMPLETE
+    if _SENTENCE_END.search(stripped):
+        return Verdict.COMPLETE
+    return None
+
+
+def _judge_words(words: list[str]) -> Verdict:
+    if not words:
+        return Verdict.COMPLETE
+    last = words[-1]
+    if last in _CONTINUES:
+        return Verdict.INCOMPLETE
+    if last in _AUXILIARIES and not (
+        (len(words) > 1 and words[-2] in _PRONOUNS) or any(w in _WH for w in words[-_WH_WINDOW:-1])
+    ):
+        return Verdict.INCOMPLETE
+    tail = tuple(words[-_STALL_WINDOW:])
+    if any(_contains(tail, stall) for stall in _STALLS):
+        return Verdict.INCOMPLETE
+    if any(tail[-len(repair):] == repair for repair in _REPAIRS):
+        return Verdict.INCOMPLETE
+    if last in _NUMBERS or last.isdigit() or all(w in _INTERJECTIONS for w in words):
+        return Verdict.UNSURE
+    if any(tail[-len(hedge):] == hedge for hedge in _HEDGES):
+        return Verdict.UNSURE
+    return Verdict.COMPLETE
+
+
+def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
+
+
+def hold_ms(verdict: Verdict, incomplete_hold_ms: int) -> int:
+    """How much longer than the end of turn to wait for the caller, by verdict."""
+    if verdict is Verdict.INCOMPLETE:
+        return incomplete_hold_ms
+    if verdict is Verdict.UNSURE:
+        return incomplete_hold_ms // 2
+    return 0

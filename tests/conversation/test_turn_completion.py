@@ -1,0 +1,105 @@
+"""The end-of-turn judgement on punctuated and unpunctuated transcripts."""
+
+import re
+
+import pytest
+
+from bench.corpus.model import CORPUS_DIR, FIELD_DIR, load_corpus
+from bench.emulators.stt import strip_punctuation
+from engine.conversation.turn_completion import Verdict, hold_ms, judge_text
+
+COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNSURE
+
+
+@pytest.mark.parametrize("text, verdict", [
+    # Punctuation, where given, decides.
+    ("The order number is...", INCOMPLETE),
+    ("The order number is…", INCOMPLETE),
+    ("Let me see,", INCOMPLETE),
+    ("It shipped on Tuesday.", COMPLETE),
+    ("Could we move it to Friday?", COMPLETE),
+    ("It was \"express\".", COMPLETE),
+    ("Thanks, bye!", COMPLETE),
+    ("(unrecognised speech, 1.4 s)", COMPLETE),
+    ("Hi, I need to check on a parcel. The order", UNSURE),  # punctuated, not closed
+    ("Okay, I'll think about", INCOMPLETE),
+    ("alright I guess I'll wait then, thanks", UNSURE),
+    ("(unrecognised speech, 1.4 s) yes it is", COMPLETE),
+    ("the order number in 4.5 to 9.1.8", UNSURE),  # decimals are not punctuation
+    ("", COMPLETE),
+    # Unpunctuated: the last words decide.
+    ("my order number is", INCOMPLETE),
+    ("i think it went out on", INCOMPLETE),
+    ("i'd like to book a table for", INCOMPLETE),
+    ("i want to", INCOMPLETE),
+    ("it was delivered to the", INCOMPLETE),
+    ("send it to my", INCOMPLETE),
+    ("me and", INCOMPLETE),
+    ("the reason is um", INCOMPLETE),
+    ("yes it's", INCOMPLETE),
+    ("I’m", INCOMPLETE),
+    ("the package should", INCOMPLETE),
+    ("sure let me just find my card", INCOMPLETE),
+    ("hold on a second i need to", INCOMPLETE),
+    ("it went out on tuesday no sorry", INCOMPLETE),
+    ("it was the blue one i mean", INCOMPLETE),
+    ("the new address is twenty one", UNSURE),
+    ("it ends in four four one 2", UNSURE),
+    ("hey there so i got a text saying my package was delayed", COMPLETE),
+    ("yes it is", COMPLETE),
+    ("can you tell me what my current balance is", COMPLETE),
+    ("i don't know where the nearest store is", COMPLETE),
+    ("i do", COMPLETE),
+    ("i think so", COMPLETE),
+    ("alright i'll wait then thanks", COMPLETE),
+    ("not really that's all from me", COMPLETE),
+    ("what would that come to per month roughly", COMPLETE),
+    ("can you turn it off", COMPLETE),
+    ("sorry what", COMPLETE),
+    ("let me check okay it's the fifth", COMPLETE),
+    ("mm-hmm", COMPLETE),
+    ("okay", UNSURE),
+    ("great thanks", UNSURE),
+    ("yeah hello", UNSURE),
+    ("hi who's this", COMPLETE),
+    ("the appointment was for the ninth i think", UNSURE),
+    ("i'd give the service a seven out of ten you know", UNSURE),
+    ("okay let me think about it and call back bye now", COMPLETE),
+])
+def test_judgement_on_punctuated_and_unpunctuated_text(text, verdict):
+    assert judge_text(text) is verdict
+
+
+def test_hold_is_the_setting_when_incomplete_half_when_unsure_none_when_complete():
+    assert [hold_ms(v, 700) for v in (COMPLETE, UNSURE, INCOMPLETE)] == [0, 350, 700]
+
+
+def _lines(root):
+    return [s.text for script in load_corpus(root) if script.answer == "human" for s in script.utterances()]
+
+
+@pytest.mark.parametrize("root", [CORPUS_DIR, FIELD_DIR], ids=["corpus", "field"])
+def test_no_finished_line_of_the_callers_is_held_as_unfinished_with_or_without_punctuation(root):
+    # A finished line judged incomplete costs the caller the whole hold (700 ms).
+    held = [line for line in _lines(root) for text in (line, strip_punctuation(line))
+            if judge_text(text) is INCOMPLETE]
+    assert held == []
+
+
+def test_every_mid_sentence_pause_of_the_pause_scripts_is_waited_through_without_punctuation():
+    # The corpus's pause scripts mark each mid-line pause with "..." (the recogniser's trailing
+    # off); an engine that does not punctuate drops it, and the words alone must keep the turn
+    # open: a complete verdict there is a reply over the caller.
+    pauses = [s for s in load_corpus(CORPUS_DIR) if s.category == "pauses"]
+    assert pauses
+    heard = []
+    for script in pauses:
+        for step in script.utterances():
+            parts = re.split(r"\.\.\.|…", step.text)
+            assert len(parts) - 1 == len(step.pauses or ()), step.text  # one "..." per labelled pause
+            for i in range(1, len(parts)):
+                before = "...".join(parts[:i])
+                heard.append((strip_punctuation(before), judge_text(strip_punctuation(before))))
+                assert judge_text(before + "...") is INCOMPLETE
+    assert len(heard) >= 7
+    assert [text for text, verdict in heard if verdict is COMPLETE] == []
