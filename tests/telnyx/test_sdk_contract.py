@@ -289,3 +289,21 @@ def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str) -
 
     run(scenario())
 
+
+
+# -- speech frames -----------------------------------------------------------------------------
+
+
+def test_stt_emulator_error_frames_in_sdk_mode_are_the_sdk_error_frame() -> None:
+    from telnyx.types.transcribe_server_event import SttErrorFrame
+
+    from bench.emulators.profiles import FaultSwitch, get_profile
+    from bench.emulators.stt import SttEmulator, UtteranceRecogniser, validate_params
+
+    emulator = SttEmulator(api_key="k", profile=get_profile("fast"), faults=FaultSwitch(),
+                           recogniser=UtteranceRecogniser(), error_shape="sdk")
+    error, _, _ = validate_params({"transcription_engine": "Nope"})
+    assert error is not None
+    frame = orjson.loads(emulator.error_frame(error))
+    assert set(frame) == set(SttErrorFrame.model_fields)
+    assert SttErrorFrame.model_validate(frame).error.startswith("Invalid transcription engine")
