@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DialResult",
     "HangupResult",
+    "SPEAK_LANGUAGES",
     "TelnyxApiError",
     "TelnyxClient",
     "TelnyxConnectionError",
@@ -54,6 +55,12 @@ ALREADY_ENDED = "90018"
 # Actions whose SDK parameters have no command_id. Setting the same client_state twice is
 # harmless, so nothing is lost without de-duplication.
 _WITHOUT_COMMAND_ID = frozenset({"client_state_update"})
+# speak's `language`, as the SDK's ActionSpeakParams allows it (a bare "en" may be refused).
+SPEAK_LANGUAGES = frozenset({
+    "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US", "es-ES", "es-MX",
+    "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR", "nb-NO", "nl-NL", "pl-PL", "pt-BR",
+    "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
+})
 # RFC 3986 segment characters: ids such as "v3:abc-_" go through unescaped, "/" does not.
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 

@@ -307,3 +307,9 @@ def test_stt_emulator_error_frames_in_sdk_mode_are_the_sdk_error_frame() -> None
     frame = orjson.loads(emulator.error_frame(error))
     assert set(frame) == set(SttErrorFrame.model_fields)
     assert SttErrorFrame.model_validate(frame).error.startswith("Invalid transcription engine")
+
+
+def test_voicemail_speak_languages_are_the_sdks() -> None:
+    from control_plane.telnyx.client import SPEAK_LANGUAGES
+
+    assert SPEAK_LANGUAGES == request_shape("speak").enums["language"]
