@@ -209,6 +209,9 @@ class TtsEmulator:
         """Answer in this format whatever was asked (a service that ignores audio_format)."""
         self.answer_rate: int | None = None
         """Send PCM/WAV at this rate whatever was asked (a service that ignores sample_rate)."""
+        self.honour_flush = True
+        """``"flush": true`` is on Telnyx's TTS messages page but not in the SDK's client event:
+        off, the emulator ignores it, as a service following the SDK would."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not bearer_ok(request, self.api_key):
@@ -331,7 +334,7 @@ class _TtsConnection:
             if self.first_text_at is None:
                 self.first_text_at = now
             self.buffer += text
-            if frame.get("flush"):
+            if frame.get("flush") and self.emulator.honour_flush:
                 self._queue_sentences(self.buffer.strip(), now)
                 self.buffer = ""
             else:

@@ -53,6 +53,10 @@ class TelnyxTtsConfig(BaseModel):
         24000, ge=8000, le=96000,
         description="The rate of raw PCM when the request could not name one (audio_format=pcm): 24 kHz "
         "is what the SDK documents for Telnyx's PCM output.")
+    send_flush: bool = Field(
+        True, description='Send "flush": true to speak a piece at once. Telnyx\'s TTS messages page documents '
+        "it; the SDK's client event (text, force, voice_settings) lacks it. A service that ignores it speaks "
+        "the piece at its next sentence end or at the end of input: later, never lost.")
     extra_params: dict[str, str] = Field(
         default_factory=dict, description="More query parameters (language, disable_cache, ...)."
     )
@@ -95,7 +99,7 @@ class TelnyxTextToSpeech(TextToSpeech):
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise connect_error(PROVIDER, exc) from None
         stream = TelnyxTtsStream(ws, voice=voice, sample_rate=sample_rate, receive_timeout_s=config.receive_timeout_s,
-                                 raw_rate=raw_rate)
+                                 raw_rate=raw_rate, send_flush=config.send_flush)
         await stream._send(_HANDSHAKE)
         return stream
 
@@ -105,7 +109,7 @@ class TelnyxTextToSpeech(TextToSpeech):
 
 class TelnyxTtsStream(TtsStream):
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, *, voice: str, sample_rate: int,
-                 receive_timeout_s: float, raw_rate: int | None = None) -> None:
+                 receive_timeout_s: float, raw_rate: int | None = None, send_flush: bool = True) -> None:
         self.sample_rate = sample_rate
         self.voice = voice
         self._ws = ws
@@ -115,8 +119,10 @@ class TelnyxTtsStream(TtsStream):
         self._audio = IncomingAudio(rate=sample_rate, raw_rate=raw_rate or sample_rate, provider=PROVIDER,
                                     voice=voice)
         self._pending_text: str | None = None
+        self._send_flush = send_flush
 
     async def send_text(self, text: str, *, flush: bool = False) -> None:
+        flush = flush and self._send_flush
         if not text:
             if not flush:
                 return

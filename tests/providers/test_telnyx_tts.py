@@ -265,3 +265,26 @@ def test_container_sniffing():
     assert sniff_container(b"\xff\xff\xfe\xff" + bytes(20)) is None
     assert sniff_container(b"\xff\xef\x00\x00" + bytes(20)) is None
     assert sniff_container(bytes(24)) is None
+
+
+@pytest.mark.parametrize("send_flush, honour_flush", [(True, True), (True, False), (False, True)])
+def test_flush_is_documented_not_in_the_sdk_and_nothing_is_lost_without_it(send_flush, honour_flush):
+    """"flush": true is on Telnyx's TTS messages page, not in the SDK's client event. Where it
+    works, a flushed piece is spoken on its own; where it is not sent or not honoured, the piece
+    waits for the next sentence end, and all the text is still spoken."""
+    async def body():
+        async with emulators() as emu:
+            emu.tts.honour_flush = honour_flush
+            tts = client(emu, send_flush=send_flush)
+            stream = await tts.open(voice=VOICE, sample_rate=8000)
+            await stream.send_text("Well, let me see", flush=True)
+            await stream.send_text(" now.")
+            await stream.end()
+            chunks = await collect(stream)
+            await stream.aclose()
+            await tts.aclose()
+            return [c.text for _, c in chunks if c.text]
+
+    texts = run(body)
+    flushed = send_flush and honour_flush
+    assert texts == (["Well, let me see", "now."] if flushed else ["Well, let me see now."])

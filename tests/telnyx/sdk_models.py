@@ -118,7 +118,12 @@ def _literals(tp: Any) -> frozenset[Any] | None:
 
 
 def request_shape(action: str) -> Shape:
-    hints = get_type_hints(_load(REQUEST_MODELS[action]), include_extras=True)
+    return request_shape_of(REQUEST_MODELS[action])
+
+
+def request_shape_of(dotted: str) -> Shape:
+    """The shape of any SDK ``TypedDict``, named ``module.Class`` under ``telnyx.types``."""
+    hints = get_type_hints(_load(dotted), include_extras=True)
     keys, required, enums = set(), set(), {}
     for name, tp in hints.items():
         _, alias, is_required = _unwrap(tp)

@@ -22,7 +22,7 @@ from bench.telnyx_emulator import NumberBehaviour
 from control_plane.telnyx import TelnyxApiError, TelnyxClient
 
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, _serve, run, world
-from .sdk_models import EVENT_MODELS, REQUEST_MODELS, event_shape, nested_model, request_shape
+from .sdk_models import EVENT_MODELS, REQUEST_MODELS, event_shape, nested_model, request_shape, request_shape_of
 
 # -- what the client sends ---------------------------------------------------------------------
 
@@ -313,3 +313,82 @@ def test_voicemail_speak_languages_are_the_sdks() -> None:
     from control_plane.telnyx.client import SPEAK_LANGUAGES
 
     assert SPEAK_LANGUAGES == request_shape("speak").enums["language"]
+
+
+def _model_keys(model: Any) -> set[str]:
+    return {info.alias or name for name, info in model.model_fields.items()}
+
+
+@pytest.mark.parametrize("send_flush", [True, False])
+def test_tts_client_frames_are_the_sdks_client_event(send_flush: bool) -> None:
+    """Every frame the TTS client sends has only the SDK's keys (text, force, voice_settings),
+    plus "flush", which Telnyx's messages page documents, only when flushing is on."""
+    from pydantic import SecretStr
+
+    from bench.emulators.server import start_emulators
+    from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig, TelnyxTtsStream
+
+    sdk_keys = set(request_shape_of("stream_client_event_param.StreamClientEventParam").keys)
+    sent: list[dict[str, Any]] = []
+    original = TelnyxTtsStream._send
+
+    async def recording(self: TelnyxTtsStream, frame: str) -> None:
+        sent.append(orjson.loads(frame))
+        await original(self, frame)
+
+    async def scenario() -> None:
+        emulators = await start_emulators()
+        tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr(emulators.api_key), url=emulators.tts_url,
+                                                 send_flush=send_flush))
+        try:
+            TelnyxTtsStream._send = recording  # type: ignore[method-assign]
+            stream = await tts.open(voice="natural_hd", sample_rate=8000)
+            await stream.send_text("Well, let me see", flush=True)
+            await stream.send_text(" now.")
+            await stream.end()
+            async for _ in stream:
+                pass
+            await stream.aclose()
+        finally:
+            TelnyxTtsStream._send = original  # type: ignore[method-assign]
+            await tts.aclose()
+            await emulators.close()
+
+    run(scenario())
+    extra = {"flush"} if send_flush else set()
+    assert all(set(frame) <= sdk_keys | extra for frame in sent) and len(sent) == 4
+    assert any("flush" in frame for frame in sent) == send_flush
+
+
+def test_tts_emulator_frames_are_the_sdks_server_events() -> None:
+    from aiohttp import ClientSession, WSMsgType
+    from telnyx.types.stream_server_event import AudioChunkFrame, ErrorFrame, FinalFrameEvent
+
+    from bench.emulators.server import start_emulators
+
+    async def scenario() -> list[dict[str, Any]]:
+        emulators = await start_emulators()
+        frames: list[dict[str, Any]] = []
+        try:
+            async with ClientSession() as http:
+                async with http.ws_connect(emulators.tts_url, params={"voice": "Telnyx.NaturalHD.astra",
+                                                                      "audio_format": "pcm"},
+                                           headers={"Authorization": f"Bearer {emulators.api_key}"}) as ws:
+                    for text in (" ", "Hello there.", ""):
+                        await ws.send_str(orjson.dumps({"text": text}).decode())
+                    async for message in ws:
+                        if message.type is WSMsgType.TEXT:
+                            frames.append(orjson.loads(message.data))
+                async with http.ws_connect(emulators.tts_url, params={"voice": "Telnyx.NaturalHD.astra"},
+                                           headers={"Authorization": f"Bearer {emulators.api_key}"}) as ws:
+                    await ws.send_str('{"text":"not the handshake"}')
+                    frames.append(orjson.loads((await ws.receive()).data))
+        finally:
+            await emulators.close()
+        return frames
+
+    frames = run(scenario())
+    *audio, final, error = frames
+    assert audio and all(set(f) <= _model_keys(AudioChunkFrame) and f["isFinal"] is False for f in audio)
+    assert set(final) <= _model_keys(FinalFrameEvent) and final["isFinal"] is True and final["audio"] is None
+    assert set(error) <= _model_keys(ErrorFrame) and isinstance(error["error"], str)
