@@ -5,6 +5,7 @@ models. Nothing here was written alongside the client or the emulator, which is 
 from __future__ import annotations
 
 import importlib
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -104,7 +105,7 @@ def _literals(tp: Any) -> frozenset[Any] | None:
     origin = get_origin(tp)
     if origin in (Literal, te.Literal):
         return frozenset(get_args(tp))
-    if origin is Union or origin is getattr(__import__("types"), "UnionType", None):
+    if origin is Union or origin is types.UnionType:
         values: set[Any] = set()
         for arg in get_args(tp):
             if arg is type(None):
@@ -148,20 +149,20 @@ def _model_shape(model: Any) -> Shape:
     return Shape(frozenset(keys), frozenset(), enums)
 
 
+def _optional_model(tp: Any) -> Any:
+    """``X`` from ``Optional[X]`` (the SDK's event fields are all optional)."""
+    return next(a for a in get_args(tp) if a is not type(None)) if get_origin(tp) is Union else tp
+
+
+def _payload_model(event_type: str) -> Any:
+    return _optional_model(_load(EVENT_MODELS[event_type]).model_fields["payload"].annotation)
+
+
 def event_shape(event_type: str) -> tuple[Shape, Shape]:
     """(envelope ``data`` shape, ``payload`` shape) of one event type."""
-    model = _load(EVENT_MODELS[event_type])
-    payload_model = _unwrap(model.model_fields["payload"].annotation)[0]
-    payload_model = next(a for a in get_args(payload_model) if a is not type(None)) \
-        if get_origin(payload_model) is Union else payload_model
-    return _model_shape(model), _model_shape(payload_model)
+    return _model_shape(_load(EVENT_MODELS[event_type])), _model_shape(_payload_model(event_type))
 
 
 def nested_model(event_type: str, field: str) -> Any:
     """The SDK model of one payload field (e.g. ``recording_urls``)."""
-    _, payload = event_shape(event_type)
-    model = _load(EVENT_MODELS[event_type])
-    payload_model = model.model_fields["payload"].annotation
-    payload_model = next(a for a in get_args(payload_model) if a is not type(None))
-    tp = payload_model.model_fields[field].annotation
-    return next(a for a in get_args(tp) if a is not type(None)) if get_origin(tp) is Union else tp
+    return _optional_model(_payload_model(event_type).model_fields[field].annotation)
