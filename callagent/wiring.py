@@ -230,7 +230,8 @@ async def _build(
         tts = OpenAITextToSpeech(OpenAITtsConfig(api_key=cfg.openai_api_key, base_url=cfg.openai_base_url),
                                  voices=catalogue_for(cfg))
     else:
-        tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url), session=http)
+        tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url, audio_format=cfg.tts_audio_format),
+                                 session=http)
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).
     await asyncio.gather(*(p.warm() for p in (offline_stt, offline_tts) if hasattr(p, "warm")))
     # None: each STT's own bound (SpeechToText.final_wait_s: per engine, Whisper's 3 s).

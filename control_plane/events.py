@@ -198,6 +198,17 @@ class EventWorker:
         await repo.complete_event(event.event_id, org_id=org_id, call_id=call_id)
 
 
+def _same_leg(call: Call, event: StoredEvent) -> bool:
+    """Whether an event found through its client_state is about this call's own leg: a
+    client_state copied onto another leg (transfer) must not capture that leg. Events
+    without a call_control_id (``call.recording.saved`` in the SDK's model) are checked by
+    their call_leg_id instead."""
+    if event.call_control_id is not None:
+        return call.call_control_id is None or call.call_control_id == event.call_control_id
+    leg = event.payload.get("call_leg_id")
+    return isinstance(leg, str) and call.call_leg_id is not None and call.call_leg_id == leg
+
+
 CallListener = Callable[[StoredEvent, Call, Call], Awaitable[None]]
 """Called with (event, call before, call after) once an event has been applied to its call row."""
 
@@ -224,8 +235,7 @@ class EventProcessor:
         call_id = call_id_from_client_state(event.payload.get("client_state"))
         if call_id is not None:
             call = await repo.get_call_unscoped(call_id)
-            # A client_state copied onto another leg (transfer) must not capture that leg.
-            if call is not None and (call.call_control_id is None or call.call_control_id == event.call_control_id):
+            if call is not None and _same_leg(call, event):
                 return call
         return None
 
@@ -311,8 +321,11 @@ class EventProcessor:
                     # We gave up on this call (dial error, cancelled) but it was answered: end it.
                     await cp.telnyx_client().hangup(ccid, command_id=command_id(call.id, "hangup"))
                 elif not call.terminal and not call.recording_id and await self._wants_recording(call):
+                    # Our client_state on the command: call.recording.saved has no call_control_id
+                    # in the SDK's model, so it is matched by client_state and call_leg_id.
                     await cp.telnyx_client().record_start(
-                        ccid, format="mp3", channels="dual", command_id=command_id(call.id, "record_start"))
+                        ccid, format="mp3", channels="dual", client_state=client_state_for(call.id),
+                        command_id=command_id(call.id, "record_start"))
             elif kind in ("streaming.stopped", "streaming.failed") and not call.terminal:
                 if cp.settings.streams.recovery:
                     cp.recovery.notify()  # a live call without its stream: the recovery sweep re-attaches it

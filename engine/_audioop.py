@@ -20,5 +20,6 @@ mul = audioop.mul
 ratecv = audioop.ratecv
 add = audioop.add
 max = audioop.max
+tomono = audioop.tomono
 
-__all__ = ["ulaw2lin", "lin2ulaw", "alaw2lin", "lin2alaw", "byteswap", "rms", "mul", "ratecv", "add", "max"]
+__all__ = ["ulaw2lin", "lin2ulaw", "alaw2lin", "lin2alaw", "byteswap", "rms", "mul", "ratecv", "add", "max", "tomono"]

@@ -51,7 +51,7 @@ import bisect
 import collections
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -482,13 +482,20 @@ class SttStats:
     transcripts_sent: int = 0
 
 
+ErrorShape = Literal["docs", "sdk"]
+
+
 class SttEmulator:
     """The STT endpoint: one handler per WebSocket, results written in order by one task."""
 
     def __init__(self, *, api_key: str, profile: LatencyProfile, faults: FaultSwitch,
-                 recogniser: UtteranceRecogniser, punctuation: str = "as-registered") -> None:
+                 recogniser: UtteranceRecogniser, punctuation: str = "as-registered",
+                 error_shape: ErrorShape = "docs") -> None:
         if punctuation not in PUNCTUATION_MODES:
             raise ValueError(f"unknown punctuation mode {punctuation!r}; known: {', '.join(PUNCTUATION_MODES)}")
+        self.error_shape: ErrorShape = error_shape
+        """Error frames as the docs show them (``errors[]`` with codes) or as the SDK's model
+        has them (``{"type": "error", "error": str}``); Telnyx has not said which it sends."""
         self.api_key = api_key
         self.punctuation = punctuation
         self.profile = profile
@@ -496,6 +503,11 @@ class SttEmulator:
         self.recogniser = recogniser
         self.stats = SttStats()
         self.delays = Delays(profile)
+
+    def error_frame(self, error: dict) -> str:
+        if self.error_shape == "sdk":  # no code in this shape: the title and detail say it all
+            return orjson.dumps({"type": "error", "error": f"{error['title']}: {error['detail']}"}).decode()
+        return orjson.dumps({"errors": [error]}).decode()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not bearer_ok(request, self.api_key):
@@ -512,7 +524,7 @@ class SttEmulator:
         self.stats.connections += 1
         error, rate, fmt = validate_params(request.query)
         if error is not None:
-            await ws.send_str(orjson.dumps({"errors": [error]}).decode())
+            await ws.send_str(self.error_frame(error))
             await ws.close(code=1008)
             return ws
         engine = stt_engine(request.query.get("transcription_engine", "Deepgram"))
@@ -577,7 +589,7 @@ class _SttConnection:
                     stats.min_audio_frame_bytes = len(data)
                 if self.fault == "error_frame":
                     err = {"code": "50001", "title": "Transcription failed", "detail": "emulated failure"}
-                    await self.ws.send_str(orjson.dumps({"errors": [err]}).decode())
+                    await self.ws.send_str(self.emulator.error_frame(err))
                     await self.ws.close(code=1011)
                     return
                 if self.fault == "disconnect":

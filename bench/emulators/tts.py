@@ -9,8 +9,13 @@ PCM frames of ``tts_chunk_audio_ms`` every ``tts_chunk_interval_ms`` (faster tha
 The first frame of a sentence carries its text (alignment). After the end of input: the
 final frame ``{"audio":null,"text":"","isFinal":true}``, then close.
 
-``Telnyx.KokoroTTS.*`` voices answer in MP3 whatever ``audio_format`` says, as the real
-service does [3P], so clients can be tested against that.
+Formats: the docs' ``linear16`` (with ``sample_rate``), ``mulaw``, ``alaw``, ``wav`` and ``mp3``
+and the SDK's ``pcm``; without ``sample_rate`` PCM comes at 24 kHz (the SDK's documented PCM
+output). ``Telnyx.KokoroTTS.*`` voices answer in MP3 whatever ``audio_format`` says, as the
+real service does [3P]. To test a client against a service that ignores what was asked,
+``TtsEmulator.answer_format`` (or the ``emulator_answer_format`` query parameter) forces the
+format and ``answer_rate`` the rate. MP3 is a fixed tone (``tone-24k.mp3``, one file per
+sentence): the emulator encodes no MP3, and a client must decode it, not understand it.
 
 Speech is real when espeak-ng is installed (a subprocess per new sentence, ~10 ms), a
 harmonic tone of plausible length (~65 ms per character) otherwise; both are cached by
@@ -27,6 +32,8 @@ import re
 import shutil
 import struct
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -41,7 +48,7 @@ PATH = "/v2/text-to-speech/speech"
 ESPEAK_RATE = 22050
 _SENTENCE = re.compile(r".*?[.?!]+(?=\s|$)", re.S)
 _MARKDOWN = re.compile(r"[*_#`~>]+")
-FAKE_MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(413)
+TONE_MP3 = (Path(__file__).parent / "tone-24k.mp3").read_bytes()  # 0.6 s, 24 kHz mono, 32 kb/s
 
 
 # -- audio ------------------------------------------------------------------------------
@@ -178,7 +185,15 @@ class TtsStats:
 
 
 _END = object()
-_FORMATS = {"linear16", "mulaw", "alaw"}
+_FORMATS = {"linear16", "pcm", "wav", "mulaw", "alaw", "mp3"}
+AnswerFormat = Literal["asked", "pcm", "wav", "mp3"]
+
+
+def wav_header(rate: int) -> bytes:
+    """A PCM16 mono WAV header with the streaming sizes (0xFFFFFFFF) a live writer uses."""
+    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", 0xFFFFFFFF))
 
 
 class TtsEmulator:
@@ -190,6 +205,13 @@ class TtsEmulator:
         self.synthesizer = synthesizer
         self.stats = TtsStats()
         self.delays = Delays(profile)
+        self.answer_format: AnswerFormat = "asked"
+        """Answer in this format whatever was asked (a service that ignores audio_format)."""
+        self.answer_rate: int | None = None
+        """Send PCM/WAV at this rate whatever was asked (a service that ignores sample_rate)."""
+        self.honour_flush = True
+        """``"flush": true`` is on Telnyx's TTS messages page but not in the SDK's client event:
+        off, the emulator ignores it, as a service following the SDK would."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not bearer_ok(request, self.api_key):
@@ -201,7 +223,10 @@ class TtsEmulator:
         if not voice:
             problem = "voice is required"
         elif fmt not in _FORMATS and ".KokoroTTS." not in voice:
-            problem = f"the emulator produces {', '.join(sorted(_FORMATS))} only, not {fmt}"
+            problem = f"the emulator produces {', '.join(sorted(_FORMATS))} only, not {fmt[:32]!r}"
+        answer = query.get("emulator_answer_format", self.answer_format)
+        if answer not in ("asked", "pcm", "wav", "mp3"):
+            problem = "emulator_answer_format must be asked, pcm, wav or mp3"
         try:
             rate = int(query.get("sample_rate", "24000"))
             timeout = float(query.get("inactivity_timeout", "20"))
@@ -219,6 +244,11 @@ class TtsEmulator:
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         await ws.prepare(request)
         self.stats.connections += 1
+        if ".KokoroTTS." in voice:
+            fmt = "mp3"
+        elif answer != "asked":
+            fmt = answer
+        rate = self.answer_rate or rate
         await _TtsConnection(self, request, ws, voice, fmt, rate, fault, timeout).run()
         return ws
 
@@ -304,7 +334,7 @@ class _TtsConnection:
             if self.first_text_at is None:
                 self.first_text_at = now
             self.buffer += text
-            if frame.get("flush"):
+            if frame.get("flush") and self.emulator.honour_flush:
                 self._queue_sentences(self.buffer.strip(), now)
                 self.buffer = ""
             else:
@@ -340,14 +370,16 @@ class _TtsConnection:
                 return
             text, arrived = item  # type: ignore[misc]
             ready_at = arrived + emulator.delays(profile.tts_first_audio_ms)
-            if ".KokoroTTS." in self.voice:
-                pcm, cached = FAKE_MP3, False
+            if self.fmt == "mp3":
+                pcm, cached = TONE_MP3, False
             else:
                 pcm, cached = await emulator.synthesizer.synthesize(text, self.rate)
                 if self.fmt == "mulaw":
                     pcm = audioop.lin2ulaw(pcm, 2)
                 elif self.fmt == "alaw":
                     pcm = audioop.lin2alaw(pcm, 2)
+                elif self.fmt == "wav":  # one WAV file per sentence, as a streaming writer makes them
+                    pcm = wav_header(self.rate) + pcm
             if self.fault == "slow":
                 await asyncio.sleep(profile.stall_s)
             at = max(ready_at, self.loop.time())

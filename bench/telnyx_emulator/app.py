@@ -34,7 +34,9 @@ from .calls import (
     DialLogEntry,
     NumberBehaviour,
     Switchboard,
+    EventFields,
     check_client_state,
+    check_request,
     missing,
 )
 from .media import CalleeFactory, Impairment
@@ -229,7 +231,13 @@ class RunningEmulator:
         return self.board.calls[call_control_id].hang_up()
 
     def events_for(self, call_control_id: str, event_type: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.hooks.events if e["payload"].get("call_control_id") == call_control_id
+        """Events of one call; matched by its leg id too, since some payloads (e.g.
+        ``call.recording.saved``) carry no ``call_control_id``."""
+        call = self.board.calls.get(call_control_id)
+        leg = call.call_leg_id if call is not None else None
+        return [e for e in self.hooks.events
+                if (e["payload"].get("call_control_id") == call_control_id
+                    or (leg is not None and e["payload"].get("call_leg_id") == leg))
                 and (event_type is None or e["event_type"] == event_type)]
 
     async def close(self) -> None:
@@ -301,9 +309,7 @@ class RunningEmulator:
 
         async def execute() -> Reply:
             try:
-                for name in ("connection_id", "to", "from"):
-                    if not body.get(name):
-                        raise missing(name)
+                check_request("dial", body, unknown_keys=self.board.unknown_keys)
                 if not isinstance(body["to"], (str, list)) or not isinstance(body["from"], str):
                     raise ApiProblem(422, "10015", "Bad Request", "'to' and 'from' must be strings.")
                 check_client_state(body.get("client_state"))
@@ -427,14 +433,20 @@ async def start_emulator(
     command_window_s: float = 60.0,
     incoming_timeout_s: float = 30.0,
     private_key: Ed25519PrivateKey | None = None,
+    event_fields: EventFields = "sdk",
+    unknown_keys: bool = False,
 ) -> RunningEmulator:
-    """Start a local Telnyx on ``host:port`` (0: any free port) inside this event loop."""
+    """Start a local Telnyx on ``host:port`` (0: any free port) inside this event loop.
+
+    ``event_fields="docs"`` adds to webhooks the fields Telnyx's docs show but its SDK lacks;
+    ``unknown_keys=True`` accepts request keys the SDK does not define (else a 422)."""
     private_key = private_key or Ed25519PrivateKey.generate()
     session = aiohttp.ClientSession()
     hooks = WebhookDispatcher(private_key, session, default_url=webhook_url, switches=switches or DeliverySwitches())
     board = Switchboard(hooks=hooks, session=session, callee_factory=callee_factory, time_scale=time_scale,
                         impairment=impairment, default_behaviour=default_behaviour,
-                        incoming_timeout_s=incoming_timeout_s)
+                        incoming_timeout_s=incoming_timeout_s, event_fields=event_fields,
+                        unknown_keys=unknown_keys)
     emulator = RunningEmulator(api_key=api_key, private_key=private_key, board=board, hooks=hooks, session=session,
                                command_window_s=command_window_s)
     runner = web.AppRunner(emulator.build_app(), access_log=None)

@@ -32,15 +32,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 
 from .media import CalleeFactory, Impairment, MediaStream, SilentCallee
+from .schema import DOCS_ONLY_FIELDS, EVENT_FIELDS, REQUESTS
 
 if TYPE_CHECKING:
     from .webhooks import WebhookDispatcher
 
-__all__ = ["ApiProblem", "CallInfo", "DialLogEntry", "NumberBehaviour", "Switchboard"]
+__all__ = ["ApiProblem", "CallInfo", "DialLogEntry", "EventFields", "NumberBehaviour", "Switchboard", "check_request"]
 
 log = logging.getLogger(__name__)
 
 Answer = Literal["human", "busy", "no_answer", "voicemail"]
+EventFields = Literal["sdk", "docs"]
+"""Which payload fields webhooks carry: the SDK's event models only, or those plus the
+fields Telnyx's docs show in their examples (:data:`~.schema.DOCS_ONLY_FIELDS`)."""
 ACTIONS = frozenset({
     "answer", "hangup", "reject", "streaming_start", "streaming_stop", "speak", "gather", "gather_stop",
     "send_dtmf", "transfer", "record_start", "record_stop", "record_pause", "record_resume",
@@ -49,6 +53,10 @@ ACTIONS = frozenset({
 _NEEDS_ANSWER = frozenset({"streaming_start", "speak", "gather", "send_dtmf", "record_start", "playback_start"})
 _DTMF = set("0123456789ABCD*#wW")
 SPEAK_CHARS_PER_S = 15.0  # roughly 150 words a minute
+# reject cause -> (call.hangup hangup_cause, the SIP response the SDK's docstring names).
+# The SDK lists no hangup_cause for a 480; "unspecified" is the one it allows for anything else.
+_REJECT_CAUSES = {"CALL_REJECTED": ("call_rejected", "603"), "USER_BUSY": ("user_busy", "486"),
+                  "NOT_FOUND": ("not_found", "404"), "TEMPORARILY_UNAVAILABLE": ("unspecified", "480")}
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -79,6 +87,31 @@ class ApiProblem(Exception):
 def missing(name: str) -> ApiProblem:
     return ApiProblem(422, "10004", "Missing required parameter", f"The '{name}' parameter is required.",
                       f"/{name}")
+
+
+def _named(key: str) -> str:
+    """A key for an error message: shown when it looks like a parameter name, else not echoed."""
+    return repr(key) if len(key) <= 64 and key.replace("_", "").isalnum() and key.isascii() else "a key"
+
+
+def check_request(request: str, body: dict[str, Any], *, unknown_keys: bool = False) -> None:
+    """Check a Call Control body against the SDK's parameters for ``request`` (``dial`` or an
+    action): required keys present (10004), enum values allowed and, unless ``unknown_keys``,
+    no key the SDK does not define (both 422, 10015)."""
+    shape = REQUESTS[request]
+    for name in sorted(shape.required):
+        if body.get(name) in (None, "", []):
+            raise missing(name)
+    if not unknown_keys:
+        for key in body:
+            if key not in shape.keys:
+                raise ApiProblem(422, "10015", "Bad Request", f"{_named(key)} is not a parameter of {request}.",
+                                 f"/{key}" if _named(key) != "a key" else None)
+    for name, allowed in (shape.enums or {}).items():
+        value = body.get(name)
+        if value is not None and (isinstance(value, (dict, list, bool)) or value not in allowed):
+            shown = ", ".join(sorted(map(str, allowed))) if len(allowed) <= 8 else f"one of {len(allowed)} values"
+            raise ApiProblem(422, "10015", "Bad Request", f"{name} must be {shown}.", f"/{name}")
 
 
 def check_client_state(value: Any) -> str | None:
@@ -205,8 +238,12 @@ class Switchboard:
     def __init__(self, *, hooks: WebhookDispatcher, session: aiohttp.ClientSession,
                  callee_factory: CalleeFactory | None = None, time_scale: float = 1.0,
                  impairment: Impairment | None = None, default_behaviour: NumberBehaviour | None = None,
-                 incoming_timeout_s: float = 30.0) -> None:
+                 incoming_timeout_s: float = 30.0, event_fields: EventFields = "sdk",
+                 unknown_keys: bool = False) -> None:
         self.hooks = hooks
+        self.event_fields: EventFields = event_fields
+        self.unknown_keys = unknown_keys
+        """Accept request keys the SDK does not define (off: they are a 422, like a bad enum)."""
         self.session = session
         self.callee_factory: CalleeFactory = callee_factory or (lambda call: SilentCallee())
         self.time_scale = time_scale
@@ -238,11 +275,18 @@ class Switchboard:
         await asyncio.sleep(max(0.0, seconds * self.time_scale))
 
     def emit(self, call: CallInfo, event_type: str, **fields: Any) -> None:
-        payload = {
+        """A webhook carrying only the payload fields its SDK model defines (plus the docs'
+        extras when ``event_fields`` is ``"docs"``): e.g. ``call.recording.saved`` has no
+        ``call_control_id`` and ``call.speak.*`` no ``from``/``to``."""
+        allowed = EVENT_FIELDS[event_type]
+        if self.event_fields == "docs":
+            allowed = allowed | DOCS_ONLY_FIELDS.get(event_type, frozenset())
+        everything = {
             "call_control_id": call.call_control_id, "call_leg_id": call.call_leg_id,
             "call_session_id": call.call_session_id, "connection_id": call.connection_id,
             "client_state": call.client_state, "from": call.from_, "to": call.to, **fields,
         }
+        payload = {name: value for name, value in everything.items() if name in allowed}
         self.hooks.emit(event_type, payload, url=call.webhook_url, order_key=call.call_control_id)
 
     def behaviour_for(self, number: str) -> NumberBehaviour:
@@ -282,7 +326,7 @@ class Switchboard:
 
     def _initiated(self, call: CallInfo) -> None:
         self.emit(call, "call.initiated", direction=call.direction, state=call.state, caller_id_name=call.from_,
-                  calling_party_type="pstn", start_time=_iso(call.created_at), offered_codecs="PCMU,PCMA",
+                  start_time=_iso(call.created_at), offered_codecs="PCMU,PCMA",
                   connection_codecs="PCMU,PCMA", custom_headers=None, sip_headers=None, tags=[])
 
     async def _ring_outbound(self, call: CallInfo) -> None:
@@ -310,8 +354,8 @@ class Switchboard:
     def _answered(self, call: CallInfo, params: dict[str, Any]) -> None:
         call.state = "answered"
         call.answered_at = time.time()
-        self.emit(call, "call.answered", state="answered", start_time=_iso(call.created_at), codec="PCMU",
-                  sampling_rate=8000, custom_headers=None, sip_headers=None, tags=[])
+        self.emit(call, "call.answered", state="answered", start_time=_iso(call.created_at),
+                  custom_headers=None, sip_headers=None, tags=[])
         if params.get("stream_url"):
             self.start_stream(call, params)
         if params.get("record") == "record-from-answer":
@@ -436,6 +480,7 @@ class Switchboard:
 
     def act(self, call: CallInfo, action: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run one action; returns ``data`` or raises :class:`ApiProblem`."""
+        check_request(action, body, unknown_keys=self.unknown_keys)
         client_state = check_client_state(body.get("client_state"))
         if not call.is_alive:
             raise ApiProblem(422, "90018", "Call has already ended",
@@ -469,15 +514,11 @@ class Switchboard:
         self.end(call, cause=cause, source=app, sip="unspecified")
 
     def _do_reject(self, call: CallInfo, body: dict[str, Any]) -> None:
-        cause = body.get("cause")
-        if cause is None:
-            raise missing("cause")
-        if cause not in ("CALL_REJECTED", "USER_BUSY"):
-            raise ApiProblem(422, "10015", "Bad Request", "cause must be CALL_REJECTED or USER_BUSY.", "/cause")
+        # (cause was checked against the SDK's four by check_request.)
         if call.direction == "outgoing" or call.answered:
             raise ApiProblem(422, "10015", "Bad Request", "Only an incoming call that is not answered can be rejected.")
-        busy = cause == "USER_BUSY"
-        self.end(call, cause="user_busy" if busy else "call_rejected", source="callee", sip="486" if busy else "603")
+        hangup_cause, sip = _REJECT_CAUSES[body["cause"]]
+        self.end(call, cause=hangup_cause, source="callee", sip=sip)
 
     def _do_streaming_start(self, call: CallInfo, body: dict[str, Any]) -> None:
         if not body.get("stream_url"):
@@ -491,9 +532,6 @@ class Switchboard:
         self.spawn(self.stop_stream(call, stream))
 
     def _do_speak(self, call: CallInfo, body: dict[str, Any]) -> None:
-        for name in ("payload", "voice"):
-            if not body.get(name):
-                raise missing(name)
         self.spawn(self._speak(call, str(body["payload"])), call)
 
     async def _speak(self, call: CallInfo, text: str) -> None:
@@ -576,9 +614,6 @@ class Switchboard:
         self.emit(call, "call.bridged", state="bridged")
 
     def _do_record_start(self, call: CallInfo, body: dict[str, Any]) -> None:
-        for name in ("format", "channels"):
-            if not body.get(name):
-                raise missing(name)
         if call._recording is None:
             self._start_recording(call, body["format"], body["channels"])
 
@@ -603,6 +638,7 @@ class Switchboard:
         url = f"https://recordings.emulator.invalid/{recording.recording_id}.{recording.format}"
         call.recordings.append(url)
         ended = call.ended_at or time.time()
+        # recording_id, format, start_time and end_time are docs-only (event_fields="docs").
         self.emit(call, "call.recording.saved", recording_id=recording.recording_id, format=recording.format,
                   channels=recording.channels, recording_urls={recording.format: url},
                   public_recording_urls={recording.format: url},
@@ -636,8 +672,7 @@ class Switchboard:
             call._playback.cancel()
 
     def _do_client_state_update(self, call: CallInfo, body: dict[str, Any]) -> None:
-        if body.get("client_state") is None:
-            raise missing("client_state")
+        pass  # act() already took the (required) client_state
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

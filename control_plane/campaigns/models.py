@@ -17,6 +17,7 @@ from engine.providers.voices import speak_voice
 
 from ..api.schemas import CallAgentConfig
 from ..phone import E164
+from ..telnyx.client import SPEAK_LANGUAGES
 from .settings import CostRates
 from .timezones import DAYS, UnknownTimeZone, parse_hhmm, zone
 
@@ -93,7 +94,9 @@ class VoicemailPolicy(_Strict):
     voice: str = Field("Telnyx.NaturalHD.astra", min_length=1, max_length=200,
                        description="A Call Control speak voice: natural, natural_hd, <Provider>.<Model>.<VoiceId>, "
                                    "male or female.")
-    language: str | None = Field(None, max_length=20)
+    language: str | None = Field(None, max_length=20,
+                                 description="Call Control speak language, e.g. en-US (the codes Telnyx's speak "
+                                             "accepts); unset: the voice's own.")
 
     @model_validator(mode="after")
     def _message_needed(self) -> VoicemailPolicy:
@@ -150,6 +153,9 @@ class CreateCampaignRequest(_Strict):
     def _speakable(cls, value: VoicemailPolicy) -> VoicemailPolicy:
         # Checked on the request only: campaigns stored before keep loading.
         speak_voice(value.voice)
+        if value.language is not None and value.language not in SPEAK_LANGUAGES:
+            raise ValueError("voicemail.language must be a Call Control speak language such as en-US, en-GB, "
+                             "es-ES or fr-FR (a bare 'en' is refused by Telnyx)")
         return value
 
     def config(self) -> CampaignConfig:

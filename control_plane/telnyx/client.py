@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DialResult",
     "HangupResult",
+    "SPEAK_LANGUAGES",
     "TelnyxApiError",
     "TelnyxClient",
     "TelnyxConnectionError",
@@ -51,6 +52,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 ALREADY_ENDED = "90018"
+# Actions whose SDK parameters have no command_id. Setting the same client_state twice is
+# harmless, so nothing is lost without de-duplication.
+_WITHOUT_COMMAND_ID = frozenset({"client_state_update"})
+# speak's `language`, as the SDK's ActionSpeakParams allows it (a bare "en" may be refused).
+SPEAK_LANGUAGES = frozenset({
+    "arb", "cmn-CN", "cy-GB", "da-DK", "de-DE", "en-AU", "en-GB", "en-GB-WLS", "en-IN", "en-US", "es-ES", "es-MX",
+    "es-US", "fr-CA", "fr-FR", "hi-IN", "is-IS", "it-IT", "ja-JP", "ko-KR", "nb-NO", "nl-NL", "pl-PL", "pt-BR",
+    "pt-PT", "ro-RO", "ru-RU", "sv-SE", "tr-TR",
+})
 # RFC 3986 segment characters: ids such as "v3:abc-_" go through unescaped, "/" does not.
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 
@@ -295,8 +305,11 @@ class TelnyxClient:
 
     async def action(self, call_control_id: str, action: str, *, command_id: str | None = None,
                      **body: Any) -> dict[str, Any]:
-        """``POST /calls/{id}/actions/{action}`` with ``body`` verbatim; returns ``data``."""
-        payload = {**body, "command_id": command_id or str(uuid.uuid4())}
+        """``POST /calls/{id}/actions/{action}`` with ``body`` verbatim, plus a ``command_id``
+        where the action takes one; returns ``data``."""
+        payload = dict(body)
+        if action not in _WITHOUT_COMMAND_ID:
+            payload["command_id"] = command_id or str(uuid.uuid4())
         return await self._request("POST", ("calls", call_control_id, "actions", action), payload)
 
     async def _command(self, call_control_id: str, action: str, command_id: str | None,
@@ -418,6 +431,6 @@ class TelnyxClient:
     async def playback_stop(self, call_control_id: str, *, command_id: str | None = None) -> dict[str, Any]:
         return await self._command(call_control_id, "playback_stop", command_id, None, {})
 
-    async def client_state_update(self, call_control_id: str, client_state: str | bytes, *,
-                                  command_id: str | None = None) -> dict[str, Any]:
-        return await self._command(call_control_id, "client_state_update", command_id, client_state, {})
+    async def client_state_update(self, call_control_id: str, client_state: str | bytes) -> dict[str, Any]:
+        """No ``command_id``: Telnyx's parameters for this action have none."""
+        return await self._command(call_control_id, "client_state_update", None, client_state, {})

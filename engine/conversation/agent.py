@@ -606,7 +606,8 @@ class CallAgent(MediaListener):
         stt, self._stt = self._stt, None
         if stt is not None:
             self._spawn(stt.aclose())
-        if sum(e.startswith("stt") for e in self.errors) > 2:
+        # Not retryable (a bad engine, model or format): the same request would fail again.
+        if not error.retryable or sum(e.startswith("stt") for e in self.errors) > 2:
             self._fail("speech recognition failed")
         else:
             self._spawn(self._open_stt())

@@ -42,6 +42,9 @@ class ProvidersConfig(BaseModel):
 
     tts: Literal["telnyx", "openai", "piper", "espeak"] = "telnyx"
     tts_url: str = TELNYX_TTS_URL
+    tts_audio_format: Literal["linear16", "pcm", "wav", "mp3"] = Field(
+        "linear16", description="audio_format asked of Telnyx TTS: linear16 (+ sample_rate) per the voices' pages, "
+        "or pcm/wav/mp3 per the SDK. What arrives is checked, decoded (MP3) and resampled either way.")
     espeak_voice: str = Field("en-us", description="espeak-ng voice for tts=espeak (and its default voice).")
     tts_extra_voices: tuple[str, ...] = Field(
         (), max_length=100,

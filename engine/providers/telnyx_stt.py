@@ -4,8 +4,9 @@ One WebSocket per call. :meth:`TelnyxSttSession.feed` only appends to a buffer; 
 task, woken when ``batch_ms`` of audio is buffered or a ``Finalize`` is requested, writes
 binary frames (so the media hot path never awaits, and the socket sees ~10 frames a
 second instead of 50). A receiver task turns server frames into :class:`Transcript`
-callbacks; an error frame or a close the client did not ask for becomes one
-:class:`ProviderError` via ``on_error``.
+callbacks; an error frame (in the docs' shape or the SDK's) or a close the client did not
+ask for becomes one :class:`ProviderError` via ``on_error``, not retryable when the
+request itself was at fault (engine, model, format, rate).
 
 Engines differ (:mod:`.stt_engines`): ``Finalize`` works on Deepgram only, so on the others
 :meth:`TelnyxSttSession.finalize` just flushes the buffered audio, and their finals come on
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Callable
 
 import aiohttp
@@ -236,9 +238,8 @@ class TelnyxSttSession(SttSession):
             return
         if not isinstance(frame, dict):
             return
-        errors = frame.get("errors")
-        if errors or frame.get("type") == "error":
-            self._fail(_error_from(errors))
+        if frame.get("errors") or frame.get("type") == "error" or isinstance(frame.get("error"), str):
+            self._fail(_error_from(frame))
             return
         text = frame.get("transcript")
         if not isinstance(text, str):
@@ -310,10 +311,28 @@ def _resolve(waiters: list[asyncio.Future[None]]) -> None:
     waiters.clear()
 
 
-def _error_from(errors: object) -> ProviderError:
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    code = str(first.get("code", ""))
-    parts = [p for p in (code, first.get("title"), first.get("detail")) if p]
-    # 4xxxx are the request's fault (format, rate, engine): retrying the same request fails again.
-    return ProviderError(PROVIDER, "error frame: " + (" - ".join(map(str, parts)) or "unspecified"),
-                         retryable=not code.startswith("4"))
+# The documented parameter errors (40001-40007) name what was wrong: the input_format, the
+# sample_rate, the engine or its model. Retrying the same request fails the same way.
+_REQUEST_FAULT = re.compile(r"\b4\d{4}\b|input_format|format|sample_rate|sample rate|engine|model|language",
+                            re.IGNORECASE)
+_SERVER_CODE = re.compile(r"\b5\d{4}\b")
+
+
+def _error_from(frame: dict[str, object]) -> ProviderError:
+    """Both shapes of an error frame: the docs' ``{"errors": [{code, title, detail}]}`` and the
+    SDK's ``{"type": "error", "error": str}``. The second has no code, so its message decides:
+    one naming a request parameter (as every documented 4xxxx error does) is not retryable."""
+    errors = frame.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        code = str(first.get("code", ""))
+        parts = [str(p) for p in (code, first.get("title"), first.get("detail")) if p]
+        message = " - ".join(parts)
+        retryable = not code.startswith("4")
+    else:
+        error = frame.get("error")
+        message = error if isinstance(error, str) else ""
+        retryable = bool(_SERVER_CODE.search(message)) or not _REQUEST_FAULT.search(message)
+    # The server's words, capped and on one line: an error message is logged.
+    message = " ".join(message.split())[:300] or "unspecified"
+    return ProviderError(PROVIDER, f"error frame: {message}", retryable=retryable)

@@ -2,16 +2,20 @@
 
 One WebSocket per agent reply: handshake ``{"text":" "}``, then ``{"text": ...}`` as the
 LLM produces it (``"flush": true`` to speak what is buffered now), ``{"text":""}`` at the
-end; audio comes back as base64 ``linear16`` at the requested rate. The server's final
-frame (or its clean close) ends the iteration.
+end; audio comes back base64-encoded. The server's final frame (or its clean close) ends
+the iteration.
+
+Formats: Telnyx's voice pages document ``audio_format=linear16`` with ``sample_rate``; its
+SDK knows ``pcm``, ``wav`` and ``mp3`` and no rate. ``audio_format`` picks what is asked;
+what arrives is checked whatever was asked (:class:`~.tts_audio.IncomingAudio`): a WAV
+header's rate, an MP3 stream (decoded), or raw PCM, taken at the asked rate, or at
+``pcm_rate`` when the request could name none, and resampled to the rate the call needs.
 
 Barge-in closes the socket rather than sending ``{"force": true}``: ``force`` restarts
 the server's worker so a connection can be reused, but each reply has its own connection
 here, and closing stops synthesis just as fast without another round trip.
 
-Providers that ignore ``audio_format`` (KokoroTTS sends MP3 [3P]) are caught on the first
-audio bytes and reported with the voices that do stream raw PCM: playing MP3 bytes as
-PCM would be loud noise, and the default install decodes no MP3.
+Providers that ignore ``audio_format`` (KokoroTTS sends MP3 [3P]) are decoded too.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import struct
+from typing import Literal
 
 import aiohttp
 import orjson
@@ -28,13 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ._http import SessionHolder
 from .base import AudioChunk, ProviderError, TextToSpeech, TtsStream
 from .telnyx_stt import connect_error
+from .tts_audio import IncomingAudio
 from .voices import ALIASES
 
 PROVIDER = "telnyx-tts"
 DEFAULT_URL = "wss://api.telnyx.com/v2/text-to-speech/speech"
 _HANDSHAKE = '{"text":" "}'
 _END = '{"text":""}'
-PCM_VOICES = "Telnyx.Natural.<voice> or Telnyx.NaturalHD.<voice> (e.g. Telnyx.NaturalHD.astra)"
 
 
 class TelnyxTtsConfig(BaseModel):
@@ -42,6 +46,17 @@ class TelnyxTtsConfig(BaseModel):
 
     api_key: SecretStr
     url: str = DEFAULT_URL
+    audio_format: Literal["linear16", "pcm", "wav", "mp3"] = Field(
+        "linear16", description="What to ask for: linear16 (+ sample_rate) as the voices' pages document, or "
+        "pcm/wav/mp3 as the SDK lists them (no sample_rate). Whatever arrives is checked and converted.")
+    pcm_rate: int = Field(
+        24000, ge=8000, le=96000,
+        description="The rate of raw PCM when the request could not name one (audio_format=pcm): 24 kHz "
+        "is what the SDK documents for Telnyx's PCM output.")
+    send_flush: bool = Field(
+        True, description='Send "flush": true to speak a piece at once. Telnyx\'s TTS messages page documents '
+        "it; the SDK's client event (text, force, voice_settings) lacks it. A service that ignores it speaks "
+        "the piece at its next sentence end or at the end of input: later, never lost.")
     extra_params: dict[str, str] = Field(
         default_factory=dict, description="More query parameters (language, disable_cache, ...)."
     )
@@ -57,11 +72,20 @@ class TelnyxTextToSpeech(TextToSpeech):
         self.config = config
         self._http = SessionHolder(session)
 
+    def query(self, voice: str, sample_rate: int) -> dict[str, str]:
+        config = self.config
+        params = {"voice": ALIASES.get(voice, voice), "audio_format": config.audio_format}  # natural / natural_hd
+        if config.audio_format == "linear16":  # the docs' sample_rate goes with the docs' format
+            params["sample_rate"] = str(sample_rate)
+        params.update(config.extra_params)
+        return params
+
     async def open(self, *, voice: str, sample_rate: int) -> TelnyxTtsStream:
         config = self.config
-        voice = ALIASES.get(voice, voice)  # natural / natural_hd
-        params = {"voice": voice, "audio_format": "linear16", "sample_rate": str(sample_rate)}
-        params.update(config.extra_params)
+        params = self.query(voice, sample_rate)
+        voice = params["voice"]
+        # Raw PCM carries no rate: the one asked for, else the documented default.
+        raw_rate = int(params["sample_rate"]) if params.get("sample_rate", "").isdigit() else config.pcm_rate
         try:
             ws = await asyncio.wait_for(
                 self._http.get().ws_connect(
@@ -74,7 +98,8 @@ class TelnyxTextToSpeech(TextToSpeech):
             )
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise connect_error(PROVIDER, exc) from None
-        stream = TelnyxTtsStream(ws, voice=voice, sample_rate=sample_rate, receive_timeout_s=config.receive_timeout_s)
+        stream = TelnyxTtsStream(ws, voice=voice, sample_rate=sample_rate, receive_timeout_s=config.receive_timeout_s,
+                                 raw_rate=raw_rate, send_flush=config.send_flush)
         await stream._send(_HANDSHAKE)
         return stream
 
@@ -84,18 +109,20 @@ class TelnyxTextToSpeech(TextToSpeech):
 
 class TelnyxTtsStream(TtsStream):
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, *, voice: str, sample_rate: int,
-                 receive_timeout_s: float) -> None:
+                 receive_timeout_s: float, raw_rate: int | None = None, send_flush: bool = True) -> None:
         self.sample_rate = sample_rate
         self.voice = voice
         self._ws = ws
         self._receive_timeout_s = receive_timeout_s
         self._closed = False
         self._done = False
-        self._checked = False  # first audio bytes inspected for a container header
-        self._odd = b""  # a sample split across frames
+        self._audio = IncomingAudio(rate=sample_rate, raw_rate=raw_rate or sample_rate, provider=PROVIDER,
+                                    voice=voice)
         self._pending_text: str | None = None
+        self._send_flush = send_flush
 
     async def send_text(self, text: str, *, flush: bool = False) -> None:
+        flush = flush and self._send_flush
         if not text:
             if not flush:
                 return
@@ -164,37 +191,17 @@ class TelnyxTtsStream(TtsStream):
                 pcm = base64.b64decode(audio)
             except (binascii.Error, ValueError):
                 raise ProviderError(PROVIDER, "audio frame is not valid base64") from None
-            pcm = self._check_format(pcm)
-            if self._odd:
-                pcm = self._odd + pcm
-            cut = len(pcm) & ~1
-            pcm, self._odd = pcm[:cut], pcm[cut:]
+            try:
+                pcm = self._audio.feed(pcm)
+            except ProviderError:
+                self._done = True
+                raise
             if pcm:
                 chunk = AudioChunk(pcm, self._pending_text)
                 self._pending_text = None
         if frame.get("isFinal"):
             self._done = True
         return chunk
-
-    def _check_format(self, data: bytes) -> bytes:
-        if self._checked:
-            return data
-        self._checked = True
-        container = sniff_container(data)
-        if container is None:
-            return data
-        if container == "WAV":
-            pcm = _wav_pcm16(data, self.sample_rate)
-            if pcm is not None:
-                return pcm
-        self._done = True
-        raise ProviderError(
-            PROVIDER,
-            f"voice {self.voice!r} sent {container} audio instead of linear16 at {self.sample_rate} Hz; "
-            f"this engine plays raw PCM only (no MP3 decoding in the default install). "
-            f"Use a voice that streams linear16: {PCM_VOICES}; KokoroTTS voices always send MP3.",
-            retryable=False,
-        )
 
     async def _finish(self) -> None:
         self._done = True
@@ -209,38 +216,3 @@ class TelnyxTtsStream(TtsStream):
             return
         self._closed = True
         await self._finish()
-
-
-def sniff_container(data: bytes) -> str | None:
-    """'MP3', 'WAV' or 'Ogg' when ``data`` starts like one; None for (presumably) raw PCM."""
-    if data.startswith(b"ID3"):
-        return "MP3"
-    if data.startswith(b"RIFF") and data[8:12] == b"WAVE":
-        return "WAV"
-    if data.startswith(b"OggS"):
-        return "Ogg"
-    if len(data) >= 4 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:
-        # MPEG audio frame sync. Raw PCM can start with 0xFF 0xEx too (a small negative
-        # sample), so also require layer III, a real bitrate and a real sample-rate index.
-        layer = (data[1] >> 1) & 0b11
-        bitrate = data[2] >> 4
-        rate_index = (data[2] >> 2) & 0b11
-        if layer == 0b01 and bitrate not in (0, 0xF) and rate_index != 0b11 and (data[1] >> 3) & 0b11 != 0b01:
-            return "MP3"
-    return None
-
-
-def _wav_pcm16(data: bytes, rate: int) -> bytes | None:
-    """The samples of a PCM16 mono WAV at ``rate`` (header stripped), else None."""
-    pos = 12
-    fmt = None
-    while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        if chunk == b"fmt " and size >= 16:
-            fmt = struct.unpack_from("<HHIIHH", data, pos + 8)
-        elif chunk == b"data":
-            if fmt is None or fmt[0] != 1 or fmt[1] != 1 or fmt[2] != rate or fmt[5] != 16:
-                return None
-            return data[pos + 8:]
-        pos += 8 + size + (size & 1)
-    return None

@@ -8,8 +8,9 @@ An agent's ``voice`` is one of:
 * a full Telnyx id ``Telnyx.Natural.<voice>`` or ``Telnyx.NaturalHD.<voice>``. Other
   documented ``<Provider>.<Model>.<VoiceId>`` families are refused unless the operator
   lists them in ``providers.tts_extra_voices``: KokoroTTS answers in MP3 whatever the
-  format asked (§4.2 [3P]), Ultra is REST only, and whether the others stream ``linear16``
-  is not documented, so they would fail on the first call rather than at the API;
+  format asked (§4.2 [3P]; decoded, at some CPU cost per reply), Ultra is REST only, and
+  whether the others stream ``linear16`` is not documented, so they would fail on the
+  first call rather than at the API;
 * a voice of the TTS in use: OpenAI's built-in voices, an installed espeak-ng voice, the
   bundled piper voice.
 

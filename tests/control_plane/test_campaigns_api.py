@@ -123,7 +123,8 @@ async def test_create_validates_like_the_calls_api(tmp_path):
         for broken in ({"caller_numbers": []}, {"caller_numbers": ["12"]}, {"calls_per_minute": 0},
                        {"window": {"start": "09:00", "end": "09:00"}}, {"window": {"timezone": "Mars/Base"}},
                        {"window": {"start": "9am"}}, {"voicemail": {"action": "message"}}, {"surprise": 1},
-                       {"retry": {"on": ["sometimes"]}}, {"max_concurrent_calls": "10"}):
+                       {"retry": {"on": ["sometimes"]}}, {"max_concurrent_calls": "10"},
+                       {"voicemail": {"language": "en"}}):  # Telnyx's speak wants en-US and the like
             status, body = await post(**{**base, **broken})
             assert status == 400 and body["error"]["code"] == "validation_error", broken
             assert "Mars" not in json.dumps(body)  # submitted values are not echoed
@@ -139,6 +140,8 @@ async def test_create_validates_like_the_calls_api(tmp_path):
         assert await _get(h, headers, created["id"]) == created
         listed = await (await h.client.get("/api/campaigns", headers=headers)).json()
         assert [c["id"] for c in listed["data"]] == [created["id"]]
+        spoken = await _create(h, headers, voicemail={"action": "message", "message": "Hi", "language": "en-GB"})
+        assert spoken["config"]["voicemail"]["language"] == "en-GB"
 
 
 # -- contacts ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from bench.telnyx_emulator import start_emulator
@@ -31,8 +32,9 @@ async def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
 
 
 @asynccontextmanager
-async def _system(settings_factory: Callable[..., Any]) -> AsyncIterator[tuple[Any, TestClient, dict[str, str], Any]]:
-    emulator = await start_emulator(time_scale=0.01)
+async def _system(settings_factory: Callable[..., Any], **emulator_options: Any
+                  ) -> AsyncIterator[tuple[Any, TestClient, dict[str, str], Any]]:
+    emulator = await start_emulator(time_scale=0.01, **emulator_options)
     port = unused_port()
     settings = settings_factory(
         telnyx_api_key=emulator.api_key, telnyx_api_base=emulator.base_url,
@@ -132,6 +134,30 @@ async def test_busy_number_and_inbound_call_through_the_emulator(tmp_path):
             return detail["status"] == "completed"
 
         await _eventually(ended)
+
+
+@pytest.mark.parametrize("event_fields", ["sdk", "docs"])
+@run_async
+async def test_a_recording_reaches_its_call_with_or_without_a_call_control_id(tmp_path, event_fields):
+    """call.recording.saved has no call_control_id in the SDK's model but has one in Telnyx's
+    docs example (issue 15): the recording URL reaches the call either way."""
+    async with _system(lambda **kw: make_settings(tmp_path, **kw), event_fields=event_fields) as (
+            emulator, client, headers, org):
+        body = {"to": "+14155550123", "from": "+14155550100",
+                "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en", "record": True}}
+        started = await (await client.post("/api/calls/start", json=body, headers=headers)).json()
+        url = f"/api/calls/{started['call_id']}"
+        ccid = started["call_control_id"]
+        await _eventually(lambda: _async(emulator.calls[ccid]._recording is not None))
+        await client.post(f"{url}/hangup", headers=headers)
+        (saved,) = await _eventually(lambda: _async(emulator.events_for(ccid, "call.recording.saved")))
+        assert ("call_control_id" in saved["payload"]) == (event_fields == "docs")
+
+        async def recorded() -> Any:
+            detail = await (await client.get(url, headers=headers)).json()
+            return detail["recording_url"]
+
+        assert (await _eventually(recorded)) == emulator.calls[ccid].recordings[0]
 
 
 def _backend(settings: Any) -> str:

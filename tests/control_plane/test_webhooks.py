@@ -288,6 +288,33 @@ async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path)
 
 
 @run_async
+async def test_recording_saved_in_the_sdk_shape_is_matched_by_client_state_and_leg(tmp_path):
+    """The SDK's call.recording.saved has no call_control_id (issue 15 item 3): it is matched by
+    the client_state our record_start set, and only when its call_leg_id is the call's own."""
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers, agent_config={"record": True})).json()
+        ccid = call["call_control_id"]
+        await h.webhook("call.answered", {"call_control_id": ccid})
+        await h.settle()
+        (record,) = h.telnyx.named("record_start")
+        state = client_state_for(uuid.UUID(call["call_id"]))
+        assert record["client_state"] == state
+        stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
+        saved = {"call_leg_id": stored.call_leg_id, "call_session_id": stored.call_session_id,
+                 "client_state": encoded_state(state), "channels": "dual",
+                 "recording_urls": {"mp3": "https://rec.example/1.mp3"}}
+        # The same client_state on another leg (a transfer copies it) is not this call's recording.
+        await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
+                                                 "recording_urls": {"mp3": "https://rec.example/other.mp3"}})
+        await h.settle()
+        assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
+        await h.webhook("call.recording.saved", saved)
+        await h.settle()
+        assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/1.mp3"
+
+
+@run_async
 async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path):
     # With stream recovery off; with it on, the recovery sweep re-attaches the call instead.
     async with harness(make_settings(tmp_path, streams={"recovery": False})) as h:

@@ -263,6 +263,24 @@ def test_callers_who_pause_mid_sentence_are_not_answered_over_with_or_without_pu
     assert [t for t in turns if t[2] or t[3]] == []
 
 
+@pytest.mark.parametrize("shape", ["docs", "sdk"])
+def test_a_refused_stt_request_is_not_reopened(shape):
+    """An STT error frame for a bad request (here an unknown engine) is final in either shape
+    (issue 15 item 4): the agent apologises and ends rather than reconnecting."""
+    async def main():
+        async with Harness() as h:
+            h.emulators.stt.error_shape = shape
+            h.stt.config = h.stt.config.model_copy(update={"extra_params": {"transcription_engine": "Nope"}})
+            await h.phrases.warm(h.profile.voice, 8000, (h.profile.config.apology_text,))
+            await h.call("silent-01")
+            agent = h.agents[0]
+            connections = h.emulators.stt.stats.connections
+        assert agent.end_reason == "speech recognition failed", (agent.errors, agent.end_reason)
+        assert connections == 1 and len([e for e in agent.errors if e.startswith("stt")]) == 1
+
+    run(main())
+
+
 def test_concurrent_calls_never_cross_talk():
     names = ["plain-04-delivery", "dtmf-02-zip", "plain-02-appointment", "barge-late-02-driving"] * 5
 

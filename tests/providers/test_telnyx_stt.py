@@ -221,9 +221,14 @@ def test_connect_failure_is_retryable():
     run(body)
 
 
-def test_bad_parameters_come_back_as_a_documented_error_frame():
+@pytest.mark.parametrize("shape", ["docs", "sdk"])
+def test_bad_parameters_come_back_as_an_error_frame_that_is_not_retried(shape):
+    """Telnyx's docs show errors[] with a 4xxxx code; the SDK's model is {"type": "error",
+    "error": str} with no code. Either way a bad engine/format/rate is final: the same request
+    would fail again, so the agent must not reconnect."""
     async def body():
         async with emulators() as emu:
+            emu.stt.error_shape = shape
             # the Telnyx engine has no mulaw
             stt = client(emu, transcription_engine="Telnyx", extra_params={"input_format": "mulaw"})
             rec = Recorder()
@@ -233,15 +238,19 @@ def test_bad_parameters_come_back_as_a_documented_error_frame():
             await stt.aclose()
         assert len(rec.errors) == 1  # the close that follows the error frame is not a second error
         error = rec.errors[0][1]
-        assert "40002" in str(error) and not error.retryable
+        assert "not supported by Telnyx" in str(error) and not error.retryable
+        assert ("40002" in str(error)) == (shape == "docs")
 
     run(body)
 
 
-@pytest.mark.parametrize("fault, expected", [("error_frame", "50001"), ("disconnect", "closed by the server")])
-def test_mid_stream_failures_reach_on_error(fault, expected):
+@pytest.mark.parametrize("fault, expected, shape", [
+    ("error_frame", "50001", "docs"), ("error_frame", "Transcription failed: emulated failure", "sdk"),
+    ("disconnect", "closed by the server", "docs")])
+def test_mid_stream_failures_reach_on_error(fault, expected, shape):
     async def body():
         async with emulators() as emu:
+            emu.stt.error_shape = shape
             stt = client(emu, extra_params={"emulator_fault": fault})
             rec = Recorder()
             session = await open_session(stt, rec)
@@ -355,3 +364,28 @@ def test_a_connection_can_ask_for_transcripts_without_punctuation():
         assert [t.text for t in rec.finals] == ["hi i'd like to check my order"]
 
     run(body)
+
+
+@pytest.mark.parametrize("frame, retryable", [
+    ({"type": "error", "error": "Invalid transcription engine: unknown engine 'Nope'"}, False),
+    ({"type": "error", "error": "model openai/whisper-huge is not available"}, False),
+    ({"type": "error", "error": "Invalid sample_rate: 7000 Hz is not supported for linear16"}, False),
+    ({"type": "error", "error": "Transcription failed: upstream timeout"}, True),
+    ({"type": "error", "error": "50001 engine crashed"}, True),  # a server code wins over the word
+    ({"errors": [{"code": "40007", "title": "Invalid transcription engine"}]}, False),
+    ({"errors": [{"code": "50001", "title": "Transcription failed"}]}, True),
+    ({"type": "error"}, True),
+])
+def test_error_frames_in_either_shape_say_whether_to_retry(frame, retryable):
+    from engine.providers.telnyx_stt import _error_from
+
+    error = _error_from(frame)
+    assert error.retryable is retryable
+    assert "unspecified" in str(error) or (frame.get("error") or frame["errors"][0]["title"]) in str(error)
+
+
+def test_an_error_message_is_kept_on_one_bounded_line():
+    from engine.providers.telnyx_stt import _error_from
+
+    error = _error_from({"type": "error", "error": "line one\nline two\r\n" + "x" * 5000})
+    assert "\n" not in str(error) and "line one line two" in str(error) and len(str(error)) < 400

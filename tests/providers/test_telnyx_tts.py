@@ -9,8 +9,10 @@ import pytest
 from aiohttp import ClientSession, WSMsgType
 from pydantic import SecretStr
 
+from engine import _audioop as audioop
 from engine.providers.base import AudioChunk, ProviderError
-from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig, sniff_container
+from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from engine.providers.tts_audio import sniff_container
 
 from .helpers import assert_no_tasks_left, emulators, run
 
@@ -103,20 +105,95 @@ def test_aclose_mid_stream_stops_quickly_and_leaves_nothing_running():
     run(body)
 
 
-def test_mp3_voice_is_refused_with_advice():
+async def _speak(emu, text: str, *, voice: str = VOICE, rate: int = 8000, **config) -> bytes:
+    tts = client(emu, **config)
+    stream = await tts.open(voice=voice, sample_rate=rate)
+    await stream.send_text(text)
+    await stream.end()
+    chunks = await collect(stream)
+    await stream.aclose()
+    await tts.aclose()
+    return b"".join(c.pcm for _, c in chunks)
+
+
+def _seconds(pcm: bytes, rate: int = 8000) -> float:
+    return len(pcm) / 2 / rate
+
+
+TONE_S = 0.6  # bench/emulators/tone-24k.mp3
+
+
+@pytest.mark.parametrize("how", ["kokoro voice", "answer_format=mp3", "asked for mp3"])
+def test_mp3_is_decoded_and_resampled_to_the_asked_rate(how):
+    """KokoroTTS sends MP3 whatever was asked [3P], and the SDK lists mp3: it plays, at 8 kHz."""
     async def body():
         async with emulators() as emu:
-            tts = client(emu)
-            stream = await tts.open(voice="Telnyx.KokoroTTS.af_heart", sample_rate=8000)
-            await stream.send_text("Hello there.")
-            with pytest.raises(ProviderError) as caught:
-                await collect(stream)
-            await stream.aclose()
-            await tts.aclose()
-        message = str(caught.value)
-        assert "MP3" in message and "Telnyx.NaturalHD" in message and not caught.value.retryable
+            voice, config = VOICE, {}
+            if how == "kokoro voice":
+                voice = "Telnyx.KokoroTTS.af_heart"
+            elif how == "answer_format=mp3":
+                emu.tts.answer_format = "mp3"
+            else:
+                config = {"audio_format": "mp3"}
+            return await _speak(emu, f"{FIRST} {SECOND}", voice=voice, **config)
 
-    run(body)
+    pcm = run(body)
+    # Two sentences, each one 0.6 s MP3 file (24 kHz) decoded and resampled to 8 kHz.
+    assert abs(_seconds(pcm) - 2 * TONE_S) < 0.05
+    assert audioop.rms(pcm, 2) > 1000  # a tone, not silence or noise of the wrong format
+    assert audioop.rms(pcm[:1600], 2) < audioop.rms(pcm[3200:4800], 2)  # it fades in: decoded in order
+
+
+@pytest.mark.parametrize("answer, asked_format, answer_rate", [
+    ("wav", "linear16", 16000),  # WAV at a rate other than the one asked: the header says which
+    ("wav", "wav", None),
+    ("asked", "pcm", None),  # the SDK's pcm: no sample_rate asked, 24 kHz documented
+])
+def test_pcm_and_wav_at_another_rate_are_resampled(answer, asked_format, answer_rate):
+    async def body():
+        async with emulators() as emu:
+            expected = (await emu.tts.synthesizer.synthesize(FIRST, 8000))[0]
+            emu.tts.answer_format = answer
+            emu.tts.answer_rate = answer_rate
+            return expected, await _speak(emu, FIRST, audio_format=asked_format)
+
+    expected, pcm = run(body)
+    assert abs(_seconds(pcm) - _seconds(expected)) < 0.03
+    assert not pcm.startswith(b"RIFF")  # the header is not played as audio
+    assert abs(audioop.rms(pcm, 2) - audioop.rms(expected, 2)) < 0.2 * audioop.rms(expected, 2)
+
+
+def test_the_query_asks_for_a_format_the_docs_or_the_sdk_name():
+    docs = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr("k")))
+    assert docs.query("natural_hd", 8000) == {"voice": "Telnyx.NaturalHD.astra", "audio_format": "linear16",
+                                              "sample_rate": "8000"}
+    for fmt in ("pcm", "wav", "mp3"):  # the SDK's formats, and it has no sample_rate
+        sdk = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr("k"), audio_format=fmt))
+        assert sdk.query("natural_hd", 8000) == {"voice": "Telnyx.NaturalHD.astra", "audio_format": fmt}
+
+
+def test_mp3_without_a_decoder_is_a_clear_final_error(monkeypatch):
+    import engine.providers.tts_audio as tts_audio
+
+    monkeypatch.setattr(tts_audio, "_load_mp3_decoder", lambda: None)
+
+    async def body():
+        async with emulators() as emu:
+            with pytest.raises(ProviderError) as caught:
+                await _speak(emu, FIRST, voice="Telnyx.KokoroTTS.af_heart")
+            return caught.value
+
+    error = run(body)
+    assert "MP3" in str(error) and "miniaudio" in str(error) and not error.retryable
+
+
+def test_an_unplayable_format_is_named_and_final():
+    from engine.providers.tts_audio import IncomingAudio
+
+    audio = IncomingAudio(rate=8000, raw_rate=8000, provider="p", voice="v")
+    with pytest.raises(ProviderError) as caught:
+        audio.feed(b"OggS" + bytes(60))
+    assert "Ogg" in str(caught.value) and not caught.value.retryable
 
 
 @pytest.mark.parametrize("fault, expected", [("error_frame", "emulated synthesis failure"),
@@ -188,3 +265,26 @@ def test_container_sniffing():
     assert sniff_container(b"\xff\xff\xfe\xff" + bytes(20)) is None
     assert sniff_container(b"\xff\xef\x00\x00" + bytes(20)) is None
     assert sniff_container(bytes(24)) is None
+
+
+@pytest.mark.parametrize("send_flush, honour_flush", [(True, True), (True, False), (False, True)])
+def test_flush_is_documented_not_in_the_sdk_and_nothing_is_lost_without_it(send_flush, honour_flush):
+    """"flush": true is on Telnyx's TTS messages page, not in the SDK's client event. Where it
+    works, a flushed piece is spoken on its own; where it is not sent or not honoured, the piece
+    waits for the next sentence end, and all the text is still spoken."""
+    async def body():
+        async with emulators() as emu:
+            emu.tts.honour_flush = honour_flush
+            tts = client(emu, send_flush=send_flush)
+            stream = await tts.open(voice=VOICE, sample_rate=8000)
+            await stream.send_text("Well, let me see", flush=True)
+            await stream.send_text(" now.")
+            await stream.end()
+            chunks = await collect(stream)
+            await stream.aclose()
+            await tts.aclose()
+            return [c.text for _, c in chunks if c.text]
+
+    texts = run(body)
+    flushed = send_flush and honour_flush
+    assert texts == (["Well, let me see", "now."] if flushed else ["Well, let me see now."])

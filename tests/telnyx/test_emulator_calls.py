@@ -243,7 +243,9 @@ def test_speak_playback_recording_and_status() -> None:
             await client.record_pause(ccid)
             await client.record_resume(ccid)
             await client.record_stop(ccid)
-            saved, = await sink.wait_for("call.recording.saved", ccid)
+            # The SDK's recording.saved has no call_control_id: the leg id says whose it is.
+            saved, = await sink.wait_for("call.recording.saved")
+            assert saved.payload["call_leg_id"] == result.call_leg_id and "call_control_id" not in saved.payload
             assert saved.payload["recording_urls"]["wav"].endswith(".wav")
             assert saved.payload["channels"] == "dual"
 
