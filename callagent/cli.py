@@ -1,4 +1,4 @@
-"""``callagent``: serve, demo, migrate, org, number, bench (``callagent COMMAND --help`` for each)."""
+"""``callagent``: serve, call, demo, migrate, org, number, bench (``callagent COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -231,6 +231,24 @@ def _cmd_number(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_call(args: argparse.Namespace) -> int:
+    import os
+
+    from .call import CallError, CallRequest, place_and_follow
+
+    api_key = args.api_key or os.environ.get("CALLAGENT_API_KEY")
+    if not api_key:
+        raise CommandError("give the organisation's API key with --api-key or CALLAGENT_API_KEY "
+                           "(`callagent org create NAME` prints one)")
+    request = CallRequest(to=args.to, from_=args.from_, personality=args.personality, prompt=args.prompt,
+                          first_message=args.first_message)
+    try:
+        status = run(place_and_follow(args.url.rstrip("/"), api_key, request, timeout_s=args.timeout))
+    except CallError as exc:
+        raise CommandError(str(exc)) from None
+    return 0 if status == "completed" else 1
+
+
 def _uuid(value: str, what: str) -> UUID:
     try:
         return UUID(value)
@@ -247,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default from settings: 8080)")
     serve.set_defaults(func=_cmd_serve)
+
+    call = sub.add_parser("call", help="place one call through a running server and print it live")
+    call.add_argument("to", help="E.164 number to call, e.g. +15551234567")
+    call.add_argument("--from", dest="from_", default="+15550100000",
+                      help="caller id: one of your Telnyx numbers (default +15550100000, fine in local mode)")
+    call.add_argument("--personality", help="friendly, professional, sales, or a configured one")
+    call.add_argument("--prompt", help="the agent's system prompt (replaces the personality's)")
+    call.add_argument("--first-message", help="what the agent says first")
+    call.add_argument("--url", default="http://127.0.0.1:8080", help="the server (default http://127.0.0.1:8080)")
+    call.add_argument("--api-key", help="the organisation's API key (default: $CALLAGENT_API_KEY)")
+    call.add_argument("--timeout", type=float, default=600.0, help="stop following after this many seconds")
+    call.set_defaults(func=_cmd_call)
 
     demo = sub.add_parser("demo", help="run a local call end to end, no configuration, no internet")
     demo.add_argument("--calls", type=int, default=1, help="calls to run at once")

@@ -286,3 +286,57 @@ def test_bench_stt_engine_reaches_the_engine_process_and_bad_names_are_refused(m
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--stt-engine", "whisperx"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_call_follows_a_call_through_the_api_and_explains_refusals(monkeypatch, capsys):
+    """`callagent call` against a server speaking the REST API: the start body it sends, each turn
+    printed once as it is recorded, the summary, and the exit status."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    sent: list[dict] = []
+    polls = {"n": 0}
+    turn = {"caller_text": "Hi there", "agent_text": "Hello!", "interrupted": False,
+            "latency": {"turn_latency_ms": 312.0, "speculative": True, "stages_ms": {"endpointing": 300}}}
+
+    async def start(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer ck_good":
+            return web.json_response({"error": {"code": "unauthorized", "message": "invalid API key"}}, status=401)
+        sent.append(await request.json())
+        return web.json_response({"success": True, "call_id": "c1", "call_control_id": "v3:x",
+                                  "status": "initiated"}, status=201)
+
+    async def detail(request: web.Request) -> web.Response:
+        polls["n"] += 1
+        if polls["n"] == 1:
+            return web.json_response({"status": "answered", "turns": [turn]})
+        return web.json_response({"status": "completed", "turns": [turn], "summary": "They said hello.",
+                                  "outcome": {"outcome": "resolved"}})
+
+    async def scenario(argv):
+        app = web.Application()
+        app.router.add_post("/api/calls/start", start)
+        app.router.add_get("/api/calls/{id}", detail)
+        server = TestServer(app)
+        await server.start_server()
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, main, [*argv, "--url", str(server.make_url(""))])
+        finally:
+            await server.close()
+
+    monkeypatch.setattr("callagent.call.POLL_S", 0.01)
+    monkeypatch.delenv("CALLAGENT_API_KEY", raising=False)
+    assert asyncio.run(scenario(["call", "+15551234567", "--api-key", "ck_good", "--personality", "sales"])) == 0
+    out = capsys.readouterr().out
+    assert sent == [{"to": "+15551234567", "from": "+15550100000", "agent_config": {"personality": "sales"}}]
+    assert out.count("caller: Hi there") == 1 and "turn latency 312 ms speculative (endpointing 300)" in out
+    assert "summary: They said hello." in out
+
+    assert asyncio.run(scenario(["call", "+15551234567", "--api-key", "ck_bad"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("callagent call: invalid API key") and "--api-key" in err
+    assert main(["call", "+15551234567"]) == 2
+    assert "CALLAGENT_API_KEY" in capsys.readouterr().err
