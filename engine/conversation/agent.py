@@ -712,7 +712,7 @@ class CallAgent(MediaListener):
         open is, nearly always, a caller pausing mid-sentence: a reply started on it would be
         cancelled, and each costs an LLM request. (The hold itself starts one, see _commit.)"""
         return bool(text) and (
-            not self.profile.config.incomplete_turn_hold_ms or judge_text(text) is not Verdict.INCOMPLETE
+            not self.profile.config.incomplete_turn_hold_ms or judge_text(text) is Verdict.COMPLETE
         )
 
     def _noise_keeps_turn_open(self) -> bool:
