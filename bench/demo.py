@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from callagent.call import describe_turn
 from callagent.local import free_port, start_local_carrier
 from callagent.runtime import freeze_startup_heap
 from callagent.wiring import agent_factory, build_providers, describe_providers, tuned_for_providers
@@ -41,13 +42,11 @@ PATIENT_REPLY_IDLE_S = 2.0
 
 def _print_turn(t0: float, turn: dict[str, Any]) -> None:
     at = time.monotonic() - t0
-    latency = turn.get("latency") or {}
-    print(f"[{at:6.2f}s] caller: {turn.get('caller_text')}")
-    print(f"[{at:6.2f}s] agent:  {turn.get('agent_text')}" + ("  (interrupted)" if turn.get("interrupted") else ""))
-    if latency.get("turn_latency_ms") is not None:
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in (latency.get("stages_ms") or {}).items())
-        spec = " speculative" if latency.get("speculative") else ""
-        print(f"          turn latency {latency['turn_latency_ms']:.0f} ms{spec} ({stages})")
+    caller, agent, *latency = describe_turn(turn)  # the same lines `callagent call` prints
+    print(f"[{at:6.2f}s] {caller}")
+    print(f"[{at:6.2f}s] {agent}")
+    for line in latency:
+        print(f"  {line}")
 
 
 async def run_demo(calls: int = 1, *, stt: str | None = None, tts: str | None = None) -> int:
