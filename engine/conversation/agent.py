@@ -44,6 +44,7 @@ from .chunker import SpeechChunker
 from .config import AgentProfile
 from .dtmf import DtmfCollector, describe_keys
 from .history import Conversation, SpokenText
+from .knowledge import SEARCH_TOOL, SEARCH_TOOL_NAME, TurnKnowledge
 from .phrases import PhraseCache
 from .egress import EgressPolicy
 from .ports import (
@@ -210,6 +211,8 @@ class _Reply:
     async def _generate(self) -> None:
         agent = self.agent
         messages = agent._messages_for(self.user_text)
+        if agent.knowledge is not None:  # the passages, usually fetched since the tentative end
+            messages = await agent.knowledge.augment(messages, self.user_text, self.timeline)
         tools = agent.tools or None
         for _ in range(MAX_TOOL_ROUNDS):
             chunker = SpeechChunker()
@@ -308,6 +311,7 @@ class CallAgent(MediaListener):
         # barge-in cannot wait for them and is confirmed on the VAD alone.
         self._words_confirm_barge_in: bool = getattr(stt, "interim_results", True)
         self.tools = tool_definitions(profile)
+        self.knowledge: TurnKnowledge | None = None  # set when the call's setup attaches knowledge
         self.conversation = Conversation(profile.system_prompt)
         self.speculation = SpeculationStats()
         self.mode = "listening"
@@ -385,6 +389,9 @@ class CallAgent(MediaListener):
                 self.actions = setup.actions
                 self.reporter = setup.reporter
                 self.tools = tool_definitions(setup.profile)
+                if setup.knowledge is not None:
+                    self.knowledge = TurnKnowledge(setup.knowledge)
+                    self.tools = [*self.tools, SEARCH_TOOL]
                 self.conversation = Conversation(setup.profile.system_prompt)
                 self._dtmf = DtmfCollector(setup.profile.config.gather)
                 if self.tool_client is not None and setup.tool_destinations:
@@ -439,6 +446,8 @@ class CallAgent(MediaListener):
                 self._maybe_commit()
                 return
             self._finalize_stt()
+            if self.knowledge is not None:  # search while the recogniser finishes the transcript
+                self.knowledge.prefetch(self._transcript_so_far(), self.session.current_turn)
             if self.profile.config.speculative and not self._failing and (
                 self._reply is None or self._reply.fixed_text is None
             ):
@@ -956,6 +965,9 @@ class CallAgent(MediaListener):
             elif call.name == "send_dtmf":
                 digits = _argument(call, "digits") or ""
                 self._spawn(self._send_dtmf(digits))
+            elif call.name == SEARCH_TOOL_NAME and self.knowledge is not None:
+                self._record_tool(call, messages, await self.knowledge.run_tool(call.arguments))
+                follow_up = True
             elif call.name in ("pause_recording", "resume_recording"):
                 paused = await self._set_pci(call.name == "pause_recording")
                 self._record_tool(call, messages, "recording paused" if paused else
@@ -1023,6 +1035,8 @@ class CallAgent(MediaListener):
                 self._report_turn(reply, heard, interrupted=True)
             reply.cancel()
             self._reply = None
+        if self.knowledge is not None:
+            self.knowledge.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
