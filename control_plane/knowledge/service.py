@@ -81,8 +81,10 @@ class KnowledgeService:
             raise LookupError("this organisation has no such knowledge base")
         return kb
 
-    async def resolve(self, repo: SqlRepository, org_id: UUID, refs: Sequence[str]) -> list[UUID]:
-        """The ids of the organisation's knowledge bases named (by id or name) in an agent config."""
+    async def resolve(self, repo: SqlRepository, org_id: UUID, refs: Sequence[str], *,
+                      strict: bool = True) -> list[UUID]:
+        """The ids of the organisation's knowledge bases named (by id or name) in an agent config;
+        ``strict``: one that is not the organisation's is an error (else it is left out)."""
         ids: list[UUID] = []
         missing = 0
         for ref in refs:
@@ -91,8 +93,10 @@ class KnowledgeService:
                 missing += 1
             elif kb.id not in ids:
                 ids.append(kb.id)
-        if missing:
+        if missing and strict:
             raise KnowledgeError(f"{missing} of the agent's knowledge_bases are not this organisation's")
+        if missing:
+            log.warning("org %s: %d of an agent's knowledge bases no longer exist", org_id, missing)
         return ids
 
     # -- documents -----------------------------------------------------------------------
