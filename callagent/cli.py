@@ -1,4 +1,4 @@
-"""``callagent``: serve, call, demo, migrate, org, number, bench (``callagent COMMAND --help`` for each)."""
+"""``callagent``: serve, call, demo, migrate, org, number, kb, bench (``callagent COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Sequence
 from uuid import UUID
 
+from . import kb as kb_command
 from .runtime import configure_logging, freeze_startup_heap, run
 from .settings_check import SettingsError, load_settings, unknown_variables
 
@@ -119,6 +120,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         run_micro(json_path=args.json)
         return 0
+    if args.scenario == "kb":
+        from bench.kb import run_kb_bench
+
+        configure_logging("WARNING")
+        return run(run_kb_bench(chunks=args.kb_chunks, backend=args.kb_backend, json_path=args.json))
     if args.scenario == "vad":
         from bench.vad_quality import run as run_vad
 
@@ -249,6 +255,13 @@ def _cmd_call(args: argparse.Namespace) -> int:
     return 0 if status == "completed" else 1
 
 
+def _cmd_kb(args: argparse.Namespace) -> int:
+    try:
+        return kb_command.command(args)
+    except kb_command.KbError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _uuid(value: str, what: str) -> UUID:
     try:
         return UUID(value)
@@ -322,13 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("org", help="organisation id")
     remove.add_argument("number")
     number.set_defaults(func=_cmd_number)
+    kb_command.add_parser(sub).set_defaults(func=_cmd_kb)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench.add_argument(
-        "scenario", nargs="?", default="calls", choices=["calls", "micro", "vad"],
+        "scenario", nargs="?", default="calls", choices=["calls", "micro", "vad", "kb"],
         help="calls (default): replay corpus calls and measure at the carrier edge; "
-        "micro: CPU per frame; vad: VAD quality",
+        "micro: CPU per frame; vad: VAD quality; kb: knowledge retrieval and PDF ingestion",
     )
+    bench.add_argument("--kb-chunks", type=int, default=10_000, help="kb: passages in the benchmark base")
+    bench.add_argument("--kb-backend", choices=["sqlite", "postgres", "both"], default="both",
+                       help="kb: the store(s) to measure (postgres: DATABASE_URL)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--calls", type=int, default=100, help="calls to run (calls scenario)")
     bench.add_argument("--path", choices=["full", "media"], default="full",

@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 import re
 from array import array
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -45,6 +46,24 @@ def query_terms(text: str) -> list[str]:
         if word not in STOPWORDS and len(seen) < MAX_QUERY_TERMS:
             seen.setdefault(word, None)
     return list(seen)
+
+
+def passage_terms(text: str) -> set[str]:
+    """The words a passage is counted under in ``knowledge_terms`` (split as queries are)."""
+    return {w for w in _TERM.findall(text.lower()) if w not in STOPWORDS}
+
+
+def term_counts(texts: Iterable[str]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(passage_terms(text))
+    return counts
+
+
+COMMON_SHARE = 0.05
+"""A word in more than this share of a base's passages is left out of its queries ..."""
+COMMON_MIN_PASSAGES = 200
+"""... once the base has this many passages (below, every query is cheap anyway)."""
 
 
 def _uuid(value: Any) -> UUID:
@@ -103,7 +122,8 @@ class KnowledgeStore(abc.ABC):
     async def delete_base(self, org_id: UUID, kb_id: UUID) -> bool:
         """The base, its documents and every chunk (by cascade, index entries with them)."""
         async with self.repo.transaction() as conn:
-            await self._delete_chunks(conn, "kb_id = $1", kb_id)
+            await self._delete_chunks(conn, "document_id IN (SELECT id FROM knowledge_documents WHERE kb_id = $1)",
+                                      kb_id)
             return await conn.execute("DELETE FROM knowledge_bases WHERE org_id = $1 AND id = $2", org_id, kb_id) > 0
 
     async def erase_organisation(self, org_id: UUID) -> int:
@@ -111,7 +131,8 @@ class KnowledgeStore(abc.ABC):
         async with self.repo.transaction() as conn:
             bases = await conn.fetch("SELECT id FROM knowledge_bases WHERE org_id = $1", org_id)
             for row in bases:
-                await self._delete_chunks(conn, "kb_id = $1", row["id"])
+                await self._delete_chunks(
+                    conn, "document_id IN (SELECT id FROM knowledge_documents WHERE kb_id = $1)", row["id"])
             await conn.execute("DELETE FROM knowledge_bases WHERE org_id = $1", org_id)
         return len(bases)
 
@@ -133,6 +154,7 @@ class KnowledgeStore(abc.ABC):
             old = await conn.fetchrow("SELECT id FROM knowledge_documents WHERE kb_id = $1 AND name = $2",
                                       kb_id, name)
             if old is not None:
+                await self._forget_terms(conn, kb_id, old["id"])
                 await self._delete_chunks(conn, "document_id = $1", old["id"])
                 await conn.execute("DELETE FROM knowledge_documents WHERE id = $1", old["id"])
             await conn.execute(
@@ -144,7 +166,21 @@ class KnowledgeStore(abc.ABC):
                 " VALUES ($1, $2, $3, $4, $5, $6)",
                 [(doc.id, kb_id, c.ord, name, c.text, None if c.embedding is None else self._vector(c.embedding))
                  for c in chunks])
+            await self._add_terms(conn, kb_id, term_counts(c.text for c in chunks))
         return doc
+
+    async def _add_terms(self, conn: Any, kb_id: UUID, counts: Counter[str]) -> None:
+        await conn.executemany(
+            "INSERT INTO knowledge_terms (kb_id, term, df) VALUES ($1, $2, $3)"
+            " ON CONFLICT (kb_id, term) DO UPDATE SET df = knowledge_terms.df + excluded.df",
+            [(kb_id, term, n) for term, n in counts.items()])
+
+    async def _forget_terms(self, conn: Any, kb_id: Any, document_id: Any) -> None:
+        rows = await conn.fetch("SELECT body FROM knowledge_chunks WHERE document_id = $1", document_id)
+        counts = term_counts(r["body"] for r in rows)
+        await conn.executemany("UPDATE knowledge_terms SET df = df - $3 WHERE kb_id = $1 AND term = $2",
+                               [(kb_id, term, n) for term, n in counts.items()])
+        await conn.execute("DELETE FROM knowledge_terms WHERE kb_id = $1 AND df <= 0", kb_id)
 
     async def list_documents(self, org_id: UUID, kb_id: UUID) -> list[Document]:
         async with self.repo.connection() as conn:
@@ -161,6 +197,7 @@ class KnowledgeStore(abc.ABC):
                 org_id, kb_id, name)
             if row is None:
                 return False
+            await self._forget_terms(conn, kb_id, row["id"])
             await self._delete_chunks(conn, "document_id = $1", row["id"])
             await conn.execute("DELETE FROM knowledge_documents WHERE id = $1", row["id"])
         return True
@@ -168,7 +205,8 @@ class KnowledgeStore(abc.ABC):
     async def count_chunks(self, kb_ids: Sequence[UUID]) -> int:
         if not kb_ids:
             return 0
-        sql, args = self._in("SELECT count(*) AS n FROM knowledge_chunks WHERE kb_id {ids}", kb_ids)
+        sql, args = self._in("SELECT count(*) AS n FROM knowledge_chunks WHERE document_id IN"
+                             " (SELECT id FROM knowledge_documents WHERE kb_id {ids})", kb_ids)
         async with self.repo.connection() as conn:
             row = await conn.fetchrow(sql, *args)
         return int(row["n"]) if row else 0
@@ -180,9 +218,35 @@ class KnowledgeStore(abc.ABC):
 
     # -- search --------------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def search(self, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
         """The best ``limit`` chunks of these bases for any of ``terms``, best first."""
+        if not kb_ids or not terms:
+            return []
+        async with self.repo.connection() as conn:
+            terms = await self._telling_terms(conn, kb_ids, terms)
+            return await self._rank(conn, kb_ids, terms, limit)
+
+    async def _telling_terms(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str]) -> Sequence[str]:
+        """``terms`` without those most of the bases' passages hold: an OR query ranks every passage
+        that has any of its words, and such a word makes that all of them while adding next to nothing
+        to the ranking (its inverse document frequency is near zero). The two rarest always stay."""
+        sql, args = self._in("SELECT coalesce(sum(chunks), 0) AS n FROM knowledge_documents WHERE kb_id {ids}", kb_ids)
+        row = await conn.fetchrow(sql, *args)
+        passages = int(row["n"]) if row else 0
+        if passages < COMMON_MIN_PASSAGES:
+            return terms
+        kb_sql, kb_args = self._in("kb_id {ids}", kb_ids)
+        term_sql, term_args = self._in("term {ids}", terms, first=len(kb_args) + 1)
+        rows = await conn.fetch(f"SELECT term, sum(df) AS df FROM knowledge_terms WHERE {kb_sql} AND {term_sql}"
+                                " GROUP BY term", *kb_args, *term_args)
+        df = {r["term"]: int(r["df"]) for r in rows}
+        by_rarity = sorted(terms, key=lambda t: df.get(t, 0))
+        limit = COMMON_SHARE * passages
+        return [t for i, t in enumerate(by_rarity) if i < 2 or df.get(t, 0) <= limit]
+
+    @abc.abstractmethod
+    async def _rank(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
+        ...
 
     async def vectors(self, kb_ids: Sequence[UUID]) -> list[tuple[int, Sequence[float]]]:
         """(chunk id, embedding) of every embedded chunk of these bases."""
@@ -228,23 +292,35 @@ class SqliteKnowledgeStore(KnowledgeStore):
         vector.frombytes(stored)
         return vector
 
-    async def search(self, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
-        if not kb_ids or not terms:
-            return []
+    async def _rank(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
         match = " OR ".join(f'"{t}"' for t in terms)  # terms are letters and digits only
+        # Ids and ranks first, the passages' text after: the sort then never carries every match's body.
         sql, args = self._in(
-            "SELECT c.id AS id, c.source AS source, c.body AS body, bm25(knowledge_fts) AS rank"
+            "SELECT c.id AS id, bm25(knowledge_fts) AS rank"
             " FROM knowledge_fts JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid"
             " WHERE knowledge_fts MATCH $1 AND c.kb_id {ids} ORDER BY rank LIMIT " + str(int(limit)),
             kb_ids, first=2)
-        async with self.repo.connection() as conn:
-            rows = await conn.fetch(sql, match, *args)
-        return [SearchHit(int(r["id"]), r["source"], r["body"], -float(r["rank"])) for r in rows]
+        ranked = await conn.fetch(sql, match, *args)
+        if not ranked:
+            return []
+        sql, args = self._in("SELECT id, source, body FROM knowledge_chunks WHERE id {ids}", [int(r["id"]) for r in ranked])
+        text = {int(r["id"]): r for r in await conn.fetch(sql, *args)}
+        return [SearchHit(int(r["id"]), text[int(r["id"])]["source"], text[int(r["id"])]["body"], -float(r["rank"]))
+                for r in ranked]
 
 
 class PostgresKnowledgeStore(KnowledgeStore):
+    async def _add_terms(self, conn: Any, kb_id: UUID, counts: Counter[str]) -> None:
+        # One statement with two arrays: a row per word through executemany is a round trip each.
+        await conn.execute(
+            "INSERT INTO knowledge_terms (kb_id, term, df) SELECT $1, t.term, t.df"
+            " FROM unnest($2::text[], $3::integer[]) AS t (term, df)"
+            " ON CONFLICT (kb_id, term) DO UPDATE SET df = knowledge_terms.df + excluded.df",
+            kb_id, list(counts), list(counts.values()))
+
     def _in(self, sql: str, values: Sequence[Any], first: int = 1) -> tuple[str, list[Any]]:
-        kind = "bigint" if values and isinstance(values[0], int) else "uuid"
+        first_value = values[0] if values else None
+        kind = "bigint" if isinstance(first_value, int) else "uuid" if isinstance(first_value, UUID) else "text"
         return sql.replace("{ids}", f"= ANY(${first}::{kind}[])"), [list(values)]
 
     def _vector(self, values: Sequence[float]) -> list[float]:
@@ -253,17 +329,13 @@ class PostgresKnowledgeStore(KnowledgeStore):
     def _unvector(self, stored: Any) -> Sequence[float]:
         return array("f", stored)
 
-    async def search(self, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
-        if not kb_ids or not terms:
-            return []
+    async def _rank(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
         # Normalisation 1: rank / (1 + log(length)), so a long chunk does not win on length alone.
-        rows = []
-        async with self.repo.connection() as conn:
-            rows = await conn.fetch(
-                "SELECT id, source, body, ts_rank(tsv, q, 1) AS rank"
-                " FROM knowledge_chunks, to_tsquery('english', $1) q"
-                " WHERE kb_id = ANY($2::uuid[]) AND tsv @@ q ORDER BY rank DESC LIMIT $3",
-                " | ".join(terms), list(kb_ids), limit)
+        rows = await conn.fetch(
+            "SELECT id, source, body, ts_rank(tsv, q, 1) AS rank"
+            " FROM knowledge_chunks, to_tsquery('english', $1) q"
+            " WHERE kb_id = ANY($2::uuid[]) AND tsv @@ q ORDER BY rank DESC LIMIT $3",
+            " | ".join(terms), list(kb_ids), limit)
         return [SearchHit(int(r["id"]), r["source"], r["body"], float(r["rank"])) for r in rows]
 
 

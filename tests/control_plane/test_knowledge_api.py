@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from uuid import UUID
 
 from control_plane.knowledge.store import knowledge_store
-from tests.knowledge.pdfgen import make_pdf
+from bench.pdfgen import make_pdf
 
 from .fakes import harness
 from .helpers import run_async
@@ -25,7 +25,7 @@ RETURNS_HTML = b"""<!doctype html><html><head><title>x</title><script>var secret
 
 
 async def _chunks(h, kb_id) -> int:
-    return await knowledge_store(await h.cp.repository()).count_chunks([kb_id])
+    return await knowledge_store(await h.cp.repository()).count_chunks([UUID(kb_id)])
 
 
 @run_async

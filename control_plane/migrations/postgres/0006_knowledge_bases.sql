@@ -39,4 +39,14 @@ CREATE TABLE knowledge_chunks (
 );
 CREATE INDEX knowledge_chunks_document ON knowledge_chunks (document_id);
 CREATE INDEX knowledge_chunks_tsv ON knowledge_chunks USING gin (tsv);
-CREATE INDEX knowledge_chunks_kb ON knowledge_chunks (kb_id);
+-- No index on kb_id alone: the planner would filter a whole base through it, detoasting every
+-- tsvector, instead of asking the GIN index for the few passages that hold a query's words.
+
+-- How many passages of a base hold each word (lower-cased, stop words left out, as queries are
+-- split): a query leaves out the words most passages hold, which rank nothing and cost the most.
+CREATE TABLE knowledge_terms (
+    kb_id  uuid NOT NULL REFERENCES knowledge_bases (id) ON DELETE CASCADE,
+    term   text NOT NULL,
+    df     integer NOT NULL,
+    PRIMARY KEY (kb_id, term)
+);

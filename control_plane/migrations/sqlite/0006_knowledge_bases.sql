@@ -48,3 +48,12 @@ END;
 CREATE TRIGGER knowledge_chunks_ad AFTER DELETE ON knowledge_chunks BEGIN
     INSERT INTO knowledge_fts (knowledge_fts, rowid, body) VALUES ('delete', old.id, old.body);
 END;
+
+-- How many passages of a base hold each word (lower-cased, stop words left out, as queries are
+-- split): a query leaves out the words most passages hold, which rank nothing and cost the most.
+CREATE TABLE knowledge_terms (
+    kb_id  TEXT NOT NULL REFERENCES knowledge_bases (id) ON DELETE CASCADE,
+    term   TEXT NOT NULL,
+    df     INTEGER NOT NULL,
+    PRIMARY KEY (kb_id, term)
+) WITHOUT ROWID;

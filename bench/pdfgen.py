@@ -1,4 +1,4 @@
-"""A minimal PDF writer for test data only: pages of Helvetica text lines (PDF 1.4, uncompressed).
+"""A minimal PDF writer for test and benchmark data only: pages of Helvetica text lines (PDF 1.4, uncompressed).
 
 Just enough of ISO 32000-1 for a reader to extract the text: a catalog, a page tree, one
 content stream per page (``BT /F1 11 Tf ... Tj ET``), a standard Type 1 font, an xref table.
