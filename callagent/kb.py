@@ -108,13 +108,14 @@ async def _run(args: argparse.Namespace, org_id: UUID) -> int:
             await store.delete_base(org_id, kb.id)
             print(f"deleted {kb.name}")
         elif args.action == "add":
+            kb = await service.base(repo, org_id, args.kb)
             for path in args.files:
                 try:
                     data = path.read_bytes()
                 except OSError as exc:
                     raise KbError(f"cannot read {path}: {exc.strerror or exc}") from None
                 started = time.monotonic()
-                doc = await service.ingest(repo, org_id, args.kb, args.name or path.name, data,
+                doc = await service.ingest(repo, org_id, str(kb.id), args.name or path.name, data,
                                            content_type=args.type, progress=_PageProgress(path.name))
                 print(f"{doc.name}: {doc.content_type}, {doc.chars} characters, {doc.chunks} passages"
                       f"{', embedded' if doc.embedded else ''} ({time.monotonic() - started:.1f} s)")
