@@ -90,6 +90,29 @@ class Corpus:
         return out
 
 
+async def build_base(settings: Settings, org_id: Any, name: str, passages: int) -> Corpus:
+    """A knowledge base of ``passages`` generated passages for an organisation (``callagent bench
+    --knowledge N`` attaches one to every call)."""
+    corpus = Corpus(random.Random(20), passages)
+    service = KnowledgeService(settings.knowledge.model_copy(update={"embeddings_url": None}))
+    repo = await open_repository(settings)
+    try:
+        kb = await service.create_base(repo, org_id, name)
+        await _load(service, repo, org_id, kb.id, corpus.texts)
+    finally:
+        await repo.close()
+    return corpus
+
+
+async def _load(service: KnowledgeService, repo: Any, org_id: Any, kb_id: Any, texts: list[str]) -> None:
+    store = service.store(repo)
+    for d in range(0, len(texts), PASSAGES_PER_DOCUMENT):
+        batch = texts[d:d + PASSAGES_PER_DOCUMENT]
+        await store.replace_document(org_id, kb_id, name=f"doc-{d // PASSAGES_PER_DOCUMENT:04d}.txt",
+                                     content_type="text", sha256="-", chars=sum(map(len, batch)),
+                                     chunks=[Chunk(ord=i, text=t) for i, t in enumerate(batch)])
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -104,13 +127,8 @@ async def _measure(settings: Settings, chunks: int, label: str) -> dict[str, Any
     try:
         org = await repo.create_organisation(f"kb-bench-{secrets.token_hex(3)}")
         kb = await service.create_base(repo, org.id, "bench")
-        store = service.store(repo)
         started = time.perf_counter()
-        for d in range(0, len(texts), PASSAGES_PER_DOCUMENT):
-            batch = texts[d:d + PASSAGES_PER_DOCUMENT]
-            await store.replace_document(org.id, kb.id, name=f"doc-{d // PASSAGES_PER_DOCUMENT:04d}.txt",
-                                         content_type="text", sha256="-", chars=sum(map(len, batch)),
-                                         chunks=[Chunk(ord=i, text=t) for i, t in enumerate(batch)])
+        await _load(service, repo, org.id, kb.id, texts)
         load_s = time.perf_counter() - started
         print(f"{label}: {chunks} passages ({sum(map(len, texts)) / 1e6:.0f} MB) stored in {load_s:.1f} s",
               file=sys.stderr)

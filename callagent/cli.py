@@ -111,6 +111,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
+            knowledge_passages=args.knowledge,
             mark_echo_late_s=args.mark_echo_late, stt_punctuation=args.stt_punctuation,
         )
         configure_logging("WARNING")
@@ -343,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="calls (default): replay corpus calls and measure at the carrier edge; "
         "micro: CPU per frame; vad: VAD quality; kb: knowledge retrieval and PDF ingestion",
     )
+    bench.add_argument("--knowledge", type=int, default=0, metavar="N",
+                       help="full path: attach a knowledge base of N generated passages to every call "
+                       "(retrieval is then a stage of each turn)")
     bench.add_argument("--kb-chunks", type=int, default=10_000, help="kb: passages in the benchmark base")
     bench.add_argument("--kb-backend", choices=["sqlite", "postgres", "both"], default="both",
                        help="kb: the store(s) to measure (postgres: DATABASE_URL)")
