@@ -164,12 +164,14 @@ class KnowledgeService:
 class Retriever:
     """The engine's ``KnowledgeRetriever`` for one call: the bases its agent config attaches."""
 
-    __slots__ = ("service", "repo", "kb_ids")
+    __slots__ = ("service", "repo", "kb_ids", "passages", "deadline_s")
 
     def __init__(self, service: KnowledgeService, repo: SqlRepository, kb_ids: tuple[UUID, ...]) -> None:
         self.service = service
         self.repo = repo
         self.kb_ids = kb_ids
+        self.passages = service.settings.passages
+        self.deadline_s = service.settings.search_deadline_ms / 1000
 
     async def search(self, query: str, *, limit: int) -> list[Passage]:
         hits = await self.service.search(self.repo, self.kb_ids, query, limit=limit)

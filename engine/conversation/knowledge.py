@@ -66,6 +66,9 @@ class Passage:
 
 
 class KnowledgeRetriever(Protocol):
+    """Where a call's passages come from. It may also carry ``passages`` (how many per request)
+    and ``deadline_s`` (how long a reply waits for them); :class:`TurnKnowledge` defaults them."""
+
     async def search(self, query: str, *, limit: int) -> Sequence[Passage]:
         """The best ``limit`` passages for ``query``, best first; empty when nothing matches."""
         ...
@@ -101,10 +104,11 @@ class TurnKnowledge:
 
     __slots__ = ("retriever", "limit", "deadline_s", "_pending", "_loop")
 
-    def __init__(self, retriever: KnowledgeRetriever, *, limit: int = 3, deadline_s: float = 1.0) -> None:
+    def __init__(self, retriever: KnowledgeRetriever, *, limit: int | None = None,
+                 deadline_s: float | None = None) -> None:
         self.retriever = retriever
-        self.limit = limit
-        self.deadline_s = deadline_s
+        self.limit: int = limit if limit is not None else getattr(retriever, "passages", 3)
+        self.deadline_s: float = deadline_s if deadline_s is not None else getattr(retriever, "deadline_s", 1.0)
         # query key -> its search: the tentative end's and the reply's (usually the same text).
         self._pending: dict[str, asyncio.Task[Sequence[Passage]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
