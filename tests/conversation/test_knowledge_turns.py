@@ -116,8 +116,8 @@ def test_with_nothing_relevant_the_request_says_to_answer_i_dont_know(tmp_path):
 
 
 class Retriever:
-    def __init__(self, passages=(), fail=False, delay=0.0):
-        self.passages = list(passages)
+    def __init__(self, found=(), fail=False, delay=0.0):
+        self.found = list(found)
         self.fail = fail
         self.delay = delay
         self.queries: list[str] = []
@@ -127,7 +127,7 @@ class Retriever:
         await asyncio.sleep(self.delay)
         if self.fail:
             raise OSError("store down")
-        return self.passages[:limit]
+        return self.found[:limit]
 
 
 def test_the_reply_reuses_the_tentative_ends_search_for_the_same_words():
