@@ -231,19 +231,21 @@ class KnowledgeStore(abc.ABC):
         return self.repo.connection()
 
     async def _telling_terms(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str]) -> Sequence[str]:
-        """``terms`` without those most of the bases' passages hold: an OR query ranks every passage
-        that has any of its words, and such a word makes that all of them while adding next to nothing
-        to the ranking (its inverse document frequency is near zero). The two rarest always stay."""
-        sql, args = self._in("SELECT coalesce(sum(chunks), 0) AS n FROM knowledge_documents WHERE kb_id {ids}", kb_ids)
-        row = await conn.fetchrow(sql, *args)
-        passages = int(row["n"]) if row else 0
-        if passages < COMMON_MIN_PASSAGES:
-            return terms
+        """``terms`` without those held by more than 5% of a large base's passages: an OR query ranks
+        every passage that holds any of its words, and such a word makes that a large share of them
+        while adding little to the ranking (its inverse document frequency is low). The two rarest
+        words always stay."""
         kb_sql, kb_args = self._in("kb_id {ids}", kb_ids)
         term_sql, term_args = self._in("term {ids}", terms, first=len(kb_args) + 1)
-        rows = await conn.fetch(f"SELECT term, sum(df) AS df FROM knowledge_terms WHERE {kb_sql} AND {term_sql}"
-                                " GROUP BY term", *kb_args, *term_args)
+        # One round trip: the bases' passage count (the row without a term), then each word's count.
+        rows = await conn.fetch(
+            f"SELECT NULL AS term, coalesce(sum(chunks), 0) AS df FROM knowledge_documents WHERE {kb_sql}"
+            f" UNION ALL SELECT term, sum(df) AS df FROM knowledge_terms WHERE {kb_sql} AND {term_sql}"
+            " GROUP BY term", *kb_args, *term_args)
         df = {r["term"]: int(r["df"]) for r in rows}
+        passages = df.pop(None, 0)
+        if passages < COMMON_MIN_PASSAGES:
+            return terms
         by_rarity = sorted(terms, key=lambda t: df.get(t, 0))
         limit = COMMON_SHARE * passages
         return [t for i, t in enumerate(by_rarity) if i < 2 or df.get(t, 0) <= limit]

@@ -158,3 +158,39 @@ async def test_erasing_an_organisation_removes_its_knowledge(settings):
             await conn.execute("DELETE FROM organisations WHERE id = $1", org_b.id)
         assert await store.count_chunks([kb_b.id]) == 0
         assert await store.search([kb_b.id], ["saturdays"], 3) == []
+
+
+@run_async
+async def test_words_most_passages_hold_are_left_out_and_counts_follow_documents(settings):
+    from control_plane.knowledge.models import Chunk
+    from control_plane.knowledge.service import KnowledgeService
+    from control_plane.store import open_repository
+
+    repo = await open_repository(settings)
+    service = KnowledgeService(settings.knowledge)
+    try:
+        org = await repo.create_organisation("big")
+        kb = await service.create_base(repo, org.id, "big")
+        store = service.store(repo)
+        filler = [Chunk(ord=i, text=f"appliance manual page {i} about the appliance") for i in range(300)]
+        await store.replace_document(org.id, kb.id, name="manual.txt", content_type="text", sha256="-", chars=1,
+                                     chunks=filler)
+        await store.replace_document(org.id, kb.id, name="boiler.txt", content_type="text", sha256="-", chars=1,
+                                     chunks=[Chunk(ord=0, text="The boiler appliance pressure is 1.5 bar.")])
+        async with repo.connection() as conn:
+            kept = await store._telling_terms(conn, [kb.id], ["appliance", "manual", "boiler", "pressure"])
+        assert kept == ["boiler", "pressure"]  # held by every filler passage: dropped
+        async with repo.connection() as conn:
+            kept = await store._telling_terms(conn, [kb.id], ["appliance", "manual", "page"])
+        assert len(kept) == 2  # all common: the two rarest still search
+        hits = await service.search(repo, [kb.id], "what pressure should my boiler appliance show")
+        assert hits[0].source == "boiler.txt"
+        # Replacing and deleting documents keeps the counts true.
+        await store.replace_document(org.id, kb.id, name="boiler.txt", content_type="text", sha256="-", chars=1,
+                                     chunks=[Chunk(ord=0, text="Heater pressure is 2 bar.")])
+        assert await store.delete_document(org.id, kb.id, "manual.txt")
+        async with repo.connection() as conn:
+            rows = await conn.fetch("SELECT term, df FROM knowledge_terms WHERE kb_id = $1 ORDER BY term", kb.id)
+        assert {r["term"]: r["df"] for r in rows} == {"2": 1, "bar": 1, "heater": 1, "pressure": 1}
+    finally:
+        await repo.close()
