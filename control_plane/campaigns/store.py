@@ -275,7 +275,7 @@ class CampaignStore:
         """Mark a running campaign completed once no contact is left to dial or on a call."""
         now = utcnow()
         async with self.repo.transaction() as conn:
-            row = await conn.fetchrow(f"SELECT status FROM campaigns WHERE id = $1 {self.lock}", campaign_id)
+            row = await conn.fetchrow(f"SELECT status, org_id FROM campaigns WHERE id = $1 {self.lock}", campaign_id)
             if row is None or row["status"] != "running":
                 return False
             left = await conn.fetchrow(
@@ -286,6 +286,9 @@ class CampaignStore:
             await conn.execute("UPDATE campaigns SET status = 'completed', updated_at = $2 WHERE id = $1",
                                campaign_id, now)
             await conn.execute("UPDATE campaign_dialer SET finished_at = $2 WHERE campaign_id = $1", campaign_id, now)
+            org_id = _uuid(row["org_id"])
+            if self.repo.change_hook is not None and org_id is not None:  # campaign.completed, in this transaction
+                await self.repo.change_hook.campaign_changed(conn, org_id, campaign_id, "completed", completed=True)
         return True
 
     async def campaigns_to_work(self) -> list[UUID]:
@@ -534,6 +537,10 @@ class CampaignStore:
                 contact.id, decision.status, decision.outcome, decision.success, decision.next_attempt_at,
                 finished, cost, now,
             )
+            if self.repo.change_hook is not None:  # campaign.progress, in this transaction
+                await self.repo.change_hook.campaign_changed(
+                    conn, contact.org_id, contact.campaign_id, campaign["status"] if campaign else "cancelled",
+                    completed=False)
         return Applied(contact.id, contact.campaign_id, decision)
 
     async def settle_success(self, contact_id: UUID, success: bool) -> None:

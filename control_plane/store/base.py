@@ -59,6 +59,16 @@ class Conn(Protocol):
 CallMutation = Callable[[Call], "Call | None"]
 
 
+class ChangeHook(Protocol):
+    """Told of writes inside their transaction (the webhook outbox, ``control_plane.webhooks.writer``)."""
+
+    async def call_changed(self, conn: Conn, before: Call | None, after: Call) -> None: ...
+    async def turn_recorded(self, conn: Conn, turn: Turn) -> None: ...
+    async def erased(self, conn: Conn, org_id: UUID, call_ids: Sequence[UUID]) -> None: ...
+    async def campaign_changed(self, conn: Conn, org_id: UUID, campaign_id: UUID, status: str, *,
+                               completed: bool) -> None: ...
+
+
 class ErasureResult(ErasureCounts):
     call_ids: tuple[UUID, ...] = ()
     call_control_ids: tuple[str, ...] = ()
@@ -261,6 +271,7 @@ class SqlRepository(Repository):
 
     def __init__(self, keys: DataKeys) -> None:
         self.keys = keys
+        self.change_hook: ChangeHook | None = None
         self._cipher = keys.cipher
         self._hasher = keys.hasher
 
@@ -541,8 +552,11 @@ class SqlRepository(Repository):
         names = list(columns)
         placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
         try:
-            await self._execute(f"INSERT INTO calls ({', '.join(names)}) VALUES ({placeholders})",
-                                *columns.values())
+            async with self.transaction() as conn:
+                await conn.execute(f"INSERT INTO calls ({', '.join(names)}) VALUES ({placeholders})",
+                                   *columns.values())
+                if self.change_hook is not None:
+                    await self.change_hook.call_changed(conn, None, call)
         except Exception as exc:
             if self._is_unique_violation(exc):
                 raise Conflict("a call with that id or call_control_id already exists") from None
@@ -599,6 +613,8 @@ class SqlRepository(Repository):
                 if self._is_unique_violation(exc):
                     raise Conflict("call_control_id already belongs to another call") from None
                 raise
+            if self.change_hook is not None:
+                await self.change_hook.call_changed(conn, before, after)
             return after
 
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,
@@ -648,7 +664,14 @@ class SqlRepository(Repository):
         )
 
     async def upsert_turn(self, turn: Turn) -> Turn:
-        await self._execute(
+        async with self.transaction() as conn:
+            await self._write_turn(conn, turn)
+            if self.change_hook is not None:
+                await self.change_hook.turn_recorded(conn, turn)
+        return turn
+
+    async def _write_turn(self, conn: Conn, turn: Turn) -> None:
+        await conn.execute(
             "INSERT INTO turns (call_id, idx, org_id, caller_text_enc, agent_text_enc, interrupted, latency,"
             " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT (call_id, idx) DO UPDATE SET caller_text_enc = excluded.caller_text_enc,"
@@ -657,7 +680,6 @@ class SqlRepository(Repository):
             turn.call_id, turn.index, turn.org_id, self._cipher.seal(turn.caller_text, "turns.caller_text"),
             self._cipher.seal(turn.agent_text, "turns.agent_text"), turn.interrupted, turn.latency, turn.created_at,
         )
-        return turn
 
     async def list_turns(self, call_id: UUID) -> list[Turn]:
         rows = await self._fetch("SELECT * FROM turns WHERE call_id = $1 ORDER BY idx", call_id)
@@ -851,6 +873,8 @@ class SqlRepository(Repository):
                 " WHERE org_id = $1 AND phone_hash = $2 AND (phone_enc IS NOT NULL OR data_enc IS NOT NULL)",
                 org_id, digest, now,
             )
+            if self.change_hook is not None:
+                await self.change_hook.erased(conn, org_id, call_ids)
             await conn.execute(
                 "INSERT INTO erasures (id, org_id, phone_hash, counts, created_at) VALUES ($1, $2, $3, $4, $5)",
                 uuid4(), org_id, digest, counts, now,
