@@ -38,6 +38,11 @@ PAYLOAD_CONTEXT = "webhook_messages.payload"
 SECRET_CONTEXT = "webhook_endpoints.secret"
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
+# The head of each (endpoint, order key) queue: its oldest pending delivery. Only heads are ever
+# claimed, so a call's next event waits for the one before it (in flight or waiting to retry).
+# One aggregate over the pending rows instead of a per-row NOT EXISTS (quadratic on a backlog).
+_HEADS = "SELECT min(id) FROM webhook_deliveries WHERE state = 'pending' GROUP BY endpoint_id, order_key"
+
 
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, (str, bytes)) else value
@@ -288,15 +293,11 @@ class SqlOutboxStore(OutboxStore):
     async def claim(self, *, now: datetime, limit: int, lease_s: float) -> list[ClaimedDelivery]:
         lease_until = now + timedelta(seconds=lease_s)
         async with self.repo.transaction() as conn:
-            # Only the head of each (endpoint, order key) queue: an earlier pending delivery, in
-            # flight or waiting for its retry, holds back the ones behind it.
             rows = await conn.fetch(
                 "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id IN ("
                 " SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-                " WHERE d.state = 'pending' AND d.next_attempt_at <= $1"
+                f" WHERE d.id IN ({_HEADS}) AND d.next_attempt_at <= $1"
                 " AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.enabled = $4"
-                " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id"
-                " AND p.order_key = d.order_key AND p.state = 'pending' AND p.id < d.id)"
                 f" ORDER BY d.id LIMIT $3 {self.repo.skip_locked.replace('FOR UPDATE', 'FOR UPDATE OF d')})"
                 " RETURNING id, message_id, endpoint_id, order_key, attempts, give_up_at",
                 now, lease_until, limit, True)
@@ -339,9 +340,12 @@ class SqlOutboxStore(OutboxStore):
 
     async def next_due(self) -> datetime | None:
         async with self.repo.connection() as conn:
+            # Heads of queues only: a delivery behind another is due when that one is settled.
             row = await conn.fetchrow(
-                "SELECT min(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at THEN lease_until"
-                " ELSE next_attempt_at END) AS due FROM webhook_deliveries WHERE state = 'pending'")
+                "SELECT min(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at"
+                " THEN d.lease_until ELSE d.next_attempt_at END) AS due FROM webhook_deliveries d"
+                f" JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id IN ({_HEADS}) AND e.enabled = $1",
+                True)
         return None if row is None else _dt(row["due"])
 
     def _delivery(self, row: dict[str, Any]) -> Delivery:

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp.resolver import DefaultResolver
@@ -145,20 +145,42 @@ class DeliveryWorker:
             await self.store.settle(delivery.id, attempt=attempt, state="pending", next_attempt_at=retry_at)
 
     async def run(self) -> None:
-        """Rounds for ever: at once while there is work, else until woken or the poll interval."""
-        while True:
-            try:
-                if await self.run_once() >= self.config.batch_size:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook delivery round failed; retrying in %.1f s", self.config.poll_interval_s)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval_s)
-            except TimeoutError:
-                pass
+        """For ever: keep up to ``batch_size`` deliveries in flight, each settled on its own, so a
+        slow endpoint (up to ``timeout_s``) holds up only its own queue, never other organisations'."""
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = self.config.batch_size - len(inflight)
+                if free > 0:
+                    try:
+                        now = self.clock()
+                        for delivery in await self.store.claim(now=now, limit=free, lease_s=self.config.lease_s):
+                            task = asyncio.get_running_loop().create_task(self._deliver_logged(delivery, now))
+                            inflight.add(task)
+                            task.add_done_callback(inflight.discard)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("webhook delivery claim failed; retrying in %.1f s",
+                                      self.config.poll_interval_s)
+                self._wake.clear()
+                waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()), *inflight}
+                await asyncio.wait(waiters, timeout=self.config.poll_interval_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters - set(inflight):
+                    waiter.cancel()
+        finally:
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _deliver_logged(self, delivery: ClaimedDelivery, claimed_at: datetime) -> None:
+        try:
+            await self._deliver(delivery, claimed_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the store failed: the lease runs out and the delivery is claimed again
+            log.exception("webhook delivery %d could not be settled", delivery.id)
 
 
 class OutboundWebhooks:
