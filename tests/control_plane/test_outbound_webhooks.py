@@ -510,3 +510,35 @@ async def test_the_server_delivers_in_the_background_from_an_api_started_call(ow
             assert payload["data"]["to"] == "+14155550123"
     finally:
         await receiver.close()
+
+
+@run_async
+async def test_two_instances_never_claim_the_same_delivery(tmp_path):
+    """PostgreSQL: two processes' stores claiming at once (FOR UPDATE SKIP LOCKED) split the heads
+    between them; a call's second event is claimable only once its first is settled."""
+    schema = "wh_test_" + secrets.token_hex(6)
+    await _pg_admin(f'CREATE SCHEMA "{schema}"')
+    try:
+        settings = make_settings(tmp_path, backend="postgres", pg_schema=schema,
+                                 outbound_webhooks={"enabled": False})
+        async with control_plane(settings) as (cp_a, store_a), control_plane(settings) as (_, store_b):
+            repo = await cp_a.repository()
+            org_id, _ = await _org_endpoint(repo, store_a, "https://hooks.example.com/x",
+                                            types=["call.started", "call.answered"])
+            calls = [await repo.create_call(_call(org_id)) for _ in range(40)]
+            for call in calls:
+                await repo.update_call(call.id, lambda c: c.model_copy(update={"status": "answered",
+                                                                               "answered_at": utcnow()}))
+            now = utcnow() + timedelta(seconds=1)
+            got_a, got_b = await asyncio.gather(*(s.claim(now=now, limit=30, lease_s=60) for s in (store_a, store_b)))
+            ids_a, ids_b = {d.id for d in got_a}, {d.id for d in got_b}
+            assert not ids_a & ids_b
+            claimed = [*got_a, *got_b]
+            assert len(claimed) == 40  # every call's head, and only heads
+            assert {d.order_key for d in claimed} == {str(c.id) for c in calls}
+            payloads = [orjson.loads(d.body)["type"] for d in claimed]
+            assert set(payloads) == {"call.started"}
+            # Leased and not settled: nothing more to claim (the answered events wait behind them).
+            assert await store_b.claim(now=now, limit=100, lease_s=60) == []
+    finally:
+        await _pg_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
