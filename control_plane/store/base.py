@@ -665,9 +665,11 @@ class SqlRepository(Repository):
 
     async def upsert_turn(self, turn: Turn) -> Turn:
         async with self.transaction() as conn:
-            await self._write_turn(conn, turn)
             if self.change_hook is not None:
+                # First: it may lock the call row, which the turn's foreign key would otherwise
+                # have share-locked already (upgrading that lock can deadlock with update_call).
                 await self.change_hook.turn_recorded(conn, turn)
+            await self._write_turn(conn, turn)
         return turn
 
     async def _write_turn(self, conn: Conn, turn: Turn) -> None:
