@@ -138,8 +138,9 @@ async def control_plane(settings: Settings) -> AsyncIterator[tuple[ControlPlane,
 
 def _call(org_id: UUID, **extra: Any) -> Call:
     now = utcnow()
-    return Call(id=uuid4(), org_id=org_id, direction="outbound", to_number="+14155550101",
-                from_number="+14155550100", status="queued", created_at=now, updated_at=now, **extra)
+    return Call(**{"id": uuid4(), "org_id": org_id, "direction": "outbound", "to_number": "+14155550101",
+                   "from_number": "+14155550100", "status": "queued", "created_at": now, "updated_at": now,
+                   **extra})
 
 
 async def _live_call(repo: Any, org_id: UUID) -> Call:
@@ -542,3 +543,24 @@ async def test_two_instances_never_claim_the_same_delivery(tmp_path):
             assert await store_b.claim(now=now, limit=100, lease_s=60) == []
     finally:
         await _pg_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@run_async
+async def test_turns_and_call_updates_racing_on_one_call_never_deadlock(own_settings):
+    """Each writer takes the call's row lock before anything else touches the row, so a turn
+    recorded while a webhook updates the call waits instead of deadlocking (PostgreSQL)."""
+    async with control_plane(own_settings) as (cp, store):
+        repo = await cp.repository()
+        org_id, _ = await _org_endpoint(repo, store, "https://hooks.example.com/r")
+        call = await repo.create_call(_call(org_id, status="answered", answered_at=utcnow()))
+
+        async def turn(index: int) -> None:
+            await repo.upsert_turn(Turn(call_id=call.id, org_id=org_id, index=index, caller_text="x",
+                                        created_at=utcnow()))
+
+        async def recording(index: int) -> None:
+            await repo.update_call(call.id, lambda c: c.model_copy(update={"recording_url": f"https://r/{index}"}))
+
+        await asyncio.gather(*(f(i) for i in range(30) for f in (turn, recording)))
+        kinds = [d.event_type for d in await store.list_deliveries(org_id, limit=1000)]
+        assert kinds.count("call.turn") == 30 and kinds.count("call.recording_ready") == 30
