@@ -519,7 +519,7 @@ def _conversation_figures(conversations: list[dict[str, Any]], talkers: int,
 
 async def _peak_live_calls(store: Any, campaign_id: uuid.UUID) -> int:
     """Most calls of the campaign alive at once, from the call rows (created -> ended)."""
-    rows = await store.repo._fetch("SELECT created_at, ended_at FROM calls WHERE campaign_id = $1", campaign_id)
+    rows = await store.db.fetch("SELECT created_at, ended_at FROM calls WHERE campaign_id = $1", campaign_id)
     edges = []
     for row in rows:
         edges.append((str(row["created_at"]), 1))

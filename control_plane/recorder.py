@@ -32,6 +32,7 @@ from engine.timeline import TurnTimeline
 
 from .agents import effective_agent
 from .callstate import call_id_from_client_state
+from .events import wants_recording
 from .store import TERMINAL_STATUSES, Call, Turn, utcnow
 from .streamauth import StreamCredential, unknown_streams_allowed
 
@@ -171,8 +172,6 @@ class CallRecorder:
     # -- recording and PCI -------------------------------------------------------------------
 
     async def _recording_call(self, call_control_id: str) -> Call | None:
-        from .events import wants_recording
-
         call = await self._call(call_control_id)
         if call.terminal or not await wants_recording(self.cp, call):
             return None

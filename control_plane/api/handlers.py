@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ..auth import ORG, issue_api_key
 from ..calls import CallService, DialRequest
+from ..context import control_plane
 from ..errors import ApiError, json_response, parse_query, read_body, read_json
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict, Organisation, utcnow
@@ -42,12 +43,6 @@ from .schemas import (
     TurnOut,
     agent_overrides,
 )
-
-
-def _cp(request: web.Request):  # type: ignore[no-untyped-def]
-    from ..app import CONTROL_PLANE_KEY
-
-    return request.app[CONTROL_PLANE_KEY]
 
 
 def _org(request: web.Request) -> Organisation:
@@ -94,13 +89,13 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 async def start_call(request: web.Request) -> web.Response:
-    _cp(request).refuse_new_calls()  # before the body: a draining instance answers 503 to any start
+    control_plane(request).refuse_new_calls()  # before the body: a draining instance answers 503 to any start
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "validation_error", f"{IDEMPOTENCY_HEADER} must be 1-255 printable ASCII characters",
                        [{"loc": ["header", IDEMPOTENCY_HEADER], "msg": "invalid", "type": "value_error"}])
     body = await read_json(request, StartCallRequest)
-    started = await CallService(_cp(request)).start_call(_org(request), DialRequest(
+    started = await CallService(control_plane(request)).start_call(_org(request), DialRequest(
         to=body.to, from_=body.from_, agent_config=agent_overrides(body.agent_config),
         campaign_id=body.campaign_id, ring_timeout_s=body.ring_timeout_s,
         answering_machine_detection=body.answering_machine_detection,
@@ -115,13 +110,13 @@ async def start_call(request: web.Request) -> web.Response:
 
 async def hangup_call(request: web.Request) -> web.Response:
     call_id = _uuid_param(request, "call_id", "call")
-    call = await CallService(_cp(request)).hangup(_org(request), call_id)
+    call = await CallService(control_plane(request)).hangup(_org(request), call_id)
     return json_response(HangupResponse(status=call.status, hangup_requested=not call.terminal))
 
 
 async def get_call(request: web.Request) -> web.Response:
     call_id = _uuid_param(request, "call_id", "call")
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     call = await repo.get_call(_org(request).id, call_id)
     if call is None:
         raise ApiError(404, "not_found", "no such call")
@@ -136,7 +131,7 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    cp = _cp(request)
+    cp = control_plane(request)
     query = parse_query(request, ListCallsQuery)
     if query.limit > cp.settings.api.max_page_size:
         raise ApiError(400, "validation_error", f"limit must be at most {cp.settings.api.max_page_size}",
@@ -159,20 +154,20 @@ def _key_out(key) -> dict:  # type: ignore[no-untyped-def]
 
 async def create_key(request: web.Request) -> web.Response:
     body = await read_json(request, CreateApiKeyRequest)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     key, secret = await issue_api_key(repo, _org(request).id, body.name)
     return json_response(ApiKeyCreated(**_key_out(key), key=secret), status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     keys = await repo.list_api_keys(_org(request).id)
     return json_response(ApiKeyList(data=[ApiKeyOut(**_key_out(k)) for k in keys]))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = _uuid_param(request, "key_id", "API key")
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     try:
         key = await repo.revoke_api_key(_org(request).id, key_id, keep_one_active=True)
     except Conflict:
@@ -188,7 +183,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 async def add_dnc(request: web.Request) -> web.Response:
     body = await read_json(request, DncAddRequest)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     org_id = _org(request).id
     added = await repo.add_dnc(org_id, body.phone, reason=body.reason, source="api")
     entry = await repo.get_dnc(org_id, body.phone)
@@ -199,7 +194,7 @@ async def add_dnc(request: web.Request) -> web.Response:
 
 async def check_dnc(request: web.Request) -> web.Response:
     phone = _phone_param(request)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     entry = await repo.get_dnc(_org(request).id, phone)
     if entry is None:
         return json_response(DncStatus(phone=phone, blocked=False))
@@ -209,7 +204,7 @@ async def check_dnc(request: web.Request) -> web.Response:
 
 async def remove_dnc(request: web.Request) -> web.Response:
     phone = _phone_param(request)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     if not await repo.remove_dnc(_org(request).id, phone):
         raise ApiError(404, "not_found", "that number is not on the do-not-call list")
     return json_response(DncRemoved(phone=phone))
@@ -221,7 +216,7 @@ _PHONE_HEADERS = frozenset({"phone", "number", "phone_number", "e164", "msisdn",
 
 async def import_dnc(request: web.Request) -> web.Response:
     """CSV: one number per row (first column, or a ``phone``/``number`` column under a header)."""
-    cp = _cp(request)
+    cp = control_plane(request)
     if request.content_type not in _CSV_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the list as text/csv",
                        {"content_type": request.content_type})
@@ -269,7 +264,7 @@ async def import_dnc(request: web.Request) -> web.Response:
 
 async def erase_contact(request: web.Request) -> web.Response:
     phone = _phone_param(request)
-    cp = _cp(request)
+    cp = control_plane(request)
     repo = await cp.repository()
     result = await repo.erase_phone(_org(request).id, phone)
     sessions = 0
