@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
 import re
 from datetime import UTC, datetime
 from uuid import UUID
@@ -14,6 +12,7 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
+from .. import dnc, gdpr
 from ..auth import ORG, issue_api_key
 from ..calls import CallService, DialRequest
 from ..context import control_plane
@@ -211,7 +210,6 @@ async def remove_dnc(request: web.Request) -> web.Response:
 
 
 _CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
-_PHONE_HEADERS = frozenset({"phone", "number", "phone_number", "e164", "msisdn", "telephone"})
 
 
 async def import_dnc(request: web.Request) -> web.Response:
@@ -220,43 +218,12 @@ async def import_dnc(request: web.Request) -> web.Response:
     if request.content_type not in _CSV_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the list as text/csv",
                        {"content_type": request.content_type})
-    raw = await read_body(request)
-    try:
-        text = raw.decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_csv", "the CSV is not UTF-8") from None
-    except csv.Error as exc:
-        raise ApiError(400, "invalid_csv", f"the CSV does not parse: {exc}") from None
-    phone_col, reason_col, start = 0, 1, 0
-    if rows:
-        header = [cell.strip().lower() for cell in rows[0]]
-        named = [i for i, cell in enumerate(header) if cell in _PHONE_HEADERS]
-        if named:
-            phone_col, start = named[0], 1
-            reason_col = header.index("reason") if "reason" in header else -1
-    entries: dict[str, str | None] = {}
-    invalid: list[int] = []
-    data_rows = 0
-    for line, row in enumerate(rows[start:], start=start + 1):
-        if not any(cell.strip() for cell in row):
-            continue
-        data_rows += 1
-        if data_rows > cp.settings.api.max_dnc_import_rows:
-            raise ApiError(413, "too_many_rows",
-                           f"at most {cp.settings.api.max_dnc_import_rows} rows per import; split the file")
-        try:
-            phone = normalize_e164(row[phone_col])
-        except (IndexError, InvalidPhoneNumber):
-            invalid.append(line)
-            continue
-        reason = row[reason_col].replace("\x00", "").strip()[:500] if 0 <= reason_col < len(row) else ""
-        entries.setdefault(phone, reason or None)
-    repo = await cp.repository()
-    added = await repo.add_dnc_many(_org(request).id, list(entries.items()), source="import") if entries else 0
-    return json_response(DncImportResult(rows=data_rows, valid=data_rows - len(invalid), added=added,
-                                         already_listed=len(entries) - added, invalid=len(invalid),
-                                         invalid_rows=invalid[:100]))
+    dnc_file = dnc.read_dnc_csv(await read_body(request), max_rows=cp.settings.api.max_dnc_import_rows)
+    added = await dnc.import_dnc(await cp.repository(), _org(request).id, dnc_file)
+    invalid = len(dnc_file.invalid_rows)
+    return json_response(DncImportResult(rows=dnc_file.rows, valid=dnc_file.rows - invalid, added=added,
+                                         already_listed=len(dnc_file.entries) - added, invalid=invalid,
+                                         invalid_rows=list(dnc_file.invalid_rows[:100])))
 
 
 # -- GDPR ---------------------------------------------------------------------------------------
@@ -265,17 +232,9 @@ async def import_dnc(request: web.Request) -> web.Response:
 async def erase_contact(request: web.Request) -> web.Response:
     phone = _phone_param(request)
     cp = control_plane(request)
-    repo = await cp.repository()
-    result = await repo.erase_phone(_org(request).id, phone)
-    sessions = 0
-    for control_id in result.call_control_ids:
-        sessions += bool(await cp.sessions.delete(control_id))
+    erased = await gdpr.erase_contact(await cp.repository(), cp.sessions, _org(request).id, phone)
+    result = erased.result
     counts = ErasureCountsOut(**{k: getattr(result, k) for k in ErasureCountsOut.model_fields if k != "sessions"},
-                              sessions=sessions)
-    retained = {
-        "call_records": "status, timings, hangup cause, cost and latency figures, with the number replaced "
-                        "by its keyed hash",
-        "do_not_call": "a do-not-call entry, if any, stays (it is a keyed hash) so the number is not called again",
-    }
-    return json_response(ErasureReceipt(phone_hash=repo.hash_phone(phone), erased_at=utcnow(), erased=counts,
-                                        retained=retained, carrier_recordings=list(result.recording_ids)))
+                              sessions=erased.sessions)
+    return json_response(ErasureReceipt(phone_hash=erased.phone_hash, erased_at=utcnow(), erased=counts,
+                                        retained=gdpr.RETAINED, carrier_recordings=list(result.recording_ids)))
