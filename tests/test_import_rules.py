@@ -231,12 +231,35 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 @pytest.mark.parametrize("source", ["from ..app import X\n", "def f():\n    from .. import app\n"])
 def test_the_walker_resolves_relative_and_nested_imports(tmp_path: Path, source: str) -> None:
-    path = ROOT / "control_plane" / "api" / "handlers.py"
     fake = tmp_path / "handlers.py"
     fake.write_text(source)
     found = _imports("control_plane.api.handlers", fake)
     assert [(i.target, i.in_function) for i in found] == [("control_plane.app", "def" in source)]
-    assert path.exists()
+
+
+# -- encapsulation: public interfaces between modules ------------------------------------------
+
+
+def _private_reaches(source: str) -> list[tuple[int, str]]:
+    """``obj._name`` where ``obj`` is not ``self``/``cls``: one object reading another's internals."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_control_plane_uses_other_objects_through_their_public_interface() -> None:
+    """The campaign repository once reached into 23 private members of the SQL repository; no
+    module of the control plane may read another object's underscored attributes."""
+    bad = [f"{path.relative_to(ROOT)}:{line} {text}" for module, path in MODULES.items()
+           if _top(module) == "control_plane" for line, text in _private_reaches(path.read_text())]
+    assert not bad, bad
+
+
+def test_the_private_reach_check_sees_one() -> None:
+    assert _private_reaches("repo._fetch(1)\nself._ok\nx.__class__\n") == [(1, "repo._fetch")]
 
 
 # -- size: small modules with one job --------------------------------------------------------
