@@ -10,7 +10,7 @@ Nothing is written for a call whose personal data was erased.
 
 Example (inside a ``MediaListener``)::
 
-    recorder = app[CONTROL_PLANE_KEY].recorder
+    recorder = control_plane(request).recorder  # control_plane.context
     ctx = await recorder.bind(credential, start.call_control_id)
     await recorder.record_turn(ctx.call_control_id, 0, caller_text="hi", agent_text="Hello!",
                                latency=latency_figures(timeline))
