@@ -59,7 +59,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.stt_engines import SttEngine, stt_engine
 
-from .http import bearer_ok, drop_connection
+from .common import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/speech-to-text/transcription"

@@ -41,7 +41,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.childproc import spawn
 
-from .http import bearer_ok, drop_connection
+from .common import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/text-to-speech/speech"
