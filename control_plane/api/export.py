@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ApiError, parse_query
 from ..store import Call, Repository, Turn
-from .handlers import _cp, _org, _uuid_param
+from ..context import control_plane as _cp
+from .handlers import _org, _uuid_param
 from .schemas import CallOut, TurnOut
 
 PAGE = 200
@@ -126,7 +127,9 @@ async def export_calls(request: web.Request) -> web.StreamResponse:
 async def export_campaign_calls(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, ExportQuery)
     campaign_id = _uuid_param(request, "campaign_id", "campaign")
-    repo = await _cp(request).repository()
-    if await repo.get_campaign(_org(request).id, campaign_id) is None:
+    cp = _cp(request)
+    repo = await cp.repository()
+    campaigns = await cp.campaigns.store()
+    if await campaigns.get(_org(request).id, campaign_id) is None:
         raise ApiError(404, "not_found", "no such campaign")
     return await _stream(request, repo, _org(request).id, query, campaign_id, f"campaign-{campaign_id}")

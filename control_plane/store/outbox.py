@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict
 from .records import utcnow
 
 if TYPE_CHECKING:
-    from .base import Conn, SqlRepository
+    from ..crypto import DataKeys
+    from .db import Conn, Database
 
 PAYLOAD_CONTEXT = "webhook_messages.payload"
 SECRET_CONTEXT = "webhook_endpoints.secret"
@@ -168,11 +169,11 @@ class OutboxStore(abc.ABC):
 
 
 class SqlOutboxStore(OutboxStore):
-    """:class:`OutboxStore` over one of the SQL repositories (PostgreSQL or SQLite)."""
+    """:class:`OutboxStore` over the store's database (PostgreSQL or SQLite)."""
 
-    def __init__(self, repo: SqlRepository) -> None:
-        self.repo = repo
-        self._cipher = repo.keys.cipher
+    def __init__(self, db: Database, keys: DataKeys) -> None:
+        self.db = db
+        self._cipher = keys.cipher
 
     # -- writing, inside the transaction of the change (the writer's side) ----------------------
 
@@ -184,8 +185,8 @@ class SqlOutboxStore(OutboxStore):
         return [(_uuid(r["id"]), frozenset(_json(r["event_types"]))) for r in rows]
 
     async def lock_call(self, conn: Conn, call_id: UUID) -> None:
-        if self.repo.for_update:
-            await conn.fetchrow(f"SELECT id FROM calls WHERE id = $1 {self.repo.for_update}", call_id)
+        if self.db.for_update:
+            await conn.fetchrow(f"SELECT id FROM calls WHERE id = $1 {self.db.for_update}", call_id)
 
     @staticmethod
     async def contact_counts(conn: Conn, campaign_id: UUID) -> dict[str, int]:
@@ -230,7 +231,7 @@ class SqlOutboxStore(OutboxStore):
         endpoint = WebhookEndpoint(id=uuid4(), org_id=org_id, url=url, description=description,
                                    event_types=tuple(event_types), enabled=enabled, secret=secret,
                                    created_at=now, updated_at=now)
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             await conn.execute(
                 "INSERT INTO webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_enc,"
                 " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -239,13 +240,13 @@ class SqlOutboxStore(OutboxStore):
         return endpoint
 
     async def list_endpoints(self, org_id: UUID) -> list[WebhookEndpoint]:
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             rows = await conn.fetch("SELECT * FROM webhook_endpoints WHERE org_id = $1 ORDER BY created_at, id",
                                     org_id)
         return [self._endpoint(r) for r in rows]
 
     async def get_endpoint(self, org_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | None:
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             row = await conn.fetchrow("SELECT * FROM webhook_endpoints WHERE id = $1 AND org_id = $2",
                                       endpoint_id, org_id)
         return None if row is None else self._endpoint(row)
@@ -258,7 +259,7 @@ class SqlOutboxStore(OutboxStore):
         now = utcnow()
         names = [*changes, "updated_at"]
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
-        async with self.repo.transaction() as conn:
+        async with self.db.transaction() as conn:
             n = await conn.execute(f"UPDATE webhook_endpoints SET {assignments} WHERE id = $1 AND org_id = $2",
                                    endpoint_id, org_id, *changes.values(), now)
             if not n:
@@ -267,16 +268,16 @@ class SqlOutboxStore(OutboxStore):
         return None if row is None else self._endpoint(row)
 
     async def delete_endpoint(self, org_id: UUID, endpoint_id: UUID) -> bool:
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             n = await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1 AND org_id = $2", endpoint_id, org_id)
         return n > 0
 
     async def rotate_secret(self, org_id: UUID, endpoint_id: UUID, secret: str, *, grace_s: float
                             ) -> WebhookEndpoint | None:
         now = utcnow()
-        async with self.repo.transaction() as conn:
+        async with self.db.transaction() as conn:
             row = await conn.fetchrow(
-                f"SELECT * FROM webhook_endpoints WHERE id = $1 AND org_id = $2 {self.repo.for_update}",
+                f"SELECT * FROM webhook_endpoints WHERE id = $1 AND org_id = $2 {self.db.for_update}",
                 endpoint_id, org_id)
             if row is None:
                 return None
@@ -292,13 +293,13 @@ class SqlOutboxStore(OutboxStore):
 
     async def claim(self, *, now: datetime, limit: int, lease_s: float) -> list[ClaimedDelivery]:
         lease_until = now + timedelta(seconds=lease_s)
-        async with self.repo.transaction() as conn:
+        async with self.db.transaction() as conn:
             rows = await conn.fetch(
                 "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id IN ("
                 " SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id"
                 f" WHERE d.id IN ({_HEADS}) AND d.next_attempt_at <= $1"
                 " AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.enabled = $4"
-                f" ORDER BY d.id LIMIT $3 {self.repo.skip_locked.replace('FOR UPDATE', 'FOR UPDATE OF d')})"
+                f" ORDER BY d.id LIMIT $3 {self.db.skip_locked.replace('FOR UPDATE', 'FOR UPDATE OF d')})"
                 " RETURNING id, message_id, endpoint_id, order_key, attempts, give_up_at",
                 now, lease_until, limit, True)
             if not rows:
@@ -328,7 +329,7 @@ class SqlOutboxStore(OutboxStore):
     async def settle(self, delivery_id: int, *, attempt: Attempt, state: str,
                      next_attempt_at: datetime | None = None) -> None:
         finished = None if state == "pending" else attempt.attempted_at
-        async with self.repo.transaction() as conn:
+        async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)"
                 " VALUES ($1, $2, $3, $4, $5)",
@@ -339,7 +340,7 @@ class SqlOutboxStore(OutboxStore):
                 delivery_id, state, attempt.status_code, attempt.error, next_attempt_at, finished)
 
     async def next_due(self) -> datetime | None:
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             # Heads of queues only: a delivery behind another is due when that one is settled.
             row = await conn.fetchrow(
                 "SELECT min(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at"
@@ -380,7 +381,7 @@ class SqlOutboxStore(OutboxStore):
             where.append(f"d.order_key = {arg(order_key)}")
         if before_id is not None:
             where.append(f"d.id < {arg(before_id)}")
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             rows = await conn.fetch(
                 "SELECT d.*, m.event_type AS event_type FROM webhook_deliveries d"
                 f" JOIN webhook_messages m ON m.id = d.message_id WHERE {' AND '.join(where)}"
@@ -388,7 +389,7 @@ class SqlOutboxStore(OutboxStore):
         return [self._delivery(r) for r in rows]
 
     async def get_delivery(self, org_id: UUID, delivery_id: int) -> tuple[Delivery, list[Attempt]] | None:
-        async with self.repo.connection() as conn:
+        async with self.db.connection() as conn:
             row = await conn.fetchrow(
                 "SELECT d.*, m.event_type AS event_type FROM webhook_deliveries d"
                 " JOIN webhook_messages m ON m.id = d.message_id WHERE d.id = $1 AND d.org_id = $2",
@@ -420,7 +421,7 @@ class SqlOutboxStore(OutboxStore):
         if endpoint_id is not None:
             where.append(f"e.id = {arg(endpoint_id)}")
         give_up = now + timedelta(seconds=max_age_s)
-        async with self.repo.transaction() as conn:
+        async with self.db.transaction() as conn:
             # To the endpoints that received the message before (a replay never widens its audience).
             rows = await conn.fetch(
                 "SELECT DISTINCT m.id AS message_id, m.order_key AS order_key, e.id AS endpoint_id,"

@@ -11,7 +11,8 @@ from uuid import UUID
 from aiohttp import web
 from yarl import URL
 
-from ..api.handlers import _cp, _org
+from ..api.handlers import _org
+from ..context import control_plane as _cp
 from ..errors import ApiError, json_response, parse_query, read_json
 from ..store.outbox import SqlOutboxStore
 from ..store.records import utcnow

@@ -32,7 +32,6 @@ from yarl import URL
 from engine.conversation.egress import BlockedDestination, EgressPolicy, GuardedResolver
 
 from ..background import SingleTask
-from ..store.base import SqlRepository
 from ..store.outbox import Attempt, ClaimedDelivery, OutboxStore, SqlOutboxStore
 from ..store.records import utcnow
 from .signing import headers
@@ -195,13 +194,11 @@ class OutboundWebhooks:
         self._task = SingleTask("callagent-webhook-delivery", self._run)
 
     def attach(self, repo: Repository) -> None:
-        if not isinstance(repo, SqlRepository):
-            return
-        self.store = SqlOutboxStore(repo)
+        self.store = SqlOutboxStore(repo.db, repo.keys)
         writer = OutboxWriter(self.store, max_age_s=self.config.max_age_s)
         self.worker = DeliveryWorker(self.store, self._sender, self.config)
         writer.on_enqueue(self.worker.wake)
-        repo.change_hook = writer
+        repo.hooks.listener = writer
 
     def start(self) -> None:
         if self.config.enabled and self.worker is not None:

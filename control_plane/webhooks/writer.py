@@ -12,7 +12,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from ..jsonutil import dumps
-from ..store.base import Conn
+from ..store.db import Conn
 from ..store.outbox import SqlOutboxStore
 from ..store.records import Call, Turn, utcnow
 from .events import CAMPAIGN_COMPLETED, CAMPAIGN_PROGRESS, Event, body, call_events, campaign_event, turn_event

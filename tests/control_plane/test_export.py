@@ -15,7 +15,7 @@ from control_plane.api import export
 from control_plane.store import Call, Turn, utcnow
 
 from .fakes import harness
-from .helpers import run_async
+from .helpers import make_campaign, run_async
 
 
 async def _calls(repo, org_id, n, *, campaign_id=None, start=None):
@@ -75,7 +75,7 @@ async def test_campaign_export_is_the_campaigns_calls_and_scoped(settings):
         org, headers = await h.org("A")
         _, other_headers = await h.org("B")
         repo = await h.cp.repository()
-        campaign = await repo.create_campaign(org.id, "spring")
+        campaign = await make_campaign(repo, org.id, "spring")
         in_campaign = await _calls(repo, org.id, 4, campaign_id=campaign.id)
         await _calls(repo, org.id, 2)
         path = f"/api/campaigns/{campaign.id}/export"

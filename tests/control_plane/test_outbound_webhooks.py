@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from control_plane.campaigns.store import CampaignStore
 from control_plane.services import ControlPlane
 from control_plane.settings import OutboundWebhookSettings, Settings
 from control_plane.store import Call, Turn, utcnow
@@ -30,7 +31,7 @@ from control_plane.webhooks.events import EVENT_TYPES
 
 from .conftest import PG_URL, _pg_admin, make_settings
 from .fakes import harness
-from .helpers import run_async
+from .helpers import add_contact, make_campaign, run_async
 
 CALL_EVENTS = ["call.started", "call.answered", "call.turn", "call.turn", "call.turn", "call.summary",
                "call.ended"]
@@ -292,18 +293,18 @@ async def test_outbox_rows_are_written_in_the_transaction_of_the_change(own_sett
             await repo.update_call(call.id, explode)
 
         # A write that fails after its event was queued leaves neither (the transaction rolled back).
-        real_execute_hook = repo.change_hook
+        real_execute_hook = repo.hooks.listener
 
         class FailingAfterEnqueue:
             async def call_changed(self, conn: Any, before: Call | None, after: Call) -> None:
                 await real_execute_hook.call_changed(conn, before, after)
                 raise Boom
 
-        repo.change_hook = FailingAfterEnqueue()
+        repo.hooks.listener = FailingAfterEnqueue()
         with pytest.raises(Boom):
             await repo.update_call(call.id, lambda c: c.model_copy(update={"status": "answered",
                                                                            "answered_at": utcnow()}))
-        repo.change_hook = real_execute_hook
+        repo.hooks.listener = real_execute_hook
         assert (await repo.get_call(org_id, call.id)).status == "queued"
         assert await store.list_deliveries(org_id) == []
 
@@ -462,10 +463,8 @@ async def test_campaign_progress_and_completion_events(own_settings):
         repo = await cp.repository()
         org_id, _ = await _org_endpoint(repo, store, "https://hooks.example.com/c",
                                         types=["campaign.progress", "campaign.completed"])
-        from control_plane.campaigns.store import CampaignStore
-
-        campaign = await repo.create_campaign(org_id, "spring")
-        await repo.add_campaign_contact(org_id, campaign.id, "+14155550111")
+        campaign = await make_campaign(repo, org_id, "spring")
+        await add_contact(repo, org_id, campaign.id, "+14155550111")
         async with repo.transaction() as conn:
             await conn.execute("UPDATE campaigns SET status = 'running' WHERE id = $1", campaign.id)
             await conn.execute("UPDATE campaign_contacts SET status = 'completed' WHERE campaign_id = $1",
