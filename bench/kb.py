@@ -27,8 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
+from control_plane.crypto import generate_key
 from control_plane.knowledge.models import Chunk
 from control_plane.knowledge.service import KnowledgeService
 from control_plane.knowledge.store import STOPWORDS
@@ -168,8 +170,6 @@ async def _measure(settings: Settings, chunks: int, label: str) -> dict[str, Any
 
 
 async def _postgres_settings(data_dir: Path) -> tuple[Settings, str, str]:
-    import asyncpg
-
     url = os.environ.get("DATABASE_URL") or os.environ.get("CALLAGENT_DATABASE_URL") or os.environ.get(
         "CALLAGENT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     schema = "kb_bench_" + secrets.token_hex(4)
@@ -182,8 +182,6 @@ async def _postgres_settings(data_dir: Path) -> tuple[Settings, str, str]:
 
 
 def _settings(data_dir: Path, **values: Any) -> Settings:
-    from control_plane.crypto import generate_key
-
     return Settings(_env_file=None, data_dir=data_dir, encryption_key=generate_key(), lookup_hash_key=generate_key(),
                     redis_url=None, **{"database_url": None, **values})
 
@@ -194,8 +192,6 @@ async def run_kb_bench(*, chunks: int = 10_000, backend: str = "both", json_path
         if backend in ("sqlite", "both"):
             results.append(await _measure(_settings(Path(tmp) / "sqlite"), chunks, "sqlite"))
         if backend in ("postgres", "both"):
-            import asyncpg
-
             settings, url, schema = await _postgres_settings(Path(tmp) / "pg")
             try:
                 results.append(await _measure(settings, chunks, "postgres"))

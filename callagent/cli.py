@@ -7,11 +7,11 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from importlib import metadata
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from uuid import UUID
 
-from . import kb as kb_command
 from .runtime import configure_logging, freeze_startup_heap, run
 from .settings_check import SettingsError, load_settings, unknown_variables
 
@@ -35,11 +35,11 @@ def _version() -> str:
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
-    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner, create_app
+    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner
     from control_plane.drain import drain
 
     from .local import free_port, start_local_carrier
-    from .wiring import agent_factory, build_providers, tuned_for_providers
+    from .server import build_server
 
     carrier = None
     if settings.telnyx_api_key is None:
@@ -47,11 +47,11 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         # streams a simulated callee, so `POST /api/calls/start` works end to end.
         port = port or free_port(host)
         settings, carrier = await start_local_carrier(settings, port)
-    settings = tuned_for_providers(settings)
-    providers = await build_providers(settings)
+    server = None
     runner = None
     try:
-        app = create_app(settings, listener_factory=agent_factory(settings, providers))
+        server = await build_server(settings)
+        app, settings = server.app, server.settings
         runner = app_runner(app)
         await runner.setup()
         try:
@@ -73,7 +73,8 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     finally:
         if runner is not None:
             await runner.cleanup()
-        await providers.aclose()
+        if server is not None:
+            await server.close()
         if carrier is not None:
             await carrier.close()
 
@@ -135,7 +136,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bench.demo import run_demo
+    from .demo import run_demo
 
     configure_logging("WARNING")
     if args.providers == "emulated":
@@ -257,10 +258,45 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
 
 def _cmd_kb(args: argparse.Namespace) -> int:
+    from . import kb
+
     try:
-        return kb_command.command(args)
-    except kb_command.KbError as exc:
+        return kb.command(args)
+    except kb.KbError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _add_kb_parser(sub: Any) -> argparse.ArgumentParser:
+    kb = sub.add_parser("kb", help="knowledge bases: create, add documents (text, Markdown, HTML, PDF), search")
+    actions = kb.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a knowledge base")
+    create.add_argument("org", help="organisation id")
+    create.add_argument("name")
+    create.add_argument("--description", default="")
+    listing = actions.add_parser("list", help="list an organisation's knowledge bases")
+    listing.add_argument("org", help="organisation id")
+    delete = actions.add_parser("delete", help="delete a knowledge base and all its documents")
+    delete.add_argument("org", help="organisation id")
+    delete.add_argument("kb", help="knowledge base id or name")
+    add = actions.add_parser("add", help="add documents (one of the same name is replaced)")
+    add.add_argument("org", help="organisation id")
+    add.add_argument("kb", help="knowledge base id or name")
+    add.add_argument("files", nargs="+", type=Path)
+    add.add_argument("--name", help="the document's name (one file only; default: the file's name)")
+    add.add_argument("--type", choices=["text", "markdown", "html", "pdf"], help="default: from the file's name")
+    docs = actions.add_parser("docs", help="list a knowledge base's documents")
+    docs.add_argument("org", help="organisation id")
+    docs.add_argument("kb", help="knowledge base id or name")
+    remove = actions.add_parser("remove", help="remove a document")
+    remove.add_argument("org", help="organisation id")
+    remove.add_argument("kb", help="knowledge base id or name")
+    remove.add_argument("name")
+    search = actions.add_parser("search", help="the passages an agent would get for a question")
+    search.add_argument("org", help="organisation id")
+    search.add_argument("kb", help="knowledge base id or name")
+    search.add_argument("query", nargs="+")
+    search.add_argument("--limit", type=int, default=3)
+    return kb
 
 
 def _uuid(value: str, what: str) -> UUID:
@@ -336,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("org", help="organisation id")
     remove.add_argument("number")
     number.set_defaults(func=_cmd_number)
-    kb_command.add_parser(sub).set_defaults(func=_cmd_kb)
+    _add_kb_parser(sub).set_defaults(func=_cmd_kb)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench.add_argument(

@@ -5,7 +5,8 @@
     callagent kb delete ORG KB              callagent kb remove ORG KB NAME
     callagent kb search ORG KB QUERY...
 
-KB is a knowledge base's id or name. ``add`` shows page progress while a PDF is read.
+KB is a knowledge base's id or name. ``add`` shows page progress while a PDF is read. The
+parser is in :mod:`callagent.cli` (with every command's), which loads this module when it runs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 from uuid import UUID
+
+from control_plane.knowledge.service import KnowledgeError, KnowledgeService
+from control_plane.store import Conflict, StoreError, open_repository
 
 from .runtime import run
 from .settings_check import load_settings
@@ -23,39 +26,6 @@ from .settings_check import load_settings
 
 class KbError(Exception):
     """A mistake the operator can fix (printed as one line)."""
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    kb = sub.add_parser("kb", help="knowledge bases: create, add documents (text, Markdown, HTML, PDF), search")
-    actions = kb.add_subparsers(dest="action", required=True)
-    create = actions.add_parser("create", help="create a knowledge base")
-    create.add_argument("org", help="organisation id")
-    create.add_argument("name")
-    create.add_argument("--description", default="")
-    listing = actions.add_parser("list", help="list an organisation's knowledge bases")
-    listing.add_argument("org", help="organisation id")
-    delete = actions.add_parser("delete", help="delete a knowledge base and all its documents")
-    delete.add_argument("org", help="organisation id")
-    delete.add_argument("kb", help="knowledge base id or name")
-    add = actions.add_parser("add", help="add documents (one of the same name is replaced)")
-    add.add_argument("org", help="organisation id")
-    add.add_argument("kb", help="knowledge base id or name")
-    add.add_argument("files", nargs="+", type=Path)
-    add.add_argument("--name", help="the document's name (one file only; default: the file's name)")
-    add.add_argument("--type", choices=["text", "markdown", "html", "pdf"], help="default: from the file's name")
-    docs = actions.add_parser("docs", help="list a knowledge base's documents")
-    docs.add_argument("org", help="organisation id")
-    docs.add_argument("kb", help="knowledge base id or name")
-    remove = actions.add_parser("remove", help="remove a document")
-    remove.add_argument("org", help="organisation id")
-    remove.add_argument("kb", help="knowledge base id or name")
-    remove.add_argument("name")
-    search = actions.add_parser("search", help="the passages an agent would get for a question")
-    search.add_argument("org", help="organisation id")
-    search.add_argument("kb", help="knowledge base id or name")
-    search.add_argument("query", nargs="+")
-    search.add_argument("--limit", type=int, default=3)
-    return kb
 
 
 class _PageProgress:
@@ -84,9 +54,6 @@ def command(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, org_id: UUID) -> int:
-    from control_plane.knowledge.service import KnowledgeError, KnowledgeService
-    from control_plane.store import Conflict, StoreError, open_repository
-
     settings = load_settings()
     service = KnowledgeService(settings.knowledge)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import bearer_ok
+from .common import bearer_ok
 
 DIMENSIONS = 256
 MAX_INPUTS = 2048  # OpenAI's limit on the inputs of one request

@@ -17,7 +17,8 @@ from ..errors import ApiError, body_chunks, json_response, read_json
 from ..knowledge.models import Document, KnowledgeBase
 from ..knowledge.service import KnowledgeError
 from ..store import Conflict
-from .handlers import _cp, _org
+from ..context import control_plane as _cp
+from .handlers import _org
 
 UPLOAD_CHUNK = 256 * 1024
 

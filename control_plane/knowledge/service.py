@@ -18,7 +18,7 @@ from uuid import UUID
 
 from engine.conversation.knowledge import Passage
 
-from ..store.base import SqlRepository
+from ..store.repository import Repository
 from .chunking import chunk_text
 from .embeddings import EmbeddingError, EmbeddingsClient
 from .extract import DocumentError, Progress, detect_kind, extract_text
@@ -53,7 +53,7 @@ class KnowledgeService:
         self.embedder = embedder
         self._stores: dict[int, KnowledgeStore] = {}
 
-    def store(self, repo: SqlRepository) -> KnowledgeStore:
+    def store(self, repo: Repository) -> KnowledgeStore:
         store = self._stores.get(id(repo))
         if store is None or store.repo is not repo:
             store = self._stores[id(repo)] = knowledge_store(repo)
@@ -65,7 +65,7 @@ class KnowledgeService:
 
     # -- bases ---------------------------------------------------------------------------
 
-    async def create_base(self, repo: SqlRepository, org_id: UUID, name: str, description: str = "") -> KnowledgeBase:
+    async def create_base(self, repo: Repository, org_id: UUID, name: str, description: str = "") -> KnowledgeBase:
         name = _check_name("a knowledge base's name", name)
         try:
             UUID(name)
@@ -75,13 +75,13 @@ class KnowledgeService:
             raise KnowledgeError("a knowledge base's name must not be a UUID (agents name bases by id or name)")
         return await self.store(repo).create_base(org_id, name, description.strip()[:1000])
 
-    async def base(self, repo: SqlRepository, org_id: UUID, ref: str) -> KnowledgeBase:
+    async def base(self, repo: Repository, org_id: UUID, ref: str) -> KnowledgeBase:
         kb = await self.store(repo).get_base(org_id, ref)
         if kb is None:
             raise LookupError("this organisation has no such knowledge base")
         return kb
 
-    async def resolve(self, repo: SqlRepository, org_id: UUID, refs: Sequence[str], *,
+    async def resolve(self, repo: Repository, org_id: UUID, refs: Sequence[str], *,
                       strict: bool = True) -> list[UUID]:
         """The ids of the organisation's knowledge bases named (by id or name) in an agent config;
         ``strict``: one that is not the organisation's is an error (else it is left out)."""
@@ -101,7 +101,7 @@ class KnowledgeService:
 
     # -- documents -----------------------------------------------------------------------
 
-    async def ingest(self, repo: SqlRepository, org_id: UUID, kb_ref: str, name: str, data: bytes, *,
+    async def ingest(self, repo: Repository, org_id: UUID, kb_ref: str, name: str, data: bytes, *,
                      content_type: str | None = None, progress: Progress | None = None) -> Document:
         """Add a document, replacing the one of the same name in that base."""
         name = _check_name("a document's name", name)
@@ -129,7 +129,7 @@ class KnowledgeService:
 
     # -- search --------------------------------------------------------------------------
 
-    async def search(self, repo: SqlRepository, kb_ids: Sequence[UUID], query: str, *,
+    async def search(self, repo: Repository, kb_ids: Sequence[UUID], query: str, *,
                      limit: int | None = None, hybrid: bool = True) -> list[SearchHit]:
         limit = limit or self.settings.passages
         store = self.store(repo)
@@ -157,7 +157,7 @@ class KnowledgeService:
             return [], 0
         return top_by_dot(vector, stored, limit), len(stored)
 
-    def retriever(self, repo: SqlRepository, kb_ids: Sequence[UUID]) -> Retriever:
+    def retriever(self, repo: Repository, kb_ids: Sequence[UUID]) -> Retriever:
         return Retriever(self, repo, tuple(kb_ids))
 
 
@@ -166,7 +166,7 @@ class Retriever:
 
     __slots__ = ("service", "repo", "kb_ids", "passages", "deadline_s")
 
-    def __init__(self, service: KnowledgeService, repo: SqlRepository, kb_ids: tuple[UUID, ...]) -> None:
+    def __init__(self, service: KnowledgeService, repo: Repository, kb_ids: tuple[UUID, ...]) -> None:
         self.service = service
         self.repo = repo
         self.kb_ids = kb_ids

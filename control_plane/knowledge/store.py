@@ -1,6 +1,6 @@
 """Knowledge records in the same store as the calls: one interface, a SQLite and a PostgreSQL one.
 
-Both run over the repository's own connections (:meth:`SqlRepository.connection` and
+Both run over the repository's own connections (:meth:`Repository.connection` and
 ``transaction``), so the knowledge lives, migrates and is backed up with the call records.
 They differ where the dialects do: how a list of ids is passed, how a vector is stored, and the
 lexical ranking (FTS5's BM25 on SQLite, ``ts_rank`` over a GIN-indexed ``tsvector`` on
@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from ..store.base import Conflict, SqlRepository
+from ..store.db import Conflict
+from ..store.repository import Repository
 from ..store.records import utcnow
 from .models import Chunk, Document, KnowledgeBase, SearchHit
 
@@ -78,7 +79,7 @@ def _time(value: Any) -> datetime:
 class KnowledgeStore(abc.ABC):
     """Knowledge bases, documents and their chunks; lexical search and stored vectors."""
 
-    def __init__(self, repo: SqlRepository) -> None:
+    def __init__(self, repo: Repository) -> None:
         self.repo = repo
 
     # -- knowledge bases -----------------------------------------------------------------
@@ -91,7 +92,7 @@ class KnowledgeStore(abc.ABC):
                     "INSERT INTO knowledge_bases (id, org_id, name, description, created_at)"
                     " VALUES ($1, $2, $3, $4, $5)", kb.id, org_id, name, description, kb.created_at)
         except Exception as exc:
-            if self.repo._is_unique_violation(exc):
+            if self.repo.db.is_unique_violation(exc):
                 raise Conflict("this organisation already has a knowledge base of that name") from None
             raise
         return kb
@@ -352,7 +353,7 @@ class PostgresKnowledgeStore(KnowledgeStore):
         return [SearchHit(int(r["id"]), r["source"], r["body"], float(r["rank"])) for r in rows]
 
 
-def knowledge_store(repo: SqlRepository) -> KnowledgeStore:
+def knowledge_store(repo: Repository) -> KnowledgeStore:
     if repo.dialect == "postgres":
         return PostgresKnowledgeStore(repo)
     if repo.dialect == "sqlite":
