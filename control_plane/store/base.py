@@ -187,6 +187,10 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def find_call_by_control_id(self, call_control_id: str) -> Call | None: ...
     @abc.abstractmethod
+    async def find_call_by_leg_id(self, call_leg_id: str) -> Call | None:
+        """The call whose Telnyx leg this is: for events without a call_control_id
+        (``call.recording.saved`` in Telnyx's SDK model). Every organisation's."""
+    @abc.abstractmethod
     async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
         """Queued calls with no Telnyx call id, created before ``before``: every organisation's."""
     @abc.abstractmethod
@@ -564,6 +568,11 @@ class SqlRepository(Repository):
 
     async def find_call_by_control_id(self, call_control_id: str) -> Call | None:
         row = await self._fetchrow("SELECT * FROM calls WHERE call_control_id = $1", call_control_id)
+        return None if row is None else self._call(row)
+
+    async def find_call_by_leg_id(self, call_leg_id: str) -> Call | None:
+        row = await self._fetchrow("SELECT * FROM calls WHERE call_leg_id = $1 ORDER BY created_at DESC LIMIT 1",
+                                   call_leg_id)
         return None if row is None else self._call(row)
 
     async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
