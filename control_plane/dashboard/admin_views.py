@@ -10,12 +10,15 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from ..agents import AgentOverrides
 from ..auth import issue_api_key
 from ..errors import ApiError
 from ..numbers import NumberTaken, register_number
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict
+from .forms import AGENT_TEXT_FIELDS, FormData, FormRefused, agent_config, kept, refusal
 from .pages import dashboard_of, form_field, page, viewer_of
 
 MAX_NAME = 100
@@ -70,31 +73,68 @@ async def revoke_key(request: web.Request) -> web.Response:
 # -- inbound numbers -------------------------------------------------------------------------------
 
 
-async def _numbers_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
+async def _numbers_page(request: web.Request, *, refused: FormRefused | None = None,
+                        submitted: FormData | None = None, status: int = 200) -> web.Response:
     repo = await dashboard_of(request).cp.repository()
     numbers = await repo.list_phone_numbers(viewer_of(request).org.id)
-    return page(request, "numbers.html", {"numbers": numbers, "error": error}, status=status)
+    names = {name: name for name in (*AGENT_TEXT_FIELDS, "number", "record")}
+    return page(request, "numbers.html", {
+        "numbers": numbers, "error": str(refused) if refused else None,
+        "field_errors": refused.fields if refused else {}, "values": kept(submitted, refused, names),
+    }, status=status)
 
 
 async def numbers(request: web.Request) -> web.Response:
     return await _numbers_page(request)
 
 
+RECORD_CHOICES = {"": None, "on": True, "off": False}
+
+
+def number_agent_config(form: FormData) -> dict[str, Any]:
+    """The number's agent config from the form, checked by the API's model (422 names a field)."""
+    config: dict[str, Any] = agent_config(form)
+    record = form.get("record")
+    if record not in RECORD_CHOICES:
+        raise FormRefused("check these fields: record", fields={"record": "choose one of the options"})
+    if RECORD_CHOICES[record] is not None:
+        config["record"] = RECORD_CHOICES[record]
+    try:
+        AgentOverrides.model_validate(config)
+    except ValidationError as exc:
+        raise refusal(exc, {}, status=422) from None
+    return config
+
+
 async def add_number(request: web.Request) -> web.Response:
     dash, viewer = dashboard_of(request), viewer_of(request)
-    form = await request.post()
-    personality = (form_field(form, "personality") or "").strip()
-    config: dict[str, Any] = {"personality": personality} if personality else {}
+    form = FormData.of(await request.post())
     repo = await dash.cp.repository()
     try:
-        await register_number(repo, dash.cp.settings, viewer.org.id, form_field(form, "number") or "", config)
+        config = number_agent_config(form)
+        await register_number(repo, dash.cp.settings, viewer.org.id, form.get("number"), config)
+    except FormRefused as exc:
+        return await _numbers_page(request, refused=exc, submitted=form, status=exc.status)
     except InvalidPhoneNumber as exc:
-        return await _numbers_page(request, error=f"Number: {exc}.", status=400)
+        return await _numbers_page(request, refused=FormRefused(f"Number: {exc}.", fields={"number": str(exc)}),
+                                   submitted=form, status=400)
     except NumberTaken:
-        return await _numbers_page(request, error="That number is already registered.", status=409)
-    except ApiError as exc:  # an agent that cannot run (unknown personality): the API's 422
-        return await _numbers_page(request, error=exc.message, status=exc.status)
+        return await _numbers_page(request, refused=FormRefused("That number is already registered.",
+                                                                fields={"number": "already registered"}),
+                                   submitted=form, status=409)
+    except ApiError as exc:  # an agent that cannot run (unknown personality, voice): the API's 422
+        return await _numbers_page(request, refused=FormRefused(exc.message, fields=_agent_field(exc)),
+                                   submitted=form, status=exc.status)
     raise _back("numbers", "number_added")
+
+
+def _agent_field(exc: ApiError) -> dict[str, str]:
+    """The agent field an ApiError from ``check_agent`` is about, when its message says."""
+    text = exc.message.lower()
+    for name in AGENT_TEXT_FIELDS:
+        if name.replace("_", " ") in text or name in text:
+            return {name: exc.message}
+    return {}
 
 
 async def remove_number(request: web.Request) -> web.Response:
@@ -102,7 +142,7 @@ async def remove_number(request: web.Request) -> web.Response:
     try:
         number = normalize_e164(form_field(form, "number") or "")
     except InvalidPhoneNumber as exc:
-        return await _numbers_page(request, error=f"Number: {exc}.", status=400)
+        return await _numbers_page(request, refused=FormRefused(f"Number: {exc}."), status=400)
     repo = await dashboard_of(request).cp.repository()
     if not await repo.remove_phone_number(viewer_of(request).org.id, number):
         raise ApiError(404, "not_found", "this organisation has no such number")

@@ -23,6 +23,7 @@ NOTICES = {
     "dnc_already": "That number was already on the do-not-call list.",
     "dnc_removed": "Removed from the do-not-call list.",
     "dnc_absent": "That number was not on the do-not-call list.",
+    "settings_saved": "Organisation settings saved.",
     "campaign_start": "Campaign started.",
     "campaign_pause": "Campaign paused: live calls finish, no new dials.",
     "campaign_resume": "Campaign resumed.",

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import ApiError, Handler
-from . import admin_views, campaign_views, latency_views, views
+from . import admin_views, campaign_views, latency_views, org_views, views
 from .auth import CSRF_FIELD, SESSION_COOKIE, VIEWER, clear_cookie, same_token
 from .context import DASHBOARD, Dashboard
 from .pages import page
@@ -128,6 +128,8 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     router.add_post("/dnc", admin_views.dnc_add, name="dnc_add")
     router.add_post("/dnc/check", admin_views.dnc_check, name="dnc_check")
     router.add_post("/dnc/remove", admin_views.dnc_remove, name="dnc_remove")
+    router.add_get("/organisation", org_views.organisation, name="organisation")
+    router.add_post("/organisation", org_views.update_organisation, name="update_organisation")
     router.add_get("/latency", latency_views.latency, name="latency")
     router.add_get("/campaigns", campaign_views.campaigns, name="campaigns")
     router.add_post("/campaigns", campaign_views.create_campaign, name="create_campaign")

@@ -122,3 +122,74 @@ async def test_do_not_call_add_check_remove_per_organisation(settings):
                                       allow_redirects=False)
         assert removed.headers["Location"] == "/dashboard/dnc?notice=dnc_removed"
         assert await repo.get_dnc(org.id, "+14155550777") is None
+
+
+@run_async
+async def test_a_number_is_added_with_its_agent_config_and_a_refused_field_is_named_inline(settings):
+    async with harness(settings) as h:
+        org, _, token = await _signed_in(h)
+        form = {"csrf_token": token, "number": "+14155550100", "personality": "professional",
+                "system_prompt": "You book cleanings for {clinic}.", "first_message": "Bright Smiles, hello!",
+                "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": "on"}
+        assert (await h.client.post("/dashboard/numbers", data=form, allow_redirects=False)).status == 303
+        repo = await h.cp.repository()
+        (number,) = await repo.list_phone_numbers(org.id)
+        assert number.agent_config == {"personality": "professional", "system_prompt": "You book cleanings for "
+                                       "{clinic}.", "first_message": "Bright Smiles, hello!",
+                                       "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": True}
+        listing = await (await h.client.get("/dashboard/numbers")).text()
+        assert "Bright Smiles, hello!" in listing and "You book cleanings" in listing and "recording on" in listing
+        # A greeting too long for the API: refused at its field, the other fields kept, nothing stored.
+        refused = await h.client.post("/dashboard/numbers", data={**form, "number": "+14155550101",
+                                                                  "first_message": "x" * 1001})
+        assert refused.status == 422
+        text = await refused.text()
+        assert 'id="error-first_message"' in text and "x" * 100 not in text
+        assert 'value="+14155550101"' in text and "You book cleanings for {clinic}.</textarea>" in text
+        bad_record = await h.client.post("/dashboard/numbers", data={**form, "number": "+14155550102",
+                                                                     "record": "sometimes"})
+        assert bad_record.status == 400 and 'id="error-record"' in await bad_record.text()
+        assert len(await repo.list_phone_numbers(org.id)) == 1
+
+
+@run_async
+async def test_organisation_settings_are_shown_changed_and_reset(settings):
+    async with harness(settings) as h:
+        other, other_headers = await h.org("other")
+        await h.client.patch("/api/organisation/settings", json={"record_calls": True,
+                                                                  "tool_allowed_destinations": ["other.internal"]},
+                             headers=other_headers)
+        org, headers, token = await _signed_in(h, "Acme")
+        page = await (await h.client.get("/dashboard/organisation")).text()
+        assert "Acme" in page and str(org.id) in page and "other.internal" not in page
+        assert '<option value="" selected>' in page
+        saved = await h.client.post("/dashboard/organisation", allow_redirects=False, data={
+            "csrf_token": token, "record_calls": "on", "tool_allowed_destinations": "crm.internal\n 10.20.0.0/16 \n"})
+        assert saved.status == 303 and saved.headers["Location"] == "/dashboard/organisation?notice=settings_saved"
+        api = await (await h.client.get("/api/organisation", headers=headers)).json()
+        assert api["settings"] == {"record_calls": True, "tool_allowed_destinations": ["crm.internal", "10.20.0.0/16"]}
+        page = await (await h.client.get("/dashboard/organisation?notice=settings_saved")).text()
+        assert "Organisation settings saved." in page and '<option value="on" selected>' in page
+        assert "crm.internal\n10.20.0.0/16" in page
+        # The second entry is neither a host nor a network: named by position, next to the field.
+        refused = await h.client.post("/dashboard/organisation", data={
+            "csrf_token": token, "record_calls": "off", "tool_allowed_destinations": "ok.internal\nhttp://<x>/"})
+        assert refused.status == 400
+        text = await refused.text()
+        assert 'id="error-tool_allowed_destinations"' in text and "#2 is neither" in text
+        assert "&lt;x&gt;" not in text and '<option value="off" selected>' in text  # the other field is kept
+        api = await (await h.client.get("/api/organisation", headers=headers)).json()
+        assert api["settings"]["tool_allowed_destinations"] == ["crm.internal", "10.20.0.0/16"]
+        for data in ({"record_calls": "maybe"}, {"tool_allowed_destinations": "\n".join(f"h{i}.internal"
+                                                                                        for i in range(51))}):
+            response = await h.client.post("/dashboard/organisation", data={"csrf_token": token, **data})
+            assert response.status == 400 and "check these fields" in await response.text()
+        forged = await h.client.post("/dashboard/organisation", data={"csrf_token": "x", "record_calls": "off"})
+        assert forged.status == 403
+        reset = await h.client.post("/dashboard/organisation", allow_redirects=False,
+                                    data={"csrf_token": token, "record_calls": "", "tool_allowed_destinations": ""})
+        assert reset.status == 303
+        assert (await (await h.client.get("/api/organisation", headers=headers)).json())["settings"] == {}
+        theirs = await (await h.client.get("/api/organisation", headers=other_headers)).json()
+        assert theirs["settings"] == {"record_calls": True, "tool_allowed_destinations": ["other.internal"]}
+        assert other.id != org.id
