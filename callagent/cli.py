@@ -145,10 +145,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run(run_demo(calls=args.calls, stt=stt, tts=tts))
 
 
+def _checked_settings() -> Settings:
+    """Settings for a one-shot command (migrate, org, number). A mistyped variable is said on
+    stderr: CALLAGENT_DATA_DRI would otherwise quietly open another database."""
+    settings = load_settings()
+    for name in unknown_variables():
+        print(f"callagent: unknown setting {name} is ignored", file=sys.stderr)
+    return settings
+
+
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from control_plane.store import migrate
 
-    applied = run(migrate(load_settings()))
+    applied = run(migrate(_checked_settings()))
     print(f"applied migrations: {applied}" if applied else "database schema is current")
     return 0
 
@@ -156,7 +165,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_org(args: argparse.Namespace) -> int:
     from control_plane import admin
 
-    settings = load_settings()
+    settings = _checked_settings()
     if args.action == "list":
         for org in run(admin.list_organisations(settings=settings)):
             print(f"{org.id}  {org.name}")
@@ -201,7 +210,7 @@ def _cmd_number(args: argparse.Namespace) -> int:
     from control_plane.numbers import NumberTaken
     from control_plane.phone import InvalidPhoneNumber
 
-    settings = load_settings()
+    settings = _checked_settings()
     org_id = _uuid(args.org, "organisation id")
     try:
         if args.action == "add":

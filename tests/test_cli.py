@@ -142,8 +142,27 @@ def test_version_and_help_list_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("serve", "demo", "migrate", "org", "bench"):
+    for command in ("serve", "call", "demo", "migrate", "org", "number", "bench"):
         assert f"    {command}" in out
+
+
+def test_a_mistyped_variable_is_warned_about_by_every_command(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CALLAGENT_DATA_DRI", str(tmp_path / "elsewhere"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for command in (["org", "list"], ["migrate"]):
+        assert main(command) == 0
+        err = capsys.readouterr().err
+        assert err == "callagent: unknown setting CALLAGENT_DATA_DRI (did you mean CALLAGENT_DATA_DIR?) is ignored\n"
+    # serve says it in its log at start-up (here before failing on a port in use).
+    monkeypatch.setenv("TELNYX_API_KEY", "KEY-for-a-remote-server")
+    monkeypatch.setenv("TELNYX_PUBLIC_KEY", "")
+    with socket.socket() as taken, caplog.at_level("WARNING", logger="callagent"):
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2
+    assert any("unknown setting CALLAGENT_DATA_DRI (did you mean CALLAGENT_DATA_DIR?)" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_a_port_in_use_is_one_line(tmp_path, monkeypatch, capsys):
