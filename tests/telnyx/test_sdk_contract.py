@@ -397,6 +397,9 @@ def test_tts_emulator_frames_are_the_sdks_server_events() -> None:
 # -- speech to text ----------------------------------------------------------------------------
 
 STT_PARAMS = "speech_to_text_retrieve_transcription_params.SpeechToTextRetrieveTranscriptionParams"
+# The client's own STT frames are binary audio and the documented Deepgram controls (Finalize,
+# KeepAlive, CloseStream): the SDK's TranscribeClientEvent is ``object``, so only the query
+# and the server's frames have a model to check.
 
 
 @pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
@@ -548,3 +551,19 @@ def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
         ("Hello", False, False, None), ("Hello there.", True, False, None)]
     (error,) = errors
     assert "Invalid model" in str(error) and error.retryable is False
+
+
+def test_tts_client_query_is_the_sdks_or_the_docs_form() -> None:
+    """The SDK's TTS query params (``audio_format`` pcm / wav / mp3, no ``sample_rate``) or,
+    with the default, the voices' pages' ``linear16`` + ``sample_rate``: the only differences."""
+    from pydantic import SecretStr
+
+    from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+
+    shape = request_shape_of("text_to_speech_retrieve_speech_params.TextToSpeechRetrieveSpeechParams")
+    for fmt in ("pcm", "wav", "mp3"):
+        query = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr("k"), audio_format=fmt)).query("natural_hd", 8000)
+        assert shape.mismatches(query, f"tts query ({fmt})") == []
+    docs = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr("k"))).query("natural_hd", 8000)
+    found = shape.mismatches(docs, "tts query (docs)")
+    assert len(found) == 2 and "'sample_rate'" in found[0] and "audio_format='linear16'" in found[1]
