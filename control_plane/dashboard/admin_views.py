@@ -18,7 +18,16 @@ from ..errors import ApiError
 from ..numbers import NumberTaken, register_number
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict
-from .forms import AGENT_TEXT_FIELDS, FormData, FormRefused, agent_config, kept, refusal
+from .forms import (
+    AGENT_TEXT_FIELDS,
+    ON_OFF_DEFAULT,
+    FormData,
+    FormRefused,
+    agent_config,
+    agent_error_field,
+    kept,
+    refusal,
+)
 from .pages import dashboard_of, form_field, page, viewer_of
 
 MAX_NAME = 100
@@ -88,17 +97,14 @@ async def numbers(request: web.Request) -> web.Response:
     return await _numbers_page(request)
 
 
-RECORD_CHOICES = {"": None, "on": True, "off": False}
-
-
 def number_agent_config(form: FormData) -> dict[str, Any]:
     """The number's agent config from the form, checked by the API's model (422 names a field)."""
     config: dict[str, Any] = agent_config(form)
     record = form.get("record")
-    if record not in RECORD_CHOICES:
+    if record not in ON_OFF_DEFAULT:
         raise FormRefused("check these fields: record", fields={"record": "choose one of the options"})
-    if RECORD_CHOICES[record] is not None:
-        config["record"] = RECORD_CHOICES[record]
+    if ON_OFF_DEFAULT[record] is not None:
+        config["record"] = ON_OFF_DEFAULT[record]
     try:
         AgentOverrides.model_validate(config)
     except ValidationError as exc:
@@ -123,18 +129,9 @@ async def add_number(request: web.Request) -> web.Response:
                                                                 fields={"number": "already registered"}),
                                    submitted=form, status=409)
     except ApiError as exc:  # an agent that cannot run (unknown personality, voice): the API's 422
-        return await _numbers_page(request, refused=FormRefused(exc.message, fields=_agent_field(exc)),
+        return await _numbers_page(request, refused=FormRefused(exc.message, fields=agent_error_field(exc.message)),
                                    submitted=form, status=exc.status)
     raise _back("numbers", "number_added")
-
-
-def _agent_field(exc: ApiError) -> dict[str, str]:
-    """The agent field an ApiError from ``check_agent`` is about, when its message says."""
-    text = exc.message.lower()
-    for name in AGENT_TEXT_FIELDS:
-        if name.replace("_", " ") in text or name in text:
-            return {name: exc.message}
-    return {}
 
 
 async def remove_number(request: web.Request) -> web.Response:

@@ -21,7 +21,16 @@ from ..campaigns.timezones import DAYS
 from ..errors import ApiError
 from ..telnyx.client import SPEAK_LANGUAGES
 from .auth import CSRF_FIELD, same_token
-from .forms import AGENT_TEXT_FIELDS, FormData, FormRefused, agent_config, kept, label, refusal
+from .forms import (
+    AGENT_TEXT_FIELDS,
+    FormData,
+    FormRefused,
+    agent_config,
+    agent_error_field,
+    kept,
+    label,
+    refusal,
+)
 from .pages import dashboard_of, page, viewer_of
 
 ACTIONS: dict[str, tuple[str, ...]] = {"draft": ("start", "cancel"), "running": ("pause", "cancel"),
@@ -236,11 +245,7 @@ async def create_campaign(request: web.Request) -> web.Response:
     except ApiError as exc:
         if exc.status == 403:
             raise
-        refused = FormRefused(exc.message, exc.status, _agent_error_field(exc))
+        refused = FormRefused(exc.message, exc.status, agent_error_field(exc.message))
         return await _campaigns_page(request, refused=refused, submitted=form, status=exc.status)
     return await _campaigns_page(request, created={"name": campaign.name, "report": report}, status=201)
 
-
-def _agent_error_field(exc: ApiError) -> dict[str, str]:
-    text = exc.message.lower()
-    return next(({name: exc.message} for name in AGENT_TEXT_FIELDS if name.replace("_", " ") in text), {})

@@ -15,6 +15,10 @@ AGENT_TEXT_FIELDS = ("personality", "system_prompt", "first_message", "voice", "
 """The agent config a form can set: the fields an operator picks per line or campaign."""
 
 
+ON_OFF_DEFAULT = {"": None, "on": True, "off": False}
+"""A select of a yes/no setting with a default: unset (the default), on, off."""
+
+
 class FormRefused(Exception):
     """The form was not acceptable. ``fields`` maps a form field's name to what is wrong with it."""
 
@@ -55,6 +59,13 @@ def label(name: str) -> str:
 def agent_config(form: FormData) -> dict[str, Any]:
     """Overrides of the server's default agent: only the fields filled in."""
     return {name: form.get(name) for name in AGENT_TEXT_FIELDS if form.get(name)}
+
+
+def agent_error_field(message: str) -> dict[str, str]:
+    """The agent field a ``check_agent`` refusal is about, when its message names one
+    ("unknown personality; known: ..."), for showing it beside that field."""
+    text = message.lower()
+    return next(({name: message} for name in AGENT_TEXT_FIELDS if label(name) in text), {})
 
 
 def refusal(exc: ValidationError, fields: Mapping[tuple[str, ...], str], status: int = 400) -> FormRefused:

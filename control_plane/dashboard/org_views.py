@@ -13,12 +13,8 @@ from ..agents import TOOL_ALLOWED_DESTINATIONS
 from ..api.schemas import OrganisationSettingsPatch
 from ..errors import ApiError
 from ..numbers import update_settings
-from .forms import FormData, FormRefused, kept, refusal
+from .forms import ON_OFF_DEFAULT, FormData, FormRefused, kept, refusal
 from .pages import dashboard_of, page, viewer_of
-
-RECORD_CHOICES = {"": None, "on": True, "off": False}
-"""The record_calls select: the server's default (off), or the organisation's own choice."""
-
 
 async def _settings_page(request: web.Request, *, refused: FormRefused | None = None,
                          submitted: FormData | None = None, status: int = 200) -> web.Response:
@@ -48,10 +44,10 @@ async def organisation(request: web.Request) -> web.Response:
 def settings_changes(form: FormData) -> dict[str, Any]:
     """The PATCH body from the form: every setting the page shows, an empty one reset."""
     record = form.get("record_calls")
-    if record not in RECORD_CHOICES:
+    if record not in ON_OFF_DEFAULT:
         raise FormRefused("check these fields: record calls", fields={"record_calls": "choose one of the options"})
     lines = [line.strip() for line in form.get(TOOL_ALLOWED_DESTINATIONS).splitlines() if line.strip()]
-    body = {"record_calls": RECORD_CHOICES[record], TOOL_ALLOWED_DESTINATIONS: lines or None}
+    body = {"record_calls": ON_OFF_DEFAULT[record], TOOL_ALLOWED_DESTINATIONS: lines or None}
     try:
         return OrganisationSettingsPatch.model_validate(body).model_dump(exclude_unset=True)
     except ValidationError as exc:

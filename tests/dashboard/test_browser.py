@@ -373,7 +373,8 @@ async def test_a_campaign_with_every_setting_from_the_form_then_paused_resumed_a
         assert config["retry"]["on"] == ["busy", "no_answer"] and config["voicemail"]["language"] == "en-US"
         assert detail["agent_config"]["system_prompt"] == "You call {name} about their {topic}."
         row = f'tr[data-campaign-id="{campaign["id"]}"]'
-        for action, state in (("Start", "running"), ("Pause", "paused"), ("Resume", "running"), ("Cancel", "cancelled")):
+        for action, state in (("Start", "running"), ("Pause", "paused"), ("Resume", "running"),
+                              ("Cancel", "cancelled")):
             await page.click(f"{row} >> text={action}")
             await page.wait_for_selector(f"{row} .status-{state}")
         assert await page.locator(f"{row} button").count() == 0
