@@ -163,6 +163,9 @@ async def test_organisation_settings_are_shown_changed_and_reset(settings):
         page = await (await h.client.get("/dashboard/organisation")).text()
         assert "Acme" in page and str(org.id) in page and "other.internal" not in page
         assert '<option value="" selected>' in page
+        from control_plane.numbers import ORGANISATION_SETTINGS
+
+        assert all(f'name="{name}"' in page for name in ORGANISATION_SETTINGS)  # a new setting needs its field
         saved = await h.client.post("/dashboard/organisation", allow_redirects=False, data={
             "csrf_token": token, "record_calls": "on", "tool_allowed_destinations": "crm.internal\n 10.20.0.0/16 \n"})
         assert saved.status == 303 and saved.headers["Location"] == "/dashboard/organisation?notice=settings_saved"
