@@ -163,6 +163,9 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     async def remove_phone_number(self, org_id: UUID, number: str) -> bool: ...
     @abc.abstractmethod
+    async def update_phone_number(self, org_id: UUID, number: str, agent_config: dict[str, Any]) -> PhoneNumber | None:
+        """Replace the agent config of one of the organisation's numbers; None if it has no such number."""
+    @abc.abstractmethod
     async def create_campaign(self, org_id: UUID, name: str, agent_config: dict[str, Any] | None = None,
                               from_number: str | None = None) -> Campaign: ...
     @abc.abstractmethod
@@ -400,6 +403,14 @@ class SqlRepository(Repository):
     async def list_phone_numbers(self, org_id: UUID) -> list[PhoneNumber]:
         rows = await self._fetch("SELECT * FROM phone_numbers WHERE org_id = $1 ORDER BY created_at", org_id)
         return [self._number(r) for r in rows]
+
+    async def update_phone_number(self, org_id: UUID, number: str, agent_config: dict[str, Any]) -> PhoneNumber | None:
+        n = await self._execute("UPDATE phone_numbers SET agent_config = $3 WHERE org_id = $1 AND number = $2",
+                                org_id, number, agent_config)
+        if not n:
+            return None
+        row = await self._fetchrow("SELECT * FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)
+        return None if row is None else self._number(row)
 
     async def remove_phone_number(self, org_id: UUID, number: str) -> bool:
         n = await self._execute("DELETE FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)

@@ -46,6 +46,31 @@ async def test_numbers_are_added_listed_and_removed_per_organisation(settings):
 
 
 @run_async
+async def test_a_numbers_agent_is_replaced_over_rest_by_its_organisation_only(settings):
+    async with harness(settings) as h:
+        _, headers_a = await h.org("A")
+        _, headers_b = await h.org("B")
+        await h.client.post("/api/numbers", json={"number": "+13125550100", "agent_config": {
+            "personality": "professional", "first_message": "Hello!"}}, headers=headers_a)
+        path = f"/api/numbers/{quote('+13125550100')}"
+        new = {"agent_config": {"personality": "sales", "language": "en-GB"}}
+        assert (await h.client.put(path, json=new, headers=headers_b)).status == 404  # not B's to change
+        changed = await h.client.put(path, json=new, headers=headers_a)
+        assert changed.status == 200, await changed.text()
+        assert (await changed.json())["agent_config"] == {"personality": "sales", "language": "en-GB"}
+        listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+        assert [n["agent_config"] for n in listed["data"]] == [{"personality": "sales", "language": "en-GB"}]
+        for body, status in (({"agent_config": {"personality": "pirate"}}, 422),
+                             ({"agent_config": {"mood": "grumpy"}}, 400), ({}, 400)):
+            assert (await h.client.put(path, json=body, headers=headers_a)).status == status, body
+        assert (await h.client.put(f"/api/numbers/{quote('+13125550199')}", json=new,
+                                   headers=headers_a)).status == 404
+        assert (await h.client.put("/api/numbers/12", json=new, headers=headers_a)).status == 400
+        listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+        assert listed["data"][0]["agent_config"] == {"personality": "sales", "language": "en-GB"}
+
+
+@run_async
 async def test_bad_number_bodies_are_clear_errors(settings):
     async with harness(settings) as h:
         org, headers = await h.org()

@@ -228,6 +228,12 @@ async def test_phone_numbers_are_unique_and_route_inbound(settings):
         found = await repo.find_phone_number(number)
         assert found.org_id == org.id and found.agent_config == {"personality": "receptionist"}
         assert [n.number for n in await repo.list_phone_numbers(org.id)] == [number]
+        other = await repo.create_organisation("B")
+        assert await repo.update_phone_number(other.id, number, {"personality": "x"}) is None  # not B's
+        updated = await repo.update_phone_number(org.id, number, {"personality": "sales", "language": "en-GB"})
+        assert updated.agent_config == {"personality": "sales", "language": "en-GB"} and updated.id == found.id
+        assert (await repo.find_phone_number(number)).agent_config == updated.agent_config
+        assert await repo.update_phone_number(org.id, "+13125550999", {}) is None
     finally:
         await repo.close()
 
