@@ -1,4 +1,4 @@
-"""The organisation's settings pages: API keys, inbound numbers, the do-not-call list.
+"""The organisation's settings pages: API keys and the do-not-call list (numbers: number_views).
 
 Each action is a POST (the gate has checked its CSRF token) that goes through the same
 functions as the REST API and returns to its page with a fixed notice, or re-renders the
@@ -10,24 +10,11 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from ..agents import AgentOverrides
 from ..auth import issue_api_key
 from ..errors import ApiError
-from ..numbers import NumberTaken, register_number
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict
-from .forms import (
-    AGENT_TEXT_FIELDS,
-    ON_OFF_DEFAULT,
-    FormData,
-    FormRefused,
-    agent_config,
-    agent_error_field,
-    kept,
-    refusal,
-)
 from .pages import dashboard_of, form_field, page, viewer_of
 
 MAX_NAME = 100
@@ -77,73 +64,6 @@ async def revoke_key(request: web.Request) -> web.Response:
     if key is None:
         raise ApiError(404, "not_found", "no such API key")
     raise _back("keys", "key_revoked")  # revoking the key this session signed in with ends the session
-
-
-# -- inbound numbers -------------------------------------------------------------------------------
-
-
-async def _numbers_page(request: web.Request, *, refused: FormRefused | None = None,
-                        submitted: FormData | None = None, status: int = 200) -> web.Response:
-    repo = await dashboard_of(request).cp.repository()
-    numbers = await repo.list_phone_numbers(viewer_of(request).org.id)
-    names = {name: name for name in (*AGENT_TEXT_FIELDS, "number", "record")}
-    return page(request, "numbers.html", {
-        "numbers": numbers, "error": str(refused) if refused else None,
-        "field_errors": refused.fields if refused else {}, "values": kept(submitted, refused, names),
-    }, status=status)
-
-
-async def numbers(request: web.Request) -> web.Response:
-    return await _numbers_page(request)
-
-
-def number_agent_config(form: FormData) -> dict[str, Any]:
-    """The number's agent config from the form, checked by the API's model (422 names a field)."""
-    config: dict[str, Any] = agent_config(form)
-    record = form.get("record")
-    if record not in ON_OFF_DEFAULT:
-        raise FormRefused("check these fields: record", fields={"record": "choose one of the options"})
-    if ON_OFF_DEFAULT[record] is not None:
-        config["record"] = ON_OFF_DEFAULT[record]
-    try:
-        AgentOverrides.model_validate(config)
-    except ValidationError as exc:
-        raise refusal(exc, {}, status=422) from None
-    return config
-
-
-async def add_number(request: web.Request) -> web.Response:
-    dash, viewer = dashboard_of(request), viewer_of(request)
-    form = FormData.of(await request.post())
-    repo = await dash.cp.repository()
-    try:
-        config = number_agent_config(form)
-        await register_number(repo, dash.cp.settings, viewer.org.id, form.get("number"), config)
-    except FormRefused as exc:
-        return await _numbers_page(request, refused=exc, submitted=form, status=exc.status)
-    except InvalidPhoneNumber as exc:
-        return await _numbers_page(request, refused=FormRefused(f"Number: {exc}.", fields={"number": str(exc)}),
-                                   submitted=form, status=400)
-    except NumberTaken:
-        return await _numbers_page(request, refused=FormRefused("That number is already registered.",
-                                                                fields={"number": "already registered"}),
-                                   submitted=form, status=409)
-    except ApiError as exc:  # an agent that cannot run (unknown personality, voice): the API's 422
-        return await _numbers_page(request, refused=FormRefused(exc.message, fields=agent_error_field(exc.message)),
-                                   submitted=form, status=exc.status)
-    raise _back("numbers", "number_added")
-
-
-async def remove_number(request: web.Request) -> web.Response:
-    form = await request.post()
-    try:
-        number = normalize_e164(form_field(form, "number") or "")
-    except InvalidPhoneNumber as exc:
-        return await _numbers_page(request, refused=FormRefused(f"Number: {exc}."), status=400)
-    repo = await dashboard_of(request).cp.repository()
-    if not await repo.remove_phone_number(viewer_of(request).org.id, number):
-        raise ApiError(404, "not_found", "this organisation has no such number")
-    raise _back("numbers", "number_removed")
 
 
 # -- do-not-call -----------------------------------------------------------------------------------

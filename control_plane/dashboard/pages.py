@@ -18,6 +18,7 @@ NOTICES = {
     "expired": "Your session ended; sign in again.",
     "key_revoked": "API key revoked.",
     "number_added": "Number added: inbound calls to it are answered.",
+    "number_updated": "Number updated: new calls to it get the new agent.",
     "number_removed": "Number removed: calls to it are now rejected.",
     "dnc_added": "Added to the do-not-call list.",
     "dnc_already": "That number was already on the do-not-call list.",

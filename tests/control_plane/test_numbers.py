@@ -47,12 +47,13 @@ async def test_numbers_are_added_listed_and_removed_per_organisation(settings):
 
 @run_async
 async def test_a_numbers_agent_is_replaced_over_rest_by_its_organisation_only(settings):
+    number = "+1312" + str(uuid.uuid4().int)[:7]  # unique: the PostgreSQL schema is shared by the session
     async with harness(settings) as h:
         _, headers_a = await h.org("A")
         _, headers_b = await h.org("B")
-        await h.client.post("/api/numbers", json={"number": "+13125550100", "agent_config": {
+        await h.client.post("/api/numbers", json={"number": number, "agent_config": {
             "personality": "professional", "first_message": "Hello!"}}, headers=headers_a)
-        path = f"/api/numbers/{quote('+13125550100')}"
+        path = f"/api/numbers/{quote(number)}"
         new = {"agent_config": {"personality": "sales", "language": "en-GB"}}
         assert (await h.client.put(path, json=new, headers=headers_b)).status == 404  # not B's to change
         changed = await h.client.put(path, json=new, headers=headers_a)

@@ -424,3 +424,27 @@ async def test_the_new_pages_show_only_the_signed_in_organisation(tmp_path, shot
         assert "already registered" in await page.inner_text("#error-number")
         numbers_a = await (await h.client.get("/api/numbers", headers=headers_a)).json()
         assert [n["number"] for n in numbers_a["data"]] == ["+14155550300"]
+
+
+@run_async
+async def test_a_numbers_agent_is_changed_from_its_page(tmp_path, shots):
+    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+        org, headers = await h.org()
+        await h.client.post("/api/numbers", headers=headers, json={
+            "number": "+14155550100", "agent_config": {"personality": "professional", "tools": ["end_call"]}})
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Numbers")
+        await page.click("#number-list >> text=+14155550100")
+        await page.wait_for_selector("#edit-number")
+        assert await page.input_value("#personality") == "professional"
+        assert "tools" in await page.inner_text("#kept-keys")
+        await page.fill("#personality", "sales")
+        await page.fill("#first_message", "Hi, it's Bright Smiles!")
+        await page.select_option("#record", "on")
+        await _shot(page, shots, "number-edit")
+        await page.click("#edit-number button[type=submit]")
+        await page.wait_for_selector("p.notice >> text=Number updated")
+        assert "Bright Smiles" in await page.inner_text('#number-list tr[data-number="+14155550100"]')
+        repo = await h.cp.repository()
+        assert (await repo.list_phone_numbers(org.id))[0].agent_config == {
+            "tools": ["end_call"], "personality": "sales", "first_message": "Hi, it's Bright Smiles!", "record": True}
