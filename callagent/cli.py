@@ -213,7 +213,7 @@ def _cmd_number(args: argparse.Namespace) -> int:
     settings = _checked_settings()
     org_id = _uuid(args.org, "organisation id")
     try:
-        if args.action == "add":
+        if args.action in ("add", "update"):
             try:
                 overrides = orjson.loads(args.agent_config) if args.agent_config else {}
             except orjson.JSONDecodeError:
@@ -222,7 +222,12 @@ def _cmd_number(args: argparse.Namespace) -> int:
                 raise CommandError("--agent-config must be a JSON object")
             if args.personality:
                 overrides["personality"] = args.personality
-            number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+            if args.action == "add":
+                number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+            else:
+                number = run(admin.update_phone_number(org_id, args.number, overrides, settings=settings))
+                if number is None:
+                    raise CommandError("that organisation has no such number")
             print(f"{number.number} answers inbound calls with {orjson.dumps(number.agent_config).decode()}")
         elif args.action == "list":
             for number in run(admin.list_phone_numbers(org_id, settings=settings)):
@@ -325,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("number", help="E.164, e.g. +13125550100")
     add.add_argument("--personality", help="the agent's personality (default: the server's agent)")
     add.add_argument("--agent-config", metavar="JSON", help='other agent overrides, e.g. \'{"first_message": "Hi"}\'')
+    update = number_sub.add_parser("update", help="replace the agent that answers a number")
+    update.add_argument("org", help="organisation id")
+    update.add_argument("number", help="E.164, e.g. +13125550100")
+    update.add_argument("--personality", help="the agent's personality (default: the server's agent)")
+    update.add_argument("--agent-config", metavar="JSON", help="the other agent overrides (replacing the old ones)")
     listing = number_sub.add_parser("list", help="list an organisation's numbers")
     listing.add_argument("org", help="organisation id")
     remove = number_sub.add_parser("remove", help="stop answering a number")

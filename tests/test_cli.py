@@ -198,6 +198,14 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert main(["number", "list", org]) == 0
     assert capsys.readouterr().out.splitlines() == [
         '+13125550100  {"personality":"professional"}', '+13125550101  {"first_message":"Hello!"}']
+    assert main(["number", "update", org, "+13125550101", "--personality", "sales",
+                 "--agent-config", '{"language": "en-GB"}']) == 0
+    assert capsys.readouterr().out == ('+13125550101 answers inbound calls with '
+                                       '{"personality":"sales","language":"en-GB"}\n')
+    assert main(["number", "update", org, "+13125550199", "--personality", "sales"]) == 2
+    assert "no such number" in capsys.readouterr().err
+    assert main(["number", "update", org, "+13125550101", "--personality", "pirate"]) == 2
+    assert "unknown personality" in capsys.readouterr().err
     assert main(["number", "remove", org, "+13125550100"]) == 0
     assert main(["number", "remove", org, "+13125550100"]) == 2
 
