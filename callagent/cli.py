@@ -171,9 +171,19 @@ def _cmd_org(args: argparse.Namespace) -> int:
             print(f"{org.id}  {org.name}")
     elif args.action == "settings":
         org_id = _uuid(args.org, "organisation id")
+        changes: dict[str, object] = {}
         if args.record_calls is not None:
-            value = {"on": True, "off": False, "default": None}[args.record_calls]
-            org = run(admin.set_organisation_settings(org_id, settings=settings, record_calls=value))
+            changes["record_calls"] = {"on": True, "off": False, "default": None}[args.record_calls]
+        if args.tool_allowed_destinations is not None:
+            entries = [e.strip() for e in args.tool_allowed_destinations.split(",") if e.strip()]
+            changes["tool_allowed_destinations"] = entries if entries and entries != ["default"] else None
+        if changes:
+            try:
+                org = run(admin.set_organisation_settings(org_id, settings=settings, **changes))
+            except LookupError:
+                raise CommandError("no such organisation") from None
+            except ValueError as exc:  # names the entry by position
+                raise CommandError(str(exc)) from None
         else:
             org = run(admin.get_organisation(org_id, settings=settings))
         if org is None:
@@ -321,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings_.add_argument("org", help="organisation id")
     settings_.add_argument("--record-calls", choices=["on", "off", "default"],
                            help="record every call from answer (default: off)")
+    settings_.add_argument("--tool-allowed-destinations", metavar="LIST",
+                           help="internal hosts or CIDRs the organisation's HTTP tools may reach, comma-separated "
+                                "(default: none)")
     org.set_defaults(func=_cmd_org)
 
     number = sub.add_parser("number", help="an organisation's numbers for inbound calls")

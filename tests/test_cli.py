@@ -214,6 +214,13 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert "record_calls: True" in capsys.readouterr().out
     assert main(["org", "settings", org, "--record-calls", "default"]) == 0
     assert "record_calls: default" in capsys.readouterr().out
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "crm.internal, 10.1.0.0/16"]) == 0
+    assert "tool_allowed_destinations: ['crm.internal', '10.1.0.0/16']" in capsys.readouterr().out
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "ok.internal,http://x/"]) == 2
+    assert capsys.readouterr().err == ("callagent org: allowed destination #2 is neither a host name nor an IP "
+                                       "network\n")
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "default"]) == 0
+    assert "tool_allowed_destinations: default" in capsys.readouterr().out
 
 
 def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypatch, capsys):
