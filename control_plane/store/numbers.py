@@ -21,7 +21,8 @@ class PhoneNumberRepository(abc.ABC):
     @abc.abstractmethod
     async def remove_phone_number(self, org_id: UUID, number: str) -> bool: ...
     @abc.abstractmethod
-    async def update_phone_number(self, org_id: UUID, number: str, agent_config: dict[str, Any]) -> PhoneNumber | None:
+    async def update_phone_number(self, org_id: UUID, number: str,
+                                  agent_config: dict[str, Any]) -> PhoneNumber | None:
         """Replace the agent config of one of the organisation's numbers; None if it has no such number."""
 
 
@@ -59,7 +60,8 @@ class SqlPhoneNumberRepository(PhoneNumberRepository):
         n = await self.db.execute("DELETE FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)
         return n > 0
 
-    async def update_phone_number(self, org_id: UUID, number: str, agent_config: dict[str, Any]) -> PhoneNumber | None:
+    async def update_phone_number(self, org_id: UUID, number: str,
+                                  agent_config: dict[str, Any]) -> PhoneNumber | None:
         n = await self.db.execute("UPDATE phone_numbers SET agent_config = $3 WHERE org_id = $1 AND number = $2",
                                   org_id, number, agent_config)
         if not n:
