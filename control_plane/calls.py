@@ -20,6 +20,7 @@ import orjson
 from .agents import check_agent, org_tool_destinations
 from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
+from .knowledge.service import KnowledgeError
 from .store import Call, Conflict, Organisation, StatusChange, utcnow
 from .streamauth import stream_target
 from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
@@ -110,6 +111,11 @@ class CallService:
         cp.stream_url()  # configured? (checked before anything is written)
         webhook_url = cp.webhook_url()
         agent = check_agent(settings, request.agent_config, org_tool_destinations(org))
+        if agent.knowledge_bases:  # another organisation's (or a deleted) base is refused, not ignored
+            try:
+                await cp.knowledge.resolve(repo, org.id, agent.knowledge_bases)
+            except KnowledgeError as exc:
+                raise ApiError(422, "unknown_knowledge_base", str(exc)) from None
 
         limit = settings.api.call_starts_per_minute
         decision = await cp.rate_limiter.hit(f"call_starts:{org.id}", limit, RATE_WINDOW_S)

@@ -19,6 +19,7 @@ from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReport
 from engine.protocol import Start
 
 from .agents import org_tool_destinations, personalities
+from .knowledge.service import Retriever
 from .recorder import CallContext, UnknownCall
 from .sessions import CallSession
 from .streamauth import ANONYMOUS, StreamCredential
@@ -161,7 +162,17 @@ class CallPorts:
         return CallSetup(profile=self._profile(context.agent), actions=actions,
                          reporter=StoreReporter(self.cp, metadata, lease), history=history, turns=turns,
                          greeting=greeting,
-                         tool_destinations=await self._tool_destinations(context.org_id, context.agent))
+                         tool_destinations=await self._tool_destinations(context.org_id, context.agent),
+                         knowledge=await self._knowledge(context.org_id, context.agent))
+
+    async def _knowledge(self, org_id: Any, agent: Any) -> Retriever | None:
+        """A retriever over the knowledge bases the agent config attaches (of its own organisation)."""
+        if not agent.knowledge_bases:
+            return None
+        repo = await self.cp.repository()
+        # A base deleted since the call started is left out: the call goes on without it.
+        kb_ids = await self.cp.knowledge.resolve(repo, org_id, agent.knowledge_bases, strict=False)
+        return self.cp.knowledge.retriever(repo, kb_ids) if kb_ids else None
 
     async def _tool_destinations(self, org_id: Any, agent: Any) -> tuple[str, ...]:
         """The organisation's tool allow-list (read only for a call that has HTTP tools)."""

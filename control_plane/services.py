@@ -21,6 +21,7 @@ from .crypto import DataKeys, load_data_keys
 from .dialsweep import UnconfirmedDialSweeper
 from .errors import ApiError
 from .events import EventWorker
+from .knowledge.service import KnowledgeService
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .recorder import CallRecorder
 from .recovery import StreamRecovery
@@ -46,6 +47,7 @@ class ControlPlane:
         self.sessions: SessionStore = MemorySessionStore(settings.session_ttl_s)
         self.replay_guard: ReplayStore = MemoryReplayStore(settings.webhooks.tolerance_s)
         self._keys: DataKeys | None = None
+        self.knowledge = KnowledgeService(settings.knowledge)
         self._repo: Repository | None = None
         self._repo_lock = asyncio.Lock()
         self._owns_telnyx = False
@@ -111,6 +113,7 @@ class ControlPlane:
         if self._repo is not None:
             await self._repo.close()
             self._repo = None
+        await self.knowledge.close()
         if self.redis is not None:
             await self.redis.aclose()
             self.redis = None

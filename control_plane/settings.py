@@ -21,6 +21,7 @@ from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
 from .dashboard.settings import DashboardSettings
+from .knowledge.settings import KnowledgeSettings
 
 ENV_PREFIX = "CALLAGENT_"
 NESTED_DELIMITER = "__"
@@ -199,6 +200,7 @@ class Settings(BaseSettings):
     campaigns: CampaignSettings = CampaignSettings()
     streams: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     log_level: str = Field("INFO", description="Python logging level.")
     data_dir: Path = Field(
         default_factory=default_data_dir,

@@ -4,6 +4,7 @@
 * :mod:`.tts` — Telnyx TTS WebSocket (espeak-ng speech, or a tone when it is missing).
 * :mod:`.llm` — OpenAI-compatible chat completions (scripted answers, tool calls, JSON
   schema output) and ``/v1/audio/speech``.
+* :mod:`.embeddings` — OpenAI-compatible ``/v1/embeddings`` (deterministic hashed bag of words).
 * :mod:`.server` — all three on one aiohttp app: :func:`start_emulators` in-process, or
   ``python -m bench.emulators.server`` as a separate process.
 * :mod:`.profiles` — latency profiles and the fault switch (how to break one call).

@@ -33,6 +33,7 @@ from engine import _audioop as audioop
 
 from ..corpus.model import load_corpus
 from . import llm, stt, tts
+from .embeddings import EmbeddingsEmulator
 from .profiles import FaultSwitch, LatencyProfile, get_profile
 
 Utterances = Mapping[str, bytes] | Iterable[tuple[str, bytes]]
@@ -49,6 +50,7 @@ class RunningEmulators:
     stt: stt.SttEmulator
     tts: tts.TtsEmulator
     llm: llm.LlmEmulator
+    embeddings: EmbeddingsEmulator | None = None
     runner: web.AppRunner | None = None
 
     @property
@@ -103,6 +105,8 @@ def build_app(profile: str | LatencyProfile = "fast", *, known_utterances: Utter
     app.router.add_get(stt.PATH, emulators.stt.handle)
     app.router.add_get(tts.PATH, emulators.tts.handle)
     emulators.llm.add_routes(app, "/v1")
+    emulators.embeddings = EmbeddingsEmulator(api_key)
+    app.router.add_post("/v1/embeddings", emulators.embeddings.handle)
     _add_control_routes(app, emulators)
     return app, emulators
 

@@ -30,6 +30,7 @@ from .config import AgentProfile
 from .dtmf import describe_keys
 from .egress import EgressPolicy
 from .history import Conversation
+from .knowledge import SEARCH_TOOL, SEARCH_TOOL_NAME, TurnKnowledge
 from .phrases import PhraseCache
 from .ports import CallActions, CallReport, CallReporter, CallSetup, NoActions, NoReporter, StreamRefused
 from .recogniser import Recogniser
@@ -118,6 +119,7 @@ class CallAgent(MediaListener):
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
         self.tools = tool_definitions(profile)
+        self.knowledge: TurnKnowledge | None = None  # set when the call's setup attaches knowledge
         self.conversation = Conversation(profile.system_prompt)
         self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s))
         self.speculation = self.policy.speculation
@@ -191,6 +193,9 @@ class CallAgent(MediaListener):
                 self.control.actions = setup.actions
                 self.records.reporter = setup.reporter
                 self.tools = tool_definitions(setup.profile)
+                if setup.knowledge is not None:
+                    self.knowledge = TurnKnowledge(setup.knowledge)
+                    self.tools = [*self.tools, SEARCH_TOOL]
                 self.conversation = Conversation(setup.profile.system_prompt)
                 self.policy.reconfigure(turn_config(setup.profile, self.stt, self.stt_final_timeout_s))
                 if self.tool_client is not None and setup.tool_destinations:
@@ -218,6 +223,9 @@ class CallAgent(MediaListener):
     def on_endpoint(self, event: EndpointEvent, now: float) -> None:
         if not self._stopped:
             self._feed(_ENDPOINT_EVENTS[event](now))
+            if event is EndpointEvent.TENTATIVE_END and self.knowledge is not None:
+                # Search on the signal that starts speculation, while the recogniser finalizes.
+                self.knowledge.prefetch(self.policy.transcript, self.session.current_turn)
 
     def confirm_barge_in(self) -> bool:
         """The VAD heard the caller talk over the reply long enough for a barge-in; the policy
@@ -432,8 +440,17 @@ class CallAgent(MediaListener):
     # -- tools and call control ---------------------------------------------------------------
 
     async def _run_tools(self, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
-        return await self.control.run_tools(calls, messages, self.conversation, self.profile.config,
-                                            self.tool_client, self.tool_policy)
+        searched = False
+        if self.knowledge is not None:  # the model's own knowledge query; the rest is call control's
+            for call in [c for c in calls if c.name == SEARCH_TOOL_NAME]:
+                result = await self.knowledge.run_tool(call.arguments)
+                self.conversation.add_tool_exchange(call.id, call.name, call.arguments, result)
+                messages.extend(self.conversation.messages[-2:])
+                searched = True
+            calls = [c for c in calls if c.name != SEARCH_TOOL_NAME]
+        ran = await self.control.run_tools(calls, messages, self.conversation, self.profile.config,
+                                           self.tool_client, self.tool_policy)
+        return ran or searched
 
     def _keys_entered(self, digits: str) -> None:
         sequence = self.profile.config.pci_dtmf_sequence
@@ -463,6 +480,8 @@ class CallAgent(MediaListener):
                 self._report_turn(reply, heard, interrupted=True)
             reply.cancel()
             self._reply = None
+        if self.knowledge is not None:
+            self.knowledge.close()
         await self._tasks.cancel_all()
         await self.recogniser.aclose()
         summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors)

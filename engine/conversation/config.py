@@ -81,6 +81,7 @@ MAX_URL_CHARS = 2_048
 MAX_SUMMARY_FIELDS = 20
 MAX_OUTCOME_VALUES = 20
 MAX_TRANSFER_CHARS = 256
+MAX_KNOWLEDGE_BASES = 8
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _HEADER_VALUE = re.compile(r"^[^\r\n\x00]*$")
@@ -199,6 +200,17 @@ class AgentConfig(BaseModel):
         default_factory=dict, description="Extra outcome fields to extract at hang-up: name -> description."
     )
     outcome_values: tuple[str, ...] = ("resolved", "follow_up", "not_interested", "voicemail", "no_conversation")
+    knowledge_bases: tuple[str, ...] = Field(
+        (), description="The organisation's knowledge bases (ids or names) the agent answers from.")
+
+    @field_validator("knowledge_bases")
+    @classmethod
+    def _knowledge_bases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_KNOWLEDGE_BASES:
+            raise ValueError(f"knowledge_bases has more than {MAX_KNOWLEDGE_BASES} entries")
+        if any(not v.strip() or len(v) > 200 for v in value):
+            raise ValueError("knowledge_bases entries must be 1-200 characters")
+        return value
 
     @field_validator("system_prompt")
     @classmethod
