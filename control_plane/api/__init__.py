@@ -35,6 +35,7 @@ from .schemas import (
     OrganisationOut,
     OrganisationSettingsPatch,
     StartCallRequest,
+    ToolSigningSecret,
     StartCallResponse,
 )
 
@@ -113,6 +114,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("PATCH", "/api/organisation/settings", numbers.update_organisation_settings,
              "updateOrganisationSettings", "Change the organisation's settings (null resets one)",
              "organisation", OrganisationOut, body=OrganisationSettingsPatch, errors=(400, 401, 413, 415)),
+    Endpoint("GET", "/api/organisation/tool-signing-secret", numbers.get_tool_signing_secret,
+             "getToolSigningSecret", "The secrets HTTP tool requests of this organisation are signed with",
+             "organisation", ToolSigningSecret, errors=(401, 409)),
     Endpoint("POST", "/api/campaigns", campaigns.create_campaign, "createCampaign",
              "Create an outbound campaign (agent, caller numbers, pacing, window, retries)", "campaigns",
              CampaignOut, 201, body=CreateCampaignRequest, errors=(400, 401, 413, 415, 422)),

@@ -42,6 +42,7 @@ from ..session import MediaListener, MediaSession
 from ..timeline import TurnTimeline
 from .chunker import SpeechChunker
 from .config import AgentProfile
+from .context import ToolContext
 from .dtmf import DtmfCollector, describe_keys
 from .history import Conversation, SpokenText
 from .phrases import PhraseCache
@@ -300,6 +301,7 @@ class CallAgent(MediaListener):
         self.phrases = phrases or PhraseCache(tts)
         self.tool_client = tool_client
         self.tool_policy: EgressPolicy | None = None  # the server's, unless the call's setup says otherwise
+        self.tool_context: ToolContext | None = None  # the call's, from its setup
         # How long a turn waits, after its end, for a final still owed (None: the STT's own bound).
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
@@ -389,6 +391,7 @@ class CallAgent(MediaListener):
                 self._dtmf = DtmfCollector(setup.profile.config.gather)
                 if self.tool_client is not None and setup.tool_destinations:
                     self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
+                self.tool_context = setup.tool_context
                 greeting = setup.profile.config.first_message
                 if setup.history:  # picked up again: the conversation goes on
                     self.conversation.messages = [dict(m) for m in setup.history]
@@ -962,13 +965,13 @@ class CallAgent(MediaListener):
                                   ("recording resumed" if not self.pci else "the call is not being recorded"))
                 follow_up = True
             else:
-                tool = next((t for t in self.profile.config.http_tools if t.name == call.name), None)
-                if tool is None:
-                    result = f"error: unknown tool {call.name}"
-                elif self.tool_client is None:
+                if self.tool_client is None:
                     result = f"error: {call.name} is unavailable"
                 else:
-                    result = await self.tool_client.run(tool, call.arguments, self.tool_policy)
+                    context = self.tool_context or ToolContext(call_control_id=self.call_control_id,
+                                                               variables=self.profile.config.variables)
+                    result = await self.tool_client.call(self.profile.config, call.name, call.arguments,
+                                                         context, self.tool_policy)
                 self._record_tool(call, messages, result)
                 follow_up = True
         return follow_up

@@ -67,6 +67,8 @@ class CallSetup:
     history: list[dict[str, Any]] = field(default_factory=list)
     turns: int = 0
     greeting: str | None = None
+    tool_context: Any = None
+    """The :class:`~.context.ToolContext` this call's user tools receive (and sign with)."""
 
 
 class StreamRefused(Exception):
