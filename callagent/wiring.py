@@ -150,9 +150,20 @@ def check_voices(settings: Settings) -> None:
             raise SettingsError([f"{where}: {exc}"]) from None
 
 
+def check_default_agent(settings: Settings) -> None:
+    """The default agent resolves (its personality, its function tools installed): a mistake
+    stops ``serve`` with one line, not every call."""
+    try:
+        default_profile(settings)
+    except AgentConfigError as exc:
+        where = "CALLAGENT_AGENT__FUNCTION_TOOLS" if "function tools" in str(exc) else "CALLAGENT_AGENT__PERSONALITY"
+        raise SettingsError([f"{where}: {exc}"]) from None
+
+
 async def build_providers(settings: Settings) -> Providers:
     cfg = settings.providers
     check_voices(settings)
+    check_default_agent(settings)
     try:
         registry.check_names(cfg)  # an unknown name fails before anything is started
     except ProviderSettingsError as exc:

@@ -144,3 +144,11 @@ def test_an_llm_key_needs_no_telnyx_key():
     with pytest.raises(SettingsError) as caught:
         asyncio.run(build(telnyx_api_key=None, providers={"mode": "remote", "llm_api_key": "sk-l"}))
     assert caught.value.lines == ["CALLAGENT_PROVIDERS__STT=telnyx needs TELNYX_API_KEY"]
+
+
+def test_an_uninstalled_function_tool_in_the_default_agent_is_a_settings_line():
+    with pytest.raises(SettingsError) as caught:
+        asyncio.run(build_providers(Settings(_env_file=None, telnyx_api_key=None,
+                                             agent={"function_tools": ["order_status"]})))
+    (line,) = caught.value.lines
+    assert line.startswith("CALLAGENT_AGENT__FUNCTION_TOOLS: unknown function tools in function_tools; installed:")
