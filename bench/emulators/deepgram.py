@@ -194,10 +194,10 @@ class _Connection:
                 self.sha.update(data)
                 pcm = audioop.ulaw2lin(data, 2) if self.mulaw else data
                 before = self.audio_s
-                was_speaking = self.stream._in_segment
+                was_speaking = self.stream.in_segment
                 self.samples += len(pcm) // 2
                 results = self.stream.push(pcm)
-                if self.vad_events and not was_speaking and self.stream._in_segment:
+                if self.vad_events and not was_speaking and self.stream.in_segment:
                     self._queue(now, {"type": "SpeechStarted", "channel": [0], "timestamp": round(before, 3)})
                     stats.speech_started_sent += 1
                 for result in results:
@@ -251,7 +251,7 @@ class _Connection:
         self.emulator.stats.results_sent += 1
 
     def _utterance_end(self, now: float) -> None:
-        if self.utterance_end_ms is None or self.last_word_end is None or self.stream._in_segment:
+        if self.utterance_end_ms is None or self.last_word_end is None or self.stream.in_segment:
             return
         if self.audio_s - self.last_word_end >= self.utterance_end_ms / 1000:
             self._queue(now, {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": round(self.last_word_end, 3)})

@@ -21,6 +21,7 @@ the model can talk about, never an exception into the call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import logging
@@ -206,7 +207,7 @@ def _load(entry: EntryPoint) -> FunctionTool:
     else:
         raise ToolLoadError(f"tool {entry.name!r} ({entry.value}) is not a function")
     if tool.name != entry.name:  # the entry point's name is the one agents enable
-        tool = FunctionTool(**{**tool.__dict__, "name": entry.name})
+        tool = dataclasses.replace(tool, name=entry.name)
     return tool
 
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from .base import ChatModel, SpeechToText, TextToSpeech
+from .config import ProvidersConfig
+from .deepgram_stt import DeepgramOptions, DeepgramSpeechToText
 from .openai_chat import OpenAIChatConfig, OpenAIChatModel
+from .openai_tts import OpenAITextToSpeech, OpenAITtsConfig
 from .registry import ProviderContext
 from .telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from .telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from .voices import catalogue_for
 
 TELNYX_LLM_URL = "https://api.telnyx.com/v2/ai/openai"
 
@@ -45,8 +49,6 @@ def whisper_stt(context: ProviderContext) -> SpeechToText:
 
 
 def deepgram_stt(context: ProviderContext) -> SpeechToText:
-    from .deepgram_stt import DeepgramOptions, DeepgramSpeechToText
-
     options = context.options_as(DeepgramOptions)
     url = context.local_endpoints.get("stt.deepgram")
     if url is not None:  # local mode: the emulator, with the emulators' key
@@ -69,22 +71,19 @@ def telnyx_tts(context: ProviderContext) -> TextToSpeech:
 def openai_tts(context: ProviderContext) -> TextToSpeech:
     if context.local:  # the TTS emulator stands in (it takes the same voices)
         return telnyx_tts(context)
-    from .openai_tts import OpenAITextToSpeech, OpenAITtsConfig
-    from .voices import catalogue_for
-
     cfg = context.providers
     key = context.require(cfg.openai_api_key, "CALLAGENT_PROVIDERS__OPENAI_API_KEY")
     return OpenAITextToSpeech(OpenAITtsConfig(api_key=key, base_url=cfg.openai_base_url), voices=catalogue_for(cfg))
 
 
 def piper_tts(context: ProviderContext) -> TextToSpeech:
-    from .piper_tts import PiperTextToSpeech
+    from .piper_tts import PiperTextToSpeech  # the optional [local-ai] extra: imported only when chosen
 
     return PiperTextToSpeech()
 
 
 def espeak_tts(context: ProviderContext) -> TextToSpeech:
-    from .espeak_tts import EspeakTextToSpeech, EspeakTtsConfig
+    from .espeak_tts import EspeakTextToSpeech, EspeakTtsConfig  # (a subprocess wrapper: only when chosen)
 
     return EspeakTextToSpeech(EspeakTtsConfig(voice=context.providers.espeak_voice))
 
@@ -105,7 +104,7 @@ def openai_llm(context: ProviderContext) -> ChatModel:
     return OpenAIChatModel(chat_config(cfg, api_key=key, base_url=cfg.llm_base_url, model=cfg.llm_model))
 
 
-def chat_config(cfg, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:  # type: ignore[no-untyped-def]
+def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:
     """The LLM client's settings: only the sampling options the deployment set are sent."""
     return OpenAIChatConfig(
         api_key=api_key, base_url=base_url, model=model, temperature=cfg.llm_temperature,
