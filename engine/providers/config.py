@@ -66,8 +66,9 @@ class ProvidersConfig(BaseModel):
     llm: str = Field("openai", pattern=_PROVIDER_NAME,
                      description="LLM provider: openai (any OpenAI-compatible API) or an installed plugin's.")
     options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Each provider's own settings block, by provider name "
-        "(CALLAGENT_PROVIDERS__OPTIONS__DEEPGRAM__API_KEY=...).")
+        default_factory=dict, repr=False,  # (API keys live here: never in a printed settings object)
+        description="Each provider's own settings block, by provider name "
+        "(CALLAGENT_PROVIDERS__OPTIONS__DEEPGRAM__API_KEY=...); validated by the provider, secrets as SecretStr.")
 
     llm_base_url: str = Field("https://api.telnyx.com/v2/ai/openai", description="Any OpenAI-compatible API.")
     llm_model: str = "moonshotai/Kimi-K2.5"

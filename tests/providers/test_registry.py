@@ -152,3 +152,8 @@ def test_an_uninstalled_function_tool_in_the_default_agent_is_a_settings_line():
                                              agent={"function_tools": ["order_status"]})))
     (line,) = caught.value.lines
     assert line.startswith("CALLAGENT_AGENT__FUNCTION_TOOLS: unknown function tools in function_tools; installed:")
+
+
+def test_a_providers_options_never_print():
+    settings = Settings(_env_file=None, providers={"options": {"deepgram": {"api_key": "dg-secret-value"}}})
+    assert "dg-secret-value" not in repr(settings) and "dg-secret-value" not in str(settings.providers)
