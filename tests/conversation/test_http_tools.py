@@ -374,3 +374,33 @@ def test_without_a_signing_key_requests_carry_no_signature_and_the_org_endpoint_
     rotated = ToolEgressConfig(signing_key="n" * 32, previous_signing_key="o" * 32).signing_secrets("org-1")
     assert len(rotated) == 2 and rotated[0] == ToolEgressConfig(signing_key="n" * 32).signing_secrets("org-1")[0]
 
+
+
+@pytest.mark.parametrize("status", [307, 302])
+def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
+    seen = []
+
+    async def bounce(request):
+        raise web.HTTPTemporaryRedirect("/again") if status == 307 else web.HTTPFound("/again")
+
+    async def again(request):
+        seen.append((request.method, await request.read(), dict(request.headers)))
+        return web.Response(text="ok")
+
+    secret = b"ts_" + b"0" * 64
+    context = ToolContext(call_id="c-1", signing_secrets=(secret,))
+
+    async def main():
+        runner, base = await _serve(("POST", "/bounce", bounce), ("POST", "/again", again), ("GET", "/again", again))
+        client = ToolClient(LOCAL)
+        result = await client.run(tool(base + "/bounce"), '{"a": 1}', context=context)
+        await client.aclose()
+        await runner.cleanup()
+        return result
+
+    assert run(main()) == "ok"
+    ((method, body, headers),) = seen
+    if status == 307:  # the same POST, the same body: its signature still verifies
+        assert method == "POST" and verify(secret, headers, body)
+    else:  # a GET without the body: no signature of a body it does not carry
+        assert method == "GET" and body == b"" and SIGNATURE_HEADER not in headers
