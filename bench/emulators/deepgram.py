@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from engine import _audioop as audioop
 
-from . import drop_connection
+from .common import drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 from .stt import PUNCTUATION_QUERY, Result, StreamRecogniser, UtteranceRecogniser, strip_punctuation
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import ApiError, json_response, read_json
 from engine.conversation.context import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
+from ..context import control_plane
+from ..errors import ApiError, json_response, read_json
 from ..numbers import NumberTaken, register_number, update_settings
 from ..phone import InvalidPhoneNumber
-from .handlers import _cp, _org, _phone_param
+from .handlers import _org, _phone_param
 from .schemas import (
     AddNumberRequest,
     NumberList,
@@ -24,7 +25,7 @@ from .schemas import (
 
 async def add_number(request: web.Request) -> web.Response:
     body = await read_json(request, AddNumberRequest)
-    cp = _cp(request)
+    cp = control_plane(request)
     repo = await cp.repository()
     try:
         number = await register_number(repo, cp.settings, _org(request).id, body.number,
@@ -37,14 +38,14 @@ async def add_number(request: web.Request) -> web.Response:
 
 
 async def list_numbers(request: web.Request) -> web.Response:
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     numbers = await repo.list_phone_numbers(_org(request).id)
     return json_response(NumberList(data=[NumberOut.model_validate(n, from_attributes=True) for n in numbers]))
 
 
 async def remove_number(request: web.Request) -> web.Response:
     number = _phone_param(request)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     if not await repo.remove_phone_number(_org(request).id, number):
         raise ApiError(404, "not_found", "this organisation has no such number")
     return json_response(NumberRemoved(number=number))
@@ -56,7 +57,7 @@ async def get_organisation(request: web.Request) -> web.Response:
 
 async def update_organisation_settings(request: web.Request) -> web.Response:
     body = await read_json(request, OrganisationSettingsPatch)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     try:
         org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True))
     except ValueError as exc:  # an allow-list entry that is neither a host nor a network (named by position)
@@ -69,7 +70,7 @@ async def update_organisation_settings(request: web.Request) -> web.Response:
 async def get_tool_signing_secret(request: web.Request) -> web.Response:
     """The secrets this organisation's HTTP tool requests are signed with (derived per
     organisation from the server's ``tools.signing_key``; see engine/conversation/context.py)."""
-    secrets = _cp(request).settings.tools.signing_secrets(str(_org(request).id))
+    secrets = control_plane(request).settings.tools.signing_secrets(str(_org(request).id))
     if not secrets:
         raise ApiError(409, "signing_disabled", "this server does not sign tool requests "
                        "(the operator sets CALLAGENT_TOOLS__SIGNING_KEY)")

@@ -14,12 +14,15 @@ from pydantic import SecretStr
 from .base import ChatModel, SpeechToText, TextToSpeech
 from .config import ProvidersConfig
 from .deepgram_stt import DeepgramOptions, DeepgramSpeechToText
+from .espeak_tts import EspeakTextToSpeech, EspeakTtsConfig
 from .openai_chat import OpenAIChatConfig, OpenAIChatModel
 from .openai_tts import OpenAITextToSpeech, OpenAITtsConfig
+from .piper_tts import PiperTextToSpeech
 from .registry import ProviderContext
 from .telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from .telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 from .voices import catalogue_for
+from .whisper_stt import WhisperSpeechToText, WhisperSttConfig
 
 TELNYX_LLM_URL = "https://api.telnyx.com/v2/ai/openai"
 
@@ -42,8 +45,6 @@ def telnyx_stt(context: ProviderContext) -> SpeechToText:
 
 
 def whisper_stt(context: ProviderContext) -> SpeechToText:
-    from .whisper_stt import WhisperSpeechToText, WhisperSttConfig  # the optional [local-ai] extra
-
     cfg = context.providers
     return WhisperSpeechToText(WhisperSttConfig(language=cfg.stt_language, cpu_threads=cfg.whisper_threads))
 
@@ -77,14 +78,10 @@ def openai_tts(context: ProviderContext) -> TextToSpeech:
 
 
 def piper_tts(context: ProviderContext) -> TextToSpeech:
-    from .piper_tts import PiperTextToSpeech  # the optional [local-ai] extra: imported only when chosen
-
     return PiperTextToSpeech()
 
 
 def espeak_tts(context: ProviderContext) -> TextToSpeech:
-    from .espeak_tts import EspeakTextToSpeech, EspeakTtsConfig  # (a subprocess wrapper: only when chosen)
-
     return EspeakTextToSpeech(EspeakTtsConfig(voice=context.providers.espeak_voice))
 
 
