@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from engine.conversation.config import AgentProfile, resolve
+from engine.conversation.context import ToolContext
 from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReporter, TurnRecord
 from engine.protocol import Start
 
@@ -163,7 +164,8 @@ class CallPorts:
                          reporter=StoreReporter(self.cp, metadata, lease), history=history, turns=turns,
                          greeting=greeting,
                          tool_destinations=await self._tool_destinations(context.org_id, context.agent),
-                         knowledge=await self._knowledge(context.org_id, context.agent))
+                         knowledge=await self._knowledge(context.org_id, context.agent),
+                         tool_context=self._tool_context(context))
 
     async def _knowledge(self, org_id: Any, agent: Any) -> Retriever | None:
         """A retriever over the knowledge bases the agent config attaches (of its own organisation)."""
@@ -173,6 +175,16 @@ class CallPorts:
         # A base deleted since the call started is left out: the call goes on without it.
         kb_ids = await self.cp.knowledge.resolve(repo, org_id, agent.knowledge_bases, strict=False)
         return self.cp.knowledge.retriever(repo, kb_ids) if kb_ids else None
+
+    def _tool_context(self, context: CallContext) -> ToolContext:
+        """What the call's user tools are told about it, and the organisation's signing secrets."""
+        org = str(context.org_id)
+        return ToolContext(
+            call_id=str(context.call_id), organisation_id=org, call_control_id=context.call_control_id,
+            from_number=context.from_number, to_number=context.to_number, direction=context.direction,
+            variables=dict(context.agent.variables),
+            signing_secrets=tuple(s.encode() for s in self.cp.settings.tools.signing_secrets(org)),
+        )
 
     async def _tool_destinations(self, org_id: Any, agent: Any) -> tuple[str, ...]:
         """The organisation's tool allow-list (read only for a call that has HTTP tools)."""

@@ -27,6 +27,7 @@ from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Tr
 from ..session import MediaListener, MediaSession
 from .call_control import CallControl
 from .config import AgentProfile
+from .context import ToolContext
 from .dtmf import describe_keys
 from .egress import EgressPolicy
 from .history import Conversation
@@ -115,6 +116,7 @@ class CallAgent(MediaListener):
         self.phrases = phrases or PhraseCache(tts)
         self.tool_client = tool_client
         self.tool_policy: EgressPolicy | None = None  # the server's, unless the call's setup says otherwise
+        self.tool_context: ToolContext | None = None  # the call's, from its setup
         # How long a turn waits, after its end, for a final still owed (None: the STT's own bound).
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
@@ -200,6 +202,7 @@ class CallAgent(MediaListener):
                 self.policy.reconfigure(turn_config(setup.profile, self.stt, self.stt_final_timeout_s))
                 if self.tool_client is not None and setup.tool_destinations:
                     self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
+                self.tool_context = setup.tool_context
                 greeting = setup.profile.config.first_message
                 if setup.history:  # picked up again: the conversation goes on
                     self.conversation.messages = [dict(m) for m in setup.history]
@@ -440,6 +443,8 @@ class CallAgent(MediaListener):
     # -- tools and call control ---------------------------------------------------------------
 
     async def _run_tools(self, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
+        context = self.tool_context or ToolContext(call_control_id=self.call_control_id,
+                                                   variables=self.profile.config.variables)
         searched = False
         if self.knowledge is not None:  # the model's own knowledge query; the rest is call control's
             for call in [c for c in calls if c.name == SEARCH_TOOL_NAME]:
@@ -449,7 +454,7 @@ class CallAgent(MediaListener):
                 searched = True
             calls = [c for c in calls if c.name != SEARCH_TOOL_NAME]
         ran = await self.control.run_tools(calls, messages, self.conversation, self.profile.config,
-                                           self.tool_client, self.tool_policy)
+                                           self.tool_client, self.tool_policy, context)
         return ran or searched
 
     def _keys_entered(self, digits: str) -> None:

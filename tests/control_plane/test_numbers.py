@@ -138,6 +138,26 @@ async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_
 
 
 @run_async
+async def test_each_organisation_reads_its_own_tool_signing_secret(tmp_path):
+    from engine.conversation.egress import ToolEgressConfig
+
+    async with harness(make_settings(tmp_path)) as h:  # no signing key: a clear 409
+        _, headers = await h.org("A")
+        off = await h.client.get("/api/organisation/tool-signing-secret", headers=headers)
+        assert off.status == 409 and (await off.json())["error"]["code"] == "signing_disabled"
+    key = "s" * 40
+    async with harness(make_settings(tmp_path / "on", tools={"signing_key": key})) as h:
+        org_a, headers_a = await h.org("A")
+        org_b, headers_b = await h.org("B")
+        a = await (await h.client.get("/api/organisation/tool-signing-secret", headers=headers_a)).json()
+        b = await (await h.client.get("/api/organisation/tool-signing-secret", headers=headers_b)).json()
+        assert a["secrets"] == list(ToolEgressConfig(signing_key=key).signing_secrets(str(org_a.id)))
+        assert a["secrets"] != b["secrets"] and key not in str(a)
+        assert a["signature_header"] == "Callagent-Signature"
+        assert (await h.client.get("/api/organisation/tool-signing-secret")).status == 401
+
+
+@run_async
 async def test_an_inbound_call_runs_the_agent_set_for_its_number_in_the_dashboard(tmp_path):
     """Issue 16: an inbound line set up from a browser alone (no Python, no REST) answers
     with the agent config given in the dashboard's number form."""
