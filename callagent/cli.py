@@ -34,11 +34,11 @@ def _version() -> str:
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
-    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner, create_app
+    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, METRICS_KEY, app_runner, create_app
     from control_plane.drain import drain
 
     from .local import free_port, start_local_carrier
-    from .wiring import agent_factory, build_providers, tuned_for_providers
+    from .wiring import agent_factory, build_providers, provider_names, tuned_for_providers
 
     carrier = None
     if settings.telnyx_api_key is None:
@@ -51,6 +51,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     runner = None
     try:
         app = create_app(settings, listener_factory=agent_factory(settings, providers))
+        app[METRICS_KEY].set_providers(**provider_names(settings))
         runner = app_runner(app)
         await runner.setup()
         try:
@@ -79,7 +80,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     for name in unknown_variables():
         log.warning("unknown setting %s is ignored", name)
     run(_serve(settings, args.host or settings.server.host, args.port if args.port is not None else settings.server.port))

@@ -18,6 +18,7 @@ from typing import Any
 
 from .crypto import DataKeys, load_data_keys
 from .errors import ApiError
+from .metrics import ControlPlaneMetrics
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from .sessions import MemorySessionStore, RedisSessionStore, SessionStore
@@ -31,8 +32,10 @@ DRAIN_RETRY_AFTER_S = 5
 
 
 class ControlPlane:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: ControlPlaneMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or ControlPlaneMetrics()
+        self.metrics.watch_pool(lambda: getattr(self._repo, "pool", None))
         self.telnyx: Any = None
         self.redis: Any = None
         self.rate_limiter: RateLimiter = MemoryRateLimiter()

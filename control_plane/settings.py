@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,8 @@ class ServerSettings(BaseModel):
     body_timeout_s: float = Field(
         10.0, gt=0, description="A request body (REST, webhooks) not fully received within this time gets 408."
     )
+    access_log: bool = Field(
+        False, description="Log one line per HTTP request (logger aiohttp.access). Off: /metrics counts them.")
     drain_grace_s: float = Field(
         30.0, ge=0,
         description="On SIGTERM: how long live calls may run on before their media streams are handed over "
@@ -164,6 +167,9 @@ class Settings(BaseSettings):
     streams: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line (time, level, logger, message, call_id when known), "
+        "for log collectors.")
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Where the embedded store keeps its files and keys (made absolute; default "

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from typing import Any
 
 log = logging.getLogger("control_plane.campaigns.worker")
@@ -60,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     from ..settings import Settings
 
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..logfmt import configure
+
+    configure(settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings, webhooks=args.webhooks))
 

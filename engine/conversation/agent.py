@@ -289,8 +289,11 @@ class CallAgent(MediaListener):
         tool_client: ToolClient | None = None,
         stt_final_timeout_s: float | None = None,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
+        on_provider_error: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
+        # Told the provider's name on each failure (the metrics layer counts them).
+        self._on_provider_error = on_provider_error
         self.setup = setup
         self.stt = stt
         self.llm = llm
@@ -590,6 +593,7 @@ class CallAgent(MediaListener):
                 ))
             except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
                 self.errors.append(f"stt open: {exc}")
+                self._provider_failed(exc, "stt")
                 if attempt == 0:
                     continue
                 self._fail("speech recognition unavailable")
@@ -601,6 +605,7 @@ class CallAgent(MediaListener):
 
     def _on_stt_error(self, error: ProviderError) -> None:
         self.errors.append(f"stt: {error}")
+        self._provider_failed(error, "stt")
         if self._stopped:
             return
         stt, self._stt = self._stt, None
@@ -894,8 +899,14 @@ class CallAgent(MediaListener):
     def _messages_for(self, user_text: str) -> list[dict[str, Any]]:
         return self.conversation.for_model() + [{"role": "user", "content": user_text}]
 
+    def _provider_failed(self, exc: BaseException, fallback: str) -> None:
+        if self._on_provider_error is not None:
+            name = exc.provider if isinstance(exc, ProviderError) else fallback
+            self._on_provider_error(name)
+
     def _reply_failed(self, reply: _Reply, exc: BaseException) -> None:
         self.errors.append(f"reply {reply.utterance_id}: {exc}")
+        self._provider_failed(exc, "llm_or_tts")
         if reply is not self._reply or self._stopped:
             return
         log.warning("call %s: provider failure (%s); attempt %d", self.call_control_id, exc, reply.attempt + 1)
@@ -1070,6 +1081,7 @@ class CallAgent(MediaListener):
             result = await asyncio.wait_for(self.llm.complete_json(messages, schema), 3 * config.provider_deadline_s)
         except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
             self.errors.append(f"summary: {exc}")
+            self._provider_failed(exc, "llm")
             return None, None
         summary = result.pop("summary", None)
         return (summary if isinstance(summary, str) else None), result
