@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client.exposition import choose_encoder
 
 from engine.conversation.agent import finish_reports
 from engine.edge import ListenerFactory, MediaStreamEndpoint
@@ -26,7 +25,7 @@ from .dashboard.routes import dashboard_app
 from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
 from .health import readiness
-from .metrics import UNMATCHED_ROUTE, ControlPlaneMetrics, event_loop_watch
+from .metrics import UNMATCHED_ROUTE, ControlPlaneMetrics, event_loop_watch, exposition
 from .services import ControlPlane
 from .settings import Settings
 from .streamauth import StreamGate
@@ -48,9 +47,8 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    # OpenMetrics to a scraper that asks for it (Prometheus does), the classic text format otherwise.
-    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return web.Response(body=encode(request.app[METRICS_KEY].registry), headers={"Content-Type": content_type})
+    body, content_type = exposition(request.app[METRICS_KEY].registry, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def _route_of(request: web.Request) -> str:

@@ -22,6 +22,7 @@ from prometheus_client import (
     CollectorRegistry, Counter, Gauge, GCCollector, Histogram, ProcessCollector, disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 # Request and lag buckets: sub-millisecond REST answers up to slow webhooks behind a stalled DB.
@@ -130,6 +131,13 @@ class ControlPlaneMetrics:
 
     def call_step(self, step: str) -> None:
         self._calls[step].inc()
+
+
+def exposition(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
+    """The registry as a scrape body and its content type: OpenMetrics to a scraper that asks
+    for it (Prometheus does), the classic text format otherwise."""
+    encode, content_type = choose_encoder(accept)
+    return encode(registry), content_type
 
 
 LOOP_LAG_INTERVAL_S = 0.5
