@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
+from . import redisconn
 from .crypto import DataKeys, load_data_keys
 from .errors import ApiError
 from .metrics import ControlPlaneMetrics
@@ -78,9 +79,7 @@ class ControlPlane:
         self._started = True
         settings = self.settings
         if settings.redis_url is not None:
-            import redis.asyncio as redis
-
-            self.redis = redis.from_url(settings.redis_url.get_secret_value())
+            self.redis = redisconn.connect(settings.redis_url.get_secret_value())
             prefix = settings.redis_key_prefix
             self.rate_limiter = RedisRateLimiter(self.redis, prefix)
             self.replay_guard = RedisReplayStore(self.redis, prefix, settings.webhooks.tolerance_s)

@@ -201,8 +201,16 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         None, validation_alias=AliasChoices("CALLAGENT_DATABASE_URL", "DATABASE_URL")
     )
-    redis_url: SecretStr | None = Field(None, validation_alias=AliasChoices("CALLAGENT_REDIS_URL", "REDIS_URL"))
-    redis_key_prefix: str = Field("callagent:", description="Prefix of every Redis key this process writes.")
+    redis_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("CALLAGENT_REDIS_URL", "REDIS_URL"),
+        description="redis://host:6379/0 (rediss:// for TLS) for one server; redis+cluster://host:6379 "
+        "(rediss+cluster://) for a Redis Cluster, any node as the host.",
+    )
+    redis_key_prefix: str = Field(
+        "callagent:", pattern=r"^[^{}]*$",
+        description="Prefix of every Redis key this process writes. No braces: a hash tag in it would put "
+        "every key in one Redis Cluster slot.",
+    )
     session_ttl_s: int = Field(3600, ge=60, description="Lifetime of a call's session in the session store.")
     encryption_key: SecretStr | None = Field(
         None,

@@ -214,3 +214,38 @@ async def test_access_log_only_when_turned_on(tmp_path, caplog, enabled):
     assert bool(access) is enabled
     if enabled:
         assert "/healthz" in access[0].getMessage()
+
+
+@run_async
+async def test_the_campaign_worker_serves_its_metrics(tmp_path, pg_schema):
+    from callagent.local import free_port
+    from control_plane.campaigns.worker import run_worker
+
+    settings = make_settings(tmp_path, backend="postgres", pg_schema=pg_schema)
+    port = free_port("127.0.0.1")
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_worker(settings, stop=stop, metrics_port=port))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                        text = await resp.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert not task.done(), task.exception()
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the worker never served /metrics")
+            async with session.get(f"http://127.0.0.1:{port}/metrics",
+                                   headers={"Accept": "application/openmetrics-text"}) as resp:
+                assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+    finally:
+        stop.set()
+        await task
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert {"callagent_dials", "callagent_campaigns_running", "callagent_db_pool_connections",
+            "callagent_build_info", "process_cpu_seconds"} <= families
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):  # closed with the worker
+            await session.get(f"http://127.0.0.1:{port}/metrics")
