@@ -76,9 +76,9 @@ def make_http_metrics_middleware(metrics: ControlPlaneMetrics, skip: frozenset[s
             status = exc.status
             raise
         finally:
-            route = _route_of(request)
-            requests.labels(request.method, route, str(status)).inc()
-            duration.labels(request.method, route).observe(time.perf_counter() - start)
+            labels = (request.method, _route_of(request), str(status))
+            requests.labels(*labels).inc()
+            duration.labels(*labels).observe(time.perf_counter() - start)
 
     return http_metrics
 

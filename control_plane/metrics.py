@@ -87,8 +87,8 @@ class ControlPlaneMetrics:
             "callagent_http_requests", "HTTP requests answered, by route template and status",
             ["method", "route", "status"], registry=r)
         self.http_duration = Histogram(
-            "callagent_http_request_duration_seconds", "Time to answer an HTTP request, by route template",
-            ["method", "route"], buckets=_HTTP_BUCKETS, registry=r)
+            "callagent_http_request_duration_seconds", "Time to answer an HTTP request, by route template and status",
+            ["method", "route", "status"], buckets=_HTTP_BUCKETS, registry=r)
         self.webhook_ingest_lag = Histogram(
             "callagent_webhook_ingest_lag_seconds",
             "Telnyx's occurred_at to the webhook being stored here (delivery delay plus clock skew)",

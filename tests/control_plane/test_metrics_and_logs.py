@@ -72,7 +72,7 @@ async def test_http_requests_are_counted_by_route_template_not_raw_path(tmp_path
         assert _value(h, "callagent_http_requests_total", method="GET", route="unmatched", status="404") == 1
         assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls", status="401") == 1
         assert _value(h, "callagent_http_request_duration_seconds_count", method="GET",
-                      route="/api/calls/{call_id}") == 2
+                      route="/api/calls/{call_id}", status="404") == 2
         text = await (await h.client.get("/metrics")).text()
         assert "6f1c1c8e" not in text
 
