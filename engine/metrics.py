@@ -122,7 +122,6 @@ class EngineMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-
         self.provider_ttfb = Histogram(
             "callagent_provider_ttfb_seconds",
             "Provider time to first byte per turn: STT final after the turn's end, LLM first token, TTS first audio",
@@ -141,7 +140,9 @@ class EngineMetrics:
 
     def set_providers(self, *, stt: str = "stt", llm: str = "llm", tts: str = "tts") -> None:
         """Name the process's providers (``telnyx-stt``, ``openai-chat``...): the provider label of
-        the TTFB series. Children are bound here so a turn does no label lookup."""
+        the TTFB series. Children are bound here so a turn does no label lookup; the placeholder
+        names' empty series go."""
+        self.provider_ttfb.clear()
         self._ttfb = tuple(
             (stage, self.provider_ttfb.labels(kind, name))
             for stage, kind, name in (("stt", "stt", stt), ("llm_first_token", "llm", llm),
