@@ -180,12 +180,16 @@ def test_json_log_lines_carry_the_call_id_and_traceback():
 
 def test_log_format_setting_picks_the_json_formatter(monkeypatch):
     root = logging.getLogger()
+    level = root.level
     monkeypatch.setattr(root, "handlers", [])
-    configure("INFO", "json")
-    assert isinstance(root.handlers[0].formatter, JsonFormatter)
-    monkeypatch.setattr(root, "handlers", [])
-    configure("INFO", "text")
-    assert not isinstance(root.handlers[0].formatter, JsonFormatter)
+    try:
+        configure("WARNING", "json")
+        assert isinstance(root.handlers[0].formatter, JsonFormatter) and root.level == logging.WARNING
+        monkeypatch.setattr(root, "handlers", [])
+        configure("INFO", "text")
+        assert not isinstance(root.handlers[0].formatter, JsonFormatter)
+    finally:
+        root.setLevel(level)  # later tests count log records: leave the level as it was
     monkeypatch.setenv("CALLAGENT_LOG_FORMAT", "yaml")
     from pydantic import ValidationError
 
