@@ -16,25 +16,23 @@ braces: a tag in it would put every key of the deployment in one slot.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 def is_cluster_url(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in CLUSTER_SCHEMES
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
 
 
 def connect(url: str) -> Any:
     """A redis.asyncio client for ``url`` (not yet connected: the first command connects)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in CLUSTER_SCHEMES:
-        from redis.asyncio.cluster import RedisCluster
-
-        return RedisCluster.from_url(urlunsplit(parts._replace(scheme=CLUSTER_SCHEMES[scheme])))
-    import redis.asyncio as redis
-
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    if sep and plain is not None:
+        return RedisCluster.from_url(f"{plain}://{rest}")
     return redis.from_url(url)
 
 

@@ -24,14 +24,18 @@ import logging
 import signal
 from typing import Any
 
+from aiohttp import web
+
+from ..logfmt import configure
+from ..metrics import event_loop_watch, exposition
+from ..services import ControlPlane
+from ..settings import Settings
+
 log = logging.getLogger("control_plane.campaigns.worker")
 
 
-async def serve_metrics(registry: Any, host: str, port: int) -> Any:
+async def serve_metrics(registry: Any, host: str, port: int) -> web.AppRunner:
     """A tiny HTTP server for ``/metrics``; returns its runner (``await runner.cleanup()``)."""
-    from aiohttp import web
-
-    from ..metrics import exposition
 
     async def metrics(request: web.Request) -> web.Response:
         body, content_type = exposition(registry, request.headers.get("Accept", ""))
@@ -53,9 +57,6 @@ async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Eve
                      metrics_port: int | None = None) -> None:
     """Dial until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None); with ``metrics_port``,
     serve ``/metrics`` on it (the server's host setting) meanwhile."""
-    from ..metrics import event_loop_watch
-    from ..services import ControlPlane
-
     if settings.database_url is None:
         raise SystemExit("the campaign worker needs PostgreSQL (DATABASE_URL): with SQLite the app dials alone")
     campaigns = settings.campaigns.model_copy(update={"dialer": True})
@@ -96,11 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from ..settings import Settings
-
     settings = Settings()
-    from ..logfmt import configure
-
     configure(settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings, webhooks=args.webhooks, metrics_port=args.metrics_port))

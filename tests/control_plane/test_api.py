@@ -14,7 +14,7 @@ from control_plane.telnyx.client import TelnyxConnectionError, TelnyxRateLimited
 
 from .conftest import make_settings
 from .fakes import PUBLIC_URL, harness, telnyx_error
-from .helpers import run_async
+from .helpers import make_campaign, run_async
 
 
 def hold_dials(h) -> asyncio.Event:
@@ -270,7 +270,7 @@ async def test_unknown_campaign_is_422_and_campaign_filter_works(tmp_path):
         org, headers = await h.org()
         unknown = await h.start_call(headers, campaign_id=str(uuid.uuid4()))
         assert unknown.status == 422 and (await unknown.json())["error"]["code"] == "unknown_campaign"
-        campaign = await (await h.cp.repository()).create_campaign(org.id, "spring")
+        campaign = await make_campaign(await h.cp.repository(), org.id, "spring")
         assert (await h.start_call(headers, campaign_id=str(campaign.id))).status == 201
         assert (await h.start_call(headers)).status == 201
         listed = await (await h.client.get(f"/api/calls?campaign_id={campaign.id}", headers=headers)).json()
