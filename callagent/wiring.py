@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from control_plane.app import CONTROL_PLANE_KEY
+from control_plane.app import CONTROL_PLANE_KEY, METRICS_KEY
 from control_plane.pipeline import CallPorts
 from control_plane.settings import Settings
 from control_plane.streamauth import credential_of
@@ -233,6 +233,13 @@ async def _build(settings: Settings, http: aiohttp.ClientSession,
                      stt_final_timeout_s=final_timeout, _closers=closers)
 
 
+def provider_names(settings: Settings) -> dict[str, str]:
+    """The configured providers as their clients name themselves in errors (``telnyx-stt``...):
+    the provider label of the TTFB metrics."""
+    cfg = settings.providers
+    return {"stt": f"{cfg.stt}-stt", "llm": "openai-chat", "tts": f"{cfg.tts}-tts"}
+
+
 def default_profile(settings: Settings) -> AgentProfile:
     return resolve(settings.agent, load_personalities(settings.personalities_file))
 
@@ -247,12 +254,14 @@ def agent_factory(
 
     def create(request: web.Request) -> MediaListener:
         cp = request.app.get(CONTROL_PLANE_KEY)
+        metrics = request.app.get(METRICS_KEY)
         return CallAgent(
             profile, stt=providers.stt, llm=providers.llm, tts=providers.tts,
             phrases=providers.phrases, tool_client=providers.tools, reporter=reporter, **timeouts,
             # An explicit reporter (the demo's console) keeps the default agent; otherwise the
             # control plane says which call a stream belongs to and takes its records.
             setup=CallPorts(cp, credential_of(request)).setup if cp is not None and reporter is None else None,
+            on_provider_error=metrics.provider_error if metrics is not None else None,
         )
 
     return create

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from ..endpointing import EndpointEvent
 from ..playout import Interruption
 from ..protocol import Start
-from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Transcript
+from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Transcript, provider_of
 from ..session import MediaListener, MediaSession
 from .call_control import CallControl
 from .config import AgentProfile
@@ -90,6 +90,10 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float) -
     )
 
 
+
+def _ignore(provider: str) -> None:
+    pass
+
 class CallAgent(MediaListener):
     """The conversation of one call. Create one per media stream."""
 
@@ -106,8 +110,11 @@ class CallAgent(MediaListener):
         tool_client: ToolClient | None = None,
         stt_final_timeout_s: float | None = None,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
+        on_provider_error: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
+        # Told the provider's name on each failure (the metrics layer counts them).
+        self.on_provider_error = on_provider_error or _ignore
         self.setup = setup
         self.stt = stt
         self.llm = llm
@@ -130,6 +137,7 @@ class CallAgent(MediaListener):
         self.spawn = self._tasks.spawn
         self.control = CallControl(actions or NoActions(), self.errors, self.spawn)
         self.recogniser = Recogniser(stt, errors=self.errors, spawn=self.spawn, on_transcript=self._on_transcript,
+                                     on_provider_error=self.on_provider_error,
                                      on_ready=lambda ready: self._feed(SttReady(ready)), on_fatal=self._fail)
         self.session: MediaSession = None  # type: ignore[assignment]  # set in on_start
         self.call_control_id: str | None = None
@@ -398,6 +406,7 @@ class CallAgent(MediaListener):
 
     def reply_failed(self, reply: Reply, exc: BaseException) -> None:
         self.errors.append(f"reply {reply.utterance_id}: {exc}")
+        self.on_provider_error(provider_of(exc, "llm_or_tts"))
         if reply is not self._reply or self._stopped:
             return
         log.warning("call %s: provider failure (%s); attempt %d", self.call_control_id, exc, reply.attempt + 1)
@@ -489,7 +498,8 @@ class CallAgent(MediaListener):
             self.knowledge.close()
         await self._tasks.cancel_all()
         await self.recogniser.aclose()
-        summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors)
+        summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
+                                           on_provider_error=self.on_provider_error)
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,
             transcript=self.conversation.transcript(),

@@ -18,7 +18,7 @@ from bench.corpus.model import CORPUS_DIR, load_corpus
 from bench.emulators.server import load_corpus_utterances, start_emulators
 from bench.telnyx_emulator import MarkEcho
 from callagent.wiring import Providers
-from control_plane.app import create_app
+from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, resolve
@@ -83,11 +83,14 @@ class Harness:
 
         def factory(request):
             agent = CallAgent(self.profile, stt=self.stt, llm=self.llm, tts=self.tts, actions=Actions(),
-                              reporter=Recorder(), phrases=self.phrases)
+                              reporter=Recorder(), phrases=self.phrases,
+                              on_provider_error=request.app[METRICS_KEY].provider_error)
             self.agents.append(agent)
             return agent
 
         self.app = create_app(Settings(), listener_factory=factory)
+        self.metrics = self.app[METRICS_KEY]
+        self.metrics.set_providers(stt="telnyx-stt", llm="openai-chat", tts="telnyx-tts")
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -131,6 +134,9 @@ def test_a_multi_turn_call_is_transcribed_answered_and_summarised(stt):
         async with Harness(stt=stt) as h:
             result = await h.call("plain-04-delivery")
             agent = h.agents[0]
+            ttfb = {kind: h.metrics.registry.get_sample_value(
+                "callagent_provider_ttfb_seconds_count", {"kind": kind, "provider": name})
+                for kind, name in (("stt", "telnyx-stt"), ("llm", "openai-chat"), ("tts", "telnyx-tts"))}
         script = SCRIPTS["plain-04-delivery"]
         said = [s.text for s in script.utterances()]
         assert result.completed and result.agent_frames > 0
@@ -139,6 +145,8 @@ def test_a_multi_turn_call_is_transcribed_answered_and_summarised(stt):
         assert len(turns) == len(said)
         assert " ".join(t.caller_text for t in turns).split() == " ".join(said).split()[: len(" ".join(t.caller_text for t in turns).split())]
         assert all(t.agent_text and t.timeline.get("turn_latency_ms") for t in turns)
+        # Each provider's time to first byte, once per measured turn.
+        assert ttfb["llm"] == ttfb["tts"] == len(turns) and 0 < ttfb["stt"] <= len(turns), ttfb
         (report,) = agent.reporter.reports
         assert report.summary and report.outcome and report.outcome.get("outcome")
         assert [m["role"] for m in report.transcript][:2] == ["user", "assistant"]
@@ -239,6 +247,8 @@ def test_a_failing_llm_is_retried_with_a_filler_and_the_call_goes_on():
             h.emulators.faults.arm("http_500", "llm", count=1)
             result = await h.call("plain-04-delivery")
             agent = h.agents[0]
+            errors = h.metrics.registry.get_sample_value("callagent_provider_errors_total", {"provider": "openai-chat"})
+        assert errors == 1
         assert any("llm" in e or "openai" in e or "HTTP 500" in e for e in agent.errors)
         assert agent.reporter.turns and all(t.agent_text for t in agent.reporter.turns)
         assert not agent.actions.hangups
@@ -294,6 +304,8 @@ def test_a_refused_stt_request_is_not_reopened(shape):
             await h.call("silent-01")
             agent = h.agents[0]
             connections = h.emulators.stt.stats.connections
+            errors = h.metrics.registry.get_sample_value("callagent_provider_errors_total", {"provider": "telnyx-stt"})
+        assert errors == 1
         assert agent.end_reason == "speech recognition failed", (agent.errors, agent.end_reason)
         assert connections == 1 and len([e for e in agent.errors if e.startswith("stt")]) == 1
 
