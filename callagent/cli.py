@@ -146,10 +146,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run(run_demo(calls=args.calls, stt=stt, tts=tts))
 
 
+def _checked_settings() -> Settings:
+    """Settings for a one-shot command (migrate, org, number). A mistyped variable is said on
+    stderr: CALLAGENT_DATA_DRI would otherwise quietly open another database."""
+    settings = load_settings()
+    for name in unknown_variables():
+        print(f"callagent: unknown setting {name} is ignored", file=sys.stderr)
+    return settings
+
+
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from control_plane.store import migrate
 
-    applied = run(migrate(load_settings()))
+    applied = run(migrate(_checked_settings()))
     print(f"applied migrations: {applied}" if applied else "database schema is current")
     return 0
 
@@ -157,15 +166,25 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_org(args: argparse.Namespace) -> int:
     from control_plane import admin
 
-    settings = load_settings()
+    settings = _checked_settings()
     if args.action == "list":
         for org in run(admin.list_organisations(settings=settings)):
             print(f"{org.id}  {org.name}")
     elif args.action == "settings":
         org_id = _uuid(args.org, "organisation id")
+        changes: dict[str, object] = {}
         if args.record_calls is not None:
-            value = {"on": True, "off": False, "default": None}[args.record_calls]
-            org = run(admin.set_organisation_settings(org_id, settings=settings, record_calls=value))
+            changes["record_calls"] = {"on": True, "off": False, "default": None}[args.record_calls]
+        if args.tool_allowed_destinations is not None:
+            entries = [e.strip() for e in args.tool_allowed_destinations.split(",") if e.strip()]
+            changes["tool_allowed_destinations"] = entries if entries and entries != ["default"] else None
+        if changes:
+            try:
+                org = run(admin.set_organisation_settings(org_id, settings=settings, **changes))
+            except LookupError:
+                raise CommandError("no such organisation") from None
+            except ValueError as exc:  # names the entry by position
+                raise CommandError(str(exc)) from None
         else:
             org = run(admin.get_organisation(org_id, settings=settings))
         if org is None:
@@ -202,10 +221,10 @@ def _cmd_number(args: argparse.Namespace) -> int:
     from control_plane.numbers import NumberTaken
     from control_plane.phone import InvalidPhoneNumber
 
-    settings = load_settings()
+    settings = _checked_settings()
     org_id = _uuid(args.org, "organisation id")
     try:
-        if args.action == "add":
+        if args.action in ("add", "update"):
             try:
                 overrides = orjson.loads(args.agent_config) if args.agent_config else {}
             except orjson.JSONDecodeError:
@@ -214,7 +233,12 @@ def _cmd_number(args: argparse.Namespace) -> int:
                 raise CommandError("--agent-config must be a JSON object")
             if args.personality:
                 overrides["personality"] = args.personality
-            number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+            if args.action == "add":
+                number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+            else:
+                number = run(admin.update_phone_number(org_id, args.number, overrides, settings=settings))
+                if number is None:
+                    raise CommandError("that organisation has no such number")
             print(f"{number.number} answers inbound calls with {orjson.dumps(number.agent_config).decode()}")
         elif args.action == "list":
             for number in run(admin.list_phone_numbers(org_id, settings=settings)):
@@ -308,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings_.add_argument("org", help="organisation id")
     settings_.add_argument("--record-calls", choices=["on", "off", "default"],
                            help="record every call from answer (default: off)")
+    settings_.add_argument("--tool-allowed-destinations", metavar="LIST",
+                           help="internal hosts or CIDRs the organisation's HTTP tools may reach, comma-separated "
+                                "(default: none)")
     org.set_defaults(func=_cmd_org)
 
     number = sub.add_parser("number", help="an organisation's numbers for inbound calls")
@@ -317,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("number", help="E.164, e.g. +13125550100")
     add.add_argument("--personality", help="the agent's personality (default: the server's agent)")
     add.add_argument("--agent-config", metavar="JSON", help='other agent overrides, e.g. \'{"first_message": "Hi"}\'')
+    update = number_sub.add_parser("update", help="replace the agent that answers a number")
+    update.add_argument("org", help="organisation id")
+    update.add_argument("number", help="E.164, e.g. +13125550100")
+    update.add_argument("--personality", help="the agent's personality (default: the server's agent)")
+    update.add_argument("--agent-config", metavar="JSON", help="the other agent overrides (replacing the old ones)")
     listing = number_sub.add_parser("list", help="list an organisation's numbers")
     listing.add_argument("org", help="organisation id")
     remove = number_sub.add_parser("remove", help="stop answering a number")

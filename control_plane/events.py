@@ -237,6 +237,11 @@ class EventProcessor:
             call = await repo.get_call_unscoped(call_id)
             if call is not None and _same_leg(call, event):
                 return call
+        leg = event.payload.get("call_leg_id")
+        if event.call_control_id is None and isinstance(leg, str) and leg:
+            # No call_control_id (call.recording.saved as the SDK has it) and no client_state of
+            # ours (a recording started from the portal or another app): the leg is the call.
+            return await repo.find_call_by_leg_id(leg)
         return None
 
     async def process(self, event: StoredEvent) -> tuple[UUID | None, UUID | None]:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..context import control_plane
 from ..errors import ApiError, json_response, read_json
-from ..numbers import NumberTaken, register_number, update_settings
+from ..numbers import NumberTaken, reconfigure_number, register_number, update_settings
 from ..phone import InvalidPhoneNumber
 from .handlers import _org, _phone_param
 from .schemas import (
@@ -16,6 +16,7 @@ from .schemas import (
     NumberRemoved,
     OrganisationOut,
     OrganisationSettingsPatch,
+    UpdateNumberRequest,
     agent_overrides,
 )
 
@@ -38,6 +39,17 @@ async def list_numbers(request: web.Request) -> web.Response:
     repo = await control_plane(request).repository()
     numbers = await repo.list_phone_numbers(_org(request).id)
     return json_response(NumberList(data=[NumberOut.model_validate(n, from_attributes=True) for n in numbers]))
+
+
+async def update_number(request: web.Request) -> web.Response:
+    number = _phone_param(request)
+    body = await read_json(request, UpdateNumberRequest)
+    cp = control_plane(request)
+    repo = await cp.repository()
+    updated = await reconfigure_number(repo, cp.settings, _org(request).id, number, agent_overrides(body.agent_config))
+    if updated is None:
+        raise ApiError(404, "not_found", "this organisation has no such number")
+    return json_response(NumberOut.model_validate(updated, from_attributes=True))
 
 
 async def remove_number(request: web.Request) -> web.Response:

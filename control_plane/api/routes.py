@@ -50,6 +50,7 @@ from .schemas import (
     OrganisationSettingsPatch,
     StartCallRequest,
     StartCallResponse,
+    UpdateNumberRequest,
 )
 
 
@@ -123,6 +124,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body=AddNumberRequest, errors=(400, 401, 409, 413, 415, 422)),
     Endpoint("GET", "/api/numbers", numbers.list_numbers, "listNumbers", "List the organisation's numbers",
              "numbers", NumberList, errors=(401,)),
+    Endpoint("PUT", "/api/numbers/{phone}", numbers.update_number, "updateNumber",
+             "Change the agent that answers a number (calls already up keep theirs)", "numbers", NumberOut,
+             body=UpdateNumberRequest, errors=(400, 401, 404, 413, 415, 422)),
     Endpoint("DELETE", "/api/numbers/{phone}", numbers.remove_number, "removeNumber",
              "Stop answering a number (calls to it are then rejected)", "numbers", NumberRemoved,
              errors=(400, 401, 404)),

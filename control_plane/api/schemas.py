@@ -280,6 +280,12 @@ class AddNumberRequest(_Request):
         description="How inbound calls to it are answered: overrides of the server's default agent.")
 
 
+class UpdateNumberRequest(_Request):
+    agent_config: AgentOverrides = Field(
+        description="The number's new agent config, replacing the old one whole (overrides of the server's "
+                    "default agent).")
+
+
 class NumberOut(_Response):
     number: str
     agent_config: dict[str, Any]
