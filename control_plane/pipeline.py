@@ -108,21 +108,26 @@ class StoreReporter:
 
 async def resumed_history(cp: ControlPlane, context: CallContext) -> tuple[list[dict[str, Any]], int]:
     """The conversation so far (and its turn count) of a call picked up again: the session when it
-    is still there, else rebuilt from the stored turns (an in-process session dies with its process)."""
+    is still there and has every stored turn, else rebuilt from the stored turns (an in-process
+    session dies with its process). The stored turns are the record: a turn is written before the
+    session is saved, so an instance killed between the two leaves a session one turn behind, and
+    resuming from it would re-use that turn's index and overwrite the turn recorded just before."""
     assert context.call_control_id is not None
     session = await cp.sessions.load(context.call_control_id)
-    if session is not None and session.history:
-        turns = session.agent_state.get("turns")
-        return session.history, turns if isinstance(turns, int) else 0
     repo = await cp.repository()
-    history: list[dict[str, Any]] = []
     turns = await repo.list_turns(context.call_id)
+    recorded = turns[-1].index + 1 if turns else 0
+    if session is not None and session.history:
+        count = session.agent_state.get("turns")
+        if isinstance(count, int) and count >= recorded:
+            return session.history, count
+    history: list[dict[str, Any]] = []
     for turn in turns:
         if turn.caller_text:
             history.append({"role": "user", "content": turn.caller_text})
         if turn.agent_text:
             history.append({"role": "assistant", "content": turn.agent_text})
-    return history, len(turns)
+    return history, recorded
 
 
 class CallPorts:
