@@ -13,10 +13,9 @@ from engine.timeline import TurnTimeline
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import dump_database, run_async
+from .helpers import dump_database
 
 
-@run_async
 async def test_admin_functions_create_an_organisation_whose_key_works(settings):
     org, secret = await admin.create_organisation("  Acme Ltd ", settings=settings)
     assert org.name == "Acme Ltd" and secret.startswith("ck_")
@@ -46,7 +45,6 @@ async def test_admin_functions_create_an_organisation_whose_key_works(settings):
     assert updated.settings == {"record_calls": True}
 
 
-@run_async
 async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -80,7 +78,6 @@ async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(tmp_
             await recorder.record_turn("v3:nope", 0, caller_text="x", agent_text="y")
 
 
-@run_async
 async def test_a_stream_that_beats_the_dial_response_gets_its_call(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -93,7 +90,6 @@ async def test_a_stream_that_beats_the_dial_response_gets_its_call(tmp_path):
         assert (await repo.get_call_unscoped(call_id)).call_control_id == "v3:early"
 
 
-@run_async
 async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_it(tmp_path):
     settings = make_settings(tmp_path)
     async with harness(settings) as h:
@@ -123,7 +119,6 @@ async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_
         assert [c["call_control_id"] for c in h.telnyx.named("record_resume")] == [recorded["call_control_id"]]
 
 
-@run_async
 async def test_dtmf_digits_are_never_stored(settings):
     async with harness(settings) as h:
         _, headers = await h.org()

@@ -14,7 +14,6 @@ from control_plane.telnyx.client import TelnyxConnectionError, TelnyxRateLimited
 
 from .conftest import make_settings
 from .fakes import PUBLIC_URL, harness, telnyx_error
-from .helpers import run_async
 
 
 def hold_dials(h) -> asyncio.Event:
@@ -40,7 +39,6 @@ async def _count_calls(cp, org) -> int:
 # -- auth and scoping ----------------------------------------------------------------------
 
 
-@run_async
 async def test_requests_without_a_valid_key_are_401_in_the_error_shape(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -53,7 +51,6 @@ async def test_requests_without_a_valid_key_are_401_in_the_error_shape(settings)
         assert (await h.client.get("/api/calls", headers=headers)).status == 200
 
 
-@run_async
 async def test_org_a_gets_404_on_org_b_call_and_cannot_hang_it_up(settings):
     async with harness(settings) as h:
         _, headers_a = await h.org("A")
@@ -70,7 +67,6 @@ async def test_org_a_gets_404_on_org_b_call_and_cannot_hang_it_up(settings):
         assert (await h.client.get(f"/api/calls/{call_id}", headers=headers_b)).status == 200
 
 
-@run_async
 async def test_api_keys_create_list_revoke(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -98,7 +94,6 @@ async def test_api_keys_create_list_revoke(settings):
 # -- errors and validation -------------------------------------------------------------------
 
 
-@run_async
 async def test_malformed_wrong_typed_and_oversized_bodies_write_nothing(settings):
     settings = settings.model_copy(update={"server": settings.server.model_copy(update={"max_body_bytes": 4096})})
     async with harness(settings) as h:
@@ -136,7 +131,6 @@ async def test_malformed_wrong_typed_and_oversized_bodies_write_nothing(settings
         assert len(await (await h.cp.repository()).list_api_keys(org.id)) == 1
 
 
-@run_async
 async def test_unknown_routes_and_methods_use_the_error_shape(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -156,7 +150,6 @@ async def test_unknown_routes_and_methods_use_the_error_shape(tmp_path):
 # -- calls -------------------------------------------------------------------------------------
 
 
-@run_async
 async def test_start_call_writes_the_row_then_dials_with_streaming(settings):
     settings = settings.model_copy(update={"stream_auth_token": SecretStr("s3cret")})
     async with harness(settings) as h:
@@ -190,7 +183,6 @@ async def test_start_call_writes_the_row_then_dials_with_streaming(settings):
         assert context.agent.personality == "sales" and context.agent.tools == settings.agent.tools
 
 
-@run_async
 async def test_dnc_blocks_dialling(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -214,7 +206,6 @@ async def test_dnc_blocks_dialling(settings):
         assert (await h.client.get("/api/dnc/12345", headers=headers)).status == 400
 
 
-@run_async
 async def test_dnc_csv_import(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -238,7 +229,6 @@ async def test_dnc_csv_import(tmp_path):
         assert binary.status == 400
 
 
-@run_async
 async def test_dial_failures_mark_the_row_failed_and_return_telnyx_error(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -264,7 +254,6 @@ async def test_dial_failures_mark_the_row_failed_and_return_telnyx_error(setting
         assert len(failed["data"]) == 4
 
 
-@run_async
 async def test_unknown_campaign_is_422_and_campaign_filter_works(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         org, headers = await h.org()
@@ -277,7 +266,6 @@ async def test_unknown_campaign_is_422_and_campaign_filter_works(tmp_path):
         assert len(listed["data"]) == 1 and listed["data"][0]["campaign_id"] == str(campaign.id)
 
 
-@run_async
 async def test_list_calls_paginates_with_a_cursor(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -296,7 +284,6 @@ async def test_list_calls_paginates_with_a_cursor(tmp_path):
         assert (await h.client.get("/api/calls?status=bogus", headers=headers)).status == 400
 
 
-@run_async
 async def test_hangup_sends_the_command_once_per_call(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -317,7 +304,6 @@ async def test_hangup_sends_the_command_once_per_call(tmp_path):
         assert len(h.telnyx.named("hangup")) == 2
 
 
-@run_async
 async def test_hangup_while_the_dial_is_in_flight_is_sent_when_it_returns(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -338,7 +324,6 @@ async def test_hangup_while_the_dial_is_in_flight_is_sent_when_it_returns(tmp_pa
         assert [c["call_control_id"] for c in h.telnyx.named("hangup")] == [started["call_control_id"]]
 
 
-@run_async
 async def test_not_configured_is_503_and_writes_nothing(tmp_path):
     async with harness(make_settings(tmp_path, telnyx_connection_id=None)) as h:
         org, headers = await h.org()
@@ -353,7 +338,6 @@ async def test_not_configured_is_503_and_writes_nothing(tmp_path):
 # -- rate limits ---------------------------------------------------------------------------------
 
 
-@run_async
 async def test_rate_limit_in_process_returns_429_with_retry_after(tmp_path):
     async with harness(make_settings(tmp_path, api={"call_starts_per_minute": 3})) as h:
         _, headers = await h.org()
@@ -367,7 +351,6 @@ async def test_rate_limit_in_process_returns_429_with_retry_after(tmp_path):
         assert len(h.telnyx.named("dial")) == 4
 
 
-@run_async
 async def test_rate_limit_holds_across_two_app_instances_sharing_redis(tmp_path, pg_schema, redis_prefix):
     settings = make_settings(tmp_path, backend="postgres", pg_schema=pg_schema, redis_prefix=redis_prefix,
                              api={"call_starts_per_minute": 5})
@@ -381,13 +364,11 @@ async def test_rate_limit_holds_across_two_app_instances_sharing_redis(tmp_path,
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/metrics", "/openapi.json"])
-@run_async
 async def test_public_endpoints_need_no_key(tmp_path, path):
     async with harness(make_settings(tmp_path)) as h:
         assert (await h.client.get(path)).status == 200
 
 
-@run_async
 async def test_agent_config_is_the_pipelines_model(tmp_path):
     personalities = tmp_path / "personalities.toml"
     personalities.write_text('[personalities.receptionist]\nsystem_prompt = "You answer the phone."\n')
@@ -410,7 +391,6 @@ async def test_agent_config_is_the_pipelines_model(tmp_path):
         assert dial["time_limit_secs"] == h.cp.settings.agent.max_duration_s  # the default agent's limit
 
 
-@run_async
 async def test_the_minimal_start_body_runs_the_default_agent(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -431,7 +411,6 @@ async def test_the_minimal_start_body_runs_the_default_agent(settings):
 # -- Idempotency-Key -----------------------------------------------------------------------
 
 
-@run_async
 async def test_a_retried_start_with_the_same_idempotency_key_dials_once(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -451,7 +430,6 @@ async def test_a_retried_start_with_the_same_idempotency_key_dials_once(settings
         assert len(h.telnyx.named("dial")) == 3 and await _count_calls(h.cp, org) == 3
 
 
-@run_async
 async def test_idempotency_keys_belong_to_one_organisation(settings):
     async with harness(settings) as h:
         _, headers_a = await h.org("A")
@@ -463,7 +441,6 @@ async def test_idempotency_keys_belong_to_one_organisation(settings):
         assert len(h.telnyx.named("dial")) == 2 and await _count_calls(h.cp, org_b) == 1
 
 
-@run_async
 async def test_a_retry_while_the_first_start_is_dialing_is_409_then_replays(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -484,7 +461,6 @@ async def test_a_retry_while_the_first_start_is_dialing_is_409_then_replays(tmp_
         assert len(h.telnyx.named("dial")) == 1
 
 
-@run_async
 async def test_concurrent_starts_with_one_key_make_one_call(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         org, headers = await h.org()
@@ -496,7 +472,6 @@ async def test_concurrent_starts_with_one_key_make_one_call(tmp_path):
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é"])
-@run_async
 async def test_a_malformed_idempotency_key_is_400_and_dials_nothing(tmp_path, key):
     async with harness(make_settings(tmp_path)) as h:
         org, headers = await h.org()
@@ -508,7 +483,6 @@ async def test_a_malformed_idempotency_key_is_400_and_dials_nothing(tmp_path, ke
 # -- starts a crashed process left queued ----------------------------------------------------
 
 
-@run_async
 async def test_api_starts_left_queued_by_a_crash_are_failed_once_no_dial_can_be_in_doubt(settings):
     from datetime import timedelta
 

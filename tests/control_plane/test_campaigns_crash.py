@@ -26,7 +26,6 @@ from control_plane.campaigns.store import CampaignStore
 from control_plane.store import open_repository
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, PG_URL, REDIS_URL, make_settings
-from .helpers import run_async
 from .test_campaigns_dialer import AGENT, QuietCallee
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +117,6 @@ async def _campaign(http: Any, base: str, headers: dict[str, str], campaign_id: 
         return await response.json()
 
 
-@run_async
 async def test_sigkill_a_dialer_worker_mid_campaign_then_another_finishes_it(pg_schema, redis_prefix, tmp_path):
     emulator = await start_emulator(time_scale=0.05, callee_factory=lambda call: QuietCallee(0.5))
     port = unused_port()
@@ -197,7 +195,6 @@ def serve() -> None:
     asyncio.run(main())
 
 
-@run_async
 async def test_restarting_the_whole_service_mid_campaign_loses_and_repeats_nothing(pg_schema, redis_prefix, tmp_path):
     # Webhooks sent while the service is down are retried (as Telnyx does) until it is back.
     emulator = await start_emulator(time_scale=0.05, callee_factory=lambda call: QuietCallee(0.5),

@@ -22,7 +22,6 @@ from control_plane.services import ControlPlane
 from control_plane.store import utcnow
 
 from .conftest import make_settings
-from .helpers import run_async
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
@@ -114,7 +113,6 @@ async def system(base: Any, *, dialer: bool = True, time_scale: float = 0.02, **
         await emulator.close()
 
 
-@run_async
 async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
     async with system(settings) as s:
         people = [f"+1212555{i:04d}" for i in range(12)]
@@ -157,7 +155,6 @@ async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
         await s.until(scored)
 
 
-@run_async
 async def test_dials_never_run_ahead_of_the_pace(tmp_path):
     base = make_settings(tmp_path)
     async with system(base) as s:
@@ -192,7 +189,6 @@ async def test_dials_never_run_ahead_of_the_pace(tmp_path):
         assert statistics.median(gaps) >= 0.09, gaps  # evenly spaced, not in bursts
 
 
-@run_async
 async def test_the_concurrency_cap_counts_live_calls(tmp_path):
     base = make_settings(tmp_path)
     async with system(base) as s:
@@ -243,7 +239,6 @@ async def _first_attempt_dies(s: System, campaign_id: str, *, send: bool = True)
     return contact
 
 
-@run_async
 async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_rings_once(settings):
     async with system(settings, dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -270,7 +265,6 @@ async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_ri
         assert body["completed_calls"] == 1 and body["calls_placed"] == 1 and len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
     async with system(make_settings(tmp_path), dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -292,7 +286,6 @@ async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
         assert (await s.finished(campaign_id))["completed_calls"] == 1
 
 
-@run_async
 async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
     async with system(settings, dialer=False, unconfirmed_grace_s=60) as s:
         campaign_id = await s.campaign(["+12125550001"], retry={"on": ["failed"], "max_attempts": 3})
@@ -315,7 +308,6 @@ async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
         assert s.dials() == [] and s.emulator.dial_log == []
 
 
-@run_async
 async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
     async with system(make_settings(tmp_path), dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -335,7 +327,6 @@ async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_rate_limited_dial_is_sent_again_later_once(tmp_path):
     async with system(make_settings(tmp_path)) as s:
         s.emulator.set_rate_limit(0, window_s=1)  # Retry-After: 1 s
@@ -348,7 +339,6 @@ async def test_a_rate_limited_dial_is_sent_again_later_once(tmp_path):
         assert len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_call_whose_hangup_webhook_is_lost_is_closed_after_asking_telnyx(tmp_path):
     async with system(make_settings(tmp_path), stale_call_s=0.5) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -369,7 +359,6 @@ async def _async(value: Any) -> Any:
     return value
 
 
-@run_async
 async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
     async with system(make_settings(tmp_path), dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -391,7 +380,6 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path):
     from control_plane.errors import ApiError
 

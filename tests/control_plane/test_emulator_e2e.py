@@ -17,7 +17,6 @@ from control_plane.auth import issue_api_key
 from control_plane.callstate import call_id_from_client_state
 
 from .conftest import make_settings
-from .helpers import run_async
 
 
 async def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -53,7 +52,6 @@ async def _system(settings_factory: Callable[..., Any], **emulator_options: Any
         await emulator.close()
 
 
-@run_async
 async def test_outbound_call_through_the_emulator(settings):
     async with _system(lambda **kw: make_settings(settings.data_dir, backend=_backend(settings),
                                                   pg_schema=settings.store.schema_name, **kw)) as (
@@ -100,7 +98,6 @@ async def test_outbound_call_through_the_emulator(settings):
             e["type"] for e in detail["events"]}
 
 
-@run_async
 async def test_busy_number_and_inbound_call_through_the_emulator(tmp_path):
     async with _system(lambda **kw: make_settings(tmp_path, **kw)) as (emulator, client, headers, org):
         emulator.set_number_behaviour("+14155550999", "busy")
@@ -137,7 +134,6 @@ async def test_busy_number_and_inbound_call_through_the_emulator(tmp_path):
 
 
 @pytest.mark.parametrize("event_fields", ["sdk", "docs"])
-@run_async
 async def test_a_recording_reaches_its_call_with_or_without_a_call_control_id(tmp_path, event_fields):
     """call.recording.saved has no call_control_id in the SDK's model but has one in Telnyx's
     docs example (issue 15): the recording URL reaches the call either way."""

@@ -16,7 +16,6 @@ from control_plane.app import CONTROL_PLANE_KEY, app_runner, create_app
 from control_plane.auth import issue_api_key
 
 from .conftest import make_settings
-from .helpers import run_async
 
 WAIT_S = 10.0  # a guard against hanging, never a measured expectation
 
@@ -62,7 +61,6 @@ def _partial_post(path: str, declared: int, sent: bytes) -> bytes:
             f"Content-Length: {declared}\r\n\r\n").encode() + sent
 
 
-@run_async
 async def test_a_body_that_does_not_arrive_in_time_gets_408(tmp_path):
     # Fails before the change: nothing bounded the body read, the request stayed open.
     settings = make_settings(tmp_path, server={"body_timeout_s": 0.2})
@@ -83,7 +81,6 @@ async def test_a_body_that_does_not_arrive_in_time_gets_408(tmp_path):
             assert b"connection: close" in head.lower()
 
 
-@run_async
 async def test_a_client_that_disconnects_mid_body_is_one_debug_line(tmp_path, caplog):
     # Fails before the change: each disconnect logged an ERROR with a ~19-line traceback.
     caplog.set_level(logging.DEBUG)
@@ -103,7 +100,6 @@ async def test_a_client_that_disconnects_mid_body_is_one_debug_line(tmp_path, ca
     assert len(gone) == 3 and all(r.levelno == logging.DEBUG and r.exc_info is None for r in gone)
 
 
-@run_async
 async def test_a_streamed_upload_has_the_deadline_per_chunk_not_in_total(tmp_path):
     settings = make_settings(tmp_path, server={"body_timeout_s": 0.5}, campaigns={"dialer": False})
     app = create_app(settings)

@@ -12,7 +12,6 @@ from control_plane.admin import set_organisation_settings
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import run_async
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
@@ -30,7 +29,6 @@ def with_tool(url: str) -> dict:
     ("http://[::ffff:10.0.0.1]/", "private"),
     ("https://100.64.1.1/", "shared (CGNAT)"),
 ])
-@run_async
 async def test_a_tool_url_that_is_an_internal_address_is_400_and_nothing_is_dialled(tmp_path, url, kind):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -45,7 +43,6 @@ async def test_a_tool_url_that_is_an_internal_address_is_400_and_nothing_is_dial
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "ftp://example.com/x"])
-@run_async
 async def test_a_tool_url_that_is_not_http_is_400(tmp_path, url):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -55,7 +52,6 @@ async def test_a_tool_url_that_is_not_http_is_400(tmp_path, url):
         assert h.telnyx.named("dial") == []
 
 
-@run_async
 async def test_an_organisation_allow_list_and_the_server_setting_open_internal_tool_urls(tmp_path):
     settings = make_settings(tmp_path)
     async with harness(settings) as h:
@@ -74,7 +70,6 @@ async def test_an_organisation_allow_list_and_the_server_setting_open_internal_t
         assert metadata.status == 400  # never opened by allow_private_addresses
 
 
-@run_async
 async def test_campaigns_refuse_internal_tool_urls_too(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -111,7 +106,6 @@ def _tool(**extra) -> dict:
     ({"http_tools": [_tool(headers={f"X-{i}": MARK for i in range(20)})]},
      ["agent_config", "http_tools", 0, "headers"], "16"),
 ])
-@run_async
 async def test_oversized_agent_configs_are_400_naming_field_and_limit_without_the_value(
         tmp_path, overrides, loc, limit):
     async with harness(make_settings(tmp_path)) as h:
@@ -125,7 +119,6 @@ async def test_oversized_agent_configs_are_400_naming_field_and_limit_without_th
         assert h.telnyx.named("dial") == []
 
 
-@run_async
 async def test_a_header_with_a_line_break_is_refused(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -135,7 +128,6 @@ async def test_a_header_with_a_line_break_is_refused(tmp_path):
         assert "Injected" not in await response.text()
 
 
-@run_async
 async def test_unknown_names_and_hostile_keys_are_not_echoed(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -155,7 +147,6 @@ async def test_unknown_names_and_hostile_keys_are_not_echoed(tmp_path):
         assert h.telnyx.named("dial") == []
 
 
-@run_async
 async def test_configs_at_the_limits_are_accepted(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -182,7 +173,6 @@ async def _raw_campaign(cp, campaign_id) -> tuple[str, str]:
     return str(dict(campaign)), str(dict(dialer))
 
 
-@run_async
 async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -204,7 +194,6 @@ async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(se
         assert (await repo.get_campaign(org.id, uuid.UUID(campaign_id))).from_number == CALLER
 
 
-@run_async
 async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(settings):
     from control_plane.campaigns.store import CampaignStore
 
@@ -238,7 +227,6 @@ async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at
         assert (await repo.get_campaign(org.id, campaign_id)).from_number == CALLER
 
 
-@run_async
 async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):
     from uuid import UUID
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from .fakes import harness
-from .helpers import run_async
 from .test_emulator_e2e import _eventually, _system
 from .conftest import make_settings
 
 
-@run_async
 async def test_numbers_are_added_listed_and_removed_per_organisation(settings):
     async with harness(settings) as h:
         _, headers_a = await h.org("A")
@@ -42,7 +40,6 @@ async def test_numbers_are_added_listed_and_removed_per_organisation(settings):
         assert (await h.client.delete(path, headers=headers_a)).status == 404
 
 
-@run_async
 async def test_bad_number_bodies_are_clear_errors(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -60,7 +57,6 @@ async def test_bad_number_bodies_are_clear_errors(settings):
         assert await repo.list_phone_numbers(org.id) == []
 
 
-@run_async
 async def test_organisation_settings_over_rest(settings):
     async with harness(settings) as h:
         org, headers = await h.org("A")
@@ -85,7 +81,6 @@ async def test_organisation_settings_over_rest(settings):
         assert hostile.status == 400 and "<script>" not in await hostile.text()
 
 
-@run_async
 async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_rejected(tmp_path):
     async with _system(lambda **kw: make_settings(tmp_path, **kw)) as (emulator, client, headers, org):
         registered = await client.post("/api/numbers", json={"number": "+13125550100"}, headers=headers)

@@ -20,7 +20,6 @@ from control_plane.telnyx.webhooks import sign
 
 from .conftest import make_settings
 from .fakes import WEBHOOK_PRIVATE_KEY, harness
-from .helpers import run_async
 
 
 def _refs(node: Any) -> list[str]:
@@ -32,7 +31,6 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
-@run_async
 async def test_openapi_document_covers_every_route_and_resolves(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         response = await h.client.get("/openapi.json")
@@ -58,7 +56,6 @@ async def test_openapi_document_covers_every_route_and_resolves(tmp_path):
     assert document["paths"]["/api/calls/{call_id}"]["get"]["security"] == [{"bearerAuth": []}]
 
 
-@run_async
 async def test_responses_match_their_documented_models(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()

@@ -22,7 +22,7 @@ from control_plane.store import (
     utcnow,
 )
 
-from .helpers import dump_database, run_async
+from .helpers import dump_database
 
 
 def _call(org_id, *, to="+14155550101", frm="+14155550100", status="queued", created_at=None, **extra) -> Call:
@@ -31,7 +31,6 @@ def _call(org_id, *, to="+14155550101", frm="+14155550100", status="queued", cre
                 created_at=now, updated_at=now, **extra)
 
 
-@run_async
 async def test_migrate_is_idempotent_and_tracked(settings):
     first = await migrate(settings)
     again = await migrate(settings)
@@ -47,7 +46,6 @@ async def test_migrate_is_idempotent_and_tracked(settings):
         await repo.close()
 
 
-@run_async
 async def test_organisations_and_api_keys(settings):
     repo = await open_repository(settings)
     try:
@@ -78,7 +76,6 @@ async def test_organisations_and_api_keys(settings):
         await repo.close()
 
 
-@run_async
 async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
     repo = await open_repository(settings)
     try:
@@ -113,7 +110,6 @@ async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
         await repo.close()
 
 
-@run_async
 async def test_list_calls_filters_and_cursor_pagination(settings):
     repo = await open_repository(settings)
     try:
@@ -144,7 +140,6 @@ async def test_list_calls_filters_and_cursor_pagination(settings):
         await repo.close()
 
 
-@run_async
 async def test_turns_are_sealed_and_upserted(settings):
     repo = await open_repository(settings)
     try:
@@ -166,7 +161,6 @@ async def test_turns_are_sealed_and_upserted(settings):
         await repo.close()
 
 
-@run_async
 async def test_events_insert_once_claim_complete_and_retry(settings):
     repo = await open_repository(settings)
     try:
@@ -193,7 +187,6 @@ async def test_events_insert_once_claim_complete_and_retry(settings):
         await repo.close()
 
 
-@run_async
 async def test_dnc_entries_store_only_the_hash(settings):
     repo = await open_repository(settings)
     try:
@@ -213,7 +206,6 @@ async def test_dnc_entries_store_only_the_hash(settings):
         await repo.close()
 
 
-@run_async
 async def test_phone_numbers_are_unique_and_route_inbound(settings):
     repo = await open_repository(settings)
     try:
@@ -229,7 +221,6 @@ async def test_phone_numbers_are_unique_and_route_inbound(settings):
         await repo.close()
 
 
-@run_async
 async def test_erase_phone_removes_personal_data_and_keeps_hashes(settings):
     repo = await open_repository(settings)
     keys = load_data_keys(settings)
@@ -285,7 +276,6 @@ async def test_erase_phone_removes_personal_data_and_keeps_hashes(settings):
         await repo.close()
 
 
-@run_async
 async def test_without_auto_migrate_an_old_schema_is_refused(tmp_path):
     from control_plane.settings import Settings
     from control_plane.store import MigrationError

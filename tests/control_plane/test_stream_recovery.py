@@ -15,7 +15,6 @@ from control_plane.streamauth import verify_token
 from control_plane.streamleases import MemoryStreamLeases
 
 from .fakes import harness, telnyx_error
-from .helpers import run_async
 
 
 async def _answered_call(h: Any, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -35,7 +34,6 @@ async def _row(h: Any, call: dict[str, Any]) -> Any:
     return await repo.get_call_unscoped(uuid.UUID(call["call_id"]))
 
 
-@run_async
 async def test_a_live_call_without_a_stream_is_reattached_once_and_a_dead_one_is_ended(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -70,7 +68,6 @@ async def test_a_live_call_without_a_stream_is_reattached_once_and_a_dead_one_is
         assert [len(_for(h, "get_call", c)) for c in (alive, dead, gone, streaming)] == [1, 1, 1, 0]
 
 
-@run_async
 async def test_a_stream_that_never_comes_back_is_retried_then_the_call_is_hung_up(settings):
     settings = settings.model_copy(update={"streams": settings.streams.model_copy(update={"max_reattach": 2})})
     async with harness(settings) as h:
@@ -89,7 +86,6 @@ async def test_a_stream_that_never_comes_back_is_retried_then_the_call_is_hung_u
         assert row.terminal and row.status_history[-1].reason == GIVEN_UP_REASON
 
 
-@run_async
 async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -138,7 +134,6 @@ def _streaming_starts(w: Any, ccid: str) -> int:
 GAPS: list[float] = []
 
 
-@run_async
 async def test_a_dropped_stream_is_reattached_and_the_agent_goes_on_with_the_conversation(tmp_path):
     import asyncio
 
@@ -186,7 +181,6 @@ async def test_a_dropped_stream_is_reattached_and_the_agent_goes_on_with_the_con
         print(f"stream drop -> agent heard again: {GAPS[-1]:.2f} s")
 
 
-@run_async
 async def test_an_instance_dies_and_exactly_one_other_picks_its_call_up(tmp_path, pg_schema, redis_prefix):
     import asyncio
 
@@ -233,7 +227,6 @@ async def test_an_instance_dies_and_exactly_one_other_picks_its_call_up(tmp_path
         print(f"instance death -> agent heard again: {GAPS[-1]:.2f} s (lease {FAST['lease_s']} s)")
 
 
-@run_async
 async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_prefix):
     import asyncio
 

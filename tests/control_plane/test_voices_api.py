@@ -8,7 +8,6 @@ from typing import Any
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import run_async
 
 HOSTILE = "Telnyx.KokoroTTS.<img src=x>"
 
@@ -18,7 +17,6 @@ async def _start(h: Any, headers: dict[str, str], voice: str) -> Any:
         "to": "+14155550123", "from": "+14155550100", "agent_config": {"personality": "friendly", "voice": voice}})
 
 
-@run_async
 async def test_unknown_voices_are_a_400_naming_the_forms_and_aliases_start(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -37,7 +35,6 @@ async def test_unknown_voices_are_a_400_naming_the_forms_and_aliases_start(tmp_p
         assert len(h.telnyx.named("dial")) == 3
 
 
-@run_async
 async def test_the_accepted_voices_follow_the_tts_in_use(tmp_path):
     settings = make_settings(tmp_path, providers={"tts": "openai", "tts_extra_voices": ["af_heart"]})
     async with harness(settings) as h:
@@ -50,7 +47,6 @@ async def test_the_accepted_voices_follow_the_tts_in_use(tmp_path):
         assert "alloy" in (await refused.json())["error"]["message"]
 
 
-@run_async
 async def test_campaign_creation_checks_the_agent_voice_and_the_voicemail_voice(tmp_path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()

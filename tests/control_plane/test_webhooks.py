@@ -13,7 +13,6 @@ from control_plane.telnyx.webhooks import generate_keypair
 
 from .conftest import make_settings
 from .fakes import encoded_state, harness, signed_webhook, telnyx_error, unused_bits_flipped
-from .helpers import run_async
 
 
 async def _event_rows(cp, event_id: str) -> int:
@@ -27,7 +26,6 @@ async def _call(h, headers, call_id):
     return await (await h.client.get(f"/api/calls/{call_id}", headers=headers)).json()
 
 
-@run_async
 async def test_forged_stale_and_replayed_webhooks_are_rejected_and_write_nothing(settings):
     async with harness(settings) as h:
         payload = {"call_control_id": "v3:forged", "hangup_cause": "normal_clearing"}
@@ -58,7 +56,6 @@ async def test_forged_stale_and_replayed_webhooks_are_rejected_and_write_nothing
         assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
 
 
-@run_async
 async def test_duplicate_events_are_acknowledged_and_change_nothing(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -81,7 +78,6 @@ async def test_duplicate_events_are_acknowledged_and_change_nothing(settings):
         assert [e["id"] for e in after["events"]] == [event_id]
 
 
-@run_async
 async def test_out_of_order_events_reach_the_right_final_state(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -119,7 +115,6 @@ async def test_out_of_order_events_reach_the_right_final_state(settings):
         assert (await _call(h, headers, silent["call_id"]))["status"] == "no_answer"
 
 
-@run_async
 async def test_webhooks_before_the_dial_response_find_the_call_by_client_state(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         org, headers = await h.org()
@@ -134,7 +129,6 @@ async def test_webhooks_before_the_dial_response_find_the_call_by_client_state(t
         assert detail["status"] == "answered" and detail["call_control_id"] == "v3:from-webhook"
 
 
-@run_async
 async def test_unknown_calls_and_event_types_are_stored_without_failing(settings):
     async with harness(settings) as h:
         ids = [str(uuid.uuid4()) for _ in range(3)]
@@ -157,7 +151,6 @@ async def test_unknown_calls_and_event_types_are_stored_without_failing(settings
         assert unrouted.last_error == "rejected: +19995550100 is not registered to any organisation (callagent number add)"
 
 
-@run_async
 async def test_inbound_call_to_an_owned_number_is_answered_with_its_agent(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -196,7 +189,6 @@ async def test_inbound_call_to_an_owned_number_is_answered_with_its_agent(settin
         assert (await _call(h, headers, call["id"]))["status"] == "answered"
 
 
-@run_async
 async def test_processing_survives_a_crash_between_ack_and_processing(tmp_path):
     settings = make_settings(tmp_path)
     async with harness(settings) as h:
@@ -223,7 +215,6 @@ async def test_processing_survives_a_crash_between_ack_and_processing(tmp_path):
         assert status == "answered"
 
 
-@run_async
 async def test_failed_processing_is_retried_then_parked(tmp_path):
     settings = make_settings(tmp_path, webhooks={"max_attempts": 2})
     async with harness(settings) as h:
@@ -256,7 +247,6 @@ async def test_failed_processing_is_retried_then_parked(tmp_path):
         assert gone.status == "failed" and gone.error["errors"][0]["code"] == "90018"
 
 
-@run_async
 async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -287,7 +277,6 @@ async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path)
         assert [e["type"] for e in detail["events"]] == [kind for kind, _ in events]
 
 
-@run_async
 async def test_recording_saved_in_the_sdk_shape_is_matched_by_client_state_and_leg(tmp_path):
     """The SDK's call.recording.saved has no call_control_id (issue 15 item 3): it is matched by
     the client_state our record_start set, and only when its call_leg_id is the call's own."""
@@ -314,7 +303,6 @@ async def test_recording_saved_in_the_sdk_shape_is_matched_by_client_state_and_l
         assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/1.mp3"
 
 
-@run_async
 async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path):
     # With stream recovery off; with it on, the recovery sweep re-attaches the call instead.
     async with harness(make_settings(tmp_path, streams={"recovery": False})) as h:
@@ -338,7 +326,6 @@ async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path
         assert (await _call(h, headers, call_id))["status"] == "failed"
 
 
-@run_async
 async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
     async with harness(make_settings(tmp_path, telnyx_public_key=None)) as h:
         body, headers = signed_webhook("call.answered", {})
@@ -355,7 +342,6 @@ async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
         assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_webhook"
 
 
-@run_async
 async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, redis_prefix):
     # Fails before the fix: the Redis guard named a request by its header string, and the
     # lenient decoder accepted these spellings of the same signature, so each got a 200.
@@ -373,7 +359,6 @@ async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, red
         assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
 
 
-@run_async
 async def test_a_webhook_whose_store_failed_is_accepted_when_delivered_again(tmp_path, redis_prefix):
     # Fails before the fix: the replay claim was taken before the insert, so Telnyx's
     # redelivery of the same request after a 500 was refused as "replayed" and the event lost.

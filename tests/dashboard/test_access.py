@@ -10,7 +10,6 @@ from control_plane.dashboard.auth import SESSION_COOKIE, SIGNIN_COOKIE
 from control_plane.dashboard.sessions import DashboardSession, MemoryDashboardSessions, RedisDashboardSessions
 from tests.control_plane.conftest import make_settings
 from tests.control_plane.fakes import harness
-from tests.control_plane.helpers import run_async
 
 from .helpers import form_token, secret_of, session_token, sign_in, write_call
 
@@ -19,7 +18,6 @@ def _cookie(response, name: str):  # type: ignore[no-untyped-def]
     return response.cookies.get(name)
 
 
-@run_async
 async def test_pages_need_a_session(settings):
     async with harness(settings) as h:
         for path in ("/dashboard/calls", "/dashboard/", f"/dashboard/calls/{uuid.uuid4()}"):
@@ -30,7 +28,6 @@ async def test_pages_need_a_session(settings):
         assert live.status == 303 and live.headers["Location"] == "/dashboard/signin"
 
 
-@run_async
 async def test_bad_keys_are_refused_with_one_message_and_no_echo(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -45,7 +42,6 @@ async def test_bad_keys_are_refused_with_one_message_and_no_echo(settings):
         assert (await h.client.get("/dashboard/calls", allow_redirects=False)).status == 303
 
 
-@run_async
 async def test_sign_in_sets_an_httponly_samesite_cookie_without_the_key(settings):
     async with harness(settings) as h:
         org, headers = await h.org("Acme Dental")
@@ -65,7 +61,6 @@ async def test_sign_in_sets_an_httponly_samesite_cookie_without_the_key(settings
         assert "script-src 'self'" in page.headers["Content-Security-Policy"]
 
 
-@run_async
 async def test_sign_in_without_the_form_token_is_refused(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -79,7 +74,6 @@ async def test_sign_in_without_the_form_token_is_refused(settings):
         assert forged.status == 403
 
 
-@run_async
 async def test_secure_cookie_behind_a_tls_proxy_only_when_trusted(tmp_path):
     for trust, expect in ((False, False), (True, True)):
         settings = make_settings(tmp_path / str(trust), dashboard={"trust_forwarded_proto": trust})
@@ -97,7 +91,6 @@ async def test_secure_cookie_behind_a_tls_proxy_only_when_trusted(tmp_path):
             assert bool(response.cookies[SESSION_COOKIE]["secure"]) is expect
 
 
-@run_async
 async def test_posts_without_the_session_csrf_token_change_nothing(settings):
     async with harness(settings) as h:
         org, headers = await h.org()
@@ -120,7 +113,6 @@ async def test_posts_without_the_session_csrf_token_change_nothing(settings):
         assert [c["call_control_id"] for c in h.telnyx.named("hangup")] == [call.call_control_id]
 
 
-@run_async
 async def test_another_organisations_call_is_not_found(settings):
     async with harness(settings) as h:
         org_a, _ = await h.org("A")
@@ -141,7 +133,6 @@ async def test_another_organisations_call_is_not_found(settings):
         assert (await h.client.get("/dashboard/calls/not-a-uuid")).status == 404
 
 
-@run_async
 async def test_signing_out_and_revoking_the_key_end_the_session(settings):
     async with harness(settings) as h:
         _, headers = await h.org()
@@ -165,7 +156,6 @@ def _session(expires_at: float) -> DashboardSession:
                             csrf_token="t" * 43, expires_at=expires_at)
 
 
-@run_async
 async def test_memory_sessions_expire_on_the_clock():
     now = [1000.0]
     store = MemoryDashboardSessions(clock=lambda: now[0])
@@ -176,7 +166,6 @@ async def test_memory_sessions_expire_on_the_clock():
     assert await store.get(session_id) is None
 
 
-@run_async
 async def test_redis_sessions_are_stored_under_a_hash_of_the_id(redis_prefix):
     import redis.asyncio as redis
 
@@ -200,7 +189,6 @@ async def test_redis_sessions_are_stored_under_a_hash_of_the_id(redis_prefix):
         await client.aclose()
 
 
-@run_async
 async def test_sessions_live_in_redis_when_it_is_configured(tmp_path, redis_prefix):
     settings = make_settings(tmp_path, redis_prefix=redis_prefix)
     async with harness(settings) as h:
@@ -211,7 +199,6 @@ async def test_sessions_live_in_redis_when_it_is_configured(tmp_path, redis_pref
         assert (await h.client.get("/dashboard/calls", allow_redirects=False)).status == 200
 
 
-@run_async
 async def test_sign_in_attempts_are_rate_limited(tmp_path):
     settings = make_settings(tmp_path, dashboard={"signin_attempts_per_minute": 3})
     async with harness(settings) as h:

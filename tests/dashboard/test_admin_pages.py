@@ -7,7 +7,6 @@ import re
 import uuid
 
 from tests.control_plane.fakes import harness
-from tests.control_plane.helpers import run_async
 
 from .helpers import secret_of, session_token, sign_in
 
@@ -20,7 +19,6 @@ async def _signed_in(h, name: str = "Org"):  # type: ignore[no-untyped-def]
     return org, headers, await session_token(h.client)
 
 
-@run_async
 async def test_keys_are_created_shown_once_and_revoked(settings):
     async with harness(settings) as h:
         org, headers, token = await _signed_in(h)
@@ -41,7 +39,6 @@ async def test_keys_are_created_shown_once_and_revoked(settings):
         assert (await h.client.post("/dashboard/keys", data={"csrf_token": token, "name": ""})).status == 400
 
 
-@run_async
 async def test_the_last_key_stays_and_another_orgs_key_is_not_found(settings):
     async with harness(settings) as h:
         other, _ = await h.org("other")
@@ -58,7 +55,6 @@ async def test_the_last_key_stays_and_another_orgs_key_is_not_found(settings):
             == 404
 
 
-@run_async
 async def test_revoking_the_sessions_own_key_signs_it_out(settings):
     async with harness(settings) as h:
         org, headers, token = await _signed_in(h)
@@ -70,7 +66,6 @@ async def test_revoking_the_sessions_own_key_signs_it_out(settings):
         assert after.status == 303 and after.headers["Location"].startswith("/dashboard/signin")
 
 
-@run_async
 async def test_numbers_are_added_checked_and_removed(settings):
     async with harness(settings) as h:
         other, other_headers = await h.org("other")
@@ -99,7 +94,6 @@ async def test_numbers_are_added_checked_and_removed(settings):
         assert len(await repo.list_phone_numbers(other.id)) == 1
 
 
-@run_async
 async def test_do_not_call_add_check_remove_per_organisation(settings):
     async with harness(settings) as h:
         other, _ = await h.org("other")

@@ -17,7 +17,6 @@ from control_plane.services import ControlPlane
 from control_plane.store import Turn, utcnow
 from tests.control_plane.conftest import make_settings
 from tests.control_plane.fakes import harness
-from tests.control_plane.helpers import run_async
 
 from .helpers import LATENCY, secret_of, sign_in, write_call, write_turns
 
@@ -31,7 +30,6 @@ async def _signed_in(h, name: str = "Org"):  # type: ignore[no-untyped-def]
     return org
 
 
-@run_async
 async def test_the_list_pages_through_every_call_once_with_filters_kept(settings):
     settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(update={"page_size": 5})})
     async with harness(settings) as h:
@@ -58,7 +56,6 @@ async def test_the_list_pages_through_every_call_once_with_filters_kept(settings
         assert seen == [str(c) for c in reversed(outbound)]
 
 
-@run_async
 async def test_status_and_date_filters(settings):
     async with harness(settings) as h:
         org = await _signed_in(h)
@@ -74,7 +71,6 @@ async def test_status_and_date_filters(settings):
         assert _DETAIL_LINK.findall(text) == [str(failed.id)]
 
 
-@run_async
 async def test_bad_filters_are_a_clear_400_without_echo(settings):
     async with harness(settings) as h:
         await _signed_in(h)
@@ -90,7 +86,6 @@ async def test_bad_filters_are_a_clear_400_without_echo(settings):
             assert "<script>" not in text
 
 
-@run_async
 async def test_call_detail_shows_transcript_waterfall_barge_in_and_outcome(settings):
     async with harness(settings) as h:
         org = await _signed_in(h)
@@ -113,7 +108,6 @@ async def test_call_detail_shows_transcript_waterfall_barge_in_and_outcome(setti
         assert "0.0420 USD" in text
 
 
-@run_async
 async def test_only_https_recording_links_are_made_links(settings):
     async with harness(settings) as h:
         org = await _signed_in(h)
@@ -142,7 +136,6 @@ def test_waterfall_ignores_junk_figures():
     assert [b.stage for b in fall.bars] == ["tts_first_audio"]
 
 
-@run_async
 async def test_live_feed_sends_a_call_appearing_changing_and_ending(settings):
     async with harness(settings) as h:
         org, _ = await h.org()
@@ -170,7 +163,6 @@ async def test_live_feed_sends_a_call_appearing_changing_and_ending(settings):
         assert [(r["id"], r["status"], r["ticking"]) for r in third["ended"]] == [(str(call.id), "completed", False)]
 
 
-@run_async
 async def test_live_stream_is_server_sent_events_of_the_orgs_calls(settings):
     async with harness(settings) as h:
         org = await _signed_in(h)
@@ -188,7 +180,6 @@ async def test_live_stream_is_server_sent_events_of_the_orgs_calls(settings):
         response.close()
 
 
-@run_async
 async def test_detail_of_an_unknown_call_is_404(settings):
     async with harness(settings) as h:
         await _signed_in(h)
@@ -197,7 +188,6 @@ async def test_detail_of_an_unknown_call_is_404(settings):
         assert "No such call" in await response.text()
 
 
-@run_async
 async def test_live_stream_ends_when_the_instance_drains(tmp_path):
     async with harness(make_settings(tmp_path, dashboard={"live_interval_s": 0.05})) as h:
         await _signed_in(h)
@@ -208,7 +198,6 @@ async def test_live_stream_ends_when_the_instance_drains(tmp_path):
         assert rest.startswith(b"data: ")
 
 
-@run_async
 async def test_shutdown_wakes_a_paused_stream_at_once(tmp_path):
     cp = ControlPlane(make_settings(tmp_path))
     dash = Dashboard(cp)
@@ -220,7 +209,6 @@ async def test_shutdown_wakes_a_paused_stream_at_once(tmp_path):
     assert dash.stopping
 
 
-@run_async
 async def test_last_turn_latencies_reads_each_calls_latest_turn_in_one_query(settings):
     async with harness(settings) as h:
         org, _ = await h.org()
@@ -238,7 +226,6 @@ async def test_last_turn_latencies_reads_each_calls_latest_turn_in_one_query(set
         assert await repo.last_turn_latencies([]) == {}
 
 
-@run_async
 async def test_a_new_live_stream_lists_the_calls_that_ended_in_the_last_ten_minutes(settings):
     async with harness(settings) as h:
         org, _ = await h.org()
@@ -265,7 +252,6 @@ class _LiveSetReadJustBefore:
         return getattr(self._repo, name)
 
 
-@run_async
 async def test_a_call_ending_between_the_first_reads_is_shown_ended_not_both(settings):
     async with harness(settings) as h:
         org, _ = await h.org()

@@ -23,7 +23,8 @@ KNOWN = {HELLO: HELLO_PCM, NUMBER: NUMBER_PCM}
 
 
 def run(test: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
-    """Run one async test body in a fresh loop, with a hard bound (and no extra task)."""
+    """Deprecated: write ``async def test_...`` (pytest-asyncio runs it); kept for older branches.
+    Runs one async test body in a fresh loop, with a hard bound (and no extra task)."""
 
     async def bounded() -> T:
         async with asyncio.timeout(timeout):
