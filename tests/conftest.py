@@ -14,6 +14,8 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["tests.fixtures.servers"]
+
 settings.register_profile(
     "ci",
     deadline=None,

@@ -294,19 +294,18 @@ async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_thei
     assert words.split() == (HELLO if engine == "Telnyx" else HELLO.replace(",", "").replace(".", "")).split()
 
 
-async def test_fault_armed_over_the_control_endpoint_fails_one_handshake():
-    async with emulators() as emu:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{emu.control_url}/faults",
-                                 json={"kind": "http_500", "service": "stt", "count": 1}) as response:
-                assert response.status == 200
-        stt = client(emu)
-        with pytest.raises(ProviderError) as caught:
-            await open_session(stt, Recorder())
-        assert caught.value.retryable and "500" in str(caught.value)
-        session = await open_session(stt, Recorder())  # the fault is used up
-        await session.aclose()
-        await stt.aclose()
+async def test_fault_armed_over_the_control_endpoint_fails_one_handshake(emu):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{emu.control_url}/faults",
+                             json={"kind": "http_500", "service": "stt", "count": 1}) as response:
+            assert response.status == 200
+    stt = client(emu)
+    with pytest.raises(ProviderError) as caught:
+        await open_session(stt, Recorder())
+    assert caught.value.retryable and "500" in str(caught.value)
+    session = await open_session(stt, Recorder())  # the fault is used up
+    await session.aclose()
+    await stt.aclose()
 
 
 async def test_an_engine_that_does_not_punctuate_returns_bare_lower_case_words():

@@ -199,35 +199,32 @@ async def test_mid_stream_failures_raise(fault, expected):
     assert expected in str(caught.value)
 
 
-async def test_stalled_provider_times_out():
-    async with emulators() as emu:
-        emu.faults.arm("slow", "tts")
-        tts = client(emu, receive_timeout_s=0.3)
-        stream = await tts.open(voice=VOICE, sample_rate=8000)
-        await stream.send_text("Hello there.")
-        with pytest.raises(ProviderError, match="no audio"):
-            await collect(stream)
-        await stream.aclose()
+async def test_stalled_provider_times_out(emu):
+    emu.faults.arm("slow", "tts")
+    tts = client(emu, receive_timeout_s=0.3)
+    stream = await tts.open(voice=VOICE, sample_rate=8000)
+    await stream.send_text("Hello there.")
+    with pytest.raises(ProviderError, match="no audio"):
+        await collect(stream)
+    await stream.aclose()
+    await tts.aclose()
+
+
+async def test_handshake_refusals_are_not_retryable(emu):
+    for tts, voice in ((client(emu, api_key=SecretStr("nope")), VOICE), (client(emu), "")):
+        with pytest.raises(ProviderError) as caught:
+            await tts.open(voice=voice, sample_rate=8000)
+        assert not caught.value.retryable
         await tts.aclose()
 
 
-async def test_handshake_refusals_are_not_retryable():
-    async with emulators() as emu:
-        for tts, voice in ((client(emu, api_key=SecretStr("nope")), VOICE), (client(emu), "")):
-            with pytest.raises(ProviderError) as caught:
-                await tts.open(voice=voice, sample_rate=8000)
-            assert not caught.value.retryable
-            await tts.aclose()
-
-
-async def test_emulator_requires_the_handshake_frame_first():
-    async with emulators() as emu:
-        async with ClientSession() as http:
-            async with http.ws_connect(emu.tts_url, params={"voice": VOICE, "audio_format": "linear16"},
-                                       headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
-                await ws.send_str('{"text":"Hello."}')
-                msg = await ws.receive(timeout=1)
-                assert msg.type is WSMsgType.TEXT and "handshake" in orjson.loads(msg.data)["error"]
+async def test_emulator_requires_the_handshake_frame_first(emu):
+    async with ClientSession() as http:
+        async with http.ws_connect(emu.tts_url, params={"voice": VOICE, "audio_format": "linear16"},
+                                   headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
+            await ws.send_str('{"text":"Hello."}')
+            msg = await ws.receive(timeout=1)
+            assert msg.type is WSMsgType.TEXT and "handshake" in orjson.loads(msg.data)["error"]
 
 
 def test_container_sniffing():

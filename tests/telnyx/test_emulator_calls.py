@@ -14,15 +14,15 @@ from control_plane.telnyx import TelnyxApiError, verify_signature
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
 
-async def test_busy_number_hangs_up_user_busy_without_answering() -> None:
-    async with world() as (emulator, sink, client):
-        emulator.set_number_behaviour(TO, "busy")
-        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-        hangup, = await sink.wait_for("call.hangup", result.call_control_id)
-        assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == ("user_busy", "486")
-        assert hangup.payload["hangup_source"] == "callee"
-        assert hangup.payload["call_quality_stats"] is None
-        assert sink.types(result.call_control_id) == ["call.initiated", "call.hangup"]
+async def test_busy_number_hangs_up_user_busy_without_answering(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    emulator.set_number_behaviour(TO, "busy")
+    result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    hangup, = await sink.wait_for("call.hangup", result.call_control_id)
+    assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == ("user_busy", "486")
+    assert hangup.payload["hangup_source"] == "callee"
+    assert hangup.payload["call_quality_stats"] is None
+    assert sink.types(result.call_control_id) == ["call.initiated", "call.hangup"]
 
 
 async def test_unanswered_number_times_out_after_timeout_secs() -> None:
@@ -41,44 +41,44 @@ async def test_unanswered_number_times_out_after_timeout_secs() -> None:
         assert cancelled.payload["hangup_cause"] == "originator_cancel"
 
 
-async def test_voicemail_with_amd_reports_machine_then_the_beep() -> None:
-    async with world() as (emulator, sink, client):
-        emulator.set_number_behaviour(TO, "voicemail")
-        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
-                                   answering_machine_detection="detect_beep")
-        greeting, = await sink.wait_for("call.machine.greeting.ended", result.call_control_id)
-        assert greeting.payload["result"] == "beep_detected"
-        detection, = sink.events("call.machine.detection.ended", result.call_control_id)
-        assert detection.payload["result"] == "machine"
-        assert sink.types(result.call_control_id) == [
-            "call.initiated", "call.answered", "call.machine.detection.ended", "call.machine.greeting.ended"]
+async def test_voicemail_with_amd_reports_machine_then_the_beep(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    emulator.set_number_behaviour(TO, "voicemail")
+    result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
+                               answering_machine_detection="detect_beep")
+    greeting, = await sink.wait_for("call.machine.greeting.ended", result.call_control_id)
+    assert greeting.payload["result"] == "beep_detected"
+    detection, = sink.events("call.machine.detection.ended", result.call_control_id)
+    assert detection.payload["result"] == "machine"
+    assert sink.types(result.call_control_id) == [
+        "call.initiated", "call.answered", "call.machine.detection.ended", "call.machine.greeting.ended"]
 
 
-async def test_amd_on_a_human_and_premium_amd_on_voicemail() -> None:
-    async with world() as (emulator, sink, client):
-        human = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
-                                  answering_machine_detection="detect")
-        detection, = await sink.wait_for("call.machine.detection.ended", human.call_control_id)
-        assert detection.payload["result"] == "human"
+async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    human = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
+                              answering_machine_detection="detect")
+    detection, = await sink.wait_for("call.machine.detection.ended", human.call_control_id)
+    assert detection.payload["result"] == "human"
 
-        emulator.set_number_behaviour("+15550100009", "voicemail")
-        machine = await client.dial(connection_id=CONNECTION_ID, to="+15550100009", from_=FROM,
-                                    answering_machine_detection="premium")
-        await sink.wait_for("call.machine.premium.greeting.ended", machine.call_control_id)
-        premium, = sink.events("call.machine.premium.detection.ended", machine.call_control_id)
-        assert premium.payload["result"] == "machine"
-        await asyncio.sleep(0.3)
-        assert "call.machine.greeting.ended" not in sink.types(human.call_control_id)
+    emulator.set_number_behaviour("+15550100009", "voicemail")
+    machine = await client.dial(connection_id=CONNECTION_ID, to="+15550100009", from_=FROM,
+                                answering_machine_detection="premium")
+    await sink.wait_for("call.machine.premium.greeting.ended", machine.call_control_id)
+    premium, = sink.events("call.machine.premium.detection.ended", machine.call_control_id)
+    assert premium.payload["result"] == "machine"
+    await asyncio.sleep(0.3)
+    assert "call.machine.greeting.ended" not in sink.types(human.call_control_id)
 
 
-async def test_number_behaviour_over_the_control_api() -> None:
-    async with world() as (emulator, sink, client):
-        async with aiohttp.ClientSession() as http:
-            response = await http.put(f"{emulator.url}/_emulator/numbers/{TO}", json={"answer": "busy"})
-            assert response.status == 200
-        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-        hangup, = await sink.wait_for("call.hangup", result.call_control_id)
-        assert hangup.payload["hangup_cause"] == "user_busy"
+async def test_number_behaviour_over_the_control_api(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    async with aiohttp.ClientSession() as http:
+        response = await http.put(f"{emulator.url}/_emulator/numbers/{TO}", json={"answer": "busy"})
+        assert response.status == 200
+    result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    hangup, = await sink.wait_for("call.hangup", result.call_control_id)
+    assert hangup.payload["hangup_cause"] == "user_busy"
 
 
 async def test_incoming_call_waits_for_answer_then_streams() -> None:
@@ -183,78 +183,78 @@ async def test_delay_switch_delivers_late() -> None:
         assert sink.received[0].at - dialled_at >= 0.39
 
 
-async def test_speak_playback_recording_and_status() -> None:
-    async with world() as (emulator, sink, client):
-        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, client_state="s1")
-        ccid = result.call_control_id
-        await sink.wait_for("call.answered", ccid)
+async def test_speak_playback_recording_and_status(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, client_state="s1")
+    ccid = result.call_control_id
+    await sink.wait_for("call.answered", ccid)
 
-        await client.speak(ccid, "Hello, this is a reminder about your appointment.", client_state="s2")
-        ended, = await sink.wait_for("call.speak.ended", ccid)
-        assert ended.payload["status"] == "completed" and ended.client_state == b"s2"
-        assert sink.types(ccid)[-2:] == ["call.speak.started", "call.speak.ended"]
+    await client.speak(ccid, "Hello, this is a reminder about your appointment.", client_state="s2")
+    ended, = await sink.wait_for("call.speak.ended", ccid)
+    assert ended.payload["status"] == "completed" and ended.client_state == b"s2"
+    assert sink.types(ccid)[-2:] == ["call.speak.started", "call.speak.ended"]
+    with pytest.raises(TelnyxApiError) as info:
+        await client.action(ccid, "speak", voice="female")
+    assert (info.value.code, info.value.errors[0]["source"]) == ("10004", {"pointer": "/payload"})
+
+    await client.playback_start(ccid, audio_url="https://example.com/hold.mp3")
+    await client.playback_stop(ccid)
+    stopped, = await sink.wait_for("call.playback.ended", ccid)
+    assert stopped.payload["status"] == "cancelled"
+
+    await client.record_start(ccid, format="wav", channels="dual")
+    await client.record_pause(ccid)
+    await client.record_resume(ccid)
+    await client.record_stop(ccid)
+    # The SDK's recording.saved has no call_control_id: the leg id says whose it is.
+    saved, = await sink.wait_for("call.recording.saved")
+    assert saved.payload["call_leg_id"] == result.call_leg_id and "call_control_id" not in saved.payload
+    assert saved.payload["recording_urls"]["wav"].endswith(".wav")
+    assert saved.payload["channels"] == "dual"
+
+    await client.send_dtmf(ccid, "1234#")
+    assert emulator.calls[ccid].sent_dtmf == ["1234#"]
+    with pytest.raises(TelnyxApiError):
+        await client.send_dtmf(ccid, "12x")
+
+    status = await client.get_call(ccid)
+    assert status["is_alive"] is True and status["record_type"] == "call"
+    await client.speak(ccid, "A long goodbye " * 20)
+    await sink.wait_for("call.speak.started", ccid, count=2)
+    await client.hangup(ccid)
+    await sink.wait_for("call.hangup", ccid)
+    cut, = [e for e in sink.events("call.speak.ended", ccid) if e.payload["status"] != "completed"]
+    assert cut.payload["status"] == "call_hangup"
+    status = await client.get_call(ccid)
+    assert status["is_alive"] is False and isinstance(status["call_duration"], int)
+
+
+async def test_gather_times_out_and_can_be_stopped(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    ccid = result.call_control_id
+    await sink.wait_for("call.answered", ccid)
+    await client.gather(ccid, timeout_millis=2000, initial_timeout_millis=2000)
+    timed_out, = await sink.wait_for("call.gather.ended", ccid)  # 2 s x 0.05
+    assert (timed_out.payload["status"], timed_out.payload["digits"]) == ("timeout", "")
+    await client.gather(ccid, minimum_digits=3)
+    await emulator.press(ccid, "9", interval_s=0)
+    await client.gather_stop(ccid)
+    ended = await sink.wait_for("call.gather.ended", ccid, count=2)
+    assert (ended[1].payload["status"], ended[1].payload["digits"]) == ("cancelled", "9")
+
+
+async def test_dial_validation(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    for field, kwargs in (("connection_id", {"connection_id": "", "to": TO, "from_": FROM}),
+                          ("from", {"connection_id": CONNECTION_ID, "to": TO, "from_": ""})):
         with pytest.raises(TelnyxApiError) as info:
-            await client.action(ccid, "speak", voice="female")
-        assert (info.value.code, info.value.errors[0]["source"]) == ("10004", {"pointer": "/payload"})
-
-        await client.playback_start(ccid, audio_url="https://example.com/hold.mp3")
-        await client.playback_stop(ccid)
-        stopped, = await sink.wait_for("call.playback.ended", ccid)
-        assert stopped.payload["status"] == "cancelled"
-
-        await client.record_start(ccid, format="wav", channels="dual")
-        await client.record_pause(ccid)
-        await client.record_resume(ccid)
-        await client.record_stop(ccid)
-        # The SDK's recording.saved has no call_control_id: the leg id says whose it is.
-        saved, = await sink.wait_for("call.recording.saved")
-        assert saved.payload["call_leg_id"] == result.call_leg_id and "call_control_id" not in saved.payload
-        assert saved.payload["recording_urls"]["wav"].endswith(".wav")
-        assert saved.payload["channels"] == "dual"
-
-        await client.send_dtmf(ccid, "1234#")
-        assert emulator.calls[ccid].sent_dtmf == ["1234#"]
-        with pytest.raises(TelnyxApiError):
-            await client.send_dtmf(ccid, "12x")
-
-        status = await client.get_call(ccid)
-        assert status["is_alive"] is True and status["record_type"] == "call"
-        await client.speak(ccid, "A long goodbye " * 20)
-        await sink.wait_for("call.speak.started", ccid, count=2)
-        await client.hangup(ccid)
-        await sink.wait_for("call.hangup", ccid)
-        cut, = [e for e in sink.events("call.speak.ended", ccid) if e.payload["status"] != "completed"]
-        assert cut.payload["status"] == "call_hangup"
-        status = await client.get_call(ccid)
-        assert status["is_alive"] is False and isinstance(status["call_duration"], int)
-
-
-async def test_gather_times_out_and_can_be_stopped() -> None:
-    async with world() as (emulator, sink, client):
-        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-        ccid = result.call_control_id
-        await sink.wait_for("call.answered", ccid)
-        await client.gather(ccid, timeout_millis=2000, initial_timeout_millis=2000)
-        timed_out, = await sink.wait_for("call.gather.ended", ccid)  # 2 s x 0.05
-        assert (timed_out.payload["status"], timed_out.payload["digits"]) == ("timeout", "")
-        await client.gather(ccid, minimum_digits=3)
-        await emulator.press(ccid, "9", interval_s=0)
-        await client.gather_stop(ccid)
-        ended = await sink.wait_for("call.gather.ended", ccid, count=2)
-        assert (ended[1].payload["status"], ended[1].payload["digits"]) == ("cancelled", "9")
-
-
-async def test_dial_validation() -> None:
-    async with world() as (emulator, sink, client):
-        for field, kwargs in (("connection_id", {"connection_id": "", "to": TO, "from_": FROM}),
-                              ("from", {"connection_id": CONNECTION_ID, "to": TO, "from_": ""})):
-            with pytest.raises(TelnyxApiError) as info:
-                await client.dial(**kwargs)
-            assert info.value.code == "10004" and info.value.errors[0]["source"]["pointer"] == f"/{field}"
-        with pytest.raises(TelnyxApiError) as info:
-            await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, timeout_secs=0)
-        assert (info.value.status, info.value.code) == (422, "10015")
-        assert emulator.dial_log == [] and emulator.events == []
+            await client.dial(**kwargs)
+        assert info.value.code == "10004" and info.value.errors[0]["source"]["pointer"] == f"/{field}"
+    with pytest.raises(TelnyxApiError) as info:
+        await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, timeout_secs=0)
+    assert (info.value.status, info.value.code) == (422, "10015")
+    assert emulator.dial_log == [] and emulator.events == []
 
 
 async def test_callee_can_press_keys_and_hang_up_through_its_call() -> None:

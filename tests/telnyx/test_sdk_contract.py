@@ -233,28 +233,28 @@ def test_the_emulator_tables_are_the_sdk_models() -> None:
 # -- the emulator refuses what Telnyx's parameters do not allow ---------------------------------
 
 
-async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422() -> None:
-    async with world() as (emulator, sink, client):
-        call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-        ccid = call.call_control_id
-        await sink.wait_for("call.answered", ccid)
-        with pytest.raises(TelnyxApiError) as info:
-            await client.action(ccid, "answer", stream_auth_token="t")
-        assert (info.value.status, info.value.code) == (422, "10015")
-        assert info.value.errors[0]["source"] == {"pointer": "/stream_auth_token"}
-        with pytest.raises(TelnyxApiError) as info:
-            await client.streaming_start(ccid, "wss://x", stream_track="inbound")
-        assert (info.value.status, info.value.code) == (422, "10015") and "stream_track" in info.value.detail
-        with pytest.raises(TelnyxApiError) as info:
-            await client.speak(ccid, "hi", language="en")
-        assert (info.value.status, info.value.code) == (422, "10015")
-        with pytest.raises(TelnyxApiError) as info:
-            await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, answering_machine_detection="yes")
-        assert (info.value.status, info.value.code) == (422, "10015")
-        with pytest.raises(TelnyxApiError) as info:  # a hostile key is not echoed back
-            await client.action(ccid, "hangup", **{"<script>x</script>": 1})
-        assert "<script>" not in str(info.value) and "source" not in info.value.errors[0]
-        assert emulator.calls[ccid].is_alive  # nothing a refused command asked for happened
+async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    ccid = call.call_control_id
+    await sink.wait_for("call.answered", ccid)
+    with pytest.raises(TelnyxApiError) as info:
+        await client.action(ccid, "answer", stream_auth_token="t")
+    assert (info.value.status, info.value.code) == (422, "10015")
+    assert info.value.errors[0]["source"] == {"pointer": "/stream_auth_token"}
+    with pytest.raises(TelnyxApiError) as info:
+        await client.streaming_start(ccid, "wss://x", stream_track="inbound")
+    assert (info.value.status, info.value.code) == (422, "10015") and "stream_track" in info.value.detail
+    with pytest.raises(TelnyxApiError) as info:
+        await client.speak(ccid, "hi", language="en")
+    assert (info.value.status, info.value.code) == (422, "10015")
+    with pytest.raises(TelnyxApiError) as info:
+        await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, answering_machine_detection="yes")
+    assert (info.value.status, info.value.code) == (422, "10015")
+    with pytest.raises(TelnyxApiError) as info:  # a hostile key is not echoed back
+        await client.action(ccid, "hangup", **{"<script>x</script>": 1})
+    assert "<script>" not in str(info.value) and "source" not in info.value.errors[0]
+    assert emulator.calls[ccid].is_alive  # nothing a refused command asked for happened
 
 
 async def test_unknown_keys_switch_lets_them_through() -> None:
@@ -269,12 +269,12 @@ async def test_unknown_keys_switch_lets_them_through() -> None:
     ("CALL_REJECTED", "call_rejected", "603"), ("USER_BUSY", "user_busy", "486"),
     ("NOT_FOUND", "not_found", "404"), ("TEMPORARILY_UNAVAILABLE", "unspecified", "480"),
 ])
-async def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str) -> None:
-    async with world() as (emulator, sink, client):
-        incoming = emulator.incoming_call(from_=FROM, to=TO, connection_id=CONNECTION_ID)
-        await client.reject(incoming.call_control_id, cause=cause)
-        hangup, = await sink.wait_for("call.hangup", incoming.call_control_id)
-        assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == (hangup_cause, sip)
+async def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str, telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    incoming = emulator.incoming_call(from_=FROM, to=TO, connection_id=CONNECTION_ID)
+    await client.reject(incoming.call_control_id, cause=cause)
+    hangup, = await sink.wait_for("call.hangup", incoming.call_control_id)
+    assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == (hangup_cause, sip)
 
 
 # -- speech frames -----------------------------------------------------------------------------
