@@ -4,7 +4,9 @@ event loops async tests run on, and the rule that nothing skips.
 Async tests are plain ``async def test_...`` functions run by pytest-asyncio (``asyncio_mode = "auto"``
 in pyproject.toml), each on a fresh loop. The loop is the stdlib's unless a test asks for more with
 ``@pytest.mark.asyncio(loop_factories=["uvloop", "asyncio"])`` (the engine's production loop is uvloop;
-tests of code that touches the loop's internals, such as child processes, run on both).
+tests of code that touches the loop's internals, such as child processes, run on both), or
+``loop_factories=["virtual"]`` for virtual time (tests/fixtures/virtual_time.py): timing asserted
+exactly, without a wall-clock window.
 """
 
 import asyncio
@@ -13,6 +15,8 @@ from collections.abc import Callable, Mapping
 import pytest
 import uvloop
 from hypothesis import HealthCheck, settings
+
+from tests.fixtures.virtual_time import VirtualTimeLoop
 
 pytest_plugins = ["tests.fixtures.servers"]
 
@@ -29,6 +33,7 @@ settings.load_profile("ci")
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
     "uvloop": uvloop.new_event_loop,
+    "virtual": VirtualTimeLoop,  # timers fire at once, in order, at their exact virtual times
 }
 
 

@@ -265,6 +265,10 @@ def test_demo_call_with_local_providers_is_recognised(monkeypatch, capsys):
 
     for name in ("DATABASE_URL", "CALLAGENT_DATABASE_URL", "REDIS_URL", "CALLAGENT_REDIS_URL", "TELNYX_API_KEY"):
         monkeypatch.delenv(name, raising=False)
+    # Real models on a loaded machine (CI, other test runs) can take longer than the 2 s provider
+    # deadline for one sentence, and a stall fails the reply: this test is about what is heard,
+    # the latency is the benchmarks' business.
+    monkeypatch.setenv("CALLAGENT_AGENT__PROVIDER_DEADLINE_S", "30")
     assert main(["demo", "--providers", "local"]) == 0
     out = capsys.readouterr().out
     assert "STT: faster-whisper" in out
