@@ -15,11 +15,14 @@ from bench.telnyx_emulator import (
     ImpairedWebSocket,
     Impairment,
     MarkEcho,
+    Pacer,
     PlayQueue,
     SilentCallee,
 )
 
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
+
+VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # tests/fixtures/virtual_time.py
 
 SECOND_OF_AUDIO = base64.b64encode(b"\x7f" * 8000).decode()
 
@@ -65,8 +68,10 @@ async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
                     str(i + 2), str(i + 1), str(i * 20))
                 assert body["track"] == "inbound"
                 assert base64.b64decode(body["payload"]) == b"\xff" * 160  # 20 ms of μ-law silence
+            # Paced, never early: 25 intervals of at least 20 ms (late is what load does, and the
+            # pacer's exact slots are checked in virtual time below).
             span = timed[-1][0] - timed[0][0]
-            assert 0.42 <= span <= 0.75, span  # 25 intervals of 20 ms, in real time
+            assert span >= 25 * 0.02 - 0.005, span
 
             started, = await sink.wait_for("streaming.started", result.call_control_id)
             assert started.payload["stream_url"] == media.url
@@ -103,40 +108,41 @@ async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
             def echoed(name: str) -> float | None:
                 return next((t for t, f in session.timed("mark") if f["mark"]["name"] == name), None)
 
-            # Nothing queued: the mark comes straight back.
-            sent = time.monotonic()
+            # Nothing queued: the mark comes back (no audio to wait for). The exact due times
+            # are PlayQueue's, checked on a fake clock above; here, over the wire, only orders
+            # and lower bounds are asserted: load can make an echo late, never early.
             await session.send(_mark("idle"))
             await session.wait(lambda: echoed("idle") is not None)
-            assert echoed("idle") - sent < 0.15
 
             # 300 ms of audio, then a mark: back once the audio has played, not before.
             sent = time.monotonic()
             await session.send(_audio(0.3))
             await session.send(_mark("after-300ms"))
             await session.wait(lambda: echoed("after-300ms") is not None)
-            assert 0.28 <= echoed("after-300ms") - sent < 0.5
+            assert echoed("after-300ms") - sent >= 0.28
 
             # 2 s queued, then clear: pending marks come back at once, in order.
+            queued = time.monotonic()
             await session.send(_audio(2.0))
             await session.send(_mark("a"))
             await session.send(_audio(1.0))
             await session.send(_mark("b"))
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.15)  # a real socket: give the emulator time to (wrongly) echo early
             assert echoed("a") is None
             cleared = time.monotonic()
             await session.send({"event": "clear"})
             await session.wait(lambda: echoed("b") is not None)
-            assert echoed("a") - cleared < 0.15 and echoed("b") - cleared < 0.15
+            # Back at the clear, not when their audio would have played (2 s and 3 s on).
+            assert cleared <= echoed("a") <= echoed("b") < queued + 2.0
             names = [f["mark"]["name"] for f in session.of("mark")]
             assert names == ["idle", "after-300ms", "a", "b"]
             for frame in session.of("mark"):
                 assert frame["stream_id"] and frame["sequence_number"].isdigit()
 
-            # After the clear the queue is empty again.
-            sent = time.monotonic()
+            # After the clear the queue is empty again: a new mark is not held behind old audio.
             await session.send(_mark("fresh"))
             await session.wait(lambda: echoed("fresh") is not None)
-            assert echoed("fresh") - sent < 0.15
+            assert echoed("fresh") < queued + 2.0
     finally:
         await media.close()
 
@@ -381,13 +387,15 @@ def test_mark_echo_rejects_unknown_modes() -> None:
         MarkEcho("late", late_s=-1)
 
 
+@VIRTUAL
 async def test_play_queue_next_marks_waits_for_the_audio() -> None:
-    queue = PlayQueue(8000)
+    loop = asyncio.get_running_loop()
+    queue = PlayQueue(8000, clock=loop.time)
     queue.push_media(b"\0" * 800)  # 100 ms
     queue.push_mark("done")
-    started = time.monotonic()
+    started = loop.time()
     assert await queue.next_marks() == ["done"]
-    assert 0.09 <= time.monotonic() - started < 0.2
+    assert loop.time() - started == pytest.approx(0.1)  # exactly when the audio has played
 
 
 class RecordingSocket:
@@ -395,7 +403,7 @@ class RecordingSocket:
         self.sent: list[tuple[float, dict[str, Any]]] = []
 
     async def send_str(self, data: str) -> None:
-        self.sent.append((time.monotonic(), orjson.loads(data)))
+        self.sent.append((asyncio.get_running_loop().time(), orjson.loads(data)))
 
 
 async def _push(impairment: Impairment, frames: int = 50, *, control: bool = False) -> tuple[RecordingSocket,
@@ -417,6 +425,7 @@ def _chunks(raw: RecordingSocket) -> list[int]:
     return [int(f["media"]["chunk"]) for _, f in raw.sent if f["event"] == "media"]
 
 
+@VIRTUAL
 async def test_impairments_are_seeded_and_do_what_they_say() -> None:
     raw, _ = await _push(Impairment())
     assert _chunks(raw) == list(range(1, 51))  # no impairment: untouched
@@ -435,9 +444,33 @@ async def test_impairments_are_seeded_and_do_what_they_say() -> None:
     raw, _ = await _push(Impairment(burst=5), frames=20)
     times = [t for t, f in raw.sent]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert sum(g < 0.001 for g in gaps) >= 15  # four frames of each five leave together
+    assert sum(g == 0 for g in gaps) == 16  # four bursts of five: four frames of each leave with the first
     assert _chunks(raw) == list(range(1, 21))
 
     raw, _ = await _push(Impairment(loss_p=1.0), frames=20, control=True)
     assert [f["event"] for _, f in raw.sent] == ["mark"]  # signalling is not impaired
 
+
+
+class _Socket:
+    def __init__(self) -> None:
+        self.at: list[float] = []
+
+    async def send_str(self, data: str) -> None:
+        self.at.append(asyncio.get_running_loop().time())
+
+
+@VIRTUAL
+async def test_the_pacer_sends_one_frame_per_slot_and_re_anchors_after_a_stall() -> None:
+    loop = asyncio.get_running_loop()
+    ws = _Socket()
+    pacer = Pacer(ws, FrameWriter("s1"))
+    start = loop.time()
+    for _ in range(25):
+        await pacer.send(b"\xff" * 160)
+    assert [round(t - start, 6) for t in ws.at] == [round(i * 0.02, 6) for i in range(25)]
+    await asyncio.sleep(0.5)  # a stall far past max_lag_s: no burst to catch up, a new anchor
+    resumed = loop.time()
+    for _ in range(3):
+        await pacer.send(b"\xff" * 160)
+    assert [round(t - resumed, 6) for t in ws.at[25:]] == [0.0, 0.02, 0.04]
