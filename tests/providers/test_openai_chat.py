@@ -49,7 +49,9 @@ async def test_text_streams_token_by_token():
     pieces = [d for _, d in deltas if d.text]
     assert len(pieces) >= 8
     first_token_ms = (deltas[0][0] - asked_at) * 1000
-    assert 150 <= first_token_ms < 250
+    # Never before the emulator profile's 150 ms to first token (later is what load does; the
+    # exact figure is the benchmarks' business).
+    assert first_token_ms >= 150
     assert deltas[-1][1].finish_reason == "stop" and not deltas[-1][1].tool_calls
     assert all(d.finish_reason is None for _, d in deltas[:-1])
     await assert_no_tasks_left()
@@ -148,7 +150,8 @@ async def test_stalled_model_hits_the_request_timeout():
         took = loop.time() - started
         await llm.aclose()
     assert caught.value.retryable and "timed out" in str(caught.value)
-    assert 0.3 <= took < 1.0
+    # Cut off by the request timeout, not by the end of the stall (the profile's stall_s).
+    assert 0.3 <= took < emu.profile.stall_s
 
 
 async def test_emulator_speaks_the_openai_sse_shape():

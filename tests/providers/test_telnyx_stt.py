@@ -20,6 +20,8 @@ from .helpers import (
     run, wait_for,
 )
 
+VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # tests/fixtures/virtual_time.py
+
 
 class Recorder:
     def __init__(self) -> None:
@@ -66,6 +68,7 @@ async def recognise(pcm: bytes, *, rate: int = 8000, **emulator_kwargs) -> Recor
     return rec
 
 
+@VIRTUAL
 async def test_interim_results_while_speaking_then_final_after_finalize():
     async with emulators() as emu:
         stt = client(emu)
@@ -85,7 +88,7 @@ async def test_interim_results_while_speaking_then_final_after_finalize():
     assert all(HELLO.startswith(t.text) for t in rec.interims)
     assert rec.transcripts[0][0] < fed_at
     # The final comes the profile's 100 ms after Finalize, never before the audio it covers.
-    assert 0.1 <= final_at - finalize_at < 0.3
+    assert final_at - finalize_at == pytest.approx(0.1, abs=0.005)
     assert final_at > fed_at
     assert not rec.errors
     await assert_no_tasks_left()
@@ -121,6 +124,7 @@ async def test_recognises_at_16_khz_when_the_engine_upsamples():
     assert [t.text for t in rec.finals] == [HELLO]
 
 
+@VIRTUAL
 async def test_own_endpointing_without_finalize():
     async with emulators() as emu:
         stt = client(emu)
@@ -140,7 +144,7 @@ async def test_own_endpointing_without_finalize():
         await session.aclose()
         await stt.aclose()
     assert rec.finals[0].text == HELLO and rec.finals[0].speech_final
-    assert 0.09 <= final_at - fed_at < 0.3
+    assert final_at - fed_at == pytest.approx(0.1, abs=0.025)
 
 
 async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame():
