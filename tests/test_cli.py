@@ -188,6 +188,8 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert "record_calls: default" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 async def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypatch, capsys):
     """A real ``callagent serve`` and a real SIGTERM: the live call's stream stays open and its
     webhooks are accepted, new starts get 503, and the process exits once the call ends.

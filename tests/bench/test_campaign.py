@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
+
 from bench.campaign import KEYS, _Callees, _QuietCallee, default_calls_per_minute, run_campaign_bench, summary_lines
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole campaign benchmarks through the emulators
 
 STABLE_KEYS = set(KEYS) | {
     "dials", "accepted_contacts", "statuses", "contacts", "concurrency", "calls_per_minute", "completed",

@@ -24,6 +24,8 @@ from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole calls over sockets through every emulator, seconds each
+
 SCRIPTS = {s.name: s for s in load_corpus()}
 
 

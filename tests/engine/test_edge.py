@@ -120,6 +120,7 @@ async def test_stream_auth_token_is_enforced():
         await server.close()
 
 
+@pytest.mark.slow
 async def test_a_thousand_dropped_sockets_leak_nothing(caplog):
     sessions = weakref.WeakSet()
     started = []
@@ -221,6 +222,7 @@ async def test_a_socket_that_never_sends_start_is_closed(caplog):
     assert len(closed) == 1 and closed[0].levelno == logging.DEBUG
 
 
+@pytest.mark.slow
 async def test_an_idle_stream_is_closed_and_its_media_ends():
     # Fails before the change: a started stream that went quiet was never closed.
     listener = Stops()

