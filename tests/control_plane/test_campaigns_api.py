@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from control_plane.callstate import client_state_for
 from control_plane.campaigns.outcomes import call_id_for
 from control_plane.campaigns.store import CampaignStore
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import Harness, encoded_state, harness
@@ -212,6 +214,7 @@ async def test_rejected_rows_list_is_capped_and_headerless_csv_works(tmp_path):
         assert status == 413 and body["error"]["code"] == "too_many_rows"
 
 
+@pytest.mark.slow
 async def test_a_large_csv_is_streamed_and_written_in_batches(tmp_path):
     rows = 20_000
     async with harness(_local(tmp_path, campaigns={"import_batch_size": 500})) as h:
@@ -478,6 +481,7 @@ csv_bodies = st.lists(st.lists(st.text(max_size=15) | st.sampled_from(["+1415555
                                max_size=4), max_size=6).map(lambda rows: "\n".join(",".join(r) for r in rows))
 
 
+@pytest.mark.slow
 def test_fuzzing_the_campaign_api_finds_no_5xx(tmp_path):
     loop = asyncio.new_event_loop()
     context = harness(_local(tmp_path))
@@ -520,11 +524,7 @@ async def test_stopping_a_dialer_hands_its_waiting_claim_back(tmp_path):
             contacts = await _contacts(h, cid)
             return len(_dialled(h)) == 1 and any(c.status == "claimed" for c in contacts.values())
 
-        for _ in range(200):
-            if await waiting():
-                break
-            await asyncio.sleep(0.02)
-        assert await waiting()
+        await eventually(waiting)
         await h.cp.campaigns.stop()
         contacts = await _contacts(h, cid)
         second = next(c for c in contacts.values() if c.attempts == 0)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from bench.telnyx_emulator import DeliverySwitches, RunningEmulator, start_emulator
@@ -27,6 +28,8 @@ from control_plane.store import open_repository
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, PG_URL, REDIS_URL, make_settings
 from .test_campaigns_dialer import AGENT, QuietCallee
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # processes killed mid-campaign, PostgreSQL, Redis and the emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 150
@@ -76,7 +79,7 @@ async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling real processes and stores
 
 
 async def _check_exactly_once(emulator: RunningEmulator, store: CampaignStore, campaign_id: Any,
@@ -144,7 +147,7 @@ async def test_sigkill_a_dialer_worker_mid_campaign_then_another_finishes_it(pg_
             workers.append(_spawn(["-m", "control_plane.campaigns.worker"], env, tmp_path / "worker-a.log"))
             await _until(lambda: _value(len(emulator.dial_log) >= 40), 60, "worker A dialling")
             emulator.switches.delay_s = 5.0  # and their webhooks are late: only the command_id can tell
-            await asyncio.sleep(0.45)
+            await asyncio.sleep(0.45)  # real processes: let worker A get dials in flight before the kill
             killed_at = time.time()
             _kill(workers[0])  # SIGKILL: leases held, dials placed but unrecorded
             emulator.switches.delay_s = 0.0

@@ -3,7 +3,6 @@ the wire, signed webhooks delivered to /webhook/telnyx, the media stream reachin
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,19 +14,15 @@ from bench.telnyx_emulator import start_emulator
 from control_plane.app import CONTROL_PLANE_KEY, METRICS_KEY, create_app
 from control_plane.auth import issue_api_key
 from control_plane.callstate import call_id_from_client_state
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 
+pytestmark = pytest.mark.e2e  # the app, the real client and the Telnyx emulator over sockets
 
-async def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+
+async def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    return await eventually(check, timeout=timeout)
 
 
 @asynccontextmanager

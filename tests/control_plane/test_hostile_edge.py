@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 from aiohttp import web
 
 from control_plane.app import CONTROL_PLANE_KEY, app_runner, create_app
@@ -100,6 +101,7 @@ async def test_a_client_that_disconnects_mid_body_is_one_debug_line(tmp_path, ca
     assert len(gone) == 3 and all(r.levelno == logging.DEBUG and r.exc_info is None for r in gone)
 
 
+@pytest.mark.slow
 async def test_a_streamed_upload_has_the_deadline_per_chunk_not_in_total(tmp_path):
     settings = make_settings(tmp_path, server={"body_timeout_s": 0.5}, campaigns={"dialer": False})
     app = create_app(settings)
@@ -118,7 +120,7 @@ async def test_a_streamed_upload_has_the_deadline_per_chunk_not_in_total(tmp_pat
             for i in range(0, len(body), step):
                 writer.write(body[i:i + step])
                 await writer.drain()
-                await asyncio.sleep(pause_s)
+                await asyncio.sleep(pause_s)  # a slow client on a real socket: the server's deadline is real time
             status, body = await asyncio.wait_for(_response(reader), WAIT_S)
             writer.close()
             return status, body

@@ -20,6 +20,8 @@ from control_plane.store import open_repository
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, make_settings
 from .test_campaigns_crash import _kill, _spawn, _until, is_healthy
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real server process, SIGKILLed and restarted
+
 
 CALLS = int(os.environ.get("CALLAGENT_TEST_CRASH_CALLS", "3"))
 """Calls in flight at the kill (the issue's figure is for 20: set the variable to measure it)."""

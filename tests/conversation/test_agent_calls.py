@@ -106,7 +106,7 @@ class Harness:
         for _ in range(100):  # the agent reports after the stream closes
             if all(a.reporter.reports for a in self.agents):
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # polling: the agents have no hook to wait on
         return result
 
 

@@ -74,7 +74,7 @@ async def test_failures_become_readable_results_for_the_model_not_exceptions():
         return web.Response(status=500, text="boom")
 
     async def slow(request):
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # a tool server slower than the client's timeout
         return web.Response(text="late")
 
     runner, base = await _serve(("POST", "/bad", failing), ("POST", "/slow", slow))

@@ -177,7 +177,7 @@ async def test_finish_reports_waits_for_reports_still_being_written():
     written = []
 
     async def report():
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a write that is still in flight when the call is stopped
         written.append("summary")
 
     task = asyncio.ensure_future(report())

@@ -22,6 +22,8 @@ from tests.control_plane.fakes import harness
 
 from .helpers import secret_of, write_call, write_turns
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real Chromium against the running app
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

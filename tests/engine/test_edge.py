@@ -16,6 +16,7 @@ from control_plane.settings import Settings
 from engine.endpointing import EndpointEvent
 from engine.session import MediaListener
 from tests.engine.helpers import media_frames, start_frame
+from tests.fixtures.waiting import eventually
 
 
 class ReplyOnTurnEnd(MediaListener):
@@ -67,16 +68,12 @@ async def test_turn_reply_and_barge_in_over_a_real_socket():
                 # barge in: the caller talks over the agent's 2 s reply
                 for msg in media_frames(voiced(0.5, seed=9), first_chunk=len(frames) + 1):
                     await ws.send_bytes(msg)
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)  # a real socket: frames spread out as a caller's would be
                 got = await collect(ws, lambda f: f["event"] == "clear")
                 media_before_clear = sum(f["event"] == "media" for f in got) + 1
                 assert media_before_clear < 100  # far less than the 2 s reply
         metrics = server.app[METRICS_KEY]
-        for _ in range(100):
-            if not metrics.sessions.live:
-                break
-            await asyncio.sleep(0.01)
-        assert not metrics.sessions.live
+        await eventually(lambda: not metrics.sessions.live, what="the session to end")
         totals = metrics.sessions.totals()
         assert totals["barge_ins"] == 1 and totals["frames_in"] == len(frames) + 25
     finally:
@@ -177,7 +174,7 @@ async def _settle(metrics, baseline, timeout=10.0):
             if not metrics.sessions.live and (baseline is None or tasks <= baseline):
                 await asyncio.sleep(0.05)  # let aiohttp finish closing handlers
                 return len(asyncio.all_tasks())
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # polling the server's task count (no hook to wait on)
 
 
 class Stops(MediaListener):
@@ -236,7 +233,7 @@ async def test_an_idle_stream_is_closed_and_its_media_ends():
                 # Frames keep it alive well past both timeouts...
                 for msg in media_frames(silence(1.2)):
                     await ws.send_bytes(msg)
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # a real socket, real time: the idle timeout is the server's clock
                     assert not ws.closed and not listener.stopped
                 # ...and silence from the peer ends it.
                 msg = await asyncio.wait_for(ws.receive(), 10)

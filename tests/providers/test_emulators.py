@@ -20,7 +20,7 @@ from bench.emulators.tts import Synthesizer, decode_wav, split_sentences
 from bench.signals import silence, voiced, white_noise
 from engine import _audioop as audioop
 
-from .helpers import FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, child_processes, frames
+from .helpers import FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, child_processes, frames, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,11 +166,7 @@ async def test_cancelled_synthesis_leaves_no_espeak_process():
     # whoever runs the emulator: the bench, or this test process).
     synthesizer = Synthesizer(espeak=True)
     task = asyncio.ensure_future(synthesizer.synthesize("A long sentence to speak. " * 200, 8000))
-    for _ in range(100):
-        if child_processes("espeak-ng"):
-            break
-        await asyncio.sleep(0.01)
-    assert child_processes("espeak-ng")  # it is running
+    await wait_for(lambda: child_processes("espeak-ng"))  # it is running
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

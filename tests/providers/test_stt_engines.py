@@ -32,7 +32,7 @@ class RawStream:
     async def send_audio(self, pcm: bytes, *, speed: float = 4.0) -> None:
         for chunk in frames(pcm, 5 * FRAME):
             await self.ws.send_bytes(chunk)
-            await asyncio.sleep(0.1 / speed)
+            await asyncio.sleep(0.1 / speed)  # a real socket to the emulator: paced as a caller would be
 
     @property
     def finals(self) -> list[dict]:
@@ -94,7 +94,7 @@ async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_spee
         await stream.ws.send_str('{"type":"KeepAlive"}')
         # Less trailing silence than the engine's window: no final, whatever was asked.
         await stream.send_audio(silence(table.silence_window_ms / 1000 - 0.2))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a real socket: time for a wrong final to arrive (the window is audio, not time)
         assert not stream.results
         await stream.send_audio(silence(0.3))  # the window has passed
         await wait_for(lambda: stream.finals)
@@ -116,7 +116,7 @@ async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_
         await stream.ws.send_str('{"type":"Finalize"}')
         await stream.send_audio(silence(1.5))
         await stream.ws.send_str('{"type":"CloseStream"}')  # not documented for Telnyx: ignored
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a real socket: time for a wrong close to arrive
         assert not stream.ws.closed
         await stream.ws.close()
         await stream.reader

@@ -133,7 +133,7 @@ async def test_own_endpointing_without_finalize():
         # 300 ms of trailing silence is not enough for the emulator's 500 ms endpointing...
         for frame in frames(HELLO_PCM + silence(0.3)):
             session.feed(frame)
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.25)  # a real socket: time for a wrong final to arrive
         assert not rec.finals
         # ... 300 ms more is.
         for frame in frames(silence(0.3)):
@@ -156,7 +156,7 @@ async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame():
         for frame in frames(silence(0.1) + HELLO_PCM)[:49]:  # 980 ms
             session.feed(frame)
             assert len(other_tasks()) == tasks_before
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a real socket: the batched frames reach the emulator
         stats = emu.stt.stats
         assert stats.audio_frames >= 1 and stats.min_audio_frame_bytes >= 1600
         await session.finalize()  # flushes the 180 ms not yet sent, then Finalize
@@ -180,7 +180,7 @@ async def test_no_callbacks_after_aclose():
             session.feed(frame)
         await session.finalize()
         await session.aclose()  # the final is still 100 ms away
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a real socket: past when the final would have come
         await stt.aclose()
     assert not rec.finals and not rec.errors
 
@@ -284,7 +284,7 @@ async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_thei
         session = await open_session(stt, rec)
         await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1), speed=4.0)
         await session.finalize()  # flushes the audio; the engine would ignore a Finalize
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a real socket: time for a wrong final to arrive
         assert not rec.finals  # nothing forces the final: the engine's window has not passed
         await feed_paced(session, silence(1.0), speed=4.0)
         await wait_for(lambda: rec.finals)

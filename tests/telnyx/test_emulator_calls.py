@@ -67,7 +67,7 @@ async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None
     await sink.wait_for("call.machine.premium.greeting.ended", machine.call_control_id)
     premium, = sink.events("call.machine.premium.detection.ended", machine.call_control_id)
     assert premium.payload["result"] == "machine"
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # real sockets: time for a wrong webhook to arrive
     assert "call.machine.greeting.ended" not in sink.types(human.call_control_id)
 
 
@@ -96,7 +96,7 @@ async def test_incoming_call_waits_for_answer_then_streams() -> None:
             with pytest.raises(TelnyxApiError) as info:
                 await client.speak(ccid, "too early")
             assert info.value.code == "90034"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # real sockets: time for a wrong webhook to arrive
             assert "call.answered" not in sink.types(ccid)  # it waits for the app
 
             await client.answer(ccid, stream_url=media.url, client_state="inbound-1")
@@ -261,7 +261,7 @@ async def test_callee_can_press_keys_and_hang_up_through_its_call() -> None:
     class KeyPresser:
         async def run(self, ws, call) -> None:
             await call.press("7", interval_s=0)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a real socket: the key press goes out before the callee leaves
 
     media = MediaServer()
     await media.start()

@@ -182,7 +182,7 @@ async def test_app_hangup_sends_stop_closes_the_socket_and_reports() -> None:
             await sink.wait_for("call.hangup", result.call_control_id)
             await sink.wait_for("streaming.stopped", result.call_control_id)
             frames_at_close = len(session.frames)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a real socket: time for a wrong frame to arrive
             assert len(session.frames) == frames_at_close  # the callee is gone
     finally:
         await media.close()
@@ -265,7 +265,7 @@ async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> 
             await client.streaming_start(result.call_control_id, media.url, stream_auth_token="t-2")
             async def second_session() -> None:
                 while len(media.sessions) < 2:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # polling: the server has no hook for a second session
 
             await asyncio.wait_for(second_session(), 5)
             second = media.sessions[1]
@@ -304,7 +304,7 @@ async def test_impaired_stream_loses_frames_but_counters_show_the_gaps() -> None
         async with world(impairment=Impairment(loss_p=0.3, jitter_ms=15, seed=7)) as (emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.6)  # a real socket: let impaired audio flow for a while
             await client.hangup(result.call_control_id)
             await asyncio.wait_for(session.closed.wait(), 3)
             chunks = [int(f["media"]["chunk"]) for f in session.of("media")]
@@ -415,8 +415,8 @@ async def _push(impairment: Impairment, frames: int = 50, *, control: bool = Fal
         await ws.send_str(writer.media(b"\xff" * 160))
         if control and i == 10:
             await ws.send_str(writer.mark("m"))
-        await asyncio.sleep(0.002)
-    await asyncio.sleep(0.12)
+        await asyncio.sleep(0.002)  # virtual time: the frames are spread out as a carrier's would be
+    await asyncio.sleep(0.12)  # virtual time: past every jitter and reorder delay
     await ws.cancel()
     return raw, ws
 

@@ -28,7 +28,7 @@ async def test_close_returns_although_a_delivery_swallowed_its_cancellation() ->
 
     async def never_answers(request: web.Request) -> web.Response:
         arrived.set()
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # an endpoint that never answers (cancelled at close)
         return web.Response()
 
     app = web.Application()
@@ -51,7 +51,7 @@ async def test_close_returns_although_a_delivery_swallowed_its_cancellation() ->
             # Nothing goes out after close, retries included.
             sent = len(hooks.deliveries)
             hooks.emit("call.hangup", {"call_control_id": "c1"})
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a real socket: time for a wrong delivery to go out
             assert len(hooks.deliveries) == sent
     finally:
         await runner.cleanup()
