@@ -72,7 +72,9 @@ class System:
     async def until(self, check: Callable[[], Any], timeout: float = 30.0) -> Any:
         return await eventually(check, timeout=timeout)
 
-    async def finished(self, campaign_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    async def finished(self, campaign_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        # A hang guard, not a measurement: a whole campaign takes ~2 s on a quiet machine and was
+        # seen past 30 s on a loaded one (load average 15 on two cores).
         async def done() -> Any:
             body = await self.get(campaign_id)
             return body if body["status"] == "completed" else None
