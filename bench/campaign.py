@@ -343,6 +343,7 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
     ``talk_ratio``: the share of answered people who hold a conversation with the agent (0: all
     silent, and no agent runs); ``calls_per_minute`` defaults to :func:`default_calls_per_minute`."""
     from bench.procinfo import cpu_seconds, own_cpu_seconds
+    from callagent import build_server
     from control_plane.app import CONTROL_PLANE_KEY, METRICS_KEY, create_app
     from control_plane.auth import issue_api_key
     from control_plane.crypto import generate_key
@@ -383,14 +384,12 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
         if schema:
             values["store"] = {"schema_name": schema, "pool_max_size": 20}
         settings = Settings(_env_file=None, **values)
-        listener_factory = None
         if emulator.providers:
-            from callagent.wiring import agent_factory, build_providers
-
-            providers = await build_providers(settings)
-            listener_factory = agent_factory(settings, providers)
-        app = create_app(settings, listener_factory=listener_factory)
-        app[METRICS_KEY].recent_turns = collections.deque(maxlen=100_000)
+            server = await build_server(settings, keep_turns=100_000)
+            app, providers = server.app, server.providers
+        else:  # nobody talks: no agent, no providers
+            app = create_app(settings)
+            app[METRICS_KEY].recent_turns = collections.deque(maxlen=100_000)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -519,7 +518,7 @@ def _conversation_figures(conversations: list[dict[str, Any]], talkers: int,
 
 async def _peak_live_calls(store: Any, campaign_id: uuid.UUID) -> int:
     """Most calls of the campaign alive at once, from the call rows (created -> ended)."""
-    rows = await store.repo._fetch("SELECT created_at, ended_at FROM calls WHERE campaign_id = $1", campaign_id)
+    rows = await store.db.fetch("SELECT created_at, ended_at FROM calls WHERE campaign_id = $1", campaign_id)
     edges = []
     for row in rows:
         edges.append((str(row["created_at"]), 1))

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import signal
 
 from aiohttp import web
 
-from callagent.runtime import configure_logging, freeze_startup_heap, run
-from callagent.wiring import agent_factory, build_providers, tuned_for_providers
-from control_plane.app import METRICS_KEY, create_app
+from callagent import build_server, configure_logging, freeze_startup_heap, run
+from control_plane.app import METRICS_KEY
 from control_plane.settings import Settings
 
 KEEP_TURNS = 100_000
@@ -28,10 +26,8 @@ async def _turns(request: web.Request) -> web.Response:
 
 
 async def serve(host: str, port: int) -> None:
-    settings = tuned_for_providers(Settings())  # as `callagent serve` does
-    providers = await build_providers(settings)
-    app = create_app(settings, listener_factory=agent_factory(settings, providers))
-    app[METRICS_KEY].recent_turns = collections.deque(maxlen=KEEP_TURNS)
+    server = await build_server(Settings(), keep_turns=KEEP_TURNS)  # as `callagent serve` does
+    app = server.app
     app.router.add_get("/bench/turns", _turns)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -46,7 +42,7 @@ async def serve(host: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        await providers.aclose()
+        await server.close()
 
 
 def main() -> None:

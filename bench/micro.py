@@ -19,8 +19,9 @@ from typing import Callable
 import orjson
 
 from engine.codecs import PCMU
-from engine.config import EngineConfig, VadConfig
+from engine.config import EngineConfig, PlayoutConfig, VadConfig
 from engine.session import MediaSession
+from engine.vad import make_vad
 
 from .signals import silence, voiced, white_noise
 
@@ -81,8 +82,6 @@ def measure_inbound(vad_kind: str, audio: bytes, repeats: int = 15) -> float:
 
 
 def measure_outbound(mode: str = "paced", seconds: float = 4.0, repeats: int = 15) -> float:
-    from engine.config import PlayoutConfig
-
     config = EngineConfig(playout=PlayoutConfig(mode=mode))  # type: ignore[arg-type]
     pcm = voiced(seconds)
     chunk = 8000 * 2 // 5  # 200 ms TTS chunks, as a streaming TTS delivers them
@@ -117,8 +116,6 @@ def _vad_kinds() -> list[str]:
     kinds = ["energy", "webrtc", "hybrid"]
     try:
         import onnxruntime  # noqa: F401
-
-        from engine.vad import make_vad
 
         make_vad(VadConfig(kind="silero"), 8000)
         kinds.append("silero")

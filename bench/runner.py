@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from callagent import freeze_startup_heap
 from engine.providers.stt_engines import ENGINES, UNKNOWN, stt_engine
 
 from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
@@ -288,8 +289,6 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
 async def run_bench(options: BenchOptions) -> int:
     from rich.console import Console
     from rich.progress import Progress
-
-    from callagent.runtime import freeze_startup_heap
 
     from .emulators.server import load_corpus_utterances, start_emulators
 

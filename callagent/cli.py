@@ -34,11 +34,11 @@ def _version() -> str:
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
-    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner, create_app
+    from control_plane.app import CONTROL_PLANE_KEY, MEDIA_KEY, app_runner
     from control_plane.drain import drain
 
     from .local import free_port, start_local_carrier
-    from .wiring import agent_factory, build_providers, tuned_for_providers
+    from .server import build_server
 
     carrier = None
     if settings.telnyx_api_key is None:
@@ -46,11 +46,11 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         # streams a simulated callee, so `POST /api/calls/start` works end to end.
         port = port or free_port(host)
         settings, carrier = await start_local_carrier(settings, port)
-    settings = tuned_for_providers(settings)
-    providers = await build_providers(settings)
+    server = None
     runner = None
     try:
-        app = create_app(settings, listener_factory=agent_factory(settings, providers))
+        server = await build_server(settings)
+        app, settings = server.app, server.settings
         runner = app_runner(app)
         await runner.setup()
         try:
@@ -72,7 +72,8 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     finally:
         if runner is not None:
             await runner.cleanup()
-        await providers.aclose()
+        if server is not None:
+            await server.close()
         if carrier is not None:
             await carrier.close()
 
@@ -128,7 +129,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bench.demo import run_demo
+    from .demo import run_demo
 
     configure_logging("WARNING")
     if args.providers == "emulated":

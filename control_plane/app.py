@@ -19,8 +19,10 @@ from engine.conversation.agent import finish_reports
 from engine.edge import ListenerFactory, MediaStreamEndpoint
 from engine.metrics import EngineMetrics
 
-from .api import add_routes
+from .api.routes import add_routes
+from .api.openapi import build_openapi
 from .auth import make_auth_middleware
+from .context import CONTROL_PLANE_KEY, MEDIA_KEY, METRICS_KEY, SETTINGS_KEY
 from .dashboard.routes import dashboard_app
 from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
@@ -29,10 +31,6 @@ from .services import ControlPlane
 from .settings import Settings
 from .streamauth import StreamGate
 
-METRICS_KEY = web.AppKey("metrics", EngineMetrics)
-SETTINGS_KEY = web.AppKey("settings", Settings)
-CONTROL_PLANE_KEY = web.AppKey("control_plane", ControlPlane)
-MEDIA_KEY = web.AppKey("media", MediaStreamEndpoint)
 WEBHOOK_PATH = "/webhook/telnyx"
 
 
@@ -56,8 +54,6 @@ _OPENAPI_KEY = web.AppKey("openapi", dict)
 async def _openapi(request: web.Request) -> web.Response:
     cache = request.app[_OPENAPI_KEY]
     if not cache:
-        from .api.openapi import build_openapi
-
         cache.update(build_openapi(server_url=request.app[SETTINGS_KEY].server.public_url))
     return json_response(cache)
 

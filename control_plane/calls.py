@@ -22,6 +22,7 @@ from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
 from .store import Call, Conflict, Organisation, StatusChange, utcnow
 from .streamauth import stream_target
+from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -118,7 +119,7 @@ class CallService:
                            headers={"Retry-After": decision.retry_after_header})
 
         await self.ensure_dialable(org.id, request.to)
-        if request.campaign_id is not None and await repo.get_campaign(org.id, request.campaign_id) is None:
+        if request.campaign_id is not None and await (await cp.campaigns.store()).get(org.id, request.campaign_id) is None:
             raise ApiError(422, "unknown_campaign", "campaign_id does not name a campaign of this organisation")
 
         now = utcnow()
@@ -135,8 +136,6 @@ class CallService:
             if earlier is None:
                 raise
             return StartedCall(_replayed(earlier, fingerprint), replayed=True)
-        from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
-
         stream = stream_target(cp, call.id)
         try:
             result = await client.dial(
@@ -195,8 +194,6 @@ class CallService:
         return call
 
     async def _send_hangup(self, call: Call) -> None:
-        from .telnyx.client import TelnyxApiError, TelnyxError
-
         assert call.call_control_id
         try:
             await self.cp.telnyx_client().hangup(call.call_control_id, command_id=command_id(call.id, "hangup"))

@@ -26,11 +26,13 @@ from aiohttp import web
 from .background import SingleTask, run_rounds
 from .calls import command_id, telnyx_error_details
 from .callstate import apply_event, call_id_from_client_state, client_state_for, failed
+from .context import control_plane
 from .errors import ApiError, json_response, read_body
 from .jsonutil import has_nul
 from .phone import InvalidPhoneNumber, normalize_e164
 from .store import Call, Conflict, StatusChange, StoredEvent, utcnow
 from .streamauth import stream_target
+from .telnyx.client import TelnyxApiError
 from .telnyx.webhooks import WebhookParseError, WebhookVerificationError, parse_event, verify_signature
 
 if TYPE_CHECKING:
@@ -53,9 +55,7 @@ def phone_hash_of(cp: ControlPlane, value: Any) -> str | None:
 
 
 async def receive_webhook(request: web.Request) -> web.Response:
-    from .app import CONTROL_PLANE_KEY
-
-    cp: ControlPlane = request.app[CONTROL_PLANE_KEY]
+    cp = control_plane(request)
     settings = cp.settings
     public_key = settings.telnyx_public_key
     if not public_key:
@@ -288,8 +288,6 @@ class EventProcessor:
     async def _reject_unrouted(self, event: StoredEvent) -> None:
         """An inbound call to a number no organisation registered: reject it rather than leave the
         caller ringing, and say why. (The dialled number is the line's own, not personal data.)"""
-        from .telnyx.client import TelnyxApiError
-
         ccid = event.call_control_id
         if not ccid:
             return
@@ -306,8 +304,6 @@ class EventProcessor:
         raise Unrouted(reason)
 
     async def _side_effects(self, event: StoredEvent, before: Call, call: Call) -> None:
-        from .telnyx.client import TelnyxApiError
-
         cp = self.cp
         ccid = call.call_control_id
         if not ccid:

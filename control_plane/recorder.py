@@ -10,7 +10,7 @@ Nothing is written for a call whose personal data was erased.
 
 Example (inside a ``MediaListener``)::
 
-    recorder = app[CONTROL_PLANE_KEY].recorder
+    recorder = control_plane(request).recorder  # control_plane.context
     ctx = await recorder.bind(credential, start.call_control_id)
     await recorder.record_turn(ctx.call_control_id, 0, caller_text="hi", agent_text="Hello!",
                                latency=latency_figures(timeline))
@@ -32,6 +32,7 @@ from engine.timeline import TurnTimeline
 
 from .agents import effective_agent
 from .callstate import call_id_from_client_state
+from .events import wants_recording
 from .store import TERMINAL_STATUSES, Call, Turn, utcnow
 from .streamauth import StreamCredential, unknown_streams_allowed
 
@@ -171,8 +172,6 @@ class CallRecorder:
     # -- recording and PCI -------------------------------------------------------------------
 
     async def _recording_call(self, call_control_id: str) -> Call | None:
-        from .events import wants_recording
-
         call = await self._call(call_control_id)
         if call.terminal or not await wants_recording(self.cp, call):
             return None

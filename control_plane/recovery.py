@@ -34,6 +34,7 @@ from .callstate import advance
 from .store import Call, utcnow
 from .streamauth import stream_target
 from .streamleases import MemoryStreamLeases, StreamLeases
+from .telnyx.client import TelnyxApiError, TelnyxError
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -161,8 +162,6 @@ class StreamRecovery:
         return counts
 
     async def _recover(self, call: Call, attempt: int, now: datetime, counts: SweepCounts) -> None:
-        from .telnyx.client import TelnyxApiError, TelnyxError
-
         client = self.cp.telnyx_client()
         ccid = call.call_control_id
         assert ccid is not None

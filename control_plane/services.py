@@ -16,14 +16,20 @@ import asyncio
 import logging
 from typing import Any
 
+from .campaigns.runtime import CampaignRuntime
 from .crypto import DataKeys, load_data_keys
+from .dialsweep import UnconfirmedDialSweeper
 from .errors import ApiError
+from .events import EventWorker
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from .recorder import CallRecorder
+from .recovery import StreamRecovery
 from .replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from .sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from .settings import Settings
 from .store import Repository, open_repository, sqlite_path
 from .streamleases import RedisStreamLeases
+from .telnyx.client import TelnyxClient
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +51,6 @@ class ControlPlane:
         self._started = False
         self._draining = False
         self._closed = False
-
-        from .campaigns.runtime import CampaignRuntime
-        from .dialsweep import UnconfirmedDialSweeper
-        from .events import EventWorker
-        from .recorder import CallRecorder
-        from .recovery import StreamRecovery
 
         self.worker = EventWorker(self)
         self.recovery = StreamRecovery(self)
@@ -156,8 +156,6 @@ class ControlPlane:
             key = self.settings.telnyx_api_key
             if key is None:
                 raise ApiError(503, "not_configured", "Telnyx is not configured (set TELNYX_API_KEY)")
-            from .telnyx.client import TelnyxClient
-
             self.telnyx = TelnyxClient(key.get_secret_value(), base_url=self.settings.telnyx_api_base)
             self._owns_telnyx = True
         return self.telnyx

@@ -1,7 +1,7 @@
 """Telnyx media-streaming WebSocket frames, parsed and serialized without IO.
 
 Telnyx -> app: ``connected``, ``start``, ``media``, ``dtmf``, ``mark``, ``stop``,
-``error`` (see ``shared/telnyx-protocol.md`` section 3). Counters arrive as JSON
+``error`` (see ``docs/telnyx-protocol.md`` §3). Counters arrive as JSON
 strings; unknown fields are ignored. :func:`parse` never raises: anything it cannot
 read comes back as :class:`Malformed` with a reason, for the caller to count.
 

@@ -2,8 +2,10 @@
 
 Every detector takes one frame of 16-bit little-endian mono PCM at the rate it
 was built for (8000 or 16000 Hz) and answers from its own running state, so
-there is one instance per call direction. They are sans-IO and synchronous:
-no threads, no clocks, no logging.
+there is one instance per call direction. They are synchronous and take no
+clock and log nothing. The energy, webrtc and hybrid detectors do no IO at all;
+Silero loads its ONNX model from a file once per process (under a lock, the
+first time a call asks for it) and then infers on the calling thread.
 
 The kinds (``VadConfig.kind``), with figures from ``callagent bench vad``
 (espeak turns at 8 kHz through μ-law, default :class:`EndpointingConfig`):

@@ -10,31 +10,3 @@
 
 The real clients in :mod:`engine.providers` talk to these over real sockets.
 """
-
-from __future__ import annotations
-
-import hmac
-from typing import Any
-
-from aiohttp import web
-
-
-def bearer_ok(request: web.Request, api_key: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
-
-
-def drop_connection(request: web.Request) -> None:
-    """Cut the TCP connection without a close frame or a final chunk (the `disconnect` fault)."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-
-
-def __getattr__(name: str) -> Any:  # lazy: `from bench.emulators import start_emulators`
-    if name in ("start_emulators", "RunningEmulators"):
-        from . import server
-
-        return getattr(server, name)
-    raise AttributeError(name)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import bearer_ok, drop_connection
+from .common import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 from .tts import Synthesizer
 

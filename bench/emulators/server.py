@@ -31,6 +31,7 @@ from aiohttp import web
 
 from engine import _audioop as audioop
 
+from ..corpus.model import load_corpus
 from . import llm, stt, tts
 from .profiles import FaultSwitch, LatencyProfile, get_profile
 
@@ -157,8 +158,6 @@ async def start_emulators(profile: str | LatencyProfile = "fast", *, host: str =
 
 def load_corpus_utterances(root: Path) -> list[tuple[str, bytes]]:
     """Every caller line of the corpus as (text, PCM16 8 kHz), for the recogniser."""
-    from bench.corpus.model import load_corpus
-
     pairs = []
     for script in load_corpus(root):
         # The background of a noisy call (babble, street, hum) is known too, as saying nothing:

@@ -1,4 +1,4 @@
-"""Telnyx real-time STT WebSocket emulator (protocol notes §4.1).
+"""Telnyx real-time STT WebSocket emulator (docs/telnyx-protocol.md §4.1).
 
 Speaks the wire protocol: Bearer auth at the handshake (401), the documented parameter
 error frames 40001-40007, binary audio in, ``Finalize`` / ``CloseStream`` / ``KeepAlive``
@@ -59,7 +59,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.stt_engines import SttEngine, stt_engine
 
-from . import bearer_ok, drop_connection
+from .common import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/speech-to-text/transcription"

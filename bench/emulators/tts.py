@@ -1,4 +1,4 @@
-"""Telnyx TTS WebSocket emulator (protocol notes §4.2), and the speech both TTS emulators use.
+"""Telnyx TTS WebSocket emulator (docs/telnyx-protocol.md §4.2), and the speech both TTS emulators use.
 
 Protocol: Bearer auth and parameter checks at the handshake (401/400), the handshake
 frame ``{"text":" "}`` first, then ``{"text": ...}`` (``"flush": true`` to synthesize what
@@ -41,7 +41,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.childproc import spawn
 
-from . import bearer_ok, drop_connection
+from .common import bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/text-to-speech/speech"

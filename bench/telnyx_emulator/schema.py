@@ -253,7 +253,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     'streaming.failed': _IDS | frozenset({'failure_reason', 'stream_id', 'stream_params', 'stream_type'}),
 }
 
-# Docs-only fields, each with where Telnyx shows it (/work/shared/telnyx-protocol.md 2.3):
+# Docs-only fields, each with where Telnyx shows it (docs/telnyx-protocol.md §2.3):
 # the storing-call-recordings page's sample payload, and the gather page ("gather_id is sent
 # back in the call.gather.ended webhook").
 DOCS_ONLY_FIELDS: dict[str, frozenset[str]] = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
-import io
 import re
 from datetime import UTC, datetime
 from uuid import UUID
@@ -14,8 +12,10 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
+from .. import dnc, gdpr
 from ..auth import ORG, issue_api_key
 from ..calls import CallService, DialRequest
+from ..context import control_plane
 from ..errors import ApiError, json_response, parse_query, read_body, read_json
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict, Organisation, utcnow
@@ -42,12 +42,6 @@ from .schemas import (
     TurnOut,
     agent_overrides,
 )
-
-
-def _cp(request: web.Request):  # type: ignore[no-untyped-def]
-    from ..app import CONTROL_PLANE_KEY
-
-    return request.app[CONTROL_PLANE_KEY]
 
 
 def _org(request: web.Request) -> Organisation:
@@ -94,13 +88,13 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 async def start_call(request: web.Request) -> web.Response:
-    _cp(request).refuse_new_calls()  # before the body: a draining instance answers 503 to any start
+    control_plane(request).refuse_new_calls()  # before the body: a draining instance answers 503 to any start
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "validation_error", f"{IDEMPOTENCY_HEADER} must be 1-255 printable ASCII characters",
                        [{"loc": ["header", IDEMPOTENCY_HEADER], "msg": "invalid", "type": "value_error"}])
     body = await read_json(request, StartCallRequest)
-    started = await CallService(_cp(request)).start_call(_org(request), DialRequest(
+    started = await CallService(control_plane(request)).start_call(_org(request), DialRequest(
         to=body.to, from_=body.from_, agent_config=agent_overrides(body.agent_config),
         campaign_id=body.campaign_id, ring_timeout_s=body.ring_timeout_s,
         answering_machine_detection=body.answering_machine_detection,
@@ -115,13 +109,13 @@ async def start_call(request: web.Request) -> web.Response:
 
 async def hangup_call(request: web.Request) -> web.Response:
     call_id = _uuid_param(request, "call_id", "call")
-    call = await CallService(_cp(request)).hangup(_org(request), call_id)
+    call = await CallService(control_plane(request)).hangup(_org(request), call_id)
     return json_response(HangupResponse(status=call.status, hangup_requested=not call.terminal))
 
 
 async def get_call(request: web.Request) -> web.Response:
     call_id = _uuid_param(request, "call_id", "call")
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     call = await repo.get_call(_org(request).id, call_id)
     if call is None:
         raise ApiError(404, "not_found", "no such call")
@@ -136,7 +130,7 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    cp = _cp(request)
+    cp = control_plane(request)
     query = parse_query(request, ListCallsQuery)
     if query.limit > cp.settings.api.max_page_size:
         raise ApiError(400, "validation_error", f"limit must be at most {cp.settings.api.max_page_size}",
@@ -159,20 +153,20 @@ def _key_out(key) -> dict:  # type: ignore[no-untyped-def]
 
 async def create_key(request: web.Request) -> web.Response:
     body = await read_json(request, CreateApiKeyRequest)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     key, secret = await issue_api_key(repo, _org(request).id, body.name)
     return json_response(ApiKeyCreated(**_key_out(key), key=secret), status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     keys = await repo.list_api_keys(_org(request).id)
     return json_response(ApiKeyList(data=[ApiKeyOut(**_key_out(k)) for k in keys]))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = _uuid_param(request, "key_id", "API key")
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     try:
         key = await repo.revoke_api_key(_org(request).id, key_id, keep_one_active=True)
     except Conflict:
@@ -188,7 +182,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 async def add_dnc(request: web.Request) -> web.Response:
     body = await read_json(request, DncAddRequest)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     org_id = _org(request).id
     added = await repo.add_dnc(org_id, body.phone, reason=body.reason, source="api")
     entry = await repo.get_dnc(org_id, body.phone)
@@ -199,7 +193,7 @@ async def add_dnc(request: web.Request) -> web.Response:
 
 async def check_dnc(request: web.Request) -> web.Response:
     phone = _phone_param(request)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     entry = await repo.get_dnc(_org(request).id, phone)
     if entry is None:
         return json_response(DncStatus(phone=phone, blocked=False))
@@ -209,59 +203,27 @@ async def check_dnc(request: web.Request) -> web.Response:
 
 async def remove_dnc(request: web.Request) -> web.Response:
     phone = _phone_param(request)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     if not await repo.remove_dnc(_org(request).id, phone):
         raise ApiError(404, "not_found", "that number is not on the do-not-call list")
     return json_response(DncRemoved(phone=phone))
 
 
 _CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
-_PHONE_HEADERS = frozenset({"phone", "number", "phone_number", "e164", "msisdn", "telephone"})
 
 
 async def import_dnc(request: web.Request) -> web.Response:
     """CSV: one number per row (first column, or a ``phone``/``number`` column under a header)."""
-    cp = _cp(request)
+    cp = control_plane(request)
     if request.content_type not in _CSV_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the list as text/csv",
                        {"content_type": request.content_type})
-    raw = await read_body(request)
-    try:
-        text = raw.decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_csv", "the CSV is not UTF-8") from None
-    except csv.Error as exc:
-        raise ApiError(400, "invalid_csv", f"the CSV does not parse: {exc}") from None
-    phone_col, reason_col, start = 0, 1, 0
-    if rows:
-        header = [cell.strip().lower() for cell in rows[0]]
-        named = [i for i, cell in enumerate(header) if cell in _PHONE_HEADERS]
-        if named:
-            phone_col, start = named[0], 1
-            reason_col = header.index("reason") if "reason" in header else -1
-    entries: dict[str, str | None] = {}
-    invalid: list[int] = []
-    data_rows = 0
-    for line, row in enumerate(rows[start:], start=start + 1):
-        if not any(cell.strip() for cell in row):
-            continue
-        data_rows += 1
-        if data_rows > cp.settings.api.max_dnc_import_rows:
-            raise ApiError(413, "too_many_rows",
-                           f"at most {cp.settings.api.max_dnc_import_rows} rows per import; split the file")
-        try:
-            phone = normalize_e164(row[phone_col])
-        except (IndexError, InvalidPhoneNumber):
-            invalid.append(line)
-            continue
-        reason = row[reason_col].replace("\x00", "").strip()[:500] if 0 <= reason_col < len(row) else ""
-        entries.setdefault(phone, reason or None)
-    repo = await cp.repository()
-    added = await repo.add_dnc_many(_org(request).id, list(entries.items()), source="import") if entries else 0
-    return json_response(DncImportResult(rows=data_rows, valid=data_rows - len(invalid), added=added,
-                                         already_listed=len(entries) - added, invalid=len(invalid),
-                                         invalid_rows=invalid[:100]))
+    dnc_file = dnc.read_dnc_csv(await read_body(request), max_rows=cp.settings.api.max_dnc_import_rows)
+    added = await dnc.import_dnc(await cp.repository(), _org(request).id, dnc_file)
+    invalid = len(dnc_file.invalid_rows)
+    return json_response(DncImportResult(rows=dnc_file.rows, valid=dnc_file.rows - invalid, added=added,
+                                         already_listed=len(dnc_file.entries) - added, invalid=invalid,
+                                         invalid_rows=list(dnc_file.invalid_rows[:100])))
 
 
 # -- GDPR ---------------------------------------------------------------------------------------
@@ -269,18 +231,10 @@ async def import_dnc(request: web.Request) -> web.Response:
 
 async def erase_contact(request: web.Request) -> web.Response:
     phone = _phone_param(request)
-    cp = _cp(request)
-    repo = await cp.repository()
-    result = await repo.erase_phone(_org(request).id, phone)
-    sessions = 0
-    for control_id in result.call_control_ids:
-        sessions += bool(await cp.sessions.delete(control_id))
+    cp = control_plane(request)
+    erased = await gdpr.erase_contact(await cp.repository(), cp.sessions, _org(request).id, phone)
+    result = erased.result
     counts = ErasureCountsOut(**{k: getattr(result, k) for k in ErasureCountsOut.model_fields if k != "sessions"},
-                              sessions=sessions)
-    retained = {
-        "call_records": "status, timings, hangup cause, cost and latency figures, with the number replaced "
-                        "by its keyed hash",
-        "do_not_call": "a do-not-call entry, if any, stays (it is a keyed hash) so the number is not called again",
-    }
-    return json_response(ErasureReceipt(phone_hash=repo.hash_phone(phone), erased_at=utcnow(), erased=counts,
-                                        retained=retained, carrier_recordings=list(result.recording_ids)))
+                              sessions=erased.sessions)
+    return json_response(ErasureReceipt(phone_hash=erased.phone_hash, erased_at=utcnow(), erased=counts,
+                                        retained=gdpr.RETAINED, carrier_recordings=list(result.recording_ids)))

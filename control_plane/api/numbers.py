@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..context import control_plane
 from ..errors import ApiError, json_response, read_json
 from ..numbers import NumberTaken, register_number, update_settings
 from ..phone import InvalidPhoneNumber
-from .handlers import _cp, _org, _phone_param
+from .handlers import _org, _phone_param
 from .schemas import (
     AddNumberRequest,
     NumberList,
@@ -21,7 +22,7 @@ from .schemas import (
 
 async def add_number(request: web.Request) -> web.Response:
     body = await read_json(request, AddNumberRequest)
-    cp = _cp(request)
+    cp = control_plane(request)
     repo = await cp.repository()
     try:
         number = await register_number(repo, cp.settings, _org(request).id, body.number,
@@ -34,14 +35,14 @@ async def add_number(request: web.Request) -> web.Response:
 
 
 async def list_numbers(request: web.Request) -> web.Response:
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     numbers = await repo.list_phone_numbers(_org(request).id)
     return json_response(NumberList(data=[NumberOut.model_validate(n, from_attributes=True) for n in numbers]))
 
 
 async def remove_number(request: web.Request) -> web.Response:
     number = _phone_param(request)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     if not await repo.remove_phone_number(_org(request).id, number):
         raise ApiError(404, "not_found", "this organisation has no such number")
     return json_response(NumberRemoved(number=number))
@@ -53,7 +54,7 @@ async def get_organisation(request: web.Request) -> web.Response:
 
 async def update_organisation_settings(request: web.Request) -> web.Response:
     body = await read_json(request, OrganisationSettingsPatch)
-    repo = await _cp(request).repository()
+    repo = await control_plane(request).repository()
     try:
         org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True))
     except ValueError as exc:  # an allow-list entry that is neither a host nor a network (named by position)

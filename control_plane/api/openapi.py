@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from ..errors import ErrorBody
-from . import ENDPOINTS, PATH_PARAMS
+from .routes import ENDPOINTS, PATH_PARAMS
 
 _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {

@@ -1,4 +1,4 @@
-"""Campaign REST handlers (mounted from the endpoint table in :mod:`control_plane.api`).
+"""Campaign REST handlers (mounted from the endpoint table in :mod:`control_plane.api.routes`).
 
 Same rules as the calls API: the organisation comes from the Bearer key and scopes every
 query (another organisation's campaign is a 404), bodies are validated before anything is
@@ -15,6 +15,7 @@ from aiohttp import web
 from ..agents import check_agent, org_tool_destinations
 from ..api.schemas import agent_overrides
 from ..auth import ORG
+from ..context import control_plane
 from ..errors import ApiError, body_chunks, json_response, read_json
 from ..store import Organisation
 from .contacts import Importer, import_csv, import_json
@@ -32,18 +33,12 @@ _CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
 _ERROR_STATUS = {"not_found": 404, "invalid_state": 409, "no_contacts": 409, "not_dialable": 409}
 
 
-def _cp(request: web.Request):  # type: ignore[no-untyped-def]
-    from ..app import CONTROL_PLANE_KEY
-
-    return request.app[CONTROL_PLANE_KEY]
-
-
 def _org(request: web.Request) -> Organisation:
     return request[ORG]
 
 
 async def _store(request: web.Request) -> CampaignStore:
-    return await _cp(request).campaigns.store()
+    return await control_plane(request).campaigns.store()
 
 
 def _campaign_id(request: web.Request) -> UUID:
@@ -89,7 +84,7 @@ async def campaign_out(store: CampaignStore, campaign: DialCampaign, currency: s
 
 
 async def create_campaign(request: web.Request) -> web.Response:
-    cp = _cp(request)
+    cp = control_plane(request)
     body = await read_json(request, CreateCampaignRequest)
     overrides = agent_overrides(body.agent_config)
     check_agent(cp.settings, overrides, org_tool_destinations(_org(request)))
@@ -107,7 +102,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 
 async def get_campaign(request: web.Request) -> web.Response:
-    cp = _cp(request)
+    cp = control_plane(request)
     store = await _store(request)
     campaign = await _found(store, _org(request), _campaign_id(request))
     return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency))
@@ -124,7 +119,7 @@ async def _chunks(request: web.Request, limit: int) -> AsyncIterator[bytes]:
 
 async def upload_contacts(request: web.Request) -> web.Response:
     """``text/csv`` (streamed, batched) or ``application/json`` ``{"contacts": [...]}``."""
-    cp = _cp(request)
+    cp = control_plane(request)
     settings = cp.settings.campaigns
     org = _org(request)
     store = await _store(request)
@@ -174,7 +169,7 @@ async def transition(cp, org: Organisation, campaign_id: UUID, action: str) -> D
 
 
 async def _transition(request: web.Request, action: str) -> web.Response:
-    cp = _cp(request)
+    cp = control_plane(request)
     campaign = await transition(cp, _org(request), _campaign_id(request), action)
     store = await _store(request)
     return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency))

@@ -46,8 +46,9 @@ from ..calls import RATE_WINDOW_S, telnyx_error_details
 from ..callstate import apply_event, client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
 from ..streamauth import stream_target
+from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 from .models import CampaignConfig
-from .outcomes import UNCONFIRMED, classify, decide, estimate_cost
+from .outcomes import UNCONFIRMED, agent_success, classify, decide, estimate_cost
 from .pacing import MemoryPacer, Pacer, RedisPacer
 from .store import Applied, CampaignStore, ContactRow, DialCampaign
 from .timezones import UnknownTimeZone, Window, contact_zones, zone
@@ -104,7 +105,7 @@ class Dialer:
 
     async def store(self) -> CampaignStore:
         if self._store is None:
-            store = CampaignStore(await self.cp.repository())  # type: ignore[arg-type]
+            store = CampaignStore(await self.cp.repository())
             try:  # campaigns stored before they were sealed (they read either way)
                 if sealed := await store.seal_plaintext_rows():
                     log.info("sealed the agent_config and caller numbers of %d older campaigns", sealed)
@@ -414,8 +415,6 @@ class CampaignRunner:
         refusal that Telnyx did not execute (429) clear ``dial_started_at``; a refused *re-send* says
         nothing about the first request, whose de-duplication window keeps running.
         """
-        from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
-
         cp = self.cp
         store = await self.dialer.store()
         repo = store.repo
@@ -486,10 +485,7 @@ class CampaignRunner:
                 await self.dialer.settle(call)
         await self._check_stale(campaign)
         await self._settle_success(campaign)
-        stats_busy = await repo._fetchrow(
-            "SELECT count(*) AS n FROM campaign_contacts WHERE campaign_id = $1 AND (status IN"
-            " ('claimed', 'dialing', 'in_progress') OR (status = 'completed' AND success IS NULL))", campaign.id)
-        return bool(stats_busy and int(stats_busy["n"]))
+        return await store.has_unfinished(campaign.id)
 
     async def recover(self, campaign: DialCampaign, contact: ContactRow) -> None:
         """A ``dialing`` row taken over from a worker that went quiet: finish its attempt, never twice."""
@@ -531,8 +527,6 @@ class CampaignRunner:
 
     async def _check_stale(self, campaign: DialCampaign) -> None:
         """Live calls silent for ``stale_call_s``: ask Telnyx; end the ones it says are over."""
-        from ..telnyx.client import TelnyxApiError, TelnyxError
-
         store = await self.dialer.store()
         repo = store.repo
         now = self.dialer.clock()
@@ -571,8 +565,6 @@ class CampaignRunner:
     async def _settle_success(self, campaign: DialCampaign) -> None:
         """Answered calls whose agent outcome had not arrived when they ended: take it now, or, after
         ``outcome_grace_s`` without one, count the answered call as a success."""
-        from .outcomes import agent_success
-
         store = await self.dialer.store()
         config = campaign.config
         assert config is not None

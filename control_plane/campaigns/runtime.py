@@ -22,6 +22,7 @@ from engine.providers.voices import ALIASES
 
 from ..calls import command_id
 from ..store import Call, StoredEvent
+from ..telnyx.client import TelnyxApiError
 from .dialer import Dialer, fill_variables
 from .outcomes import is_machine
 from .store import CampaignStore
@@ -68,8 +69,6 @@ class CampaignRuntime:
             await self.dialer.settle(after)
 
     async def _machine(self, kind: str, call: Call) -> None:
-        from ..telnyx.client import TelnyxApiError
-
         if not is_machine(call.amd_result):
             return
         config = await (await self.store()).config(call.campaign_id)  # type: ignore[arg-type]

@@ -22,13 +22,14 @@ import signal
 import sys
 from typing import Any
 
+from ..services import ControlPlane
+from ..settings import Settings
+
 log = logging.getLogger("control_plane.campaigns.worker")
 
 
 async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Event | None = None) -> None:
     """Dial until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
-    from ..services import ControlPlane
-
     if settings.database_url is None:
         raise SystemExit("the campaign worker needs PostgreSQL (DATABASE_URL): with SQLite the app dials alone")
     campaigns = settings.campaigns.model_copy(update={"dialer": True})
@@ -57,8 +58,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhooks", action="store_true",
                         help="also process stored Telnyx webhooks (the app does it by default)")
     args = parser.parse_args(argv)
-    from ..settings import Settings
-
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import StoreError
+from .db import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""PostgreSQL backend: an asyncpg pool sized from settings; row locks with ``FOR UPDATE``.
+"""PostgreSQL: an asyncpg pool sized from settings; row locks with ``FOR UPDATE``.
 
 Works on plain PostgreSQL 13+ and Supabase. Behind a transaction-mode pooler (Supabase
 port 6543) set ``CALLAGENT_STORE__STATEMENT_CACHE_SIZE=0`` and leave ``schema_name``
@@ -15,9 +15,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ..crypto import DataKeys
 from ..jsonutil import dumps, without_nul
-from .base import Conn, SqlRepository, StoreError
+from .db import Conn, Database, StoreError
 
 
 def _dumps(value: Any) -> str:
@@ -54,17 +53,17 @@ class _PgConn:
             await self._c.executemany(sql, rows)
 
 
-class PostgresRepository(SqlRepository):
+class PostgresDatabase(Database):
     dialect = "postgres"
     for_update = "FOR UPDATE"
+    for_no_key_update = "FOR NO KEY UPDATE"
     skip_locked = "FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, pool: asyncpg.Pool, keys: DataKeys) -> None:
-        super().__init__(keys)
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, settings: Any, keys: DataKeys) -> PostgresRepository:
+    async def connect(cls, settings: Any) -> PostgresDatabase:
         store = settings.store
         server_settings = {"application_name": "callagent"}
         if store.schema_name:
@@ -81,7 +80,7 @@ class PostgresRepository(SqlRepository):
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
-        return cls(pool, keys)
+        return cls(pool)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -97,5 +96,5 @@ class PostgresRepository(SqlRepository):
             yield _PgConn(conn)
 
     @staticmethod
-    def _is_unique_violation(exc: BaseException) -> bool:
+    def is_unique_violation(exc: BaseException) -> bool:
         return isinstance(exc, asyncpg.UniqueViolationError)

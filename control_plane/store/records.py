@@ -116,31 +116,6 @@ class Turn(Record):
     created_at: datetime
 
 
-class Campaign(Record):
-    id: UUID
-    org_id: UUID
-    name: str
-    status: str = "draft"
-    agent_config: dict[str, Any] = Field(default_factory=dict)
-    from_number: str | None = None
-    created_at: datetime
-    updated_at: datetime
-
-
-class CampaignContact(Record):
-    id: UUID
-    org_id: UUID
-    campaign_id: UUID
-    phone: str | None
-    phone_hash: str = ""
-    data: dict[str, Any] | None = None
-    status: str = "pending"
-    attempts: int = 0
-    last_call_id: UUID | None = None
-    created_at: datetime
-    updated_at: datetime
-
-
 class DncEntry(Record):
     """A number the organisation must not call; only its keyed hash is stored."""
 

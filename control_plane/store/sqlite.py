@@ -1,4 +1,4 @@
-"""SQLite backend (the embedded default): one aiosqlite connection, WAL, ``synchronous=FULL``.
+"""SQLite (the embedded default): one aiosqlite connection, WAL, ``synchronous=FULL``.
 
 All statements go through one connection under an asyncio lock, so a transaction is
 never interleaved with another coroutine's statements; that lock is also what stands
@@ -22,9 +22,8 @@ from uuid import UUID
 
 import aiosqlite
 
-from ..crypto import DataKeys
 from ..jsonutil import dumps
-from .base import Conn, SqlRepository, StoreError
+from .db import Conn, Database, StoreError
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -77,18 +76,17 @@ class _SqliteConn:
             await self._db.executemany(_translate(sql), [[to_sqlite(v) for v in row] for row in rows])
 
 
-class SqliteRepository(SqlRepository):
+class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, db: aiosqlite.Connection, keys: DataKeys, path: Path) -> None:
-        super().__init__(keys)
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self.db = db
         self.path = path
         self._lock = asyncio.Lock()
         self._conn = _SqliteConn(db)
 
     @classmethod
-    async def open(cls, path: Path, keys: DataKeys) -> SqliteRepository:
+    async def open(cls, path: Path) -> SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
@@ -96,7 +94,7 @@ class SqliteRepository(SqlRepository):
                 await db.execute(f"PRAGMA {pragma}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path}: {exc}") from None
-        return cls(db, keys, path)
+        return cls(db, path)
 
     async def close(self) -> None:
         async with self._lock:
@@ -119,5 +117,5 @@ class SqliteRepository(SqlRepository):
             await self.db.execute("COMMIT")
 
     @staticmethod
-    def _is_unique_violation(exc: BaseException) -> bool:
+    def is_unique_violation(exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)

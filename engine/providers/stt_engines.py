@@ -1,4 +1,4 @@
-"""What each Telnyx STT engine does over the WebSocket, as data (protocol notes §4.1).
+"""What each Telnyx STT engine does over the WebSocket, as data (docs/telnyx-protocol.md §4.1).
 
 The client decides from this table whether a ``Finalize`` is worth sending, the agent how
 long a final may lag behind the caller's end of turn, and the STT emulator how to behave

@@ -1,4 +1,4 @@
-"""Telnyx real-time speech-to-text over its WebSocket (protocol notes §4.1).
+"""Telnyx real-time speech-to-text over its WebSocket (docs/telnyx-protocol.md §4.1).
 
 One WebSocket per call. :meth:`TelnyxSttSession.feed` only appends to a buffer; a sender
 task, woken when ``batch_ms`` of audio is buffered or a ``Finalize`` is requested, writes

@@ -1,4 +1,4 @@
-"""Telnyx text-to-speech over its WebSocket (protocol notes §4.2).
+"""Telnyx text-to-speech over its WebSocket (docs/telnyx-protocol.md §4.2).
 
 One WebSocket per agent reply: handshake ``{"text":" "}``, then ``{"text": ...}`` as the
 LLM produces it (``"flush": true`` to speak what is buffered now), ``{"text":""}`` at the

@@ -4,7 +4,7 @@ An agent's ``voice`` is one of:
 
 * an alias of the design: ``natural`` (Telnyx.Natural.allison) or ``natural_hd``
   (Telnyx.NaturalHD.astra), documented voices of Telnyx's two families that stream
-  ``linear16`` over the TTS WebSocket (protocol notes §4.2);
+  ``linear16`` over the TTS WebSocket (docs/telnyx-protocol.md §4.2);
 * a full Telnyx id ``Telnyx.Natural.<voice>`` or ``Telnyx.NaturalHD.<voice>``. Other
   documented ``<Provider>.<Model>.<VoiceId>`` families are refused unless the operator
   lists them in ``providers.tts_extra_voices``: KokoroTTS answers in MP3 whatever the

@@ -7,6 +7,9 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from control_plane.campaigns.models import CampaignConfig
+from control_plane.campaigns.store import CampaignStore, PreparedContact
+
 T = TypeVar("T")
 
 
@@ -56,3 +59,13 @@ def open_sealed(text: str, cipher: Any) -> str:
         return match.group(0)
 
     return re.sub(r"v1\.[0-9a-f]{8}\.[A-Za-z0-9_\-]+", opened, text)
+
+
+async def make_campaign(repo: Any, org_id: Any, name: str, *, caller: str = "+14155550100") -> Any:
+    """A draft campaign created the one way campaigns are made (with its dialer row)."""
+    return await CampaignStore(repo).create_campaign(org_id, name, {}, CampaignConfig(caller_numbers=(caller,)))
+
+
+async def add_contact(repo: Any, org_id: Any, campaign_id: Any, phone: str, data: dict[str, Any] | None = None) -> None:
+    contact = PreparedContact(phone=phone, phone_hash=repo.hash_phone(phone), data=data or {}, row=1)
+    await CampaignStore(repo).import_batch(org_id, campaign_id, [contact])

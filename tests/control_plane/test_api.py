@@ -16,6 +16,7 @@ from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import PUBLIC_URL, harness, telnyx_error
+from .helpers import make_campaign
 
 
 class DialGate:
@@ -271,7 +272,7 @@ async def test_unknown_campaign_is_422_and_campaign_filter_works(h):
     org, headers = await h.org()
     unknown = await h.start_call(headers, campaign_id=str(uuid.uuid4()))
     assert unknown.status == 422 and (await unknown.json())["error"]["code"] == "unknown_campaign"
-    campaign = await (await h.cp.repository()).create_campaign(org.id, "spring")
+    campaign = await make_campaign(await h.cp.repository(), org.id, "spring")
     assert (await h.start_call(headers, campaign_id=str(campaign.id))).status == 201
     assert (await h.start_call(headers)).status == 201
     listed = await (await h.client.get(f"/api/calls?campaign_id={campaign.id}", headers=headers)).json()

@@ -13,7 +13,7 @@ from control_plane.sessions import SESSION_CONTEXT, CallSession
 
 from .conftest import REDIS_URL, make_settings
 from .fakes import harness
-from .helpers import dump_database, open_sealed
+from .helpers import add_contact, dump_database, make_campaign, open_sealed
 
 SUBJECT = "+442071838750"
 DIGITS = SUBJECT.lstrip("+")
@@ -91,8 +91,8 @@ async def test_erasure_leaves_no_trace_in_database_or_redis(backend, tmp_path, p
                                            "from": SUBJECT, "to": number})
         await h.settle()
         # A campaign contact, a DNC entry, an unrelated call and another organisation's call.
-        campaign = await repo.create_campaign(org.id, "spring")
-        await repo.add_campaign_contact(org.id, campaign.id, SUBJECT, {"name": NAME})
+        campaign = await make_campaign(repo, org.id, "spring")
+        await add_contact(repo, org.id, campaign.id, SUBJECT, {"name": NAME})
         assert (await h.client.post("/api/dnc", json={"phone": SUBJECT}, headers=headers)).status == 201
         kept = await (await h.start_call(headers, to="+14155550177")).json()
         theirs = await (await h.start_call(other_headers, to="+14155550188")).json()
@@ -115,7 +115,7 @@ async def test_erasure_leaves_no_trace_in_database_or_redis(backend, tmp_path, p
 
         after_db = open_sealed(await dump_database(repo), cipher)
         after_redis = await _dump_redis(prefix, cipher)
-        assert _traces(after_db) == [], [line for line in after_db.splitlines() if _traces(line)][:5]
+        assert _traces(after_db) == [], "\n".join([line for line in after_db.splitlines() if _traces(line)][:5])
         assert _traces(after_redis) == []
 
         detail = await (await h.client.get(f"/api/calls/{started['call_id']}", headers=headers)).json()

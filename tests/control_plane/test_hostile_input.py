@@ -189,8 +189,8 @@ async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(h)
     shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
     assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
     assert shown["config"]["caller_numbers"] == [CALLER, "+14155550178"]
-    repo = await h.cp.repository()
-    assert (await repo.get_campaign(org.id, uuid.UUID(campaign_id))).from_number == CALLER
+    store = await h.cp.campaigns.store()
+    assert (await store.get(org.id, uuid.UUID(campaign_id))).from_number == CALLER
 
 
 async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(settings):
@@ -212,7 +212,7 @@ async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at
         shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
         assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
         assert shown["config"]["caller_numbers"] == [CALLER]
-        assert (await repo.get_campaign(org.id, campaign_id)).from_number == CALLER
+        assert (await CampaignStore(repo).get(org.id, campaign_id)).from_number == CALLER
 
         store = CampaignStore(repo)
         assert await store.seal_plaintext_rows() == 1
@@ -223,7 +223,7 @@ async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at
         fresh = CampaignStore(repo)  # no cached config
         assert (await fresh.config(campaign_id)).caller_numbers == (CALLER,)
         assert (await fresh.get(org.id, campaign_id)).agent_config["system_prompt"] == SECRET_PROMPT
-        assert (await repo.get_campaign(org.id, campaign_id)).from_number == CALLER
+        assert (await fresh.get(org.id, campaign_id)).from_number == CALLER
 
 
 async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from control_plane.campaigns.store import CampaignStore
 from control_plane.crypto import api_key_lookup_prefix, hash_api_key, load_data_keys, new_api_key
 from control_plane.store.migrate import load_migrations
 from control_plane.store import (
@@ -22,7 +23,7 @@ from control_plane.store import (
     utcnow,
 )
 
-from .helpers import dump_database
+from .helpers import add_contact, dump_database, make_campaign
 
 
 def _call(org_id, *, to="+14155550101", frm="+14155550100", status="queued", created_at=None, **extra) -> Call:
@@ -115,7 +116,7 @@ async def test_list_calls_filters_and_cursor_pagination(settings):
     try:
         org = await repo.create_organisation("A")
         other = await repo.create_organisation("B")
-        campaign = await repo.create_campaign(org.id, "spring")
+        campaign = await make_campaign(repo, org.id, "spring")
         base = utcnow() - timedelta(hours=1)
         made = []
         for i in range(7):
@@ -243,8 +244,8 @@ async def test_erase_phone_removes_personal_data_and_keeps_hashes(settings):
                                      "transcription_data": {"transcript": "I am Jane"}},
                             to_hash=repo.hash_phone(subject), received_at=utcnow())
         await repo.insert_event(event)
-        campaign = await repo.create_campaign(org.id, "c")
-        await repo.add_campaign_contact(org.id, campaign.id, subject, {"first_name": "Jane"})
+        campaign = await make_campaign(repo, org.id, "c")
+        await add_contact(repo, org.id, campaign.id, subject, {"first_name": "Jane"})
         await repo.add_dnc(org.id, subject)
 
         result = await repo.erase_phone(org.id, subject)
@@ -260,7 +261,7 @@ async def test_erase_phone_removes_personal_data_and_keeps_hashes(settings):
         assert (await repo.list_turns(call.id))[0].caller_text is None
         stored = await repo.get_event(event.event_id)
         assert stored.payload["to"] == repo.hash_phone(subject) and "transcription_data" not in stored.payload
-        assert (await repo.list_campaign_contacts(org.id, campaign.id))[0].phone is None
+        assert (await CampaignStore(repo).contacts(campaign.id))[0].phone is None
         assert await repo.get_dnc(org.id, subject) is not None  # erasure must not make it callable
         assert (await repo.get_call(org.id, kept.id)).to_number == "+14155550100"
         assert (await repo.get_call(other.id, theirs.id)).to_number == subject  # other organisation untouched

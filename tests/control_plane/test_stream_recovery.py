@@ -17,6 +17,7 @@ from control_plane.streamauth import verify_token
 from control_plane.streamleases import MemoryStreamLeases
 
 from .fakes import harness, telnyx_error
+from .helpers import make_campaign
 
 
 async def _answered_call(h: Any, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -39,7 +40,7 @@ async def _row(h: Any, call: dict[str, Any]) -> Any:
 async def test_a_live_call_without_a_stream_is_reattached_once_and_a_dead_one_is_ended(h):
     org, headers = await h.org()
     repo = await h.cp.repository()
-    campaign = await repo.create_campaign(org.id, "renewals")
+    campaign = await make_campaign(repo, org.id, "renewals")
     alive = await _answered_call(h, headers)
     dead = await _answered_call(h, headers, to="+14155550124", campaign_id=str(campaign.id))
     gone = await _answered_call(h, headers, to="+14155550125")

@@ -9,12 +9,14 @@ the API records it (who said what, each turn's latency and stages) and the final
 summary. ``--calls N`` places N calls at once and prints the bench table instead.
 ``--providers local`` replaces the STT and TTS emulators with offline models (Whisper,
 piper or espeak-ng); the LLM stays the chat emulator.
+
+The demo is composition (the server, the local carrier) and printing; the callee's
+measurements and the figures table are the bench's, loaded when the demo runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import tempfile
 import time
 from pathlib import Path
@@ -23,17 +25,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from callagent.call import describe_turn
-from callagent.local import free_port, start_local_carrier
-from callagent.runtime import freeze_startup_heap
-from callagent.wiring import agent_factory, build_providers, describe_providers, tuned_for_providers
 from control_plane.admin import create_organisation
-from control_plane.app import METRICS_KEY, create_app
+from control_plane.app import METRICS_KEY
 from control_plane.settings import Settings
 from control_plane.store import TERMINAL_STATUSES
 
-from .callee import CallMeasurement
-from .report import RunFigures, print_table
+from .call import describe_turn
+from .local import free_port, start_local_carrier
+from .runtime import freeze_startup_heap
+from .server import build_server
+from .wiring import describe_providers, tuned_for_providers
 
 DEMO_SCRIPT = "plain-01-order-status"
 CALL_TIMEOUT_S = 120.0
@@ -56,8 +57,10 @@ async def run_demo(calls: int = 1, *, stt: str | None = None, tts: str | None = 
 
 
 async def _run(calls: int, data_dir: Path, stt: str | None, tts: str | None) -> int:
+    from bench.report import RunFigures, print_table
+
     port = free_port()
-    measurements: list[CallMeasurement] = []
+    measurements: list[Any] = []  # the callee's CallMeasurement per call
     settings = Settings(data_dir=data_dir)
     chosen = {k: v for k, v in (("stt", stt), ("tts", tts)) if v is not None}
     if chosen:
@@ -70,9 +73,8 @@ async def _run(calls: int, data_dir: Path, stt: str | None, tts: str | None) -> 
         # on: right for the emulators, too impatient for Whisper (~0.4 s an utterance alone).
         reply_idle_s=PATIENT_REPLY_IDLE_S if stt == "whisper" else None,
     )
-    providers = await build_providers(settings)
-    app = create_app(settings, listener_factory=agent_factory(settings, providers))
-    app[METRICS_KEY].recent_turns = collections.deque(maxlen=100_000)
+    server = await build_server(settings, keep_turns=100_000)
+    app, settings = server.app, server.settings
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -129,7 +131,7 @@ async def _run(calls: int, data_dir: Path, stt: str | None, tts: str | None) -> 
                 await asyncio.sleep(0.05)
     finally:
         await runner.cleanup()
-        await providers.aclose()
+        await server.close()
         await carrier.close()
     engine_turns = list(app[METRICS_KEY].recent_turns)
     figures = RunFigures(concurrency=calls, calls=measurements, engine_turns=engine_turns, failures=failures).as_json()

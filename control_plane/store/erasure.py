@@ -1,0 +1,159 @@
+"""GDPR erasure: every trace of one phone number removed from an organisation's records at once.
+
+It spans the calls, turns, stored webhooks and campaign contacts, in one transaction, so it is
+its own aggregate rather than a method of each: what survives is listed in :meth:`erase_phone`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+from ..crypto import DataKeys
+from .db import Database, json_column
+from .records import Erasure, ErasureCounts, utcnow
+
+
+class ErasureResult(ErasureCounts):
+    call_ids: tuple[UUID, ...] = ()
+    call_control_ids: tuple[str, ...] = ()
+    recording_ids: tuple[str, ...] = ()
+
+
+# Fields of an event payload kept after an erasure: identifiers and outcomes, nothing a
+# person said or can be found by. Everything else is dropped; from/to become the hash.
+ERASURE_KEPT_PAYLOAD_FIELDS = frozenset({
+    "call_control_id", "call_leg_id", "call_session_id", "connection_id", "direction", "state",
+    "hangup_cause", "hangup_source", "sip_hangup_cause", "status", "result", "start_time", "end_time",
+    "stream_id", "stream_type", "failure_reason", "recording_id", "channels", "format", "call_quality_stats",
+    "billed_duration_secs", "total_cost", "cost_parts", "occurred_at",
+})
+
+
+def redact_payload(payload: dict[str, Any], needles: Iterable[str], replacement: str) -> dict[str, Any]:
+    """An event payload after an erasure: allow-listed fields, with the number replaced."""
+    needles = [n for n in needles if n]
+    kept = {k: _scrub_json(v, needles, replacement) for k, v in payload.items() if k in ERASURE_KEPT_PAYLOAD_FIELDS}
+    for side in ("from", "to"):
+        if side in payload:
+            matched = _scrub_json(payload[side], needles, replacement) != payload[side]
+            kept[side] = replacement if matched else "erased"
+    kept["erased"] = True
+    return kept
+
+
+def _scrub_json(value: Any, needles: Sequence[str], replacement: str) -> Any:
+    if isinstance(value, str):
+        for needle in needles:
+            value = value.replace(needle, replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub_json(v, needles, replacement) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_json(v, needles, replacement) for v in value]
+    return value
+
+
+def needles_for(e164: str) -> list[str]:
+    """The forms a number takes in free text: ``+14155550123`` and ``14155550123``."""
+    return [e164, e164.lstrip("+")]
+
+
+class ErasureRepository(abc.ABC):
+    @abc.abstractmethod
+    async def erase_phone(self, org_id: UUID, phone: str) -> ErasureResult: ...
+    @abc.abstractmethod
+    async def list_erasures(self, org_id: UUID) -> list[Erasure]: ...
+
+
+class SqlErasureRepository(ErasureRepository):
+    def __init__(self, db: Database, keys: DataKeys) -> None:
+        self.db = db
+        self._cipher = keys.cipher
+        self._hasher = keys.hasher
+
+    async def erase_phone(self, org_id: UUID, phone: str) -> ErasureResult:
+        """Remove every trace of ``phone`` from the organisation's records, in one transaction.
+
+        Calls keep their hash (``to_hash``/``from_hash``), status and timings; the number,
+        transcripts, summary, outcome, recording URL and the call's agent config go.
+        Stored webhooks about those calls, or naming the number, keep allow-listed
+        identifiers only. Campaign contacts keep the hash (so the number is not re-added).
+        DNC entries are hashes already and stay: erasure must not make a number callable.
+        """
+        digest = self._hasher.phone(phone)
+        needles = needles_for(phone)
+        now = utcnow()
+        counts: dict[str, int] = dict.fromkeys(ErasureCounts.model_fields, 0)
+        call_ids: list[UUID] = []
+        control_ids: list[str] = []
+        recording_ids: list[str] = []
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                f"SELECT * FROM calls WHERE org_id = $1 AND (to_hash = $2 OR from_hash = $2) {self.db.for_update}",
+                org_id, digest,
+            )
+            for row in rows:
+                call_ids.append(row["id"] if isinstance(row["id"], UUID) else UUID(row["id"]))
+                if row["call_control_id"]:
+                    control_ids.append(row["call_control_id"])
+                if row["recording_id"]:
+                    recording_ids.append(row["recording_id"])
+                counts["calls"] += 1
+                counts["summaries"] += row["summary_enc"] is not None
+                counts["outcomes"] += row["outcome_enc"] is not None
+                counts["recordings"] += row["recording_url_enc"] is not None
+                counts["agent_configs"] += row["agent_config_enc"] is not None
+                error = json_column(row["error"]) if row["error"] is not None else None
+                await conn.execute(
+                    "UPDATE calls SET to_enc = CASE WHEN to_hash = $2 THEN NULL ELSE to_enc END,"
+                    " from_enc = CASE WHEN from_hash = $2 THEN NULL ELSE from_enc END,"
+                    " agent_config_enc = NULL, summary_enc = NULL, outcome_enc = NULL, recording_url_enc = NULL,"
+                    " idempotency_key_hash = NULL, error = $3, erased_at = $4, updated_at = $4 WHERE id = $1",
+                    row["id"], digest, None if error is None else _scrub_json(error, needles, digest), now,
+                )
+                counts["transcripts"] += await conn.execute(
+                    "UPDATE turns SET caller_text_enc = NULL, agent_text_enc = NULL WHERE call_id = $1"
+                    " AND (caller_text_enc IS NOT NULL OR agent_text_enc IS NOT NULL)",
+                    row["id"],
+                )
+            events = await conn.fetch(
+                "SELECT event_id, payload_enc, last_error FROM call_events WHERE (org_id = $1 OR org_id IS NULL)"
+                " AND (from_hash = $2 OR to_hash = $2)",
+                org_id, digest,
+            )
+            seen = {e["event_id"] for e in events}
+            for call_id in call_ids:
+                for e in await conn.fetch(
+                        "SELECT event_id, payload_enc, last_error FROM call_events WHERE call_id = $1", call_id):
+                    if e["event_id"] not in seen:
+                        seen.add(e["event_id"])
+                        events.append(e)
+            for e in events:
+                payload = self._cipher.open_json(e["payload_enc"], "call_events.payload")
+                if isinstance(payload, dict) and payload.get("erased"):
+                    continue
+                redacted = redact_payload(payload if isinstance(payload, dict) else {}, needles, digest)
+                await conn.execute(
+                    "UPDATE call_events SET payload_enc = $2, last_error = $3 WHERE event_id = $1", e["event_id"],
+                    self._cipher.seal_json(redacted, "call_events.payload"),
+                    None if e["last_error"] is None else _scrub_json(e["last_error"], needles, digest),
+                )
+                counts["call_events"] += 1
+            counts["campaign_contacts"] = await conn.execute(
+                "UPDATE campaign_contacts SET phone_enc = NULL, data_enc = NULL, status = 'erased', updated_at = $3"
+                " WHERE org_id = $1 AND phone_hash = $2 AND (phone_enc IS NOT NULL OR data_enc IS NOT NULL)",
+                org_id, digest, now,
+            )
+            await conn.execute(
+                "INSERT INTO erasures (id, org_id, phone_hash, counts, created_at) VALUES ($1, $2, $3, $4, $5)",
+                uuid4(), org_id, digest, counts, now,
+            )
+        return ErasureResult(**counts, call_ids=tuple(call_ids), call_control_ids=tuple(control_ids),
+                             recording_ids=tuple(recording_ids))
+
+    async def list_erasures(self, org_id: UUID) -> list[Erasure]:
+        rows = await self.db.fetch("SELECT * FROM erasures WHERE org_id = $1 ORDER BY created_at", org_id)
+        return [Erasure.model_validate({**r, "counts": json_column(r["counts"])}) for r in rows]
