@@ -5,7 +5,6 @@ recording it), where a second worker must finish the attempt without a second di
 from __future__ import annotations
 
 import asyncio
-import statistics
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -171,20 +170,20 @@ async def test_dials_never_run_ahead_of_the_pace(tmp_path):
             return await send(**kwargs)
 
         client.dial = timed_dial
+        started = loop.time()  # no earlier than the pacer's anchor
         await s.start(campaign_id)
         await s.finished(campaign_id)
         assert len(s.emulator.dial_log) == 25
         times = sorted(sent)
         assert len(times) == 25
         burst = pacing_burst(600)  # the bucket starts full: this many go at once, then one every 0.1 s
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        # The dialer never runs ahead of the pacer's grid: at most `burst` dials in any 0.1 s slot,
-        # so the whole campaign takes at least the paced span. (A loaded machine can only make it
-        # later; how close to the pace a real run keeps is the campaign bench's pacing_error_pct.)
-        assert times[-1] - times[0] >= (25 - burst) * 0.1 - 0.01, times
-        for i in range(len(times) - burst):
-            assert times[i + burst] - times[i] >= 0.1 - 0.01, (i, gaps)
-        assert statistics.median(gaps) >= 0.09, gaps  # evenly spaced, not in bursts
+        # The dialer never runs ahead of the pacer's grid: after the burst, dial k goes no earlier
+        # than its slot, (k - burst + 1) * 0.1 s after the start. Only this lower bound holds on a
+        # loaded machine: a late send followed by an on-time one can be closer than 0.1 s (seen),
+        # so gaps between sends are not asserted; how close to the pace a real run keeps is the
+        # campaign bench's pacing_error_pct.
+        for k in range(burst, len(times)):
+            assert times[k] - started >= (k - burst + 1) * 0.1 - 0.01, (k, [t - started for t in times])
 
 
 async def test_the_concurrency_cap_counts_live_calls(tmp_path):

@@ -68,10 +68,9 @@ async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
                     str(i + 2), str(i + 1), str(i * 20))
                 assert body["track"] == "inbound"
                 assert base64.b64decode(body["payload"]) == b"\xff" * 160  # 20 ms of μ-law silence
-            # Paced, never early: 25 intervals of at least 20 ms (late is what load does, and the
-            # pacer's exact slots are checked in virtual time below).
-            span = timed[-1][0] - timed[0][0]
-            assert span >= 25 * 0.02 - 0.005, span
+            # The pacing itself (one frame per 20 ms slot) is the Pacer's, checked exactly in virtual
+            # time below: arrival times here carry the transport's and the loop's delays, and a late
+            # first frame makes the span short without any frame having been sent early.
 
             started, = await sink.wait_for("streaming.started", result.call_control_id)
             assert started.payload["stream_url"] == media.url
