@@ -95,7 +95,8 @@ def tuned_for_providers(settings: Settings) -> Settings:
     (which asks the recogniser to finalize) waits for a real pause, unless
     ``engine.endpointing.tentative_end_ms`` was set explicitly; in local mode, HTTP tools may
     reach private addresses (tool servers on 127.0.0.1), unless
-    ``tools.allow_private_addresses`` was set explicitly."""
+    ``tools.allow_private_addresses`` was set explicitly; the same for event webhook endpoints
+    (``outbound_webhooks.allow_private_addresses``)."""
     update: dict[str, Any] = {}
     endpointing = settings.engine.endpointing
     if settings.providers.stt == "whisper" and "tentative_end_ms" not in endpointing.model_fields_set:
@@ -104,6 +105,10 @@ def tuned_for_providers(settings: Settings) -> Settings:
             "endpointing": endpointing.model_copy(update={"tentative_end_ms": tentative})})
     if is_local(settings) and "allow_private_addresses" not in settings.tools.model_fields_set:
         update["tools"] = settings.tools.model_copy(update={"allow_private_addresses": True})
+    hooks = settings.outbound_webhooks
+    if is_local(settings) and "allow_private_addresses" not in hooks.model_fields_set:
+        # Local mode's receivers (a test app, the demo) listen on 127.0.0.1 like its tool servers.
+        update["outbound_webhooks"] = hooks.model_copy(update={"allow_private_addresses": True})
     return settings.model_copy(update=update) if update else settings
 
 

@@ -30,6 +30,7 @@ from .settings import Settings
 from .store import Repository, open_repository, sqlite_path
 from .streamleases import RedisStreamLeases
 from .telnyx.client import TelnyxClient
+from .webhooks.delivery import OutboundWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class ControlPlane:
         self.dial_sweeper = UnconfirmedDialSweeper(self)
         self.recorder = CallRecorder(self)
         self.campaigns = CampaignRuntime(self)  # its webhook listener is registered with self.worker
+        self.outbound_webhooks = OutboundWebhooks(self)  # events to the organisations' apps
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class ControlPlane:
             self.campaigns.start()  # the campaign dialer (campaigns.dialer)
             self.dial_sweeper.start()  # API starts a previous run died in the middle of
             self.recovery.start()  # calls whose media stream a previous run (or another instance) lost
+            self.outbound_webhooks.start()  # and what the outbox holds from before
 
     async def close(self) -> None:
         # From here on no late request may reopen the store (and restart the dialer on it).
@@ -104,6 +107,7 @@ class ControlPlane:
         await self.dial_sweeper.stop()
         await self.recovery.stop()
         await self.worker.stop()
+        await self.outbound_webhooks.stop()
         if self._repo is not None:
             await self._repo.close()
             self._repo = None
@@ -141,12 +145,15 @@ class ControlPlane:
                 raise ApiError(503, "shutting_down", "the service is shutting down")
             async with self._repo_lock:
                 if self._repo is None:
-                    self._repo = await open_repository(self.settings, keys=self.keys)
+                    repo = await open_repository(self.settings, keys=self.keys)
+                    self.outbound_webhooks.attach(repo)  # before any write: events go with their change
+                    self._repo = repo
                     if self._started:
                         self.worker.start()
                         self.campaigns.start()
                         self.dial_sweeper.start()
                         self.recovery.start()
+                        self.outbound_webhooks.start()
         return self._repo
 
     # -- Telnyx ------------------------------------------------------------------------------

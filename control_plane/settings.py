@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.config import EngineConfig
 from engine.conversation.config import AgentConfig
-from engine.conversation.egress import ToolEgressConfig
+from engine.conversation.egress import EgressPolicy, ToolEgressConfig, parse_destinations
 from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
@@ -106,6 +106,41 @@ class WebhookSettings(BaseModel):
     )
 
 
+class OutboundWebhookSettings(BaseModel):
+    """Event webhooks to the organisations' own apps (``control_plane/webhooks``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Run the delivery worker (events are stored either way).")
+    timeout_s: float = Field(15.0, gt=0, le=120, description="One delivery attempt's limit, connect to last byte.")
+    backoff_base_s: float = Field(5.0, gt=0, description="Wait after the first failed attempt; doubles each time.")
+    backoff_cap_s: float = Field(3600.0, gt=0, description="Longest wait between two attempts.")
+    max_age_s: float = Field(
+        86400.0, gt=0, description="An event not delivered this long after it was written is marked failed.")
+    secret_grace_s: float = Field(
+        86400.0, ge=0, description="After a secret rotation, how long the old secret still signs (with the new).")
+    batch_size: int = Field(50, ge=1, le=1000, description="Deliveries claimed per round.")
+    lease_s: float = Field(
+        60.0, gt=0, description="A claimed delivery not settled within this time is sent again (crashed worker).")
+    poll_interval_s: float = Field(0.5, gt=0, description="How often due deliveries are looked for when idle.")
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let endpoint URLs reach loopback, private and other internal addresses (cloud metadata "
+                    "excepted). For local mode and tests; never on a public deployment.",
+    )
+    allowed_destinations: tuple[str, ...] = Field(
+        (), description="Host names or CIDRs endpoints may reach although they are internal.")
+
+    @field_validator("allowed_destinations")
+    @classmethod
+    def _destinations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_destinations(value)
+        return value
+
+    def policy(self) -> EgressPolicy:
+        return EgressPolicy.of(self.allowed_destinations, allow_private=self.allow_private_addresses)
+
+
 class StreamSettings(BaseModel):
     """Media streams: who may open one, and how a call whose stream is lost gets it back."""
 
@@ -160,6 +195,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    outbound_webhooks: OutboundWebhookSettings = OutboundWebhookSettings()
     campaigns: CampaignSettings = CampaignSettings()
     streams: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()

@@ -73,7 +73,7 @@ def build_openapi(version: str = "0.1.0", server_url: str | None = None) -> dict
             }
         if endpoint.response is not None:
             operation["responses"][str(endpoint.status)] = {
-                "description": "OK" if endpoint.status == 200 else "Created",
+                "description": {200: "OK", 201: "Created", 202: "Accepted"}.get(endpoint.status, "OK"),
                 "content": {"application/json": {"schema": ref(endpoint.response, "serialization")}},
             }
         for status, text in (endpoint.extra_responses or {}).items():

@@ -12,7 +12,21 @@ from pydantic import BaseModel
 from ..campaigns import api as campaigns
 from ..campaigns.models import CampaignList, CampaignOut, ContactImportReport, CreateCampaignRequest
 from ..errors import ErrorBody
-from . import handlers, numbers
+from ..webhooks import api as webhooks
+from ..webhooks.models import (
+    CreateEndpointRequest,
+    DeliveryDetail,
+    DeliveryList,
+    EndpointDeleted,
+    EndpointList,
+    EndpointOut,
+    EndpointWithSecret,
+    ListDeliveriesQuery,
+    ReplayRequest,
+    ReplayResult,
+    UpdateEndpointRequest,
+)
+from . import export, handlers, numbers
 from .schemas import (
     AddNumberRequest,
     ApiKeyCreated,
@@ -76,6 +90,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                                       "idempotency_key_in_flight. Scoped to the organisation."},)),
     Endpoint("GET", "/api/calls", handlers.list_calls, "listCalls", "List calls, newest first (cursor pagination)",
              "calls", CallList, query=ListCallsQuery, errors=(400, 401)),
+    # Before /api/calls/{call_id}, which would otherwise take "export" for a call id.
+    Endpoint("GET", "/api/calls/export", export.export_calls, "exportCalls",
+             "Stream every call (turns, outcome, cost) as JSON Lines or CSV, newest first", "calls", None,
+             query=export.ExportQuery, errors=(400, 401),
+             extra_responses={200: "application/x-ndjson (one call per line) or text/csv (one call per row)"}),
     Endpoint("GET", "/api/calls/{call_id}", handlers.get_call, "getCall",
              "A call: status history, timings, turns with latency, summary, outcome, recording, cost",
              "calls", CallDetail, errors=(401, 404)),
@@ -133,9 +152,39 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/campaigns/{campaign_id}/cancel", campaigns.cancel_campaign, "cancelCampaign",
              "Cancel: contacts not yet dialled end cancelled; live calls finish", "campaigns", CampaignOut,
              errors=(401, 404, 409)),
+    Endpoint("GET", "/api/campaigns/{campaign_id}/export", export.export_campaign_calls, "exportCampaignCalls",
+             "Stream a campaign's calls (turns, outcome, cost) as JSON Lines or CSV", "campaigns", None,
+             query=export.ExportQuery, errors=(400, 401, 404),
+             extra_responses={200: "application/x-ndjson (one call per line) or text/csv (one call per row)"}),
+    Endpoint("POST", "/api/webhooks/endpoints", webhooks.create_endpoint, "createWebhookEndpoint",
+             "Register an endpoint for event webhooks (its whsec_ secret is shown once)", "webhooks",
+             EndpointWithSecret, 201, body=CreateEndpointRequest, errors=(400, 401, 413, 415)),
+    Endpoint("GET", "/api/webhooks/endpoints", webhooks.list_endpoints, "listWebhookEndpoints",
+             "List the organisation's webhook endpoints", "webhooks", EndpointList, errors=(401,)),
+    Endpoint("GET", "/api/webhooks/endpoints/{endpoint_id}", webhooks.get_endpoint, "getWebhookEndpoint",
+             "A webhook endpoint", "webhooks", EndpointOut, errors=(401, 404)),
+    Endpoint("PATCH", "/api/webhooks/endpoints/{endpoint_id}", webhooks.update_endpoint, "updateWebhookEndpoint",
+             "Change an endpoint's URL, event types, description or enabled flag", "webhooks", EndpointOut,
+             body=UpdateEndpointRequest, errors=(400, 401, 404, 413, 415)),
+    Endpoint("DELETE", "/api/webhooks/endpoints/{endpoint_id}", webhooks.delete_endpoint, "deleteWebhookEndpoint",
+             "Delete an endpoint and its pending deliveries", "webhooks", EndpointDeleted, errors=(401, 404)),
+    Endpoint("POST", "/api/webhooks/endpoints/{endpoint_id}/rotate-secret", webhooks.rotate_secret,
+             "rotateWebhookSecret",
+             "New secret; the old one keeps signing alongside for outbound_webhooks.secret_grace_s", "webhooks",
+             EndpointWithSecret, errors=(401, 404)),
+    Endpoint("GET", "/api/webhooks/deliveries", webhooks.list_deliveries, "listWebhookDeliveries",
+             "The delivery log, newest first", "webhooks", DeliveryList, query=ListDeliveriesQuery,
+             errors=(400, 401)),
+    Endpoint("GET", "/api/webhooks/deliveries/{delivery_id}", webhooks.get_delivery, "getWebhookDelivery",
+             "A delivery with every attempt (status code, latency, error)", "webhooks", DeliveryDetail,
+             errors=(401, 404)),
+    Endpoint("POST", "/api/webhooks/replay", webhooks.replay, "replayWebhooks",
+             "Send one event (message_id) or those written in [since, until) again", "webhooks", ReplayResult,
+             202, body=ReplayRequest, errors=(400, 401, 404, 413, 415)),
 )
 
-PATH_PARAMS: dict[str, dict[str, Any]] = {"call_id": _UUID, "key_id": _UUID, "phone": _PHONE, "campaign_id": _UUID}
+PATH_PARAMS: dict[str, dict[str, Any]] = {"call_id": _UUID, "key_id": _UUID, "phone": _PHONE, "campaign_id": _UUID,
+                                          "endpoint_id": _UUID, "delivery_id": {"type": "integer", "minimum": 1}}
 
 
 def add_routes(app: web.Application) -> None:

@@ -286,6 +286,10 @@ class ContactQueue:
                 contact.id, decision.status, decision.outcome, decision.success, decision.next_attempt_at,
                 finished, cost, now,
             )
+            listener = self._calls.hooks.listener  # the store's change listener (the webhook outbox)
+            if listener is not None:  # campaign.progress, in this transaction
+                await listener.campaign_changed(conn, contact.org_id, contact.campaign_id,
+                                                campaign["status"] if campaign else "cancelled", completed=False)
         return Applied(contact.id, contact.campaign_id, decision)
 
     async def settle_success(self, contact_id: UUID, success: bool) -> None:

@@ -220,7 +220,8 @@ class CampaignStore:
         """Mark a running campaign completed once no contact is left to dial or on a call."""
         now = utcnow()
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(f"SELECT status FROM campaigns WHERE id = $1 {self.db.for_no_key_update}", campaign_id)
+            row = await conn.fetchrow(f"SELECT status, org_id FROM campaigns WHERE id = $1 {self.db.for_no_key_update}",
+                                      campaign_id)
             if row is None or row["status"] != "running":
                 return False
             left = await conn.fetchrow(
@@ -231,6 +232,10 @@ class CampaignStore:
             await conn.execute("UPDATE campaigns SET status = 'completed', updated_at = $2 WHERE id = $1",
                                campaign_id, now)
             await conn.execute("UPDATE campaign_dialer SET finished_at = $2 WHERE campaign_id = $1", campaign_id, now)
+            listener = self.repo.hooks.listener
+            if listener is not None:  # campaign.completed, in this transaction
+                org_id = row["org_id"] if isinstance(row["org_id"], UUID) else UUID(str(row["org_id"]))
+                await listener.campaign_changed(conn, org_id, campaign_id, "completed", completed=True)
         return True
 
     async def campaigns_to_work(self) -> list[UUID]:

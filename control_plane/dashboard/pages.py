@@ -27,6 +27,7 @@ NOTICES = {
     "campaign_pause": "Campaign paused: live calls finish, no new dials.",
     "campaign_resume": "Campaign resumed.",
     "campaign_cancel": "Campaign cancelled: contacts not yet dialled will not be.",
+    "webhook_replayed": "Event queued again (same webhook-id).",
 }
 
 

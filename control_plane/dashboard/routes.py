@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import ApiError, Handler
-from . import admin_views, campaign_views, latency_views, views
+from . import admin_views, campaign_views, latency_views, views, webhook_views
 from .auth import CSRF_FIELD, SESSION_COOKIE, VIEWER, clear_cookie, same_token
 from .context import DASHBOARD, Dashboard
 from .pages import page
@@ -132,6 +132,8 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     router.add_get("/campaigns", campaign_views.campaigns, name="campaigns")
     router.add_post("/campaigns", campaign_views.create_campaign, name="create_campaign")
     router.add_post("/campaigns/{campaign_id}/{action}", campaign_views.campaign_action, name="campaign_action")
+    router.add_get("/webhooks", webhook_views.webhooks, name="webhooks")
+    router.add_post("/webhooks/replay", webhook_views.replay, name="webhook_replay")
     router.add_static("/static", HERE / "static", name="static")
     app.on_response_prepare.append(_security_headers)
     return app

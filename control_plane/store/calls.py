@@ -15,6 +15,7 @@ from uuid import UUID
 
 from ..crypto import DataKeys
 from .db import Conflict, Conn, Database, json_column, placeholders
+from .hooks import ChangeHooks
 from .records import Call, CallPage, StatusChange, utcnow
 
 CallMutation = Callable[[Call], "Call | None"]
@@ -73,9 +74,10 @@ class CallCodec:
         "recording_url": ("recording_url_enc", "calls.recording_url", False),
     }
 
-    def __init__(self, keys: DataKeys) -> None:
+    def __init__(self, keys: DataKeys, hooks: ChangeHooks | None = None) -> None:
         self._cipher = keys.cipher
         self._hasher = keys.hasher
+        self.hooks = hooks or ChangeHooks()
 
     def hashed(self, call: Call) -> Call:
         """``call`` with ``to_hash`` / ``from_hash`` computed from its numbers (kept where a number is gone)."""
@@ -113,11 +115,14 @@ class CallCodec:
         return Call.model_validate(data)
 
     async def insert(self, conn: Conn, call: Call) -> Call:
-        """Insert ``call`` (hashes computed) on ``conn``, inside the caller's transaction if it has one."""
+        """Insert ``call`` (hashes computed) on ``conn``, inside the caller's transaction if it has one;
+        the change listener (:mod:`.hooks`) is told in it."""
         call = self.hashed(call)
         columns = self.columns(call, [*self.PLAIN, *self.SEALED, "status_history"])
         await conn.execute(f"INSERT INTO calls ({', '.join(columns)}) VALUES ({placeholders(len(columns))})",
                            *columns.values())
+        if self.hooks.listener is not None:
+            await self.hooks.listener.call_changed(conn, None, call)
         return call
 
 
@@ -128,7 +133,7 @@ class SqlCallRepository(CallRepository):
 
     async def create_call(self, call: Call) -> Call:
         try:
-            async with self.db.connection() as conn:
+            async with self.db.transaction() as conn:
                 return await self.codec.insert(conn, call)
         except Exception as exc:
             if self.db.is_unique_violation(exc):
@@ -185,6 +190,8 @@ class SqlCallRepository(CallRepository):
                 if self.db.is_unique_violation(exc):
                     raise Conflict("call_control_id already belongs to another call") from None
                 raise
+            if self.codec.hooks.listener is not None:  # under the row lock: a call's events in commit order
+                await self.codec.hooks.listener.call_changed(conn, before, after)
             return after
 
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,

@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 from ..crypto import DataKeys
 from .db import Database, json_column
+from .hooks import ChangeHooks
 from .records import Erasure, ErasureCounts, utcnow
 
 
@@ -69,10 +70,11 @@ class ErasureRepository(abc.ABC):
 
 
 class SqlErasureRepository(ErasureRepository):
-    def __init__(self, db: Database, keys: DataKeys) -> None:
+    def __init__(self, db: Database, keys: DataKeys, hooks: ChangeHooks | None = None) -> None:
         self.db = db
         self._cipher = keys.cipher
         self._hasher = keys.hasher
+        self.hooks = hooks or ChangeHooks()
 
     async def erase_phone(self, org_id: UUID, phone: str) -> ErasureResult:
         """Remove every trace of ``phone`` from the organisation's records, in one transaction.
@@ -147,6 +149,8 @@ class SqlErasureRepository(ErasureRepository):
                 " WHERE org_id = $1 AND phone_hash = $2 AND (phone_enc IS NOT NULL OR data_enc IS NOT NULL)",
                 org_id, digest, now,
             )
+            if self.hooks.listener is not None:  # e.g. the webhook outbox's events of these calls
+                await self.hooks.listener.erased(conn, org_id, call_ids)
             await conn.execute(
                 "INSERT INTO erasures (id, org_id, phone_hash, counts, created_at) VALUES ($1, $2, $3, $4, $5)",
                 uuid4(), org_id, digest, counts, now,

@@ -35,6 +35,7 @@ from .db import Conn, Database
 from .dnc import SqlDncRepository
 from .erasure import SqlErasureRepository
 from .events import SqlEventRepository
+from .hooks import ChangeHooks
 from .numbers import SqlPhoneNumberRepository
 from .organisations import SqlOrganisationRepository
 from .turns import SqlTurnRepository
@@ -47,11 +48,13 @@ class Repository:
         self.dialect = db.dialect
         self.organisations = organisations = SqlOrganisationRepository(db)
         self.numbers = numbers = SqlPhoneNumberRepository(db)
-        self.calls = calls = SqlCallRepository(db, CallCodec(keys))
-        self.turns = turns = SqlTurnRepository(db, keys)
+        # Who is told of writes inside their transaction (the webhook outbox): one holder for all.
+        self.hooks = hooks = ChangeHooks()
+        self.calls = calls = SqlCallRepository(db, CallCodec(keys, hooks))
+        self.turns = turns = SqlTurnRepository(db, keys, hooks)
         self.events = events = SqlEventRepository(db, keys)
         self.dnc = dnc = SqlDncRepository(db, keys)
-        self.erasure = erasure = SqlErasureRepository(db, keys)
+        self.erasure = erasure = SqlErasureRepository(db, keys, hooks)
 
         self.hash_phone = keys.hasher.phone
         self.hash_request = keys.hasher.request

@@ -9,7 +9,8 @@ from typing import Any
 from uuid import UUID
 
 from ..crypto import DataKeys
-from .db import Database, json_column, placeholders, time_column
+from .db import Conn, Database, json_column, placeholders, time_column
+from .hooks import ChangeHooks
 from .records import Turn
 
 
@@ -29,9 +30,10 @@ class TurnRepository(abc.ABC):
 
 
 class SqlTurnRepository(TurnRepository):
-    def __init__(self, db: Database, keys: DataKeys) -> None:
+    def __init__(self, db: Database, keys: DataKeys, hooks: ChangeHooks | None = None) -> None:
         self.db = db
         self._cipher = keys.cipher
+        self.hooks = hooks or ChangeHooks()
 
     def _turn(self, row: dict[str, Any]) -> Turn:
         return Turn(
@@ -42,7 +44,16 @@ class SqlTurnRepository(TurnRepository):
         )
 
     async def upsert_turn(self, turn: Turn) -> Turn:
-        await self.db.execute(
+        async with self.db.transaction() as conn:
+            if self.hooks.listener is not None:
+                # First: it may lock the call row, which the turn's foreign key would otherwise
+                # have share-locked already (upgrading that lock deadlocks with update_call).
+                await self.hooks.listener.turn_recorded(conn, turn)
+            await self._write(conn, turn)
+        return turn
+
+    async def _write(self, conn: Conn, turn: Turn) -> None:
+        await conn.execute(
             "INSERT INTO turns (call_id, idx, org_id, caller_text_enc, agent_text_enc, interrupted, latency,"
             " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             " ON CONFLICT (call_id, idx) DO UPDATE SET caller_text_enc = excluded.caller_text_enc,"
@@ -51,7 +62,6 @@ class SqlTurnRepository(TurnRepository):
             turn.call_id, turn.index, turn.org_id, self._cipher.seal(turn.caller_text, "turns.caller_text"),
             self._cipher.seal(turn.agent_text, "turns.agent_text"), turn.interrupted, turn.latency, turn.created_at,
         )
-        return turn
 
     async def list_turns(self, call_id: UUID) -> list[Turn]:
         rows = await self.db.fetch("SELECT * FROM turns WHERE call_id = $1 ORDER BY idx", call_id)

@@ -48,6 +48,7 @@ def open_sealed(text: str, cipher: Any) -> str:
         "calls.to", "calls.from", "calls.agent_config", "calls.summary", "calls.outcome", "calls.recording_url",
         "turns.caller_text", "turns.agent_text", "call_events.payload", "campaign_contacts.phone",
         "campaign_contacts.data", "campaigns.agent_config", "campaigns.from", "campaign_dialer.config", "session",
+        "webhook_messages.payload", "webhook_endpoints.secret",
     ]
 
     def opened(match: re.Match[str]) -> str:

@@ -121,6 +121,11 @@ async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
             caller_numbers=["+14155550100", "+14155550101"],
             retry={"on": ["busy", "no_answer"], "max_attempts": 2, "backoff_s": 0.2},
             voicemail={"action": "message", "message": "Hi {name}, call us back."})
+        repo = await s.cp.repository()
+        [org] = [o for o in await repo.list_organisations() if o.name == "campaigns"][-1:]
+        hooks = s.cp.outbound_webhooks.store
+        await hooks.create_endpoint(org.id, url="https://hooks.invalid/in", secret="whsec_" + "A" * 44,
+                                    event_types=["campaign.progress", "campaign.completed"])
         await s.start(campaign_id)
         body = await s.finished(campaign_id)
         assert (body["total_contacts"], body["completed_calls"], body["failed"], body["in_progress"]) == (15, 13, 2, 0)
@@ -149,6 +154,9 @@ async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
             return (await s.get(campaign_id))["successful_calls"] == 12
 
         await s.until(scored)
+        # The organisation's app heard every settled attempt, then the completion, last.
+        events = [d for d in reversed(await hooks.list_deliveries(org.id)) if d.order_key == campaign_id]
+        assert [d.event_type for d in events] == ["campaign.progress"] * 17 + ["campaign.completed"]
 
 
 @pytest.mark.slow

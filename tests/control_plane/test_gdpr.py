@@ -64,6 +64,10 @@ async def test_erasure_leaves_no_trace_in_database_or_redis(backend, tmp_path, p
         repo = await h.cp.repository()
         cipher = h.cp.keys.cipher
         prefix = settings.redis_key_prefix
+        # The organisation's app receives its events: the webhook outbox holds numbers and transcripts.
+        hooked = await h.client.post("/api/webhooks/endpoints", json={"url": "https://hooks.example.com/in"},
+                                     headers=headers)
+        assert hooked.status == 201
 
         # An outbound call to the subject, with everything a real call leaves behind.
         # (Its Idempotency-Key holds the number too: kept only as a keyed hash.)
@@ -100,6 +104,8 @@ async def test_erasure_leaves_no_trace_in_database_or_redis(backend, tmp_path, p
         before_db = open_sealed(await dump_database(repo), cipher)
         before_redis = await _dump_redis(prefix, cipher)
         assert set(_traces(before_db)) >= {SUBJECT, PHRASE, NAME}  # the check below can fail
+        assert "webhook_messages" in before_db and PHRASE in "".join(
+            line for line in before_db.splitlines() if line.startswith("webhook_messages"))
         assert PHRASE in before_redis and SUBJECT in before_redis
         assert SUBJECT not in await dump_database(repo)  # sealed at rest even before erasure
 
