@@ -328,7 +328,7 @@ def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
         await runner.cleanup()
         return result
 
-    assert run(main()) == "ok"
+    assert asyncio.run(main()) == "ok"
     body, headers = seen[0]
     import orjson
     assert orjson.loads(body) == {"tool": "t", "arguments": {"q": 1}, "call": {
@@ -375,7 +375,7 @@ def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
         await runner.cleanup()
         return result
 
-    assert run(main()) == "ok"
+    assert asyncio.run(main()) == "ok"
     ((method, body, headers),) = seen
     if status == 307:  # the same POST, the same body: its signature still verifies
         assert method == "POST" and verify(secret, headers, body)

@@ -294,7 +294,6 @@ async def test_a_call_through_the_telnyx_emulator_goes_live_and_is_hung_up_from_
         await emulator.close()
 
 
-@run_async
 async def test_organisation_settings_are_edited_with_the_refusal_next_to_its_field(tmp_path, shots):
     async with harness(make_settings(tmp_path)) as h, browser() as chromium:
         org, headers = await h.org("Acme Dental")
@@ -319,7 +318,6 @@ async def test_organisation_settings_are_edited_with_the_refusal_next_to_its_fie
         assert api["settings"] == {"record_calls": True, "tool_allowed_destinations": ["crm.internal", "10.20.0.0/16"]}
 
 
-@run_async
 async def test_a_campaign_with_every_setting_from_the_form_then_paused_resumed_and_cancelled(tmp_path, shots):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h, browser() as chromium:
         _, headers = await h.org()
@@ -381,7 +379,6 @@ async def test_a_campaign_with_every_setting_from_the_form_then_paused_resumed_a
         await _shot(phone, shots, "campaign-form-phone")
 
 
-@run_async
 async def test_the_new_pages_show_only_the_signed_in_organisation(tmp_path, shots):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h, browser() as chromium:
         _, headers_a = await h.org("A")
@@ -420,7 +417,6 @@ async def test_the_new_pages_show_only_the_signed_in_organisation(tmp_path, shot
         assert [n["number"] for n in numbers_a["data"]] == ["+14155550300"]
 
 
-@run_async
 async def test_a_numbers_agent_is_changed_from_its_page(tmp_path, shots):
     async with harness(make_settings(tmp_path)) as h, browser() as chromium:
         org, headers = await h.org()

@@ -139,7 +139,6 @@ ROWS = (b"phone,name,topic\n+14155550201,Ann,cleaning\n12345,Bad,x\n+14155550201
         b"+14155550203,Cy,whitening\n,Nobody,x\n")
 
 
-@run_async
 async def test_every_field_of_the_form_reaches_the_campaign_and_each_bad_csv_row_is_listed(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -170,7 +169,6 @@ async def test_every_field_of_the_form_reaches_the_campaign_and_each_bad_csv_row
                                        "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
 
-@run_async
 async def test_unticked_boxes_mean_none_and_an_empty_window_means_any_time(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -184,7 +182,6 @@ async def test_unticked_boxes_mean_none_and_an_empty_window_means_any_time(tmp_p
         assert config["window"] is None and config["voicemail"]["action"] == "hangup"
 
 
-@run_async
 async def test_a_refused_field_is_shown_next_to_it_and_the_others_are_kept(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
