@@ -42,8 +42,8 @@ frame further ahead than that forces the oldest missing slots to be concealed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import ceil, inf
-from typing import Callable
 
 from .config import FRAME_MS, JitterConfig
 

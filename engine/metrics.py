@@ -9,7 +9,7 @@ provider's time to first byte (STT final, LLM first token, TTS first audio) by p
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -22,8 +22,8 @@ The same model backs up the carrier's mark echo: a mark still unechoed
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .config import FRAME_MS, PlayoutConfig
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
@@ -86,7 +86,7 @@ class Malformed:
     reason: str
 
 
-Frame = Union[Connected, Start, Media, Dtmf, Mark, Stop, Error, UnknownEvent, Malformed]
+Frame = Connected | Start | Media | Dtmf | Mark | Stop | Error | UnknownEvent | Malformed
 
 
 def _int(value: Any) -> int:

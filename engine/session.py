@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Callable, Deque
+from collections.abc import Callable
 
 from . import _audioop as audioop
 from . import protocol
@@ -118,7 +118,7 @@ class MediaSession:
         self.jitter = JitterBuffer(self.config.jitter)
         self.playout = Playout(self.config.playout)
         self.endpointer = Endpointer(self.config.endpointing)
-        self.turns: Deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
+        self.turns: collections.deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
         self.current_turn: TurnTimeline | None = None
         self._vad: Vad | None = None
         self._now = 0.0

@@ -8,7 +8,7 @@ first audio). Nothing here reads a clock: stamps are given.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 STAMPS = (
     "speech_start",      # first voiced caller frame of the turn arrived

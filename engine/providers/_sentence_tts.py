@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from abc import abstractmethod
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from .. import _audioop as audioop
 from .base import AudioChunk, ProviderError, TtsStream

@@ -9,8 +9,9 @@ runs in production, in the demo and in the tests.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 
 class ProviderError(Exception):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 _POLL_S = 0.002  # exit polling where pidfd_open is missing (Linux < 5.3, macOS)
 _READ_BYTES = 1 << 16

@@ -10,7 +10,8 @@ default: a retried request is seconds of dead air on a call, and the caller deci
 from __future__ import annotations
 
 import re
-from typing import Any, AsyncIterator, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import openai
 import orjson

@@ -7,7 +7,7 @@ streamed and resampled to the stream's rate.
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr

@@ -121,7 +121,7 @@ class KeysHeard(Event):
     text: str
 
 
-class Timer(str, enum.Enum):
+class Timer(enum.StrEnum):
     FINAL_WAIT = "final_wait"
     """After the end of turn: the longest wait for a final the recogniser still owes."""
     HOLD = "hold"

@@ -38,11 +38,45 @@ from dataclasses import dataclass
 from ..dtmf import DtmfCollector, GatherConfig
 from ..turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
 from .events import (
-    BargeIn, BargeInPending, BargeInRejected, CancelTimer, Command, Commit, CommitReply, ConfirmBargeIn,
-    DiscardText, DropReply, Event, FailCall, Failing, FinalizeStt, Greet, KeyPressed, KeysEntered, KeysHeard,
-    PlayoutDone, ReplyFailed, ReplySpeaking, ResumeAfterHold, SayFiller, SpeechResumed, SpeechStarted, StampTurn,
-    StartReply, StartTimer, SttReady, Stopped, TentativeEnd, Timer, TimerFired, ToolFinished, ToolStarted,
-    Transcribed, TurnEnded, TurnOver, VadBargeIn,
+    BargeIn,
+    BargeInPending,
+    BargeInRejected,
+    CancelTimer,
+    Command,
+    Commit,
+    CommitReply,
+    ConfirmBargeIn,
+    DiscardText,
+    DropReply,
+    Event,
+    FailCall,
+    Failing,
+    FinalizeStt,
+    Greet,
+    KeyPressed,
+    KeysEntered,
+    KeysHeard,
+    PlayoutDone,
+    ReplyFailed,
+    ReplySpeaking,
+    ResumeAfterHold,
+    SayFiller,
+    SpeechResumed,
+    SpeechStarted,
+    StampTurn,
+    StartReply,
+    StartTimer,
+    Stopped,
+    SttReady,
+    TentativeEnd,
+    Timer,
+    TimerFired,
+    ToolFinished,
+    ToolStarted,
+    Transcribed,
+    TurnEnded,
+    TurnOver,
+    VadBargeIn,
 )
 from .words import same_words, without_tags, word_count
 
@@ -156,7 +190,7 @@ class TurnPolicy:
     @property
     def transcript(self) -> str:
         """The caller's words not yet answered: the finals, then the latest interim."""
-        parts = self.finals + [self.interim] if self.interim else self.finals
+        parts = [*self.finals, self.interim] if self.interim else self.finals
         return " ".join(parts).strip()
 
     def new_utterance_id(self) -> int:
