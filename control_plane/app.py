@@ -19,8 +19,8 @@ from engine.conversation.agent import finish_reports
 from engine.edge import ListenerFactory, MediaStreamEndpoint
 from engine.metrics import EngineMetrics
 
-from .api.routes import add_routes
 from .api.openapi import build_openapi
+from .api.routes import add_routes
 from .auth import make_auth_middleware
 from .context import CONTROL_PLANE_KEY, MEDIA_KEY, METRICS_KEY, SETTINGS_KEY
 from .dashboard.routes import dashboard_app

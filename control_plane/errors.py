@@ -85,10 +85,7 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 def json_response(value: BaseModel | dict[str, Any] | list[Any], status: int = 200,
                   headers: dict[str, str] | None = None) -> web.Response:
-    if isinstance(value, BaseModel):
-        body = value.model_dump_json(by_alias=True).encode()
-    else:
-        body = dumps(value)
+    body = value.model_dump_json(by_alias=True).encode() if isinstance(value, BaseModel) else dumps(value)
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 

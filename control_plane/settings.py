@@ -191,7 +191,8 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     engine: EngineConfig = EngineConfig()
     providers: ProvidersConfig = ProvidersConfig()
-    agent: AgentConfig = Field(AgentConfig(), description="The agent for calls that carry no agent_config of their own.")
+    agent: AgentConfig = Field(AgentConfig(),
+                               description="The agent for calls that carry no agent_config of their own.")
     tools: ToolEgressConfig = Field(
         ToolEgressConfig(), description="Where agents' HTTP tools may connect, and how much of a reply is read."
     )

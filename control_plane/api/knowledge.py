@@ -13,11 +13,11 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..context import control_plane as _cp
 from ..errors import ApiError, body_chunks, json_response, read_json
 from ..knowledge.models import Document, KnowledgeBase
 from ..knowledge.service import KnowledgeError
 from ..store import Conflict
-from ..context import control_plane as _cp
 from .handlers import _org
 
 UPLOAD_CHUNK = 256 * 1024

@@ -563,10 +563,10 @@ class CampaignRunner:
                 continue
             at = utcnow()
             if alive:
-                await repo.update_call(call.id, lambda c: c.model_copy(update={"updated_at": at}))
+                await repo.update_call(call.id, lambda c, at=at: c.model_copy(update={"updated_at": at}))
                 continue
             log.warning("campaign %s: call %s ended without a hangup webhook; closing it", campaign.id, call.id)
-            ended = await repo.update_call(call.id, lambda c: apply_event(
+            ended = await repo.update_call(call.id, lambda c, at=at: apply_event(
                 c, "call.hangup", {"hangup_cause": "unknown", "hangup_source": "unknown"}, at))
             if ended is not None:
                 await self.dialer.settle(ended)

@@ -173,7 +173,8 @@ class CampaignStore:
                                    " from_number = NULL WHERE id = $1", row["id"], agent_config_enc, from_enc, {})
                 sealed += 1
             dialers = await conn.fetch(
-                f"SELECT campaign_id, config, config_enc FROM campaign_dialer WHERE config_enc IS NULL {self.db.for_update}")
+                "SELECT campaign_id, config, config_enc FROM campaign_dialer WHERE config_enc IS NULL"
+                f" {self.db.for_update}")
             for row in dialers:
                 await conn.execute("UPDATE campaign_dialer SET config_enc = $2, config = $3 WHERE campaign_id = $1",
                                    row["campaign_id"], self._seal_dialer_config(self._dialer_config_json(row)), {})
@@ -207,7 +208,7 @@ class CampaignStore:
                 await conn.execute(
                     "UPDATE campaign_contacts SET status = 'cancelled', outcome = COALESCE(outcome, 'cancelled'),"
                     " claim_token = NULL, claimed_by = NULL, lease_until = NULL, finished_at = $2, updated_at = $2"
-                    f" WHERE campaign_id = $1 AND status IN ('pending', 'retry_scheduled', 'outside_window', 'claimed')",
+                    " WHERE campaign_id = $1 AND status IN ('pending', 'retry_scheduled', 'outside_window', 'claimed')",
                     campaign_id, now)
                 await conn.execute("UPDATE campaign_dialer SET finished_at = $2 WHERE campaign_id = $1",
                                    campaign_id, now)
