@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -54,7 +55,8 @@ def describe_turn(turn: dict[str, Any]) -> list[str]:
     if latency.get("turn_latency_ms") is not None:
         stages = ", ".join(f"{k} {v:.0f}" for k, v in (latency.get("stages_ms") or {}).items() if v is not None)
         spec = " speculative" if latency.get("speculative") else ""
-        lines.append(f"        turn latency {latency['turn_latency_ms']:.0f} ms{spec}" + (f" ({stages})" if stages else ""))
+        lines.append(f"        turn latency {latency['turn_latency_ms']:.0f} ms{spec}"
+                     + (f" ({stages})" if stages else ""))
     return lines
 
 

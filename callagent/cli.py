@@ -7,9 +7,10 @@ import asyncio
 import logging
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from .runtime import configure_logging, freeze_startup_heap, run
@@ -84,7 +85,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     for name in unknown_variables():
         log.warning("unknown setting %s is ignored", name)
-    run(_serve(settings, args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
+    port = args.port if args.port is not None else settings.server.port
+    run(_serve(settings, args.host or settings.server.host, port))
     return 0
 
 
@@ -108,7 +110,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from bench.runner import BenchOptions, run_bench
 
         options = BenchOptions(
-            path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
+            path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up,
+            profile=args.profile,
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
@@ -259,7 +262,8 @@ def _cmd_number(args: argparse.Namespace) -> int:
     except ApiError as exc:
         raise CommandError(exc.message) from None
     except ValueError as exc:  # an agent config that does not validate
-        raise CommandError(f"invalid agent config: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+        detail = exc.errors()[0]["msg"] if hasattr(exc, "errors") else exc
+        raise CommandError(f"invalid agent config: {detail}") from None
     return 0
 
 

@@ -430,7 +430,7 @@ class Utterance:
     def active(self) -> bytes:
         """The voiced span without the labelled pauses: what speech power is measured over."""
         cuts = [self.start, *(x for p in self.pauses for x in p), self.end]
-        return b"".join(self.pcm[2 * a : 2 * b] for a, b in zip(cuts[::2], cuts[1::2]))
+        return b"".join(self.pcm[2 * a : 2 * b] for a, b in zip(cuts[::2], cuts[1::2], strict=False))
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
@@ -487,7 +487,7 @@ def render(spec: Say, voice: str, speed: int, rng: random.Random, synth: Synth |
     chunks: list[bytes] = []
     pos = 0
     pauses: list[tuple[int, int]] = []
-    for i, ((pcm, g), (s, e)) in enumerate(zip(segments, spans)):
+    for i, ((pcm, g), (s, e)) in enumerate(zip(segments, spans, strict=False)):
         before = natural if i == 0 else gaps[i - 1] - gaps[i - 1] // 2
         edge = min(before, natural)
         chunks.append(bytes(2 * (before - edge)) + _fade(_slice(pcm, s - edge, s), True) + pcm[2 * s : 2 * e])
@@ -783,7 +783,7 @@ def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
         )
 
     total = 0.0
-    for (step, utt), spec in zip(utterances, say_specs):
+    for (step, utt), spec in zip(utterances, say_specs, strict=False):
         ulaw = audioop.lin2ulaw(utt.pcm, 2)
         wavs[step["audio"]] = ulaw_wav(ulaw)
         total += len(ulaw) / RATE

@@ -336,7 +336,7 @@ class LlmEmulator:
             if calls:
                 message["tool_calls"] = [
                     {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
-                    for cid, (name, args) in zip(call_ids, calls)]
+                    for cid, (name, args) in zip(call_ids, calls, strict=False)]
             return web.json_response({
                 "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
                 "system_fingerprint": None,
@@ -366,11 +366,9 @@ class LlmEmulator:
             at = first_at
             await _sleep_until(at)
             await send({"role": "assistant", "content": "", "refusal": None})
-            sent = 0
-            for piece in pieces:
+            for sent, piece in enumerate(pieces, start=1):
                 await _sleep_until(at)
                 await send({"content": piece})
-                sent += 1
                 at += interval
                 if sent == 3 and fault in ("error_frame", "disconnect"):
                     if fault == "disconnect":
@@ -381,7 +379,7 @@ class LlmEmulator:
                     await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
                     await response.write_eof()
                     return response
-            for index, (cid, (name, args)) in enumerate(zip(call_ids, calls)):
+            for index, (cid, (name, args)) in enumerate(zip(call_ids, calls, strict=False)):
                 await _sleep_until(at)
                 await send({"tool_calls": [{"index": index, "id": cid, "type": "function",
                                             "function": {"name": name, "arguments": ""}}]})

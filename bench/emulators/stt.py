@@ -50,8 +50,9 @@ import asyncio
 import bisect
 import collections
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -163,7 +164,7 @@ def _marked_breaks(words: Sequence[str], positions: Sequence[int]) -> tuple[tupl
     gaps = sorted(range(1, len(positions)), key=lambda i: positions[i] - positions[i - 1], reverse=True)
     if not marks or len(gaps) < len(marks):
         return ()
-    return tuple(zip(sorted(gaps[: len(marks)]), marks))
+    return tuple(zip(sorted(gaps[: len(marks)]), marks, strict=False))
 
 
 class _Index:
@@ -630,7 +631,7 @@ class _SttConnection:
                     # Deliver what is pending (bounded), then close, like Deepgram does.
                     try:
                         await asyncio.wait_for(self.outbox.join(), 2.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     return
 
