@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 import uuid
 
+from tests.control_plane.fakes import harness
 
 from .helpers import secret_of, session_token, sign_in
-from tests.control_plane.fakes import harness
 
 _NEW_KEY = re.compile(r'<code id="new-key">(ck_[^<]+)</code>')
 
@@ -20,7 +20,7 @@ async def _signed_in(h, name: str = "Org"):  # type: ignore[no-untyped-def]
 
 
 async def test_keys_are_created_shown_once_and_revoked(h):
-    org, headers, token = await _signed_in(h)
+    org, _headers, token = await _signed_in(h)
     created = await h.client.post("/dashboard/keys", data={"csrf_token": token, "name": "crm <sync>"})
     assert created.status == 201
     text = await created.text()

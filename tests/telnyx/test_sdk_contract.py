@@ -258,7 +258,7 @@ async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(teln
 
 
 async def test_unknown_keys_switch_lets_them_through() -> None:
-    async with world(unknown_keys=True) as (emulator, sink, client):
+    async with world(unknown_keys=True) as (_emulator, sink, client):
         call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, not_a_telnyx_key=1)
         await sink.wait_for("call.answered", call.call_control_id)
         with pytest.raises(TelnyxApiError):  # enum values are still checked
@@ -298,7 +298,7 @@ def test_stt_emulator_error_frames_in_sdk_mode_are_the_sdk_error_frame() -> None
 def test_voicemail_speak_languages_are_the_sdks() -> None:
     from control_plane.telnyx.client import SPEAK_LANGUAGES
 
-    assert SPEAK_LANGUAGES == request_shape("speak").enums["language"]
+    assert request_shape("speak").enums["language"] == SPEAK_LANGUAGES
 
 
 def _model_keys(model: Any) -> set[str]:
@@ -384,7 +384,7 @@ STT_PARAMS = "speech_to_text_retrieve_transcription_params.SpeechToTextRetrieveT
 
 
 @pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
-def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: str) -> None:
+async def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: str) -> None:
     """Every frame the STT emulator sends validates as the SDK's ``TranscriptFrame`` (``"type":
     "transcript"``), with no key beyond it except Deepgram's ``speech_final``, which Telnyx's
     responses page documents for Deepgram only and the SDK lacks (the client needs neither)."""
@@ -422,7 +422,7 @@ def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: st
                 await ws.close()
                 await reader
 
-    run(scenario())
+    await scenario()
     allowed = _model_keys(TranscriptFrame) | ({"speech_final"} if table.speech_final else set())
     assert received
     for frame in received:
@@ -451,7 +451,7 @@ def test_stt_client_query_matches_the_sdk_params(engine: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["nova-3", "deepgram/nova-3"])
-def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str) -> None:
+async def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str) -> None:
     from pydantic import SecretStr
 
     from bench.signals import silence
@@ -470,7 +470,7 @@ def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str)
             await stt.aclose()
         return got
 
-    finals = [t for t in run(scenario()) if getattr(t, "is_final", False)]
+    finals = [t for t in await scenario() if getattr(t, "is_final", False)]
     assert [t.text for t in finals] == [HELLO]
 
 
@@ -491,7 +491,7 @@ class SdkSttServer:
         return ws
 
 
-def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
+async def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
     import asyncio
 
     from pydantic import SecretStr
@@ -527,7 +527,7 @@ def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
             await runner.cleanup()
         return transcripts, errors
 
-    transcripts, errors = run(scenario())
+    transcripts, errors = await scenario()
     assert [(t.text, t.is_final, t.speech_final, t.confidence) for t in transcripts] == [
         ("Hello", False, False, None), ("Hello there.", True, False, None)]
     (error,) = errors
