@@ -75,8 +75,18 @@ class SessionStats:
     # mark_echoes_late: echoes that came after that (so overdue - late never came at all).
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.frames_in = 0
+        self.malformed = 0
+        self.unknown_events = 0
+        self.dtmf = 0
+        self.barge_ins = 0
+        self.barge_in_holds = 0
+        self.rejected_barge_ins = 0
+        self.carrier_errors = 0
+        self.stalled_frames = 0
+        self.odd_size_frames = 0
+        self.mark_echoes_overdue = 0
+        self.mark_echoes_late = 0
 
 
 class MediaSession:
