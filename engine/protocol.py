@@ -192,7 +192,7 @@ def _parse_stop(msg: dict[str, Any]) -> Frame:
 
 
 def _parse_error(msg: dict[str, Any]) -> Frame:
-    body = msg.get("payload")
+    body: Any = msg.get("payload")  # untyped JSON: checked by type() below
     if type(body) is not dict:
         body = msg.get("error") if type(msg.get("error")) is dict else {}
     code = body.get("code")

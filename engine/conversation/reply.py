@@ -35,12 +35,15 @@ class ReplyHost(Protocol):
     session: MediaSession
     llm: ChatModel
     tts: TextToSpeech
-    voice: str
     sample_rate: int
-    deadline_s: float
     call_control_id: str | None
     tools: list[dict[str, Any]]
     knowledge: TurnKnowledge | None
+
+    @property
+    def voice(self) -> str: ...
+    @property
+    def deadline_s(self) -> float: ...  # (read-only: the agent derives both)
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
     def now(self) -> float: ...
@@ -136,7 +139,8 @@ class Reply:
                 await self._generate()
             stream = await self._tts()
             await stream.end()
-            await self._pump
+            if self._pump is not None:  # (set once the stream opened, which _tts() awaited)
+                await self._pump
         except asyncio.CancelledError:
             raise
         except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
@@ -165,7 +169,9 @@ class Reply:
 
     async def _tts(self) -> TtsStream:
         self._open_tts()
-        return await self._opening  # type: ignore[misc]
+        opening = self._opening
+        assert opening is not None  # _open_tts() set it
+        return await opening
 
     async def _generate(self) -> None:
         host = self.host

@@ -33,7 +33,9 @@ Every reply dropped and every text discarded says why (:class:`DropReply`, :clas
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..dtmf import DtmfCollector, GatherConfig
 from ..turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
@@ -578,10 +580,11 @@ class TurnPolicy:
     # -- replies ----------------------------------------------------------------------------
 
     def _start_reply(self, user_text: str, *, speculative: bool, committed: bool,
-                     fixed_text: str | None = None, attempt: int = 0) -> None:
+                     fixed_text: str | None = None, attempt: int = 0) -> ReplyView:
         uid = self.new_utterance_id()
-        self.reply = ReplyView(uid, user_text, len(self.finals), speculative, committed, fixed_text, attempt)
+        reply = self.reply = ReplyView(uid, user_text, len(self.finals), speculative, committed, fixed_text, attempt)
         self._out.append(StartReply(uid, user_text, speculative, committed, fixed_text, attempt))
+        return reply
 
     def _drop(self, reason: str) -> None:
         reply = self.reply
@@ -619,9 +622,9 @@ class TurnPolicy:
             self._out.append(DropReply(reply.utterance_id, f"failed ({event.error}); retried once"))
             if reply.committed:
                 self._out.append(SayFiller(self.new_utterance_id(), "retry"))
-            self._start_reply(reply.user_text, speculative=reply.speculative, committed=reply.committed,
-                              fixed_text=reply.fixed_text, attempt=1)
-            self.reply.finals_used = reply.finals_used  # type: ignore[union-attr]  # (words since: not in it)
+            retry = self._start_reply(reply.user_text, speculative=reply.speculative, committed=reply.committed,
+                                      fixed_text=reply.fixed_text, attempt=1)
+            retry.finals_used = reply.finals_used  # (words since: not in it)
         else:
             self._out.append(FailCall(f"provider failure: {event.error}"))
 
@@ -655,7 +658,7 @@ class TurnPolicy:
             self._cancel(timer)
 
 
-_HANDLERS = {
+_HANDLERS: dict[type[Event], Callable[[TurnPolicy, Any], None]] = {
     SpeechStarted: TurnPolicy._speech_started,
     TentativeEnd: TurnPolicy._tentative_end,
     SpeechResumed: TurnPolicy._speech_resumed,
