@@ -8,7 +8,7 @@ and forbid unknown fields, like the calls API.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,7 +41,8 @@ class CallingWindow(_Strict):
 
     start: str = Field("09:00", examples=["09:00"], description="HH:MM local time the window opens.")
     end: str = Field("20:00", examples=["20:00"], description="HH:MM it closes (before start: overnight).")
-    days: tuple[Day, ...] = Field(DAYS, min_length=1, description="Days of the week (the day a window opens).")
+    days: tuple[Day, ...] = Field(cast("tuple[Day, ...]", DAYS), min_length=1,
+                                  description="Days of the week (the day a window opens).")
     timezone: str = Field("UTC", examples=["America/New_York"],
                           description="IANA zone for contacts whose zone is neither given nor derivable "
                                       "from their number (area code, or country).")

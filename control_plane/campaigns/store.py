@@ -10,6 +10,7 @@ The contacts, the dialer's queue, are :mod:`.queue`'s.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -240,7 +241,7 @@ class CampaignStore:
                 await listener.campaign_changed(conn, org_id, campaign_id, "completed", completed=True)
         return True
 
-    async def campaigns_to_work(self) -> list[UUID]:
+    async def campaigns_to_work(self) -> builtins.list[UUID]:  # (list: a method of this class)
         """Running campaigns, and any campaign with contacts mid-call or whose success is unsettled."""
         rows = await self.db.fetch(
             "SELECT c.id AS id FROM campaigns c JOIN campaign_dialer d ON d.campaign_id = c.id"

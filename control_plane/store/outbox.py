@@ -319,10 +319,12 @@ class SqlOutboxStore(OutboxStore):
             expires = _dt(d["previous_expires_at"])
             if d["previous_secret_enc"] is not None and expires is not None and expires > now:
                 keys.append(self._cipher.open(d["previous_secret_enc"], SECRET_CONTEXT))
+            give_up_at = _dt(r["give_up_at"])
+            assert give_up_at is not None  # (NOT NULL)
             out.append(ClaimedDelivery(
                 id=int(r["id"]), message_id=r["message_id"], order_key=r["order_key"], url=d["url"],
                 body=(self._cipher.open(d["payload_enc"], PAYLOAD_CONTEXT) or "").encode(),
-                secrets=tuple(k for k in keys if k), attempts=int(r["attempts"]), give_up_at=_dt(r["give_up_at"]),
+                secrets=tuple(k for k in keys if k), attempts=int(r["attempts"]), give_up_at=give_up_at,
             ))
         return out
 
