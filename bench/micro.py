@@ -15,6 +15,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -65,7 +66,7 @@ def _median_us_per_frame(run_batch: Callable[[], int], repeats: int) -> tuple[fl
 def measure_inbound(vad_kind: str, audio: bytes, repeats: int = 15) -> float:
     config = EngineConfig(vad=VadConfig(kind=vad_kind))  # type: ignore[arg-type]
     messages = _media_messages(audio)
-    state = {"session": None, "now": 0.0}
+    state: dict[str, Any] = {"session": None, "now": 0.0}
 
     def batch() -> int:
         session = MediaSession(config)

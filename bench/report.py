@@ -52,7 +52,7 @@ class RunFigures:
                 stages.setdefault(stage, []).append(ms)
         completed = sum(1 for c in self.calls if c.completed and c.error is None)
         frames_out = sum(c.agent_frames for c in self.calls)
-        out = {
+        out: dict[str, Any] = {
             "concurrency": self.concurrency,
             "mark_echo": {"mode": self.mark_echo.mode,
                           **({"late_s": self.mark_echo.late_s} if self.mark_echo.mode == "late" else {})},
@@ -230,6 +230,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
             late = figures["outbound_late_ms"]
             value = f"{figures['outbound_late_frames']} of {figures['outbound_frames']} / {late['p99']} / {late['max']}"
         else:
+            assert key is not None  # (only the rows handled above have no key)
             value = str(figures[key])
         counts.add_row(label, value)
     console.print(counts)

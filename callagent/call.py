@@ -113,7 +113,7 @@ async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 def _explain(status: int, body: dict[str, Any]) -> str:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error: Any = body.get("error") if isinstance(body.get("error"), dict) else {}
     message = error.get("message") or f"HTTP {status}"
     if status == 401:
         return f"{message} (pass the organisation's API key with --api-key or CALLAGENT_API_KEY)"

@@ -188,6 +188,7 @@ def _cmd_org(args: argparse.Namespace) -> int:
         if args.tool_allowed_destinations is not None:
             entries = [e.strip() for e in args.tool_allowed_destinations.split(",") if e.strip()]
             changes["tool_allowed_destinations"] = entries if entries and entries != ["default"] else None
+        org = None
         if changes:
             try:
                 org = run(admin.set_organisation_settings(org_id, settings=settings, **changes))
@@ -214,12 +215,12 @@ def _cmd_org(args: argparse.Namespace) -> int:
         key, secret = run(admin.create_api_key(_uuid(args.org, "organisation id"), args.name, settings=settings))
         print(f"API key {key.id} (shown once, store it now): {secret}")
     elif args.action == "revoke":
-        key = run(admin.revoke_api_key(_uuid(args.org, "organisation id"), _uuid(args.key, "key id"),
-                                       settings=settings))
-        if key is None:
+        revoked = run(admin.revoke_api_key(_uuid(args.org, "organisation id"), _uuid(args.key, "key id"),
+                                           settings=settings))
+        if revoked is None:
             print("no such key in that organisation", file=sys.stderr)
             return 1
-        print(f"revoked {key.id}")
+        print(f"revoked {revoked.id}")
     return 0
 
 
@@ -243,12 +244,11 @@ def _cmd_number(args: argparse.Namespace) -> int:
                 raise CommandError("--agent-config must be a JSON object")
             if args.personality:
                 overrides["personality"] = args.personality
-            if args.action == "add":
-                number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
-            else:
-                number = run(admin.update_phone_number(org_id, args.number, overrides, settings=settings))
-                if number is None:
-                    raise CommandError("that organisation has no such number")
+            number = (run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+                      if args.action == "add"
+                      else run(admin.update_phone_number(org_id, args.number, overrides, settings=settings)))
+            if number is None:
+                raise CommandError("that organisation has no such number")
             print(f"{number.number} answers inbound calls with {orjson.dumps(number.agent_config).decode()}")
         elif args.action == "list":
             for number in run(admin.list_phone_numbers(org_id, settings=settings)):

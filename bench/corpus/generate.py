@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.corpus.model import CATEGORIES, CORPUS_DIR
 from engine import _audioop as audioop
@@ -714,7 +715,7 @@ def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
     level = rng.uniform(*LEVEL_DBFS)
     lead = NOISE_LEAD_S if call.noise else LEAD_S
     steps: list[dict] = []
-    utterances: list[tuple[dict, Utterance]] = []
+    utterances: list[tuple[dict[str, Any], Utterance]] = []
     beep: tuple[float, float] | None = None
     for spec in call.steps:
         if isinstance(spec, Say):
@@ -727,8 +728,8 @@ def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
             _check(call.name, uid, utt)
             if beep_at is not None:
                 beep = ((beep_at + shift) / RATE, (beep_at + shift) / RATE + BEEP_S)
-            step = {"kind": "say", "id": uid, "text": utt.text, "audio": f"{uid}.wav", "after": spec.after,
-                    "delay_s": _delay(spec.delay_s, spec.after, rng)}
+            step: dict[str, Any] = {"kind": "say", "id": uid, "text": utt.text, "audio": f"{uid}.wav",
+                                    "after": spec.after, "delay_s": _delay(spec.delay_s, spec.after, rng)}
             utterances.append((step, utt))
         elif isinstance(spec, Dtmf):
             step = {"kind": "dtmf", "digits": spec.digits, "after": spec.after,

@@ -150,7 +150,7 @@ def _user_tool_call(said: str, tools: list[dict[str, Any]] | None) -> tuple[str,
             continue  # it would ask for the number first
         for param in wanted:
             kind = (schema["properties"][param] or {}).get("type")
-            arguments[param] = int(number) if kind == "integer" else number
+            arguments[param] = int(number) if kind == "integer" and number is not None else number
         return name, orjson.dumps(arguments).decode()
     return None
 

@@ -243,7 +243,7 @@ class UtteranceRecogniser:
         candidates = [c for c in candidates if len(c[1]) >= MIN_HITS]
         while candidates:
             best, best_score = -1, (0, 0.0)
-            contenders = []
+            contenders: list[tuple[int, dict[int, int]]] = []
             for uid, hits in candidates:
                 count = len(hits) if not claimed else sum(1 for i in hits if i not in claimed)
                 if count < MIN_HITS:
