@@ -57,6 +57,7 @@ from .ports import (
     TurnRecord,
 )
 from .tools import ToolClient, tool_definitions
+from .usage import CallUsage
 from .turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class _Reply:
                 stream = await self._tts()
                 self.spoken.add_text(self.fixed_text)
                 self.text_parts.append(self.fixed_text)
+                agent.usage.tts_characters += len(self.fixed_text)
                 await stream.send_text(self.fixed_text, flush=True)
             else:
                 await self._generate()
@@ -217,6 +219,9 @@ class _Reply:
             self._stamp("llm_request", overwrite=True)
             first = True
             async for delta in agent._stream_with_deadline(agent.llm.stream(messages, tools=tools)):
+                if delta.usage is not None:  # the stream's last chunk: no token of the answer
+                    agent.usage.add_llm(delta.usage)
+                    continue
                 if first:
                     self._stamp("llm_first_token", overwrite=True)
                     first = False
@@ -238,6 +243,7 @@ class _Reply:
             self._stamp("tts_request", overwrite=True)  # this reply's, not a cancelled one's
         self.text_parts.append(piece)
         self.spoken.add_text(piece)
+        self.agent.usage.tts_characters += len(piece)
         await stream.send_text(piece, flush=True)
 
     async def _pump_audio(self, stream: TtsStream) -> None:
@@ -249,6 +255,7 @@ class _Reply:
                 first = False
             if not chunk.pcm:
                 continue
+            agent.usage.tts_bytes += len(chunk.pcm)
             self.spoken.add_audio(len(chunk.pcm) * 500 / agent.sample_rate, chunk.text)
             if self.committed:
                 self._play(chunk.pcm)
@@ -310,6 +317,7 @@ class CallAgent(MediaListener):
         self.tools = tool_definitions(profile)
         self.conversation = Conversation(profile.system_prompt)
         self.speculation = SpeculationStats()
+        self.usage = CallUsage()
         self.mode = "listening"
         self.pci = False
         self.end_reason: str | None = None
@@ -360,6 +368,7 @@ class CallAgent(MediaListener):
         self.session = session
         self.call_control_id = start.call_control_id
         self.sample_rate = session.codec.sample_rate if session.codec else 8000
+        self.usage.sample_rate = self.sample_rate
         self._loop = asyncio.get_running_loop()
         self._spawn(self._begin(start))
 
@@ -408,6 +417,7 @@ class CallAgent(MediaListener):
     def on_caller_audio(self, pcm: bytes) -> None:
         stt = self._stt
         if stt is not None:
+            self.usage.stt_bytes += len(pcm)
             stt.feed(pcm)
         elif len(self._early_audio) < EARLY_AUDIO_LIMIT:
             self._early_audio += pcm
@@ -595,6 +605,7 @@ class CallAgent(MediaListener):
                 self._fail("speech recognition unavailable")
                 return
             if self._early_audio:
+                self.usage.stt_bytes += len(self._early_audio)
                 self._stt.feed(bytes(self._early_audio))
                 self._early_audio.clear()
             return
@@ -1042,6 +1053,7 @@ class CallAgent(MediaListener):
             turns=self._turn_index,
             speculation=self.speculation.as_dict(),
             errors=list(self.errors),
+            usage=self.usage.as_dict(),
         )
         try:
             await self.reporter.finished(report)
@@ -1067,10 +1079,13 @@ class CallAgent(MediaListener):
             {"role": "user", "content": lines},
         ]
         try:
-            result = await asyncio.wait_for(self.llm.complete_json(messages, schema), 3 * config.provider_deadline_s)
+            result, usage = await asyncio.wait_for(self.llm.complete_json_with_usage(messages, schema),
+                                                   3 * config.provider_deadline_s)
         except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
             self.errors.append(f"summary: {exc}")
             return None, None
+        if usage is not None:
+            self.usage.add_llm(usage)
         summary = result.pop("summary", None)
         return (summary if isinstance(summary, str) else None), result
 
