@@ -45,10 +45,12 @@ from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
 from ..callstate import apply_event, client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
+from ..store.usage import UsageFigures
 from ..streamauth import stream_target
 from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
+from ..usage import call_cost
 from .models import CampaignConfig
-from .outcomes import UNCONFIRMED, agent_success, classify, decide, estimate_cost
+from .outcomes import UNCONFIRMED, agent_success, classify, decide
 from .pacing import MemoryPacer, Pacer, RedisPacer
 from .store import Applied, CampaignStore, ContactRow, DialCampaign
 from .timezones import UnknownTimeZone, Window, contact_zones, zone
@@ -210,12 +212,17 @@ class Dialer:
             return None
         store = await self.store()
         now = self.clock()
-        rates_default = self.settings.cost_rates
+        default_prices = self.cp.settings.campaign_prices
+        # The call's real usage: its agent reports it with the outcome, which settling waits for.
+        usage = await (await self.cp.repository()).get_usage(call.org_id, call.id) or UsageFigures()
 
         def decide_for(contact: ContactRow, config: CampaignConfig, campaign_status: str) -> Any:
             outcome, success = classify(call, config)
             decision = decide(outcome, success, contact.attempts, config, campaign_status, now)
-            return decision, estimate_cost(call, config.cost_rates or rates_default)
+            prices = config.cost_rates.price_table() if config.cost_rates is not None else default_prices
+            lines = call_cost(prices, answered_at=call.answered_at, ended_at=call.ended_at,
+                              telnyx_cost=call.cost_amount, usage=usage)
+            return decision, lines.total
 
         applied = await store.apply_outcome(call, now, decide_for)
         if applied is not None:

@@ -124,7 +124,7 @@ class CampaignConfig(_Strict):
     success_outcomes: tuple[str, ...] = Field(
         ("resolved", "follow_up"), max_length=20,
         description="Agent outcomes (outcome.outcome) that count a call as successful.")
-    cost_rates: CostRates | None = Field(None, description="Unset: the server's campaigns.cost_rates.")
+    cost_rates: CostRates | None = Field(None, description="Unset: the server's campaigns.cost_rates, else its pricing table.")
 
     @property
     def amd_mode(self) -> str | None:
