@@ -21,6 +21,7 @@ from .crypto import DataKeys, load_data_keys
 from .dialsweep import UnconfirmedDialSweeper
 from .errors import ApiError
 from .events import EventWorker
+from .machines import MachineHandler
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .recorder import CallRecorder
 from .recovery import StreamRecovery
@@ -58,6 +59,7 @@ class ControlPlane:
         self.dial_sweeper = UnconfirmedDialSweeper(self)
         self.recorder = CallRecorder(self)
         self.campaigns = CampaignRuntime(self)  # its webhook listener is registered with self.worker
+        self.machines = MachineHandler(self)  # answering machines on calls of no campaign; likewise
         self.outbound_webhooks = OutboundWebhooks(self)  # events to the organisations' apps
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -49,6 +48,7 @@ from ..store.usage import UsageFigures
 from ..streamauth import stream_target
 from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 from ..usage import call_cost
+from ..voicemail import fill_variables, holds_agent
 from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, agent_success, classify, decide
 from .pacing import MemoryPacer, Pacer, RedisPacer
@@ -60,12 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_VARIABLE = re.compile(r"{([A-Za-z0-9_\- ]{1,64})}")
-
-
-def fill_variables(text: str, variables: dict[str, Any]) -> str:
-    """``{name}`` placeholders filled from the contact's variables; unknown ones left as they are."""
-    return _VARIABLE.sub(lambda m: str(variables.get(m.group(1), m.group(0))), text)
 
 
 def pacing_burst(calls_per_minute: int) -> int:
@@ -439,7 +433,9 @@ class CampaignRunner:
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id or "", to=contact.phone, from_=call.from_number or "",
-                stream_url=stream.url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
+                # With machine detection the agent waits for the verdict (control_plane.machines).
+                stream_url=None if holds_agent(config.amd_mode) else stream.url, stream_track="inbound_track",
+                stream_bidirectional_mode="rtp",
                 stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
                 client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
                 timeout_secs=config.ring_timeout_s, answering_machine_detection=config.amd_mode,

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ..store import Call
+from ..voicemail import is_machine
 from .models import CampaignConfig
 
 _CALL_NS = uuid5(NAMESPACE_URL, "https://github.com/callagent/campaign-call")
@@ -22,10 +23,6 @@ def call_id_for(contact_id: UUID, attempt: int) -> UUID:
     """The call row id, and so the dial's ``command_id``, of a contact's attempt: the same on every
     worker that ever handles that attempt, so a re-sent dial is one Telnyx ignores."""
     return uuid5(_CALL_NS, f"{contact_id}:{attempt}")
-
-
-def is_machine(amd_result: str | None) -> bool:
-    return bool(amd_result) and (amd_result.startswith("machine") or amd_result.startswith("fax"))  # type: ignore[union-attr]
 
 
 def classify(call: Call, config: CampaignConfig) -> tuple[str, bool | None]:
