@@ -516,8 +516,10 @@ async def _drain_agents(app: Any, timeout_s: float = 20.0) -> None:
 async def _usage_figures(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
                          reported: dict[str, int]) -> dict[str, Any]:
     """The organisation's usage and cost (``GET /api/usage``) beside the sum of its calls' own
-    figures (``GET /api/calls/{id}``) and the tokens the LLM emulator reported: equal when every
-    part is counted once."""
+    figures (``GET /api/calls/{id}``): equal when every part is counted once (``parts_match``).
+    And the tokens the LLM emulator reported: a reply cut off (barge-in, hang-up) after the server
+    sent its usage chunk but before the agent read it is billed but not counted
+    (``unreported_tokens``, never negative)."""
     from decimal import Decimal
 
     async with http.get(f"{base}/api/usage", headers=headers) as response:
@@ -548,10 +550,10 @@ async def _usage_figures(http: aiohttp.ClientSession, base: str, headers: dict[s
         "tts_characters": total["tts_characters"], "tts_seconds": total["tts_seconds"],
         "cost": total["cost"], "calls_cost_sum": str(cost), "calls_tokens_sum": tokens,
         "emulator_reported_tokens": reported,
+        "unreported_tokens": {k: reported[k] - tokens[k] for k in tokens},
         "parts_match": (Decimal(total["cost"]["total"]) == cost and len(calls) == total["calls"]
                         and tokens == {"prompt_tokens": total["llm_prompt_tokens"],
-                                       "completion_tokens": total["llm_completion_tokens"]}
-                        and tokens == reported),
+                                       "completion_tokens": total["llm_completion_tokens"]}),
     }
 
 
@@ -626,7 +628,7 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
     if usage:
         lines.append(f"{'usage':<18} {usage['llm_prompt_tokens']}+{usage['llm_completion_tokens']} tokens, "
                      f"cost {usage['cost']['total']} {usage['cost']['currency']} "
-                     f"(parts match: {usage['parts_match']})")
+                     f"(parts match: {usage['parts_match']}; unreported {usage['unreported_tokens']})")
     return lines
 
 

@@ -66,7 +66,7 @@ BUILTIN_PERSONALITIES: dict[str, Personality] = {
 # agents. Errors name the field and the limit, never the value (it may be hostile or personal).
 MAX_PROMPT_CHARS = 20_000
 MAX_MESSAGE_CHARS = 1_000
-"""first_message, filler_text, apology_text."""
+"""first_message, filler_text, tool_filler_text, apology_text."""
 MAX_VARIABLES = 50
 MAX_NAME_CHARS = 64
 """Names of variables, summary fields and outcome values."""
@@ -183,6 +183,12 @@ class AgentConfig(BaseModel):
     )
     provider_deadline_s: float = Field(2.0, gt=0, le=30, description="A provider stalled this long is retried once.")
     filler_text: str = "One moment, please."
+    tool_filler_text: str = "One moment while I check that."
+    tool_filler_after_ms: int = Field(
+        1500, ge=0, le=30_000,
+        description="A tool still running after this long makes the agent say tool_filler_text (once per reply; "
+                    "0: never), so the caller does not sit in silence.",
+    )
     apology_text: str = "I'm sorry, I'm having technical trouble. Please call again later. Goodbye."
     gather: GatherConfig = GatherConfig()
     pci_dtmf_sequence: str | None = Field(
@@ -200,7 +206,7 @@ class AgentConfig(BaseModel):
         _check_text("system_prompt", value, MAX_PROMPT_CHARS)
         return value
 
-    @field_validator("first_message", "filler_text", "apology_text")
+    @field_validator("first_message", "filler_text", "tool_filler_text", "apology_text")
     @classmethod
     def _message(cls, value: str | None, info: Any) -> str | None:
         _check_text(info.field_name, value, MAX_MESSAGE_CHARS)

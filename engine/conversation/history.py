@@ -44,6 +44,12 @@ class SpokenText:
             self._pending_text.clear()
         self._audio_ms += duration_ms
 
+    def add_inserted(self, duration_ms: float, text: str) -> None:
+        """A fixed line (the tool filler) spoken between the TTS's audio: its own segment, which
+        leaves the alignment of the text and audio around it as it was."""
+        self._segments.append((self._audio_ms, text.strip()))
+        self._audio_ms += duration_ms
+
     @property
     def audio_ms(self) -> float:
         return self._audio_ms
@@ -82,6 +88,15 @@ class Conversation:
     def add_user(self, text: str) -> None:
         self.messages.append({"role": "user", "content": text})
         self._trim()
+
+    def take_back_user(self, text: str) -> bool:
+        """Take the caller's last message back out (the reply to it was not heard at all: it
+        merges with what the caller says next). False when it is not the last message."""
+        messages = self.messages
+        if not messages or messages[-1].get("role") != "user" or messages[-1].get("content") != text:
+            return False
+        messages.pop()
+        return True
 
     def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
         if not text and not interrupted:

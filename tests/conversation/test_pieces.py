@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.conversation.agent import same_words
+from engine.conversation.turn import same_words
 from engine.conversation.chunker import SpeechChunker
 from engine.conversation.config import AgentConfig, AgentConfigError, load_personalities, resolve
 from engine.conversation.dtmf import DtmfCollector, GatherConfig, describe_keys
@@ -126,7 +126,7 @@ def test_same_words_ignores_case_and_punctuation_only():
 
 
 def test_word_count_ignores_bracketed_non_speech_tags():
-    from engine.conversation.agent import word_count
+    from engine.conversation.turn import word_count
 
     assert word_count("(unrecognised speech, 0.4 s) Hello there. (unrecognised speech, 1.2 s)") == 2
     assert word_count("(unrecognised speech, 0.4 s)") == 0
@@ -162,7 +162,7 @@ def test_pci_mode_pauses_recording_and_masks_keys():
         assert agent.pci and agent.actions.calls == ["pause"]
         assert messages[-1]["content"] == "recording paused"
         agent._keys_entered("4111#")
-        assert "4111" not in " ".join(agent._finals) and "• • • • #" in agent._finals[-1]
+        assert "4111" not in " ".join(agent.policy.finals) and "• • • • #" in agent.policy.finals[-1]
         agent._keys_entered("*7")  # the PCI key sequence toggles it off
         await asyncio.sleep(0)
         assert not agent.pci and agent.actions.calls == ["pause", "resume"]

@@ -202,7 +202,7 @@ class Call:
         self.agent.call_control_id = "v3:test"
 
     async def start(self) -> None:
-        await self.agent._open_stt()
+        await self.agent.recogniser.open(8000, 2.0)
 
     @property
     def session(self) -> ScriptedSttSession:
@@ -375,7 +375,8 @@ def test_a_barge_in_waits_for_words_only_where_words_can_come_in_time(engine, co
         call.endpoint(EndpointEvent.BARGE_IN_PENDING)
         await asyncio.sleep(0.4)
         assert call.agent.confirm_barge_in() is confirmed
-        call.agent._cancel_noise_timer()
+        for handle in call.agent._timers.values():
+            handle.cancel()
 
     run_virtual(body)
 

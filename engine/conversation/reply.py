@@ -1,0 +1,289 @@
+"""One agent reply: model text -> speakable chunks -> TTS audio -> (held or) playout.
+
+A :class:`Reply` is the IO half of a reply the turn policy started: it streams the LLM, runs
+the model's tools, feeds the TTS and pumps its audio into the media session, holding it while
+the reply is speculative. The agent that owns it (a :class:`ReplyHost`) decides everything
+else: when it commits, when it is dropped, what its end means for the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AsyncIterator, Awaitable, Protocol, TypeVar
+
+import aiohttp
+
+from ..providers.base import AudioChunk, ChatModel, ProviderError, TextToSpeech, ToolCall, TtsStream
+from ..session import MediaSession
+from ..timeline import TurnTimeline
+from .chunker import SpeechChunker
+from .history import SpokenText
+from .usage import CallUsage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_TOOL_ROUNDS = 3
+
+
+class ReplyHost(Protocol):
+    """What a reply needs from its agent."""
+
+    session: MediaSession
+    llm: ChatModel
+    tts: TextToSpeech
+    voice: str
+    sample_rate: int
+    deadline_s: float
+    call_control_id: str | None
+    tools: list[dict[str, Any]]
+    usage: CallUsage
+
+    def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
+    def now(self) -> float: ...
+    def messages_for(self, user_text: str) -> list[dict[str, Any]]: ...
+    async def run_tools(self, reply: Reply, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool: ...
+    def reply_speaking(self, reply: Reply) -> None: ...
+    def reply_failed(self, reply: Reply, exc: BaseException) -> None: ...
+
+
+class Reply:
+    def __init__(
+        self, host: ReplyHost, utterance_id: int, *, user_text: str, committed: bool,
+        fixed_text: str | None = None, attempt: int = 0,
+    ) -> None:
+        self.host = host
+        self.utterance_id = utterance_id
+        self.user_text = user_text
+        self.committed = committed
+        self.fixed_text = fixed_text
+        self.attempt = attempt
+        self.timeline: TurnTimeline | None = host.session.current_turn if fixed_text is None else None
+        self.spoken = SpokenText()
+        self.text_parts: list[str] = []
+        self.held: list[bytes] = []
+        self.audio_done = False
+        self.speaking = False
+        self.cancelled = False
+        self.task: asyncio.Task[None] | None = None
+        self._stream: TtsStream | None = None
+        self._opening: asyncio.Task[TtsStream] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._tool_running = False
+        self._waiting: asyncio.Timeout | None = None  # the pump's wait for the next audio
+
+    @classmethod
+    def recorded(cls, host: ReplyHost, utterance_id: int, text: str, pcm: bytes) -> Reply:
+        """A fixed line from the phrase cache (the apology), played at once, whole."""
+        reply = cls(host, utterance_id, user_text="", committed=True, fixed_text=text, attempt=-1)
+        reply.speaking = True
+        host.session.speak(utterance_id, pcm)
+        host.session.finish_utterance(utterance_id)
+        return reply
+
+    # -- control ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = self.host.spawn(self._run())
+
+    def commit(self) -> None:
+        """The turn is final: audio may play. Held audio goes out at once."""
+        if self.committed:
+            return
+        self.committed = True
+        if not self.cancelled:
+            self._open_tts()
+        for pcm in self.held:
+            self._play(pcm)
+        self.held.clear()
+        if self.audio_done:
+            self.host.session.finish_utterance(self.utterance_id)
+
+    def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        for task in (self.task, self._pump, self._opening):
+            if task is not None and not task.done():
+                task.cancel()
+        if self._stream is not None:
+            self.host.spawn(self._stream.aclose())
+
+    def insert(self, pcm: bytes, text: str) -> None:
+        """A fixed line (the tool filler) spoken as part of this reply, where its audio is now."""
+        if self.cancelled or not pcm:
+            return
+        self.spoken.add_inserted(len(pcm) * 500 / self.host.sample_rate, text)
+        if self.committed:
+            self._play(pcm)
+        else:
+            self.held.append(pcm)
+
+    # -- work ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            self._open_tts()  # the handshake overlaps the LLM's time to first token
+            if self.fixed_text is not None:
+                stream = await self._tts()
+                self.spoken.add_text(self.fixed_text)
+                self.text_parts.append(self.fixed_text)
+                self.host.usage.tts_characters += len(self.fixed_text)
+                await stream.send_text(self.fixed_text, flush=True)
+            else:
+                await self._generate()
+            stream = await self._tts()
+            await stream.end()
+            await self._pump
+        except asyncio.CancelledError:
+            raise
+        except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
+            self.host.reply_failed(self, exc)
+        except Exception:
+            log.exception("reply failed on call %s", self.host.call_control_id)
+            self.host.reply_failed(self, ProviderError("agent", "internal error", retryable=False))
+
+    def _open_tts(self) -> None:
+        """Start the TTS handshake (once), with the LLM request: after the first token it would
+        sit on the critical path. (Speculation starts only on text a turn can end with, so
+        few of these connections are thrown away.)"""
+        if self._opening is None:
+            self._opening = self.host.spawn(self._connect_tts())
+
+    async def _connect_tts(self) -> TtsStream:
+        host = self.host
+        stream = await asyncio.wait_for(host.tts.open(voice=host.voice, sample_rate=host.sample_rate),
+                                        host.deadline_s)
+        self._stream = stream
+        if self.cancelled:
+            await stream.aclose()
+            raise asyncio.CancelledError
+        self._pump = host.spawn(self._pump_audio(stream))
+        return stream
+
+    async def _tts(self) -> TtsStream:
+        self._open_tts()
+        return await self._opening  # type: ignore[misc]
+
+    async def _generate(self) -> None:
+        host = self.host
+        messages = host.messages_for(self.user_text)
+        tools = host.tools or None
+        for _ in range(MAX_TOOL_ROUNDS):
+            chunker = SpeechChunker()
+            calls: list[ToolCall] = []
+            self._stamp("llm_request")
+            first = True
+            async for delta in stream_with_deadline(host.llm.stream(messages, tools=tools), host.deadline_s):
+                if delta.usage is not None:  # the stream's last chunk: no token of the answer
+                    host.usage.add_llm(delta.usage)
+                    continue
+                if first:
+                    self._stamp("llm_first_token")
+                    first = False
+                if delta.text:
+                    for piece in chunker.feed(delta.text):
+                        await self._say(piece)
+                calls.extend(delta.tool_calls)
+            for piece in chunker.flush():
+                await self._say(piece)
+            if not calls:
+                return
+            if not await host.run_tools(self, calls, messages):
+                return
+
+    async def _say(self, piece: str) -> None:
+        stream = await self._tts()
+        if not self.text_parts:
+            self._stamp("tts_request")  # this reply's, not a cancelled one's
+        self.text_parts.append(piece)
+        self.spoken.add_text(piece)
+        self.host.usage.tts_characters += len(piece)
+        await stream.send_text(piece, flush=True)
+
+    def tool_running(self, running: bool) -> None:
+        """While the model's tools run, the TTS has nothing to say: its silence is no stall."""
+        self._tool_running = running
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.reschedule(None if running else self.host.now() + self.host.deadline_s)
+
+    async def _audio(self, stream: TtsStream) -> AsyncIterator[AudioChunk]:
+        """The TTS's audio; each chunk must come within the provider deadline (tools aside)."""
+        iterator = stream.__aiter__()
+        deadline = self.host.deadline_s
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(None if self._tool_running else deadline) as self._waiting:
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    self._waiting = None
+                yield chunk
+        finally:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    async def _pump_audio(self, stream: TtsStream) -> None:
+        host = self.host
+        first = True
+        async for chunk in self._audio(stream):
+            if first:
+                self._stamp("tts_first_audio")
+                first = False
+            if not chunk.pcm:
+                continue
+            host.usage.tts_bytes += len(chunk.pcm)
+            self.spoken.add_audio(len(chunk.pcm) * 500 / host.sample_rate, chunk.text)
+            if self.committed:
+                self._play(chunk.pcm)
+            else:
+                self.held.append(chunk.pcm)
+        self.audio_done = True
+        if self.committed:
+            host.session.finish_utterance(self.utterance_id)
+
+    def _play(self, pcm: bytes) -> None:
+        if not self.speaking:
+            self.speaking = True
+            self.host.reply_speaking(self)
+        self.host.session.speak(self.utterance_id, pcm)
+
+    def _stamp(self, name: str) -> None:
+        if self.timeline is not None:
+            self.timeline.stamp(name, self.host.now(), overwrite=True)
+
+    def heard_by(self, now: float) -> str:
+        """The words of this reply the caller has heard by ``now`` (playout accounting)."""
+        try:
+            heard_ms = self.host.session.playout.heard_ms(self.utterance_id, now)
+        except KeyError:
+            heard_ms = 0
+        return self.spoken.heard(heard_ms)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.text_parts)
+
+
+async def stream_with_deadline(iterator: AsyncIterator[T], deadline_s: float) -> AsyncIterator[T]:
+    """Each item must arrive within the provider deadline, or the stream counts as stalled."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(deadline_s):
+                    item = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()

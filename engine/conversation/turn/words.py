@@ -1,0 +1,23 @@
+"""Comparing transcripts word by word (case, punctuation and non-speech tags aside)."""
+
+from __future__ import annotations
+
+import re
+
+_WORDS = re.compile(r"[a-z0-9']+")
+_NON_WORDS = re.compile(r"\([^)]*\)")
+
+
+def word_count(text: str) -> int:
+    """Recognised words, leaving out bracketed non-speech tags such as "(unrecognised speech)"."""
+    return len(_WORDS.findall(_NON_WORDS.sub(" ", text.lower())))
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two transcripts say the same thing (case and punctuation aside)."""
+    return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
+
+
+def without_tags(text: str) -> str:
+    """The transcript with its non-speech tags taken out."""
+    return _NON_WORDS.sub("", text).strip()

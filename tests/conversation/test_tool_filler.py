@@ -1,0 +1,104 @@
+"""The filler line while a tool runs (issue 18, item 2), through the real CallAgent in virtual time:
+a tool slower than ``tool_filler_after_ms`` makes the agent say "One moment while I check that."
+as part of its reply, once; a quick tool does not."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from engine.conversation.agent import CallAgent
+from engine.conversation.config import AgentConfig, HttpTool, resolve
+from engine.conversation.phrases import PhraseCache
+from engine.endpointing import EndpointEvent
+from engine.providers.base import ChatDelta, ToolCall
+
+from .test_stt_engine_turns import Actions, Playout, Recorder, ScriptedStt, ScriptedTts, run_virtual
+
+FILLER = "One moment while I check that."
+
+
+class ToolLlm:
+    """Calls the order tool, then says what it returned."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[dict[str, Any]]] = []
+
+    async def stream(self, messages, *, tools=None) -> AsyncIterator[ChatDelta]:
+        self.requests.append(messages)
+        await asyncio.sleep(0.15)
+        if messages[-1].get("role") == "tool":
+            yield ChatDelta(text=f"Your order {messages[-1]['content']}.")
+        else:
+            yield ChatDelta(tool_calls=(ToolCall("c1", "order_status", '{"order": "42"}'),))
+        yield ChatDelta(finish_reason="stop")
+
+    async def complete_json(self, messages, schema):
+        return {}
+
+
+class SlowTools:
+    def __init__(self, seconds: float, result: str = "ships tomorrow") -> None:
+        self.seconds = seconds
+        self.result = result
+
+    async def run(self, tool, arguments, policy=None) -> str:
+        await asyncio.sleep(self.seconds)
+        return self.result
+
+
+def call_with_tool(tool_seconds: float, result: str = "ships tomorrow", **config: Any) -> tuple[CallAgent, Playout]:
+    async def body() -> tuple[CallAgent, Playout]:
+        tool = HttpTool(name="order_status", description="Order status.", url="https://tools.example.com/o")
+        profile = resolve(AgentConfig(http_tools=(tool,), **config))
+        tts = ScriptedTts()
+        phrases = PhraseCache(tts)
+        await phrases.warm(profile.voice, 8000, [profile.config.tool_filler_text])
+        playout = Playout()
+        agent = CallAgent(profile, stt=ScriptedStt("Deepgram"), llm=ToolLlm(), tts=tts, actions=Actions(),
+                          reporter=Recorder(), phrases=phrases, tool_client=SlowTools(tool_seconds, result))
+        playout.agent = agent
+        loop = asyncio.get_running_loop()
+        agent.session, agent._loop = playout, loop
+        await agent.recogniser.open(8000, 2.0)
+        agent.on_endpoint(EndpointEvent.SPEECH_START, loop.time())
+        await asyncio.sleep(1.0)
+        agent.stt.session.pending = "Where is order forty two?"
+        agent.on_endpoint(EndpointEvent.TENTATIVE_END, loop.time())
+        await asyncio.sleep(0.28)
+        agent.on_endpoint(EndpointEvent.TURN_END, loop.time())
+        await asyncio.sleep(8)
+        agent.on_stop(loop.time())
+        await asyncio.sleep(1)
+        return agent, playout
+
+    return run_virtual(body)
+
+
+def test_a_slow_tool_gets_the_filler_line_once_inside_the_reply():
+    agent, playout = call_with_tool(4.0)  # longer than the provider deadline (2 s): no stall either
+    assert not agent.errors
+    (turn,) = agent.reporter.turns
+    assert turn.agent_text == f"{FILLER} Your order ships tomorrow."
+    assert agent.conversation.transcript()[-1]["text"] == turn.agent_text
+    assert len(playout.first_audio) == 1  # one utterance: the filler is part of the reply
+
+
+def test_a_quick_tool_gets_no_filler():
+    agent, _ = call_with_tool(0.5)
+    (turn,) = agent.reporter.turns
+    assert turn.agent_text == "Your order ships tomorrow."
+
+
+def test_the_filler_can_be_turned_off():
+    agent, _ = call_with_tool(4.0, tool_filler_after_ms=0)
+    assert agent.reporter.turns[0].agent_text == "Your order ships tomorrow."
+
+
+def test_a_tool_error_goes_back_to_the_model_as_a_result_it_can_talk_about():
+    # (ToolClient turns timeouts and failures into such text: tests/conversation/test_http_tools.py)
+    agent, _ = call_with_tool(0.1, result="error: order_status is unavailable (TimeoutError)")
+    tool_messages = [m for m in agent.conversation.messages if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == ["error: order_status is unavailable (TimeoutError)"]
+    assert "is unavailable" in agent.reporter.turns[0].agent_text  # spoken about, not a failed reply
+    assert not agent.errors

@@ -1,0 +1,577 @@
+"""The turn policy's rules, one test each, in virtual time: events in, commands out, no sockets,
+no event loop. Times are seconds on the policy's (injected) clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.conversation.dtmf import GatherConfig
+from engine.conversation.turn import (
+    BargeIn, BargeInPending, BargeInRejected, CallerTurn, CancelTimer, Commit, CommitReply, ConfirmBargeIn,
+    DiscardText, DropReply, FailCall, Failing, FinalizeStt, Greet, KeyPressed, KeysEntered, KeysHeard, PlayoutDone,
+    ReplyFailed, ReplySpeaking, ResumeAfterHold, SayFiller, SpeechResumed, SpeechStarted, StampTurn, StartReply,
+    StartTimer, SttReady, Stopped, TentativeEnd, Timer, TimerFired, ToolFinished, ToolStarted, Transcribed,
+    TurnConfig, TurnEnded, TurnOver, TurnPolicy, VadBargeIn,
+)
+
+DEEPGRAM = TurnConfig()
+FINALS_ONLY = TurnConfig(can_finalize=False, interim_results=False, final_wait_s=1.5)
+
+
+class Driver:
+    """A policy and the commands it gave, with the clock in the test's hands."""
+
+    def __init__(self, config: TurnConfig = DEEPGRAM) -> None:
+        self.policy = TurnPolicy(config)
+        self.now = 0.0
+        self.log: list[object] = []
+        self.send(SttReady(True))
+
+    def send(self, event: object) -> list[object]:
+        out = self.policy.handle(event)  # type: ignore[arg-type]
+        self.log += out
+        return out
+
+    def at(self, now: float) -> Driver:
+        self.now = now
+        return self
+
+    def speech(self) -> list[object]:
+        return self.send(SpeechStarted(self.now))
+
+    def tentative(self) -> list[object]:
+        return self.send(TentativeEnd(self.now))
+
+    def resumed(self) -> list[object]:
+        return self.send(SpeechResumed(self.now))
+
+    def turn_end(self) -> list[object]:
+        return self.send(TurnEnded(self.now))
+
+    def interim(self, text: str) -> list[object]:
+        return self.send(Transcribed(self.now, text, False))
+
+    def final(self, text: str, speech_final: bool = False) -> list[object]:
+        return self.send(Transcribed(self.now, text, True, speech_final))
+
+    def fire(self, timer: Timer) -> list[object]:
+        deadline = self.policy.timer_deadline(timer)
+        assert deadline is not None, f"{timer} is not running"
+        self.now = max(self.now, deadline)
+        return self.send(TimerFired(timer, self.now))
+
+    def speak(self, uid: int | None = None) -> list[object]:
+        return self.send(ReplySpeaking(uid if uid is not None else self.policy.reply.utterance_id))
+
+    def played(self, uid: int | None = None) -> list[object]:
+        return self.send(PlayoutDone(uid if uid is not None else self.policy.reply.utterance_id, self.now))
+
+
+def of(kind: type, commands: list[object]) -> list:
+    return [c for c in commands if type(c) is kind]
+
+
+def one(kind: type, commands: list[object]):
+    found = of(kind, commands)
+    assert len(found) == 1, (kind.__name__, commands)
+    return found[0]
+
+
+def a_turn(d: Driver, text: str, *, start: float = 1.0, length: float = 1.0) -> None:
+    """Deepgram: the caller speaks, a tentative end (its Finalize answered 100 ms later)."""
+    d.at(start).speech()
+    d.at(start + length / 2).interim(text)
+    d.at(start + length + 0.02).tentative()
+    d.at(start + length + 0.12).final(text)
+
+
+# -- speculation ----------------------------------------------------------------------------
+
+
+def test_a_finished_line_is_finalized_and_speculated_on_at_the_tentative_end():
+    d = Driver()
+    d.at(1.0).speech()
+    d.at(1.5).interim("I'd like to check my order.")
+    out = d.at(2.02).tentative()
+    assert of(FinalizeStt, out) and d.policy.final_owed
+    reply = one(StartReply, out)
+    assert reply.speculative and not reply.committed and reply.user_text == "I'd like to check my order."
+    assert d.policy.turn is CallerTurn.PAUSED
+
+
+def test_an_unpunctuated_finished_line_is_speculated_on_too():
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim("hey there so i got a text saying my package was delayed")
+    assert one(StartReply, d.at(2.0).tentative()).speculative
+
+
+@pytest.mark.parametrize("text", ["my order number is", "The order number is...", "it ends in four four one two"])
+def test_no_speculation_on_words_that_read_unfinished_or_unsure(text):
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim(text)
+    assert not of(StartReply, d.at(2.0).tentative())
+
+
+def test_new_words_drop_the_speculative_reply_with_a_reason():
+    d = Driver()
+    a_turn(d, "I'd like to check my order.")
+    uid = d.policy.reply.utterance_id
+    d.at(2.2).resumed()
+    drop = one(DropReply, d.at(2.4).interim("I'd like to check my order. And my bill"))
+    assert drop.utterance_id == uid and drop.reason
+    assert d.policy.speculation.cancelled == 1
+
+
+def test_the_commit_keeps_a_speculation_whose_words_match():
+    d = Driver()
+    a_turn(d, "I'd like to check my order.")
+    uid = d.policy.reply.utterance_id
+    out = d.at(2.3).turn_end()
+    assert one(TurnOver, out).reason == "end of turn"
+    assert one(Commit, out).text == "I'd like to check my order." and not one(Commit, out).forced
+    assert one(CommitReply, out).utterance_id == uid and not of(StartReply, out)
+    assert d.policy.speculation.kept == 1
+
+
+def test_a_final_that_changes_the_words_restarts_the_speculation():
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim("I'd like to check my order.")
+    d.at(2.0).tentative()
+    out = d.at(2.1).final("I'd like to cheque my order.")
+    assert one(DropReply, out) and one(StartReply, out).user_text == "I'd like to cheque my order."
+    assert d.policy.speculation.restarted == 1
+
+
+# -- committing -----------------------------------------------------------------------------
+
+
+def test_the_turn_waits_for_the_final_its_finalize_asked_for():
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim("Tomorrow works.")
+    d.at(2.0).tentative()
+    out = d.at(2.3).turn_end()  # the final is not in yet
+    assert not of(Commit, out) and d.policy.turn is CallerTurn.ENDED
+    assert one(StartTimer, out).timer is Timer.FINAL_WAIT
+    out = d.at(2.35).final("Tomorrow works.")
+    assert one(Commit, out).text == "Tomorrow works." and one(CommitReply, out)
+    assert one(CancelTimer, out).timer is Timer.FINAL_WAIT
+
+
+def test_a_final_that_never_comes_does_not_hold_the_turn_and_a_late_one_joins_the_next_turn():
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim("Tomorrow")
+    d.at(2.0).tentative()
+    d.at(2.3).turn_end()
+    out = d.fire(Timer.FINAL_WAIT)  # 0.8 s later: the interim is all there is
+    assert one(Commit, out).forced and of(CommitReply, out)  # (the speculation on "Tomorrow")
+    assert d.policy.reply.committed and d.policy.reply.user_text == "Tomorrow"
+    assert d.policy.late_final_owed and not d.policy.final_owed
+    d.at(3.3).speak()
+    out = d.at(3.5).final("Tomorrow works")  # late, while the reply plays: kept, not answered
+    assert not of(StartReply, out) and not of(DiscardText, out)
+    assert d.policy.finals == ["Tomorrow works"]
+    d.at(4.0).played()
+    a_turn(d, "Thanks.", start=5.0)
+    d.at(6.3).turn_end()
+    assert d.policy.reply.user_text == "Tomorrow works Thanks."
+
+
+def test_a_turn_without_words_commits_nothing_and_drops_nothing_silently():
+    d = Driver()
+    d.at(1.0).speech()
+    d.at(1.3).tentative()
+    d.at(1.6).turn_end()
+    out = d.fire(Timer.FINAL_WAIT)
+    assert one(Commit, out).text == "" and not of(StartReply, out)
+    assert d.policy.turn is CallerTurn.IDLE
+
+
+def test_finals_only_engine_commits_on_its_own_final_after_the_end_of_turn():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    out = d.at(2.02).tentative()
+    assert not of(StartReply, out) and d.policy.final_owed  # its words are still owed
+    assert not of(Commit, d.at(2.3).turn_end())
+    out = d.at(3.0).final("I'd like to check my order.")
+    assert one(Commit, out).text == "I'd like to check my order." and one(StartReply, out).committed
+
+
+def test_finals_only_engine_speculates_on_a_final_in_the_pause():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    d.at(2.02).tentative()
+    out = d.at(2.2).final("I'd like to check my order.")
+    assert one(StartReply, out).speculative
+    assert one(CommitReply, d.at(2.3).turn_end())
+
+
+def test_finals_only_engine_a_final_while_the_caller_talks_leaves_the_newer_words_owed():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    d.at(1.8).tentative()
+    d.at(2.0).resumed()
+    d.at(2.3).final("I moved last month")  # for the words before the pause
+    assert d.policy.final_owed
+    d.at(3.0).tentative()
+    assert not of(Commit, d.at(3.3).turn_end())
+    out = d.at(4.0).final("so the address changed.")
+    assert one(Commit, out).text == "I moved last month so the address changed."
+
+
+def test_finals_only_engine_a_final_later_than_the_wait_is_never_fatal_and_is_answered_once():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    d.at(2.02).tentative()
+    d.at(2.3).turn_end()
+    out = d.fire(Timer.FINAL_WAIT)
+    assert one(Commit, out).text == "" and one(Commit, out).forced
+    assert not of(FailCall, d.log)
+    out = d.at(5.0).final("Tomorrow works.")  # words the VAD's turn is long over for
+    assert one(TurnOver, out).reason == "words without a VAD turn"
+    assert one(StartReply, out).user_text == "Tomorrow works."
+    assert len(of(StartReply, d.log)) == 1
+
+
+def test_the_recogniser_ends_a_turn_the_vad_holds_open_in_babble_and_it_is_answered_once():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    for i in range(10):  # the VAD flaps: never 300 ms of silence
+        d.at(1.1 + 0.2 * i).tentative()
+        d.at(1.2 + 0.2 * i).resumed()
+    out = d.at(3.3).final("Hi, I'm calling about my table.")
+    assert one(TurnOver, out).reason == "the recogniser heard the speech end"
+    assert one(StartReply, out).committed
+    assert not of(Commit, d.at(3.5).turn_end())  # the VAD catching up commits nothing again
+    assert len(of(StartReply, d.log)) == 1
+
+
+def test_deepgram_speech_final_ends_the_turn_only_after_enough_vad_speech():
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    assert not of(TurnOver, d.at(1.3).final("Hi.", speech_final=True))  # the VAD just began
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    assert one(TurnOver, d.at(2.0).final("Hi.", speech_final=True)).reason == "the recogniser heard the speech end"
+
+
+def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("Thanks, bye.")
+    d.at(1.5).tentative()
+    d.at(1.6).final("Thanks, bye.")
+    for t in (1.8, 2.2):  # pause after pause, the same words (each Finalize answered empty)
+        d.at(t).resumed()
+        out = d.at(t + 0.1).tentative()
+        if t == 1.8:
+            d.at(t + 0.2).final("")
+    assert one(TurnOver, out).reason == "noise kept the VAD on without new words"
+    assert one(Commit, out).text == "Thanks, bye."
+
+
+# -- the hold -------------------------------------------------------------------------------
+
+
+def test_a_turn_that_stops_mid_sentence_is_held_then_answered():
+    d = Driver()
+    a_turn(d, "my order number is")
+    out = d.at(2.3).turn_end()
+    assert d.policy.turn is CallerTurn.HOLDING and not of(Commit, out)
+    hold = [c for c in out if type(c) is StartTimer and c.timer is Timer.HOLD][0]
+    assert hold.deadline == pytest.approx(2.3 + 0.7)
+    assert one(StartReply, out).speculative  # ready when the hold runs out
+    out = d.fire(Timer.HOLD)
+    assert one(StampTurn, out).name == "turn_end"
+    assert one(Commit, out).forced and one(CommitReply, out)
+
+
+def test_a_number_is_held_half_as_long():
+    d = Driver()
+    a_turn(d, "it ends in four four one two")
+    out = d.at(2.3).turn_end()
+    assert [c.deadline for c in out if type(c) is StartTimer and c.timer is Timer.HOLD] == [pytest.approx(2.65)]
+
+
+def test_speech_within_the_hold_merges_the_turns_into_one_reply():
+    d = Driver()
+    a_turn(d, "my order number is")
+    d.at(2.3).turn_end()
+    out = d.at(2.8).speech()
+    assert one(DropReply, out) and one(CancelTimer, out).timer is Timer.HOLD
+    a_turn(d, "four seven two nine one eight", start=2.8, length=1.8)
+    d.at(4.9).turn_end()
+    d.fire(Timer.HOLD)  # ends on a number: half the hold
+    assert d.policy.reply.committed
+    assert d.policy.reply.user_text == "my order number is four seven two nine one eight"
+    answered = [c for c in d.log if type(c) in (StartReply,) and c.committed] + of(CommitReply, d.log)
+    assert len(answered) == 1
+
+
+def test_without_the_hold_setting_the_unfinished_line_is_answered_at_the_end_of_turn():
+    d = Driver(TurnConfig(incomplete_turn_hold_ms=0))
+    a_turn(d, "my order number is")
+    assert one(CommitReply, d.at(2.3).turn_end())
+
+
+# -- one answer per turn --------------------------------------------------------------------
+
+
+def test_a_caller_who_goes_on_before_hearing_the_reply_gets_one_merged_reply():
+    d = Driver()
+    a_turn(d, "Hi.")
+    d.at(2.3).turn_end()
+    out = d.at(2.4).speech()  # the reply is committed but not heard yet
+    assert one(DropReply, out).reason == "the caller went on before hearing it"
+    a_turn(d, "I need help with my bill.", start=2.4)
+    d.at(3.7).turn_end()
+    assert d.policy.reply.user_text == "Hi. I need help with my bill."
+
+
+def test_answered_words_are_not_answered_again():
+    d = Driver()
+    a_turn(d, "Hi.")
+    d.at(2.3).turn_end()
+    d.at(2.5).speak()
+    assert d.policy.finals == []
+    d.at(3.5).played()
+    a_turn(d, "Bye.", start=4.0)
+    d.at(5.3).turn_end()
+    assert d.policy.reply.user_text == "Bye."
+
+
+# -- the playout end ------------------------------------------------------------------------
+
+
+def test_until_the_reply_has_played_no_new_speculation_and_the_playout_end_frees_the_next_turn():
+    # The session reports the end of playout from the carrier's mark echo, or from its own clock
+    # when no echo comes (tests/engine/test_session.py); either way this frees the next turn.
+    d = Driver()
+    a_turn(d, "Hi.")
+    d.at(2.3).turn_end()
+    d.at(2.5).speak()
+    assert d.policy.mode == "speaking"
+    d.at(3.0).played()
+    assert d.policy.mode == "listening" and d.policy.reply is None
+    d.at(3.5).speech()
+    d.interim("Where is my parcel?")
+    assert one(StartReply, d.at(4.0).tentative()).speculative
+
+
+def test_a_playout_end_for_another_utterance_changes_nothing():
+    d = Driver()
+    a_turn(d, "Hi.")
+    d.at(2.3).turn_end()
+    d.at(2.5).speak()
+    d.played(uid=999)
+    assert d.policy.mode == "speaking"
+
+
+# -- barge-in -------------------------------------------------------------------------------
+
+
+def answered_and_speaking(d: Driver) -> int:
+    a_turn(d, "Hi.")
+    d.at(2.3).turn_end()
+    d.at(2.5).speak()
+    return d.policy.reply.utterance_id
+
+
+def test_a_barge_in_without_words_waits_for_them_and_noise_resumes_the_reply():
+    d = Driver()
+    answered_and_speaking(d)
+    out = d.at(3.0).send(BargeInPending(3.0))
+    assert one(StartTimer, out).timer is Timer.NOISE
+    d.at(3.34).send(VadBargeIn(3.34))
+    assert d.policy.barge_in_deferred
+    out = d.fire(Timer.NOISE)
+    assert one(ResumeAfterHold, out) and not d.policy.barge_in_deferred
+
+
+def test_words_over_a_held_reply_confirm_the_barge_in():
+    d = Driver()
+    uid = answered_and_speaking(d)
+    d.at(3.0).send(BargeInPending(3.0))
+    d.at(3.34).send(VadBargeIn(3.34))
+    out = d.at(3.4).interim("wait")
+    assert one(ConfirmBargeIn, out)
+    d.send(BargeIn(3.4, uid))
+    assert d.policy.reply is None and not d.policy.barge_in_deferred
+
+
+def test_words_heard_before_the_vad_confirms_make_it_a_barge_in_at_once():
+    d = Driver()
+    answered_and_speaking(d)
+    d.at(3.0).send(BargeInPending(3.0))
+    d.at(3.2).interim("actually")
+    d.at(3.34).send(VadBargeIn(3.34))
+    assert not d.policy.barge_in_deferred
+
+
+def test_a_finals_only_engine_cannot_wait_for_words_so_the_vad_decides():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    d.at(2.02).tentative()
+    d.at(2.2).final("Hi.")
+    d.at(2.3).turn_end()
+    d.speak()
+    assert not of(StartTimer, d.at(3.0).send(BargeInPending(3.0)))
+    d.at(3.34).send(VadBargeIn(3.34))
+    assert not d.policy.barge_in_deferred
+
+
+def test_an_unheard_reply_cut_off_gives_its_words_back_to_the_next_turn():
+    d = Driver()
+    uid = answered_and_speaking(d)
+    d.send(BargeIn(2.6, uid, returned_text="Hi."))
+    assert d.policy.finals == ["Hi."]
+
+
+def test_a_backchannel_over_the_agent_is_not_a_turn():
+    d = Driver()
+    answered_and_speaking(d)
+    d.at(3.0).send(BargeInPending(3.0))
+    out = d.at(3.2).send(BargeInRejected(3.2))
+    assert of(FinalizeStt, out) and one(CancelTimer, out).timer is Timer.NOISE
+    out = d.at(3.3).final("uh-huh")
+    assert one(DiscardText, out).reason and d.policy.finals == []
+
+
+def test_words_outside_any_turn_while_the_agent_speaks_are_discarded_with_a_reason():
+    d = Driver()
+    answered_and_speaking(d)
+    assert one(DiscardText, d.at(3.0).final("hmm")).text == "hmm"
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+def test_keys_end_on_a_pause_and_commit_like_words():
+    d = Driver(TurnConfig(gather=GatherConfig(inter_digit_timeout_s=2.0)))
+    d.at(1.0).send(KeyPressed(1.0, "4"))
+    out = d.at(1.5).send(KeyPressed(1.5, "2"))
+    assert [c.deadline for c in out if type(c) is StartTimer] == [3.5]
+    assert one(KeysEntered, d.fire(Timer.DTMF)).digits == "42"
+    out = d.send(KeysHeard(3.5, "The caller pressed 4 2 on the keypad."))
+    assert one(TurnOver, out).reason == "keys" and one(StartReply, out).committed
+
+
+def test_a_terminator_ends_the_keys_at_once():
+    d = Driver()
+    d.send(KeyPressed(1.0, "7"))
+    out = d.send(KeyPressed(1.2, "#"))
+    assert one(KeysEntered, out).digits == "7#" and one(CancelTimer, out).timer is Timer.DTMF
+
+
+# -- the tool filler ------------------------------------------------------------------------
+
+
+def committed_reply(d: Driver) -> int:
+    a_turn(d, "Where is my order?")
+    d.at(2.3).turn_end()
+    return d.policy.reply.utterance_id
+
+
+def test_a_slow_tool_gets_the_filler_line_once():
+    d = Driver()
+    uid = committed_reply(d)
+    out = d.at(2.6).send(ToolStarted(uid, 2.6))
+    assert [c.deadline for c in out if type(c) is StartTimer] == [pytest.approx(4.1)]
+    assert one(SayFiller, d.fire(Timer.TOOL_FILLER)) == SayFiller(uid, "tool")
+    d.send(ToolFinished(uid, 5.0))
+    d.send(ToolStarted(uid, 5.5))  # a second slow tool in the same reply: no second filler
+    assert d.policy.timer_deadline(Timer.TOOL_FILLER) is None and len(of(SayFiller, d.log)) == 1
+
+
+def test_a_quick_tool_gets_no_filler():
+    d = Driver()
+    uid = committed_reply(d)
+    d.send(ToolStarted(uid, 2.6))
+    out = d.send(ToolFinished(uid, 3.0))
+    assert one(CancelTimer, out).timer is Timer.TOOL_FILLER
+    assert not of(SayFiller, d.log)
+
+
+def test_no_filler_while_the_caller_is_talking_or_after_the_reply_is_gone():
+    d = Driver()
+    a_turn(d, "Where is my order?")
+    uid = d.policy.reply.utterance_id  # speculative, the tool runs in it
+    d.send(ToolStarted(uid, 2.2))
+    d.at(2.25).speech()  # the caller goes on: the reply is dropped, its filler timer with it
+    assert d.policy.timer_deadline(Timer.TOOL_FILLER) is None
+    assert not of(SayFiller, d.log)
+
+
+def test_the_filler_setting_zero_means_never():
+    d = Driver(TurnConfig(tool_filler_after_s=0))
+    uid = committed_reply(d)
+    assert not of(StartTimer, d.send(ToolStarted(uid, 2.6)))
+
+
+# -- failures, greeting, the end ------------------------------------------------------------
+
+
+def test_a_failed_reply_is_retried_once_with_the_filler_then_fails_the_call():
+    d = Driver()
+    uid = committed_reply(d)
+    out = d.send(ReplyFailed(uid, "stalled"))
+    retry = one(StartReply, out)
+    assert one(DropReply, out).utterance_id == uid and one(SayFiller, out).kind == "retry"
+    assert retry.attempt == 1 and retry.user_text == "Where is my order?" and retry.committed
+    assert one(FailCall, d.send(ReplyFailed(retry.utterance_id, "stalled again"))).reason.startswith("provider failure")
+
+
+def test_a_failing_call_answers_nothing_more():
+    d = Driver()
+    d.send(Failing("speech recognition failed", apology_id=d.policy.new_utterance_id()))
+    a_turn(d, "Hello?")
+    out = d.at(2.3).turn_end()
+    assert not of(StartReply, d.log) and not of(CommitReply, out)
+
+
+def test_the_greeting_is_a_fixed_reply_the_caller_cannot_merge_into():
+    d = Driver()
+    greet = one(StartReply, d.send(Greet("Hello, how can I help?")))
+    assert greet.fixed_text == "Hello, how can I help?" and greet.committed
+    d.at(0.5).speech()  # over the greeting, before it played: it is not dropped
+    assert d.policy.reply.utterance_id == greet.utterance_id
+
+
+def test_a_stale_timer_does_nothing_and_a_stopped_call_takes_no_events():
+    d = Driver()
+    a_turn(d, "my order number is")
+    d.at(2.3).turn_end()
+    d.at(2.5).speech()  # cancels the hold
+    assert d.send(TimerFired(Timer.HOLD, 3.0)) == []
+    out = d.send(Stopped(4.0))
+    assert {c.timer for c in of(CancelTimer, out)} <= set(Timer)
+    assert d.send(SpeechStarted(5.0)) == [] and d.send(TurnEnded(5.3)) == []
+
+
+def test_words_that_end_a_turn_while_the_agent_speaks_never_start_a_second_voice():
+    # A final later than the wait lands while the reply plays; then noise over the reply (no
+    # words, so not a barge-in) makes a VAD turn that ends. Its text is the late final: it waits
+    # for the caller's next turn instead of starting a reply over the one playing.
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim("my order")
+    d.at(2.0).tentative()
+    d.at(2.3).turn_end()
+    d.fire(Timer.FINAL_WAIT)
+    first = d.policy.reply.utterance_id
+    d.at(3.4).speak()
+    d.at(3.5).final("my order number")  # late: kept
+    d.at(3.6).send(BargeInPending(3.6))
+    d.at(3.8).send(VadBargeIn(3.8))
+    d.at(3.8).send(SpeechStarted(3.8, barge_in=True))
+    d.at(4.0).tentative()
+    out = d.at(4.3).turn_end()
+    assert of(ResumeAfterHold, out)
+    d.fire(Timer.FINAL_WAIT)
+    assert d.policy.reply.utterance_id == first and not of(Commit, d.log[-3:])
+    assert [c for c in d.log if type(c) is StartReply] == [c for c in d.log if type(c) is StartReply][:1]
+    assert d.policy.finals == ["my order number"]
