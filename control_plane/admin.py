@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from .auth import issue_api_key
-from .numbers import ORGANISATION_SETTINGS, register_number, update_settings
+from .numbers import ORGANISATION_SETTINGS, reconfigure_number, register_number, update_settings
 from .phone import normalize_e164
 from .settings import Settings
 from .store import ApiKey, Organisation, PhoneNumber, Repository, open_repository
@@ -21,6 +21,7 @@ from .store import ApiKey, Organisation, PhoneNumber, Repository, open_repositor
 __all__ = [
     "ORGANISATION_SETTINGS", "add_phone_number", "create_api_key", "create_organisation", "get_organisation",
     "list_api_keys", "list_organisations", "list_phone_numbers", "remove_phone_number", "revoke_api_key",
+    "update_phone_number",
     "set_organisation_settings",
 ]
 
@@ -79,6 +80,14 @@ async def add_phone_number(org_id: UUID, number: str, agent_config: dict[str, An
         if await repo.get_organisation(org_id) is None:
             raise LookupError(f"no organisation {org_id}")
         return await register_number(repo, settings, org_id, number, agent_config)
+
+
+async def update_phone_number(org_id: UUID, number: str, agent_config: dict[str, Any], *,
+                              settings: Settings | None = None) -> PhoneNumber | None:
+    """Replace the agent config of one of the organisation's numbers (``None``: no such number)."""
+    settings = settings or Settings()
+    async with _store(settings) as repo:
+        return await reconfigure_number(repo, settings, org_id, number, agent_config)
 
 
 async def remove_phone_number(org_id: UUID, number: str, *, settings: Settings | None = None) -> bool:

@@ -41,6 +41,16 @@ async def register_number(repo: Repository, settings: Settings, org_id: UUID, nu
         raise NumberTaken("that number is already registered") from None
 
 
+async def reconfigure_number(repo: Repository, settings: Settings, org_id: UUID, number: str,
+                             agent_config: Mapping[str, Any]) -> PhoneNumber | None:
+    """Replace the agent that answers one of the organisation's numbers (checked as on
+    registration); None when the organisation has no such number. Calls already up keep theirs."""
+    config = AgentOverrides.model_validate(dict(agent_config), strict=False).model_dump(
+        mode="json", exclude_unset=True)
+    check_agent(settings, config, org_tool_destinations(await repo.get_organisation(org_id)))
+    return await repo.update_phone_number(org_id, normalize_e164(number), config)
+
+
 async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, Any]) -> Organisation | None:
     """Merge ``changes`` (``None`` resets a setting to the server's default); ``ValueError`` names
     an unknown setting or a wrong type, without echoing the value."""

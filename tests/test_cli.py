@@ -142,8 +142,27 @@ def test_version_and_help_list_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("serve", "demo", "migrate", "org", "bench"):
+    for command in ("serve", "call", "demo", "migrate", "org", "number", "bench"):
         assert f"    {command}" in out
+
+
+def test_a_mistyped_variable_is_warned_about_by_every_command(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CALLAGENT_DATA_DRI", str(tmp_path / "elsewhere"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for command in (["org", "list"], ["migrate"]):
+        assert main(command) == 0
+        err = capsys.readouterr().err
+        assert err == "callagent: unknown setting CALLAGENT_DATA_DRI (did you mean CALLAGENT_DATA_DIR?) is ignored\n"
+    # serve says it in its log at start-up (here before failing on a port in use).
+    monkeypatch.setenv("TELNYX_API_KEY", "KEY-for-a-remote-server")
+    monkeypatch.setenv("TELNYX_PUBLIC_KEY", "")
+    with socket.socket() as taken, caplog.at_level("WARNING", logger="callagent"):
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2
+    assert any("unknown setting CALLAGENT_DATA_DRI (did you mean CALLAGENT_DATA_DIR?)" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_a_port_in_use_is_one_line(tmp_path, monkeypatch, capsys):
@@ -179,6 +198,14 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert main(["number", "list", org]) == 0
     assert capsys.readouterr().out.splitlines() == [
         '+13125550100  {"personality":"professional"}', '+13125550101  {"first_message":"Hello!"}']
+    assert main(["number", "update", org, "+13125550101", "--personality", "sales",
+                 "--agent-config", '{"language": "en-GB"}']) == 0
+    assert capsys.readouterr().out == ('+13125550101 answers inbound calls with '
+                                       '{"personality":"sales","language":"en-GB"}\n')
+    assert main(["number", "update", org, "+13125550199", "--personality", "sales"]) == 2
+    assert "no such number" in capsys.readouterr().err
+    assert main(["number", "update", org, "+13125550101", "--personality", "pirate"]) == 2
+    assert "unknown personality" in capsys.readouterr().err
     assert main(["number", "remove", org, "+13125550100"]) == 0
     assert main(["number", "remove", org, "+13125550100"]) == 2
 
@@ -187,6 +214,13 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert "record_calls: True" in capsys.readouterr().out
     assert main(["org", "settings", org, "--record-calls", "default"]) == 0
     assert "record_calls: default" in capsys.readouterr().out
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "crm.internal, 10.1.0.0/16"]) == 0
+    assert "tool_allowed_destinations: ['crm.internal', '10.1.0.0/16']" in capsys.readouterr().out
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "ok.internal,http://x/"]) == 2
+    assert capsys.readouterr().err == ("callagent org: allowed destination #2 is neither a host name nor an IP "
+                                       "network\n")
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "default"]) == 0
+    assert "tool_allowed_destinations: default" in capsys.readouterr().out
 
 
 def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypatch, capsys):

@@ -284,6 +284,12 @@ class AddNumberRequest(_Request):
         description="How inbound calls to it are answered: overrides of the server's default agent.")
 
 
+class UpdateNumberRequest(_Request):
+    agent_config: AgentOverrides = Field(
+        description="The number's new agent config, replacing the old one whole (overrides of the server's "
+                    "default agent).")
+
+
 class NumberOut(_Response):
     number: str
     agent_config: dict[str, Any]
@@ -306,6 +312,15 @@ class OrganisationSettingsPatch(_Request):
         None, max_length=50,
         description="Internal host names or CIDRs this organisation's HTTP tools may reach (every other "
                     "internal address is refused); null: none.")
+
+
+class ToolSigningSecret(_Response):
+    secrets: list[str] = Field(
+        description="The organisation's HTTP tool signing secrets, newest first (two during a key rotation); "
+                    "each one's UTF-8 bytes are an HMAC-SHA256 key.")
+    timestamp_header: str = Field(description="Unix seconds when the request was signed.")
+    signature_header: str = Field(
+        description="v1=<hex HMAC-SHA256(secret, timestamp + '.' + raw body)>, comma-separated per secret.")
 
 
 class OrganisationOut(_Response):

@@ -1,4 +1,4 @@
-"""The organisation's settings pages: API keys, inbound numbers, the do-not-call list.
+"""The organisation's settings pages: API keys and the do-not-call list (numbers: number_views).
 
 Each action is a POST (the gate has checked its CSRF token) that goes through the same
 functions as the REST API and returns to its page with a fixed notice, or re-renders the
@@ -13,7 +13,6 @@ from aiohttp import web
 
 from ..auth import issue_api_key
 from ..errors import ApiError
-from ..numbers import NumberTaken, register_number
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict
 from .pages import dashboard_of, form_field, page, viewer_of
@@ -65,48 +64,6 @@ async def revoke_key(request: web.Request) -> web.Response:
     if key is None:
         raise ApiError(404, "not_found", "no such API key")
     raise _back("keys", "key_revoked")  # revoking the key this session signed in with ends the session
-
-
-# -- inbound numbers -------------------------------------------------------------------------------
-
-
-async def _numbers_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
-    repo = await dashboard_of(request).cp.repository()
-    numbers = await repo.list_phone_numbers(viewer_of(request).org.id)
-    return page(request, "numbers.html", {"numbers": numbers, "error": error}, status=status)
-
-
-async def numbers(request: web.Request) -> web.Response:
-    return await _numbers_page(request)
-
-
-async def add_number(request: web.Request) -> web.Response:
-    dash, viewer = dashboard_of(request), viewer_of(request)
-    form = await request.post()
-    personality = (form_field(form, "personality") or "").strip()
-    config: dict[str, Any] = {"personality": personality} if personality else {}
-    repo = await dash.cp.repository()
-    try:
-        await register_number(repo, dash.cp.settings, viewer.org.id, form_field(form, "number") or "", config)
-    except InvalidPhoneNumber as exc:
-        return await _numbers_page(request, error=f"Number: {exc}.", status=400)
-    except NumberTaken:
-        return await _numbers_page(request, error="That number is already registered.", status=409)
-    except ApiError as exc:  # an agent that cannot run (unknown personality): the API's 422
-        return await _numbers_page(request, error=exc.message, status=exc.status)
-    raise _back("numbers", "number_added")
-
-
-async def remove_number(request: web.Request) -> web.Response:
-    form = await request.post()
-    try:
-        number = normalize_e164(form_field(form, "number") or "")
-    except InvalidPhoneNumber as exc:
-        return await _numbers_page(request, error=f"Number: {exc}.", status=400)
-    repo = await dashboard_of(request).cp.repository()
-    if not await repo.remove_phone_number(viewer_of(request).org.id, number):
-        raise ApiError(404, "not_found", "this organisation has no such number")
-    raise _back("numbers", "number_removed")
 
 
 # -- do-not-call -----------------------------------------------------------------------------------

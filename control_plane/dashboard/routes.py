@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import ApiError, Handler
-from . import admin_views, campaign_views, latency_views, views, webhook_views
+from . import admin_views, campaign_views, latency_views, number_views, org_views, views, webhook_views
 from .auth import CSRF_FIELD, SESSION_COOKIE, VIEWER, clear_cookie, same_token
 from .context import DASHBOARD, Dashboard
 from .pages import page
@@ -121,13 +121,17 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     router.add_get("/keys", admin_views.keys, name="keys")
     router.add_post("/keys", admin_views.create_key, name="create_key")
     router.add_post("/keys/{key_id}/revoke", admin_views.revoke_key, name="revoke_key")
-    router.add_get("/numbers", admin_views.numbers, name="numbers")
-    router.add_post("/numbers", admin_views.add_number, name="add_number")
-    router.add_post("/numbers/remove", admin_views.remove_number, name="remove_number")
+    router.add_get("/numbers", number_views.numbers, name="numbers")
+    router.add_post("/numbers", number_views.add_number, name="add_number")
+    router.add_post("/numbers/remove", number_views.remove_number, name="remove_number")
+    router.add_get("/numbers/{phone}", number_views.number_detail, name="number")
+    router.add_post("/numbers/{phone}", number_views.update_number, name="update_number")
     router.add_get("/dnc", admin_views.dnc, name="dnc")
     router.add_post("/dnc", admin_views.dnc_add, name="dnc_add")
     router.add_post("/dnc/check", admin_views.dnc_check, name="dnc_check")
     router.add_post("/dnc/remove", admin_views.dnc_remove, name="dnc_remove")
+    router.add_get("/organisation", org_views.organisation, name="organisation")
+    router.add_post("/organisation", org_views.update_organisation, name="update_organisation")
     router.add_get("/latency", latency_views.latency, name="latency")
     router.add_get("/campaigns", campaign_views.campaigns, name="campaigns")
     router.add_post("/campaigns", campaign_views.create_campaign, name="create_campaign")

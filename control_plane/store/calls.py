@@ -37,6 +37,10 @@ class CallRepository(abc.ABC):
     @abc.abstractmethod
     async def find_call_by_control_id(self, call_control_id: str) -> Call | None: ...
     @abc.abstractmethod
+    async def find_call_by_leg_id(self, call_leg_id: str) -> Call | None:
+        """The call whose Telnyx leg this is: for events without a call_control_id
+        (``call.recording.saved`` in Telnyx's SDK model). Every organisation's."""
+    @abc.abstractmethod
     async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
         """Queued calls with no Telnyx call id, created before ``before``: every organisation's."""
     @abc.abstractmethod
@@ -158,6 +162,10 @@ class SqlCallRepository(CallRepository):
 
     async def find_call_by_control_id(self, call_control_id: str) -> Call | None:
         return await self._one("SELECT * FROM calls WHERE call_control_id = $1", call_control_id)
+
+    async def find_call_by_leg_id(self, call_leg_id: str) -> Call | None:
+        return await self._one("SELECT * FROM calls WHERE call_leg_id = $1 ORDER BY created_at DESC LIMIT 1",
+                               call_leg_id)
 
     async def list_unconfirmed_dials(self, before: datetime, *, limit: int = 100) -> list[Call]:
         return await self._many(

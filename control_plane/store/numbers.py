@@ -20,6 +20,10 @@ class PhoneNumberRepository(abc.ABC):
     async def list_phone_numbers(self, org_id: UUID) -> list[PhoneNumber]: ...
     @abc.abstractmethod
     async def remove_phone_number(self, org_id: UUID, number: str) -> bool: ...
+    @abc.abstractmethod
+    async def update_phone_number(self, org_id: UUID, number: str,
+                                  agent_config: dict[str, Any]) -> PhoneNumber | None:
+        """Replace the agent config of one of the organisation's numbers; None if it has no such number."""
 
 
 def _number(row: dict[str, Any]) -> PhoneNumber:
@@ -55,3 +59,12 @@ class SqlPhoneNumberRepository(PhoneNumberRepository):
     async def remove_phone_number(self, org_id: UUID, number: str) -> bool:
         n = await self.db.execute("DELETE FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)
         return n > 0
+
+    async def update_phone_number(self, org_id: UUID, number: str,
+                                  agent_config: dict[str, Any]) -> PhoneNumber | None:
+        n = await self.db.execute("UPDATE phone_numbers SET agent_config = $3 WHERE org_id = $1 AND number = $2",
+                                  org_id, number, agent_config)
+        if not n:
+            return None
+        row = await self.db.fetchrow("SELECT * FROM phone_numbers WHERE org_id = $1 AND number = $2", org_id, number)
+        return None if row is None else _number(row)

@@ -76,6 +76,7 @@ class Repository:
         self.find_phone_number = numbers.find_phone_number
         self.list_phone_numbers = numbers.list_phone_numbers
         self.remove_phone_number = numbers.remove_phone_number
+        self.update_phone_number = numbers.update_phone_number
 
         self.add_usage = usage.add_usage
         self.get_usage = usage.get_usage
@@ -86,6 +87,7 @@ class Repository:
         self.get_call_by_idempotency_key = calls.get_call_by_idempotency_key
         self.get_call_unscoped = calls.get_call_unscoped
         self.find_call_by_control_id = calls.find_call_by_control_id
+        self.find_call_by_leg_id = calls.find_call_by_leg_id
         self.list_unconfirmed_dials = calls.list_unconfirmed_dials
         self.list_answered_calls = calls.list_answered_calls
         self.update_call = calls.update_call

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
-from ..providers.base import ChatModel, ProviderError
+from ..providers.base import ChatModel, ProviderError, provider_of
 from .config import AgentConfig
 from .history import Conversation
 from .usage import CallUsage
 
 
 async def summarize(llm: ChatModel, conversation: Conversation, config: AgentConfig,
-                    errors: list[str], usage: CallUsage | None = None) -> tuple[str | None, dict[str, Any] | None]:
+                    errors: list[str], *, on_provider_error: Callable[[str], None] = lambda provider: None,
+                    usage: CallUsage | None = None) -> tuple[str | None, dict[str, Any] | None]:
     """(summary, outcome); a failure is noted in ``errors`` and gives (None, None). The tokens the
     summary was billed are added to ``usage``."""
     if not any(m["role"] == "user" for m in conversation.messages):
@@ -38,6 +39,7 @@ async def summarize(llm: ChatModel, conversation: Conversation, config: AgentCon
                                                 3 * config.provider_deadline_s)
     except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
         errors.append(f"summary: {exc}")
+        on_provider_error(provider_of(exc, "llm"))
         return None, None
     if usage is not None and billed is not None:
         usage.add_llm(billed)

@@ -26,6 +26,7 @@ from control_plane.auth import issue_api_key
 from control_plane.services import ControlPlane
 from control_plane.settings import Settings
 from engine.conversation.phrases import PhraseCache
+from engine.conversation.egress import ToolEgressConfig
 from engine.conversation.tools import ToolClient
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
@@ -99,8 +100,10 @@ async def _hang_up_all(telnyx: RunningEmulator) -> None:
 
 @asynccontextmanager
 async def world(settings_for: Callable[..., Settings], *, servers: int = 1,
-                callee_factory: CalleeFactory | None = None) -> AsyncIterator[World]:
-    """``settings_for(**overrides)`` makes each server's settings (same store for all)."""
+                callee_factory: CalleeFactory | None = None,
+                tool_egress: ToolEgressConfig | None = None) -> AsyncIterator[World]:
+    """``settings_for(**overrides)`` makes each server's settings (same store for all);
+    ``tool_egress``: where the agents' HTTP tools may connect (default: public addresses only)."""
     global _UTTERANCES
     if _UTTERANCES is None:
         _UTTERANCES = load_corpus_utterances(CORPUS_DIR)
@@ -118,7 +121,7 @@ async def world(settings_for: Callable[..., Settings], *, servers: int = 1,
         llm = RecordingChat(OpenAIChatConfig(api_key=secret, base_url=speech.llm_base_url, model="emulator"))
         stack.push_async_callback(llm.aclose)
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=secret, url=speech.tts_url), session=http)
-        tools = ToolClient()
+        tools = ToolClient(tool_egress)
         stack.push_async_callback(tools.aclose)
         providers = Providers(
             stt=TelnyxSpeechToText(TelnyxSttConfig(api_key=secret, url=speech.stt_url), session=http),

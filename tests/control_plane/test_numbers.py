@@ -3,7 +3,10 @@ inbound calls to a number nobody registered are rejected through the real client
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
+
+from control_plane.app import CONTROL_PLANE_KEY
 
 from .fakes import harness
 from .helpers import run_async
@@ -40,6 +43,32 @@ async def test_numbers_are_added_listed_and_removed_per_organisation(settings):
         removed = await h.client.delete(path, headers=headers_a)
         assert removed.status == 200 and (await removed.json()) == {"number": "+13125550100", "removed": True}
         assert (await h.client.delete(path, headers=headers_a)).status == 404
+
+
+@run_async
+async def test_a_numbers_agent_is_replaced_over_rest_by_its_organisation_only(settings):
+    number = "+1312" + str(uuid.uuid4().int)[:7]  # unique: the PostgreSQL schema is shared by the session
+    async with harness(settings) as h:
+        _, headers_a = await h.org("A")
+        _, headers_b = await h.org("B")
+        await h.client.post("/api/numbers", json={"number": number, "agent_config": {
+            "personality": "professional", "first_message": "Hello!"}}, headers=headers_a)
+        path = f"/api/numbers/{quote(number)}"
+        new = {"agent_config": {"personality": "sales", "language": "en-GB"}}
+        assert (await h.client.put(path, json=new, headers=headers_b)).status == 404  # not B's to change
+        changed = await h.client.put(path, json=new, headers=headers_a)
+        assert changed.status == 200, await changed.text()
+        assert (await changed.json())["agent_config"] == {"personality": "sales", "language": "en-GB"}
+        listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+        assert [n["agent_config"] for n in listed["data"]] == [{"personality": "sales", "language": "en-GB"}]
+        for body, status in (({"agent_config": {"personality": "pirate"}}, 422),
+                             ({"agent_config": {"mood": "grumpy"}}, 400), ({}, 400)):
+            assert (await h.client.put(path, json=body, headers=headers_a)).status == status, body
+        assert (await h.client.put(f"/api/numbers/{quote('+13125550199')}", json=new,
+                                   headers=headers_a)).status == 404
+        assert (await h.client.put("/api/numbers/12", json=new, headers=headers_a)).status == 400
+        listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+        assert listed["data"][0]["agent_config"] == {"personality": "sales", "language": "en-GB"}
 
 
 @run_async
@@ -106,3 +135,52 @@ async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_
         calls = await (await client.get("/api/calls", headers=headers)).json()
         assert [c["to"] for c in calls["data"]] == ["+13125550100"]  # the rejected call belongs to nobody
         known.hang_up()
+
+
+@run_async
+async def test_each_organisation_reads_its_own_tool_signing_secret(tmp_path):
+    from engine.conversation.egress import ToolEgressConfig
+
+    async with harness(make_settings(tmp_path)) as h:  # no signing key: a clear 409
+        _, headers = await h.org("A")
+        off = await h.client.get("/api/organisation/tool-signing-secret", headers=headers)
+        assert off.status == 409 and (await off.json())["error"]["code"] == "signing_disabled"
+    key = "s" * 40
+    async with harness(make_settings(tmp_path / "on", tools={"signing_key": key})) as h:
+        org_a, headers_a = await h.org("A")
+        org_b, headers_b = await h.org("B")
+        a = await (await h.client.get("/api/organisation/tool-signing-secret", headers=headers_a)).json()
+        b = await (await h.client.get("/api/organisation/tool-signing-secret", headers=headers_b)).json()
+        assert a["secrets"] == list(ToolEgressConfig(signing_key=key).signing_secrets(str(org_a.id)))
+        assert a["secrets"] != b["secrets"] and key not in str(a)
+        assert a["signature_header"] == "Callagent-Signature"
+        assert (await h.client.get("/api/organisation/tool-signing-secret")).status == 401
+
+
+@run_async
+async def test_an_inbound_call_runs_the_agent_set_for_its_number_in_the_dashboard(tmp_path):
+    """Issue 16: an inbound line set up from a browser alone (no Python, no REST) answers
+    with the agent config given in the dashboard's number form."""
+    from tests.dashboard.helpers import secret_of, session_token, sign_in
+
+    async with _system(lambda **kw: make_settings(tmp_path, **kw)) as (emulator, client, headers, org):
+        assert (await sign_in(client, secret_of(headers))).status == 303
+        token = await session_token(client)
+        added = await client.post("/dashboard/numbers", allow_redirects=False, data={
+            "csrf_token": token, "number": "+13125550100", "personality": "professional",
+            "first_message": "Bright Smiles, this is the assistant.", "record": "off"})
+        assert added.status == 303
+        webhook_url = f"http://127.0.0.1:{client.server.port}/webhook/telnyx"
+        call = emulator.incoming_call(from_="+14155550123", to="+13125550100", connection_id="1234567890",
+                                      webhook_url=webhook_url)
+        await _eventually(lambda: _answered(emulator, call.call_control_id))
+        (listed,) = (await (await client.get("/api/calls", headers=headers)).json())["data"]
+        repo = await client.app[CONTROL_PLANE_KEY].repository()
+        stored = await repo.get_call(org.id, uuid.UUID(listed["id"]))
+        assert stored.agent_config == {"personality": "professional",
+                                       "first_message": "Bright Smiles, this is the assistant.", "record": False}
+        call.hang_up()
+
+
+async def _answered(emulator, ccid):  # type: ignore[no-untyped-def]
+    return bool(emulator.calls[ccid].answered)

@@ -93,7 +93,8 @@ async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
 
         now = utcnow()
         updated = await repo.update_call(call.id, lambda c: c.model_copy(update={
-            "status": "initiated", "call_control_id": "v3:abc", "summary": "Caller agreed to a demo",
+            "status": "initiated", "call_control_id": "v3:abc", "call_leg_id": f"leg-{call.id}",
+            "summary": "Caller agreed to a demo",
             "outcome": {"booked": True}, "cost_amount": Decimal("0.0125"), "cost_currency": "USD",
             "status_history": (*c.status_history, StatusChange(status="initiated", at=now, reason="dial")),
         }))
@@ -102,6 +103,8 @@ async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
         assert again.summary == "Caller agreed to a demo" and again.outcome == {"booked": True}
         assert again.cost_amount == Decimal("0.0125") and again.status_history[0].reason == "dial"
         assert again.updated_at >= call.updated_at
+        assert (await repo.find_call_by_leg_id(f"leg-{call.id}")).id == call.id  # recording.saved's key
+        assert await repo.find_call_by_leg_id(f"leg-{uuid4()}") is None
         # A mutation returning None writes nothing.
         assert await repo.update_call(call.id, lambda c: None) == again
         assert await repo.update_call(uuid4(), lambda c: c) is None
@@ -226,6 +229,12 @@ async def test_phone_numbers_are_unique_and_route_inbound(settings):
         found = await repo.find_phone_number(number)
         assert found.org_id == org.id and found.agent_config == {"personality": "receptionist"}
         assert [n.number for n in await repo.list_phone_numbers(org.id)] == [number]
+        other = await repo.create_organisation("B")
+        assert await repo.update_phone_number(other.id, number, {"personality": "x"}) is None  # not B's
+        updated = await repo.update_phone_number(org.id, number, {"personality": "sales", "language": "en-GB"})
+        assert updated.agent_config == {"personality": "sales", "language": "en-GB"} and updated.id == found.id
+        assert (await repo.find_phone_number(number)).agent_config == updated.agent_config
+        assert await repo.update_phone_number(org.id, "+13125550999", {}) is None
     finally:
         await repo.close()
 

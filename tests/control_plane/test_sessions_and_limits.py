@@ -64,7 +64,7 @@ async def test_redis_session_key_ttl_and_sealing(tmp_path, redis_prefix):
         store = RedisSessionStore(client, redis_prefix, 3600, cipher)
         ccid = f"v3:{uuid.uuid4().hex}"
         await store.save(_session(ccid))
-        key = f"{redis_prefix}call:{ccid}:session"
+        key = f"{redis_prefix}call:{{{ccid}}}:session"  # the call control id is its hash tag
         assert store.key(ccid) == key
         assert 3590 <= await client.ttl(key) <= 3600
         raw = await client.get(key)
@@ -118,7 +118,7 @@ async def test_redis_rate_limiter_is_atomic_across_clients(redis_prefix):
         denied = [d for d in decisions if not d.allowed]
         assert all(0 < d.retry_after_s <= 60 for d in denied)
         assert (await limiters[0].hit("org-2", 5, 60)).allowed  # keys are per organisation
-        assert await clients[0].ttl(f"{prefix}ratelimit:org-1") > 0  # nothing lingers past the window
+        assert await clients[0].ttl(f"{prefix}ratelimit:{{org-1}}") > 0  # nothing lingers past the window
     finally:
         for c in clients:
             await c.aclose()

@@ -6,6 +6,8 @@ import asyncio
 import time
 import uuid
 
+import pytest
+
 from control_plane.app import CONTROL_PLANE_KEY, create_app
 from control_plane.callstate import client_state_for
 from control_plane.streamauth import verify_token
@@ -312,6 +314,34 @@ async def test_recording_saved_in_the_sdk_shape_is_matched_by_client_state_and_l
         await h.webhook("call.recording.saved", saved)
         await h.settle()
         assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/1.mp3"
+
+
+@pytest.mark.parametrize("shape", ["sdk", "docs"])
+@run_async
+async def test_recording_saved_without_client_state_is_matched_by_its_leg(tmp_path, shape):
+    """A recording started outside the app (the portal, another application) carries no client_state
+    of ours: the SDK's payload (no call_control_id) is matched by call_leg_id alone, the docs' by
+    call_control_id; an unknown leg reaches no call."""
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers)).json()
+        ccid = call["call_control_id"]
+        await h.webhook("call.answered", {"call_control_id": ccid})
+        await h.settle()
+        stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
+        assert stored.call_leg_id
+        saved = {"call_session_id": stored.call_session_id, "channels": "single",
+                 "recording_urls": {"mp3": "https://rec.example/portal.mp3"}}
+        if shape == "docs":
+            saved["call_control_id"] = ccid
+        await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
+                                                 "recording_urls": {"mp3": "https://rec.example/other.mp3"}}
+                        if shape == "sdk" else {**saved, "call_control_id": "v3:unknown"})
+        await h.settle()
+        assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
+        await h.webhook("call.recording.saved", {**saved, "call_leg_id": stored.call_leg_id})
+        await h.settle()
+        assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/portal.mp3"
 
 
 @run_async

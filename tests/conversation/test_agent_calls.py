@@ -1,5 +1,8 @@
 """Whole calls through the real agent: the engine's media endpoint, the real provider
-clients, and the STT/LLM/TTS emulators, all over sockets; the callee plays corpus calls."""
+clients, and the STT/LLM/TTS emulators, all over sockets; the callee plays corpus calls.
+
+The conversation tests run with each streaming STT: Telnyx's (the default engine, Deepgram
+behind Telnyx) and Deepgram's own API directly (issue 18 item 3), each against its emulator."""
 
 import asyncio
 import uuid
@@ -8,18 +11,20 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from bench.callee import ScriptedCallee
 from bench.corpus.model import CORPUS_DIR, load_corpus
 from bench.emulators.server import load_corpus_utterances, start_emulators
 from bench.telnyx_emulator import MarkEcho
 from callagent.wiring import Providers
-from control_plane.app import create_app
+from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.history import INTERRUPTED_NOTE
+from engine.providers.deepgram_stt import DeepgramOptions, DeepgramSpeechToText
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
@@ -56,15 +61,20 @@ class Actions:
 class Harness:
     """The engine app with one CallAgent per stream, wired to emulators like `serve` is."""
 
-    def __init__(self, stt_punctuation="as-registered"):
+    def __init__(self, stt_punctuation="as-registered", stt="telnyx"):
         self.stt_punctuation = stt_punctuation
+        self.stt_kind = stt
 
     async def __aenter__(self):
         self.emulators = await start_emulators("fast", known_utterances=load_corpus_utterances(CORPUS_DIR),
                                                stt_punctuation=self.stt_punctuation)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         key = self.emulators.api_key
-        self.stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=key, url=self.emulators.stt_url), session=self.http)
+        if self.stt_kind == "deepgram":
+            self.stt = DeepgramSpeechToText(DeepgramOptions(api_key=SecretStr(key), url=self.emulators.deepgram_url),
+                                            session=self.http)
+        else:
+            self.stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=key, url=self.emulators.stt_url), session=self.http)
         self.tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=self.emulators.tts_url), session=self.http)
         self.llm = OpenAIChatModel(OpenAIChatConfig(api_key=key, base_url=self.emulators.llm_base_url, model="e"))
         self.phrases = PhraseCache(self.tts)
@@ -73,11 +83,14 @@ class Harness:
 
         def factory(request):
             agent = CallAgent(self.profile, stt=self.stt, llm=self.llm, tts=self.tts, actions=Actions(),
-                              reporter=Recorder(), phrases=self.phrases)
+                              reporter=Recorder(), phrases=self.phrases,
+                              on_provider_error=request.app[METRICS_KEY].provider_error)
             self.agents.append(agent)
             return agent
 
         self.app = create_app(Settings(), listener_factory=factory)
+        self.metrics = self.app[METRICS_KEY]
+        self.metrics.set_providers(stt="telnyx-stt", llm="openai-chat", tts="telnyx-tts")
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -112,11 +125,18 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_a_multi_turn_call_is_transcribed_answered_and_summarised():
+STTS = pytest.mark.parametrize("stt", ["telnyx", "deepgram"])
+
+
+@STTS
+def test_a_multi_turn_call_is_transcribed_answered_and_summarised(stt):
     async def main():
-        async with Harness() as h:
+        async with Harness(stt=stt) as h:
             result = await h.call("plain-04-delivery")
             agent = h.agents[0]
+            ttfb = {kind: h.metrics.registry.get_sample_value(
+                "callagent_provider_ttfb_seconds_count", {"kind": kind, "provider": name})
+                for kind, name in (("stt", "telnyx-stt"), ("llm", "openai-chat"), ("tts", "telnyx-tts"))}
         script = SCRIPTS["plain-04-delivery"]
         said = [s.text for s in script.utterances()]
         assert result.completed and result.agent_frames > 0
@@ -125,6 +145,8 @@ def test_a_multi_turn_call_is_transcribed_answered_and_summarised():
         assert len(turns) == len(said)
         assert " ".join(t.caller_text for t in turns).split() == " ".join(said).split()[: len(" ".join(t.caller_text for t in turns).split())]
         assert all(t.agent_text and t.timeline.get("turn_latency_ms") for t in turns)
+        # Each provider's time to first byte, once per measured turn.
+        assert ttfb["llm"] == ttfb["tts"] == len(turns) and 0 < ttfb["stt"] <= len(turns), ttfb
         (report,) = agent.reporter.reports
         assert report.summary and report.outcome and report.outcome.get("outcome")
         assert [m["role"] for m in report.transcript][:2] == ["user", "assistant"]
@@ -150,11 +172,12 @@ def test_the_last_turn_is_recorded_though_the_call_ends_right_after_it(monkeypat
     run(main())
 
 
-def test_a_carrier_that_never_echoes_marks_still_hears_goodbye_and_is_hung_up_on():
+@STTS
+def test_a_carrier_that_never_echoes_marks_still_hears_goodbye_and_is_hung_up_on(stt):
     # "Okay, great. Thanks for checking, bye." -> "Thanks for calling. Goodbye!" with end_call.
     # The hang-up waits for the goodbye to have played; with no echo, the playout clock says so.
     async def main():
-        async with Harness() as h:
+        async with Harness(stt=stt) as h:
             result = await h.call("plain-01-order-status", mark_echo=MarkEcho("never"))
             agent = h.agents[0]
         assert result.completed and result.marks_echoed == 0
@@ -170,12 +193,13 @@ def test_a_carrier_that_never_echoes_marks_still_hears_goodbye_and_is_hung_up_on
     run(main())
 
 
-def test_street_noise_over_the_reply_does_not_cost_the_caller_their_answer():
+@STTS
+def test_street_noise_over_the_reply_does_not_cost_the_caller_their_answer(stt):
     # After "Thanks, bye." the street noise goes on under the agent's goodbye; the VAD takes it
     # for the caller talking, which holds the reply. With no words from the recogniser the
     # hold is noise and the reply goes on, instead of being held until the caller gives up.
     async def main():
-        async with Harness() as h:
+        async with Harness(stt=stt) as h:
             result = await h.call("noise-street-20db")
         assert [t.missed for t in result.turns] == [False, False, False]
         assert not any(t.premature for t in result.turns)
@@ -183,9 +207,10 @@ def test_street_noise_over_the_reply_does_not_cost_the_caller_their_answer():
     run(main())
 
 
-def test_barge_in_keeps_only_the_heard_words_marked_interrupted():
+@STTS
+def test_barge_in_keeps_only_the_heard_words_marked_interrupted(stt):
     async def main():
-        async with Harness() as h:
+        async with Harness(stt=stt) as h:
             result = await h.call("barge-late-02-driving")
             agent = h.agents[0]
         barge = [t for t in result.turns if t.expect == "barge_in"]
@@ -202,9 +227,10 @@ def test_barge_in_keeps_only_the_heard_words_marked_interrupted():
     run(main())
 
 
-def test_an_early_barge_in_before_any_word_merges_into_the_callers_turn():
+@STTS
+def test_an_early_barge_in_before_any_word_merges_into_the_callers_turn(stt):
     async def main():
-        async with Harness() as h:
+        async with Harness(stt=stt) as h:
             await h.call("barge-early-02-parcel")
             agent = h.agents[0]
         first = agent.reporter.turns[0]
@@ -221,6 +247,8 @@ def test_a_failing_llm_is_retried_with_a_filler_and_the_call_goes_on():
             h.emulators.faults.arm("http_500", "llm", count=1)
             result = await h.call("plain-04-delivery")
             agent = h.agents[0]
+            errors = h.metrics.registry.get_sample_value("callagent_provider_errors_total", {"provider": "openai-chat"})
+        assert errors == 1
         assert any("llm" in e or "openai" in e or "HTTP 500" in e for e in agent.errors)
         assert agent.reporter.turns and all(t.agent_text for t in agent.reporter.turns)
         assert not agent.actions.hangups
@@ -245,15 +273,16 @@ def test_an_llm_that_keeps_failing_gets_an_apology_and_a_clean_hangup():
     run(main())
 
 
+@STTS
 @pytest.mark.parametrize("punctuation", ["as-registered", "none"])
-def test_callers_who_pause_mid_sentence_are_not_answered_over_with_or_without_punctuation(punctuation):
+def test_callers_who_pause_mid_sentence_are_not_answered_over_with_or_without_punctuation(punctuation, stt):
     # The pause scripts ("The order number is... four seven two, nine one eight."), through a
     # recogniser that punctuates and one that does not. Without punctuation this failed before
     # the end-of-turn judgement read the words: 7 premature replies in 12 calls of the bench.
     names = sorted(n for n, s in SCRIPTS.items() if s.category == "pauses")
 
     async def main():
-        async with Harness(stt_punctuation=punctuation) as h:
+        async with Harness(stt_punctuation=punctuation, stt=stt) as h:
             return await asyncio.gather(*(h.call(n) for n in names))
 
     results = run(main())
@@ -275,17 +304,20 @@ def test_a_refused_stt_request_is_not_reopened(shape):
             await h.call("silent-01")
             agent = h.agents[0]
             connections = h.emulators.stt.stats.connections
+            errors = h.metrics.registry.get_sample_value("callagent_provider_errors_total", {"provider": "telnyx-stt"})
+        assert errors == 1
         assert agent.end_reason == "speech recognition failed", (agent.errors, agent.end_reason)
         assert connections == 1 and len([e for e in agent.errors if e.startswith("stt")]) == 1
 
     run(main())
 
 
-def test_concurrent_calls_never_cross_talk():
+@STTS
+def test_concurrent_calls_never_cross_talk(stt):
     names = ["plain-04-delivery", "dtmf-02-zip", "plain-02-appointment", "barge-late-02-driving"] * 5
 
     async def main():
-        async with Harness() as h:
+        async with Harness(stt=stt) as h:
             results = await asyncio.gather(*(h.call(n) for n in names))
             agents = list(h.agents)
         assert all(r.completed for r in results)
@@ -302,5 +334,21 @@ def test_concurrent_calls_never_cross_talk():
             for other, text in texts.items():
                 if other not in owners:
                     assert not words >= set(text.split()), (heard, other)
+
+    run(main())
+
+
+def test_a_refused_deepgram_key_ends_the_call_with_an_apology():
+    """A 401 at Deepgram's handshake (a wrong key) is a clean end: the agent apologises and
+    hangs up (the agent tries an open twice, whatever the provider), saying why in its errors."""
+    async def main():
+        async with Harness(stt="deepgram") as h:
+            h.stt.options = h.stt.options.model_copy(update={"api_key": SecretStr("wrong")})
+            await h.phrases.warm(h.profile.voice, 8000, (h.profile.config.apology_text,))
+            await h.call("silent-01")
+            agent = h.agents[0]
+            refused = h.emulators.deepgram.stats.refused
+        assert agent.end_reason == "speech recognition unavailable", (agent.errors, agent.end_reason)
+        assert refused == 2 and all("HTTP 401" in e for e in agent.errors) and len(agent.errors) == 2
 
     run(main())

@@ -12,6 +12,7 @@ from aiohttp.resolver import DefaultResolver
 
 from engine.conversation.config import HttpTool
 from engine.conversation.egress import EgressPolicy, ToolEgressConfig, address_kind
+from engine.conversation.context import SIGNATURE_HEADER, TIMESTAMP_HEADER, ToolContext, verify
 from engine.conversation.tools import ToolClient
 
 LOCAL = ToolEgressConfig(allow_private_addresses=True)
@@ -59,7 +60,7 @@ def test_the_arguments_are_posted_and_the_reply_is_the_result():
     seen = []
 
     async def handler(request):
-        seen.append((await request.json(), request.headers.get("Authorization")))
+        seen.append(((await request.json())["arguments"], request.headers.get("Authorization")))
         return web.Response(text='{"slots": ["9:00", "11:30"]}')
 
     async def main():
@@ -98,7 +99,7 @@ def test_failures_become_readable_results_for_the_model_not_exceptions():
 
     failed, timed_out, bad_json, refused = run(main())
     assert failed == "error: t failed with HTTP 500"
-    assert timed_out == "error: t is unavailable (TimeoutError)"
+    assert timed_out == "error: t timed out after 0.2 s"
     assert bad_json == "error: the arguments for t were not valid JSON"
     assert refused.startswith("error: t is unavailable (")
 
@@ -328,3 +329,78 @@ def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
     results, cached = run(main())
     assert results == ["secret", "error: t may not reach a loopback address"]
     assert cached == 0 and len(target.hits) == 1
+
+
+def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
+    seen = []
+
+    async def handler(request):
+        seen.append((await request.read(), dict(request.headers)))
+        return web.Response(text="ok")
+
+    secret = ToolEgressConfig(signing_key="k" * 40).signing_secrets("org-1")[0].encode()
+    context = ToolContext(call_id="c-1", organisation_id="org-1", call_control_id="v3:x", from_number="+15550100",
+                          to_number="+15550199", direction="outbound", variables={"customer": "Ada"},
+                          signing_secrets=(secret,))
+
+    async def main():
+        runner, base = await _serve(("POST", "/tool", handler))
+        client = ToolClient(LOCAL)
+        result = await client.run(tool(base + "/tool"), '{"q": 1}', context=context)
+        await client.aclose()
+        await runner.cleanup()
+        return result
+
+    assert run(main()) == "ok"
+    body, headers = seen[0]
+    import orjson
+    assert orjson.loads(body) == {"tool": "t", "arguments": {"q": 1}, "call": {
+        "call_id": "c-1", "organisation_id": "org-1", "call_control_id": "v3:x", "from": "+15550100",
+        "to": "+15550199", "direction": "outbound", "variables": {"customer": "Ada"}}}
+    assert headers[SIGNATURE_HEADER].startswith("v1=") and headers[TIMESTAMP_HEADER].isdigit()
+    assert verify(secret, headers, body)
+    # Another organisation's secret, a changed body, or an old timestamp do not verify.
+    other = ToolEgressConfig(signing_key="k" * 40).signing_secrets("org-2")[0].encode()
+    assert not verify(other, headers, body)
+    assert not verify(secret, headers, body.replace(b"Ada", b"Bob"))
+    assert not verify(secret, headers, body, now=int(headers[TIMESTAMP_HEADER]) + 301)
+    assert secret.decode() not in body.decode() and "signing" not in body.decode()
+
+
+def test_without_a_signing_key_requests_carry_no_signature_and_the_org_endpoint_says_why():
+    assert ToolEgressConfig().signing_secrets("org-1") == ()
+    with pytest.raises(ValueError):
+        ToolEgressConfig(signing_key="short")
+    rotated = ToolEgressConfig(signing_key="n" * 32, previous_signing_key="o" * 32).signing_secrets("org-1")
+    assert len(rotated) == 2 and rotated[0] == ToolEgressConfig(signing_key="n" * 32).signing_secrets("org-1")[0]
+
+
+
+@pytest.mark.parametrize("status", [307, 302])
+def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
+    seen = []
+
+    async def bounce(request):
+        raise web.HTTPTemporaryRedirect("/again") if status == 307 else web.HTTPFound("/again")
+
+    async def again(request):
+        seen.append((request.method, await request.read(), dict(request.headers)))
+        return web.Response(text="ok")
+
+    secret = b"ts_" + b"0" * 64
+    context = ToolContext(call_id="c-1", signing_secrets=(secret,))
+
+    async def main():
+        runner, base = await _serve(("POST", "/bounce", bounce), ("POST", "/again", again), ("GET", "/again", again))
+        client = ToolClient(LOCAL)
+        result = await client.run(tool(base + "/bounce"), '{"a": 1}', context=context)
+        await client.aclose()
+        await runner.cleanup()
+        return result
+
+    assert run(main()) == "ok"
+    ((method, body, headers),) = seen
+    if status == 307:  # the same POST, the same body: its signature still verifies
+        assert method == "POST" and verify(secret, headers, body)
+    else:  # a GET without the body: no signature of a body it does not carry
+        assert method == "GET" and body == b"" and SIGNATURE_HEADER not in headers

@@ -11,6 +11,11 @@ from tests.control_plane.helpers import run_async
 
 from .helpers import secret_of, session_token, sign_in
 
+def _unique_number() -> str:
+    """Numbers are unique across organisations, and the PostgreSQL schema is shared by the session."""
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
 _NEW_KEY = re.compile(r'<code id="new-key">(ck_[^<]+)</code>')
 
 
@@ -122,3 +127,114 @@ async def test_do_not_call_add_check_remove_per_organisation(settings):
                                       allow_redirects=False)
         assert removed.headers["Location"] == "/dashboard/dnc?notice=dnc_removed"
         assert await repo.get_dnc(org.id, "+14155550777") is None
+
+
+@run_async
+async def test_a_number_is_added_with_its_agent_config_and_a_refused_field_is_named_inline(settings):
+    first, second, third = _unique_number(), _unique_number(), _unique_number()
+    async with harness(settings) as h:
+        org, _, token = await _signed_in(h)
+        form = {"csrf_token": token, "number": first, "personality": "professional",
+                "system_prompt": "You book cleanings for {clinic}.", "first_message": "Bright Smiles, hello!",
+                "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": "on"}
+        assert (await h.client.post("/dashboard/numbers", data=form, allow_redirects=False)).status == 303
+        repo = await h.cp.repository()
+        (number,) = await repo.list_phone_numbers(org.id)
+        assert number.agent_config == {"personality": "professional", "system_prompt": "You book cleanings for "
+                                       "{clinic}.", "first_message": "Bright Smiles, hello!",
+                                       "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": True}
+        listing = await (await h.client.get("/dashboard/numbers")).text()
+        assert "Bright Smiles, hello!" in listing and "You book cleanings" in listing and "recording on" in listing
+        # A greeting too long for the API: refused at its field, the other fields kept, nothing stored.
+        refused = await h.client.post("/dashboard/numbers", data={**form, "number": second,
+                                                                  "first_message": "x" * 1001})
+        assert refused.status == 422
+        text = await refused.text()
+        assert 'id="error-first_message"' in text and "x" * 100 not in text
+        assert f'value="{second}"' in text and "You book cleanings for {clinic}.</textarea>" in text
+        bad_record = await h.client.post("/dashboard/numbers", data={**form, "number": third,
+                                                                     "record": "sometimes"})
+        assert bad_record.status == 400 and 'id="error-record"' in await bad_record.text()
+        assert len(await repo.list_phone_numbers(org.id)) == 1
+
+
+@run_async
+async def test_organisation_settings_are_shown_changed_and_reset(settings):
+    async with harness(settings) as h:
+        other, other_headers = await h.org("other")
+        await h.client.patch("/api/organisation/settings", json={"record_calls": True,
+                                                                  "tool_allowed_destinations": ["other.internal"]},
+                             headers=other_headers)
+        org, headers, token = await _signed_in(h, "Acme")
+        page = await (await h.client.get("/dashboard/organisation")).text()
+        assert "Acme" in page and str(org.id) in page and "other.internal" not in page
+        assert '<option value="" selected>' in page
+        from control_plane.numbers import ORGANISATION_SETTINGS
+
+        assert all(f'name="{name}"' in page for name in ORGANISATION_SETTINGS)  # a new setting needs its field
+        saved = await h.client.post("/dashboard/organisation", allow_redirects=False, data={
+            "csrf_token": token, "record_calls": "on", "tool_allowed_destinations": "crm.internal\n 10.20.0.0/16 \n"})
+        assert saved.status == 303 and saved.headers["Location"] == "/dashboard/organisation?notice=settings_saved"
+        api = await (await h.client.get("/api/organisation", headers=headers)).json()
+        assert api["settings"] == {"record_calls": True, "tool_allowed_destinations": ["crm.internal", "10.20.0.0/16"]}
+        page = await (await h.client.get("/dashboard/organisation?notice=settings_saved")).text()
+        assert "Organisation settings saved." in page and '<option value="on" selected>' in page
+        assert "crm.internal\n10.20.0.0/16" in page
+        # The second entry is neither a host nor a network: named by position, next to the field.
+        refused = await h.client.post("/dashboard/organisation", data={
+            "csrf_token": token, "record_calls": "off", "tool_allowed_destinations": "ok.internal\nhttp://<x>/"})
+        assert refused.status == 400
+        text = await refused.text()
+        assert 'id="error-tool_allowed_destinations"' in text and "#2 is neither" in text
+        assert "&lt;x&gt;" not in text and '<option value="off" selected>' in text  # the other field is kept
+        api = await (await h.client.get("/api/organisation", headers=headers)).json()
+        assert api["settings"]["tool_allowed_destinations"] == ["crm.internal", "10.20.0.0/16"]
+        for data in ({"record_calls": "maybe"}, {"tool_allowed_destinations": "\n".join(f"h{i}.internal"
+                                                                                        for i in range(51))}):
+            response = await h.client.post("/dashboard/organisation", data={"csrf_token": token, **data})
+            assert response.status == 400 and "check these fields" in await response.text()
+        forged = await h.client.post("/dashboard/organisation", data={"csrf_token": "x", "record_calls": "off"})
+        assert forged.status == 403
+        reset = await h.client.post("/dashboard/organisation", allow_redirects=False,
+                                    data={"csrf_token": token, "record_calls": "", "tool_allowed_destinations": ""})
+        assert reset.status == 303
+        assert (await (await h.client.get("/api/organisation", headers=headers)).json())["settings"] == {}
+        theirs = await (await h.client.get("/api/organisation", headers=other_headers)).json()
+        assert theirs["settings"] == {"record_calls": True, "tool_allowed_destinations": ["other.internal"]}
+        assert other.id != org.id
+
+
+@run_async
+async def test_a_numbers_agent_is_edited_keeping_what_the_form_does_not_show(settings):
+    mine, theirs = _unique_number(), _unique_number()
+    async with harness(settings) as h:
+        other, other_headers = await h.org("other")
+        await h.client.post("/api/numbers", json={"number": theirs}, headers=other_headers)
+        org, headers, token = await _signed_in(h)
+        await h.client.post("/api/numbers", headers=headers, json={"number": mine, "agent_config": {
+            "personality": "professional", "first_message": "Hello!", "tools": ["end_call"], "record": True}})
+        listing = await (await h.client.get("/dashboard/numbers")).text()
+        assert f'href="/dashboard/numbers/%2B{mine[1:]}"' in listing
+        page = await (await h.client.get(f"/dashboard/numbers/%2B{mine[1:]}")).text()
+        assert 'value="professional"' in page and 'value="Hello!"' in page and '<option value="on" selected>' in page
+        assert "tools" in page.split('id="kept-keys"')[1][:200]
+        edited = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", allow_redirects=False, data={
+            "csrf_token": token, "personality": "sales", "first_message": "", "language": "en-GB", "record": ""})
+        assert edited.status == 303 and edited.headers["Location"] == "/dashboard/numbers?notice=number_updated"
+        repo = await h.cp.repository()
+        (number,) = await repo.list_phone_numbers(org.id)
+        assert number.agent_config == {"tools": ["end_call"], "personality": "sales", "language": "en-GB"}
+        refused = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", data={
+            "csrf_token": token, "personality": "nobody<x>", "language": "fr-FR"})
+        assert refused.status == 422
+        text = await refused.text()
+        assert 'id="error-personality"' in text and "nobody" not in text and 'value="fr-FR"' in text
+        assert (await repo.list_phone_numbers(org.id))[0].agent_config == number.agent_config
+        # Another organisation's number, or none: not found, and unchanged.
+        for path in (f"/dashboard/numbers/%2B{theirs[1:]}", "/dashboard/numbers/%2B14155550999",
+                     "/dashboard/numbers/not-a-number"):
+            assert (await h.client.get(path)).status == 404, path
+            assert (await h.client.post(path, data={"csrf_token": token, "personality": "sales"})).status == 404
+        assert (await repo.list_phone_numbers(other.id))[0].agent_config == {}
+        forged = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", data={"csrf_token": "x"})
+        assert forged.status == 403

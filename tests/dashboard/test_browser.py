@@ -237,7 +237,7 @@ async def test_settings_pages_add_a_number_a_key_a_do_not_call_entry_and_a_campa
         await page.click("nav >> text=Numbers")
         await page.fill("input[name=number]", "+1 415 555 0100")
         await page.fill("input[name=personality]", "professional")
-        await page.click("form.filters button")
+        await page.click("#new-number button[type=submit]")
         await page.wait_for_selector("#number-list >> text=+14155550100")
         await _shot(page, shots, "numbers")
         await page.click("nav >> text=API keys")
@@ -298,3 +298,153 @@ async def test_a_call_through_the_telnyx_emulator_goes_live_and_is_hung_up_from_
             await _shot(page, shots, "emulator-call-ended")
     finally:
         await emulator.close()
+
+
+@run_async
+async def test_organisation_settings_are_edited_with_the_refusal_next_to_its_field(tmp_path, shots):
+    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+        org, headers = await h.org("Acme Dental")
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Organisation")
+        await page.wait_for_selector("#org-settings")
+        assert str(org.id) in await page.inner_text("#org-facts")
+        await page.select_option("#record_calls", "on")
+        await page.fill("#tool_allowed_destinations", "crm.internal\nhttp://not a host/")
+        await page.click("#org-settings button[type=submit]")
+        await page.wait_for_selector("#error-tool_allowed_destinations")
+        assert "#2 is neither" in await page.inner_text("#error-tool_allowed_destinations")
+        assert await page.get_attribute("#tool_allowed_destinations", "aria-invalid") == "true"
+        assert await page.input_value("#record_calls") == "on"  # the field that was fine is kept
+        await _shot(page, shots, "organisation-refused")
+        await page.fill("#tool_allowed_destinations", "crm.internal\n10.20.0.0/16")
+        await page.click("#org-settings button[type=submit]")
+        await page.wait_for_selector("p.notice >> text=Organisation settings saved.")
+        assert await page.input_value("#tool_allowed_destinations") == "crm.internal\n10.20.0.0/16"
+        await _shot(page, shots, "organisation")
+        api = await (await h.client.get("/api/organisation", headers=headers)).json()
+        assert api["settings"] == {"record_calls": True, "tool_allowed_destinations": ["crm.internal", "10.20.0.0/16"]}
+
+
+@run_async
+async def test_a_campaign_with_every_setting_from_the_form_then_paused_resumed_and_cancelled(tmp_path, shots):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h, browser() as chromium:
+        _, headers = await h.org()
+        contacts = tmp_path / "contacts.csv"
+        contacts.write_text("phone,name,topic\n+14155550201,Ann,cleaning\n555,Bad,x\n+14155550202,Bo,whitening\n"
+                            "+14155550201,Ann twice,x\n")
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Campaigns")
+        form = page.locator("#new-campaign")
+        for selector, value in (("#name", "spring recall"), ("#personality", "professional"),
+                                ("#system_prompt", "You call {name} about their {topic}."),
+                                ("#first_message", "Hi {name}, Bright Smiles here."),
+                                ("#caller_numbers", "+14155550100 +14155550101"), ("#calls_per_minute", "6"),
+                                ("#max_concurrent_calls", "3"), ("#window_start", "09:00"), ("#window_end", "17:30"),
+                                ("#window_timezone", "America/Chicago"), ("#retry_max_attempts", "2"),
+                                ("#retry_backoff_min", "15"), ("#voicemail_message", "Hi {name}, call us back.")):
+            await form.locator(selector).fill(value)
+        for day in ("sat", "sun"):
+            await form.locator(f"#window_days input[value={day}]").uncheck()
+        await form.locator("#retry_on input[value=failed]").uncheck()
+        await form.locator("#voicemail_action").select_option("message")
+        await form.locator("#voicemail_language").select_option("en-US")
+        await form.locator("#contacts").set_input_files(str(contacts))
+        await _shot(page, shots, "campaign-form")
+        # First with the time zone mistyped: the error is beside it, the rest stays filled in.
+        await form.locator("#window_timezone").fill("America/Chicag")
+        await form.locator("button[type=submit]").click()
+        await page.wait_for_selector("#error-window_timezone")
+        assert await page.input_value("#system_prompt") == "You call {name} about their {topic}."
+        assert not await page.is_checked("#window_days input[value=sat]")
+        await _shot(page, shots, "campaign-form-refused")
+        await page.fill("#window_timezone", "America/Chicago")
+        await page.set_input_files("#contacts", str(contacts))
+        await page.click("#new-campaign button[type=submit]")
+        await page.wait_for_selector("#created-report")
+        report = await page.inner_text("#created-report")
+        assert "2 contacts added" in report and "2 rejected" in report
+        assert await page.locator("#rejected-rows tbody tr").count() == 2
+        assert (await page.inner_text("#rejected-rows tbody tr:first-child")).startswith("3")
+        await _shot(page, shots, "campaign-rejected-rows")
+        (campaign,) = (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"]
+        detail = await (await h.client.get(f"/api/campaigns/{campaign['id']}", headers=headers)).json()
+        config = detail["config"]
+        assert config["window"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
+        assert config["retry"]["on"] == ["busy", "no_answer"] and config["voicemail"]["language"] == "en-US"
+        assert detail["agent_config"]["system_prompt"] == "You call {name} about their {topic}."
+        row = f'tr[data-campaign-id="{campaign["id"]}"]'
+        for action, state in (("Start", "running"), ("Pause", "paused"), ("Resume", "running"),
+                              ("Cancel", "cancelled")):
+            await page.click(f"{row} >> text={action}")
+            await page.wait_for_selector(f"{row} .status-{state}")
+        assert await page.locator(f"{row} button").count() == 0
+        await _shot(page, shots, "campaign-cancelled")
+        phone = await _signed_in_page(chromium, _base(h), secret_of(headers),
+                                      viewport={"width": 390, "height": 844}, is_mobile=True)
+        await phone.goto(f"{_base(h)}/dashboard/campaigns")
+        await phone.wait_for_selector("#new-campaign")
+        assert await phone.evaluate("document.querySelector('#new-campaign').scrollWidth") <= 390
+        await _shot(phone, shots, "campaign-form-phone")
+
+
+@run_async
+async def test_the_new_pages_show_only_the_signed_in_organisation(tmp_path, shots):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h, browser() as chromium:
+        _, headers_a = await h.org("A")
+        await h.client.post("/api/numbers", headers=headers_a, json={
+            "number": "+14155550300", "agent_config": {"personality": "sales", "first_message": "A-secret-greeting"}})
+        await h.client.patch("/api/organisation/settings", headers=headers_a,
+                             json={"tool_allowed_destinations": ["a-secret.internal"]})
+        created = await (await h.client.post("/api/campaigns", headers=headers_a, json={
+            "name": "a-secret-campaign", "agent_config": {"personality": "friendly"},
+            "caller_numbers": ["+14155550300"]})).json()
+        _, headers_b = await h.org("B")
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers_b))
+        for nav, absent in (("Numbers", "A-secret-greeting"), ("Organisation", "a-secret.internal"),
+                            ("Campaigns", "a-secret-campaign")):
+            await page.click(f"nav >> text={nav}")
+            await page.wait_for_load_state()
+            assert absent not in await page.content(), nav
+        assert await page.inner_text("header .org") == "B"
+        await _shot(page, shots, "other-org-numbers-empty")
+        # Org B's own form posting at org A's campaign: the page says no such campaign.
+        await page.click("nav >> text=Campaigns")
+        await page.evaluate(f"""() => {{ const f = document.createElement('form'); f.method = 'post';
+            f.action = '/dashboard/campaigns/{created["id"]}/start';
+            const t = document.querySelector('input[name=csrf_token]').cloneNode(); f.appendChild(t);
+            document.body.appendChild(f); f.submit(); }}""")
+        await page.wait_for_selector("text=no such campaign")
+        api = await (await h.client.get(f"/api/campaigns/{created['id']}", headers=headers_a)).json()
+        assert api["status"] == "draft"
+        # Org B registering org A's number: refused as taken (whose is not said), and A keeps it.
+        await page.click("nav >> text=Numbers")
+        await page.fill("#number", "+14155550300")
+        await page.click("#new-number button[type=submit]")
+        await page.wait_for_selector("#error-number")
+        assert "already registered" in await page.inner_text("#error-number")
+        numbers_a = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+        assert [n["number"] for n in numbers_a["data"]] == ["+14155550300"]
+
+
+@run_async
+async def test_a_numbers_agent_is_changed_from_its_page(tmp_path, shots):
+    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+        org, headers = await h.org()
+        await h.client.post("/api/numbers", headers=headers, json={
+            "number": "+14155550100", "agent_config": {"personality": "professional", "tools": ["end_call"]}})
+        page = await _signed_in_page(chromium, _base(h), secret_of(headers))
+        await page.click("nav >> text=Numbers")
+        await page.click("#number-list >> text=+14155550100")
+        await page.wait_for_selector("#edit-number")
+        assert await page.input_value("#personality") == "professional"
+        assert "tools" in await page.inner_text("#kept-keys")
+        await page.fill("#personality", "sales")
+        await page.fill("#first_message", "Hi, it's Bright Smiles!")
+        await page.select_option("#record", "on")
+        await _shot(page, shots, "number-edit")
+        await page.click("#edit-number button[type=submit]")
+        await page.wait_for_selector("p.notice >> text=Number updated")
+        assert "Bright Smiles" in await page.inner_text('#number-list tr[data-number="+14155550100"]')
+        repo = await h.cp.repository()
+        assert (await repo.list_phone_numbers(org.id))[0].agent_config == {
+            "tools": ["end_call"], "personality": "sales", "first_message": "Hi, it's Bright Smiles!", "record": True}

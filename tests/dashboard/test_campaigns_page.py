@@ -3,6 +3,7 @@ signed-in organisation and going through the API's transitions."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.control_plane.conftest import make_settings
@@ -70,14 +71,14 @@ async def test_another_organisations_campaign_is_not_listed_or_touched(tmp_path:
 
 
 def _form(token: str | None, csv: bytes | None = b"phone,name\n+14155550201,Ann\n+14155550202,Bo\nnot-a-number,X\n",
-          **fields: str):  # type: ignore[no-untyped-def]
+          pairs: tuple[tuple[str, str], ...] = (), **fields: str):  # type: ignore[no-untyped-def]
     from aiohttp import FormData
 
     form = FormData(default_to_multipart=True)
     if token is not None:
         form.add_field("csrf_token", token)
     values = {"name": "autumn", "caller_numbers": "+14155550100", "calls_per_minute": "20", **fields}
-    for name, value in values.items():
+    for name, value in (*values.items(), *pairs):
         form.add_field(name, value)
     if csv is not None:
         form.add_field("contacts", csv, filename="contacts.csv", content_type="text/csv")
@@ -127,3 +128,94 @@ async def test_a_refused_create_form_writes_nothing_and_names_the_field(tmp_path
         assert (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"] == []
         plain = await h.client.post("/dashboard/campaigns", data={"csrf_token": token, "name": "x"})
         assert plain.status == 415
+
+
+FULL = {"name": "winter recall", "personality": "professional", "system_prompt": "You call {name} about {topic}.",
+        "first_message": "Hi {name}, Bright Smiles here.", "voice": "Telnyx.NaturalHD.astra", "language": "en-US",
+        "caller_numbers": "+14155550100, +14155550101", "calls_per_minute": "12", "max_concurrent_calls": "4",
+        "max_calls_per_number": "2", "ring_timeout_s": "25", "window_start": "09:30", "window_end": "18:00",
+        "window_timezone": "America/Chicago", "retry_max_attempts": "4", "retry_backoff_min": "10",
+        "retry_backoff_multiplier": "2", "answering_machine_detection": "on", "voicemail_action": "message",
+        "voicemail_message": "Hi {name}, please call us back.", "voicemail_voice": "Telnyx.NaturalHD.astra",
+        "voicemail_language": "en-US"}
+TICKED = (("window_days", ""), ("window_days", "mon"), ("window_days", "wed"), ("window_days", "fri"),
+          ("retry_on", ""), ("retry_on", "busy"), ("retry_on", "machine"))
+ROWS = (b"phone,name,topic\n+14155550201,Ann,cleaning\n12345,Bad,x\n+14155550201,Ann again,x\n"
+        b"+14155550203,Cy,whitening\n,Nobody,x\n")
+
+
+@run_async
+async def test_every_field_of_the_form_reaches_the_campaign_and_each_bad_csv_row_is_listed(tmp_path: Path):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
+        _, headers = await h.org()
+        assert (await sign_in(h.client, secret_of(headers))).status == 303
+        token = await session_token(h.client)
+        response = await h.client.post("/dashboard/campaigns", data=_form(token, ROWS, TICKED, **FULL))
+        text = await response.text()
+        assert response.status == 201, text[-800:]
+        assert "2 contacts added" in text and "3 rejected" in text
+        rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td></tr>", text.split('id="rejected-rows"')[1])
+        assert [int(r) for r, _ in rows] == [3, 4, 6]  # the header is row 1
+        assert "invalid phone number" in rows[0][1] and rows[1][1] == "duplicate" and "phone" in rows[2][1]
+        (listed,) = (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"]
+        detail = await (await h.client.get(f"/api/campaigns/{listed['id']}", headers=headers)).json()
+        assert detail["agent_config"] == {"personality": "professional", "system_prompt": FULL["system_prompt"],
+                                          "first_message": FULL["first_message"], "voice": "Telnyx.NaturalHD.astra",
+                                          "language": "en-US"}
+        config = detail["config"]
+        assert config["caller_numbers"] == ["+14155550100", "+14155550101"]
+        assert (config["calls_per_minute"], config["max_concurrent_calls"], config["max_calls_per_number"],
+                config["ring_timeout_s"]) == (12, 4, 2, 25)
+        assert config["window"] == {"start": "09:30", "end": "18:00", "days": ["mon", "wed", "fri"],
+                                    "timezone": "America/Chicago"}
+        assert config["retry"] == {"on": ["busy", "machine"], "max_attempts": 4, "backoff_s": 600.0,
+                                   "backoff_multiplier": 2.0}
+        assert config["answering_machine_detection"] is True
+        assert config["voicemail"] == {"action": "message", "message": "Hi {name}, please call us back.",
+                                       "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
+
+
+@run_async
+async def test_unticked_boxes_mean_none_and_an_empty_window_means_any_time(tmp_path: Path):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
+        _, headers = await h.org()
+        assert (await sign_in(h.client, secret_of(headers))).status == 303
+        token = await session_token(h.client)
+        form = _form(token, pairs=(("retry_on", ""), ("answering_machine_detection", "off")))
+        assert (await h.client.post("/dashboard/campaigns", data=form)).status == 201
+        (listed,) = (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"]
+        config = (await (await h.client.get(f"/api/campaigns/{listed['id']}", headers=headers)).json())["config"]
+        assert config["retry"]["on"] == [] and config["answering_machine_detection"] is False
+        assert config["window"] is None and config["voicemail"]["action"] == "hangup"
+
+
+@run_async
+async def test_a_refused_field_is_shown_next_to_it_and_the_others_are_kept(tmp_path: Path):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
+        _, headers = await h.org()
+        assert (await sign_in(h.client, secret_of(headers))).status == 303
+        token = await session_token(h.client)
+        cases = (
+            ({"window_timezone": "Mars/Olympus_Mons"}, "window_timezone", "unknown time zone"),
+            ({"window_end": "09:30"}, "window_start", "start and end must differ"),
+            ({"window_end": "25:99"}, "window_end", None),
+            ({"voicemail_message": ""}, "voicemail_message", "needs a message"),
+            ({"voicemail_language": "en"}, "voicemail_language", "en-US"),
+            ({"retry_backoff_multiplier": "nan"}, "retry_backoff_multiplier", "must be a number"),
+            ({"retry_max_attempts": "99"}, "retry_max_attempts", None),
+            ({"system_prompt": "x" * 20_001}, "system_prompt", None),
+        )
+        for change, field, message in cases:
+            response = await h.client.post("/dashboard/campaigns", data=_form(token, ROWS, TICKED, **{**FULL,
+                                                                                                  **change}))
+            text = await response.text()
+            assert response.status == 400, (change, text[-600:])
+            assert f'id="error-{field}"' in text, (change, text[-1500:])
+            if message:
+                assert message in text.split(f'id="error-{field}"')[1][:300], change
+            assert "Mars" not in text and "25:99" not in text and "x" * 50 not in text
+            assert 'value="winter recall"' in text and 'value="+14155550100, +14155550101"' in text
+            assert 'value="wed" checked' in text and 'value="tue" checked' not in text
+        assert (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"] == []
+        unknown_box = await h.client.post("/dashboard/campaigns", data=_form(token, pairs=(("retry_on", "boredom"),)))
+        assert unknown_box.status == 400 and 'id="error-retry_on"' in await unknown_box.text()

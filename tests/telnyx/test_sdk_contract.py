@@ -392,3 +392,178 @@ def test_tts_emulator_frames_are_the_sdks_server_events() -> None:
     assert audio and all(set(f) <= _model_keys(AudioChunkFrame) and f["isFinal"] is False for f in audio)
     assert set(final) <= _model_keys(FinalFrameEvent) and final["isFinal"] is True and final["audio"] is None
     assert set(error) <= _model_keys(ErrorFrame) and isinstance(error["error"], str)
+
+
+# -- speech to text ----------------------------------------------------------------------------
+
+STT_PARAMS = "speech_to_text_retrieve_transcription_params.SpeechToTextRetrieveTranscriptionParams"
+# The client's own STT frames are binary audio and the documented Deepgram controls (Finalize,
+# KeepAlive, CloseStream): the SDK's TranscribeClientEvent is ``object``, so only the query
+# and the server's frames have a model to check.
+
+
+@pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
+def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: str) -> None:
+    """Every frame the STT emulator sends validates as the SDK's ``TranscriptFrame`` (``"type":
+    "transcript"``), with no key beyond it except Deepgram's ``speech_final``, which Telnyx's
+    responses page documents for Deepgram only and the SDK lacks (the client needs neither)."""
+    import asyncio
+
+    import aiohttp
+    from telnyx.types.transcribe_server_event import TranscriptFrame
+
+    from bench.signals import silence
+    from engine.providers.stt_engines import stt_engine
+    from tests.providers.helpers import HELLO_PCM, emulators, frames, wait_for
+
+    table = stt_engine(engine)
+    received: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async with emulators() as emu, aiohttp.ClientSession() as http:
+            params = {"transcription_engine": engine, "input_format": "linear16", "sample_rate": "8000",
+                      "interim_results": "true"}
+            async with http.ws_connect(emu.stt_url, params=params,
+                                       headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
+                async def read() -> None:
+                    async for msg in ws:
+                        if msg.type is aiohttp.WSMsgType.TEXT:
+                            received.append(orjson.loads(msg.data))
+
+                reader = asyncio.ensure_future(read())
+                audio = silence(0.2) + HELLO_PCM + silence(table.silence_window_ms / 1000 + 0.6)
+                for chunk in frames(audio, 1600):
+                    await ws.send_bytes(chunk)
+                    await asyncio.sleep(0.025)
+                if table.finalize:
+                    await ws.send_str('{"type":"Finalize"}')
+                await wait_for(lambda: any(f.get("is_final") for f in received), timeout=5.0)
+                await ws.close()
+                await reader
+
+    run(scenario())
+    allowed = _model_keys(TranscriptFrame) | ({"speech_final"} if table.speech_final else set())
+    assert received
+    for frame in received:
+        assert TranscriptFrame.model_validate(frame).type == "transcript"
+        assert set(frame) <= allowed, frame
+    assert any(TranscriptFrame.model_validate(f).is_final for f in received)
+
+
+@pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
+def test_stt_client_query_matches_the_sdk_params(engine: str) -> None:
+    """The STT client's query has only the SDK's keys and allowed values. One documented
+    disagreement: Telnyx's models page names Deepgram's WebSocket model ``nova-3`` (the REST
+    one ``deepgram/nova-3``), the SDK's enum only the latter; the default is the docs' name and
+    the SDK's is accepted as ``CALLAGENT_PROVIDERS__STT_MODEL`` (both connect, tested below)."""
+    from pydantic import SecretStr
+
+    from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
+
+    shape = request_shape_of(STT_PARAMS)
+    query = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), transcription_engine=engine)).query(8000)
+    if engine == "Deepgram":
+        assert query["model"] == "nova-3" and "nova-3" not in shape.enums["model"]
+        query = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), transcription_engine=engine,
+                                                   model="deepgram/nova-3")).query(8000)
+    assert shape.mismatches(query, f"stt query ({engine})") == []
+
+
+@pytest.mark.parametrize("model", ["nova-3", "deepgram/nova-3"])
+def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str) -> None:
+    from pydantic import SecretStr
+
+    from bench.signals import silence
+    from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
+    from tests.providers.helpers import HELLO, HELLO_PCM, emulators, feed_paced, wait_for
+
+    async def scenario() -> list[Any]:
+        got: list[Any] = []
+        async with emulators() as emu:
+            stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr(emu.api_key), url=emu.stt_url, model=model))
+            session = await stt.open(sample_rate=8000, on_transcript=got.append, on_error=got.append)
+            await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1))
+            await session.finalize()
+            await wait_for(lambda: any(getattr(t, "is_final", False) for t in got), timeout=5.0)
+            await session.aclose()
+            await stt.aclose()
+        return got
+
+    finals = [t for t in run(scenario()) if getattr(t, "is_final", False)]
+    assert [t.text for t in finals] == [HELLO]
+
+
+class SdkSttServer:
+    """Sends exactly the frames the SDK's models define: transcripts without Deepgram's
+    speech_final (one with a null confidence, as cohere/ar-stt returns), then an error frame."""
+
+    def __init__(self, frames: list[dict[str, Any]]) -> None:
+        self.frames = frames
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()  # the first audio
+        for frame in self.frames:
+            await ws.send_str(orjson.dumps(frame).decode())
+        await ws.close()
+        return ws
+
+
+def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
+    import asyncio
+
+    from pydantic import SecretStr
+    from telnyx.types.transcribe_server_event import SttErrorFrame, TranscriptFrame
+
+    from engine.providers.base import Transcript
+    from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
+
+    frames = [TranscriptFrame(type="transcript", transcript="Hello", is_final=False).model_dump(exclude_none=True),
+              TranscriptFrame(type="transcript", transcript="Hello there.", is_final=True,
+                              confidence=None).model_dump(),
+              SttErrorFrame(type="error", error="Invalid model: unknown model for engine Deepgram").model_dump()]
+    assert "speech_final" not in frames[1] and frames[1]["confidence"] is None
+
+    async def scenario() -> tuple[list[Transcript], list[Any]]:
+        app = web.Application()
+        app.router.add_get("/v2/speech-to-text/transcription", SdkSttServer(frames).handle)
+        runner, base = await _serve(app)
+        transcripts: list[Transcript] = []
+        errors: list[Any] = []
+        stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), url=f"{base.replace('http', 'ws')}"
+                                                 "/v2/speech-to-text/transcription", batch_ms=20))
+        try:
+            session = await stt.open(sample_rate=8000, on_transcript=transcripts.append, on_error=errors.append)
+            session.feed(b"\x00" * 320)
+            for _ in range(400):
+                if errors:
+                    break
+                await asyncio.sleep(0.005)
+            await session.aclose()
+        finally:
+            await stt.aclose()
+            await runner.cleanup()
+        return transcripts, errors
+
+    transcripts, errors = run(scenario())
+    assert [(t.text, t.is_final, t.speech_final, t.confidence) for t in transcripts] == [
+        ("Hello", False, False, None), ("Hello there.", True, False, None)]
+    (error,) = errors
+    assert "Invalid model" in str(error) and error.retryable is False
+
+
+def test_tts_client_query_is_the_sdks_or_the_docs_form() -> None:
+    """The SDK's TTS query params (``audio_format`` pcm / wav / mp3, no ``sample_rate``) or,
+    with the default, the voices' pages' ``linear16`` + ``sample_rate``: the only differences."""
+    from pydantic import SecretStr
+
+    from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+
+    shape = request_shape_of("text_to_speech_retrieve_speech_params.TextToSpeechRetrieveSpeechParams")
+    for fmt in ("pcm", "wav", "mp3"):
+        query = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr("k"), audio_format=fmt)).query("natural_hd", 8000)
+        assert shape.mismatches(query, f"tts query ({fmt})") == []
+    docs = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr("k"))).query("natural_hd", 8000)
+    found = shape.mismatches(docs, "tts query (docs)")
+    assert len(found) == 2 and "'sample_rate'" in found[0] and "audio_format='linear16'" in found[1]

@@ -1,7 +1,7 @@
 -- What each call used of its providers (issue 18): LLM tokens as the model's server reported
 -- them, audio sent to speech-to-text, text and audio from text-to-speech. One row per call,
 -- added to by each agent that ran on it (a stream picked up again adds its own). Call minutes
--- and Telnyx's call.cost stay on the call row. Same table as ../sqlite/0007_call_usage.sql.
+-- and Telnyx's call.cost stay on the call row. Same table as ../sqlite/0009_call_usage.sql.
 
 CREATE TABLE call_usage (
     call_id                uuid PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,

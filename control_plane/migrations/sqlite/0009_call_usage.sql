@@ -1,4 +1,4 @@
--- What each call used of its providers: same table as ../postgres/0007_call_usage.sql
+-- What each call used of its providers: same table as ../postgres/0009_call_usage.sql
 -- (uuids text, times ISO-8601 UTC text).
 
 CREATE TABLE call_usage (
