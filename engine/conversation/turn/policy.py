@@ -49,7 +49,7 @@ from .barge_in import BargeInJudge
 from .endpoint import NoiseFlaps, recogniser_ends_turn, worth_speculating
 from .replies import Replies, ReplyView
 from .timers import Timers
-from .words import same_words
+from .words import same_words, word_count
 
 NOISE = "noise kept the VAD on without new words"
 RECOGNISER_END = "the recogniser heard the speech end"
@@ -246,6 +246,11 @@ class TurnPolicy:
         text = event.text.strip()
         if text:
             self.barge.heard_words()
+        if word_count(text) and self.turn is CallerTurn.HOLDING and self._closed_by_recogniser:
+            # The recogniser ended the turn on words that read unfinished while the VAD still
+            # hears the caller: more words mean they went on. Reopen; the VAD's end decides.
+            self.turn, self._closed_by_recogniser = CallerTurn.SPEAKING, False
+            self._timers.cancel(Timer.HOLD)
         turn = self.turn
         accepting = turn is not CallerTurn.IDLE or self.mode != "speaking" or self.late_final_owed
         if not event.is_final:
