@@ -12,11 +12,6 @@ from .words import without_tags, word_count
 SPEECH_FINAL_TRUST_S = 0.6
 """The VAD must have heard speech this long for the recogniser's speech_final (after its own
 silence window, 500 ms at Telnyx's default) to overrule it."""
-NOISE_STEADY_S = 1.5
-"""How long the words must stand unchanged, pause after pause, before the VAD's "speech" is
-taken for noise. A caller resuming after a sentence-final pause flaps the VAD alike while
-their next words are still on the way: the recogniser's first interim for them came 0.7-1.0 s
-after the voice resumed on the field callers (interims every 300 ms, plus its lag)."""
 
 
 class NoiseFlaps:
@@ -24,29 +19,24 @@ class NoiseFlaps:
     (babble, loud noise): the caller is done. Real speech adds words at every pause, because
     each tentative end asks the recogniser to finalize."""
 
-    __slots__ = ("_flaps", "_words_at_pause", "_words_since")
+    __slots__ = ("_flaps", "_words_at_pause")
 
     def __init__(self) -> None:
         self._flaps = 0
         self._words_at_pause = 0
-        self._words_since = 0.0  # when a pause first saw the current words
 
     def reset(self) -> None:
         """A new turn began."""
         self._flaps = 0
 
-    def pause(self, text: str, now: float, *, final_owed: bool) -> bool:
+    def pause(self, text: str, *, final_owed: bool) -> bool:
         """A tentative end on ``text``: whether noise keeps the turn open that is really over."""
         words = word_count(text)
-        if words != self._words_at_pause:
-            self._words_since = now
         # Only a pause whose finalize was answered counts: until then the recogniser has had
         # no chance to add the words.
         flapped = words > 0 and words == self._words_at_pause and not final_owed
         self._flaps = self._flaps + 1 if flapped else 0
         self._words_at_pause = words
-        if now - self._words_since < NOISE_STEADY_S:
-            return False  # (the next words may still be on their way)
         # Final punctuation only: a pause inside a line flaps alike, and words that read
         # finished there would end the turn early.
         words_only = without_tags(text)
