@@ -73,6 +73,8 @@ class BenchOptions:
     mark_echo_late_s: float = 1.5
     stt_punctuation: str = "as-registered"
     """as-registered (the lines' own punctuation) or none (an engine that does not punctuate)."""
+    knowledge_passages: int = 0
+    """Full path: attach a knowledge base of this many passages (bench.kb's corpus) to every call."""
 
     @property
     def mark_echo_policy(self) -> MarkEcho:
@@ -99,6 +101,7 @@ class EngineProcess:
             "CALLAGENT_PROVIDERS__TTS_URL": emulators.tts_url,
             "CALLAGENT_PROVIDERS__LLM_BASE_URL": emulators.llm_base_url,
             "CALLAGENT_PROVIDERS__LLM_MODEL": "emulator",
+            "CALLAGENT_PROVIDERS__LLM_API_KEY": emulators.api_key,  # (the Telnyx key goes to Telnyx's LLM only)
             # The bench's callers open media streams directly, as no Telnyx call would.
             "CALLAGENT_STREAMS__ACCEPT_UNKNOWN": "true",
             "CALLAGENT_DATA_DIR": os.environ.get("CALLAGENT_DATA_DIR", "/tmp/callagent-bench-data"),
@@ -170,9 +173,10 @@ async def _one_call(url: str, script: CallScript, client: aiohttp.ClientSession,
 class FullPath:
     """Calls through the product: REST start -> Telnyx emulator dial -> webhooks -> stream."""
 
-    def __init__(self, carrier: Any, api_key: str) -> None:
+    def __init__(self, carrier: Any, api_key: str, agent_config: dict[str, Any] | None = None) -> None:
         self.carrier = carrier
         self.api_key = api_key
+        self.agent_config = agent_config or {"personality": "friendly"}
         self.waiting: dict[str, asyncio.Future[CallMeasurement]] = {}
         self.scripts: dict[str, CallScript] = {}
         self.gaps: dict[str, ReplyGaps | None] = {}
@@ -193,7 +197,7 @@ class FullPath:
         self.gaps[to] = gaps
         async with client.post(
             engine_url + "/api/calls/start", headers={"Authorization": f"Bearer {self.api_key}"},
-            json={"to": to, "from": "+15550100000", "agent_config": {"personality": "friendly"}},
+            json={"to": to, "from": "+15550100000", "agent_config": self.agent_config},
         ) as response:
             if response.status >= 300:
                 self.waiting.pop(to, None)
@@ -313,7 +317,7 @@ async def run_bench(options: BenchOptions) -> int:
             extra_env: dict[str, str] = {}
             port = _free_port()
             if options.path == "full":
-                full, extra_env = await _start_full_path(port, mark_echo)
+                full, extra_env = await _start_full_path(port, mark_echo, options.knowledge_passages)
                 carrier = full.carrier
             extra_env["CALLAGENT_PROVIDERS__STT_ENGINE"] = stt_name
             engine = EngineProcess(emulators, port=port, extra_env=extra_env)
@@ -373,7 +377,8 @@ async def run_bench(options: BenchOptions) -> int:
         await emulators.close()
 
 
-async def _start_full_path(port: int, mark_echo: MarkEcho) -> tuple[FullPath, dict[str, str]]:
+async def _start_full_path(port: int, mark_echo: MarkEcho,
+                           knowledge_passages: int = 0) -> tuple[FullPath, dict[str, str]]:
     """The Telnyx emulator on this side, an organisation in a fresh store for the engine."""
     import tempfile
 
@@ -391,8 +396,14 @@ async def _start_full_path(port: int, mark_echo: MarkEcho) -> tuple[FullPath, di
                                       mark_echo=mark_echo,
                                       reply_gaps=lambda call: holder["full"].reply_gaps(call)),
     )
-    _, api_key = await create_organisation("bench", settings=Settings(data_dir=data_dir))
-    full = holder["full"] = FullPath(carrier, api_key)
+    org, api_key = await create_organisation("bench", settings=Settings(data_dir=data_dir))
+    agent_config: dict[str, Any] = {"personality": "friendly"}
+    if knowledge_passages:
+        from bench.kb import build_base
+
+        await build_base(Settings(data_dir=data_dir), org.id, "bench", knowledge_passages)
+        agent_config["knowledge_bases"] = ["bench"]
+    full = holder["full"] = FullPath(carrier, api_key, agent_config)
     env = {
         "CALLAGENT_DATA_DIR": data_dir,
         "CALLAGENT_TELNYX_API_BASE": carrier.base_url,

@@ -1,4 +1,4 @@
-"""``callagent``: serve, call, demo, migrate, org, number, bench (``callagent COMMAND --help`` for each)."""
+"""``callagent``: serve, call, demo, migrate, org, number, kb, bench (``callagent COMMAND --help`` for each)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from importlib import metadata
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from uuid import UUID
 
 from .runtime import configure_logging, freeze_startup_heap, run
@@ -80,7 +81,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     for name in unknown_variables():
         log.warning("unknown setting %s is ignored", name)
     run(_serve(settings, args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
@@ -111,6 +112,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
+            knowledge_passages=args.knowledge,
             mark_echo_late_s=args.mark_echo_late, stt_punctuation=args.stt_punctuation,
         )
         configure_logging("WARNING")
@@ -120,6 +122,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         run_micro(json_path=args.json)
         return 0
+    if args.scenario == "kb":
+        from bench.kb import run_kb_bench
+
+        configure_logging("WARNING")
+        return run(run_kb_bench(chunks=args.kb_chunks, backend=args.kb_backend, json_path=args.json))
     if args.scenario == "vad":
         from bench.vad_quality import run as run_vad
 
@@ -274,6 +281,48 @@ def _cmd_call(args: argparse.Namespace) -> int:
     return 0 if status == "completed" else 1
 
 
+def _cmd_kb(args: argparse.Namespace) -> int:
+    from . import kb
+
+    try:
+        return kb.command(args)
+    except kb.KbError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _add_kb_parser(sub: Any) -> argparse.ArgumentParser:
+    kb = sub.add_parser("kb", help="knowledge bases: create, add documents (text, Markdown, HTML, PDF), search")
+    actions = kb.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a knowledge base")
+    create.add_argument("org", help="organisation id")
+    create.add_argument("name")
+    create.add_argument("--description", default="")
+    listing = actions.add_parser("list", help="list an organisation's knowledge bases")
+    listing.add_argument("org", help="organisation id")
+    delete = actions.add_parser("delete", help="delete a knowledge base and all its documents")
+    delete.add_argument("org", help="organisation id")
+    delete.add_argument("kb", help="knowledge base id or name")
+    add = actions.add_parser("add", help="add documents (one of the same name is replaced)")
+    add.add_argument("org", help="organisation id")
+    add.add_argument("kb", help="knowledge base id or name")
+    add.add_argument("files", nargs="+", type=Path)
+    add.add_argument("--name", help="the document's name (one file only; default: the file's name)")
+    add.add_argument("--type", choices=["text", "markdown", "html", "pdf"], help="default: from the file's name")
+    docs = actions.add_parser("docs", help="list a knowledge base's documents")
+    docs.add_argument("org", help="organisation id")
+    docs.add_argument("kb", help="knowledge base id or name")
+    remove = actions.add_parser("remove", help="remove a document")
+    remove.add_argument("org", help="organisation id")
+    remove.add_argument("kb", help="knowledge base id or name")
+    remove.add_argument("name")
+    search = actions.add_parser("search", help="the passages an agent would get for a question")
+    search.add_argument("org", help="organisation id")
+    search.add_argument("kb", help="knowledge base id or name")
+    search.add_argument("query", nargs="+")
+    search.add_argument("--limit", type=int, default=3)
+    return kb
+
+
 def _uuid(value: str, what: str) -> UUID:
     try:
         return UUID(value)
@@ -355,13 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("org", help="organisation id")
     remove.add_argument("number")
     number.set_defaults(func=_cmd_number)
+    _add_kb_parser(sub).set_defaults(func=_cmd_kb)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench.add_argument(
-        "scenario", nargs="?", default="calls", choices=["calls", "micro", "vad"],
+        "scenario", nargs="?", default="calls", choices=["calls", "micro", "vad", "kb"],
         help="calls (default): replay corpus calls and measure at the carrier edge; "
-        "micro: CPU per frame; vad: VAD quality",
+        "micro: CPU per frame; vad: VAD quality; kb: knowledge retrieval and PDF ingestion",
     )
+    bench.add_argument("--knowledge", type=int, default=0, metavar="N",
+                       help="full path: attach a knowledge base of N generated passages to every call "
+                       "(retrieval is then a stage of each turn)")
+    bench.add_argument("--kb-chunks", type=int, default=10_000, help="kb: passages in the benchmark base")
+    bench.add_argument("--kb-backend", choices=["sqlite", "postgres", "both"], default="both",
+                       help="kb: the store(s) to measure (postgres: DATABASE_URL)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--calls", type=int, default=100, help="calls to run (calls scenario)")
     bench.add_argument("--path", choices=["full", "media"], default="full",

@@ -16,6 +16,8 @@ STAMPS = (
     "tentative_end",     # speculative end-of-turn signal
     "turn_end",          # final end-of-turn decision
     "stt_final",         # final transcript for the turn received
+    "retrieval_start",   # knowledge search started (on the tentative end, or for the reply's text)
+    "retrieval_end",     # ... and its passages were ready
     "llm_request",       # LLM request sent (the one whose answer was spoken)
     "llm_first_token",   # first token of that answer
     "tts_request",       # first text sent to TTS
@@ -60,6 +62,7 @@ class TurnTimeline:
         spans = {
             "endpointing": self._span("speech_end", "turn_end"),
             "stt": self._span("turn_end", "stt_final"),
+            "retrieval": self._span("retrieval_start", "retrieval_end"),
             "llm_first_token": self._span("llm_request", "llm_first_token"),
             "first_chunk": self._span("llm_first_token", "tts_request"),  # chunking, TTS handshake
             "tts_first_audio": self._span("tts_request", "tts_first_audio"),

@@ -68,8 +68,10 @@ def build_openapi(version: str = "0.1.0", server_url: str | None = None) -> dict
                 "content": {endpoint.body_content_type: {"schema": ref(endpoint.body, "validation")}},
             }
         elif endpoint.body_content_type != "application/json":
+            # A raw body may be of several media types ("text/plain, application/pdf").
             operation["requestBody"] = {
-                "required": True, "content": {endpoint.body_content_type: {"schema": {"type": "string"}}},
+                "required": True, "content": {media.strip(): {"schema": {"type": "string"}}
+                                              for media in endpoint.body_content_type.split(",")},
             }
         if endpoint.response is not None:
             operation["responses"][str(endpoint.status)] = {

@@ -26,7 +26,7 @@ from ..webhooks.models import (
     ReplayResult,
     UpdateEndpointRequest,
 )
-from . import export, handlers, numbers
+from . import export, handlers, knowledge, numbers
 from .schemas import (
     AddNumberRequest,
     ApiKeyCreated,
@@ -50,6 +50,7 @@ from .schemas import (
     OrganisationSettingsPatch,
     StartCallRequest,
     StartCallResponse,
+    ToolSigningSecret,
     UpdateNumberRequest,
 )
 
@@ -136,6 +137,31 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("PATCH", "/api/organisation/settings", numbers.update_organisation_settings,
              "updateOrganisationSettings", "Change the organisation's settings (null resets one)",
              "organisation", OrganisationOut, body=OrganisationSettingsPatch, errors=(400, 401, 413, 415)),
+    Endpoint("POST", "/api/knowledge-bases", knowledge.create_base, "createKnowledgeBase",
+             "Create a knowledge base (agents attach it by id or name in agent_config.knowledge_bases)",
+             "knowledge", knowledge.KnowledgeBaseOut, 201, body=knowledge.CreateKnowledgeBaseRequest,
+             errors=(400, 401, 409, 413, 415)),
+    Endpoint("GET", "/api/knowledge-bases", knowledge.list_bases, "listKnowledgeBases",
+             "List the organisation's knowledge bases", "knowledge", knowledge.KnowledgeBaseList, errors=(401,)),
+    Endpoint("DELETE", "/api/knowledge-bases/{kb}", knowledge.delete_base, "deleteKnowledgeBase",
+             "Delete a knowledge base with all its documents", "knowledge", knowledge.KnowledgeBaseDeleted,
+             errors=(401, 404)),
+    Endpoint("GET", "/api/knowledge-bases/{kb}/documents", knowledge.list_documents, "listKnowledgeDocuments",
+             "List a knowledge base's documents", "knowledge", knowledge.DocumentList, errors=(401, 404)),
+    Endpoint("PUT", "/api/knowledge-bases/{kb}/documents/{name}", knowledge.put_document, "putKnowledgeDocument",
+             "Add a document (text, Markdown, HTML or PDF as the body), replacing one of the same name",
+             "knowledge", knowledge.DocumentOut, 201,
+             body_content_type="text/plain, text/markdown, text/html, application/pdf",
+             errors=(400, 401, 404, 408, 413, 422)),
+    Endpoint("DELETE", "/api/knowledge-bases/{kb}/documents/{name}", knowledge.delete_document,
+             "deleteKnowledgeDocument", "Delete a document and every passage of it", "knowledge",
+             knowledge.DocumentDeleted, errors=(401, 404)),
+    Endpoint("POST", "/api/knowledge-bases/{kb}/search", knowledge.search, "searchKnowledgeBase",
+             "The passages an agent would get for a question", "knowledge", knowledge.SearchResult,
+             body=knowledge.SearchRequest, errors=(400, 401, 404, 413, 415)),
+    Endpoint("GET", "/api/organisation/tool-signing-secret", numbers.get_tool_signing_secret,
+             "getToolSigningSecret", "The secrets HTTP tool requests of this organisation are signed with",
+             "organisation", ToolSigningSecret, errors=(401, 409)),
     Endpoint("POST", "/api/campaigns", campaigns.create_campaign, "createCampaign",
              "Create an outbound campaign (agent, caller numbers, pacing, window, retries)", "campaigns",
              CampaignOut, 201, body=CreateCampaignRequest, errors=(400, 401, 413, 415, 422)),
@@ -188,7 +214,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 PATH_PARAMS: dict[str, dict[str, Any]] = {"call_id": _UUID, "key_id": _UUID, "phone": _PHONE, "campaign_id": _UUID,
-                                          "endpoint_id": _UUID, "delivery_id": {"type": "integer", "minimum": 1}}
+                                          "endpoint_id": _UUID, "delivery_id": {"type": "integer", "minimum": 1},
+                                          "kb": {"type": "string", "description": "The knowledge base's id or name"},
+                                          "name": {"type": "string", "description": "The document's name, e.g. "
+                                                                                    "returns.pdf (URL-encoded)"}}
 
 
 def add_routes(app: web.Application) -> None:

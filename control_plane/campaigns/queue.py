@@ -52,6 +52,7 @@ class ContactQueue:
     def __init__(self, db: Database, keys: DataKeys, calls: CallCodec,
                  config: Callable[[UUID], Awaitable[CampaignConfig | None]]) -> None:
         self.db = db
+        self.row_lock = self.db.for_no_key_update  # contacts reference the campaign row: the weaker lock
         self._cipher = keys.cipher
         self._hasher = keys.hasher
         self._calls = calls
@@ -79,7 +80,7 @@ class ContactQueue:
         cipher = self._cipher
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
-                f"SELECT status FROM campaigns WHERE id = $1 AND org_id = $2 {self.db.for_no_key_update}", campaign_id, org_id)
+                f"SELECT status FROM campaigns WHERE id = $1 AND org_id = $2 {self.row_lock}", campaign_id, org_id)
             if row is None:
                 raise CampaignError("not_found", "no such campaign")
             if row["status"] in ("completed", "cancelled"):
@@ -194,7 +195,7 @@ class ContactQueue:
         config = campaign.config
         assert config is not None
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(f"SELECT status FROM campaigns WHERE id = $1 {self.db.for_no_key_update}", campaign.id)
+            row = await conn.fetchrow(f"SELECT status FROM campaigns WHERE id = $1 {self.row_lock}", campaign.id)
             if row is None or row["status"] != "running":
                 return Commit("not_running", campaign_status=row["status"] if row else None)
             live = await conn.fetchrow(

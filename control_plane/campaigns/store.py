@@ -41,6 +41,7 @@ class CampaignStore:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         self.db = repo.db
+        self.row_lock = self.db.for_no_key_update  # contacts reference the campaign row: the weaker lock
         self.postgres = repo.db.dialect == "postgres"
         self._cipher = repo.keys.cipher
         self._configs: dict[UUID, CampaignConfig | None] = {}
@@ -183,7 +184,7 @@ class CampaignStore:
         now = utcnow()
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
-                f"SELECT status FROM campaigns WHERE id = $1 AND org_id = $2 {self.db.for_no_key_update}", campaign_id, org_id)
+                f"SELECT status FROM campaigns WHERE id = $1 AND org_id = $2 {self.row_lock}", campaign_id, org_id)
             if row is None:
                 raise CampaignError("not_found", "no such campaign")
             status = row["status"]
@@ -220,7 +221,7 @@ class CampaignStore:
         """Mark a running campaign completed once no contact is left to dial or on a call."""
         now = utcnow()
         async with self.db.transaction() as conn:
-            row = await conn.fetchrow(f"SELECT status, org_id FROM campaigns WHERE id = $1 {self.db.for_no_key_update}",
+            row = await conn.fetchrow(f"SELECT status, org_id FROM campaigns WHERE id = $1 {self.row_lock}",
                                       campaign_id)
             if row is None or row["status"] != "running":
                 return False

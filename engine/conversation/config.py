@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
 
 from .dtmf import GatherConfig
+from .function_tools import installed_tools
 
 
 class Personality(BaseModel):
@@ -81,6 +82,7 @@ MAX_URL_CHARS = 2_048
 MAX_SUMMARY_FIELDS = 20
 MAX_OUTCOME_VALUES = 20
 MAX_TRANSFER_CHARS = 256
+MAX_KNOWLEDGE_BASES = 8
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 _HEADER_VALUE = re.compile(r"^[^\r\n\x00]*$")
@@ -162,6 +164,8 @@ class AgentConfig(BaseModel):
     first_message: str | None = Field(None, description="Spoken when the call connects.")
     tools: tuple[str, ...] = DEFAULT_TOOLS
     http_tools: tuple[HttpTool, ...] = ()
+    function_tools: tuple[str, ...] = Field(
+        (), description="Python function tools to offer, by name: installed packages' callagent.tools entry points.")
     transfer_to: str | None = Field(None, description="Default destination for transfer_call.")
     max_duration_s: int = Field(1800, ge=10, le=14400)
     variables: dict[str, str] = Field(default_factory=dict, description="Filled into {placeholders} of the prompt.")
@@ -199,6 +203,17 @@ class AgentConfig(BaseModel):
         default_factory=dict, description="Extra outcome fields to extract at hang-up: name -> description."
     )
     outcome_values: tuple[str, ...] = ("resolved", "follow_up", "not_interested", "voicemail", "no_conversation")
+    knowledge_bases: tuple[str, ...] = Field(
+        (), description="The organisation's knowledge bases (ids or names) the agent answers from.")
+
+    @field_validator("knowledge_bases")
+    @classmethod
+    def _knowledge_bases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_KNOWLEDGE_BASES:
+            raise ValueError(f"knowledge_bases has more than {MAX_KNOWLEDGE_BASES} entries")
+        if any(not v.strip() or len(v) > 200 for v in value):
+            raise ValueError("knowledge_bases entries must be 1-200 characters")
+        return value
 
     @field_validator("system_prompt")
     @classmethod
@@ -230,7 +245,7 @@ class AgentConfig(BaseModel):
         _check_mapping("summary_fields", value, MAX_SUMMARY_FIELDS, MAX_NAME_CHARS, MAX_DESCRIPTION_CHARS)
         return value
 
-    @field_validator("tools", "http_tools")
+    @field_validator("tools", "http_tools", "function_tools")
     @classmethod
     def _tool_count(cls, value: tuple[Any, ...], info: Any) -> tuple[Any, ...]:
         if len(value) > MAX_TOOLS:
@@ -304,6 +319,11 @@ def resolve(config: AgentConfig, personalities: dict[str, Personality] | None = 
         raise AgentConfigError(f"unknown personality; known: {', '.join(sorted(table))}")
     if set(config.tools) - set(BUILTIN_TOOLS):
         raise AgentConfigError(f"unknown built-in tools in tools; known: {', '.join(BUILTIN_TOOLS)}")
+    if config.function_tools:
+        installed = installed_tools()
+        if set(config.function_tools) - set(installed):
+            raise AgentConfigError("unknown function tools in function_tools; installed: "
+                                   f"{', '.join(sorted(installed)) or 'none'}")
     return AgentProfile(config=config, personality=personality)
 
 

@@ -67,6 +67,11 @@ class CallSetup:
     history: list[dict[str, Any]] = field(default_factory=list)
     turns: int = 0
     greeting: str | None = None
+    knowledge: Any = None
+    """A :class:`~engine.conversation.knowledge.KnowledgeRetriever` over the knowledge bases the
+    agent config attaches (None: the agent knows only its prompt)."""
+    tool_context: Any = None
+    """The :class:`~.context.ToolContext` this call's user tools receive (and sign with)."""
 
 
 class StreamRefused(Exception):

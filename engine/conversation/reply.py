@@ -20,6 +20,7 @@ from ..session import MediaSession
 from ..timeline import TurnTimeline
 from .chunker import SpeechChunker
 from .history import SpokenText
+from .knowledge import TurnKnowledge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +39,7 @@ class ReplyHost(Protocol):
     deadline_s: float
     call_control_id: str | None
     tools: list[dict[str, Any]]
+    knowledge: TurnKnowledge | None
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
     def now(self) -> float: ...
@@ -167,6 +169,8 @@ class Reply:
     async def _generate(self) -> None:
         host = self.host
         messages = host.messages_for(self.user_text)
+        if host.knowledge is not None:  # the passages, usually fetched since the tentative end
+            messages = await host.knowledge.augment(messages, self.user_text, self.timeline)
         tools = host.tools or None
         for _ in range(MAX_TOOL_ROUNDS):
             chunker = SpeechChunker()
