@@ -54,7 +54,8 @@ _PUNCTUATED = re.compile(r"[.?!,;:…](?=\s)")
 _CONTINUES = frozenset("""
     a an the every
     my your his her its our their whose
-    of to in on at by for with from into onto about than via per upon
+    of to in on at by for with from into onto about than via per upon under between toward towards
+    regarding including
     and or but nor because if when while although though unless until whether
     i i'm i've i'd i'll you're you've we're we've they're it's that's there's here's what's
     he's she's let's

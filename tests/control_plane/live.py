@@ -8,7 +8,6 @@ serve`` wires it. The LLM is wrapped to remember every conversation it was sent.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from engine.conversation.tools import ToolClient
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from tests.fixtures import waiting
 
 _UTTERANCES: list[tuple[str, bytes]] | None = None
 
@@ -79,17 +79,9 @@ class World:
                 return await response.json()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns something true (a guard against hanging, not a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    return await waiting.eventually(check, timeout=timeout)
 
 
 async def _hang_up_all(telnyx: RunningEmulator) -> None:

@@ -21,7 +21,6 @@ from control_plane.telnyx.client import TelnyxError, TelnyxRateLimited
 
 from .conftest import make_settings
 from .fakes import harness, telnyx_error
-from .helpers import run_async
 
 NEW_FAMILIES = {
     "callagent_http_requests", "callagent_http_request_duration_seconds", "callagent_webhook_ingest_lag_seconds",
@@ -36,7 +35,6 @@ def _value(h, name: str, **labels: str) -> float:
     return h.client.app[METRICS_KEY].registry.get_sample_value(name, labels) or 0.0
 
 
-@run_async
 async def test_metrics_lists_the_new_families_without_created_series(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         text = await (await h.client.get("/metrics")).text()
@@ -48,7 +46,6 @@ async def test_metrics_lists_the_new_families_without_created_series(tmp_path):
         assert 'callagent_dial_errors_total{reason="unreachable",source="campaign"} 0.0' in text
 
 
-@run_async
 async def test_metrics_negotiates_openmetrics(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         classic = await h.client.get("/metrics")
@@ -59,7 +56,6 @@ async def test_metrics_negotiates_openmetrics(tmp_path):
         assert body.rstrip().endswith("# EOF") and "# TYPE callagent_build info" in body
 
 
-@run_async
 async def test_http_requests_are_counted_by_route_template_not_raw_path(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         _, headers = await h.org()
@@ -77,7 +73,6 @@ async def test_http_requests_are_counted_by_route_template_not_raw_path(tmp_path
         assert "6f1c1c8e" not in text
 
 
-@run_async
 async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="control_plane.calls.lifecycle")
     async with harness(make_settings(tmp_path)) as h:
@@ -120,7 +115,6 @@ async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(tmp_path, caplo
         assert _value(h, "callagent_calls_total", step="started") == 1  # failed dials never started
 
 
-@run_async
 async def test_db_pool_gauges_on_postgres(tmp_path, pg_schema):
     async with harness(make_settings(tmp_path, backend="postgres", pg_schema=pg_schema)) as h:
         await h.org()
@@ -132,14 +126,12 @@ async def test_db_pool_gauges_on_postgres(tmp_path, pg_schema):
             ("callagent_db_pool_connections", "in_use")] >= 1
 
 
-@run_async
 async def test_no_pool_gauges_on_the_embedded_store(tmp_path):
     async with harness(make_settings(tmp_path)) as h:
         await h.org()
         assert "callagent_db_pool" not in await (await h.client.get("/metrics")).text()
 
 
-@run_async
 async def test_event_loop_lag_sees_a_blocked_loop():
     histogram = Histogram("lag", "lag", registry=CollectorRegistry(), buckets=(0.01, 0.1, 1.0))
     task = asyncio.ensure_future(watch_event_loop(histogram, interval_s=0.001))
@@ -200,7 +192,6 @@ def test_log_format_setting_picks_the_json_formatter(monkeypatch):
 
 
 @pytest.mark.parametrize("enabled", [False, True])
-@run_async
 async def test_access_log_only_when_turned_on(tmp_path, caplog, enabled):
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     settings = make_settings(tmp_path, server={"access_log": enabled})
@@ -220,7 +211,6 @@ async def test_access_log_only_when_turned_on(tmp_path, caplog, enabled):
         assert "/healthz" in access[0].getMessage()
 
 
-@run_async
 async def test_the_campaign_worker_serves_its_metrics(tmp_path, pg_schema):
     from callagent.local import free_port
     from control_plane.campaigns.worker import run_worker

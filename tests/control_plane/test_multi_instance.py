@@ -31,7 +31,6 @@ from control_plane.store import open_repository
 from control_plane.streamauth import AUTH_HEADER
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, make_settings
-from .helpers import run_async
 from .test_campaigns_crash import _create_campaign, _kill, _spawn, _until, is_healthy
 
 DIRECT_CALLS = 3
@@ -133,7 +132,6 @@ def _env(settings: Any, emulator: Any, public_url: str, **extra: str) -> dict[st
     return env
 
 
-@run_async
 async def test_two_instances_and_a_worker_lose_and_repeat_nothing_when_one_is_killed(pg_schema, redis_prefix,
                                                                                     tmp_path):
     script = next(s for s in load_corpus() if s.name == SCRIPT)

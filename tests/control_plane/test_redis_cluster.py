@@ -27,7 +27,6 @@ from control_plane.streamleases import RedisStreamLeases
 
 from .conftest import make_settings
 from .fakes import harness, signed_webhook
-from .helpers import run_async
 from .rediscluster import local_cluster
 
 
@@ -53,7 +52,6 @@ async def _slot(client: RedisCluster, key: str) -> int:
     return int(await client.cluster_keyslot(key))
 
 
-@run_async
 async def test_stream_leases_work_across_slots_and_keep_a_calls_keys_together(cluster_url):
     client = redisconn.connect(cluster_url)
     try:
@@ -86,7 +84,6 @@ async def test_stream_leases_work_across_slots_and_keep_a_calls_keys_together(cl
         await client.aclose()
 
 
-@run_async
 async def test_sessions_rate_limits_pacing_replay_and_dashboard_sessions_on_a_cluster(cluster_url, tmp_path):
     from control_plane.crypto import load_data_keys
     from control_plane.sessions import CallSession
@@ -123,7 +120,6 @@ async def test_sessions_rate_limits_pacing_replay_and_dashboard_sessions_on_a_cl
         await client.aclose()
 
 
-@run_async
 async def test_a_control_plane_on_a_cluster_is_ready_and_places_calls(cluster_url, tmp_path):
     settings = make_settings(tmp_path, redis_url=cluster_url, redis_key_prefix="t:" + uuid.uuid4().hex[:6] + ":")
     async with harness(settings) as h:

@@ -13,7 +13,6 @@ from control_plane.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from control_plane.sessions import CallSession, MemorySessionStore, RedisSessionStore
 
 from .conftest import REDIS_URL, make_settings
-from .helpers import run_async
 
 
 class Clock:
@@ -33,7 +32,6 @@ def _session(ccid: str) -> CallSession:
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
-@run_async
 async def test_session_store_save_load_delete(kind, tmp_path, redis_prefix):
     client = redis.from_url(REDIS_URL)
     try:
@@ -56,7 +54,6 @@ async def test_session_store_save_load_delete(kind, tmp_path, redis_prefix):
         await client.aclose()
 
 
-@run_async
 async def test_redis_session_key_ttl_and_sealing(tmp_path, redis_prefix):
     client = redis.from_url(REDIS_URL)
     try:
@@ -78,7 +75,6 @@ async def test_redis_session_key_ttl_and_sealing(tmp_path, redis_prefix):
         await client.aclose()
 
 
-@run_async
 async def test_memory_session_store_expires():
     clock = Clock()
     store = MemorySessionStore(60, clock=clock)
@@ -89,7 +85,6 @@ async def test_memory_session_store_expires():
     assert await store.load("v3:a") is None
 
 
-@run_async
 async def test_memory_rate_limiter_is_a_sliding_window():
     clock = Clock()
     limiter = MemoryRateLimiter(clock=clock)
@@ -107,7 +102,6 @@ async def test_memory_rate_limiter_is_a_sliding_window():
     assert denied.retry_after_header == "1"
 
 
-@run_async
 async def test_redis_rate_limiter_is_atomic_across_clients(redis_prefix):
     clients = [redis.from_url(REDIS_URL) for _ in range(2)]
     try:

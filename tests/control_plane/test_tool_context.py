@@ -15,13 +15,11 @@ from engine.conversation.context import verify
 from engine.conversation.egress import ToolEgressConfig
 
 from .conftest import make_settings
-from .helpers import run_async
 from .live import eventually, world
 
 SIGNING_KEY = "tool-signing-key-for-tests-0123456789"
 
 
-@run_async
 async def test_an_http_tool_gets_the_calls_context_and_a_verifiable_signature(tmp_path):
     requests: list[tuple[bytes, dict[str, str]]] = []
 

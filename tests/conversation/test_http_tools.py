@@ -18,10 +18,6 @@ from engine.conversation.tools import ToolClient
 LOCAL = ToolEgressConfig(allow_private_addresses=True)
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
 async def _serve(*routes):
     """A server on 127.0.0.1 with (method, path, handler) routes; returns (runner, base URL)."""
     app = web.Application()
@@ -56,48 +52,44 @@ def tool(url, **kw):
     return HttpTool(name="t", description="d", url=url, **kw)
 
 
-def test_the_arguments_are_posted_and_the_reply_is_the_result():
+async def test_the_arguments_are_posted_and_the_reply_is_the_result():
     seen = []
 
     async def handler(request):
         seen.append(((await request.json())["arguments"], request.headers.get("Authorization")))
         return web.Response(text='{"slots": ["9:00", "11:30"]}')
 
-    async def main():
-        runner, base = await _serve(("POST", "/tool", handler))
-        client = ToolClient(LOCAL)
-        find = HttpTool(name="find_slots", description="d", url=base + "/tool", headers={"Authorization": "Bearer k"})
-        result = await client.run(find, '{"day": "monday"}')
-        await client.aclose()
-        await runner.cleanup()
-        return result
+    runner, base = await _serve(("POST", "/tool", handler))
+    client = ToolClient(LOCAL)
+    find = HttpTool(name="find_slots", description="d", url=base + "/tool", headers={"Authorization": "Bearer k"})
+    result = await client.run(find, '{"day": "monday"}')
+    await client.aclose()
+    await runner.cleanup()
 
-    assert run(main()) == '{"slots": ["9:00", "11:30"]}'
+    assert result == '{"slots": ["9:00", "11:30"]}'
     assert seen == [({"day": "monday"}, "Bearer k")]
 
 
-def test_failures_become_readable_results_for_the_model_not_exceptions():
+async def test_failures_become_readable_results_for_the_model_not_exceptions():
     async def failing(request):
         return web.Response(status=500, text="boom")
 
     async def slow(request):
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # a tool server slower than the client's timeout
         return web.Response(text="late")
 
-    async def main():
-        runner, base = await _serve(("POST", "/bad", failing), ("POST", "/slow", slow))
-        client = ToolClient(LOCAL)
-        results = [
-            await client.run(tool(base + "/bad"), "{}"),
-            await client.run(tool(base + "/slow", timeout_s=0.2), "{}"),
-            await client.run(tool(base + "/bad"), "{not json"),
-            await client.run(tool("http://127.0.0.1:9/x"), "{}"),
-        ]
-        await client.aclose()
-        await runner.cleanup()
-        return results
+    runner, base = await _serve(("POST", "/bad", failing), ("POST", "/slow", slow))
+    client = ToolClient(LOCAL)
+    results = [
+        await client.run(tool(base + "/bad"), "{}"),
+        await client.run(tool(base + "/slow", timeout_s=0.2), "{}"),
+        await client.run(tool(base + "/bad"), "{not json"),
+        await client.run(tool("http://127.0.0.1:9/x"), "{}"),
+    ]
+    await client.aclose()
+    await runner.cleanup()
+    failed, timed_out, bad_json, refused = results
 
-    failed, timed_out, bad_json, refused = run(main())
     assert failed == "error: t failed with HTTP 500"
     assert timed_out == "error: t timed out after 0.2 s"
     assert bad_json == "error: the arguments for t were not valid JSON"
@@ -168,38 +160,34 @@ class Target:
     "http://[::ffff:127.0.0.1]:6379/",
     "http://10.0.0.1/",
 ])
-def test_internal_literal_urls_are_refused_without_connecting(url):
-    async def main():
-        client = ToolClient()  # the default: public addresses only
-        result = await client.run(tool(url, timeout_s=1), "{}")
-        await client.aclose()
-        return result
+async def test_internal_literal_urls_are_refused_without_connecting(url):
+    client = ToolClient()  # the default: public addresses only
+    result = await client.run(tool(url, timeout_s=1), "{}")
+    await client.aclose()
 
-    result = run(main())
     assert result.startswith("error: t may not reach a ")
     assert "unavailable" not in result  # refused by policy, not a failed connection
 
 
-def test_a_name_that_resolves_inside_is_refused_at_connect_time():
+async def test_a_name_that_resolves_inside_is_refused_at_connect_time():
     target = Target()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        port = base.rsplit(":", 1)[1]
-        client = ToolClient(resolver=lambda: NamesResolver({"rebound.example.com": "127.0.0.1"}))
-        results = [
-            await client.run(tool(f"http://localhost:{port}/x"), "{}"),
-            await client.run(tool(f"http://rebound.example.com:{port}/x"), "{}"),
-        ]
-        await client.aclose()
-        await runner.cleanup()
-        return results
+    runner, base = await _serve(("POST", "/x", target.handler))
+    port = base.rsplit(":", 1)[1]
+    client = ToolClient(resolver=lambda: NamesResolver({"rebound.example.com": "127.0.0.1"}))
+    results = [
+        await client.run(tool(f"http://localhost:{port}/x"), "{}"),
+        await client.run(tool(f"http://rebound.example.com:{port}/x"), "{}"),
+    ]
+    await client.aclose()
+    await runner.cleanup()
+    result = results
 
-    assert run(main()) == ["error: t may not reach a loopback address"] * 2
+    assert result == ["error: t may not reach a loopback address"] * 2
     assert target.hits == []
 
 
-def test_redirects_to_internal_addresses_are_not_followed():
+async def test_redirects_to_internal_addresses_are_not_followed():
     target = Target()
 
     def redirect_to(location):
@@ -207,28 +195,25 @@ def test_redirects_to_internal_addresses_are_not_followed():
             raise web.HTTPTemporaryRedirect(location.format(port=request.url.port))
         return handler
 
-    async def main():
-        runner, base = await _serve(
-            ("POST", "/secret", target.handler),
-            ("POST", "/to-literal", redirect_to("http://127.0.0.1:{port}/secret")),
-            ("POST", "/to-name", redirect_to("http://localhost:{port}/secret")),
-            ("POST", "/to-metadata", redirect_to("http://169.254.169.254/latest/meta-data/")),
-            ("POST", "/to-file", redirect_to("file:///etc/passwd")),
-            ("POST", "/to-allowed", redirect_to("http://tools.example.com:{port}/secret")),
-        )
-        port = base.rsplit(":", 1)[1]
-        # The first hop is an allow-listed name; what it redirects to is checked afresh.
-        client = ToolClient(resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
-        policy = client.policy_for(["tools.example.com"])
-        first = f"http://tools.example.com:{port}"
-        results = [await client.run(tool(first + path), "{}", policy)
-                   for path in ("/to-literal", "/to-name", "/to-metadata", "/to-file")]
-        allowed = await client.run(tool(first + "/to-allowed", headers={"Authorization": "Bearer k"}), "{}", policy)
-        await client.aclose()
-        await runner.cleanup()
-        return results, allowed
+    runner, base = await _serve(
+        ("POST", "/secret", target.handler),
+        ("POST", "/to-literal", redirect_to("http://127.0.0.1:{port}/secret")),
+        ("POST", "/to-name", redirect_to("http://localhost:{port}/secret")),
+        ("POST", "/to-metadata", redirect_to("http://169.254.169.254/latest/meta-data/")),
+        ("POST", "/to-file", redirect_to("file:///etc/passwd")),
+        ("POST", "/to-allowed", redirect_to("http://tools.example.com:{port}/secret")),
+    )
+    port = base.rsplit(":", 1)[1]
+    # The first hop is an allow-listed name; what it redirects to is checked afresh.
+    client = ToolClient(resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
+    policy = client.policy_for(["tools.example.com"])
+    first = f"http://tools.example.com:{port}"
+    results = [await client.run(tool(first + path), "{}", policy)
+               for path in ("/to-literal", "/to-name", "/to-metadata", "/to-file")]
+    allowed = await client.run(tool(first + "/to-allowed", headers={"Authorization": "Bearer k"}), "{}", policy)
+    await client.aclose()
+    await runner.cleanup()
 
-    results, allowed = run(main())
     assert results == [
         "error: t may not reach a loopback address",
         "error: t may not reach a loopback address",
@@ -239,25 +224,23 @@ def test_redirects_to_internal_addresses_are_not_followed():
     assert target.hits == [("POST", "/secret", "Bearer k")]  # only the allowed hop; same origin keeps headers
 
 
-def test_a_redirect_to_another_origin_does_not_carry_the_tools_headers():
+async def test_a_redirect_to_another_origin_does_not_carry_the_tools_headers():
     target = Target()
 
     async def bounce(request):
         raise web.HTTPFound(f"http://other.example.com:{request.url.port}/secret")
 
-    async def main():
-        runner, base = await _serve(("POST", "/bounce", bounce), ("GET", "/secret", target.handler))
-        client = ToolClient(LOCAL, resolver=lambda: NamesResolver({"other.example.com": "127.0.0.1"}))
-        result = await client.run(tool(base + "/bounce", headers={"Authorization": "Bearer k"}), "{}")
-        await client.aclose()
-        await runner.cleanup()
-        return result
+    runner, base = await _serve(("POST", "/bounce", bounce), ("GET", "/secret", target.handler))
+    client = ToolClient(LOCAL, resolver=lambda: NamesResolver({"other.example.com": "127.0.0.1"}))
+    result = await client.run(tool(base + "/bounce", headers={"Authorization": "Bearer k"}), "{}")
+    await client.aclose()
+    await runner.cleanup()
 
-    assert run(main()) == "secret"
+    assert result == "secret"
     assert target.hits == [("GET", "/secret", None)]  # 302 turns the POST into a GET, as browsers do
 
 
-def test_an_oversized_reply_is_an_error_for_the_model():
+async def test_an_oversized_reply_is_an_error_for_the_model():
     async def big(request):
         return web.Response(text="x" * 5000)
 
@@ -272,33 +255,30 @@ def test_an_oversized_reply_is_an_error_for_the_model():
     async def fits(request):
         return web.Response(text="z" * 1024)
 
-    async def main():
-        runner, base = await _serve(("POST", "/big", big), ("POST", "/streamed", streamed), ("POST", "/fits", fits))
-        client = ToolClient(LOCAL.model_copy(update={"max_response_bytes": 1024}))
-        results = [await client.run(tool(base + path), "{}") for path in ("/big", "/streamed", "/fits")]
-        await client.aclose()
-        await runner.cleanup()
-        return results
+    runner, base = await _serve(("POST", "/big", big), ("POST", "/streamed", streamed), ("POST", "/fits", fits))
+    client = ToolClient(LOCAL.model_copy(update={"max_response_bytes": 1024}))
+    results = [await client.run(tool(base + path), "{}") for path in ("/big", "/streamed", "/fits")]
+    await client.aclose()
+    await runner.cleanup()
+    big_result, streamed_result, fits_result = results
 
-    big_result, streamed_result, fits_result = run(main())
     assert big_result == "error: t replied with more than 1024 bytes"
     assert streamed_result == "error: t replied with more than 1024 bytes"
     assert fits_result == "z" * 1024
 
 
-def test_an_organisation_allow_list_opens_its_own_network_only():
+async def test_an_organisation_allow_list_opens_its_own_network_only():
     target = Target()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        client = ToolClient()
-        opened = await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"]))
-        closed = await client.run(tool(base + "/x"), "{}", client.policy_for([]))
-        await client.aclose()
-        await runner.cleanup()
-        return opened, closed
+    runner, base = await _serve(("POST", "/x", target.handler))
+    client = ToolClient()
+    opened = await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"]))
+    closed = await client.run(tool(base + "/x"), "{}", client.policy_for([]))
+    await client.aclose()
+    await runner.cleanup()
+    result = opened, closed
 
-    assert run(main()) == ("secret", "error: t may not reach a loopback address")
+    assert result == ("secret", "error: t may not reach a loopback address")
     assert len(target.hits) == 1
 
 
@@ -312,21 +292,18 @@ def test_only_local_mode_lets_tools_reach_private_addresses_by_default():
     assert not tuned_for_providers(closed).tools.allow_private_addresses  # the operator's choice stands
 
 
-def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
+async def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
     target = Target()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        client = ToolClient()
-        client.MAX_SESSIONS = 0  # every organisation's list is one too many
-        results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
-                   await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
-        cached = len(client._sessions)
-        await client.aclose()
-        await runner.cleanup()
-        return results, cached
+    runner, base = await _serve(("POST", "/x", target.handler))
+    client = ToolClient()
+    client.MAX_SESSIONS = 0  # every organisation's list is one too many
+    results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
+               await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
+    cached = len(client._sessions)
+    await client.aclose()
+    await runner.cleanup()
 
-    results, cached = run(main())
     assert results == ["secret", "error: t may not reach a loopback address"]
     assert cached == 0 and len(target.hits) == 1
 
@@ -351,7 +328,7 @@ def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
         await runner.cleanup()
         return result
 
-    assert run(main()) == "ok"
+    assert asyncio.run(main()) == "ok"
     body, headers = seen[0]
     import orjson
     assert orjson.loads(body) == {"tool": "t", "arguments": {"q": 1}, "call": {
@@ -398,7 +375,7 @@ def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
         await runner.cleanup()
         return result
 
-    assert run(main()) == "ok"
+    assert asyncio.run(main()) == "ok"
     ((method, body, headers),) = seen
     if status == 307:  # the same POST, the same body: its signature still verifies
         assert method == "POST" and verify(secret, headers, body)

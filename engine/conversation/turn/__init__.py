@@ -8,7 +8,8 @@ feeds it what the media session and the recogniser report, and carries out its c
 
 from .events import *  # noqa: F401,F403  (the vocabulary is the package's public surface)
 from .events import __all__ as _events
-from .policy import CallerTurn, ReplyView, SpeculationStats, TurnConfig, TurnPolicy
+from .policy import CallerTurn, TurnConfig, TurnPolicy
+from .replies import ReplyView, SpeculationStats
 from .words import same_words, word_count
 
 __all__ = [*_events, "CallerTurn", "ReplyView", "SpeculationStats", "TurnConfig", "TurnPolicy",
