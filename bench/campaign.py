@@ -178,6 +178,12 @@ class _Load:
                 emulator.set_number_behaviour(_number(i), _behaviour(i))
         return cls(emulator, callees, providers)
 
+    def llm_usage(self) -> dict[str, int]:
+        """The tokens the LLM emulator reported to its clients (what a real server would bill)."""
+        stats = self.providers.llm.stats if self.providers is not None else None
+        return {"prompt_tokens": stats.prompt_tokens if stats else 0,
+                "completion_tokens": stats.completion_tokens if stats else 0}
+
     def provider_urls(self) -> dict[str, str] | None:
         p = self.providers
         return None if p is None else {"stt_url": p.stt_url, "tts_url": p.tts_url, "llm_base_url": p.llm_base_url}
@@ -204,6 +210,9 @@ class _LocalEmulator:
 
     async def conversations(self) -> tuple[list[dict[str, Any]], int]:
         return list(self.load.callees.measurements), self.load.callees.talks
+
+    async def llm_usage(self) -> dict[str, int]:
+        return self.load.llm_usage()
 
     async def close(self) -> None:
         await self.load.close()
@@ -269,6 +278,10 @@ class _EmulatorProcess:
             body = await response.json()
             return body["data"], body["talkers"]
 
+    async def llm_usage(self) -> dict[str, int]:
+        async with aiohttp.ClientSession() as http, http.get(self.results_url) as response:
+            return dict((await response.json())["llm_usage"])
+
     async def close(self) -> None:
         self.process.terminate()
         try:
@@ -297,7 +310,7 @@ def _emulator_main() -> None:
 
         async def conversations(request: web.Request) -> web.Response:
             return web.json_response({"data": load.callees.measurements, "talkers": load.callees.talks,
-                                      "providers": load.provider_urls()})
+                                      "providers": load.provider_urls(), "llm_usage": load.llm_usage()})
 
         results = web.Application()
         results.router.add_get("/conversations", conversations)
@@ -441,6 +454,11 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
                 break
             await asyncio.sleep(0.1)
             conversations, talkers = await emulator.conversations()
+        usage: dict[str, Any] | None = None
+        if providers is not None:
+            await _drain_agents(app)  # every agent has reported its usage
+            async with aiohttp.ClientSession() as http:
+                usage = await _usage_figures(http, base, headers, await emulator.llm_usage())
         store = await cp.campaigns.store()
         rows = await store.contacts(uuid.UUID(campaign_id))
         figures = _figures(await emulator.dial_log(), rows, report["accepted"], contacts, calls_per_minute)
@@ -452,7 +470,7 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
             "contacts": contacts, "concurrency": concurrency, "calls_per_minute": calls_per_minute,
             "completed": status.get("status") == "completed", "completion_s": round(completion_s, 2),
             "upload_s": round(upload_s, 2), "max_live_calls": peak, "calls_placed": status.get("calls_placed"),
-            "successful_calls": status.get("successful_calls"), "cost": status.get("cost"),
+            "successful_calls": status.get("successful_calls"), "cost": status.get("cost"), "usage": usage,
             "backend": "postgres" if database_url else "sqlite", "redis": redis_url is not None,
             "time_scale": time_scale, "call_s": call_s, "emulator_process": emulator_process,
             "talk_ratio": talk_ratio, "provider_profile": profile if talk_ratio > 0 else None,
@@ -494,6 +512,50 @@ async def _drain_agents(app: Any, timeout_s: float = 20.0) -> None:
         if not app[METRICS_KEY].sessions.live and not getattr(agent, "_background", ()):
             return
         await asyncio.sleep(0.1)
+
+
+async def _usage_figures(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
+                         reported: dict[str, int]) -> dict[str, Any]:
+    """The organisation's usage and cost (``GET /api/usage``) beside the sum of its calls' own
+    figures (``GET /api/calls/{id}``): equal when every part is counted once (``parts_match``).
+    And the tokens the LLM emulator reported: a reply cut off (barge-in, hang-up) after the server
+    sent its usage chunk but before the agent read it is billed but not counted
+    (``unreported_tokens``, never negative)."""
+    from decimal import Decimal
+
+    async with http.get(f"{base}/api/usage", headers=headers) as response:
+        report = await response.json()
+        assert response.status == 200, report
+    calls: list[dict[str, Any]] = []
+    params: dict[str, str] = {"limit": "100"}
+    while True:
+        async with http.get(f"{base}/api/calls", params=params, headers=headers) as response:
+            page = await response.json()
+            assert response.status == 200, page
+        calls += page["data"]
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    cost = Decimal(0)
+    tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+    for call in calls:
+        async with http.get(f"{base}/api/calls/{call['id']}", headers=headers) as response:
+            detail = await response.json()
+        cost += Decimal(detail["cost_items"]["total"])
+        tokens["prompt_tokens"] += detail["usage"]["llm_prompt_tokens"]
+        tokens["completion_tokens"] += detail["usage"]["llm_completion_tokens"]
+    total = report["total"]
+    return {
+        "calls": total["calls"], "llm_prompt_tokens": total["llm_prompt_tokens"],
+        "llm_completion_tokens": total["llm_completion_tokens"], "stt_seconds": total["stt_seconds"],
+        "tts_characters": total["tts_characters"], "tts_seconds": total["tts_seconds"],
+        "cost": total["cost"], "calls_cost_sum": str(cost), "calls_tokens_sum": tokens,
+        "emulator_reported_tokens": reported,
+        "unreported_tokens": {k: reported[k] - tokens[k] for k in tokens},
+        "parts_match": (Decimal(total["cost"]["total"]) == cost and len(calls) == total["calls"]
+                        and tokens == {"prompt_tokens": total["llm_prompt_tokens"],
+                                       "completion_tokens": total["llm_completion_tokens"]}),
+    }
 
 
 def _conversation_figures(conversations: list[dict[str, Any]], talkers: int,
@@ -563,6 +625,11 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
     lines.append(f"{'calls_per_minute':<18} {figures.get('calls_per_minute')} (talk_ratio {figures.get('talk_ratio')}, "
                  f"max_live_calls {figures.get('max_live_calls')}/{figures.get('concurrency')}, "
                  f"app cpu {figures.get('app_cpu_pct')} %, load cpu {figures.get('load_cpu_pct')} %)")
+    usage = figures.get("usage")
+    if usage:
+        lines.append(f"{'usage':<18} {usage['llm_prompt_tokens']}+{usage['llm_completion_tokens']} tokens, "
+                     f"cost {usage['cost']['total']} {usage['cost']['currency']} "
+                     f"(parts match: {usage['parts_match']}; unreported {usage['unreported_tokens']})")
     return lines
 
 

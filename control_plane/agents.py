@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from yarl import URL
 
 from engine.conversation.config import (
@@ -29,6 +29,7 @@ from engine.conversation.config import (
 from engine.providers.voices import UnknownVoice, catalogue_for
 
 from .errors import ApiError, validation_details
+from .voicemail import VoicemailPolicy, check_speakable
 
 
 class AgentOverrides(AgentConfig):
@@ -41,6 +42,15 @@ class AgentOverrides(AgentConfig):
     record: bool | None = Field(
         None, description="Record the call (dual channel) from answer; unset: the organisation's record_calls setting."
     )
+    voicemail: VoicemailPolicy | None = Field(
+        None, description="With answering_machine_detection, what to do when a machine answers: hang up, or leave "
+                          "this message after the beep. The agent waits for the verdict either way. Unset: hang up. "
+                          "A campaign's calls follow the campaign's voicemail policy instead.")
+
+    @field_validator("voicemail")
+    @classmethod
+    def _speakable(cls, value: VoicemailPolicy | None) -> VoicemailPolicy | None:
+        return None if value is None else check_speakable(value)
 
 
 

@@ -25,6 +25,7 @@ from .knowledge.service import KnowledgeError
 from .store import Call, Conflict, Organisation, StatusChange, utcnow
 from .streamauth import stream_target
 from .telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
+from .voicemail import holds_agent
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -145,12 +146,14 @@ class CallService:
                 raise
             return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         stream = stream_target(cp, call.id)
+        # With machine detection the agent waits for the verdict: the stream starts on a person (.machines).
+        held = holds_agent(request.answering_machine_detection)
         metrics = cp.metrics
         metrics.dial_sent("api")
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id, to=request.to, from_=request.from_,
-                stream_url=stream.url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
+                stream_url=None if held else stream.url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
                 stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
                 client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
                 timeout_secs=request.ring_timeout_s,

@@ -97,7 +97,8 @@ class StoreReporter:
         if report.errors:
             outcome.setdefault("errors", report.errors[:10])
         try:
-            await self._cp.recorder.finish(report.call_control_id, summary=report.summary, outcome=outcome)
+            await self._cp.recorder.finish(report.call_control_id, summary=report.summary, outcome=outcome,
+                                           usage=report.usage)
         except UnknownCall:
             pass
         context = await self._cp.recorder.lookup(report.call_control_id)

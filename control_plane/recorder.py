@@ -34,6 +34,7 @@ from .agents import effective_agent
 from .callstate import call_id_from_client_state
 from .events import wants_recording
 from .store import TERMINAL_STATUSES, Call, Turn, utcnow
+from .store.usage import UsageFigures
 from .streamauth import StreamCredential, unknown_streams_allowed
 
 if TYPE_CHECKING:
@@ -155,8 +156,10 @@ class CallRecorder:
                                     created_at=utcnow()))
 
     async def finish(self, call_control_id: str, *, summary: str | None = None,
-                     outcome: Mapping[str, Any] | None = None) -> None:
-        """The conversation's summary and structured outcome, once the conversation is over."""
+                     outcome: Mapping[str, Any] | None = None, usage: Mapping[str, Any] | None = None) -> None:
+        """The conversation's summary and structured outcome, once the conversation is over, and
+        what its agent used of the providers (added to the call's usage; the outcome's
+        ``llm_tokens`` is the call's total so far)."""
         call = await self._call(call_control_id)
         if call.erased_at is not None:
             return
@@ -166,6 +169,9 @@ class CallRecorder:
             update["summary"] = summary
         if outcome is not None:
             update["outcome"] = dict(outcome)
+        if usage is not None:
+            totals = await repo.add_usage(call.id, call.org_id, UsageFigures.parse(dict(usage)), utcnow())
+            update["outcome"] = {**update.get("outcome", call.outcome or {}), "llm_tokens": totals.llm_tokens}
         if update:
             await repo.update_call(call.id, lambda c: c if c.erased_at else c.model_copy(update=update))
 

@@ -35,6 +35,7 @@ from .store import Call, utcnow
 from .streamauth import stream_target
 from .streamleases import MemoryStreamLeases, StreamLeases
 from .telnyx.client import TelnyxApiError, TelnyxError
+from .voicemail import is_machine
 
 if TYPE_CHECKING:
     from .services import ControlPlane
@@ -147,7 +148,8 @@ class StreamRecovery:
         counts = SweepCounts()
         repo = await self.cp.repository()
         calls = await repo.list_answered_calls(now - timedelta(seconds=self.settings.answer_grace_s))
-        calls = [c for c in calls if c.call_control_id and c.id not in self._open]
+        # A machine's call has no stream on purpose (control_plane.machines leaves the voicemail).
+        calls = [c for c in calls if c.call_control_id and c.id not in self._open and not is_machine(c.amd_result)]
         if not calls:
             return counts
         held = await self.leases.held(c.id for c in calls)

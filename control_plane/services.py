@@ -23,6 +23,7 @@ from .dialsweep import UnconfirmedDialSweeper
 from .errors import ApiError
 from .events import EventWorker
 from .knowledge.service import KnowledgeService
+from .machines import MachineHandler
 from .metrics import ControlPlaneMetrics
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .recorder import CallRecorder
@@ -64,6 +65,7 @@ class ControlPlane:
         self.dial_sweeper = UnconfirmedDialSweeper(self)
         self.recorder = CallRecorder(self)
         self.campaigns = CampaignRuntime(self)  # its webhook listener is registered with self.worker
+        self.machines = MachineHandler(self)  # answering machines on calls of no campaign; likewise
         self.outbound_webhooks = OutboundWebhooks(self)  # events to the organisations' apps
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from engine.providers.config import ProvidersConfig
 from .campaigns.settings import CampaignSettings
 from .dashboard.settings import DashboardSettings
 from .knowledge.settings import KnowledgeSettings
+from .pricing import PriceTable
 
 ENV_PREFIX = "CALLAGENT_"
 NESTED_DELIMITER = "__"
@@ -202,6 +203,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     outbound_webhooks: OutboundWebhookSettings = OutboundWebhookSettings()
     campaigns: CampaignSettings = CampaignSettings()
+    pricing: PriceTable = Field(PriceTable(), description="Prices of a call's usage (docs/usage.md).")
     streams: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
@@ -268,6 +270,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @property
+    def campaign_prices(self) -> PriceTable:
+        """How campaign calls are priced when the campaign sets no rates of its own."""
+        rates = self.campaigns.cost_rates
+        return rates.price_table() if rates is not None else self.pricing
+
+    @property
+    def campaign_currency(self) -> str:
+        return self.campaign_prices.currency
 
     @property
     def local_mode(self) -> bool:

@@ -253,6 +253,9 @@ class LlmStats:
     completions: int = 0
     streamed: int = 0
     speech_requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    """Usage as reported to clients (a completion's ``usage``, or a stream's usage chunk when asked for)."""
     last_request: dict[str, Any] = field(default_factory=dict)
 
 
@@ -337,6 +340,7 @@ class LlmEmulator:
                 message["tool_calls"] = [
                     {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
                     for cid, (name, args) in zip(call_ids, calls, strict=False)]
+            self._reported(usage)
             return web.json_response({
                 "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
                 "system_fingerprint": None,
@@ -392,12 +396,17 @@ class LlmEmulator:
                 chunk = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
                          "choices": [], "usage": usage}
                 await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                self._reported(usage)
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response
         except ConnectionError:
             pass  # the client hung up
         return response
+
+    def _reported(self, usage: dict[str, int]) -> None:
+        self.stats.prompt_tokens += usage["prompt_tokens"]
+        self.stats.completion_tokens += usage["completion_tokens"]
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()

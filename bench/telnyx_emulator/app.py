@@ -122,6 +122,8 @@ class RequestRecord:
     command_id: str | None
     status: int
     at: float
+    body: dict[str, Any] | None = None
+    """The request's JSON body as received (for tests inspecting what was sent)."""
 
 
 class _Dedupe:
@@ -296,7 +298,9 @@ class RunningEmulator:
         return self._log(request, command_id, response)
 
     def _log(self, request: web.Request, command_id: str | None, response: web.StreamResponse) -> web.StreamResponse:
-        self.requests.append(RequestRecord(request.method, request.path, command_id, response.status, time.time()))
+        body = request.get(_BODY)
+        self.requests.append(RequestRecord(request.method, request.path, command_id, response.status, time.time(),
+                                           body if isinstance(body, dict) else None))
         return response
 
     async def _idempotent(self, key: tuple[str, str] | None, execute: Callable[[], Awaitable[Reply]]) -> web.Response:

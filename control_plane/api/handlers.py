@@ -19,6 +19,8 @@ from ..context import control_plane
 from ..errors import ApiError, json_response, parse_query, read_body, read_json
 from ..phone import InvalidPhoneNumber, normalize_e164
 from ..store import Conflict, Organisation, utcnow
+from ..store.usage import UsageFigures
+from ..usage import call_cost
 from .schemas import (
     ApiKeyCreated,
     ApiKeyList,
@@ -121,10 +123,14 @@ async def get_call(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such call")
     turns = await repo.list_turns(call.id)
     events = await repo.list_call_events(call.id)
+    usage = await repo.get_usage(call.org_id, call.id) or UsageFigures()
+    lines = call_cost(control_plane(request).settings.pricing, answered_at=call.answered_at,
+                      ended_at=call.ended_at, telnyx_cost=call.cost_amount, usage=usage)
     detail = CallDetail(
         **CallOut.fields_of(call), agent_config=call.agent_config, quality=call.quality,
         turns=[TurnOut.of(t) for t in turns],
         events=[EventOut(id=e.event_id, type=e.event_type, occurred_at=e.occurred_at) for e in events],
+        usage=usage.as_dict(), cost_items=lines.as_dict(),
     )
     return json_response(detail)
 

@@ -26,7 +26,7 @@ from ..webhooks.models import (
     ReplayResult,
     UpdateEndpointRequest,
 )
-from . import export, handlers, knowledge, numbers
+from . import export, handlers, knowledge, numbers, usage
 from .schemas import (
     AddNumberRequest,
     ApiKeyCreated,
@@ -186,6 +186,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Stream a campaign's calls (turns, outcome, cost) as JSON Lines or CSV", "campaigns", None,
              query=export.ExportQuery, errors=(400, 401, 404),
              extra_responses={200: "application/x-ndjson (one call per line) or text/csv (one call per row)"}),
+    Endpoint("GET", "/api/usage", usage.usage_report, "getUsage",
+             "Usage and cost of the organisation's calls created in [from, to), in total and per day or campaign",
+             "usage", usage.UsageReport, query=usage.UsageQuery, errors=(400, 401)),
     Endpoint("POST", "/api/webhooks/endpoints", webhooks.create_endpoint, "createWebhookEndpoint",
              "Register an endpoint for event webhooks (its whsec_ secret is shown once)", "webhooks",
              EndpointWithSecret, 201, body=CreateEndpointRequest, errors=(400, 401, 413, 415)),

@@ -156,6 +156,10 @@ class CallDetail(CallOut):
     quality: dict[str, Any] | None
     turns: list[TurnOut]
     events: list[EventOut]
+    usage: dict[str, Any] = Field(description="What the call used: LLM tokens, STT seconds, TTS characters and "
+                                              "seconds (zero until its agent reports).")
+    cost_items: dict[str, str] = Field(description="Cost per line item at the server's price table; telephony is "
+                                                   "Telnyx's call.cost once it came (telephony_source).")
 
 
 class CallList(_Response):

@@ -83,7 +83,7 @@ async def create_campaign(request: web.Request) -> web.Response:
     check_agent(cp.settings, overrides, org_tool_destinations(_org(request)))
     store = await _store(request)
     campaign = await store.create_campaign(_org(request).id, body.name, overrides, body.config())
-    return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency), status=201)
+    return json_response(await campaign_out(store, campaign, cp.settings.campaign_currency), status=201)
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
@@ -98,7 +98,7 @@ async def get_campaign(request: web.Request) -> web.Response:
     cp = control_plane(request)
     store = await _store(request)
     campaign = await _found(store, _org(request), _campaign_id(request))
-    return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency))
+    return json_response(await campaign_out(store, campaign, cp.settings.campaign_currency))
 
 
 async def _chunks(request: web.Request, limit: int) -> AsyncIterator[bytes]:
@@ -165,7 +165,7 @@ async def _transition(request: web.Request, action: str) -> web.Response:
     cp = control_plane(request)
     campaign = await transition(cp, _org(request), _campaign_id(request), action)
     store = await _store(request)
-    return json_response(await campaign_out(store, campaign, cp.settings.campaigns.cost_rates.currency))
+    return json_response(await campaign_out(store, campaign, cp.settings.campaign_currency))
 
 
 def _check_dialable(cp) -> None:  # type: ignore[no-untyped-def]

@@ -35,7 +35,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -47,10 +46,13 @@ from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
 from ..callstate import apply_event, client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
+from ..store.usage import UsageFigures
 from ..streamauth import stream_target
 from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
+from ..usage import call_cost
+from ..voicemail import holds_agent
 from .models import CampaignConfig
-from .outcomes import UNCONFIRMED, agent_success, classify, decide, estimate_cost
+from .outcomes import UNCONFIRMED, agent_success, classify, decide
 from .pacing import MemoryPacer, Pacer, RedisPacer
 from .store import Applied, CampaignStore, ContactRow, DialCampaign
 from .timezones import UnknownTimeZone, Window, contact_zones, zone
@@ -60,12 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_VARIABLE = re.compile(r"{([A-Za-z0-9_\- ]{1,64})}")
-
-
-def fill_variables(text: str, variables: dict[str, Any]) -> str:
-    """``{name}`` placeholders filled from the contact's variables; unknown ones left as they are."""
-    return _VARIABLE.sub(lambda m: str(variables.get(m.group(1), m.group(0))), text)
 
 
 def pacing_burst(calls_per_minute: int) -> int:
@@ -212,12 +208,17 @@ class Dialer:
             return None
         store = await self.store()
         now = self.clock()
-        rates_default = self.settings.cost_rates
+        default_prices = self.cp.settings.campaign_prices
+        # The call's real usage: its agent reports it with the outcome, which settling waits for.
+        usage = await (await self.cp.repository()).get_usage(call.org_id, call.id) or UsageFigures()
 
         def decide_for(contact: ContactRow, config: CampaignConfig, campaign_status: str) -> Any:
             outcome, success = classify(call, config)
             decision = decide(outcome, success, contact.attempts, config, campaign_status, now)
-            return decision, estimate_cost(call, config.cost_rates or rates_default)
+            prices = config.cost_rates.price_table() if config.cost_rates is not None else default_prices
+            lines = call_cost(prices, answered_at=call.answered_at, ended_at=call.ended_at,
+                              telnyx_cost=call.cost_amount, usage=usage)
+            return decision, lines.total
 
         applied = await store.apply_outcome(call, now, decide_for)
         if applied is not None:
@@ -437,7 +438,9 @@ class CampaignRunner:
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id or "", to=contact.phone, from_=call.from_number or "",
-                stream_url=stream.url, stream_track="inbound_track", stream_bidirectional_mode="rtp",
+                # With machine detection the agent waits for the verdict (control_plane.machines).
+                stream_url=None if holds_agent(config.amd_mode) else stream.url, stream_track="inbound_track",
+                stream_bidirectional_mode="rtp",
                 stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
                 client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
                 timeout_secs=config.ring_timeout_s, answering_machine_detection=config.amd_mode,

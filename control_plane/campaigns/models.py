@@ -13,11 +13,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.providers.voices import speak_voice
-
 from ..api.schemas import CallAgentConfig
 from ..phone import E164
-from ..telnyx.client import SPEAK_LANGUAGES
+from ..voicemail import VoicemailPolicy, check_speakable
 from .settings import CostRates
 from .timezones import DAYS, UnknownTimeZone, parse_hhmm, zone
 
@@ -86,26 +84,6 @@ class RetryPolicy(_Strict):
         return self.backoff_s * self.backoff_multiplier ** max(0, attempt - 1)
 
 
-class VoicemailPolicy(_Strict):
-    """What to do when answering machine detection says a machine answered."""
-
-    action: Literal["hangup", "message"] = "hangup"
-    message: str | None = Field(None, min_length=1, max_length=3000,
-                                description="Spoken after the beep; {variables} of the contact are filled in.")
-    voice: str = Field("Telnyx.NaturalHD.astra", min_length=1, max_length=200,
-                       description="A Call Control speak voice: natural, natural_hd, <Provider>.<Model>.<VoiceId>, "
-                                   "male or female.")
-    language: str | None = Field(None, max_length=20,
-                                 description="Call Control speak language, e.g. en-US (the codes Telnyx's speak "
-                                             "accepts); unset: the voice's own.")
-
-    @model_validator(mode="after")
-    def _message_needed(self) -> VoicemailPolicy:
-        if self.action == "message" and not self.message:
-            raise ValueError("action 'message' needs a message")
-        return self
-
-
 class CampaignConfig(_Strict):
     """How a campaign dials. Stored with the campaign; the dialer reads nothing else."""
 
@@ -125,7 +103,8 @@ class CampaignConfig(_Strict):
     success_outcomes: tuple[str, ...] = Field(
         ("resolved", "follow_up"), max_length=20,
         description="Agent outcomes (outcome.outcome) that count a call as successful.")
-    cost_rates: CostRates | None = Field(None, description="Unset: the server's campaigns.cost_rates.")
+    cost_rates: CostRates | None = Field(
+        None, description="Unset: the server's campaigns.cost_rates, else its pricing table.")
 
     @property
     def amd_mode(self) -> str | None:
@@ -152,12 +131,7 @@ class CreateCampaignRequest(_Strict):
     @field_validator("voicemail")
     @classmethod
     def _speakable(cls, value: VoicemailPolicy) -> VoicemailPolicy:
-        # Checked on the request only: campaigns stored before keep loading.
-        speak_voice(value.voice)
-        if value.language is not None and value.language not in SPEAK_LANGUAGES:
-            raise ValueError("voicemail.language must be a Call Control speak language such as en-US, en-GB, "
-                             "es-ES or fr-FR (a bare 'en' is refused by Telnyx)")
-        return value
+        return check_speakable(value)
 
     def config(self) -> CampaignConfig:
         data = self.model_dump(exclude={"name", "agent_config"})

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ..store import Call
+from ..voicemail import is_machine
 from .models import CampaignConfig
-from .settings import CostRates
 
 _CALL_NS = uuid5(NAMESPACE_URL, "https://github.com/callagent/campaign-call")
 UNCONFIRMED = "dial_unconfirmed"
@@ -24,10 +23,6 @@ def call_id_for(contact_id: UUID, attempt: int) -> UUID:
     """The call row id, and so the dial's ``command_id``, of a contact's attempt: the same on every
     worker that ever handles that attempt, so a re-sent dial is one Telnyx ignores."""
     return uuid5(_CALL_NS, f"{contact_id}:{attempt}")
-
-
-def is_machine(amd_result: str | None) -> bool:
-    return bool(amd_result) and (amd_result.startswith("machine") or amd_result.startswith("fax"))  # type: ignore[union-attr]
 
 
 def classify(call: Call, config: CampaignConfig) -> tuple[str, bool | None]:
@@ -82,23 +77,3 @@ def decide(outcome: str, success: bool | None, attempts: int, config: CampaignCo
         return Decision("cancelled", outcome, False, None)
     return Decision("retry_scheduled", outcome, None,
                     now + timedelta(seconds=config.retry.delay_s(attempts)))
-
-
-def llm_tokens(call: Call) -> int:
-    agent = call.outcome if isinstance(call.outcome, dict) else {}
-    usage = agent.get("usage")
-    for value in ((usage or {}).get("total_tokens") if isinstance(usage, dict) else None, agent.get("llm_tokens")):
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
-            return value
-    return 0
-
-
-def estimate_cost(call: Call, rates: CostRates) -> Decimal:
-    """Answered minutes at the per-minute rates, plus LLM tokens when the call reports them."""
-    minutes = Decimal(0)
-    if call.answered_at is not None and call.ended_at is not None:
-        seconds = max(0.0, (call.ended_at - call.answered_at).total_seconds())
-        minutes = Decimal(str(round(seconds, 3))) / 60
-    per_minute = rates.voice_per_min + rates.streaming_per_min + rates.stt_per_min + rates.tts_per_min
-    cost = minutes * per_minute + Decimal(llm_tokens(call)) / 1000 * rates.llm_per_1k_tokens
-    return cost.quantize(Decimal("0.000001"))

@@ -4,9 +4,8 @@
 registers :meth:`CampaignRuntime.on_event` with the webhook processor, which calls it after
 every stored event has been applied to its call row. For a campaign's call it
 
-* answers machines (``call.machine.detection.ended`` / premium): hang up, or stop the agent's
-  stream, wait for the beep (``call.machine.greeting.ended``), ``speak`` the voicemail
-  message and hang up on ``call.speak.ended``;
+* answers machines as every call does (:mod:`control_plane.machines`: the agent held until the
+  verdict, then hang up or leave the message), with the campaign's ``voicemail`` policy;
 * settles the contact once the call row is final (``call.hangup`` -> retry or a terminal state).
 
 Every Telnyx command carries a command id derived from the call, and settling is guarded by
@@ -15,25 +14,16 @@ the contact's state, so a redelivered or re-processed event changes nothing.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
-from engine.providers.voices import ALIASES
-
-from ..calls import command_id
+from ..machines import on_machine_event
 from ..store import Call, StoredEvent
-from ..telnyx.client import TelnyxApiError
-from .dialer import Dialer, fill_variables
-from .outcomes import is_machine
+from ..voicemail import DETECTION_ENDED, GREETING_ENDED
+from .dialer import Dialer
 from .store import CampaignStore
 
 if TYPE_CHECKING:
     from ..services import ControlPlane
-
-log = logging.getLogger(__name__)
-
-DETECTION_ENDED = frozenset({"call.machine.detection.ended", "call.machine.premium.detection.ended"})
-GREETING_ENDED = frozenset({"call.machine.greeting.ended", "call.machine.premium.greeting.ended"})
 
 
 class CampaignRuntime:
@@ -63,36 +53,10 @@ class CampaignRuntime:
         kind = event.event_type
         if not after.terminal and after.call_control_id and (kind in GREETING_ENDED or kind in DETECTION_ENDED
                                                              or kind == "call.speak.ended"):
-            await self._machine(kind, after)
+            config = await (await self.store()).config(after.campaign_id)  # type: ignore[arg-type]
+            if config is not None:
+                await on_machine_event(self.cp, kind, after, config.voicemail)
         if after.terminal and (not before.terminal or kind == "call.hangup"):
             # The event that ended the call (again, if it is being re-processed); the dialer's sweep
             # settles anything missed, so later events (recording, cost) need not look.
             await self.dialer.settle(after)
-
-    async def _machine(self, kind: str, call: Call) -> None:
-        if not is_machine(call.amd_result):
-            return
-        config = await (await self.store()).config(call.campaign_id)  # type: ignore[arg-type]
-        if config is None:
-            return
-        policy = config.voicemail
-        client = self.cp.telnyx_client()
-        ccid = call.call_control_id
-        assert ccid is not None
-        try:
-            if kind in DETECTION_ENDED:
-                if policy.action == "hangup":
-                    await client.hangup(ccid, command_id=command_id(call.id, "machine_hangup"))
-                else:  # silence the agent until the beep; the message follows it
-                    await client.action(ccid, "streaming_stop", command_id=command_id(call.id, "voicemail_stop"))
-            elif kind in GREETING_ENDED and policy.action == "message" and policy.message:
-                variables = (call.agent_config or {}).get("variables") or {}
-                voice = ALIASES.get(policy.voice, policy.voice)  # natural / natural_hd
-                await client.speak(ccid, fill_variables(policy.message, variables), voice=voice,
-                                   language=policy.language, command_id=command_id(call.id, "voicemail_speak"))
-            elif kind == "call.speak.ended" and policy.action == "message":
-                await client.hangup(ccid, command_id=command_id(call.id, "voicemail_hangup"))
-        except TelnyxApiError as exc:
-            if exc.status != 422:
-                raise
-            log.info("call %s: %s after %s: %s", call.id, "command refused", kind, exc)

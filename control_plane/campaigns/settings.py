@@ -1,6 +1,7 @@
 """Dialer settings (``settings.campaigns``; env ``CALLAGENT_CAMPAIGNS__LEASE_S=...``) and cost rates.
 
-Kept free of other control-plane imports: :mod:`control_plane.settings` imports this module.
+Kept free of other control-plane imports but the import-light :mod:`control_plane.pricing`:
+:mod:`control_plane.settings` imports this module.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..pricing import PriceTable
+
 
 class CostRates(BaseModel):
-    """Per-minute prices used to estimate what a call cost (answered minutes), plus LLM tokens.
-
-    The defaults are placeholders of the right order of magnitude: set your own contract prices
-    (per campaign in its ``cost_rates``, or server-wide with ``CALLAGENT_CAMPAIGNS__COST_RATES__...``).
+    """A campaign's own contract prices (its ``cost_rates``), applied to its calls' real figures:
+    answered minutes (or Telnyx's ``call.cost``), STT and TTS audio minutes, LLM tokens.
+    Unset, a campaign's calls are priced with the server's ``pricing`` table like any call.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -25,7 +27,17 @@ class CostRates(BaseModel):
     stt_per_min: Decimal = Field(Decimal("0.0043"), ge=0, le=100, description="Speech-to-text.")
     tts_per_min: Decimal = Field(Decimal("0.015"), ge=0, le=100, description="Text-to-speech.")
     llm_per_1k_tokens: Decimal = Field(Decimal("0.0006"), ge=0, le=100,
-                                       description="LLM tokens, when the call reports them.")
+                                       description="LLM tokens (prompt and completion), as the model reported them.")
+
+    def price_table(self) -> PriceTable:
+        """These rates as a price table (billed per second, TTS by audio time)."""
+        return PriceTable(
+            currency=self.currency, telephony_per_min=self.voice_per_min, telephony_increment_s=1,
+            streaming_per_min=self.streaming_per_min, stt_per_min=self.stt_per_min,
+            tts_per_1m_characters=Decimal(0), tts_per_min=self.tts_per_min,
+            llm_prompt_per_1m_tokens=self.llm_per_1k_tokens * 1000,
+            llm_completion_per_1m_tokens=self.llm_per_1k_tokens * 1000,
+        )
 
 
 class CampaignSettings(BaseModel):
@@ -57,7 +69,8 @@ class CampaignSettings(BaseModel):
     max_json_contacts: int = Field(10_000, ge=1, description="Contacts in one JSON upload.")
     import_batch_size: int = Field(1000, ge=1, le=2000, description="Rows written per transaction on upload.")
     max_rejected_listed: int = Field(100, ge=0, le=10_000, description="Rejected rows listed in an upload report.")
-    cost_rates: CostRates = CostRates()
+    cost_rates: CostRates | None = Field(
+        None, description="Server-wide campaign contract prices; unset: the server's pricing table.")
 
     @model_validator(mode="after")
     def _lease_inside_window(self) -> CampaignSettings:

@@ -13,6 +13,7 @@ turns             a call's turns and their latency              :mod:`.turns`
 events            received Telnyx webhooks (the work queue)     :mod:`.events`
 dnc               the do-not-call list                          :mod:`.dnc`
 erasure           GDPR erasures and their receipts              :mod:`.erasure`
+usage             what each call used of its providers          :mod:`.usage`
 ================  ============================================  ==========================
 
 Campaigns and their contacts are the campaign package's own repository
@@ -39,6 +40,7 @@ from .hooks import ChangeHooks
 from .numbers import SqlPhoneNumberRepository
 from .organisations import SqlOrganisationRepository
 from .turns import SqlTurnRepository
+from .usage import SqlUsageRepository
 
 
 class Repository:
@@ -55,6 +57,7 @@ class Repository:
         self.events = events = SqlEventRepository(db, keys)
         self.dnc = dnc = SqlDncRepository(db, keys)
         self.erasure = erasure = SqlErasureRepository(db, keys, hooks)
+        self.usage = usage = SqlUsageRepository(db)
 
         self.hash_phone = keys.hasher.phone
         self.hash_request = keys.hasher.request
@@ -74,6 +77,10 @@ class Repository:
         self.list_phone_numbers = numbers.list_phone_numbers
         self.remove_phone_number = numbers.remove_phone_number
         self.update_phone_number = numbers.update_phone_number
+
+        self.add_usage = usage.add_usage
+        self.get_usage = usage.get_usage
+        self.usage_rows = usage.usage_rows
 
         self.create_call = calls.create_call
         self.get_call = calls.get_call

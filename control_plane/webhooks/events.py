@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from ..store.records import TERMINAL_STATUSES, Call, Turn
+from ..voicemail import is_machine
 
 CALL_STARTED = "call.started"
 CALL_ANSWERED = "call.answered"
@@ -20,12 +21,13 @@ CALL_TURN = "call.turn"
 CALL_ENDED = "call.ended"
 CALL_SUMMARY = "call.summary"
 CALL_RECORDING_READY = "call.recording_ready"
+CALL_MACHINE_DETECTION = "call.machine_detection"
 CAMPAIGN_PROGRESS = "campaign.progress"
 CAMPAIGN_COMPLETED = "campaign.completed"
 
 EVENT_TYPES: tuple[str, ...] = (
     CALL_STARTED, CALL_ANSWERED, CALL_TURN, CALL_ENDED, CALL_SUMMARY, CALL_RECORDING_READY,
-    CAMPAIGN_PROGRESS, CAMPAIGN_COMPLETED,
+    CALL_MACHINE_DETECTION, CAMPAIGN_PROGRESS, CAMPAIGN_COMPLETED,
 )
 
 Event = tuple[str, dict[str, Any]]  # (type, data)
@@ -66,6 +68,10 @@ def call_events(before: Call | None, after: Call) -> list[Event]:
                 "cost": None if after.cost_amount is None else {"amount": str(after.cost_amount),
                                                                 "currency": after.cost_currency},
             }))
+    if after.amd_result and after.amd_result != before.amd_result:
+        # Answering machine detection's verdict (then the greeting's end, on a machine).
+        events.append((CALL_MACHINE_DETECTION, {"call_id": str(after.id), "result": after.amd_result,
+                                                 "machine": is_machine(after.amd_result)}))
     if (after.summary, after.outcome) != (before.summary, before.outcome) and (after.summary or after.outcome):
         events.append((CALL_SUMMARY, {"call_id": str(after.id), "summary": after.summary,
                                       "outcome": after.outcome}))

@@ -13,6 +13,7 @@ from .events import EVENT_TYPES
 
 EventType = Literal[
     "call.started", "call.answered", "call.turn", "call.ended", "call.summary", "call.recording_ready",
+    "call.machine_detection",
     "campaign.progress", "campaign.completed",
 ]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]

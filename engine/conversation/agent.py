@@ -82,6 +82,7 @@ from .turn import (
     TurnPolicy,
     VadBargeIn,
 )
+from .usage import CallUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -168,6 +169,7 @@ class CallAgent(MediaListener):
         self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s))
         self.speculation = self.policy.speculation
         self.errors: list[str] = []
+        self.usage = CallUsage()
         self._tasks = CallTasks()
         self.spawn = self._tasks.spawn
         self.control = CallControl(actions or NoActions(), self.errors, self.spawn)
@@ -212,7 +214,7 @@ class CallAgent(MediaListener):
     def on_start(self, session: MediaSession, start: Start) -> None:
         self.session = session
         self.call_control_id = self.records.call_control_id = self._tasks.call_control_id = start.call_control_id
-        self.sample_rate = session.codec.sample_rate if session.codec else 8000
+        self.sample_rate = self.usage.sample_rate = session.codec.sample_rate if session.codec else 8000
         self._loop = asyncio.get_running_loop()
         self.spawn(self._begin(start))
 
@@ -534,7 +536,8 @@ class CallAgent(MediaListener):
         await self._tasks.cancel_all()
         await self.recogniser.aclose()
         summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
-                                           on_provider_error=self.on_provider_error)
+                                           on_provider_error=self.on_provider_error, usage=self.usage)
+        self.usage.stt_bytes = self.recogniser.sent_bytes
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,
             transcript=self.conversation.transcript(),
@@ -544,6 +547,7 @@ class CallAgent(MediaListener):
             turns=self.records.turns,
             speculation=self.speculation.as_dict(),
             errors=list(self.errors),
+            usage=self.usage.as_dict(),
         ))
 
     def _report_turn(self, reply: Reply, agent_text: str, *, interrupted: bool) -> None:

@@ -42,6 +42,8 @@ class CallReport:
     turns: int
     speculation: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    """What the call used of its providers (:meth:`~.usage.CallUsage.as_dict`)."""
 
 
 class CallReporter(Protocol):

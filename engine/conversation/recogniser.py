@@ -37,6 +37,8 @@ class Recogniser:
         self.sample_rate = 8000
         self.deadline_s = 2.0
         self.closed = False
+        self.sent_bytes = 0
+        """Caller audio handed to speech-to-text (the call's STT usage)."""
         self._early_audio = bytearray()
 
     async def open(self, sample_rate: int | None = None, deadline_s: float | None = None) -> None:
@@ -56,6 +58,7 @@ class Recogniser:
                 return
             self.on_ready(True)
             if self._early_audio:
+                self.sent_bytes += len(self._early_audio)
                 self.session.feed(bytes(self._early_audio))
                 self._early_audio.clear()
             return
@@ -63,6 +66,7 @@ class Recogniser:
     def feed(self, pcm: bytes) -> None:
         session = self.session
         if session is not None:
+            self.sent_bytes += len(pcm)
             session.feed(pcm)
         elif len(self._early_audio) < EARLY_AUDIO_LIMIT:
             self._early_audio += pcm

@@ -22,6 +22,7 @@ from ..timeline import TurnTimeline
 from .chunker import SpeechChunker
 from .history import SpokenText
 from .knowledge import TurnKnowledge
+from .usage import CallUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,6 +40,7 @@ class ReplyHost(Protocol):
     call_control_id: str | None
     tools: list[dict[str, Any]]
     knowledge: TurnKnowledge | None
+    usage: CallUsage
 
     @property
     def voice(self) -> str: ...
@@ -134,6 +136,7 @@ class Reply:
                 stream = await self._tts()
                 self.spoken.add_text(self.fixed_text)
                 self.text_parts.append(self.fixed_text)
+                self.host.usage.tts_characters += len(self.fixed_text)
                 await stream.send_text(self.fixed_text, flush=True)
             else:
                 await self._generate()
@@ -185,6 +188,9 @@ class Reply:
             self._stamp("llm_request")
             first = True
             async for delta in stream_with_deadline(host.llm.stream(messages, tools=tools), host.deadline_s):
+                if delta.usage is not None:  # the stream's last chunk: no token of the answer
+                    host.usage.add_llm(delta.usage)
+                    continue
                 if first:
                     self._stamp("llm_first_token")
                     first = False
@@ -205,6 +211,7 @@ class Reply:
             self._stamp("tts_request")  # this reply's, not a cancelled one's
         self.text_parts.append(piece)
         self.spoken.add_text(piece)
+        self.host.usage.tts_characters += len(piece)
         await stream.send_text(piece, flush=True)
 
     def tool_running(self, running: bool) -> None:
@@ -243,6 +250,7 @@ class Reply:
                 first = False
             if not chunk.pcm:
                 continue
+            host.usage.tts_bytes += len(chunk.pcm)
             self.spoken.add_audio(len(chunk.pcm) * 500 / host.sample_rate, chunk.text)
             if self.committed:
                 self._play(chunk.pcm)

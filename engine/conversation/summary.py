@@ -11,12 +11,14 @@ import aiohttp
 from ..providers.base import ChatModel, ProviderError, provider_of
 from .config import AgentConfig
 from .history import Conversation
+from .usage import CallUsage
 
 
 async def summarize(llm: ChatModel, conversation: Conversation, config: AgentConfig,
                     errors: list[str], *, on_provider_error: Callable[[str], None] = lambda provider: None,
-                    ) -> tuple[str | None, dict[str, Any] | None]:
-    """(summary, outcome); a failure is noted in ``errors`` and gives (None, None)."""
+                    usage: CallUsage | None = None) -> tuple[str | None, dict[str, Any] | None]:
+    """(summary, outcome); a failure is noted in ``errors`` and gives (None, None). The tokens the
+    summary was billed are added to ``usage``."""
     if not any(m["role"] == "user" for m in conversation.messages):
         return None, {"outcome": "no_conversation"}
     properties: dict[str, Any] = {
@@ -34,10 +36,13 @@ async def summarize(llm: ChatModel, conversation: Conversation, config: AgentCon
         {"role": "user", "content": lines},
     ]
     try:
-        result = await asyncio.wait_for(llm.complete_json(messages, schema), 3 * config.provider_deadline_s)
+        result, billed = await asyncio.wait_for(llm.complete_json_with_usage(messages, schema),
+                                                3 * config.provider_deadline_s)
     except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
         errors.append(f"summary: {exc}")
         on_provider_error(provider_of(exc, "llm"))
         return None, None
+    if usage is not None and billed is not None:
+        usage.add_llm(billed)
     summary = result.pop("summary", None)
     return (summary if isinstance(summary, str) else None), result

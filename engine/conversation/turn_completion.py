@@ -53,10 +53,11 @@ _PUNCTUATED = re.compile(r"[.?!,;:…](?=\s)")
 # at worst today's behaviour for an unpunctuated line; a word wrongly here, a hold.
 _CONTINUES = frozenset(["a", "an", "the", "every", "my", "your", "his", "her", "its", "our", "their", "whose", "of",
                         "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "about", "than", "via",
-                        "per", "upon", "and", "or", "but", "nor", "because", "if", "when", "while", "although",
-                        "though", "unless", "until", "whether", "i", "i'm", "i've", "i'd", "i'll", "you're", "you've",
-                        "we're", "we've", "they're", "it's", "that's", "there's", "here's", "what's", "he's", "she's",
-                        "let's", "um", "uh", "er", "erm", "uhm", "very"])
+                        "per", "upon", "under", "between", "toward", "towards", "regarding", "including", "and", "or",
+                        "but", "nor", "because", "if", "when", "while", "although", "though", "unless", "until",
+                        "whether", "i", "i'm", "i've", "i'd", "i'll", "you're", "you've", "we're", "we've", "they're",
+                        "it's", "that's", "there's", "here's", "what's", "he's", "she's", "let's", "um", "uh", "er",
+                        "erm", "uhm", "very"])
 _AUXILIARIES = frozenset(["is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has",
                           "had", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "gonna",
                           "wanna", "gotta"])

@@ -90,12 +90,34 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """What one request to the model was billed, as the server reported it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @classmethod
+    def parse(cls, value: Any) -> TokenUsage | None:
+        """An OpenAI ``usage`` object, or None when it is absent or not one."""
+        if not isinstance(value, dict):
+            return None
+        prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+        if not (isinstance(prompt, int) and isinstance(completion, int)):
+            return None
+        if any(isinstance(n, bool) or not 0 <= n < 10**9 for n in (prompt, completion)):
+            return None
+        return cls(prompt, completion)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatDelta:
-    """A piece of a streamed answer: text as it comes, tool calls once complete."""
+    """A piece of a streamed answer: text as it comes, tool calls once complete, and (last,
+    where the server reports it) the request's token usage."""
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str | None = None
+    usage: TokenUsage | None = None
 
 
 class ChatModel(ABC):
@@ -108,6 +130,12 @@ class ChatModel(ABC):
     @abstractmethod
     async def complete_json(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, Any]:
         """One non-streamed answer constrained to a JSON schema (summaries, outcomes)."""
+
+    async def complete_json_with_usage(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any]
+    ) -> tuple[dict[str, Any], TokenUsage | None]:
+        """:meth:`complete_json` and the tokens it was billed (None where the model cannot say)."""
+        return await self.complete_json(messages, schema), None
 
 
 # -- text to speech ---------------------------------------------------------------------

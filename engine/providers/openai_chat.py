@@ -17,7 +17,7 @@ import openai
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from .base import ChatDelta, ChatModel, ProviderError, ToolCall
+from .base import ChatDelta, ChatModel, ProviderError, TokenUsage, ToolCall
 
 PROVIDER = "openai-chat"
 
@@ -38,6 +38,9 @@ class OpenAIChatConfig(BaseModel):
     timeout_s: float = Field(20.0, gt=0, description="Per request; also bounds each wait between streamed chunks.")
     max_retries: int = Field(0, ge=0)
     extra_headers: dict[str, str] = Field(default_factory=dict)
+    include_usage: bool = Field(
+        True, description="Ask for the stream's token usage (stream_options.include_usage): the call's LLM "
+                          "tokens and cost. Turn off for a compatible server that refuses stream_options.")
 
 
 def provider_error(provider: str, exc: BaseException) -> ProviderError:
@@ -116,6 +119,9 @@ class OpenAIChatModel(ChatModel):
         options = self._options()
         if tools:
             options["tools"] = tools
+        if self.config.include_usage:
+            # OpenAI then sends one more chunk before [DONE]: empty choices and the request's usage.
+            options["stream_options"] = {"include_usage": True}
         calls: dict[int, _PartialCall] = {}
         finished = False
         try:
@@ -133,7 +139,10 @@ class OpenAIChatModel(ChatModel):
                 async for chunk in response:
                     choices = chunk.get("choices") if isinstance(chunk, dict) else None
                     if not choices:
-                        continue  # a usage chunk
+                        usage = TokenUsage.parse(chunk.get("usage")) if isinstance(chunk, dict) else None
+                        if usage is not None:
+                            yield ChatDelta(usage=usage)
+                        continue
                     choice = choices[0]
                     delta = choice.get("delta")
                     if delta:
@@ -159,6 +168,11 @@ class OpenAIChatModel(ChatModel):
             yield ChatDelta(tool_calls=_complete(calls), finish_reason="tool_calls" if calls else "stop")
 
     async def complete_json(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, Any]:
+        return (await self.complete_json_with_usage(messages, schema))[0]
+
+    async def complete_json_with_usage(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any]
+    ) -> tuple[dict[str, Any], TokenUsage | None]:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "response"))[:64]
         response_format = {
             "type": "json_schema",
@@ -174,8 +188,7 @@ class OpenAIChatModel(ChatModel):
             )
         except _ERRORS as exc:
             raise provider_error(PROVIDER, exc) from None
-        choices = completion.get("choices") if isinstance(completion, dict) else None
-        if not choices:
+        if not isinstance(completion, dict) or not (choices := completion.get("choices")):
             raise ProviderError(PROVIDER, "completion without choices")
         choice = choices[0]
         if choice.get("finish_reason") == "length":
@@ -187,7 +200,7 @@ class OpenAIChatModel(ChatModel):
             raise ProviderError(PROVIDER, f"answer is not valid JSON ({len(content)} chars)") from None
         if not isinstance(value, dict):
             raise ProviderError(PROVIDER, f"answer is JSON {type(value).__name__}, not an object")
-        return value
+        return value, TokenUsage.parse(completion.get("usage"))
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -10,6 +10,7 @@ the figures are there.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -23,7 +24,7 @@ STABLE_KEYS = set(KEYS) | {
     "upload_s", "max_live_calls", "calls_placed", "successful_calls", "cost", "backend", "redis", "time_scale",
     "call_s", "emulator_process", "talk_ratio", "conversations", "conversations_completed", "conversation_s",
     "premature_replies", "engine_turn_latency_ms", "app_cpu_pct", "load_cpu_pct", "concurrency_capped",
-    "cpu_bound",
+    "cpu_bound", "usage",
 }
 
 
@@ -67,6 +68,18 @@ async def test_small_campaign_with_conversations_measures_turns_while_dialing(tm
     assert isinstance(figures["missed_turns"], int)  # counted (how many is a figure, not a pass mark here)
     assert figures["engine_turn_latency_ms"]["n"] > 0  # the agent ran in the app
     assert set(figures) >= STABLE_KEYS
+    # Usage and cost: the organisation's total is the sum of its calls' own line items, and the
+    # tokens counted are the ones the LLM emulator reported, less those of replies cut off between
+    # the server's usage chunk and the agent reading it (issue 18, item 4).
+    usage = figures["usage"]
+    assert usage["calls"] == figures["calls_placed"]
+    assert usage["llm_prompt_tokens"] > 0 and usage["llm_completion_tokens"] > 0
+    assert usage["stt_seconds"] > 0 and usage["tts_characters"] > 0 and usage["tts_seconds"] > 0
+    assert usage["calls_tokens_sum"] == {
+        "prompt_tokens": usage["llm_prompt_tokens"], "completion_tokens": usage["llm_completion_tokens"]}
+    assert all(n >= 0 for n in usage["unreported_tokens"].values())
+    assert usage["calls_cost_sum"] == usage["cost"]["total"] and Decimal(usage["cost"]["total"]) > 0
+    assert usage["parts_match"] is True
     assert json.loads((tmp_path / "campaign.json").read_text()) == json.loads(json.dumps(figures))
     assert any(line.startswith("turn_latency_ms") for line in summary_lines(figures))
 

@@ -441,15 +441,22 @@ async def test_outcome_success_cost_and_turn_latency(tmp_path):
                             occurred_at="2026-01-01T12:00:00Z")
             await h.cp.recorder.record_turn(ccid, 0, caller_text="hi", agent_text="hello",
                                             latency={"turn_latency_ms": 300 if dial is first else 500})
-            await h.cp.recorder.finish(ccid, summary="s", outcome=outcome)
+            usage = {"llm_prompt_tokens": 1500, "llm_completion_tokens": 500, "stt_seconds": 30.0,
+                     "tts_characters": 400, "tts_seconds": 60.0} if dial is first else None
+            await h.cp.recorder.finish(ccid, summary="s", outcome=outcome, usage=usage)
             await h.webhook("call.hangup", {"call_control_id": ccid, "client_state": state,
                                             "hangup_cause": "normal_clearing"}, occurred_at="2026-01-01T12:01:30Z")
             await h.settle()
         body = await _get(h, headers, cid)
         assert (body["completed_calls"], body["successful_calls"]) == (2, 1)
         assert body["average_turn_latency_ms"] == 400.0
-        # 1.5 answered minutes x 0.03 each, plus 2000 tokens x 0.5 / 1000 for the first.
-        assert Decimal(body["cost"]["amount"]) == Decimal("0.09") + Decimal("1") and body["cost"]["currency"] == "EUR"
+        # The calls' real figures at the campaign's rates: 1.5 answered minutes x 0.01 each; for the
+        # first, 0.5 STT minutes x 0.02 and the 2000 tokens its agent reported x 0.5 / 1000 (the
+        # outcome's own "usage" claim is not a figure anyone measured).
+        assert Decimal(body["cost"]["amount"]) == Decimal("0.03") + Decimal("0.01") + Decimal("1")
+        assert body["cost"]["currency"] == "EUR"
+        call = await repo.get_call_unscoped(uuid.UUID(first["command_id"]))
+        assert call.outcome["llm_tokens"] == 2000
 
 
 async def test_an_erased_contact_is_never_dialled(tmp_path):

@@ -103,7 +103,10 @@ async def _check_exactly_once(emulator: RunningEmulator, store: CampaignStore, c
 
 async def _create_campaign(http: Any, base: str, headers: dict[str, str], numbers: list[str]) -> str:
     body = {"name": "crash", "agent_config": AGENT, "caller_numbers": ["+14155550100", "+14155550101"],
-            "calls_per_minute": 1200, "max_concurrent_calls": 50, "retry": {"max_attempts": 1}}
+            "calls_per_minute": 1200, "max_concurrent_calls": 50, "retry": {"max_attempts": 1},
+            # No machine detection: a held call waits for its verdict (control_plane.machines), which
+            # lengthens every call; this test is about restarts, tests/control_plane/test_machines.py about AMD.
+            "answering_machine_detection": False}
     async with http.post(f"{base}/api/campaigns", json=body, headers=headers) as response:
         assert response.status == 201, await response.text()
         campaign_id = (await response.json())["id"]

@@ -35,6 +35,12 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
     ("it was delivered to the", INCOMPLETE),
     ("send it to my", INCOMPLETE),
     ("me and", INCOMPLETE),
+    # (not corpus lines: prepositions a name or a place follows)
+    ("it's under", INCOMPLETE),
+    ("the booking is under the", INCOMPLETE),
+    ("i'm ringing regarding", INCOMPLETE),
+    ("the parcel is somewhere between", INCOMPLETE),
+    ("it's under my name", COMPLETE),
     ("the reason is um", INCOMPLETE),
     ("yes it's", INCOMPLETE),
     ("I’m", INCOMPLETE),

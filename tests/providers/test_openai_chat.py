@@ -33,7 +33,8 @@ def user(text: str) -> list[dict]:
 
 async def collect(llm: OpenAIChatModel, text: str, tools=None) -> list[tuple[float, ChatDelta]]:
     loop = asyncio.get_running_loop()
-    return [(loop.time(), d) async for d in llm.stream(user(text), tools=tools)]
+    # The answer's deltas; the usage delta that ends a stream is tested on its own.
+    return [(loop.time(), d) async for d in llm.stream(user(text), tools=tools) if d.usage is None]
 
 
 async def test_text_streams_token_by_token():
@@ -81,6 +82,33 @@ async def test_transfer_and_digits_scripts():
         await llm.aclose()
     assert [c.name for c in transfer[-1][1].tool_calls] == ["transfer_call"]
     assert "4 2 #" in "".join(d.text for _, d in digits)
+
+
+async def test_streams_and_completions_report_the_tokens_the_server_billed():
+    """``stream_options.include_usage`` is asked for, and the usage chunk (empty choices, after the
+    finish) becomes one last delta with the server's counts; a completion's ``usage`` comes back
+    beside its JSON. What the client sums is what the emulator reported."""
+    async with emulators() as emu:
+        llm = model(emu)
+        deltas = [d async for d in llm.stream(user("I'd like to check my order please"))]
+        asked = emu.llm.stats.last_request
+        value, completion = await llm.complete_json_with_usage(
+            user("summarise"), {"type": "object", "properties": {"summary": {"type": "string"}},
+                                "required": ["summary"]})
+        quiet = model(emu, include_usage=False)
+        silent = [d async for d in quiet.stream(user("hello"))]
+        await llm.aclose()
+        await quiet.aclose()
+        stats = emu.llm.stats
+    assert asked["stream_options"] == {"include_usage": True}
+    usages = [d.usage for d in deltas if d.usage is not None]
+    assert len(usages) == 1 and deltas[-1].usage is usages[0] and not deltas[-1].text
+    assert deltas[-2].finish_reason == "stop"
+    assert usages[0].prompt_tokens > 0 and usages[0].completion_tokens >= len([d for d in deltas if d.text]) - 1
+    assert isinstance(value["summary"], str) and completion is not None and completion.prompt_tokens > 0
+    assert not any(d.usage for d in silent)
+    assert stats.prompt_tokens == usages[0].prompt_tokens + completion.prompt_tokens
+    assert stats.completion_tokens == usages[0].completion_tokens + completion.completion_tokens
 
 
 async def test_complete_json_returns_the_schema_keys():

@@ -47,7 +47,8 @@ from .events import (
     TurnOver,
     VadBargeIn,
 )
-from .policy import CallerTurn, ReplyView, SpeculationStats, TurnConfig, TurnPolicy
+from .policy import CallerTurn, TurnConfig, TurnPolicy
+from .replies import ReplyView, SpeculationStats
 from .words import same_words, word_count
 
 __all__ = [

@@ -19,13 +19,15 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   speech meanwhile merges the turns.
 * **One answer per turn.** A caller who goes on before hearing the reply gets one merged turn;
   a turn already committed is not committed again when the VAD catches up.
-* **Barge-in.** A barge-in waits (bounded) for words where the recogniser sends them as they
-  come; sound without words resumes the held reply. A backchannel's words are discarded.
+* **Barge-in** (:mod:`.barge_in`). A barge-in waits (bounded) for words where the recogniser
+  sends them as they come; sound without words resumes the held reply. A backchannel's words
+  are discarded.
 * **Keys** end a sequence on its terminator, its length or a pause, and commit like words.
-* **Tool filler.** A tool running longer than ``tool_filler_after_s`` gets the filler line, once
-  per reply, and never while the caller is talking.
-* **Failures.** A failed reply is retried once (with the filler line when its turn was
-  committed); a second failure fails the call.
+* **Replies** (:mod:`.replies`): one in flight; a failure is retried once; a long tool gets the
+  filler line, never while the caller is talking.
+* **Ends the VAD does not call** (:mod:`.endpoint`): the recogniser's own, and noise.
+
+The parts are sans-IO too and share the policy's outbox and :class:`~.timers.Timers`.
 
 Every reply dropped and every text discarded says why (:class:`DropReply`, :class:`DiscardText`).
 """
@@ -38,20 +40,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dtmf import DtmfCollector, GatherConfig
-from ..turn_completion import Verdict, hold_ms, judge_text, punctuation_verdict
+from ..turn_completion import hold_ms, judge_text
+from .barge_in import BargeInJudge
+from .endpoint import NoiseFlaps, recogniser_ends_turn, worth_speculating
 from .events import (
     BargeIn,
     BargeInPending,
     BargeInRejected,
-    CancelTimer,
     Command,
     Commit,
     CommitReply,
-    ConfirmBargeIn,
     DiscardText,
-    DropReply,
     Event,
-    FailCall,
     Failing,
     FinalizeStt,
     Greet,
@@ -61,13 +61,9 @@ from .events import (
     PlayoutDone,
     ReplyFailed,
     ReplySpeaking,
-    ResumeAfterHold,
-    SayFiller,
     SpeechResumed,
     SpeechStarted,
     StampTurn,
-    StartReply,
-    StartTimer,
     Stopped,
     SttReady,
     TentativeEnd,
@@ -80,13 +76,12 @@ from .events import (
     TurnOver,
     VadBargeIn,
 )
-from .words import same_words, without_tags, word_count
+from .replies import Replies, ReplyView
+from .timers import Timers
+from .words import same_words, word_count
 
 NOISE = "noise kept the VAD on without new words"
 RECOGNISER_END = "the recogniser heard the speech end"
-SPEECH_FINAL_TRUST_S = 0.6
-"""The VAD must have heard speech this long for the recogniser's speech_final (after its own
-silence window, 500 ms at Telnyx's default) to overrule it."""
 
 
 class CallerTurn(enum.Enum):
@@ -117,38 +112,16 @@ class TurnConfig:
     gather: GatherConfig = GatherConfig()
 
 
-class SpeculationStats:
-    __slots__ = ("started", "kept", "cancelled", "restarted")
-
-    def __init__(self) -> None:
-        self.started = self.kept = self.cancelled = self.restarted = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-@dataclass(slots=True)
-class ReplyView:
-    """What the policy knows of the reply in flight (the agent holds the reply itself)."""
-
-    utterance_id: int
-    user_text: str
-    finals_used: int
-    speculative: bool
-    committed: bool
-    fixed_text: str | None = None
-    attempt: int = 0
-    speaking: bool = False
-    filler_said: bool = False
-
-
 class TurnPolicy:
     """One call's turn-taking. Feed :meth:`handle` events; carry out the commands it returns."""
 
     def __init__(self, config: TurnConfig = TurnConfig()) -> None:
         self.config = config
         self.turn = CallerTurn.IDLE
-        self.reply: ReplyView | None = None
+        self._out: list[Command] = []  # the outbox the parts share, for the event being handled
+        self._timers = Timers(self._out)
+        self.replies = Replies(self._timers, config.tool_filler_after_s)
+        self.barge = BargeInJudge(self._timers, config.barge_in_words_wait_s, config.interim_results)
         self.finals: list[str] = []
         self.interim = ""
         self.final_owed = False
@@ -156,32 +129,35 @@ class TurnPolicy:
         cannot finalize): the turn does not commit on text that is still coming."""
         self.late_final_owed = False
         """A turn committed without its final: take that final when it comes."""
-        self.barge_in_deferred = False
         self.failing = False
         self.stopped = False
         self.stt_ready = False
-        self.speculation = SpeculationStats()
+        self.speculation = self.replies.speculation
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
-        self._discard_next_final = False
-        self._words_at_tentative = 0
-        self._empty_flaps = 0
+        self._noise = NoiseFlaps()
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
-        self._heard_texts = 0  # transcripts with words so far (interim or final)
-        self._texts_at_pending: int | None = None  # ... when the caller began over the agent
-        self._timers: dict[Timer, float] = {}
-        self._filler_for: int | None = None
         self._dtmf = DtmfCollector(config.gather)
-        self._next_utterance = 1
-        self._out: list[Command] = []
         self._now = 0.0  # the latest event's time
 
     def reconfigure(self, config: TurnConfig) -> None:
         """The call's own agent settings are known (its setup resolved)."""
         self.config = config
         self._dtmf = DtmfCollector(config.gather)
+        self.replies.tool_filler_after_s = config.tool_filler_after_s
+        self.barge.words_wait_s = config.barge_in_words_wait_s
+        self.barge.interim_results = config.interim_results
 
     # -- the surface ------------------------------------------------------------------------
+
+    @property
+    def reply(self) -> ReplyView | None:
+        return self.replies.current
+
+    @property
+    def barge_in_deferred(self) -> bool:
+        """A confirmed barge-in keeps the reply held until words (or their absence) decide."""
+        return self.barge.deferred
 
     @property
     def mode(self) -> str:
@@ -196,22 +172,20 @@ class TurnPolicy:
         return " ".join(parts).strip()
 
     def new_utterance_id(self) -> int:
-        uid = self._next_utterance
-        self._next_utterance += 1
-        return uid
+        return self.replies.new_utterance_id()
 
     def timer_deadline(self, timer: Timer) -> float | None:
-        return self._timers.get(timer)
+        return self._timers.deadline(timer)
 
     def handle(self, event: Event) -> list[Command]:
-        out = self._out = []
         now = getattr(event, "now", None)
         if now is not None:
             self._now = now
         if not self.stopped:
             handler = _HANDLERS[type(event)]
             handler(self, event)
-        self._out = []
+        out = self._out[:]
+        self._out.clear()
         return out
 
     # -- VAD --------------------------------------------------------------------------------
@@ -221,22 +195,22 @@ class TurnPolicy:
         self._owe_final()
         self.turn = CallerTurn.SPEAKING
         self._closed_by_recogniser = False
-        self._empty_flaps = 0
-        self._discard_next_final = False
-        self._cancel(Timer.FINAL_WAIT)
-        self._cancel(Timer.HOLD)
+        self._noise.reset()
+        self.barge.caller_began()
+        self._timers.cancel(Timer.FINAL_WAIT)
+        self._timers.cancel(Timer.HOLD)
         reply = self.reply
         if reply is not None and not reply.speaking and reply.fixed_text is None:
             # The caller goes on before hearing anything: one merged turn, not two replies.
             if reply.speculative and not reply.committed:
                 self.speculation.cancelled += 1
-            self._drop("the caller went on before hearing it")
+            self.replies.drop("the caller went on before hearing it")
 
     def _tentative_end(self, event: TentativeEnd) -> None:
         if self.turn is not CallerTurn.SPEAKING:
             return  # the turn was ended already (by the recogniser, or as noise): a pause in that
         self.turn = CallerTurn.PAUSED
-        if self._noise_keeps_turn_open():
+        if self._noise.pause(self.transcript, final_owed=self.final_owed):
             self._end_turn(NOISE)
             self._maybe_commit(NOISE)
             return
@@ -244,10 +218,10 @@ class TurnPolicy:
         reply = self.reply
         if self.config.speculative and not self.failing and (reply is None or reply.fixed_text is None):
             text = self.transcript
-            self._drop_stale_speculation()
+            self.replies.drop_stale_speculation(self.transcript)
             # (Without Finalize and with a final owed, the text lacks the words just said: the
             # speculation starts when their final comes, see _speculate_on_final.)
-            if (self.reply is None and self._worth_speculating(text)
+            if (self.reply is None and worth_speculating(text, self.config.incomplete_turn_hold_ms)
                     and (self.config.can_finalize or not self.final_owed)):
                 self.speculation.started += 1
                 self._start_reply(text, speculative=True, committed=False)
@@ -262,8 +236,7 @@ class TurnPolicy:
             self.turn = CallerTurn.SPEAKING
 
     def _turn_ended(self, event: TurnEnded) -> None:
-        if self.barge_in_deferred:
-            self._resume_after_noise()  # the "speech" over the reply ended without a word
+        self.barge.sound_ended()  # a deferred barge-in's "speech" ended without a word
         if self._closed_by_recogniser:
             # The recogniser ended (and committed) this turn already: the VAD catching up must
             # not commit it again, restarting the reply.
@@ -274,78 +247,46 @@ class TurnPolicy:
         self._end_turn("end of turn")
         if not self.final_owed and not self.finals and self.interim:
             self._finalize()  # no tentative end came (config): finalize now
-        self._start_timer(Timer.FINAL_WAIT, event.now + self.config.final_wait_s)
+        self._timers.start(Timer.FINAL_WAIT, event.now + self.config.final_wait_s)
         self._maybe_commit("end of turn")
 
     # -- barge-in ---------------------------------------------------------------------------
 
     def _barge_in_pending(self, event: BargeInPending) -> None:
-        # The session holds the reply while the VAD makes up its mind; if the recogniser hears
-        # nothing within the wait, it is noise and the reply goes on.
-        self._texts_at_pending = self._heard_texts
-        if self.config.interim_results:
-            self._start_timer(Timer.NOISE, event.now + self.config.barge_in_words_wait_s)
+        self.barge.pending(event.now)
 
     def _barge_in_rejected(self, event: BargeInRejected) -> None:
-        self._texts_at_pending = None
-        self._cancel(Timer.NOISE)
-        # A backchannel ("uh-huh") over the agent: not a turn. Have its words finalized now and
-        # drop them, so they do not become a turn of their own later.
-        if self.turn not in _OPEN:
+        # A backchannel ("uh-huh") over the agent: not a turn. Have its words finalized now so
+        # they are dropped, not made a turn of their own later.
+        if self.barge.rejected(backchannel=self.turn not in _OPEN):
             self._finalize()
-            self._discard_next_final = True
 
     def _vad_barge_in(self, event: VadBargeIn) -> None:
-        """Drop the reply only once the recogniser has heard words in the caller's sound: street
-        noise or babble can keep a VAD on for seconds, and the reply would be lost to it. (Without
-        interim results no words come while the caller talks: the VAD alone decides.)"""
-        self.barge_in_deferred = False
-        if (not self.stt_ready or self._texts_at_pending is None or not self.config.interim_results
-                or self._heard_texts > self._texts_at_pending):
-            return
-        self.barge_in_deferred = True
-        self._start_timer(Timer.NOISE, event.now + self.config.barge_in_words_wait_s)
+        self.barge.vad_confirmed(event.now, stt_ready=self.stt_ready)
 
     def _barge_in(self, event: BargeIn) -> None:
-        self._texts_at_pending = None
-        self.barge_in_deferred = False
-        self._cancel(Timer.NOISE)
-        reply = self.reply
-        if reply is None or reply.utterance_id != event.utterance_id:
-            return
-        if event.returned_text:
+        self.barge.settled()
+        if self.replies.barged_in(event.utterance_id) and event.returned_text:
             self.finals.insert(0, event.returned_text)
-        self.reply = None
-        self._cancel(Timer.TOOL_FILLER)
-
-    def _noise_timer(self, now: float) -> None:
-        pending = self._texts_at_pending
-        if pending is not None and self._heard_texts == pending:
-            self.barge_in_deferred = False
-            self._out.append(ResumeAfterHold())
-
-    def _resume_after_noise(self) -> None:
-        self._cancel(Timer.NOISE)
-        self.barge_in_deferred = False
-        self._out.append(ResumeAfterHold())
 
     # -- transcripts ------------------------------------------------------------------------
 
     def _transcribed(self, event: Transcribed) -> None:
         text = event.text.strip()
         if text:
-            self._heard_texts += 1
-            if self.barge_in_deferred:  # words while a barge-in waits for them: it is one
-                self._cancel(Timer.NOISE)
-                self.barge_in_deferred = False
-                self._out.append(ConfirmBargeIn())
+            self.barge.heard_words()
+        if word_count(text) and self.turn is CallerTurn.HOLDING and self._closed_by_recogniser:
+            # The recogniser ended the turn on words that read unfinished while the VAD still
+            # hears the caller: more words mean they went on. Reopen; the VAD's end decides.
+            self.turn, self._closed_by_recogniser = CallerTurn.SPEAKING, False
+            self._timers.cancel(Timer.HOLD)
         turn = self.turn
         accepting = turn is not CallerTurn.IDLE or self.mode != "speaking" or self.late_final_owed
         if not event.is_final:
             if accepting:
                 self.interim = text
                 if text:
-                    self._drop_stale_speculation()
+                    self.replies.drop_stale_speculation(self.transcript)
             return
         # A recogniser that segments on its own finalizes only after silence: a final that lands
         # while the caller is speaking is for earlier words, and the newer are still owed.
@@ -353,15 +294,15 @@ class TurnPolicy:
             self.final_owed = False
         self.late_final_owed = False
         self.interim = ""
-        if self._discard_next_final and turn not in _OPEN:
-            self._discard_next_final = False
+        if self.barge.discard_next_final and turn not in _OPEN:
+            self.barge.discard_next_final = False
             if text:
                 self._out.append(DiscardText(text, "a backchannel over the agent"))
             return
         if text and accepting:
             self.finals.append(text)
             if turn is not CallerTurn.PAUSED:
-                self._drop_stale_speculation()
+                self.replies.drop_stale_speculation(self.transcript)
             if self.failing:
                 pass
             elif turn is CallerTurn.IDLE and self.reply is None:
@@ -384,33 +325,19 @@ class TurnPolicy:
         self._maybe_commit("the final came")
 
     def _recogniser_ends_turn(self, event: Transcribed) -> bool:
-        """Whether a final ends the turn the VAD holds open. It must say the recogniser heard the
-        speech end (Deepgram marks it ``speech_final``; an engine that cannot finalize sends
-        finals only after its own silence window), and the VAD must have heard "speech" all
-        through that silence: Deepgram's speech_final comes soon after its silence, so the VAD's
-        stretch must be older than SPEECH_FINAL_TRUST_S; a finals-only engine's final reports a
-        silence up to its lag ago, so the turn (pauses included) must be older than that."""
+        """Whether this final ends the turn the VAD holds open (see :mod:`.endpoint`)."""
         if self.turn not in _OPEN or self.mode == "speaking":
             return False
-        if self.config.can_finalize:
-            return event.speech_final and event.now - self._voice_since >= SPEECH_FINAL_TRUST_S
-        return event.now - self._turn_since >= max(SPEECH_FINAL_TRUST_S, self.config.final_wait_s)
-
-    def _drop_stale_speculation(self) -> None:
-        """The caller went on and the transcript has their new words: a speculative reply to the
-        text before them will not be spoken."""
-        reply = self.reply
-        if (reply is not None and reply.speculative and not reply.committed and reply.fixed_text is None
-                and not same_words(reply.user_text, self.transcript)):
-            self.speculation.cancelled += 1
-            self._drop("the caller's words went on")
+        return recogniser_ends_turn(event.now, speech_final=event.speech_final,
+                                    can_finalize=self.config.can_finalize, voice_since=self._voice_since,
+                                    turn_since=self._turn_since, final_wait_s=self.config.final_wait_s)
 
     def _speculate_on_final(self) -> None:
         """The final for the tentative end's finalize arrived before the turn ended: start (or
         correct) the speculative reply now, with text that will not change."""
         text = self.transcript
         reply = self.reply
-        worth = self._worth_speculating(text)
+        worth = worth_speculating(text, self.config.incomplete_turn_hold_ms)
         if reply is not None:
             if reply.fixed_text is not None or reply.committed or same_words(reply.user_text, text):
                 return
@@ -418,33 +345,11 @@ class TurnPolicy:
                 self.speculation.restarted += 1
             else:
                 self.speculation.cancelled += 1
-            self._drop("the final changed the words")
+            self.replies.drop("the final changed the words")
         elif worth:
             self.speculation.started += 1
         if worth:
             self._start_reply(text, speculative=True, committed=False)
-
-    def _worth_speculating(self, text: str) -> bool:
-        """Only text the turn can end with: text the hold would keep open is nearly always a
-        caller pausing mid-sentence, and each cancelled reply costs an LLM request."""
-        return bool(text) and (
-            not self.config.incomplete_turn_hold_ms or judge_text(text) is Verdict.COMPLETE)
-
-    def _noise_keeps_turn_open(self) -> bool:
-        """The VAD keeps hearing "speech" the recogniser turns into no new words, pause after
-        pause (babble, loud noise): the caller is done. Real speech adds words at every pause,
-        because each tentative end asks the recogniser to finalize."""
-        text = self.transcript
-        words = word_count(text)
-        # Only a pause whose finalize was answered counts: until then the recogniser has had
-        # no chance to add the words.
-        flapped = words > 0 and words == self._words_at_tentative and not self.final_owed
-        self._empty_flaps = self._empty_flaps + 1 if flapped else 0
-        self._words_at_tentative = words
-        # Final punctuation only: a pause inside a line flaps alike, and words that read
-        # finished there would end the turn early.
-        words_only = without_tags(text)
-        return self._empty_flaps >= 2 and bool(words_only) and punctuation_verdict(words_only) is Verdict.COMPLETE
 
     def _finalize(self) -> None:
         if self.stt_ready:
@@ -482,8 +387,8 @@ class TurnPolicy:
             # Mid-sentence (or maybe): a moment more. A speculative reply keeps preparing; speech
             # cancels the hold and merges the turn.
             self.turn = CallerTurn.HOLDING
-            self._cancel(Timer.FINAL_WAIT)
-            self._start_timer(Timer.HOLD, self._now + hold / 1000)
+            self._timers.cancel(Timer.FINAL_WAIT)
+            self._timers.start(Timer.HOLD, self._now + hold / 1000)
             if self.reply is None and self.config.speculative:
                 # Silent for a whole end of turn already: likely enough done that the reply
                 # should be ready when the hold runs out.
@@ -491,8 +396,8 @@ class TurnPolicy:
                 self._start_reply(text, speculative=True, committed=False)
             return
         self.turn = CallerTurn.IDLE
-        self._cancel(Timer.FINAL_WAIT)
-        self._cancel(Timer.HOLD)
+        self._timers.cancel(Timer.FINAL_WAIT)
+        self._timers.cancel(Timer.HOLD)
         if self.final_owed:
             # Committed without the final it waited for: when it comes, even while the reply
             # plays, its words are kept for the next turn instead of being dropped.
@@ -509,7 +414,7 @@ class TurnPolicy:
             # Noise, a cough, or speech the recogniser dropped: nothing to answer.
             if reply is not None and reply.speculative and not reply.committed:
                 self.speculation.cancelled += 1
-                self._drop("the turn had no words")
+                self.replies.drop("the turn had no words")
             return
         if reply is not None and reply.fixed_text is None and not reply.committed:
             if same_words(reply.user_text, text):
@@ -519,20 +424,20 @@ class TurnPolicy:
                 self._out.append(CommitReply(reply.utterance_id))
                 return
             self.speculation.restarted += 1
-            self._drop("the committed words differ")
+            self.replies.drop("the committed words differ")
         elif reply is not None and not reply.speaking and reply.fixed_text is None:
-            self._drop("a longer turn replaces it")
+            self.replies.drop("a longer turn replaces it")
         self._start_reply(text, speculative=False, committed=True)
 
     # -- keys -------------------------------------------------------------------------------
 
     def _key_pressed(self, event: KeyPressed) -> None:
         done = self._dtmf.press(event.digit, event.now)
-        self._cancel(Timer.DTMF)
+        self._timers.cancel(Timer.DTMF)
         if done is not None:
             self._out.append(KeysEntered(done))
         elif self._dtmf.deadline is not None:
-            self._start_timer(Timer.DTMF, self._dtmf.deadline)
+            self._timers.start(Timer.DTMF, self._dtmf.deadline)
 
     def _keys_heard(self, event: KeysHeard) -> None:
         self.finals.append(event.text)
@@ -545,10 +450,9 @@ class TurnPolicy:
     # -- timers -----------------------------------------------------------------------------
 
     def _timer_fired(self, event: TimerFired) -> None:
-        if self._timers.get(event.timer) is None:
-            return  # cancelled meanwhile
-        del self._timers[event.timer]
         timer = event.timer
+        if not self._timers.fired(timer):
+            return  # cancelled meanwhile
         if timer is Timer.FINAL_WAIT:
             if self.turn is CallerTurn.ENDED:
                 self._commit("the final is late", forced=True)
@@ -557,105 +461,57 @@ class TurnPolicy:
                 self._out.append(StampTurn("turn_end", event.now))  # the hold was endpointing
                 self._commit("the hold ran out", forced=True, hold_over=True)
         elif timer is Timer.NOISE:
-            self._noise_timer(event.now)
+            self.barge.noise_timer()
         elif timer is Timer.DTMF:
             digits = self._dtmf.expire(event.now)
             if digits:
                 self._out.append(KeysEntered(digits))
         elif timer is Timer.TOOL_FILLER:
-            reply = self.reply
-            if (reply is not None and reply.utterance_id == self._filler_for and not reply.filler_said
-                    and self.turn not in _OPEN):
-                reply.filler_said = True
-                self._out.append(SayFiller(reply.utterance_id, "tool"))
-
-    def _start_timer(self, timer: Timer, deadline: float) -> None:
-        self._timers[timer] = deadline
-        self._out.append(StartTimer(timer, deadline))
-
-    def _cancel(self, timer: Timer) -> None:
-        if self._timers.pop(timer, None) is not None:
-            self._out.append(CancelTimer(timer))
+            self.replies.tool_filler_due(caller_talking=self.turn in _OPEN)
 
     # -- replies ----------------------------------------------------------------------------
 
     def _start_reply(self, user_text: str, *, speculative: bool, committed: bool,
-                     fixed_text: str | None = None, attempt: int = 0) -> ReplyView:
-        uid = self.new_utterance_id()
-        reply = self.reply = ReplyView(uid, user_text, len(self.finals), speculative, committed, fixed_text, attempt)
-        self._out.append(StartReply(uid, user_text, speculative, committed, fixed_text, attempt))
-        return reply
-
-    def _drop(self, reason: str) -> None:
-        reply = self.reply
-        if reply is not None:
-            self.reply = None
-            self._cancel(Timer.TOOL_FILLER)
-            self._out.append(DropReply(reply.utterance_id, reason))
+                     fixed_text: str | None = None) -> None:
+        self.replies.start(user_text, len(self.finals), speculative=speculative, committed=committed,
+                           fixed_text=fixed_text)
 
     def _greet(self, event: Greet) -> None:
         if event.text and self.reply is None:
             self._start_reply("", speculative=False, committed=True, fixed_text=event.text)
 
     def _reply_speaking(self, event: ReplySpeaking) -> None:
-        reply = self.reply
-        if reply is None or reply.utterance_id != event.utterance_id or reply.speaking:
-            return
-        reply.speaking = True
-        if reply.fixed_text is None:  # these words are answered now (the history has them)
+        reply = self.replies.speaking(event.utterance_id)
+        if reply is not None and reply.fixed_text is None:  # these words are answered now
             del self.finals[: reply.finals_used]
             self.interim = ""
 
     def _playout_done(self, event: PlayoutDone) -> None:
-        reply = self.reply
-        if reply is not None and reply.utterance_id == event.utterance_id:
-            self.reply = None
-            self._cancel(Timer.TOOL_FILLER)
+        self.replies.playout_done(event.utterance_id)
 
     def _reply_failed(self, event: ReplyFailed) -> None:
-        reply = self.reply
-        if reply is None or reply.utterance_id != event.utterance_id:
-            return
-        if reply.attempt == 0 and not reply.speaking:
-            self.reply = None
-            self._cancel(Timer.TOOL_FILLER)
-            self._out.append(DropReply(reply.utterance_id, f"failed ({event.error}); retried once"))
-            if reply.committed:
-                self._out.append(SayFiller(self.new_utterance_id(), "retry"))
-            retry = self._start_reply(reply.user_text, speculative=reply.speculative, committed=reply.committed,
-                                      fixed_text=reply.fixed_text, attempt=1)
-            retry.finals_used = reply.finals_used  # (words since: not in it)
-        else:
-            self._out.append(FailCall(f"provider failure: {event.error}"))
+        self.replies.failed(event.utterance_id, event.error)
 
     def _failing(self, event: Failing) -> None:
         self.failing = True
-        self._drop(f"the call is failing: {event.reason}")
-        self._cancel(Timer.FINAL_WAIT)
-        self._cancel(Timer.HOLD)
+        self.replies.failing(event.reason, event.apology_id)
+        self._timers.cancel(Timer.FINAL_WAIT)
+        self._timers.cancel(Timer.HOLD)
         if self.turn in _OVER:
             self.turn = CallerTurn.IDLE
-        if event.apology_id is not None:  # its playout end is what the hang-up waits for
-            self.reply = ReplyView(event.apology_id, "", 0, False, True, "apology", -1, speaking=True)
 
     def _tool_started(self, event: ToolStarted) -> None:
-        reply = self.reply
-        after = self.config.tool_filler_after_s
-        if reply is not None and reply.utterance_id == event.utterance_id and after > 0 and not reply.filler_said:
-            self._filler_for = event.utterance_id
-            self._start_timer(Timer.TOOL_FILLER, event.now + after)
+        self.replies.tool_started(event.utterance_id, event.now)
 
     def _tool_finished(self, event: ToolFinished) -> None:
-        if self._filler_for == event.utterance_id:
-            self._cancel(Timer.TOOL_FILLER)
+        self.replies.tool_finished(event.utterance_id)
 
     def _stt_ready(self, event: SttReady) -> None:
         self.stt_ready = event.ready
 
     def _stopped(self, event: Stopped) -> None:
         self.stopped = True
-        for timer in list(self._timers):
-            self._cancel(timer)
+        self._timers.cancel_all()
 
 
 _HANDLERS: dict[type[Event], Callable[[TurnPolicy, Any], None]] = {

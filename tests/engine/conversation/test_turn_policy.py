@@ -294,6 +294,34 @@ def test_deepgram_speech_final_ends_the_turn_only_after_enough_vad_speech():
     assert one(TurnOver, d.at(2.0).final("Hi.", speech_final=True)).reason == "the recogniser heard the speech end"
 
 
+def test_words_after_the_recogniser_ended_an_unfinished_turn_reopen_it():
+    # field-08: "it's under the name Jordan Alvarez", a slow voice: the recogniser's own
+    # endpointing closes "it's under" while the VAD still hears the caller.
+    d = Driver()
+    d.at(1.0).speech()
+    d.at(1.3).interim("it's")
+    out = d.at(1.8).final("it's under", speech_final=True)
+    assert one(TurnOver, out).reason == "the recogniser heard the speech end"
+    assert d.policy.turn is CallerTurn.HOLDING and not of(Commit, out)
+    out = d.at(2.0).interim("the")  # their next words: they went on
+    assert d.policy.turn is CallerTurn.SPEAKING and one(CancelTimer, out).timer is Timer.HOLD
+    assert d.policy.reply is None  # the reply prepared in the hold was dropped
+    assert not d.at(2.7).tentative() or d.policy.turn is CallerTurn.PAUSED
+    d.at(2.75).final("the name Jordan Alvarez")
+    out = d.at(3.0).turn_end()
+    assert one(Commit, out).text == "it's under the name Jordan Alvarez"
+    assert len(of(Commit, d.log)) == 1
+
+
+def test_tags_after_the_recogniser_ended_an_unfinished_turn_do_not_reopen_it():
+    d = Driver()
+    d.at(1.0).speech()
+    d.at(1.8).final("it's under", speech_final=True)
+    d.at(2.0).interim("(unrecognised speech, 0.4 s)")
+    assert d.policy.turn is CallerTurn.HOLDING
+    assert one(Commit, d.fire(Timer.HOLD)).text.startswith("it's under")
+
+
 def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
     d = Driver(TurnConfig(speculative=False))
     d.at(1.0).speech()
