@@ -10,6 +10,7 @@ has a switch (``event_fields``), and both settings are walked.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -422,7 +423,7 @@ def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: st
                 await ws.close()
                 await reader
 
-    run(scenario())
+    asyncio.run(scenario())
     allowed = _model_keys(TranscriptFrame) | ({"speech_final"} if table.speech_final else set())
     assert received
     for frame in received:
@@ -470,7 +471,7 @@ def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str)
             await stt.aclose()
         return got
 
-    finals = [t for t in run(scenario()) if getattr(t, "is_final", False)]
+    finals = [t for t in asyncio.run(scenario()) if getattr(t, "is_final", False)]
     assert [t.text for t in finals] == [HELLO]
 
 
@@ -527,7 +528,7 @@ def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
             await runner.cleanup()
         return transcripts, errors
 
-    transcripts, errors = run(scenario())
+    transcripts, errors = asyncio.run(scenario())
     assert [(t.text, t.is_final, t.speech_final, t.confidence) for t in transcripts] == [
         ("Hello", False, False, None), ("Hello there.", True, False, None)]
     (error,) = errors
