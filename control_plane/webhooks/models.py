@@ -74,7 +74,7 @@ class ListDeliveriesQuery(_Request):
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(100, ge=1, le=1000)
-    before_id: int | None = Field(None, ge=1, description="Page: deliveries older than this id")
+    before_id: int | None = Field(None, ge=1, le=2**63 - 1, description="Page: deliveries older than this id")
 
     _times = field_validator("since", "until")(classmethod(lambda cls, v: _utc(v)))
 
