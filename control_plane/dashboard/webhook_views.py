@@ -37,9 +37,11 @@ async def replay(request: web.Request) -> web.Response:
     store = cp.outbound_webhooks.store
     if store is None or not message_id or len(message_id) > 100:
         raise ApiError(404, "not_found", "No such event.")
-    queued = await store.replay(viewer_of(request).org.id, now=utcnow(),
-                                max_age_s=cp.settings.outbound_webhooks.max_age_s, message_id=message_id)
-    if not queued:
+    replayed = await store.replay(viewer_of(request).org.id, now=utcnow(),
+                                  max_age_s=cp.settings.outbound_webhooks.max_age_s, message_id=message_id)
+    if not replayed.found:
         raise ApiError(404, "not_found", "No such event.")
+    if not replayed.queued:
+        raise web.HTTPSeeOther("/dashboard/webhooks?notice=webhook_pending")
     cp.outbound_webhooks.wake()
     raise web.HTTPSeeOther("/dashboard/webhooks?notice=webhook_replayed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 from control_plane.store import Call, utcnow
+from control_plane.store.outbox import Attempt
 from tests.control_plane.fakes import harness
 from tests.control_plane.helpers import run_async
 
@@ -37,6 +38,13 @@ async def test_webhooks_page_lists_deliveries_and_replays_only_the_organisations
         assert mine.message_id in text and "call.started" in text
         assert theirs.message_id not in text and "b.example.com" not in text
 
+        waiting = await h.client.post("/dashboard/webhooks/replay",
+                                      data={"csrf_token": token, "message_id": mine.message_id},
+                                      allow_redirects=False)  # still pending: not queued twice
+        assert waiting.headers["Location"] == "/dashboard/webhooks?notice=webhook_pending"
+        assert len(await store.list_deliveries(org.id)) == 1
+        await store.settle(mine.id, attempt=Attempt(attempted_at=utcnow(), status_code=500, latency_ms=1),
+                           state="failed")
         replayed = await h.client.post("/dashboard/webhooks/replay",
                                        data={"csrf_token": token, "message_id": mine.message_id},
                                        allow_redirects=False)
