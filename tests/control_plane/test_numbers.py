@@ -9,7 +9,7 @@ from urllib.parse import quote
 from control_plane.app import CONTROL_PLANE_KEY
 
 from .fakes import harness
-from .helpers import run_async
+from .helpers import run_async, with_tenant_networks
 from .test_emulator_e2e import _eventually, _system
 from .conftest import make_settings
 
@@ -91,7 +91,7 @@ async def test_bad_number_bodies_are_clear_errors(settings):
 
 @run_async
 async def test_organisation_settings_over_rest(settings):
-    async with harness(settings) as h:
+    async with harness(with_tenant_networks(settings, "10.0.0.0/8")) as h:
         org, headers = await h.org("A")
         _, headers_b = await h.org("B")
         got = await (await h.client.get("/api/organisation", headers=headers)).json()
@@ -112,6 +112,13 @@ async def test_organisation_settings_over_rest(settings):
         hostile = await h.client.patch("/api/organisation/settings",
                                        json={"tool_allowed_destinations": ["ok.example", "<script>"]}, headers=headers)
         assert hostile.status == 400 and "<script>" not in await hostile.text()
+        for wide in (["10.1.0.0/16", "169.254.169.254/32"], ["0.0.0.0/0"], ["127.0.0.0/8"], ["fd00:ec2::254/128"]):
+            refused = await h.client.patch("/api/organisation/settings", json={"tool_allowed_destinations": wide},
+                                           headers=headers)
+            message = (await refused.json())["error"]["message"]
+            assert refused.status == 400 and "tools.tenant_allowable_networks" in message, wide
+        assert (await (await h.client.get("/api/organisation", headers=headers)).json())["settings"] == {
+            "tool_allowed_destinations": ["crm.internal", "10.1.0.0/16"]}  # the refused lists were not stored
 
 
 @run_async
