@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 PAYLOAD_CONTEXT = "webhook_messages.payload"
 SECRET_CONTEXT = "webhook_endpoints.secret"
+URL_CONTEXT = "webhook_endpoints.url"
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
 # The head of each (endpoint, order key) queue: its oldest pending delivery. Only heads are ever
@@ -234,10 +235,19 @@ class SqlOutboxStore(OutboxStore):
 
     # -- endpoints ---------------------------------------------------------------------------
 
+    # An endpoint's URL can carry the customer's credentials (userinfo, a token in the query), so
+    # it is sealed like the secrets. A row written before URLs were sealed holds the plain URL
+    # (no sealed token starts with a scheme); it is sealed when the endpoint is next changed.
+    def _seal_url(self, url: str) -> str:
+        return self._cipher.seal(url, URL_CONTEXT) or ""
+
+    def _open_url(self, stored: str) -> str:
+        return stored if stored.startswith(("http://", "https://")) else self._cipher.open(stored, URL_CONTEXT) or ""
+
     def _endpoint(self, row: dict[str, Any]) -> WebhookEndpoint:
         c = self._cipher
         return WebhookEndpoint(
-            id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), url=row["url"], description=row["description"],
+            id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), url=self._open_url(row["url"]), description=row["description"],
             event_types=tuple(_json(row["event_types"])), enabled=bool(row["enabled"]),
             secret=c.open(row["secret_enc"], SECRET_CONTEXT) or "",
             previous_secret=c.open(row["previous_secret_enc"], SECRET_CONTEXT),
@@ -255,7 +265,7 @@ class SqlOutboxStore(OutboxStore):
             await conn.execute(
                 "INSERT INTO webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_enc,"
                 " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-                endpoint.id, org_id, url, description, list(endpoint.event_types), enabled,
+                endpoint.id, org_id, self._seal_url(url), description, list(endpoint.event_types), enabled,
                 self._cipher.seal(secret, SECRET_CONTEXT), now)
         return endpoint
 
@@ -276,6 +286,8 @@ class SqlOutboxStore(OutboxStore):
     async def update_endpoint(self, org_id: UUID, endpoint_id: UUID, changes: dict[str, Any]
                               ) -> WebhookEndpoint | None:
         changes = {k: (list(v) if k == "event_types" else v) for k, v in changes.items() if k in self._EDITABLE}
+        if "url" in changes:
+            changes["url"] = self._seal_url(changes["url"])
         now = utcnow()
         names = [*changes, "updated_at"]
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
@@ -320,22 +332,22 @@ class SqlOutboxStore(OutboxStore):
             # So one organisation's backlog of failing deliveries (each waiting out its timeout)
             # never holds the worker while another's event waits. The lease conditions are
             # repeated at the locking level: PostgreSQL re-checks only those on a row another
-            # instance just claimed. (FOR UPDATE cannot sit on the window query itself.)
+            # instance just claimed, and rows another instance holds are skipped before the LIMIT.
+            # (FOR UPDATE cannot sit on the window query itself, so it locks only d.)
             rows = await conn.fetch(
                 "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id IN ("
-                " SELECT d.id FROM webhook_deliveries d WHERE d.id IN ("
-                "  SELECT r.id FROM ("
-                "   SELECT h.id AS id, ROW_NUMBER() OVER (PARTITION BY h.org_id ORDER BY h.id)"
-                "    + COALESCE(b.n, 0) AS rank FROM ("
-                "     SELECT d.id AS id, d.org_id AS org_id FROM webhook_deliveries d"
-                "     JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-                f"     WHERE d.id IN ({_HEADS}) AND d.next_attempt_at <= $1"
-                "     AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.enabled = $4) h"
-                "   LEFT JOIN (SELECT org_id, count(*) AS n FROM webhook_deliveries"
-                "    WHERE state = 'pending' AND lease_until > $1 GROUP BY org_id) b ON b.org_id = h.org_id"
-                "  ) r WHERE r.rank <= $5 ORDER BY r.rank, r.id LIMIT $3)"
-                " AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until <= $1)"
-                f" {self.db.skip_locked})"
+                " SELECT d.id FROM webhook_deliveries d JOIN ("
+                "  SELECT h.id AS id, ROW_NUMBER() OVER (PARTITION BY h.org_id ORDER BY h.id)"
+                "   + COALESCE(b.n, 0) AS rank FROM ("
+                "    SELECT d.id AS id, d.org_id AS org_id FROM webhook_deliveries d"
+                "    JOIN webhook_endpoints e ON e.id = d.endpoint_id"
+                f"    WHERE d.id IN ({_HEADS}) AND d.next_attempt_at <= $1"
+                "    AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.enabled = $4) h"
+                "  LEFT JOIN (SELECT org_id, count(*) AS n FROM webhook_deliveries"
+                "   WHERE state = 'pending' AND lease_until > $1 GROUP BY org_id) b ON b.org_id = h.org_id"
+                " ) r ON r.id = d.id"
+                " WHERE r.rank <= $5 AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until <= $1)"
+                f" ORDER BY r.rank, d.id LIMIT $3 {self.db.skip_locked.replace('FOR UPDATE', 'FOR UPDATE OF d')})"
                 " RETURNING id, message_id, endpoint_id, order_key, attempts, give_up_at",
                 now, lease_until, limit, True, per_org if per_org is not None else 2**62)
             if not rows:
@@ -356,7 +368,7 @@ class SqlOutboxStore(OutboxStore):
             if d["previous_secret_enc"] is not None and expires is not None and expires > now:
                 keys.append(self._cipher.open(d["previous_secret_enc"], SECRET_CONTEXT))
             out.append(ClaimedDelivery(
-                id=int(r["id"]), message_id=r["message_id"], order_key=r["order_key"], url=d["url"],
+                id=int(r["id"]), message_id=r["message_id"], order_key=r["order_key"], url=self._open_url(d["url"]),
                 body=(self._cipher.open(d["payload_enc"], PAYLOAD_CONTEXT) or "").encode(),
                 secrets=tuple(k for k in keys if k), attempts=int(r["attempts"]), give_up_at=_dt(r["give_up_at"]),
             ))
