@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import ApiError
+from ..webhooks.models import masked_url
 from ..store.records import utcnow
 from .pages import dashboard_of, form_field, page, viewer_of
 
@@ -24,7 +25,7 @@ async def webhooks(request: web.Request) -> web.Response:
     endpoints = await store.list_endpoints(org_id)
     deliveries = await store.list_deliveries(org_id, state=state if state in ("pending", "delivered", "failed")
                                              else None, limit=PAGE_SIZE)
-    urls = {e.id: e.url for e in endpoints}
+    urls = {e.id: masked_url(e.url) for e in endpoints}
     return page(request, "webhooks.html", {"endpoints": endpoints, "deliveries": deliveries, "urls": urls,
                                            "state": state})
 

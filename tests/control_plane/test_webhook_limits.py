@@ -116,3 +116,28 @@ async def test_ids_past_the_databases_bigint_are_a_400_not_a_500(own_settings): 
         largest = await h.client.get("/api/webhooks/deliveries?before_id=9223372036854775807", headers=headers)
         assert largest.status == 200
         assert (await h.client.get("/api/webhooks/deliveries/9223372036854775808", headers=headers)).status == 404
+
+
+@run_async
+async def test_endpoint_urls_are_sealed_at_rest_and_shown_without_credentials(own_settings):  # noqa: F811
+    url = "https://user:pa55@hooks.example.com/in/crm?token=s3cret-token"
+    async with harness(own_settings) as h:
+        org, headers = await h.org("A")
+        created = await (await h.client.post("/api/webhooks/endpoints", json={"url": url}, headers=headers)).json()
+        shown = "https://hooks.example.com/in/crm?…"
+        assert created["url"] == shown
+        listed = await (await h.client.get("/api/webhooks/endpoints", headers=headers)).json()
+        got = await (await h.client.get(f"/api/webhooks/endpoints/{created['id']}", headers=headers)).json()
+        assert listed["data"][0]["url"] == got["url"] == shown
+        patched = await h.client.patch(f"/api/webhooks/endpoints/{created['id']}",
+                                       json={"url": url.replace("crm", "erp")}, headers=headers)
+        assert (await patched.json())["url"] == shown.replace("crm", "erp")
+        store = h.cp.outbound_webhooks.store
+        async with store.db.connection() as conn:
+            stored = [r["url"] for r in await conn.fetch("SELECT url FROM webhook_endpoints")]
+        assert len(stored) == 1 and "hooks.example.com" not in stored[0] and "s3cret" not in stored[0]
+        # The worker still posts to the whole URL.
+        assert (await store.list_endpoints(org.id))[0].url == url.replace("crm", "erp")
+        await (await h.cp.repository()).create_call(_call(org.id))
+        claimed = await store.claim(now=utcnow() + timedelta(seconds=1), limit=10, lease_s=60)
+        assert [d.url for d in claimed] == [url.replace("crm", "erp")]
