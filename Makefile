@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test system-deps bench-micro bench-vad clean
+.PHONY: demo test test-fast system-deps bench-micro bench-vad clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
@@ -34,6 +34,10 @@ system-deps:
 
 test: $(TEST_STAMP) system-deps
 	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop: everything but the tests marked slow (seconds each) or e2e (whole system).
+test-fast: $(TEST_STAMP) system-deps
+	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 bench-micro: $(DEMO_STAMP)
 	$(BIN)/callagent bench micro

@@ -380,7 +380,8 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
         if emulator.providers:
             # The agent's STT, LLM and TTS are the emulators next to the callees (as `callagent bench`
             # runs them), reached over sockets by the real provider clients.
-            values["providers"] = {"mode": "remote", "llm_model": "emulator", **emulator.providers}
+            values["providers"] = {"mode": "remote", "llm_model": "emulator", "llm_api_key": emulator.api_key,
+                                   **emulator.providers}
         if schema:
             values["store"] = {"schema_name": schema, "pool_max_size": 20}
         settings = Settings(_env_file=None, **values)

@@ -101,6 +101,7 @@ class EngineProcess:
             "CALLAGENT_PROVIDERS__TTS_URL": emulators.tts_url,
             "CALLAGENT_PROVIDERS__LLM_BASE_URL": emulators.llm_base_url,
             "CALLAGENT_PROVIDERS__LLM_MODEL": "emulator",
+            "CALLAGENT_PROVIDERS__LLM_API_KEY": emulators.api_key,  # (the Telnyx key goes to Telnyx's LLM only)
             # The bench's callers open media streams directly, as no Telnyx call would.
             "CALLAGENT_STREAMS__ACCEPT_UNKNOWN": "true",
             "CALLAGENT_DATA_DIR": os.environ.get("CALLAGENT_DATA_DIR", "/tmp/callagent-bench-data"),

@@ -81,7 +81,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     for name in unknown_variables():
         log.warning("unknown setting %s is ignored", name)
     run(_serve(settings, args.host or settings.server.host, args.port if args.port is not None else settings.server.port))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 from typing import Any, Coroutine, TypeVar
+
+from control_plane import logfmt
 
 T = TypeVar("T")
 
@@ -32,12 +33,9 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Root logging at ``level``; ``fmt`` is the ``log_format`` setting (text or json)."""
+    logfmt.configure(level, fmt)
     # The openai client's HTTP library logs every request at INFO: one line per LLM turn.
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

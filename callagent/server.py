@@ -16,7 +16,7 @@ from aiohttp import web
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
 
-from .wiring import Providers, agent_factory, build_providers, tuned_for_providers
+from .wiring import Providers, agent_factory, build_providers, provider_names, tuned_for_providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,7 @@ async def build_server(settings: Settings, *, keep_turns: int = 0) -> Server:
     settings = tuned_for_providers(settings)
     providers = await build_providers(settings)
     app = create_app(settings, listener_factory=agent_factory(settings, providers))
+    app[METRICS_KEY].set_providers(**provider_names(settings))  # the TTFB series' provider label
     if keep_turns:
         app[METRICS_KEY].recent_turns = collections.deque(maxlen=keep_turns)
     return Server(app, settings, providers)

@@ -1,9 +1,12 @@
 """The composition root: build provider clients from settings and agents for streams.
 
-Local mode is the one seam where the bench's emulators enter a running server: with no
-Telnyx credentials, ``callagent serve`` starts them in-process and points the real
-clients at them (and says so loudly). Offline speech models (``providers.stt=whisper``,
-``providers.tts=piper|espeak``, the ``[local-ai]`` extra) replace the STT/TTS in either mode.
+The STT, LLM and TTS are chosen by name among the installed providers
+(``callagent.providers`` entry points, :mod:`engine.providers.registry`); nothing here
+knows a particular one. Local mode is the one seam where the bench's emulators enter a
+running server: with no Telnyx credentials, ``callagent serve`` starts them in-process and
+hands their endpoints to the providers (and says so loudly). Offline speech models
+(``providers.stt=whisper``, ``providers.tts=piper|espeak``, the ``[local-ai]`` extra)
+replace the STT/TTS in either mode.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from control_plane.app import CONTROL_PLANE_KEY
+from control_plane.app import CONTROL_PLANE_KEY, METRICS_KEY
 from control_plane.pipeline import CallPorts
 from control_plane.settings import Settings
 from control_plane.streamauth import credential_of
@@ -27,17 +30,14 @@ from engine.conversation.config import AgentConfigError, AgentProfile, load_pers
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallReporter
 from engine.conversation.tools import ToolClient
+from engine.providers import builtin, registry
 from engine.providers._local import INSTALL_HINT, missing_modules, require_extra
 from engine.providers.base import ChatModel, ProviderError, SpeechToText, TextToSpeech
 from engine.providers.config import ProvidersConfig
-from engine.providers.espeak_tts import EspeakTextToSpeech, EspeakTtsConfig, find_espeak
-from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
-from engine.providers.openai_tts import OpenAITextToSpeech, OpenAITtsConfig
-from engine.providers.piper_tts import PiperTextToSpeech
-from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
-from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from engine.providers.espeak_tts import find_espeak
+from engine.providers.openai_chat import OpenAIChatConfig
+from engine.providers.registry import ProviderSettingsError
 from engine.providers.voices import UnknownVoice, catalogue_for
-from engine.providers.whisper_stt import WhisperSpeechToText, WhisperSttConfig
 from engine.session import MediaListener
 
 from .settings_check import SettingsError
@@ -116,35 +116,24 @@ def describe_providers(settings: Settings) -> str:
     """Which STT, LLM and TTS a server with these settings talks to, in one line."""
     cfg = settings.providers
     local = is_local(settings)
+    emulated = local and cfg.stt in ("telnyx", "deepgram")
     stt = {"whisper": "faster-whisper tiny.en (offline model)"}.get(cfg.stt) or (
-        "the STT emulator" if local else f"Telnyx STT ({cfg.stt_engine})")
+        f"the {'Deepgram ' if cfg.stt == 'deepgram' else ''}STT emulator" if emulated
+        else {"telnyx": f"Telnyx STT ({cfg.stt_engine})", "deepgram": "Deepgram STT"}.get(cfg.stt)
+        or f"the {cfg.stt} STT plugin")
     tts = {"piper": "piper en_US-joe-medium (offline model)", "espeak": "espeak-ng (offline, subprocess)"}.get(
-        cfg.tts) or ("the TTS emulator" if local else "OpenAI TTS" if cfg.tts == "openai" else "Telnyx TTS")
-    llm = "the chat emulator (scripted replies)" if local else cfg.llm_model
+        cfg.tts) or ("the TTS emulator" if local and cfg.tts in ("telnyx", "openai") else
+                     {"openai": "OpenAI TTS", "telnyx": "Telnyx TTS"}.get(cfg.tts) or f"the {cfg.tts} TTS plugin")
+    if cfg.llm != "openai":
+        llm = f"the {cfg.llm} LLM plugin"
+    else:
+        llm = "the chat emulator (scripted replies)" if local and cfg.llm_api_key is None else cfg.llm_model
     return f"STT: {stt}; LLM: {llm}; TTS: {tts}"
 
 
 def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:
     """The LLM client's settings: only the sampling options the deployment set are sent."""
-    return OpenAIChatConfig(
-        api_key=api_key, base_url=base_url, model=model, temperature=cfg.llm_temperature,
-        max_tokens=cfg.llm_max_tokens, max_tokens_param=cfg.llm_max_tokens_param,
-        reasoning_effort=cfg.llm_reasoning_effort,
-    )
-
-
-def _offline_stt(cfg: ProvidersConfig) -> SpeechToText | None:
-    if cfg.stt != "whisper":
-        return None
-    return WhisperSpeechToText(WhisperSttConfig(language=cfg.stt_language, cpu_threads=cfg.whisper_threads))
-
-
-def _offline_tts(cfg: ProvidersConfig) -> TextToSpeech | None:
-    if cfg.tts == "piper":
-        return PiperTextToSpeech()
-    if cfg.tts == "espeak":
-        return EspeakTextToSpeech(EspeakTtsConfig(voice=cfg.espeak_voice))
-    return None
+    return builtin.chat_config(cfg, api_key=api_key, base_url=base_url, model=model)
 
 
 def check_voices(settings: Settings) -> None:
@@ -165,75 +154,75 @@ def check_voices(settings: Settings) -> None:
             raise SettingsError([f"{where}: {exc}"]) from None
 
 
+def check_default_agent(settings: Settings) -> None:
+    """The default agent resolves (its personality, its function tools installed): a mistake
+    stops ``serve`` with one line, not every call."""
+    try:
+        default_profile(settings)
+    except AgentConfigError as exc:
+        where = "CALLAGENT_AGENT__FUNCTION_TOOLS" if "function tools" in str(exc) else "CALLAGENT_AGENT__PERSONALITY"
+        raise SettingsError([f"{where}: {exc}"]) from None
+
+
 async def build_providers(settings: Settings) -> Providers:
     cfg = settings.providers
     check_voices(settings)
-    # Offline speech models first: a missing extra fails before anything is started.
-    offline_stt, offline_tts = _offline_stt(cfg), _offline_tts(cfg)
+    check_default_agent(settings)
+    try:
+        registry.check_names(cfg)  # an unknown name fails before anything is started
+    except ProviderSettingsError as exc:
+        raise SettingsError(exc.lines) from None
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     closers: list[Callable[[], Awaitable[Any]]] = [http.close]
     try:
-        return await _build(settings, http, closers, offline_stt, offline_tts)
+        return await _build(settings, http, closers)
+    except ProviderSettingsError as exc:
+        await _close_all(closers)
+        raise SettingsError(exc.lines) from None
     except BaseException:
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                await close()
+        await _close_all(closers)
         raise
 
 
-async def _build(
-    settings: Settings, http: aiohttp.ClientSession, closers: list[Callable[[], Awaitable[Any]]],
-    offline_stt: SpeechToText | None, offline_tts: TextToSpeech | None,
-) -> Providers:
+async def _close_all(closers: list[Callable[[], Awaitable[Any]]]) -> None:
+    for close in reversed(closers):
+        with contextlib.suppress(Exception):
+            await close()
+
+
+async def _build(settings: Settings, http: aiohttp.ClientSession,
+                 closers: list[Callable[[], Awaitable[Any]]]) -> Providers:
     cfg = settings.providers
     local = None
+    endpoints: dict[str, str] = {}
     if is_local(settings):
         from bench.corpus.model import CORPUS_DIR
         from bench.emulators.server import load_corpus_utterances, start_emulators
 
-        known = load_corpus_utterances(CORPUS_DIR) if CORPUS_DIR.is_dir() and offline_stt is None else None
+        # The recogniser's corpus only where an emulated STT will hear the calls.
+        known = load_corpus_utterances(CORPUS_DIR) if CORPUS_DIR.is_dir() and cfg.stt != "whisper" else None
         local = await start_emulators(cfg.local_profile, known_utterances=known)
         closers.append(local.close)
-        key = SecretStr(local.api_key)
-        stt_url, tts_url, llm_url, llm_key = local.stt_url, local.tts_url, local.llm_base_url, key
+        endpoints = local.endpoints()
         log.warning(
             "LOCAL MODE: no Telnyx credentials configured; %s (emulators profile %r at %s). "
             "Set TELNYX_API_KEY to use the real services.",
             describe_providers(settings), cfg.local_profile, local.llm_base_url.rsplit("/", 1)[0],
         )
-    else:
-        key = settings.telnyx_api_key  # type: ignore[assignment]
-        stt_url, tts_url, llm_url = cfg.stt_url, cfg.tts_url, cfg.llm_base_url
-        llm_key = cfg.llm_api_key or key
-        if offline_stt is not None or offline_tts is not None:
-            log.warning("offline speech models in this process: %s", describe_providers(settings))
-    stt: SpeechToText
-    if offline_stt is not None:
-        stt = offline_stt
-        closers.append(offline_stt.aclose)  # type: ignore[attr-defined]
-    else:
-        stt = TelnyxSpeechToText(
-            TelnyxSttConfig(api_key=key, url=stt_url, transcription_engine=cfg.stt_engine, model=cfg.stt_model,
-                            language=cfg.stt_language, interim_results=cfg.stt_interim_results),
-            session=http,
-        )
-    llm = OpenAIChatModel(chat_config(cfg, api_key=llm_key, base_url=llm_url,
-                                      model=cfg.llm_model if local is None else "emulator"))
-    closers.append(llm.aclose)
-    tts: TextToSpeech
-    if offline_tts is not None:
-        tts = offline_tts
-        closers.append(offline_tts.aclose)  # type: ignore[attr-defined]
-    elif cfg.tts == "openai" and local is None:
-        if cfg.openai_api_key is None:
-            raise SettingsError(["CALLAGENT_PROVIDERS__TTS=openai needs CALLAGENT_PROVIDERS__OPENAI_API_KEY"])
-        tts = OpenAITextToSpeech(OpenAITtsConfig(api_key=cfg.openai_api_key, base_url=cfg.openai_base_url),
-                                 voices=catalogue_for(cfg))
-    else:
-        tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=tts_url, audio_format=cfg.tts_audio_format),
-                                 session=http)
+    elif cfg.stt == "whisper" or cfg.tts in ("piper", "espeak"):
+        log.warning("offline speech models in this process: %s", describe_providers(settings))
+
+    def context(kind: registry.Kind, name: str) -> registry.ProviderContext:
+        return registry.ProviderContext(
+            kind=kind, name=name, providers=cfg, http=http, telnyx_api_key=settings.telnyx_api_key,
+            local_endpoints=endpoints, local_api_key=SecretStr(local.api_key) if local is not None else None,
+            closers=closers)
+
+    stt: SpeechToText = registry.create("stt", context("stt", cfg.stt))
+    llm: ChatModel = registry.create("llm", context("llm", cfg.llm))
+    tts: TextToSpeech = registry.create("tts", context("tts", cfg.tts))
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).
-    await asyncio.gather(*(p.warm() for p in (offline_stt, offline_tts) if hasattr(p, "warm")))
+    await asyncio.gather(*(p.warm() for p in (stt, tts) if hasattr(p, "warm")))
     # None: each STT's own bound (SpeechToText.final_wait_s: per engine, Whisper's 3 s).
     final_timeout = None if cfg.stt_final_wait_ms is None else cfg.stt_final_wait_ms / 1000
     tools = ToolClient(settings.tools)
@@ -242,6 +231,13 @@ async def _build(
     closers.append(tools.aclose)
     return Providers(stt=stt, llm=llm, tts=tts, phrases=PhraseCache(tts), http=http, tools=tools, local=local,
                      stt_final_timeout_s=final_timeout, _closers=closers)
+
+
+def provider_names(settings: Settings) -> dict[str, str]:
+    """The configured providers as their clients name themselves in errors (``telnyx-stt``...):
+    the provider label of the TTFB metrics."""
+    cfg = settings.providers
+    return {"stt": f"{cfg.stt}-stt", "llm": "openai-chat", "tts": f"{cfg.tts}-tts"}
 
 
 def default_profile(settings: Settings) -> AgentProfile:
@@ -258,12 +254,14 @@ def agent_factory(
 
     def create(request: web.Request) -> MediaListener:
         cp = request.app.get(CONTROL_PLANE_KEY)
+        metrics = request.app.get(METRICS_KEY)
         return CallAgent(
             profile, stt=providers.stt, llm=providers.llm, tts=providers.tts,
             phrases=providers.phrases, tool_client=providers.tools, reporter=reporter, **timeouts,
             # An explicit reporter (the demo's console) keeps the default agent; otherwise the
             # control plane says which call a stream belongs to and takes its records.
             setup=CallPorts(cp, credential_of(request)).setup if cp is not None and reporter is None else None,
+            on_provider_error=metrics.provider_error if metrics is not None else None,
         )
 
     return create

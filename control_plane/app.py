@@ -10,10 +10,10 @@ started and closed with the app (``cleanup_ctx``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.conversation.agent import finish_reports
 from engine.edge import ListenerFactory, MediaStreamEndpoint
@@ -27,6 +27,7 @@ from .dashboard.routes import dashboard_app
 from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
 from .events import receive_webhook
 from .health import readiness
+from .metrics import UNMATCHED_ROUTE, ControlPlaneMetrics, event_loop_watch, exposition
 from .services import ControlPlane
 from .settings import Settings
 from .streamauth import StreamGate
@@ -44,8 +45,40 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS_KEY].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, content_type = exposition(request.app[METRICS_KEY].registry, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def make_http_metrics_middleware(metrics: ControlPlaneMetrics, skip: frozenset[str]) -> web.Middleware:
+    """Count each request by its route template (``/api/calls/{call_id}``, never the raw path:
+    label values stay bounded) and status. The media WebSocket is skipped: a call's stream is
+    one request lasting the whole call, measured by the engine's own families."""
+    requests, duration = metrics.http_requests, metrics.http_duration
+
+    @web.middleware
+    async def http_metrics(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        if request.path in skip:
+            return await handler(request)
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            labels = (request.method, _route_of(request), str(status))
+            requests.labels(*labels).inc()
+            duration.labels(*labels).observe(time.perf_counter() - start)
+
+    return http_metrics
 
 
 _OPENAPI_KEY = web.AppKey("openapi", dict)
@@ -62,7 +95,8 @@ async def _control_plane_ctx(app: web.Application) -> AsyncIterator[None]:
     cp = app[CONTROL_PLANE_KEY]
     try:
         await cp.start()
-        yield
+        async with event_loop_watch(cp.metrics.event_loop_lag):
+            yield
     finally:
         # Calls cut off by the shutdown write their summaries and outcomes first.
         await finish_reports()
@@ -76,17 +110,21 @@ reset; its default, 10 s, would let each slow client hold its connection that mu
 
 
 def app_runner(app: web.Application) -> web.AppRunner:
-    """The runner ``callagent serve`` uses for ``app`` (no access log: it would be per request)."""
-    return web.AppRunner(app, access_log=None, lingering_time=LINGERING_S)
+    """The runner ``callagent serve`` uses for ``app``. The access log (one line per request,
+    logger ``aiohttp.access``) is off unless ``server.access_log`` turns it on."""
+    kwargs = {} if app[SETTINGS_KEY].server.access_log else {"access_log": None}
+    return web.AppRunner(app, lingering_time=LINGERING_S, **kwargs)
 
 
 def create_app(settings: Settings, listener_factory: ListenerFactory | None = None) -> web.Application:
-    cp = ControlPlane(settings)
+    metrics = EngineMetrics()
+    cp = ControlPlane(settings, metrics=ControlPlaneMetrics(metrics.registry))
+    media_paths = frozenset({settings.server.media_path})
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[make_error_middleware(frozenset({settings.server.media_path})), make_auth_middleware(cp)],
+        middlewares=[make_http_metrics_middleware(cp.metrics, media_paths), make_error_middleware(media_paths),
+                     make_auth_middleware(cp)],
     )
-    metrics = EngineMetrics()
     app[METRICS_KEY] = metrics
     app[SETTINGS_KEY] = settings
     app[CONTROL_PLANE_KEY] = cp

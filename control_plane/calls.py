@@ -17,6 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import orjson
 
+from . import lifecycle
 from .agents import check_agent, org_tool_destinations
 from .callstate import client_state_for, dialled, failed
 from .errors import ApiError
@@ -143,6 +144,8 @@ class CallService:
                 raise
             return StartedCall(_replayed(earlier, fingerprint), replayed=True)
         stream = stream_target(cp, call.id)
+        metrics = cp.metrics
+        metrics.dial_sent("api")
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id, to=request.to, from_=request.from_,
@@ -154,23 +157,27 @@ class CallService:
                 time_limit_secs=agent.max_duration_s,
             )
         except TelnyxRateLimited as exc:
+            metrics.dial_failed("api", "rate_limited")
             await self._dial_failed(call.id, telnyx_error_details(exc))
             retry = exc.retry_after_s
             raise ApiError(503, "telnyx_rate_limited", "Telnyx is rate limiting dials; try again later",
                            {"call_id": str(call.id), **telnyx_error_details(exc)},
                            headers={"Retry-After": str(max(1, int(retry or 1)))}) from None
         except TelnyxApiError as exc:
+            metrics.dial_failed("api", "server_error" if exc.status >= 500 else "refused")
             await self._dial_failed(call.id, telnyx_error_details(exc))
             status = 422 if exc.status == 422 else 502
             raise ApiError(status, "telnyx_error", f"Telnyx refused the dial: {exc.title or exc}",
                            {"call_id": str(call.id), **telnyx_error_details(exc)}) from None
         except TelnyxError as exc:
+            metrics.dial_failed("api", "unreachable")
             await self._dial_failed(call.id, telnyx_error_details(exc))
             raise ApiError(502, "telnyx_unreachable", "Telnyx did not answer the dial",
                            {"call_id": str(call.id), **telnyx_error_details(exc)}) from None
 
         updated = await repo.update_call(call.id, lambda c: dialled(c, result))
         assert updated is not None
+        lifecycle.started(metrics, updated, "api")
         if updated.hangup_requested_at is not None and not updated.terminal:
             # Hung up through the API while the dial was in flight.
             try:

@@ -23,6 +23,7 @@ from uuid import UUID, uuid4
 
 from aiohttp import web
 
+from . import lifecycle
 from .background import SingleTask, run_rounds
 from .calls import command_id, telnyx_error_details
 from .callstate import apply_event, call_id_from_client_state, client_state_for, failed
@@ -89,6 +90,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
     inserted = await repo.insert_event(stored)
     if inserted:
         cp.worker.notify()
+        # Telnyx's clock to ours: delivery delay (plus skew, bounded by the signature's tolerance).
+        cp.metrics.webhook_ingest_lag.observe(max(0.0, (stored.received_at - occurred_at).total_seconds()))
+    cp.metrics.webhooks.labels("false" if inserted else "true").inc()
     # Claimed only now: had the insert failed (500), Telnyx's redelivery of this very request
     # must be stored, not refused as a replay. A replay reaching this point changed nothing
     # (the insert is idempotent on the event id) and is still refused.
@@ -196,6 +200,7 @@ class EventWorker:
                                        lease_s=settings.claim_lease_s)
             return
         await repo.complete_event(event.event_id, org_id=org_id, call_id=call_id)
+        self.cp.metrics.webhook_processing_lag.observe(max(0.0, (utcnow() - event.received_at).total_seconds()))
 
 
 def _same_leg(call: Call, event: StoredEvent) -> bool:
@@ -251,12 +256,15 @@ class EventProcessor:
             call = await self._create_inbound(event)
             if call is None:
                 await self._reject_unrouted(event)
+            else:
+                lifecycle.started(self.cp.metrics, call, "inbound")
         if call is None:
             return None, None  # stored for the record; nothing of ours
         at = event.occurred_at or event.received_at
         before = call
         after = await repo.update_call(call.id, lambda c: apply_event(c, event.event_type, event.payload, at))
         assert after is not None
+        lifecycle.status_changed(self.cp.metrics, before, after)
         await self._side_effects(event, before, after)
         for listener in self.listeners:
             await listener(event, before, after)

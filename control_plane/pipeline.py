@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from engine.conversation.config import AgentProfile, resolve
+from engine.conversation.context import ToolContext
 from engine.conversation.ports import CallReport, CallSetup, NoActions, NoReporter, TurnRecord
 from engine.protocol import Start
 
@@ -107,21 +108,26 @@ class StoreReporter:
 
 async def resumed_history(cp: ControlPlane, context: CallContext) -> tuple[list[dict[str, Any]], int]:
     """The conversation so far (and its turn count) of a call picked up again: the session when it
-    is still there, else rebuilt from the stored turns (an in-process session dies with its process)."""
+    is still there and has every stored turn, else rebuilt from the stored turns (an in-process
+    session dies with its process). The stored turns are the record: a turn is written before the
+    session is saved, so an instance killed between the two leaves a session one turn behind, and
+    resuming from it would re-use that turn's index and overwrite the turn recorded just before."""
     assert context.call_control_id is not None
     session = await cp.sessions.load(context.call_control_id)
-    if session is not None and session.history:
-        turns = session.agent_state.get("turns")
-        return session.history, turns if isinstance(turns, int) else 0
     repo = await cp.repository()
-    history: list[dict[str, Any]] = []
     turns = await repo.list_turns(context.call_id)
+    recorded = turns[-1].index + 1 if turns else 0
+    if session is not None and session.history:
+        count = session.agent_state.get("turns")
+        if isinstance(count, int) and count >= recorded:
+            return session.history, count
+    history: list[dict[str, Any]] = []
     for turn in turns:
         if turn.caller_text:
             history.append({"role": "user", "content": turn.caller_text})
         if turn.agent_text:
             history.append({"role": "assistant", "content": turn.agent_text})
-    return history, len(turns)
+    return history, recorded
 
 
 class CallPorts:
@@ -163,7 +169,8 @@ class CallPorts:
                          reporter=StoreReporter(self.cp, metadata, lease), history=history, turns=turns,
                          greeting=greeting,
                          tool_destinations=await self._tool_destinations(context.org_id, context.agent),
-                         knowledge=await self._knowledge(context.org_id, context.agent))
+                         knowledge=await self._knowledge(context.org_id, context.agent),
+                         tool_context=self._tool_context(context))
 
     async def _knowledge(self, org_id: Any, agent: Any) -> Retriever | None:
         """A retriever over the knowledge bases the agent config attaches (of its own organisation)."""
@@ -173,6 +180,16 @@ class CallPorts:
         # A base deleted since the call started is left out: the call goes on without it.
         kb_ids = await self.cp.knowledge.resolve(repo, org_id, agent.knowledge_bases, strict=False)
         return self.cp.knowledge.retriever(repo, kb_ids) if kb_ids else None
+
+    def _tool_context(self, context: CallContext) -> ToolContext:
+        """What the call's user tools are told about it, and the organisation's signing secrets."""
+        org = str(context.org_id)
+        return ToolContext(
+            call_id=str(context.call_id), organisation_id=org, call_control_id=context.call_control_id,
+            from_number=context.from_number, to_number=context.to_number, direction=context.direction,
+            variables=dict(context.agent.variables),
+            signing_secrets=tuple(s.encode() for s in self.cp.settings.tools.signing_secrets(org)),
+        )
 
     async def _tool_destinations(self, org_id: Any, agent: Any) -> tuple[str, ...]:
         """The organisation's tool allow-list (read only for a call that has HTTP tools)."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .redisconn import tag
+
 
 @dataclass(frozen=True, slots=True)
 class RateDecision:
@@ -84,6 +86,6 @@ class RedisRateLimiter:
     async def hit(self, key: str, limit: int, window_s: float) -> RateDecision:
         member = f"{time.time_ns()}-{secrets.token_hex(4)}"
         allowed, remaining, retry_ms = await self._script(
-            keys=[f"{self._prefix}ratelimit:{key}"], args=[limit, int(window_s * 1000), member]
+            keys=[f"{self._prefix}ratelimit:{tag(key)}"], args=[limit, int(window_s * 1000), member]
         )
         return RateDecision(bool(allowed), limit, int(remaining), int(retry_ms) / 1000.0)

@@ -16,12 +16,14 @@ import asyncio
 import logging
 from typing import Any
 
+from . import redisconn
 from .campaigns.runtime import CampaignRuntime
 from .crypto import DataKeys, load_data_keys
 from .dialsweep import UnconfirmedDialSweeper
 from .errors import ApiError
 from .events import EventWorker
 from .knowledge.service import KnowledgeService
+from .metrics import ControlPlaneMetrics
 from .ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from .recorder import CallRecorder
 from .recovery import StreamRecovery
@@ -39,8 +41,10 @@ DRAIN_RETRY_AFTER_S = 5
 
 
 class ControlPlane:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: ControlPlaneMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or ControlPlaneMetrics()
+        self.metrics.watch_pool(lambda: getattr(self._repo.db, "pool", None) if self._repo is not None else None)
         self.telnyx: Any = None
         self.redis: Any = None
         self.rate_limiter: RateLimiter = MemoryRateLimiter()
@@ -79,9 +83,7 @@ class ControlPlane:
         self._started = True
         settings = self.settings
         if settings.redis_url is not None:
-            import redis.asyncio as redis
-
-            self.redis = redis.from_url(settings.redis_url.get_secret_value())
+            self.redis = redisconn.connect(settings.redis_url.get_secret_value())
             prefix = settings.redis_key_prefix
             self.rate_limiter = RedisRateLimiter(self.redis, prefix)
             self.replay_guard = RedisReplayStore(self.redis, prefix, settings.webhooks.tolerance_s)

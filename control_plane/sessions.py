@@ -1,6 +1,6 @@
 """Per-call session state (call metadata, conversation history, agent state) with a TTL.
 
-Redis: key ``{prefix}call:{call_control_id}:session``, a JSON envelope whose ``data`` is
+Redis: key ``{prefix}call:{<call_control_id>}:session``, a JSON envelope whose ``data`` is
 the session sealed with the field cipher (the history is a transcript: personal data at
 rest). In-process: the same interface over a dict, for single-process runs and tests.
 """
@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from .crypto import FieldCipher
+from .redisconn import tag
 from .store.records import utcnow
 
 SESSION_CONTEXT = "session"
@@ -74,7 +75,7 @@ class RedisSessionStore:
         self._cipher = cipher
 
     def key(self, call_control_id: str) -> str:
-        return f"{self._prefix}call:{call_control_id}:session"
+        return f"{self._prefix}call:{tag(call_control_id)}:session"
 
     async def save(self, session: CallSession) -> None:
         raw = session.model_dump_json().encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,8 @@ class ServerSettings(BaseModel):
     body_timeout_s: float = Field(
         10.0, gt=0, description="A request body (REST, webhooks) not fully received within this time gets 408."
     )
+    access_log: bool = Field(
+        False, description="Log one line per HTTP request (logger aiohttp.access). Off: /metrics counts them.")
     drain_grace_s: float = Field(
         30.0, ge=0,
         description="On SIGTERM: how long live calls may run on before their media streams are handed over "
@@ -211,6 +214,9 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per line (time, level, logger, message, call_id when known), "
+        "for log collectors.")
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Where the embedded store keeps its files and keys (made absolute; default "
@@ -242,8 +248,16 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         None, validation_alias=AliasChoices("CALLAGENT_DATABASE_URL", "DATABASE_URL")
     )
-    redis_url: SecretStr | None = Field(None, validation_alias=AliasChoices("CALLAGENT_REDIS_URL", "REDIS_URL"))
-    redis_key_prefix: str = Field("callagent:", description="Prefix of every Redis key this process writes.")
+    redis_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("CALLAGENT_REDIS_URL", "REDIS_URL"),
+        description="redis://host:6379/0 (rediss:// for TLS) for one server; redis+cluster://host:6379 "
+        "(rediss+cluster://) for a Redis Cluster, any node as the host.",
+    )
+    redis_key_prefix: str = Field(
+        "callagent:", pattern=r"^[^{}]*$",
+        description="Prefix of every Redis key this process writes. No braces: a hash tag in it would put "
+        "every key in one Redis Cluster slot.",
+    )
     session_ttl_s: int = Field(3600, ge=60, description="Lifetime of a call's session in the session store.")
     encryption_key: SecretStr | None = Field(
         None,

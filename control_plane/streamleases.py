@@ -6,8 +6,8 @@ open; when the socket closes it shortens it to a grace (the call may simply have
 that is live in the store with no lease has lost its stream: the recovery sweep
 :meth:`~StreamLeases.claim`\\s it (only one instance can) before it acts.
 
-Redis: key ``{prefix}stream:{call_id}`` (``SET NX PX`` to claim, compare-and-set scripts to
-renew and release), and ``{prefix}stream:{call_id}:attempts`` counting re-attaches that no stream
+Redis: key ``{prefix}stream:{<call_id>}`` (the id a hash tag, :mod:`control_plane.redisconn`) (``SET NX PX`` to claim, compare-and-set scripts to
+renew and release), and ``{prefix}stream:{<call_id>}:attempts`` counting re-attaches that no stream
 followed. In-process: the same over a dict, for a single instance (SQLite, or no Redis).
 """
 
@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from uuid import UUID
+
+from .redisconn import tag
 
 
 class StreamLeases(Protocol):
@@ -103,12 +105,12 @@ class RedisStreamLeases:
     def __init__(self, client: Any, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._claim = client.register_script(_CLAIM)
 
     def _key(self, call_id: UUID) -> str:
-        return f"{self._prefix}stream:{call_id}"
+        # The call id is the hash tag: the lease and its ":attempts" counter share a cluster slot.
+        return f"{self._prefix}stream:{tag(call_id)}"
 
     async def hold(self, call_id: UUID, value: str, ttl_s: float) -> None:
         key = self._key(call_id)
@@ -120,9 +122,11 @@ class RedisStreamLeases:
     async def renew(self, leases: Mapping[UUID, str], ttl_s: float) -> None:
         if not leases:
             return
+        # EVAL, not the registered script's EVALSHA: a Redis Cluster pipeline does not load
+        # scripts on the nodes it sends to (NOSCRIPT), and the script is a hundred bytes.
         async with self._client.pipeline(transaction=False) as pipe:
             for call_id, value in leases.items():
-                await self._renew(keys=[self._key(call_id)], args=[value, _ms(ttl_s)], client=pipe)
+                pipe.eval(_RENEW, 1, self._key(call_id), value, _ms(ttl_s))
             await pipe.execute()
 
     async def release(self, call_id: UUID, value: str, ttl_s: float) -> None:
@@ -138,7 +142,11 @@ class RedisStreamLeases:
         ids = list(call_ids)
         if not ids:
             return set()
-        values = await self._client.mget([self._key(call_id) for call_id in ids])
+        # One GET each in a pipeline, not MGET: in a cluster the keys live in different slots.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for call_id in ids:
+                pipe.get(self._key(call_id))
+            values = await pipe.execute()
         return {call_id for call_id, value in zip(ids, values) if value is not None}
 
 

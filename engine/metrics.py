@@ -2,7 +2,8 @@
 
 The per-frame path only bumps plain integers on each session; :class:`EngineCollector`
 sums them at scrape time over the live sessions plus the totals left by ended ones.
-Turn latencies are observed once per turn into histograms labelled by stage.
+Turn latencies are observed once per turn into histograms labelled by stage, and each
+provider's time to first byte (STT final, LLM first token, TTS first audio) by provider.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import collections
 from typing import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -121,6 +122,36 @@ class EngineMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.provider_ttfb = Histogram(
+            "callagent_provider_ttfb_seconds",
+            "Provider time to first byte per turn: STT final after the turn's end, LLM first token, TTS first audio",
+            ["kind", "provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.provider_errors = Counter(
+            "callagent_provider_errors",
+            "Provider failures seen by calls (connection, error frame or status, deadline), by provider",
+            ["provider"],
+            registry=self.registry,
+        )
+        self._ttfb: tuple[tuple[str, Histogram], ...] = ()
+        self.set_providers()
+
+    def set_providers(self, *, stt: str = "stt", llm: str = "llm", tts: str = "tts") -> None:
+        """Name the process's providers (``telnyx-stt``, ``openai-chat``...): the provider label of
+        the TTFB series. Children are bound here so a turn does no label lookup; the placeholder
+        names' empty series go."""
+        self.provider_ttfb.clear()
+        self._ttfb = tuple(
+            (stage, self.provider_ttfb.labels(kind, name))
+            for stage, kind, name in (("stt", "stt", stt), ("llm_first_token", "llm", llm),
+                                      ("tts_first_audio", "tts", tts))
+        )
+
+    def provider_error(self, provider: str) -> None:
+        """Count one provider failure (rare: a label lookup is fine here)."""
+        self.provider_errors.labels(provider).inc()
 
     def observe_turn(self, timeline: TurnTimeline) -> None:
         if self.recent_turns.maxlen:
@@ -131,8 +162,13 @@ class EngineMetrics:
         added = timeline.engine_added_ms
         if added is not None:
             self.engine_added.observe(added / 1000.0)
-        for stage, ms in timeline.stages_ms().items():
+        stages = timeline.stages_ms()
+        for stage, ms in stages.items():
             self.stage_latency.labels(stage).observe(ms / 1000.0)
+        for stage, child in self._ttfb:
+            ms = stages.get(stage)
+            if ms is not None:
+                child.observe(ms / 1000.0)
 
     def counter_names(self) -> Iterable[str]:
         return _COUNTERS.keys()

@@ -71,7 +71,6 @@ def test_freezing_the_startup_heap_keeps_it_out_of_collections_and_frees_its_gar
 # -- settings mistakes are one line, never a traceback ---------------------------------------
 
 
-
 @pytest.mark.parametrize("variable, value, expected", [
     ("CALLAGENT_SERVER__PORT", "99999", "CALLAGENT_SERVER__PORT: Input should be less than or equal to 65535"),
     ("CALLAGENT_SERVER__PORT", "eighty", "CALLAGENT_SERVER__PORT: Input should be a valid integer"),
@@ -226,7 +225,9 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert "tool_allowed_destinations: default" in capsys.readouterr().out
 
 
-def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypatch, capsys):
+@pytest.mark.e2e
+@pytest.mark.slow
+async def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypatch, capsys):
     """A real ``callagent serve`` and a real SIGTERM: the live call's stream stays open and its
     webhooks are accepted, new starts get 503, and the process exits once the call ends.
     Fails before the change: SIGTERM closed the listener at once."""
@@ -255,7 +256,8 @@ def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypa
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)  # no .env from the checkout
-    assert main(["org", "create", "Acme"]) == 0
+    # The CLI runs its own loop: in a thread, as it would in its own process.
+    assert await asyncio.to_thread(main, ["org", "create", "Acme"]) == 0
     secret = re.search(r"store it now\): (\S+)", capsys.readouterr().out).group(1)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -270,38 +272,35 @@ def test_serve_drains_on_sigterm_and_keeps_accepting_webhooks(tmp_path, monkeypa
             if text in line:
                 return
 
-    async def scenario():
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "callagent", "serve", "--port", str(port), env=env, cwd=tmp_path,
-            stderr=asyncio.subprocess.PIPE)
-        lines: list[str] = []
-        try:
-            await asyncio.wait_for(line_with(proc.stderr, "serving on", lines), 60)
-            async with aiohttp.ClientSession() as client:
-                ws = await client.ws_connect(f"{base}/media-stream")
-                await ws.send_bytes(start_frame(call_control_id="v3:live"))
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(line_with(proc.stderr, "draining", lines), 30)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callagent", "serve", "--port", str(port), env=env, cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE)
+    lines: list[str] = []
+    try:
+        await asyncio.wait_for(line_with(proc.stderr, "serving on", lines), 60)
+        async with aiohttp.ClientSession() as client:
+            ws = await client.ws_connect(f"{base}/media-stream")
+            await ws.send_bytes(start_frame(call_control_id="v3:live"))
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(line_with(proc.stderr, "draining", lines), 30)
 
-                ready = await client.get(f"{base}/readyz")
-                assert ready.status == 503 and (await ready.json())["checks"]["accepting"] == "draining"
-                body, headers = signed_webhook("call.answered", {"call_control_id": "v3:live"})
-                assert (await client.post(f"{base}/webhook/telnyx", data=body, headers=headers)).status == 200
-                start = await client.post(f"{base}/api/calls/start", json={"to": "+14155550123"},
-                                          headers={"Authorization": f"Bearer {secret}"})
-                assert start.status == 503 and start.headers["Retry-After"]
-                assert proc.returncode is None and not ws.closed
+            ready = await client.get(f"{base}/readyz")
+            assert ready.status == 503 and (await ready.json())["checks"]["accepting"] == "draining"
+            body, headers = signed_webhook("call.answered", {"call_control_id": "v3:live"})
+            assert (await client.post(f"{base}/webhook/telnyx", data=body, headers=headers)).status == 200
+            start = await client.post(f"{base}/api/calls/start", json={"to": "+14155550123"},
+                                      headers={"Authorization": f"Bearer {secret}"})
+            assert start.status == 503 and start.headers["Retry-After"]
+            assert proc.returncode is None and not ws.closed
 
-                await ws.close()  # the call ends
-                assert await asyncio.wait_for(proc.wait(), 60) == 0
-            rest = (await proc.stderr.read()).decode()
-            assert "drained: 0 call(s) handed over" in "".join(lines) + rest
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-    asyncio.run(scenario())
+            await ws.close()  # the call ends
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
+        rest = (await proc.stderr.read()).decode()
+        assert "drained: 0 call(s) handed over" in "".join(lines) + rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def test_bench_stt_engine_reaches_the_engine_process_and_bad_names_are_refused(monkeypatch, capsys):
@@ -325,7 +324,7 @@ def test_bench_stt_engine_reaches_the_engine_process_and_bad_names_are_refused(m
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_call_follows_a_call_through_the_api_and_explains_refusals(monkeypatch, capsys):
+async def test_call_follows_a_call_through_the_api_and_explains_refusals(monkeypatch, capsys):
     """`callagent call` against a server speaking the REST API: the start body it sends, each turn
     printed once as it is recorded, the summary, and the exit status."""
     import asyncio
@@ -366,13 +365,13 @@ def test_call_follows_a_call_through_the_api_and_explains_refusals(monkeypatch, 
 
     monkeypatch.setattr("callagent.call.POLL_S", 0.01)
     monkeypatch.delenv("CALLAGENT_API_KEY", raising=False)
-    assert asyncio.run(scenario(["call", "+15551234567", "--api-key", "ck_good", "--personality", "sales"])) == 0
+    assert await scenario(["call", "+15551234567", "--api-key", "ck_good", "--personality", "sales"]) == 0
     out = capsys.readouterr().out
     assert sent == [{"to": "+15551234567", "from": "+15550100000", "agent_config": {"personality": "sales"}}]
     assert out.count("caller: Hi there") == 1 and "turn latency 312 ms speculative (endpointing 300)" in out
     assert "summary: They said hello." in out
 
-    assert asyncio.run(scenario(["call", "+15551234567", "--api-key", "ck_bad"])) == 2
+    assert await scenario(["call", "+15551234567", "--api-key", "ck_bad"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("callagent call: invalid API key") and "--api-key" in err
     assert main(["call", "+15551234567"]) == 2

@@ -1,7 +1,8 @@
 """OpenAI-compatible emulator: chat completions, models and ``/v1/audio/speech``.
 
 ``POST /v1/chat/completions`` answers from a small deterministic script keyed on the last
-user message (see :func:`script_reply`), streamed as SSE ``data:`` chunks of exactly the
+user message (see :func:`script_reply`; a user tool is called when the caller names its topic
+and gives the number it needs, and its result is then said back), streamed as SSE ``data:`` chunks of exactly the
 OpenAI shape (text deltas, ``tool_calls`` fragments by index, ``finish_reason``, optional
 usage chunk, ``data: [DONE]``) or as one completion. A ``json_schema`` response format gets
 a JSON object with every property of the schema filled with a plausible value. The first
@@ -78,6 +79,11 @@ def script_reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | N
             arguments = example_for_schema(function.get("parameters") or {"type": "object"}, hint=reason)
             calls.append((name, orjson.dumps(arguments).decode()))
 
+    answered = _user_tool_result(messages)
+    if answered is not None:
+        if answered.startswith("error:"):
+            return Reply("I'm sorry, I couldn't check that just now.")
+        return Reply(f"I checked for you. {answered}")
     if not said:
         return Reply("Hello! How can I help you today?")
     if _BYE.search(said):
@@ -86,6 +92,9 @@ def script_reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | N
     if _TRANSFER.search(said):
         call("transfer_call", "caller asked for a person")
         return Reply("Of course. Let me transfer you to a colleague now.", tuple(calls))
+    user_call = _user_tool_call(said, tools)
+    if user_call is not None:
+        return Reply("Let me check that.", (user_call,))
     digits = _DIGITS.findall(said)
     if digits and _KEYS.search(said):
         return Reply(f"Got it. You entered {' '.join(digits)}, let me look that up.")
@@ -94,6 +103,70 @@ def script_reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | N
     if len(words) > 8:
         snippet += " …"
     return Reply(f"Sure. You said “{snippet}”, and I can help you with that.")
+
+
+BUILTIN_TOOLS = frozenset({"end_call", "transfer_call", "send_dtmf", "pause_recording", "resume_recording"})
+_GENERIC_NAME_WORDS = frozenset({"get", "check", "lookup", "look", "find", "fetch", "search", "status", "info"})
+_SPOKEN_DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+                  "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+_IDENTIFIER_PARAM = re.compile(r"(number|_id$|^id$|code|reference)")
+
+
+def spoken_number(said: str) -> str | None:
+    """The longest run of 3+ digits the caller gave, written or spoken ("four seven two" -> "472")."""
+    runs, run = [], ""
+    for word in re.findall(r"[a-z]+|[0-9]+", said.lower()):
+        digit = word if word.isdigit() else _SPOKEN_DIGITS.get(word)
+        if digit is None:
+            runs.append(run)
+            run = ""
+        else:
+            run += digit
+    runs.append(run)
+    best = max(runs, key=len)
+    return best if len(best) >= 3 else None
+
+
+def _user_tool_call(said: str, tools: list[dict[str, Any]] | None) -> tuple[str, str] | None:
+    """The scripted model calls a user tool (not a built-in) when the caller names what it is
+    about (a word of its name: "order" for order_status) and gave what its identifier
+    parameters need (a number); the others get example values."""
+    words = set(re.findall(r"[a-z]+", said.lower()))
+    for tool in tools or ():
+        function = tool.get("function") or {}
+        name = function.get("name", "")
+        if tool.get("type", "function") != "function" or name in BUILTIN_TOOLS:
+            continue
+        topic = {w for w in re.split(r"[_\-]+", name.lower()) if len(w) >= 3} - _GENERIC_NAME_WORDS
+        if not topic & words:
+            continue
+        schema = function.get("parameters") or {"type": "object"}
+        arguments = example_for_schema(schema)
+        if not isinstance(arguments, dict):
+            continue
+        number = spoken_number(said)
+        wanted = [p for p in (schema.get("properties") or {}) if _IDENTIFIER_PARAM.search(p)]
+        if wanted and number is None:
+            continue  # it would ask for the number first
+        for param in wanted:
+            kind = (schema["properties"][param] or {}).get("type")
+            arguments[param] = int(number) if kind == "integer" else number
+        return name, orjson.dumps(arguments).decode()
+    return None
+
+
+def _user_tool_result(messages: list[dict[str, Any]]) -> str | None:
+    """The result of a user tool, when it is the conversation's last message (the model then
+    says it); None otherwise, and for the built-ins' results."""
+    if not messages or messages[-1].get("role") != "tool":
+        return None
+    call_id = messages[-1].get("tool_call_id")
+    for message in reversed(messages):
+        for call in message.get("tool_calls") or ():
+            if call.get("id") == call_id:
+                name = (call.get("function") or {}).get("name")
+                return None if name in BUILTIN_TOOLS else _text_of(messages[-1].get("content")).strip()
+    return None
 
 
 def example_for_schema(schema: dict[str, Any], *, hint: str = "", name: str = "",

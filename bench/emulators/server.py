@@ -32,7 +32,7 @@ from aiohttp import web
 from engine import _audioop as audioop
 
 from ..corpus.model import load_corpus
-from . import llm, stt, tts
+from . import deepgram, llm, stt, tts
 from .embeddings import EmbeddingsEmulator
 from .profiles import FaultSwitch, LatencyProfile, get_profile
 
@@ -50,12 +50,17 @@ class RunningEmulators:
     stt: stt.SttEmulator
     tts: tts.TtsEmulator
     llm: llm.LlmEmulator
+    deepgram: deepgram.DeepgramEmulator
     embeddings: EmbeddingsEmulator | None = None
     runner: web.AppRunner | None = None
 
     @property
     def stt_url(self) -> str:
         return f"ws://{self.host}:{self.port}{stt.PATH}"
+
+    @property
+    def deepgram_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{deepgram.PATH}"
 
     @property
     def tts_url(self) -> str:
@@ -65,12 +70,18 @@ class RunningEmulators:
     def llm_base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
+    def endpoints(self) -> dict[str, str]:
+        """Which provider each emulator stands in for (``kind.name``, as the registry names them)."""
+        return {"stt.telnyx": self.stt_url, "stt.deepgram": self.deepgram_url, "tts.telnyx": self.tts_url,
+                "llm.openai": self.llm_base_url}
+
     @property
     def control_url(self) -> str:
         return f"http://{self.host}:{self.port}/_control"
 
     def stats(self) -> dict[str, object]:
-        return {"stt": dataclasses.asdict(self.stt.stats), "tts": dataclasses.asdict(self.tts.stats),
+        return {"stt": dataclasses.asdict(self.stt.stats), "deepgram": dataclasses.asdict(self.deepgram.stats),
+                "tts": dataclasses.asdict(self.tts.stats),
                 "llm": {k: v for k, v in dataclasses.asdict(self.llm.stats).items() if k != "last_request"}}
 
     async def close(self) -> None:
@@ -100,10 +111,13 @@ def build_app(profile: str | LatencyProfile = "fast", *, known_utterances: Utter
                             punctuation=stt_punctuation),
         tts=tts.TtsEmulator(api_key=api_key, profile=profile, faults=faults, synthesizer=synthesizer),
         llm=llm.LlmEmulator(api_key=api_key, profile=profile, faults=faults, synthesizer=synthesizer),
+        deepgram=deepgram.DeepgramEmulator(api_key=api_key, profile=profile, faults=faults, recogniser=recogniser,
+                                           punctuation=stt_punctuation),
     )
     app = web.Application(client_max_size=16 << 20)
     app.router.add_get(stt.PATH, emulators.stt.handle)
     app.router.add_get(tts.PATH, emulators.tts.handle)
+    app.router.add_get(deepgram.PATH, emulators.deepgram.handle)
     emulators.llm.add_routes(app, "/v1")
     emulators.embeddings = EmbeddingsEmulator(api_key)
     app.router.add_post("/v1/embeddings", emulators.embeddings.handle)
@@ -195,7 +209,8 @@ async def _serve(args: argparse.Namespace) -> None:
                                       api_key=args.api_key, espeak=False if args.no_espeak else None,
                                       stt_punctuation=args.stt_punctuation)
     print(orjson.dumps({
-        "stt_url": emulators.stt_url, "tts_url": emulators.tts_url, "llm_base_url": emulators.llm_base_url,
+        "stt_url": emulators.stt_url, "deepgram_url": emulators.deepgram_url, "tts_url": emulators.tts_url,
+        "llm_base_url": emulators.llm_base_url,
         "control_url": emulators.control_url, "profile": emulators.profile.name,
         "utterances": len(emulators.recogniser),
     }).decode(), flush=True)

@@ -343,6 +343,11 @@ class StreamRecogniser:
         self._block_min = self._prev_block_min = 1 << 30
         self._block_n = 0
 
+    @property
+    def in_segment(self) -> bool:
+        """Whether speech is open (from its first voiced frame to its final)."""
+        return self._in_segment
+
     def push(self, pcm: bytes) -> list[Result]:
         """Audio in (any length; frames are cut from the stream start); results it completes."""
         pending = self._pending

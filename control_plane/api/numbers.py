@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from engine.conversation.context import SIGNATURE_HEADER, TIMESTAMP_HEADER
+
 from ..context import control_plane
 from ..errors import ApiError, json_response, read_json
 from ..numbers import NumberTaken, reconfigure_number, register_number, update_settings
@@ -16,6 +18,7 @@ from .schemas import (
     NumberRemoved,
     OrganisationOut,
     OrganisationSettingsPatch,
+    ToolSigningSecret,
     UpdateNumberRequest,
     agent_overrides,
 )
@@ -75,3 +78,14 @@ async def update_organisation_settings(request: web.Request) -> web.Response:
     if org is None:  # the organisation was erased while its key was still in use
         raise ApiError(404, "not_found", "no such organisation")
     return json_response(OrganisationOut.model_validate(org, from_attributes=True))
+
+
+async def get_tool_signing_secret(request: web.Request) -> web.Response:
+    """The secrets this organisation's HTTP tool requests are signed with (derived per
+    organisation from the server's ``tools.signing_key``; see engine/conversation/context.py)."""
+    secrets = control_plane(request).settings.tools.signing_secrets(str(_org(request).id))
+    if not secrets:
+        raise ApiError(409, "signing_disabled", "this server does not sign tool requests "
+                       "(the operator sets CALLAGENT_TOOLS__SIGNING_KEY)")
+    return json_response(ToolSigningSecret(secrets=list(secrets), timestamp_header=TIMESTAMP_HEADER,
+                                           signature_header=SIGNATURE_HEADER))

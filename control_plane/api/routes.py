@@ -50,6 +50,7 @@ from .schemas import (
     OrganisationSettingsPatch,
     StartCallRequest,
     StartCallResponse,
+    ToolSigningSecret,
     UpdateNumberRequest,
 )
 
@@ -158,6 +159,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/knowledge-bases/{kb}/search", knowledge.search, "searchKnowledgeBase",
              "The passages an agent would get for a question", "knowledge", knowledge.SearchResult,
              body=knowledge.SearchRequest, errors=(400, 401, 404, 413, 415)),
+    Endpoint("GET", "/api/organisation/tool-signing-secret", numbers.get_tool_signing_secret,
+             "getToolSigningSecret", "The secrets HTTP tool requests of this organisation are signed with",
+             "organisation", ToolSigningSecret, errors=(401, 409)),
     Endpoint("POST", "/api/campaigns", campaigns.create_campaign, "createCampaign",
              "Create an outbound campaign (agent, caller numbers, pacing, window, retries)", "campaigns",
              CampaignOut, 201, body=CreateCampaignRequest, errors=(400, 401, 413, 415, 422)),

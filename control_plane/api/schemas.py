@@ -311,6 +311,15 @@ class OrganisationSettingsPatch(_Request):
                     "null: none.")
 
 
+class ToolSigningSecret(_Response):
+    secrets: list[str] = Field(
+        description="The organisation's HTTP tool signing secrets, newest first (two during a key rotation); "
+                    "each one's UTF-8 bytes are an HMAC-SHA256 key.")
+    timestamp_header: str = Field(description="Unix seconds when the request was signed.")
+    signature_header: str = Field(
+        description="v1=<hex HMAC-SHA256(secret, timestamp + '.' + raw body)>, comma-separated per secret.")
+
+
 class OrganisationOut(_Response):
     id: UUID
     name: str

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
+from .. import lifecycle
 from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
 from ..callstate import apply_event, client_state_for, dialled, failed
@@ -293,6 +294,7 @@ class CampaignRunner:
         self._lease_safe_until = loop.time() + self.settings.lease_s / 2
         if contact is None:
             if await store.maybe_complete(campaign.id):
+                self.dialer.cp.metrics.campaigns_completed.inc()
                 log.info("campaign %s completed", campaign.id)
                 return "done"
             return "idle"
@@ -429,6 +431,8 @@ class CampaignRunner:
             await store.dial_later(contact, call.id, self.dialer.clock(), self.settings.lease_s,
                                    f"not configured: {exc}", not_sent=first_send)
             return
+        metrics = cp.metrics
+        metrics.dial_sent("campaign")
         try:
             result = await client.dial(
                 connection_id=settings.telnyx_connection_id or "", to=contact.phone, from_=call.from_number or "",
@@ -439,10 +443,12 @@ class CampaignRunner:
                 time_limit_secs=agent.max_duration_s,
             )
         except TelnyxRateLimited as exc:
+            metrics.dial_failed("campaign", "rate_limited")
             await store.dial_later(contact, call.id, self.dialer.clock(), max(1.0, exc.retry_after_s or 1.0),
                                    str(exc), not_sent=first_send)
             return
         except TelnyxApiError as exc:
+            metrics.dial_failed("campaign", "server_error" if exc.status >= 500 else "refused")
             if exc.status >= 500:
                 await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
                 return
@@ -453,11 +459,14 @@ class CampaignRunner:
             return
         except TelnyxError as exc:
             # No answer from Telnyx: it may or may not have dialled. Re-sent soon with the same command_id.
+            metrics.dial_failed("campaign", "unreachable")
             await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
             return
 
         updated = await repo.update_call(call.id, lambda c: dialled(c, result))
         await store.mark_dialled(contact.id, call.id, self.dialer.clock())
+        if updated is not None:
+            lifecycle.started(metrics, updated, "campaign")
         if updated is not None and updated.terminal:
             await self.dialer.settle(updated)
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from ..redisconn import tag
+
 
 class Pacer(Protocol):
     async def reserve(self, key: str, per_minute: float, burst: int = 1) -> float:
@@ -57,6 +59,6 @@ class RedisPacer:
 
     async def reserve(self, key: str, per_minute: float, burst: int = 1) -> float:
         interval_us = 60_000_000.0 / per_minute
-        wait_us = await self._script(keys=[f"{self._prefix}pacing:{key}"],
+        wait_us = await self._script(keys=[f"{self._prefix}pacing:{tag(key)}"],
                                      args=[f"{interval_us:.0f}", max(1, int(burst))])
         return max(0.0, int(wait_us) / 1_000_000)

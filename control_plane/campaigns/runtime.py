@@ -41,6 +41,7 @@ class CampaignRuntime:
         self.cp = cp
         self.dialer = Dialer(cp)
         cp.worker.processor.listeners.append(self.on_event)
+        cp.metrics.watch_campaigns(lambda: len(self.dialer.runners))
 
     def start(self) -> None:
         """Start the background dialer (``campaigns.dialer``); the app and worker processes call this."""

@@ -10,6 +10,9 @@ through Redis: set ``REDIS_URL`` when running more than one dialer process. Post
 
 SIGTERM/SIGINT stop claiming, let dials in flight finish and exit; a ``kill -9`` loses
 nothing either: the worker's leases run out and another process takes its contacts over.
+
+``--metrics-port`` serves the worker's Prometheus families (dials, dial errors, campaigns,
+event-loop lag, DB pool, process) on ``/metrics``, which also serves as its liveness probe.
 """
 
 from __future__ import annotations
@@ -19,17 +22,41 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from typing import Any
 
+from aiohttp import web
+
+from ..logfmt import configure
+from ..metrics import event_loop_watch, exposition
 from ..services import ControlPlane
 from ..settings import Settings
 
 log = logging.getLogger("control_plane.campaigns.worker")
 
 
-async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Dial until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+async def serve_metrics(registry: Any, host: str, port: int) -> web.AppRunner:
+    """A tiny HTTP server for ``/metrics``; returns its runner (``await runner.cleanup()``)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = exposition(registry, request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return runner
+
+
+async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Event | None = None,
+                     metrics_port: int | None = None) -> None:
+    """Dial until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None); with ``metrics_port``,
+    serve ``/metrics`` on it (the server's host setting) meanwhile."""
     if settings.database_url is None:
         raise SystemExit("the campaign worker needs PostgreSQL (DATABASE_URL): with SQLite the app dials alone")
     campaigns = settings.campaigns.model_copy(update={"dialer": True})
@@ -41,28 +68,39 @@ async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Eve
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
     await cp.start()
+    metrics = None
     try:
+        if metrics_port is not None:
+            metrics = await serve_metrics(cp.metrics.registry, settings.server.host, metrics_port)
         if not webhooks:
             await cp.worker.stop()  # leave stored webhooks to the app (or run with --webhooks)
         cp.campaigns.start()
         log.info("campaign worker %s dialling", cp.campaigns.dialer.worker_id)
-        await stop.wait()
+        async with event_loop_watch(cp.metrics.event_loop_lag):
+            await stop.wait()
     finally:
         await cp.close()
+        if metrics is not None:
+            await metrics.cleanup()
         log.info("campaign worker stopped")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m control_plane.campaigns.worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--webhooks", action="store_true",
                         help="also process stored Telnyx webhooks (the app does it by default)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on /metrics at this port (on the server.host interface)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(settings, webhooks=args.webhooks))
+        asyncio.run(run_worker(settings, webhooks=args.webhooks, metrics_port=args.metrics_port))
 
 
 if __name__ == "__main__":

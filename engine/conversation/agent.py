@@ -23,10 +23,11 @@ from typing import Any, Awaitable, Callable, TypeVar
 from ..endpointing import EndpointEvent
 from ..playout import Interruption
 from ..protocol import Start
-from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Transcript
+from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Transcript, provider_of
 from ..session import MediaListener, MediaSession
 from .call_control import CallControl
 from .config import AgentProfile
+from .context import ToolContext
 from .dtmf import describe_keys
 from .egress import EgressPolicy
 from .history import Conversation
@@ -89,6 +90,10 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float) -
     )
 
 
+
+def _ignore(provider: str) -> None:
+    pass
+
 class CallAgent(MediaListener):
     """The conversation of one call. Create one per media stream."""
 
@@ -105,8 +110,11 @@ class CallAgent(MediaListener):
         tool_client: ToolClient | None = None,
         stt_final_timeout_s: float | None = None,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
+        on_provider_error: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
+        # Told the provider's name on each failure (the metrics layer counts them).
+        self.on_provider_error = on_provider_error or _ignore
         self.setup = setup
         self.stt = stt
         self.llm = llm
@@ -115,6 +123,7 @@ class CallAgent(MediaListener):
         self.phrases = phrases or PhraseCache(tts)
         self.tool_client = tool_client
         self.tool_policy: EgressPolicy | None = None  # the server's, unless the call's setup says otherwise
+        self.tool_context: ToolContext | None = None  # the call's, from its setup
         # How long a turn waits, after its end, for a final still owed (None: the STT's own bound).
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
@@ -128,6 +137,7 @@ class CallAgent(MediaListener):
         self.spawn = self._tasks.spawn
         self.control = CallControl(actions or NoActions(), self.errors, self.spawn)
         self.recogniser = Recogniser(stt, errors=self.errors, spawn=self.spawn, on_transcript=self._on_transcript,
+                                     on_provider_error=self.on_provider_error,
                                      on_ready=lambda ready: self._feed(SttReady(ready)), on_fatal=self._fail)
         self.session: MediaSession = None  # type: ignore[assignment]  # set in on_start
         self.call_control_id: str | None = None
@@ -200,6 +210,7 @@ class CallAgent(MediaListener):
                 self.policy.reconfigure(turn_config(setup.profile, self.stt, self.stt_final_timeout_s))
                 if self.tool_client is not None and setup.tool_destinations:
                     self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
+                self.tool_context = setup.tool_context
                 greeting = setup.profile.config.first_message
                 if setup.history:  # picked up again: the conversation goes on
                     self.conversation.messages = [dict(m) for m in setup.history]
@@ -395,6 +406,7 @@ class CallAgent(MediaListener):
 
     def reply_failed(self, reply: Reply, exc: BaseException) -> None:
         self.errors.append(f"reply {reply.utterance_id}: {exc}")
+        self.on_provider_error(provider_of(exc, "llm_or_tts"))
         if reply is not self._reply or self._stopped:
             return
         log.warning("call %s: provider failure (%s); attempt %d", self.call_control_id, exc, reply.attempt + 1)
@@ -440,6 +452,8 @@ class CallAgent(MediaListener):
     # -- tools and call control ---------------------------------------------------------------
 
     async def _run_tools(self, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
+        context = self.tool_context or ToolContext(call_control_id=self.call_control_id,
+                                                   variables=self.profile.config.variables)
         searched = False
         if self.knowledge is not None:  # the model's own knowledge query; the rest is call control's
             for call in [c for c in calls if c.name == SEARCH_TOOL_NAME]:
@@ -449,7 +463,7 @@ class CallAgent(MediaListener):
                 searched = True
             calls = [c for c in calls if c.name != SEARCH_TOOL_NAME]
         ran = await self.control.run_tools(calls, messages, self.conversation, self.profile.config,
-                                           self.tool_client, self.tool_policy)
+                                           self.tool_client, self.tool_policy, context)
         return ran or searched
 
     def _keys_entered(self, digits: str) -> None:
@@ -484,7 +498,8 @@ class CallAgent(MediaListener):
             self.knowledge.close()
         await self._tasks.cancel_all()
         await self.recogniser.aclose()
-        summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors)
+        summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
+                                           on_provider_error=self.on_provider_error)
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,
             transcript=self.conversation.transcript(),

@@ -14,6 +14,7 @@ import orjson
 
 from ..providers.base import ToolCall
 from .config import AgentConfig
+from .context import ToolContext
 from .egress import EgressPolicy
 from .history import Conversation
 from .ports import CallActions
@@ -34,7 +35,8 @@ class CallControl:
         self.hung_up = False
 
     async def run_tools(self, calls: list[ToolCall], messages: list[dict[str, Any]], conversation: Conversation,
-                        config: AgentConfig, client: ToolClient | None, policy: EgressPolicy | None) -> bool:
+                        config: AgentConfig, client: ToolClient | None, policy: EgressPolicy | None,
+                        context: ToolContext | None = None) -> bool:
         """Run the model's tool calls; True when the model should continue with the results."""
         follow_up = False
         for call in calls:
@@ -54,13 +56,10 @@ class CallControl:
                 result = "recording paused" if paused else (
                     "recording resumed" if not self.pci else "the call is not being recorded")
             else:
-                tool = next((t for t in config.http_tools if t.name == call.name), None)
-                if tool is None:
-                    result = f"error: unknown tool {call.name}"
-                elif client is None:
+                if client is None:
                     result = f"error: {call.name} is unavailable"
-                else:
-                    result = await client.run(tool, call.arguments, policy)
+                else:  # a user tool, HTTP or Python function: every failure comes back as a result
+                    result = await client.call(config, call.name, call.arguments, context, policy)
             if result is not None:
                 conversation.add_tool_exchange(call.id, call.name, call.arguments, result)
                 messages.extend(conversation.messages[-2:])

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
 
 from .dtmf import GatherConfig
+from .function_tools import installed_tools
 
 
 class Personality(BaseModel):
@@ -163,6 +164,8 @@ class AgentConfig(BaseModel):
     first_message: str | None = Field(None, description="Spoken when the call connects.")
     tools: tuple[str, ...] = DEFAULT_TOOLS
     http_tools: tuple[HttpTool, ...] = ()
+    function_tools: tuple[str, ...] = Field(
+        (), description="Python function tools to offer, by name: installed packages' callagent.tools entry points.")
     transfer_to: str | None = Field(None, description="Default destination for transfer_call.")
     max_duration_s: int = Field(1800, ge=10, le=14400)
     variables: dict[str, str] = Field(default_factory=dict, description="Filled into {placeholders} of the prompt.")
@@ -242,7 +245,7 @@ class AgentConfig(BaseModel):
         _check_mapping("summary_fields", value, MAX_SUMMARY_FIELDS, MAX_NAME_CHARS, MAX_DESCRIPTION_CHARS)
         return value
 
-    @field_validator("tools", "http_tools")
+    @field_validator("tools", "http_tools", "function_tools")
     @classmethod
     def _tool_count(cls, value: tuple[Any, ...], info: Any) -> tuple[Any, ...]:
         if len(value) > MAX_TOOLS:
@@ -316,6 +319,11 @@ def resolve(config: AgentConfig, personalities: dict[str, Personality] | None = 
         raise AgentConfigError(f"unknown personality; known: {', '.join(sorted(table))}")
     if set(config.tools) - set(BUILTIN_TOOLS):
         raise AgentConfigError(f"unknown built-in tools in tools; known: {', '.join(BUILTIN_TOOLS)}")
+    if config.function_tools:
+        installed = installed_tools()
+        if set(config.function_tools) - set(installed):
+            raise AgentConfigError("unknown function tools in function_tools; installed: "
+                                   f"{', '.join(sorted(installed)) or 'none'}")
     return AgentProfile(config=config, personality=personality)
 
 

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Union
 
 from aiohttp.abc import AbstractResolver, ResolveResult
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from yarl import URL
+
+from .context import organisation_secret
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -256,6 +258,24 @@ class ToolEgressConfig(BaseModel):
     max_response_bytes: int = Field(65536, ge=1024, le=16 << 20,
                                     description="A tool reply larger than this is an error for the model.")
     max_redirects: int = Field(3, ge=0, le=10, description="Redirects followed (each hop checked like the first).")
+    signing_key: SecretStr | None = Field(
+        None, description="Server key each organisation's tool signing secret is derived from (at least 32 "
+                          "characters); unset: HTTP tool requests are not signed. Changing it rotates every "
+                          "organisation's secret.")
+    previous_signing_key: SecretStr | None = Field(
+        None, description="During a rotation: requests are signed with both keys' secrets until receivers moved.")
+
+    @field_validator("signing_key", "previous_signing_key")
+    @classmethod
+    def _signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. the output of `openssl rand -hex 32`)")
+        return value
+
+    def signing_secrets(self, organisation_id: str) -> tuple[str, ...]:
+        """The organisation's signing secrets, newest first (none when signing is off)."""
+        keys = [k for k in (self.signing_key, self.previous_signing_key) if k is not None]
+        return tuple(organisation_secret(k.get_secret_value().encode(), organisation_id) for k in keys)
 
     @field_validator("allowed_destinations")
     @classmethod

@@ -70,6 +70,8 @@ class CallSetup:
     knowledge: Any = None
     """A :class:`~engine.conversation.knowledge.KnowledgeRetriever` over the knowledge bases the
     agent config attaches (None: the agent knows only its prompt)."""
+    tool_context: Any = None
+    """The :class:`~.context.ToolContext` this call's user tools receive (and sign with)."""
 
 
 class StreamRefused(Exception):

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from ..providers.base import ProviderError, SpeechToText, SttSession, Transcript
+from ..providers.base import ProviderError, SpeechToText, SttSession, Transcript, provider_of
 
 EARLY_AUDIO_LIMIT = 16000 * 2 * 5
 """Caller audio kept while the stream opens (5 s)."""
@@ -23,7 +23,7 @@ class Recogniser:
     def __init__(
         self, stt: SpeechToText, *, errors: list[str], spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
         on_transcript: Callable[[Transcript], None], on_ready: Callable[[bool], None],
-        on_fatal: Callable[[str], None],
+        on_fatal: Callable[[str], None], on_provider_error: Callable[[str], None] = lambda provider: None,
     ) -> None:
         self.stt = stt
         self.errors = errors
@@ -31,6 +31,7 @@ class Recogniser:
         self.on_transcript = on_transcript
         self.on_ready = on_ready
         self.on_fatal = on_fatal
+        self.on_provider_error = on_provider_error
         self.session: SttSession | None = None
         self.sample_rate = 8000
         self.deadline_s = 2.0
@@ -47,6 +48,7 @@ class Recogniser:
                 ), self.deadline_s)
             except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
                 self.errors.append(f"stt open: {exc}")
+                self.on_provider_error(provider_of(exc, "stt"))
                 if attempt == 0:
                     continue
                 self.on_fatal("speech recognition unavailable")
@@ -70,6 +72,7 @@ class Recogniser:
 
     def _on_error(self, error: ProviderError) -> None:
         self.errors.append(f"stt: {error}")
+        self.on_provider_error(error.provider)
         if self.closed:
             return
         session, self.session = self.session, None

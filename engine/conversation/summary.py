@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
-from ..providers.base import ChatModel, ProviderError
+from ..providers.base import ChatModel, ProviderError, provider_of
 from .config import AgentConfig
 from .history import Conversation
 
 
 async def summarize(llm: ChatModel, conversation: Conversation, config: AgentConfig,
-                    errors: list[str]) -> tuple[str | None, dict[str, Any] | None]:
+                    errors: list[str], *, on_provider_error: Callable[[str], None] = lambda provider: None,
+                    ) -> tuple[str | None, dict[str, Any] | None]:
     """(summary, outcome); a failure is noted in ``errors`` and gives (None, None)."""
     if not any(m["role"] == "user" for m in conversation.messages):
         return None, {"outcome": "no_conversation"}
@@ -35,6 +36,7 @@ async def summarize(llm: ChatModel, conversation: Conversation, config: AgentCon
         result = await asyncio.wait_for(llm.complete_json(messages, schema), 3 * config.provider_deadline_s)
     except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
         errors.append(f"summary: {exc}")
+        on_provider_error(provider_of(exc, "llm"))
         return None, None
     summary = result.pop("summary", None)
     return (summary if isinstance(summary, str) else None), result

@@ -1,4 +1,9 @@
-"""Tool definitions offered to the model, and running user HTTP tools."""
+"""Tool definitions offered to the model, and running user tools (HTTP and Python functions).
+
+Every failure of a user tool (timeout, refused address, HTTP error, a function that raised)
+becomes a result the model reads and can talk about ("error: order_status timed out after
+5 s"), never an exception into the call. The request format and its signature are in
+:mod:`.context`."""
 
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from .config import AgentProfile, HttpTool
+from .config import AgentConfig, AgentProfile, HttpTool
+from .context import SIGNATURE_HEADER, TIMESTAMP_HEADER, ToolContext, sign
 from .egress import BlockedDestination, EgressPolicy, GuardedResolver, ToolEgressConfig
+from .function_tools import installed_tools
 
 _BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
     "end_call": {
@@ -62,6 +69,8 @@ def tool_definitions(profile: AgentProfile) -> list[dict[str, Any]]:
         {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
         for t in profile.config.http_tools
     ]
+    functions = installed_tools()
+    tools += [functions[name].definition() for name in profile.config.function_tools if name in functions]
     return tools
 
 
@@ -106,32 +115,51 @@ class ToolClient:
         async with self._new_session(policy) as own:
             yield own
 
-    async def run(self, tool: HttpTool, arguments: str, policy: EgressPolicy | None = None) -> str:
-        """POST the model's arguments; the result (or a readable error) goes back to the model."""
+    async def call(self, config: AgentConfig, name: str, arguments: str, context: ToolContext | None = None,
+                   policy: EgressPolicy | None = None) -> str:
+        """Run the agent's user tool ``name`` (HTTP or Python function) with the model's arguments."""
+        http = next((t for t in config.http_tools if t.name == name), None)
+        if http is not None:
+            return await self.run(http, arguments, policy, context)
+        function = installed_tools().get(name) if name in config.function_tools else None
+        if function is not None:
+            return await function.run(arguments, context)
+        return f"error: unknown tool {name}"
+
+    async def run(self, tool: HttpTool, arguments: str, policy: EgressPolicy | None = None,
+                  context: ToolContext | None = None) -> str:
+        """POST the model's arguments with the call's context; the result (or a readable error)
+        goes back to the model."""
         try:
             payload = orjson.loads(arguments or "{}")
         except orjson.JSONDecodeError:
             return f"error: the arguments for {tool.name} were not valid JSON"
+        context = context or ToolContext()
+        body = orjson.dumps({"tool": tool.name, "arguments": payload, "call": context.as_json()})
         policy = policy or self.default_policy
         try:
             async with asyncio.timeout(tool.timeout_s), self._session(policy) as session:
-                return await self._request(session, policy, tool, payload)
+                return await self._request(session, policy, tool, body, context)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedDestination):
                 return f"error: {tool.name} may not reach a {exc.os_error.kind} address"
             return f"error: {tool.name} is unavailable ({type(exc).__name__})"
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError:
+            return f"error: {tool.name} timed out after {tool.timeout_s:g} s"
+        except aiohttp.ClientError as exc:
             return f"error: {tool.name} is unavailable ({type(exc).__name__})"
 
     async def _request(self, session: aiohttp.ClientSession, policy: EgressPolicy, tool: HttpTool,
-                       payload: Any) -> str:
+                       payload: bytes, context: ToolContext) -> str:
         url = URL(str(tool.url))
-        method, body, headers = "POST", payload, dict(tool.headers)
+        # The signature covers the exact bytes sent; a redirected request is signed afresh.
+        method, body = "POST", payload
+        headers = {**tool.headers, "Content-Type": "application/json", **sign(context.signing_secrets, body)}
         for hop in range(self.config.max_redirects + 1):
             refused = policy.literal_refusal(url)
             if refused is not None:
                 return f"error: {tool.name} may not reach a {refused} address"
-            async with session.request(method, url, json=body, headers=headers, allow_redirects=False) as response:
+            async with session.request(method, url, data=body, headers=headers, allow_redirects=False) as response:
                 location = response.headers.get("Location")
                 if response.status in _REDIRECTS and location:
                     if hop == self.config.max_redirects:
@@ -144,8 +172,10 @@ class ToolClient:
                         return f"error: {tool.name} was redirected to a URL that is not http(s)"
                     if response.status in (301, 302, 303):
                         method, body = "GET", None  # what browsers and aiohttp do with a redirected POST
+                        # (no body: no content type, and no signature of a body not sent)
+                        headers = {k: v for k, v in headers.items() if k not in _BODY_HEADERS}
                     if target.origin() != url.origin():
-                        headers = {}  # the tool's headers (often credentials) go to its own origin only
+                        headers = {}  # the tool's headers and signature go to its own origin only
                     url = target
                     continue
                 if response.status >= 400:
@@ -176,6 +206,7 @@ class ToolClient:
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_BODY_HEADERS = frozenset({"Content-Type", TIMESTAMP_HEADER, SIGNATURE_HEADER})
 
 
 def _text(data: bytes, charset: str | None) -> str:

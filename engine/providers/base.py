@@ -22,6 +22,12 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+def provider_of(exc: BaseException, fallback: str) -> str:
+    """The failing provider's name (``telnyx-stt``...), or ``fallback`` for a timeout or a
+    connection error that names none."""
+    return exc.provider if isinstance(exc, ProviderError) else fallback
+
+
 # -- speech to text ---------------------------------------------------------------------
 
 

@@ -5,20 +5,28 @@ OpenAI-compatible LLM); ``local`` starts the bundled emulators in-process and po
 the same clients at them; ``auto`` (the default) is ``remote`` when a Telnyx API key
 is configured and ``local`` otherwise.
 
+``stt``, ``tts`` and ``llm`` name providers: the built-ins (stt: telnyx, deepgram, whisper;
+tts: telnyx, openai, piper, espeak; llm: openai) and any installed plugin's, all found
+through the ``callagent.providers`` entry points (:mod:`.registry`). A provider's own
+settings block is ``options.<name>`` (Deepgram's: ``options.deepgram.api_key``, ...).
+
 ``stt=whisper`` and ``tts=piper`` / ``tts=espeak`` run offline speech models in this
 process instead (the optional ``[local-ai]`` extra; espeak-ng is a system program), in
-either mode: in local mode they replace the emulated STT/TTS, and the LLM stays the
-chat emulator (there is no offline LLM).
+either mode: in local mode they replace the emulated STT/TTS. The LLM in local mode is the
+chat emulator, unless ``llm_api_key`` is set: a real model needs no Telnyx key.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .telnyx_stt import DEFAULT_URL as TELNYX_STT_URL
 from .telnyx_tts import DEFAULT_URL as TELNYX_TTS_URL
+
+
+_PROVIDER_NAME = r"^[a-z][a-z0-9_-]{0,39}$"
 
 
 class ProvidersConfig(BaseModel):
@@ -27,7 +35,8 @@ class ProvidersConfig(BaseModel):
     mode: Literal["auto", "remote", "local"] = "auto"
     local_profile: str = Field("fast", description="Latency profile of the local emulators.")
 
-    stt: Literal["telnyx", "whisper"] = "telnyx"
+    stt: str = Field("telnyx", pattern=_PROVIDER_NAME, description="STT provider: telnyx, deepgram, whisper, "
+                     "or an installed plugin's (callagent.providers entry point stt.<name>).")
     stt_url: str = TELNYX_STT_URL
     stt_engine: str = Field(
         "Deepgram", description="Telnyx transcription_engine (Deepgram, Telnyx, Google, ...). Deepgram is the one "
@@ -40,7 +49,8 @@ class ProvidersConfig(BaseModel):
     stt_language: str = Field("en", description="Also Whisper's language (the bundled model is tiny.en).")
     whisper_threads: int = Field(1, ge=1, le=64, description="CPU threads per Whisper transcription.")
 
-    tts: Literal["telnyx", "openai", "piper", "espeak"] = "telnyx"
+    tts: str = Field("telnyx", pattern=_PROVIDER_NAME,
+                     description="TTS provider: telnyx, openai, piper, espeak, or an installed plugin's.")
     tts_url: str = TELNYX_TTS_URL
     tts_audio_format: Literal["linear16", "pcm", "wav", "mp3"] = Field(
         "linear16", description="audio_format asked of Telnyx TTS: linear16 (+ sample_rate) per the voices' pages, "
@@ -53,9 +63,18 @@ class ProvidersConfig(BaseModel):
                     "(tts=openai). Natural and NaturalHD voices are always accepted.",
     )
 
+    llm: str = Field("openai", pattern=_PROVIDER_NAME,
+                     description="LLM provider: openai (any OpenAI-compatible API) or an installed plugin's.")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, repr=False,  # (API keys live here: never in a printed settings object)
+        description="Each provider's own settings block, by provider name "
+        "(CALLAGENT_PROVIDERS__OPTIONS__DEEPGRAM__API_KEY=...); validated by the provider, secrets as SecretStr.")
+
     llm_base_url: str = Field("https://api.telnyx.com/v2/ai/openai", description="Any OpenAI-compatible API.")
     llm_model: str = "moonshotai/Kimi-K2.5"
-    llm_api_key: SecretStr | None = Field(None, description="Defaults to the Telnyx API key.")
+    llm_api_key: SecretStr | None = Field(
+        None, description="The LLM's key; the Telnyx key stands in only for Telnyx's own inference API. In local "
+                          "mode (no Telnyx key) setting it makes the real model answer the emulated callers.")
     llm_temperature: float | None = Field(0.4, ge=0, le=2, description="`none`: not sent (OpenAI reasoning models).")
     llm_max_tokens: int | None = Field(200, gt=0, description="Reply length cap; `none`: not sent.")
     llm_max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(

@@ -35,6 +35,7 @@ PROVIDER = "telnyx-stt"
 DEFAULT_URL = "wss://api.telnyx.com/v2/speech-to-text/transcription"
 _FINALIZE = '{"type":"Finalize"}'
 _CLOSE_STREAM = '{"type":"CloseStream"}'
+_KEEPALIVE = '{"type":"KeepAlive"}'
 
 
 class TelnyxSttConfig(BaseModel):
@@ -141,6 +142,8 @@ class TelnyxSpeechToText(SpeechToText):
 
 
 class TelnyxSttSession(SttSession):
+    provider = PROVIDER
+
     def __init__(
         self,
         ws: aiohttp.ClientWebSocketResponse,
@@ -151,8 +154,10 @@ class TelnyxSttSession(SttSession):
         finalize_timeout_s: float | None = None,
         can_finalize: bool = True,
         stats: SttClientStats | None = None,
+        keepalive_s: float | None = None,
     ) -> None:
         self._ws = ws
+        self._keepalive_s = keepalive_s
         self._can_finalize = can_finalize
         self.stats = stats or SttClientStats()
         self._batch_bytes = max(2, batch_bytes)
@@ -194,13 +199,20 @@ class TelnyxSttSession(SttSession):
         ws = self._ws
         try:
             while True:
-                await self._wake.wait()
+                if self._keepalive_s is None:
+                    await self._wake.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._keepalive_s)
+                    except TimeoutError:  # no audio for a while: tell the server we are still here
+                        await ws.send_str(_KEEPALIVE)
+                        continue
                 self._wake.clear()
                 # Take the waiters first: a finalize() arriving during the awaits below gets
                 # its own flush and Finalize on the next pass, so none skips audio fed before it.
                 waiters, self._finalize_waiters = self._finalize_waiters, []
                 if self._buffer and (waiters or len(self._buffer) >= self._batch_bytes):
-                    chunk = bytes(self._buffer)
+                    chunk = self._encode(bytes(self._buffer))
                     self._buffer.clear()
                     await ws.send_bytes(chunk)
                 if waiters and not self._can_finalize:
@@ -212,21 +224,29 @@ class TelnyxSttSession(SttSession):
                         self._deadline = self._loop.call_later(self._finalize_timeout_s, self._final_overdue)
                 _resolve(waiters)
         except (aiohttp.ClientError, ConnectionError) as exc:
-            self._fail(ProviderError(PROVIDER, f"send failed: {exc.__class__.__name__}: {exc}"))
+            self._fail(ProviderError(self.provider, f"send failed: {exc.__class__.__name__}: {exc}"))
         finally:
             _resolve(self._finalize_waiters)
 
+    def _encode(self, pcm: bytes) -> bytes:
+        """The audio as the stream's encoding wants it (here: PCM16 as fed)."""
+        return pcm
+
     async def _receive_loop(self) -> None:
         ws = self._ws
+        reason = ""
         while True:
             msg = await ws.receive()
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self._on_frame(msg.data)
             elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                               aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                if msg.type is aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str):
+                    reason = " ".join(msg.extra.split())[:200]  # (Deepgram: "NET-0001 ...")
                 break
         if not self._closed:
-            self._fail(ProviderError(PROVIDER, f"connection closed by the server (code {ws.close_code})"))
+            said = f": {reason}" if reason else ""
+            self._fail(ProviderError(self.provider, f"connection closed by the server (code {ws.close_code}{said})"))
 
     def _on_frame(self, data: str) -> None:
         if self._closed:
@@ -234,7 +254,7 @@ class TelnyxSttSession(SttSession):
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError:
-            log.warning("%s: ignoring a frame that is not JSON (%d chars)", PROVIDER, len(data))
+            log.warning("%s: ignoring a frame that is not JSON (%d chars)", self.provider, len(data))
             return
         if not isinstance(frame, dict):
             return
@@ -244,26 +264,28 @@ class TelnyxSttSession(SttSession):
         text = frame.get("transcript")
         if not isinstance(text, str):
             return  # metadata, utterance_end and other frames we do not use
-        transcript = Transcript(
+        self._deliver(Transcript(
             text=text,
             is_final=bool(frame.get("is_final")),
             speech_final=bool(frame.get("speech_final", False)),
             confidence=frame.get("confidence"),
-        )
+        ))
+
+    def _deliver(self, transcript: Transcript) -> None:
         if transcript.is_final and self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
         try:
             self._on_transcript(transcript)
         except Exception:
-            log.exception("%s: on_transcript raised", PROVIDER)
+            log.exception("%s: on_transcript raised", self.provider)
 
     def _final_overdue(self) -> None:
         # Not an error: an engine may send nothing for a Finalize when nothing new was said, and
         # a recogniser that is merely slow still delivers. The agent bounds its own wait.
         self._deadline = None
         self.stats.finalizes_unanswered += 1
-        log.debug("%s: no final within %s s of a Finalize", PROVIDER, self._finalize_timeout_s)
+        log.debug("%s: no final within %s s of a Finalize", self.provider, self._finalize_timeout_s)
 
     def _fail(self, error: ProviderError) -> None:
         if self._failed or self._closed:
@@ -277,7 +299,7 @@ class TelnyxSttSession(SttSession):
         try:
             self._on_error(error)
         except Exception:
-            log.exception("%s: on_error raised", PROVIDER)
+            log.exception("%s: on_error raised", self.provider)
 
     # -- shutdown -------------------------------------------------------------------------
 

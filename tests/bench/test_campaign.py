@@ -9,11 +9,14 @@ the figures are there.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from types import SimpleNamespace
 
+import pytest
+
 from bench.campaign import KEYS, _Callees, _QuietCallee, default_calls_per_minute, run_campaign_bench, summary_lines
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole campaign benchmarks through the emulators
 
 STABLE_KEYS = set(KEYS) | {
     "dials", "accepted_contacts", "statuses", "contacts", "concurrency", "calls_per_minute", "completed",
@@ -48,9 +51,9 @@ def test_default_pace_keeps_talking_campaigns_under_the_concurrency_cap() -> Non
     assert default_calls_per_minute(1.0, 10_000) == 1200
 
 
-def test_small_campaign_with_conversations_measures_turns_while_dialing(tmp_path) -> None:
-    figures = asyncio.run(run_campaign_bench(
-        contacts=16, concurrency=20, calls_per_minute=600, json_path=tmp_path / "campaign.json", timeout_s=120))
+async def test_small_campaign_with_conversations_measures_turns_while_dialing(tmp_path) -> None:
+    figures = await run_campaign_bench(
+        contacts=16, concurrency=20, calls_per_minute=600, json_path=tmp_path / "campaign.json", timeout_s=120)
     assert figures["completed"]
     assert figures["duplicate_dials"] == 0
     assert figures["lost_contacts"] == 0
@@ -68,9 +71,9 @@ def test_small_campaign_with_conversations_measures_turns_while_dialing(tmp_path
     assert any(line.startswith("turn_latency_ms") for line in summary_lines(figures))
 
 
-def test_small_campaign_with_silent_callees_keeps_the_keys() -> None:
-    figures = asyncio.run(run_campaign_bench(contacts=20, concurrency=20, calls_per_minute=1200, talk_ratio=0.0,
-                                             emulator_process=False, timeout_s=60))
+async def test_small_campaign_with_silent_callees_keeps_the_keys() -> None:
+    figures = await run_campaign_bench(contacts=20, concurrency=20, calls_per_minute=1200, talk_ratio=0.0,
+                                       emulator_process=False, timeout_s=60)
     assert figures["completed"]
     assert figures["duplicate_dials"] == 0
     assert figures["lost_contacts"] == 0

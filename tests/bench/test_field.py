@@ -100,6 +100,7 @@ def test_the_stt_emulator_transcribes_field_lines_only_once_told_what_they_say()
         assert " ".join(_heard(told, audio)) == step.text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
 def test_regenerating_field_calls_reproduces_the_committed_files(tmp_path) -> None:
     pytest.importorskip("piper")

@@ -1,4 +1,4 @@
-"""Small helpers for the control-plane tests (no pytest-asyncio: each test runs its own loop)."""
+"""Small helpers for the control-plane tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ T = TypeVar("T")
 
 
 def run_async(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
-    """Turn ``async def test_x(fixtures...)`` into a sync test that runs it with ``asyncio.run``."""
+    """Deprecated: write ``async def test_x(...)`` without it (pytest-asyncio runs it). Kept as a shim
+    for branches written before the switch; it turns the test into a sync one that calls ``asyncio.run``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:

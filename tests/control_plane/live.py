@@ -8,7 +8,6 @@ serve`` wires it. The LLM is wrapped to remember every conversation it was sent.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,10 +25,12 @@ from control_plane.auth import issue_api_key
 from control_plane.services import ControlPlane
 from control_plane.settings import Settings
 from engine.conversation.phrases import PhraseCache
+from engine.conversation.egress import ToolEgressConfig
 from engine.conversation.tools import ToolClient
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from tests.fixtures import waiting
 
 _UTTERANCES: list[tuple[str, bytes]] | None = None
 
@@ -78,17 +79,9 @@ class World:
                 return await response.json()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns something true (a guard against hanging, not a timing assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    return await waiting.eventually(check, timeout=timeout)
 
 
 async def _hang_up_all(telnyx: RunningEmulator) -> None:
@@ -99,8 +92,10 @@ async def _hang_up_all(telnyx: RunningEmulator) -> None:
 
 @asynccontextmanager
 async def world(settings_for: Callable[..., Settings], *, servers: int = 1,
-                callee_factory: CalleeFactory | None = None) -> AsyncIterator[World]:
-    """``settings_for(**overrides)`` makes each server's settings (same store for all)."""
+                callee_factory: CalleeFactory | None = None,
+                tool_egress: ToolEgressConfig | None = None) -> AsyncIterator[World]:
+    """``settings_for(**overrides)`` makes each server's settings (same store for all);
+    ``tool_egress``: where the agents' HTTP tools may connect (default: public addresses only)."""
     global _UTTERANCES
     if _UTTERANCES is None:
         _UTTERANCES = load_corpus_utterances(CORPUS_DIR)
@@ -118,7 +113,7 @@ async def world(settings_for: Callable[..., Settings], *, servers: int = 1,
         llm = RecordingChat(OpenAIChatConfig(api_key=secret, base_url=speech.llm_base_url, model="emulator"))
         stack.push_async_callback(llm.aclose)
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=secret, url=speech.tts_url), session=http)
-        tools = ToolClient()
+        tools = ToolClient(tool_egress)
         stack.push_async_callback(tools.aclose)
         providers = Providers(
             stt=TelnyxSpeechToText(TelnyxSttConfig(api_key=secret, url=speech.stt_url), session=http),

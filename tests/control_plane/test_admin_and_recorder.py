@@ -13,10 +13,9 @@ from engine.timeline import TurnTimeline
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import dump_database, run_async
+from .helpers import dump_database
 
 
-@run_async
 async def test_admin_functions_create_an_organisation_whose_key_works(settings):
     org, secret = await admin.create_organisation("  Acme Ltd ", settings=settings)
     assert org.name == "Acme Ltd" and secret.startswith("ck_")
@@ -46,54 +45,51 @@ async def test_admin_functions_create_an_organisation_whose_key_works(settings):
     assert updated.settings == {"record_calls": True}
 
 
-@run_async
-async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        started = await (await h.start_call(headers, agent_config={"personality": "sales", "voice": "natural_hd",
-                                                                   "language": "en", "first_message": "Hi!"})).json()
-        ccid = started["call_control_id"]
-        recorder = h.cp.recorder
-        by_id = await recorder.lookup(ccid)
-        by_credential = await recorder.bind(StreamCredential("call", uuid.UUID(started["call_id"])), ccid)
-        assert by_id == by_credential and str(by_id.call_id) == started["call_id"]
-        assert by_id.agent_config["first_message"] == "Hi!" and by_id.to_number == "+14155550123"
-        assert await recorder.lookup("v3:nope") is None
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(h):
+    _, headers = await h.org()
+    started = await (await h.start_call(headers, agent_config={"personality": "sales", "voice": "natural_hd",
+                                                               "language": "en", "first_message": "Hi!"})).json()
+    ccid = started["call_control_id"]
+    recorder = h.cp.recorder
+    by_id = await recorder.lookup(ccid)
+    by_credential = await recorder.bind(StreamCredential("call", uuid.UUID(started["call_id"])), ccid)
+    assert by_id == by_credential and str(by_id.call_id) == started["call_id"]
+    assert by_id.agent_config["first_message"] == "Hi!" and by_id.to_number == "+14155550123"
+    assert await recorder.lookup("v3:nope") is None
 
-        timeline = TurnTimeline(0)
-        for name, t in (("speech_end", 10.0), ("turn_end", 10.3), ("stt_final", 10.32), ("llm_request", 10.33),
-                        ("llm_first_token", 10.5), ("tts_request", 10.51), ("tts_first_audio", 10.6),
-                        ("first_frame_sent", 10.62)):
-            timeline.stamp(name, t)
-        await recorder.record_turn(ccid, 0, caller_text="Is it expensive?", agent_text="Not at all.",
-                                   latency=timeline)
-        await recorder.record_turn(ccid, 1, caller_text="Ok", agent_text="Great—", interrupted=True,
-                                   latency={"turn_latency_ms": 401.0})
-        await recorder.finish(ccid, summary="Interested, wants a demo", outcome={"demo": True})
-        detail = await (await h.client.get(f"/api/calls/{started['call_id']}", headers=headers)).json()
-        first, second = detail["turns"]
-        assert first["latency"]["turn_latency_ms"] == pytest.approx(620.0)
-        assert first["latency"]["stages_ms"]["llm_first_token"] == pytest.approx(170.0)
-        assert second["interrupted"] is True and second["agent_text"] == "Great—"
-        assert detail["summary"] == "Interested, wants a demo" and detail["outcome"] == {"demo": True}
-        with pytest.raises(UnknownCall):
-            await recorder.record_turn("v3:nope", 0, caller_text="x", agent_text="y")
-
-
-@run_async
-async def test_a_stream_that_beats_the_dial_response_gets_its_call(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        started = await (await h.start_call(headers)).json()
-        repo = await h.cp.repository()
-        call_id = uuid.UUID(started["call_id"])
-        await repo.update_call(call_id, lambda c: c.model_copy(update={"call_control_id": None}))
-        context = await h.cp.recorder.bind(StreamCredential("call", call_id), "v3:early")
-        assert context.call_id == call_id
-        assert (await repo.get_call_unscoped(call_id)).call_control_id == "v3:early"
+    timeline = TurnTimeline(0)
+    for name, t in (("speech_end", 10.0), ("turn_end", 10.3), ("stt_final", 10.32), ("llm_request", 10.33),
+                    ("llm_first_token", 10.5), ("tts_request", 10.51), ("tts_first_audio", 10.6),
+                    ("first_frame_sent", 10.62)):
+        timeline.stamp(name, t)
+    await recorder.record_turn(ccid, 0, caller_text="Is it expensive?", agent_text="Not at all.",
+                               latency=timeline)
+    await recorder.record_turn(ccid, 1, caller_text="Ok", agent_text="Great—", interrupted=True,
+                               latency={"turn_latency_ms": 401.0})
+    await recorder.finish(ccid, summary="Interested, wants a demo", outcome={"demo": True})
+    detail = await (await h.client.get(f"/api/calls/{started['call_id']}", headers=headers)).json()
+    first, second = detail["turns"]
+    assert first["latency"]["turn_latency_ms"] == pytest.approx(620.0)
+    assert first["latency"]["stages_ms"]["llm_first_token"] == pytest.approx(170.0)
+    assert second["interrupted"] is True and second["agent_text"] == "Great—"
+    assert detail["summary"] == "Interested, wants a demo" and detail["outcome"] == {"demo": True}
+    with pytest.raises(UnknownCall):
+        await recorder.record_turn("v3:nope", 0, caller_text="x", agent_text="y")
 
 
-@run_async
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_stream_that_beats_the_dial_response_gets_its_call(h):
+    _, headers = await h.org()
+    started = await (await h.start_call(headers)).json()
+    repo = await h.cp.repository()
+    call_id = uuid.UUID(started["call_id"])
+    await repo.update_call(call_id, lambda c: c.model_copy(update={"call_control_id": None}))
+    context = await h.cp.recorder.bind(StreamCredential("call", call_id), "v3:early")
+    assert context.call_id == call_id
+    assert (await repo.get_call_unscoped(call_id)).call_control_id == "v3:early"
+
+
 async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_it(tmp_path):
     settings = make_settings(tmp_path)
     async with harness(settings) as h:
@@ -123,21 +119,19 @@ async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_
         assert [c["call_control_id"] for c in h.telnyx.named("record_resume")] == [recorded["call_control_id"]]
 
 
-@run_async
-async def test_dtmf_digits_are_never_stored(settings):
-    async with harness(settings) as h:
-        _, headers = await h.org()
-        started = await (await h.start_call(headers)).json()
-        ids = [str(uuid.uuid4()), str(uuid.uuid4())]
-        await h.webhook("call.dtmf.received", {"call_control_id": started["call_control_id"], "digit": "7"},
-                        event_id=ids[0])
-        await h.webhook("call.gather.ended", {"call_control_id": started["call_control_id"],
-                                              "digits": "4111111111111111", "status": "valid"}, event_id=ids[1])
-        await h.settle()
-        repo = await h.cp.repository()
-        dtmf, gather = [await repo.get_event(i) for i in ids]
-        assert dtmf.payload["digit"] == "redacted"
-        assert gather.payload["digits"] == "redacted" and gather.payload["digit_count"] == 16
-        from .helpers import open_sealed
+async def test_dtmf_digits_are_never_stored(h):
+    _, headers = await h.org()
+    started = await (await h.start_call(headers)).json()
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    await h.webhook("call.dtmf.received", {"call_control_id": started["call_control_id"], "digit": "7"},
+                    event_id=ids[0])
+    await h.webhook("call.gather.ended", {"call_control_id": started["call_control_id"],
+                                          "digits": "4111111111111111", "status": "valid"}, event_id=ids[1])
+    await h.settle()
+    repo = await h.cp.repository()
+    dtmf, gather = [await repo.get_event(i) for i in ids]
+    assert dtmf.payload["digit"] == "redacted"
+    assert gather.payload["digits"] == "redacted" and gather.payload["digit_count"] == 16
+    from .helpers import open_sealed
 
-        assert "4111111111111111" not in open_sealed(await dump_database(repo), h.cp.keys.cipher)
+    assert "4111111111111111" not in open_sealed(await dump_database(repo), h.cp.keys.cipher)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -20,10 +21,10 @@ from hypothesis import strategies as st
 from control_plane.callstate import client_state_for
 from control_plane.campaigns.outcomes import call_id_for
 from control_plane.campaigns.store import CampaignStore
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import Harness, encoded_state, harness
-from .helpers import run_async
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
@@ -108,7 +109,6 @@ async def _ccid(h: Harness, call_id: str) -> str:
 # -- creating ------------------------------------------------------------------------------------
 
 
-@run_async
 async def test_create_validates_like_the_calls_api(tmp_path):
     async with harness(_local(tmp_path)) as h:
         _, headers = await h.org()
@@ -159,7 +159,6 @@ CSV = (
 )
 
 
-@run_async
 async def test_csv_upload_reports_rejected_rows_and_dedupes(settings):
     async with harness(_settings(settings)) as h:
         _, headers = await h.org()
@@ -201,7 +200,6 @@ async def test_csv_upload_reports_rejected_rows_and_dedupes(settings):
             assert response.status == 415
 
 
-@run_async
 async def test_rejected_rows_list_is_capped_and_headerless_csv_works(tmp_path):
     async with harness(_local(tmp_path, campaigns={"max_rejected_listed": 2, "max_upload_rows": 50})) as h:
         _, headers = await h.org()
@@ -216,7 +214,7 @@ async def test_rejected_rows_list_is_capped_and_headerless_csv_works(tmp_path):
         assert status == 413 and body["error"]["code"] == "too_many_rows"
 
 
-@run_async
+@pytest.mark.slow
 async def test_a_large_csv_is_streamed_and_written_in_batches(tmp_path):
     rows = 20_000
     async with harness(_local(tmp_path, campaigns={"import_batch_size": 500})) as h:
@@ -250,7 +248,6 @@ async def test_a_large_csv_is_streamed_and_written_in_batches(tmp_path):
         assert written_mid_upload and written_mid_upload[0] >= 500
 
 
-@run_async
 async def test_other_organisations_campaigns_are_404(tmp_path):
     async with harness(_local(tmp_path)) as h:
         _, headers_a = await h.org("A")
@@ -273,7 +270,6 @@ async def test_other_organisations_campaigns_are_404(tmp_path):
 # -- the lifecycle ------------------------------------------------------------------------------------
 
 
-@run_async
 async def test_pause_resume_cancel(settings):
     async with harness(_settings(settings)) as h:
         _, headers = await h.org()
@@ -311,7 +307,6 @@ async def test_pause_resume_cancel(settings):
         assert final["total_contacts"] == 6 and final["calls_placed"] == 3
 
 
-@run_async
 async def test_calling_window_in_each_contacts_time_zone(tmp_path):
     async with harness(_local(tmp_path)) as h:
         _, headers = await h.org()
@@ -349,7 +344,6 @@ async def test_calling_window_in_each_contacts_time_zone(tmp_path):
         assert len(_dialled(h)) == 4 and tokyo.next_attempt_at == tokyo_opens + timedelta(days=4)  # Monday
 
 
-@run_async
 async def test_dnc_is_checked_at_upload_and_again_at_claim_time(settings):
     async with harness(_settings(settings)) as h:
         org, headers = await h.org()
@@ -368,7 +362,6 @@ async def test_dnc_is_checked_at_upload_and_again_at_claim_time(settings):
         assert (await _get(h, headers, cid))["dnc_skipped"] == 2
 
 
-@run_async
 async def test_caller_id_rotation_skips_numbers_at_their_cap(tmp_path):
     async with harness(_local(tmp_path)) as h:
         _, headers = await h.org()
@@ -386,7 +379,6 @@ async def test_caller_id_rotation_skips_numbers_at_their_cap(tmp_path):
         assert _dialled(h)[-1]["from_"] == "+14155550200"  # the one number with room again
 
 
-@run_async
 async def test_retries_with_backoff_then_one_terminal_state(settings):
     async with harness(_settings(settings)) as h:
         _, headers = await h.org()
@@ -427,7 +419,6 @@ async def test_retries_with_backoff_then_one_terminal_state(settings):
         assert (await _contacts(h, cid))[busy["to"]] == final
 
 
-@run_async
 async def test_outcome_success_cost_and_turn_latency(tmp_path):
     async with harness(_local(tmp_path)) as h:
         _, headers = await h.org()
@@ -461,7 +452,6 @@ async def test_outcome_success_cost_and_turn_latency(tmp_path):
         assert Decimal(body["cost"]["amount"]) == Decimal("0.09") + Decimal("1") and body["cost"]["currency"] == "EUR"
 
 
-@run_async
 async def test_an_erased_contact_is_never_dialled(tmp_path):
     async with harness(_local(tmp_path)) as h:
         _, headers = await h.org()
@@ -491,6 +481,7 @@ csv_bodies = st.lists(st.lists(st.text(max_size=15) | st.sampled_from(["+1415555
                                max_size=4), max_size=6).map(lambda rows: "\n".join(",".join(r) for r in rows))
 
 
+@pytest.mark.slow
 def test_fuzzing_the_campaign_api_finds_no_5xx(tmp_path):
     loop = asyncio.new_event_loop()
     context = harness(_local(tmp_path))
@@ -521,7 +512,6 @@ def test_fuzzing_the_campaign_api_finds_no_5xx(tmp_path):
         loop.close()
 
 
-@run_async
 async def test_stopping_a_dialer_hands_its_waiting_claim_back(tmp_path):
     async with harness(_local(tmp_path, campaigns={"dialer": True, "poll_interval_s": 0.05})) as h:
         _, headers = await h.org()
@@ -534,11 +524,7 @@ async def test_stopping_a_dialer_hands_its_waiting_claim_back(tmp_path):
             contacts = await _contacts(h, cid)
             return len(_dialled(h)) == 1 and any(c.status == "claimed" for c in contacts.values())
 
-        for _ in range(200):
-            if await waiting():
-                break
-            await asyncio.sleep(0.02)
-        assert await waiting()
+        await eventually(waiting)
         await h.cp.campaigns.stop()
         contacts = await _contacts(h, cid)
         second = next(c for c in contacts.values() if c.attempts == 0)
@@ -546,7 +532,6 @@ async def test_stopping_a_dialer_hands_its_waiting_claim_back(tmp_path):
         assert len(_dialled(h)) == 1
 
 
-@run_async
 async def test_the_dialer_keeps_each_plus_one_number_to_its_own_hours(tmp_path):
     """Honolulu is not dialled at 07:30 local because Los Angeles is open, nor Halifax, Puerto
     Rico and St John's after 21:00 local because New York is (fails on the country table)."""

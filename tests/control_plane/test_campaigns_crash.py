@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from bench.telnyx_emulator import DeliverySwitches, RunningEmulator, start_emulator
@@ -26,8 +27,9 @@ from control_plane.campaigns.store import CampaignStore
 from control_plane.store import open_repository
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, PG_URL, REDIS_URL, make_settings
-from .helpers import run_async
 from .test_campaigns_dialer import AGENT, QuietCallee
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # processes killed mid-campaign, PostgreSQL, Redis and the emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 150
@@ -77,7 +79,7 @@ async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # polling real processes and stores
 
 
 async def _check_exactly_once(emulator: RunningEmulator, store: CampaignStore, campaign_id: Any,
@@ -118,7 +120,6 @@ async def _campaign(http: Any, base: str, headers: dict[str, str], campaign_id: 
         return await response.json()
 
 
-@run_async
 async def test_sigkill_a_dialer_worker_mid_campaign_then_another_finishes_it(pg_schema, redis_prefix, tmp_path):
     emulator = await start_emulator(time_scale=0.05, callee_factory=lambda call: QuietCallee(0.5))
     port = unused_port()
@@ -146,7 +147,7 @@ async def test_sigkill_a_dialer_worker_mid_campaign_then_another_finishes_it(pg_
             workers.append(_spawn(["-m", "control_plane.campaigns.worker"], env, tmp_path / "worker-a.log"))
             await _until(lambda: _value(len(emulator.dial_log) >= 40), 60, "worker A dialling")
             emulator.switches.delay_s = 5.0  # and their webhooks are late: only the command_id can tell
-            await asyncio.sleep(0.45)
+            await asyncio.sleep(0.45)  # real processes: let worker A get dials in flight before the kill
             killed_at = time.time()
             _kill(workers[0])  # SIGKILL: leases held, dials placed but unrecorded
             emulator.switches.delay_s = 0.0
@@ -197,7 +198,6 @@ def serve() -> None:
     asyncio.run(main())
 
 
-@run_async
 async def test_restarting_the_whole_service_mid_campaign_loses_and_repeats_nothing(pg_schema, redis_prefix, tmp_path):
     # Webhooks sent while the service is down are retried (as Telnyx does) until it is back.
     emulator = await start_emulator(time_scale=0.05, callee_factory=lambda call: QuietCallee(0.5),

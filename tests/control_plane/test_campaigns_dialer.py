@@ -5,13 +5,13 @@ recording it), where a second worker must finish the attempt without a second di
 from __future__ import annotations
 
 import asyncio
-import statistics
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from bench.telnyx_emulator import NumberBehaviour, RunningEmulator, start_emulator
@@ -20,9 +20,9 @@ from control_plane.auth import issue_api_key
 from control_plane.campaigns.dialer import Dialer, pacing_burst
 from control_plane.services import ControlPlane
 from control_plane.store import utcnow
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
-from .helpers import run_async
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
@@ -34,7 +34,7 @@ class QuietCallee:
         self.seconds = seconds
 
     async def run(self, ws: Any, call: Any) -> None:
-        await asyncio.sleep(self.seconds)
+        await asyncio.sleep(self.seconds)  # a slow Telnyx, as the fake is told
 
 
 def callees(call: Any) -> QuietCallee:
@@ -68,17 +68,12 @@ class System:
         store = await self.cp.campaigns.store()
         return {c.phone: c for c in await store.contacts(uuid.UUID(campaign_id))}
 
-    async def until(self, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            value = await check()
-            if value:
-                return value
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("condition not reached in time")
-            await asyncio.sleep(0.05)
+    async def until(self, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+        return await eventually(check, timeout=timeout)
 
-    async def finished(self, campaign_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    async def finished(self, campaign_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        # A hang guard, not a measurement: a whole campaign takes ~2 s on a quiet machine and was
+        # seen past 30 s on a loaded one (load average 15 on two cores).
         async def done() -> Any:
             body = await self.get(campaign_id)
             return body if body["status"] == "completed" else None
@@ -114,7 +109,6 @@ async def system(base: Any, *, dialer: bool = True, time_scale: float = 0.02, **
         await emulator.close()
 
 
-@run_async
 async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
     async with system(settings) as s:
         people = [f"+1212555{i:04d}" for i in range(12)]
@@ -165,7 +159,7 @@ async def test_a_campaign_runs_to_completion_through_the_emulator(settings):
         assert [d.event_type for d in events] == ["campaign.progress"] * 17 + ["campaign.completed"]
 
 
-@run_async
+@pytest.mark.slow
 async def test_dials_never_run_ahead_of_the_pace(tmp_path):
     base = make_settings(tmp_path)
     async with system(base) as s:
@@ -184,39 +178,36 @@ async def test_dials_never_run_ahead_of_the_pace(tmp_path):
             return await send(**kwargs)
 
         client.dial = timed_dial
+        started = loop.time()  # no earlier than the pacer's anchor
         await s.start(campaign_id)
         await s.finished(campaign_id)
         assert len(s.emulator.dial_log) == 25
         times = sorted(sent)
         assert len(times) == 25
         burst = pacing_burst(600)  # the bucket starts full: this many go at once, then one every 0.1 s
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        # The dialer never runs ahead of the pacer's grid: at most `burst` dials in any 0.1 s slot,
-        # so the whole campaign takes at least the paced span. (A loaded machine can only make it
-        # later; how close to the pace a real run keeps is the campaign bench's pacing_error_pct.)
-        assert times[-1] - times[0] >= (25 - burst) * 0.1 - 0.01, times
-        for i in range(len(times) - burst):
-            assert times[i + burst] - times[i] >= 0.1 - 0.01, (i, gaps)
-        assert statistics.median(gaps) >= 0.09, gaps  # evenly spaced, not in bursts
+        # The dialer never runs ahead of the pacer's grid: after the burst, dial k goes no earlier
+        # than its slot, (k - burst + 1) * 0.1 s after the start. Only this lower bound holds on a
+        # loaded machine: a late send followed by an on-time one can be closer than 0.1 s (seen),
+        # so gaps between sends are not asserted; how close to the pace a real run keeps is the
+        # campaign bench's pacing_error_pct.
+        for k in range(burst, len(times)):
+            assert times[k] - started >= (k - burst + 1) * 0.1 - 0.01, (k, [t - started for t in times])
 
 
-@run_async
 async def test_the_concurrency_cap_counts_live_calls(tmp_path):
     base = make_settings(tmp_path)
     async with system(base) as s:
         campaign_id = await s.campaign([f"+1212555{i:04d}" for i in range(12)], max_concurrent_calls=3)
-        peak = 0
-
-        async def watch() -> None:
-            nonlocal peak
-            while True:
-                peak = max(peak, sum(1 for c in s.emulator.calls.values() if c.is_alive))
-                await asyncio.sleep(0.005)
-
-        watcher = asyncio.get_running_loop().create_task(watch())
         await s.start(campaign_id)
         await s.finished(campaign_id)
-        watcher.cancel()
+        # The peak from the emulator's own record of each call's life (dialled .. ended), not from
+        # sampling it while it runs (a loaded machine can sample past a short peak).
+        edges = sorted([(c.ended_at, -1) for c in s.emulator.calls.values()]
+                       + [(c.created_at, +1) for c in s.emulator.calls.values()])  # an end sorts first on a tie
+        live = peak = 0
+        for _, step in edges:
+            live += step
+            peak = max(peak, live)
         assert peak == 3 and len(s.emulator.dial_log) == 12
 
 
@@ -251,7 +242,7 @@ async def _first_attempt_dies(s: System, campaign_id: str, *, send: bool = True)
     return contact
 
 
-@run_async
+@pytest.mark.slow
 async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_rings_once(settings):
     async with system(settings, dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -261,7 +252,7 @@ async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_ri
         call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
         assert call.status == "queued" and call.call_control_id is None and len(s.emulator.dial_log) == 1
 
-        await asyncio.sleep(0.6)  # A's lease runs out
+        await asyncio.sleep(0.6)  # A's lease runs out (the database's clock: a real wait, longer under load is fine)
         worker_b = Dialer(s.cp, worker_id="B")
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await worker_b.drain()
@@ -278,7 +269,6 @@ async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_ri
         assert body["completed_calls"] == 1 and body["calls_placed"] == 1 and len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
     async with system(make_settings(tmp_path), dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -291,7 +281,7 @@ async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
             return call.call_control_id  # call.initiated found the row through client_state
 
         await s.until(known)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # A's lease runs out (the database's clock: a real wait, longer under load is fine)
         worker_b = Dialer(s.cp, worker_id="B")
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await worker_b.drain()
@@ -300,7 +290,6 @@ async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
         assert (await s.finished(campaign_id))["completed_calls"] == 1
 
 
-@run_async
 async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
     async with system(settings, dialer=False, unconfirmed_grace_s=60) as s:
         campaign_id = await s.campaign(["+12125550001"], retry={"on": ["failed"], "max_attempts": 3})
@@ -323,18 +312,22 @@ async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
         assert s.dials() == [] and s.emulator.dial_log == []
 
 
-@run_async
 async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
     async with system(make_settings(tmp_path), dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
         await s.start(campaign_id)
         s.emulator.switches.delay_s = 1.0
-        await _first_attempt_dies(s, campaign_id)
+        contact = await _first_attempt_dies(s, campaign_id)
         start = utcnow()
         worker_b = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         assert (await s.contacts(campaign_id))["+12125550001"].status == "dialing"
-        await asyncio.sleep(1.5)  # the late webhooks arrive and name the call
+        repo = await s.cp.repository()
+
+        async def named() -> Any:  # the late webhooks arrive and name the call
+            return (await repo.get_call_unscoped(contact.last_call_id)).call_control_id
+
+        await s.until(named)
         worker_c = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=80))
         await worker_c.runner(uuid.UUID(campaign_id)).step(sweep=True)
         assert len(s.dials()) == 1
@@ -343,7 +336,6 @@ async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_rate_limited_dial_is_sent_again_later_once(tmp_path):
     async with system(make_settings(tmp_path)) as s:
         s.emulator.set_rate_limit(0, window_s=1)  # Retry-After: 1 s
@@ -356,7 +348,6 @@ async def test_a_rate_limited_dial_is_sent_again_later_once(tmp_path):
         assert len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_call_whose_hangup_webhook_is_lost_is_closed_after_asking_telnyx(tmp_path):
     async with system(make_settings(tmp_path), stale_call_s=0.5) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -377,7 +368,7 @@ async def _async(value: Any) -> Any:
     return value
 
 
-@run_async
+@pytest.mark.slow
 async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
     async with system(make_settings(tmp_path), dialer=False) as s:
         campaign_id = await s.campaign(["+12125550001"])
@@ -385,7 +376,7 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         s.emulator.switches.delay_s = 3.0
         contact = await _first_attempt_dies(s, campaign_id)  # A's dial reached Telnyx and placed the call
         s.emulator.set_rate_limit(0, window_s=1)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # A's lease runs out (the database's clock: a real wait, longer under load is fine)
         worker_b = Dialer(s.cp, worker_id="B")
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await worker_b.drain()
@@ -399,7 +390,6 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
 
 
-@run_async
 async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path):
     from control_plane.errors import ApiError
 

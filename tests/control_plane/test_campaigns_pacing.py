@@ -14,7 +14,6 @@ import pytest
 from control_plane.campaigns.pacing import MemoryPacer, RedisPacer
 
 from .conftest import REDIS_URL
-from .helpers import run_async
 
 
 class Clock:
@@ -25,7 +24,6 @@ class Clock:
         return self.now
 
 
-@run_async
 async def test_slots_are_evenly_spaced_at_the_configured_rate():
     clock = Clock()
     pacer = MemoryPacer(clock)
@@ -33,14 +31,12 @@ async def test_slots_are_evenly_spaced_at_the_configured_rate():
     assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
 
 
-@run_async
 async def test_a_full_bucket_lets_the_burst_go_at_once_then_paces():
     pacer = MemoryPacer(Clock())
     waits = [await pacer.reserve("c", 600, burst=3) for _ in range(6)]
     assert waits == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
 
 
-@run_async
 async def test_idle_time_does_not_pile_up_into_a_burst():
     clock = Clock()
     pacer = MemoryPacer(clock)
@@ -50,7 +46,6 @@ async def test_idle_time_does_not_pile_up_into_a_burst():
     assert waits == pytest.approx([0.0, 1.0, 2.0])
 
 
-@run_async
 async def test_a_slow_caller_keeps_its_slot_and_never_gets_two_in_one_interval():
     clock = Clock()
     pacer = MemoryPacer(clock)
@@ -62,14 +57,12 @@ async def test_a_slow_caller_keeps_its_slot_and_never_gets_two_in_one_interval()
     assert await pacer.reserve("c", 60) == pytest.approx(1.0)
 
 
-@run_async
 async def test_campaigns_are_paced_independently():
     pacer = MemoryPacer(Clock())
     assert [await pacer.reserve("a", 60), await pacer.reserve("b", 60), await pacer.reserve("a", 60)] == \
         pytest.approx([0.0, 0.0, 1.0])
 
 
-@run_async
 async def test_redis_pacer_shares_one_schedule_between_dialers(redis_prefix):
     import redis.asyncio as redis
 

@@ -14,7 +14,6 @@ from yarl import URL
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import run_async
 
 WAIT_S = 10.0  # a guard against hanging, never a measured expectation
 
@@ -39,7 +38,6 @@ async def _until(predicate) -> None:
             await asyncio.sleep(0)
 
 
-@run_async
 async def test_draining_refuses_new_work_while_a_live_call_and_its_webhooks_go_on(tmp_path):
     # Fails before the change: there was no drain (SIGTERM closed the listener at once) and no /readyz.
     settings = make_settings(tmp_path, telnyx_api_key="KEY_test", campaigns={"dialer": True})
@@ -82,7 +80,6 @@ async def test_draining_refuses_new_work_while_a_live_call_and_its_webhooks_go_o
         assert hangup.status == 200
 
 
-@run_async
 async def test_calls_still_up_after_the_grace_are_handed_over(tmp_path):
     settings = make_settings(tmp_path, telnyx_api_key="KEY_test")
     async with harness(settings) as h:
@@ -106,7 +103,6 @@ async def test_calls_still_up_after_the_grace_are_handed_over(tmp_path):
         assert media.sessions == []
 
 
-@run_async
 async def test_the_grace_runs_out_without_a_signal(tmp_path):
     async with harness(make_settings(tmp_path, telnyx_api_key="KEY_test")) as h:
         _, headers = await h.org()
@@ -117,7 +113,6 @@ async def test_the_grace_runs_out_without_a_signal(tmp_path):
         assert (await asyncio.wait_for(closed, WAIT_S)).type is aiohttp.WSMsgType.CLOSE
 
 
-@run_async
 async def test_readyz_is_false_with_redis_down_while_healthz_stays_ok(tmp_path):
     # Fails before the change: there was no /readyz, and /healthz said ok with Redis down.
     down = make_settings(tmp_path / "down", telnyx_api_key="KEY_test", redis_url="redis://127.0.0.1:1/0")
@@ -132,7 +127,6 @@ async def test_readyz_is_false_with_redis_down_while_healthz_stays_ok(tmp_path):
         assert "127.0.0.1:1" not in str(body)
 
 
-@run_async
 async def test_readyz_names_what_is_missing_and_is_true_when_all_answer(tmp_path, redis_prefix):
     async with harness(make_settings(tmp_path / "bare")) as h:
         body = await (await h.client.get("/readyz")).json()

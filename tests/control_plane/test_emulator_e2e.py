@@ -3,7 +3,6 @@ the wire, signed webhooks delivered to /webhook/telnyx, the media stream reachin
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,20 +14,15 @@ from bench.telnyx_emulator import start_emulator
 from control_plane.app import CONTROL_PLANE_KEY, METRICS_KEY, create_app
 from control_plane.auth import issue_api_key
 from control_plane.callstate import call_id_from_client_state
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
-from .helpers import run_async
+
+pytestmark = pytest.mark.e2e  # the app, the real client and the Telnyx emulator over sockets
 
 
-async def _eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+async def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    return await eventually(check, timeout=timeout)
 
 
 @asynccontextmanager
@@ -53,7 +47,6 @@ async def _system(settings_factory: Callable[..., Any], **emulator_options: Any
         await emulator.close()
 
 
-@run_async
 async def test_outbound_call_through_the_emulator(settings):
     async with _system(lambda **kw: make_settings(settings.data_dir, backend=_backend(settings),
                                                   pg_schema=settings.store.schema_name, **kw)) as (
@@ -100,7 +93,6 @@ async def test_outbound_call_through_the_emulator(settings):
             e["type"] for e in detail["events"]}
 
 
-@run_async
 async def test_busy_number_and_inbound_call_through_the_emulator(tmp_path):
     async with _system(lambda **kw: make_settings(tmp_path, **kw)) as (emulator, client, headers, org):
         emulator.set_number_behaviour("+14155550999", "busy")
@@ -137,7 +129,6 @@ async def test_busy_number_and_inbound_call_through_the_emulator(tmp_path):
 
 
 @pytest.mark.parametrize("event_fields", ["sdk", "docs"])
-@run_async
 async def test_a_recording_reaches_its_call_with_or_without_a_call_control_id(tmp_path, event_fields):
     """call.recording.saved has no call_control_id in the SDK's model but has one in Telnyx's
     docs example (issue 15): the recording URL reaches the call either way."""

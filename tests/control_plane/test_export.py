@@ -15,7 +15,7 @@ from control_plane.api import export
 from control_plane.store import Call, Turn, utcnow
 
 from .fakes import harness
-from .helpers import make_campaign, run_async
+from .helpers import make_campaign
 
 
 async def _calls(repo, org_id, n, *, campaign_id=None, start=None):
@@ -34,7 +34,6 @@ async def _calls(repo, org_id, n, *, campaign_id=None, start=None):
     return made
 
 
-@run_async
 async def test_export_streams_every_call_of_the_organisation_only(settings, monkeypatch):
     monkeypatch.setattr(export, "PAGE", 7)  # several pages: the stream is written page by page
     async with harness(settings) as h:
@@ -69,7 +68,6 @@ async def test_export_streams_every_call_of_the_organisation_only(settings, monk
         assert bad.status == 400 and (await bad.json())["error"]["code"] == "validation_error"
 
 
-@run_async
 async def test_campaign_export_is_the_campaigns_calls_and_scoped(settings):
     async with harness(settings) as h:
         org, headers = await h.org("A")
@@ -109,7 +107,6 @@ def test_formula_starts_after_a_separator_are_neutralised_too_and_every_cell_is_
     assert buffer.getvalue() == '"1","plain","a;\'=1"\r\n'
 
 
-@run_async
 async def test_the_csv_export_quotes_every_cell(settings):
     async with harness(settings) as h:
         org, headers = await h.org("A")

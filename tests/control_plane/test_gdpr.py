@@ -13,7 +13,7 @@ from control_plane.sessions import SESSION_CONTEXT, CallSession
 
 from .conftest import REDIS_URL, make_settings
 from .fakes import harness
-from .helpers import add_contact, dump_database, make_campaign, open_sealed, run_async
+from .helpers import add_contact, dump_database, make_campaign, open_sealed
 
 SUBJECT = "+442071838750"
 DIGITS = SUBJECT.lstrip("+")
@@ -56,7 +56,6 @@ def _traces(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-@run_async
 async def test_erasure_leaves_no_trace_in_database_or_redis(backend, tmp_path, pg_schema, redis_prefix):
     settings = make_settings(tmp_path, backend=backend, pg_schema=pg_schema, redis_prefix=redis_prefix)
     async with harness(settings) as h:

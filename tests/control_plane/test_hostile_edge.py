@@ -10,13 +10,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 from aiohttp import web
 
 from control_plane.app import CONTROL_PLANE_KEY, app_runner, create_app
 from control_plane.auth import issue_api_key
 
 from .conftest import make_settings
-from .helpers import run_async
 
 WAIT_S = 10.0  # a guard against hanging, never a measured expectation
 
@@ -62,7 +62,6 @@ def _partial_post(path: str, declared: int, sent: bytes) -> bytes:
             f"Content-Length: {declared}\r\n\r\n").encode() + sent
 
 
-@run_async
 async def test_a_body_that_does_not_arrive_in_time_gets_408(tmp_path):
     # Fails before the change: nothing bounded the body read, the request stayed open.
     settings = make_settings(tmp_path, server={"body_timeout_s": 0.2})
@@ -83,7 +82,6 @@ async def test_a_body_that_does_not_arrive_in_time_gets_408(tmp_path):
             assert b"connection: close" in head.lower()
 
 
-@run_async
 async def test_a_client_that_disconnects_mid_body_is_one_debug_line(tmp_path, caplog):
     # Fails before the change: each disconnect logged an ERROR with a ~19-line traceback.
     caplog.set_level(logging.DEBUG)
@@ -103,7 +101,7 @@ async def test_a_client_that_disconnects_mid_body_is_one_debug_line(tmp_path, ca
     assert len(gone) == 3 and all(r.levelno == logging.DEBUG and r.exc_info is None for r in gone)
 
 
-@run_async
+@pytest.mark.slow
 async def test_a_streamed_upload_has_the_deadline_per_chunk_not_in_total(tmp_path):
     settings = make_settings(tmp_path, server={"body_timeout_s": 0.5}, campaigns={"dialer": False})
     app = create_app(settings)
@@ -122,7 +120,7 @@ async def test_a_streamed_upload_has_the_deadline_per_chunk_not_in_total(tmp_pat
             for i in range(0, len(body), step):
                 writer.write(body[i:i + step])
                 await writer.drain()
-                await asyncio.sleep(pause_s)
+                await asyncio.sleep(pause_s)  # a slow client on a real socket: the server's deadline is real time
             status, body = await asyncio.wait_for(_response(reader), WAIT_S)
             writer.close()
             return status, body

@@ -12,7 +12,6 @@ from control_plane.admin import set_organisation_settings
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import run_async
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
@@ -24,38 +23,35 @@ def with_tool(url: str) -> dict:
 # -- tool URLs --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(("url", "kind"), [
     ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
     ("http://127.0.0.1:6379/", "loopback"),
     ("http://[::ffff:10.0.0.1]/", "private"),
     ("https://100.64.1.1/", "shared (CGNAT)"),
 ])
-@run_async
-async def test_a_tool_url_that_is_an_internal_address_is_400_and_nothing_is_dialled(tmp_path, url, kind):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        response = await h.start_call(headers, agent_config=with_tool(url))
-        assert response.status == 400
-        error = (await response.json())["error"]
-        assert error["code"] == "validation_error"
-        assert kind in error["message"] and "http_tools[0].url" in error["message"]
-        assert error["details"][0]["loc"] == ["agent_config", "http_tools", 0, "url"]
-        assert url.split("//")[1].split("/")[0] not in await response.text()  # the address is not echoed
-        assert h.telnyx.named("dial") == []
+async def test_a_tool_url_that_is_an_internal_address_is_400_and_nothing_is_dialled(url, kind, h):
+    _, headers = await h.org()
+    response = await h.start_call(headers, agent_config=with_tool(url))
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "validation_error"
+    assert kind in error["message"] and "http_tools[0].url" in error["message"]
+    assert error["details"][0]["loc"] == ["agent_config", "http_tools", 0, "url"]
+    assert url.split("//")[1].split("/")[0] not in await response.text()  # the address is not echoed
+    assert h.telnyx.named("dial") == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "ftp://example.com/x"])
-@run_async
-async def test_a_tool_url_that_is_not_http_is_400(tmp_path, url):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        response = await h.start_call(headers, agent_config=with_tool(url))
-        assert response.status == 400
-        assert (await response.json())["error"]["code"] == "validation_error"
-        assert h.telnyx.named("dial") == []
+async def test_a_tool_url_that_is_not_http_is_400(url, h):
+    _, headers = await h.org()
+    response = await h.start_call(headers, agent_config=with_tool(url))
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "validation_error"
+    assert h.telnyx.named("dial") == []
 
 
-@run_async
 async def test_an_organisation_allow_list_and_the_server_setting_open_internal_tool_urls(tmp_path):
     settings = make_settings(tmp_path, tools={"tenant_allowable_networks": ["10.0.0.0/8"]})
     async with harness(settings) as h:
@@ -74,16 +70,15 @@ async def test_an_organisation_allow_list_and_the_server_setting_open_internal_t
         assert metadata.status == 400  # never opened by allow_private_addresses
 
 
-@run_async
-async def test_campaigns_refuse_internal_tool_urls_too(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        response = await h.client.post("/api/campaigns", headers=headers, json={
-            "name": "c", "agent_config": with_tool("http://169.254.169.254/"),
-            "caller_numbers": ["+14155550100"],
-        })
-        assert response.status == 400
-        assert "cloud metadata" in (await response.json())["error"]["message"]
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_campaigns_refuse_internal_tool_urls_too(h):
+    _, headers = await h.org()
+    response = await h.client.post("/api/campaigns", headers=headers, json={
+        "name": "c", "agent_config": with_tool("http://169.254.169.254/"),
+        "caller_numbers": ["+14155550100"],
+    })
+    assert response.status == 400
+    assert "cloud metadata" in (await response.json())["error"]["message"]
 
 
 # -- caps, and errors that do not echo ------------------------------------------------------
@@ -95,6 +90,7 @@ def _tool(**extra) -> dict:
     return {"name": "lookup", "description": "d", "url": "https://tools.example.com/x", **extra}
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize(("overrides", "loc", "limit"), [
     ({"system_prompt": MARK * 40_000}, ["agent_config", "system_prompt"], "20000"),  # ~960 KB
     ({"variables": {f"v{i}": MARK for i in range(5000)}}, ["agent_config", "variables"], "50"),
@@ -111,60 +107,55 @@ def _tool(**extra) -> dict:
     ({"http_tools": [_tool(headers={f"X-{i}": MARK for i in range(20)})]},
      ["agent_config", "http_tools", 0, "headers"], "16"),
 ])
-@run_async
 async def test_oversized_agent_configs_are_400_naming_field_and_limit_without_the_value(
-        tmp_path, overrides, loc, limit):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        response = await h.start_call(headers, agent_config={**AGENT, **overrides})
-        assert response.status == 400
-        text = await response.text()
-        assert "HOSTILE" not in text
-        (detail,) = (await response.json())["error"]["details"]
-        assert detail["loc"] == loc and limit in detail["msg"]
-        assert h.telnyx.named("dial") == []
+        tmp_path, overrides, loc, limit, h):
+    _, headers = await h.org()
+    response = await h.start_call(headers, agent_config={**AGENT, **overrides})
+    assert response.status == 400
+    text = await response.text()
+    assert "HOSTILE" not in text
+    (detail,) = (await response.json())["error"]["details"]
+    assert detail["loc"] == loc and limit in detail["msg"]
+    assert h.telnyx.named("dial") == []
 
 
-@run_async
-async def test_a_header_with_a_line_break_is_refused(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        tool = _tool(headers={"X-Key": "a\r\nX-Injected: 1"})
-        response = await h.start_call(headers, agent_config={**AGENT, "http_tools": [tool]})
-        assert response.status == 400
-        assert "Injected" not in await response.text()
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_header_with_a_line_break_is_refused(h):
+    _, headers = await h.org()
+    tool = _tool(headers={"X-Key": "a\r\nX-Injected: 1"})
+    response = await h.start_call(headers, agent_config={**AGENT, "http_tools": [tool]})
+    assert response.status == 400
+    assert "Injected" not in await response.text()
 
 
-@run_async
-async def test_unknown_names_and_hostile_keys_are_not_echoed(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        personality = await h.start_call(headers, agent_config={**AGENT, "personality": "<img src=x>"})
-        assert personality.status == 422
-        error = (await personality.json())["error"]
-        assert error["message"].startswith("unknown personality; known: ") and "img" not in error["message"]
-        tools = await h.start_call(headers, agent_config={**AGENT, "tools": [MARK]})
-        assert tools.status == 422 and "HOSTILE" not in await tools.text()
-        wrong_type = await h.start_call(headers, agent_config={**AGENT, "variables": {MARK: 1}})
-        assert wrong_type.status == 400
-        assert "HOSTILE" not in await wrong_type.text()
-        (detail,) = (await wrong_type.json())["error"]["details"]
-        assert detail["loc"] == ["agent_config", "variables", "<key>"]
-        plain = await h.start_call(headers, agent_config={**AGENT, "variables": {"first_name": 1}})
-        assert (await plain.json())["error"]["details"][0]["loc"] == ["agent_config", "variables", "first_name"]
-        assert h.telnyx.named("dial") == []
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_unknown_names_and_hostile_keys_are_not_echoed(h):
+    _, headers = await h.org()
+    personality = await h.start_call(headers, agent_config={**AGENT, "personality": "<img src=x>"})
+    assert personality.status == 422
+    error = (await personality.json())["error"]
+    assert error["message"].startswith("unknown personality; known: ") and "img" not in error["message"]
+    tools = await h.start_call(headers, agent_config={**AGENT, "tools": [MARK]})
+    assert tools.status == 422 and "HOSTILE" not in await tools.text()
+    wrong_type = await h.start_call(headers, agent_config={**AGENT, "variables": {MARK: 1}})
+    assert wrong_type.status == 400
+    assert "HOSTILE" not in await wrong_type.text()
+    (detail,) = (await wrong_type.json())["error"]["details"]
+    assert detail["loc"] == ["agent_config", "variables", "<key>"]
+    plain = await h.start_call(headers, agent_config={**AGENT, "variables": {"first_name": 1}})
+    assert (await plain.json())["error"]["details"][0]["loc"] == ["agent_config", "variables", "first_name"]
+    assert h.telnyx.named("dial") == []
 
 
-@run_async
-async def test_configs_at_the_limits_are_accepted(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        response = await h.start_call(headers, agent_config={
-            **AGENT, "system_prompt": "p" * 20_000, "first_message": "m" * 1000,
-            "variables": {f"v{i:02d}" + "k" * 60: "x" * 1000 for i in range(50)},
-            "http_tools": [_tool(name=f"t{i}") for i in range(16)],
-        })
-        assert response.status == 201, await response.text()
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_configs_at_the_limits_are_accepted(h):
+    _, headers = await h.org()
+    response = await h.start_call(headers, agent_config={
+        **AGENT, "system_prompt": "p" * 20_000, "first_message": "m" * 1000,
+        "variables": {f"v{i:02d}" + "k" * 60: "x" * 1000 for i in range(50)},
+        "http_tools": [_tool(name=f"t{i}") for i in range(16)],
+    })
+    assert response.status == 201, await response.text()
 
 
 # -- campaigns sealed at rest -------------------------------------------------------------------
@@ -182,29 +173,26 @@ async def _raw_campaign(cp, campaign_id) -> tuple[str, str]:
     return str(dict(campaign)), str(dict(dialer))
 
 
-@run_async
-async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        created = await h.client.post("/api/campaigns", headers=headers, json={
-            "name": "spring", "caller_numbers": [CALLER, "+14155550178"],
-            "agent_config": {**AGENT, "system_prompt": SECRET_PROMPT, "variables": {"plan": "Zanzibar"}},
-        })
-        assert created.status == 201, await created.text()
-        campaign_id = (await created.json())["id"]
-        campaign_row, dialer_row = await _raw_campaign(h.cp, campaign_id)
-        for raw in (campaign_row, dialer_row):
-            assert "Zanzibar" not in raw and "OWL-4471" not in raw
-            assert "4155550177" not in raw and "4155550178" not in raw
-        assert "v1." in campaign_row and "v1." in dialer_row  # sealed tokens
-        shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
-        assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
-        assert shown["config"]["caller_numbers"] == [CALLER, "+14155550178"]
-        store = await h.cp.campaigns.store()
-        assert (await store.get(org.id, uuid.UUID(campaign_id))).from_number == CALLER
+async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(h):
+    org, headers = await h.org()
+    created = await h.client.post("/api/campaigns", headers=headers, json={
+        "name": "spring", "caller_numbers": [CALLER, "+14155550178"],
+        "agent_config": {**AGENT, "system_prompt": SECRET_PROMPT, "variables": {"plan": "Zanzibar"}},
+    })
+    assert created.status == 201, await created.text()
+    campaign_id = (await created.json())["id"]
+    campaign_row, dialer_row = await _raw_campaign(h.cp, campaign_id)
+    for raw in (campaign_row, dialer_row):
+        assert "Zanzibar" not in raw and "OWL-4471" not in raw
+        assert "4155550177" not in raw and "4155550178" not in raw
+    assert "v1." in campaign_row and "v1." in dialer_row  # sealed tokens
+    shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
+    assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
+    assert shown["config"]["caller_numbers"] == [CALLER, "+14155550178"]
+    store = await h.cp.campaigns.store()
+    assert (await store.get(org.id, uuid.UUID(campaign_id))).from_number == CALLER
 
 
-@run_async
 async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(settings):
     from control_plane.campaigns.store import CampaignStore
 
@@ -238,7 +226,6 @@ async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at
         assert (await fresh.get(org.id, campaign_id)).from_number == CALLER
 
 
-@run_async
 async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):
     from uuid import UUID
 

@@ -8,7 +8,6 @@ from control_plane.knowledge.store import knowledge_store
 from bench.pdfgen import make_pdf
 
 from .fakes import harness
-from .helpers import run_async
 
 HOURS_MD = b"""# Opening hours
 
@@ -28,7 +27,6 @@ async def _chunks(h, kb_id) -> int:
     return await knowledge_store(await h.cp.repository()).count_chunks([UUID(kb_id)])
 
 
-@run_async
 async def test_knowledge_base_lifecycle_is_per_organisation(settings):
     async with harness(settings) as h:
         _, a = await h.org("A")
@@ -89,7 +87,6 @@ async def test_knowledge_base_lifecycle_is_per_organisation(settings):
         assert (await (await h.client.get("/api/knowledge-bases", headers=a)).json())["data"] == []
 
 
-@run_async
 async def test_pdf_upload_and_bad_documents_are_clear_errors(settings):
     async with harness(settings) as h:
         _, a = await h.org("A")
@@ -119,7 +116,6 @@ async def test_pdf_upload_and_bad_documents_are_clear_errors(settings):
         assert [d["name"] for d in docs] == ["warranty.pdf"]  # nothing half-stored from the failures
 
 
-@run_async
 async def test_agent_config_names_only_its_own_organisations_bases(settings):
     async with harness(settings) as h:
         _, a = await h.org("A")
@@ -135,7 +131,6 @@ async def test_agent_config_names_only_its_own_organisations_bases(settings):
         assert started.status == 201, await started.text()
 
 
-@run_async
 async def test_erasing_an_organisation_removes_its_knowledge(settings):
     async with harness(settings) as h:
         org_a, a = await h.org("A")
@@ -160,7 +155,6 @@ async def test_erasing_an_organisation_removes_its_knowledge(settings):
         assert await store.search([kb_b.id], ["saturdays"], 3) == []
 
 
-@run_async
 async def test_words_most_passages_hold_are_left_out_and_counts_follow_documents(settings):
     from control_plane.knowledge.models import Chunk
     from control_plane.knowledge.service import KnowledgeService
@@ -196,7 +190,6 @@ async def test_words_most_passages_hold_are_left_out_and_counts_follow_documents
         await repo.close()
 
 
-@run_async
 async def test_a_calls_setup_hands_the_agent_a_retriever_over_its_own_organisations_bases(settings):
     from control_plane.pipeline import CallPorts
     from engine.conversation.config import AgentConfig

@@ -12,7 +12,6 @@ from bench.emulators.server import start_emulators
 from control_plane.knowledge.embeddings import EmbeddingsClient
 from control_plane.knowledge.service import KnowledgeService
 
-from .helpers import run_async
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "kb"
 QUESTIONS = json.loads((DATA / "questions.json").read_text())
@@ -38,7 +37,6 @@ def test_the_question_set_is_large_enough_and_paraphrased():
         assert item["q"].rstrip("?") not in corpus  # ... and no question is copied from them
 
 
-@run_async
 async def test_lexical_recall_at_3(settings):
     from control_plane.store import open_repository
 
@@ -53,7 +51,6 @@ async def test_lexical_recall_at_3(settings):
     assert recall >= 0.9, missed
 
 
-@run_async
 async def test_hybrid_recall_at_3_with_emulated_embeddings(settings):
     from control_plane.store import open_repository
 

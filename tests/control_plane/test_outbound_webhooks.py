@@ -31,7 +31,7 @@ from control_plane.webhooks.events import EVENT_TYPES
 
 from .conftest import PG_URL, _pg_admin, make_settings
 from .fakes import harness
-from .helpers import add_contact, make_campaign, run_async
+from .helpers import add_contact, make_campaign
 
 CALL_EVENTS = ["call.started", "call.answered", "call.turn", "call.turn", "call.turn", "call.summary",
                "call.ended"]
@@ -208,7 +208,6 @@ async def _org_endpoint(repo: Any, store: SqlOutboxStore, url: str, types: list[
 # -- the done-when test --------------------------------------------------------------------------
 
 
-@run_async
 async def test_flaky_receiver_gets_every_event_of_100_calls_in_order(own_settings):
     from control_plane.webhooks.signing import new_secret
 
@@ -273,7 +272,6 @@ async def test_flaky_receiver_gets_every_event_of_100_calls_in_order(own_setting
 # -- the outbox goes with its change ---------------------------------------------------------------
 
 
-@run_async
 async def test_outbox_rows_are_written_in_the_transaction_of_the_change(own_settings):
     async with control_plane(own_settings) as (cp, store):
         repo = await cp.repository()
@@ -323,7 +321,6 @@ async def test_outbox_rows_are_written_in_the_transaction_of_the_change(own_sett
 # -- rotation, replay, egress --------------------------------------------------------------------------
 
 
-@run_async
 async def test_rotation_signs_with_both_secrets_during_the_grace_period(own_settings):
     from control_plane.webhooks.signing import new_secret
 
@@ -356,7 +353,6 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period(own_sett
         await receiver.close()
 
 
-@run_async
 async def test_endpoints_resolving_to_internal_addresses_are_refused_at_connect_time(own_settings):
     async with control_plane(own_settings) as (cp, store):
         repo = await cp.repository()
@@ -378,7 +374,6 @@ async def test_endpoints_resolving_to_internal_addresses_are_refused_at_connect_
 # -- REST: endpoints, deliveries, replay, isolation --------------------------------------------------
 
 
-@run_async
 async def test_rest_endpoints_deliveries_and_replay_are_per_organisation(own_settings):
     receiver = Receiver("whsec_placeholder")
     await receiver.start()
@@ -461,7 +456,6 @@ async def test_rest_endpoints_deliveries_and_replay_are_per_organisation(own_set
         await receiver.close()
 
 
-@run_async
 async def test_campaign_progress_and_completion_events(own_settings):
     async with control_plane(own_settings) as (cp, store):
         repo = await cp.repository()
@@ -479,7 +473,6 @@ async def test_campaign_progress_and_completion_events(own_settings):
         assert deliveries[0].order_key == str(campaign.id)
 
 
-@run_async
 async def test_the_server_delivers_in_the_background_from_an_api_started_call(own_settings):
     """The real path: POST /api/calls/start writes the call, its outbox row goes with it, and the
     control plane's own worker (real clock) sends it while the API keeps serving."""
@@ -516,7 +509,6 @@ async def test_the_server_delivers_in_the_background_from_an_api_started_call(ow
         await receiver.close()
 
 
-@run_async
 async def test_two_instances_never_claim_the_same_delivery(tmp_path):
     """PostgreSQL: two processes' stores claiming at once (FOR UPDATE SKIP LOCKED) split the heads
     between them; a call's second event is claimable only once its first is settled."""
@@ -548,7 +540,6 @@ async def test_two_instances_never_claim_the_same_delivery(tmp_path):
         await _pg_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-@run_async
 async def test_turns_and_call_updates_racing_on_one_call_never_deadlock(own_settings):
     """Each writer takes the call's row lock before anything else touches the row, so a turn
     recorded while a webhook updates the call waits instead of deadlocking (PostgreSQL)."""

@@ -18,8 +18,9 @@ from control_plane.auth import issue_api_key
 from control_plane.store import open_repository
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, make_settings
-from .helpers import run_async
 from .test_campaigns_crash import _kill, _spawn, _until, is_healthy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real server process, SIGKILLed and restarted
 
 
 CALLS = int(os.environ.get("CALLAGENT_TEST_CRASH_CALLS", "3"))
@@ -36,7 +37,6 @@ def crash_settings(backend, tmp_path, request):
 
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
-@run_async
 async def test_calls_survive_their_server_stopping(tmp_path, backend, crash_settings, stop):
     """SIGKILL: nothing is cleaned up. SIGTERM: the server drains (grace cut to 1 s here), hands its
     live calls over by closing their streams, and keeps accepting webhooks until it exits; a

@@ -23,7 +23,7 @@ from control_plane.store import (
     utcnow,
 )
 
-from .helpers import add_contact, dump_database, make_campaign, run_async
+from .helpers import add_contact, dump_database, make_campaign
 
 
 def _call(org_id, *, to="+14155550101", frm="+14155550100", status="queued", created_at=None, **extra) -> Call:
@@ -32,7 +32,6 @@ def _call(org_id, *, to="+14155550101", frm="+14155550100", status="queued", cre
                 created_at=now, updated_at=now, **extra)
 
 
-@run_async
 async def test_migrate_is_idempotent_and_tracked(settings):
     first = await migrate(settings)
     again = await migrate(settings)
@@ -48,7 +47,6 @@ async def test_migrate_is_idempotent_and_tracked(settings):
         await repo.close()
 
 
-@run_async
 async def test_organisations_and_api_keys(settings):
     repo = await open_repository(settings)
     try:
@@ -79,7 +77,6 @@ async def test_organisations_and_api_keys(settings):
         await repo.close()
 
 
-@run_async
 async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
     repo = await open_repository(settings)
     try:
@@ -117,7 +114,6 @@ async def test_calls_are_sealed_scoped_and_updated_atomically(settings):
         await repo.close()
 
 
-@run_async
 async def test_list_calls_filters_and_cursor_pagination(settings):
     repo = await open_repository(settings)
     try:
@@ -148,7 +144,6 @@ async def test_list_calls_filters_and_cursor_pagination(settings):
         await repo.close()
 
 
-@run_async
 async def test_turns_are_sealed_and_upserted(settings):
     repo = await open_repository(settings)
     try:
@@ -170,7 +165,6 @@ async def test_turns_are_sealed_and_upserted(settings):
         await repo.close()
 
 
-@run_async
 async def test_events_insert_once_claim_complete_and_retry(settings):
     repo = await open_repository(settings)
     try:
@@ -197,7 +191,6 @@ async def test_events_insert_once_claim_complete_and_retry(settings):
         await repo.close()
 
 
-@run_async
 async def test_dnc_entries_store_only_the_hash(settings):
     repo = await open_repository(settings)
     try:
@@ -217,7 +210,6 @@ async def test_dnc_entries_store_only_the_hash(settings):
         await repo.close()
 
 
-@run_async
 async def test_phone_numbers_are_unique_and_route_inbound(settings):
     repo = await open_repository(settings)
     try:
@@ -239,7 +231,6 @@ async def test_phone_numbers_are_unique_and_route_inbound(settings):
         await repo.close()
 
 
-@run_async
 async def test_erase_phone_removes_personal_data_and_keeps_hashes(settings):
     repo = await open_repository(settings)
     keys = load_data_keys(settings)
@@ -295,7 +286,6 @@ async def test_erase_phone_removes_personal_data_and_keeps_hashes(settings):
         await repo.close()
 
 
-@run_async
 async def test_without_auto_migrate_an_old_schema_is_refused(tmp_path):
     from control_plane.settings import Settings
     from control_plane.store import MigrationError

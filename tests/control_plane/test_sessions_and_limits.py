@@ -13,7 +13,6 @@ from control_plane.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from control_plane.sessions import CallSession, MemorySessionStore, RedisSessionStore
 
 from .conftest import REDIS_URL, make_settings
-from .helpers import run_async
 
 
 class Clock:
@@ -33,7 +32,6 @@ def _session(ccid: str) -> CallSession:
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
-@run_async
 async def test_session_store_save_load_delete(kind, tmp_path, redis_prefix):
     client = redis.from_url(REDIS_URL)
     try:
@@ -56,7 +54,6 @@ async def test_session_store_save_load_delete(kind, tmp_path, redis_prefix):
         await client.aclose()
 
 
-@run_async
 async def test_redis_session_key_ttl_and_sealing(tmp_path, redis_prefix):
     client = redis.from_url(REDIS_URL)
     try:
@@ -64,7 +61,7 @@ async def test_redis_session_key_ttl_and_sealing(tmp_path, redis_prefix):
         store = RedisSessionStore(client, redis_prefix, 3600, cipher)
         ccid = f"v3:{uuid.uuid4().hex}"
         await store.save(_session(ccid))
-        key = f"{redis_prefix}call:{ccid}:session"
+        key = f"{redis_prefix}call:{{{ccid}}}:session"  # the call control id is its hash tag
         assert store.key(ccid) == key
         assert 3590 <= await client.ttl(key) <= 3600
         raw = await client.get(key)
@@ -78,7 +75,6 @@ async def test_redis_session_key_ttl_and_sealing(tmp_path, redis_prefix):
         await client.aclose()
 
 
-@run_async
 async def test_memory_session_store_expires():
     clock = Clock()
     store = MemorySessionStore(60, clock=clock)
@@ -89,7 +85,6 @@ async def test_memory_session_store_expires():
     assert await store.load("v3:a") is None
 
 
-@run_async
 async def test_memory_rate_limiter_is_a_sliding_window():
     clock = Clock()
     limiter = MemoryRateLimiter(clock=clock)
@@ -107,7 +102,6 @@ async def test_memory_rate_limiter_is_a_sliding_window():
     assert denied.retry_after_header == "1"
 
 
-@run_async
 async def test_redis_rate_limiter_is_atomic_across_clients(redis_prefix):
     clients = [redis.from_url(REDIS_URL) for _ in range(2)]
     try:
@@ -118,7 +112,7 @@ async def test_redis_rate_limiter_is_atomic_across_clients(redis_prefix):
         denied = [d for d in decisions if not d.allowed]
         assert all(0 < d.retry_after_s <= 60 for d in denied)
         assert (await limiters[0].hit("org-2", 5, 60)).allowed  # keys are per organisation
-        assert await clients[0].ttl(f"{prefix}ratelimit:org-1") > 0  # nothing lingers past the window
+        assert await clients[0].ttl(f"{prefix}ratelimit:{{org-1}}") > 0  # nothing lingers past the window
     finally:
         for c in clients:
             await c.aclose()

@@ -30,7 +30,6 @@ from engine.conversation.ports import StreamRefused
 
 from .conftest import make_settings
 from .fakes import harness
-from .helpers import run_async
 from .live import eventually, world
 
 
@@ -66,7 +65,6 @@ def _callees() -> tuple[dict[str, list[SilentCallee]], Any]:
     return made, factory
 
 
-@run_async
 async def test_the_hijack_gets_nothing_and_the_dialled_stream_gets_its_agent(tmp_path):
     callees, factory = _callees()
     async with world(lambda **kw: make_settings(tmp_path, **kw), callee_factory=factory) as w:
@@ -101,7 +99,6 @@ async def test_the_hijack_gets_nothing_and_the_dialled_stream_gets_its_agent(tmp
         assert frames == []
 
 
-@run_async
 async def test_a_stream_for_an_ended_call_is_refused(tmp_path):
     async with world(lambda **kw: make_settings(tmp_path, **kw)) as w:
         call = await w.start_call(w.servers[0])
@@ -118,7 +115,6 @@ async def test_a_stream_for_an_ended_call_is_refused(tmp_path):
         assert frames == []
 
 
-@run_async
 async def test_bind_checks_the_call_behind_each_kind_of_credential(tmp_path):
     async with harness(make_settings(tmp_path, telnyx_api_key="KEY-remote")) as h:
         _, headers = await h.org()
@@ -165,7 +161,6 @@ def test_a_credential_names_one_call_and_survives_no_edit():
     assert verify_token(LookupHasher(b"j" * 32), token) is None
 
 
-@run_async
 async def test_local_mode_accepts_unknown_streams_and_says_so_at_start_up(tmp_path, caplog):
     from control_plane.services import ControlPlane
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from control_plane.recovery import GIVEN_UP_REASON, LOST_REASON
 from control_plane.streamauth import verify_token
 from control_plane.streamleases import MemoryStreamLeases
 
 from .fakes import harness, telnyx_error
-from .helpers import make_campaign, run_async
+from .helpers import make_campaign
+from control_plane.pipeline import resumed_history
+from control_plane.sessions import CallSession
 
 
 async def _answered_call(h: Any, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -35,42 +39,39 @@ async def _row(h: Any, call: dict[str, Any]) -> Any:
     return await repo.get_call_unscoped(uuid.UUID(call["call_id"]))
 
 
-@run_async
-async def test_a_live_call_without_a_stream_is_reattached_once_and_a_dead_one_is_ended(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        repo = await h.cp.repository()
-        campaign = await make_campaign(repo, org.id, "renewals")
-        alive = await _answered_call(h, headers)
-        dead = await _answered_call(h, headers, to="+14155550124", campaign_id=str(campaign.id))
-        gone = await _answered_call(h, headers, to="+14155550125")
-        streaming = await _answered_call(h, headers, to="+14155550126")
-        h.telnyx.calls[dead["call_control_id"]] = {"is_alive": False}
-        h.telnyx.calls[gone["call_control_id"]] = telnyx_error(422, "90018", "Call has already ended")
-        await h.cp.recovery.opened(uuid.UUID(streaming["call_id"]))  # its stream is open here
+async def test_a_live_call_without_a_stream_is_reattached_once_and_a_dead_one_is_ended(h):
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    campaign = await make_campaign(repo, org.id, "renewals")
+    alive = await _answered_call(h, headers)
+    dead = await _answered_call(h, headers, to="+14155550124", campaign_id=str(campaign.id))
+    gone = await _answered_call(h, headers, to="+14155550125")
+    streaming = await _answered_call(h, headers, to="+14155550126")
+    h.telnyx.calls[dead["call_control_id"]] = {"is_alive": False}
+    h.telnyx.calls[gone["call_control_id"]] = telnyx_error(422, "90018", "Call has already ended")
+    await h.cp.recovery.opened(uuid.UUID(streaming["call_id"]))  # its stream is open here
 
-        await h.cp.recovery.sweep()
-        (start,) = _for(h, "streaming_start", alive)
-        assert not any(_for(h, "streaming_start", c) for c in (dead, gone, streaming))
-        token = start["stream_url"].partition("?token=")[2]
-        assert str(verify_token(h.cp.keys.hasher, token)) == alive["call_id"]
-        assert token.split(".")[1].startswith("r")  # marked as a re-attach: the agent resumes
-        assert start["stream_auth_token"] == token
-        for call in (dead, gone):
-            row = await _row(h, call)
-            assert row.status == "completed" and row.ended_at is not None
-            assert row.status_history[-1].reason == LOST_REASON
-        assert (await _row(h, alive)).status == "answered"
-        store = await h.cp.campaigns.store()
-        assert await store.live_calls(campaign.id) == 0  # the campaign's slot is free again
+    await h.cp.recovery.sweep()
+    (start,) = _for(h, "streaming_start", alive)
+    assert not any(_for(h, "streaming_start", c) for c in (dead, gone, streaming))
+    token = start["stream_url"].partition("?token=")[2]
+    assert str(verify_token(h.cp.keys.hasher, token)) == alive["call_id"]
+    assert token.split(".")[1].startswith("r")  # marked as a re-attach: the agent resumes
+    assert start["stream_auth_token"] == token
+    for call in (dead, gone):
+        row = await _row(h, call)
+        assert row.status == "completed" and row.ended_at is not None
+        assert row.status_history[-1].reason == LOST_REASON
+    assert (await _row(h, alive)).status == "answered"
+    store = await h.cp.campaigns.store()
+    assert await store.live_calls(campaign.id) == 0  # the campaign's slot is free again
 
-        # The re-attach holds the call until its stream arrives: no second streaming_start.
-        await h.cp.recovery.sweep()
-        assert len(_for(h, "streaming_start", alive)) == 1
-        assert [len(_for(h, "get_call", c)) for c in (alive, dead, gone, streaming)] == [1, 1, 1, 0]
+    # The re-attach holds the call until its stream arrives: no second streaming_start.
+    await h.cp.recovery.sweep()
+    assert len(_for(h, "streaming_start", alive)) == 1
+    assert [len(_for(h, "get_call", c)) for c in (alive, dead, gone, streaming)] == [1, 1, 1, 0]
 
 
-@run_async
 async def test_a_stream_that_never_comes_back_is_retried_then_the_call_is_hung_up(settings):
     settings = settings.model_copy(update={"streams": settings.streams.model_copy(update={"max_reattach": 2})})
     async with harness(settings) as h:
@@ -89,17 +90,15 @@ async def test_a_stream_that_never_comes_back_is_retried_then_the_call_is_hung_u
         assert row.terminal and row.status_history[-1].reason == GIVEN_UP_REASON
 
 
-@run_async
-async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(settings):
-    async with harness(settings) as h:
-        _, headers = await h.org()
-        call = await _answered_call(h, headers)
-        from control_plane.store import utcnow
+async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(h):
+    _, headers = await h.org()
+    call = await _answered_call(h, headers)
+    from control_plane.store import utcnow
 
-        h.telnyx.calls[call["call_control_id"]] = {"is_alive": False, "end_time": utcnow().isoformat()}
-        await h.cp.recovery.sweep()
-        assert (await _row(h, call)).status == "answered"
-        assert _for(h, "get_call", call) and not _for(h, "streaming_start", call)
+    h.telnyx.calls[call["call_control_id"]] = {"is_alive": False, "end_time": utcnow().isoformat()}
+    await h.cp.recovery.sweep()
+    assert (await _row(h, call)).status == "answered"
+    assert _for(h, "get_call", call) and not _for(h, "streaming_start", call)
 
 
 # -- whole calls: the Telnyx emulator, the speech emulators, the real agent -------------------------
@@ -138,7 +137,8 @@ def _streaming_starts(w: Any, ccid: str) -> int:
 GAPS: list[float] = []
 
 
-@run_async
+@pytest.mark.e2e
+@pytest.mark.slow
 async def test_a_dropped_stream_is_reattached_and_the_agent_goes_on_with_the_conversation(tmp_path):
     import asyncio
 
@@ -186,7 +186,8 @@ async def test_a_dropped_stream_is_reattached_and_the_agent_goes_on_with_the_con
         print(f"stream drop -> agent heard again: {GAPS[-1]:.2f} s")
 
 
-@run_async
+@pytest.mark.e2e
+@pytest.mark.slow
 async def test_an_instance_dies_and_exactly_one_other_picks_its_call_up(tmp_path, pg_schema, redis_prefix):
     import asyncio
 
@@ -233,7 +234,6 @@ async def test_an_instance_dies_and_exactly_one_other_picks_its_call_up(tmp_path
         print(f"instance death -> agent heard again: {GAPS[-1]:.2f} s (lease {FAST['lease_s']} s)")
 
 
-@run_async
 async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_prefix):
     import asyncio
 
@@ -259,8 +259,35 @@ async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_pr
         await a.renew({call: "a:stream"}, 5)
         assert await a.held([call]) == {call}
         await a.release(call, "a:stream", 0.05)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # a real Redis expiry (no virtual clock there)
         assert await a.held([call]) == set()
         assert await a.claim(call, "a:recovering", 5) == 1
     finally:
         await client.aclose()
+
+
+async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_turns(settings):
+    """A turn is recorded, then the session saved: an instance killed in between leaves the session
+    a turn behind. Resuming from it re-used the last turn's index, and its upsert overwrote the
+    turn recorded just before the kill (a lost record, seen running two instances)."""
+    async with harness(settings) as h:
+        org, headers = await h.org()
+        call = await _answered_call(h, headers)
+        ccid = call["call_control_id"]
+        for index, (said, replied) in enumerate([("hi", "Hello!"), ("my order", "Let me look.")]):
+            await h.cp.recorder.record_turn(ccid, index, caller_text=said, agent_text=replied)
+        # The session as saved after the first turn only (the kill came before the second save).
+        await h.cp.sessions.save(CallSession(
+            call_control_id=ccid, call_id=uuid.UUID(call["call_id"]), org_id=org.id,
+            history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
+            agent_state={"turns": 1}))
+        context = await h.cp.recorder.lookup(ccid)
+        history, turns = await resumed_history(h.cp, context)
+        assert turns == 2  # the next turn is stored at index 2, not over "my order"
+        assert [m["content"] for m in history] == ["hi", "Hello!", "my order", "Let me look."]
+        # A session that is up to date is still the one used (it can hold tool turns the store has not).
+        fresh = history + [{"role": "tool", "content": "{}", "tool_call_id": "t1"}]
+        await h.cp.sessions.save(CallSession(call_control_id=ccid, call_id=uuid.UUID(call["call_id"]),
+                                             org_id=org.id, history=fresh,
+                                             agent_state={"turns": 2}))
+        assert await resumed_history(h.cp, context) == (fresh, 2)

@@ -12,7 +12,6 @@ from control_plane.store import utcnow
 from control_plane.store.outbox import Attempt
 
 from .fakes import harness
-from .helpers import run_async
 from .test_outbound_webhooks import _call, _org_endpoint, control_plane, own_settings  # noqa: F401
 
 WIDE = {"since": "2000-01-01T00:00:00Z", "until": "2000-01-02T00:00:00Z"}
@@ -22,7 +21,6 @@ def _with(settings: Settings, **webhooks: Any) -> Settings:
     return settings.model_copy(update={"outbound_webhooks": settings.outbound_webhooks.model_copy(update=webhooks)})
 
 
-@run_async
 async def test_one_organisations_backlog_does_not_starve_another(own_settings):  # noqa: F811
     async with control_plane(own_settings) as (cp, store):
         repo = await cp.repository()
@@ -44,7 +42,6 @@ async def test_one_organisations_backlog_does_not_starve_another(own_settings): 
         assert len(await store.claim(now=now, limit=50, lease_s=60, per_org=10)) == 3
 
 
-@run_async
 async def test_replays_never_multiply_deliveries_and_are_bounded(own_settings):  # noqa: F811
     settings = _with(own_settings, replay_max_events=4, replay_max_span_s=3 * 86400)
     async with harness(settings) as h:
@@ -88,7 +85,6 @@ async def test_replays_never_multiply_deliveries_and_are_bounded(own_settings): 
         assert too_long.status == 400 and "replay_max_span_s" in (await too_long.json())["error"]["message"]
 
 
-@run_async
 async def test_endpoints_per_organisation_are_capped(own_settings):  # noqa: F811
     async with harness(_with(own_settings, max_endpoints_per_org=2)) as h:
         _, headers = await h.org("A")
@@ -106,7 +102,6 @@ async def test_endpoints_per_organisation_are_capped(own_settings):  # noqa: F81
                                     headers=other)).status == 201  # another organisation's own count
 
 
-@run_async
 async def test_ids_past_the_databases_bigint_are_a_400_not_a_500(own_settings):  # noqa: F811
     async with harness(own_settings) as h:
         _, headers = await h.org("A")
@@ -118,7 +113,6 @@ async def test_ids_past_the_databases_bigint_are_a_400_not_a_500(own_settings): 
         assert (await h.client.get("/api/webhooks/deliveries/9223372036854775808", headers=headers)).status == 404
 
 
-@run_async
 async def test_endpoint_urls_are_sealed_at_rest_and_shown_without_credentials(own_settings):  # noqa: F811
     url = "https://user:pa55@hooks.example.com/in/crm?token=s3cret-token"
     async with harness(own_settings) as h:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -12,10 +11,11 @@ from control_plane.app import CONTROL_PLANE_KEY, create_app
 from control_plane.callstate import client_state_for
 from control_plane.streamauth import verify_token
 from control_plane.telnyx.webhooks import generate_keypair
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import encoded_state, harness, signed_webhook, telnyx_error, unused_bits_flipped
-from .helpers import run_async
+import asyncio
 
 
 async def _event_rows(cp, event_id: str) -> int:
@@ -29,176 +29,164 @@ async def _call(h, headers, call_id):
     return await (await h.client.get(f"/api/calls/{call_id}", headers=headers)).json()
 
 
-@run_async
-async def test_forged_stale_and_replayed_webhooks_are_rejected_and_write_nothing(settings):
-    async with harness(settings) as h:
-        payload = {"call_control_id": "v3:forged", "hangup_cause": "normal_clearing"}
-        forger, _ = generate_keypair()
-        cases = {
-            "forged": signed_webhook("call.hangup", payload, key=forger),
-            "stale": signed_webhook("call.hangup", payload, timestamp=int(time.time()) - 600),
-            "future": signed_webhook("call.hangup", payload, timestamp=int(time.time()) + 600),
-        }
-        body, headers = signed_webhook("call.hangup", payload)
-        cases["missing signature"] = (body, {k: v for k, v in headers.items() if "signature" not in k})
-        cases["tampered body"] = (body.replace(b"normal_clearing", b"user_busy"), headers)
-        for name, (raw, request_headers) in cases.items():
-            response = await h.client.post("/webhook/telnyx", data=raw, headers=request_headers)
-            assert response.status == 401, name
-            assert (await response.json())["error"]["code"] == "invalid_signature", name
-        import orjson
+async def test_forged_stale_and_replayed_webhooks_are_rejected_and_write_nothing(h):
+    payload = {"call_control_id": "v3:forged", "hangup_cause": "normal_clearing"}
+    forger, _ = generate_keypair()
+    cases = {
+        "forged": signed_webhook("call.hangup", payload, key=forger),
+        "stale": signed_webhook("call.hangup", payload, timestamp=int(time.time()) - 600),
+        "future": signed_webhook("call.hangup", payload, timestamp=int(time.time()) + 600),
+    }
+    body, headers = signed_webhook("call.hangup", payload)
+    cases["missing signature"] = (body, {k: v for k, v in headers.items() if "signature" not in k})
+    cases["tampered body"] = (body.replace(b"normal_clearing", b"user_busy"), headers)
+    for name, (raw, request_headers) in cases.items():
+        response = await h.client.post("/webhook/telnyx", data=raw, headers=request_headers)
+        assert response.status == 401, name
+        assert (await response.json())["error"]["code"] == "invalid_signature", name
+    import orjson
 
-        for raw, _ in cases.values():
-            assert await _event_rows(h.cp, orjson.loads(raw)["data"]["id"]) == 0
+    for raw, _ in cases.values():
+        assert await _event_rows(h.cp, orjson.loads(raw)["data"]["id"]) == 0
 
-        # A genuine request is accepted once; the identical request again is a replay.
-        body, headers = signed_webhook("call.hangup", payload)
-        first = await h.client.post("/webhook/telnyx", data=body, headers=headers)
-        assert first.status == 200
-        replay = await h.client.post("/webhook/telnyx", data=body, headers=headers)
-        assert replay.status == 401 and (await replay.json())["error"]["code"] == "replayed"
-        assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
+    # A genuine request is accepted once; the identical request again is a replay.
+    body, headers = signed_webhook("call.hangup", payload)
+    first = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+    assert first.status == 200
+    replay = await h.client.post("/webhook/telnyx", data=body, headers=headers)
+    assert replay.status == 401 and (await replay.json())["error"]["code"] == "replayed"
+    assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
 
 
-@run_async
-async def test_duplicate_events_are_acknowledged_and_change_nothing(settings):
-    async with harness(settings) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers)).json()
-        event_id = str(uuid.uuid4())
-        ccid = call["call_control_id"]
-        answered = {"call_control_id": ccid, "state": "answered"}
-        first = await h.webhook("call.answered", answered, event_id=event_id, occurred_at="2026-01-01T12:00:05Z")
-        assert first.status == 200 and (await first.json())["duplicate"] is False
-        await h.settle()
-        before = await _call(h, headers, call["call_id"])
-        # Telnyx redelivers (new timestamp, new signature, same event id), even with another body.
-        again = await h.webhook("call.answered", answered, event_id=event_id, occurred_at="2026-01-01T12:09:00Z",
-                                timestamp=int(time.time()) - 5)
-        assert again.status == 200 and (await again.json())["duplicate"] is True
-        await h.settle()
-        after = await _call(h, headers, call["call_id"])
-        assert after == before and after["answered_at"].startswith("2026-01-01T12:00:05")
-        assert await _event_rows(h.cp, event_id) == 1
-        assert [e["id"] for e in after["events"]] == [event_id]
+async def test_duplicate_events_are_acknowledged_and_change_nothing(h):
+    _, headers = await h.org()
+    call = await (await h.start_call(headers)).json()
+    event_id = str(uuid.uuid4())
+    ccid = call["call_control_id"]
+    answered = {"call_control_id": ccid, "state": "answered"}
+    first = await h.webhook("call.answered", answered, event_id=event_id, occurred_at="2026-01-01T12:00:05Z")
+    assert first.status == 200 and (await first.json())["duplicate"] is False
+    await h.settle()
+    before = await _call(h, headers, call["call_id"])
+    # Telnyx redelivers (new timestamp, new signature, same event id), even with another body.
+    again = await h.webhook("call.answered", answered, event_id=event_id, occurred_at="2026-01-01T12:09:00Z",
+                            timestamp=int(time.time()) - 5)
+    assert again.status == 200 and (await again.json())["duplicate"] is True
+    await h.settle()
+    after = await _call(h, headers, call["call_id"])
+    assert after == before and after["answered_at"].startswith("2026-01-01T12:00:05")
+    assert await _event_rows(h.cp, event_id) == 1
+    assert [e["id"] for e in after["events"]] == [event_id]
 
 
-@run_async
-async def test_out_of_order_events_reach_the_right_final_state(settings):
-    async with harness(settings) as h:
-        _, headers = await h.org()
-        # hangup before answered: completed, and the late answered neither resurrects nor regresses it.
-        call = await (await h.start_call(headers)).json()
-        ccid = call["call_control_id"]
-        await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing",
-                                        "hangup_source": "callee", "sip_hangup_cause": "200",
-                                        "call_quality_stats": {"inbound": {"mos": "4.4"}}},
-                        occurred_at="2026-01-01T12:01:00Z")
-        await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at="2026-01-01T12:00:10Z")
-        await h.webhook("call.initiated", {"call_control_id": ccid, "direction": "outgoing"},
-                        occurred_at="2026-01-01T12:00:00Z")
-        await h.settle()
-        detail = await _call(h, headers, call["call_id"])
-        assert detail["status"] == "completed"
-        assert detail["answered_at"].startswith("2026-01-01T12:00:10") and detail["duration_s"] == 50.0
-        assert (detail["hangup_cause"], detail["hangup_source"]) == ("normal_clearing", "callee")
-        assert detail["quality"] == {"inbound": {"mos": "4.4"}}
-        assert [s["status"] for s in detail["status_history"]][-1] == "completed"
+async def test_out_of_order_events_reach_the_right_final_state(h):
+    _, headers = await h.org()
+    # hangup before answered: completed, and the late answered neither resurrects nor regresses it.
+    call = await (await h.start_call(headers)).json()
+    ccid = call["call_control_id"]
+    await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing",
+                                    "hangup_source": "callee", "sip_hangup_cause": "200",
+                                    "call_quality_stats": {"inbound": {"mos": "4.4"}}},
+                    occurred_at="2026-01-01T12:01:00Z")
+    await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at="2026-01-01T12:00:10Z")
+    await h.webhook("call.initiated", {"call_control_id": ccid, "direction": "outgoing"},
+                    occurred_at="2026-01-01T12:00:00Z")
+    await h.settle()
+    detail = await _call(h, headers, call["call_id"])
+    assert detail["status"] == "completed"
+    assert detail["answered_at"].startswith("2026-01-01T12:00:10") and detail["duration_s"] == 50.0
+    assert (detail["hangup_cause"], detail["hangup_source"]) == ("normal_clearing", "callee")
+    assert detail["quality"] == {"inbound": {"mos": "4.4"}}
+    assert [s["status"] for s in detail["status_history"]][-1] == "completed"
 
-        # Unanswered: a busy callee ends busy even if a stray answered follows.
-        busy = await (await h.start_call(headers)).json()
-        await h.webhook("call.hangup", {"call_control_id": busy["call_control_id"], "hangup_cause": "user_busy"})
-        await h.settle()
-        await h.webhook("call.answered", {"call_control_id": busy["call_control_id"]})
-        await h.settle()
-        assert (await _call(h, headers, busy["call_id"]))["status"] == "busy"
+    # Unanswered: a busy callee ends busy even if a stray answered follows.
+    busy = await (await h.start_call(headers)).json()
+    await h.webhook("call.hangup", {"call_control_id": busy["call_control_id"], "hangup_cause": "user_busy"})
+    await h.settle()
+    await h.webhook("call.answered", {"call_control_id": busy["call_control_id"]})
+    await h.settle()
+    assert (await _call(h, headers, busy["call_id"]))["status"] == "busy"
 
-        # Ring timeout with no answer, then hangup arriving twice.
-        silent = await (await h.start_call(headers)).json()
-        for _ in range(2):
-            await h.webhook("call.hangup", {"call_control_id": silent["call_control_id"], "hangup_cause": "timeout"})
-        await h.settle()
-        assert (await _call(h, headers, silent["call_id"]))["status"] == "no_answer"
+    # Ring timeout with no answer, then hangup arriving twice.
+    silent = await (await h.start_call(headers)).json()
+    for _ in range(2):
+        await h.webhook("call.hangup", {"call_control_id": silent["call_control_id"], "hangup_cause": "timeout"})
+    await h.settle()
+    assert (await _call(h, headers, silent["call_id"]))["status"] == "no_answer"
 
 
-@run_async
-async def test_webhooks_before_the_dial_response_find_the_call_by_client_state(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        org, headers = await h.org()
-        call = await (await h.start_call(headers)).json()
-        repo = await h.cp.repository()
-        # Simulate the race: the row has no call_control_id yet when call.answered arrives.
-        await repo.update_call(uuid.UUID(call["call_id"]), lambda c: c.model_copy(update={"call_control_id": None}))
-        await h.webhook("call.answered", {"call_control_id": "v3:from-webhook",
-                                          "client_state": encoded_state(client_state_for(uuid.UUID(call["call_id"])))})
-        await h.settle()
-        detail = await _call(h, headers, call["call_id"])
-        assert detail["status"] == "answered" and detail["call_control_id"] == "v3:from-webhook"
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_webhooks_before_the_dial_response_find_the_call_by_client_state(h):
+    org, headers = await h.org()
+    call = await (await h.start_call(headers)).json()
+    repo = await h.cp.repository()
+    # Simulate the race: the row has no call_control_id yet when call.answered arrives.
+    await repo.update_call(uuid.UUID(call["call_id"]), lambda c: c.model_copy(update={"call_control_id": None}))
+    await h.webhook("call.answered", {"call_control_id": "v3:from-webhook",
+                                      "client_state": encoded_state(client_state_for(uuid.UUID(call["call_id"])))})
+    await h.settle()
+    detail = await _call(h, headers, call["call_id"])
+    assert detail["status"] == "answered" and detail["call_control_id"] == "v3:from-webhook"
 
 
-@run_async
-async def test_unknown_calls_and_event_types_are_stored_without_failing(settings):
-    async with harness(settings) as h:
-        ids = [str(uuid.uuid4()) for _ in range(3)]
-        await h.webhook("call.hangup", {"call_control_id": "v3:never-dialled", "hangup_cause": "normal_clearing"},
-                        event_id=ids[0])
-        await h.webhook("call.something.new", {"call_control_id": "v3:never-dialled", "x": [1, 2]}, event_id=ids[1])
-        await h.webhook("call.initiated", {"call_control_id": "v3:in", "direction": "incoming",
-                                           "to": "+19995550100", "from": "+14155550123"}, event_id=ids[2])
-        await h.settle()
-        repo = await h.cp.repository()
-        for event_id in ids[:2]:
-            event = await repo.get_event(event_id)
-            assert event.processed_at is not None and event.last_error is None and event.call_id is None
-        assert (await repo.get_event(ids[1])).payload == {"call_control_id": "v3:never-dialled", "x": [1, 2]}
-        # Nobody owns +19995550100: the caller is rejected, not left ringing, and the event says why.
-        assert [name for name, _ in h.telnyx.commands] == ["reject"]
-        assert h.telnyx.named("reject")[0]["call_control_id"] == "v3:in"
-        unrouted = await repo.get_event(ids[2])
-        assert unrouted.processed_at is not None and unrouted.call_id is None and unrouted.attempts <= 1
-        assert unrouted.last_error == "rejected: +19995550100 is not registered to any organisation (callagent number add)"
+async def test_unknown_calls_and_event_types_are_stored_without_failing(h):
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    await h.webhook("call.hangup", {"call_control_id": "v3:never-dialled", "hangup_cause": "normal_clearing"},
+                    event_id=ids[0])
+    await h.webhook("call.something.new", {"call_control_id": "v3:never-dialled", "x": [1, 2]}, event_id=ids[1])
+    await h.webhook("call.initiated", {"call_control_id": "v3:in", "direction": "incoming",
+                                       "to": "+19995550100", "from": "+14155550123"}, event_id=ids[2])
+    await h.settle()
+    repo = await h.cp.repository()
+    for event_id in ids[:2]:
+        event = await repo.get_event(event_id)
+        assert event.processed_at is not None and event.last_error is None and event.call_id is None
+    assert (await repo.get_event(ids[1])).payload == {"call_control_id": "v3:never-dialled", "x": [1, 2]}
+    # Nobody owns +19995550100: the caller is rejected, not left ringing, and the event says why.
+    assert [name for name, _ in h.telnyx.commands] == ["reject"]
+    assert h.telnyx.named("reject")[0]["call_control_id"] == "v3:in"
+    unrouted = await repo.get_event(ids[2])
+    assert unrouted.processed_at is not None and unrouted.call_id is None and unrouted.attempts <= 1
+    assert unrouted.last_error == "rejected: +19995550100 is not registered to any organisation (callagent number add)"
 
 
-@run_async
-async def test_inbound_call_to_an_owned_number_is_answered_with_its_agent(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        number = "+1312555" + str(uuid.uuid4().int)[:4]
-        repo = await h.cp.repository()
-        await repo.add_phone_number(org.id, number, {"personality": "receptionist", "voice": "v", "language": "en"})
-        event_id = str(uuid.uuid4())
-        payload = {"call_control_id": "v3:inbound-" + event_id, "direction": "incoming", "to": number,
-                   "from": "+14155550123", "state": "parked"}
-        await h.webhook("call.initiated", payload, event_id=event_id)
-        await h.settle()
-        (answer,) = h.telnyx.named("answer")
-        assert answer["call_control_id"] == payload["call_control_id"]
-        base, _, token = answer["stream_url"].partition("?token=")
-        assert base == "wss://agent.example.com/media-stream"
-        # The credential rides in the URL: the SDK's answer has no stream_auth_token.
-        assert "stream_auth_token" not in answer
-        (call_row,) = (await repo.list_calls(org.id)).calls
-        assert verify_token(h.cp.keys.hasher, token) == call_row.id
-        assert (answer["stream_track"], answer["stream_bidirectional_mode"], answer["stream_bidirectional_codec"]) == (
-            "inbound_track", "rtp", "PCMU")
-        calls = await (await h.client.get("/api/calls", headers=headers)).json()
-        (call,) = calls["data"]
-        assert (call["direction"], call["to"], call["from"], call["status"]) == (
-            "inbound", number, "+14155550123", "initiated")
-        context = await h.cp.recorder.lookup(payload["call_control_id"])
-        assert context.agent_config["personality"] == "receptionist"
-        # The same call.initiated redelivered under a new id (or reprocessed) answers with the same command id.
-        await h.webhook("call.initiated", payload)
-        await h.settle()
-        answers = h.telnyx.named("answer")
-        assert len({a["command_id"] for a in answers}) == 1
-        assert len((await (await h.client.get("/api/calls", headers=headers)).json())["data"]) == 1
-        await h.webhook("call.answered", {"call_control_id": payload["call_control_id"]})
-        await h.settle()
-        assert (await _call(h, headers, call["id"]))["status"] == "answered"
+async def test_inbound_call_to_an_owned_number_is_answered_with_its_agent(h):
+    org, headers = await h.org()
+    number = "+1312555" + str(uuid.uuid4().int)[:4]
+    repo = await h.cp.repository()
+    await repo.add_phone_number(org.id, number, {"personality": "receptionist", "voice": "v", "language": "en"})
+    event_id = str(uuid.uuid4())
+    payload = {"call_control_id": "v3:inbound-" + event_id, "direction": "incoming", "to": number,
+               "from": "+14155550123", "state": "parked"}
+    await h.webhook("call.initiated", payload, event_id=event_id)
+    await h.settle()
+    (answer,) = h.telnyx.named("answer")
+    assert answer["call_control_id"] == payload["call_control_id"]
+    base, _, token = answer["stream_url"].partition("?token=")
+    assert base == "wss://agent.example.com/media-stream"
+    # The credential rides in the URL: the SDK's answer has no stream_auth_token.
+    assert "stream_auth_token" not in answer
+    (call_row,) = (await repo.list_calls(org.id)).calls
+    assert verify_token(h.cp.keys.hasher, token) == call_row.id
+    assert (answer["stream_track"], answer["stream_bidirectional_mode"], answer["stream_bidirectional_codec"]) == (
+        "inbound_track", "rtp", "PCMU")
+    calls = await (await h.client.get("/api/calls", headers=headers)).json()
+    (call,) = calls["data"]
+    assert (call["direction"], call["to"], call["from"], call["status"]) == (
+        "inbound", number, "+14155550123", "initiated")
+    context = await h.cp.recorder.lookup(payload["call_control_id"])
+    assert context.agent_config["personality"] == "receptionist"
+    # The same call.initiated redelivered under a new id (or reprocessed) answers with the same command id.
+    await h.webhook("call.initiated", payload)
+    await h.settle()
+    answers = h.telnyx.named("answer")
+    assert len({a["command_id"] for a in answers}) == 1
+    assert len((await (await h.client.get("/api/calls", headers=headers)).json())["data"]) == 1
+    await h.webhook("call.answered", {"call_control_id": payload["call_control_id"]})
+    await h.settle()
+    assert (await _call(h, headers, call["id"]))["status"] == "answered"
 
 
-@run_async
 async def test_processing_survives_a_crash_between_ack_and_processing(tmp_path):
     settings = make_settings(tmp_path)
     async with harness(settings) as h:
@@ -215,17 +203,13 @@ async def test_processing_survives_a_crash_between_ack_and_processing(tmp_path):
 
     async with TestClient(TestServer(app)) as client:
         assert app[CONTROL_PLANE_KEY].settings.webhooks.poll_interval_s >= 1.0
-        status = None
-        for _ in range(100):  # no drain() here: the start-up drain alone must do it
+        async def answered() -> bool:  # no drain() here: the start-up drain alone must do it
             detail = await (await client.get(f"/api/calls/{call['call_id']}", headers=headers)).json()
-            status = detail["status"]
-            if status == "answered":
-                break
-            await asyncio.sleep(0.01)
-        assert status == "answered"
+            return detail["status"] == "answered"
+
+        await eventually(answered)
 
 
-@run_async
 async def test_failed_processing_is_retried_then_parked(tmp_path):
     settings = make_settings(tmp_path, webhooks={"max_attempts": 2})
     async with harness(settings) as h:
@@ -258,93 +242,62 @@ async def test_failed_processing_is_retried_then_parked(tmp_path):
         assert gone.status == "failed" and gone.error["errors"][0]["code"] == "90018"
 
 
-@run_async
-async def test_recording_cost_amd_and_streaming_events_update_the_call(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers, agent_config={"personality": "friendly", "record": True})).json()
-        ccid = call["call_control_id"]
-        events = [
-            ("streaming.started", {"stream_url": "wss://x"}),
-            ("call.answered", {}),
-            ("call.machine.detection.ended", {"result": "human"}),
-            ("call.speak.started", {}),
-            ("call.dtmf.received", {"digit": "5"}),
-            ("call.gather.ended", {"digits": "12", "status": "valid"}),
-            ("streaming.stopped", {}),
-            ("call.hangup", {"hangup_cause": "normal_clearing"}),
-            ("call.recording.saved", {"recording_id": "rec-1", "channels": "dual",
-                                      "recording_urls": {"mp3": "https://rec.example/1.mp3"}}),
-            ("call.cost", {"total_cost": "0.0325", "cost_parts": [{"currency": "USD", "cost": "0.0325"}]}),
-        ]
-        for kind, payload in events:
-            assert (await h.webhook(kind, {"call_control_id": ccid, **payload})).status == 200
-        await h.settle()
-        (record,) = h.telnyx.named("record_start")
-        assert record["call_control_id"] == ccid and record["channels"] == "dual"
-        detail = await _call(h, headers, call["call_id"])
-        assert detail["recording_url"] == "https://rec.example/1.mp3"
-        assert detail["cost"] == {"amount": "0.0325", "currency": "USD"}
-        assert detail["amd_result"] == "human" and detail["status"] == "completed"
-        assert [e["type"] for e in detail["events"]] == [kind for kind, _ in events]
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_recording_cost_amd_and_streaming_events_update_the_call(h):
+    _, headers = await h.org()
+    call = await (await h.start_call(headers, agent_config={"personality": "friendly", "record": True})).json()
+    ccid = call["call_control_id"]
+    events = [
+        ("streaming.started", {"stream_url": "wss://x"}),
+        ("call.answered", {}),
+        ("call.machine.detection.ended", {"result": "human"}),
+        ("call.speak.started", {}),
+        ("call.dtmf.received", {"digit": "5"}),
+        ("call.gather.ended", {"digits": "12", "status": "valid"}),
+        ("streaming.stopped", {}),
+        ("call.hangup", {"hangup_cause": "normal_clearing"}),
+        ("call.recording.saved", {"recording_id": "rec-1", "channels": "dual",
+                                  "recording_urls": {"mp3": "https://rec.example/1.mp3"}}),
+        ("call.cost", {"total_cost": "0.0325", "cost_parts": [{"currency": "USD", "cost": "0.0325"}]}),
+    ]
+    for kind, payload in events:
+        assert (await h.webhook(kind, {"call_control_id": ccid, **payload})).status == 200
+    await h.settle()
+    (record,) = h.telnyx.named("record_start")
+    assert record["call_control_id"] == ccid and record["channels"] == "dual"
+    detail = await _call(h, headers, call["call_id"])
+    assert detail["recording_url"] == "https://rec.example/1.mp3"
+    assert detail["cost"] == {"amount": "0.0325", "currency": "USD"}
+    assert detail["amd_result"] == "human" and detail["status"] == "completed"
+    assert [e["type"] for e in detail["events"]] == [kind for kind, _ in events]
 
 
-@run_async
-async def test_recording_saved_in_the_sdk_shape_is_matched_by_client_state_and_leg(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_recording_saved_in_the_sdk_shape_is_matched_by_client_state_and_leg(h):
     """The SDK's call.recording.saved has no call_control_id (issue 15 item 3): it is matched by
     the client_state our record_start set, and only when its call_leg_id is the call's own."""
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers, agent_config={"record": True})).json()
-        ccid = call["call_control_id"]
-        await h.webhook("call.answered", {"call_control_id": ccid})
-        await h.settle()
-        (record,) = h.telnyx.named("record_start")
-        state = client_state_for(uuid.UUID(call["call_id"]))
-        assert record["client_state"] == state
-        stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
-        saved = {"call_leg_id": stored.call_leg_id, "call_session_id": stored.call_session_id,
-                 "client_state": encoded_state(state), "channels": "dual",
-                 "recording_urls": {"mp3": "https://rec.example/1.mp3"}}
-        # The same client_state on another leg (a transfer copies it) is not this call's recording.
-        await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
-                                                 "recording_urls": {"mp3": "https://rec.example/other.mp3"}})
-        await h.settle()
-        assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
-        await h.webhook("call.recording.saved", saved)
-        await h.settle()
-        assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/1.mp3"
+    _, headers = await h.org()
+    call = await (await h.start_call(headers, agent_config={"record": True})).json()
+    ccid = call["call_control_id"]
+    await h.webhook("call.answered", {"call_control_id": ccid})
+    await h.settle()
+    (record,) = h.telnyx.named("record_start")
+    state = client_state_for(uuid.UUID(call["call_id"]))
+    assert record["client_state"] == state
+    stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
+    saved = {"call_leg_id": stored.call_leg_id, "call_session_id": stored.call_session_id,
+             "client_state": encoded_state(state), "channels": "dual",
+             "recording_urls": {"mp3": "https://rec.example/1.mp3"}}
+    # The same client_state on another leg (a transfer copies it) is not this call's recording.
+    await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
+                                             "recording_urls": {"mp3": "https://rec.example/other.mp3"}})
+    await h.settle()
+    assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
+    await h.webhook("call.recording.saved", saved)
+    await h.settle()
+    assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/1.mp3"
 
 
-@pytest.mark.parametrize("shape", ["sdk", "docs"])
-@run_async
-async def test_recording_saved_without_client_state_is_matched_by_its_leg(tmp_path, shape):
-    """A recording started outside the app (the portal, another application) carries no client_state
-    of ours: the SDK's payload (no call_control_id) is matched by call_leg_id alone, the docs' by
-    call_control_id; an unknown leg reaches no call."""
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers)).json()
-        ccid = call["call_control_id"]
-        await h.webhook("call.answered", {"call_control_id": ccid})
-        await h.settle()
-        stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
-        assert stored.call_leg_id
-        saved = {"call_session_id": stored.call_session_id, "channels": "single",
-                 "recording_urls": {"mp3": "https://rec.example/portal.mp3"}}
-        if shape == "docs":
-            saved["call_control_id"] = ccid
-        await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
-                                                 "recording_urls": {"mp3": "https://rec.example/other.mp3"}}
-                        if shape == "sdk" else {**saved, "call_control_id": "v3:unknown"})
-        await h.settle()
-        assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
-        await h.webhook("call.recording.saved", {**saved, "call_leg_id": stored.call_leg_id})
-        await h.settle()
-        assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/portal.mp3"
-
-
-@run_async
 async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path):
     # With stream recovery off; with it on, the recovery sweep re-attaches the call instead.
     async with harness(make_settings(tmp_path, streams={"recovery": False})) as h:
@@ -368,7 +321,6 @@ async def test_streaming_failure_hangs_up_and_an_orphan_answer_is_ended(tmp_path
         assert (await _call(h, headers, call_id))["status"] == "failed"
 
 
-@run_async
 async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
     async with harness(make_settings(tmp_path, telnyx_public_key=None)) as h:
         body, headers = signed_webhook("call.answered", {})
@@ -385,7 +337,6 @@ async def test_webhooks_need_the_public_key_and_reject_non_envelopes(tmp_path):
         assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_webhook"
 
 
-@run_async
 async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, redis_prefix):
     # Fails before the fix: the Redis guard named a request by its header string, and the
     # lenient decoder accepted these spellings of the same signature, so each got a 200.
@@ -403,7 +354,6 @@ async def test_a_re_encoded_signature_is_a_replay_across_processes(tmp_path, red
         assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
 
 
-@run_async
 async def test_a_webhook_whose_store_failed_is_accepted_when_delivered_again(tmp_path, redis_prefix):
     # Fails before the fix: the replay claim was taken before the insert, so Telnyx's
     # redelivery of the same request after a 500 was refused as "replayed" and the event lost.
@@ -430,3 +380,30 @@ async def test_a_webhook_whose_store_failed_is_accepted_when_delivered_again(tmp
             import orjson
 
             assert await _event_rows(h.cp, orjson.loads(body)["data"]["id"]) == 1
+
+
+@pytest.mark.parametrize("shape", ["sdk", "docs"])
+async def test_recording_saved_without_client_state_is_matched_by_its_leg(tmp_path, shape):
+    """A recording started outside the app (the portal, another application) carries no client_state
+    of ours: the SDK's payload (no call_control_id) is matched by call_leg_id alone, the docs' by
+    call_control_id; an unknown leg reaches no call."""
+    async with harness(make_settings(tmp_path)) as h:
+        _, headers = await h.org()
+        call = await (await h.start_call(headers)).json()
+        ccid = call["call_control_id"]
+        await h.webhook("call.answered", {"call_control_id": ccid})
+        await h.settle()
+        stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
+        assert stored.call_leg_id
+        saved = {"call_session_id": stored.call_session_id, "channels": "single",
+                 "recording_urls": {"mp3": "https://rec.example/portal.mp3"}}
+        if shape == "docs":
+            saved["call_control_id"] = ccid
+        await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
+                                                 "recording_urls": {"mp3": "https://rec.example/other.mp3"}}
+                        if shape == "sdk" else {**saved, "call_control_id": "v3:unknown"})
+        await h.settle()
+        assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
+        await h.webhook("call.recording.saved", {**saved, "call_leg_id": stored.call_leg_id})
+        await h.settle()
+        assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/portal.mp3"

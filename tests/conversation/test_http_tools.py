@@ -12,14 +12,11 @@ from aiohttp.resolver import DefaultResolver
 
 from engine.conversation.config import HttpTool
 from engine.conversation.egress import EgressPolicy, ToolEgressConfig, address_kind
+from engine.conversation.context import SIGNATURE_HEADER, TIMESTAMP_HEADER, ToolContext, verify
 from engine.conversation.tools import ToolClient
 
 LOCAL = ToolEgressConfig(allow_private_addresses=True)
 LOOPBACK_FOR_TENANTS = ToolEgressConfig(tenant_allowable_networks=("127.0.0.0/8",))  # an operator's ceiling
-
-
-def run(coro):
-    return asyncio.run(coro)
 
 
 async def _serve(*routes):
@@ -56,50 +53,46 @@ def tool(url, **kw):
     return HttpTool(name="t", description="d", url=url, **kw)
 
 
-def test_the_arguments_are_posted_and_the_reply_is_the_result():
+async def test_the_arguments_are_posted_and_the_reply_is_the_result():
     seen = []
 
     async def handler(request):
-        seen.append((await request.json(), request.headers.get("Authorization")))
+        seen.append(((await request.json())["arguments"], request.headers.get("Authorization")))
         return web.Response(text='{"slots": ["9:00", "11:30"]}')
 
-    async def main():
-        runner, base = await _serve(("POST", "/tool", handler))
-        client = ToolClient(LOCAL)
-        find = HttpTool(name="find_slots", description="d", url=base + "/tool", headers={"Authorization": "Bearer k"})
-        result = await client.run(find, '{"day": "monday"}')
-        await client.aclose()
-        await runner.cleanup()
-        return result
+    runner, base = await _serve(("POST", "/tool", handler))
+    client = ToolClient(LOCAL)
+    find = HttpTool(name="find_slots", description="d", url=base + "/tool", headers={"Authorization": "Bearer k"})
+    result = await client.run(find, '{"day": "monday"}')
+    await client.aclose()
+    await runner.cleanup()
 
-    assert run(main()) == '{"slots": ["9:00", "11:30"]}'
+    assert result == '{"slots": ["9:00", "11:30"]}'
     assert seen == [({"day": "monday"}, "Bearer k")]
 
 
-def test_failures_become_readable_results_for_the_model_not_exceptions():
+async def test_failures_become_readable_results_for_the_model_not_exceptions():
     async def failing(request):
         return web.Response(status=500, text="boom")
 
     async def slow(request):
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # a tool server slower than the client's timeout
         return web.Response(text="late")
 
-    async def main():
-        runner, base = await _serve(("POST", "/bad", failing), ("POST", "/slow", slow))
-        client = ToolClient(LOCAL)
-        results = [
-            await client.run(tool(base + "/bad"), "{}"),
-            await client.run(tool(base + "/slow", timeout_s=0.2), "{}"),
-            await client.run(tool(base + "/bad"), "{not json"),
-            await client.run(tool("http://127.0.0.1:9/x"), "{}"),
-        ]
-        await client.aclose()
-        await runner.cleanup()
-        return results
+    runner, base = await _serve(("POST", "/bad", failing), ("POST", "/slow", slow))
+    client = ToolClient(LOCAL)
+    results = [
+        await client.run(tool(base + "/bad"), "{}"),
+        await client.run(tool(base + "/slow", timeout_s=0.2), "{}"),
+        await client.run(tool(base + "/bad"), "{not json"),
+        await client.run(tool("http://127.0.0.1:9/x"), "{}"),
+    ]
+    await client.aclose()
+    await runner.cleanup()
+    failed, timed_out, bad_json, refused = results
 
-    failed, timed_out, bad_json, refused = run(main())
     assert failed == "error: t failed with HTTP 500"
-    assert timed_out == "error: t is unavailable (TimeoutError)"
+    assert timed_out == "error: t timed out after 0.2 s"
     assert bad_json == "error: the arguments for t were not valid JSON"
     assert refused.startswith("error: t is unavailable (")
 
@@ -168,38 +161,34 @@ class Target:
     "http://[::ffff:127.0.0.1]:6379/",
     "http://10.0.0.1/",
 ])
-def test_internal_literal_urls_are_refused_without_connecting(url):
-    async def main():
-        client = ToolClient()  # the default: public addresses only
-        result = await client.run(tool(url, timeout_s=1), "{}")
-        await client.aclose()
-        return result
+async def test_internal_literal_urls_are_refused_without_connecting(url):
+    client = ToolClient()  # the default: public addresses only
+    result = await client.run(tool(url, timeout_s=1), "{}")
+    await client.aclose()
 
-    result = run(main())
     assert result.startswith("error: t may not reach a ")
     assert "unavailable" not in result  # refused by policy, not a failed connection
 
 
-def test_a_name_that_resolves_inside_is_refused_at_connect_time():
+async def test_a_name_that_resolves_inside_is_refused_at_connect_time():
     target = Target()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        port = base.rsplit(":", 1)[1]
-        client = ToolClient(resolver=lambda: NamesResolver({"rebound.example.com": "127.0.0.1"}))
-        results = [
-            await client.run(tool(f"http://localhost:{port}/x"), "{}"),
-            await client.run(tool(f"http://rebound.example.com:{port}/x"), "{}"),
-        ]
-        await client.aclose()
-        await runner.cleanup()
-        return results
+    runner, base = await _serve(("POST", "/x", target.handler))
+    port = base.rsplit(":", 1)[1]
+    client = ToolClient(resolver=lambda: NamesResolver({"rebound.example.com": "127.0.0.1"}))
+    results = [
+        await client.run(tool(f"http://localhost:{port}/x"), "{}"),
+        await client.run(tool(f"http://rebound.example.com:{port}/x"), "{}"),
+    ]
+    await client.aclose()
+    await runner.cleanup()
+    result = results
 
-    assert run(main()) == ["error: t may not reach a loopback address"] * 2
+    assert result == ["error: t may not reach a loopback address"] * 2
     assert target.hits == []
 
 
-def test_redirects_to_internal_addresses_are_not_followed():
+async def test_redirects_to_internal_addresses_are_not_followed():
     target = Target()
 
     def redirect_to(location):
@@ -207,28 +196,25 @@ def test_redirects_to_internal_addresses_are_not_followed():
             raise web.HTTPTemporaryRedirect(location.format(port=request.url.port))
         return handler
 
-    async def main():
-        runner, base = await _serve(
-            ("POST", "/secret", target.handler),
-            ("POST", "/to-literal", redirect_to("http://127.0.0.1:{port}/secret")),
-            ("POST", "/to-name", redirect_to("http://localhost:{port}/secret")),
-            ("POST", "/to-metadata", redirect_to("http://169.254.169.254/latest/meta-data/")),
-            ("POST", "/to-file", redirect_to("file:///etc/passwd")),
-            ("POST", "/to-allowed", redirect_to("http://tools.example.com:{port}/secret")),
-        )
-        port = base.rsplit(":", 1)[1]
-        # The first hop is an allow-listed name; what it redirects to is checked afresh.
-        client = ToolClient(LOOPBACK_FOR_TENANTS, resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
-        policy = client.policy_for(["tools.example.com"])
-        first = f"http://tools.example.com:{port}"
-        results = [await client.run(tool(first + path), "{}", policy)
-                   for path in ("/to-literal", "/to-name", "/to-metadata", "/to-file")]
-        allowed = await client.run(tool(first + "/to-allowed", headers={"Authorization": "Bearer k"}), "{}", policy)
-        await client.aclose()
-        await runner.cleanup()
-        return results, allowed
+    runner, base = await _serve(
+        ("POST", "/secret", target.handler),
+        ("POST", "/to-literal", redirect_to("http://127.0.0.1:{port}/secret")),
+        ("POST", "/to-name", redirect_to("http://localhost:{port}/secret")),
+        ("POST", "/to-metadata", redirect_to("http://169.254.169.254/latest/meta-data/")),
+        ("POST", "/to-file", redirect_to("file:///etc/passwd")),
+        ("POST", "/to-allowed", redirect_to("http://tools.example.com:{port}/secret")),
+    )
+    port = base.rsplit(":", 1)[1]
+    # The first hop is an allow-listed name; what it redirects to is checked afresh.
+    client = ToolClient(LOOPBACK_FOR_TENANTS, resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
+    policy = client.policy_for(["tools.example.com"])
+    first = f"http://tools.example.com:{port}"
+    results = [await client.run(tool(first + path), "{}", policy)
+               for path in ("/to-literal", "/to-name", "/to-metadata", "/to-file")]
+    allowed = await client.run(tool(first + "/to-allowed", headers={"Authorization": "Bearer k"}), "{}", policy)
+    await client.aclose()
+    await runner.cleanup()
 
-    results, allowed = run(main())
     assert results == [
         "error: t may not reach a loopback address",
         "error: t may not reach a loopback address",
@@ -239,25 +225,23 @@ def test_redirects_to_internal_addresses_are_not_followed():
     assert target.hits == [("POST", "/secret", "Bearer k")]  # only the allowed hop; same origin keeps headers
 
 
-def test_a_redirect_to_another_origin_does_not_carry_the_tools_headers():
+async def test_a_redirect_to_another_origin_does_not_carry_the_tools_headers():
     target = Target()
 
     async def bounce(request):
         raise web.HTTPFound(f"http://other.example.com:{request.url.port}/secret")
 
-    async def main():
-        runner, base = await _serve(("POST", "/bounce", bounce), ("GET", "/secret", target.handler))
-        client = ToolClient(LOCAL, resolver=lambda: NamesResolver({"other.example.com": "127.0.0.1"}))
-        result = await client.run(tool(base + "/bounce", headers={"Authorization": "Bearer k"}), "{}")
-        await client.aclose()
-        await runner.cleanup()
-        return result
+    runner, base = await _serve(("POST", "/bounce", bounce), ("GET", "/secret", target.handler))
+    client = ToolClient(LOCAL, resolver=lambda: NamesResolver({"other.example.com": "127.0.0.1"}))
+    result = await client.run(tool(base + "/bounce", headers={"Authorization": "Bearer k"}), "{}")
+    await client.aclose()
+    await runner.cleanup()
 
-    assert run(main()) == "secret"
+    assert result == "secret"
     assert target.hits == [("GET", "/secret", None)]  # 302 turns the POST into a GET, as browsers do
 
 
-def test_an_oversized_reply_is_an_error_for_the_model():
+async def test_an_oversized_reply_is_an_error_for_the_model():
     async def big(request):
         return web.Response(text="x" * 5000)
 
@@ -272,33 +256,30 @@ def test_an_oversized_reply_is_an_error_for_the_model():
     async def fits(request):
         return web.Response(text="z" * 1024)
 
-    async def main():
-        runner, base = await _serve(("POST", "/big", big), ("POST", "/streamed", streamed), ("POST", "/fits", fits))
-        client = ToolClient(LOCAL.model_copy(update={"max_response_bytes": 1024}))
-        results = [await client.run(tool(base + path), "{}") for path in ("/big", "/streamed", "/fits")]
-        await client.aclose()
-        await runner.cleanup()
-        return results
+    runner, base = await _serve(("POST", "/big", big), ("POST", "/streamed", streamed), ("POST", "/fits", fits))
+    client = ToolClient(LOCAL.model_copy(update={"max_response_bytes": 1024}))
+    results = [await client.run(tool(base + path), "{}") for path in ("/big", "/streamed", "/fits")]
+    await client.aclose()
+    await runner.cleanup()
+    big_result, streamed_result, fits_result = results
 
-    big_result, streamed_result, fits_result = run(main())
     assert big_result == "error: t replied with more than 1024 bytes"
     assert streamed_result == "error: t replied with more than 1024 bytes"
     assert fits_result == "z" * 1024
 
 
-def test_an_organisation_allow_list_opens_its_own_network_only():
+async def test_an_organisation_allow_list_opens_its_own_network_only():
     target = Target()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        client = ToolClient(LOOPBACK_FOR_TENANTS)
-        opened = await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"]))
-        closed = await client.run(tool(base + "/x"), "{}", client.policy_for([]))
-        await client.aclose()
-        await runner.cleanup()
-        return opened, closed
+    runner, base = await _serve(("POST", "/x", target.handler))
+    client = ToolClient(LOOPBACK_FOR_TENANTS)
+    opened = await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"]))
+    closed = await client.run(tool(base + "/x"), "{}", client.policy_for([]))
+    await client.aclose()
+    await runner.cleanup()
+    result = opened, closed
 
-    assert run(main()) == ("secret", "error: t may not reach a loopback address")
+    assert result == ("secret", "error: t may not reach a loopback address")
     assert len(target.hits) == 1
 
 
@@ -312,54 +293,123 @@ def test_only_local_mode_lets_tools_reach_private_addresses_by_default():
     assert not tuned_for_providers(closed).tools.allow_private_addresses  # the operator's choice stands
 
 
-def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
+async def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_request():
     target = Target()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        client = ToolClient(LOOPBACK_FOR_TENANTS)
-        client.MAX_SESSIONS = 0  # every organisation's list is one too many
-        results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
-                   await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
-        cached = len(client._sessions)
-        await client.aclose()
-        await runner.cleanup()
-        return results, cached
+    runner, base = await _serve(("POST", "/x", target.handler))
+    client = ToolClient(LOOPBACK_FOR_TENANTS)
+    client.MAX_SESSIONS = 0  # every organisation's list is one too many
+    results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
+               await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
+    cached = len(client._sessions)
+    await client.aclose()
+    await runner.cleanup()
 
-    results, cached = run(main())
     assert results == ["secret", "error: t may not reach a loopback address"]
     assert cached == 0 and len(target.hits) == 1
 
 
-def test_an_organisation_list_never_opens_more_than_the_operators_ceiling():
+def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
+    seen = []
+
+    async def handler(request):
+        seen.append((await request.read(), dict(request.headers)))
+        return web.Response(text="ok")
+
+    secret = ToolEgressConfig(signing_key="k" * 40).signing_secrets("org-1")[0].encode()
+    context = ToolContext(call_id="c-1", organisation_id="org-1", call_control_id="v3:x", from_number="+15550100",
+                          to_number="+15550199", direction="outbound", variables={"customer": "Ada"},
+                          signing_secrets=(secret,))
+
+    async def main():
+        runner, base = await _serve(("POST", "/tool", handler))
+        client = ToolClient(LOCAL)
+        result = await client.run(tool(base + "/tool"), '{"q": 1}', context=context)
+        await client.aclose()
+        await runner.cleanup()
+        return result
+
+    assert asyncio.run(main()) == "ok"
+    body, headers = seen[0]
+    import orjson
+    assert orjson.loads(body) == {"tool": "t", "arguments": {"q": 1}, "call": {
+        "call_id": "c-1", "organisation_id": "org-1", "call_control_id": "v3:x", "from": "+15550100",
+        "to": "+15550199", "direction": "outbound", "variables": {"customer": "Ada"}}}
+    assert headers[SIGNATURE_HEADER].startswith("v1=") and headers[TIMESTAMP_HEADER].isdigit()
+    assert verify(secret, headers, body)
+    # Another organisation's secret, a changed body, or an old timestamp do not verify.
+    other = ToolEgressConfig(signing_key="k" * 40).signing_secrets("org-2")[0].encode()
+    assert not verify(other, headers, body)
+    assert not verify(secret, headers, body.replace(b"Ada", b"Bob"))
+    assert not verify(secret, headers, body, now=int(headers[TIMESTAMP_HEADER]) + 301)
+    assert secret.decode() not in body.decode() and "signing" not in body.decode()
+
+
+def test_without_a_signing_key_requests_carry_no_signature_and_the_org_endpoint_says_why():
+    assert ToolEgressConfig().signing_secrets("org-1") == ()
+    with pytest.raises(ValueError):
+        ToolEgressConfig(signing_key="short")
+    rotated = ToolEgressConfig(signing_key="n" * 32, previous_signing_key="o" * 32).signing_secrets("org-1")
+    assert len(rotated) == 2 and rotated[0] == ToolEgressConfig(signing_key="n" * 32).signing_secrets("org-1")[0]
+
+
+
+@pytest.mark.parametrize("status", [307, 302])
+def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
+    seen = []
+
+    async def bounce(request):
+        raise web.HTTPTemporaryRedirect("/again") if status == 307 else web.HTTPFound("/again")
+
+    async def again(request):
+        seen.append((request.method, await request.read(), dict(request.headers)))
+        return web.Response(text="ok")
+
+    secret = b"ts_" + b"0" * 64
+    context = ToolContext(call_id="c-1", signing_secrets=(secret,))
+
+    async def main():
+        runner, base = await _serve(("POST", "/bounce", bounce), ("POST", "/again", again), ("GET", "/again", again))
+        client = ToolClient(LOCAL)
+        result = await client.run(tool(base + "/bounce"), '{"a": 1}', context=context)
+        await client.aclose()
+        await runner.cleanup()
+        return result
+
+    assert asyncio.run(main()) == "ok"
+    ((method, body, headers),) = seen
+    if status == 307:  # the same POST, the same body: its signature still verifies
+        assert method == "POST" and verify(secret, headers, body)
+    else:  # a GET without the body: no signature of a body it does not carry
+        assert method == "GET" and body == b"" and SIGNATURE_HEADER not in headers
+
+
+async def test_an_organisation_list_never_opens_more_than_the_operators_ceiling():
     """A tenant's ``tool_allowed_destinations`` is honoured only inside the operator's
     ``tenant_allowable_networks``: by default (empty) nothing internal, metadata and loopback
     included, whatever network or host name the tenant lists."""
     target = Target()
+    runner, base = await _serve(("POST", "/x", target.handler))
+    port = base.rsplit(":", 1)[1]
+    names = {"crm.corp": "127.0.0.1", "meta.corp": "169.254.169.254"}
+    closed = ToolClient(resolver=lambda: NamesResolver(names))  # the default: an empty ceiling
+    private = ToolClient(ToolEgressConfig(tenant_allowable_networks=("10.0.0.0/8",)),
+                         resolver=lambda: NamesResolver(names))
+    results = [
+        await closed.run(tool(base + "/x"), "{}", closed.policy_for(["127.0.0.0/8"])),
+        await closed.run(tool(base + "/x"), "{}", closed.policy_for(["0.0.0.0/0", "::/0"])),
+        await closed.run(tool(f"http://crm.corp:{port}/x"), "{}", closed.policy_for(["crm.corp"])),
+        await private.run(tool(base + "/x"), "{}", private.policy_for(["127.0.0.0/8"])),
+        await private.run(tool(f"http://crm.corp:{port}/x"), "{}", private.policy_for(["crm.corp"])),
+        await private.run(tool("http://169.254.169.254/x"), "{}", private.policy_for(["169.254.169.254/32"])),
+        await private.run(tool("http://meta.corp/x"), "{}", private.policy_for(["meta.corp"])),
+    ]
+    for client in (closed, private):
+        await client.aclose()
+    await runner.cleanup()
 
-    async def main():
-        runner, base = await _serve(("POST", "/x", target.handler))
-        port = base.rsplit(":", 1)[1]
-        names = {"crm.corp": "127.0.0.1", "meta.corp": "169.254.169.254"}
-        closed = ToolClient(resolver=lambda: NamesResolver(names))  # the default: an empty ceiling
-        private = ToolClient(ToolEgressConfig(tenant_allowable_networks=("10.0.0.0/8",)),
-                             resolver=lambda: NamesResolver(names))
-        results = [
-            await closed.run(tool(base + "/x"), "{}", closed.policy_for(["127.0.0.0/8"])),
-            await closed.run(tool(base + "/x"), "{}", closed.policy_for(["0.0.0.0/0", "::/0"])),
-            await closed.run(tool(f"http://crm.corp:{port}/x"), "{}", closed.policy_for(["crm.corp"])),
-            await private.run(tool(base + "/x"), "{}", private.policy_for(["127.0.0.0/8"])),
-            await private.run(tool(f"http://crm.corp:{port}/x"), "{}", private.policy_for(["crm.corp"])),
-            await private.run(tool("http://169.254.169.254/x"), "{}", private.policy_for(["169.254.169.254/32"])),
-            await private.run(tool("http://meta.corp/x"), "{}", private.policy_for(["meta.corp"])),
-        ]
-        for client in (closed, private):
-            await client.aclose()
-        await runner.cleanup()
-        return results
-
-    assert run(main()) == ["error: t may not reach a loopback address"] * 3 + [
-        "error: t may not reach a loopback address"] * 2 + ["error: t may not reach a cloud metadata address"] * 2
+    assert results == ["error: t may not reach a loopback address"] * 5 + [
+        "error: t may not reach a cloud metadata address"] * 2
     assert target.hits == []
 
 

@@ -23,7 +23,7 @@ from engine.conversation.knowledge import (
 )
 from engine.conversation.ports import CallSetup
 
-from .test_agent_calls import Actions, Harness, Recorder, run
+from .test_agent_calls import Actions, Harness, Recorder
 
 DELIVERY_DOC = b"""# Delivery slots
 
@@ -84,8 +84,8 @@ def _turn_requests(chat):
     return [(messages, tools) for messages, tools in chat.requests if messages[-1]["role"] == "user"]
 
 
-def test_passages_reach_the_llm_request_with_their_sources_and_retrieval_is_a_stage(tmp_path):
-    result, agent, chat = run(_knowledge_call(tmp_path, DELIVERY_DOC))
+async def test_passages_reach_the_llm_request_with_their_sources_and_retrieval_is_a_stage(tmp_path):
+    result, agent, chat = (await _knowledge_call(tmp_path, DELIVERY_DOC))
     assert result.completed and result.error is None and len(result.turns) >= 2
     requests = _turn_requests(chat)
     assert requests
@@ -106,8 +106,8 @@ def test_passages_reach_the_llm_request_with_their_sources_and_retrieval_is_a_st
         assert timeline["retrieval_start"] <= timeline["turn_end"]
 
 
-def test_with_nothing_relevant_the_request_says_to_answer_i_dont_know(tmp_path):
-    _, _, chat = run(_knowledge_call(tmp_path, UNRELATED_DOC))
+async def test_with_nothing_relevant_the_request_says_to_answer_i_dont_know(tmp_path):
+    _, _, chat = (await _knowledge_call(tmp_path, UNRELATED_DOC))
     requests = _turn_requests(chat)
     assert requests
     for messages, _ in requests:
@@ -130,28 +130,24 @@ class Retriever:
         return self.found[:limit]
 
 
-def test_the_reply_reuses_the_tentative_ends_search_for_the_same_words():
-    async def main():
-        retriever = Retriever([Passage("faq.md", "We open at nine.")])
-        knowledge = TurnKnowledge(retriever)
-        knowledge.prefetch("When do you open?", None)
-        messages = await knowledge.augment([{"role": "user", "content": "when do you open"}], "when do you open",
-                                           None)
-        assert retriever.queries == ["When do you open?"]  # one search, started before the reply
-        assert "(source: faq.md) We open at nine." in messages[0]["content"]
-        await knowledge.augment([{"role": "user", "content": "x"}], "when do you close", None)
-        assert retriever.queries[-1] == "when do you close"
-    run(main())
+async def test_the_reply_reuses_the_tentative_ends_search_for_the_same_words():
+    retriever = Retriever([Passage("faq.md", "We open at nine.")])
+    knowledge = TurnKnowledge(retriever)
+    knowledge.prefetch("When do you open?", None)
+    messages = await knowledge.augment([{"role": "user", "content": "when do you open"}], "when do you open",
+                                       None)
+    assert retriever.queries == ["When do you open?"]  # one search, started before the reply
+    assert "(source: faq.md) We open at nine." in messages[0]["content"]
+    await knowledge.augment([{"role": "user", "content": "x"}], "when do you close", None)
+    assert retriever.queries[-1] == "when do you close"
 
 
-def test_a_failed_or_late_search_costs_the_passages_not_the_turn():
-    async def main():
-        for retriever in (Retriever(fail=True), Retriever([Passage("a", "b")], delay=5.0)):
-            knowledge = TurnKnowledge(retriever, deadline_s=0.05)
-            messages = await knowledge.augment([{"role": "user", "content": "hours"}], "hours", None)
-            assert messages[0] == {"role": "system", "content": NO_KNOWLEDGE_INSTRUCTION}
-            knowledge.close()
-    run(main())
+async def test_a_failed_or_late_search_costs_the_passages_not_the_turn():
+    for retriever in (Retriever(fail=True), Retriever([Passage("a", "b")], delay=5.0)):
+        knowledge = TurnKnowledge(retriever, deadline_s=0.05)
+        messages = await knowledge.augment([{"role": "user", "content": "hours"}], "hours", None)
+        assert messages[0] == {"role": "system", "content": NO_KNOWLEDGE_INSTRUCTION}
+        knowledge.close()
 
 
 @pytest.mark.parametrize("arguments, expected", [
@@ -160,10 +156,10 @@ def test_a_failed_or_late_search_costs_the_passages_not_the_turn():
     ("not json", "error: search_knowledge needs a query"),
     ('["a"]', "error: search_knowledge needs a query"),
 ])
-def test_the_search_knowledge_tool(arguments, expected):
+async def test_the_search_knowledge_tool(arguments, expected):
     knowledge = TurnKnowledge(Retriever([Passage("faq.md", "We open at nine.")]))
-    assert run(knowledge.run_tool(arguments)) == expected
+    assert (await knowledge.run_tool(arguments)) == expected
 
 
-def test_the_search_knowledge_tool_with_nothing_found_says_so():
-    assert "don't know" in run(TurnKnowledge(Retriever()).run_tool('{"query": "parking"}'))
+async def test_the_search_knowledge_tool_with_nothing_found_says_so():
+    assert "don't know" in (await TurnKnowledge(Retriever()).run_tool('{"query": "parking"}'))

@@ -132,7 +132,7 @@ def test_word_count_ignores_bracketed_non_speech_tags():
     assert word_count("(unrecognised speech, 0.4 s)") == 0
 
 
-def test_pci_mode_pauses_recording_and_masks_keys():
+async def test_pci_mode_pauses_recording_and_masks_keys():
     import asyncio
 
     from engine.conversation.agent import CallAgent
@@ -152,43 +152,38 @@ def test_pci_mode_pauses_recording_and_masks_keys():
             self.calls.append("resume")
             return True
 
-    async def main():
-        profile = resolve(AgentConfig(tools=("pause_recording", "resume_recording"), pci_dtmf_sequence="*7"))
-        agent = CallAgent(profile, stt=None, llm=None, tts=None, actions=Actions())
-        agent.session, agent._loop = MediaSession(), asyncio.get_running_loop()
-        assert {t["function"]["name"] for t in agent.tools} == {"pause_recording", "resume_recording"}
-        messages = []
-        assert await agent._run_tools([ToolCall("c1", "pause_recording", "{}")], messages) is True
-        assert agent.pci and agent.actions.calls == ["pause"]
-        assert messages[-1]["content"] == "recording paused"
-        agent._keys_entered("4111#")
-        assert "4111" not in " ".join(agent.policy.finals) and "• • • • #" in agent.policy.finals[-1]
-        agent._keys_entered("*7")  # the PCI key sequence toggles it off
-        await asyncio.sleep(0)
-        assert not agent.pci and agent.actions.calls == ["pause", "resume"]
-        for task in list(agent._tasks):
-            task.cancel()
-
-    asyncio.run(main())
+    profile = resolve(AgentConfig(tools=("pause_recording", "resume_recording"), pci_dtmf_sequence="*7"))
+    agent = CallAgent(profile, stt=None, llm=None, tts=None, actions=Actions())
+    agent.session, agent._loop = MediaSession(), asyncio.get_running_loop()
+    assert {t["function"]["name"] for t in agent.tools} == {"pause_recording", "resume_recording"}
+    messages = []
+    assert await agent._run_tools([ToolCall("c1", "pause_recording", "{}")], messages) is True
+    assert agent.pci and agent.actions.calls == ["pause"]
+    assert messages[-1]["content"] == "recording paused"
+    agent._keys_entered("4111#")
+    assert "4111" not in " ".join(agent.policy.finals) and "• • • • #" in agent.policy.finals[-1]
+    agent._keys_entered("*7")  # the PCI key sequence toggles it off
+    await asyncio.sleep(0)
+    assert not agent.pci and agent.actions.calls == ["pause", "resume"]
+    for task in list(agent._tasks):
+        task.cancel()
 
 
-def test_finish_reports_waits_for_reports_still_being_written():
+async def test_finish_reports_waits_for_reports_still_being_written():
     import asyncio
 
     from engine.conversation import agent
 
-    async def main():
-        written = []
+    written = []
 
-        async def report():
-            await asyncio.sleep(0.05)
-            written.append("summary")
+    async def report():
+        await asyncio.sleep(0.05)  # a write that is still in flight when the call is stopped
+        written.append("summary")
 
-        task = asyncio.ensure_future(report())
-        agent._background.add(task)
-        task.add_done_callback(agent._background.discard)
-        await agent.finish_reports(timeout_s=5)
-        assert written == ["summary"] and not agent._background
-        await agent.finish_reports(timeout_s=5)  # nothing pending: returns at once
+    task = asyncio.ensure_future(report())
+    agent._background.add(task)
+    task.add_done_callback(agent._background.discard)
+    await agent.finish_reports(timeout_s=5)
+    assert written == ["summary"] and not agent._background
+    await agent.finish_reports(timeout_s=5)  # nothing pending: returns at once
 
-    asyncio.run(main())

@@ -9,7 +9,6 @@ engine (Telnyx, Google) sends each final when its own segmentation says, however
 from __future__ import annotations
 
 import asyncio
-import selectors
 from typing import Any, AsyncIterator
 
 import pytest
@@ -28,35 +27,9 @@ REPLY_AUDIO = bytes(8000)  # 0.5 s at 8 kHz
 # -- virtual time -----------------------------------------------------------------------
 
 
-class _VirtualSelector(selectors.DefaultSelector):
-    """Never blocks: when nothing is ready, the loop's clock jumps by the timeout it asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 0.0
-
-    def select(self, timeout: float | None = None) -> list:
-        events = super().select(0)
-        if events:
-            return events
-        if timeout is None:
-            raise RuntimeError("virtual time: nothing scheduled and nothing to wait for (a deadlock)")
-        self.now += max(0.0, timeout)
-        return []
-
-
-class VirtualLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self._virtual = _VirtualSelector()
-        super().__init__(self._virtual)
-
-    def time(self) -> float:
-        return self._virtual.now
-
-
-def run_virtual(body: Any) -> Any:
-    with asyncio.Runner(loop_factory=VirtualLoop) as runner:
-        return runner.run(body())
+# The recogniser's lag, the agent's bounded waits and the providers' delays run on the virtual
+# clock of tests/fixtures/virtual_time.py: every async test here is marked with VIRTUAL.
+VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])
 
 
 # -- fakes: a scripted recogniser, an LLM and a TTS with fixed delays, a playout ------------
@@ -249,162 +222,153 @@ class Call:
 # -- the tests ----------------------------------------------------------------------------
 
 
-def test_deepgram_turns_commit_on_the_forced_final_and_an_unanswered_finalize_costs_one_wait():
-    async def body():
-        call = Call("Deepgram")
-        await call.start()
-        end = await call.speak("I'd like to check my order.", interims=True)
-        await asyncio.sleep(3)
-        # The final 100 ms after the tentative end's Finalize; the reply was speculated on it.
-        assert call.first_audio_after(end) - end == pytest.approx(0.3, abs=0.01)
-        # A cough: the VAD opened a turn, the recogniser heard nothing and answers no Finalize.
-        await call.speak("", seconds=0.3)
-        await asyncio.sleep(3)
-        end = await call.speak("It's number four two seven.", interims=True)
-        await call.finish()
-        assert call.session.finalizes >= 3
-        assert call.answered() == ["I'd like to check my order.", "It's number four two seven."]
-        assert call.first_audio_after(end) - end == pytest.approx(0.3, abs=0.01)  # not stuck on the cough
-        assert not call.agent.errors and not call.agent.actions.hangups
-
-    run_virtual(body)
+@VIRTUAL
+async def test_deepgram_turns_commit_on_the_forced_final_and_an_unanswered_finalize_costs_one_wait():
+    call = Call("Deepgram")
+    await call.start()
+    end = await call.speak("I'd like to check my order.", interims=True)
+    await asyncio.sleep(3)
+    # The final 100 ms after the tentative end's Finalize; the reply was speculated on it.
+    assert call.first_audio_after(end) - end == pytest.approx(0.3, abs=0.01)
+    # A cough: the VAD opened a turn, the recogniser heard nothing and answers no Finalize.
+    await call.speak("", seconds=0.3)
+    await asyncio.sleep(3)
+    end = await call.speak("It's number four two seven.", interims=True)
+    await call.finish()
+    assert call.session.finalizes >= 3
+    assert call.answered() == ["I'd like to check my order.", "It's number four two seven."]
+    assert call.first_audio_after(end) - end == pytest.approx(0.3, abs=0.01)  # not stuck on the cough
+    assert not call.agent.errors and not call.agent.actions.hangups
 
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
-def test_finals_only_engine_every_turn_answered_once_however_late_its_finals(engine):
+@VIRTUAL
+async def test_finals_only_engine_every_turn_answered_once_however_late_its_finals(engine):
     table = stt_engine(engine)
     lag = table.final_lag_ms / 1000
 
-    async def body():
-        call = Call(engine)
-        await call.start()
-        # 1. The usual case: the final comes the engine's lag after the end of speech, well
-        #    after the VAD's end of turn. The agent waits for it, then answers at once.
-        end = call.loop.time() + 1.0
-        call.final_at(end + lag, "I'd like to check my order.")
-        await call.speak("I'd like to check my order.")
-        await asyncio.sleep(3)
-        assert call.first_audio_after(end) == pytest.approx(end + lag + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
-                                                            abs=0.01)
-        # 2. A turn with no words (a cough): no final ever comes. The agent waits its bound,
-        #    answers nothing, and does not treat the silence as a failure.
-        await call.speak("", seconds=0.3)
-        await asyncio.sleep(3)
-        # 3. A final later than the agent's bound: the turn committed empty; the final, when it
-        #    comes, is answered then (once).
-        end = call.loop.time() + 1.0
-        late = end + 0.3 + table.final_wait_s + 0.5
-        call.final_at(late, "Tomorrow works.")
-        await call.speak("Tomorrow works.")
-        await asyncio.sleep(4)
-        assert call.first_audio_after(end) == pytest.approx(late + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S, abs=0.01)
-        # 4. The caller goes on after a short pause whose final came in it; the newer words'
-        #    final comes after the agent answered the first part, while its reply plays: those
-        #    words are kept and join the caller's next turn, not dropped, not answered alone.
-        call.endpoint(EndpointEvent.SPEECH_START)
-        await asyncio.sleep(1.0)
-        call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.1)
-        call.session.final("My number is four two seven.")
-        await asyncio.sleep(0.1)
-        call.endpoint(EndpointEvent.SPEECH_RESUMED)
-        await asyncio.sleep(0.6)
-        end = call.loop.time()
-        # (the reply's audio starts 0.25 s after the commit and plays 0.5 s)
-        mid_reply = end + 0.3 + table.final_wait_s + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S + 0.25
-        call.final_at(mid_reply, "And the zip is nine oh two one oh.")
-        await asyncio.sleep(0.02)
-        call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.28)
-        call.endpoint(EndpointEvent.TURN_END)
-        await asyncio.sleep(4)
-        assert call.answered()[-1] == "My number is four two seven."
-        assert call.playout.first_audio[max(call.playout.first_audio)] < mid_reply  # it came mid-reply
-        end = call.loop.time() + 1.0
-        call.final_at(end + lag, "Thanks.")
-        await call.speak("Thanks.")
-        await call.finish()
-        assert call.answered() == [
-            "I'd like to check my order.",
-            "Tomorrow works.",
-            "My number is four two seven.",
-            "And the zip is nine oh two one oh. Thanks.",
-        ]
-        assert len(call.llm.requests) == len(set(call.llm.requests))  # no text answered twice
-        assert call.session.finalizes >= 1  # flushes only: the engine would ignore a Finalize
-        assert not call.agent.errors and not call.agent.actions.hangups and call.agent.end_reason == "hangup"
-
-    run_virtual(body)
+    call = Call(engine)
+    await call.start()
+    # 1. The usual case: the final comes the engine's lag after the end of speech, well
+    #    after the VAD's end of turn. The agent waits for it, then answers at once.
+    end = call.loop.time() + 1.0
+    call.final_at(end + lag, "I'd like to check my order.")
+    await call.speak("I'd like to check my order.")
+    await asyncio.sleep(3)
+    assert call.first_audio_after(end) == pytest.approx(end + lag + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
+                                                        abs=0.01)
+    # 2. A turn with no words (a cough): no final ever comes. The agent waits its bound,
+    #    answers nothing, and does not treat the silence as a failure.
+    await call.speak("", seconds=0.3)
+    await asyncio.sleep(3)
+    # 3. A final later than the agent's bound: the turn committed empty; the final, when it
+    #    comes, is answered then (once).
+    end = call.loop.time() + 1.0
+    late = end + 0.3 + table.final_wait_s + 0.5
+    call.final_at(late, "Tomorrow works.")
+    await call.speak("Tomorrow works.")
+    await asyncio.sleep(4)
+    assert call.first_audio_after(end) == pytest.approx(late + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S, abs=0.01)
+    # 4. The caller goes on after a short pause whose final came in it; the newer words'
+    #    final comes after the agent answered the first part, while its reply plays: those
+    #    words are kept and join the caller's next turn, not dropped, not answered alone.
+    call.endpoint(EndpointEvent.SPEECH_START)
+    await asyncio.sleep(1.0)
+    call.endpoint(EndpointEvent.TENTATIVE_END)
+    await asyncio.sleep(0.1)
+    call.session.final("My number is four two seven.")
+    await asyncio.sleep(0.1)
+    call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    await asyncio.sleep(0.6)
+    end = call.loop.time()
+    # (the reply's audio starts 0.25 s after the commit and plays 0.5 s)
+    mid_reply = end + 0.3 + table.final_wait_s + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S + 0.25
+    call.final_at(mid_reply, "And the zip is nine oh two one oh.")
+    await asyncio.sleep(0.02)
+    call.endpoint(EndpointEvent.TENTATIVE_END)
+    await asyncio.sleep(0.28)
+    call.endpoint(EndpointEvent.TURN_END)
+    await asyncio.sleep(4)
+    assert call.answered()[-1] == "My number is four two seven."
+    assert call.playout.first_audio[max(call.playout.first_audio)] < mid_reply  # it came mid-reply
+    end = call.loop.time() + 1.0
+    call.final_at(end + lag, "Thanks.")
+    await call.speak("Thanks.")
+    await call.finish()
+    assert call.answered() == [
+        "I'd like to check my order.",
+        "Tomorrow works.",
+        "My number is four two seven.",
+        "And the zip is nine oh two one oh. Thanks.",
+    ]
+    assert len(call.llm.requests) == len(set(call.llm.requests))  # no text answered twice
+    assert call.session.finalizes >= 1  # flushes only: the engine would ignore a Finalize
+    assert not call.agent.errors and not call.agent.actions.hangups and call.agent.end_reason == "hangup"
 
 
-def test_finals_only_engine_does_not_commit_on_a_final_heard_while_the_caller_still_talks():
+@VIRTUAL
+async def test_finals_only_engine_does_not_commit_on_a_final_heard_while_the_caller_still_talks():
     # A final for earlier words lands while the VAD hears the caller again: the turn still owes
     # the final of the newer words, and waits for it rather than answering half the turn.
-    async def body():
-        call = Call("Telnyx")
-        await call.start()
-        call.endpoint(EndpointEvent.SPEECH_START)
-        await asyncio.sleep(0.8)
-        call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.2)
-        call.endpoint(EndpointEvent.SPEECH_RESUMED)
-        await asyncio.sleep(0.3)
-        call.session.final("I moved last month")  # for the words before the pause
-        await asyncio.sleep(0.7)
-        end = call.loop.time()
-        call.final_at(end + 1.0, "so the address changed.")
-        await asyncio.sleep(0.02)
-        call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.28)
-        call.endpoint(EndpointEvent.TURN_END)
-        await call.finish()
-        assert call.answered() == ["I moved last month so the address changed."]
-        assert call.llm.requests[-1] == "I moved last month so the address changed."
-
-    run_virtual(body)
+    call = Call("Telnyx")
+    await call.start()
+    call.endpoint(EndpointEvent.SPEECH_START)
+    await asyncio.sleep(0.8)
+    call.endpoint(EndpointEvent.TENTATIVE_END)
+    await asyncio.sleep(0.2)
+    call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    await asyncio.sleep(0.3)
+    call.session.final("I moved last month")  # for the words before the pause
+    await asyncio.sleep(0.7)
+    end = call.loop.time()
+    call.final_at(end + 1.0, "so the address changed.")
+    await asyncio.sleep(0.02)
+    call.endpoint(EndpointEvent.TENTATIVE_END)
+    await asyncio.sleep(0.28)
+    call.endpoint(EndpointEvent.TURN_END)
+    await call.finish()
+    assert call.answered() == ["I moved last month so the address changed."]
+    assert call.llm.requests[-1] == "I moved last month so the address changed."
 
 
 @pytest.mark.parametrize("engine, confirmed", [("Deepgram", False), ("Telnyx", True), ("Google", True)])
-def test_a_barge_in_waits_for_words_only_where_words_can_come_in_time(engine, confirmed):
+@VIRTUAL
+async def test_a_barge_in_waits_for_words_only_where_words_can_come_in_time(engine, confirmed):
     # With interim results, a barge-in the VAD confirms waits (bounded) for the recogniser's
     # words, so noise does not cut the reply. A finals-only engine sends the caller's words
     # after they stop talking: waiting for them would keep the agent talking over the caller.
-    async def body():
-        call = Call(engine)
-        await call.start()
-        call.endpoint(EndpointEvent.BARGE_IN_PENDING)
-        await asyncio.sleep(0.4)
-        assert call.agent.confirm_barge_in() is confirmed
-        for handle in call.agent._timers.values():
-            handle.cancel()
-
-    run_virtual(body)
+    call = Call(engine)
+    await call.start()
+    call.endpoint(EndpointEvent.BARGE_IN_PENDING)
+    await asyncio.sleep(0.4)
+    assert call.agent.confirm_barge_in() is confirmed
+    for handle in call.agent._timers.values():
+        handle.cancel()
 
 
-def test_finals_only_engine_ends_a_turn_the_vad_keeps_open_in_babble():
+@VIRTUAL
+async def test_finals_only_engine_ends_a_turn_the_vad_keeps_open_in_babble():
     # In a cafe the VAD hears "speech" on and off without a 300 ms gap, so it never ends the
     # turn. The engine's own final (it segments on the talker) says the speech ended: once the
     # VAD's turn is older than the engine's lag, it heard noise through that silence.
-    async def body():
-        call = Call("Telnyx")
-        await call.start()
-        call.endpoint(EndpointEvent.SPEECH_START)
-        end = call.loop.time() + 1.2
-        call.final_at(end + 1.0, "Hi, I'm calling about my table.")
-        for _ in range(10):  # 2 s of flapping
-            await asyncio.sleep(0.1)
-            call.endpoint(EndpointEvent.TENTATIVE_END)
-            await asyncio.sleep(0.1)
-            call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    call = Call("Telnyx")
+    await call.start()
+    call.endpoint(EndpointEvent.SPEECH_START)
+    end = call.loop.time() + 1.2
+    call.final_at(end + 1.0, "Hi, I'm calling about my table.")
+    for _ in range(10):  # 2 s of flapping
         await asyncio.sleep(0.1)
         call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.15)  # the final lands in this pause
-        assert call.llm.requests == ["Hi, I'm calling about my table."]  # committed on the final
-        call.endpoint(EndpointEvent.TURN_END)  # the babble pauses on: the VAD ends the turn late
-        await call.finish()
-        assert call.answered() == ["Hi, I'm calling about my table."]
-        assert call.llm.requests == ["Hi, I'm calling about my table."]  # not restarted by it
-        assert call.first_audio_after(end) == pytest.approx(end + 1.0 + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
-                                                            abs=0.11)
+        await asyncio.sleep(0.1)
+        call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    await asyncio.sleep(0.1)
+    call.endpoint(EndpointEvent.TENTATIVE_END)
+    await asyncio.sleep(0.15)  # the final lands in this pause
+    assert call.llm.requests == ["Hi, I'm calling about my table."]  # committed on the final
+    call.endpoint(EndpointEvent.TURN_END)  # the babble pauses on: the VAD ends the turn late
+    await call.finish()
+    assert call.answered() == ["Hi, I'm calling about my table."]
+    assert call.llm.requests == ["Hi, I'm calling about my table."]  # not restarted by it
+    assert call.first_audio_after(end) == pytest.approx(end + 1.0 + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
+                                                        abs=0.11)
 
-    run_virtual(body)

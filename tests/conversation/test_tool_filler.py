@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
+import pytest
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, HttpTool, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.endpointing import EndpointEvent
 from engine.providers.base import ChatDelta, ToolCall
 
-from .test_stt_engine_turns import Actions, Playout, Recorder, ScriptedStt, ScriptedTts, run_virtual
+from .test_stt_engine_turns import Actions, Playout, Recorder, ScriptedStt, ScriptedTts
+
+pytestmark = pytest.mark.asyncio(loop_factories=["virtual"])  # the tool and reply timings in virtual time
 
 FILLER = "One moment while I check that."
 
@@ -42,41 +45,39 @@ class SlowTools:
         self.seconds = seconds
         self.result = result
 
-    async def run(self, tool, arguments, policy=None) -> str:
+    async def call(self, config, name, arguments, context=None, policy=None) -> str:
         await asyncio.sleep(self.seconds)
         return self.result
 
 
-def call_with_tool(tool_seconds: float, result: str = "ships tomorrow", **config: Any) -> tuple[CallAgent, Playout]:
-    async def body() -> tuple[CallAgent, Playout]:
-        tool = HttpTool(name="order_status", description="Order status.", url="https://tools.example.com/o")
-        profile = resolve(AgentConfig(http_tools=(tool,), **config))
-        tts = ScriptedTts()
-        phrases = PhraseCache(tts)
-        await phrases.warm(profile.voice, 8000, [profile.config.tool_filler_text])
-        playout = Playout()
-        agent = CallAgent(profile, stt=ScriptedStt("Deepgram"), llm=ToolLlm(), tts=tts, actions=Actions(),
-                          reporter=Recorder(), phrases=phrases, tool_client=SlowTools(tool_seconds, result))
-        playout.agent = agent
-        loop = asyncio.get_running_loop()
-        agent.session, agent._loop = playout, loop
-        await agent.recogniser.open(8000, 2.0)
-        agent.on_endpoint(EndpointEvent.SPEECH_START, loop.time())
-        await asyncio.sleep(1.0)
-        agent.stt.session.pending = "Where is order forty two?"
-        agent.on_endpoint(EndpointEvent.TENTATIVE_END, loop.time())
-        await asyncio.sleep(0.28)
-        agent.on_endpoint(EndpointEvent.TURN_END, loop.time())
-        await asyncio.sleep(8)
-        agent.on_stop(loop.time())
-        await asyncio.sleep(1)
-        return agent, playout
-
-    return run_virtual(body)
+async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow", **config: Any) -> tuple[CallAgent, Playout]:
+    tool = HttpTool(name="order_status", description="Order status.", url="https://tools.example.com/o")
+    profile = resolve(AgentConfig(http_tools=(tool,), **config))
+    tts = ScriptedTts()
+    phrases = PhraseCache(tts)
+    await phrases.warm(profile.voice, 8000, [profile.config.tool_filler_text])
+    playout = Playout()
+    agent = CallAgent(profile, stt=ScriptedStt("Deepgram"), llm=ToolLlm(), tts=tts, actions=Actions(),
+                      reporter=Recorder(), phrases=phrases, tool_client=SlowTools(tool_seconds, result))
+    playout.agent = agent
+    loop = asyncio.get_running_loop()
+    agent.session, agent._loop = playout, loop
+    await agent.recogniser.open(8000, 2.0)
+    agent.on_endpoint(EndpointEvent.SPEECH_START, loop.time())
+    await asyncio.sleep(1.0)
+    agent.stt.session.pending = "Where is order forty two?"
+    agent.on_endpoint(EndpointEvent.TENTATIVE_END, loop.time())
+    await asyncio.sleep(0.28)
+    agent.on_endpoint(EndpointEvent.TURN_END, loop.time())
+    await asyncio.sleep(8)
+    agent.on_stop(loop.time())
+    await asyncio.sleep(1)
+    return agent, playout
 
 
-def test_a_slow_tool_gets_the_filler_line_once_inside_the_reply():
-    agent, playout = call_with_tool(4.0)  # longer than the provider deadline (2 s): no stall either
+
+async def test_a_slow_tool_gets_the_filler_line_once_inside_the_reply():
+    agent, playout = await call_with_tool(4.0)  # longer than the provider deadline (2 s): no stall either
     assert not agent.errors
     (turn,) = agent.reporter.turns
     assert turn.agent_text == f"{FILLER} Your order ships tomorrow."
@@ -84,20 +85,20 @@ def test_a_slow_tool_gets_the_filler_line_once_inside_the_reply():
     assert len(playout.first_audio) == 1  # one utterance: the filler is part of the reply
 
 
-def test_a_quick_tool_gets_no_filler():
-    agent, _ = call_with_tool(0.5)
+async def test_a_quick_tool_gets_no_filler():
+    agent, _ = await call_with_tool(0.5)
     (turn,) = agent.reporter.turns
     assert turn.agent_text == "Your order ships tomorrow."
 
 
-def test_the_filler_can_be_turned_off():
-    agent, _ = call_with_tool(4.0, tool_filler_after_ms=0)
+async def test_the_filler_can_be_turned_off():
+    agent, _ = await call_with_tool(4.0, tool_filler_after_ms=0)
     assert agent.reporter.turns[0].agent_text == "Your order ships tomorrow."
 
 
-def test_a_tool_error_goes_back_to_the_model_as_a_result_it_can_talk_about():
+async def test_a_tool_error_goes_back_to_the_model_as_a_result_it_can_talk_about():
     # (ToolClient turns timeouts and failures into such text: tests/conversation/test_http_tools.py)
-    agent, _ = call_with_tool(0.1, result="error: order_status is unavailable (TimeoutError)")
+    agent, _ = await call_with_tool(0.1, result="error: order_status is unavailable (TimeoutError)")
     tool_messages = [m for m in agent.conversation.messages if m["role"] == "tool"]
     assert [m["content"] for m in tool_messages] == ["error: order_status is unavailable (TimeoutError)"]
     assert "is unavailable" in agent.reporter.turns[0].agent_text  # spoken about, not a failed reply

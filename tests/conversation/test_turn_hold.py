@@ -32,26 +32,9 @@ SPECULATIVE_READY_S = TENTATIVE_S - END_OF_TURN_S + STT_FINAL_S + LLM_FIRST_TOKE
 """When a reply started on the tentative end's final has audio, from the end of turn (+70 ms)."""
 
 
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """Time moves only when the loop would wait: straight to the next timer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._now = 0.0
-        select = self._selector.select
-
-        def virtual_select(timeout: float | None = None) -> Any:
-            events = select(0)
-            if not events:
-                if timeout is None:
-                    raise RuntimeError("deadlock: nothing ready and no timer")
-                self._now += timeout
-            return events
-
-        self._selector.select = virtual_select  # type: ignore[method-assign]
-
-    def time(self) -> float:
-        return self._now
+# Time moves only when the loop would wait, straight to the next timer: every test here runs on the
+# virtual-time loop of tests/fixtures/virtual_time.py.
+VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])
 
 
 class Stt(SpeechToText, SttSession):
@@ -140,12 +123,12 @@ class Session:
         pass
 
 
-def converse(turns: list[tuple[float, str, float]], **config: Any) -> tuple[Session, Llm, list[float]]:
+async def converse(turns: list[tuple[float, str, float]], **config: Any) -> tuple[Session, Llm, list[float]]:
     """Run one call: each turn is (speech start, words heard by the end, speech length). The
     tentative end and end of turn follow the speech at the endpointer's default silences,
     unless the next turn's speech starts first (then the caller resumed: SPEECH_START).
     Returns the session, the model, and each turn's end-of-turn time."""
-    loop = VirtualClockLoop()
+    loop = asyncio.get_running_loop()
     session, llm, stt = Session(), Llm(), Stt()
     agent = CallAgent(resolve(AgentConfig(**config)), stt=stt, llm=llm, tts=Tts())
     ends: list[float] = []
@@ -172,51 +155,54 @@ def converse(turns: list[tuple[float, str, float]], **config: Any) -> tuple[Sess
         agent.on_stop(loop.time())
         await finish_reports()
 
-    try:
-        loop.run_until_complete(call())
-    finally:
-        loop.close()
+    await call()
     return session, llm, ends
 
 
-def test_an_unpunctuated_finished_line_is_answered_at_the_end_of_turn_without_the_hold():
+@VIRTUAL
+async def test_an_unpunctuated_finished_line_is_answered_at_the_end_of_turn_without_the_hold():
     # Fails before the end-of-turn judgement: no final stop meant "mid-sentence", so the reply
     # waited the whole 700 ms hold (and was not prepared speculatively).
-    session, llm, (end,) = converse([(1.0, "hey there so i got a text saying my package was delayed", 2.0)])
+    session, llm, (end,) = await converse([(1.0, "hey there so i got a text saying my package was delayed", 2.0)])
     # Speculation started on the final, 100 ms after the tentative end: the reply's audio is
     # out as soon as it is ready, 70 ms after the end of turn.
     assert session.spoken_at[0] == pytest.approx(end + SPECULATIVE_READY_S, abs=0.005)
     assert llm.requests == ["hey there so i got a text saying my package was delayed"]
 
 
-def test_a_punctuated_finished_line_is_answered_at_the_end_of_turn_as_before():
-    session, _, (end,) = converse([(1.0, "My package was delayed.", 2.0)])
+@VIRTUAL
+async def test_a_punctuated_finished_line_is_answered_at_the_end_of_turn_as_before():
+    session, _, (end,) = await converse([(1.0, "My package was delayed.", 2.0)])
     assert session.spoken_at[0] == pytest.approx(end + SPECULATIVE_READY_S, abs=0.005)
 
 
 @pytest.mark.parametrize("words", ["my order number is", "The order number is..."])
-def test_a_caller_who_stops_on_my_order_number_is_gets_the_hold(words):
-    session, _, (end,) = converse([(1.0, words, 1.5)])
+@VIRTUAL
+async def test_a_caller_who_stops_on_my_order_number_is_gets_the_hold(words):
+    session, _, (end,) = await converse([(1.0, words, 1.5)])
     assert session.spoken_at[0] == pytest.approx(end + HOLD_S, abs=0.005)
 
 
-def test_a_number_that_may_go_on_waits_half_the_hold():
-    session, _, (end,) = converse([(1.0, "it ends in four four one two", 1.5)])
+@VIRTUAL
+async def test_a_number_that_may_go_on_waits_half_the_hold():
+    session, _, (end,) = await converse([(1.0, "it ends in four four one two", 1.5)])
     assert session.spoken_at[0] == pytest.approx(end + HOLD_S / 2, abs=0.005)
 
 
-def test_without_the_hold_setting_every_line_is_answered_at_the_end_of_turn():
-    session, _, (end,) = converse([(1.0, "my order number is", 1.5)], incomplete_turn_hold_ms=0)
+@VIRTUAL
+async def test_without_the_hold_setting_every_line_is_answered_at_the_end_of_turn():
+    session, _, (end,) = await converse([(1.0, "my order number is", 1.5)], incomplete_turn_hold_ms=0)
     assert session.spoken_at[0] == pytest.approx(end + SPECULATIVE_READY_S, abs=0.005)
 
 
 @pytest.mark.parametrize("pause_s", [0.4, 0.55, 0.7, 0.9])
-def test_a_caller_who_goes_on_within_the_hold_gets_one_reply_to_the_whole_line(pause_s):
+@VIRTUAL
+async def test_a_caller_who_goes_on_within_the_hold_gets_one_reply_to_the_whole_line(pause_s):
     # "my order number is ... four seven two nine one eight": the pause is past the end of turn
     # (300 ms) but within the hold. Nothing may be said over the caller; one reply answers both.
     first = (1.0, "my order number is", 1.5)
     second_start = first[0] + first[2] + pause_s
-    session, llm, ends = converse([first, (second_start, "four seven two nine one eight", 1.8)])
+    session, llm, ends = await converse([first, (second_start, "four seven two nine one eight", 1.8)])
     assert all(at >= second_start + 1.8 for at in session.spoken_at)
     assert llm.requests[-1] == "my order number is four seven two nine one eight"
     assert session.spoken_at[0] == pytest.approx(ends[-1] + HOLD_S / 2, abs=0.005)  # ends on a number

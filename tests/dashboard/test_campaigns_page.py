@@ -8,7 +8,6 @@ from pathlib import Path
 
 from tests.control_plane.conftest import make_settings
 from tests.control_plane.fakes import harness
-from tests.control_plane.helpers import run_async
 
 from .helpers import secret_of, session_token, sign_in
 
@@ -25,7 +24,6 @@ async def _campaign(h, headers, name: str = "spring") -> str:  # type: ignore[no
     return str(created["id"])
 
 
-@run_async
 async def test_campaign_progress_and_its_state_changes(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -54,7 +52,6 @@ async def test_campaign_progress_and_its_state_changes(tmp_path: Path):
         assert "cancelled" in text and f'/dashboard/campaigns/{campaign_id}/pause' not in text
 
 
-@run_async
 async def test_another_organisations_campaign_is_not_listed_or_touched(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers_a = await h.org("A")
@@ -85,7 +82,6 @@ def _form(token: str | None, csv: bytes | None = b"phone,name\n+14155550201,Ann\
     return form
 
 
-@run_async
 async def test_a_campaign_is_created_from_a_csv_with_a_report_of_its_rows(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         org, headers = await h.org()
@@ -104,7 +100,6 @@ async def test_a_campaign_is_created_from_a_csv_with_a_report_of_its_rows(tmp_pa
         assert detail["config"]["caller_numbers"] == ["+14155550100"]
 
 
-@run_async
 async def test_a_refused_create_form_writes_nothing_and_names_the_field(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -144,7 +139,6 @@ ROWS = (b"phone,name,topic\n+14155550201,Ann,cleaning\n12345,Bad,x\n+14155550201
         b"+14155550203,Cy,whitening\n,Nobody,x\n")
 
 
-@run_async
 async def test_every_field_of_the_form_reaches_the_campaign_and_each_bad_csv_row_is_listed(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -175,7 +169,6 @@ async def test_every_field_of_the_form_reaches_the_campaign_and_each_bad_csv_row
                                        "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 
 
-@run_async
 async def test_unticked_boxes_mean_none_and_an_empty_window_means_any_time(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -189,7 +182,6 @@ async def test_unticked_boxes_mean_none_and_an_empty_window_means_any_time(tmp_p
         assert config["window"] is None and config["voicemail"]["action"] == "hangup"
 
 
-@run_async
 async def test_a_refused_field_is_shown_next_to_it_and_the_others_are_kept(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()
@@ -221,7 +213,6 @@ async def test_a_refused_field_is_shown_next_to_it_and_the_others_are_kept(tmp_p
         assert unknown_box.status == 400 and 'id="error-retry_on"' in await unknown_box.text()
 
 
-@run_async
 async def test_a_nested_multipart_part_is_refused_with_400_and_writes_nothing(tmp_path: Path):
     async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
         _, headers = await h.org()

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from control_plane.dashboard.latency import buckets, chart, percentile, summary
 from control_plane.store import Turn, utcnow
 from tests.control_plane.fakes import harness
-from tests.control_plane.helpers import run_async
 
 from .helpers import secret_of, sign_in, write_call
 
@@ -44,7 +43,6 @@ def test_buckets_split_the_window_and_leave_empty_ones_empty():
     assert rows["turn"]["count"] == 4 and rows["stt"]["p50"] == 40.0 and rows["endpointing"]["count"] == 0
 
 
-@run_async
 async def test_latency_page_counts_only_this_organisations_recent_turns(settings):
     async with harness(settings) as h:
         org, headers = await h.org()

@@ -8,12 +8,10 @@ from uuid import uuid4
 from control_plane.store import Call, utcnow
 from control_plane.store.outbox import Attempt
 from tests.control_plane.fakes import harness
-from tests.control_plane.helpers import run_async
 
 from .helpers import secret_of, session_token, sign_in
 
 
-@run_async
 async def test_webhooks_page_lists_deliveries_and_replays_only_the_organisations_own(settings):
     async with harness(settings) as h:
         org, headers = await h.org("A")

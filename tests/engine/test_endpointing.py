@@ -299,6 +299,7 @@ configs = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(segments, configs)
 def test_events_follow_the_turn_grammar(segs: list[tuple[bool, int, bool]], config: EndpointingConfig) -> None:
@@ -352,6 +353,7 @@ def test_events_follow_the_turn_grammar(segs: list[tuple[bool, int, bool]], conf
                 assert f - ep.last_voiced_frame < n_end
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(segments)
 def test_output_depends_only_on_the_input(segs: list[tuple[bool, int, bool]]) -> None:

@@ -429,6 +429,7 @@ class Recorder:
                 self.last = s
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_property_output_is_ordered_unique_and_accounted(

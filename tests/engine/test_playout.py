@@ -539,6 +539,7 @@ step_st = st.tuples(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(
     data=st.data(),

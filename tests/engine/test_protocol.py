@@ -1,6 +1,7 @@
 import base64
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -125,6 +126,7 @@ def test_arbitrary_bytes_never_raise(raw):
     assert isinstance(parse(raw), FRAME_TYPES)
 
 
+@pytest.mark.slow
 @settings(max_examples=500)
 @given(frame_like)
 def test_arbitrary_frame_shaped_json_never_raises(msg):

@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from bench.emulators.server import RunningEmulators, start_emulators
 from bench.signals import voiced
+from tests.fixtures.waiting import eventually
 
 T = TypeVar("T")
 FRAME = 320  # 20 ms of PCM16 at 8 kHz
@@ -23,7 +24,8 @@ KNOWN = {HELLO: HELLO_PCM, NUMBER: NUMBER_PCM}
 
 
 def run(test: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
-    """Run one async test body in a fresh loop, with a hard bound (and no extra task)."""
+    """Deprecated: write ``async def test_...`` (pytest-asyncio runs it); kept for older branches.
+    Runs one async test body in a fresh loop, with a hard bound (and no extra task)."""
 
     async def bounded() -> T:
         async with asyncio.timeout(timeout):
@@ -55,17 +57,12 @@ async def feed_paced(session: Any, pcm: bytes, *, speed: float = 4.0, size: int 
         due = start + (n + 1) * 0.02 / speed
         delay = due - loop.time()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # a real socket to the emulator: paced as a caller would be
     return loop.time()
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    await eventually(predicate, timeout=timeout)
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
@@ -79,7 +76,7 @@ async def assert_no_tasks_left(timeout: float = 1.0) -> None:
     while other_tasks():
         if loop.time() > end:
             raise AssertionError(f"tasks left running: {other_tasks()}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polling: tasks have no hook to wait on
 
 
 def child_processes(name: str) -> list[str]:

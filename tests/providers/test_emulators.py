@@ -20,7 +20,7 @@ from bench.emulators.tts import Synthesizer, decode_wav, split_sentences
 from bench.signals import silence, voiced, white_noise
 from engine import _audioop as audioop
 
-from .helpers import FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, child_processes, frames, run
+from .helpers import FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, child_processes, frames, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,57 +150,45 @@ def test_sentence_splitting_and_wav_decoding():
     assert decode_wav(header + pcm) == (pcm, 8000)
 
 
-def test_tone_fallback_has_a_plausible_duration():
-    async def body():
-        synthesizer = Synthesizer(espeak=False)
-        pcm, cached = await synthesizer.synthesize("Hello there, how are you?", 8000)
-        again, cached_again = await synthesizer.synthesize("Hello there, how are you?", 8000)
-        return pcm, cached, again, cached_again
+async def test_tone_fallback_has_a_plausible_duration():
+    synthesizer = Synthesizer(espeak=False)
+    pcm, cached = await synthesizer.synthesize("Hello there, how are you?", 8000)
+    again, cached_again = await synthesizer.synthesize("Hello there, how are you?", 8000)
 
-    pcm, cached, again, cached_again = run(body)
     assert not cached and cached_again and again is pcm
     assert abs(len(pcm) / 16000 - 25 * 0.065) < 0.05
     assert audioop.rms(pcm, 2) > 1000
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_cancelled_synthesis_leaves_no_espeak_process():
+async def test_cancelled_synthesis_leaves_no_espeak_process():
     # The emulator closing mid-sentence must not leave espeak-ng running on (it is a child of
     # whoever runs the emulator: the bench, or this test process).
-    async def body():
-        synthesizer = Synthesizer(espeak=True)
-        task = asyncio.ensure_future(synthesizer.synthesize("A long sentence to speak. " * 200, 8000))
-        for _ in range(100):
-            if child_processes("espeak-ng"):
-                break
-            await asyncio.sleep(0.01)
-        assert child_processes("espeak-ng")  # it is running
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return child_processes("espeak-ng")
+    synthesizer = Synthesizer(espeak=True)
+    task = asyncio.ensure_future(synthesizer.synthesize("A long sentence to speak. " * 200, 8000))
+    await wait_for(lambda: child_processes("espeak-ng"))  # it is running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    result = child_processes("espeak-ng")
 
-    assert run(body) == []
+    assert result == []
 
 
-def test_server_runs_as_a_separate_process():
+async def test_server_runs_as_a_separate_process():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "bench.emulators.server", "--port", "0", "--api-key", "k"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
-        info = orjson.loads(proc.stdout.readline())
-
-        async def body():
-            async with aiohttp.ClientSession(headers={"Authorization": "Bearer k"}) as http:
-                async with http.get(f"{info['llm_base_url']}/models") as response:
-                    assert response.status == 200
-                async with http.post(f"{info['control_url']}/utterances", params={"text": "hi"},
-                                     data=HELLO_PCM) as response:
-                    assert (await response.json()) == {"utterances": 1}
-                async with http.get(f"{info['control_url']}/stats") as response:
-                    assert "stt" in await response.json()
-
-        run(body)
+        info = orjson.loads(proc.stdout.readline())  # blocks the loop, but nothing else runs on it yet
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer k"}) as http:
+            async with http.get(f"{info['llm_base_url']}/models") as response:
+                assert response.status == 200
+            async with http.post(f"{info['control_url']}/utterances", params={"text": "hi"},
+                                 data=HELLO_PCM) as response:
+                assert (await response.json()) == {"utterances": 1}
+            async with http.get(f"{info['control_url']}/stats") as response:
+                assert "stt" in await response.json()
         assert info["stt_url"].startswith("ws://127.0.0.1:") and info["profile"] == "fast"
     finally:
         proc.terminate()

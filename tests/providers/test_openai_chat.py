@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from engine.providers.base import ChatDelta, ProviderError
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 
-from .helpers import assert_no_tasks_left, emulators, run
+from .helpers import assert_no_tasks_left, emulators
 
 END_CALL = {"type": "function", "function": {
     "name": "end_call", "description": "Hang up.",
@@ -36,61 +36,54 @@ async def collect(llm: OpenAIChatModel, text: str, tools=None) -> list[tuple[flo
     return [(loop.time(), d) async for d in llm.stream(user(text), tools=tools)]
 
 
-def test_text_streams_token_by_token():
-    async def body():
-        async with emulators() as emu:
-            llm = model(emu)
-            await collect(llm, "warm up")  # the SDK's first request pays for its own setup
-            loop = asyncio.get_running_loop()
-            asked_at = loop.time()
-            deltas = await collect(llm, "I'd like to check my order please")
-            await llm.aclose()
-        text = "".join(d.text for _, d in deltas)
-        assert text.startswith("Sure. ") and "check my order please" in text
-        pieces = [d for _, d in deltas if d.text]
-        assert len(pieces) >= 8
-        first_token_ms = (deltas[0][0] - asked_at) * 1000
-        assert 150 <= first_token_ms < 250
-        assert deltas[-1][1].finish_reason == "stop" and not deltas[-1][1].tool_calls
-        assert all(d.finish_reason is None for _, d in deltas[:-1])
-        await assert_no_tasks_left()
-
-    run(body)
-
-
-def test_goodbye_assembles_the_end_call_tool_call():
-    async def body():
-        async with emulators() as emu:
-            llm = model(emu)
-            with_tools = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
-            without = await collect(llm, "ok that's all, goodbye")
-            await llm.aclose()
-        last = with_tools[-1][1]
-        assert last.finish_reason == "tool_calls"
-        (call,) = last.tool_calls
-        assert call.name == "end_call" and call.id.startswith("call_")
-        assert set(orjson.loads(call.arguments)) == {"reason"}
-        assert all(not d.tool_calls for _, d in with_tools[:-1])  # only once complete
-        assert "Goodbye" in "".join(d.text for _, d in with_tools)
-        assert without[-1][1].finish_reason == "stop" and not without[-1][1].tool_calls
-
-    run(body)
+async def test_text_streams_token_by_token():
+    async with emulators() as emu:
+        llm = model(emu)
+        await collect(llm, "warm up")  # the SDK's first request pays for its own setup
+        loop = asyncio.get_running_loop()
+        asked_at = loop.time()
+        deltas = await collect(llm, "I'd like to check my order please")
+        await llm.aclose()
+    text = "".join(d.text for _, d in deltas)
+    assert text.startswith("Sure. ") and "check my order please" in text
+    pieces = [d for _, d in deltas if d.text]
+    assert len(pieces) >= 8
+    first_token_ms = (deltas[0][0] - asked_at) * 1000
+    # Never before the emulator profile's 150 ms to first token (later is what load does; the
+    # exact figure is the benchmarks' business).
+    assert first_token_ms >= 150
+    assert deltas[-1][1].finish_reason == "stop" and not deltas[-1][1].tool_calls
+    assert all(d.finish_reason is None for _, d in deltas[:-1])
+    await assert_no_tasks_left()
 
 
-def test_transfer_and_digits_scripts():
-    async def body():
-        async with emulators() as emu:
-            llm = model(emu)
-            transfer = await collect(llm, "Can I talk to a human?", tools=[END_CALL, TRANSFER])
-            digits = await collect(llm, "The caller pressed keys 4 2 #")
-            await llm.aclose()
-        assert [c.name for c in transfer[-1][1].tool_calls] == ["transfer_call"]
-        assert "4 2 #" in "".join(d.text for _, d in digits)
+async def test_goodbye_assembles_the_end_call_tool_call():
+    async with emulators() as emu:
+        llm = model(emu)
+        with_tools = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
+        without = await collect(llm, "ok that's all, goodbye")
+        await llm.aclose()
+    last = with_tools[-1][1]
+    assert last.finish_reason == "tool_calls"
+    (call,) = last.tool_calls
+    assert call.name == "end_call" and call.id.startswith("call_")
+    assert set(orjson.loads(call.arguments)) == {"reason"}
+    assert all(not d.tool_calls for _, d in with_tools[:-1])  # only once complete
+    assert "Goodbye" in "".join(d.text for _, d in with_tools)
+    assert without[-1][1].finish_reason == "stop" and not without[-1][1].tool_calls
 
-    run(body)
+
+async def test_transfer_and_digits_scripts():
+    async with emulators() as emu:
+        llm = model(emu)
+        transfer = await collect(llm, "Can I talk to a human?", tools=[END_CALL, TRANSFER])
+        digits = await collect(llm, "The caller pressed keys 4 2 #")
+        await llm.aclose()
+    assert [c.name for c in transfer[-1][1].tool_calls] == ["transfer_call"]
+    assert "4 2 #" in "".join(d.text for _, d in digits)
 
 
-def test_complete_json_returns_the_schema_keys():
+async def test_complete_json_returns_the_schema_keys():
     schema = {
         "title": "Call outcome", "type": "object", "additionalProperties": False,
         "properties": {
@@ -104,104 +97,90 @@ def test_complete_json_returns_the_schema_keys():
                                "required": ["date"], "additionalProperties": False}},
     }
 
-    async def body():
-        async with emulators() as emu:
-            llm = model(emu)
-            value = await llm.complete_json(user("summarise the call"), schema)
-            sent = emu.llm.stats.last_request["response_format"]
-            await llm.aclose()
-        assert set(value) == {"summary", "outcome", "follow_up", "score"}
-        assert value["outcome"] == "resolved" and value["follow_up"] == {"date": "2026-01-01"}
-        assert isinstance(value["summary"], str) and value["score"] == 1
-        assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Call_outcome"
-        assert sent["json_schema"]["strict"] is True
-
-    run(body)
+    async with emulators() as emu:
+        llm = model(emu)
+        value = await llm.complete_json(user("summarise the call"), schema)
+        sent = emu.llm.stats.last_request["response_format"]
+        await llm.aclose()
+    assert set(value) == {"summary", "outcome", "follow_up", "score"}
+    assert value["outcome"] == "resolved" and value["follow_up"] == {"date": "2026-01-01"}
+    assert isinstance(value["summary"], str) and value["score"] == 1
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Call_outcome"
+    assert sent["json_schema"]["strict"] is True
 
 
 @pytest.mark.parametrize("api_key, fault, retryable, status", [
     ("emulator-key", "http_500", True, "500"),
     ("wrong-key", None, False, "401"),
 ])
-def test_http_errors_map_to_provider_errors(api_key, fault, retryable, status):
-    async def body():
-        async with emulators() as emu:
-            headers = {"X-Emulator-Fault": fault} if fault else {}
-            llm = model(emu, api_key=SecretStr(api_key), extra_headers=headers)
-            with pytest.raises(ProviderError) as streamed:
-                await collect(llm, "hello")
-            with pytest.raises(ProviderError) as completed:
-                await llm.complete_json(user("hello"), {"type": "object"})
-            await llm.aclose()
-        for caught in (streamed, completed):
-            assert caught.value.retryable is retryable and status in str(caught.value)
-            assert "wrong-key" not in str(caught.value)
-
-    run(body)
+async def test_http_errors_map_to_provider_errors(api_key, fault, retryable, status):
+    async with emulators() as emu:
+        headers = {"X-Emulator-Fault": fault} if fault else {}
+        llm = model(emu, api_key=SecretStr(api_key), extra_headers=headers)
+        with pytest.raises(ProviderError) as streamed:
+            await collect(llm, "hello")
+        with pytest.raises(ProviderError) as completed:
+            await llm.complete_json(user("hello"), {"type": "object"})
+        await llm.aclose()
+    for caught in (streamed, completed):
+        assert caught.value.retryable is retryable and status in str(caught.value)
+        assert "wrong-key" not in str(caught.value)
 
 
 @pytest.mark.parametrize("fault", ["error_frame", "disconnect"])
-def test_mid_stream_failures_raise_retryable(fault):
-    async def body():
-        async with emulators() as emu:
-            llm = model(emu, extra_headers={"X-Emulator-Fault": fault})
-            received = []
-            with pytest.raises(ProviderError) as caught:
-                async for delta in llm.stream(user("tell me about my order")):
-                    received.append(delta)
-            await llm.aclose()
-        assert len(received) == 3 and caught.value.retryable
-
-    run(body)
+async def test_mid_stream_failures_raise_retryable(fault):
+    async with emulators() as emu:
+        llm = model(emu, extra_headers={"X-Emulator-Fault": fault})
+        received = []
+        with pytest.raises(ProviderError) as caught:
+            async for delta in llm.stream(user("tell me about my order")):
+                received.append(delta)
+        await llm.aclose()
+    assert len(received) == 3 and caught.value.retryable
 
 
-def test_stalled_model_hits_the_request_timeout():
-    async def body():
-        async with emulators() as emu:
-            emu.faults.arm("slow", "llm")
-            llm = model(emu, timeout_s=0.3)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            with pytest.raises(ProviderError) as caught:
-                await collect(llm, "hello")
-            took = loop.time() - started
-            await llm.aclose()
-        assert caught.value.retryable and "timed out" in str(caught.value)
-        assert 0.3 <= took < 1.0
-
-    run(body)
+async def test_stalled_model_hits_the_request_timeout():
+    async with emulators() as emu:
+        emu.faults.arm("slow", "llm")
+        llm = model(emu, timeout_s=0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ProviderError) as caught:
+            await collect(llm, "hello")
+        took = loop.time() - started
+        await llm.aclose()
+    assert caught.value.retryable and "timed out" in str(caught.value)
+    # Cut off by the request timeout, not by the end of the stall (the profile's stall_s).
+    assert 0.3 <= took < emu.profile.stall_s
 
 
-def test_emulator_speaks_the_openai_sse_shape():
-    async def body():
-        async with emulators() as emu:
-            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as http:
-                payload = {"model": "m", "messages": user("bye"), "tools": [END_CALL], "stream": True,
-                           "stream_options": {"include_usage": True}}
-                async with http.post(f"{emu.llm_base_url}/chat/completions", json=payload) as response:
-                    assert response.headers["Content-Type"].startswith("text/event-stream")
-                    raw = (await response.read()).decode()
-                async with http.get(f"{emu.llm_base_url}/models") as response:
-                    models = await response.json()
-        events = [line[len("data: "):] for line in raw.split("\n\n") if line]
-        assert all(line.startswith("data: ") for line in raw.split("\n\n") if line)
-        assert events[-1] == "[DONE]"
-        chunks = [orjson.loads(e) for e in events[:-1]]
-        assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-        calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])]
-        assert calls[0]["id"] and calls[0]["function"]["name"] == "end_call"
-        assert all(tc["index"] == 0 for tc in calls)
-        arguments = "".join(tc["function"].get("arguments", "") for tc in calls)
-        assert orjson.loads(arguments) == {"reason": "caller said goodbye"}
-        assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
-        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
-        assert models["data"][0]["id"] == "emulator-llm"
-
-    run(body)
+async def test_emulator_speaks_the_openai_sse_shape():
+    async with emulators() as emu:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as http:
+            payload = {"model": "m", "messages": user("bye"), "tools": [END_CALL], "stream": True,
+                       "stream_options": {"include_usage": True}}
+            async with http.post(f"{emu.llm_base_url}/chat/completions", json=payload) as response:
+                assert response.headers["Content-Type"].startswith("text/event-stream")
+                raw = (await response.read()).decode()
+            async with http.get(f"{emu.llm_base_url}/models") as response:
+                models = await response.json()
+    events = [line[len("data: "):] for line in raw.split("\n\n") if line]
+    assert all(line.startswith("data: ") for line in raw.split("\n\n") if line)
+    assert events[-1] == "[DONE]"
+    chunks = [orjson.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert calls[0]["id"] and calls[0]["function"]["name"] == "end_call"
+    assert all(tc["index"] == 0 for tc in calls)
+    arguments = "".join(tc["function"].get("arguments", "") for tc in calls)
+    assert orjson.loads(arguments) == {"reason": "caller said goodbye"}
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert models["data"][0]["id"] == "emulator-llm"
 
 
-def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(monkeypatch):
+async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(monkeypatch):
     """OpenAI's reasoning models answer 400 to temperature and max_tokens: set from the
     environment, the request carries max_completion_tokens and reasoning_effort only."""
     from callagent.wiring import chat_config
@@ -212,23 +191,20 @@ def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_opt
         monkeypatch.setenv(f"CALLAGENT_PROVIDERS__{name}", value)
     cfg = Settings(_env_file=None).providers
 
-    async def body():
-        async with emulators() as emu:
-            llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
-                                              model="o4-mini"))
-            await collect(llm, "hello there")
-            streamed = emu.llm.stats.last_request
-            await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
-            summarised = emu.llm.stats.last_request
-            await llm.aclose()
-        for request in (streamed, summarised):
-            assert request["max_completion_tokens"] == 1000 and request["reasoning_effort"] == "minimal"
-            assert "temperature" not in request and "max_tokens" not in request
-
-    run(body)
+    async with emulators() as emu:
+        llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                          model="o4-mini"))
+        await collect(llm, "hello there")
+        streamed = emu.llm.stats.last_request
+        await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
+        summarised = emu.llm.stats.last_request
+        await llm.aclose()
+    for request in (streamed, summarised):
+        assert request["max_completion_tokens"] == 1000 and request["reasoning_effort"] == "minimal"
+        assert "temperature" not in request and "max_tokens" not in request
 
 
-def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch):
+async def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch):
     from callagent.wiring import chat_config
     from control_plane.settings import Settings
 
@@ -236,17 +212,14 @@ def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch):
     cfg = Settings(_env_file=None).providers
     assert cfg.llm_max_tokens is None
 
-    async def body():
-        async with emulators() as emu:
-            llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
-                                              model="m"))
-            await collect(llm, "hello there")
-            await llm.aclose()
-            request = emu.llm.stats.last_request
-        assert request["temperature"] == 0.4
-        assert not {"max_tokens", "max_completion_tokens", "reasoning_effort"} & set(request)
-
-    run(body)
+    async with emulators() as emu:
+        llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                          model="m"))
+        await collect(llm, "hello there")
+        await llm.aclose()
+        request = emu.llm.stats.last_request
+    assert request["temperature"] == 0.4
+    assert not {"max_tokens", "max_completion_tokens", "reasoning_effort"} & set(request)
 
 
 @pytest.mark.parametrize("name,value", [("LLM_MAX_TOKENS_PARAM", "max_output_tokens"),

@@ -185,4 +185,5 @@ async def world(**emulator_options: Any) -> AsyncIterator[tuple[RunningEmulator,
 
 
 def run(coro: Any) -> Any:
+    """Deprecated: write ``async def test_...`` (pytest-asyncio runs it); kept for older branches."""
     return asyncio.run(coro)

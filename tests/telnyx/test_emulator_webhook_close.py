@@ -23,38 +23,36 @@ class _CancelSwallowingDispatcher(WebhookDispatcher):
             return None, "TimeoutError"
 
 
-def test_close_returns_although_a_delivery_swallowed_its_cancellation() -> None:
-    async def main() -> None:
-        arrived = asyncio.Event()
+async def test_close_returns_although_a_delivery_swallowed_its_cancellation() -> None:
+    arrived = asyncio.Event()
 
-        async def never_answers(request: web.Request) -> web.Response:
-            arrived.set()
-            await asyncio.sleep(3600)
-            return web.Response()
+    async def never_answers(request: web.Request) -> web.Response:
+        arrived.set()
+        await asyncio.sleep(3600)  # an endpoint that never answers (cancelled at close)
+        return web.Response()
 
-        app = web.Application()
-        app.router.add_post("/hook", never_answers)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            async with aiohttp.ClientSession() as session:
-                hooks = _CancelSwallowingDispatcher(
-                    private_key=Ed25519PrivateKey.generate(), session=session,
-                    default_url=f"http://127.0.0.1:{port}/hook", switches=DeliverySwitches(backoff_s=0.01),
-                )
-                hooks.emit("call.initiated", {"call_control_id": "c1"})
-                await asyncio.wait_for(arrived.wait(), 5)
-                await asyncio.wait_for(hooks.close(), 10)  # hung for ever before
-                assert not hooks._tasks
-                # Nothing goes out after close, retries included.
-                sent = len(hooks.deliveries)
-                hooks.emit("call.hangup", {"call_control_id": "c1"})
-                await asyncio.sleep(0.1)
-                assert len(hooks.deliveries) == sent
-        finally:
-            await runner.cleanup()
+    app = web.Application()
+    app.router.add_post("/hook", never_answers)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            hooks = _CancelSwallowingDispatcher(
+                private_key=Ed25519PrivateKey.generate(), session=session,
+                default_url=f"http://127.0.0.1:{port}/hook", switches=DeliverySwitches(backoff_s=0.01),
+            )
+            hooks.emit("call.initiated", {"call_control_id": "c1"})
+            await asyncio.wait_for(arrived.wait(), 5)
+            await asyncio.wait_for(hooks.close(), 10)  # hung for ever before
+            assert not hooks._tasks
+            # Nothing goes out after close, retries included.
+            sent = len(hooks.deliveries)
+            hooks.emit("call.hangup", {"call_control_id": "c1"})
+            await asyncio.sleep(0.1)  # a real socket: time for a wrong delivery to go out
+            assert len(hooks.deliveries) == sent
+    finally:
+        await runner.cleanup()
 
-    asyncio.run(main())

@@ -21,7 +21,7 @@ from aiohttp import web
 from bench.telnyx_emulator import NumberBehaviour
 from control_plane.telnyx import TelnyxApiError, TelnyxClient
 
-from .helpers import CONNECTION_ID, FROM, TO, MediaServer, _serve, run, world
+from .helpers import CONNECTION_ID, FROM, TO, MediaServer, _serve, world
 from .sdk_models import EVENT_MODELS, REQUEST_MODELS, event_shape, nested_model, request_shape, request_shape_of
 
 # -- what the client sends ---------------------------------------------------------------------
@@ -87,31 +87,27 @@ async def _every_command(client: TelnyxClient) -> None:
     await client.client_state_update(ccid, "s")
 
 
-def test_every_client_command_matches_the_sdk_params() -> None:
-    async def scenario() -> list[tuple[str, dict[str, Any]]]:
-        async with recorded() as (recorder, client):
-            await _every_command(client)
-        return recorder.bodies
+async def test_every_client_command_matches_the_sdk_params() -> None:
+    async with recorded() as (recorder, client):
+        await _every_command(client)
+    bodies = recorder.bodies
 
-    bodies = run(scenario())
     assert {action for action, _ in bodies} == set(REQUEST_MODELS)  # every command was walked
     mismatches = [m for action, body in bodies for m in request_shape(action).mismatches(body, action)]
     assert mismatches == []
 
 
-def test_answer_sends_no_stream_auth_token() -> None:
+async def test_answer_sends_no_stream_auth_token() -> None:
     """Issue 15 item 1: the SDK's answer has no stream_auth_token (dial and streaming_start do);
     the client has no such parameter, so an answered call's credential rides in stream_url."""
     assert "stream_auth_token" not in request_shape("answer").keys
     assert "stream_auth_token" in request_shape("dial").keys
     assert "stream_auth_token" in request_shape("streaming_start").keys
 
-    async def scenario() -> dict[str, Any]:
-        async with recorded() as (recorder, client):
-            await client.answer("v3:x", stream_url="wss://app/media?token=abc")
-        return recorder.bodies[0][1]
+    async with recorded() as (recorder, client):
+        await client.answer("v3:x", stream_url="wss://app/media?token=abc")
+    body = recorder.bodies[0][1]
 
-    body = run(scenario())
     assert "stream_auth_token" not in body and body["stream_url"].endswith("token=abc")
 
 
@@ -202,10 +198,10 @@ async def _walk_emulator(**options: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("event_fields", ["sdk", "docs"])
-def test_every_emulator_webhook_matches_the_sdk_event_models(event_fields: str) -> None:
+async def test_every_emulator_webhook_matches_the_sdk_event_models(event_fields: str) -> None:
     from bench.telnyx_emulator.schema import DOCS_ONLY_FIELDS
 
-    events = run(_walk_emulator(event_fields=event_fields))
+    events = await _walk_emulator(event_fields=event_fields)
     assert {e["event_type"] for e in events} == set(EVENT_MODELS)  # every event type was emitted
     extras = {t: DOCS_ONLY_FIELDS.get(t, frozenset()) if event_fields == "docs" else frozenset()
               for t in EVENT_MODELS}
@@ -237,58 +233,48 @@ def test_the_emulator_tables_are_the_sdk_models() -> None:
 # -- the emulator refuses what Telnyx's parameters do not allow ---------------------------------
 
 
-def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422() -> None:
-    async def scenario() -> None:
-        async with world() as (emulator, sink, client):
-            call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-            ccid = call.call_control_id
-            await sink.wait_for("call.answered", ccid)
-            with pytest.raises(TelnyxApiError) as info:
-                await client.action(ccid, "answer", stream_auth_token="t")
-            assert (info.value.status, info.value.code) == (422, "10015")
-            assert info.value.errors[0]["source"] == {"pointer": "/stream_auth_token"}
-            with pytest.raises(TelnyxApiError) as info:
-                await client.streaming_start(ccid, "wss://x", stream_track="inbound")
-            assert (info.value.status, info.value.code) == (422, "10015") and "stream_track" in info.value.detail
-            with pytest.raises(TelnyxApiError) as info:
-                await client.speak(ccid, "hi", language="en")
-            assert (info.value.status, info.value.code) == (422, "10015")
-            with pytest.raises(TelnyxApiError) as info:
-                await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, answering_machine_detection="yes")
-            assert (info.value.status, info.value.code) == (422, "10015")
-            with pytest.raises(TelnyxApiError) as info:  # a hostile key is not echoed back
-                await client.action(ccid, "hangup", **{"<script>x</script>": 1})
-            assert "<script>" not in str(info.value) and "source" not in info.value.errors[0]
-            assert emulator.calls[ccid].is_alive  # nothing a refused command asked for happened
-
-    run(scenario())
+async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    ccid = call.call_control_id
+    await sink.wait_for("call.answered", ccid)
+    with pytest.raises(TelnyxApiError) as info:
+        await client.action(ccid, "answer", stream_auth_token="t")
+    assert (info.value.status, info.value.code) == (422, "10015")
+    assert info.value.errors[0]["source"] == {"pointer": "/stream_auth_token"}
+    with pytest.raises(TelnyxApiError) as info:
+        await client.streaming_start(ccid, "wss://x", stream_track="inbound")
+    assert (info.value.status, info.value.code) == (422, "10015") and "stream_track" in info.value.detail
+    with pytest.raises(TelnyxApiError) as info:
+        await client.speak(ccid, "hi", language="en")
+    assert (info.value.status, info.value.code) == (422, "10015")
+    with pytest.raises(TelnyxApiError) as info:
+        await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, answering_machine_detection="yes")
+    assert (info.value.status, info.value.code) == (422, "10015")
+    with pytest.raises(TelnyxApiError) as info:  # a hostile key is not echoed back
+        await client.action(ccid, "hangup", **{"<script>x</script>": 1})
+    assert "<script>" not in str(info.value) and "source" not in info.value.errors[0]
+    assert emulator.calls[ccid].is_alive  # nothing a refused command asked for happened
 
 
-def test_unknown_keys_switch_lets_them_through() -> None:
-    async def scenario() -> None:
-        async with world(unknown_keys=True) as (emulator, sink, client):
-            call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, not_a_telnyx_key=1)
-            await sink.wait_for("call.answered", call.call_control_id)
-            with pytest.raises(TelnyxApiError):  # enum values are still checked
-                await client.reject(call.call_control_id, cause="NOPE")
-
-    run(scenario())
+async def test_unknown_keys_switch_lets_them_through() -> None:
+    async with world(unknown_keys=True) as (emulator, sink, client):
+        call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, not_a_telnyx_key=1)
+        await sink.wait_for("call.answered", call.call_control_id)
+        with pytest.raises(TelnyxApiError):  # enum values are still checked
+            await client.reject(call.call_control_id, cause="NOPE")
 
 
 @pytest.mark.parametrize(("cause", "hangup_cause", "sip"), [
     ("CALL_REJECTED", "call_rejected", "603"), ("USER_BUSY", "user_busy", "486"),
     ("NOT_FOUND", "not_found", "404"), ("TEMPORARILY_UNAVAILABLE", "unspecified", "480"),
 ])
-def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str) -> None:
-    async def scenario() -> None:
-        async with world() as (emulator, sink, client):
-            incoming = emulator.incoming_call(from_=FROM, to=TO, connection_id=CONNECTION_ID)
-            await client.reject(incoming.call_control_id, cause=cause)
-            hangup, = await sink.wait_for("call.hangup", incoming.call_control_id)
-            assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == (hangup_cause, sip)
-
-    run(scenario())
-
+async def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str, telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    incoming = emulator.incoming_call(from_=FROM, to=TO, connection_id=CONNECTION_ID)
+    await client.reject(incoming.call_control_id, cause=cause)
+    hangup, = await sink.wait_for("call.hangup", incoming.call_control_id)
+    assert (hangup.payload["hangup_cause"], hangup.payload["sip_hangup_cause"]) == (hangup_cause, sip)
 
 
 # -- speech frames -----------------------------------------------------------------------------
@@ -320,7 +306,7 @@ def _model_keys(model: Any) -> set[str]:
 
 
 @pytest.mark.parametrize("send_flush", [True, False])
-def test_tts_client_frames_are_the_sdks_client_event(send_flush: bool) -> None:
+async def test_tts_client_frames_are_the_sdks_client_event(send_flush: bool) -> None:
     """Every frame the TTS client sends has only the SDK's keys (text, force, voice_settings),
     plus "flush", which Telnyx's messages page documents, only when flushing is on."""
     from pydantic import SecretStr
@@ -336,58 +322,53 @@ def test_tts_client_frames_are_the_sdks_client_event(send_flush: bool) -> None:
         sent.append(orjson.loads(frame))
         await original(self, frame)
 
-    async def scenario() -> None:
-        emulators = await start_emulators()
-        tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr(emulators.api_key), url=emulators.tts_url,
-                                                 send_flush=send_flush))
-        try:
-            TelnyxTtsStream._send = recording  # type: ignore[method-assign]
-            stream = await tts.open(voice="natural_hd", sample_rate=8000)
-            await stream.send_text("Well, let me see", flush=True)
-            await stream.send_text(" now.")
-            await stream.end()
-            async for _ in stream:
-                pass
-            await stream.aclose()
-        finally:
-            TelnyxTtsStream._send = original  # type: ignore[method-assign]
-            await tts.aclose()
-            await emulators.close()
+    emulators = await start_emulators()
+    tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=SecretStr(emulators.api_key), url=emulators.tts_url,
+                                             send_flush=send_flush))
+    try:
+        TelnyxTtsStream._send = recording  # type: ignore[method-assign]
+        stream = await tts.open(voice="natural_hd", sample_rate=8000)
+        await stream.send_text("Well, let me see", flush=True)
+        await stream.send_text(" now.")
+        await stream.end()
+        async for _ in stream:
+            pass
+        await stream.aclose()
+    finally:
+        TelnyxTtsStream._send = original  # type: ignore[method-assign]
+        await tts.aclose()
+        await emulators.close()
 
-    run(scenario())
     extra = {"flush"} if send_flush else set()
     assert all(set(frame) <= sdk_keys | extra for frame in sent) and len(sent) == 4
     assert any("flush" in frame for frame in sent) == send_flush
 
 
-def test_tts_emulator_frames_are_the_sdks_server_events() -> None:
+async def test_tts_emulator_frames_are_the_sdks_server_events() -> None:
     from aiohttp import ClientSession, WSMsgType
     from telnyx.types.stream_server_event import AudioChunkFrame, ErrorFrame, FinalFrameEvent
 
     from bench.emulators.server import start_emulators
 
-    async def scenario() -> list[dict[str, Any]]:
-        emulators = await start_emulators()
-        frames: list[dict[str, Any]] = []
-        try:
-            async with ClientSession() as http:
-                async with http.ws_connect(emulators.tts_url, params={"voice": "Telnyx.NaturalHD.astra",
-                                                                      "audio_format": "pcm"},
-                                           headers={"Authorization": f"Bearer {emulators.api_key}"}) as ws:
-                    for text in (" ", "Hello there.", ""):
-                        await ws.send_str(orjson.dumps({"text": text}).decode())
-                    async for message in ws:
-                        if message.type is WSMsgType.TEXT:
-                            frames.append(orjson.loads(message.data))
-                async with http.ws_connect(emulators.tts_url, params={"voice": "Telnyx.NaturalHD.astra"},
-                                           headers={"Authorization": f"Bearer {emulators.api_key}"}) as ws:
-                    await ws.send_str('{"text":"not the handshake"}')
-                    frames.append(orjson.loads((await ws.receive()).data))
-        finally:
-            await emulators.close()
-        return frames
+    emulators = await start_emulators()
+    frames: list[dict[str, Any]] = []
+    try:
+        async with ClientSession() as http:
+            async with http.ws_connect(emulators.tts_url, params={"voice": "Telnyx.NaturalHD.astra",
+                                                                  "audio_format": "pcm"},
+                                       headers={"Authorization": f"Bearer {emulators.api_key}"}) as ws:
+                for text in (" ", "Hello there.", ""):
+                    await ws.send_str(orjson.dumps({"text": text}).decode())
+                async for message in ws:
+                    if message.type is WSMsgType.TEXT:
+                        frames.append(orjson.loads(message.data))
+            async with http.ws_connect(emulators.tts_url, params={"voice": "Telnyx.NaturalHD.astra"},
+                                       headers={"Authorization": f"Bearer {emulators.api_key}"}) as ws:
+                await ws.send_str('{"text":"not the handshake"}')
+                frames.append(orjson.loads((await ws.receive()).data))
+    finally:
+        await emulators.close()
 
-    frames = run(scenario())
     *audio, final, error = frames
     assert audio and all(set(f) <= _model_keys(AudioChunkFrame) and f["isFinal"] is False for f in audio)
     assert set(final) <= _model_keys(FinalFrameEvent) and final["isFinal"] is True and final["audio"] is None

@@ -23,7 +23,7 @@ from control_plane.telnyx import (
 from control_plane.telnyx.webhooks import generate_keypair, replay_fingerprint
 from tests.control_plane.fakes import unused_bits_flipped
 
-from .helpers import CONNECTION_ID, FROM, TO, run, world
+from .helpers import CONNECTION_ID, FROM, TO
 
 KEY, PUBLIC = generate_keypair()
 OTHER_KEY, OTHER_PUBLIC = generate_keypair()
@@ -63,18 +63,15 @@ def _ours_accepts(body: bytes, headers: dict[str, str], key: str, now: int) -> b
 # -- the basics ------------------------------------------------------------------------------
 
 
-def test_emulator_signed_webhook_verifies_with_ours_and_the_sdk() -> None:
-    async def scenario() -> None:
-        async with world() as (emulator, sink, client):
-            result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-            await sink.wait_for("call.answered", result.call_control_id)
-            for received in sink.received:
-                verify_signature(received.body, received.headers, emulator.public_key_b64)
-                sdk.verify_webhook_signature(received.body, received.headers, emulator.public_key_b64)
-                with pytest.raises(WebhookVerificationError):
-                    verify_signature(received.body, received.headers, OTHER_PUBLIC)
-
-    run(scenario())
+async def test_emulator_signed_webhook_verifies_with_ours_and_the_sdk(telnyx_world) -> None:
+    emulator, sink, client = telnyx_world
+    result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    await sink.wait_for("call.answered", result.call_control_id)
+    for received in sink.received:
+        verify_signature(received.body, received.headers, emulator.public_key_b64)
+        sdk.verify_webhook_signature(received.body, received.headers, emulator.public_key_b64)
+        with pytest.raises(WebhookVerificationError):
+            verify_signature(received.body, received.headers, OTHER_PUBLIC)
 
 
 def test_valid_signature_accepted_and_headers_are_case_insensitive() -> None:
