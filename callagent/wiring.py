@@ -205,9 +205,11 @@ async def _build(settings: Settings, http: aiohttp.ClientSession,
         local = await start_emulators(cfg.local_profile, known_utterances=known)
         closers.append(local.close)
         endpoints = local.endpoints()
+        why = ("no Telnyx credentials configured" if settings.telnyx_api_key is None
+               else "CALLAGENT_PROVIDERS__MODE=local")
         log.warning(
-            "LOCAL MODE: no Telnyx credentials configured; %s (emulators profile %r at %s). "
-            "Set TELNYX_API_KEY to use the real services.",
+            "LOCAL MODE (%s): %s (emulators profile %r at %s). "
+            "Set TELNYX_API_KEY and leave providers.mode at auto to use the real services.", why,
             describe_providers(settings), cfg.local_profile, local.llm_base_url.rsplit("/", 1)[0],
         )
     elif cfg.stt == "whisper" or cfg.tts in ("piper", "espeak"):

@@ -108,8 +108,9 @@ async def get_organisation(org_id: UUID, *, settings: Settings | None = None) ->
 async def set_organisation_settings(org_id: UUID, *, settings: Settings | None = None, **changes: Any
                                     ) -> Organisation:
     """E.g. ``set_organisation_settings(org_id, record_calls=True)``; ``None`` resets a setting."""
+    settings = settings or Settings()
     async with _store(settings) as repo:
-        org = await update_settings(repo, org_id, changes)
+        org = await update_settings(repo, org_id, changes, settings=settings)
         if org is None:
             raise LookupError(f"no organisation {org_id}")
         return org

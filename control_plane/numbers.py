@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 ORGANISATION_SETTINGS: dict[str, type] = {"record_calls": bool, TOOL_ALLOWED_DESTINATIONS: list}
 """Organisation settings the control plane reads, and their types. ``tool_allowed_destinations``:
-internal host names or CIDRs this organisation's HTTP tools may reach (all others are refused
-at connect time; see ``engine/conversation/egress.py``)."""
+internal host names or CIDRs this organisation's HTTP tools may reach, honoured only inside the
+operator's ``tools.tenant_allowable_networks`` (all others are refused at connect time; see
+``engine/conversation/egress.py``)."""
 
 
 class NumberTaken(Exception):
@@ -51,9 +52,11 @@ async def reconfigure_number(repo: Repository, settings: Settings, org_id: UUID,
     return await repo.update_phone_number(org_id, normalize_e164(number), config)
 
 
-async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, Any]) -> Organisation | None:
+async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, Any], *,
+                          settings: Settings) -> Organisation | None:
     """Merge ``changes`` (``None`` resets a setting to the server's default); ``ValueError`` names
-    an unknown setting or a wrong type, without echoing the value."""
+    an unknown setting or a wrong type, without echoing the value, and a tool destination outside
+    the operator's ``tools.tenant_allowable_networks``."""
     for key, value in changes.items():
         expected = ORGANISATION_SETTINGS.get(key)
         if expected is None:
@@ -62,4 +65,7 @@ async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, 
             raise ValueError(f"{key} must be {expected.__name__}")
         if key == TOOL_ALLOWED_DESTINATIONS and isinstance(value, list):  # (a list: checked above)
             parse_destinations(value)  # ValueError names the entry that is neither a host nor a CIDR
+            refused = settings.tools.policy().tenant_refusal(value)
+            if refused is not None:
+                raise ValueError(refused)
     return await repo.update_organisation_settings(org_id, dict(changes))

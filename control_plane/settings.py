@@ -125,6 +125,15 @@ class OutboundWebhookSettings(BaseModel):
     secret_grace_s: float = Field(
         86400.0, ge=0, description="After a secret rotation, how long the old secret still signs (with the new).")
     batch_size: int = Field(50, ge=1, le=1000, description="Deliveries claimed per round.")
+    max_in_flight_per_org: int = Field(
+        25, ge=1, description="Deliveries of one organisation in flight at once (per instance's claims, counted "
+                              "across instances): one organisation's slow or failing endpoint cannot hold every "
+                              "slot. Claims also take the organisations' queues in turn.")
+    max_endpoints_per_org: int = Field(20, ge=1, description="Webhook endpoints one organisation may have.")
+    replay_max_events: int = Field(
+        10_000, ge=1, description="Deliveries one replay of a time range may queue; a larger range is refused.")
+    replay_max_span_s: float = Field(
+        7 * 86400.0, gt=0, description="Longest time range (until - since) one replay may cover.")
     lease_s: float = Field(
         60.0, gt=0, description="A claimed delivery not settled within this time is sent again (crashed worker).")
     poll_interval_s: float = Field(0.5, gt=0, description="How often due deliveries are looked for when idle.")

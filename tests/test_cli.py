@@ -181,6 +181,7 @@ def test_a_port_in_use_is_one_line(tmp_path, monkeypatch, capsys):
 
 def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CALLAGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CALLAGENT_TOOLS__TENANT_ALLOWABLE_NETWORKS", '["10.0.0.0/8"]')
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert main(["org", "create", "Acme"]) == 0
     org = re.search(r"organisation (\S+)", capsys.readouterr().out).group(1)
@@ -216,6 +217,8 @@ def test_numbers_and_organisation_settings_from_the_command_line(tmp_path, monke
     assert "record_calls: default" in capsys.readouterr().out
     assert main(["org", "settings", org, "--tool-allowed-destinations", "crm.internal, 10.1.0.0/16"]) == 0
     assert "tool_allowed_destinations: ['crm.internal', '10.1.0.0/16']" in capsys.readouterr().out
+    assert main(["org", "settings", org, "--tool-allowed-destinations", "10.1.0.0/16, 169.254.169.254/32"]) == 2
+    assert "#2 is outside the networks" in capsys.readouterr().err
     assert main(["org", "settings", org, "--tool-allowed-destinations", "ok.internal,http://x/"]) == 2
     assert capsys.readouterr().err == ("callagent org: allowed destination #2 is neither a host name nor an IP "
                                        "network\n")

@@ -296,6 +296,8 @@ class LlmEmulator:
             return refused
         try:
             body = orjson.loads(await request.read())
+        except ConnectionResetError:  # the client went away mid-body: nobody to answer, nothing to log
+            return web.Response(status=400)
         except orjson.JSONDecodeError:
             return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body.get("model"):
@@ -415,6 +417,8 @@ class LlmEmulator:
             return refused
         try:
             body = orjson.loads(await request.read())
+        except ConnectionResetError:  # the client went away mid-body: nobody to answer, nothing to log
+            return web.Response(status=400)
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict) or not body.get("input") or not body.get("voice") or not body.get("model"):

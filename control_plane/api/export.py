@@ -3,7 +3,9 @@
 Pages of the same keyset query as ``GET /api/calls`` (newest first) are written as they are read,
 so an export of any size holds one page in memory. Only the key's organisation's calls.
 CSV cells a spreadsheet would run as a formula (``=``, ``@``, ``+``/``-`` not followed by a
-number, tab, CR) are prefixed with ``'`` (OWASP's advice): transcripts are what callers said.
+number, tab, CR, also right after a ``;`` ``,`` tab, CR or LF, where some spreadsheets start a new
+cell) are prefixed with ``'`` and every cell is quoted (OWASP's advice): transcripts are what
+callers said.
 """
 
 from __future__ import annotations
@@ -56,11 +58,17 @@ class ExportedCall(CallOut):
     turns: list[TurnOut]
 
 
+# A formula start at the cell's start or after a separator some spreadsheet splits cells on
+# (``;`` in locales with a decimal comma, tab, CR, LF): a quote goes in front of it.
+_FORMULA = re.compile(r"(^|[;,\t\r\n])(\s*)(?=[=@]|[+-](?![0-9][0-9 .]*(?:$|[;,\t\r\n])))")
+
+
 def _cell(value: Any) -> str:
     text = "" if value is None else value if isinstance(value, str) else str(value)
-    if text and (text[0] in "=@\t\r" or (text[0] in "+-" and not _NUMBER.match(text))):
-        return "'" + text
-    return text
+    if not text or _NUMBER.match(text):
+        return text
+    text = _FORMULA.sub(r"\1\2'", text)
+    return "'" + text if text[0] in "\t\r" else text
 
 
 def csv_row(call: Call, turns: Sequence[Turn]) -> list[str]:
@@ -90,7 +98,7 @@ async def _stream(request: web.Request, repo: Repository, org_id: UUID, query: E
     })
     await response.prepare(request)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
     if query.format == "csv":
         writer.writerow(CSV_COLUMNS)
         await response.write(buffer.getvalue().encode())

@@ -71,7 +71,8 @@ async def update_organisation_settings(request: web.Request) -> web.Response:
     body = await read_json(request, OrganisationSettingsPatch)
     repo = await control_plane(request).repository()
     try:
-        org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True))
+        org = await update_settings(repo, _org(request).id, body.model_dump(exclude_unset=True),
+                                  settings=control_plane(request).settings)
     except ValueError as exc:  # an allow-list entry that is neither a host nor a network (named by position)
         raise ApiError(400, "validation_error", str(exc)) from None
     if org is None:  # the organisation was erased while its key was still in use

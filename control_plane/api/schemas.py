@@ -309,8 +309,9 @@ class OrganisationSettingsPatch(_Request):
         None, description="Record every call from answer (dual channel); null: the server's default (off).")
     tool_allowed_destinations: list[str] | None = Field(
         None, max_length=50,
-        description="Internal host names or CIDRs this organisation's HTTP tools may reach (every other "
-                    "internal address is refused); null: none.")
+        description="Internal host names or CIDRs this organisation's HTTP tools may reach, only inside the "
+                    "operator's tools.tenant_allowable_networks (every other internal address is refused); "
+                    "null: none.")
 
 
 class ToolSigningSecret(_Response):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from ..agents import check_agent, org_tool_destinations
@@ -196,11 +196,13 @@ async def create_campaign(request: web.Request) -> web.Response:
         reader = await request.multipart()
         pairs: list[tuple[str, str]] = []
         while (part := await reader.next()) is not None:
-            if getattr(part, "name", None) == "contacts":
+            if not isinstance(part, BodyPartReader):  # a nested multipart: no browser sends one
+                raise FormRefused("send each form field as a plain part, not a nested multipart")
+            if part.name == "contacts":
                 break
             if len(pairs) >= MAX_PARTS:
                 raise FormRefused("too many form fields")
-            pairs.append((str(getattr(part, "name", ""))[:40], await _text_part(part)))
+            pairs.append((str(part.name or "")[:40], await _text_part(part)))
         form = FormData(pairs)
         if part is None:
             raise FormRefused("choose a contacts CSV file", fields={"contacts": "choose a CSV file"})

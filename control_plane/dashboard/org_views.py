@@ -61,7 +61,8 @@ async def update_organisation(request: web.Request) -> web.Response:
     try:
         changes = settings_changes(form)
         try:
-            org = await update_settings(repo, viewer_of(request).org.id, changes)
+            org = await update_settings(repo, viewer_of(request).org.id, changes,
+                                        settings=dashboard_of(request).cp.settings)
         except ValueError as exc:  # names the entry by position, never its text
             raise FormRefused(f"check these fields: {TOOL_ALLOWED_DESTINATIONS.replace('_', ' ')}",
                               fields={TOOL_ALLOWED_DESTINATIONS: str(exc)}) from None

@@ -30,6 +30,7 @@ NOTICES = {
     "campaign_resume": "Campaign resumed.",
     "campaign_cancel": "Campaign cancelled: contacts not yet dialled will not be.",
     "webhook_replayed": "Event queued again (same webhook-id).",
+    "webhook_pending": "That event is already waiting to be delivered; it was not queued twice.",
 }
 
 

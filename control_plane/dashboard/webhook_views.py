@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..errors import ApiError
 from ..store.records import utcnow
+from ..webhooks.models import masked_url
 from .pages import dashboard_of, form_field, page, viewer_of
 
 PAGE_SIZE = 100
@@ -24,7 +25,7 @@ async def webhooks(request: web.Request) -> web.Response:
     endpoints = await store.list_endpoints(org_id)
     deliveries = await store.list_deliveries(org_id, state=state if state in ("pending", "delivered", "failed")
                                              else None, limit=PAGE_SIZE)
-    urls = {e.id: e.url for e in endpoints}
+    urls = {e.id: masked_url(e.url) for e in endpoints}
     return page(request, "webhooks.html", {"endpoints": endpoints, "deliveries": deliveries, "urls": urls,
                                            "state": state})
 
@@ -37,9 +38,11 @@ async def replay(request: web.Request) -> web.Response:
     store = cp.outbound_webhooks.store
     if store is None or not message_id or len(message_id) > 100:
         raise ApiError(404, "not_found", "No such event.")
-    queued = await store.replay(viewer_of(request).org.id, now=utcnow(),
-                                max_age_s=cp.settings.outbound_webhooks.max_age_s, message_id=message_id)
-    if not queued:
+    replayed = await store.replay(viewer_of(request).org.id, now=utcnow(),
+                                  max_age_s=cp.settings.outbound_webhooks.max_age_s, message_id=message_id)
+    if not replayed.found:
         raise ApiError(404, "not_found", "No such event.")
+    if not replayed.queued:
+        raise web.HTTPSeeOther("/dashboard/webhooks?notice=webhook_pending")
     cp.outbound_webhooks.wake()
     raise web.HTTPSeeOther("/dashboard/webhooks?notice=webhook_replayed")

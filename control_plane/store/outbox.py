@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 PAYLOAD_CONTEXT = "webhook_messages.payload"
 SECRET_CONTEXT = "webhook_endpoints.secret"
+URL_CONTEXT = "webhook_endpoints.url"
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
 # The head of each (endpoint, order key) queue: its oldest pending delivery. Only heads are ever
@@ -122,6 +123,20 @@ class ClaimedDelivery:
     give_up_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    queued: int  # deliveries queued
+    found: bool  # false: no such message (a range is always "found")
+
+
+class ReplayTooLarge(Exception):
+    """A replay would queue more deliveries than allowed; nothing was queued."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} deliveries to queue")
+        self.limit = limit
+
+
 class OutboxStore(abc.ABC):
     """Endpoints, deliveries and their log, for the API and the delivery worker."""
 
@@ -145,7 +160,10 @@ class OutboxStore(abc.ABC):
 
     # -- deliveries --------------------------------------------------------------------------
     @abc.abstractmethod
-    async def claim(self, *, now: datetime, limit: int, lease_s: float) -> list[ClaimedDelivery]: ...
+    async def claim(self, *, now: datetime, limit: int, lease_s: float,
+                    per_org: int | None = None) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due heads, the organisations' queues taken in turn, and none of an
+        organisation that has ``per_org`` deliveries in flight already."""
     @abc.abstractmethod
     async def settle(self, delivery_id: int, *, attempt: Attempt, state: str,
                      next_attempt_at: datetime | None = None) -> None:
@@ -163,9 +181,12 @@ class OutboxStore(abc.ABC):
     @abc.abstractmethod
     async def replay(self, org_id: UUID, *, now: datetime, max_age_s: float, message_id: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
-                     endpoint_id: UUID | None = None) -> int:
+                     endpoint_id: UUID | None = None, max_rows: int | None = None) -> Replayed:
         """Queue the organisation's messages again (one, or those written in [since, until)), to their
-        endpoints (or one); returns how many deliveries were queued."""
+        endpoints (or one). A message already waiting for an endpoint is not queued to it again
+        (replays do not multiply deliveries); ``found`` is false when ``message_id`` is no
+        message of the organisation's. More than
+        ``max_rows`` to queue: :class:`ReplayTooLarge`, nothing queued."""
 
 
 class SqlOutboxStore(OutboxStore):
@@ -214,10 +235,20 @@ class SqlOutboxStore(OutboxStore):
 
     # -- endpoints ---------------------------------------------------------------------------
 
+    # An endpoint's URL can carry the customer's credentials (userinfo, a token in the query), so
+    # it is sealed like the secrets. A row written before URLs were sealed holds the plain URL
+    # (no sealed token starts with a scheme); it is sealed when the endpoint is next changed.
+    def _seal_url(self, url: str) -> str:
+        return self._cipher.seal(url, URL_CONTEXT) or ""
+
+    def _open_url(self, stored: str) -> str:
+        return stored if stored.startswith(("http://", "https://")) else self._cipher.open(stored, URL_CONTEXT) or ""
+
     def _endpoint(self, row: dict[str, Any]) -> WebhookEndpoint:
         c = self._cipher
         return WebhookEndpoint(
-            id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), url=row["url"], description=row["description"],
+            id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), url=self._open_url(row["url"]),
+            description=row["description"],
             event_types=tuple(_json(row["event_types"])), enabled=bool(row["enabled"]),
             secret=c.open(row["secret_enc"], SECRET_CONTEXT) or "",
             previous_secret=c.open(row["previous_secret_enc"], SECRET_CONTEXT),
@@ -235,7 +266,7 @@ class SqlOutboxStore(OutboxStore):
             await conn.execute(
                 "INSERT INTO webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_enc,"
                 " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-                endpoint.id, org_id, url, description, list(endpoint.event_types), enabled,
+                endpoint.id, org_id, self._seal_url(url), description, list(endpoint.event_types), enabled,
                 self._cipher.seal(secret, SECRET_CONTEXT), now)
         return endpoint
 
@@ -256,6 +287,8 @@ class SqlOutboxStore(OutboxStore):
     async def update_endpoint(self, org_id: UUID, endpoint_id: UUID, changes: dict[str, Any]
                               ) -> WebhookEndpoint | None:
         changes = {k: (list(v) if k == "event_types" else v) for k, v in changes.items() if k in self._EDITABLE}
+        if "url" in changes:
+            changes["url"] = self._seal_url(changes["url"])
         now = utcnow()
         names = [*changes, "updated_at"]
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
@@ -291,17 +324,33 @@ class SqlOutboxStore(OutboxStore):
 
     # -- deliveries ----------------------------------------------------------------------------
 
-    async def claim(self, *, now: datetime, limit: int, lease_s: float) -> list[ClaimedDelivery]:
+    async def claim(self, *, now: datetime, limit: int, lease_s: float,
+                    per_org: int | None = None) -> list[ClaimedDelivery]:
         lease_until = now + timedelta(seconds=lease_s)
         async with self.db.transaction() as conn:
+            # Fairness: each due head is ranked within its organisation, after the deliveries the
+            # organisation already has in flight; the lowest ranks go first and none past per_org.
+            # So one organisation's backlog of failing deliveries (each waiting out its timeout)
+            # never holds the worker while another's event waits. The lease conditions are
+            # repeated at the locking level: PostgreSQL re-checks only those on a row another
+            # instance just claimed, and rows another instance holds are skipped before the LIMIT.
+            # (FOR UPDATE cannot sit on the window query itself, so it locks only d.)
             rows = await conn.fetch(
                 "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id IN ("
-                " SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-                f" WHERE d.id IN ({_HEADS}) AND d.next_attempt_at <= $1"
-                " AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.enabled = $4"
-                f" ORDER BY d.id LIMIT $3 {self.db.skip_locked.replace('FOR UPDATE', 'FOR UPDATE OF d')})"
+                " SELECT d.id FROM webhook_deliveries d JOIN ("
+                "  SELECT h.id AS id, ROW_NUMBER() OVER (PARTITION BY h.org_id ORDER BY h.id)"
+                "   + COALESCE(b.n, 0) AS rank FROM ("
+                "    SELECT d.id AS id, d.org_id AS org_id FROM webhook_deliveries d"
+                "    JOIN webhook_endpoints e ON e.id = d.endpoint_id"
+                f"    WHERE d.id IN ({_HEADS}) AND d.next_attempt_at <= $1"
+                "    AND (d.lease_until IS NULL OR d.lease_until <= $1) AND e.enabled = $4) h"
+                "  LEFT JOIN (SELECT org_id, count(*) AS n FROM webhook_deliveries"
+                "   WHERE state = 'pending' AND lease_until > $1 GROUP BY org_id) b ON b.org_id = h.org_id"
+                " ) r ON r.id = d.id"
+                " WHERE r.rank <= $5 AND d.state = 'pending' AND (d.lease_until IS NULL OR d.lease_until <= $1)"
+                f" ORDER BY r.rank, d.id LIMIT $3 {self.db.skip_locked.replace('FOR UPDATE', 'FOR UPDATE OF d')})"
                 " RETURNING id, message_id, endpoint_id, order_key, attempts, give_up_at",
-                now, lease_until, limit, True)
+                now, lease_until, limit, True, per_org if per_org is not None else 2**62)
             if not rows:
                 return []
             ids = [r["id"] for r in rows]
@@ -322,7 +371,7 @@ class SqlOutboxStore(OutboxStore):
             give_up_at = _dt(r["give_up_at"])
             assert give_up_at is not None  # (NOT NULL)
             out.append(ClaimedDelivery(
-                id=int(r["id"]), message_id=r["message_id"], order_key=r["order_key"], url=d["url"],
+                id=int(r["id"]), message_id=r["message_id"], order_key=r["order_key"], url=self._open_url(d["url"]),
                 body=(self._cipher.open(d["payload_enc"], PAYLOAD_CONTEXT) or "").encode(),
                 secrets=tuple(k for k in keys if k), attempts=int(r["attempts"]), give_up_at=give_up_at,
             ))
@@ -406,8 +455,10 @@ class SqlOutboxStore(OutboxStore):
 
     async def replay(self, org_id: UUID, *, now: datetime, max_age_s: float, message_id: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
-                     endpoint_id: UUID | None = None) -> int:
-        where = ["m.org_id = $1", "e.org_id = $1"]
+                     endpoint_id: UUID | None = None, max_rows: int | None = None) -> Replayed:
+        where = ["m.org_id = $1", "e.org_id = $1",
+                 "NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.message_id = m.id"
+                 " AND p.endpoint_id = e.id AND p.state = 'pending')"]
         args: list[Any] = [org_id]
 
         def arg(value: Any) -> str:
@@ -429,10 +480,17 @@ class SqlOutboxStore(OutboxStore):
                 "SELECT DISTINCT m.id AS message_id, m.order_key AS order_key, e.id AS endpoint_id,"
                 " m.created_at AS created_at FROM webhook_messages m"
                 " JOIN webhook_deliveries d ON d.message_id = m.id JOIN webhook_endpoints e ON e.id = d.endpoint_id"
-                f" WHERE {' AND '.join(where)} ORDER BY m.created_at, m.id", *args)
+                f" WHERE {' AND '.join(where)} ORDER BY m.created_at, m.id"
+                + ("" if max_rows is None else f" LIMIT {arg(max_rows + 1)}"), *args)
+            if max_rows is not None and len(rows) > max_rows:
+                raise ReplayTooLarge(max_rows)
+            if not rows and message_id is not None:  # none to queue: say whether the event exists
+                found = await conn.fetchrow("SELECT id FROM webhook_messages WHERE id = $1 AND org_id = $2",
+                                            message_id, org_id)
+                return Replayed(queued=0, found=found is not None)
             for r in rows:
                 await conn.execute(
                     "INSERT INTO webhook_deliveries (message_id, endpoint_id, org_id, order_key, state, attempts,"
                     " next_attempt_at, give_up_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $5)",
                     r["message_id"], r["endpoint_id"], org_id, r["order_key"], now, give_up)
-        return len(rows)
+        return Replayed(queued=len(rows), found=True)

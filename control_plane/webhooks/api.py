@@ -14,7 +14,7 @@ from yarl import URL
 from ..api.handlers import _org
 from ..context import control_plane as _cp
 from ..errors import ApiError, json_response, parse_query, read_json
-from ..store.outbox import SqlOutboxStore
+from ..store.outbox import ReplayTooLarge, SqlOutboxStore
 from ..store.records import utcnow
 from .models import (
     AttemptOut,
@@ -69,6 +69,10 @@ async def create_endpoint(request: web.Request) -> web.Response:
     body = await read_json(request, CreateEndpointRequest)
     url = _checked_url(request, body.url)
     store = await _store(request)
+    most = _cp(request).settings.outbound_webhooks.max_endpoints_per_org
+    if len(await store.list_endpoints(_org(request).id)) >= most:
+        raise ApiError(409, "too_many_endpoints", f"an organisation may have at most {most} webhook endpoints "
+                                                  "(outbound_webhooks.max_endpoints_per_org); delete one first")
     endpoint = await store.create_endpoint(_org(request).id, url=url, event_types=list(dict.fromkeys(body.event_types)),
                                            secret=new_secret(), description=body.description, enabled=body.enabled)
     return json_response(EndpointWithSecret(**EndpointOut.of(endpoint).model_dump(), secret=endpoint.secret),
@@ -153,10 +157,20 @@ async def replay(request: web.Request) -> web.Response:
     org_id = _org(request).id
     if body.endpoint_id is not None and await store.get_endpoint(org_id, body.endpoint_id) is None:
         raise ApiError(404, "not_found", "no such webhook endpoint")
-    queued = await store.replay(org_id, now=utcnow(), max_age_s=_cp(request).settings.outbound_webhooks.max_age_s,
-                                message_id=body.message_id, since=body.since, until=body.until,
-                                endpoint_id=body.endpoint_id)
-    if body.message_id is not None and queued == 0:
+    config = _cp(request).settings.outbound_webhooks
+    if body.since is not None and body.until is not None \
+            and (body.until - body.since).total_seconds() > config.replay_max_span_s:
+        raise ApiError(400, "replay_too_large", f"a replay may cover at most {config.replay_max_span_s:g} s "
+                                                "(outbound_webhooks.replay_max_span_s); split the range")
+    try:
+        replayed = await store.replay(org_id, now=utcnow(), max_age_s=config.max_age_s,
+                                      message_id=body.message_id, since=body.since, until=body.until,
+                                      endpoint_id=body.endpoint_id, max_rows=config.replay_max_events)
+    except ReplayTooLarge as exc:
+        raise ApiError(400, "replay_too_large", f"the range holds {exc}; a replay queues at most {exc.limit} "
+                                                "(outbound_webhooks.replay_max_events): split the range, "
+                                                "nothing was queued") from None
+    if not replayed.found:
         raise ApiError(404, "not_found", "no such event")
     _cp(request).outbound_webhooks.wake()
-    return json_response(ReplayResult(queued=queued), status=202)
+    return json_response(ReplayResult(queued=replayed.queued), status=202)

@@ -123,7 +123,8 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Send every delivery due now (one claim); returns how many were attempted."""
         now = self.clock()
-        claimed = await self.store.claim(now=now, limit=self.config.batch_size, lease_s=self.config.lease_s)
+        claimed = await self.store.claim(now=now, limit=self.config.batch_size, lease_s=self.config.lease_s,
+                                         per_org=self.config.max_in_flight_per_org)
         if claimed:
             await asyncio.gather(*(self._deliver(d, now) for d in claimed))
         return len(claimed)
@@ -153,7 +154,9 @@ class DeliveryWorker:
                 if free > 0:
                     try:
                         now = self.clock()
-                        for delivery in await self.store.claim(now=now, limit=free, lease_s=self.config.lease_s):
+                        claimed = await self.store.claim(now=now, limit=free, lease_s=self.config.lease_s,
+                                                         per_org=self.config.max_in_flight_per_org)
+                        for delivery in claimed:
                             task = asyncio.get_running_loop().create_task(self._deliver_logged(delivery, now))
                             inflight.add(task)
                             task.add_done_callback(inflight.discard)

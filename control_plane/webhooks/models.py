@@ -7,6 +7,7 @@ from typing import Literal, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from yarl import URL
 
 from ..store.outbox import Attempt, Delivery, WebhookEndpoint
 from .events import EVENT_TYPES
@@ -19,6 +20,17 @@ EventType = Literal[
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
 MAX_URL = 2048
+
+
+def masked_url(url: str) -> str:
+    """``scheme://host[:port]/path``, with ``?…`` for a query: userinfo and query strings are where
+    a receiver's credentials go, and an endpoint's URL is shown to everyone who can list them."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "–"
+    shown = str(parsed.with_user(None).with_query(None).with_fragment(None)) if parsed.absolute else "–"
+    return shown + "?…" if parsed.raw_query_string else shown
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -75,14 +87,14 @@ class ListDeliveriesQuery(_Request):
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(100, ge=1, le=1000)
-    before_id: int | None = Field(None, ge=1, description="Page: deliveries older than this id")
+    before_id: int | None = Field(None, ge=1, le=2**63 - 1, description="Page: deliveries older than this id")
 
     _times = field_validator("since", "until")(classmethod(lambda cls, v: _utc(v)))
 
 
 class EndpointOut(BaseModel):
     id: UUID
-    url: str
+    url: str = Field(description="scheme://host/path, with ?… for a query: userinfo and query are not shown")
     description: str
     event_types: list[str]
     enabled: bool
@@ -93,7 +105,7 @@ class EndpointOut(BaseModel):
 
     @classmethod
     def of(cls, e: WebhookEndpoint) -> EndpointOut:
-        return cls(id=e.id, url=e.url, description=e.description, event_types=list(e.event_types),
+        return cls(id=e.id, url=masked_url(e.url), description=e.description, event_types=list(e.event_types),
                    enabled=e.enabled, created_at=e.created_at, updated_at=e.updated_at,
                    previous_secret_expires_at=e.previous_expires_at if e.previous_secret else None)
 

@@ -8,6 +8,13 @@ made: :class:`GuardedResolver` filters every address a name resolves to, and
 :meth:`EgressPolicy.url_refusal` checks IP literals (aiohttp connects to those without asking
 the resolver). Each :class:`EgressPolicy` gets its own connector, so a pooled connection or a
 cached lookup made under one organisation's allow-list is never reused under another's.
+
+Two allow-lists, not equal: the operator's (server settings) opens what it names; an
+organisation's (``tool_allowed_destinations``, set over the API by a tenant) only opens
+addresses that are also inside the operator's ``tenant_allowable_networks``. The tenant's list
+narrows the operator's ceiling, never widens it: with the default empty ceiling a tenant cannot
+open any internal address (no ``169.254.169.254/32``, no ``10.0.0.0/8`` into the host network),
+and a host name a tenant lists reaches only ceiling addresses, wherever DNS points it.
 """
 
 from __future__ import annotations
@@ -100,6 +107,18 @@ def parse_destinations(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IP
     return frozenset(hosts), tuple(networks)
 
 
+def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """CIDRs only (the operator's ceiling for organisations' allow-lists)."""
+    hosts, networks = parse_destinations(entries)
+    if hosts:
+        raise ValueError("tenant_allowable_networks takes IP networks (CIDRs), not host names")
+    return networks
+
+
+def _within(network: IPNetwork, ceiling: Iterable[IPNetwork]) -> bool:
+    return any(network.version == c.version and network.subnet_of(c) for c in ceiling)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     """Which internal destinations tools may reach. By default none: only public addresses.
@@ -107,29 +126,56 @@ class EgressPolicy:
     ``allow_private`` opens every internal address except cloud metadata (local mode, tests);
     ``hosts`` and ``networks`` are an operator's allow-list (a listed host may resolve anywhere;
     a listed network opens the addresses inside it, metadata included if it covers it).
+    ``tenant_hosts`` and ``tenant_networks`` are an organisation's: they open only addresses
+    inside ``tenant_ceiling`` (the operator's ``tenant_allowable_networks``).
     """
 
     allow_private: bool = False
     hosts: frozenset[str] = frozenset()
     networks: tuple[IPNetwork, ...] = ()
+    tenant_ceiling: tuple[IPNetwork, ...] = ()
+    tenant_hosts: frozenset[str] = frozenset()
+    tenant_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def of(cls, entries: Iterable[str] = (), *, allow_private: bool = False) -> EgressPolicy:
+    def of(cls, entries: Iterable[str] = (), *, allow_private: bool = False,
+           tenant_ceiling: Iterable[str] = ()) -> EgressPolicy:
         hosts, networks = parse_destinations(entries)
-        return cls(allow_private=allow_private, hosts=hosts, networks=networks)
+        return cls(allow_private=allow_private, hosts=hosts, networks=networks,
+                   tenant_ceiling=parse_networks(tenant_ceiling))
+
+    def tenant_refusal(self, entries: Iterable[str]) -> str | None:
+        """Why an organisation's allow-list asks for more than the operator lets it open, or None.
+        Names the entry's position, never its text."""
+        entries = list(entries)
+        parse_destinations(entries)  # ValueError for an entry that is neither a host nor a network
+        for index, entry in enumerate(entries):
+            try:
+                network = ipaddress.ip_network(entry.strip().lower(), strict=False)
+            except ValueError:
+                if not self.tenant_ceiling:
+                    return (f"allowed destination #{index + 1} is a host name, but the operator lets organisations "
+                            "open no internal network (tools.tenant_allowable_networks is empty)")
+                continue
+            if not _within(network, self.tenant_ceiling):
+                return (f"allowed destination #{index + 1} is outside the networks the operator lets organisations "
+                        "open (tools.tenant_allowable_networks)")
+        return None
 
     def extended(self, entries: Iterable[str]) -> EgressPolicy:
-        """This policy plus an organisation's own allow-list entries."""
+        """This policy plus an organisation's own allow-list entries (bounded by the ceiling)."""
         hosts, networks = parse_destinations(entries)
         if not hosts and not networks:
             return self
-        return EgressPolicy(self.allow_private, self.hosts | hosts, tuple(dict.fromkeys(self.networks + networks)))
+        return EgressPolicy(self.allow_private, self.hosts, self.networks, self.tenant_ceiling,
+                            self.tenant_hosts | hosts, tuple(dict.fromkeys(self.tenant_networks + networks)))
 
     def host_allowed(self, host: str) -> bool:
+        """An operator-listed host: every address it resolves to is allowed."""
         return host.lower().rstrip(".") in self.hosts
 
-    def refusal(self, address: IPAddress) -> str | None:
-        """Why a connection to ``address`` is refused, or None when it may go ahead."""
+    def refusal(self, address: IPAddress, host: str | None = None) -> str | None:
+        """Why a connection to ``address`` (resolved from ``host``) is refused, or None when it may go ahead."""
         kind = address_kind(address)
         if kind is None:
             return None
@@ -137,6 +183,10 @@ class EgressPolicy:
         if any(address.version == net.version and address in net for net in self.networks):
             return None
         if self.allow_private and kind != METADATA:
+            return None
+        if any(address.version == net.version and address in net for net in self.tenant_ceiling) and (
+                any(address.version == net.version and address in net for net in self.tenant_networks)
+                or (host is not None and host.lower().rstrip(".") in self.tenant_hosts)):
             return None
         return kind
 
@@ -174,7 +224,7 @@ class GuardedResolver(AbstractResolver):
         kept: list[ResolveResult] = []
         refused: str | None = None
         for result in results:
-            kind = self.policy.refusal(ipaddress.ip_address(result["host"]))
+            kind = self.policy.refusal(ipaddress.ip_address(result["host"]), host)
             if kind is None:
                 kept.append(result)
             else:
@@ -199,6 +249,11 @@ class ToolEgressConfig(BaseModel):
     )
     allowed_destinations: tuple[str, ...] = Field(
         (), description="Host names or CIDRs every organisation's tools may reach although they are internal.",
+    )
+    tenant_allowable_networks: tuple[str, ...] = Field(
+        (), description="CIDRs inside which an organisation's own tool_allowed_destinations are honoured (its "
+                        "entries outside them are refused). Empty: organisations can only reach public addresses. "
+                        "Never include cloud metadata or loopback unless every tenant may reach them.",
     )
     max_response_bytes: int = Field(65536, ge=1024, le=16 << 20,
                                     description="A tool reply larger than this is an error for the model.")
@@ -228,5 +283,12 @@ class ToolEgressConfig(BaseModel):
         parse_destinations(value)
         return value
 
+    @field_validator("tenant_allowable_networks")
+    @classmethod
+    def _ceiling(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
+        return value
+
     def policy(self) -> EgressPolicy:
-        return EgressPolicy.of(self.allowed_destinations, allow_private=self.allow_private_addresses)
+        return EgressPolicy.of(self.allowed_destinations, allow_private=self.allow_private_addresses,
+                               tenant_ceiling=self.tenant_allowable_networks)

@@ -70,3 +70,9 @@ async def make_campaign(repo: Any, org_id: Any, name: str, *, caller: str = "+14
 async def add_contact(repo: Any, org_id: Any, campaign_id: Any, phone: str, data: dict[str, Any] | None = None) -> None:
     contact = PreparedContact(phone=phone, phone_hash=repo.hash_phone(phone), data=data or {}, row=1)
     await CampaignStore(repo).import_batch(org_id, campaign_id, [contact])
+
+
+def with_tenant_networks(settings: Any, *networks: str) -> Any:
+    """``settings`` whose operator lets organisations open ``networks`` for their tools."""
+    tools = settings.tools.model_copy(update={"tenant_allowable_networks": networks})
+    return settings.model_copy(update={"tools": tools})

@@ -87,3 +87,30 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised():
     assert export._cell("+14155550100") == "+14155550100"  # a phone number stays a number
     assert export._cell("-3.5") == "-3.5" and export._cell("+cmd|' /C calc'!A0") == "'+cmd|' /C calc'!A0"
     assert export._cell(None) == "" and export._cell("plain") == "plain"
+
+
+def test_formula_starts_after_a_separator_are_neutralised_too_and_every_cell_is_quoted():
+    hostile = {
+        "a;=HYPERLINK(\"http://x\")": "a;'=HYPERLINK(\"http://x\")",  # ';' splits cells in decimal-comma locales
+        "x\t@SUM(A1)": "x\t'@SUM(A1)",
+        "x\r-cmd|' /C calc'!A0": "x\r'-cmd|' /C calc'!A0",
+        "caller: hi\n=1+1": "caller: hi\n'=1+1",
+        "ok; +cmd": "ok; '+cmd",
+        "\t=1": "'\t'=1",
+        "a;-5;+1 415": "a;-5;+1 415",  # numbers after a separator stay numbers
+    }
+    for cell, safe in hostile.items():
+        assert export._cell(cell) == safe, cell
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    writer.writerow([export._cell(v) for v in ("1", "plain", "a;=1")])
+    assert buffer.getvalue() == '"1","plain","a;\'=1"\r\n'
+
+
+async def test_the_csv_export_quotes_every_cell(settings):
+    async with harness(settings) as h:
+        org, headers = await h.org("A")
+        await _calls(await h.cp.repository(), org.id, 1)
+        text = await (await h.client.get("/api/calls/export", params={"format": "csv"}, headers=headers)).text()
+        header, row = text.split("\r\n")[:2]
+        assert header.startswith('"id","created_at",') and row.startswith('"') and ',"1",' in row

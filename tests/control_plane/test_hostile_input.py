@@ -53,7 +53,7 @@ async def test_a_tool_url_that_is_not_http_is_400(url, h):
 
 
 async def test_an_organisation_allow_list_and_the_server_setting_open_internal_tool_urls(tmp_path):
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, tools={"tenant_allowable_networks": ["10.0.0.0/8"]})
     async with harness(settings) as h:
         org, headers = await h.org()
         assert (await h.start_call(headers, agent_config=with_tool("http://10.1.2.3/x"))).status == 400
@@ -233,7 +233,7 @@ async def test_a_calls_stream_gets_its_organisations_tool_allow_list(tmp_path):
     from control_plane.streamauth import StreamCredential
     from engine.protocol import Start
 
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, tools={"tenant_allowable_networks": ["10.0.0.0/8"]})
     async with harness(settings) as h:
         org, headers = await h.org()
         await set_organisation_settings(org.id, settings=settings, tool_allowed_destinations=["billing.corp"])

@@ -10,6 +10,7 @@ from control_plane.app import CONTROL_PLANE_KEY
 
 from .conftest import make_settings
 from .fakes import harness
+from .helpers import with_tenant_networks
 from .test_emulator_e2e import _eventually, _system
 
 
@@ -59,6 +60,7 @@ async def test_bad_number_bodies_are_clear_errors(h):
 
 
 async def test_organisation_settings_over_rest(h):
+    h.cp.settings = with_tenant_networks(h.cp.settings, "10.0.0.0/8")
     org, headers = await h.org("A")
     _, headers_b = await h.org("B")
     got = await (await h.client.get("/api/organisation", headers=headers)).json()
@@ -79,6 +81,13 @@ async def test_organisation_settings_over_rest(h):
     hostile = await h.client.patch("/api/organisation/settings",
                                    json={"tool_allowed_destinations": ["ok.example", "<script>"]}, headers=headers)
     assert hostile.status == 400 and "<script>" not in await hostile.text()
+    for wide in (["10.1.0.0/16", "169.254.169.254/32"], ["0.0.0.0/0"], ["127.0.0.0/8"], ["fd00:ec2::254/128"]):
+        refused = await h.client.patch("/api/organisation/settings", json={"tool_allowed_destinations": wide},
+                                       headers=headers)
+        message = (await refused.json())["error"]["message"]
+        assert refused.status == 400 and "tools.tenant_allowable_networks" in message, wide
+    assert (await (await h.client.get("/api/organisation", headers=headers)).json())["settings"] == {
+        "tool_allowed_destinations": ["crm.internal", "10.1.0.0/16"]}  # the refused lists were not stored
 
 
 async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_rejected(tmp_path):

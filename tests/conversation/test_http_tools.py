@@ -16,6 +16,7 @@ from engine.conversation.egress import EgressPolicy, ToolEgressConfig, address_k
 from engine.conversation.tools import ToolClient
 
 LOCAL = ToolEgressConfig(allow_private_addresses=True)
+LOOPBACK_FOR_TENANTS = ToolEgressConfig(tenant_allowable_networks=("127.0.0.0/8",))  # an operator's ceiling
 
 
 async def _serve(*routes):
@@ -205,7 +206,7 @@ async def test_redirects_to_internal_addresses_are_not_followed():
     )
     port = base.rsplit(":", 1)[1]
     # The first hop is an allow-listed name; what it redirects to is checked afresh.
-    client = ToolClient(resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
+    client = ToolClient(LOOPBACK_FOR_TENANTS, resolver=lambda: NamesResolver({"tools.example.com": "127.0.0.1"}))
     policy = client.policy_for(["tools.example.com"])
     first = f"http://tools.example.com:{port}"
     results = [await client.run(tool(first + path), "{}", policy)
@@ -271,7 +272,7 @@ async def test_an_organisation_allow_list_opens_its_own_network_only():
     target = Target()
 
     runner, base = await _serve(("POST", "/x", target.handler))
-    client = ToolClient()
+    client = ToolClient(LOOPBACK_FOR_TENANTS)
     opened = await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"]))
     closed = await client.run(tool(base + "/x"), "{}", client.policy_for([]))
     await client.aclose()
@@ -296,7 +297,7 @@ async def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_reque
     target = Target()
 
     runner, base = await _serve(("POST", "/x", target.handler))
-    client = ToolClient()
+    client = ToolClient(LOOPBACK_FOR_TENANTS)
     client.MAX_SESSIONS = 0  # every organisation's list is one too many
     results = [await client.run(tool(base + "/x"), "{}", client.policy_for(["127.0.0.0/8"])),
                await client.run(tool(base + "/x"), "{}", client.policy_for(["10.0.0.0/8"]))]
@@ -381,3 +382,46 @@ def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
         assert method == "POST" and verify(secret, headers, body)
     else:  # a GET without the body: no signature of a body it does not carry
         assert method == "GET" and body == b"" and SIGNATURE_HEADER not in headers
+
+
+async def test_an_organisation_list_never_opens_more_than_the_operators_ceiling():
+    """A tenant's ``tool_allowed_destinations`` is honoured only inside the operator's
+    ``tenant_allowable_networks``: by default (empty) nothing internal, metadata and loopback
+    included, whatever network or host name the tenant lists."""
+    target = Target()
+    runner, base = await _serve(("POST", "/x", target.handler))
+    port = base.rsplit(":", 1)[1]
+    names = {"crm.corp": "127.0.0.1", "meta.corp": "169.254.169.254"}
+    closed = ToolClient(resolver=lambda: NamesResolver(names))  # the default: an empty ceiling
+    private = ToolClient(ToolEgressConfig(tenant_allowable_networks=("10.0.0.0/8",)),
+                         resolver=lambda: NamesResolver(names))
+    results = [
+        await closed.run(tool(base + "/x"), "{}", closed.policy_for(["127.0.0.0/8"])),
+        await closed.run(tool(base + "/x"), "{}", closed.policy_for(["0.0.0.0/0", "::/0"])),
+        await closed.run(tool(f"http://crm.corp:{port}/x"), "{}", closed.policy_for(["crm.corp"])),
+        await private.run(tool(base + "/x"), "{}", private.policy_for(["127.0.0.0/8"])),
+        await private.run(tool(f"http://crm.corp:{port}/x"), "{}", private.policy_for(["crm.corp"])),
+        await private.run(tool("http://169.254.169.254/x"), "{}", private.policy_for(["169.254.169.254/32"])),
+        await private.run(tool("http://meta.corp/x"), "{}", private.policy_for(["meta.corp"])),
+    ]
+    for client in (closed, private):
+        await client.aclose()
+    await runner.cleanup()
+
+    assert results == ["error: t may not reach a loopback address"] * 5 + [
+        "error: t may not reach a cloud metadata address"] * 2
+    assert target.hits == []
+
+
+def test_the_operators_ceiling_bounds_what_an_organisation_may_store():
+    policy = ToolEgressConfig(tenant_allowable_networks=("10.0.0.0/8", "fd12::/16")).policy()
+    assert policy.tenant_refusal(["10.1.0.0/16", "crm.internal", "fd12:1::/32"]) is None
+    for wide in (["10.1.0.0/16", "169.254.169.254/32"], ["0.0.0.0/0"], ["127.0.0.1/32"], ["fd00:ec2::254"],
+                 ["::ffff:0:0/96"]):
+        refused = policy.tenant_refusal(wide)
+        assert refused is not None and "tools.tenant_allowable_networks" in refused, wide
+    empty = ToolEgressConfig().policy()
+    assert "is empty" in (empty.tenant_refusal(["crm.internal"]) or "")
+    assert empty.tenant_refusal([]) is None
+    with pytest.raises(ValueError):
+        ToolEgressConfig(tenant_allowable_networks=("crm.internal",))  # a ceiling is networks only

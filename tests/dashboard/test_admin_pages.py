@@ -7,6 +7,7 @@ import re
 import uuid
 
 from tests.control_plane.fakes import harness
+from tests.control_plane.helpers import with_tenant_networks
 
 from .helpers import secret_of, session_token, sign_in
 
@@ -147,7 +148,7 @@ async def test_a_number_is_added_with_its_agent_config_and_a_refused_field_is_na
 
 
 async def test_organisation_settings_are_shown_changed_and_reset(settings):
-    async with harness(settings) as h:
+    async with harness(with_tenant_networks(settings, "10.0.0.0/8")) as h:
         other, other_headers = await h.org("other")
         await h.client.patch("/api/organisation/settings", json={"record_calls": True,
                                                                   "tool_allowed_destinations": ["other.internal"]},

@@ -295,7 +295,8 @@ async def test_a_call_through_the_telnyx_emulator_goes_live_and_is_hung_up_from_
 
 
 async def test_organisation_settings_are_edited_with_the_refusal_next_to_its_field(tmp_path, shots):
-    async with harness(make_settings(tmp_path)) as h, browser() as chromium:
+    settings = make_settings(tmp_path, tools={"tenant_allowable_networks": ["10.0.0.0/8"]})
+    async with harness(settings) as h, browser() as chromium:
         org, headers = await h.org("Acme Dental")
         page = await _signed_in_page(chromium, _base(h), secret_of(headers))
         await page.click("nav >> text=Organisation")

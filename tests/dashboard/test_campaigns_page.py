@@ -211,3 +211,24 @@ async def test_a_refused_field_is_shown_next_to_it_and_the_others_are_kept(tmp_p
         assert (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"] == []
         unknown_box = await h.client.post("/dashboard/campaigns", data=_form(token, pairs=(("retry_on", "boredom"),)))
         assert unknown_box.status == 400 and 'id="error-retry_on"' in await unknown_box.text()
+
+
+async def test_a_nested_multipart_part_is_refused_with_400_and_writes_nothing(tmp_path: Path):
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
+        _, headers = await h.org()
+        assert (await sign_in(h.client, secret_of(headers))).status == 303
+        token = await session_token(h.client)
+        csrf = f'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+        nested = ('--XX\r\nContent-Type: multipart/mixed; boundary=YY\r\n'
+                  'Content-Disposition: form-data; name="{}"\r\n\r\n'
+                  '--YY\r\nContent-Type: text/plain\r\n\r\nphone\n+14155550101\r\n--YY--\r\n')
+        plain = ('--XX\r\nContent-Disposition: form-data; name="name"\r\n\r\nc1\r\n'
+                 '--XX\r\nContent-Disposition: form-data; name="caller_numbers"\r\n\r\n+14155550100\r\n')
+        for body in (csrf + nested.format("name") + "--XX--\r\n",
+                     csrf + plain + nested.format("contacts") + "--XX--\r\n"):
+            response = await h.client.post("/dashboard/campaigns", data=body.encode(),
+                                           headers={"Content-Type": "multipart/form-data; boundary=XX"})
+            text = await response.text()
+            assert response.status == 400, text[-600:]
+            assert "nested multipart" in text
+        assert (await (await h.client.get("/api/campaigns", headers=headers)).json())["data"] == []

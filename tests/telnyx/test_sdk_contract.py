@@ -10,6 +10,7 @@ has a switch (``event_fields``), and both settings are walked.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -384,7 +385,7 @@ STT_PARAMS = "speech_to_text_retrieve_transcription_params.SpeechToTextRetrieveT
 
 
 @pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
-async def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: str) -> None:
+def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: str) -> None:
     """Every frame the STT emulator sends validates as the SDK's ``TranscriptFrame`` (``"type":
     "transcript"``), with no key beyond it except Deepgram's ``speech_final``, which Telnyx's
     responses page documents for Deepgram only and the SDK lacks (the client needs neither)."""
@@ -422,7 +423,7 @@ async def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engi
                 await ws.close()
                 await reader
 
-    await scenario()
+    asyncio.run(scenario())
     allowed = _model_keys(TranscriptFrame) | ({"speech_final"} if table.speech_final else set())
     assert received
     for frame in received:
@@ -451,7 +452,7 @@ def test_stt_client_query_matches_the_sdk_params(engine: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["nova-3", "deepgram/nova-3"])
-async def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str) -> None:
+def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str) -> None:
     from pydantic import SecretStr
 
     from bench.signals import silence
@@ -470,7 +471,7 @@ async def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model
             await stt.aclose()
         return got
 
-    finals = [t for t in await scenario() if getattr(t, "is_final", False)]
+    finals = [t for t in asyncio.run(scenario()) if getattr(t, "is_final", False)]
     assert [t.text for t in finals] == [HELLO]
 
 
@@ -491,7 +492,7 @@ class SdkSttServer:
         return ws
 
 
-async def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
+def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
     import asyncio
 
     from pydantic import SecretStr
@@ -527,7 +528,7 @@ async def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
             await runner.cleanup()
         return transcripts, errors
 
-    transcripts, errors = await scenario()
+    transcripts, errors = asyncio.run(scenario())
     assert [(t.text, t.is_final, t.speech_final, t.confidence) for t in transcripts] == [
         ("Hello", False, False, None), ("Hello there.", True, False, None)]
     (error,) = errors
