@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast system-deps bench-micro bench-vad clean
+.PHONY: demo test test-fast lint system-deps bench-micro bench-vad clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
@@ -25,6 +25,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,silero,local-ai]'
 	@touch $(TEST_STAMP)
 
+# ruff (rules in pyproject.toml), then mypy: --strict on the engine, the default level elsewhere.
+# `make test` runs it first: a finding fails the run before any test starts.
+LINT = $(BIN)/ruff check . && $(BIN)/mypy --strict engine && $(BIN)/mypy control_plane callagent bench
+
 demo: $(DEMO_STAMP)
 	$(BIN)/callagent demo
 
@@ -32,11 +36,16 @@ demo: $(DEMO_STAMP)
 system-deps:
 	@sh scripts/system-deps
 
+lint: $(DEMO_STAMP)
+	$(LINT)
+
 test: $(TEST_STAMP) system-deps
+	$(LINT)
 	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The inner loop: everything but the tests marked slow (seconds each) or e2e (whole system).
 test-fast: $(TEST_STAMP) system-deps
+	$(LINT)
 	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 bench-micro: $(DEMO_STAMP)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import itertools
 import random
 import struct
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ class TurnResult:
         times = [t for t in self.agent_frame_times if t >= onset]
         if not times:
             return onset  # nothing arrived after the onset: already stopped
-        for before, after in zip(times, times[1:]):
+        for before, after in itertools.pairwise(times):
             if after - before >= 0.1:
                 return before
         return times[-1]
@@ -153,7 +154,7 @@ class TurnResult:
         if self.expect != "no_interrupt" or self.clear_at is not None or self.speech_start_sent is None:
             return False
         times = [t for t in self.agent_frame_times if t >= self.speech_start_sent]
-        return any(after - before >= 0.1 for before, after in zip(times, times[1:]))
+        return any(after - before >= 0.1 for before, after in itertools.pairwise(times))
 
 
 @dataclass
@@ -210,6 +211,7 @@ class ScriptedCallee:
         self._talking_at_start = False
         self._spoke_until = float("-inf")  # gaps right after the caller spoke are the agent yielding
         self._prefix = f'{{"event":"media","stream_id":"{stream_id}","sequence_number":"'
+        self._sends: set[asyncio.Future[None]] = set()  # mark echoes in flight: the loop holds tasks weakly
 
     def _background(self) -> tuple[str, ...]:
         noise = self.script.directory / "noise.wav"
@@ -423,7 +425,8 @@ class ScriptedCallee:
             turn.agent_frame_times.append(now)
         start = max(now, audio.play_end)
         caller_floor = self._speaking or now - self._spoke_until < self.reply_idle_s
-        if audio.in_reply and not caller_floor and now > audio.play_end + 1e-3 and now - audio.play_end < self.reply_idle_s:
+        if (audio.in_reply and not caller_floor and now > audio.play_end + 1e-3
+                and now - audio.play_end < self.reply_idle_s):
             # the queue ran dry mid-reply: the caller heard a gap
             self.result.late_frames += 1
             self.result.lateness_ms.append((now - audio.play_end) * 1000)
@@ -455,7 +458,8 @@ class ScriptedCallee:
         drained = self.mark_echo.mode == "late" or now >= audio.play_end - 1e-3
         while audio.marks and audio.marks[0][0] <= now and drained:
             _, mark = audio.marks.pop(0)
-            asyncio.ensure_future(self._ws.send_str(mark))
+            self._sends.add(send := asyncio.ensure_future(self._ws.send_str(mark)))
+            send.add_done_callback(self._sends.discard)
             self.result.marks_echoed += 1
 
 

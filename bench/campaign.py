@@ -286,7 +286,7 @@ class _EmulatorProcess:
         self.process.terminate()
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.process.wait, 10)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.process.kill()
 
 

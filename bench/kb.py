@@ -76,7 +76,8 @@ class Corpus:
             topic_w = _zipf(len(topic))
             for _ in range(min(PASSAGES_PER_DOCUMENT, passages - d)):
                 n_topic = int(per_passage * 0.4)
-                drawn = rng.choices(general, general_w, k=per_passage - n_topic) + rng.choices(topic, topic_w, k=n_topic)
+                drawn = (rng.choices(general, general_w, k=per_passage - n_topic)
+                         + rng.choices(topic, topic_w, k=n_topic))
                 rng.shuffle(drawn)
                 self.texts.append(" ".join(drawn)[:PASSAGE_CHARS])
                 self.topics.append(topic)
@@ -122,7 +123,7 @@ async def _load(service: KnowledgeService, repo: Any, org_id: Any, kb_id: Any, t
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def _measure(settings: Settings, chunks: int, label: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import gc
 import json
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -33,7 +34,8 @@ FRAME_S = 0.02
 def _start_message() -> bytes:
     return orjson.dumps({
         "event": "start", "sequence_number": "1", "stream_id": "bench-stream",
-        "start": {"call_control_id": "v3:bench", "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
+        "start": {"call_control_id": "v3:bench",
+                  "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
     })
 
 
@@ -64,7 +66,7 @@ def _median_us_per_frame(run_batch: Callable[[], int], repeats: int) -> tuple[fl
 def measure_inbound(vad_kind: str, audio: bytes, repeats: int = 15) -> float:
     config = EngineConfig(vad=VadConfig(kind=vad_kind))  # type: ignore[arg-type]
     messages = _media_messages(audio)
-    state = {"session": None, "now": 0.0}
+    state: dict[str, Any] = {"session": None, "now": 0.0}
 
     def batch() -> int:
         session = MediaSession(config)
@@ -93,7 +95,7 @@ def measure_outbound(mode: str = "paced", seconds: float = 4.0, repeats: int = 1
         session.receive(_start_message(), 0.0)
         now = 0.0
         out = session.outbound
-        for i, c in enumerate(chunks):
+        for _i, c in enumerate(chunks):
             session.speak(1, c)
             for _ in range(10):  # 200 ms of 20 ms sender ticks per chunk
                 now += FRAME_S
@@ -115,8 +117,6 @@ def measure_outbound(mode: str = "paced", seconds: float = 4.0, repeats: int = 1
 def _vad_kinds() -> list[str]:
     kinds = ["energy", "webrtc", "hybrid"]
     try:
-        import onnxruntime  # noqa: F401
-
         make_vad(VadConfig(kind="silero"), 8000)
         kinds.append("silero")
     except Exception:

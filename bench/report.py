@@ -10,7 +10,7 @@ from typing import Any
 
 from .callee import CallMeasurement
 from .corpus.model import FIELD_CATEGORIES
-from .stats import percentile, summary
+from .stats import summary
 from .telnyx_emulator.media import MarkEcho
 
 TARGETS = {
@@ -52,7 +52,7 @@ class RunFigures:
                 stages.setdefault(stage, []).append(ms)
         completed = sum(1 for c in self.calls if c.completed and c.error is None)
         frames_out = sum(c.agent_frames for c in self.calls)
-        out = {
+        out: dict[str, Any] = {
             "concurrency": self.concurrency,
             "mark_echo": {"mode": self.mark_echo.mode,
                           **({"late_s": self.mark_echo.late_s} if self.mark_echo.mode == "late" else {})},
@@ -188,7 +188,8 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     def row(name: str, key: str, target: str = "", passed: bool | None = None) -> None:
         s = figures[key]
         mark = "" if passed is None else ("[green]pass[/]" if passed else "[red]MISS[/]")
-        table.add_row(name, *(f"{s.get(p)}" if s.get(p) is not None else "—" for p in ("p50", "p95", "p99")), target, mark)
+        table.add_row(name, *(f"{s.get(p)}" if s.get(p) is not None else "—" for p in ("p50", "p95", "p99")),
+                      target, mark)
 
     p = figures["pass"]
     row("turn latency at the carrier (ms)", "turn_latency_ms", "p95 < 400", p["turn_latency_p95"])
@@ -199,7 +200,8 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     row("engine-added (ms)", "engine_added_ms", "p99 < 10", p["engine_added_p99"])
     row("barge-in reaction (ms)", "barge_in_reaction_ms", "p95 < 150", p["barge_in_reaction_p95"])
     for stage, s in figures["stage_ms"].items():
-        table.add_row(f"  stage: {stage} (ms)", *(f"{s.get(q)}" if s.get(q) is not None else "—" for q in ("p50", "p95", "p99")), "", "")
+        table.add_row(f"  stage: {stage} (ms)",
+                      *(f"{s.get(q)}" if s.get(q) is not None else "—" for q in ("p50", "p95", "p99")), "", "")
     console.print(table)
     counts = Table(show_header=False)
     counts.add_column("figure")
@@ -228,6 +230,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
             late = figures["outbound_late_ms"]
             value = f"{figures['outbound_late_frames']} of {figures['outbound_frames']} / {late['p99']} / {late['max']}"
         else:
+            assert key is not None  # (only the rows handled above have no key)
             value = str(figures[key])
         counts.add_row(label, value)
     console.print(counts)
@@ -273,12 +276,14 @@ def write_plot(path: str, runs: list[dict[str, Any]], stage_samples: dict[str, l
                  f'<rect width="{width}" height="{height}" fill="white"/>']
         for i, (name, values) in enumerate(series.items()):
             points = " ".join(
-                f"{pad + (x / top) * (width - 2 * pad):.1f},{height - pad - (j + 1) / len(values) * (height - 2 * pad):.1f}"
+                f"{pad + (x / top) * (width - 2 * pad):.1f},"
+                f"{height - pad - (j + 1) / len(values) * (height - 2 * pad):.1f}"
                 for j, x in enumerate(values)
             )
             color = colors[i % len(colors)]
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
-            parts.append(f'<text x="{width - pad - 150}" y="{pad + 14 * i}" fill="{color}" font-size="12">{html.escape(name)}</text>')
+            parts.append(f'<text x="{width - pad - 150}" y="{pad + 14 * i}" fill="{color}" font-size="12">'
+                         f'{html.escape(name)}</text>')
         parts.append(f'<text x="{pad}" y="{height - 8}" font-size="12">0 … {top:.0f} ms</text></svg>')
         return "".join(parts)
 
@@ -288,15 +293,19 @@ def write_plot(path: str, runs: list[dict[str, Any]], stage_samples: dict[str, l
                  f'<rect width="{width}" height="{height}" fill="white"/>']
         if pts:
             cmax = max(c for c, _ in pts) or 1
-            lmax = max(max(l for _, l in pts), 450.0)
+            lmax = max(max(ms for _, ms in pts), 450.0)
             y400 = height - pad - 400 / lmax * (height - 2 * pad)
-            parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y400:.1f}" y2="{y400:.1f}" stroke="red" stroke-dasharray="4"/>')
-            line = " ".join(f"{pad + c / cmax * (width - 2 * pad):.1f},{height - pad - l / lmax * (height - 2 * pad):.1f}" for c, l in pts)
+            parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y400:.1f}" y2="{y400:.1f}" '
+                         'stroke="red" stroke-dasharray="4"/>')
+            line = " ".join(f"{pad + c / cmax * (width - 2 * pad):.1f},"
+                            f"{height - pad - ms / lmax * (height - 2 * pad):.1f}" for c, ms in pts)
             parts.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>')
-            for c, l in pts:
-                x, y = pad + c / cmax * (width - 2 * pad), height - pad - l / lmax * (height - 2 * pad)
-                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"/><text x="{x + 4:.1f}" y="{y - 4:.1f}" font-size="11">{c}: {l:.0f}</text>')
-        parts.append(f'<text x="{pad}" y="{height - 8}" font-size="12">concurrent calls → p95 turn latency (ms); red: 400 ms</text></svg>')
+            for c, ms in pts:
+                x, y = pad + c / cmax * (width - 2 * pad), height - pad - ms / lmax * (height - 2 * pad)
+                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"/>'
+                             f'<text x="{x + 4:.1f}" y="{y - 4:.1f}" font-size="11">{c}: {ms:.0f}</text>')
+        parts.append(f'<text x="{pad}" y="{height - 8}" font-size="12">'
+                     'concurrent calls → p95 turn latency (ms); red: 400 ms</text></svg>')
         return "".join(parts)
 
     page = (

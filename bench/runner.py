@@ -342,7 +342,7 @@ async def run_bench(options: BenchOptions) -> int:
             with Progress(console=console, transient=True, disable=options.quiet) as bar:
                 task = bar.add_task(f"{level} concurrent", total=calls)
                 figures = await run_level(options, engine_url, engine_pid, level, calls,
-                                          progress=lambda: bar.advance(task), full=full)
+                                          progress=lambda task=task: bar.advance(task), full=full)
             data = figures.as_json()
             data["stt_engine"] = stt_name if not options.target else None
             runs.append(data)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 
 from engine import _audioop as audioop
 from engine.config import FRAME_MS, EndpointingConfig, VadConfig
-from engine.endpointing import EndpointEvent, Endpointer
+from engine.endpointing import Endpointer, EndpointEvent
 from engine.vad import Vad, VadUnavailable, make_vad, talker_of
 
 __all__ = [
@@ -119,8 +120,8 @@ def frame_agreement(decisions: Sequence[bool], labels: Sequence[bool]) -> dict[s
     """Accuracy over all frames, recall on speech frames, false alarms on non-speech frames (fractions)."""
     if len(decisions) != len(labels):
         raise ValueError("decisions and labels differ in length")
-    hits = sum(1 for d, lab in zip(decisions, labels) if d and lab)
-    false = sum(1 for d, lab in zip(decisions, labels) if d and not lab)
+    hits = sum(1 for d, lab in zip(decisions, labels, strict=False) if d and lab)
+    false = sum(1 for d, lab in zip(decisions, labels, strict=False) if d and not lab)
     speech = sum(labels)
     silence = len(labels) - speech
     return {
@@ -200,7 +201,7 @@ def agent_replies(labels: Sequence[bool], after_ms: int = 400, before_ms: int = 
     talking = [False] * n
     speech = [i for i, lab in enumerate(labels) if lab]
     after, before = after_ms // FRAME_MS, before_ms // FRAME_MS
-    for last, nxt in zip(speech, speech[1:]):
+    for last, nxt in itertools.pairwise(speech):
         for i in range(last + after, nxt - before):
             talking[i] = True
     return talking
@@ -215,7 +216,7 @@ def decide_in_conversation(
     ep = Endpointer(config or EndpointingConfig())
     held = False
     out = []
-    for frame, audible in zip(frames, agent):
+    for frame, audible in zip(frames, agent, strict=False):
         talker = talker_of(agent_audible=audible, reply_held=held, caller_in_speech=ep.in_speech)
         d = vad.is_speech(frame, talker)
         event = ep.process(d, audible or held)
@@ -447,7 +448,7 @@ def _available(kinds: Sequence[str], base: VadConfig) -> tuple[list[str], dict[s
 
 def _owner(segments: Sequence[tuple[int, int]], kinds: Sequence[str], sample: int) -> str:
     """What a barge-in started on: the event around ``sample`` (with 100 ms of slack), else noise."""
-    for (start, end), kind in zip(segments, kinds):
+    for (start, end), kind in zip(segments, kinds, strict=False):
         if start - FRAME_SAMPLES <= sample < end + RATE // 10:
             return kind
     return "noise"
@@ -475,7 +476,7 @@ def _measure(
         owner = _owner(short.segments, short.kinds, start * FRAME_SAMPLES)
         by_event[owner] = by_event.get(owner, 0) + 1
     # The gaps between short events hold only the line's noise.
-    gaps = [d for d, lab in zip(short_decisions, short_labels) if not lab]
+    gaps = [d for d, lab in zip(short_decisions, short_labels, strict=False) if not lab]
     return {
         **frame_agreement(decisions, labels),
         "eot_p50_ms": eot["p50_ms"],

@@ -91,7 +91,7 @@ async def run_webhook_bench(rate: int = 500, seconds: float = 10.0, json_path: s
             wall = loop.time() - start
     finally:
         engine.stop()
-    figures = {
+    figures: dict[str, Any] = {
         "rate_per_s": rate, "sent": len(events), "achieved_rate_per_s": round(len(events) / wall, 1),
         "ack_latency_ms": summary(latencies), "statuses": statuses,
         "target_p99_ms": TARGET_P99_MS,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -54,7 +55,8 @@ def describe_turn(turn: dict[str, Any]) -> list[str]:
     if latency.get("turn_latency_ms") is not None:
         stages = ", ".join(f"{k} {v:.0f}" for k, v in (latency.get("stages_ms") or {}).items() if v is not None)
         spec = " speculative" if latency.get("speculative") else ""
-        lines.append(f"        turn latency {latency['turn_latency_ms']:.0f} ms{spec}" + (f" ({stages})" if stages else ""))
+        lines.append(f"        turn latency {latency['turn_latency_ms']:.0f} ms{spec}"
+                     + (f" ({stages})" if stages else ""))
     return lines
 
 
@@ -111,7 +113,7 @@ async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
 
 
 def _explain(status: int, body: dict[str, Any]) -> str:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error: Any = body.get("error") if isinstance(body.get("error"), dict) else {}
     message = error.get("message") or f"HTTP {status}"
     if status == 401:
         return f"{message} (pass the organisation's API key with --api-key or CALLAGENT_API_KEY)"

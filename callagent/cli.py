@@ -7,9 +7,10 @@ import asyncio
 import logging
 import signal
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from .runtime import configure_logging, freeze_startup_heap, run
@@ -84,7 +85,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     for name in unknown_variables():
         log.warning("unknown setting %s is ignored", name)
-    run(_serve(settings, args.host or settings.server.host, args.port if args.port is not None else settings.server.port))
+    port = args.port if args.port is not None else settings.server.port
+    run(_serve(settings, args.host or settings.server.host, port))
     return 0
 
 
@@ -108,7 +110,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from bench.runner import BenchOptions, run_bench
 
         options = BenchOptions(
-            path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up, profile=args.profile,
+            path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up,
+            profile=args.profile,
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
@@ -185,6 +188,7 @@ def _cmd_org(args: argparse.Namespace) -> int:
         if args.tool_allowed_destinations is not None:
             entries = [e.strip() for e in args.tool_allowed_destinations.split(",") if e.strip()]
             changes["tool_allowed_destinations"] = entries if entries and entries != ["default"] else None
+        org = None
         if changes:
             try:
                 org = run(admin.set_organisation_settings(org_id, settings=settings, **changes))
@@ -211,12 +215,12 @@ def _cmd_org(args: argparse.Namespace) -> int:
         key, secret = run(admin.create_api_key(_uuid(args.org, "organisation id"), args.name, settings=settings))
         print(f"API key {key.id} (shown once, store it now): {secret}")
     elif args.action == "revoke":
-        key = run(admin.revoke_api_key(_uuid(args.org, "organisation id"), _uuid(args.key, "key id"),
-                                       settings=settings))
-        if key is None:
+        revoked = run(admin.revoke_api_key(_uuid(args.org, "organisation id"), _uuid(args.key, "key id"),
+                                           settings=settings))
+        if revoked is None:
             print("no such key in that organisation", file=sys.stderr)
             return 1
-        print(f"revoked {key.id}")
+        print(f"revoked {revoked.id}")
     return 0
 
 
@@ -240,12 +244,11 @@ def _cmd_number(args: argparse.Namespace) -> int:
                 raise CommandError("--agent-config must be a JSON object")
             if args.personality:
                 overrides["personality"] = args.personality
-            if args.action == "add":
-                number = run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
-            else:
-                number = run(admin.update_phone_number(org_id, args.number, overrides, settings=settings))
-                if number is None:
-                    raise CommandError("that organisation has no such number")
+            number = (run(admin.add_phone_number(org_id, args.number, overrides, settings=settings))
+                      if args.action == "add"
+                      else run(admin.update_phone_number(org_id, args.number, overrides, settings=settings)))
+            if number is None:
+                raise CommandError("that organisation has no such number")
             print(f"{number.number} answers inbound calls with {orjson.dumps(number.agent_config).decode()}")
         elif args.action == "list":
             for number in run(admin.list_phone_numbers(org_id, settings=settings)):
@@ -259,7 +262,8 @@ def _cmd_number(args: argparse.Namespace) -> int:
     except ApiError as exc:
         raise CommandError(exc.message) from None
     except ValueError as exc:  # an agent config that does not validate
-        raise CommandError(f"invalid agent config: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+        detail = exc.errors()[0]["msg"] if hasattr(exc, "errors") else exc
+        raise CommandError(f"invalid agent config: {detail}") from None
     return 0
 
 

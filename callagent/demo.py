@@ -122,9 +122,11 @@ async def _run(calls: int, data_dir: Path, stt: str | None, tts: str | None) -> 
                             shown += 1
                     if detail.get("status") in TERMINAL_STATUSES and detail.get("summary") is not None:
                         pending.discard(call_id)
-                    elif detail.get("status") in TERMINAL_STATUSES and time.monotonic() > deadline - CALL_TIMEOUT_S + 60:
+                    elif (detail.get("status") in TERMINAL_STATUSES
+                          and time.monotonic() > deadline - CALL_TIMEOUT_S + 60):
                         pending.discard(call_id)  # ended without a summary (e.g. nobody spoke)
-            failures += [f"call {c}: still {details.get(c, {}).get('status')} after {CALL_TIMEOUT_S:.0f} s" for c in pending]
+            failures += [f"call {c}: still {details.get(c, {}).get('status')} after {CALL_TIMEOUT_S:.0f} s"
+                         for c in pending]
             for _ in range(40):  # the callee's own measurements land when its socket closes
                 if len(measurements) >= len(call_ids):
                     break

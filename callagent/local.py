@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import SecretStr
 

@@ -40,11 +40,13 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError([_describe(error) for error in exc.errors(include_url=False, include_input=False)]) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        raise SettingsError([_describe(error) for error in errors]) from None
     except SourceError as exc:  # a nested field given as JSON that does not parse
         match = _FIELD_IN_SOURCE_ERROR.search(str(exc))
         name = variable_name((match.group(1),)) if match else "a CALLAGENT_* variable"
-        raise SettingsError([f"{name}: not valid JSON (nested settings take a JSON object, or use __ per field)"]) from None
+        raise SettingsError(
+            [f"{name}: not valid JSON (nested settings take a JSON object, or use __ per field)"]) from None
 
 
 def _describe(error: Mapping[str, Any]) -> str:

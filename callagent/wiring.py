@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -252,7 +253,8 @@ def agent_factory(
 ) -> Callable[[web.Request], MediaListener]:
     """One :class:`CallAgent` per media stream, with the default agent configuration."""
     profile = profile or default_profile(settings)
-    timeouts = {} if providers.stt_final_timeout_s is None else {"stt_final_timeout_s": providers.stt_final_timeout_s}
+    timeouts: dict[str, Any] = ({} if providers.stt_final_timeout_s is None
+                                else {"stt_final_timeout_s": providers.stt_final_timeout_s})
 
     def create(request: web.Request) -> MediaListener:
         cp = request.app.get(CONTROL_PLANE_KEY)

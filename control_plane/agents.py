@@ -19,7 +19,12 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from yarl import URL
 
 from engine.conversation.config import (
-    AgentConfig, AgentConfigError, AgentProfile, Personality, load_personalities, resolve,
+    AgentConfig,
+    AgentConfigError,
+    AgentProfile,
+    Personality,
+    load_personalities,
+    resolve,
 )
 from engine.providers.voices import UnknownVoice, catalogue_for
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -19,12 +20,12 @@ from engine.conversation.agent import finish_reports
 from engine.edge import ListenerFactory, MediaStreamEndpoint
 from engine.metrics import EngineMetrics
 
-from .api.routes import add_routes
 from .api.openapi import build_openapi
+from .api.routes import add_routes
 from .auth import make_auth_middleware
 from .context import CONTROL_PLANE_KEY, MEDIA_KEY, METRICS_KEY, SETTINGS_KEY
 from .dashboard.routes import dashboard_app
-from .errors import BODY_DEADLINE_KEY, json_response, make_error_middleware
+from .errors import BODY_DEADLINE_KEY, Handler, Middleware, json_response, make_error_middleware
 from .events import receive_webhook
 from .health import readiness
 from .metrics import UNMATCHED_ROUTE, ControlPlaneMetrics, event_loop_watch, exposition
@@ -54,14 +55,14 @@ def _route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def make_http_metrics_middleware(metrics: ControlPlaneMetrics, skip: frozenset[str]) -> web.Middleware:
+def make_http_metrics_middleware(metrics: ControlPlaneMetrics, skip: frozenset[str]) -> Middleware:
     """Count each request by its route template (``/api/calls/{call_id}``, never the raw path:
     label values stay bounded) and status. The media WebSocket is skipped: a call's stream is
     one request lasting the whole call, measured by the engine's own families."""
     requests, duration = metrics.http_requests, metrics.http_duration
 
     @web.middleware
-    async def http_metrics(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in skip:
             return await handler(request)
         start = time.perf_counter()
@@ -112,7 +113,7 @@ reset; its default, 10 s, would let each slow client hold its connection that mu
 def app_runner(app: web.Application) -> web.AppRunner:
     """The runner ``callagent serve`` uses for ``app``. The access log (one line per request,
     logger ``aiohttp.access``) is off unless ``server.access_log`` turns it on."""
-    kwargs = {} if app[SETTINGS_KEY].server.access_log else {"access_log": None}
+    kwargs: dict[str, Any] = {} if app[SETTINGS_KEY].server.access_log else {"access_log": None}
     return web.AppRunner(app, lingering_time=LINGERING_S, **kwargs)
 
 
@@ -130,7 +131,7 @@ def create_app(settings: Settings, listener_factory: ListenerFactory | None = No
     app[CONTROL_PLANE_KEY] = cp
     app[BODY_DEADLINE_KEY] = settings.server.body_timeout_s
     app[_OPENAPI_KEY] = {}
-    kwargs = {} if listener_factory is None else {"listener_factory": listener_factory}
+    kwargs: dict[str, Any] = {} if listener_factory is None else {"listener_factory": listener_factory}
     endpoint = MediaStreamEndpoint(settings.engine, metrics, admit=StreamGate(cp).admit, **kwargs)
     app[MEDIA_KEY] = endpoint
     app.router.add_get(settings.server.media_path, endpoint.handle)

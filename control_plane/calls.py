@@ -127,7 +127,8 @@ class CallService:
                            headers={"Retry-After": decision.retry_after_header})
 
         await self.ensure_dialable(org.id, request.to)
-        if request.campaign_id is not None and await (await cp.campaigns.store()).get(org.id, request.campaign_id) is None:
+        if (request.campaign_id is not None
+                and await (await cp.campaigns.store()).get(org.id, request.campaign_id) is None):
             raise ApiError(422, "unknown_campaign", "campaign_id does not name a campaign of this organisation")
 
         now = utcnow()

@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode
 
@@ -54,7 +54,7 @@ async def drain(cp: ControlPlane, media: MediaStreamEndpoint, grace_s: float, *,
     await cp.begin_drain()
     live = len(media.sessions)
     log.info("draining: %d live call(s) may run on for up to %g s; webhooks are still accepted", live, grace_s)
-    waiters = [asyncio.ensure_future(media.wait_all_closed())]
+    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(media.wait_all_closed())]
     if interrupt is not None:
         waiters.append(asyncio.ensure_future(interrupt.wait()))
     try:

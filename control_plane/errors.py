@@ -17,6 +17,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp.typedefs
 from aiohttp import web
 from aiohttp.http_exceptions import PayloadEncodingError
 from pydantic import BaseModel, ValidationError
@@ -85,10 +86,7 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 def json_response(value: BaseModel | dict[str, Any] | list[Any], status: int = 200,
                   headers: dict[str, str] | None = None) -> web.Response:
-    if isinstance(value, BaseModel):
-        body = value.model_dump_json(by_alias=True).encode()
-    else:
-        body = dumps(value)
+    body = value.model_dump_json(by_alias=True).encode() if isinstance(value, BaseModel) else dumps(value)
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
@@ -182,7 +180,8 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+# aiohttp's own protocol (the parameter names are part of it), so the app's list type-checks.
+Middleware = aiohttp.typedefs.Middleware
 
 
 def make_error_middleware(passthrough_paths: frozenset[str]) -> Middleware:

@@ -30,7 +30,7 @@ async def _within_deadline(check: Awaitable[str]) -> str:
             return await check
     except TimeoutError:
         return f"no answer within {CHECK_TIMEOUT_S:g} s"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which kind
+    except Exception as exc:
         return f"unreachable ({type(exc).__name__})"
 
 

@@ -63,7 +63,7 @@ async def update_settings(repo: Repository, org_id: UUID, changes: Mapping[str, 
             raise ValueError(f"unknown organisation setting (known: {', '.join(sorted(ORGANISATION_SETTINGS))})")
         if value is not None and not isinstance(value, expected):
             raise ValueError(f"{key} must be {expected.__name__}")
-        if key == TOOL_ALLOWED_DESTINATIONS and value is not None:
+        if key == TOOL_ALLOWED_DESTINATIONS and isinstance(value, list):  # (a list: checked above)
             parse_destinations(value)  # ValueError names the entry that is neither a host nor a CIDR
             refused = settings.tools.policy().tenant_refusal(value)
             if refused is not None:

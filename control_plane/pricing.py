@@ -74,7 +74,8 @@ def billed_seconds(seconds: float, increment_s: int) -> int:
 
 
 def price_call(table: PriceTable, *, seconds: float, stt_seconds: float, tts_characters: int,
-               tts_seconds: float, prompt_tokens: int, completion_tokens: int, telnyx_cost: Decimal | None) -> CostLines:
+               tts_seconds: float, prompt_tokens: int, completion_tokens: int,
+               telnyx_cost: Decimal | None) -> CostLines:
     """One call's cost per line item. Each line is rounded to a millionth on its own, so a total is
     the exact sum of its calls' lines."""
     if telnyx_cost is not None:

@@ -21,9 +21,9 @@ from engine.conversation.egress import EgressPolicy, ToolEgressConfig, parse_des
 from engine.providers.config import ProvidersConfig
 
 from .campaigns.settings import CampaignSettings
-from .pricing import PriceTable
 from .dashboard.settings import DashboardSettings
 from .knowledge.settings import KnowledgeSettings
+from .pricing import PriceTable
 
 ENV_PREFIX = "CALLAGENT_"
 NESTED_DELIMITER = "__"
@@ -201,7 +201,8 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     engine: EngineConfig = EngineConfig()
     providers: ProvidersConfig = ProvidersConfig()
-    agent: AgentConfig = Field(AgentConfig(), description="The agent for calls that carry no agent_config of their own.")
+    agent: AgentConfig = Field(AgentConfig(),
+                               description="The agent for calls that carry no agent_config of their own.")
     tools: ToolEgressConfig = Field(
         ToolEgressConfig(), description="Where agents' HTTP tools may connect, and how much of a reply is read."
     )

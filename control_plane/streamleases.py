@@ -6,7 +6,8 @@ open; when the socket closes it shortens it to a grace (the call may simply have
 that is live in the store with no lease has lost its stream: the recovery sweep
 :meth:`~StreamLeases.claim`\\s it (only one instance can) before it acts.
 
-Redis: key ``{prefix}stream:{<call_id>}`` (the id a hash tag, :mod:`control_plane.redisconn`) (``SET NX PX`` to claim, compare-and-set scripts to
+Redis: key ``{prefix}stream:{<call_id>}`` (the id a hash tag, :mod:`control_plane.redisconn`)
+(``SET NX PX`` to claim, compare-and-set scripts to
 renew and release), and ``{prefix}stream:{<call_id>}:attempts`` counting re-attaches that no stream
 followed. In-process: the same over a dict, for a single instance (SQLite, or no Redis).
 """
@@ -147,7 +148,7 @@ class RedisStreamLeases:
             for call_id in ids:
                 pipe.get(self._key(call_id))
             values = await pipe.execute()
-        return {call_id for call_id, value in zip(ids, values) if value is not None}
+        return {call_id for call_id, value in zip(ids, values, strict=False) if value is not None}
 
 
 def _ms(seconds: float) -> int:

@@ -8,7 +8,7 @@ import warnings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # noqa: F401  (re-exported)
+    import audioop
 
 ulaw2lin = audioop.ulaw2lin
 lin2ulaw = audioop.lin2ulaw

@@ -9,8 +9,8 @@ frames afterwards gives the same bytes as encoding frame by frame, only cheaper.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import _audioop as audioop
 from .config import FRAME_MS

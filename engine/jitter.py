@@ -42,8 +42,8 @@ frame further ahead than that forces the oldest missing slots to be concealed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import ceil, inf
-from typing import Callable
 
 from .config import FRAME_MS, JitterConfig
 
@@ -195,6 +195,9 @@ class JitterBuffer:
             st.received += 1
             out(payload)
             return
+        # Anchored from here on; _expected, _conceal and _run are only reached anchored. The asserts
+        # say so to the type checker on the loss and reorder paths, never on the per-frame fast path.
+        assert self._next is not None
 
         if seq < nxt:
             i = seq & self._lmask
@@ -241,8 +244,9 @@ class JitterBuffer:
 
     def _expected(self) -> float:
         """When the head (missing) slot should have arrived, judged by the nearest later frame."""
-        near = self._near
-        return self._arr[near & self._mask] - (near - self._next) * self._frame_s
+        near, nxt = self._near, self._next
+        assert nxt is not None
+        return self._arr[near & self._mask] - (near - nxt) * self._frame_s
 
     def _drain(self, now: float, out: Sink) -> None:
         while self._count:
@@ -253,6 +257,7 @@ class JitterBuffer:
 
     def _conceal(self, expected: float, out: Sink) -> None:
         k = self._next
+        assert k is not None
         i = k & self._lmask
         self._lost[i] = k
         self._lost_exp[i] = expected
@@ -267,6 +272,7 @@ class JitterBuffer:
         buf = self._buf
         mask = self._mask
         n = self._next
+        assert n is not None
         p = buf[n & mask]
         while p is not None:
             buf[n & mask] = None

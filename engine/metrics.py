@@ -9,7 +9,8 @@ provider's time to first byte (STT final, LLM first token, TTS first audio) by p
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -41,10 +42,10 @@ _COUNTERS: dict[str, tuple[str, str]] = {
 
 
 def _read(session: MediaSession, path: str) -> int:
-    value: object = session
+    value: Any = session
     for part in path.split("."):
         value = getattr(value, part)
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 class SessionRegistry:
@@ -166,9 +167,9 @@ class EngineMetrics:
         for stage, ms in stages.items():
             self.stage_latency.labels(stage).observe(ms / 1000.0)
         for stage, child in self._ttfb:
-            ms = stages.get(stage)
-            if ms is not None:
-                child.observe(ms / 1000.0)
+            stage_ms = stages.get(stage)
+            if stage_ms is not None:
+                child.observe(stage_ms / 1000.0)
 
     def counter_names(self) -> Iterable[str]:
         return _COUNTERS.keys()

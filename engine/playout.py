@@ -22,8 +22,9 @@ The same model backs up the carrier's mark echo: a mark still unechoed
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from .config import FRAME_MS, PlayoutConfig
 
@@ -249,7 +250,7 @@ class Playout:
 
     # -- output ---------------------------------------------------------------------------
 
-    def pull(self, now: float, send_frame: Callable[[object], None], send_mark: Callable[[str], None]) -> None:
+    def pull(self, now: float, send_frame: Callable[[Any], None], send_mark: Callable[[str], None]) -> None:
         """Send what is due: in paced mode every frame whose play start is < now + lead,
         in bulk mode everything; a finished utterance's mark follows its last frame."""
         queue = self._queue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
@@ -86,7 +86,7 @@ class Malformed:
     reason: str
 
 
-Frame = Union[Connected, Start, Media, Dtmf, Mark, Stop, Error, UnknownEvent, Malformed]
+Frame = Connected | Start | Media | Dtmf | Mark | Stop | Error | UnknownEvent | Malformed
 
 
 def _int(value: Any) -> int:
@@ -192,7 +192,7 @@ def _parse_stop(msg: dict[str, Any]) -> Frame:
 
 
 def _parse_error(msg: dict[str, Any]) -> Frame:
-    body = msg.get("payload")
+    body: Any = msg.get("payload")  # untyped JSON: checked by type() below
     if type(body) is not dict:
         body = msg.get("error") if type(msg.get("error")) is dict else {}
     code = body.get("code")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Callable, Deque
+from collections.abc import Callable
 
 from . import _audioop as audioop
 from . import protocol
@@ -75,8 +75,18 @@ class SessionStats:
     # mark_echoes_late: echoes that came after that (so overdue - late never came at all).
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.frames_in = 0
+        self.malformed = 0
+        self.unknown_events = 0
+        self.dtmf = 0
+        self.barge_ins = 0
+        self.barge_in_holds = 0
+        self.rejected_barge_ins = 0
+        self.carrier_errors = 0
+        self.stalled_frames = 0
+        self.odd_size_frames = 0
+        self.mark_echoes_overdue = 0
+        self.mark_echoes_late = 0
 
 
 class MediaSession:
@@ -118,7 +128,7 @@ class MediaSession:
         self.jitter = JitterBuffer(self.config.jitter)
         self.playout = Playout(self.config.playout)
         self.endpointer = Endpointer(self.config.endpointing)
-        self.turns: Deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
+        self.turns: collections.deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
         self.current_turn: TurnTimeline | None = None
         self._vad: Vad | None = None
         self._now = 0.0

@@ -321,6 +321,12 @@ class HybridVad:
         "_gate", "_judge", "_hold_margin", "_hold_frames", "_since",
         "_bg_margin", "_bg_step", "_bar", "_hold_bar", "background_db", "spread_db",
     )
+    # Set by reset() (which __init__ calls): declared here so their types are stated once.
+    _since: int
+    _bar: float
+    _hold_bar: float
+    background_db: float
+    spread_db: float
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ exactly, without a wall-clock window.
 """
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -37,7 +38,8 @@ LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
 }
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Every loop for a test that names its loops (the marker picks among them), the stdlib's otherwise:
     returning both for every test would run the whole suite twice."""
     marker = item.get_closest_marker("asyncio")
@@ -47,8 +49,6 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 
 
 # -- nothing skips where the services and extras are required (CI, `make test`) ----------------
-
-import os
 
 _skipped: list[str] = []
 
@@ -65,6 +65,7 @@ def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
         session.exitstatus = 1
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"FAILED: {len(_skipped)} test(s) skipped although every dependency is required:", red=True)
+            reporter.write_line(f"FAILED: {len(_skipped)} test(s) skipped although every dependency is required:",
+                                red=True)
             for nodeid in _skipped[:20]:
                 reporter.write_line(f"  {nodeid}")

@@ -74,7 +74,8 @@ def test_freezing_the_startup_heap_keeps_it_out_of_collections_and_frees_its_gar
 @pytest.mark.parametrize("variable, value, expected", [
     ("CALLAGENT_SERVER__PORT", "99999", "CALLAGENT_SERVER__PORT: Input should be less than or equal to 65535"),
     ("CALLAGENT_SERVER__PORT", "eighty", "CALLAGENT_SERVER__PORT: Input should be a valid integer"),
-    ("CALLAGENT_ENGINE__VAD__KIND", "fancy", "CALLAGENT_ENGINE__VAD__KIND: Input should be 'energy', 'webrtc', 'hybrid' or 'silero'"),
+    ("CALLAGENT_ENGINE__VAD__KIND", "fancy",
+     "CALLAGENT_ENGINE__VAD__KIND: Input should be 'energy', 'webrtc', 'hybrid' or 'silero'"),
     ("CALLAGENT_AGENT", "{not json", "CALLAGENT_AGENT: not valid JSON"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path, monkeypatch, capsys, variable, value, expected):

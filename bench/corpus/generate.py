@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.corpus.model import CATEGORIES, CORPUS_DIR
 from engine import _audioop as audioop
@@ -430,7 +431,7 @@ class Utterance:
     def active(self) -> bytes:
         """The voiced span without the labelled pauses: what speech power is measured over."""
         cuts = [self.start, *(x for p in self.pauses for x in p), self.end]
-        return b"".join(self.pcm[2 * a : 2 * b] for a, b in zip(cuts[::2], cuts[1::2]))
+        return b"".join(self.pcm[2 * a : 2 * b] for a, b in zip(cuts[::2], cuts[1::2], strict=False))
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
@@ -487,7 +488,7 @@ def render(spec: Say, voice: str, speed: int, rng: random.Random, synth: Synth |
     chunks: list[bytes] = []
     pos = 0
     pauses: list[tuple[int, int]] = []
-    for i, ((pcm, g), (s, e)) in enumerate(zip(segments, spans)):
+    for i, ((pcm, g), (s, e)) in enumerate(zip(segments, spans, strict=False)):
         before = natural if i == 0 else gaps[i - 1] - gaps[i - 1] // 2
         edge = min(before, natural)
         chunks.append(bytes(2 * (before - edge)) + _fade(_slice(pcm, s - edge, s), True) + pcm[2 * s : 2 * e])
@@ -714,7 +715,7 @@ def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
     level = rng.uniform(*LEVEL_DBFS)
     lead = NOISE_LEAD_S if call.noise else LEAD_S
     steps: list[dict] = []
-    utterances: list[tuple[dict, Utterance]] = []
+    utterances: list[tuple[dict[str, Any], Utterance]] = []
     beep: tuple[float, float] | None = None
     for spec in call.steps:
         if isinstance(spec, Say):
@@ -727,8 +728,8 @@ def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
             _check(call.name, uid, utt)
             if beep_at is not None:
                 beep = ((beep_at + shift) / RATE, (beep_at + shift) / RATE + BEEP_S)
-            step = {"kind": "say", "id": uid, "text": utt.text, "audio": f"{uid}.wav", "after": spec.after,
-                    "delay_s": _delay(spec.delay_s, spec.after, rng)}
+            step: dict[str, Any] = {"kind": "say", "id": uid, "text": utt.text, "audio": f"{uid}.wav",
+                                    "after": spec.after, "delay_s": _delay(spec.delay_s, spec.after, rng)}
             utterances.append((step, utt))
         elif isinstance(spec, Dtmf):
             step = {"kind": "dtmf", "digits": spec.digits, "after": spec.after,
@@ -783,7 +784,7 @@ def build(call: Call, out: Path, synth: Synth | None = None) -> dict:
         )
 
     total = 0.0
-    for (step, utt), spec in zip(utterances, say_specs):
+    for (step, utt), spec in zip(utterances, say_specs, strict=False):
         ulaw = audioop.lin2ulaw(utt.pcm, 2)
         wavs[step["audio"]] = ulaw_wav(ulaw)
         total += len(ulaw) / RATE

@@ -177,7 +177,7 @@ class _Connection:
         while True:
             try:
                 msg = await self.ws.receive(timeout=IDLE_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 stats.idle_closes += 1
                 await self.ws.close(code=1011, message=b"NET-0001: no audio or KeepAlive received in 10 seconds")
                 return
@@ -220,11 +220,12 @@ class _Connection:
                     stats.close_streams += 1
                     try:
                         await asyncio.wait_for(self.outbox.join(), 2.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     await self._send_now({
                         "type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
-                        "sha256": self.sha.hexdigest(), "created": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                        "sha256": self.sha.hexdigest(),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
                         "duration": round(self.audio_s, 3), "channels": 1})
                     await self.ws.close(code=1000)
                     return

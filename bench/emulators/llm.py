@@ -150,7 +150,7 @@ def _user_tool_call(said: str, tools: list[dict[str, Any]] | None) -> tuple[str,
             continue  # it would ask for the number first
         for param in wanted:
             kind = (schema["properties"][param] or {}).get("type")
-            arguments[param] = int(number) if kind == "integer" else number
+            arguments[param] = int(number) if kind == "integer" and number is not None else number
         return name, orjson.dumps(arguments).decode()
     return None
 
@@ -341,7 +341,7 @@ class LlmEmulator:
             if calls:
                 message["tool_calls"] = [
                     {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
-                    for cid, (name, args) in zip(call_ids, calls)]
+                    for cid, (name, args) in zip(call_ids, calls, strict=False)]
             self._reported(usage)
             return web.json_response({
                 "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -372,11 +372,9 @@ class LlmEmulator:
             at = first_at
             await _sleep_until(at)
             await send({"role": "assistant", "content": "", "refusal": None})
-            sent = 0
-            for piece in pieces:
+            for sent, piece in enumerate(pieces, start=1):
                 await _sleep_until(at)
                 await send({"content": piece})
-                sent += 1
                 at += interval
                 if sent == 3 and fault in ("error_frame", "disconnect"):
                     if fault == "disconnect":
@@ -387,7 +385,7 @@ class LlmEmulator:
                     await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
                     await response.write_eof()
                     return response
-            for index, (cid, (name, args)) in enumerate(zip(call_ids, calls)):
+            for index, (cid, (name, args)) in enumerate(zip(call_ids, calls, strict=False)):
                 await _sleep_until(at)
                 await send({"tool_calls": [{"index": index, "id": cid, "type": "function",
                                             "function": {"name": name, "arguments": ""}}]})

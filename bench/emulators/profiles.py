@@ -23,8 +23,9 @@ close), ``disconnect`` (drop the TCP connection mid-stream, no close frame).
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping, get_args
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 

@@ -22,9 +22,9 @@ import asyncio
 import dataclasses
 import signal
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import orjson
 from aiohttp import web

@@ -50,8 +50,9 @@ import asyncio
 import bisect
 import collections
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -163,7 +164,7 @@ def _marked_breaks(words: Sequence[str], positions: Sequence[int]) -> tuple[tupl
     gaps = sorted(range(1, len(positions)), key=lambda i: positions[i] - positions[i - 1], reverse=True)
     if not marks or len(gaps) < len(marks):
         return ()
-    return tuple(zip(sorted(gaps[: len(marks)]), marks))
+    return tuple(zip(sorted(gaps[: len(marks)]), marks, strict=False))
 
 
 class _Index:
@@ -242,7 +243,7 @@ class UtteranceRecogniser:
         candidates = [c for c in candidates if len(c[1]) >= MIN_HITS]
         while candidates:
             best, best_score = -1, (0, 0.0)
-            contenders = []
+            contenders: list[tuple[int, dict[int, int]]] = []
             for uid, hits in candidates:
                 count = len(hits) if not claimed else sum(1 for i in hits if i not in claimed)
                 if count < MIN_HITS:
@@ -630,7 +631,7 @@ class _SttConnection:
                     # Deliver what is pending (bounded), then close, like Deepgram does.
                     try:
                         await asyncio.wait_for(self.outbox.join(), 2.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     return
 

@@ -290,7 +290,7 @@ class _TtsConnection:
         while True:
             try:
                 msg = await self.ws.receive(timeout=self.inactivity_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
             if msg.type is not WSMsgType.TEXT:
                 if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):

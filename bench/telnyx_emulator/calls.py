@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
@@ -62,7 +62,7 @@ _REJECT_CAUSES = {"CALL_REJECTED": ("call_rejected", "603"), "USER_BUSY": ("user
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 class ApiProblem(Exception):
@@ -563,10 +563,7 @@ class Switchboard:
         await self.sleep(seconds)
         if call._gather is gather:
             gather.timer = None
-            if not gather.digits:
-                status = "timeout"
-            else:
-                status = "valid" if len(gather.digits) >= gather.minimum else "invalid"
+            status = "timeout" if not gather.digits else "valid" if len(gather.digits) >= gather.minimum else "invalid"
             self._finish_gather(call, status)
 
     def _gather_digit(self, call: CallInfo, digit: str) -> None:

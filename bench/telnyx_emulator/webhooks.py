@@ -18,13 +18,13 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import orjson
-from yarl import URL
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from yarl import URL
 
 from control_plane.telnyx.webhooks import sign
 
@@ -122,7 +122,7 @@ class WebhookDispatcher:
         """Record an event and queue it for delivery; returns its ``data`` object."""
         data = {
             "record_type": "event", "event_type": event_type, "id": str(uuid.uuid4()),
-            "occurred_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "payload": payload,
         }
         self.events.append(data)

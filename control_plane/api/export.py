@@ -22,9 +22,9 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..context import control_plane as _cp
 from ..errors import ApiError, parse_query
 from ..store import Call, Repository, Turn
-from ..context import control_plane as _cp
 from .handlers import _org, _uuid_param
 from .schemas import CallOut, TurnOut
 

@@ -13,11 +13,12 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..context import control_plane as _cp
 from ..errors import ApiError, body_chunks, json_response, read_json
 from ..knowledge.models import Document, KnowledgeBase
 from ..knowledge.service import KnowledgeError
 from ..store import Conflict
-from ..context import control_plane as _cp
+from ..store.repository import Repository
 from .handlers import _org
 
 UPLOAD_CHUNK = 256 * 1024
@@ -96,7 +97,7 @@ def _doc_out(doc: Document) -> DocumentOut:
                        chunks=doc.chunks, embedded=doc.embedded, created_at=doc.created_at)
 
 
-async def _base(request: web.Request) -> tuple[object, KnowledgeBase]:
+async def _base(request: web.Request) -> tuple[Repository, KnowledgeBase]:
     cp = _cp(request)
     repo = await cp.repository()
     kb = await cp.knowledge.store(repo).get_base(_org(request).id, request.match_info["kb"])

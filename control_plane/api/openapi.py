@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ..errors import ErrorBody
 from .routes import ENDPOINTS, PATH_PARAMS
@@ -27,14 +27,13 @@ _ERROR_TEXT = {
 
 
 def build_openapi(version: str = "0.1.0", server_url: str | None = None) -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], str]] = [(ErrorBody, "serialization")]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorBody, "serialization")]
     for endpoint in ENDPOINTS:
         if endpoint.body is not None:
             models.append((endpoint.body, "validation"))
         if endpoint.response is not None:
             models.append((endpoint.response, "serialization"))
-    seen: set[tuple[type[BaseModel], str]] = set()
-    unique = [m for m in models if not (m in seen or seen.add(m))]
+    unique = list(dict.fromkeys(models))  # first occurrence of each, in order
     refs, top = models_json_schema(unique, ref_template=_REF)
     schemas = dict(top.get("$defs", {}))
 

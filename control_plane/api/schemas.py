@@ -14,8 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-from ..agents import CONTROL_PLANE_AGENT_FIELDS, AgentOverrides  # noqa: F401  (part of the API schema)
+from ..agents import AgentOverrides
 from ..phone import E164
 from ..store.records import Call, CallStatus, Turn
 

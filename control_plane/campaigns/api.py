@@ -19,14 +19,7 @@ from ..context import control_plane
 from ..errors import ApiError, body_chunks, json_response, read_json
 from ..store import Organisation
 from .contacts import Importer, import_csv, import_json
-from .models import (
-    CampaignList,
-    CampaignOut,
-    CampaignSummary,
-    ContactsUpload,
-    CostOut,
-    CreateCampaignRequest,
-)
+from .models import CampaignList, CampaignOut, CampaignSummary, ContactsUpload, CostOut, CreateCampaignRequest
 from .store import CampaignError, CampaignStore, DialCampaign
 
 _CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})

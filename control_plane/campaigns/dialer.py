@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -49,7 +50,7 @@ from ..store.usage import UsageFigures
 from ..streamauth import stream_target
 from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 from ..usage import call_cost
-from ..voicemail import fill_variables, holds_agent
+from ..voicemail import holds_agent
 from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, agent_success, classify, decide
 from .pacing import MemoryPacer, Pacer, RedisPacer
@@ -566,11 +567,10 @@ class CampaignRunner:
                 continue
             at = utcnow()
             if alive:
-                await repo.update_call(call.id, lambda c: c.model_copy(update={"updated_at": at}))
+                await repo.update_call(call.id, functools.partial(_touched, at=at))
                 continue
             log.warning("campaign %s: call %s ended without a hangup webhook; closing it", campaign.id, call.id)
-            ended = await repo.update_call(call.id, lambda c: apply_event(
-                c, "call.hangup", {"hangup_cause": "unknown", "hangup_source": "unknown"}, at))
+            ended = await repo.update_call(call.id, functools.partial(_hung_up_unseen, at=at))
             if ended is not None:
                 await self.dialer.settle(ended)
 
@@ -586,3 +586,12 @@ class CampaignRunner:
             call = await store.repo.get_call_unscoped(call_id) if call_id else None
             success = agent_success(call.outcome if call else None, config)
             await store.settle_success(contact_id, True if success is None else success)
+
+
+def _touched(call: Call, at: datetime) -> Call:
+    return call.model_copy(update={"updated_at": at})
+
+
+def _hung_up_unseen(call: Call, at: datetime) -> Call:
+    """The hangup webhook never came: close the call as if it had, cause unknown."""
+    return apply_event(call, "call.hangup", {"hangup_cause": "unknown", "hangup_source": "unknown"}, at)

@@ -8,7 +8,7 @@ and forbid unknown fields, like the calls API.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -39,7 +39,8 @@ class CallingWindow(_Strict):
 
     start: str = Field("09:00", examples=["09:00"], description="HH:MM local time the window opens.")
     end: str = Field("20:00", examples=["20:00"], description="HH:MM it closes (before start: overnight).")
-    days: tuple[Day, ...] = Field(DAYS, min_length=1, description="Days of the week (the day a window opens).")
+    days: tuple[Day, ...] = Field(cast("tuple[Day, ...]", DAYS), min_length=1,
+                                  description="Days of the week (the day a window opens).")
     timezone: str = Field("UTC", examples=["America/New_York"],
                           description="IANA zone for contacts whose zone is neither given nor derivable "
                                       "from their number (area code, or country).")
@@ -102,7 +103,8 @@ class CampaignConfig(_Strict):
     success_outcomes: tuple[str, ...] = Field(
         ("resolved", "follow_up"), max_length=20,
         description="Agent outcomes (outcome.outcome) that count a call as successful.")
-    cost_rates: CostRates | None = Field(None, description="Unset: the server's campaigns.cost_rates, else its pricing table.")
+    cost_rates: CostRates | None = Field(
+        None, description="Unset: the server's campaigns.cost_rates, else its pricing table.")
 
     @property
     def amd_mode(self) -> str | None:

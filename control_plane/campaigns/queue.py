@@ -104,7 +104,8 @@ class ContactQueue:
             inserted = await conn.fetch(
                 "INSERT INTO campaign_contacts (id, org_id, campaign_id, phone_enc, phone_hash, data_enc, status,"
                 " created_at, seq, next_attempt_at, outcome, finished_at, updated_at) VALUES "
-                f"{value_rows(len(contacts), width)} ON CONFLICT (campaign_id, phone_hash) DO NOTHING RETURNING phone_hash",
+                f"{value_rows(len(contacts), width)}"
+                " ON CONFLICT (campaign_id, phone_hash) DO NOTHING RETURNING phone_hash",
                 *args)
         added = {r["phone_hash"] for r in inserted}
         return added, added & dnc

@@ -10,6 +10,7 @@ The contacts, the dialer's queue, are :mod:`.queue`'s.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -173,7 +174,8 @@ class CampaignStore:
                                    " from_number = NULL WHERE id = $1", row["id"], agent_config_enc, from_enc, {})
                 sealed += 1
             dialers = await conn.fetch(
-                f"SELECT campaign_id, config, config_enc FROM campaign_dialer WHERE config_enc IS NULL {self.db.for_update}")
+                "SELECT campaign_id, config, config_enc FROM campaign_dialer WHERE config_enc IS NULL"
+                f" {self.db.for_update}")
             for row in dialers:
                 await conn.execute("UPDATE campaign_dialer SET config_enc = $2, config = $3 WHERE campaign_id = $1",
                                    row["campaign_id"], self._seal_dialer_config(self._dialer_config_json(row)), {})
@@ -207,7 +209,7 @@ class CampaignStore:
                 await conn.execute(
                     "UPDATE campaign_contacts SET status = 'cancelled', outcome = COALESCE(outcome, 'cancelled'),"
                     " claim_token = NULL, claimed_by = NULL, lease_until = NULL, finished_at = $2, updated_at = $2"
-                    f" WHERE campaign_id = $1 AND status IN ('pending', 'retry_scheduled', 'outside_window', 'claimed')",
+                    " WHERE campaign_id = $1 AND status IN ('pending', 'retry_scheduled', 'outside_window', 'claimed')",
                     campaign_id, now)
                 await conn.execute("UPDATE campaign_dialer SET finished_at = $2 WHERE campaign_id = $1",
                                    campaign_id, now)
@@ -239,7 +241,7 @@ class CampaignStore:
                 await listener.campaign_changed(conn, org_id, campaign_id, "completed", completed=True)
         return True
 
-    async def campaigns_to_work(self) -> list[UUID]:
+    async def campaigns_to_work(self) -> builtins.list[UUID]:  # (list: a method of this class)
         """Running campaigns, and any campaign with contacts mid-call or whose success is unsettled."""
         rows = await self.db.fetch(
             "SELECT c.id AS id FROM campaigns c JOIN campaign_dialer d ON d.campaign_id = c.id"

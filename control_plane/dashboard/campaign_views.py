@@ -21,16 +21,7 @@ from ..campaigns.timezones import DAYS
 from ..errors import ApiError
 from ..telnyx.client import SPEAK_LANGUAGES
 from .auth import CSRF_FIELD, same_token
-from .forms import (
-    AGENT_TEXT_FIELDS,
-    FormData,
-    FormRefused,
-    agent_config,
-    agent_error_field,
-    kept,
-    label,
-    refusal,
-)
+from .forms import AGENT_TEXT_FIELDS, FormData, FormRefused, agent_config, agent_error_field, kept, label, refusal
 from .pages import dashboard_of, page, viewer_of
 
 ACTIONS: dict[str, tuple[str, ...]] = {"draft": ("start", "cancel"), "running": ("pause", "cancel"),

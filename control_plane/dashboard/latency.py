@@ -105,7 +105,9 @@ def chart(series: Sequence[Bucket], window: str) -> Chart:
     lines: dict[str, list[tuple[float, float]]] = {}
     runs: dict[str, list[str]] = {}
     for name, _ in QUANTILES:
-        points, current, pieces = [], [], []
+        points: list[tuple[float, float]] = []
+        current: list[tuple[float, float]] = []
+        pieces: list[list[tuple[float, float]]] = []
         for i, bucket in enumerate(series):
             value = bucket.values[name]
             if value is None:  # a gap: no turns then, so no line through it

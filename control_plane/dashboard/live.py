@@ -86,12 +86,12 @@ class LiveFeed:
         for call in ended:
             self._ended.appendleft(call_row(call, now, _last_turn_ms(last.get(call.id))))
         self._live_ids = ids
-        ended = list(self._ended)
-        shape = (_shape(live), _shape(ended))
+        ended_rows = list(self._ended)
+        shape = (_shape(live), _shape(ended_rows))
         if shape == self._sent:
             return None
         self._sent = shape
-        return {"live": live, "ended": ended}
+        return {"live": live, "ended": ended_rows}
 
 
 def sse_event(name: str, payload: dict[str, Any]) -> bytes:

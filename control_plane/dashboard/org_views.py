@@ -16,6 +16,7 @@ from ..numbers import update_settings
 from .forms import ON_OFF_DEFAULT, FormData, FormRefused, kept, refusal
 from .pages import dashboard_of, page, viewer_of
 
+
 async def _settings_page(request: web.Request, *, refused: FormRefused | None = None,
                          submitted: FormData | None = None, status: int = 200) -> web.Response:
     """The stored settings; on a refusal, what was submitted in the fields that were not refused

@@ -7,8 +7,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import ApiError
-from ..webhooks.models import masked_url
 from ..store.records import utcnow
+from ..webhooks.models import masked_url
 from .pages import dashboard_of, form_field, page, viewer_of
 
 PAGE_SIZE = 100

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import PurePath
+from typing import ClassVar
 
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
@@ -102,7 +103,8 @@ class _HtmlText(HTMLParser):
     _SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg"})
     _BLOCK = frozenset({"p", "div", "section", "article", "br", "li", "tr", "table", "ul", "ol", "header",
                         "footer", "main", "nav", "aside", "blockquote", "pre", "dd", "dt", "hr", "title"})
-    _HEADING = {"h1": "# ", "h2": "## ", "h3": "### ", "h4": "#### ", "h5": "##### ", "h6": "###### "}
+    _HEADING: ClassVar[dict[str, str]] = {"h1": "# ", "h2": "## ", "h3": "### ", "h4": "#### ", "h5": "##### ",
+                                          "h6": "###### "}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -24,5 +24,5 @@ def reciprocal_rank_fusion(*rankings: Sequence[T], k: int = K) -> list[tuple[T, 
 
 def top_by_dot(query: Sequence[float], vectors: Sequence[tuple[int, Sequence[float]]], limit: int) -> list[int]:
     """Chunk ids of the ``limit`` vectors nearest ``query`` (unit vectors: dot product = cosine)."""
-    scored = ((sum(a * b for a, b in zip(query, vector)), chunk_id) for chunk_id, vector in vectors)
+    scored = ((sum(a * b for a, b in zip(query, vector, strict=False)), chunk_id) for chunk_id, vector in vectors)
     return [chunk_id for _, chunk_id in heapq.nlargest(limit, scored)]

@@ -122,7 +122,8 @@ class KnowledgeService:
                 vectors = await self.embedder.embed(pieces)
             except EmbeddingError as exc:  # lexical search still works: keep the document
                 log.warning("document stored without embeddings: %s", exc)
-        chunks = [Chunk(ord=i, text=piece, embedding=vector) for i, (piece, vector) in enumerate(zip(pieces, vectors))]
+        chunks = [Chunk(ord=i, text=piece, embedding=vector)
+                  for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=False))]
         return await self.store(repo).replace_document(
             org_id, kb.id, name=name, content_type=kind, sha256=hashlib.sha256(data).hexdigest(), chars=len(text),
             chunks=chunks)

@@ -21,8 +21,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from ..store.db import Conflict
-from ..store.repository import Repository
 from ..store.records import utcnow
+from ..store.repository import Repository
 from .models import Chunk, Document, KnowledgeBase, SearchHit
 
 _TERM = re.compile(r"[^\W_]+")
@@ -30,15 +30,19 @@ MAX_QUERY_TERMS = 32
 
 # Words that carry no topic in a caller's question: dropping them keeps an OR query from matching
 # every chunk (and ranking on "the"), which is both slower and worse.
-STOPWORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below between both
-but by can could did do does doing down during each few for from further had has have having he her here hers
-herself him himself his how i if in into is it its itself just let me more most my myself no nor not now of off
-on once only or other our ours ourselves out over own please same she should so some such than that the their
-theirs them themselves then there these they this those through to too under until up very was we were what
-when where which while who whom why will with would you your yours yourself yourselves tell know like want
-need get got okay ok hi hello yes yeah um uh thanks thank much many also
-""".split())
+STOPWORDS = frozenset(["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are",
+                       "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but",
+                       "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for",
+                       "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself",
+                       "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just",
+                       "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on",
+                       "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "please",
+                       "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs",
+                       "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to",
+                       "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which",
+                       "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself",
+                       "yourselves", "tell", "know", "like", "want", "need", "get", "got", "okay", "ok", "hi",
+                       "hello", "yes", "yeah", "um", "uh", "thanks", "thank", "much", "many", "also"])
 
 
 def query_terms(text: str) -> list[str]:
@@ -310,7 +314,8 @@ class SqliteKnowledgeStore(KnowledgeStore):
         ranked = await conn.fetch(sql, match, *args)
         if not ranked:
             return []
-        sql, args = self._in("SELECT id, source, body FROM knowledge_chunks WHERE id {ids}", [int(r["id"]) for r in ranked])
+        sql, args = self._in("SELECT id, source, body FROM knowledge_chunks WHERE id {ids}",
+                             [int(r["id"]) for r in ranked])
         text = {int(r["id"]): r for r in await conn.fetch(sql, *args)}
         return [SearchHit(int(r["id"]), text[int(r["id"])]["source"], text[int(r["id"])]["body"], -float(r["rank"]))
                 for r in ranked]

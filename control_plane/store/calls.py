@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from ..crypto import DataKeys
@@ -69,7 +69,7 @@ class CallCodec:
         "cost_amount", "cost_currency", "amd_result", "stream_state", "error", "erased_at",
         "idempotency_key_hash", "request_fingerprint",
     )
-    SEALED = {
+    SEALED: ClassVar[dict[str, tuple[str, str, bool]]] = {
         "to_number": ("to_enc", "calls.to", False),
         "from_number": ("from_enc", "calls.from", False),
         "agent_config": ("agent_config_enc", "calls.agent_config", True),

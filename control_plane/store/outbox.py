@@ -247,7 +247,8 @@ class SqlOutboxStore(OutboxStore):
     def _endpoint(self, row: dict[str, Any]) -> WebhookEndpoint:
         c = self._cipher
         return WebhookEndpoint(
-            id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), url=self._open_url(row["url"]), description=row["description"],
+            id=_uuid(row["id"]), org_id=_uuid(row["org_id"]), url=self._open_url(row["url"]),
+            description=row["description"],
             event_types=tuple(_json(row["event_types"])), enabled=bool(row["enabled"]),
             secret=c.open(row["secret_enc"], SECRET_CONTEXT) or "",
             previous_secret=c.open(row["previous_secret_enc"], SECRET_CONTEXT),
@@ -367,10 +368,12 @@ class SqlOutboxStore(OutboxStore):
             expires = _dt(d["previous_expires_at"])
             if d["previous_secret_enc"] is not None and expires is not None and expires > now:
                 keys.append(self._cipher.open(d["previous_secret_enc"], SECRET_CONTEXT))
+            give_up_at = _dt(r["give_up_at"])
+            assert give_up_at is not None  # (NOT NULL)
             out.append(ClaimedDelivery(
                 id=int(r["id"]), message_id=r["message_id"], order_key=r["order_key"], url=self._open_url(d["url"]),
                 body=(self._cipher.open(d["payload_enc"], PAYLOAD_CONTEXT) or "").encode(),
-                secrets=tuple(k for k in keys if k), attempts=int(r["attempts"]), give_up_at=_dt(r["give_up_at"]),
+                secrets=tuple(k for k in keys if k), attempts=int(r["attempts"]), give_up_at=give_up_at,
             ))
         return out
 

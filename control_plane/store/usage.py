@@ -37,8 +37,10 @@ class UsageFigures:
         out: dict[str, Any] = {}
         for f in fields(cls):
             raw = value.get(f.name)
-            ok = isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw < 10**12
-            out[f.name] = (int(raw) if f.type == "int" else float(raw)) if ok else f.default
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw < 10**12:
+                out[f.name] = int(raw) if f.type == "int" else float(raw)
+            else:
+                out[f.name] = f.default
         return cls(**out)
 
     @property
@@ -91,7 +93,8 @@ class SqlUsageRepository(UsageRepository):
         marks = ", ".join(f"${i + 3}" for i in range(len(_COLUMNS)))
         adds = ", ".join(f"{c} = call_usage.{c} + excluded.{c}" for c in _COLUMNS)
         row = await self.db.fetchrow(
-            f"INSERT INTO call_usage (call_id, org_id, {names}, updated_at) VALUES ($1, $2, {marks}, ${len(values) + 3})"
+            f"INSERT INTO call_usage (call_id, org_id, {names}, updated_at)"
+            f" VALUES ($1, $2, {marks}, ${len(values) + 3})"
             f" ON CONFLICT (call_id) DO UPDATE SET {adds}, updated_at = excluded.updated_at"
             f" RETURNING {names}",
             call_id, org_id, *values, now,
@@ -150,4 +153,5 @@ _FLOATS = frozenset(f.name for f in fields(UsageFigures) if f.type == "float")
 
 
 def _figures(row: dict[str, Any]) -> UsageFigures:
-    return UsageFigures(**{c: (float if c in _FLOATS else int)(row[c] or 0) for c in _COLUMNS})
+    figures: dict[str, Any] = {c: (float if c in _FLOATS else int)(row[c] or 0) for c in _COLUMNS}
+    return UsageFigures(**figures)

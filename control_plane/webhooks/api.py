@@ -17,11 +17,11 @@ from ..errors import ApiError, json_response, parse_query, read_json
 from ..store.outbox import ReplayTooLarge, SqlOutboxStore
 from ..store.records import utcnow
 from .models import (
+    AttemptOut,
     CreateEndpointRequest,
     DeliveryDetail,
     DeliveryList,
     DeliveryOut,
-    AttemptOut,
     EndpointDeleted,
     EndpointList,
     EndpointOut,

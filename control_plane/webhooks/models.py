@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -50,8 +50,8 @@ class _Request(BaseModel):
 
 class CreateEndpointRequest(_Request):
     url: str = Field(min_length=1, max_length=MAX_URL, description="http(s) URL the events are POSTed to")
-    event_types: list[EventType] = Field(default_factory=lambda: list(EVENT_TYPES), min_length=1,
-                                         description="Event types to receive (default: all)")
+    event_types: list[EventType] = Field(default_factory=lambda: [cast(EventType, e) for e in EVENT_TYPES],
+                                         min_length=1, description="Event types to receive (default: all)")
     description: str = Field("", max_length=500)
     enabled: bool = True
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from ..endpointing import EndpointEvent
 from ..playout import Interruption
@@ -40,14 +41,48 @@ from .reply import Reply
 from .summary import summarize
 from .tasks import CallTasks
 from .tools import ToolClient, tool_definitions
-from .usage import CallUsage
 from .turn import (
-    BargeIn, BargeInPending, BargeInRejected, CancelTimer, Command, Commit, CommitReply, ConfirmBargeIn,
-    DropReply, Event, FailCall, Failing, FinalizeStt, Greet, KeyPressed, KeysEntered, KeysHeard, PlayoutDone,
-    ReplyFailed, ReplySpeaking, ResumeAfterHold, SayFiller, SpeechResumed, SpeechStarted, StampTurn, StartReply,
-    StartTimer, SttReady, Stopped, TentativeEnd, Timer, TimerFired, ToolFinished, ToolStarted, Transcribed,
-    TurnConfig, TurnEnded, TurnPolicy, VadBargeIn,
+    BargeIn,
+    BargeInPending,
+    BargeInRejected,
+    CancelTimer,
+    Command,
+    Commit,
+    CommitReply,
+    ConfirmBargeIn,
+    DropReply,
+    Event,
+    FailCall,
+    Failing,
+    FinalizeStt,
+    Greet,
+    KeyPressed,
+    KeysEntered,
+    KeysHeard,
+    PlayoutDone,
+    ReplyFailed,
+    ReplySpeaking,
+    ResumeAfterHold,
+    SayFiller,
+    SpeechResumed,
+    SpeechStarted,
+    StampTurn,
+    StartReply,
+    StartTimer,
+    Stopped,
+    SttReady,
+    TentativeEnd,
+    Timer,
+    TimerFired,
+    ToolFinished,
+    ToolStarted,
+    Transcribed,
+    TurnConfig,
+    TurnEnded,
+    TurnPolicy,
+    VadBargeIn,
 )
+from .usage import CallUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -399,7 +434,7 @@ class CallAgent(MediaListener):
         return self._loop.time()
 
     def messages_for(self, user_text: str) -> list[dict[str, Any]]:
-        return self.conversation.for_model() + [{"role": "user", "content": user_text}]
+        return [*self.conversation.for_model(), {"role": "user", "content": user_text}]
 
     def reply_speaking(self, reply: Reply) -> None:
         if reply.fixed_text is None:

@@ -8,7 +8,8 @@ errors and timeouts included, goes back to the model as text it can talk about.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 

@@ -142,7 +142,7 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
             return [strip(v) for v in node]
         return node
 
-    schema = strip(model.model_json_schema())
+    schema: dict[str, Any] = strip(model.model_json_schema())
     schema.pop("additionalProperties", None)
     return schema
 

@@ -7,8 +7,9 @@ if the TTS is down even then, the agent goes without them rather than waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..providers.base import ProviderError, TextToSpeech
 
@@ -37,10 +38,13 @@ class PhraseCache:
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = asyncio.ensure_future(self._synthesize(key))
-                pending.add_done_callback(lambda _f, k=key: self._pending.pop(k, None))
+                pending.add_done_callback(functools.partial(self._settled, key))
             waits.append(pending)
         if waits:
             await asyncio.gather(*(asyncio.shield(w) for w in waits), return_exceptions=True)
+
+    def _settled(self, key: Key, _future: asyncio.Future[None]) -> None:
+        self._pending.pop(key, None)
 
     async def _synthesize(self, key: Key) -> None:
         voice, sample_rate, text = key

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Awaitable, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -35,13 +36,16 @@ class ReplyHost(Protocol):
     session: MediaSession
     llm: ChatModel
     tts: TextToSpeech
-    voice: str
     sample_rate: int
-    deadline_s: float
     call_control_id: str | None
     tools: list[dict[str, Any]]
     knowledge: TurnKnowledge | None
     usage: CallUsage
+
+    @property
+    def voice(self) -> str: ...
+    @property
+    def deadline_s(self) -> float: ...  # (read-only: the agent derives both)
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
     def now(self) -> float: ...
@@ -138,7 +142,8 @@ class Reply:
                 await self._generate()
             stream = await self._tts()
             await stream.end()
-            await self._pump
+            if self._pump is not None:  # (set once the stream opened, which _tts() awaited)
+                await self._pump
         except asyncio.CancelledError:
             raise
         except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
@@ -167,7 +172,9 @@ class Reply:
 
     async def _tts(self) -> TtsStream:
         self._open_tts()
-        return await self._opening  # type: ignore[misc]
+        opening = self._opening
+        assert opening is not None  # _open_tts() set it
+        return await opening
 
     async def _generate(self) -> None:
         host = self.host

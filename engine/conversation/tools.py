@@ -153,8 +153,9 @@ class ToolClient:
                        payload: bytes, context: ToolContext) -> str:
         url = URL(str(tool.url))
         # The signature covers the exact bytes sent; a redirected request is signed afresh.
-        method, body = "POST", payload
-        headers = {**tool.headers, "Content-Type": "application/json", **sign(context.signing_secrets, body)}
+        method = "POST"
+        body: bytes | None = payload
+        headers = {**tool.headers, "Content-Type": "application/json", **sign(context.signing_secrets, payload)}
         for hop in range(self.config.max_redirects + 1):
             refused = policy.literal_refusal(url)
             if refused is not None:

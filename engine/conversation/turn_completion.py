@@ -51,30 +51,25 @@ _PUNCTUATED = re.compile(r"[.?!,;:…](?=\s)")
 # such as "that", wh-words ("sorry, what?"), adverbs ("I think so", "not really") and particles
 # ("turn it off", "come over") end sentences often, so they are not here. A word missing costs
 # at worst today's behaviour for an unpunctuated line; a word wrongly here, a hold.
-_CONTINUES = frozenset("""
-    a an the every
-    my your his her its our their whose
-    of to in on at by for with from into onto about than via per upon under between toward towards
-    regarding including
-    and or but nor because if when while although though unless until whether
-    i i'm i've i'd i'll you're you've we're we've they're it's that's there's here's what's
-    he's she's let's
-    um uh er erm uhm
-    very
-""".split())
-_AUXILIARIES = frozenset("""
-    is are was were be been being am do does did have has had will would shall should can
-    could may might must gonna wanna gotta
-""".split())
+_CONTINUES = frozenset(["a", "an", "the", "every", "my", "your", "his", "her", "its", "our", "their", "whose", "of",
+                        "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "about", "than", "via",
+                        "per", "upon", "under", "between", "toward", "towards", "regarding", "including", "and", "or",
+                        "but", "nor", "because", "if", "when", "while", "although", "though", "unless", "until",
+                        "whether", "i", "i'm", "i've", "i'd", "i'll", "you're", "you've", "we're", "we've", "they're",
+                        "it's", "that's", "there's", "here's", "what's", "he's", "she's", "let's", "um", "uh", "er",
+                        "erm", "uhm", "very"])
+_AUXILIARIES = frozenset(["is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has",
+                          "had", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "gonna",
+                          "wanna", "gotta"])
 # ... but after a pronoun an auxiliary is a short answer ("yes it is", "I do", "we can"), and
 # after a wh-word it closes an embedded question ("can you tell me what my balance is").
-_PRONOUNS = frozenset("i you he she it we they that there this who".split())
-_WH = frozenset("what where when how who which why whatever".split())
+_PRONOUNS = frozenset(["i", "you", "he", "she", "it", "we", "they", "that", "there", "this", "who"])
+_WH = frozenset(["what", "where", "when", "how", "who", "which", "why", "whatever"])
 _WH_WINDOW = 6
-_INTERJECTIONS = frozenset("""
-    yes yeah yep yup no nope okay ok alright right sure great thanks thank you hi hello hey oh ah
-    well so perfect brilliant cool fine good lovely morning afternoon evening sorry cheers
-""".split())
+_INTERJECTIONS = frozenset(["yes", "yeah", "yep", "yup", "no", "nope", "okay", "ok", "alright", "right", "sure",
+                            "great", "thanks", "thank", "you", "hi", "hello", "hey", "oh", "ah", "well", "so",
+                            "perfect", "brilliant", "cool", "fine", "good", "lovely", "morning", "afternoon",
+                            "evening", "sorry", "cheers"])
 # Stalls and self-repairs near the end: the caller has more to say after fetching or correcting.
 _STALLS = (
     ("let", "me", "just"), ("let", "me", "find"), ("let", "me", "check"), ("let", "me", "see"),
@@ -87,11 +82,10 @@ _STALL_WINDOW = 6
 _HEDGES = (("i", "think"), ("i", "guess"), ("i", "believe"), ("you", "know"), ("i", "suppose"))
 """A hedge at the end either closes the line or sits inside it ("the ninth, I think, at two")."""
 _REPAIRS = (("no", "sorry"), ("sorry", "no"), ("i", "mean"), ("or", "rather"), ("no", "wait"))
-_NUMBERS = frozenset("""
-    zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen
-    fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty
-    ninety hundred thousand double triple
-""".split())
+_NUMBERS = frozenset(["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                      "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+                      "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+                      "hundred", "thousand", "double", "triple"])
 
 
 def judge_text(text: str) -> Verdict:

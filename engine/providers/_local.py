@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .base import ProviderError
 
@@ -90,7 +91,7 @@ class LazyLoad(Generic[T]):
         self._load = load
         self._what = what
         self._value: T | None = None
-        self._loading: asyncio.Future[Any] | None = None
+        self._loading: asyncio.Future[T] | None = None
 
     async def get(self) -> T:
         if self._value is not None:
@@ -98,7 +99,8 @@ class LazyLoad(Generic[T]):
         if self._loading is None:
             self._loading = asyncio.ensure_future(self._pool.run(self._provider, self._load))
         try:
-            self._value = await asyncio.shield(self._loading)
+            value = await asyncio.shield(self._loading)
+            self._value = value
         except ProviderError:
             self._loading = None
             raise
@@ -106,4 +108,4 @@ class LazyLoad(Generic[T]):
             self._loading = None
             raise ProviderError(self._provider, f"cannot load the {self._what}: {exc.__class__.__name__}: {exc}",
                                 retryable=False) from None
-        return self._value
+        return value

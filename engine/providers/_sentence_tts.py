@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from abc import abstractmethod
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from .. import _audioop as audioop
 from .base import AudioChunk, ProviderError, TtsStream
@@ -29,7 +29,7 @@ class SentenceTtsStream(TtsStream):
         self._text = ""
         self._sentences: asyncio.Queue[str | object] = asyncio.Queue()
         self._out: asyncio.Queue[AudioChunk | ProviderError | object] = asyncio.Queue()
-        self._ratecv_state: object = None
+        self._ratecv_state: tuple[int, tuple[tuple[int, int], ...]] | None = None
         self._source_rate = 0
         self._odd = b""
         self._ended = False

@@ -9,8 +9,9 @@ runs in production, in the demo and in the tests.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 
 class ProviderError(Exception):
@@ -101,7 +102,9 @@ class TokenUsage:
         if not isinstance(value, dict):
             return None
         prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
-        if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 10**9 for n in (prompt, completion)):
+        if not (isinstance(prompt, int) and isinstance(completion, int)):
+            return None
+        if any(isinstance(n, bool) or not 0 <= n < 10**9 for n in (prompt, completion)):
             return None
         return cls(prompt, completion)
 

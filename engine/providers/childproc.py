@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 _POLL_S = 0.002  # exit polling where pidfd_open is missing (Linux < 5.3, macOS)
 _READ_BYTES = 1 << 16
@@ -150,7 +150,12 @@ async def _exited(popen: subprocess.Popen[bytes]) -> None:
         return
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
     try:
         await done
     finally:

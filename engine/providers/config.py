@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from .telnyx_stt import DEFAULT_URL as TELNYX_STT_URL
 from .telnyx_tts import DEFAULT_URL as TELNYX_TTS_URL
 
-
 _PROVIDER_NAME = r"^[a-z][a-z0-9_-]{0,39}$"
 
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -120,7 +121,7 @@ class DeepgramSpeechToText(SpeechToText):
                 ),
                 o.connect_timeout_s,
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connect_error(PROVIDER, exc) from None
         batch_bytes = sample_rate * 2 * o.batch_ms // 1000
         return DeepgramSttSession(ws, batch_bytes=batch_bytes, on_transcript=on_transcript, on_error=on_error,

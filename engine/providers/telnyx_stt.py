@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -129,7 +129,7 @@ class TelnyxSpeechToText(SpeechToText):
                 ),
                 config.connect_timeout_s,
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connect_error(PROVIDER, exc) from None
         batch_bytes = sample_rate * 2 * config.batch_ms // 1000
         return TelnyxSttSession(ws, batch_bytes=batch_bytes, on_transcript=on_transcript, on_error=on_error,

@@ -96,7 +96,7 @@ class TelnyxTextToSpeech(TextToSpeech):
                 ),
                 config.connect_timeout_s,
             )
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connect_error(PROVIDER, exc) from None
         stream = TelnyxTtsStream(ws, voice=voice, sample_rate=sample_rate, receive_timeout_s=config.receive_timeout_s,
                                  raw_rate=raw_rate, send_flush=config.send_flush)
@@ -149,7 +149,7 @@ class TelnyxTtsStream(TtsStream):
                 raise StopAsyncIteration
             try:
                 msg = await self._ws.receive(timeout=self._receive_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._finish()
                 raise ProviderError(PROVIDER, f"no audio for {self._receive_timeout_s} s") from None
             if msg.type is aiohttp.WSMsgType.TEXT:

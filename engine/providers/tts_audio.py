@@ -20,6 +20,7 @@ media frame.
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Any, Literal
 
 from .. import _audioop as audioop
@@ -157,7 +158,7 @@ class IncomingAudio:
         if decoded.sample_rate != self.source_rate:
             self._resample_state = None
         self.source_rate, self._channels = decoded.sample_rate, decoded.nchannels
-        samples = decoded.samples
+        samples: array[int] = decoded.samples
         start = self._mp3_emitted * decoded.nchannels
         self._mp3_emitted = len(samples) // decoded.nchannels
         return samples[start:].tobytes()

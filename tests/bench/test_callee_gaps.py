@@ -122,7 +122,7 @@ def heard_gaps(engine: FakeEngine) -> list[float]:
     lines = SCRIPT.utterances()
     assert len(engine.onsets) == len(lines)
     out = []
-    for onset, line in zip(engine.onsets, lines):
+    for onset, line in zip(engine.onsets, lines, strict=False):
         reply_end = max(end for end in engine.reply_ends if end <= onset)
         out.append(onset - reply_end - line.speech_start_s)
     return out
@@ -136,7 +136,7 @@ def test_the_callee_answers_each_reply_after_the_gap_it_drew(reply_delay_s: floa
     expected = [draws.draw() for _ in SCRIPT.utterances()]
     assert [t.reply_gap_s for t in result.turns] == expected
     assert all(0.2 <= g <= 1.5 for g in expected) and len(set(expected)) == len(expected)
-    for heard, drawn in zip(heard_gaps(engine), expected):
+    for heard, drawn in zip(heard_gaps(engine), expected, strict=False):
         # The callee moves in 20 ms frames, and a line's voice starts inside one.
         assert drawn - FRAME_S <= heard <= drawn + 3 * FRAME_S, (heard, drawn)
     # A reply slower than the 0.5 s the corpus's anchor waits is waited for, not talked over.
@@ -148,7 +148,7 @@ def test_without_gaps_the_callee_keeps_the_scripts_anchors() -> None:
     engine = FakeEngine()
     result = play(engine, None)
     assert all(t.reply_gap_s is None for t in result.turns)
-    for heard, line in zip(heard_gaps(engine), SCRIPT.utterances()):
+    for heard, line in zip(heard_gaps(engine), SCRIPT.utterances(), strict=False):
         # agent_done: quiet for reply_idle_s after the last frame arrived, then the scripted delay.
         assert line.delay_s + REPLY_IDLE_S - 2 * FRAME_S <= heard <= line.delay_s + REPLY_IDLE_S + 3 * FRAME_S, heard
 

@@ -83,14 +83,14 @@ async def test_late_marks_come_back_late_s_after_they_were_due():
 
 
 async def test_a_carrier_that_never_echoes_keeps_every_mark():
-    callee, clock = await agent_sends("never", AUDIO_THEN_MARK + [{"event": "clear"}])
+    callee, clock = await agent_sends("never", [*AUDIO_THEN_MARK, {"event": "clear"}])
     await advance(callee, clock, 130.0)
     assert echoes(callee) == [] and callee.result.marks_echoed == 0 and callee.result.clears == 1
 
 
 @pytest.mark.parametrize(("mode", "at_clear", "later"), [("played", ["u1"], ["u1"]), ("late", [], ["u1"])])
 async def test_clear_returns_pending_marks_at_once_or_late(mode, at_clear, later):
-    callee, clock = await agent_sends(mode, AUDIO_THEN_MARK + [{"event": "clear"}])
+    callee, clock = await agent_sends(mode, [*AUDIO_THEN_MARK, {"event": "clear"}])
     assert echoes(callee) == at_clear  # cleared at t=100, before the audio had played
     await advance(callee, clock, 101.5)
     assert echoes(callee) == later

@@ -139,7 +139,7 @@ def cut(data: bytes, start_s: float, end_s: float) -> bytes:
 def active(data: bytes, step: Step) -> bytes:
     """The voiced span without its pauses."""
     edges = [step.speech_start_s, *(t for p in step.pauses for t in p), step.speech_end_s]
-    return b"".join(cut(data, a, b) for a, b in zip(edges[::2], edges[1::2]))
+    return b"".join(cut(data, a, b) for a, b in zip(edges[::2], edges[1::2], strict=False))
 
 
 def tone_share(data: bytes, hz: float) -> float:

@@ -63,7 +63,7 @@ def test_delay_follows_the_endpointing_config() -> None:
 
 def test_late_detector_adds_its_hangover_to_the_delay() -> None:
     hangover = list(LABELS)
-    for s, e in TURNS:
+    for _s, e in TURNS:
         hangover[e : e + 5] = [True] * 5  # 100 ms of VAD tail
     m = vq.turn_end_metrics(hangover, TURNS_MS, DEFAULT)
     assert m["delays_ms"] == [DEFAULT.end_of_turn_ms + 100] * 3
@@ -150,7 +150,7 @@ def test_noise_conditions_hit_their_snr(condition: str, snr_db: float) -> None:
     noise = vq._gauss_noise(len(speech) // 2, rng)
     power = audioop.rms(speech, 2) ** 2
     mixed = vq._condition(speech, condition, power, noise)
-    added = [m - s for m, s in zip(_samples(mixed), _samples(speech))]
+    added = [m - s for m, s in zip(_samples(mixed), _samples(speech), strict=False)]
     measured = 10 * math.log10(power / (sum(a * a for a in added) / len(added)))
     assert measured == pytest.approx(snr_db, abs=0.6)  # μ-law error adds a little
 

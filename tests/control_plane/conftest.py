@@ -43,7 +43,7 @@ def pg_schema() -> Iterator[str]:
     schema = "cp_test_" + secrets.token_hex(6)
     try:
         asyncio.run(_pg_admin(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means the service is not usable
+    except Exception as exc:
         pytest.fail(
             f"PostgreSQL is unreachable at {PG_URL} ({type(exc).__name__}: {exc}); start it or set "
             "CALLAGENT_TEST_DATABASE_URL",
@@ -83,7 +83,7 @@ def redis_prefix() -> Iterator[str]:
     prefix = f"cp_test_{secrets.token_hex(6)}:"
     try:
         asyncio.run(_redis_ping())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(
             f"Redis is unreachable at {REDIS_URL} ({type(exc).__name__}: {exc}); start it or set "
             "CALLAGENT_TEST_REDIS_URL",

@@ -24,8 +24,8 @@ from control_plane.app import CONTROL_PLANE_KEY, create_app
 from control_plane.auth import issue_api_key
 from control_plane.services import ControlPlane
 from control_plane.settings import Settings
-from engine.conversation.phrases import PhraseCache
 from engine.conversation.egress import ToolEgressConfig
+from engine.conversation.phrases import PhraseCache
 from engine.conversation.tools import ToolClient
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
@@ -73,10 +73,10 @@ class World:
                    "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en",
                                     "first_message": "Hello there!"},
                    **body}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{server.base}/api/calls/start", json=request, headers=self.headers) as response:
-                assert response.status == 201, await response.text()
-                return await response.json()
+        async with aiohttp.ClientSession() as http, \
+                http.post(f"{server.base}/api/calls/start", json=request, headers=self.headers) as response:
+            assert response.status == 201, await response.text()
+            return await response.json()
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:

@@ -100,7 +100,7 @@ async def test_api_keys_create_list_revoke(h):
     assert revoked.status == 200 and (await revoked.json())["active"] is False
     assert (await h.client.get("/api/keys", headers=new_headers)).status == 401
     # The last active key stays.
-    remaining = [k for k in listed["data"] if k["name"] == "test"][0]
+    remaining = next(k for k in listed["data"] if k["name"] == "test")
     last = await h.client.delete(f"/api/keys/{remaining['id']}", headers=headers)
     assert last.status == 409 and (await last.json())["error"]["code"] == "last_active_key"
     assert (await h.client.get("/api/keys", headers=headers)).status == 200

@@ -52,7 +52,8 @@ class System:
         response = await self.client.post("/api/campaigns", json=body, headers=self.headers)
         assert response.status == 201, await response.text()
         campaign_id = (await response.json())["id"]
-        response = await self.client.post(f"/api/campaigns/{campaign_id}/contacts", data="phone\n" + "\n".join(contacts),
+        response = await self.client.post(f"/api/campaigns/{campaign_id}/contacts",
+                                          data="phone\n" + "\n".join(contacts),
                                           headers={**self.headers, "Content-Type": "text/csv"})
         assert (await response.json())["accepted"] == len(contacts)
         return campaign_id

@@ -9,7 +9,7 @@ from control_plane.errors import ApiError
 
 
 def test_a_headed_file_reads_the_named_columns_and_reports_bad_rows_by_line() -> None:
-    raw = "name,Phone,reason\nann,+1 415 555 0123,asked\nbob,not a number,\n\ncat,+14155550123,again\n".encode()
+    raw = b"name,Phone,reason\nann,+1 415 555 0123,asked\nbob,not a number,\n\ncat,+14155550123,again\n"
     read = read_dnc_csv(raw, max_rows=10)
     assert read.rows == 3  # the blank line is not a row
     assert read.entries == {"+14155550123": "asked"}  # one entry per number, its first reason

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from yarl import URL
 
 from bench.signals import silence
 from control_plane.app import MEDIA_KEY
 from control_plane.drain import close_for_recovery, drain
 from tests.engine.helpers import media_frames, start_frame
-from yarl import URL
 
 from .conftest import make_settings
 from .fakes import harness

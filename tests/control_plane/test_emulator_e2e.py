@@ -50,9 +50,10 @@ async def _system(settings_factory: Callable[..., Any], **emulator_options: Any
 async def test_outbound_call_through_the_emulator(settings):
     async with _system(lambda **kw: make_settings(settings.data_dir, backend=_backend(settings),
                                                   pg_schema=settings.store.schema_name, **kw)) as (
-            emulator, client, headers, org):
+            emulator, client, headers, _org):
         body = {"to": "+14155550123", "from": "+14155550100",
-                "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en", "max_duration_s": 120}}
+                "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en",
+                                 "max_duration_s": 120}}
         started = await (await client.post("/api/calls/start", json=body, headers=headers)).json()
         assert started["status"] == "initiated", started
         (entry,) = emulator.dial_log
@@ -133,7 +134,7 @@ async def test_a_recording_reaches_its_call_with_or_without_a_call_control_id(tm
     """call.recording.saved has no call_control_id in the SDK's model but has one in Telnyx's
     docs example (issue 15): the recording URL reaches the call either way."""
     async with _system(lambda **kw: make_settings(tmp_path, **kw), event_fields=event_fields) as (
-            emulator, client, headers, org):
+            emulator, client, headers, _org):
         body = {"to": "+14155550123", "from": "+14155550100",
                 "agent_config": {"personality": "friendly", "voice": "natural_hd", "language": "en", "record": True}}
         started = await (await client.post("/api/calls/start", json=body, headers=headers)).json()

@@ -71,7 +71,8 @@ async def test_erasure_leaves_no_trace_in_database_or_redis(backend, tmp_path, p
 
         # An outbound call to the subject, with everything a real call leaves behind.
         # (Its Idempotency-Key holds the number too: kept only as a keyed hash.)
-        started = await (await h.start_call({**headers, "Idempotency-Key": f"welcome-{SUBJECT}"}, to=SUBJECT, agent_config={
+        started = await (await h.start_call({**headers, "Idempotency-Key": f"welcome-{SUBJECT}"}, to=SUBJECT,
+                                            agent_config={
             "personality": "sales", "system_prompt": f"You are calling {NAME}.", "variables": {"name": NAME},
             "language": "en-GB", "record": True})).json()
         ccid = started["call_control_id"]

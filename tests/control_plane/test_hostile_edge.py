@@ -87,7 +87,7 @@ async def test_a_client_that_disconnects_mid_body_is_one_debug_line(tmp_path, ca
     caplog.set_level(logging.DEBUG)
     async with serving(create_app(make_settings(tmp_path))) as (port, requests):
         for _ in range(3):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(_partial_post("/webhook/telnyx", 1000, b'{"data": {"id": "'))
             await writer.drain()
             done = await asyncio.wait_for(requests.get(), WAIT_S)  # the app is reading the body

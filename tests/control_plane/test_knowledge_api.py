@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from control_plane.knowledge.store import knowledge_store
 from bench.pdfgen import make_pdf
+from control_plane.knowledge.store import knowledge_store
 
 from .fakes import harness
 
@@ -62,7 +62,8 @@ async def test_knowledge_base_lifecycle_is_per_organisation(settings):
         # Re-ingesting the same name replaces the document: no duplicate passages.
         before = await _chunks(h, kb["id"])
         again = await h.client.put("/api/knowledge-bases/support/documents/hours.md",
-                                   data=HOURS_MD.replace(b"6pm", b"7pm"), headers={**a, "Content-Type": "text/markdown"})
+                                   data=HOURS_MD.replace(b"6pm", b"7pm"),
+                                   headers={**a, "Content-Type": "text/markdown"})
         assert again.status == 201
         assert await _chunks(h, kb["id"]) == before
         docs = (await (await h.client.get("/api/knowledge-bases/support/documents", headers=a)).json())["data"]

@@ -12,7 +12,6 @@ from bench.emulators.server import start_emulators
 from control_plane.knowledge.embeddings import EmbeddingsClient
 from control_plane.knowledge.service import KnowledgeService
 
-
 DATA = Path(__file__).resolve().parent.parent / "data" / "kb"
 QUESTIONS = json.loads((DATA / "questions.json").read_text())
 

@@ -49,7 +49,7 @@ def _actions(emulator, ccid: str, action: str) -> list[Any]:
 
 @run_async
 async def test_a_machine_gets_the_calls_voicemail_and_never_an_agent(settings):
-    async with _system(_factory(settings)) as (emulator, client, headers, org):
+    async with _system(_factory(settings)) as (emulator, client, headers, _org):
         emulator.set_number_behaviour(MACHINE, NumberBehaviour(answer="voicemail"))
         started = await _start(client, headers, MACHINE, answering_machine_detection="detect_beep", agent={
             "variables": {"name": "Ann"},
@@ -72,7 +72,7 @@ async def test_a_machine_gets_the_calls_voicemail_and_never_an_agent(settings):
 
 @run_async
 async def test_a_machine_is_hung_up_on_when_the_call_has_no_voicemail(settings):
-    async with _system(_factory(settings)) as (emulator, client, headers, org):
+    async with _system(_factory(settings)) as (emulator, client, headers, _org):
         emulator.set_number_behaviour(MACHINE, NumberBehaviour(answer="voicemail"))
         started = await _start(client, headers, MACHINE, answering_machine_detection="detect")
         detail = await _detail(client, headers, started["call_id"], "completed")
@@ -84,7 +84,7 @@ async def test_a_machine_is_hung_up_on_when_the_call_has_no_voicemail(settings):
 
 @run_async
 async def test_a_person_gets_the_agent_once_the_verdict_is_in(settings):
-    async with _system(_factory(settings)) as (emulator, client, headers, org):
+    async with _system(_factory(settings)) as (emulator, client, headers, _org):
         started = await _start(client, headers, PERSON, answering_machine_detection="detect")
         ccid = started["call_control_id"]
         assert "stream_url" not in emulator.calls[ccid].params
@@ -107,7 +107,7 @@ async def test_a_person_gets_the_agent_once_the_verdict_is_in(settings):
 
 @run_async
 async def test_a_call_without_detection_streams_from_the_dial(settings):
-    async with _system(_factory(settings)) as (emulator, client, headers, org):
+    async with _system(_factory(settings)) as (emulator, client, headers, _org):
         started = await _start(client, headers, PERSON)
         assert emulator.calls[started["call_control_id"]].params["stream_url"]
         await client.post(f"/api/calls/{started['call_id']}/hangup", headers=headers)
@@ -115,7 +115,7 @@ async def test_a_call_without_detection_streams_from_the_dial(settings):
 
 @run_async
 async def test_bad_voicemail_policies_are_refused_at_the_api(settings):
-    async with _system(_factory(settings)) as (emulator, client, headers, org):
+    async with _system(_factory(settings)) as (emulator, client, headers, _org):
         for voicemail in ({"action": "message"}, {"action": "message", "message": "hi", "language": "en"},
                           {"action": "shout"}):
             body = {"to": PERSON, "from": "+14155550100", "answering_machine_detection": "detect",

@@ -3,14 +3,15 @@ inbound calls to a number nobody registered are rejected through the real client
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
 
-from .test_emulator_e2e import _eventually, _system
-from .conftest import make_settings
-import uuid
 from control_plane.app import CONTROL_PLANE_KEY
+
+from .conftest import make_settings
 from .fakes import harness
 from .helpers import with_tenant_networks
+from .test_emulator_e2e import _eventually, _system
 
 
 async def test_numbers_are_added_listed_and_removed_per_organisation(h):
@@ -94,7 +95,7 @@ async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_
     # to be answered or rejected would be 0.3 s, less than a loaded machine may take to reject it.
     # The test is about who answers, so the caller waits as long as the test does.
     async with _system(lambda **kw: make_settings(tmp_path, **kw), incoming_timeout_s=3000.0) as (
-            emulator, client, headers, org):
+            emulator, client, headers, _org):
         registered = await client.post("/api/numbers", json={"number": "+13125550100"}, headers=headers)
         assert registered.status == 201
         webhook_url = f"http://127.0.0.1:{client.server.port}/webhook/telnyx"
@@ -150,7 +151,7 @@ async def test_each_organisation_reads_its_own_tool_signing_secret(tmp_path):
     key = "s" * 40
     async with harness(make_settings(tmp_path / "on", tools={"signing_key": key})) as h:
         org_a, headers_a = await h.org("A")
-        org_b, headers_b = await h.org("B")
+        _org_b, headers_b = await h.org("B")
         a = await (await h.client.get("/api/organisation/tool-signing-secret", headers=headers_a)).json()
         b = await (await h.client.get("/api/organisation/tool-signing-secret", headers=headers_b)).json()
         assert a["secrets"] == list(ToolEgressConfig(signing_key=key).signing_secrets(str(org_a.id)))

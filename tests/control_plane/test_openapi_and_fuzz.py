@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from control_plane.api.routes import ENDPOINTS
 from control_plane.api.openapi import build_openapi
+from control_plane.api.routes import ENDPOINTS
 from control_plane.api.schemas import CallDetail, CallList, StartCallResponse
 from control_plane.telnyx.webhooks import sign
 

@@ -48,7 +48,7 @@ def own_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Set
     schema = "wh_test_" + secrets.token_hex(6)
     try:
         asyncio.run(_pg_admin(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL is unreachable at {PG_URL}: {exc}", pytrace=False)
     try:
         yield make_settings(tmp_path, backend="postgres", pg_schema=schema, **overrides)

@@ -131,7 +131,8 @@ async def test_calls_survive_their_server_stopping(tmp_path, backend, crash_sett
                 assert refused == [], refused
             ordered = sorted(gaps.values())
             print(f"{stop.upper()} with {CALLS} calls ({backend}) -> agents heard again (restart included): "
-                  f"p50 {ordered[len(ordered) // 2]:.2f} s, p95 {ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]:.2f} s")
+                  f"p50 {ordered[len(ordered) // 2]:.2f} s, "
+                  f"p95 {ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]:.2f} s")
 
             for c in calls:
                 emulator.calls[c["call_control_id"]].hang_up()

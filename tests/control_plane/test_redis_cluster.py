@@ -124,7 +124,7 @@ async def test_a_control_plane_on_a_cluster_is_ready_and_places_calls(cluster_ur
     settings = make_settings(tmp_path, redis_url=cluster_url, redis_key_prefix="t:" + uuid.uuid4().hex[:6] + ":")
     async with harness(settings) as h:
         assert isinstance(h.cp.redis, RedisCluster)
-        ready, checks = await readiness(h.cp)
+        _ready, checks = await readiness(h.cp)
         assert checks["redis"] == "ok"
         _, headers = await h.org()
         started = await h.start_call(headers)  # the rate limit lives in the cluster

@@ -10,7 +10,6 @@ import pytest
 
 from control_plane.campaigns.store import CampaignStore
 from control_plane.crypto import api_key_lookup_prefix, hash_api_key, load_data_keys, new_api_key
-from control_plane.store.migrate import load_migrations
 from control_plane.store import (
     ApiKey,
     Call,
@@ -22,6 +21,7 @@ from control_plane.store import (
     open_repository,
     utcnow,
 )
+from control_plane.store.migrate import load_migrations
 
 from .helpers import add_contact, dump_database, make_campaign
 

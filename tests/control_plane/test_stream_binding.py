@@ -18,14 +18,7 @@ import pytest
 
 from bench.telnyx_emulator import SilentCallee
 from control_plane.callstate import client_state_for
-from control_plane.streamauth import (
-    ANONYMOUS,
-    OPERATOR,
-    StreamCredential,
-    issue_token,
-    verify_token,
-    with_token,
-)
+from control_plane.streamauth import ANONYMOUS, OPERATOR, StreamCredential, issue_token, verify_token, with_token
 from engine.conversation.ports import StreamRefused
 
 from .conftest import make_settings
@@ -44,13 +37,13 @@ def _start(call_control_id: str, client_state: str | None) -> str:
 async def _frames_until_closed(url: str, start: str, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Connect, send ``connected`` and ``start``, and read every frame until the server closes."""
     got = []
-    async with asyncio.timeout(15), aiohttp.ClientSession() as http:  # a guard: a served stream never closes
-        async with http.ws_connect(url, headers=headers or {}) as ws:
-            await ws.send_str('{"event":"connected","version":"1.0.0"}')
-            await ws.send_str(start)
-            async for message in ws:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    got.append(orjson.loads(message.data))
+    # asyncio.timeout is a guard: a served stream never closes
+    async with asyncio.timeout(15), aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers or {}) as ws:
+        await ws.send_str('{"event":"connected","version":"1.0.0"}')
+        await ws.send_str(start)
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                got.append(orjson.loads(message.data))
     return got
 
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from control_plane.pipeline import resumed_history
 from control_plane.recovery import GIVEN_UP_REASON, LOST_REASON
+from control_plane.sessions import CallSession
 from control_plane.streamauth import verify_token
 from control_plane.streamleases import MemoryStreamLeases
 
 from .fakes import harness, telnyx_error
 from .helpers import make_campaign
-from control_plane.pipeline import resumed_history
-from control_plane.sessions import CallSession
 
 
 async def _answered_call(h: Any, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -286,7 +286,7 @@ async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_
         assert turns == 2  # the next turn is stored at index 2, not over "my order"
         assert [m["content"] for m in history] == ["hi", "Hello!", "my order", "Let me look."]
         # A session that is up to date is still the one used (it can hold tool turns the store has not).
-        fresh = history + [{"role": "tool", "content": "{}", "tool_call_id": "t1"}]
+        fresh = [*history, {"role": "tool", "content": "{}", "tool_call_id": "t1"}]
         await h.cp.sessions.save(CallSession(call_control_id=ccid, call_id=uuid.UUID(call["call_id"]),
                                              org_id=org.id, history=fresh,
                                              agent_state={"turns": 2}))

@@ -70,7 +70,8 @@ async def test_a_calls_agents_add_their_usage_and_fill_the_outcomes_tokens(setti
                                  "stt_seconds": 41.0, "tts_characters": 240, "tts_seconds": 16.5}
         items = body["cost_items"]
         assert items["telephony_source"] == "estimate" and items["telephony"] == "0.011000"
-        assert Decimal(items["total"]) == sum(Decimal(items[k]) for k in ("telephony", "streaming", "stt", "tts", "llm"))
+        lines = ("telephony", "streaming", "stt", "tts", "llm")
+        assert Decimal(items["total"]) == sum(Decimal(items[k]) for k in lines)
 
         # Telnyx's call.cost, when it comes, replaces the minutes estimate.
         await repo.update_call(call.id, lambda c: c.model_copy(update={"cost_amount": Decimal("0.02"),

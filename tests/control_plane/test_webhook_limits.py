@@ -12,7 +12,7 @@ from control_plane.store import utcnow
 from control_plane.store.outbox import Attempt
 
 from .fakes import harness
-from .test_outbound_webhooks import _call, _org_endpoint, control_plane, own_settings  # noqa: F401
+from .test_outbound_webhooks import _call, _org_endpoint, control_plane, own_settings
 
 WIDE = {"since": "2000-01-01T00:00:00Z", "until": "2000-01-02T00:00:00Z"}
 
@@ -21,7 +21,7 @@ def _with(settings: Settings, **webhooks: Any) -> Settings:
     return settings.model_copy(update={"outbound_webhooks": settings.outbound_webhooks.model_copy(update=webhooks)})
 
 
-async def test_one_organisations_backlog_does_not_starve_another(own_settings):  # noqa: F811
+async def test_one_organisations_backlog_does_not_starve_another(own_settings):
     async with control_plane(own_settings) as (cp, store):
         repo = await cp.repository()
         busy, _ = await _org_endpoint(repo, store, "https://a.example.com/x", types=["call.started"])
@@ -42,7 +42,7 @@ async def test_one_organisations_backlog_does_not_starve_another(own_settings): 
         assert len(await store.claim(now=now, limit=50, lease_s=60, per_org=10)) == 3
 
 
-async def test_replays_never_multiply_deliveries_and_are_bounded(own_settings):  # noqa: F811
+async def test_replays_never_multiply_deliveries_and_are_bounded(own_settings):
     settings = _with(own_settings, replay_max_events=4, replay_max_span_s=3 * 86400)
     async with harness(settings) as h:
         org, headers = await h.org("A")
@@ -85,7 +85,7 @@ async def test_replays_never_multiply_deliveries_and_are_bounded(own_settings): 
         assert too_long.status == 400 and "replay_max_span_s" in (await too_long.json())["error"]["message"]
 
 
-async def test_endpoints_per_organisation_are_capped(own_settings):  # noqa: F811
+async def test_endpoints_per_organisation_are_capped(own_settings):
     async with harness(_with(own_settings, max_endpoints_per_org=2)) as h:
         _, headers = await h.org("A")
         _, other = await h.org("B")
@@ -102,7 +102,7 @@ async def test_endpoints_per_organisation_are_capped(own_settings):  # noqa: F81
                                     headers=other)).status == 201  # another organisation's own count
 
 
-async def test_ids_past_the_databases_bigint_are_a_400_not_a_500(own_settings):  # noqa: F811
+async def test_ids_past_the_databases_bigint_are_a_400_not_a_500(own_settings):
     async with harness(own_settings) as h:
         _, headers = await h.org("A")
         for value in ("9223372036854775808", "99999999999999999999"):
@@ -113,7 +113,7 @@ async def test_ids_past_the_databases_bigint_are_a_400_not_a_500(own_settings): 
         assert (await h.client.get("/api/webhooks/deliveries/9223372036854775808", headers=headers)).status == 404
 
 
-async def test_endpoint_urls_are_sealed_at_rest_and_shown_without_credentials(own_settings):  # noqa: F811
+async def test_endpoint_urls_are_sealed_at_rest_and_shown_without_credentials(own_settings):
     url = "https://user:pa55@hooks.example.com/in/crm?token=s3cret-token"
     async with harness(own_settings) as h:
         org, headers = await h.org("A")

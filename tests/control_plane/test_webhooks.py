@@ -15,7 +15,6 @@ from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import encoded_state, harness, signed_webhook, telnyx_error, unused_bits_flipped
-import asyncio
 
 
 async def _event_rows(cp, event_id: str) -> int:
@@ -117,7 +116,7 @@ async def test_out_of_order_events_reach_the_right_final_state(h):
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_webhooks_before_the_dial_response_find_the_call_by_client_state(h):
-    org, headers = await h.org()
+    _org, headers = await h.org()
     call = await (await h.start_call(headers)).json()
     repo = await h.cp.repository()
     # Simulate the race: the row has no call_control_id yet when call.answered arrives.
@@ -213,7 +212,7 @@ async def test_processing_survives_a_crash_between_ack_and_processing(tmp_path):
 async def test_failed_processing_is_retried_then_parked(tmp_path):
     settings = make_settings(tmp_path, webhooks={"max_attempts": 2})
     async with harness(settings) as h:
-        _, headers = await h.org()
+        _, _headers = await h.org()
         await h.cp.repository()
         number = "+13125550199"
         org, _ = await h.org("owner")
@@ -363,7 +362,7 @@ async def test_a_webhook_whose_store_failed_is_accepted_when_delivered_again(tmp
             real_insert = repo.insert_event
             failures = []
 
-            async def failing_once(event):
+            async def failing_once(event, failures=failures, real_insert=real_insert):
                 if not failures:
                     failures.append(event.event_id)
                     raise ConnectionError("database is down")

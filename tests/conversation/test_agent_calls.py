@@ -17,13 +17,12 @@ from bench.callee import ScriptedCallee
 from bench.corpus.model import CORPUS_DIR, load_corpus
 from bench.emulators.server import load_corpus_utterances, start_emulators
 from bench.telnyx_emulator import MarkEcho
-from callagent.wiring import Providers
 from control_plane.app import METRICS_KEY, create_app
 from control_plane.settings import Settings
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, resolve
-from engine.conversation.phrases import PhraseCache
 from engine.conversation.history import INTERRUPTED_NOTE
+from engine.conversation.phrases import PhraseCache
 from engine.providers.deepgram_stt import DeepgramOptions, DeepgramSpeechToText
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
@@ -109,14 +108,13 @@ class Harness:
 
     async def call(self, script_name, mark_echo=MarkEcho()):
         stream_id = str(uuid.uuid4())
-        async with aiohttp.ClientSession() as client:
-            async with client.ws_connect(self.url) as ws:
-                await ws.send_str(orjson.dumps({
-                    "event": "start", "stream_id": stream_id,
-                    "start": {"call_control_id": f"v3:{stream_id}",
-                              "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
-                }).decode())
-                result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id, mark_echo=mark_echo).run(ws)
+        async with aiohttp.ClientSession() as client, client.ws_connect(self.url) as ws:
+            await ws.send_str(orjson.dumps({
+                "event": "start", "stream_id": stream_id,
+                "start": {"call_control_id": f"v3:{stream_id}",
+                          "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
+            }).decode())
+            result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id, mark_echo=mark_echo).run(ws)
         for _ in range(100):  # the agent reports after the stream closes
             if all(a.reporter.reports for a in self.agents):
                 break
@@ -141,7 +139,8 @@ async def test_a_multi_turn_call_is_transcribed_answered_and_summarised(stt):
     assert not any(t.premature or t.missed for t in result.turns)
     turns = agent.reporter.turns
     assert len(turns) == len(said)
-    assert " ".join(t.caller_text for t in turns).split() == " ".join(said).split()[: len(" ".join(t.caller_text for t in turns).split())]
+    heard = " ".join(t.caller_text for t in turns).split()
+    assert heard == " ".join(said).split()[: len(heard)]
     assert all(t.agent_text and t.timeline.get("turn_latency_ms") for t in turns)
     # Each provider's time to first byte, once per measured turn.
     assert ttfb["llm"] == ttfb["tts"] == len(turns) and 0 < ttfb["stt"] <= len(turns), ttfb
@@ -260,7 +259,7 @@ async def test_callers_who_pause_mid_sentence_are_not_answered_over_with_or_with
         results = await asyncio.gather(*(h.call(n) for n in names))
 
     assert len(results) == 3 and all(r.completed for r in results)
-    turns = [(name, t.step_id, t.premature, t.missed) for name, r in zip(names, results) for t in r.turns]
+    turns = [(name, t.step_id, t.premature, t.missed) for name, r in zip(names, results, strict=False) for t in r.turns]
     assert len(turns) == 10
     assert [t for t in turns if t[2] or t[3]] == []
 
@@ -296,7 +295,8 @@ async def test_concurrent_calls_never_cross_talk(stt):
         by_script.setdefault(agent.call_control_id, callers)
     texts = {n: " ".join(s.text for s in SCRIPTS[n].utterances()) for n in set(names)}
     for agent in agents:
-        heard = " ".join(t.caller_text for t in agent.reporter.turns if not t.caller_text.startswith("The caller pressed"))
+        heard = " ".join(t.caller_text for t in agent.reporter.turns
+                         if not t.caller_text.startswith("The caller pressed"))
         owners = [n for n, text in texts.items() if heard and heard.split()[0] in text.split()[:3]]
         assert owners, heard
         words = set(heard.replace("“", "").split())

@@ -11,8 +11,8 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import DefaultResolver
 
 from engine.conversation.config import HttpTool
-from engine.conversation.egress import EgressPolicy, ToolEgressConfig, address_kind
 from engine.conversation.context import SIGNATURE_HEADER, TIMESTAMP_HEADER, ToolContext, verify
+from engine.conversation.egress import EgressPolicy, ToolEgressConfig, address_kind
 from engine.conversation.tools import ToolClient
 
 LOCAL = ToolEgressConfig(allow_private_addresses=True)

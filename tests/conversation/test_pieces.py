@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.conversation.turn import same_words
 from engine.conversation.chunker import SpeechChunker
 from engine.conversation.config import AgentConfig, AgentConfigError, load_personalities, resolve
 from engine.conversation.dtmf import DtmfCollector, GatherConfig, describe_keys
 from engine.conversation.history import INTERRUPTED_NOTE, Conversation, SpokenText
+from engine.conversation.turn import same_words
 
 
 def chunk_stream(tokens):

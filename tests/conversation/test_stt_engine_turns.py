@@ -9,7 +9,8 @@ engine (Telnyx, Google) sends each final when its own segmentation says, however
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 

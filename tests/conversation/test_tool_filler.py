@@ -5,9 +5,11 @@ as part of its reply, once; a quick tool does not."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, HttpTool, resolve
 from engine.conversation.phrases import PhraseCache
@@ -50,7 +52,8 @@ class SlowTools:
         return self.result
 
 
-async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow", **config: Any) -> tuple[CallAgent, Playout]:
+async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow",
+                         **config: Any) -> tuple[CallAgent, Playout]:
     tool = HttpTool(name="order_status", description="Order status.", url="https://tools.example.com/o")
     profile = resolve(AgentConfig(http_tools=(tool,), **config))
     tts = ScriptedTts()

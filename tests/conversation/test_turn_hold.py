@@ -10,7 +10,8 @@ audio takes 100 ms. The endpointer's events are fed at scripted times.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,14 @@ from engine.conversation.config import AgentConfig, resolve
 from engine.endpointing import EndpointEvent
 from engine.protocol import Start
 from engine.providers.base import (
-    AudioChunk, ChatDelta, ChatModel, SpeechToText, SttSession, TextToSpeech, Transcript, TtsStream,
+    AudioChunk,
+    ChatDelta,
+    ChatModel,
+    SpeechToText,
+    SttSession,
+    TextToSpeech,
+    Transcript,
+    TtsStream,
 )
 
 STT_FINAL_S = 0.1

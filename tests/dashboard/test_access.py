@@ -41,7 +41,7 @@ async def test_bad_keys_are_refused_with_one_message_and_no_echo(h):
 
 
 async def test_sign_in_sets_an_httponly_samesite_cookie_without_the_key(settings, h):
-    org, headers = await h.org("Acme Dental")
+    _org, headers = await h.org("Acme Dental")
     response = await sign_in(h.client, secret_of(headers))
     assert response.status == 303 and response.headers["Location"] == "/dashboard/calls"
     cookie = _cookie(response, SESSION_COOKIE)

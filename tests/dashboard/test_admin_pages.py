@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 import uuid
 
-
-from .helpers import secret_of, session_token, sign_in
 from tests.control_plane.fakes import harness
 from tests.control_plane.helpers import with_tenant_networks
+
+from .helpers import secret_of, session_token, sign_in
 
 _NEW_KEY = re.compile(r'<code id="new-key">(ck_[^<]+)</code>')
 
@@ -21,7 +21,7 @@ async def _signed_in(h, name: str = "Org"):  # type: ignore[no-untyped-def]
 
 
 async def test_keys_are_created_shown_once_and_revoked(h):
-    org, headers, token = await _signed_in(h)
+    org, _headers, token = await _signed_in(h)
     created = await h.client.post("/dashboard/keys", data={"csrf_token": token, "name": "crm <sync>"})
     assert created.status == 201
     text = await created.text()

@@ -292,7 +292,8 @@ def test_dashboard_is_a_well_formed_grafana_dashboard(dashboard):
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24 and grid["w"] > 0 and grid["h"] > 0
-        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
+                for y in range(grid["y"], grid["y"] + grid["h"])}
         assert not mine & cells, f"panel {panel['title']} overlaps another"
         cells |= mine
     variables = {v["name"] for v in dashboard["templating"]["list"]}

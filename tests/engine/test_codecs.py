@@ -8,7 +8,8 @@ from engine.codecs import L16, PCMA, PCMU, UnsupportedCodec, codec_for
 
 
 def tone(n_samples: int, amplitude: int = 8000) -> bytes:
-    return struct.pack(f"<{n_samples}h", *(int(amplitude * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(n_samples)))
+    return struct.pack(f"<{n_samples}h",
+                       *(int(amplitude * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(n_samples)))
 
 
 def test_frame_sizes_are_20_ms():

@@ -56,22 +56,22 @@ async def collect(ws, until, timeout=5.0):
 async def test_turn_reply_and_barge_in_over_a_real_socket():
     server = await serve(listener_factory=lambda request: ReplyOnTurnEnd())
     try:
-        async with aiohttp.ClientSession() as client:
-            async with client.ws_connect(server.make_url("/media-stream?call=1")) as ws:
-                await ws.send_str('{"event":"connected","version":"1.0.0"}')
-                await ws.send_bytes(start_frame())
-                frames = media_frames(voiced(0.6) + silence(0.5))
-                for msg in frames:
-                    await ws.send_bytes(msg)
-                first = await collect(ws, lambda f: f["event"] == "media")
-                assert first[-1]["media"]["payload"]
-                # barge in: the caller talks over the agent's 2 s reply
-                for msg in media_frames(voiced(0.5, seed=9), first_chunk=len(frames) + 1):
-                    await ws.send_bytes(msg)
-                    await asyncio.sleep(0.005)  # a real socket: frames spread out as a caller's would be
-                got = await collect(ws, lambda f: f["event"] == "clear")
-                media_before_clear = sum(f["event"] == "media" for f in got) + 1
-                assert media_before_clear < 100  # far less than the 2 s reply
+        async with aiohttp.ClientSession() as client, \
+                client.ws_connect(server.make_url("/media-stream?call=1")) as ws:
+            await ws.send_str('{"event":"connected","version":"1.0.0"}')
+            await ws.send_bytes(start_frame())
+            frames = media_frames(voiced(0.6) + silence(0.5))
+            for msg in frames:
+                await ws.send_bytes(msg)
+            first = await collect(ws, lambda f: f["event"] == "media")
+            assert first[-1]["media"]["payload"]
+            # barge in: the caller talks over the agent's 2 s reply
+            for msg in media_frames(voiced(0.5, seed=9), first_chunk=len(frames) + 1):
+                await ws.send_bytes(msg)
+                await asyncio.sleep(0.005)  # a real socket: frames spread out as a caller's would be
+            got = await collect(ws, lambda f: f["event"] == "clear")
+            media_before_clear = sum(f["event"] == "media" for f in got) + 1
+            assert media_before_clear < 100  # far less than the 2 s reply
         metrics = server.app[METRICS_KEY]
         await eventually(lambda: not metrics.sessions.live, what="the session to end")
         totals = metrics.sessions.totals()
@@ -83,14 +83,13 @@ async def test_turn_reply_and_barge_in_over_a_real_socket():
 async def test_metrics_endpoint_exports_engine_counters_and_turn_histograms():
     server = await serve(listener_factory=lambda request: ReplyOnTurnEnd())
     try:
-        async with aiohttp.ClientSession() as client:
-            async with client.ws_connect(server.make_url("/media-stream")) as ws:
-                await ws.send_bytes(start_frame())
-                for msg in media_frames(voiced(0.6) + silence(0.5)):
-                    await ws.send_bytes(msg)
-                await ws.send_str("garbage")
-                await collect(ws, lambda f: f["event"] == "media")
-                body = await (await client.get(server.make_url("/metrics"))).text()
+        async with aiohttp.ClientSession() as client, client.ws_connect(server.make_url("/media-stream")) as ws:
+            await ws.send_bytes(start_frame())
+            for msg in media_frames(voiced(0.6) + silence(0.5)):
+                await ws.send_bytes(msg)
+            await ws.send_str("garbage")
+            await collect(ws, lambda f: f["event"] == "media")
+            body = await (await client.get(server.make_url("/metrics"))).text()
     finally:
         await server.close()
     assert "callagent_frames_in_total 55.0" in body
@@ -201,13 +200,12 @@ async def test_a_socket_that_never_sends_start_is_closed(caplog):
 
     server = await serve(Settings(engine={"stream_start_timeout_s": 0.2}), listener_factory=factory)
     try:
-        async with aiohttp.ClientSession() as client:
-            async with client.ws_connect(server.make_url("/media-stream")) as ws:
-                await ws.send_str('{"event":"connected","version":"1.0.0"}')
-                await ws.send_str("junk keeps no socket alive")
-                msg = await asyncio.wait_for(ws.receive(), 10)
-                assert msg.type is aiohttp.WSMsgType.CLOSE, msg
-                assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+        async with aiohttp.ClientSession() as client, client.ws_connect(server.make_url("/media-stream")) as ws:
+            await ws.send_str('{"event":"connected","version":"1.0.0"}')
+            await ws.send_str("junk keeps no socket alive")
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
         metrics = server.app[METRICS_KEY]
         await _settle(metrics, baseline=None)
         assert not metrics.sessions.live
@@ -227,18 +225,17 @@ async def test_an_idle_stream_is_closed_and_its_media_ends():
     settings = Settings(engine={"stream_start_timeout_s": 0.2, "stream_idle_timeout_s": 0.5})
     server = await serve(settings, listener_factory=lambda request: listener)
     try:
-        async with aiohttp.ClientSession() as client:
-            async with client.ws_connect(server.make_url("/media-stream")) as ws:
-                await ws.send_bytes(start_frame())
-                # Frames keep it alive well past both timeouts...
-                for msg in media_frames(silence(1.2)):
-                    await ws.send_bytes(msg)
-                    await asyncio.sleep(0.02)  # a real socket, real time: the idle timeout is the server's clock
-                    assert not ws.closed and not listener.stopped
-                # ...and silence from the peer ends it.
-                msg = await asyncio.wait_for(ws.receive(), 10)
-                assert msg.type is aiohttp.WSMsgType.CLOSE, msg
-                assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+        async with aiohttp.ClientSession() as client, client.ws_connect(server.make_url("/media-stream")) as ws:
+            await ws.send_bytes(start_frame())
+            # Frames keep it alive well past both timeouts...
+            for msg in media_frames(silence(1.2)):
+                await ws.send_bytes(msg)
+                await asyncio.sleep(0.02)  # a real socket, real time: the idle timeout is the server's clock
+                assert not ws.closed and not listener.stopped
+            # ...and silence from the peer ends it.
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
         await _settle(server.app[METRICS_KEY], baseline=None)
     finally:
         await server.close()

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.config import EndpointingConfig
-from engine.endpointing import EndpointEvent as E
 from engine.endpointing import Endpointer
+from engine.endpointing import EndpointEvent as E
 
 # Frame counts below assume 6 tentative-end and 10 barge-in frames (not the shipped defaults).
 DEFAULT = EndpointingConfig(tentative_end_ms=120, min_barge_in_ms=200)

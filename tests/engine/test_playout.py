@@ -129,7 +129,7 @@ def test_paced_sends_lead_then_one_frame_per_tick() -> None:
     assert p.queued_frames == 0
     # The paced rule itself: every frame starts less than lead after it was sent.
     sent_at = [0] * 4 + [20 * s for s in range(1, 7)]
-    assert all(start < t + LEAD for (_, start), t in zip(c.frames, sent_at))
+    assert all(start < t + LEAD for (_, start), t in zip(c.frames, sent_at, strict=False))
 
 
 @pytest.mark.parametrize("lead_ms, burst", [(20, 1), (40, 2), (100, 5)])
@@ -164,7 +164,7 @@ def test_marks_follow_last_frame_in_order() -> None:
     p, c = Playout(PlayoutConfig(mode="bulk")), Carrier()
     a, b = fill(p, 1, 3), fill(p, 2, 2)
     p.finish(7)  # an empty utterance still gets its mark
-    expected = [("frame", f) for f in a] + [("mark", "u1")] + [("frame", f) for f in b] + [("mark", "u2"), ("mark", "u7")]
+    expected = [*(("frame", f) for f in a), ("mark", "u1"), *(("frame", f) for f in b), ("mark", "u2"), ("mark", "u7")]
     assert c.pull(p, 0) == expected
     assert c.pull(p, 100) == []
     assert p.marks_sent == 3

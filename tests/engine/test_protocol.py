@@ -7,8 +7,19 @@ from hypothesis import strategies as st
 
 from engine import protocol
 from engine.protocol import (
-    CLEAR, Connected, Dtmf, Error, Malformed, Mark, Media, Start, Stop, UnknownEvent, parse,
-    serialize_mark, serialize_media,
+    CLEAR,
+    Connected,
+    Dtmf,
+    Error,
+    Malformed,
+    Mark,
+    Media,
+    Start,
+    Stop,
+    UnknownEvent,
+    parse,
+    serialize_mark,
+    serialize_media,
 )
 
 START = {

@@ -1,6 +1,7 @@
 import pytest
 
-from engine.timeline import TurnTimeline
+from engine.session import SessionStats
+from engine.timeline import STAMPS, TurnTimeline
 
 
 def full_turn() -> TurnTimeline:
@@ -75,3 +76,19 @@ def test_speculation_saved_is_what_the_early_request_took_off_the_wait():
     # Without it: request at 11.300, audio 0.250 later at 11.550; it went at 11.301.
     assert t.speculation_saved_ms == pytest.approx(249.0)
     assert t.as_dict()["speculation_saved_ms"] == pytest.approx(249.0)
+
+
+def test_every_stamp_is_a_declared_field_that_starts_unset() -> None:
+    """STAMPS drives stamp() and as_dict(); the fields are written out for type checkers: same names."""
+    t = TurnTimeline(7)
+    declared = {name for name, kind in TurnTimeline.__annotations__.items() if kind == "float | None"}
+    assert declared == set(STAMPS)
+    assert all(getattr(t, name) is None for name in STAMPS)
+    t.stamp("speech_end", 1.0)
+    t.stamp("speech_end", 2.0)  # the first value wins
+    assert t.speech_end == 1.0 and t.as_dict()["speech_end"] == 1.0
+
+
+def test_session_stats_start_at_zero_for_every_counter() -> None:
+    stats = SessionStats()
+    assert all(getattr(stats, name) == 0 for name in SessionStats.__slots__)

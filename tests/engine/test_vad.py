@@ -21,12 +21,12 @@ import sys
 import pytest
 
 from bench.callee import wav_frames
-from bench.vad_quality import decide_in_conversation
 from bench.corpus.model import CORPUS_DIR, load_script
+from bench.vad_quality import decide_in_conversation
 from engine import _audioop as audioop
 from engine import vad as vad_module
 from engine.config import EndpointingConfig, VadConfig
-from engine.endpointing import EndpointEvent, Endpointer
+from engine.endpointing import Endpointer, EndpointEvent
 from engine.vad import EnergyVad, HybridVad, SileroVad, Talker, VadUnavailable, WebRtcVad, make_vad
 
 RATE = 8000
@@ -95,7 +95,7 @@ CHEAP_KINDS = ("energy", "webrtc", "hybrid")
 
 
 def loud_recall(decisions: list[bool], loud: list[bool] = LOUD) -> float:
-    return sum(d for d, lab in zip(decisions, loud) if lab) / sum(loud)
+    return sum(d for d, lab in zip(decisions, loud, strict=False) if lab) / sum(loud)
 
 
 # --------------------------------------------------------------------------- factory
@@ -195,7 +195,7 @@ def test_noise_step_is_learnt_within_the_window_plus_the_rise_time(before_dbfs: 
 def test_harmonic_signal_in_white_noise_at_10_db_snr(kind: str, gain_db: float) -> None:
     gain = 10 ** (gain_db / 20)
     noise_only = [gain * n for n in white(2.0, NOISE_DBFS, seed=3)]
-    mixed = [gain * (s + n) for s, n in zip(HARMONIC, white(3.0, NOISE_DBFS, seed=4))]
+    mixed = [gain * (s + n) for s, n in zip(HARMONIC, white(3.0, NOISE_DBFS, seed=4), strict=False)]
     vad = make_vad(VadConfig(kind=kind), RATE)
     decisions = decide(vad, pcm(noise_only + mixed))
     assert not any(decisions[50:100])
@@ -226,13 +226,13 @@ def test_hybrid_only_consults_webrtc_on_frames_the_gate_passes() -> None:
     vad = HybridVad(EnergyVad(), Judge())
     assert not any(decide(vad, pcm(white(2.0, -40.0, seed=6))))
     assert calls == []  # steady noise never gets past the gate
-    decisions = decide(vad, pcm([s + n for s, n in zip(HARMONIC, white(3.0, -40.0, seed=7))]))
+    decisions = decide(vad, pcm([s + n for s, n in zip(HARMONIC, white(3.0, -40.0, seed=7), strict=False)]))
     assert len(calls) == sum(decisions) > 0
 
 
 def _mix(*parts: list[float], noise: list[float]) -> bytes:
     signal = [v for part in parts for v in part]
-    return pcm([a + b for a, b in zip(signal, noise)])
+    return pcm([a + b for a, b in zip(signal, noise, strict=False)])
 
 
 def test_hybrid_hysteresis_keeps_quiet_speech_right_after_loud_speech() -> None:
@@ -341,9 +341,10 @@ def test_background_bar_changes_nothing_on_a_steady_line(noise_dbfs: float) -> N
     n = len(HARMONIC) // FRAME
     talkers = [Talker.NOBODY] * 50 + [Talker.CALLER] * n + [Talker.AGENT] * 100 + [Talker.CALLER] * n
     speech = [0.0] * RATE + HARMONIC + [0.0] * 2 * RATE + HARMONIC
-    signal = frames(pcm([a + b for a, b in zip(speech, white(len(speech) / RATE, noise_dbfs, seed=2))]))
+    signal = frames(pcm([a + b for a, b in zip(speech, white(len(speech) / RATE, noise_dbfs, seed=2), strict=False)]))
     learning, plain = make_vad(VadConfig(), RATE), make_vad(VadConfig(), RATE)
-    assert [learning.is_speech(f, t) for f, t in zip(signal, talkers)] == [plain.is_speech(f) for f in signal]
+    assert ([learning.is_speech(f, t) for f, t in zip(signal, talkers, strict=False)]
+            == [plain.is_speech(f) for f in signal])
     assert learning.background_db > -math.inf and plain.background_db == -math.inf
 
 

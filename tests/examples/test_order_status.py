@@ -95,7 +95,8 @@ def test_the_entry_point_gives_a_tool_with_a_schema_from_its_hints_and_docstring
 
 
 def test_an_order_status_tool_from_an_installed_package_is_spoken_in_a_call(installed_example, monkeypatch):
-    from order_status.service import LOOKUPS, create_app as order_service
+    from order_status.service import LOOKUPS
+    from order_status.service import create_app as order_service
 
     script = next(s for s in load_corpus() if s.name == "plain-01-order-status")
 

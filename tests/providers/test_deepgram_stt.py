@@ -115,9 +115,10 @@ def test_refusals_are_http_statuses_and_an_idle_stream_is_closed_with_net_0001(m
     async def body():
         async with emulators() as emu, aiohttp.ClientSession() as http:
             statuses = []
-            for headers, params in [({"Authorization": f"Bearer {emu.api_key}"}, {"encoding": "mulaw", "sample_rate": "8000"}),
-                                    ({"Authorization": f"Token {emu.api_key}"}, {"encoding": "mulaw"}),
-                                    ({"Authorization": f"Token {emu.api_key}"}, {"encoding": "opus", "sample_rate": "8000"})]:
+            bearer, token = {"Authorization": f"Bearer {emu.api_key}"}, {"Authorization": f"Token {emu.api_key}"}
+            for headers, params in [(bearer, {"encoding": "mulaw", "sample_rate": "8000"}),
+                                    (token, {"encoding": "mulaw"}),
+                                    (token, {"encoding": "opus", "sample_rate": "8000"})]:
                 try:
                     await http.ws_connect(emu.deepgram_url, params=params, headers=headers)
                 except aiohttp.WSServerHandshakeError as exc:

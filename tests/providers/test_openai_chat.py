@@ -183,15 +183,15 @@ async def test_stalled_model_hits_the_request_timeout():
 
 
 async def test_emulator_speaks_the_openai_sse_shape():
-    async with emulators() as emu:
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as http:
-            payload = {"model": "m", "messages": user("bye"), "tools": [END_CALL], "stream": True,
-                       "stream_options": {"include_usage": True}}
-            async with http.post(f"{emu.llm_base_url}/chat/completions", json=payload) as response:
-                assert response.headers["Content-Type"].startswith("text/event-stream")
-                raw = (await response.read()).decode()
-            async with http.get(f"{emu.llm_base_url}/models") as response:
-                models = await response.json()
+    async with emulators() as emu, \
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as http:
+        payload = {"model": "m", "messages": user("bye"), "tools": [END_CALL], "stream": True,
+                   "stream_options": {"include_usage": True}}
+        async with http.post(f"{emu.llm_base_url}/chat/completions", json=payload) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            raw = (await response.read()).decode()
+        async with http.get(f"{emu.llm_base_url}/models") as response:
+            models = await response.json()
     events = [line[len("data: "):] for line in raw.split("\n\n") if line]
     assert all(line.startswith("data: ") for line in raw.split("\n\n") if line)
     assert events[-1] == "[DONE]"

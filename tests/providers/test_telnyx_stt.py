@@ -16,8 +16,17 @@ from engine.providers.base import ProviderError, Transcript
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 
 from .helpers import (
-    FRAME, HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, assert_no_tasks_left, emulators, feed_paced, frames, other_tasks,
-    run, wait_for,
+    FRAME,
+    HELLO,
+    HELLO_PCM,
+    NUMBER,
+    NUMBER_PCM,
+    assert_no_tasks_left,
+    emulators,
+    feed_paced,
+    frames,
+    other_tasks,
+    wait_for,
 )
 
 VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # tests/fixtures/virtual_time.py
@@ -273,7 +282,8 @@ def test_default_engine_is_deepgram_nova_3_with_interim_results():
     assert stt.can_finalize
     telnyx = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), transcription_engine="Telnyx"))
     assert telnyx.query(8000)["model"] == "openai/whisper-tiny" and not telnyx.can_finalize
-    assert TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), transcription_engine="Azure")).can_finalize is False
+    azure = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), transcription_engine="Azure"))
+    assert azure.can_finalize is False
 
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
@@ -299,10 +309,9 @@ async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_thei
 
 
 async def test_fault_armed_over_the_control_endpoint_fails_one_handshake(emu):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{emu.control_url}/faults",
-                             json={"kind": "http_500", "service": "stt", "count": 1}) as response:
-            assert response.status == 200
+    async with aiohttp.ClientSession() as http, http.post(f"{emu.control_url}/faults",
+                         json={"kind": "http_500", "service": "stt", "count": 1}) as response:
+        assert response.status == 200
     stt = client(emu)
     with pytest.raises(ProviderError) as caught:
         await open_session(stt, Recorder())

@@ -217,12 +217,12 @@ async def test_handshake_refusals_are_not_retryable(emu):
 
 
 async def test_emulator_requires_the_handshake_frame_first(emu):
-    async with ClientSession() as http:
-        async with http.ws_connect(emu.tts_url, params={"voice": VOICE, "audio_format": "linear16"},
-                                   headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
-            await ws.send_str('{"text":"Hello."}')
-            msg = await ws.receive(timeout=1)
-            assert msg.type is WSMsgType.TEXT and "handshake" in orjson.loads(msg.data)["error"]
+    async with ClientSession() as http, http.ws_connect(
+            emu.tts_url, params={"voice": VOICE, "audio_format": "linear16"},
+            headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
+        await ws.send_str('{"text":"Hello."}')
+        msg = await ws.receive(timeout=1)
+        assert msg.type is WSMsgType.TEXT and "handshake" in orjson.loads(msg.data)["error"]
 
 
 def test_container_sniffing():

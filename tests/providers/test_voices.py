@@ -8,7 +8,13 @@ import pytest
 from engine.providers.config import ProvidersConfig
 from engine.providers.espeak_tts import find_espeak
 from engine.providers.voices import (
-    NATURAL, NATURAL_HD, UnknownVoice, catalogue_for, espeak_voices, speak_voice, telnyx_catalogue,
+    NATURAL,
+    NATURAL_HD,
+    UnknownVoice,
+    catalogue_for,
+    espeak_voices,
+    speak_voice,
+    telnyx_catalogue,
 )
 
 HOSTILE = "<script>alert(1)</script>"

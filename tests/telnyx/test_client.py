@@ -18,7 +18,6 @@ from control_plane.telnyx import (
     verify_signature,
 )
 from control_plane.telnyx.client import _retry_after
-
 from tests.fixtures.waiting import eventually
 
 from .helpers import CONNECTION_ID, FROM, TO, world
@@ -73,7 +72,7 @@ async def test_hangup_twice_second_reports_already_ended(telnyx_world) -> None:
 
 
 async def test_invalid_client_state_is_a_90017_api_error(telnyx_world) -> None:
-    emulator, sink, client = telnyx_world
+    emulator, _sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, client_state="ok")
     with pytest.raises(TelnyxApiError) as info:
         await client.action(result.call_control_id, "client_state_update", client_state="not base64!")
@@ -89,7 +88,7 @@ async def test_invalid_client_state_is_a_90017_api_error(telnyx_world) -> None:
 
 
 async def test_unknown_call_is_404_90015(telnyx_world) -> None:
-    emulator, sink, client = telnyx_world
+    _emulator, _sink, client = telnyx_world
     with pytest.raises(TelnyxApiError) as info:
         await client.hangup("v3:no-such-call")
     assert (info.value.status, info.value.code) == (404, "90015")
@@ -100,16 +99,15 @@ async def test_unknown_call_is_404_90015(telnyx_world) -> None:
 
 async def test_bad_key_is_401_and_the_key_never_shows(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
-        async with world() as (emulator, sink, _):
-            async with TelnyxClient(SECRET, base_url=emulator.base_url) as client:
-                assert SECRET not in repr(client)
-                with pytest.raises(TelnyxApiError) as info:
-                    await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
-                error = info.value
-                assert (error.status, error.code, error.title) == (401, "10009", "Authentication failed")
-                for text in (str(error), repr(error), repr(error.args), repr(error.errors)):
-                    assert SECRET not in text
-                assert emulator.dial_log == []
+        async with world() as (emulator, _sink, _), TelnyxClient(SECRET, base_url=emulator.base_url) as client:
+            assert SECRET not in repr(client)
+            with pytest.raises(TelnyxApiError) as info:
+                await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+            error = info.value
+            assert (error.status, error.code, error.title) == (401, "10009", "Authentication failed")
+            for text in (str(error), repr(error), repr(error.args), repr(error.errors)):
+                assert SECRET not in text
+            assert emulator.dial_log == []
     assert SECRET not in caplog.text
 
 
@@ -131,7 +129,7 @@ async def test_5xx_is_resent_with_the_same_command_id_and_runs_once(telnyx_world
 
 
 async def test_5xx_on_every_attempt_gives_up_after_max_attempts(telnyx_world) -> None:
-    emulator, sink, client = telnyx_world
+    emulator, _sink, client = telnyx_world
     emulator.faults.fail_next(10, status=502)
     with pytest.raises(TelnyxApiError) as info:
         await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -165,7 +163,7 @@ async def test_slow_response_is_resent_after_500_ms_and_not_executed_twice(telny
 
 
 async def test_4xx_is_not_retried(telnyx_world) -> None:
-    emulator, sink, client = telnyx_world
+    emulator, _sink, client = telnyx_world
     with pytest.raises(TelnyxApiError) as info:
         await client.dial(connection_id=CONNECTION_ID, to="", from_=FROM)
     assert (info.value.status, info.value.code) == (422, "10004")
@@ -173,7 +171,7 @@ async def test_4xx_is_not_retried(telnyx_world) -> None:
 
 
 async def test_429_raises_rate_limited_with_retry_after(telnyx_world) -> None:
-    emulator, sink, client = telnyx_world
+    emulator, _sink, client = telnyx_world
     emulator.set_rate_limit(1, window_s=2.0)
     await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
     with pytest.raises(TelnyxRateLimited) as info:

@@ -176,7 +176,7 @@ async def test_reorder_switch_delivers_out_of_order() -> None:
 
 
 async def test_delay_switch_delivers_late() -> None:
-    async with world(switches=DeliverySwitches(delay_s=0.4)) as (emulator, sink, client):
+    async with world(switches=DeliverySwitches(delay_s=0.4)) as (_emulator, sink, client):
         dialled_at = time.monotonic()
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
         await sink.wait_for("call.initiated", result.call_control_id)
@@ -245,7 +245,7 @@ async def test_gather_times_out_and_can_be_stopped(telnyx_world) -> None:
 
 
 async def test_dial_validation(telnyx_world) -> None:
-    emulator, sink, client = telnyx_world
+    emulator, _sink, client = telnyx_world
     for field, kwargs in (("connection_id", {"connection_id": "", "to": TO, "from_": FROM}),
                           ("from", {"connection_id": CONNECTION_ID, "to": TO, "from_": ""})):
         with pytest.raises(TelnyxApiError) as info:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import time
 from typing import Any
 
 import orjson
 import pytest
 
-from bench.telnyx_emulator import (
-    FrameWriter,
-    ImpairedWebSocket,
-    Impairment,
-    MarkEcho,
-    Pacer,
-    PlayQueue,
-    SilentCallee,
-)
+from bench.telnyx_emulator import FrameWriter, ImpairedWebSocket, Impairment, MarkEcho, Pacer, PlayQueue, SilentCallee
 
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
@@ -39,7 +32,7 @@ async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
     media = MediaServer(require_token="s3cret")
     await media.start()
     try:
-        async with world() as (emulator, sink, client):
+        async with world() as (_emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url,
                                        stream_auth_token="s3cret", client_state="lead-9")
             session = await media.next_session()
@@ -82,7 +75,7 @@ async def test_wrong_stream_token_means_streaming_failed() -> None:
     media = MediaServer(require_token="right")
     await media.start()
     try:
-        async with world() as (emulator, sink, client):
+        async with world() as (_emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url,
                                        stream_auth_token="wrong")
             failed, = await sink.wait_for("streaming.failed", result.call_control_id)
@@ -99,7 +92,7 @@ async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
     media = MediaServer()
     await media.start()
     try:
-        async with world() as (emulator, sink, client):
+        async with world() as (_emulator, _sink, client):
             await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
             await session.wait(lambda: len(session.of("media")) >= 2)
@@ -150,7 +143,7 @@ async def test_malformed_frames_get_telnyx_error_frames() -> None:
     media = MediaServer()
     await media.start()
     try:
-        async with world() as (emulator, sink, client):
+        async with world() as (_emulator, _sink, client):
             await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
             await session.wait(lambda: len(session.of("media")) >= 1)
@@ -167,7 +160,7 @@ async def test_app_hangup_sends_stop_closes_the_socket_and_reports() -> None:
     media = MediaServer()
     await media.start()
     try:
-        async with world() as (emulator, sink, client):
+        async with world() as (_emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
             await session.wait(lambda: len(session.of("media")) >= 5)
@@ -191,7 +184,7 @@ async def test_callee_hanging_up_ends_the_call_from_the_callee_side() -> None:
     media = MediaServer()
     await media.start()
     try:
-        async with world(callee_factory=lambda call: SilentCallee(duration_s=0.3)) as (emulator, sink, client):
+        async with world(callee_factory=lambda call: SilentCallee(duration_s=0.3)) as (_emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             hangup, = await sink.wait_for("call.hangup", result.call_control_id)
             assert hangup.payload["hangup_source"] == "callee"
@@ -210,7 +203,7 @@ async def test_streaming_start_and_stop_on_an_answered_call() -> None:
     media = MediaServer()
     await media.start()
     try:
-        async with world() as (emulator, sink, client):
+        async with world() as (_emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
             await sink.wait_for("call.answered", result.call_control_id)
             await client.streaming_start(result.call_control_id, media.url, stream_bidirectional_codec="PCMA",
@@ -252,7 +245,7 @@ async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> 
     media = MediaServer()
     await media.start()
     try:
-        async with world(callee_factory=lambda call: SilentCallee()) as (emulator, sink, client):
+        async with world(callee_factory=lambda call: SilentCallee()) as (_emulator, sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
             await session.wait(lambda: len(session.of("media")) >= 2)
@@ -300,7 +293,7 @@ async def test_impaired_stream_loses_frames_but_counters_show_the_gaps() -> None
     media = MediaServer()
     await media.start()
     try:
-        async with world(impairment=Impairment(loss_p=0.3, jitter_ms=15, seed=7)) as (emulator, sink, client):
+        async with world(impairment=Impairment(loss_p=0.3, jitter_ms=15, seed=7)) as (_emulator, _sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
             await asyncio.sleep(0.6)  # a real socket: let impaired audio flow for a while
@@ -442,7 +435,7 @@ async def test_impairments_are_seeded_and_do_what_they_say() -> None:
 
     raw, _ = await _push(Impairment(burst=5), frames=20)
     times = [t for t, f in raw.sent]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert sum(g == 0 for g in gaps) == 16  # four bursts of five: four frames of each leave with the first
     assert _chunks(raw) == list(range(1, 21))
 

@@ -259,7 +259,7 @@ async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(teln
 
 
 async def test_unknown_keys_switch_lets_them_through() -> None:
-    async with world(unknown_keys=True) as (emulator, sink, client):
+    async with world(unknown_keys=True) as (_emulator, sink, client):
         call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, not_a_telnyx_key=1)
         await sink.wait_for("call.answered", call.call_control_id)
         with pytest.raises(TelnyxApiError):  # enum values are still checked
@@ -299,7 +299,7 @@ def test_stt_emulator_error_frames_in_sdk_mode_are_the_sdk_error_frame() -> None
 def test_voicemail_speak_languages_are_the_sdks() -> None:
     from control_plane.telnyx.client import SPEAK_LANGUAGES
 
-    assert SPEAK_LANGUAGES == request_shape("speak").enums["language"]
+    assert request_shape("speak").enums["language"] == SPEAK_LANGUAGES
 
 
 def _model_keys(model: Any) -> set[str]:

@@ -6,11 +6,57 @@ feeds it what the media session and the recogniser report, and carries out its c
 (provider streams, timers on the event loop, the playout).
 """
 
-from .events import *  # noqa: F401,F403  (the vocabulary is the package's public surface)
-from .events import __all__ as _events
+from .events import (
+    BargeIn,
+    BargeInPending,
+    BargeInRejected,
+    CancelTimer,
+    Command,
+    Commit,
+    CommitReply,
+    ConfirmBargeIn,
+    DiscardText,
+    DropReply,
+    Event,
+    FailCall,
+    Failing,
+    FinalizeStt,
+    Greet,
+    KeyPressed,
+    KeysEntered,
+    KeysHeard,
+    PlayoutDone,
+    ReplyFailed,
+    ReplySpeaking,
+    ResumeAfterHold,
+    SayFiller,
+    SpeechResumed,
+    SpeechStarted,
+    StampTurn,
+    StartReply,
+    StartTimer,
+    Stopped,
+    SttReady,
+    TentativeEnd,
+    Timer,
+    TimerFired,
+    ToolFinished,
+    ToolStarted,
+    Transcribed,
+    TurnEnded,
+    TurnOver,
+    VadBargeIn,
+)
 from .policy import CallerTurn, TurnConfig, TurnPolicy
 from .replies import ReplyView, SpeculationStats
 from .words import same_words, word_count
 
-__all__ = [*_events, "CallerTurn", "ReplyView", "SpeculationStats", "TurnConfig", "TurnPolicy",
-           "same_words", "word_count"]
+__all__ = [
+    "Event", "SpeechStarted", "TentativeEnd", "SpeechResumed", "TurnEnded", "BargeInPending", "BargeInRejected",
+    "VadBargeIn", "BargeIn", "Transcribed", "SttReady", "KeyPressed", "KeysHeard", "TimerFired",
+    "ReplySpeaking", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished", "Greet", "Failing", "Stopped",
+    "Command", "Timer", "TurnOver", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText",
+    "FinalizeStt", "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
+    "KeysEntered", "FailCall", "CallerTurn", "ReplyView", "SpeculationStats", "TurnConfig", "TurnPolicy",
+    "same_words", "word_count",
+]

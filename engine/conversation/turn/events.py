@@ -85,10 +85,11 @@ class VadBargeIn(Event):
 class BargeIn(Event):
     """The reply ``utterance_id`` was cut off by the caller. ``returned_text``: the caller's words
     it answered, taken back out of the history because not a word of the reply was heard (they
-    merge with what the caller says now)."""
+    merge with what the caller says now). ``utterance_id`` is None when the playout had no
+    utterance to attribute the cut to."""
 
     now: float
-    utterance_id: int
+    utterance_id: int | None
     returned_text: str | None = None
 
 
@@ -121,7 +122,7 @@ class KeysHeard(Event):
     text: str
 
 
-class Timer(str, enum.Enum):
+class Timer(enum.StrEnum):
     FINAL_WAIT = "final_wait"
     """After the end of turn: the longest wait for a final the recogniser still owes."""
     HOLD = "hold"

@@ -35,18 +35,47 @@ Every reply dropped and every text discarded says why (:class:`DropReply`, :clas
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..dtmf import DtmfCollector, GatherConfig
 from ..turn_completion import hold_ms, judge_text
-from .events import (
-    BargeIn, BargeInPending, BargeInRejected, Command, Commit, CommitReply, DiscardText, Event, Failing,
-    FinalizeStt, Greet, KeyPressed, KeysEntered, KeysHeard, PlayoutDone, ReplyFailed, ReplySpeaking,
-    SpeechResumed, SpeechStarted, StampTurn, SttReady, Stopped, TentativeEnd, Timer, TimerFired, ToolFinished,
-    ToolStarted, Transcribed, TurnEnded, TurnOver, VadBargeIn,
-)
 from .barge_in import BargeInJudge
 from .endpoint import NoiseFlaps, recogniser_ends_turn, worth_speculating
+from .events import (
+    BargeIn,
+    BargeInPending,
+    BargeInRejected,
+    Command,
+    Commit,
+    CommitReply,
+    DiscardText,
+    Event,
+    Failing,
+    FinalizeStt,
+    Greet,
+    KeyPressed,
+    KeysEntered,
+    KeysHeard,
+    PlayoutDone,
+    ReplyFailed,
+    ReplySpeaking,
+    SpeechResumed,
+    SpeechStarted,
+    StampTurn,
+    Stopped,
+    SttReady,
+    TentativeEnd,
+    Timer,
+    TimerFired,
+    ToolFinished,
+    ToolStarted,
+    Transcribed,
+    TurnEnded,
+    TurnOver,
+    VadBargeIn,
+)
 from .replies import Replies, ReplyView
 from .timers import Timers
 from .words import same_words, word_count
@@ -139,7 +168,7 @@ class TurnPolicy:
     @property
     def transcript(self) -> str:
         """The caller's words not yet answered: the finals, then the latest interim."""
-        parts = self.finals + [self.interim] if self.interim else self.finals
+        parts = [*self.finals, self.interim] if self.interim else self.finals
         return " ".join(parts).strip()
 
     def new_utterance_id(self) -> int:
@@ -485,7 +514,7 @@ class TurnPolicy:
         self._timers.cancel_all()
 
 
-_HANDLERS = {
+_HANDLERS: dict[type[Event], Callable[[TurnPolicy, Any], None]] = {
     SpeechStarted: TurnPolicy._speech_started,
     TentativeEnd: TurnPolicy._tentative_end,
     SpeechResumed: TurnPolicy._speech_resumed,

@@ -85,7 +85,7 @@ class Replies:
         self.current = None
         self._timers.cancel(Timer.TOOL_FILLER)
 
-    def _is_current(self, utterance_id: int) -> ReplyView | None:
+    def _is_current(self, utterance_id: int | None) -> ReplyView | None:
         reply = self.current
         return reply if reply is not None and reply.utterance_id == utterance_id else None
 
@@ -97,7 +97,7 @@ class Replies:
         reply.speaking = True
         return reply
 
-    def barged_in(self, utterance_id: int) -> bool:
+    def barged_in(self, utterance_id: int | None) -> bool:
         """The caller cut it off: it is over (its words, if any, the policy keeps)."""
         if self._is_current(utterance_id) is None:
             return False

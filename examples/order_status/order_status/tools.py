@@ -28,12 +28,11 @@ async def order_status(order_number: str, context: ToolContext) -> str:
         raise ToolError("an order number has digits; ask the caller for it again")
     base = os.environ.get("ORDER_SERVICE_URL", DEFAULT_URL).rstrip("/")
     headers = {"X-Call-Id": context.call_id or ""}
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/orders/{digits}", headers=headers) as response:
-            if response.status == 404:
-                raise ToolError(f"there is no order {digits}; check the number with the caller")
-            response.raise_for_status()
-            order = await response.json()
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/orders/{digits}", headers=headers) as response:
+        if response.status == 404:
+            raise ToolError(f"there is no order {digits}; check the number with the caller")
+        response.raise_for_status()
+        order = await response.json()
     if order["status"] == "shipped":
         return f"Order {digits} shipped on {order['shipped_on']} with {order['carrier']} and arrives {order['eta']}."
     return f"Order {digits} is {order['status']} and has not shipped yet."

@@ -31,7 +31,7 @@ def test_no_words_by_the_deadline_resumes_the_reply():
 
 
 def test_words_heard_before_the_vad_confirms_mean_no_wait():
-    j, out = judge()
+    j, _out = judge()
     j.pending(1.0)
     j.heard_words()
     assert not j.vad_confirmed(1.2, stt_ready=True)

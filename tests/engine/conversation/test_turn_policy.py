@@ -7,11 +7,46 @@ import pytest
 
 from engine.conversation.dtmf import GatherConfig
 from engine.conversation.turn import (
-    BargeIn, BargeInPending, BargeInRejected, CallerTurn, CancelTimer, Commit, CommitReply, ConfirmBargeIn,
-    DiscardText, DropReply, FailCall, Failing, FinalizeStt, Greet, KeyPressed, KeysEntered, KeysHeard, PlayoutDone,
-    ReplyFailed, ReplySpeaking, ResumeAfterHold, SayFiller, SpeechResumed, SpeechStarted, StampTurn, StartReply,
-    StartTimer, SttReady, Stopped, TentativeEnd, Timer, TimerFired, ToolFinished, ToolStarted, Transcribed,
-    TurnConfig, TurnEnded, TurnOver, TurnPolicy, VadBargeIn,
+    BargeIn,
+    BargeInPending,
+    BargeInRejected,
+    CallerTurn,
+    CancelTimer,
+    Commit,
+    CommitReply,
+    ConfirmBargeIn,
+    DiscardText,
+    DropReply,
+    FailCall,
+    Failing,
+    FinalizeStt,
+    Greet,
+    KeyPressed,
+    KeysEntered,
+    KeysHeard,
+    PlayoutDone,
+    ReplyFailed,
+    ReplySpeaking,
+    ResumeAfterHold,
+    SayFiller,
+    SpeechResumed,
+    SpeechStarted,
+    StampTurn,
+    StartReply,
+    StartTimer,
+    Stopped,
+    SttReady,
+    TentativeEnd,
+    Timer,
+    TimerFired,
+    ToolFinished,
+    ToolStarted,
+    Transcribed,
+    TurnConfig,
+    TurnEnded,
+    TurnOver,
+    TurnPolicy,
+    VadBargeIn,
 )
 
 DEEPGRAM = TurnConfig()
@@ -310,7 +345,7 @@ def test_a_turn_that_stops_mid_sentence_is_held_then_answered():
     a_turn(d, "my order number is")
     out = d.at(2.3).turn_end()
     assert d.policy.turn is CallerTurn.HOLDING and not of(Commit, out)
-    hold = [c for c in out if type(c) is StartTimer and c.timer is Timer.HOLD][0]
+    hold = next(c for c in out if type(c) is StartTimer and c.timer is Timer.HOLD)
     assert hold.deadline == pytest.approx(2.3 + 0.7)
     assert one(StartReply, out).speculative  # ready when the hold runs out
     out = d.fire(Timer.HOLD)
