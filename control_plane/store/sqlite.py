@@ -116,7 +116,7 @@ class SqliteDatabase(Database):
         async with self._reader_lock:
             if self._reader is None:
                 try:
-                    self._reader_db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True,
+                    self._reader_db = await aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                                               isolation_level=None)
                     await self._reader_db.execute("PRAGMA busy_timeout=5000")
                 except sqlite3.Error as exc:
