@@ -233,7 +233,7 @@ class KnowledgeStore(abc.ABC):
             return await self._rank(conn, kb_ids, terms, limit)
 
     def _searching(self) -> AbstractAsyncContextManager[Any]:
-        return self.repo.connection()
+        return self.repo.db.reading()
 
     async def _telling_terms(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str]) -> Sequence[str]:
         """``terms`` without those held by more than 5% of a large base's passages: an OR query ranks
@@ -265,7 +265,7 @@ class KnowledgeStore(abc.ABC):
             return []
         sql, args = self._in("SELECT id, embedding FROM knowledge_chunks WHERE kb_id {ids} AND embedding IS NOT NULL",
                              kb_ids)
-        async with self.repo.connection() as conn:
+        async with self.repo.db.reading() as conn:
             rows = await conn.fetch(sql, *args)
         return [(int(r["id"]), self._unvector(r["embedding"])) for r in rows]
 
@@ -273,7 +273,7 @@ class KnowledgeStore(abc.ABC):
         if not chunk_ids:
             return {}
         sql, args = self._in("SELECT id, source, body FROM knowledge_chunks WHERE id {ids}", chunk_ids)
-        async with self.repo.connection() as conn:
+        async with self.repo.db.reading() as conn:
             rows = await conn.fetch(sql, *args)
         return {int(r["id"]): SearchHit(int(r["id"]), r["source"], r["body"], 0.0) for r in rows}
 

@@ -48,6 +48,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Conn]: ...
 
+    def reading(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for read-only queries that must not queue behind writes (searches inside a
+        turn). A pool hands out any connection; SQLite overrides it with its own reader."""
+        return self.connection()
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 

@@ -4,6 +4,10 @@ All statements go through one connection under an asyncio lock, so a transaction
 never interleaved with another coroutine's statements; that lock is also what stands
 in for PostgreSQL's row locks. One process per database file: run several processes
 against PostgreSQL.
+
+Read-only queries on a turn's path (knowledge searches) use a second, read-only
+connection (:meth:`SqliteDatabase.reading`): in WAL mode a reader never waits for the
+writer, so a search does not queue behind every call's fsynced turn and event writes.
 """
 
 from __future__ import annotations
@@ -84,6 +88,9 @@ class SqliteDatabase(Database):
         self.path = path
         self._lock = asyncio.Lock()
         self._conn = _SqliteConn(db)
+        self._reader: _SqliteConn | None = None
+        self._reader_db: aiosqlite.Connection | None = None
+        self._reader_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
@@ -97,8 +104,25 @@ class SqliteDatabase(Database):
         return cls(db, path)
 
     async def close(self) -> None:
+        async with self._reader_lock:
+            if self._reader_db is not None:
+                await self._reader_db.close()
+                self._reader_db = self._reader = None
         async with self._lock:
             await self.db.close()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Conn]:
+        async with self._reader_lock:
+            if self._reader is None:
+                try:
+                    self._reader_db = await aiosqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                                              isolation_level=None)
+                    await self._reader_db.execute("PRAGMA busy_timeout=5000")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot open SQLite database {self.path} for reading: {exc}") from None
+                self._reader = _SqliteConn(self._reader_db)
+            yield self._reader
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 from bench.pdfgen import make_pdf
@@ -213,3 +214,21 @@ async def test_a_calls_setup_hands_the_agent_a_retriever_over_its_own_organisati
         assert await other.search("are you open on saturdays", limit=3) == []
         assert await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("nothing",))) is None
         assert await ports._knowledge(org_b.id, AgentConfig()) is None
+
+
+async def test_a_search_inside_a_turn_does_not_wait_for_a_write_in_progress(settings):
+    """Every call's turn and event writes share the store; a turn's search must not queue
+    behind them (SQLite: a read-only WAL reader; PostgreSQL: another pooled connection)."""
+    async with harness(settings) as h:
+        org, headers = await h.org("A")
+        await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
+        await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
+                           headers={**headers, "Content-Type": "text/markdown"})
+        repo = await h.cp.repository()
+        store = h.cp.knowledge.store(repo)
+        kb = await store.get_base(org.id, "kb")
+        async with repo.transaction() as conn:  # a writer holds the store (and SQLite's one connection)
+            await conn.execute("UPDATE knowledge_bases SET name = name WHERE id = $1", kb.id)
+            # A guard against a hang, not a measurement: the old path waits for the writer forever.
+            hits = await asyncio.wait_for(store.search([kb.id], ["saturdays"], 3), 30)
+        assert [hit.source for hit in hits] == ["hours.md"]
