@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -18,3 +21,20 @@ def drop_connection(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
+
+
+async def serve_duplex(ws: web.WebSocketResponse, read: Callable[[], Coroutine[Any, Any, None]],
+                       write: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Read a streaming socket's client messages while one writer task sends results in order;
+    however reading ends, stop the writer and close the socket."""
+    writer = asyncio.get_running_loop().create_task(write())
+    try:
+        await read()
+    finally:
+        writer.cancel()
+        try:
+            await writer
+        except asyncio.CancelledError:
+            pass
+        if not ws.closed:
+            await ws.close()

@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from engine import _audioop as audioop
 
-from .common import drop_connection
+from .common import drop_connection, serve_duplex
 from .profiles import Delays, FaultSwitch, LatencyProfile
 from .stt import PUNCTUATION_QUERY, Result, StreamRecogniser, UtteranceRecogniser, strip_punctuation
 
@@ -160,17 +160,7 @@ class _Connection:
         return self.samples / self.rate
 
     async def run(self) -> None:
-        writer = self.loop.create_task(self._write())
-        try:
-            await self._read()
-        finally:
-            writer.cancel()
-            try:
-                await writer
-            except asyncio.CancelledError:
-                pass
-            if not self.ws.closed:
-                await self.ws.close()
+        await serve_duplex(self.ws, self._read, self._write)
 
     async def _read(self) -> None:
         stats = self.emulator.stats

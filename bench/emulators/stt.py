@@ -60,7 +60,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.stt_engines import SttEngine, stt_engine
 
-from .common import bearer_ok, drop_connection
+from .common import bearer_ok, drop_connection, serve_duplex
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/speech-to-text/transcription"
@@ -569,17 +569,7 @@ class _SttConnection:
         self.outbox: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     async def run(self) -> None:
-        writer = self.loop.create_task(self._write())
-        try:
-            await self._read()
-        finally:
-            writer.cancel()
-            try:
-                await writer
-            except asyncio.CancelledError:
-                pass
-            if not self.ws.closed:
-                await self.ws.close()
+        await serve_duplex(self.ws, self._read, self._write)
 
     async def _read(self) -> None:
         stats = self.emulator.stats
