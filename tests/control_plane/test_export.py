@@ -68,18 +68,17 @@ async def test_export_streams_every_call_of_the_organisation_only(settings, monk
         assert bad.status == 400 and (await bad.json())["error"]["code"] == "validation_error"
 
 
-async def test_campaign_export_is_the_campaigns_calls_and_scoped(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        _, other_headers = await h.org("B")
-        repo = await h.cp.repository()
-        campaign = await make_campaign(repo, org.id, "spring")
-        in_campaign = await _calls(repo, org.id, 4, campaign_id=campaign.id)
-        await _calls(repo, org.id, 2)
-        path = f"/api/campaigns/{campaign.id}/export"
-        lines = (await (await h.client.get(path, headers=headers)).read()).splitlines()
-        assert sorted(orjson.loads(line)["id"] for line in lines) == sorted(str(c.id) for c in in_campaign)
-        assert (await h.client.get(path, headers=other_headers)).status == 404
+async def test_campaign_export_is_the_campaigns_calls_and_scoped(h):
+    org, headers = await h.org("A")
+    _, other_headers = await h.org("B")
+    repo = await h.cp.repository()
+    campaign = await make_campaign(repo, org.id, "spring")
+    in_campaign = await _calls(repo, org.id, 4, campaign_id=campaign.id)
+    await _calls(repo, org.id, 2)
+    path = f"/api/campaigns/{campaign.id}/export"
+    lines = (await (await h.client.get(path, headers=headers)).read()).splitlines()
+    assert sorted(orjson.loads(line)["id"] for line in lines) == sorted(str(c.id) for c in in_campaign)
+    assert (await h.client.get(path, headers=other_headers)).status == 404
 
 
 def test_csv_cells_that_would_run_as_formulas_are_neutralised():
@@ -107,10 +106,9 @@ def test_formula_starts_after_a_separator_are_neutralised_too_and_every_cell_is_
     assert buffer.getvalue() == '"1","plain","a;\'=1"\r\n'
 
 
-async def test_the_csv_export_quotes_every_cell(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        await _calls(await h.cp.repository(), org.id, 1)
-        text = await (await h.client.get("/api/calls/export", params={"format": "csv"}, headers=headers)).text()
-        header, row = text.split("\r\n")[:2]
-        assert header.startswith('"id","created_at",') and row.startswith('"') and ',"1",' in row
+async def test_the_csv_export_quotes_every_cell(h):
+    org, headers = await h.org("A")
+    await _calls(await h.cp.repository(), org.id, 1)
+    text = await (await h.client.get("/api/calls/export", params={"format": "csv"}, headers=headers)).text()
+    header, row = text.split("\r\n")[:2]
+    assert header.startswith('"id","created_at",') and row.startswith('"') and ',"1",' in row
