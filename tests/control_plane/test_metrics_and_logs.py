@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from control_plane.app import METRICS_KEY, app_runner, create_app
 from control_plane.logfmt import JsonFormatter, configure
 from control_plane.metrics import ControlPlaneMetrics, watch_event_loop
+from control_plane.settings import Settings
 from control_plane.telnyx.client import TelnyxError, TelnyxRateLimited
 
 from .conftest import make_settings
@@ -35,42 +36,45 @@ def _value(h, name: str, **labels: str) -> float:
     return h.client.app[METRICS_KEY].registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_metrics_lists_the_new_families_without_created_series(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        text = await (await h.client.get("/metrics")).text()
-        families = {f.name for f in text_string_to_metric_families(text)}
-        assert families >= NEW_FAMILIES, NEW_FAMILIES - families
-        assert "_created" not in text
-        assert 'callagent_build_info{python="' in text and 'version="' in text
-        # Every dial series is there from the first scrape (rate() needs a zero to start from).
-        assert 'callagent_dial_errors_total{reason="unreachable",source="campaign"} 0.0' in text
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """The embedded store (the metrics do not depend on the backend; the pool gauges have their own test)."""
+    return make_settings(tmp_path)
 
 
-async def test_metrics_negotiates_openmetrics(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        classic = await h.client.get("/metrics")
-        assert classic.headers["Content-Type"].startswith("text/plain")
-        om = await h.client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
-        body = await om.text()
-        assert body.rstrip().endswith("# EOF") and "# TYPE callagent_build info" in body
+async def test_metrics_lists_the_new_families_without_created_series(h):
+    text = await (await h.client.get("/metrics")).text()
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert families >= NEW_FAMILIES, NEW_FAMILIES - families
+    assert "_created" not in text
+    assert 'callagent_build_info{python="' in text and 'version="' in text
+    # Every dial series is there from the first scrape (rate() needs a zero to start from).
+    assert 'callagent_dial_errors_total{reason="unreachable",source="campaign"} 0.0' in text
 
 
-async def test_http_requests_are_counted_by_route_template_not_raw_path(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        for call_id in ("6f1c1c8e-1111-4111-8111-111111111111", "6f1c1c8e-2222-4222-8222-222222222222"):
-            assert (await h.client.get(f"/api/calls/{call_id}", headers=headers)).status == 404
-        assert (await h.client.get("/no/such/path")).status == 404
-        assert (await h.client.get("/api/calls", headers={"Authorization": "Bearer wrong"})).status == 401
-        assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls/{call_id}",
-                      status="404") == 2
-        assert _value(h, "callagent_http_requests_total", method="GET", route="unmatched", status="404") == 1
-        assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls", status="401") == 1
-        assert _value(h, "callagent_http_request_duration_seconds_count", method="GET",
-                      route="/api/calls/{call_id}", status="404") == 2
-        text = await (await h.client.get("/metrics")).text()
-        assert "6f1c1c8e" not in text
+async def test_metrics_negotiates_openmetrics(h):
+    classic = await h.client.get("/metrics")
+    assert classic.headers["Content-Type"].startswith("text/plain")
+    om = await h.client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    body = await om.text()
+    assert body.rstrip().endswith("# EOF") and "# TYPE callagent_build info" in body
+
+
+async def test_http_requests_are_counted_by_route_template_not_raw_path(h):
+    _, headers = await h.org()
+    for call_id in ("6f1c1c8e-1111-4111-8111-111111111111", "6f1c1c8e-2222-4222-8222-222222222222"):
+        assert (await h.client.get(f"/api/calls/{call_id}", headers=headers)).status == 404
+    assert (await h.client.get("/no/such/path")).status == 404
+    assert (await h.client.get("/api/calls", headers={"Authorization": "Bearer wrong"})).status == 401
+    assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls/{call_id}",
+                  status="404") == 2
+    assert _value(h, "callagent_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls", status="401") == 1
+    assert _value(h, "callagent_http_request_duration_seconds_count", method="GET",
+                  route="/api/calls/{call_id}", status="404") == 2
+    text = await (await h.client.get("/metrics")).text()
+    assert "6f1c1c8e" not in text
 
 
 async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(tmp_path, caplog):
@@ -127,10 +131,9 @@ async def test_db_pool_gauges_on_postgres(tmp_path, pg_schema):
             ("callagent_db_pool_connections", "in_use")] >= 1
 
 
-async def test_no_pool_gauges_on_the_embedded_store(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        await h.org()
-        assert "callagent_db_pool" not in await (await h.client.get("/metrics")).text()
+async def test_no_pool_gauges_on_the_embedded_store(h):
+    await h.org()
+    assert "callagent_db_pool" not in await (await h.client.get("/metrics")).text()
 
 
 async def test_event_loop_lag_sees_a_blocked_loop():
