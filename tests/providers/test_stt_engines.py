@@ -64,8 +64,8 @@ def test_table_matches_telnyx_support_table():
         assert engine.final_wait_s > engine.final_lag_ms / 1000
 
 
-async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final():
-    async with emulators() as emu, aiohttp.ClientSession() as http:
+async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final(emu):
+    async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, "Deepgram")
         await stream.send_audio(silence(0.2) + HELLO_PCM + silence(0.1))
         await stream.ws.send_str('{"type":"KeepAlive"}')
@@ -109,8 +109,8 @@ async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_spee
     assert final["transcript"] == expected
 
 
-async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_engine():
-    async with emulators() as emu, aiohttp.ClientSession() as http:
+async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_engine(emu):
+    async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, "Telnyx")
         await stream.send_audio(silence(0.5))
         await stream.ws.send_str('{"type":"Finalize"}')
