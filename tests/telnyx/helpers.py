@@ -182,8 +182,3 @@ async def world(**emulator_options: Any) -> AsyncIterator[tuple[RunningEmulator,
         await client.close()
         await emulator.close()
         await sink.close()
-
-
-def run(coro: Any) -> Any:
-    """Deprecated: write ``async def test_...`` (pytest-asyncio runs it); kept for older branches."""
-    return asyncio.run(coro)
