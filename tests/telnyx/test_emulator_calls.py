@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import pytest
@@ -25,13 +24,15 @@ async def test_busy_number_hangs_up_user_busy_without_answering(telnyx_world) ->
     assert sink.types(result.call_control_id) == ["call.initiated", "call.hangup"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unanswered_number_times_out_after_timeout_secs() -> None:
     async with world(time_scale=0.05) as (emulator, sink, client):
         emulator.set_number_behaviour(TO, NumberBehaviour(answer="no_answer", ring_s=1.0))
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, timeout_secs=8)
         hangup, = await sink.wait_for("call.hangup", result.call_control_id)
-        assert time.monotonic() - started >= 8 * 0.05 - 0.02
+        assert loop.time() - started == pytest.approx(8 * 0.05)  # virtual time: exactly the scaled timeout
         assert hangup.payload["hangup_cause"] == "timeout"
         assert "call.answered" not in sink.types()
         # Hanging up while it rings cancels the attempt.
@@ -175,12 +176,13 @@ async def test_reorder_switch_delivers_out_of_order() -> None:
         assert sink.types() == ["call.answered", "call.initiated"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_delay_switch_delivers_late() -> None:
     async with world(switches=DeliverySwitches(delay_s=0.4)) as (_emulator, sink, client):
-        dialled_at = time.monotonic()
+        dialled_at = asyncio.get_running_loop().time()
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
         await sink.wait_for("call.initiated", result.call_control_id)
-        assert sink.received[0].at - dialled_at >= 0.39
+        assert sink.received[0].at - dialled_at == pytest.approx(0.4)  # virtual time: exactly the delay
 
 
 async def test_speak_playback_recording_and_status(telnyx_world) -> None:

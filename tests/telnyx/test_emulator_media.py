@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import time
 from typing import Any
 
 import orjson
@@ -88,6 +87,7 @@ async def test_wrong_stream_token_means_streaming_failed() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
     media = MediaServer()
     await media.start()
@@ -100,41 +100,41 @@ async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
             def echoed(name: str) -> float | None:
                 return next((t for t, f in session.timed("mark") if f["mark"]["name"] == name), None)
 
-            # Nothing queued: the mark comes back (no audio to wait for). The exact due times
-            # are PlayQueue's, checked on a fake clock above; here, over the wire, only orders
-            # and lower bounds are asserted: load can make an echo late, never early.
+            # Nothing queued: the mark comes back (no audio to wait for). On virtual time the
+            # emulator's clock is the loop's, so over the wire the due times are exact.
             await session.send(_mark("idle"))
             await session.wait(lambda: echoed("idle") is not None)
 
             # 300 ms of audio, then a mark: back once the audio has played, not before.
-            sent = time.monotonic()
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
             await session.send(_audio(0.3))
             await session.send(_mark("after-300ms"))
             await session.wait(lambda: echoed("after-300ms") is not None)
-            assert echoed("after-300ms") - sent >= 0.28
+            assert echoed("after-300ms") - sent == pytest.approx(0.3)
 
             # 2 s queued, then clear: pending marks come back at once, in order.
-            queued = time.monotonic()
             await session.send(_audio(2.0))
             await session.send(_mark("a"))
             await session.send(_audio(1.0))
             await session.send(_mark("b"))
-            await asyncio.sleep(0.15)  # a real socket: give the emulator time to (wrongly) echo early
+            await asyncio.sleep(0.15)  # (virtual) time for the emulator to (wrongly) echo early
             assert echoed("a") is None
-            cleared = time.monotonic()
+            cleared = loop.time()
             await session.send({"event": "clear"})
             await session.wait(lambda: echoed("b") is not None)
             # Back at the clear, not when their audio would have played (2 s and 3 s on).
-            assert cleared <= echoed("a") <= echoed("b") < queued + 2.0
+            assert echoed("a") == echoed("b") == pytest.approx(cleared)
             names = [f["mark"]["name"] for f in session.of("mark")]
             assert names == ["idle", "after-300ms", "a", "b"]
             for frame in session.of("mark"):
                 assert frame["stream_id"] and frame["sequence_number"].isdigit()
 
             # After the clear the queue is empty again: a new mark is not held behind old audio.
+            fresh = loop.time()
             await session.send(_mark("fresh"))
             await session.wait(lambda: echoed("fresh") is not None)
-            assert echoed("fresh") < queued + 2.0
+            assert echoed("fresh") == pytest.approx(fresh)
     finally:
         await media.close()
 
