@@ -84,6 +84,7 @@ async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final
 
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_speech_final(engine):
     table = stt_engine(engine)
 
@@ -94,7 +95,7 @@ async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_spee
         await stream.ws.send_str('{"type":"KeepAlive"}')
         # Less trailing silence than the engine's window: no final, whatever was asked.
         await stream.send_audio(silence(table.silence_window_ms / 1000 - 0.2))
-        await asyncio.sleep(0.3)  # a real socket: time for a wrong final to arrive (the window is audio, not time)
+        await asyncio.sleep(0.3)  # virtual time: time for a wrong final to arrive (the window is audio, not time)
         assert not stream.results
         await stream.send_audio(silence(0.3))  # the window has passed
         await wait_for(lambda: stream.finals)
@@ -109,6 +110,7 @@ async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_spee
     assert final["transcript"] == expected
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_engine(emu):
     async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, "Telnyx")
@@ -116,7 +118,7 @@ async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_
         await stream.ws.send_str('{"type":"Finalize"}')
         await stream.send_audio(silence(1.5))
         await stream.ws.send_str('{"type":"CloseStream"}')  # not documented for Telnyx: ignored
-        await asyncio.sleep(0.1)  # a real socket: time for a wrong close to arrive
+        await asyncio.sleep(0.1)  # virtual time: time for a wrong close to arrive
         assert not stream.ws.closed
         await stream.ws.close()
         await stream.reader

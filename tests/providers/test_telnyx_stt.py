@@ -134,6 +134,7 @@ async def test_recognises_at_16_khz_when_the_engine_upsamples():
 
 
 @VIRTUAL
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_own_endpointing_without_finalize(emu):
     stt = client(emu)
     rec = Recorder()
@@ -141,7 +142,7 @@ async def test_own_endpointing_without_finalize(emu):
     # 300 ms of trailing silence is not enough for the emulator's 500 ms endpointing...
     for frame in frames(HELLO_PCM + silence(0.3)):
         session.feed(frame)
-    await asyncio.sleep(0.25)  # a real socket: time for a wrong final to arrive
+    await asyncio.sleep(0.25)  # virtual time: time for a wrong final to arrive
     assert not rec.finals
     # ... 300 ms more is.
     for frame in frames(silence(0.3)):
@@ -155,6 +156,7 @@ async def test_own_endpointing_without_finalize(emu):
     assert final_at - fed_at == pytest.approx(0.1, abs=0.025)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame(emu):
     stt = client(emu)
     rec = Recorder()
@@ -163,7 +165,7 @@ async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame(emu
     for frame in frames(silence(0.1) + HELLO_PCM)[:49]:  # 980 ms
         session.feed(frame)
         assert len(other_tasks()) == tasks_before
-    await asyncio.sleep(0.05)  # a real socket: the batched frames reach the emulator
+    await asyncio.sleep(0.05)  # virtual time: the batched frames reach the emulator
     stats = emu.stt.stats
     assert stats.audio_frames >= 1 and stats.min_audio_frame_bytes >= 1600
     await session.finalize()  # flushes the 180 ms not yet sent, then Finalize
@@ -179,6 +181,7 @@ async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame(emu
     await assert_no_tasks_left()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_no_callbacks_after_aclose(emu):
     stt = client(emu)
     rec = Recorder()
@@ -187,7 +190,7 @@ async def test_no_callbacks_after_aclose(emu):
         session.feed(frame)
     await session.finalize()
     await session.aclose()  # the final is still 100 ms away
-    await asyncio.sleep(0.2)  # a real socket: past when the final would have come
+    await asyncio.sleep(0.2)  # virtual time: past when the final would have come
     await stt.aclose()
     assert not rec.finals and not rec.errors
 
@@ -281,13 +284,14 @@ def test_default_engine_is_deepgram_nova_3_with_interim_results():
 
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_their_own(emu, engine):
     stt = client(emu, transcription_engine=engine, finalize_timeout_s=0.05)
     rec = Recorder()
     session = await open_session(stt, rec)
     await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1), speed=4.0)
     await session.finalize()  # flushes the audio; the engine would ignore a Finalize
-    await asyncio.sleep(0.1)  # a real socket: time for a wrong final to arrive
+    await asyncio.sleep(0.1)  # virtual time: time for a wrong final to arrive
     assert not rec.finals  # nothing forces the final: the engine's window has not passed
     await feed_paced(session, silence(1.0), speed=4.0)
     await wait_for(lambda: rec.finals)

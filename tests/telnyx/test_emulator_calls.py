@@ -55,6 +55,7 @@ async def test_voicemail_with_amd_reports_machine_then_the_beep(telnyx_world) ->
         "call.initiated", "call.answered", "call.machine.detection.ended", "call.machine.greeting.ended"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     human = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
@@ -68,7 +69,7 @@ async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None
     await sink.wait_for("call.machine.premium.greeting.ended", machine.call_control_id)
     premium, = sink.events("call.machine.premium.detection.ended", machine.call_control_id)
     assert premium.payload["result"] == "machine"
-    await asyncio.sleep(0.3)  # real sockets: time for a wrong webhook to arrive
+    await asyncio.sleep(0.3)  # virtual time: time for a wrong webhook to arrive
     assert "call.machine.greeting.ended" not in sink.types(human.call_control_id)
 
 
@@ -82,6 +83,7 @@ async def test_number_behaviour_over_the_control_api(telnyx_world) -> None:
     assert hangup.payload["hangup_cause"] == "user_busy"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_incoming_call_waits_for_answer_then_streams() -> None:
     media = MediaServer()
     await media.start()
@@ -97,7 +99,7 @@ async def test_incoming_call_waits_for_answer_then_streams() -> None:
             with pytest.raises(TelnyxApiError) as info:
                 await client.speak(ccid, "too early")
             assert info.value.code == "90034"
-            await asyncio.sleep(0.1)  # real sockets: time for a wrong webhook to arrive
+            await asyncio.sleep(0.1)  # virtual time: time for a wrong webhook to arrive
             assert "call.answered" not in sink.types(ccid)  # it waits for the app
 
             await client.answer(ccid, stream_url=media.url, client_state="inbound-1")
@@ -259,11 +261,12 @@ async def test_dial_validation(telnyx_world) -> None:
     assert emulator.dial_log == [] and emulator.events == []
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_callee_can_press_keys_and_hang_up_through_its_call() -> None:
     class KeyPresser:
         async def run(self, ws, call) -> None:
             await call.press("7", interval_s=0)
-            await asyncio.sleep(0.05)  # a real socket: the key press goes out before the callee leaves
+            await asyncio.sleep(0.05)  # virtual time: the key press goes out before the callee leaves
 
     media = MediaServer()
     await media.start()

@@ -156,6 +156,7 @@ async def test_malformed_frames_get_telnyx_error_frames() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_app_hangup_sends_stop_closes_the_socket_and_reports() -> None:
     media = MediaServer()
     await media.start()
@@ -174,7 +175,7 @@ async def test_app_hangup_sends_stop_closes_the_socket_and_reports() -> None:
             await sink.wait_for("call.hangup", result.call_control_id)
             await sink.wait_for("streaming.stopped", result.call_control_id)
             frames_at_close = len(session.frames)
-            await asyncio.sleep(0.1)  # a real socket: time for a wrong frame to arrive
+            await asyncio.sleep(0.1)  # virtual time: time for a wrong frame to arrive
             assert len(session.frames) == frames_at_close  # the callee is gone
     finally:
         await media.close()
@@ -289,6 +290,7 @@ async def test_dtmf_from_the_far_end_reaches_stream_webhooks_and_gather() -> Non
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_impaired_stream_loses_frames_but_counters_show_the_gaps() -> None:
     media = MediaServer()
     await media.start()
@@ -296,7 +298,7 @@ async def test_impaired_stream_loses_frames_but_counters_show_the_gaps() -> None
         async with world(impairment=Impairment(loss_p=0.3, jitter_ms=15, seed=7)) as (_emulator, _sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
-            await asyncio.sleep(0.6)  # a real socket: let impaired audio flow for a while
+            await asyncio.sleep(0.6)  # virtual time: let impaired audio flow for a while
             await client.hangup(result.call_control_id)
             await asyncio.wait_for(session.closed.wait(), 3)
             chunks = [int(f["media"]["chunk"]) for f in session.of("media")]
