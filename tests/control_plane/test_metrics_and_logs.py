@@ -19,6 +19,7 @@ from control_plane.logfmt import JsonFormatter, configure
 from control_plane.metrics import ControlPlaneMetrics, watch_event_loop
 from control_plane.settings import Settings
 from control_plane.telnyx.client import TelnyxError, TelnyxRateLimited
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import harness, telnyx_error
@@ -225,16 +226,15 @@ async def test_the_campaign_worker_serves_its_metrics(tmp_path, pg_schema):
     task = asyncio.ensure_future(run_worker(settings, stop=stop, metrics_port=port))
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            async def served() -> str | None:
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
-                        text = await resp.text()
-                        break
+                        return await resp.text()
                 except aiohttp.ClientConnectionError:
                     assert not task.done(), task.exception()
-                    await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the worker never served /metrics")
+                    return None
+
+            text = await eventually(served, what="the worker serving /metrics")
             async with session.get(f"http://127.0.0.1:{port}/metrics",
                                    headers={"Accept": "application/openmetrics-text"}) as resp:
                 assert resp.headers["Content-Type"].startswith("application/openmetrics-text")

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from bench.telnyx_emulator import FrameWriter, ImpairedWebSocket, Impairment, MarkEcho, Pacer, PlayQueue, SilentCallee
+from tests.fixtures.waiting import eventually
 
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
@@ -256,11 +257,7 @@ async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> 
             assert "call.hangup" not in sink.types()
             # The call can be given a new stream, with its token in the upgrade.
             await client.streaming_start(result.call_control_id, media.url, stream_auth_token="t-2")
-            async def second_session() -> None:
-                while len(media.sessions) < 2:
-                    await asyncio.sleep(0.01)  # polling: the server has no hook for a second session
-
-            await asyncio.wait_for(second_session(), 5)
+            await eventually(lambda: len(media.sessions) >= 2, what="a second media session")
             second = media.sessions[1]
             await second.wait(lambda: len(second.of("media")) >= 2)
             assert second.headers["x-telnyx-streaming-auth-token"] == "t-2"
