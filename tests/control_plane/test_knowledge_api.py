@@ -8,8 +8,6 @@ from uuid import UUID
 from bench.pdfgen import make_pdf
 from control_plane.knowledge.store import knowledge_store
 
-from .fakes import harness
-
 HOURS_MD = b"""# Opening hours
 
 Our shop on Elm Street is open Monday to Friday from 9am to 6pm, and Saturdays from 10am to 2pm.
@@ -188,28 +186,27 @@ async def test_words_most_passages_hold_are_left_out_and_counts_follow_documents
         await repo.close()
 
 
-async def test_a_calls_setup_hands_the_agent_a_retriever_over_its_own_organisations_bases(settings):
+async def test_a_calls_setup_hands_the_agent_a_retriever_over_its_own_organisations_bases(h, settings):
     from control_plane.pipeline import CallPorts
     from engine.conversation.config import AgentConfig
 
-    async with harness(settings) as h:
-        org_a, a = await h.org("A")
-        org_b, b = await h.org("B")
-        for headers in (a, b):
-            await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
-        await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
-                           headers={**a, "Content-Type": "text/markdown"})
-        ports = CallPorts(h.cp)
-        # A base deleted since the call started is left out; the call keeps the others.
-        retriever = await ports._knowledge(org_a.id, AgentConfig(knowledge_bases=("kb", "deleted-since")))
-        passages = await retriever.search("are you open on saturdays", limit=3)
-        assert passages[0].source == "hours.md" and "10am to 2pm" in passages[0].text
-        assert retriever.passages == settings.knowledge.passages
-        # B's agent naming "kb" gets B's (empty) base, never A's documents.
-        other = await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("kb",)))
-        assert await other.search("are you open on saturdays", limit=3) == []
-        assert await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("nothing",))) is None
-        assert await ports._knowledge(org_b.id, AgentConfig()) is None
+    org_a, a = await h.org("A")
+    org_b, b = await h.org("B")
+    for headers in (a, b):
+        await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
+    await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
+                       headers={**a, "Content-Type": "text/markdown"})
+    ports = CallPorts(h.cp)
+    # A base deleted since the call started is left out; the call keeps the others.
+    retriever = await ports._knowledge(org_a.id, AgentConfig(knowledge_bases=("kb", "deleted-since")))
+    passages = await retriever.search("are you open on saturdays", limit=3)
+    assert passages[0].source == "hours.md" and "10am to 2pm" in passages[0].text
+    assert retriever.passages == settings.knowledge.passages
+    # B's agent naming "kb" gets B's (empty) base, never A's documents.
+    other = await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("kb",)))
+    assert await other.search("are you open on saturdays", limit=3) == []
+    assert await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("nothing",))) is None
+    assert await ports._knowledge(org_b.id, AgentConfig()) is None
 
 
 async def test_a_search_inside_a_turn_does_not_wait_for_a_write_in_progress(h):
