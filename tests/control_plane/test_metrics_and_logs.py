@@ -78,46 +78,45 @@ async def test_http_requests_are_counted_by_route_template_not_raw_path(h):
     assert "6f1c1c8e" not in text
 
 
-async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(tmp_path, caplog):
+async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(h, caplog):
     caplog.set_level(logging.INFO, logger="control_plane.calls.lifecycle")
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers)).json()
-        ccid, call_id = call["call_control_id"], call["call_id"]
-        assert _value(h, "callagent_dials_total", source="api") == 1
-        assert _value(h, "callagent_calls_total", step="started") == 1
+    _, headers = await h.org()
+    call = await (await h.start_call(headers)).json()
+    ccid, call_id = call["call_control_id"], call["call_id"]
+    assert _value(h, "callagent_dials_total", source="api") == 1
+    assert _value(h, "callagent_calls_total", step="started") == 1
 
-        occurred = (datetime.now(UTC) - timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at=occurred)
-        await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
-                        event_id="hangup-1")
-        await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
-                        event_id="hangup-1")  # Telnyx redelivers: counted as a duplicate, no second lag
-        await h.settle()
-        assert _value(h, "callagent_webhooks_received_total", duplicate="false") == 2
-        assert _value(h, "callagent_webhooks_received_total", duplicate="true") == 1
-        assert _value(h, "callagent_webhook_ingest_lag_seconds_count") == 2
-        assert _value(h, "callagent_webhook_ingest_lag_seconds_sum") >= 3
-        assert _value(h, "callagent_webhook_processing_lag_seconds_count") == 2
-        assert _value(h, "callagent_calls_total", step="answered") == 1
-        assert _value(h, "callagent_calls_total", step="ended") == 1
+    occurred = (datetime.now(UTC) - timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at=occurred)
+    await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
+                    event_id="hangup-1")
+    await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
+                    event_id="hangup-1")  # Telnyx redelivers: counted as a duplicate, no second lag
+    await h.settle()
+    assert _value(h, "callagent_webhooks_received_total", duplicate="false") == 2
+    assert _value(h, "callagent_webhooks_received_total", duplicate="true") == 1
+    assert _value(h, "callagent_webhook_ingest_lag_seconds_count") == 2
+    assert _value(h, "callagent_webhook_ingest_lag_seconds_sum") >= 3
+    assert _value(h, "callagent_webhook_processing_lag_seconds_count") == 2
+    assert _value(h, "callagent_calls_total", step="answered") == 1
+    assert _value(h, "callagent_calls_total", step="ended") == 1
 
-        lines = [r.getMessage() for r in caplog.records if r.name == "control_plane.calls.lifecycle"]
-        assert lines == [f"call {call_id} started: outbound via api", f"call {call_id} answered",
-                         f"call {call_id} ended: completed (normal_clearing)"]
-        assert all(str(r.__dict__["call_id"]) == call_id for r in caplog.records
-                   if r.name == "control_plane.calls.lifecycle")
-        assert "+1415" not in caplog.text  # numbers are personal data: never in these lines
+    lines = [r.getMessage() for r in caplog.records if r.name == "control_plane.calls.lifecycle"]
+    assert lines == [f"call {call_id} started: outbound via api", f"call {call_id} answered",
+                     f"call {call_id} ended: completed (normal_clearing)"]
+    assert all(str(r.__dict__["call_id"]) == call_id for r in caplog.records
+               if r.name == "control_plane.calls.lifecycle")
+    assert "+1415" not in caplog.text  # numbers are personal data: never in these lines
 
-        for failure, reason in ((TelnyxRateLimited(429, [], 1.0, method="POST", path="/calls"), "rate_limited"),
-                                (telnyx_error(422, "10016", "bad number"), "refused"),
-                                (telnyx_error(503, "x", "down"), "server_error"),
-                                (TelnyxError("timed out"), "unreachable")):
-            h.telnyx.fail_dial = failure
-            assert (await h.start_call(headers)).status >= 400
-            assert _value(h, "callagent_dial_errors_total", source="api", reason=reason) == 1
-        assert _value(h, "callagent_dials_total", source="api") == 5
-        assert _value(h, "callagent_calls_total", step="started") == 1  # failed dials never started
+    for failure, reason in ((TelnyxRateLimited(429, [], 1.0, method="POST", path="/calls"), "rate_limited"),
+                            (telnyx_error(422, "10016", "bad number"), "refused"),
+                            (telnyx_error(503, "x", "down"), "server_error"),
+                            (TelnyxError("timed out"), "unreachable")):
+        h.telnyx.fail_dial = failure
+        assert (await h.start_call(headers)).status >= 400
+        assert _value(h, "callagent_dial_errors_total", source="api", reason=reason) == 1
+    assert _value(h, "callagent_dials_total", source="api") == 5
+    assert _value(h, "callagent_calls_total", step="started") == 1  # failed dials never started
 
 
 async def test_db_pool_gauges_on_postgres(tmp_path, pg_schema):
