@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from engine.providers.base import ChatDelta, ProviderError
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 
-from .helpers import assert_no_tasks_left, emulators
+from .helpers import assert_no_tasks_left
 
 END_CALL = {"type": "function", "function": {
     "name": "end_call", "description": "Hang up.",
@@ -108,7 +108,7 @@ async def test_streams_and_completions_report_the_tokens_the_server_billed(emu):
     assert stats.completion_tokens == usages[0].completion_tokens + completion.completion_tokens
 
 
-async def test_complete_json_returns_the_schema_keys():
+async def test_complete_json_returns_the_schema_keys(emu):
     schema = {
         "title": "Call outcome", "type": "object", "additionalProperties": False,
         "properties": {
@@ -122,11 +122,10 @@ async def test_complete_json_returns_the_schema_keys():
                                "required": ["date"], "additionalProperties": False}},
     }
 
-    async with emulators() as emu:
-        llm = model(emu)
-        value = await llm.complete_json(user("summarise the call"), schema)
-        sent = emu.llm.stats.last_request["response_format"]
-        await llm.aclose()
+    llm = model(emu)
+    value = await llm.complete_json(user("summarise the call"), schema)
+    sent = emu.llm.stats.last_request["response_format"]
+    await llm.aclose()
     assert set(value) == {"summary", "outcome", "follow_up", "score"}
     assert value["outcome"] == "resolved" and value["follow_up"] == {"date": "2026-01-01"}
     assert isinstance(value["summary"], str) and value["score"] == 1
@@ -138,15 +137,14 @@ async def test_complete_json_returns_the_schema_keys():
     ("emulator-key", "http_500", True, "500"),
     ("wrong-key", None, False, "401"),
 ])
-async def test_http_errors_map_to_provider_errors(api_key, fault, retryable, status):
-    async with emulators() as emu:
-        headers = {"X-Emulator-Fault": fault} if fault else {}
-        llm = model(emu, api_key=SecretStr(api_key), extra_headers=headers)
-        with pytest.raises(ProviderError) as streamed:
-            await collect(llm, "hello")
-        with pytest.raises(ProviderError) as completed:
-            await llm.complete_json(user("hello"), {"type": "object"})
-        await llm.aclose()
+async def test_http_errors_map_to_provider_errors(emu, api_key, fault, retryable, status):
+    headers = {"X-Emulator-Fault": fault} if fault else {}
+    llm = model(emu, api_key=SecretStr(api_key), extra_headers=headers)
+    with pytest.raises(ProviderError) as streamed:
+        await collect(llm, "hello")
+    with pytest.raises(ProviderError) as completed:
+        await llm.complete_json(user("hello"), {"type": "object"})
+    await llm.aclose()
     for caught in (streamed, completed):
         assert caught.value.retryable is retryable and status in str(caught.value)
         assert "wrong-key" not in str(caught.value)
@@ -202,7 +200,7 @@ async def test_emulator_speaks_the_openai_sse_shape(emu):
     assert models["data"][0]["id"] == "emulator-llm"
 
 
-async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(monkeypatch):
+async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(emu, monkeypatch):
     """OpenAI's reasoning models answer 400 to temperature and max_tokens: set from the
     environment, the request carries max_completion_tokens and reasoning_effort only."""
     from callagent.wiring import chat_config
@@ -213,20 +211,19 @@ async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampli
         monkeypatch.setenv(f"CALLAGENT_PROVIDERS__{name}", value)
     cfg = Settings(_env_file=None).providers
 
-    async with emulators() as emu:
-        llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
-                                          model="o4-mini"))
-        await collect(llm, "hello there")
-        streamed = emu.llm.stats.last_request
-        await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
-        summarised = emu.llm.stats.last_request
-        await llm.aclose()
+    llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                      model="o4-mini"))
+    await collect(llm, "hello there")
+    streamed = emu.llm.stats.last_request
+    await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
+    summarised = emu.llm.stats.last_request
+    await llm.aclose()
     for request in (streamed, summarised):
         assert request["max_completion_tokens"] == 1000 and request["reasoning_effort"] == "minimal"
         assert "temperature" not in request and "max_tokens" not in request
 
 
-async def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch):
+async def test_default_llm_settings_send_temperature_and_max_tokens(emu, monkeypatch):
     from callagent.wiring import chat_config
     from control_plane.settings import Settings
 
@@ -234,12 +231,11 @@ async def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch)
     cfg = Settings(_env_file=None).providers
     assert cfg.llm_max_tokens is None
 
-    async with emulators() as emu:
-        llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
-                                          model="m"))
-        await collect(llm, "hello there")
-        await llm.aclose()
-        request = emu.llm.stats.last_request
+    llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                      model="m"))
+    await collect(llm, "hello there")
+    await llm.aclose()
+    request = emu.llm.stats.last_request
     assert request["temperature"] == 0.4
     assert not {"max_tokens", "max_completion_tokens", "reasoning_effort"} & set(request)
 

@@ -13,7 +13,7 @@ import pytest
 from bench.signals import silence
 from engine.providers.stt_engines import ENGINES, UNKNOWN, stt_engine
 
-from .helpers import FRAME, HELLO, HELLO_PCM, emulators, frames, wait_for
+from .helpers import FRAME, HELLO, HELLO_PCM, frames, wait_for
 
 
 class RawStream:
@@ -85,10 +85,10 @@ async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
 @pytest.mark.asyncio(loop_factories=["virtual"])
-async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_speech_final(engine):
+async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_speech_final(emu, engine):
     table = stt_engine(engine)
 
-    async with emulators() as emu, aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, engine)
         await stream.send_audio(silence(0.2) + HELLO_PCM + silence(0.1))
         await stream.ws.send_str('{"type":"Finalize"}')

@@ -14,7 +14,7 @@ from engine.providers.base import AudioChunk, ProviderError
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 from engine.providers.tts_audio import sniff_container
 
-from .helpers import assert_no_tasks_left, emulators
+from .helpers import assert_no_tasks_left
 
 VOICE = "Telnyx.NaturalHD.astra"
 FIRST = "Hello there."
@@ -154,15 +154,14 @@ def test_the_query_asks_for_a_format_the_docs_or_the_sdk_name():
         assert sdk.query("natural_hd", 8000) == {"voice": "Telnyx.NaturalHD.astra", "audio_format": fmt}
 
 
-async def test_mp3_without_a_decoder_is_a_clear_final_error(monkeypatch):
+async def test_mp3_without_a_decoder_is_a_clear_final_error(emu, monkeypatch):
     import engine.providers.tts_audio as tts_audio
 
     monkeypatch.setattr(tts_audio, "_load_mp3_decoder", lambda: None)
 
-    async with emulators() as emu:
-        with pytest.raises(ProviderError) as caught:
-            await _speak(emu, FIRST, voice="Telnyx.KokoroTTS.af_heart")
-        error = caught.value
+    with pytest.raises(ProviderError) as caught:
+        await _speak(emu, FIRST, voice="Telnyx.KokoroTTS.af_heart")
+    error = caught.value
 
     assert "MP3" in str(error) and "miniaudio" in str(error) and not error.retryable
 
