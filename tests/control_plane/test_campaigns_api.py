@@ -237,11 +237,14 @@ async def test_a_large_csv_is_streamed_and_written_in_batches(tmp_path):
         store.import_batch = counting  # type: ignore[method-assign]
         written_mid_upload: list[int] = []
 
+        async def a_batch_written() -> int:
+            return max(0, await store.count_contacts(uuid.UUID(campaign["id"])) - 499)
+
         async def body() -> Any:
             yield b"phone,name,segment\n"
             for start in range(0, rows, 1000):
-                if start == rows // 2:
-                    await asyncio.sleep(0.2)  # let the server catch up with the first half
+                if start == rows // 2:  # the server catches up with the first half: rows are in
+                    await eventually(a_batch_written, what="a batch written while the upload goes on")
                     written_mid_upload.append(await store.count_contacts(uuid.UUID(campaign["id"])))
                 yield "".join(f"+1212{i:07d},Person {i},s{i % 7}\n" for i in range(start, start + 1000)).encode()
 
