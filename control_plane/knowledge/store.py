@@ -135,12 +135,20 @@ class KnowledgeStore(abc.ABC):
     async def erase_organisation(self, org_id: UUID) -> int:
         """Every knowledge base of the organisation, with its documents and chunks; how many bases."""
         async with self.repo.transaction() as conn:
-            bases = await conn.fetch("SELECT id FROM knowledge_bases WHERE org_id = $1", org_id)
-            for row in bases:
-                await self._delete_chunks(
-                    conn, "document_id IN (SELECT id FROM knowledge_documents WHERE kb_id = $1)", row["id"])
-            await conn.execute("DELETE FROM knowledge_bases WHERE org_id = $1", org_id)
-        return len(bases)
+            return (await self.erase_in(conn, org_id))["knowledge_bases"]
+
+    async def erase_in(self, conn: Any, org_id: UUID) -> dict[str, int]:
+        """:meth:`erase_organisation` inside the caller's transaction (the whole organisation's
+        erasure): bases, documents, passages with their index entries and embeddings, word counts."""
+        bases = await conn.fetch("SELECT id FROM knowledge_bases WHERE org_id = $1", org_id)
+        passages = 0
+        for row in bases:  # explicit rather than by cascade: SQLite's index triggers then see every row
+            passages += await conn.execute(
+                "DELETE FROM knowledge_chunks WHERE document_id IN (SELECT id FROM knowledge_documents"
+                " WHERE kb_id = $1)", row["id"])
+        documents = await conn.execute("DELETE FROM knowledge_documents WHERE org_id = $1", org_id)
+        await conn.execute("DELETE FROM knowledge_bases WHERE org_id = $1", org_id)
+        return {"knowledge_bases": len(bases), "knowledge_documents": documents, "knowledge_passages": passages}
 
     @staticmethod
     def _base(row: dict[str, Any]) -> KnowledgeBase:
@@ -291,6 +299,14 @@ class KnowledgeStore(abc.ABC):
 
 
 class SqliteKnowledgeStore(KnowledgeStore):
+    async def erase_in(self, conn: Any, org_id: UUID) -> dict[str, int]:
+        counts = await super().erase_in(conn, org_id)
+        if counts["knowledge_passages"]:
+            # FTS5 records a deletion as a marker in a newer segment: the words stay in the old one
+            # until segments merge. Merging them all now takes the erased passages' words out.
+            await conn.execute("INSERT INTO knowledge_fts (knowledge_fts) VALUES ('optimize')")
+        return counts
+
     def _in(self, sql: str, values: Sequence[Any], first: int = 1) -> tuple[str, list[Any]]:
         marks = ", ".join(f"${i}" for i in range(first, first + len(values)))
         return sql.replace("{ids}", f"IN ({marks})"), list(values)
