@@ -188,3 +188,25 @@ async def test_a_numbers_agent_gets_its_organisations_bases_only(h):
                                   allow_redirects=False)
     assert updated.status == 303
     assert (await repo.list_phone_numbers(org.id))[0].agent_config == {}
+
+
+async def test_a_campaigns_agent_gets_its_organisations_bases_only(tmp_path: Path):
+    from .test_campaigns_page import _form
+
+    async with harness(make_settings(tmp_path, campaigns={"dialer": False})) as h:
+        org, _, token = await _signed_in(h)
+        kb_id = await _create(h, token, "faq")
+        _, other_headers = await h.org("other")
+        theirs = await (await h.client.post("/api/knowledge-bases", json={"name": "theirs"},
+                                            headers=other_headers)).json()
+        page = await (await h.client.get("/dashboard/campaigns")).text()
+        assert f'name="knowledge_bases" value="{kb_id}"' in page and theirs["id"] not in page
+        forged = await h.client.post("/dashboard/campaigns", data=_form(token, pairs=(("knowledge_bases",
+                                                                                      theirs["id"]),)))
+        assert forged.status == 422 and 'id="error-knowledge_bases"' in await forged.text()
+        store = await h.cp.campaigns.store()
+        assert await store.list(org.id, limit=10) == []
+        created = await h.client.post("/dashboard/campaigns", data=_form(token, pairs=(("knowledge_bases", kb_id),)))
+        assert created.status == 201, await created.text()
+        (campaign,) = await store.list(org.id, limit=10)
+        assert campaign.agent_config["knowledge_bases"] == [kb_id]
