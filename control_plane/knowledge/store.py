@@ -379,7 +379,7 @@ class PostgresKnowledgeStore(KnowledgeStore):
         dimensions = next((len(c.embedding) for c in chunks if c.embedding is not None), 0)
         pg = await self.pgvector() if dimensions else None
         if pg is None:
-            return await super()._embedding_target(chunks)
+            return "embedding", "$6"  # real[]
         if dimensions not in self._indexed:
             await pgvector.ensure_index(self.repo, pg, dimensions)
             self._indexed.add(dimensions)
