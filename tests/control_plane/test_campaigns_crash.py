@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ def _kill(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=5)
+
+
+
+async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``eventually`` with positional arguments, for the other crash tests that import it."""
+    return await eventually(check, what=what, timeout=timeout)
 
 
 async def _check_exactly_once(emulator: RunningEmulator, store: CampaignStore, campaign_id: Any,
