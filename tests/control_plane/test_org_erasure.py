@@ -128,26 +128,27 @@ async def test_the_knowledge_index_forgets_the_erased_words(settings):
             assert not any(word.encode() in bytes(r["block"] or b"") for r in blobs)
 
 
-def test_cli_erases_an_organisation_after_confirmation(settings, capsys, monkeypatch):
-    async def prepare() -> Any:
-        async with harness(settings) as h:
-            org, headers = await h.org("erased")
-            await h.client.post("/api/knowledge-bases", json={"name": "faq"}, headers=headers)
-            await h.client.put("/api/knowledge-bases/faq/documents/hours.md", data=DOC,
-                               headers={**headers, "Content-Type": "text/markdown"})
-            assert (await h.start_call(headers)).status == 201  # never hung up: a call in a live state
-            return org
+async def test_cli_erases_an_organisation_after_confirmation(settings, capsys, monkeypatch):
+    async with harness(settings) as h:
+        org, headers = await h.org("erased")
+        await h.client.post("/api/knowledge-bases", json={"name": "faq"}, headers=headers)
+        await h.client.put("/api/knowledge-bases/faq/documents/hours.md", data=DOC,
+                           headers={**headers, "Content-Type": "text/markdown"})
+        assert (await h.start_call(headers)).status == 201  # never hung up: a call in a live state
 
-    org = asyncio.run(prepare())
-    # The CLI opens the store itself, as an operator runs it.
+    # The CLI opens the store itself, as an operator runs it: in a thread, on a loop of its own.
     monkeypatch.setattr("callagent.cli._checked_settings", lambda: settings)
-    assert main(["org", "erase", str(org.id), "--confirm", str(uuid.uuid4())]) == 2
+
+    async def cli(*args: str) -> int:
+        return await asyncio.to_thread(main, ["org", "erase", str(org.id), *args])
+
+    assert await cli("--confirm", str(uuid.uuid4())) == 2
     assert "--confirm" in capsys.readouterr().err
-    assert main(["org", "erase", str(org.id), "--confirm", str(org.id)]) == 2
+    assert await cli("--confirm", str(org.id)) == 2
     assert "in progress" in capsys.readouterr().err
-    assert main(["org", "erase", str(org.id), "--confirm", str(org.id), "--force"]) == 0
+    assert await cli("--confirm", str(org.id), "--force") == 0
     out = capsys.readouterr().out
     assert "knowledge_bases: 1" in out and "calls: 1" in out
-    assert asyncio.run(admin.get_organisation(org.id, settings=settings)) is None
-    assert main(["org", "erase", str(org.id), "--confirm", str(org.id)]) == 2
+    assert await admin.get_organisation(org.id, settings=settings) is None
+    assert await cli("--confirm", str(org.id)) == 2
     assert "no such organisation" in capsys.readouterr().err
