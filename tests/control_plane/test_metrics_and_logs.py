@@ -141,8 +141,7 @@ async def test_event_loop_lag_sees_a_blocked_loop():
     task = asyncio.ensure_future(watch_event_loop(histogram, interval_s=0.001))
     await asyncio.sleep(0)  # the watcher takes its first deadline
     time.sleep(0.05)  # a callback holding the loop
-    while histogram.collect()[0].samples[-2].value == 0:  # _count: wait for the late wake-up
-        await asyncio.sleep(0.001)
+    await eventually(lambda: histogram.collect()[0].samples[-2].value, what="the late wake-up counted (_count)")
     task.cancel()
     samples = {s.name: s.value for s in histogram.collect()[0].samples if not s.labels}
     assert samples["lag_sum"] >= 0.04
