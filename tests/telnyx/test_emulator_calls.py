@@ -13,6 +13,7 @@ from control_plane.telnyx import TelnyxApiError, verify_signature
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_busy_number_hangs_up_user_busy_without_answering(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     emulator.set_number_behaviour(TO, "busy")
@@ -42,6 +43,7 @@ async def test_unanswered_number_times_out_after_timeout_secs() -> None:
         assert cancelled.payload["hangup_cause"] == "originator_cancel"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_voicemail_with_amd_reports_machine_then_the_beep(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     emulator.set_number_behaviour(TO, "voicemail")
@@ -73,6 +75,7 @@ async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None
     assert "call.machine.greeting.ended" not in sink.types(human.call_control_id)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_number_behaviour_over_the_control_api(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     async with aiohttp.ClientSession() as http:
@@ -116,6 +119,7 @@ async def test_incoming_call_waits_for_answer_then_streams() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_incoming_call_rejected_or_abandoned() -> None:
     async with world(incoming_timeout_s=4.0) as (emulator, sink, client):
         rejected = emulator.incoming_call(from_="+15550109999", to="+15550100000", connection_id=CONNECTION_ID)
@@ -134,6 +138,7 @@ async def test_incoming_call_rejected_or_abandoned() -> None:
         assert info.value.code == "90102"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_webhooks_are_retried_after_a_500_and_resigned() -> None:
     async with world(switches=DeliverySwitches(backoff_s=0.05)) as (emulator, sink, client):
         sink.fail_first = 1
@@ -146,6 +151,7 @@ async def test_webhooks_are_retried_after_a_500_and_resigned() -> None:
         assert [(d.attempt, d.status) for d in deliveries] == [(1, 500), (2, 200)]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_webhook_retries_stop_at_max_attempts_and_skip_other_4xx() -> None:
     switches = DeliverySwitches(backoff_s=0.01, max_attempts=3)
     async with world(switches=switches) as (emulator, sink, client):
@@ -157,6 +163,7 @@ async def test_webhook_retries_stop_at_max_attempts_and_skip_other_4xx() -> None
         assert [e.attempt for e in sink.events("call.answered")] == [1]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_duplicate_switch_delivers_every_event_twice() -> None:
     async with world(switches=DeliverySwitches(duplicate=1.0)) as (emulator, sink, client):
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -167,6 +174,7 @@ async def test_duplicate_switch_delivers_every_event_twice() -> None:
         sink.verify_all(emulator.public_key_b64)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_reorder_switch_delivers_out_of_order() -> None:
     switches = DeliverySwitches(reorder_window=2, reorder_linger_s=1.0)
     async with world(switches=switches) as (emulator, sink, client):
@@ -187,6 +195,7 @@ async def test_delay_switch_delivers_late() -> None:
         assert sink.received[0].at - dialled_at == pytest.approx(0.4)  # virtual time: exactly the delay
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_speak_playback_recording_and_status(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, client_state="s1")
@@ -233,6 +242,7 @@ async def test_speak_playback_recording_and_status(telnyx_world) -> None:
     assert status["is_alive"] is False and isinstance(status["call_duration"], int)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_gather_times_out_and_can_be_stopped(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -248,6 +258,7 @@ async def test_gather_times_out_and_can_be_stopped(telnyx_world) -> None:
     assert (ended[1].payload["status"], ended[1].payload["digits"]) == ("cancelled", "9")
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_dial_validation(telnyx_world) -> None:
     emulator, _sink, client = telnyx_world
     for field, kwargs in (("connection_id", {"connection_id": "", "to": TO, "from_": FROM}),
