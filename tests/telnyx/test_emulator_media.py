@@ -28,6 +28,7 @@ def _mark(name: str) -> dict[str, Any]:
     return {"event": "mark", "mark": {"name": name}}
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
     media = MediaServer(require_token="s3cret")
     await media.start()
@@ -71,6 +72,7 @@ async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_wrong_stream_token_means_streaming_failed() -> None:
     media = MediaServer(require_token="right")
     await media.start()
@@ -140,6 +142,7 @@ async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_malformed_frames_get_telnyx_error_frames() -> None:
     media = MediaServer()
     await media.start()
@@ -201,6 +204,7 @@ async def test_callee_hanging_up_ends_the_call_from_the_callee_side() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_streaming_start_and_stop_on_an_answered_call() -> None:
     media = MediaServer()
     await media.start()
@@ -227,6 +231,7 @@ async def test_streaming_start_and_stop_on_an_answered_call() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_app_closing_the_socket_stops_the_stream_but_not_the_call() -> None:
     media = MediaServer()
     await media.start()
@@ -243,6 +248,7 @@ async def test_app_closing_the_socket_stops_the_stream_but_not_the_call() -> Non
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> None:
     media = MediaServer()
     await media.start()
@@ -265,6 +271,7 @@ async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> 
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_dtmf_from_the_far_end_reaches_stream_webhooks_and_gather() -> None:
     media = MediaServer()
     await media.start()

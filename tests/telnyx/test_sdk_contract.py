@@ -88,6 +88,7 @@ async def _every_command(client: TelnyxClient) -> None:
     await client.client_state_update(ccid, "s")
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_every_client_command_matches_the_sdk_params() -> None:
     async with recorded() as (recorder, client):
         await _every_command(client)
@@ -98,6 +99,7 @@ async def test_every_client_command_matches_the_sdk_params() -> None:
     assert mismatches == []
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_answer_sends_no_stream_auth_token() -> None:
     """Issue 15 item 1: the SDK's answer has no stream_auth_token (dial and streaming_start do);
     the client has no such parameter, so an answered call's credential rides in stream_url."""
@@ -199,6 +201,7 @@ async def _walk_emulator(**options: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("event_fields", ["sdk", "docs"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_every_emulator_webhook_matches_the_sdk_event_models(event_fields: str) -> None:
     from bench.telnyx_emulator.schema import DOCS_ONLY_FIELDS
 
@@ -234,6 +237,7 @@ def test_the_emulator_tables_are_the_sdk_models() -> None:
 # -- the emulator refuses what Telnyx's parameters do not allow ---------------------------------
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -258,6 +262,7 @@ async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(teln
     assert emulator.calls[ccid].is_alive  # nothing a refused command asked for happened
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unknown_keys_switch_lets_them_through() -> None:
     async with world(unknown_keys=True) as (_emulator, sink, client):
         call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, not_a_telnyx_key=1)
@@ -270,6 +275,7 @@ async def test_unknown_keys_switch_lets_them_through() -> None:
     ("CALL_REJECTED", "call_rejected", "603"), ("USER_BUSY", "user_busy", "486"),
     ("NOT_FOUND", "not_found", "404"), ("TEMPORARILY_UNAVAILABLE", "unspecified", "480"),
 ])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str, telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     incoming = emulator.incoming_call(from_=FROM, to=TO, connection_id=CONNECTION_ID)
@@ -385,6 +391,7 @@ STT_PARAMS = "speech_to_text_retrieve_transcription_params.SpeechToTextRetrieveT
 
 
 @pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(emu: Any, engine: str) -> None:
     """Every frame the STT emulator sends validates as the SDK's ``TranscriptFrame`` (``"type":
     "transcript"``), with no key beyond it except Deepgram's ``speech_final``, which Telnyx's
@@ -446,6 +453,7 @@ def test_stt_client_query_matches_the_sdk_params(engine: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["nova-3", "deepgram/nova-3"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(emu: Any, model: str) -> None:
     from pydantic import SecretStr
 
@@ -483,6 +491,7 @@ class SdkSttServer:
         return ws
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
     from pydantic import SecretStr
     from telnyx.types.transcribe_server_event import SttErrorFrame, TranscriptFrame
