@@ -26,6 +26,7 @@ async def open_session(stt, rec, rate=8000):
     return await stt.open(sample_rate=rate, on_transcript=rec.on_transcript, on_error=rec.on_error)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_the_handshake_carries_the_documented_options_and_token_auth(emu):
     stt = DeepgramSpeechToText(DeepgramOptions(api_key=SecretStr("k")))
     assert stt.query(8000) == {
@@ -44,6 +45,7 @@ async def test_the_handshake_carries_the_documented_options_and_token_auth(emu):
     assert emu.deepgram.stats.connections == 1
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_interims_then_a_final_from_finalize_then_speech_final_on_its_own_endpointing(emu):
     stt = client(emu, endpointing=300)
     rec = Recorder()
@@ -67,6 +69,7 @@ async def test_interims_then_a_final_from_finalize_then_speech_final_on_its_own_
     await assert_no_tasks_left()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_raw_messages_follow_the_documented_shapes(emu):
     """Straight over a socket: Results, SpeechStarted, Finalize's from_finalize, UtteranceEnd,
     KeepAlive answered by nothing, CloseStream answered by Metadata and a normal close."""
@@ -96,6 +99,7 @@ async def test_raw_messages_follow_the_documented_shapes(emu):
     assert "KeepAlive" not in kinds
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_refusals_are_http_statuses_and_an_idle_stream_is_closed_with_net_0001(emu, monkeypatch):
     monkeypatch.setattr(dg_emulator, "IDLE_TIMEOUT_S", 0.3)
     async with aiohttp.ClientSession() as http:
@@ -129,6 +133,7 @@ async def test_refusals_are_http_statuses_and_an_idle_stream_is_closed_with_net_
     assert isinstance(error, ProviderError) and "1011" in str(error) and "NET-0001" in str(error)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_local_mode_and_numbers_in_words_reach_the_same_recogniser(emu):
     # The emulator's recogniser is the Telnyx emulator's: the same registered lines read alike.
     stt = client(emu, encoding="linear16")

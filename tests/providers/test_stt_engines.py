@@ -32,7 +32,7 @@ class RawStream:
     async def send_audio(self, pcm: bytes, *, speed: float = 4.0) -> None:
         for chunk in frames(pcm, 5 * FRAME):
             await self.ws.send_bytes(chunk)
-            await asyncio.sleep(0.1 / speed)  # a real socket to the emulator: paced as a caller would be
+            await asyncio.sleep(0.1 / speed)  # paced as a caller would be (virtual time: free)
 
     @property
     def finals(self) -> list[dict]:
@@ -64,6 +64,7 @@ def test_table_matches_telnyx_support_table():
         assert engine.final_wait_s > engine.final_lag_ms / 1000
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final(emu):
     async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, "Deepgram")

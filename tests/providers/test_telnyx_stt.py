@@ -103,6 +103,7 @@ async def test_interim_results_while_speaking_then_final_after_finalize(emu):
     await assert_no_tasks_left()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_recognises_a_line_despite_lost_frames_and_surrounding_silence():
     damaged = bytearray(NUMBER_PCM)
     damaged[10 * FRAME:12 * FRAME] = bytes(2 * FRAME)  # two frames lost, concealed with silence
@@ -111,21 +112,25 @@ async def test_recognises_a_line_despite_lost_frames_and_surrounding_silence():
     assert rec.finals[0].confidence < 0.99  # it noticed the damage
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_recognises_audio_that_went_through_pcmu():
     rec = await recognise(PCMU.decode(PCMU.encode(silence(0.1) + HELLO_PCM)))
     assert [t.text for t in rec.finals] == [HELLO]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_two_lines_in_one_segment_come_out_in_order():
     rec = await recognise(NUMBER_PCM + silence(0.2) + HELLO_PCM)
     assert [t.text for t in rec.finals] == [f"{NUMBER} {HELLO}"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unknown_speech_gets_a_placeholder_with_its_duration():
     rec = await recognise(silence(0.2) + voiced(1.4, f0=210.0, seed=99) + silence(0.1))
     assert [t.text for t in rec.finals] == ["(unrecognised speech, 1.4 s)"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_recognises_at_16_khz_when_the_engine_upsamples():
     pcm = silence(0.2) + HELLO_PCM + silence(0.1)
     up = audioop.ratecv(pcm, 2, 1, 8000, 16000, None)[0]
@@ -195,6 +200,7 @@ async def test_no_callbacks_after_aclose(emu):
     assert not rec.finals and not rec.errors
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_wrong_api_key_fails_open_for_good(emu):
     stt = client(emu, api_key=SecretStr("wrong"))
     with pytest.raises(ProviderError) as caught:
@@ -204,6 +210,7 @@ async def test_wrong_api_key_fails_open_for_good(emu):
     assert "401" in str(caught.value) and "wrong" not in str(caught.value)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_connect_failure_is_retryable():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -217,6 +224,7 @@ async def test_connect_failure_is_retryable():
 
 
 @pytest.mark.parametrize("shape", ["docs", "sdk"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_bad_parameters_come_back_as_an_error_frame_that_is_not_retried(emu, shape):
     """Telnyx's docs show errors[] with a 4xxxx code; the SDK's model is {"type": "error",
     "error": str} with no code. Either way a bad engine/format/rate is final: the same request
@@ -238,6 +246,7 @@ async def test_bad_parameters_come_back_as_an_error_frame_that_is_not_retried(em
 @pytest.mark.parametrize("fault, expected, shape", [
     ("error_frame", "50001", "docs"), ("error_frame", "Transcription failed: emulated failure", "sdk"),
     ("disconnect", "closed by the server", "docs")])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_mid_stream_failures_reach_on_error(emu, fault, expected, shape):
     emu.stt.error_shape = shape
     stt = client(emu, extra_params={"emulator_fault": fault})
@@ -254,6 +263,7 @@ async def test_mid_stream_failures_reach_on_error(emu, fault, expected, shape):
     assert expected in str(rec.errors[0][1]) and rec.errors[0][1].retryable
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_an_unanswered_finalize_is_counted_not_an_error(emu):
     # A stalled recogniser (or an engine with nothing to say) leaves a Finalize unanswered:
     # the call must not lose its recogniser over it; the agent bounds its own wait.
@@ -305,6 +315,7 @@ async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_thei
     assert words.split() == (HELLO if engine == "Telnyx" else HELLO.replace(",", "").replace(".", "")).split()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_fault_armed_over_the_control_endpoint_fails_one_handshake(emu):
     async with aiohttp.ClientSession() as http, http.post(f"{emu.control_url}/faults",
                          json={"kind": "http_500", "service": "stt", "count": 1}) as response:
@@ -318,6 +329,7 @@ async def test_fault_armed_over_the_control_endpoint_fails_one_handshake(emu):
     await stt.aclose()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_an_engine_that_does_not_punctuate_returns_bare_lower_case_words():
     # The bench's --stt-punctuation none: the same lines, without the marks the turn judgement
     # used to depend on.
@@ -325,6 +337,7 @@ async def test_an_engine_that_does_not_punctuate_returns_bare_lower_case_words()
     assert [t.text for t in rec.finals] == ["it's number four two seven"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_a_connection_can_ask_for_transcripts_without_punctuation(emu):
     stt = client(emu, extra_params={"emulator_punctuation": "none"})
     rec = Recorder()

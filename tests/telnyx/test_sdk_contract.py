@@ -418,7 +418,7 @@ async def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(emu:
         audio = silence(0.2) + HELLO_PCM + silence(table.silence_window_ms / 1000 + 0.6)
         for chunk in frames(audio, 1600):
             await ws.send_bytes(chunk)
-            await asyncio.sleep(0.025)  # a real socket to the emulator: paced as a caller would be
+            await asyncio.sleep(0.025)  # paced as a caller would be (virtual time: free)
         if table.finalize:
             await ws.send_str('{"type":"Finalize"}')
         await wait_for(lambda: any(f.get("is_final") for f in received), timeout=5.0)
