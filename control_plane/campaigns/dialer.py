@@ -448,12 +448,16 @@ class CampaignRunner:
             )
         except TelnyxRateLimited as exc:
             metrics.dial_failed("campaign", "rate_limited")
+            # The 429 speaks for its own request only: when an earlier attempt of this send went
+            # unanswered (the client re-sent it), that one may have dialled, and its window runs on.
             await store.dial_later(contact, call.id, self.dialer.clock(), max(1.0, exc.retry_after_s or 1.0),
-                                   str(exc), not_sent=first_send)
+                                   str(exc), not_sent=first_send and not exc.after_unanswered)
             return
         except TelnyxApiError as exc:
             metrics.dial_failed("campaign", "server_error" if exc.status >= 500 else "refused")
-            if exc.status >= 500:
+            if exc.status >= 500 or exc.after_unanswered:
+                # Fate unknown (a refusal after an unanswered attempt may answer a duplicate of a dial
+                # that ran): re-sent with the same command_id inside the window, never after it.
                 await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
                 return
             at, error = self.dialer.clock(), telnyx_error_details(exc)

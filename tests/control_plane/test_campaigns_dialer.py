@@ -391,6 +391,36 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
 
 
+async def test_a_429_after_an_unanswered_try_keeps_the_window_and_nothing_is_sent_past_it(tmp_path):
+    async with system(make_settings(tmp_path), dialer=False) as s:
+        campaign_id = await s.campaign(["+12125550001"], retry={"on": ["failed"], "max_attempts": 3})
+        await s.start(campaign_id)
+        s.emulator.switches.delay_s = 120.0  # no webhook will tell whether the dial ran
+        # The dial runs but its answer is late; the client re-sends it after 500 ms (Telnyx's retry
+        # guidance) and that re-send is rate limited: the 429 says nothing about the first try.
+        s.emulator.faults.slow_next(1, delay_s=1.0, match="/v2/calls")
+        s.emulator.set_rate_limit(1, window_s=60)
+        worker_a = Dialer(s.cp, worker_id="A")
+        assert await worker_a.runner(uuid.UUID(campaign_id)).step(sweep=False) == "worked"
+        await worker_a.drain()
+        await s.until(lambda: _async(len(s.dials()) == 2))  # the slow answer is logged once sent
+        assert sorted(r.status for r in s.dials()) == [200, 429] and len(s.emulator.dial_log) == 1
+        contact = (await s.contacts(campaign_id))["+12125550001"]
+        assert contact.status == "dialing" and contact.dial_started_at is not None  # the first try's window
+        s.emulator.set_rate_limit(None)
+        start = contact.dial_started_at
+        later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
+        await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await later.drain()
+        assert len(s.dials()) == 2  # past the window a re-send could ring the number again: none
+        much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
+        await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await much_later.drain()
+        final = (await s.contacts(campaign_id))["+12125550001"]
+        assert (final.status, final.outcome, final.attempts) == ("failed", "dial_unconfirmed", 1)  # not retried
+        assert len(s.dials()) == 2 and len(s.emulator.dial_log) == 1
+
+
 async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path):
     from control_plane.errors import ApiError
 
