@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 def pacing_burst(calls_per_minute: int) -> int:
     """The bucket's size: a quarter of a second of dials (1 up to 240 a minute). A step that ran late
     is caught up instead of lost, and no minute ever sees more than calls_per_minute + burst - 1."""
@@ -448,16 +447,14 @@ class CampaignRunner:
             )
         except TelnyxRateLimited as exc:
             metrics.dial_failed("campaign", "rate_limited")
-            # The 429 speaks for its own request only: when an earlier attempt of this send went
-            # unanswered (the client re-sent it), that one may have dialled, and its window runs on.
+            # A 429 after an unanswered try of this send: that try may have dialled; its window runs on.
             await store.dial_later(contact, call.id, self.dialer.clock(), max(1.0, exc.retry_after_s or 1.0),
                                    str(exc), not_sent=first_send and not exc.after_unanswered)
             return
         except TelnyxApiError as exc:
             metrics.dial_failed("campaign", "server_error" if exc.status >= 500 else "refused")
             if exc.status >= 500 or exc.after_unanswered:
-                # Fate unknown (a refusal after an unanswered attempt may answer a duplicate of a dial
-                # that ran): re-sent with the same command_id inside the window, never after it.
+                # Fate unknown (after an unanswered try, this may answer a duplicate of a dial that ran).
                 await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
                 return
             at, error = self.dialer.clock(), telnyx_error_details(exc)
