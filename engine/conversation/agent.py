@@ -537,7 +537,6 @@ class CallAgent(MediaListener):
         await self.recogniser.aclose()
         summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
                                            on_provider_error=self.on_provider_error, usage=self.usage)
-        self.usage.stt_bytes = self.recogniser.sent_bytes
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,
             transcript=self.conversation.transcript(),
@@ -547,9 +546,13 @@ class CallAgent(MediaListener):
             turns=self.records.turns,
             speculation=self.speculation.as_dict(),
             errors=list(self.errors),
-            usage=self.usage.as_dict(),
+            usage=self._usage_so_far(),
         ))
+
+    def _usage_so_far(self) -> dict[str, Any]:
+        self.usage.stt_bytes = self.recogniser.sent_bytes
+        return self.usage.as_dict()
 
     def _report_turn(self, reply: Reply, agent_text: str, *, interrupted: bool) -> None:
         self.records.turn(self.conversation, reply.user_text, agent_text, interrupted=interrupted,
-                          timeline=reply.timeline)
+                          timeline=reply.timeline, usage=self._usage_so_far())
