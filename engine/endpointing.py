@@ -157,6 +157,17 @@ class Endpointer:
             return self._in_speech(f, voiced, prev_voiced)
         return self._idle(f, voiced, agent_audible, prev_voiced)
 
+    def end_turn(self) -> EndpointEvent | None:
+        """End the caller's speech now, before ``end_of_turn_ms`` of silence (the turn policy
+        judged it surely over): TURN_END, as :meth:`process` would give it, or None when not in
+        speech. A voiced run still pending carries over, as it does at a TURN_END that
+        :meth:`process` gives."""
+        if not self.in_speech:
+            return None
+        self.in_speech = False
+        self._tentative_sent = False
+        return EndpointEvent.TURN_END
+
     def _add_to_run(self, f: int, audible: bool) -> None:
         if self._run_start < 0:
             self._run_start = f

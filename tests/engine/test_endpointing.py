@@ -362,3 +362,26 @@ def test_output_depends_only_on_the_input(segs: list[tuple[bool, int, bool]]) ->
     a = [first.process(v, au) for v, au in script]
     first.reset()
     assert [first.process(v, au) for v, au in script] == a
+
+
+# --------------------------------------------------------------------------- ended by the listener
+
+
+def test_end_turn_ends_the_speech_now_and_the_next_voice_is_a_new_utterance() -> None:
+    ep = Endpointer(DEFAULT)
+    assert feed(ep, "VVVVV......") == [(2, E.SPEECH_START), (10, E.TENTATIVE_END)]
+    assert ep.end_turn() is E.TURN_END and not ep.in_speech
+    assert ep.end_turn() is None  # once
+    assert feed(ep, "...." * 5) == []  # no second TURN_END when the silence reaches end_of_turn
+    assert feed(ep, "VVV") == [(33, E.SPEECH_START)]
+
+
+def test_end_turn_while_the_agent_speaks_makes_the_callers_voice_a_barge_in() -> None:
+    ep = Endpointer(DEFAULT)
+    feed(ep, "VVVVV......")
+    ep.end_turn()
+    assert feed(ep, "V" * 10, audible=True) == [(20, E.BARGE_IN)]
+
+
+def test_end_turn_outside_speech_does_nothing() -> None:
+    assert Endpointer(DEFAULT).end_turn() is None

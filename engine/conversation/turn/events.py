@@ -17,8 +17,8 @@ __all__ = [
     "TimerFired", "ReplySpeaking", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished", "Greet",
     "Failing", "Stopped",
     # commands
-    "Command", "Timer", "TurnOver", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText", "FinalizeStt",
-    "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
+    "Command", "Timer", "TurnOver", "EndTurn", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText",
+    "FinalizeStt", "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
     "KeysEntered", "FailCall",
 ]
 
@@ -125,6 +125,8 @@ class KeysHeard(Event):
 class Timer(enum.StrEnum):
     FINAL_WAIT = "final_wait"
     """After the end of turn: the longest wait for a final the recogniser still owes."""
+    CONFIDENT_END = "confident_end"
+    """After the tentative end: the silence that ends a turn whose words are surely finished."""
     HOLD = "hold"
     """The incomplete-turn hold: the words read unfinished, so the caller gets a moment more."""
     NOISE = "noise"
@@ -209,6 +211,12 @@ class TurnOver(Command):
     no final is owed."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndTurn(Command):
+    """The words say the turn is surely over: end it now, before the VAD's end of turn (the
+    media session ends the caller's speech, and :class:`TurnEnded` follows)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,10 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   keeps the VAD on without new words. A final owed past ``final_wait_s`` is not waited for: the
   turn commits without it, and the late final, whenever it comes (even while the reply plays),
   joins the next turn. It is never an error.
+* **Confident end.** A pause whose words are surely finished (:func:`.endpoint.surely_finished`:
+  the final for it in, a closed sentence, the speculative reply on exactly those words) ends the
+  turn after ``confident_end_s`` past the tentative end, before the VAD's end of turn
+  (:class:`EndTurn`); anything less waits for the VAD, as before.
 * **Hold.** Text that reads unfinished waits ``incomplete_turn_hold_ms`` more (unsure: half);
   speech meanwhile merges the turns.
 * **One answer per turn.** A caller who goes on before hearing the reply gets one merged turn;
@@ -42,7 +46,7 @@ from typing import Any
 from ..dtmf import DtmfCollector, GatherConfig
 from ..turn_completion import hold_ms, judge_text
 from .barge_in import BargeInJudge
-from .endpoint import NoiseFlaps, recogniser_ends_turn, worth_speculating
+from .endpoint import NoiseFlaps, recogniser_ends_turn, surely_finished, worth_speculating
 from .events import (
     BargeIn,
     BargeInPending,
@@ -51,6 +55,7 @@ from .events import (
     Commit,
     CommitReply,
     DiscardText,
+    EndTurn,
     Event,
     Failing,
     FinalizeStt,
@@ -107,6 +112,9 @@ class TurnConfig:
     """The recogniser answers a Finalize (Deepgram); otherwise finals come on its own segmentation."""
     interim_results: bool = True
     """Words come while the caller talks, so a barge-in can wait for them."""
+    confident_end_s: float = 0.0
+    """After the tentative end, the silence that ends a turn whose words are surely finished
+    (0: every turn waits for the VAD's end of turn)."""
     tool_filler_after_s: float = 1.5
     """A tool running this long gets the filler line (0: never)."""
     gather: GatherConfig = GatherConfig()
@@ -134,6 +142,9 @@ class TurnPolicy:
         self.stt_ready = False
         self.speculation = self.replies.speculation
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
+        self._confident_due = False  # the pause has lasted confident_end_s: sure words may end it
+        self.ended_sooner = 0
+        """Turns ended on their words before the VAD's end of turn."""
         self._noise = NoiseFlaps()
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
@@ -199,6 +210,7 @@ class TurnPolicy:
         self.barge.caller_began()
         self._timers.cancel(Timer.FINAL_WAIT)
         self._timers.cancel(Timer.HOLD)
+        self._no_sooner_end()
         reply = self.reply
         if reply is not None and not reply.speaking and reply.fixed_text is None:
             # The caller goes on before hearing anything: one merged turn, not two replies.
@@ -225,6 +237,8 @@ class TurnPolicy:
                     and (self.config.can_finalize or not self.final_owed)):
                 self.speculation.started += 1
                 self._start_reply(text, speculative=True, committed=False)
+        if self.config.confident_end_s:
+            self._timers.start(Timer.CONFIDENT_END, event.now + self.config.confident_end_s)
 
     def _speech_resumed(self, event: SpeechResumed) -> None:
         # A speculative reply lives on (its audio held) until the caller's new words show up in a
@@ -232,11 +246,13 @@ class TurnPolicy:
         # ends on the text it was started on.
         self._voice_since = event.now
         self._owe_final()
+        self._no_sooner_end()
         if self.turn is CallerTurn.PAUSED:
             self.turn = CallerTurn.SPEAKING
 
     def _turn_ended(self, event: TurnEnded) -> None:
         self.barge.sound_ended()  # a deferred barge-in's "speech" ended without a word
+        self._no_sooner_end()
         if self._closed_by_recogniser:
             # The recogniser ended (and committed) this turn already: the VAD catching up must
             # not commit it again, restarting the reply.
@@ -311,6 +327,7 @@ class TurnPolicy:
             elif turn is CallerTurn.PAUSED and self.config.speculative and (
                     self.config.can_finalize or not self._recogniser_ends_turn(event)):
                 self._speculate_on_final()
+                self._end_sooner()
             elif self._recogniser_ends_turn(event):
                 # The recogniser's own endpointing says the speech is over while the VAD has heard
                 # speech all along (babble or loud noise can keep it on): trust it. With a
@@ -350,6 +367,20 @@ class TurnPolicy:
             self.speculation.started += 1
         if worth:
             self._start_reply(text, speculative=True, committed=False)
+
+    def _end_sooner(self) -> None:
+        """Past ``confident_end_s`` of the pause: end the turn now if its words are surely done."""
+        reply, text = self.reply, self.transcript
+        if (self._confident_due and self.turn is CallerTurn.PAUSED and not self.final_owed and not self.failing
+                and reply is not None and reply.speculative and not reply.committed and reply.fixed_text is None
+                and same_words(reply.user_text, text) and surely_finished(text)):
+            self._confident_due = False
+            self.ended_sooner += 1
+            self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
+
+    def _no_sooner_end(self) -> None:
+        self._confident_due = False
+        self._timers.cancel(Timer.CONFIDENT_END)
 
     def _finalize(self) -> None:
         if self.stt_ready:
@@ -460,6 +491,9 @@ class TurnPolicy:
             if self.turn is CallerTurn.HOLDING:
                 self._out.append(StampTurn("turn_end", event.now))  # the hold was endpointing
                 self._commit("the hold ran out", forced=True, hold_over=True)
+        elif timer is Timer.CONFIDENT_END:
+            self._confident_due = True
+            self._end_sooner()
         elif timer is Timer.NOISE:
             self.barge.noise_timer()
         elif timer is Timer.DTMF:
