@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from engine.config import EngineConfig
 from engine.conversation.agent import CallAgent, finish_reports
 from engine.conversation.config import AgentConfig, resolve
 from engine.endpointing import EndpointEvent
@@ -131,14 +132,34 @@ class Session:
         pass
 
 
-async def converse(turns: list[tuple[float, str, float]], **config: Any) -> tuple[Session, Llm, list[float]]:
+class EndingSession(Session):
+    """A session with the engine's endpointing settings that can end the turn when the agent
+    asks (a confident end), as MediaSession does: its TURN_END goes to the agent at once."""
+
+    config = EngineConfig()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.agent: CallAgent | None = None
+        self.ended_at: list[float] = []
+
+    def end_turn(self, now: float) -> None:
+        self.ended_at.append(now)
+        assert self.agent is not None
+        self.agent.on_endpoint(EndpointEvent.TURN_END, now)
+
+
+async def converse(turns: list[tuple[float, str, float]], *, session: Session | None = None,
+                   **config: Any) -> tuple[Session, Llm, list[float]]:
     """Run one call: each turn is (speech start, words heard by the end, speech length). The
     tentative end and end of turn follow the speech at the endpointer's default silences,
     unless the next turn's speech starts first (then the caller resumed: SPEECH_START).
     Returns the session, the model, and each turn's end-of-turn time."""
     loop = asyncio.get_running_loop()
-    session, llm, stt = Session(), Llm(), Stt()
+    session, llm, stt = session or Session(), Llm(), Stt()
     agent = CallAgent(resolve(AgentConfig(**config)), stt=stt, llm=llm, tts=Tts())
+    if isinstance(session, EndingSession):
+        session.agent = agent
     ends: list[float] = []
 
     async def call() -> None:
@@ -214,3 +235,20 @@ async def test_a_caller_who_goes_on_within_the_hold_gets_one_reply_to_the_whole_
     assert all(at >= second_start + 1.8 for at in session.spoken_at)
     assert llm.requests[-1] == "my order number is four seven two nine one eight"
     assert session.spoken_at[0] == pytest.approx(ends[-1] + HOLD_S / 2, abs=0.005)  # ends on a number
+
+
+@VIRTUAL
+async def test_a_question_ends_the_turn_at_the_confident_end_and_is_answered_once():
+    session = EndingSession()
+    await converse([(1.0, "Could we move it to Friday morning instead?", 2.0)], session=session)
+    # 200 ms of silence (engine default), not 300: the final came 100 ms after the tentative end
+    assert session.ended_at == [pytest.approx(3.2, abs=0.005)]
+    # the reply speculated on the final plays when ready; the VAD's later end adds nothing
+    assert session.spoken_at == [pytest.approx(3.0 + SPECULATIVE_READY_S + END_OF_TURN_S, abs=0.005)]
+
+
+@VIRTUAL
+async def test_a_statement_waits_for_the_vads_end_of_turn():
+    session = EndingSession()
+    await converse([(1.0, "I'd like to move it to Friday morning.", 2.0)], session=session)
+    assert session.ended_at == []
