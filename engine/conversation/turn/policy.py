@@ -16,7 +16,7 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   turn commits without it, and the late final, whenever it comes (even while the reply plays),
   joins the next turn. It is never an error.
 * **Confident end.** A pause whose words are surely finished (:func:`.endpoint.surely_finished`:
-  the final for it in, a closed sentence, the speculative reply on exactly those words) ends the
+  the final for it in, closing a question, the speculative reply on exactly those words) ends the
   turn after ``confident_end_s`` past the tentative end, before the VAD's end of turn
   (:class:`EndTurn`); anything less waits for the VAD, as before.
 * **Hold.** Text that reads unfinished waits ``incomplete_turn_hold_ms`` more (unsure: half);
