@@ -290,13 +290,11 @@ class MediaSession:
             self.turns.append(turn)
         turn.stamp("speech_start", now - max(lag, 0.0))
 
-    def end_turn(self, now: float) -> None:
-        """End the caller's turn now, as the endpointer's own end of turn would (the listener
-        judged the words surely finished before ``end_of_turn_ms`` of silence): from here on
-        the caller's speech is a new turn, or a barge-in over the reply."""
-        event = self.endpointer.end_turn()
-        if event is not None:
-            self._on_endpoint(event, now)
+    def end_turn_sooner(self) -> None:
+        """The listener judged the pause's words surely finished: the endpointer ends the turn
+        after ``confident_end_of_turn_ms`` of silence (TURN_END as usual), unless the caller
+        resumes first."""
+        self.endpointer.end_sooner()
 
     def barge_in(self, now: float) -> None:
         """Confirm a deferred barge-in (the listener heard words): drop the held reply."""

@@ -114,18 +114,16 @@ _ENDPOINT_EVENTS: dict[EndpointEvent, Callable[[float], Event]] = {
 def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
                 endpointing: EndpointingConfig | None = None) -> TurnConfig:
     """The turn policy's settings: the agent's, what the recogniser can do, and the media
-    session's endpointing (the confident end counts from its tentative end)."""
+    session's endpointing (whether it has a confident end)."""
     config = profile.config
-    confident_end_s = 0.0
-    if endpointing is not None and (
-            endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms):
-        confident_end_s = (endpointing.confident_end_of_turn_ms - endpointing.tentative_end_ms) / 1000
+    confident_end = endpointing is not None and (
+        endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms)
     return TurnConfig(
         speculative=config.speculative,
         incomplete_turn_hold_ms=config.incomplete_turn_hold_ms,
         barge_in_words_wait_s=config.barge_in_words_wait_ms / 1000,
         final_wait_s=final_wait_s,
-        confident_end_s=confident_end_s,
+        confident_end=confident_end,
         can_finalize=getattr(stt, "can_finalize", True),
         # Without partial transcripts no words come while the caller talks over the reply: a
         # barge-in cannot wait for them and is confirmed on the VAD alone.
@@ -378,7 +376,7 @@ class CallAgent(MediaListener):
             if command.text:  # type: ignore[attr-defined]
                 self._stamp("stt_final", self._loop.time())
         elif kind is EndTurn:
-            self.session.end_turn(self._loop.time())
+            self.session.end_turn_sooner()
         elif kind is FinalizeStt:
             self.recogniser.finalize()
         elif kind is StartTimer:

@@ -364,24 +364,40 @@ def test_output_depends_only_on_the_input(segs: list[tuple[bool, int, bool]]) ->
     assert [first.process(v, au) for v, au in script] == a
 
 
-# --------------------------------------------------------------------------- ended by the listener
+# --------------------------------------------------------------------------- ended sooner by the listener
+
+SOONER = EndpointingConfig(tentative_end_ms=120, min_barge_in_ms=200, confident_end_of_turn_ms=200)  # 10 frames
 
 
-def test_end_turn_ends_the_speech_now_and_the_next_voice_is_a_new_utterance() -> None:
-    ep = Endpointer(DEFAULT)
+def test_end_sooner_ends_the_turn_on_the_confident_frame() -> None:
+    ep = Endpointer(SOONER)
     assert feed(ep, "VVVVV......") == [(2, E.SPEECH_START), (10, E.TENTATIVE_END)]
-    assert ep.end_turn() is E.TURN_END and not ep.in_speech
-    assert ep.end_turn() is None  # once
-    assert feed(ep, "...." * 5) == []  # no second TURN_END when the silence reaches end_of_turn
-    assert feed(ep, "VVV") == [(33, E.SPEECH_START)]
+    assert ep.end_sooner()
+    assert feed(ep, "......") == [(14, E.TURN_END)]  # 10 frames after the last voiced frame (4)
+    assert not ep.in_speech
+    assert feed(ep, "." * 20) == []  # no second TURN_END at end_of_turn_ms
 
 
-def test_end_turn_while_the_agent_speaks_makes_the_callers_voice_a_barge_in() -> None:
-    ep = Endpointer(DEFAULT)
+def test_end_sooner_past_the_confident_silence_ends_on_the_next_frame() -> None:
+    ep = Endpointer(SOONER)
+    feed(ep, "VVVVV" + "." * 12)  # 12 frames of silence already
+    assert ep.end_sooner()
+    assert feed(ep, ".") == [(17, E.TURN_END)]
+
+
+def test_speech_that_resumes_first_wins_and_the_next_pause_waits_the_full_end() -> None:
+    ep = Endpointer(SOONER)
     feed(ep, "VVVVV......")
-    ep.end_turn()
-    assert feed(ep, "V" * 10, audible=True) == [(20, E.BARGE_IN)]
+    assert ep.end_sooner()
+    assert feed(ep, "VVV") == [(13, E.SPEECH_RESUMED)]
+    assert feed(ep, "." * 15) == [(19, E.TENTATIVE_END), (28, E.TURN_END)]
 
 
-def test_end_turn_outside_speech_does_nothing() -> None:
-    assert Endpointer(DEFAULT).end_turn() is None
+def test_end_sooner_outside_a_pause_or_without_a_shorter_setting_does_nothing() -> None:
+    assert not Endpointer(SOONER).end_sooner()
+    ep = Endpointer(SOONER)
+    feed(ep, "VVVVV")
+    assert not ep.end_sooner()  # speaking: no tentative end yet
+    ep = Endpointer(EndpointingConfig(tentative_end_ms=120, confident_end_of_turn_ms=300))
+    feed(ep, "VVVVV......")
+    assert not ep.end_sooner()

@@ -125,8 +125,6 @@ class KeysHeard(Event):
 class Timer(enum.StrEnum):
     FINAL_WAIT = "final_wait"
     """After the end of turn: the longest wait for a final the recogniser still owes."""
-    CONFIDENT_END = "confident_end"
-    """After the tentative end: the silence that ends a turn whose words are surely finished."""
     HOLD = "hold"
     """The incomplete-turn hold: the words read unfinished, so the caller gets a moment more."""
     NOISE = "noise"
@@ -215,8 +213,9 @@ class TurnOver(Command):
 
 @dataclass(frozen=True, slots=True)
 class EndTurn(Command):
-    """The words say the turn is surely over: end it now, before the VAD's end of turn (the
-    media session ends the caller's speech, and :class:`TurnEnded` follows)."""
+    """The words say the turn is surely over: end it after the shorter silence of the media
+    session's confident end, not the VAD's end of turn (:class:`TurnEnded` follows, unless the
+    caller resumes first)."""
 
 
 @dataclass(frozen=True, slots=True)

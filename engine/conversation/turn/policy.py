@@ -15,10 +15,11 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   keeps the VAD on without new words. A final owed past ``final_wait_s`` is not waited for: the
   turn commits without it, and the late final, whenever it comes (even while the reply plays),
   joins the next turn. It is never an error.
-* **Confident end.** A pause whose words are surely finished (:func:`.endpoint.surely_finished`:
-  the final for it in, closing a question, the speculative reply on exactly those words) ends the
-  turn after ``confident_end_s`` past the tentative end, before the VAD's end of turn
-  (:class:`EndTurn`); anything less waits for the VAD, as before.
+* **Confident end.** When the final for a pause is in and its words are surely finished
+  (:func:`.endpoint.surely_finished`: a question, the speculative reply on exactly those words),
+  the media session is asked to end the turn after a shorter silence (:class:`EndTurn`; it
+  counts the frames, so speech that resumed first still wins); anything less waits for the
+  VAD's end of turn, as before.
 * **Hold.** Text that reads unfinished waits ``incomplete_turn_hold_ms`` more (unsure: half);
   speech meanwhile merges the turns.
 * **One answer per turn.** A caller who goes on before hearing the reply gets one merged turn;
@@ -112,9 +113,9 @@ class TurnConfig:
     """The recogniser answers a Finalize (Deepgram); otherwise finals come on its own segmentation."""
     interim_results: bool = True
     """Words come while the caller talks, so a barge-in can wait for them."""
-    confident_end_s: float = 0.0
-    """After the tentative end, the silence that ends a turn whose words are surely finished
-    (0: every turn waits for the VAD's end of turn)."""
+    confident_end: bool = False
+    """The media session can end a surely finished turn after a shorter silence than the VAD's
+    end of turn (its ``confident_end_of_turn_ms``)."""
     tool_filler_after_s: float = 1.5
     """A tool running this long gets the filler line (0: never)."""
     gather: GatherConfig = GatherConfig()
@@ -142,9 +143,8 @@ class TurnPolicy:
         self.stt_ready = False
         self.speculation = self.replies.speculation
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
-        self._confident_due = False  # the pause has lasted confident_end_s: sure words may end it
         self.ended_sooner = 0
-        """Turns ended on their words before the VAD's end of turn."""
+        """Pauses whose words were sure enough to end the turn sooner (:class:`EndTurn`)."""
         self._noise = NoiseFlaps()
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
@@ -210,7 +210,6 @@ class TurnPolicy:
         self.barge.caller_began()
         self._timers.cancel(Timer.FINAL_WAIT)
         self._timers.cancel(Timer.HOLD)
-        self._no_sooner_end()
         reply = self.reply
         if reply is not None and not reply.speaking and reply.fixed_text is None:
             # The caller goes on before hearing anything: one merged turn, not two replies.
@@ -237,8 +236,6 @@ class TurnPolicy:
                     and (self.config.can_finalize or not self.final_owed)):
                 self.speculation.started += 1
                 self._start_reply(text, speculative=True, committed=False)
-        if self.config.confident_end_s:
-            self._timers.start(Timer.CONFIDENT_END, event.now + self.config.confident_end_s)
 
     def _speech_resumed(self, event: SpeechResumed) -> None:
         # A speculative reply lives on (its audio held) until the caller's new words show up in a
@@ -246,13 +243,11 @@ class TurnPolicy:
         # ends on the text it was started on.
         self._voice_since = event.now
         self._owe_final()
-        self._no_sooner_end()
         if self.turn is CallerTurn.PAUSED:
             self.turn = CallerTurn.SPEAKING
 
     def _turn_ended(self, event: TurnEnded) -> None:
         self.barge.sound_ended()  # a deferred barge-in's "speech" ended without a word
-        self._no_sooner_end()
         if self._closed_by_recogniser:
             # The recogniser ended (and committed) this turn already: the VAD catching up must
             # not commit it again, restarting the reply.
@@ -369,18 +364,13 @@ class TurnPolicy:
             self._start_reply(text, speculative=True, committed=False)
 
     def _end_sooner(self) -> None:
-        """Past ``confident_end_s`` of the pause: end the turn now if its words are surely done."""
+        """The final for this pause is in: if its words are surely done, ask for the shorter end."""
         reply, text = self.reply, self.transcript
-        if (self._confident_due and self.turn is CallerTurn.PAUSED and not self.final_owed and not self.failing
-                and reply is not None and reply.speculative and not reply.committed and reply.fixed_text is None
-                and same_words(reply.user_text, text) and surely_finished(text)):
-            self._confident_due = False
+        if (self.config.confident_end and self.turn is CallerTurn.PAUSED and not self.final_owed
+                and not self.failing and reply is not None and reply.speculative and not reply.committed
+                and reply.fixed_text is None and same_words(reply.user_text, text) and surely_finished(text)):
             self.ended_sooner += 1
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
-
-    def _no_sooner_end(self) -> None:
-        self._confident_due = False
-        self._timers.cancel(Timer.CONFIDENT_END)
 
     def _finalize(self) -> None:
         if self.stt_ready:
@@ -491,9 +481,6 @@ class TurnPolicy:
             if self.turn is CallerTurn.HOLDING:
                 self._out.append(StampTurn("turn_end", event.now))  # the hold was endpointing
                 self._commit("the hold ran out", forced=True, hold_over=True)
-        elif timer is Timer.CONFIDENT_END:
-            self._confident_due = True
-            self._end_sooner()
         elif timer is Timer.NOISE:
             self.barge.noise_timer()
         elif timer is Timer.DTMF:

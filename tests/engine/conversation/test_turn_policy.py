@@ -186,17 +186,18 @@ def test_a_final_that_changes_the_words_restarts_the_speculation():
 
 # -- the confident end ----------------------------------------------------------------------
 
-SOONER = TurnConfig(confident_end_s=0.18)  # 200 ms of silence, the tentative end at 20
+SOONER = TurnConfig(confident_end=True)
 
 
-def test_a_question_whose_final_is_in_ends_the_turn_at_the_confident_end_and_keeps_its_reply():
+def test_a_question_whose_final_is_in_asks_for_the_shorter_end_and_keeps_its_reply():
     d = Driver(SOONER)
-    a_turn(d, "Could we move it to Friday morning instead?")  # tentative end at 2.02, final at 2.12
-    assert d.policy.timer_deadline(Timer.CONFIDENT_END) == pytest.approx(2.20)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Could we move it to Friday morning instead?")
+    d.at(2.02).tentative()
     uid = d.policy.reply.utterance_id
-    out = d.fire(Timer.CONFIDENT_END)
+    out = d.at(2.12).final("Could we move it to Friday morning instead?")
     assert out == [EndTurn()] and d.policy.ended_sooner == 1
-    out = d.at(2.20).turn_end()  # the media session's end of turn, on the EndTurn
+    out = d.at(2.2).turn_end()  # the media session's end of turn, 200 ms into the silence
     assert one(Commit, out).text == "Could we move it to Friday morning instead?"
     assert one(CommitReply, out).utterance_id == uid
 
@@ -210,56 +211,44 @@ def test_a_question_whose_final_is_in_ends_the_turn_at_the_confident_end_and_kee
 ])
 def test_anything_short_of_a_sure_question_waits_for_the_vads_end_of_turn(text):
     d = Driver(SOONER)
-    d.at(1.0).speech()
-    d.at(1.5).interim(text)
-    d.at(2.02).tentative()
-    d.at(2.12).final(text)
-    assert not of(EndTurn, d.fire(Timer.CONFIDENT_END))
+    a_turn(d, text)
     assert not of(EndTurn, d.log)
 
 
-def test_a_final_later_than_the_confident_end_ends_the_turn_when_it_comes():
+def test_a_final_that_changes_the_words_asks_once_its_restarted_reply_has_them():
     d = Driver(SOONER)
     d.at(1.0).speech()
-    d.at(1.5).interim("Is this about my appointment?")
+    d.at(1.5).interim("Could we move it to")
+    d.at(2.02).tentative()  # no speculation on unfinished words
+    out = d.at(2.12).final("Could we move it to Friday?")
+    assert one(StartReply, out).user_text == "Could we move it to Friday?" and one(EndTurn, out)
+
+
+def test_a_final_while_the_caller_talks_asks_for_nothing():
+    d = Driver(SOONER)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Can you hear me?")
     d.at(2.02).tentative()
-    assert not of(EndTurn, d.fire(Timer.CONFIDENT_END))  # the final is owed: not sure yet
-    assert one(EndTurn, d.at(2.25).final("Is this about my appointment?"))
+    d.at(2.08).resumed()
+    assert not of(EndTurn, d.at(2.12).final("Can you hear me?"))
 
 
-def test_the_caller_going_on_cancels_the_confident_end():
-    d = Driver(SOONER)
-    a_turn(d, "Can you hear me?")
-    out = d.at(2.15).resumed()
-    assert one(CancelTimer, out).timer is Timer.CONFIDENT_END
-    d.at(2.3).interim("Can you hear me? I wanted to ask")
-    assert not of(EndTurn, d.log)
-
-
-def test_words_newer_than_the_speculation_keep_the_turn_open():
-    d = Driver(SOONER)
-    a_turn(d, "Can you hear me?")
-    d.at(2.15).interim("Can you hear me? I")  # the recogniser heard more before the VAD did
-    assert not of(EndTurn, d.fire(Timer.CONFIDENT_END))
-
-
-@pytest.mark.parametrize(("endpointing", "after_tentative_s"), [
-    (EndpointingConfig(confident_end_of_turn_ms=200), 0.18),
-    (EndpointingConfig(tentative_end_ms=60, confident_end_of_turn_ms=200), 0.14),
-    (EndpointingConfig(confident_end_of_turn_ms=300), 0.0),  # = end_of_turn_ms: off
-    (EndpointingConfig(end_of_turn_ms=160, confident_end_of_turn_ms=200), 0.0),
-    (EndpointingConfig(tentative_end_ms=200, end_of_turn_ms=400, confident_end_of_turn_ms=200), 0.0),
-    (None, 0.0),  # no media session yet
+@pytest.mark.parametrize(("endpointing", "confident"), [
+    (EndpointingConfig(), True),  # 200 ms, the default
+    (EndpointingConfig(confident_end_of_turn_ms=300), False),  # = end_of_turn_ms: off
+    (EndpointingConfig(end_of_turn_ms=160, confident_end_of_turn_ms=200), False),
+    (EndpointingConfig(tentative_end_ms=200, end_of_turn_ms=400, confident_end_of_turn_ms=200), False),
+    (None, False),  # no media session yet
 ])
-def test_the_confident_end_counts_from_the_sessions_tentative_end(endpointing, after_tentative_s):
+def test_the_confident_end_is_on_where_the_sessions_endpointing_has_one(endpointing, confident):
     config = turn_config(resolve(AgentConfig()), object(), 0.8, endpointing)  # type: ignore[arg-type]
-    assert config.confident_end_s == pytest.approx(after_tentative_s)
+    assert config.confident_end is confident
 
 
-def test_without_the_setting_no_confident_end_is_timed():
+def test_without_the_setting_no_shorter_end_is_asked_for():
     d = Driver()
     a_turn(d, "Could we move it to Friday morning instead?")
-    assert d.policy.timer_deadline(Timer.CONFIDENT_END) is None and not of(EndTurn, d.log)
+    assert not of(EndTurn, d.log)
 
 
 # -- committing -----------------------------------------------------------------------------
