@@ -101,8 +101,8 @@ class EndpointingConfig(_Model):
             "Trailing silence that ends a turn whose words are surely finished: the recogniser's final "
             "for the pause is in and closes a question (?) whose words read finished without hesitation, "
             "and the speculative reply was started on exactly those words (see "
-            "engine/conversation/turn/endpoint.py, surely_finished). Other turns wait end_of_turn_ms. At "
-            "or above end_of_turn_ms (or at or below tentative_end_ms): off."
+            "engine/conversation/turn/endpoint.py, surely_finished); speech that resumes first cancels it. "
+            "Other turns wait end_of_turn_ms. At or above end_of_turn_ms (or at or below tentative_end_ms): off."
         ),
     )
     min_barge_in_ms: int = Field(
