@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from engine.config import EngineConfig
+from engine.config import EndpointingConfig, EngineConfig
 from engine.conversation.agent import CallAgent, finish_reports
 from engine.conversation.config import AgentConfig, resolve
 from engine.endpointing import EndpointEvent
@@ -136,7 +136,7 @@ class EndingSession(Session):
     """A session with the engine's endpointing settings, recording when the agent asks for the
     shorter end of a surely finished turn."""
 
-    config = EngineConfig()
+    config = EngineConfig(endpointing=EndpointingConfig(confident_end_of_turn_ms=200))
 
     def __init__(self) -> None:
         super().__init__()

@@ -102,7 +102,7 @@ def test_a_click_after_the_caller_stops_does_not_move_the_speech_end():
 
 
 def test_the_listener_can_have_the_turn_end_after_the_confident_silence():
-    call = Call()
+    call = Call(config=EngineConfig(endpointing=EndpointingConfig(confident_end_of_turn_ms=200)))
     call.play(silence(0.5) + voiced(1.0) + silence(0.1))
     call.session.end_turn_sooner()
     call.play(silence(0.5))

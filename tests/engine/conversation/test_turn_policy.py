@@ -234,8 +234,8 @@ def test_a_final_while_the_caller_talks_asks_for_nothing():
 
 
 @pytest.mark.parametrize(("endpointing", "confident"), [
-    (EndpointingConfig(), True),  # 200 ms, the default
-    (EndpointingConfig(confident_end_of_turn_ms=300), False),  # = end_of_turn_ms: off
+    (EndpointingConfig(confident_end_of_turn_ms=200), True),
+    (EndpointingConfig(), False),  # the default, = end_of_turn_ms: off
     (EndpointingConfig(end_of_turn_ms=160, confident_end_of_turn_ms=200), False),
     (EndpointingConfig(tentative_end_ms=200, end_of_turn_ms=400, confident_end_of_turn_ms=200), False),
     (None, False),  # no media session yet
