@@ -119,12 +119,10 @@ class OpenAIChatModel(ChatModel):
         self._direct = client is None and config.max_retries == 0
         self._http = SessionHolder(session)
         self._url = config.base_url.rstrip("/") + "/chat/completions"  # as the SDK joins them
-        self._headers = {
-            "Authorization": f"Bearer {config.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **config.extra_headers,
-        }
+        # The SDK's own headers (Accept, Content-Type, User-Agent, the organisation and project
+        # it reads from the environment, the configured extra headers) and its Authorization.
+        client_headers = {**self._client.default_headers, **self._client.auth_headers}
+        self._headers = {name: value for name, value in client_headers.items() if isinstance(value, str)}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s, sock_read=config.timeout_s)
 
     def _options(self) -> dict[str, Any]:
