@@ -252,24 +252,22 @@ def test_bad_llm_settings_are_refused_at_start(monkeypatch, name, value):
         Settings(_env_file=None)
 
 
-async def test_direct_stream_and_the_sdks_agree():
+async def test_direct_stream_and_the_sdks_agree(emu):
     """Streams are read off aiohttp unless retries are set (then the SDK does the request): both
     give the same deltas, and an error status the same ProviderError."""
-    async with emulators() as emu:
-        direct, sdk = model(emu), model(emu, max_retries=1)
-        answers = []
-        for llm in (direct, sdk):
-            deltas = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
-            answers.append([(d.text, d.finish_reason, [(c.name, c.arguments) for c in d.tool_calls])
-                            for _, d in deltas])
-        failures = []
-        for llm in (model(emu, api_key=SecretStr("wrong-key")), model(emu, api_key=SecretStr("wrong-key"),
-                                                                        max_retries=1)):
-            with pytest.raises(ProviderError) as caught:
-                await collect(llm, "hello")
-            failures.append((str(caught.value), caught.value.retryable))
-            await llm.aclose()
-        await direct.aclose()
-        await sdk.aclose()
+    direct, sdk = model(emu), model(emu, max_retries=1)
+    answers = []
+    for llm in (direct, sdk):
+        deltas = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
+        answers.append([(d.text, d.finish_reason, [(c.name, c.arguments) for c in d.tool_calls])
+                        for _, d in deltas])
+        await llm.aclose()
+    failures = []
+    for retries in (0, 1):
+        llm = model(emu, api_key=SecretStr("wrong-key"), max_retries=retries)
+        with pytest.raises(ProviderError) as caught:
+            await collect(llm, "hello")
+        failures.append((str(caught.value), caught.value.retryable))
+        await llm.aclose()
     assert answers[0] == answers[1] and answers[0][-1][1] == "tool_calls"
     assert failures[0] == failures[1] == ("openai-chat: HTTP 401: Incorrect API key provided.", False)
