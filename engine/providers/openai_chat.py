@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
@@ -115,8 +117,10 @@ class OpenAIChatModel(ChatModel):
             max_retries=config.max_retries,
             default_headers=config.extra_headers or None,
         )
-        # A client given by the caller (its own transport, retries...) does every request.
-        self._direct = client is None and config.max_retries == 0
+        # A client given by the caller (its own transport, retries...) does every request, and so
+        # does the SDK's own where it would go through a proxy from the environment (httpx honours
+        # HTTPS_PROXY and NO_PROXY; the shared aiohttp session does not).
+        self._direct = client is None and config.max_retries == 0 and not _proxied(config.base_url)
         self._http = SessionHolder(session)
         self._url = config.base_url.rstrip("/") + "/chat/completions"  # as the SDK joins them
         # The SDK's own headers (Accept, Content-Type, User-Agent, the organisation and project
@@ -256,6 +260,15 @@ class OpenAIChatModel(ChatModel):
     async def aclose(self) -> None:
         await self._client.close()
         await self._http.aclose()
+
+
+def _proxied(url: str) -> bool:
+    """Would a request to ``url`` go through a proxy named in the environment?"""
+    proxies = urllib.request.getproxies()
+    parts = urllib.parse.urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
 async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:

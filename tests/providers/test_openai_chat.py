@@ -271,3 +271,16 @@ async def test_direct_stream_and_the_sdks_agree(emu):
         await llm.aclose()
     assert answers[0] == answers[1] and answers[0][-1][1] == "tool_calls"
     assert failures[0] == failures[1] == ("openai-chat: HTTP 401: Incorrect API key provided.", False)
+
+
+async def test_a_proxy_in_the_environment_is_still_honoured(emu, monkeypatch):
+    """httpx (the SDK) goes through HTTP(S)_PROXY; the shared aiohttp session would not, so with a
+    proxy set the SDK does the request: here an unreachable proxy, so it fails."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    llm = model(emu)
+    with pytest.raises(ProviderError) as caught:
+        await collect(llm, "hello")
+    await llm.aclose()
+    assert "connection failed" in str(caught.value) and caught.value.retryable
