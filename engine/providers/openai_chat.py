@@ -12,8 +12,9 @@ aiohttp session (:func:`_sse_events`): the ``openai`` package's request and SSE 
 reply, more than the call's media path. The request and its errors are the SDK's: the same
 URL, body, ``Authorization`` and extra headers, the same timeout per request and per chunk,
 an error event in the stream or an HTTP status mapped as :func:`provider_error` maps the
-SDK's. With ``max_retries`` set, and for :meth:`OpenAIChatModel.complete_json` (once a
-call), the SDK does the request.
+SDK's. With ``max_retries`` set, with a proxy in the environment (which httpx honours and
+the shared session does not), and for :meth:`OpenAIChatModel.complete_json` (once a call),
+the SDK does the request.
 """
 
 from __future__ import annotations
