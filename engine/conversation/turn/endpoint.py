@@ -29,12 +29,17 @@ class NoiseFlaps:
         """A new turn began."""
         self._flaps = 0
 
-    def pause(self, text: str, *, final_owed: bool) -> bool:
-        """A tentative end on ``text``: whether noise keeps the turn open that is really over."""
+    def pause(self, text: str, *, final_owed: bool, quiet_run: bool = False) -> bool:
+        """A tentative end on ``text``: whether noise keeps the turn open that is really over.
+        ``quiet_run``: the "speech" before this pause was far under the caller's words, a breath
+        or hiss in their pause (a slow caller's between two sentences), not noise: it neither
+        counts as a flap nor clears the count."""
         words = word_count(text)
         # Only a pause whose finalize was answered counts: until then the recogniser has had
         # no chance to add the words.
         flapped = words > 0 and words == self._words_at_pause and not final_owed
+        if quiet_run and flapped:
+            return False
         self._flaps = self._flaps + 1 if flapped else 0
         self._words_at_pause = words
         # Final punctuation only: a pause inside a line flaps alike, and words that read

@@ -74,8 +74,8 @@ class Driver:
     def speech(self) -> list[object]:
         return self.send(SpeechStarted(self.now))
 
-    def tentative(self) -> list[object]:
-        return self.send(TentativeEnd(self.now))
+    def tentative(self, *, quiet_run: bool = False) -> list[object]:
+        return self.send(TentativeEnd(self.now, quiet_run=quiet_run))
 
     def resumed(self) -> list[object]:
         return self.send(SpeechResumed(self.now))
@@ -335,6 +335,44 @@ def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
             d.at(t + 0.2).final("")
     assert one(TurnOver, out).reason == "noise kept the VAD on without new words"
     assert one(Commit, out).text == "Thanks, bye."
+
+
+def test_a_breath_in_a_slow_callers_pause_is_not_noise():
+    # field-07-espeak-140 u2: "Ah, about the library books. [320 ms] I returned them...". The
+    # VAD flaps on the breath between the sentences, the recogniser adds no words: the same
+    # events as babble, except that the "speech" in the pause is 25-30 dB under the words.
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("Ah, about the library books.")
+    d.at(1.5).tentative()
+    d.at(1.6).final("Ah, about the library books.")
+    outs = []
+    for t in (1.58, 1.86):  # two quiet runs, each a wordless pause
+        d.at(t).resumed()
+        outs.append(d.at(t + 0.1).tentative(quiet_run=True))
+        d.at(t + 0.2).final("")
+    assert not [c for out in outs for c in out if isinstance(c, (TurnOver, Commit))]
+    assert d.policy.turn is CallerTurn.PAUSED
+    d.at(2.2).resumed()
+    d.interim("I returned them")  # the next sentence: one turn, answered once it is over
+    d.at(2.9).tentative()
+    d.at(3.0).final("I returned them on Friday.")
+    assert one(Commit, d.at(3.2).turn_end()).text == "Ah, about the library books. I returned them on Friday."
+
+
+def test_quiet_runs_between_loud_ones_do_not_save_a_turn_from_noise():
+    # Babble swings: a quiet stretch among loud ones neither counts nor clears the count.
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("Thanks, bye.")
+    d.at(1.5).tentative()
+    d.at(1.6).final("Thanks, bye.")
+    out = []
+    for t, quiet in ((1.8, False), (2.0, True), (2.2, False)):
+        d.at(t).resumed()
+        out = d.at(t + 0.1).tentative(quiet_run=quiet)
+        d.at(t + 0.15).final("")
+    assert one(TurnOver, out).reason == "noise kept the VAD on without new words"
 
 
 # -- the hold -------------------------------------------------------------------------------
