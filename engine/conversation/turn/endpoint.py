@@ -61,7 +61,7 @@ def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, 
     return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s)
 
 
-def worth_speculating(text: str, incomplete_turn_hold_ms: int) -> bool:
+def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False) -> bool:
     """Only text the turn can end with: text the hold would keep open is nearly always a caller
     pausing mid-sentence, and each cancelled reply costs an LLM request."""
-    return bool(text) and (not incomplete_turn_hold_ms or judge_text(text) is Verdict.COMPLETE)
+    return bool(text) and (not incomplete_turn_hold_ms or judge_text(text, opening=opening) is Verdict.COMPLETE)

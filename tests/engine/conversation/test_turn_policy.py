@@ -141,7 +141,7 @@ def test_an_unpunctuated_finished_line_is_speculated_on_too():
     assert one(StartReply, d.at(2.0).tentative()).speculative
 
 
-@pytest.mark.parametrize("text", ["my order number is", "The order number is...", "it ends in four four one two"])
+@pytest.mark.parametrize("text", ["my order number is", "The order number is...", "the order number is four seven two"])
 def test_no_speculation_on_words_that_read_unfinished_or_unsure(text):
     d = Driver()
     d.at(1.0).speech()
@@ -378,6 +378,23 @@ def test_quiet_runs_between_loud_ones_do_not_save_a_turn_from_noise():
 # -- the hold -------------------------------------------------------------------------------
 
 
+def test_a_callee_answering_hello_is_answered_at_the_end_of_turn_and_later_okays_wait():
+    # Unpunctuated, "hello" is only interjections: before the agent has spoken, it is the callee
+    # picking up, answered at the end of turn; after, an "okay" may preface more and waits half
+    # the hold.
+    d = Driver()
+    a_turn(d, "yeah hello")
+    assert one(Commit, d.at(2.32).turn_end()).text == "yeah hello"
+    reply = d.policy.reply
+    assert reply is not None and d.policy.turn is CallerTurn.IDLE
+    d.send(ReplySpeaking(reply.utterance_id))
+    d.at(4.0).send(PlayoutDone(reply.utterance_id, 4.0))
+    a_turn(d, "okay thanks", start=5.0)
+    out = d.at(6.32).turn_end()
+    assert not [c for c in out if isinstance(c, Commit)] and d.policy.turn is CallerTurn.HOLDING
+    assert d.policy.timer_deadline(Timer.HOLD) == pytest.approx(6.32 + 0.35)
+
+
 def test_a_turn_that_stops_mid_sentence_is_held_then_answered():
     d = Driver()
     a_turn(d, "my order number is")
@@ -393,7 +410,7 @@ def test_a_turn_that_stops_mid_sentence_is_held_then_answered():
 
 def test_a_number_is_held_half_as_long():
     d = Driver()
-    a_turn(d, "it ends in four four one two")
+    a_turn(d, "the order number is four seven two")
     out = d.at(2.3).turn_end()
     assert [c.deadline for c in out if type(c) is StartTimer and c.timer is Timer.HOLD] == [pytest.approx(2.65)]
 
@@ -405,8 +422,7 @@ def test_speech_within_the_hold_merges_the_turns_into_one_reply():
     out = d.at(2.8).speech()
     assert one(DropReply, out) and one(CancelTimer, out).timer is Timer.HOLD
     a_turn(d, "four seven two nine one eight", start=2.8, length=1.8)
-    d.at(4.9).turn_end()
-    d.fire(Timer.HOLD)  # ends on a number: half the hold
+    d.at(4.9).turn_end()  # six digits: a whole number, answered at the end of turn
     assert d.policy.reply.committed
     assert d.policy.reply.user_text == "my order number is four seven two nine one eight"
     answered = [c for c in d.log if type(c) in (StartReply,) and c.committed] + of(CommitReply, d.log)
