@@ -14,6 +14,10 @@ SPEECH_FINAL_TRUST_S = 0.6
 silence window, 500 ms at Telnyx's default) to overrule it."""
 
 
+_WORDS_ONLY_FLAPS = 3
+"""Wordless pauses that end a turn whose text has no final punctuation (2 with it)."""
+
+
 class NoiseFlaps:
     """The VAD keeps hearing "speech" the recogniser turns into no new words, pause after pause
     (babble, loud noise): the caller is done. Real speech adds words at every pause, because
@@ -29,11 +33,11 @@ class NoiseFlaps:
         """A new turn began."""
         self._flaps = 0
 
-    def pause(self, text: str, *, final_owed: bool, quiet_run: bool = False) -> bool:
+    def pause(self, text: str, *, final_owed: bool, quiet_run: bool = False, opening: bool = False) -> bool:
         """A tentative end on ``text``: whether noise keeps the turn open that is really over.
         ``quiet_run``: the "speech" before this pause was far under the caller's words, a breath
         or hiss in their pause (a slow caller's between two sentences), not noise: it neither
-        counts as a flap nor clears the count."""
+        counts as a flap nor clears the count. ``opening``: as for :func:`judge_text`."""
         words = word_count(text)
         # Only a pause whose finalize was answered counts: until then the recogniser has had
         # no chance to add the words.
@@ -42,10 +46,18 @@ class NoiseFlaps:
             return False
         self._flaps = self._flaps + 1 if flapped else 0
         self._words_at_pause = words
-        # Final punctuation only: a pause inside a line flaps alike, and words that read
-        # finished there would end the turn early.
+        # Final punctuation where the recogniser gives it: a pause inside a line flaps alike, and
+        # words that read finished there would end the turn early.
         words_only = without_tags(text)
-        return self._flaps >= 2 and bool(words_only) and punctuation_verdict(words_only) is Verdict.COMPLETE
+        if not words_only or self._flaps < 2:
+            return False
+        marked = punctuation_verdict(words_only)
+        if marked is not None:
+            return marked is Verdict.COMPLETE
+        # A recogniser that does not punctuate: the words decide (a transcript punctuated inside
+        # but not at its end reads unsure, never complete), on one flap more, as words that read
+        # finished end pauses inside a line more often than punctuation does.
+        return self._flaps >= _WORDS_ONLY_FLAPS and judge_text(words_only, opening=opening) is Verdict.COMPLETE
 
 
 def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, voice_since: float,

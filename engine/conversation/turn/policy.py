@@ -212,7 +212,8 @@ class TurnPolicy:
         if self.turn is not CallerTurn.SPEAKING:
             return  # the turn was ended already (by the recogniser, or as noise): a pause in that
         self.turn = CallerTurn.PAUSED
-        if self._noise.pause(self.transcript, final_owed=self.final_owed, quiet_run=event.quiet_run):
+        if self._noise.pause(self.transcript, final_owed=self.final_owed, quiet_run=event.quiet_run,
+                             opening=self.opening):
             self._end_turn(NOISE)
             self._maybe_commit(NOISE)
             return

@@ -337,6 +337,25 @@ def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
     assert one(Commit, out).text == "Thanks, bye."
 
 
+def test_noise_ends_an_unpunctuated_turn_on_words_that_read_finished_one_pause_later():
+    # noise-babble-10db with a recogniser that does not punctuate: the babble keeps the VAD on,
+    # the words read finished; three wordless pauses end the turn (two with punctuation).
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("the invoice number is three three one seven")
+    d.at(1.5).tentative()
+    d.at(1.6).final("the invoice number is three three one seven")
+    ended = []
+    for t in (1.8, 2.0, 2.2):
+        d.at(t).resumed()
+        out = d.at(t + 0.1).tentative()
+        ended.append(bool(of(TurnOver, out)))
+        if not ended[-1]:
+            d.at(t + 0.15).final("")
+    assert ended == [False, False, True]
+    assert one(Commit, out).text == "the invoice number is three three one seven"
+
+
 def test_a_breath_in_a_slow_callers_pause_is_not_noise():
     # field-07-espeak-140 u2: "Ah, about the library books. [320 ms] I returned them...". The
     # VAD flaps on the breath between the sentences, the recogniser adds no words: the same
