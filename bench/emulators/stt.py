@@ -38,7 +38,9 @@ its indexed positions: a segment votes per (utterance, offset), neighbouring off
 (frames dropped without concealment shift it by one), and the best-voted utterance claims
 its frames before the next is considered. That tolerates lost or concealed frames and
 leading/trailing silence, and reads several utterances (or one twice) in one segment in
-order. A partial hearing yields the matching share of the words; voiced audio no
+order. A partial hearing yields the words said in the audio it covers: exactly those
+before a pause it stops in (the line's pauses are matched to its word boundaries, see
+:mod:`.alignment`), and between pauses a share by the words' length; voiced audio no
 utterance claims becomes "(unrecognised speech, 1.4 s)" with its duration, so any caller
 audio gets an answer. At rates other than 8 kHz the index is built from the utterances
 resampled with ``ratecv`` (matches the engine upsampling 8 kHz audio the same way).
