@@ -28,6 +28,12 @@ from .vad import Vad, make_vad, talker_of
 log = logging.getLogger(__name__)
 
 _FRAME_S = FRAME_MS / 1000.0
+_QUIET_RUN_RATIO = 10
+"""A stretch of "speech" in a pause whose loudest frame is this many times (20 dB) under the
+caller's loudest so far in the turn is quiet: a breath or hiss, not words and not noise that
+rivals the caller (babble at 10-20 dB SNR)."""
+
+
 def _noop() -> None:
     pass
 
@@ -93,7 +99,8 @@ class MediaSession:
     __slots__ = (
         "config", "listener", "outbound", "stats", "stream_id", "call_control_id", "start",
         "codec", "started", "stopped", "jitter", "playout", "endpointer", "turns",
-        "current_turn", "_vad", "_now", "_last_media_at", "_last_voiced_at", "_last_pcm",
+        "current_turn", "pause_run_quiet", "_run_peak", "_turn_peak", "_vad", "_now", "_last_media_at",
+        "_last_voiced_at", "_last_pcm",
         "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
         "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
         "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "barge_in_deferred",
@@ -130,6 +137,11 @@ class MediaSession:
         self.endpointer = Endpointer(self.config.endpointing)
         self.turns: collections.deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
         self.current_turn: TurnTimeline | None = None
+        self.pause_run_quiet = False
+        """At a tentative end: the "speech" since the previous one (the pause's, not the turn's
+        first) was quiet, ``_QUIET_RUN_RATIO`` under the caller's words in this turn."""
+        self._run_peak = 0  # the loudest voiced frame (rms) since the last tentative end
+        self._turn_peak = 0  # ... and in the caller's turn before that
         self._vad: Vad | None = None
         self._now = 0.0
         self._last_media_at: float | None = None
@@ -244,10 +256,14 @@ class MediaSession:
         # A held reply still holds the floor: the caller's run is judged as a barge-in.
         endpointer = self.endpointer
         event = endpointer.process(voiced, held or audible)
-        if voiced and endpointer.last_voiced_frame == endpointer.frame_index - 1:
-            # The speech's end as the endpointer counts it: blips in the trailing noise that it
-            # left out of the speech do not move the turn's speech_end (its latency origin).
-            self._last_voiced_at = now
+        if voiced:
+            if endpointer.last_voiced_frame == endpointer.frame_index - 1:
+                # The speech's end as the endpointer counts it: blips in the trailing noise that it
+                # left out of the speech do not move the turn's speech_end (its latency origin).
+                self._last_voiced_at = now
+            level = audioop.rms(pcm, 2)
+            if level > self._run_peak:
+                self._run_peak = level
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)
@@ -261,10 +277,15 @@ class MediaSession:
                     self.barge_in_deferred = True
                     self.playout.hold()  # (already held since BARGE_IN_PENDING, unless held differently)
             self._open_turn(now)
+            self._turn_peak = 0
         elif event is EndpointEvent.TENTATIVE_END:
+            run, peak = self._run_peak, self._turn_peak
+            self.pause_run_quiet = run * _QUIET_RUN_RATIO < peak
+            self._turn_peak, self._run_peak = max(run, peak), 0
             if self.current_turn is not None:
                 self.current_turn.stamp("tentative_end", now, overwrite=True)
         elif event is EndpointEvent.TURN_END:
+            self._run_peak = 0
             turn = self.current_turn
             if turn is not None:
                 turn.stamp("speech_end", self._last_voiced_at or now, overwrite=True)

@@ -38,7 +38,9 @@ its indexed positions: a segment votes per (utterance, offset), neighbouring off
 (frames dropped without concealment shift it by one), and the best-voted utterance claims
 its frames before the next is considered. That tolerates lost or concealed frames and
 leading/trailing silence, and reads several utterances (or one twice) in one segment in
-order. A partial hearing yields the matching share of the words; voiced audio no
+order. A partial hearing yields the words said in the audio it covers: exactly those
+before a pause it stops in (the line's pauses are matched to its word boundaries, see
+:mod:`.alignment`), and between pauses a share by the words' length; voiced audio no
 utterance claims becomes "(unrecognised speech, 1.4 s)" with its duration, so any caller
 audio gets an answer. At rates other than 8 kHz the index is built from the utterances
 resampled with ``ratecv`` (matches the engine upsampling 8 kHz audio the same way).
@@ -60,6 +62,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.stt_engines import SttEngine, stt_engine
 
+from .alignment import word_breaks, word_weights
 from .common import bearer_ok, drop_connection, serve_duplex
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
@@ -127,8 +130,11 @@ class _Known:
     words: tuple[str, ...]
     positions: tuple[int, ...]
     """Indexed frame positions, ascending: words are spread over these, not over pauses."""
-    breaks: tuple[tuple[int, int], ...] = ()
-    """(indexed frames, words) at the line's marked pauses: the words before each are known."""
+    breaks: tuple[tuple[int, int, int], ...] = ()
+    """(lo, hi, words) at the line's pauses (:mod:`.alignment`), in indexed frames: a hearing
+    of the line's first ``lo`` to ``hi`` indexed frames has said exactly ``words`` words."""
+    cum: tuple[int, ...] = ()
+    """The words' cumulative weights (by length): how they spread between pauses."""
 
     @property
     def indexed(self) -> int:
@@ -146,25 +152,29 @@ class _Known:
         return " ".join(self.words[first:max(last, first + 1)]), (end - start) / total
 
     def _words_in(self, frames: int) -> int:
-        """How many words the line's first ``frames`` indexed frames say: in proportion, between
-        the marked pauses (so a hearing that stops at one has exactly the words before it, as
-        a recogniser that heard them would), rounding absorbing a few lost frames."""
+        """How many words the line's first ``frames`` indexed frames say: exactly the words
+        before a pause they stop in (as a recogniser that heard them would), and between
+        pauses in proportion to the words' length, rounding absorbing a few lost frames."""
+        total = max(1, self.indexed)
         lo_f, lo_w = 0, 0
-        for hi_f, hi_w in (*self.breaks, (max(1, self.indexed), len(self.words))):
-            if frames <= hi_f:
-                return lo_w + round((hi_w - lo_w) * (frames - lo_f) / max(1, hi_f - lo_f))
-            lo_f, lo_w = hi_f, hi_w
+        for pause_lo, pause_hi, words in (*self.breaks, (total, total, len(self.words))):
+            if frames <= pause_lo:
+                return self._spread(lo_w, words, (frames - lo_f) / max(1, pause_lo - lo_f))
+            if frames <= pause_hi:
+                return words
+            lo_f, lo_w = pause_hi, words
         return len(self.words)
 
-
-def _marked_breaks(words: Sequence[str], positions: Sequence[int]) -> tuple[tuple[int, int], ...]:
-    """The line's mid-line pauses, marked "..." in its text, matched in order to the longest
-    silences of its audio; none if the audio has fewer."""
-    marks = [i + 1 for i, w in enumerate(words[:-1]) if w.endswith(("...", "…"))]
-    gaps = sorted(range(1, len(positions)), key=lambda i: positions[i] - positions[i - 1], reverse=True)
-    if not marks or len(gaps) < len(marks):
-        return ()
-    return tuple(zip(sorted(gaps[: len(marks)]), marks, strict=False))
+    def _spread(self, w0: int, w1: int, share: float) -> int:
+        """How many words have been said ``share`` of the way from word ``w0`` to word ``w1``."""
+        cum = self.cum
+        if len(cum) != len(self.words) + 1:
+            return w0 + round((w1 - w0) * share)
+        target = cum[w0] + share * (cum[w1] - cum[w0])
+        k = bisect.bisect_left(cum, target, w0, w1)  # cum[k - 1] < target <= cum[k]
+        if k > w0 and target - cum[k - 1] < cum[k] - target:
+            k -= 1
+        return k
 
 
 class _Index:
@@ -300,13 +310,22 @@ def _index_one(index: _Index, rate: int, uid: int, text: str, pcm: bytes) -> Non
         pcm = audioop.ratecv(pcm, 2, 1, 8000, rate, None)[0]
     size = frame_bytes(rate)
     positions = []
+    levels = []
     for pos in range(len(pcm) // size):
         frame = pcm[pos * size:(pos + 1) * size]
-        if audioop.rms(frame, 2) >= INDEX_MIN_RMS:
+        level = audioop.rms(frame, 2)
+        levels.append(level)
+        if level >= INDEX_MIN_RMS:
             index.keys.setdefault(frame_key(frame), []).append((uid, pos))
             positions.append(pos)
     words = tuple(text.split())
-    index.known.append(_Known(text, words, tuple(positions), _marked_breaks(words, positions)))
+    # The pauses in indexed frames: a hearing that stops anywhere in one ends on the same word.
+    breaks = tuple((bisect.bisect_left(positions, a), bisect.bisect_right(positions, b), n)
+                   for a, b, n in word_breaks(words, levels))
+    cum = [0]
+    for weight in word_weights(words):
+        cum.append(cum[-1] + weight)
+    index.known.append(_Known(text, words, tuple(positions), breaks, tuple(cum)))
 
 
 # -- one stream: segmentation on audio time ---------------------------------------------

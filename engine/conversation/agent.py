@@ -283,7 +283,10 @@ class CallAgent(MediaListener):
 
     def on_endpoint(self, event: EndpointEvent, now: float) -> None:
         if not self._stopped:
-            self._feed(_ENDPOINT_EVENTS[event](now))
+            if event is EndpointEvent.TENTATIVE_END:
+                self._feed(TentativeEnd(now, quiet_run=self.session.pause_run_quiet))
+            else:
+                self._feed(_ENDPOINT_EVENTS[event](now))
             if event is EndpointEvent.TENTATIVE_END and self.knowledge is not None:
                 # Search on the signal that starts speculation, while the recogniser finalizes.
                 self.knowledge.prefetch(self.policy.transcript, self.session.current_turn)

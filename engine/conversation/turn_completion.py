@@ -14,10 +14,13 @@ runs only at a pause (the tentative end, the end of turn), never per frame.
   decide. A sentence cannot end on an article, a preposition, a conjunction, a possessive,
   an auxiliary or a filler ("my order number is", "it went out on", "um"); a caller who says
   "let me just find my card" or "no, sorry" is coming back. Unsure: a transcript that stops
-  on a number (numbers are dictated in groups: "twenty one... Station Road"), and one made
-  only of interjections ("okay", "yes", "hi", "great, thanks"), which either answer or
-  preface more (callers pause 300-400 ms after them, as long as the end of turn), and one
-  ending on a hedge ("the ninth, I think, at two"). Anything else is complete.
+  on a number of fewer than four digits (numbers are dictated in groups: "four seven two...
+  nine one eight", "twenty one... Station Road"; four or more make a whole one: "it ends in
+  three three eight one"), and one made only of interjections ("okay", "yes", "great,
+  thanks"), which either answer or preface more (callers pause 300-400 ms after them, as
+  long as the end of turn), unless nothing has been said to the caller yet (answering the
+  phone, "yeah, hello?", they wait for the agent), and one ending on a hedge ("the ninth, I
+  think, at two"). Anything else is complete.
 
 What the agent does with each (see :func:`hold_ms`): complete answers at the end of turn,
 incomplete waits ``incomplete_turn_hold_ms`` more, unsure waits half of that. Speculation
@@ -82,20 +85,27 @@ _STALL_WINDOW = 6
 _HEDGES = (("i", "think"), ("i", "guess"), ("i", "believe"), ("you", "know"), ("i", "suppose"))
 """A hedge at the end either closes the line or sits inside it ("the ninth, I think, at two")."""
 _REPAIRS = (("no", "sorry"), ("sorry", "no"), ("i", "mean"), ("or", "rather"), ("no", "wait"))
+_REPEATS = {"double": 1, "triple": 2}
+"""A repeat adds to the digit it precedes ("double five" is two digits)."""
+_DIGIT_GROUP = 4
+"""A number of this many digits is whole: the last four, an extension, a year, a price ("forty
+nine ninety nine"), a PIN. Shorter ones are a group a longer number goes on from ("four seven
+two... nine one eight", "twenty one... Station Road")."""
 _NUMBERS = frozenset(["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                       "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                       "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
                       "hundred", "thousand", "double", "triple"])
 
 
-def judge_text(text: str) -> Verdict:
+def judge_text(text: str, *, opening: bool = False) -> Verdict:
     """The verdict on a transcript so far (see the module doc). Empty text is complete: there
-    is nothing to wait for."""
+    is nothing to wait for. ``opening``: the agent has not said a word yet in the call, so the
+    caller is answering the phone ("hello", "yeah hello?"), and then waits for the agent."""
     stripped = text.rstrip()
     marked = punctuation_verdict(stripped)
     if marked is not None:
         return marked
-    verdict = _judge_words(_WORD.findall(stripped.lower().replace("’", "'")))
+    verdict = _judge_words(_WORD.findall(stripped.lower().replace("’", "'")), opening)
     if verdict is Verdict.COMPLETE and _PUNCTUATED.search(_TAG.sub("", stripped)):
         return Verdict.UNSURE
     return verdict
@@ -114,7 +124,7 @@ def punctuation_verdict(text: str) -> Verdict | None:
     return None
 
 
-def _judge_words(words: list[str]) -> Verdict:
+def _judge_words(words: list[str], opening: bool = False) -> Verdict:
     if not words:
         return Verdict.COMPLETE
     last = words[-1]
@@ -129,11 +139,26 @@ def _judge_words(words: list[str]) -> Verdict:
         return Verdict.INCOMPLETE
     if any(tail[-len(repair):] == repair for repair in _REPAIRS):
         return Verdict.INCOMPLETE
-    if last in _NUMBERS or last.isdigit() or all(w in _INTERJECTIONS for w in words):
-        return Verdict.UNSURE
+    if all(w in _INTERJECTIONS for w in words):
+        return Verdict.COMPLETE if opening else Verdict.UNSURE
+    if last in _NUMBERS or last.isdigit():
+        return Verdict.COMPLETE if _digits_at_end(words) >= _DIGIT_GROUP else Verdict.UNSURE
     if any(tail[-len(hedge):] == hedge for hedge in _HEDGES):
         return Verdict.UNSURE
     return Verdict.COMPLETE
+
+
+def _digits_at_end(words: list[str]) -> int:
+    """How many digits the number words ending the transcript say ("double five": two)."""
+    digits = 0
+    for word in reversed(words):
+        if word.isdigit():
+            digits += len(word)
+        elif word in _NUMBERS:
+            digits += _REPEATS.get(word, 1)
+        else:
+            break
+    return digits
 
 
 def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:

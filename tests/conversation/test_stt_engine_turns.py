@@ -136,6 +136,7 @@ class Playout:
         self.agent: CallAgent | None = None
         self.current_turn = None
         self.barge_in_deferred = False
+        self.pause_run_quiet = False
         self.codec = None
         self.first_audio: dict[int, float] = {}
         self.queued: dict[int, int] = {}

@@ -50,7 +50,12 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
     ("it went out on tuesday no sorry", INCOMPLETE),
     ("it was the blue one i mean", INCOMPLETE),
     ("the new address is twenty one", UNSURE),
-    ("it ends in four four one 2", UNSURE),
+    ("the order number is four seven two", UNSURE),  # a group: "... nine one eight" follows
+    ("it ends in four four one 2", COMPLETE),  # four digits: a whole number
+    ("the new one ends in three three eight one", COMPLETE),
+    ("it was forty nine ninety nine", COMPLETE),
+    ("my pin is 4412", COMPLETE),
+    ("it's oh double seven", UNSURE),  # three digits
     ("hey there so i got a text saying my package was delayed", COMPLETE),
     ("yes it is", COMPLETE),
     ("can you tell me what my current balance is", COMPLETE),
@@ -74,6 +79,20 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
 ])
 def test_judgement_on_punctuated_and_unpunctuated_text(text, verdict):
     assert judge_text(text) is verdict
+
+
+@pytest.mark.parametrize("text, verdict", [
+    ("yeah hello", COMPLETE),
+    ("hello yes", COMPLETE),
+    ("hi", COMPLETE),
+    ("hello i'm calling about", INCOMPLETE),
+    ("my number is oh seven", UNSURE),
+    ("Okay, thanks,", INCOMPLETE),  # punctuation still decides
+])
+def test_answering_the_phone_the_caller_waits_for_the_agent(text, verdict):
+    # Before the agent has said a word, interjections alone are the callee picking up
+    # ("Hello?"): they wait for the agent, they do not preface more.
+    assert judge_text(text, opening=True) is verdict
 
 
 def test_hold_is_the_setting_when_incomplete_half_when_unsure_none_when_complete():

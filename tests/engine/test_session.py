@@ -382,3 +382,33 @@ def test_overdue_and_late_mark_echoes_reach_metrics_at_scrape_time():
     body = generate_latest(metrics.registry).decode()
     assert "callagent_mark_echoes_overdue_total 1.0" in body
     assert "callagent_mark_echoes_late_total 1.0" in body
+
+
+class PauseLevels(Recorder):
+    """Records, at each tentative end, whether the session found the run before it quiet."""
+
+    def __init__(self):
+        super().__init__()
+        self.quiet = []
+
+    def on_start(self, session, start):
+        self.session = session
+
+    def on_endpoint(self, event, now):
+        super().on_endpoint(event, now)
+        if event is EndpointEvent.TENTATIVE_END:
+            self.quiet.append(self.session.pause_run_quiet)
+
+
+def test_a_breath_in_a_pause_is_marked_quiet_and_noise_as_loud_as_the_words_is_not():
+    # The VAD hears "speech" in both: a breath 30 dB under the words (on a line as quiet as a
+    # synthesiser's) and a sound 6 dB under them. Only the first is far under the caller.
+    call = Call()
+    call.listener = call.session.listener = PauseLevels()
+    call.listener.session = call.session
+    call.play(silence(0.5) + voiced(1.0) + silence(0.1) + voiced(0.2, level=0.25 * 0.03, seed=2)
+              + silence(0.1) + voiced(0.2, level=0.25 * 0.5, seed=3) + silence(0.1) + voiced(0.5, seed=4)
+              + silence(0.6))
+    assert call.events().count(EndpointEvent.SPEECH_RESUMED) == 3
+    # the words' own first pause, the breath, the loud sound, the words again
+    assert call.listener.quiet == [False, True, False, False]

@@ -18,6 +18,10 @@ SPEECH_FINAL_TRUST_S = 0.6
 silence window, 500 ms at Telnyx's default) to overrule it."""
 
 
+_WORDS_ONLY_FLAPS = 3
+"""Wordless pauses that end a turn whose text has no final punctuation (2 with it)."""
+
+
 class NoiseFlaps:
     """The VAD keeps hearing "speech" the recogniser turns into no new words, pause after pause
     (babble, loud noise): the caller is done. Real speech adds words at every pause, because
@@ -33,18 +37,31 @@ class NoiseFlaps:
         """A new turn began."""
         self._flaps = 0
 
-    def pause(self, text: str, *, final_owed: bool) -> bool:
-        """A tentative end on ``text``: whether noise keeps the turn open that is really over."""
+    def pause(self, text: str, *, final_owed: bool, quiet_run: bool = False, opening: bool = False) -> bool:
+        """A tentative end on ``text``: whether noise keeps the turn open that is really over.
+        ``quiet_run``: the "speech" before this pause was far under the caller's words, a breath
+        or hiss in their pause (a slow caller's between two sentences), not noise: it neither
+        counts as a flap nor clears the count. ``opening``: as for :func:`judge_text`."""
         words = word_count(text)
         # Only a pause whose finalize was answered counts: until then the recogniser has had
         # no chance to add the words.
         flapped = words > 0 and words == self._words_at_pause and not final_owed
+        if quiet_run and flapped:
+            return False
         self._flaps = self._flaps + 1 if flapped else 0
         self._words_at_pause = words
-        # Final punctuation only: a pause inside a line flaps alike, and words that read
-        # finished there would end the turn early.
+        # Final punctuation where the recogniser gives it: a pause inside a line flaps alike, and
+        # words that read finished there would end the turn early.
         words_only = without_tags(text)
-        return self._flaps >= 2 and bool(words_only) and punctuation_verdict(words_only) is Verdict.COMPLETE
+        if not words_only or self._flaps < 2:
+            return False
+        marked = punctuation_verdict(words_only)
+        if marked is not None:
+            return marked is Verdict.COMPLETE
+        # A recogniser that does not punctuate: the words decide (a transcript punctuated inside
+        # but not at its end reads unsure, never complete), on one flap more, as words that read
+        # finished end pauses inside a line more often than punctuation does.
+        return self._flaps >= _WORDS_ONLY_FLAPS and judge_text(words_only, opening=opening) is Verdict.COMPLETE
 
 
 def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, voice_since: float,
@@ -60,10 +77,10 @@ def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, 
     return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s)
 
 
-def worth_speculating(text: str, incomplete_turn_hold_ms: int) -> bool:
+def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False) -> bool:
     """Only text the turn can end with: text the hold would keep open is nearly always a caller
     pausing mid-sentence, and each cancelled reply costs an LLM request."""
-    return bool(text) and (not incomplete_turn_hold_ms or judge_text(text) is Verdict.COMPLETE)
+    return bool(text) and (not incomplete_turn_hold_ms or judge_text(text, opening=opening) is Verdict.COMPLETE)
 
 
 def surely_finished(text: str) -> bool:

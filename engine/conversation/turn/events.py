@@ -40,9 +40,12 @@ class SpeechStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class TentativeEnd(Event):
-    """A short silence (20 ms): the turn may be over. Finalize, and maybe speculate."""
+    """A short silence (20 ms): the turn may be over. Finalize, and maybe speculate.
+    ``quiet_run``: the "speech" since the previous tentative end was far quieter than the
+    caller's words (a breath in a pause, not noise that rivals them)."""
 
     now: float
+    quiet_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)

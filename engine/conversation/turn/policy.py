@@ -150,6 +150,8 @@ class TurnPolicy:
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
         self._dtmf = DtmfCollector(config.gather)
         self._now = 0.0  # the latest event's time
+        self.opening = True
+        """The agent has not been heard yet in this call: the caller is answering the phone."""
 
     def reconfigure(self, config: TurnConfig) -> None:
         """The call's own agent settings are known (its setup resolved)."""
@@ -221,7 +223,8 @@ class TurnPolicy:
         if self.turn is not CallerTurn.SPEAKING:
             return  # the turn was ended already (by the recogniser, or as noise): a pause in that
         self.turn = CallerTurn.PAUSED
-        if self._noise.pause(self.transcript, final_owed=self.final_owed):
+        if self._noise.pause(self.transcript, final_owed=self.final_owed, quiet_run=event.quiet_run,
+                             opening=self.opening):
             self._end_turn(NOISE)
             self._maybe_commit(NOISE)
             return
@@ -232,7 +235,8 @@ class TurnPolicy:
             self.replies.drop_stale_speculation(self.transcript)
             # (Without Finalize and with a final owed, the text lacks the words just said: the
             # speculation starts when their final comes, see _speculate_on_final.)
-            if (self.reply is None and worth_speculating(text, self.config.incomplete_turn_hold_ms)
+            if (self.reply is None and worth_speculating(text, self.config.incomplete_turn_hold_ms,
+                                                         opening=self.opening)
                     and (self.config.can_finalize or not self.final_owed)):
                 self.speculation.started += 1
                 self._start_reply(text, speculative=True, committed=False)
@@ -349,7 +353,7 @@ class TurnPolicy:
         correct) the speculative reply now, with text that will not change."""
         text = self.transcript
         reply = self.reply
-        worth = worth_speculating(text, self.config.incomplete_turn_hold_ms)
+        worth = worth_speculating(text, self.config.incomplete_turn_hold_ms, opening=self.opening)
         if reply is not None:
             if reply.fixed_text is not None or reply.committed or same_words(reply.user_text, text):
                 return
@@ -403,7 +407,7 @@ class TurnPolicy:
         if self.turn is CallerTurn.HOLDING and not hold_over:
             return
         text = self.transcript
-        hold = hold_ms(judge_text(text), self.config.incomplete_turn_hold_ms) if text else 0
+        hold = hold_ms(judge_text(text, opening=self.opening), self.config.incomplete_turn_hold_ms) if text else 0
         if hold and not hold_over:
             # Mid-sentence (or maybe): a moment more. A speculative reply keeps preparing; speech
             # cancels the hold and merges the turn.
@@ -503,6 +507,7 @@ class TurnPolicy:
 
     def _reply_speaking(self, event: ReplySpeaking) -> None:
         reply = self.replies.speaking(event.utterance_id)
+        self.opening = False
         if reply is not None and reply.fixed_text is None:  # these words are answered now
             del self.finals[: reply.finals_used]
             self.interim = ""

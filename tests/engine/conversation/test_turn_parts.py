@@ -67,6 +67,21 @@ def test_noise_flaps_end_the_turn_only_after_two_wordless_pauses_on_finished_tex
     # a pause whose finalize is unanswered does not count
     owed = NoiseFlaps()
     assert not any(owed.pause("Done.", final_owed=True) for _ in range(4))
+    # no punctuation (an engine that does not punctuate): the words decide, on a third flap
+    bare = NoiseFlaps()
+    assert [bare.pause("i need a refund", final_owed=False) for _ in range(4)] == [False, False, False, True]
+    for unfinished in ("my order number is", "okay thanks", "Hi, I need to check on a parcel. The order"):
+        words = NoiseFlaps()
+        assert not any(words.pause(unfinished, final_owed=False) for _ in range(5)), unfinished
+    opening = NoiseFlaps()
+    assert [opening.pause("hello", final_owed=False, opening=True) for _ in range(4)] == [False, False, False, True]
+    # quiet "speech" before a pause (a breath) neither counts nor clears the count
+    breath = NoiseFlaps()
+    assert not breath.pause("I need a refund.", final_owed=False)
+    assert not any(breath.pause("I need a refund.", final_owed=False, quiet_run=True) for _ in range(4))
+    assert not breath.pause("I need a refund.", final_owed=False)
+    assert not breath.pause("I need a refund.", final_owed=False, quiet_run=True)
+    assert breath.pause("I need a refund.", final_owed=False)
 
 
 def test_the_recogniser_ends_the_turn_only_after_the_vad_heard_enough():

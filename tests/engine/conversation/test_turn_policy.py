@@ -78,8 +78,8 @@ class Driver:
     def speech(self) -> list[object]:
         return self.send(SpeechStarted(self.now))
 
-    def tentative(self) -> list[object]:
-        return self.send(TentativeEnd(self.now))
+    def tentative(self, *, quiet_run: bool = False) -> list[object]:
+        return self.send(TentativeEnd(self.now, quiet_run=quiet_run))
 
     def resumed(self) -> list[object]:
         return self.send(SpeechResumed(self.now))
@@ -145,7 +145,7 @@ def test_an_unpunctuated_finished_line_is_speculated_on_too():
     assert one(StartReply, d.at(2.0).tentative()).speculative
 
 
-@pytest.mark.parametrize("text", ["my order number is", "The order number is...", "it ends in four four one two"])
+@pytest.mark.parametrize("text", ["my order number is", "The order number is...", "the order number is four seven two"])
 def test_no_speculation_on_words_that_read_unfinished_or_unsure(text):
     d = Driver()
     d.at(1.0).speech()
@@ -408,7 +408,81 @@ def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
     assert one(Commit, out).text == "Thanks, bye."
 
 
+def test_noise_ends_an_unpunctuated_turn_on_words_that_read_finished_one_pause_later():
+    # noise-babble-10db with a recogniser that does not punctuate: the babble keeps the VAD on,
+    # the words read finished; three wordless pauses end the turn (two with punctuation).
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("the invoice number is three three one seven")
+    d.at(1.5).tentative()
+    d.at(1.6).final("the invoice number is three three one seven")
+    ended = []
+    for t in (1.8, 2.0, 2.2):
+        d.at(t).resumed()
+        out = d.at(t + 0.1).tentative()
+        ended.append(bool(of(TurnOver, out)))
+        if not ended[-1]:
+            d.at(t + 0.15).final("")
+    assert ended == [False, False, True]
+    assert one(Commit, out).text == "the invoice number is three three one seven"
+
+
+def test_a_breath_in_a_slow_callers_pause_is_not_noise():
+    # field-07-espeak-140 u2: "Ah, about the library books. [320 ms] I returned them...". The
+    # VAD flaps on the breath between the sentences, the recogniser adds no words: the same
+    # events as babble, except that the "speech" in the pause is 25-30 dB under the words.
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("Ah, about the library books.")
+    d.at(1.5).tentative()
+    d.at(1.6).final("Ah, about the library books.")
+    outs = []
+    for t in (1.58, 1.86):  # two quiet runs, each a wordless pause
+        d.at(t).resumed()
+        outs.append(d.at(t + 0.1).tentative(quiet_run=True))
+        d.at(t + 0.2).final("")
+    assert not [c for out in outs for c in out if isinstance(c, (TurnOver, Commit))]
+    assert d.policy.turn is CallerTurn.PAUSED
+    d.at(2.2).resumed()
+    d.interim("I returned them")  # the next sentence: one turn, answered once it is over
+    d.at(2.9).tentative()
+    d.at(3.0).final("I returned them on Friday.")
+    assert one(Commit, d.at(3.2).turn_end()).text == "Ah, about the library books. I returned them on Friday."
+
+
+def test_quiet_runs_between_loud_ones_do_not_save_a_turn_from_noise():
+    # Babble swings: a quiet stretch among loud ones neither counts nor clears the count.
+    d = Driver(TurnConfig(speculative=False))
+    d.at(1.0).speech()
+    d.interim("Thanks, bye.")
+    d.at(1.5).tentative()
+    d.at(1.6).final("Thanks, bye.")
+    out = []
+    for t, quiet in ((1.8, False), (2.0, True), (2.2, False)):
+        d.at(t).resumed()
+        out = d.at(t + 0.1).tentative(quiet_run=quiet)
+        d.at(t + 0.15).final("")
+    assert one(TurnOver, out).reason == "noise kept the VAD on without new words"
+
+
 # -- the hold -------------------------------------------------------------------------------
+
+
+def test_a_callee_answering_hello_is_answered_at_the_end_of_turn_and_later_okays_wait():
+    # Unpunctuated, "hello" is only interjections: before the agent has spoken, it is the callee
+    # picking up, answered at the end of turn; after, an "okay" may preface more and waits half
+    # the hold.
+    d = Driver()
+    a_turn(d, "yeah hello")
+    assert one(Commit, d.at(2.32).turn_end()).text == "yeah hello"
+    reply = d.policy.reply
+    assert reply is not None and d.policy.turn is CallerTurn.IDLE
+    d.send(ReplySpeaking(reply.utterance_id))
+    d.at(4.0).send(PlayoutDone(reply.utterance_id, 4.0))
+    a_turn(d, "okay thanks", start=5.0)
+    out = d.at(6.32).turn_end()
+    assert not [c for c in out if isinstance(c, Commit)] and d.policy.turn is CallerTurn.HOLDING
+    assert d.policy.timer_deadline(Timer.HOLD) == pytest.approx(6.32 + 0.35)
 
 
 def test_a_turn_that_stops_mid_sentence_is_held_then_answered():
@@ -426,7 +500,7 @@ def test_a_turn_that_stops_mid_sentence_is_held_then_answered():
 
 def test_a_number_is_held_half_as_long():
     d = Driver()
-    a_turn(d, "it ends in four four one two")
+    a_turn(d, "the order number is four seven two")
     out = d.at(2.3).turn_end()
     assert [c.deadline for c in out if type(c) is StartTimer and c.timer is Timer.HOLD] == [pytest.approx(2.65)]
 
@@ -438,8 +512,7 @@ def test_speech_within_the_hold_merges_the_turns_into_one_reply():
     out = d.at(2.8).speech()
     assert one(DropReply, out) and one(CancelTimer, out).timer is Timer.HOLD
     a_turn(d, "four seven two nine one eight", start=2.8, length=1.8)
-    d.at(4.9).turn_end()
-    d.fire(Timer.HOLD)  # ends on a number: half the hold
+    d.at(4.9).turn_end()  # six digits: a whole number, answered at the end of turn
     assert d.policy.reply.committed
     assert d.policy.reply.user_text == "my order number is four seven two nine one eight"
     answered = [c for c in d.log if type(c) in (StartReply,) and c.committed] + of(CommitReply, d.log)
