@@ -478,6 +478,8 @@ class SttStats:
     connections: int = 0
     audio_frames: int = 0
     audio_bytes: int = 0
+    audio_seconds: float = 0.0
+    """Audio received, in seconds at each connection's format and rate (what a provider bills)."""
     min_audio_frame_bytes: int | None = None
     finalizes: int = 0
     finalizes_ignored: int = 0
@@ -559,6 +561,7 @@ class _SttConnection:
         self.fmt = fmt
         self.fault = fault
         self.engine = engine
+        self.bytes_per_s = stream.rate * (1 if fmt in ("mulaw", "alaw") else 2)
         profile = emulator.profile
         # An own-endpointing final: Deepgram's after the profile's delay; the others' after
         # their processing time, the usual lag beyond the silence window.
@@ -581,6 +584,7 @@ class _SttConnection:
                 data = msg.data
                 stats.audio_frames += 1
                 stats.audio_bytes += len(data)
+                stats.audio_seconds += len(data) / self.bytes_per_s
                 if stats.min_audio_frame_bytes is None or len(data) < stats.min_audio_frame_bytes:
                     stats.min_audio_frame_bytes = len(data)
                 if self.fault == "error_frame":

@@ -179,6 +179,8 @@ def split_sentences(buffer: str) -> tuple[list[str], str]:
 class TtsStats:
     connections: int = 0
     sentences: int = 0
+    characters: int = 0
+    """Text received after the handshake (what a provider bills by, whether or not it is spoken)."""
     audio_frames: int = 0
     forces: int = 0
     handshake_errors: int = 0
@@ -333,6 +335,7 @@ class _TtsConnection:
                 continue  # the speaker sends the final frame and closes; keep reading until then
             if self.first_text_at is None:
                 self.first_text_at = now
+            self.emulator.stats.characters += len(text)
             self.buffer += text
             if frame.get("flush") and self.emulator.honour_flush:
                 self._queue_sentences(self.buffer.strip(), now)

@@ -259,7 +259,8 @@ class CallAgent(MediaListener):
         config = self.profile.config
         self.spawn(self.recogniser.open(self.sample_rate, self.deadline_s))
         self.spawn(self.phrases.warm(self.profile.voice, self.sample_rate,
-                                     (config.filler_text, config.tool_filler_text, config.apology_text)))
+                                     (config.filler_text, config.tool_filler_text, config.apology_text),
+                                     self.usage))
         self._loop.call_later(config.max_duration_s, self._max_duration_reached)
         self._greeting = greeting
         if greeting:
