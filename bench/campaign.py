@@ -186,6 +186,8 @@ class _Load:
         p = self.providers
         return {"prompt_tokens": stats.prompt_tokens if stats else 0,
                 "completion_tokens": stats.completion_tokens if stats else 0,
+                "unreported_prompt_tokens": stats.unreported_prompt_tokens if stats else 0,
+                "unreported_completion_tokens": stats.unreported_completion_tokens if stats else 0,
                 "tts_characters": p.tts.stats.characters if p else 0,
                 "stt_seconds": p.stt.stats.audio_seconds if p else 0.0}
 

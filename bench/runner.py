@@ -426,6 +426,8 @@ async def _accounts(full: FullPath, engine_url: str, emulators: Any, receiver: E
         details = await call_details(http, engine_url, full.headers)
         served = {"prompt_tokens": emulators.llm.stats.prompt_tokens,
                   "completion_tokens": emulators.llm.stats.completion_tokens,
+                  "unreported_prompt_tokens": emulators.llm.stats.unreported_prompt_tokens,
+                  "unreported_completion_tokens": emulators.llm.stats.unreported_completion_tokens,
                   "tts_characters": emulators.tts.stats.characters,
                   "stt_seconds": emulators.stt.stats.audio_seconds}
         usage = out["usage"] = await usage_report(http, engine_url, full.headers, served, details)

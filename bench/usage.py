@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-COST_LINES = ("telephony", "streaming", "stt", "tts", "llm", "total")
+COST_LINES = ("telephony", "streaming", "stt", "tts", "llm", "llm_estimated", "total")
 INT_FIELDS = ("llm_prompt_tokens", "llm_completion_tokens", "llm_estimated_prompt_tokens",
               "llm_estimated_completion_tokens", "tts_characters")
 FLOAT_FIELDS = ("stt_seconds", "tts_seconds")
@@ -83,10 +83,13 @@ def usage_figures(total: dict[str, Any], details: list[dict[str, Any]], served: 
     estimated = {"prompt_tokens": sums["llm_estimated_prompt_tokens"],
                  "completion_tokens": sums["llm_estimated_completion_tokens"]}
     tokens_served = {k: int(served.get(k, 0)) for k in reported}
-    unreported = {k: tokens_served[k] - reported[k] for k in reported}
+    cut = {k: int(served.get(f"unreported_{k}", 0)) for k in reported}
+    # Served in all (reported to a client or not) but not counted as reported by any call.
+    unreported = {k: tokens_served[k] + cut[k] - reported[k] for k in reported}
     for k in reported:
-        if unreported[k] < 0:
-            mismatches.append(f"calls report {reported[k]} {k}, more than the LLM emulator served ({tokens_served[k]})")
+        if reported[k] > tokens_served[k]:
+            mismatches.append(f"calls report {reported[k]} {k}, more than the LLM emulator reported "
+                              f"({tokens_served[k]})")
         elif unreported[k] > 0 and estimated[k] == 0:
             mismatches.append(f"{unreported[k]} {k} served but neither reported nor estimated")
     if "tts_characters" in served and int(served["tts_characters"]) != sums["tts_characters"]:
@@ -106,15 +109,19 @@ def usage_figures(total: dict[str, Any], details: list[dict[str, Any]], served: 
         "emulator_reported_tokens": tokens_served,
         "emulators_served": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in served.items()},
         "unreported_tokens": unreported, "estimated_tokens": estimated,
+        "estimate_error_pct": {k: (round(100 * (estimated[k] - unreported[k]) / unreported[k], 1)
+                                   if unreported[k] > 0 else None) for k in reported},
         "parts_match": parts_match, "mismatches": mismatches,
     }
 
 
 def usage_line(usage: dict[str, Any]) -> str:
+    est, unrep = usage["estimated_tokens"], usage["unreported_tokens"]
     return (f"{usage['llm_prompt_tokens']}+{usage['llm_completion_tokens']} tokens reported "
-            f"(+{usage['estimated_tokens']['prompt_tokens']}+{usage['estimated_tokens']['completion_tokens']} "
-            f"estimated; served {usage['emulator_reported_tokens']['prompt_tokens']}"
-            f"+{usage['emulator_reported_tokens']['completion_tokens']}), "
+            f"(the LLM emulator reported {usage['emulator_reported_tokens']['prompt_tokens']}"
+            f"+{usage['emulator_reported_tokens']['completion_tokens']}); not reported to the calls "
+            f"{unrep['prompt_tokens']}+{unrep['completion_tokens']}, estimated by them "
+            f"{est['prompt_tokens']}+{est['completion_tokens']}; "
             f"STT {usage['stt_seconds']} s, TTS {usage['tts_characters']} chars, "
             f"cost {usage['cost']['total']} {usage['cost']['currency']} (parts match: {usage['parts_match']}; "
             f"{len(usage['mismatches'])} mismatches)")

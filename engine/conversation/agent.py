@@ -169,7 +169,7 @@ class CallAgent(MediaListener):
         self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s))
         self.speculation = self.policy.speculation
         self.errors: list[str] = []
-        self.usage = CallUsage()
+        self.usage = CallUsage(llm_model=getattr(llm, "model_name", None))  # (a duck-typed model may lack it)
         self._tasks = CallTasks()
         self.spawn = self._tasks.spawn
         self.control = CallControl(actions or NoActions(), self.errors, self.spawn)

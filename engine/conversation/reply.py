@@ -22,7 +22,7 @@ from ..timeline import TurnTimeline
 from .chunker import SpeechChunker
 from .history import SpokenText
 from .knowledge import TurnKnowledge
-from .usage import CallUsage
+from .usage import CallUsage, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,17 +187,29 @@ class Reply:
             calls: list[ToolCall] = []
             self._stamp("llm_request")
             first = True
-            async for delta in stream_with_deadline(host.llm.stream(messages, tools=tools), host.deadline_s):
-                if delta.usage is not None:  # the stream's last chunk: no token of the answer
-                    host.usage.add_llm(delta.usage)
-                    continue
-                if first:
-                    self._stamp("llm_first_token")
-                    first = False
-                if delta.text:
-                    for piece in chunker.feed(delta.text):
-                        await self._say(piece)
-                calls.extend(delta.tool_calls)
+            reported = refused = False
+            chunks = 0
+            try:
+                async for delta in stream_with_deadline(host.llm.stream(messages, tools=tools), host.deadline_s):
+                    if delta.usage is not None:  # the stream's last chunk: no token of the answer
+                        reported = True
+                        host.usage.add_llm(delta.usage)
+                        continue
+                    if first:
+                        self._stamp("llm_first_token")
+                        first = False
+                    if delta.text:
+                        chunks += 1
+                        for piece in chunker.feed(delta.text):
+                            await self._say(piece)
+                    calls.extend(delta.tool_calls)
+            except (ProviderError, TimeoutError, aiohttp.ClientError):
+                refused = first  # failed before any answer: nothing to bill
+                raise
+            finally:
+                if not reported and not refused:  # cut off (or a server that does not report usage)
+                    host.usage.add_llm_estimate(estimate_prompt_tokens(messages, tools), chunks,
+                                                sum(len(c.arguments) for c in calls))
             for piece in chunker.flush():
                 await self._say(piece)
             if not calls:

@@ -128,6 +128,11 @@ class ChatDelta:
 
 
 class ChatModel(ABC):
+    @property
+    def model_name(self) -> str | None:
+        """The model the server is asked for, as the price table names it (None: not known)."""
+        return None
+
     @abstractmethod
     def stream(
         self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None

@@ -103,6 +103,10 @@ class OpenAIChatModel(ChatModel):
             default_headers=config.extra_headers or None,
         )
 
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model
+
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"model": self.config.model}
         if self.config.temperature is not None:
