@@ -47,12 +47,26 @@ async def call_details(http: aiohttp.ClientSession, base: str, headers: dict[str
 
 async def usage_report(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
                        served: dict[str, float], details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    async with http.get(f"{base}/api/usage", headers=headers) as response:
-        report = await response.json()
-        assert response.status == 200, report
+    """The organisation's totals and its calls read as one snapshot: a call still reporting between
+    the reads would make them disagree, so they are read again (a few times) until the totals
+    before and after the calls' reads are the same."""
+    async def total() -> dict[str, Any]:
+        async with http.get(f"{base}/api/usage", headers=headers) as response:
+            report = await response.json()
+            assert response.status == 200, report
+        return dict(report["total"])
+
+    before = await total()
+    for _ in range(5):
+        if details is None:
+            details = await call_details(http, base, headers)
+        after = await total()
+        if after == before:
+            break
+        before, details = after, None
     if details is None:
         details = await call_details(http, base, headers)
-    return usage_figures(report["total"], details, served)
+    return usage_figures(before, details, served)
 
 
 def usage_figures(total: dict[str, Any], details: list[dict[str, Any]], served: dict[str, float]) -> dict[str, Any]:
