@@ -78,6 +78,7 @@ class Reply:
         self._opening: asyncio.Task[TtsStream] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._tool_running = False
+        self._released = False  # failed: the TTS stream is closed, not used
         self._waiting: asyncio.Timeout | None = None  # the pump's wait for the next audio
 
     @classmethod
@@ -147,10 +148,20 @@ class Reply:
         except asyncio.CancelledError:
             raise
         except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
+            self._release_tts()
             self.host.reply_failed(self, exc)
         except Exception:
             log.exception("reply failed on call %s", self.host.call_control_id)
+            self._release_tts()
             self.host.reply_failed(self, ProviderError("agent", "internal error", retryable=False))
+
+    def _release_tts(self) -> None:
+        """A failed reply speaks no more: its TTS stream, open or still opening, is closed. (The
+        agent replaces a failed reply without cancelling it; a stream left open there was never
+        closed: an "Unclosed connection" at garbage collection.)"""
+        self._released = True
+        if self._stream is not None:
+            self.host.spawn(self._stream.aclose())
 
     def _open_tts(self) -> None:
         """Start the TTS handshake (once), with the LLM request: after the first token it would
@@ -164,7 +175,7 @@ class Reply:
         stream = await asyncio.wait_for(host.tts.open(voice=host.voice, sample_rate=host.sample_rate),
                                         host.deadline_s)
         self._stream = stream
-        if self.cancelled:
+        if self.cancelled or self._released:
             await stream.aclose()
             raise asyncio.CancelledError
         self._pump = host.spawn(self._pump_audio(stream))

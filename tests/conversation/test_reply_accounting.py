@@ -1,8 +1,8 @@
-"""LLM usage of replies cut off before the stream's usage chunk (issue 18): OpenAI sends a
-stream's usage only in its last chunk and says an interrupted stream may never get it, so such a
-request is *estimated* (prompt from the request's characters, completion one token per content
-chunk received) and kept apart from the reported figures; a request that failed before any
-answer counts nothing."""
+"""What a reply accounts for (issue 18). LLM usage of replies cut off before the stream's usage
+chunk: OpenAI sends a stream's usage only in its last chunk and says an interrupted stream may
+never get it, so such a request is *estimated* (prompt from the request's characters, completion
+one token per content chunk received) and kept apart from the reported figures; a request that
+failed before any answer counts nothing. And a failed reply closes its TTS stream."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ class Stream(TtsStream):
 
     def __init__(self) -> None:
         self.done = asyncio.Event()
+        self.closed = False
 
     async def send_text(self, text: str, *, flush: bool = False) -> None:
         pass
@@ -71,12 +72,17 @@ class Stream(TtsStream):
         yield  # (an async generator)
 
     async def aclose(self) -> None:
+        self.closed = True
         self.done.set()
 
 
 class Tts(TextToSpeech):
+    def __init__(self) -> None:
+        self.streams: list[Stream] = []
+
     async def open(self, *, voice: str, sample_rate: int) -> TtsStream:
-        return Stream()
+        self.streams.append(Stream())
+        return self.streams[-1]
 
 
 class Session:
@@ -126,7 +132,7 @@ class Host:
         self.failed.append(exc)
 
 
-async def _run(llm: Llm, *, cut: bool) -> Host:
+async def _run(llm: Llm, *, cut: bool, settle: bool = False) -> Host:
     host = Host(llm)
     reply = Reply(host, 1, user_text="Where is my order, please?", committed=True)  # type: ignore[arg-type]
     reply.start()
@@ -135,6 +141,8 @@ async def _run(llm: Llm, *, cut: bool) -> Host:
         await llm.sent.wait()
         reply.cancel()
     await asyncio.gather(reply.task, return_exceptions=True)
+    if settle:  # let what the reply spawned finish
+        await asyncio.gather(*host.tasks, return_exceptions=True)
     for task in host.tasks:
         task.cancel()
     await asyncio.gather(*host.tasks, return_exceptions=True)
@@ -179,3 +187,11 @@ async def test_a_request_refused_before_any_answer_counts_nothing():
 ])
 def test_prompt_estimate_counts_every_kind_of_content(messages, at_least):
     assert estimate_prompt_tokens(messages) == at_least
+
+
+async def test_a_failed_reply_closes_its_tts_stream():
+    """The agent replaces a failed reply (its retry) without cancelling it: the reply closes its
+    own TTS stream, else the socket is only found unclosed when it is garbage collected."""
+    host = await _run(Llm(3, fail=True), cut=False, settle=True)
+    assert host.failed
+    assert host.tts.streams and all(stream.closed for stream in host.tts.streams)
