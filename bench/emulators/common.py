@@ -23,6 +23,16 @@ def drop_connection(request: web.Request) -> None:
         transport.abort()
 
 
+async def accept(ws: web.WebSocketResponse, request: web.Request) -> bool:
+    """Send the handshake's answer; False when the client already went away (it gave up waiting):
+    nobody to serve, and nothing worth a traceback."""
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        return False
+    return True
+
+
 async def serve_duplex(ws: web.WebSocketResponse, read: Callable[[], Coroutine[Any, Any, None]],
                        write: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Read a streaming socket's client messages while one writer task sends results in order;

@@ -60,7 +60,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.stt_engines import SttEngine, stt_engine
 
-from .common import bearer_ok, drop_connection, serve_duplex
+from .common import accept, bearer_ok, drop_connection, serve_duplex
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/speech-to-text/transcription"
@@ -528,7 +528,8 @@ class SttEmulator:
         if fault == "http_500":
             return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
-        await ws.prepare(request)
+        if not await accept(ws, request):
+            return ws
         self.stats.connections += 1
         error, rate, fmt = validate_params(request.query)
         if error is not None:

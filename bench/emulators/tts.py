@@ -41,7 +41,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.childproc import spawn
 
-from .common import bearer_ok, drop_connection
+from .common import accept, bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/text-to-speech/speech"
@@ -244,7 +244,8 @@ class TtsEmulator:
         if fault == "http_500":
             return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
-        await ws.prepare(request)
+        if not await accept(ws, request):
+            return ws
         self.stats.connections += 1
         if ".KokoroTTS." in voice:
             fmt = "mp3"
