@@ -25,7 +25,8 @@ def drop_connection(request: web.Request) -> None:
 
 async def accept(ws: web.WebSocketResponse, request: web.Request) -> bool:
     """Send the handshake's answer; False when the client already went away (it gave up waiting):
-    nobody to serve, and nothing worth a traceback."""
+    nobody to serve, and nothing worth a traceback. The handler then returns a plain response,
+    which aiohttp drops quietly on the closed connection (the half-prepared socket it would not)."""
     try:
         await ws.prepare(request)
     except ConnectionResetError:

@@ -119,7 +119,7 @@ class DeepgramEmulator:
             return web.json_response({"err_code": "INTERNAL", "err_msg": "emulated failure"}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         if not await accept(ws, request):
-            return ws
+            return web.Response()  # (never sent: the client is gone)
         self.stats.connections += 1
         stream = StreamRecogniser(self.recogniser, rate, interim_every_ms=self.profile.stt_interim_every_ms,
                                   endpoint_silence_ms=window_ms, interim_results=interim)

@@ -529,7 +529,7 @@ class SttEmulator:
             return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         if not await accept(ws, request):
-            return ws
+            return web.Response()  # (never sent: the client is gone)
         self.stats.connections += 1
         error, rate, fmt = validate_params(request.query)
         if error is not None:

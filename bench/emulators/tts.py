@@ -245,7 +245,7 @@ class TtsEmulator:
             return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
         if not await accept(ws, request):
-            return ws
+            return web.Response()  # (never sent: the client is gone)
         self.stats.connections += 1
         if ".KokoroTTS." in voice:
             fmt = "mp3"

@@ -172,8 +172,10 @@ class CallAgent(MediaListener):
         self.usage = CallUsage(llm_model=getattr(llm, "model_name", None))  # (a duck-typed model may lack it)
         self._tasks = CallTasks()
         self.spawn = self._tasks.spawn
+        self.close_later = self._tasks.close_later
         self.control = CallControl(actions or NoActions(), self.errors, self.spawn)
-        self.recogniser = Recogniser(stt, errors=self.errors, spawn=self.spawn, on_transcript=self._on_transcript,
+        self.recogniser = Recogniser(stt, errors=self.errors, spawn=self.spawn, close_later=self.close_later,
+                                     on_transcript=self._on_transcript,
                                      on_provider_error=self.on_provider_error,
                                      on_ready=lambda ready: self._feed(SttReady(ready)), on_fatal=self._fail)
         self.session: MediaSession = None  # type: ignore[assignment]  # set in on_start

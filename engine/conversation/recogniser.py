@@ -25,10 +25,13 @@ class Recogniser:
         self, stt: SpeechToText, *, errors: list[str], spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
         on_transcript: Callable[[Transcript], None], on_ready: Callable[[bool], None],
         on_fatal: Callable[[str], None], on_provider_error: Callable[[str], None] = lambda provider: None,
+        close_later: Callable[[Awaitable[Any]], None] | None = None,
     ) -> None:
         self.stt = stt
         self.errors = errors
         self.spawn = spawn
+        self.close_later = close_later or spawn
+        """Closes a failed session: not cancelled with the call's other tasks (CallTasks.close_later)."""
         self.on_transcript = on_transcript
         self.on_ready = on_ready
         self.on_fatal = on_fatal
@@ -100,7 +103,7 @@ class Recogniser:
         self._retire(session)
         self.on_ready(False)
         if session is not None:
-            self.spawn(session.aclose())
+            self.close_later(session.aclose())
         if not error.retryable or sum(e.startswith("stt") for e in self.errors) > 2:
             self.on_fatal("speech recognition failed")
         else:

@@ -48,6 +48,7 @@ class ReplyHost(Protocol):
     def deadline_s(self) -> float: ...  # (read-only: the agent derives both)
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
+    def close_later(self, coro: Awaitable[Any]) -> None: ...
     def now(self) -> float: ...
     def messages_for(self, user_text: str) -> list[dict[str, Any]]: ...
     async def run_tools(self, reply: Reply, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool: ...
@@ -116,7 +117,7 @@ class Reply:
             if task is not None and not task.done():
                 task.cancel()
         if self._stream is not None:
-            self.host.spawn(self._stream.aclose())
+            self.host.close_later(self._stream.aclose())
 
     def insert(self, pcm: bytes, text: str) -> None:
         """A fixed line (the tool filler) spoken as part of this reply, where its audio is now."""
@@ -161,7 +162,7 @@ class Reply:
         closed: an "Unclosed connection" at garbage collection.)"""
         self._released = True
         if self._stream is not None:
-            self.host.spawn(self._stream.aclose())
+            self.host.close_later(self._stream.aclose())
 
     def _open_tts(self) -> None:
         """Start the TTS handshake (once), with the LLM request: after the first token it would

@@ -116,6 +116,9 @@ class Host:
         self.tasks.append(task)
         return task
 
+    def close_later(self, coro: Awaitable[Any]) -> None:
+        self.spawn(coro)
+
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -195,3 +198,23 @@ async def test_a_failed_reply_closes_its_tts_stream():
     host = await _run(Llm(3, fail=True), cut=False, settle=True)
     assert host.failed
     assert host.tts.streams and all(stream.closed for stream in host.tts.streams)
+
+
+async def test_a_call_ending_mid_reply_closes_the_replys_tts_stream():
+    """At a call's end its reply is cancelled and the call's tasks after it: the TTS stream's
+    close must not be one of the tasks cancelled (it never ran: "Unclosed connection")."""
+    from engine.conversation.tasks import CallTasks
+    from tests.fixtures.waiting import eventually
+
+    llm = Llm(3, hang=True)
+    host = Host(llm)
+    tasks = CallTasks()
+    host.spawn = tasks.spawn  # type: ignore[method-assign]
+    host.close_later = tasks.close_later  # type: ignore[method-assign]
+    reply = Reply(host, 1, user_text="Where is my order, please?", committed=True)  # type: ignore[arg-type]
+    reply.start()
+    await llm.sent.wait()
+    await eventually(lambda: reply._stream is not None, what="the TTS stream open")
+    reply.cancel()  # as CallAgent._finish does, then:
+    await tasks.cancel_all()
+    assert all(stream.closed for stream in host.tts.streams)
