@@ -538,8 +538,13 @@ class CallAgent(MediaListener):
             self.knowledge.close()
         await self._tasks.cancel_all()
         await self.recogniser.aclose()
-        summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
-                                           on_provider_error=self.on_provider_error, usage=self.usage)
+        try:
+            summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
+                                               on_provider_error=self.on_provider_error, usage=self.usage)
+        except Exception as exc:  # a model plugin's bug must not cost the call its record
+            log.exception("call %s: the summary failed", self.call_control_id)
+            self.errors.append(f"summary: {type(exc).__name__}")
+            summary, outcome = None, None
         self.usage.stt_bytes = self.recogniser.sent_bytes
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,

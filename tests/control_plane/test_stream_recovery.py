@@ -266,28 +266,27 @@ async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_pr
         await client.aclose()
 
 
-async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_turns(settings):
+async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_turns(h):
     """A turn is recorded, then the session saved: an instance killed in between leaves the session
     a turn behind. Resuming from it re-used the last turn's index, and its upsert overwrote the
     turn recorded just before the kill (a lost record, seen running two instances)."""
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        call = await _answered_call(h, headers)
-        ccid = call["call_control_id"]
-        for index, (said, replied) in enumerate([("hi", "Hello!"), ("my order", "Let me look.")]):
-            await h.cp.recorder.record_turn(ccid, index, caller_text=said, agent_text=replied)
-        # The session as saved after the first turn only (the kill came before the second save).
-        await h.cp.sessions.save(CallSession(
-            call_control_id=ccid, call_id=uuid.UUID(call["call_id"]), org_id=org.id,
-            history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
-            agent_state={"turns": 1}))
-        context = await h.cp.recorder.lookup(ccid)
-        history, turns = await resumed_history(h.cp, context)
-        assert turns == 2  # the next turn is stored at index 2, not over "my order"
-        assert [m["content"] for m in history] == ["hi", "Hello!", "my order", "Let me look."]
-        # A session that is up to date is still the one used (it can hold tool turns the store has not).
-        fresh = [*history, {"role": "tool", "content": "{}", "tool_call_id": "t1"}]
-        await h.cp.sessions.save(CallSession(call_control_id=ccid, call_id=uuid.UUID(call["call_id"]),
-                                             org_id=org.id, history=fresh,
-                                             agent_state={"turns": 2}))
-        assert await resumed_history(h.cp, context) == (fresh, 2)
+    org, headers = await h.org()
+    call = await _answered_call(h, headers)
+    ccid = call["call_control_id"]
+    for index, (said, replied) in enumerate([("hi", "Hello!"), ("my order", "Let me look.")]):
+        await h.cp.recorder.record_turn(ccid, index, caller_text=said, agent_text=replied)
+    # The session as saved after the first turn only (the kill came before the second save).
+    await h.cp.sessions.save(CallSession(
+        call_control_id=ccid, call_id=uuid.UUID(call["call_id"]), org_id=org.id,
+        history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
+        agent_state={"turns": 1}))
+    context = await h.cp.recorder.lookup(ccid)
+    history, turns = await resumed_history(h.cp, context)
+    assert turns == 2  # the next turn is stored at index 2, not over "my order"
+    assert [m["content"] for m in history] == ["hi", "Hello!", "my order", "Let me look."]
+    # A session that is up to date is still the one used (it can hold tool turns the store has not).
+    fresh = [*history, {"role": "tool", "content": "{}", "tool_call_id": "t1"}]
+    await h.cp.sessions.save(CallSession(call_control_id=ccid, call_id=uuid.UUID(call["call_id"]),
+                                         org_id=org.id, history=fresh,
+                                         agent_state={"turns": 2}))
+    assert await resumed_history(h.cp, context) == (fresh, 2)

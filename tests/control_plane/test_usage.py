@@ -14,8 +14,7 @@ from control_plane.pricing import PriceTable, billed_seconds, price_call
 from control_plane.store import Call
 from control_plane.store.usage import UsageFigures
 
-from .fakes import harness
-from .helpers import make_campaign, run_async
+from .helpers import make_campaign
 
 DAY1 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
@@ -90,129 +89,121 @@ def test_usage_from_an_agent_report_keeps_only_sane_numbers():
     assert UsageFigures.parse({"llm_model": "m" * 500}).llm_model == "m" * 200
 
 
-@run_async
-async def test_estimates_and_the_model_are_stored_apart_and_priced_per_model(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        repo = await h.cp.repository()
-        call = await _call(repo, org.id, DAY1, seconds=30)
-        await repo.add_usage(call.id, org.id, UsageFigures.parse({
-            "llm_requests": 1, "llm_prompt_tokens": 1000, "llm_completion_tokens": 100, "llm_estimated_requests": 2,
-            "llm_estimated_prompt_tokens": 900, "llm_estimated_completion_tokens": 12, "llm_model": "gpt-4o-mini"}),
-            DAY1)
-        # A second agent (a stream picked up again) whose model is unknown keeps the known one.
-        totals = await repo.add_usage(call.id, org.id, UsageFigures(llm_estimated_requests=1,
-                                                                    llm_estimated_prompt_tokens=100), DAY1)
-        assert totals.llm_model == "gpt-4o-mini" and totals.llm_estimated_prompt_tokens == 1000
-        assert totals.llm_tokens == 1100 and totals.llm_estimated_tokens == 1012
+async def test_estimates_and_the_model_are_stored_apart_and_priced_per_model(h):
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    call = await _call(repo, org.id, DAY1, seconds=30)
+    await repo.add_usage(call.id, org.id, UsageFigures.parse({
+        "llm_requests": 1, "llm_prompt_tokens": 1000, "llm_completion_tokens": 100, "llm_estimated_requests": 2,
+        "llm_estimated_prompt_tokens": 900, "llm_estimated_completion_tokens": 12, "llm_model": "gpt-4o-mini"}),
+        DAY1)
+    # A second agent (a stream picked up again) whose model is unknown keeps the known one.
+    totals = await repo.add_usage(call.id, org.id, UsageFigures(llm_estimated_requests=1,
+                                                                llm_estimated_prompt_tokens=100), DAY1)
+    assert totals.llm_model == "gpt-4o-mini" and totals.llm_estimated_prompt_tokens == 1000
+    assert totals.llm_tokens == 1100 and totals.llm_estimated_tokens == 1012
+    body = await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json()
+    assert body["cost_items"]["llm_priced_as"] == "gpt-4o-mini"
+    assert body["cost_items"]["llm_estimated"] == "0.000157"  # 1000 x 0.15 / 1M + 12 x 0.60 / 1M
+    total = (await (await h.client.get("/api/usage", headers=headers)).json())["total"]
+    assert (total["llm_prompt_tokens"], total["llm_estimated_prompt_tokens"]) == (1000, 1000)
+    assert total["llm_estimated_completion_tokens"] == 12 and total["llm_default_priced_calls"] == 0
+    assert total["cost"]["llm_estimated"] == "0.000157"
+
+
+async def test_a_calls_agents_add_their_usage_and_fill_the_outcomes_tokens(h):
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    call = await _call(repo, org.id, DAY1, seconds=61)
+    call = await repo.update_call(call.id, lambda c: c.model_copy(update={"call_control_id": "v3:usage"}))
+    first = {"llm_requests": 2, "llm_prompt_tokens": 300, "llm_completion_tokens": 40, "stt_seconds": 20.5,
+             "tts_characters": 120, "tts_seconds": 8.25}
+    await h.cp.recorder.finish("v3:usage", summary="s", outcome={"outcome": "resolved"}, usage=first)
+    # The stream was picked up again: the second agent adds its own.
+    await h.cp.recorder.finish("v3:usage", outcome={"outcome": "resolved"}, usage={**first, "llm_requests": 1})
+    stored = await repo.get_call(org.id, call.id)
+    assert stored.outcome == {"outcome": "resolved", "llm_tokens": 680}
+    response = await h.client.get(f"/api/calls/{call.id}", headers=headers)
+    body = await response.json()
+    assert body["usage"] == {"llm_requests": 3, "llm_prompt_tokens": 600, "llm_completion_tokens": 80,
+                             "llm_estimated_requests": 0, "llm_estimated_prompt_tokens": 0,
+                             "llm_estimated_completion_tokens": 0, "llm_model": None,
+                             "stt_seconds": 41.0, "tts_characters": 240, "tts_seconds": 16.5}
+    items = body["cost_items"]
+    assert items["telephony_source"] == "estimate" and items["telephony"] == "0.011000"
+    lines = ("telephony", "streaming", "stt", "tts", "llm", "llm_estimated")
+    assert Decimal(items["total"]) == sum(Decimal(items[k]) for k in lines)
+
+    # Telnyx's call.cost, when it comes, replaces the minutes estimate.
+    await repo.update_call(call.id, lambda c: c.model_copy(update={"cost_amount": Decimal("0.02"),
+                                                                   "cost_currency": "USD"}))
+    items = (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["cost_items"]
+    assert items["telephony_source"] == "telnyx" and Decimal(items["telephony"]) == Decimal("0.02")
+
+
+async def test_usage_totals_are_the_sum_of_the_calls_per_day_and_campaign_and_org_scoped(h):
+    org, headers = await h.org("A")
+    other, other_headers = await h.org("B")
+    repo = await h.cp.repository()
+    campaign = await make_campaign(repo, org.id, "spring")
+    calls = [
+        await _call(repo, org.id, DAY1, seconds=61),
+        await _call(repo, org.id, DAY1 + timedelta(hours=1), seconds=7, campaign_id=campaign.id,
+                    cost=Decimal("0.0042")),
+        await _call(repo, org.id, DAY2, seconds=125, campaign_id=campaign.id),
+        await _call(repo, org.id, DAY2 + timedelta(hours=2)),  # never answered, no agent
+    ]
+    for i, call in enumerate(calls[:3]):
+        await repo.add_usage(call.id, org.id, UsageFigures(
+            llm_requests=i + 1, llm_prompt_tokens=1000 * (i + 1), llm_completion_tokens=77 * (i + 1),
+            stt_seconds=10.5 * (i + 1), tts_characters=333 * (i + 1), tts_seconds=4.0 * (i + 1)), DAY2)
+    theirs = await _call(repo, other.id, DAY1, seconds=600)
+    await repo.add_usage(theirs.id, other.id, UsageFigures(llm_prompt_tokens=10**6), DAY2)
+
+    per_call = Decimal(0)
+    for call in calls:
         body = await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json()
-        assert body["cost_items"]["llm_priced_as"] == "gpt-4o-mini"
-        assert body["cost_items"]["llm_estimated"] == "0.000157"  # 1000 x 0.15 / 1M + 12 x 0.60 / 1M
-        total = (await (await h.client.get("/api/usage", headers=headers)).json())["total"]
-        assert (total["llm_prompt_tokens"], total["llm_estimated_prompt_tokens"]) == (1000, 1000)
-        assert total["llm_estimated_completion_tokens"] == 12 and total["llm_default_priced_calls"] == 0
-        assert total["cost"]["llm_estimated"] == "0.000157"
+        per_call += Decimal(body["cost_items"]["total"])
 
+    report = await (await h.client.get("/api/usage", headers=headers)).json()
+    total = report["total"]
+    assert total["calls"] == 4 and total["llm_prompt_tokens"] == 6000 and total["llm_completion_tokens"] == 462
+    assert total["tts_characters"] == 1998 and total["stt_seconds"] == 63.0 and total["telnyx_costed_calls"] == 1
+    assert Decimal(total["cost"]["total"]) == per_call > 0 and total["cost"]["currency"] == "USD"
+    assert report["groups"] == []
 
-@run_async
-async def test_a_calls_agents_add_their_usage_and_fill_the_outcomes_tokens(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        repo = await h.cp.repository()
-        call = await _call(repo, org.id, DAY1, seconds=61)
-        call = await repo.update_call(call.id, lambda c: c.model_copy(update={"call_control_id": "v3:usage"}))
-        first = {"llm_requests": 2, "llm_prompt_tokens": 300, "llm_completion_tokens": 40, "stt_seconds": 20.5,
-                 "tts_characters": 120, "tts_seconds": 8.25}
-        await h.cp.recorder.finish("v3:usage", summary="s", outcome={"outcome": "resolved"}, usage=first)
-        # The stream was picked up again: the second agent adds its own.
-        await h.cp.recorder.finish("v3:usage", outcome={"outcome": "resolved"}, usage={**first, "llm_requests": 1})
-        stored = await repo.get_call(org.id, call.id)
-        assert stored.outcome == {"outcome": "resolved", "llm_tokens": 680}
-        response = await h.client.get(f"/api/calls/{call.id}", headers=headers)
-        body = await response.json()
-        assert body["usage"] == {"llm_requests": 3, "llm_prompt_tokens": 600, "llm_completion_tokens": 80,
-                                 "llm_estimated_requests": 0, "llm_estimated_prompt_tokens": 0,
-                                 "llm_estimated_completion_tokens": 0, "llm_model": None,
-                                 "stt_seconds": 41.0, "tts_characters": 240, "tts_seconds": 16.5}
-        items = body["cost_items"]
-        assert items["telephony_source"] == "estimate" and items["telephony"] == "0.011000"
-        lines = ("telephony", "streaming", "stt", "tts", "llm", "llm_estimated")
-        assert Decimal(items["total"]) == sum(Decimal(items[k]) for k in lines)
+    by_day = await (await h.client.get("/api/usage", params={"group_by": "day"}, headers=headers)).json()
+    assert [g["key"] for g in by_day["groups"]] == ["2026-03-01", "2026-03-02"]
+    assert [g["calls"] for g in by_day["groups"]] == [2, 2]
+    for name in ("telephony", "streaming", "stt", "tts", "llm", "total"):
+        assert sum(Decimal(g["cost"][name]) for g in by_day["groups"]) == Decimal(total["cost"][name])
 
-        # Telnyx's call.cost, when it comes, replaces the minutes estimate.
-        await repo.update_call(call.id, lambda c: c.model_copy(update={"cost_amount": Decimal("0.02"),
-                                                                       "cost_currency": "USD"}))
-        items = (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["cost_items"]
-        assert items["telephony_source"] == "telnyx" and Decimal(items["telephony"]) == Decimal("0.02")
+    by_campaign = await (await h.client.get("/api/usage", params={"group_by": "campaign"},
+                                            headers=headers)).json()
+    groups = {g["key"]: g for g in by_campaign["groups"]}
+    assert set(groups) == {str(campaign.id), None} and groups[str(campaign.id)]["calls"] == 2
+    assert groups[str(campaign.id)]["llm_prompt_tokens"] == 5000
+    assert sum(Decimal(g["cost"]["total"]) for g in groups.values()) == per_call
 
+    window = {"from": DAY2.isoformat(), "to": (DAY2 + timedelta(days=1)).isoformat()}
+    day2 = await (await h.client.get("/api/usage", params=window, headers=headers)).json()
+    assert day2["total"]["calls"] == 2 and day2["total"]["llm_prompt_tokens"] == 3000
 
-@run_async
-async def test_usage_totals_are_the_sum_of_the_calls_per_day_and_campaign_and_org_scoped(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        other, other_headers = await h.org("B")
-        repo = await h.cp.repository()
-        campaign = await make_campaign(repo, org.id, "spring")
-        calls = [
-            await _call(repo, org.id, DAY1, seconds=61),
-            await _call(repo, org.id, DAY1 + timedelta(hours=1), seconds=7, campaign_id=campaign.id,
-                        cost=Decimal("0.0042")),
-            await _call(repo, org.id, DAY2, seconds=125, campaign_id=campaign.id),
-            await _call(repo, org.id, DAY2 + timedelta(hours=2)),  # never answered, no agent
-        ]
-        for i, call in enumerate(calls[:3]):
-            await repo.add_usage(call.id, org.id, UsageFigures(
-                llm_requests=i + 1, llm_prompt_tokens=1000 * (i + 1), llm_completion_tokens=77 * (i + 1),
-                stt_seconds=10.5 * (i + 1), tts_characters=333 * (i + 1), tts_seconds=4.0 * (i + 1)), DAY2)
-        theirs = await _call(repo, other.id, DAY1, seconds=600)
-        await repo.add_usage(theirs.id, other.id, UsageFigures(llm_prompt_tokens=10**6), DAY2)
-
-        per_call = Decimal(0)
-        for call in calls:
-            body = await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json()
-            per_call += Decimal(body["cost_items"]["total"])
-
-        report = await (await h.client.get("/api/usage", headers=headers)).json()
-        total = report["total"]
-        assert total["calls"] == 4 and total["llm_prompt_tokens"] == 6000 and total["llm_completion_tokens"] == 462
-        assert total["tts_characters"] == 1998 and total["stt_seconds"] == 63.0 and total["telnyx_costed_calls"] == 1
-        assert Decimal(total["cost"]["total"]) == per_call > 0 and total["cost"]["currency"] == "USD"
-        assert report["groups"] == []
-
-        by_day = await (await h.client.get("/api/usage", params={"group_by": "day"}, headers=headers)).json()
-        assert [g["key"] for g in by_day["groups"]] == ["2026-03-01", "2026-03-02"]
-        assert [g["calls"] for g in by_day["groups"]] == [2, 2]
-        for name in ("telephony", "streaming", "stt", "tts", "llm", "total"):
-            assert sum(Decimal(g["cost"][name]) for g in by_day["groups"]) == Decimal(total["cost"][name])
-
-        by_campaign = await (await h.client.get("/api/usage", params={"group_by": "campaign"},
-                                                headers=headers)).json()
-        groups = {g["key"]: g for g in by_campaign["groups"]}
-        assert set(groups) == {str(campaign.id), None} and groups[str(campaign.id)]["calls"] == 2
-        assert groups[str(campaign.id)]["llm_prompt_tokens"] == 5000
-        assert sum(Decimal(g["cost"]["total"]) for g in groups.values()) == per_call
-
-        window = {"from": DAY2.isoformat(), "to": (DAY2 + timedelta(days=1)).isoformat()}
-        day2 = await (await h.client.get("/api/usage", params=window, headers=headers)).json()
-        assert day2["total"]["calls"] == 2 and day2["total"]["llm_prompt_tokens"] == 3000
-
-        mine_only = await (await h.client.get("/api/usage", headers=other_headers)).json()
-        assert mine_only["total"]["calls"] == 1 and mine_only["total"]["llm_prompt_tokens"] == 10**6
-        missing = await h.client.get(f"/api/calls/{theirs.id}", headers=headers)
-        assert missing.status == 404
+    mine_only = await (await h.client.get("/api/usage", headers=other_headers)).json()
+    assert mine_only["total"]["calls"] == 1 and mine_only["total"]["llm_prompt_tokens"] == 10**6
+    missing = await h.client.get(f"/api/calls/{theirs.id}", headers=headers)
+    assert missing.status == 404
 
 
 @pytest.mark.parametrize("params", [{"group_by": "week"}, {"from": "yesterday"},
                                     {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
                                     {"extra": "1"}])
-@run_async
-async def test_bad_usage_queries_are_clear_400s(settings, params):
-    async with harness(settings) as h:
-        _, headers = await h.org()
-        response = await h.client.get("/api/usage", params=params, headers=headers)
-        assert response.status == 400
-        assert (await response.json())["error"]["code"] == "validation_error"
-        assert (await h.client.get("/api/usage")).status == 401
+async def test_bad_usage_queries_are_clear_400s(h, params):
+    _, headers = await h.org()
+    response = await h.client.get("/api/usage", params=params, headers=headers)
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "validation_error"
+    assert (await h.client.get("/api/usage")).status == 401
 
 
 def test_serve_warns_at_start_when_its_llm_has_no_price_of_its_own():

@@ -27,6 +27,7 @@ from engine.providers.deepgram_stt import DeepgramOptions, DeepgramSpeechToText
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from tests.fixtures.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole calls over sockets through every emulator, seconds each
 
@@ -115,10 +116,8 @@ class Harness:
                           "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
             }).decode())
             result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id, mark_echo=mark_echo).run(ws)
-        for _ in range(100):  # the agent reports after the stream closes
-            if all(a.reporter.reports for a in self.agents):
-                break
-            await asyncio.sleep(0.05)  # polling: the agents have no hook to wait on
+        # The agent reports after the stream closes.
+        await eventually(lambda: all(a.reporter.reports for a in self.agents), what="every agent's report")
         return result
 
 
