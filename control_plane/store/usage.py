@@ -62,6 +62,19 @@ class UsageFigures:
     def llm_estimated_tokens(self) -> int:
         return self.llm_estimated_prompt_tokens + self.llm_estimated_completion_tokens
 
+    def at_least(self, other: UsageFigures) -> UsageFigures:
+        """Each figure the larger of the two (an agent's running totals only grow); the model known."""
+        return UsageFigures(**{c: max(getattr(self, c), getattr(other, c)) for c in _COLUMNS},
+                            llm_model=self.llm_model or other.llm_model)
+
+    def minus(self, other: UsageFigures) -> UsageFigures:
+        """What these figures add to ``other`` (none below 0); the model is kept."""
+        return UsageFigures(**{c: max(getattr(self, c) - getattr(other, c), 0) for c in _COLUMNS},
+                            llm_model=self.llm_model or other.llm_model)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, c) for c in _COLUMNS)
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

@@ -545,7 +545,6 @@ class CallAgent(MediaListener):
             log.exception("call %s: the summary failed", self.call_control_id)
             self.errors.append(f"summary: {type(exc).__name__}")
             summary, outcome = None, None
-        self.usage.stt_bytes = self.recogniser.sent_bytes
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,
             transcript=self.conversation.transcript(),
@@ -555,9 +554,13 @@ class CallAgent(MediaListener):
             turns=self.records.turns,
             speculation=self.speculation.as_dict(),
             errors=list(self.errors),
-            usage=self.usage.as_dict(),
+            usage=self._usage_so_far(),
         ))
+
+    def _usage_so_far(self) -> dict[str, Any]:
+        self.usage.stt_bytes = self.recogniser.sent_bytes
+        return self.usage.as_dict()
 
     def _report_turn(self, reply: Reply, agent_text: str, *, interrupted: bool) -> None:
         self.records.turn(self.conversation, reply.user_text, agent_text, interrupted=interrupted,
-                          timeline=reply.timeline)
+                          timeline=reply.timeline, usage=self._usage_so_far())

@@ -48,7 +48,10 @@ def _env(settings: Any, emulator: RunningEmulator, port: int, **extra: str) -> d
         "CALLAGENT_TELNYX_PUBLIC_KEY": emulator.public_key_b64, "CALLAGENT_TELNYX_CONNECTION_ID": "1234567890",
         "CALLAGENT_SERVER__PUBLIC_URL": f"http://127.0.0.1:{port}", "CALLAGENT_SERVER__PORT": str(port),
         "CALLAGENT_API__CALL_STARTS_PER_MINUTE": "100000",
-        "CALLAGENT_CAMPAIGNS__LEASE_S": "2", "CALLAGENT_CAMPAIGNS__SWEEP_INTERVAL_S": "0.2",
+        # A dial's lease outlasts its request (dial_timeout_s + 1): 2.5 s, under the 5 s the webhooks
+        # are held back, so the taking-over worker must re-send what the killed one placed.
+        "CALLAGENT_CAMPAIGNS__LEASE_S": "2", "CALLAGENT_CAMPAIGNS__DIAL_TIMEOUT_S": "1.5",
+        "CALLAGENT_CAMPAIGNS__SWEEP_INTERVAL_S": "0.2",
         "CALLAGENT_CAMPAIGNS__POLL_INTERVAL_S": "0.1", "CALLAGENT_CAMPAIGNS__OUTCOME_GRACE_S": "0.5",
         "CALLAGENT_WEBHOOKS__POLL_INTERVAL_S": "0.1", "CALLAGENT_WEBHOOKS__CLAIM_LEASE_S": "3",
         "CALLAGENT_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",

@@ -101,6 +101,30 @@ async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(h):
     assert _for(h, "get_call", call) and not _for(h, "streaming_start", call)
 
 
+async def test_a_call_that_ended_while_no_instance_looked_is_billed_to_its_real_end(h):
+    # Its instance was killed mid-call; the callee hung up 30 s after answering, and the hangup's
+    # webhook never made it (the instance was gone, retries ran out). A survivor sweeps 10 minutes
+    # later: the call ends when Telnyx says it did, so its minutes (and its campaign contact's
+    # cost) are not ten minutes of nobody talking.
+    from datetime import timedelta
+
+    from control_plane.pricing import answered_seconds
+
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    campaign = await make_campaign(repo, org.id, "renewals")
+    call = await _answered_call(h, headers, campaign_id=str(campaign.id))
+    answered_at = (await _row(h, call)).answered_at
+    end = answered_at + timedelta(seconds=30)
+    h.telnyx.calls[call["call_control_id"]] = {"is_alive": False, "end_time": end.isoformat()}
+    await h.cp.recovery.sweep(now=answered_at + timedelta(minutes=10))
+    row = await _row(h, call)
+    assert row.status == "completed" and row.status_history[-1].reason == LOST_REASON
+    assert row.ended_at == end and answered_seconds(row.answered_at, row.ended_at) == 30  # not 600
+    store = await h.cp.campaigns.store()
+    assert await store.live_calls(campaign.id) == 0
+
+
 # -- whole calls: the Telnyx emulator, the speech emulators, the real agent -------------------------
 
 SCRIPT = "plain-01-order-status"

@@ -111,6 +111,36 @@ async def test_estimates_and_the_model_are_stored_apart_and_priced_per_model(h):
     assert total["cost"]["llm_estimated"] == "0.000157"
 
 
+async def test_usage_is_stored_turn_by_turn_so_a_killed_instance_loses_at_most_one_turns(h):
+    from control_plane.pipeline import StoreReporter
+    from engine.conversation.ports import CallReport, TurnRecord
+
+    def running(turns: int) -> dict[str, float]:  # an agent's running totals after ``turns`` turns
+        return {"llm_requests": turns, "llm_prompt_tokens": 100 * turns, "llm_completion_tokens": 10 * turns,
+                "stt_seconds": 2.5 * turns, "tts_characters": 30 * turns, "tts_seconds": 1.5 * turns}
+
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    call = await _call(repo, org.id, DAY1, seconds=61)
+    await repo.update_call(call.id, lambda c: c.model_copy(update={"call_control_id": "v3:turns"}))
+    meta = {"call_id": call.id, "org_id": org.id}
+    killed = StoreReporter(h.cp, meta)  # the first instance's agent: two turns, then SIGKILL (no report)
+    for n in (1, 2):
+        await killed.turn("v3:turns", TurnRecord(index=n, caller_text="hi", agent_text="hello",
+                                                 interrupted=False, timeline={}, usage=running(n)))
+
+    async def usage() -> dict[str, float]:
+        return (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["usage"]
+
+    assert await usage() == running(2)  # not lost with the instance
+    resumed = StoreReporter(h.cp, meta)  # the survivor's agent, its own running totals from 0
+    await resumed.turn("v3:turns", TurnRecord(index=3, caller_text="hi", agent_text="hello",
+                                              interrupted=False, timeline={}, usage=running(1)))
+    await resumed.finished(CallReport(call_control_id="v3:turns", transcript=[], summary="s", outcome=None,
+                                      end_reason="hangup", turns=3, usage=running(2)))
+    assert await usage() == running(4)  # each agent's totals once: nothing counted twice
+
+
 async def test_a_calls_agents_add_their_usage_and_fill_the_outcomes_tokens(h):
     org, headers = await h.org()
     repo = await h.cp.repository()

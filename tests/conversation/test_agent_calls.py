@@ -146,6 +146,11 @@ async def test_a_multi_turn_call_is_transcribed_answered_and_summarised(stt):
     (report,) = agent.reporter.reports
     assert report.summary and report.outcome and report.outcome.get("outcome")
     assert [m["role"] for m in report.transcript][:2] == ["user", "assistant"]
+    # Each turn's record carries the agent's running usage (stored with it: a crash loses one turn's).
+    requests = [t.usage["llm_requests"] for t in turns]
+    assert requests == sorted(requests) and requests[0] >= 1 and turns[-1].usage["stt_seconds"] > 0
+    assert report.usage["llm_requests"] >= requests[-1]
+    assert report.usage["stt_seconds"] >= turns[-1].usage["stt_seconds"]
 
 
 async def test_the_last_turn_is_recorded_though_the_call_ends_right_after_it(monkeypatch):

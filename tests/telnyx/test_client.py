@@ -191,6 +191,17 @@ async def test_429_raises_rate_limited_with_retry_after(telnyx_world) -> None:
     assert limited.retry_after_s is not None and 0 < limited.retry_after_s <= 2
     assert len(_posts(emulator, "/v2/calls")) == 2  # not retried
     assert len(emulator.dial_log) == 1
+    assert limited.after_unanswered is False  # its only try was refused: nothing ran
+
+
+async def test_a_429_after_an_unanswered_try_says_the_first_may_have_run(telnyx_world) -> None:
+    emulator, _sink, client = telnyx_world
+    emulator.faults.slow_next(1, delay_s=2.0, match="/v2/calls")  # runs, answers late
+    emulator.set_rate_limit(1, window_s=60.0)  # the client's re-send is refused
+    with pytest.raises(TelnyxRateLimited) as info:
+        await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    assert info.value.after_unanswered is True
+    assert len(emulator.dial_log) == 1  # the first try did dial
 
 
 def test_retry_after_header_parsing() -> None:

@@ -44,6 +44,24 @@ async def test_unanswered_number_times_out_after_timeout_secs() -> None:
 
 
 @pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_time_limit_counts_from_the_answer_in_real_time() -> None:
+    # Telnyx ends the leg time_limit_secs "after being answered". The limit bounds the answered
+    # call, whose media is real time, so a time-scaled emulator must not shrink it: here a
+    # scaled limit would be 20 ms, and one counted from the dial would end the call while it rang.
+    async with world(time_scale=0.01) as (emulator, sink, client):
+        emulator.set_number_behaviour(TO, NumberBehaviour(answer="human", ring_s=100.0))  # 1 s, scaled
+        loop = asyncio.get_running_loop()
+        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, time_limit_secs=2)
+        await sink.wait_for("call.answered", result.call_control_id)
+        answered = loop.time()
+        assert (await client.get_call(result.call_control_id))["is_alive"] is True
+        hangup, = await sink.wait_for("call.hangup", result.call_control_id)
+        assert loop.time() - answered == pytest.approx(2, abs=0.05)  # virtual time: the limit, unscaled
+        assert hangup.payload["hangup_cause"] == "time_limit"
+        assert sink.types(result.call_control_id) == ["call.initiated", "call.answered", "call.hangup"]
+
+
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_voicemail_with_amd_reports_machine_then_the_beep(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     emulator.set_number_behaviour(TO, "voicemail")
