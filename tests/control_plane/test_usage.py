@@ -129,8 +129,10 @@ async def test_usage_is_stored_turn_by_turn_so_a_killed_instance_loses_at_most_o
         await killed.turn("v3:turns", TurnRecord(index=n, caller_text="hi", agent_text="hello",
                                                  interrupted=False, timeline={}, usage=running(n)))
 
-    async def usage() -> dict[str, float]:
-        return (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["usage"]
+    async def usage() -> dict[str, float]:  # (the figures running() sets; estimates and model stay 0 / None)
+        body = (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["usage"]
+        assert body["llm_estimated_prompt_tokens"] == 0 and body["llm_model"] is None
+        return {k: body[k] for k in running(0)}
 
     assert await usage() == running(2)  # not lost with the instance
     resumed = StoreReporter(h.cp, meta)  # the survivor's agent, its own running totals from 0
@@ -253,3 +255,13 @@ def test_a_campaigns_contract_rate_prices_every_model():
     table = CostRates(llm_per_1k_tokens=Decimal("0.002")).price_table()
     for model in ("gpt-4o-mini", "other", None):
         assert table.llm_price(model)[0].prompt_per_1m_tokens == Decimal(2)
+
+
+def test_running_totals_keep_the_calls_model():
+    first = UsageFigures(llm_prompt_tokens=5, llm_model="gpt-4o-mini")
+    later = UsageFigures(llm_prompt_tokens=9, llm_estimated_prompt_tokens=4)
+    assert later.at_least(first) == UsageFigures(llm_prompt_tokens=9, llm_estimated_prompt_tokens=4,
+                                                  llm_model="gpt-4o-mini")
+    assert later.minus(first) == UsageFigures(llm_prompt_tokens=4, llm_estimated_prompt_tokens=4,
+                                              llm_model="gpt-4o-mini")
+    assert not UsageFigures(llm_model="gpt-4o-mini")  # a model alone is no usage to record
