@@ -74,6 +74,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.telnyx_emulator import NumberBehaviour, start_emulator
+from bench.usage import usage_line, usage_report
 
 AGENT = {"personality": "friendly", "voice": "Telnyx.NaturalHD.astra", "language": "en-US"}
 CALLER_IDS = ["+14155550100", "+14155550101", "+14155550102", "+14155550103"]
@@ -178,11 +179,17 @@ class _Load:
                 emulator.set_number_behaviour(_number(i), _behaviour(i))
         return cls(emulator, callees, providers)
 
-    def llm_usage(self) -> dict[str, int]:
-        """The tokens the LLM emulator reported to its clients (what a real server would bill)."""
+    def llm_usage(self) -> dict[str, float]:
+        """What the emulators served: the LLM's tokens as it reported them, the TTS characters and
+        STT audio seconds they received (what real providers would bill)."""
         stats = self.providers.llm.stats if self.providers is not None else None
+        p = self.providers
         return {"prompt_tokens": stats.prompt_tokens if stats else 0,
-                "completion_tokens": stats.completion_tokens if stats else 0}
+                "completion_tokens": stats.completion_tokens if stats else 0,
+                "unreported_prompt_tokens": stats.unreported_prompt_tokens if stats else 0,
+                "unreported_completion_tokens": stats.unreported_completion_tokens if stats else 0,
+                "tts_characters": p.tts.stats.characters if p else 0,
+                "stt_seconds": p.stt.stats.audio_seconds if p else 0.0}
 
     def provider_urls(self) -> dict[str, str] | None:
         p = self.providers
@@ -211,7 +218,7 @@ class _LocalEmulator:
     async def conversations(self) -> tuple[list[dict[str, Any]], int]:
         return list(self.load.callees.measurements), self.load.callees.talks
 
-    async def llm_usage(self) -> dict[str, int]:
+    async def llm_usage(self) -> dict[str, float]:
         return self.load.llm_usage()
 
     async def close(self) -> None:
@@ -278,7 +285,7 @@ class _EmulatorProcess:
             body = await response.json()
             return body["data"], body["talkers"]
 
-    async def llm_usage(self) -> dict[str, int]:
+    async def llm_usage(self) -> dict[str, float]:
         async with aiohttp.ClientSession() as http, http.get(self.results_url) as response:
             return dict((await response.json())["llm_usage"])
 
@@ -458,7 +465,7 @@ async def run_campaign_bench(contacts: int = 1000, concurrency: int = 100, calls
         if providers is not None:
             await _drain_agents(app)  # every agent has reported its usage
             async with aiohttp.ClientSession() as http:
-                usage = await _usage_figures(http, base, headers, await emulator.llm_usage())
+                usage = await usage_report(http, base, headers, await emulator.llm_usage())
         store = await cp.campaigns.store()
         rows = await store.contacts(uuid.UUID(campaign_id))
         figures = _figures(await emulator.dial_log(), rows, report["accepted"], contacts, calls_per_minute)
@@ -512,50 +519,6 @@ async def _drain_agents(app: Any, timeout_s: float = 20.0) -> None:
         if not app[METRICS_KEY].sessions.live and not getattr(agent, "_background", ()):
             return
         await asyncio.sleep(0.1)
-
-
-async def _usage_figures(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
-                         reported: dict[str, int]) -> dict[str, Any]:
-    """The organisation's usage and cost (``GET /api/usage``) beside the sum of its calls' own
-    figures (``GET /api/calls/{id}``): equal when every part is counted once (``parts_match``).
-    And the tokens the LLM emulator reported: a reply cut off (barge-in, hang-up) after the server
-    sent its usage chunk but before the agent read it is billed but not counted
-    (``unreported_tokens``, never negative)."""
-    from decimal import Decimal
-
-    async with http.get(f"{base}/api/usage", headers=headers) as response:
-        report = await response.json()
-        assert response.status == 200, report
-    calls: list[dict[str, Any]] = []
-    params: dict[str, str] = {"limit": "100"}
-    while True:
-        async with http.get(f"{base}/api/calls", params=params, headers=headers) as response:
-            page = await response.json()
-            assert response.status == 200, page
-        calls += page["data"]
-        if not page["next_cursor"]:
-            break
-        params["cursor"] = page["next_cursor"]
-    cost = Decimal(0)
-    tokens = {"prompt_tokens": 0, "completion_tokens": 0}
-    for call in calls:
-        async with http.get(f"{base}/api/calls/{call['id']}", headers=headers) as response:
-            detail = await response.json()
-        cost += Decimal(detail["cost_items"]["total"])
-        tokens["prompt_tokens"] += detail["usage"]["llm_prompt_tokens"]
-        tokens["completion_tokens"] += detail["usage"]["llm_completion_tokens"]
-    total = report["total"]
-    return {
-        "calls": total["calls"], "llm_prompt_tokens": total["llm_prompt_tokens"],
-        "llm_completion_tokens": total["llm_completion_tokens"], "stt_seconds": total["stt_seconds"],
-        "tts_characters": total["tts_characters"], "tts_seconds": total["tts_seconds"],
-        "cost": total["cost"], "calls_cost_sum": str(cost), "calls_tokens_sum": tokens,
-        "emulator_reported_tokens": reported,
-        "unreported_tokens": {k: reported[k] - tokens[k] for k in tokens},
-        "parts_match": (Decimal(total["cost"]["total"]) == cost and len(calls) == total["calls"]
-                        and tokens == {"prompt_tokens": total["llm_prompt_tokens"],
-                                       "completion_tokens": total["llm_completion_tokens"]}),
-    }
 
 
 def _conversation_figures(conversations: list[dict[str, Any]], talkers: int,
@@ -627,9 +590,8 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
                  f"app cpu {figures.get('app_cpu_pct')} %, load cpu {figures.get('load_cpu_pct')} %)")
     usage = figures.get("usage")
     if usage:
-        lines.append(f"{'usage':<18} {usage['llm_prompt_tokens']}+{usage['llm_completion_tokens']} tokens, "
-                     f"cost {usage['cost']['total']} {usage['cost']['currency']} "
-                     f"(parts match: {usage['parts_match']}; unreported {usage['unreported_tokens']})")
+        lines.append(f"{'usage':<18} {usage_line(usage)}")
+        lines += [f"{'  mismatch':<18} {m}" for m in usage["mismatches"]]
     return lines
 
 

@@ -36,16 +36,21 @@ import aiohttp
 import orjson
 
 from callagent import freeze_startup_heap
+from control_plane.store.records import TERMINAL_STATUSES
 from engine.providers.stt_engines import ENGINES, UNKNOWN, stt_engine
 
 from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
 from .corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, CallScript, load_corpus
+from .events import EventReceiver, expected_events, wait_for
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
 from .report import RunFigures, print_categories, print_table, write_json, write_plot
 from .telnyx_emulator.media import MarkEcho
+from .usage import call_details, usage_line, usage_report
 
 ENGINE_CORE = 0
 LOAD_CORE = 1
+SETTLE_S = 60.0
+"""How long, after the last call, its records (summary, usage) and events may take to arrive."""
 CALLERS = {"corpus": (CORPUS_DIR,), "field": (FIELD_DIR,), "all": (CORPUS_DIR, FIELD_DIR)}
 
 
@@ -75,6 +80,9 @@ class BenchOptions:
     """as-registered (the lines' own punctuation) or none (an engine that does not punctuate)."""
     knowledge_passages: int = 0
     """Full path: attach a knowledge base of this many passages (bench.kb's corpus) to every call."""
+    events: str = "off"
+    """Full path, ``on``: the organisation's event webhooks go to a receiver on the load side
+    (bench.events), which verifies and counts them; ``off``: no endpoint, no events."""
 
     @property
     def mark_echo_policy(self) -> MarkEcho:
@@ -180,7 +188,12 @@ class FullPath:
         self.waiting: dict[str, asyncio.Future[CallMeasurement]] = {}
         self.scripts: dict[str, CallScript] = {}
         self.gaps: dict[str, ReplyGaps | None] = {}
+        self.call_ids: list[str] = []
         self._next = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def on_result(self, call: Any, result: CallMeasurement) -> None:
         future = self.waiting.pop(call.to, None)
@@ -196,12 +209,13 @@ class FullPath:
         self.scripts[to] = script
         self.gaps[to] = gaps
         async with client.post(
-            engine_url + "/api/calls/start", headers={"Authorization": f"Bearer {self.api_key}"},
+            engine_url + "/api/calls/start", headers=self.headers,
             json={"to": to, "from": "+15550100000", "agent_config": self.agent_config},
         ) as response:
             if response.status >= 300:
                 self.waiting.pop(to, None)
                 raise RuntimeError(f"call start failed: HTTP {response.status} {await response.text()}")
+            self.call_ids.append((await response.json())["call_id"])
         return await asyncio.wait_for(future, timeout=180)
 
     def pick(self, call: Any) -> CallScript:
@@ -298,6 +312,10 @@ async def run_bench(options: BenchOptions) -> int:
 
     console = Console()
     mark_echo = options.mark_echo_policy  # a bad mode fails here, before anything starts
+    if options.events not in ("on", "off"):
+        raise SystemExit(f"--events is on or off, not {options.events!r}")
+    if options.events == "on" and (options.path != "full" or options.target):
+        raise SystemExit("--events on needs the full path of a server the bench starts")
     stt_name = stt_engine(options.stt_engine).name
     if stt_name == UNKNOWN.name:
         raise SystemExit(f"unknown STT engine {options.stt_engine!r}; known: {', '.join(ENGINES)}")
@@ -307,6 +325,7 @@ async def run_bench(options: BenchOptions) -> int:
     engine: EngineProcess | None = None
     carrier = None
     full: FullPath | None = None
+    receiver: EventReceiver | None = EventReceiver() if options.events == "on" else None
     try:
         if options.target:
             engine_url, engine_pid = options.target.rstrip("/"), None
@@ -319,15 +338,21 @@ async def run_bench(options: BenchOptions) -> int:
             if options.path == "full":
                 full, extra_env = await _start_full_path(port, mark_echo, options.knowledge_passages)
                 carrier = full.carrier
+                if receiver is not None:
+                    await receiver.start()
+                    extra_env["CALLAGENT_OUTBOUND_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES"] = "true"
             extra_env["CALLAGENT_PROVIDERS__STT_ENGINE"] = stt_name
             engine = EngineProcess(emulators, port=port, extra_env=extra_env)
             await engine.ready()
             engine_url, engine_pid = engine.url, engine.proc.pid
+            if receiver is not None and full is not None:
+                async with aiohttp.ClientSession() as http:
+                    await receiver.register(http, engine_url, full.headers)
             console.print(
                 f"engine pid {engine_pid} on core {ENGINE_CORE if engine.pinned else 'any'}; "
                 f"load side on core {LOAD_CORE if pinned_self else 'any'}; provider profile {options.profile!r}; "
                 f"STT engine {stt_name}; STT punctuation: {options.stt_punctuation}; path {options.path}; "
-                f"marks echoed: {mark_echo.mode}"
+                f"marks echoed: {mark_echo.mode}; event webhooks: {options.events}"
             )
         freeze_startup_heap()  # the emulators' and corpus' objects: a full GC would stall every callee
         levels = (
@@ -360,6 +385,8 @@ async def run_bench(options: BenchOptions) -> int:
                     break
                 held = level
         result: dict[str, Any] = runs[-1] if not options.capacity else {"levels": runs, "capacity": held}
+        if full is not None and not options.capacity:
+            result.update(await _accounts(full, engine_url, emulators, receiver, console))
         if options.capacity:
             console.print(f"capacity: {held} concurrent calls held p95 < 400 ms and p99 lateness ≤ 5 ms"
                           if held else "capacity: the first level already missed the targets")
@@ -368,13 +395,56 @@ async def run_bench(options: BenchOptions) -> int:
         if options.plot_path:
             write_plot(options.plot_path, runs, stage_samples)
         last = runs[-1]
-        return 0 if last["calls_failed"] == 0 else 1
+        ok = last["calls_failed"] == 0 and not (result.get("usage") or {}).get("mismatches")
+        if result.get("events"):
+            ok = ok and result["events"]["events_missing"] == 0 and result["events"]["bad_signatures"] == 0
+        return 0 if ok else 1
     finally:
         if engine is not None:
             engine.stop()
         if carrier is not None:
             await carrier.close()
+        if receiver is not None:
+            await receiver.close()
         await emulators.close()
+
+
+async def _accounts(full: FullPath, engine_url: str, emulators: Any, receiver: EventReceiver | None,
+                    console: Any) -> dict[str, Any]:
+    """After the calls: once every call has ended and its agent reported (the outcome's
+    ``llm_tokens``), its usage and cost against the emulators' counts (bench.usage), and with
+    ``--events on`` what the receiver got against what the call records say happened."""
+    out: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as http:
+        async def settled() -> bool:
+            details = await call_details(http, engine_url, full.headers)
+            return all(d["status"] in TERMINAL_STATUSES and "llm_tokens" in (d.get("outcome") or {})
+                       for d in details)
+
+        if not await wait_for(settled, SETTLE_S):
+            console.print(f"[yellow]some calls had not reported their usage {SETTLE_S:.0f} s after the run[/]")
+        details = await call_details(http, engine_url, full.headers)
+        served = {"prompt_tokens": emulators.llm.stats.prompt_tokens,
+                  "completion_tokens": emulators.llm.stats.completion_tokens,
+                  "unreported_prompt_tokens": emulators.llm.stats.unreported_prompt_tokens,
+                  "unreported_completion_tokens": emulators.llm.stats.unreported_completion_tokens,
+                  "tts_characters": emulators.tts.stats.characters,
+                  "stt_seconds": emulators.stt.stats.audio_seconds}
+        usage = out["usage"] = await usage_report(http, engine_url, full.headers, served, details)
+        console.print(f"usage: {usage_line(usage)}")
+        for line in usage["mismatches"]:
+            console.print(f"[red]  mismatch: {line}[/]")
+        if receiver is not None:
+            expected = {d["id"]: expected_events(d) for d in details}
+            want = sum(sum(c.values()) for c in expected.values())
+            await wait_for(lambda: receiver.count() >= want, SETTLE_S)
+            events = out["events"] = receiver.figures(expected)
+            lag = events["delivery_lag_ms"]
+            console.print(f"events: {events['events_received']}/{events['events_expected']} received, "
+                          f"{events['events_missing']} missing, {events['bad_signatures']} bad signatures, "
+                          f"{events['events_out_of_order_calls']} calls out of order; "
+                          f"delivery lag p50 {lag['p50']} / p95 {lag['p95']} ms")
+    return out
 
 
 async def _start_full_path(port: int, mark_echo: MarkEcho,

@@ -115,7 +115,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
-            knowledge_passages=args.knowledge,
+            knowledge_passages=args.knowledge, events=args.events,
             mark_echo_late_s=args.mark_echo_late, stt_punctuation=args.stt_punctuation,
         )
         configure_logging("WARNING")
@@ -466,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="PATH", help="write an HTML page with latency CDFs")
     bench.add_argument("--webhooks", type=int, metavar="RATE",
                        help="post signed webhooks at RATE per second for 10 s; report acknowledgement latency")
+    bench.add_argument("--events", choices=["on", "off"], default="off",
+                       help="calls: the bench organisation's event webhooks (every type) to a receiver the "
+                            "bench runs, which verifies and counts them (events received/expected, delivery lag)")
     bench.add_argument("--campaign", type=int, metavar="N",
                        help="run an N-contact campaign against the emulator (dialer exactness and pacing, "
                        "turn latency while it dials)")

@@ -132,6 +132,17 @@ def describe_providers(settings: Settings) -> str:
     return f"STT: {stt}; LLM: {llm}; TTS: {tts}"
 
 
+def unpriced_model(settings: Settings, model: str | None) -> str | None:
+    """The start-up warning for an LLM the price table does not list (priced at the default)."""
+    table = settings.pricing
+    if model is not None and model in table.llm_models:
+        return None
+    return (f"the LLM {model or '(a plugin that names no model)'} has no price in pricing.llm_models: its tokens "
+            f"are priced at the default, {table.llm_prompt_per_1m_tokens} / {table.llm_completion_per_1m_tokens} "
+            f"{table.currency} per 1M prompt / completion tokens (CALLAGENT_PRICING__LLM_PROMPT_PER_1M_TOKENS, "
+            "..._COMPLETION_PER_1M_TOKENS, or list it in CALLAGENT_PRICING__LLM_MODELS)")
+
+
 def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:
     """The LLM client's settings: only the sampling options the deployment set are sent."""
     return builtin.chat_config(cfg, api_key=api_key, base_url=base_url, model=model)
@@ -224,6 +235,9 @@ async def _build(settings: Settings, http: aiohttp.ClientSession,
     stt: SpeechToText = registry.create("stt", context("stt", cfg.stt))
     llm: ChatModel = registry.create("llm", context("llm", cfg.llm))
     tts: TextToSpeech = registry.create("tts", context("tts", cfg.tts))
+    unpriced = unpriced_model(settings, getattr(llm, "model_name", None))
+    if unpriced is not None and local is None:
+        log.warning(unpriced)
     # Load the offline models now, not on the first call (the agent gives a provider 2 s).
     await asyncio.gather(*(p.warm() for p in (stt, tts) if hasattr(p, "warm")))
     # None: each STT's own bound (SpeechToText.final_wait_s: per engine, Whisper's 3 s).

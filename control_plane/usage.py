@@ -17,6 +17,7 @@ from .store.usage import CallUsageRow, UsageFigures
 
 GroupBy = Literal["day", "campaign"]
 ZERO = Decimal(0)
+LINES = ("telephony", "streaming", "stt", "tts", "llm", "llm_estimated", "total")
 
 
 def call_cost(table: PriceTable, *, answered_at: datetime | None, ended_at: datetime | None,
@@ -25,6 +26,8 @@ def call_cost(table: PriceTable, *, answered_at: datetime | None, ended_at: date
         table, seconds=answered_seconds(answered_at, ended_at), stt_seconds=usage.stt_seconds,
         tts_characters=usage.tts_characters, tts_seconds=usage.tts_seconds, prompt_tokens=usage.llm_prompt_tokens,
         completion_tokens=usage.llm_completion_tokens, telnyx_cost=telnyx_cost,
+        estimated_prompt_tokens=usage.llm_estimated_prompt_tokens,
+        estimated_completion_tokens=usage.llm_estimated_completion_tokens, llm_model=usage.llm_model,
     )
 
 
@@ -39,12 +42,15 @@ class Totals:
     answered_seconds: float = 0.0
     llm_prompt_tokens: int = 0
     llm_completion_tokens: int = 0
+    llm_estimated_prompt_tokens: int = 0
+    llm_estimated_completion_tokens: int = 0
+    llm_default_priced_calls: int = 0
     stt_seconds: float = 0.0
     tts_characters: int = 0
     tts_seconds: float = 0.0
     telnyx_costed_calls: int = 0
     cost: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(
-        ("telephony", "streaming", "stt", "tts", "llm", "total"), ZERO))
+        LINES, ZERO))
 
     def add(self, row: CallUsageRow, lines: CostLines) -> None:
         usage = row.usage
@@ -52,17 +58,24 @@ class Totals:
         self.answered_seconds += answered_seconds(row.answered_at, row.ended_at)
         self.llm_prompt_tokens += usage.llm_prompt_tokens
         self.llm_completion_tokens += usage.llm_completion_tokens
+        self.llm_estimated_prompt_tokens += usage.llm_estimated_prompt_tokens
+        self.llm_estimated_completion_tokens += usage.llm_estimated_completion_tokens
+        used_llm = usage.llm_requests + usage.llm_estimated_requests > 0
+        self.llm_default_priced_calls += used_llm and lines.llm_priced_as == "default"
         self.stt_seconds += usage.stt_seconds
         self.tts_characters += usage.tts_characters
         self.tts_seconds += usage.tts_seconds
         self.telnyx_costed_calls += lines.telephony_source == "telnyx"
-        for name in ("telephony", "streaming", "stt", "tts", "llm", "total"):
+        for name in LINES:
             self.cost[name] += getattr(lines, name)
 
     def as_dict(self, currency: str) -> dict[str, Any]:
         return {
             "calls": self.calls, "answered_seconds": round(self.answered_seconds, 3),
             "llm_prompt_tokens": self.llm_prompt_tokens, "llm_completion_tokens": self.llm_completion_tokens,
+            "llm_estimated_prompt_tokens": self.llm_estimated_prompt_tokens,
+            "llm_estimated_completion_tokens": self.llm_estimated_completion_tokens,
+            "llm_default_priced_calls": self.llm_default_priced_calls,
             "stt_seconds": round(self.stt_seconds, 3), "tts_characters": self.tts_characters,
             "tts_seconds": round(self.tts_seconds, 3), "telnyx_costed_calls": self.telnyx_costed_calls,
             "cost": {**{k: str(v) for k, v in self.cost.items()}, "currency": currency},

@@ -23,6 +23,17 @@ def drop_connection(request: web.Request) -> None:
         transport.abort()
 
 
+async def accept(ws: web.WebSocketResponse, request: web.Request) -> bool:
+    """Send the handshake's answer; False when the client already went away (it gave up waiting):
+    nobody to serve, and nothing worth a traceback. The handler then returns a plain response,
+    which aiohttp drops quietly on the closed connection (the half-prepared socket it would not)."""
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        return False
+    return True
+
+
 async def serve_duplex(ws: web.WebSocketResponse, read: Callable[[], Coroutine[Any, Any, None]],
                        write: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Read a streaming socket's client messages while one writer task sends results in order;

@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from engine import _audioop as audioop
 
-from .common import drop_connection, serve_duplex
+from .common import accept, drop_connection, serve_duplex
 from .profiles import Delays, FaultSwitch, LatencyProfile
 from .stt import PUNCTUATION_QUERY, Result, StreamRecogniser, UtteranceRecogniser, strip_punctuation
 
@@ -118,7 +118,8 @@ class DeepgramEmulator:
         if fault == "http_500":
             return web.json_response({"err_code": "INTERNAL", "err_msg": "emulated failure"}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
-        await ws.prepare(request)
+        if not await accept(ws, request):
+            return web.Response()  # (never sent: the client is gone)
         self.stats.connections += 1
         stream = StreamRecogniser(self.recogniser, rate, interim_every_ms=self.profile.stt_interim_every_ms,
                                   endpoint_silence_ms=window_ms, interim_results=interim)

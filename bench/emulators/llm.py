@@ -256,6 +256,12 @@ class LlmStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     """Usage as reported to clients (a completion's ``usage``, or a stream's usage chunk when asked for)."""
+    unreported_streams: int = 0
+    """Streams that ended without a usage chunk (the client went away first, or did not ask): the
+    bench's measure of what a real server served but never reported, never sent to a client."""
+    unreported_prompt_tokens: int = 0
+    unreported_completion_tokens: int = 0
+    """Content chunks sent on those streams (one token each, as this emulator counts them)."""
     last_request: dict[str, Any] = field(default_factory=dict)
 
 
@@ -359,8 +365,9 @@ class LlmEmulator:
         model = body["model"]
         interval = self.profile.llm_token_interval_ms / 1000
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
         created = int(time.time())
+        sent_pieces = 0
+        reported = False
 
         async def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
             chunk = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -369,12 +376,15 @@ class LlmEmulator:
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
 
         try:
+            # (inside: a client that went away while the request was prepared is no error here)
+            await response.prepare(request)
             at = first_at
             await _sleep_until(at)
             await send({"role": "assistant", "content": "", "refusal": None})
             for sent, piece in enumerate(pieces, start=1):
                 await _sleep_until(at)
                 await send({"content": piece})
+                sent_pieces = sent
                 at += interval
                 if sent == 3 and fault in ("error_frame", "disconnect"):
                     if fault == "disconnect":
@@ -399,11 +409,17 @@ class LlmEmulator:
                          "choices": [], "usage": usage}
                 await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 self._reported(usage)
+                reported = True
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response
         except ConnectionError:
             pass  # the client hung up
+        finally:
+            if not reported:
+                self.stats.unreported_streams += 1
+                self.stats.unreported_prompt_tokens += usage["prompt_tokens"]
+                self.stats.unreported_completion_tokens += sent_pieces
         return response
 
     def _reported(self, usage: dict[str, int]) -> None:

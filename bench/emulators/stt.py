@@ -63,7 +63,7 @@ from engine import _audioop as audioop
 from engine.providers.stt_engines import SttEngine, stt_engine
 
 from .alignment import word_breaks, word_weights
-from .common import bearer_ok, drop_connection, serve_duplex
+from .common import accept, bearer_ok, drop_connection, serve_duplex
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/speech-to-text/transcription"
@@ -497,6 +497,8 @@ class SttStats:
     connections: int = 0
     audio_frames: int = 0
     audio_bytes: int = 0
+    audio_seconds: float = 0.0
+    """Audio received, in seconds at each connection's format and rate (what a provider bills)."""
     min_audio_frame_bytes: int | None = None
     finalizes: int = 0
     finalizes_ignored: int = 0
@@ -545,7 +547,8 @@ class SttEmulator:
         if fault == "http_500":
             return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
-        await ws.prepare(request)
+        if not await accept(ws, request):
+            return web.Response()  # (never sent: the client is gone)
         self.stats.connections += 1
         error, rate, fmt = validate_params(request.query)
         if error is not None:
@@ -578,6 +581,7 @@ class _SttConnection:
         self.fmt = fmt
         self.fault = fault
         self.engine = engine
+        self.bytes_per_s = stream.rate * (1 if fmt in ("mulaw", "alaw") else 2)
         profile = emulator.profile
         # An own-endpointing final: Deepgram's after the profile's delay; the others' after
         # their processing time, the usual lag beyond the silence window.
@@ -600,6 +604,7 @@ class _SttConnection:
                 data = msg.data
                 stats.audio_frames += 1
                 stats.audio_bytes += len(data)
+                stats.audio_seconds += len(data) / self.bytes_per_s
                 if stats.min_audio_frame_bytes is None or len(data) < stats.min_audio_frame_bytes:
                     stats.min_audio_frame_bytes = len(data)
                 if self.fault == "error_frame":

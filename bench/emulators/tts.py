@@ -41,7 +41,7 @@ from aiohttp import WSMsgType, web
 from engine import _audioop as audioop
 from engine.providers.childproc import spawn
 
-from .common import bearer_ok, drop_connection
+from .common import accept, bearer_ok, drop_connection
 from .profiles import Delays, FaultSwitch, LatencyProfile
 
 PATH = "/v2/text-to-speech/speech"
@@ -179,6 +179,8 @@ def split_sentences(buffer: str) -> tuple[list[str], str]:
 class TtsStats:
     connections: int = 0
     sentences: int = 0
+    characters: int = 0
+    """Text received after the handshake (what a provider bills by, whether or not it is spoken)."""
     audio_frames: int = 0
     forces: int = 0
     handshake_errors: int = 0
@@ -242,7 +244,8 @@ class TtsEmulator:
         if fault == "http_500":
             return web.json_response({"errors": [{"code": "50000", "title": "Internal error"}]}, status=500)
         ws = web.WebSocketResponse(max_msg_size=1 << 20)
-        await ws.prepare(request)
+        if not await accept(ws, request):
+            return web.Response()  # (never sent: the client is gone)
         self.stats.connections += 1
         if ".KokoroTTS." in voice:
             fmt = "mp3"
@@ -333,6 +336,7 @@ class _TtsConnection:
                 continue  # the speaker sends the final frame and closes; keep reading until then
             if self.first_text_at is None:
                 self.first_text_at = now
+            self.emulator.stats.characters += len(text)
             self.buffer += text
             if frame.get("flush") and self.emulator.honour_flush:
                 self._queue_sentences(self.buffer.strip(), now)

@@ -41,7 +41,9 @@ class UsageCost(BaseModel):
     streaming: str
     stt: str
     tts: str
-    llm: str
+    llm: str = Field(description="Tokens the model's server reported.")
+    llm_estimated: str = Field(description="Tokens estimated for requests cut off before the server reported "
+                                           "their usage (docs/usage.md).")
     total: str
     currency: str
 
@@ -51,6 +53,10 @@ class UsageTotals(BaseModel):
     answered_seconds: float
     llm_prompt_tokens: int
     llm_completion_tokens: int
+    llm_estimated_prompt_tokens: int = Field(description="Estimated, for requests cut off before their usage.")
+    llm_estimated_completion_tokens: int
+    llm_default_priced_calls: int = Field(
+        description="Calls whose model is not in pricing.llm_models, priced at the default LLM price.")
     stt_seconds: float
     tts_characters: int
     tts_seconds: float

@@ -35,6 +35,7 @@ class CostRates(BaseModel):
             currency=self.currency, telephony_per_min=self.voice_per_min, telephony_increment_s=1,
             streaming_per_min=self.streaming_per_min, stt_per_min=self.stt_per_min,
             tts_per_1m_characters=Decimal(0), tts_per_min=self.tts_per_min,
+            llm_models={},  # the contract's one LLM rate, whatever the model
             llm_prompt_per_1m_tokens=self.llm_per_1k_tokens * 1000,
             llm_completion_per_1m_tokens=self.llm_per_1k_tokens * 1000,
         )

@@ -25,17 +25,27 @@ class UsageFigures:
     llm_requests: int = 0
     llm_prompt_tokens: int = 0
     llm_completion_tokens: int = 0
+    llm_estimated_requests: int = 0
+    """Requests whose stream ended without the server's usage (cut off): their tokens below are
+    the agent's estimate, never mixed into the reported figures above."""
+    llm_estimated_prompt_tokens: int = 0
+    llm_estimated_completion_tokens: int = 0
     stt_seconds: float = 0.0
     tts_characters: int = 0
     tts_seconds: float = 0.0
+    llm_model: str | None = None
+    """The model the agent asked for (priced per model: ``pricing.llm_models``); None: unknown."""
 
     @classmethod
     def parse(cls, value: Any) -> UsageFigures:
         """From an agent's report: unknown keys dropped, anything not a finite non-negative number is 0."""
         if not isinstance(value, dict):
             return cls()
-        out: dict[str, Any] = {}
+        model = value.get("llm_model")
+        out: dict[str, Any] = {"llm_model": model[:MAX_MODEL] if isinstance(model, str) and model else None}
         for f in fields(cls):
+            if f.name == "llm_model":
+                continue
             raw = value.get(f.name)
             if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw < 10**12:
                 out[f.name] = int(raw) if f.type == "int" else float(raw)
@@ -45,18 +55,25 @@ class UsageFigures:
 
     @property
     def llm_tokens(self) -> int:
+        """Reported tokens only (the estimate is ``llm_estimated_tokens``)."""
         return self.llm_prompt_tokens + self.llm_completion_tokens
 
+    @property
+    def llm_estimated_tokens(self) -> int:
+        return self.llm_estimated_prompt_tokens + self.llm_estimated_completion_tokens
+
     def at_least(self, other: UsageFigures) -> UsageFigures:
-        """Each figure the larger of the two (an agent's running totals only grow)."""
-        return UsageFigures(**{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+        """Each figure the larger of the two (an agent's running totals only grow); the model known."""
+        return UsageFigures(**{c: max(getattr(self, c), getattr(other, c)) for c in _COLUMNS},
+                            llm_model=self.llm_model or other.llm_model)
 
     def minus(self, other: UsageFigures) -> UsageFigures:
-        """What these figures add to ``other`` (none below 0)."""
-        return UsageFigures(**{f.name: max(getattr(self, f.name) - getattr(other, f.name), 0) for f in fields(self)})
+        """What these figures add to ``other`` (none below 0); the model is kept."""
+        return UsageFigures(**{c: max(getattr(self, c) - getattr(other, c), 0) for c in _COLUMNS},
+                            llm_model=self.llm_model or other.llm_model)
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        return any(getattr(self, c) for c in _COLUMNS)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -76,7 +93,9 @@ class CallUsageRow:
     usage: UsageFigures
 
 
-_COLUMNS = tuple(f.name for f in fields(UsageFigures))
+MAX_MODEL = 200
+_COLUMNS = tuple(f.name for f in fields(UsageFigures) if f.name != "llm_model")
+"""The figures, added to on each report; ``llm_model`` is kept (the latest known)."""
 
 
 class UsageRepository(abc.ABC):
@@ -104,18 +123,20 @@ class SqlUsageRepository(UsageRepository):
         marks = ", ".join(f"${i + 3}" for i in range(len(_COLUMNS)))
         adds = ", ".join(f"{c} = call_usage.{c} + excluded.{c}" for c in _COLUMNS)
         row = await self.db.fetchrow(
-            f"INSERT INTO call_usage (call_id, org_id, {names}, updated_at)"
-            f" VALUES ($1, $2, {marks}, ${len(values) + 3})"
-            f" ON CONFLICT (call_id) DO UPDATE SET {adds}, updated_at = excluded.updated_at"
-            f" RETURNING {names}",
-            call_id, org_id, *values, now,
+            f"INSERT INTO call_usage (call_id, org_id, {names}, llm_model, updated_at)"
+            f" VALUES ($1, $2, {marks}, ${len(values) + 3}, ${len(values) + 4})"
+            f" ON CONFLICT (call_id) DO UPDATE SET {adds},"
+            f" llm_model = COALESCE(excluded.llm_model, call_usage.llm_model), updated_at = excluded.updated_at"
+            f" RETURNING {names}, llm_model",
+            call_id, org_id, *values, usage.llm_model, now,
         )
         assert row is not None
         return _figures(row)
 
     async def get_usage(self, org_id: UUID, call_id: UUID) -> UsageFigures | None:
         row = await self.db.fetchrow(
-            f"SELECT {', '.join(_COLUMNS)} FROM call_usage WHERE call_id = $1 AND org_id = $2", call_id, org_id)
+            f"SELECT {', '.join(_COLUMNS)}, llm_model FROM call_usage WHERE call_id = $1 AND org_id = $2",
+            call_id, org_id)
         return _figures(row) if row is not None else None
 
     async def usage_rows(self, org_id: UUID, *, since: datetime | None, until: datetime | None,
@@ -127,7 +148,7 @@ class SqlUsageRepository(UsageRepository):
             if value is not None:
                 args.append(value)
                 where.append(clause.format(len(args)))
-        usage = ", ".join(f"u.{c}" for c in _COLUMNS)
+        usage = ", ".join(f"u.{c}" for c in (*_COLUMNS, "llm_model"))
         after: tuple[datetime, UUID] | None = None
         while True:
             page_where = list(where)
@@ -165,4 +186,4 @@ _FLOATS = frozenset(f.name for f in fields(UsageFigures) if f.type == "float")
 
 def _figures(row: dict[str, Any]) -> UsageFigures:
     figures: dict[str, Any] = {c: (float if c in _FLOATS else int)(row[c] or 0) for c in _COLUMNS}
-    return UsageFigures(**figures)
+    return UsageFigures(**figures, llm_model=row["llm_model"])

@@ -176,11 +176,13 @@ class CallAgent(MediaListener):
         self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s))
         self.speculation = self.policy.speculation
         self.errors: list[str] = []
-        self.usage = CallUsage()
+        self.usage = CallUsage(llm_model=getattr(llm, "model_name", None))  # (a duck-typed model may lack it)
         self._tasks = CallTasks()
         self.spawn = self._tasks.spawn
+        self.close_later = self._tasks.close_later
         self.control = CallControl(actions or NoActions(), self.errors, self.spawn)
-        self.recogniser = Recogniser(stt, errors=self.errors, spawn=self.spawn, on_transcript=self._on_transcript,
+        self.recogniser = Recogniser(stt, errors=self.errors, spawn=self.spawn, close_later=self.close_later,
+                                     on_transcript=self._on_transcript,
                                      on_provider_error=self.on_provider_error,
                                      on_ready=lambda ready: self._feed(SttReady(ready)), on_fatal=self._fail)
         self.session: MediaSession = None  # type: ignore[assignment]  # set in on_start
@@ -272,7 +274,8 @@ class CallAgent(MediaListener):
         config = self.profile.config
         self.spawn(self.recogniser.open(self.sample_rate, self.deadline_s))
         self.spawn(self.phrases.warm(self.profile.voice, self.sample_rate,
-                                     (config.filler_text, config.tool_filler_text, config.apology_text)))
+                                     (config.filler_text, config.tool_filler_text, config.apology_text),
+                                     self.usage))
         self._loop.call_later(config.max_duration_s, self._max_duration_reached)
         self._greeting = greeting
         if greeting:

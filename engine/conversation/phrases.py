@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 
 from ..providers.base import ProviderError, TextToSpeech
+from .usage import CallUsage
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ class PhraseCache:
     def get(self, voice: str, sample_rate: int, text: str) -> bytes | None:
         return self._audio.get((voice, sample_rate, text))
 
-    async def warm(self, voice: str, sample_rate: int, texts: Iterable[str]) -> None:
-        """Synthesize whatever is not cached yet; concurrent callers share one synthesis."""
+    async def warm(self, voice: str, sample_rate: int, texts: Iterable[str], usage: CallUsage | None = None) -> None:
+        """Synthesize whatever is not cached yet; concurrent callers share one synthesis. What a
+        synthesis uses of the provider is added to the ``usage`` of the call that started it."""
         waits = []
         for text in texts:
             key = (voice, sample_rate, text)
@@ -37,7 +39,7 @@ class PhraseCache:
                 continue
             pending = self._pending.get(key)
             if pending is None:
-                pending = self._pending[key] = asyncio.ensure_future(self._synthesize(key))
+                pending = self._pending[key] = asyncio.ensure_future(self._synthesize(key, usage))
                 pending.add_done_callback(functools.partial(self._settled, key))
             waits.append(pending)
         if waits:
@@ -46,15 +48,19 @@ class PhraseCache:
     def _settled(self, key: Key, _future: asyncio.Future[None]) -> None:
         self._pending.pop(key, None)
 
-    async def _synthesize(self, key: Key) -> None:
+    async def _synthesize(self, key: Key, usage: CallUsage | None) -> None:
         voice, sample_rate, text = key
         try:
             async with asyncio.timeout(self._timeout_s):
                 stream = await self._tts.open(voice=voice, sample_rate=sample_rate)
                 try:
                     await stream.send_text(text, flush=True)
+                    if usage is not None:
+                        usage.tts_characters += len(text)
                     await stream.end()
                     audio = b"".join([chunk.pcm async for chunk in stream])
+                    if usage is not None:
+                        usage.tts_bytes += len(audio)
                 finally:
                     await stream.aclose()
         except (ProviderError, TimeoutError, OSError) as exc:

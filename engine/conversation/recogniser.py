@@ -25,10 +25,13 @@ class Recogniser:
         self, stt: SpeechToText, *, errors: list[str], spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
         on_transcript: Callable[[Transcript], None], on_ready: Callable[[bool], None],
         on_fatal: Callable[[str], None], on_provider_error: Callable[[str], None] = lambda provider: None,
+        close_later: Callable[[Awaitable[Any]], None] | None = None,
     ) -> None:
         self.stt = stt
         self.errors = errors
         self.spawn = spawn
+        self.close_later = close_later or spawn
+        """Closes a failed session: not cancelled with the call's other tasks (CallTasks.close_later)."""
         self.on_transcript = on_transcript
         self.on_ready = on_ready
         self.on_fatal = on_fatal
@@ -37,9 +40,25 @@ class Recogniser:
         self.sample_rate = 8000
         self.deadline_s = 2.0
         self.closed = False
-        self.sent_bytes = 0
-        """Caller audio handed to speech-to-text (the call's STT usage)."""
+        self._fed = 0
+        """Caller audio fed to the current session."""
+        self._past_sessions_bytes = 0
         self._early_audio = bytearray()
+
+    @property
+    def sent_bytes(self) -> int:
+        """Caller audio sent to speech-to-text (the call's STT usage): per session, what it wrote
+        to the provider where it tracks that, else what it was fed."""
+        return self._past_sessions_bytes + self._session_bytes(self.session)
+
+    def _session_bytes(self, session: SttSession | None) -> int:
+        if session is None:
+            return 0
+        return session.sent_pcm_bytes if session.sent_pcm_bytes is not None else self._fed
+
+    def _retire(self, session: SttSession | None) -> None:
+        self._past_sessions_bytes += self._session_bytes(session)
+        self._fed = 0
 
     async def open(self, sample_rate: int | None = None, deadline_s: float | None = None) -> None:
         self.sample_rate = sample_rate or self.sample_rate
@@ -58,7 +77,7 @@ class Recogniser:
                 return
             self.on_ready(True)
             if self._early_audio:
-                self.sent_bytes += len(self._early_audio)
+                self._fed += len(self._early_audio)
                 self.session.feed(bytes(self._early_audio))
                 self._early_audio.clear()
             return
@@ -66,7 +85,7 @@ class Recogniser:
     def feed(self, pcm: bytes) -> None:
         session = self.session
         if session is not None:
-            self.sent_bytes += len(pcm)
+            self._fed += len(pcm)
             session.feed(pcm)
         elif len(self._early_audio) < EARLY_AUDIO_LIMIT:
             self._early_audio += pcm
@@ -81,9 +100,10 @@ class Recogniser:
         if self.closed:
             return
         session, self.session = self.session, None
+        self._retire(session)
         self.on_ready(False)
         if session is not None:
-            self.spawn(session.aclose())
+            self.close_later(session.aclose())
         if not error.retryable or sum(e.startswith("stt") for e in self.errors) > 2:
             self.on_fatal("speech recognition failed")
         else:

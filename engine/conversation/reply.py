@@ -22,7 +22,7 @@ from ..timeline import TurnTimeline
 from .chunker import SpeechChunker
 from .history import SpokenText
 from .knowledge import TurnKnowledge
-from .usage import CallUsage
+from .usage import CallUsage, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +48,7 @@ class ReplyHost(Protocol):
     def deadline_s(self) -> float: ...  # (read-only: the agent derives both)
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
+    def close_later(self, coro: Awaitable[Any]) -> None: ...
     def now(self) -> float: ...
     def messages_for(self, user_text: str) -> list[dict[str, Any]]: ...
     async def run_tools(self, reply: Reply, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool: ...
@@ -78,6 +79,7 @@ class Reply:
         self._opening: asyncio.Task[TtsStream] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._tool_running = False
+        self._released = False  # failed: the TTS stream is closed, not used
         self._waiting: asyncio.Timeout | None = None  # the pump's wait for the next audio
 
     @classmethod
@@ -115,7 +117,7 @@ class Reply:
             if task is not None and not task.done():
                 task.cancel()
         if self._stream is not None:
-            self.host.spawn(self._stream.aclose())
+            self.host.close_later(self._stream.aclose())
 
     def insert(self, pcm: bytes, text: str) -> None:
         """A fixed line (the tool filler) spoken as part of this reply, where its audio is now."""
@@ -147,10 +149,20 @@ class Reply:
         except asyncio.CancelledError:
             raise
         except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
+            self._release_tts()
             self.host.reply_failed(self, exc)
         except Exception:
             log.exception("reply failed on call %s", self.host.call_control_id)
+            self._release_tts()
             self.host.reply_failed(self, ProviderError("agent", "internal error", retryable=False))
+
+    def _release_tts(self) -> None:
+        """A failed reply speaks no more: its TTS stream, open or still opening, is closed. (The
+        agent replaces a failed reply without cancelling it; a stream left open there was never
+        closed: an "Unclosed connection" at garbage collection.)"""
+        self._released = True
+        if self._stream is not None:
+            self.host.close_later(self._stream.aclose())
 
     def _open_tts(self) -> None:
         """Start the TTS handshake (once), with the LLM request: after the first token it would
@@ -164,7 +176,7 @@ class Reply:
         stream = await asyncio.wait_for(host.tts.open(voice=host.voice, sample_rate=host.sample_rate),
                                         host.deadline_s)
         self._stream = stream
-        if self.cancelled:
+        if self.cancelled or self._released:
             await stream.aclose()
             raise asyncio.CancelledError
         self._pump = host.spawn(self._pump_audio(stream))
@@ -187,17 +199,29 @@ class Reply:
             calls: list[ToolCall] = []
             self._stamp("llm_request")
             first = True
-            async for delta in stream_with_deadline(host.llm.stream(messages, tools=tools), host.deadline_s):
-                if delta.usage is not None:  # the stream's last chunk: no token of the answer
-                    host.usage.add_llm(delta.usage)
-                    continue
-                if first:
-                    self._stamp("llm_first_token")
-                    first = False
-                if delta.text:
-                    for piece in chunker.feed(delta.text):
-                        await self._say(piece)
-                calls.extend(delta.tool_calls)
+            reported = refused = False
+            chunks = 0
+            try:
+                async for delta in stream_with_deadline(host.llm.stream(messages, tools=tools), host.deadline_s):
+                    if delta.usage is not None:  # the stream's last chunk: no token of the answer
+                        reported = True
+                        host.usage.add_llm(delta.usage)
+                        continue
+                    if first:
+                        self._stamp("llm_first_token")
+                        first = False
+                    if delta.text:
+                        chunks += 1
+                        for piece in chunker.feed(delta.text):
+                            await self._say(piece)
+                    calls.extend(delta.tool_calls)
+            except (ProviderError, TimeoutError, aiohttp.ClientError):
+                refused = first  # failed before any answer: nothing to bill
+                raise
+            finally:
+                if not reported and not refused:  # cut off (or a server that does not report usage)
+                    host.usage.add_llm_estimate(estimate_prompt_tokens(messages, tools), chunks,
+                                                sum(len(c.arguments) for c in calls))
             for piece in chunker.flush():
                 await self._say(piece)
             if not calls:

@@ -43,6 +43,13 @@ class Transcript:
 class SttSession(ABC):
     """One call's streaming recognition: audio in continuously, transcripts out by callback."""
 
+    @property
+    def sent_pcm_bytes(self) -> int | None:
+        """The fed audio (as PCM16 bytes) actually written to the provider, which is what it bills:
+        a client that batches drops its unsent tail at close. None: not tracked (usage then counts
+        every byte fed)."""
+        return None
+
     @abstractmethod
     def feed(self, pcm: bytes) -> None:
         """PCM16 little-endian at the session's rate, 20 ms at a time. Synchronous and cheap:
@@ -121,6 +128,11 @@ class ChatDelta:
 
 
 class ChatModel(ABC):
+    @property
+    def model_name(self) -> str | None:
+        """The model the server is asked for, as the price table names it (None: not known)."""
+        return None
+
     @abstractmethod
     def stream(
         self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None

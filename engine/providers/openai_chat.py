@@ -130,6 +130,10 @@ class OpenAIChatModel(ChatModel):
         self._headers = {name: value for name, value in client_headers.items() if isinstance(value, str)}
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.timeout_s, sock_read=config.timeout_s)
 
+    @property
+    def model_name(self) -> str | None:
+        return self.config.model
+
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"model": self.config.model}
         if self.config.temperature is not None:

@@ -171,8 +171,13 @@ class TelnyxSttSession(SttSession):
         self._deadline: asyncio.TimerHandle | None = None
         self._closed = False  # aclose() called: no more callbacks
         self._failed = False  # an error was reported: no more audio, no second error
+        self._sent = 0
         self._sender = self._loop.create_task(self._send_loop())
         self._receiver = self._loop.create_task(self._receive_loop())
+
+    @property
+    def sent_pcm_bytes(self) -> int:
+        return self._sent
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -212,9 +217,10 @@ class TelnyxSttSession(SttSession):
                 # its own flush and Finalize on the next pass, so none skips audio fed before it.
                 waiters, self._finalize_waiters = self._finalize_waiters, []
                 if self._buffer and (waiters or len(self._buffer) >= self._batch_bytes):
-                    chunk = self._encode(bytes(self._buffer))
+                    pcm = bytes(self._buffer)
                     self._buffer.clear()
-                    await ws.send_bytes(chunk)
+                    await ws.send_bytes(self._encode(pcm))
+                    self._sent += len(pcm)
                 if waiters and not self._can_finalize:
                     self.stats.finalizes_flushed_only += 1  # the engine would ignore it
                 elif waiters:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 from typing import Literal
 
 import aiohttp
@@ -99,7 +100,12 @@ class TelnyxTextToSpeech(TextToSpeech):
             raise connect_error(PROVIDER, exc) from None
         stream = TelnyxTtsStream(ws, voice=voice, sample_rate=sample_rate, receive_timeout_s=config.receive_timeout_s,
                                  raw_rate=raw_rate, send_flush=config.send_flush)
-        await stream._send(_HANDSHAKE)
+        try:
+            await stream._send(_HANDSHAKE)
+        except BaseException:  # (cancelled too) the socket is ours until it is returned: close it
+            with contextlib.suppress(Exception):
+                await ws.close()
+            raise
         return stream
 
     async def aclose(self) -> None:

@@ -42,11 +42,73 @@ def test_minutes_are_billed_in_six_second_increments_and_call_cost_replaces_them
     assert billed.telephony == Decimal("0.0125") and billed.telephony_source == "telnyx"
 
 
+def test_estimated_tokens_are_priced_on_their_own_line_and_in_the_total():
+    table = PriceTable()
+    lines = price_call(table, seconds=0, stt_seconds=0, tts_characters=0, tts_seconds=0, prompt_tokens=10_000,
+                       completion_tokens=1000, telnyx_cost=None, estimated_prompt_tokens=2000,
+                       estimated_completion_tokens=100, llm_model="gpt-4o-mini")
+    assert lines.llm == Decimal("0.0021") and lines.llm_estimated == Decimal("0.00036")  # 2k x .15 + 100 x .6
+    assert lines.total == lines.llm + lines.llm_estimated and lines.llm_priced_as == "gpt-4o-mini"
+    assert lines.as_dict()["llm_estimated"] == "0.000360"
+
+
+def test_a_model_not_in_the_price_table_is_priced_at_the_explicit_default_and_says_so():
+    table = PriceTable(llm_models={"big-model": {"prompt_per_1m_tokens": "3", "completion_per_1m_tokens": "15"}},
+                       llm_prompt_per_1m_tokens=Decimal("1"), llm_completion_per_1m_tokens=Decimal("2"))
+
+    def llm(model: str | None) -> tuple[Decimal, str]:
+        lines = price_call(table, seconds=0, stt_seconds=0, tts_characters=0, tts_seconds=0, prompt_tokens=10**6,
+                           completion_tokens=10**6, telnyx_cost=None, llm_model=model)
+        return lines.llm, lines.llm_priced_as
+
+    assert llm("big-model") == (Decimal(18), "big-model")
+    assert llm("moonshotai/Kimi-K2.5") == (Decimal(3), "default")
+    assert llm(None) == (Decimal(3), "default")
+    # The defaults: gpt-4o-mini listed; any other model at the documented stand-in, never 0.
+    default = PriceTable()
+    assert default.llm_price("gpt-4o-mini")[1] == "gpt-4o-mini"
+    price, priced_as = default.llm_price("moonshotai/Kimi-K2.5")
+    assert priced_as == "default" and price.prompt_per_1m_tokens > 0 and price.completion_per_1m_tokens > 0
+
+
+def test_the_price_table_per_model_comes_from_the_environment(monkeypatch):
+    from control_plane.settings import Settings
+
+    monkeypatch.setenv("CALLAGENT_PRICING__LLM_MODELS",
+                       '{"m1": {"prompt_per_1m_tokens": "0.5", "completion_per_1m_tokens": "1.5"}}')
+    table = Settings().pricing
+    assert set(table.llm_models) == {"m1"} and table.llm_models["m1"].completion_per_1m_tokens == Decimal("1.5")
+
+
 def test_usage_from_an_agent_report_keeps_only_sane_numbers():
     figures = UsageFigures.parse({"llm_prompt_tokens": 12, "llm_completion_tokens": True, "stt_seconds": -1,
                                   "tts_characters": "9", "tts_seconds": 2.5, "other": 1})
     assert figures == UsageFigures(llm_prompt_tokens=12, tts_seconds=2.5)
     assert UsageFigures.parse(None) == UsageFigures()
+    assert UsageFigures.parse({"llm_model": 7}).llm_model is None
+    assert UsageFigures.parse({"llm_model": "m" * 500}).llm_model == "m" * 200
+
+
+async def test_estimates_and_the_model_are_stored_apart_and_priced_per_model(h):
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    call = await _call(repo, org.id, DAY1, seconds=30)
+    await repo.add_usage(call.id, org.id, UsageFigures.parse({
+        "llm_requests": 1, "llm_prompt_tokens": 1000, "llm_completion_tokens": 100, "llm_estimated_requests": 2,
+        "llm_estimated_prompt_tokens": 900, "llm_estimated_completion_tokens": 12, "llm_model": "gpt-4o-mini"}),
+        DAY1)
+    # A second agent (a stream picked up again) whose model is unknown keeps the known one.
+    totals = await repo.add_usage(call.id, org.id, UsageFigures(llm_estimated_requests=1,
+                                                                llm_estimated_prompt_tokens=100), DAY1)
+    assert totals.llm_model == "gpt-4o-mini" and totals.llm_estimated_prompt_tokens == 1000
+    assert totals.llm_tokens == 1100 and totals.llm_estimated_tokens == 1012
+    body = await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json()
+    assert body["cost_items"]["llm_priced_as"] == "gpt-4o-mini"
+    assert body["cost_items"]["llm_estimated"] == "0.000157"  # 1000 x 0.15 / 1M + 12 x 0.60 / 1M
+    total = (await (await h.client.get("/api/usage", headers=headers)).json())["total"]
+    assert (total["llm_prompt_tokens"], total["llm_estimated_prompt_tokens"]) == (1000, 1000)
+    assert total["llm_estimated_completion_tokens"] == 12 and total["llm_default_priced_calls"] == 0
+    assert total["cost"]["llm_estimated"] == "0.000157"
 
 
 async def test_usage_is_stored_turn_by_turn_so_a_killed_instance_loses_at_most_one_turns(h):
@@ -67,8 +129,10 @@ async def test_usage_is_stored_turn_by_turn_so_a_killed_instance_loses_at_most_o
         await killed.turn("v3:turns", TurnRecord(index=n, caller_text="hi", agent_text="hello",
                                                  interrupted=False, timeline={}, usage=running(n)))
 
-    async def usage() -> dict[str, float]:
-        return (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["usage"]
+    async def usage() -> dict[str, float]:  # (the figures running() sets; estimates and model stay 0 / None)
+        body = (await (await h.client.get(f"/api/calls/{call.id}", headers=headers)).json())["usage"]
+        assert body["llm_estimated_prompt_tokens"] == 0 and body["llm_model"] is None
+        return {k: body[k] for k in running(0)}
 
     assert await usage() == running(2)  # not lost with the instance
     resumed = StoreReporter(h.cp, meta)  # the survivor's agent, its own running totals from 0
@@ -94,10 +158,12 @@ async def test_a_calls_agents_add_their_usage_and_fill_the_outcomes_tokens(h):
     response = await h.client.get(f"/api/calls/{call.id}", headers=headers)
     body = await response.json()
     assert body["usage"] == {"llm_requests": 3, "llm_prompt_tokens": 600, "llm_completion_tokens": 80,
+                             "llm_estimated_requests": 0, "llm_estimated_prompt_tokens": 0,
+                             "llm_estimated_completion_tokens": 0, "llm_model": None,
                              "stt_seconds": 41.0, "tts_characters": 240, "tts_seconds": 16.5}
     items = body["cost_items"]
     assert items["telephony_source"] == "estimate" and items["telephony"] == "0.011000"
-    lines = ("telephony", "streaming", "stt", "tts", "llm")
+    lines = ("telephony", "streaming", "stt", "tts", "llm", "llm_estimated")
     assert Decimal(items["total"]) == sum(Decimal(items[k]) for k in lines)
 
     # Telnyx's call.cost, when it comes, replaces the minutes estimate.
@@ -170,3 +236,32 @@ async def test_bad_usage_queries_are_clear_400s(h, params):
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "validation_error"
     assert (await h.client.get("/api/usage")).status == 401
+
+
+def test_serve_warns_at_start_when_its_llm_has_no_price_of_its_own():
+    from callagent.wiring import unpriced_model
+    from control_plane.settings import Settings
+
+    settings = Settings()
+    warning = unpriced_model(settings, "moonshotai/Kimi-K2.5")
+    assert warning is not None and "moonshotai/Kimi-K2.5" in warning and "0.15 / 0.60 USD" in warning
+    assert unpriced_model(settings, "gpt-4o-mini") is None
+    assert "names no model" in (unpriced_model(settings, None) or "")
+
+
+def test_a_campaigns_contract_rate_prices_every_model():
+    from control_plane.campaigns.settings import CostRates
+
+    table = CostRates(llm_per_1k_tokens=Decimal("0.002")).price_table()
+    for model in ("gpt-4o-mini", "other", None):
+        assert table.llm_price(model)[0].prompt_per_1m_tokens == Decimal(2)
+
+
+def test_running_totals_keep_the_calls_model():
+    first = UsageFigures(llm_prompt_tokens=5, llm_model="gpt-4o-mini")
+    later = UsageFigures(llm_prompt_tokens=9, llm_estimated_prompt_tokens=4)
+    assert later.at_least(first) == UsageFigures(llm_prompt_tokens=9, llm_estimated_prompt_tokens=4,
+                                                  llm_model="gpt-4o-mini")
+    assert later.minus(first) == UsageFigures(llm_prompt_tokens=4, llm_estimated_prompt_tokens=4,
+                                              llm_model="gpt-4o-mini")
+    assert not UsageFigures(llm_model="gpt-4o-mini")  # a model alone is no usage to record

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from engine.providers.base import ChatDelta, ProviderError
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
+from tests.fixtures.waiting import eventually
 
 from .helpers import assert_no_tasks_left
 
@@ -284,3 +285,21 @@ async def test_a_proxy_in_the_environment_is_still_honoured(emu, monkeypatch):
         await collect(llm, "hello")
     await llm.aclose()
     assert "connection failed" in str(caught.value) and caught.value.retryable
+
+
+async def test_emulator_counts_what_it_streamed_to_a_client_that_left_before_the_usage_chunk(emu, caplog):
+    """The bench's measure of tokens served but never reported: a stream cut off before its usage
+    chunk is counted apart (its prompt and the content chunks sent), and a client leaving is no
+    error in the emulator's log."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as http:
+        payload = {"model": "m", "messages": user("tell me about your opening hours"), "stream": True,
+                   "stream_options": {"include_usage": True}}
+        async with http.post(f"{emu.llm_base_url}/chat/completions", json=payload) as response:
+            await response.content.readuntil(b"\n\n")  # the role chunk
+            await response.content.readuntil(b"\n\n")  # one content chunk
+            response.close()  # the caller barged in
+        stats = emu.llm.stats
+        await eventually(lambda: stats.unreported_streams, what="the cut-off stream counted")
+    assert stats.unreported_streams == 1 and stats.prompt_tokens == 0
+    assert stats.unreported_prompt_tokens > 0 and stats.unreported_completion_tokens >= 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
