@@ -193,8 +193,12 @@ async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(h)
     assert (await store.get(org.id, uuid.UUID(campaign_id))).from_number == CALLER
 
 
-async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(settings):
+async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(backend, tmp_path,
+                                                                                    own_pg_schema):
     from control_plane.campaigns.store import CampaignStore
+
+    # Its own schema: sealing counts every plaintext row in the database, whoever wrote it.
+    settings = make_settings(tmp_path, backend=backend, pg_schema=own_pg_schema)
 
     async with harness(settings) as h:
         org, headers = await h.org()
