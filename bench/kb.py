@@ -1,7 +1,7 @@
 """Knowledge-base benchmark: retrieval latency on a 10,000-passage base, and a 300-page PDF ingest.
 
     callagent bench kb [--kb-chunks 10000] [--kb-backend sqlite|postgres|both] [--json PATH]
-    python -m bench.kb ...
+    python -m bench.kb ... [--kb-vectors]
 
 The base is ~50 MB of text (passages of ~5,000 characters, the size the issue sets: larger
 than the agent's own ~700, so the harder case), documents of 100 passages each on a subject of
@@ -11,6 +11,12 @@ words are shared by the document's passages, so which of them ranks first is a t
 the same call an agent's turn makes (:meth:`KnowledgeService.search`), lexical only. PostgreSQL
 is the one of ``DATABASE_URL`` (else ``CALLAGENT_TEST_DATABASE_URL``), in a schema made for the
 run and dropped after.
+
+``--kb-vectors`` (``python -m bench.kb``) times the vector half of a hybrid search instead: the
+passages embedded (the embeddings emulator's 256-dimension vectors, computed in process) and
+each query's 20 nearest found, on PostgreSQL by pgvector under its HNSW index and by the
+application over ``real[]`` (``knowledge.pgvector`` off), and on SQLite by the application.
+Embedding the query is left out (it is the embeddings API's time, not the store's).
 """
 
 from __future__ import annotations
@@ -31,17 +37,20 @@ import asyncpg
 import orjson
 
 from control_plane.crypto import generate_key
+from control_plane.knowledge.fusion import top_by_dot
 from control_plane.knowledge.models import Chunk
 from control_plane.knowledge.service import KnowledgeService
 from control_plane.knowledge.store import STOPWORDS
 from control_plane.settings import Settings
 from control_plane.store import open_repository
 
+from .emulators.embeddings import embed
 from .pdfgen import make_pdf
 
 PASSAGE_CHARS = 5_000
 PASSAGES_PER_DOCUMENT = 100
 QUERIES = 300
+VECTOR_QUERIES = 100  # the application's ranking of 10,000 vectors takes most of a second each
 PDF_PAGES = 300
 _QUESTION = ["what", "is", "the", "how", "do", "i", "can", "you", "tell", "me", "about", "my", "when", "does"]
 
@@ -170,6 +179,72 @@ async def _measure(settings: Settings, chunks: int, label: str) -> dict[str, Any
     }
 
 
+async def _measure_vectors(settings: Settings, chunks: int, label: str) -> dict[str, Any]:
+    rng = random.Random(20)
+    corpus = Corpus(rng, chunks)
+    vectors = [tuple(embed(t)) for t in corpus.texts]
+    service = KnowledgeService(settings.knowledge.model_copy(update={"embeddings_url": None}))
+    repo = await open_repository(settings)
+    try:
+        org = await repo.create_organisation(f"kb-vectors-{secrets.token_hex(3)}")
+        kb = await service.create_base(repo, org.id, "bench")
+        store = service.store(repo)
+        for d in range(0, chunks, PASSAGES_PER_DOCUMENT):
+            batch = range(d, min(chunks, d + PASSAGES_PER_DOCUMENT))
+            await store.replace_document(org.id, kb.id, name=_doc_name(d), content_type="text", sha256="-", chars=1,
+                                         chunks=[Chunk(ord=i - d, text=corpus.texts[i], embedding=vectors[i])
+                                                 for i in batch])
+        if repo.dialect == "postgres":
+            async with repo.connection() as conn:
+                await conn.execute("ANALYZE knowledge_chunks")
+        in_db = await store.ranks_vectors()
+        asked = [embed(q) for _, q in corpus.queries(rng, VECTOR_QUERIES)]
+        candidates = settings.knowledge.candidates
+
+        async def rank(query: list[float]) -> list[int]:
+            if in_db:
+                return await store.nearest([kb.id], query, candidates)
+            return top_by_dot(query, await store.vectors([kb.id]), candidates)
+
+        for query in asked[:20]:
+            await rank(query)
+        timings = []
+        for query in asked:
+            t0 = time.perf_counter()
+            await rank(query)
+            timings.append((time.perf_counter() - t0) * 1000)
+        await store.erase_organisation(org.id)
+    finally:
+        await repo.close()
+        await service.close()
+    return {"backend": label, "passages": chunks, "ranked_by": "pgvector (HNSW)" if in_db else "application",
+            "vector_ms": {"p50": round(statistics.median(timings), 2), "p95": round(_pct(timings, 95), 2)}}
+
+
+async def run_vector_bench(*, chunks: int, backend: str) -> int:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
+        if backend in ("sqlite", "both"):
+            results.append(await _measure_vectors(_settings(Path(tmp) / "sqlite"), chunks, "sqlite"))
+        if backend in ("postgres", "both"):
+            for on in (True, False):
+                settings, url, schema = await _postgres_settings(Path(tmp) / "pg")
+                settings = settings.model_copy(update={"knowledge": settings.knowledge.model_copy(
+                    update={"pgvector": on})})
+                try:
+                    results.append(await _measure_vectors(settings, chunks, "postgres"))
+                finally:
+                    conn = await asyncpg.connect(url)
+                    try:
+                        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                    finally:
+                        await conn.close()
+    for r in results:
+        print(f"{r['backend']:9} {r['passages']} embedded passages, ranked by {r['ranked_by']}: "
+              f"20 nearest in p50 {r['vector_ms']['p50']} ms, p95 {r['vector_ms']['p95']} ms")
+    return 0
+
+
 async def _postgres_settings(data_dir: Path) -> tuple[Settings, str, str]:
     url = os.environ.get("DATABASE_URL") or os.environ.get("CALLAGENT_DATABASE_URL") or os.environ.get(
         "CALLAGENT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -218,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kb-chunks", type=int, default=10_000)
     parser.add_argument("--kb-backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--json")
+    parser.add_argument("--kb-vectors", action="store_true", help="time the vector ranking instead (see above)")
     args = parser.parse_args(argv)
+    if args.kb_vectors:
+        return asyncio.run(run_vector_bench(chunks=args.kb_chunks, backend=args.kb_backend))
     return asyncio.run(run_kb_bench(chunks=args.kb_chunks, backend=args.kb_backend, json_path=args.json))
 
 

@@ -203,6 +203,22 @@ def _cmd_org(args: argparse.Namespace) -> int:
         print(f"{org.id}  {org.name}")
         for name in admin.ORGANISATION_SETTINGS:
             print(f"  {name}: {org.settings.get(name, 'default')}")
+    elif args.action == "erase":
+        org_id = _uuid(args.org, "organisation id")
+        if args.confirm != args.org:
+            raise CommandError("erasing an organisation cannot be undone: repeat its id with --confirm")
+        try:
+            erased = run(admin.erase_organisation(org_id, settings=settings, force=args.force))
+        except admin.OrganisationBusy as exc:
+            raise CommandError(f"{exc} (or --force, for calls stuck in a live state)") from None
+        if erased is None:
+            raise CommandError("no such organisation")
+        print(f"erased organisation {org_id}")
+        for name, count in sorted(erased.counts.items()):
+            print(f"  {name}: {count}")
+        print(f"  call sessions: {erased.sessions}")
+        if erased.recording_ids:
+            print("recordings at Telnyx (delete them there too): " + ", ".join(erased.recording_ids))
     elif args.action == "create":
         org, secret = run(admin.create_organisation(args.name, settings=settings))
         print(f"organisation {org.id} ({org.name})")
@@ -373,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     org_sub.add_parser("list", help="list the organisations")
     create = org_sub.add_parser("create", help="create an organisation and print its first API key")
     create.add_argument("name")
+    erase = org_sub.add_parser("erase", help="erase an organisation and everything it owns (GDPR): calls, "
+                                              "numbers, keys, campaigns, webhooks, DNC list, knowledge bases")
+    erase.add_argument("org", help="organisation id")
+    erase.add_argument("--confirm", required=True, metavar="ORG", help="the organisation id again")
+    erase.add_argument("--force", action="store_true",
+                       help="even with calls in a live state (stuck after a crash) or a campaign running")
     keys = org_sub.add_parser("keys", help="list an organisation's API keys")
     keys.add_argument("org", help="organisation id")
     new_key = org_sub.add_parser("new-key", help="issue another API key")

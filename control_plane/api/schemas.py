@@ -328,3 +328,19 @@ class OrganisationOut(_Response):
     name: str
     settings: dict[str, Any] = Field(description="record_calls, when set")
     created_at: datetime
+
+
+class EraseOrganisationQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: UUID = Field(description="The organisation's own id, to confirm: the erasure cannot be undone.")
+
+
+class OrganisationErasureReceipt(_Response):
+    organisation_id: UUID
+    erased_at: datetime
+    erased: dict[str, int] = Field(description="Rows removed, by kind: calls, turns, call_events, campaigns, "
+                                               "phone_numbers, api_keys, knowledge_bases, knowledge_passages...")
+    sessions: int = Field(description="Live call sessions deleted.")
+    carrier_recordings: list[str] = Field(
+        description="Telnyx recording ids of the erased calls: delete them at Telnyx too (recordings live there).")

@@ -22,6 +22,7 @@ from ..errors import ApiError
 from ..telnyx.client import SPEAK_LANGUAGES
 from .auth import CSRF_FIELD, same_token
 from .forms import AGENT_TEXT_FIELDS, FormData, FormRefused, agent_config, agent_error_field, kept, label, refusal
+from .knowledge_views import base_choices, check_bases
 from .pages import dashboard_of, page, viewer_of
 
 ACTIONS: dict[str, tuple[str, ...]] = {"draft": ("start", "cancel"), "running": ("pause", "cancel"),
@@ -53,7 +54,8 @@ async def _campaigns_page(request: web.Request, *, refused: FormRefused | None =
         "retry_on": ticked["retry_on"] if ticked["retry_on"] is not None else ["busy", "no_answer", "failed"],
         "window_days": ticked["window_days"] if ticked["window_days"] is not None else list(DAYS),
         "retry_outcomes": RETRY_OUTCOMES, "days": DAYS, "zones": ZONES,
-        "speak_languages": sorted(SPEAK_LANGUAGES),
+        "speak_languages": sorted(SPEAK_LANGUAGES), "bases": await base_choices(request),
+        "picked_bases": submitted.all("knowledge_bases") if submitted is not None else [],
     }, status=status)
 
 
@@ -84,7 +86,7 @@ async def campaign_action(request: web.Request) -> web.Response:
 FIELD_LIMIT = 24_000
 """Longest text field of the create form (a prompt may be 20,000 characters); the CSV part is
 streamed, never held whole."""
-MAX_PARTS = 60
+MAX_PARTS = 100
 CSV_CHUNK = 64 * 1024
 RETRY_OUTCOMES = ("busy", "no_answer", "failed", "machine")
 ZONES = ("UTC", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
@@ -100,6 +102,7 @@ ERROR_FIELDS: dict[tuple[str, ...], str] = {
     ("voicemail", "voice"): "voicemail_voice", ("voicemail", "language"): "voicemail_language",
     ("voicemail",): "voicemail_message",
     **{("agent_config", name): name for name in AGENT_TEXT_FIELDS},
+    ("agent_config", "knowledge_bases"): "knowledge_bases",
 }
 """Where in the API's body an error is -> the form field it came from."""
 KEPT = ("name", *AGENT_TEXT_FIELDS, "caller_numbers", "calls_per_minute", "max_concurrent_calls",
@@ -210,6 +213,7 @@ async def create_campaign(request: web.Request) -> web.Response:
             raise ApiError(403, "csrf", "This form is out of date or did not come from the dashboard; "
                                         "reload the page and try again.")
         body = create_request(form)
+        await check_bases(request, {"knowledge_bases": form.all("knowledge_bases")})
         overrides = agent_overrides(body.agent_config)
         check_agent(dash.cp.settings, overrides, org_tool_destinations(viewer.org))  # 422: cannot run
         store = await dash.cp.campaigns.store()

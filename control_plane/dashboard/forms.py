@@ -57,8 +57,13 @@ def label(name: str) -> str:
 
 
 def agent_config(form: FormData) -> dict[str, Any]:
-    """Overrides of the server's default agent: only the fields filled in."""
-    return {name: form.get(name) for name in AGENT_TEXT_FIELDS if form.get(name)}
+    """Overrides of the server's default agent: only the fields filled in, and the knowledge
+    bases ticked (their ids; the view checks they are the organisation's)."""
+    config: dict[str, Any] = {name: form.get(name) for name in AGENT_TEXT_FIELDS if form.get(name)}
+    bases = list(dict.fromkeys(form.all("knowledge_bases")))
+    if bases:
+        config["knowledge_bases"] = bases
+    return config
 
 
 def agent_error_field(message: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from .forms import (
     kept,
     refusal,
 )
+from .knowledge_views import base_choices, check_bases, picked
 from .pages import dashboard_of, form_field, page, viewer_of
 
 
@@ -39,9 +40,12 @@ async def _numbers_page(request: web.Request, *, refused: FormRefused | None = N
     repo = await dashboard_of(request).cp.repository()
     numbers = await repo.list_phone_numbers(viewer_of(request).org.id)
     names = {name: name for name in (*AGENT_TEXT_FIELDS, "number", "record")}
+    bases = await base_choices(request)
+    ticked = submitted.all("knowledge_bases") if submitted is not None else []
     return page(request, "numbers.html", {
         "numbers": numbers, "error": str(refused) if refused else None,
         "field_errors": refused.fields if refused else {}, "values": kept(submitted, refused, names),
+        "bases": bases, "picked_bases": ticked, "base_names": {str(kb.id): kb.name for kb in bases},
     }, status=status)
 
 
@@ -58,7 +62,7 @@ def number_agent_config(form: FormData) -> dict[str, Any]:
     if ON_OFF_DEFAULT[record] is not None:
         config["record"] = ON_OFF_DEFAULT[record]
     try:
-        AgentOverrides.model_validate(config)
+        AgentOverrides.model_validate(config, strict=False)  # a form sends lists, not tuples
     except ValidationError as exc:
         raise refusal(exc, {}, status=422) from None
     return config
@@ -70,6 +74,7 @@ async def add_number(request: web.Request) -> web.Response:
     repo = await dash.cp.repository()
     try:
         config = number_agent_config(form)
+        await check_bases(request, config)
         await register_number(repo, dash.cp.settings, viewer.org.id, form.get("number"), config)
     except FormRefused as exc:
         return await _numbers_page(request, refused=exc, submitted=form, status=exc.status)
@@ -88,7 +93,7 @@ async def add_number(request: web.Request) -> web.Response:
 
 # -- one number's agent ------------------------------------------------------------------------------
 
-FORM_AGENT_KEYS = frozenset((*AGENT_TEXT_FIELDS, "record"))
+FORM_AGENT_KEYS = frozenset((*AGENT_TEXT_FIELDS, "record", "knowledge_bases"))
 """The agent config keys the number form sets; others (tools, set over REST) are kept as they are."""
 
 
@@ -122,9 +127,11 @@ async def _number_page(request: web.Request, number: Any, *, refused: FormRefuse
             values.pop(name, None)
         values.update(kept(submitted, refused, {name: name for name in FORM_AGENT_KEYS}))
     others = sorted(set(number.agent_config) - FORM_AGENT_KEYS)
+    bases = await base_choices(request)
+    ticked = submitted.all("knowledge_bases") if submitted is not None else picked(number.agent_config, bases)
     return page(request, "number.html", {
         "number": number, "values": values, "others": others, "error": str(refused) if refused else None,
-        "field_errors": refused.fields if refused else {},
+        "field_errors": refused.fields if refused else {}, "bases": bases, "picked_bases": ticked,
     }, status=status)
 
 
@@ -140,6 +147,7 @@ async def update_number(request: web.Request) -> web.Response:
     try:
         kept_config = {k: v for k, v in number.agent_config.items() if k not in FORM_AGENT_KEYS}
         config = {**kept_config, **number_agent_config(form)}
+        await check_bases(request, config)
         updated = await reconfigure_number(repo, dash.cp.settings, viewer.org.id, number.number, config)
     except FormRefused as exc:
         return await _number_page(request, number, refused=exc, submitted=form, status=exc.status)

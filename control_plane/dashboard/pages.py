@@ -30,6 +30,9 @@ NOTICES = {
     "campaign_resume": "Campaign resumed.",
     "campaign_cancel": "Campaign cancelled: contacts not yet dialled will not be.",
     "webhook_replayed": "Event queued again (same webhook-id).",
+    "kb_created": "Knowledge base created: upload its documents below.",
+    "kb_deleted": "Knowledge base deleted, with all its documents.",
+    "document_removed": "Document removed, with all its passages.",
     "webhook_pending": "That event is already waiting to be delivered; it was not queued twice.",
 }
 

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import ApiError, Handler
-from . import admin_views, campaign_views, latency_views, number_views, org_views, views, webhook_views
+from . import admin_views, campaign_views, knowledge_views, latency_views, number_views, org_views, views, webhook_views
 from .auth import CSRF_FIELD, SESSION_COOKIE, VIEWER, clear_cookie, same_token
 from .context import DASHBOARD, Dashboard
 from .pages import page
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 PUBLIC_ROUTES = frozenset({"signin_form", "signin", "static"})
-STREAMED_FORMS = frozenset({"create_campaign"})
+STREAMED_FORMS = frozenset({"create_campaign", "upload_documents"})
 """POSTs whose handler streams the body and checks the CSRF token itself (a file upload)."""
 SECURITY_HEADERS = {
     # No inline script or style anywhere: an injected tag could not run even if escaping failed.
@@ -136,6 +136,12 @@ def dashboard_app(cp: ControlPlane) -> web.Application:
     router.add_get("/campaigns", campaign_views.campaigns, name="campaigns")
     router.add_post("/campaigns", campaign_views.create_campaign, name="create_campaign")
     router.add_post("/campaigns/{campaign_id}/{action}", campaign_views.campaign_action, name="campaign_action")
+    router.add_get("/knowledge", knowledge_views.knowledge, name="knowledge")
+    router.add_post("/knowledge", knowledge_views.create_base, name="create_kb")
+    router.add_get("/knowledge/{kb}", knowledge_views.knowledge_base, name="kb")
+    router.add_post("/knowledge/{kb}/delete", knowledge_views.delete_base, name="delete_kb")
+    router.add_post("/knowledge/{kb}/documents", knowledge_views.upload_documents, name="upload_documents")
+    router.add_post("/knowledge/{kb}/documents/remove", knowledge_views.remove_document, name="remove_document")
     router.add_get("/webhooks", webhook_views.webhooks, name="webhooks")
     router.add_post("/webhooks/replay", webhook_views.replay, name="webhook_replay")
     router.add_static("/static", HERE / "static", name="static")

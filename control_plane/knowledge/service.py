@@ -4,8 +4,9 @@ Ingestion: bytes -> text (:mod:`.extract`, PDF pages in a worker thread so the e
 keeps serving calls) -> passages (:mod:`.chunking`) -> vectors when embeddings are configured
 -> one transaction replacing any document of the same name. Search: the lexical ranking of
 the store, fused with the vector ranking by reciprocal rank when embeddings are configured
-(vectors are ranked here, in Python: the local PostgreSQL has no pgvector and SQLite has no
-vector index, which is fine for bases of a few thousand embedded chunks).
+(vectors are ranked by PostgreSQL under an HNSW index where it has pgvector, see
+:mod:`.pgvector`; else here, in Python, which is fine for bases of a few thousand embedded
+chunks: SQLite has no vector index).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class KnowledgeService:
     def store(self, repo: Repository) -> KnowledgeStore:
         store = self._stores.get(id(repo))
         if store is None or store.repo is not repo:
-            store = self._stores[id(repo)] = knowledge_store(repo)
+            store = self._stores[id(repo)] = knowledge_store(repo, pgvector=self.settings.pgvector)
         return store
 
     async def close(self) -> None:
@@ -138,7 +139,7 @@ class KnowledgeService:
         if self.embedder is None or not hybrid:
             return await store.search(kb_ids, terms, limit)
         candidates = self.settings.candidates
-        lexical, (vector_ids, _) = await asyncio.gather(
+        lexical, vector_ids = await asyncio.gather(
             store.search(kb_ids, terms, candidates), self._vector_ranking(store, kb_ids, query, candidates))
         if not vector_ids:
             return lexical[:limit]
@@ -149,14 +150,17 @@ class KnowledgeService:
         return [SearchHit(cid, known[cid].source, known[cid].text, score) for cid, score in fused if cid in known]
 
     async def _vector_ranking(self, store: KnowledgeStore, kb_ids: Sequence[UUID], query: str,
-                              limit: int) -> tuple[list[int], int]:
+                              limit: int) -> list[int]:
         assert self.embedder is not None
         try:
+            if await store.ranks_vectors():  # pgvector: the database ranks them under its index
+                (vector,) = await self.embedder.embed([query])
+                return await store.nearest(kb_ids, vector, limit)
             (vector,), stored = await asyncio.gather(self.embedder.embed([query]), store.vectors(kb_ids))
         except EmbeddingError as exc:  # lexical ranking alone, this once
             log.warning("query not embedded: %s", exc)
-            return [], 0
-        return top_by_dot(vector, stored, limit), len(stored)
+            return []
+        return top_by_dot(vector, stored, limit)
 
     def retriever(self, repo: Repository, kb_ids: Sequence[UUID]) -> Retriever:
         return Retriever(self, repo, tuple(kb_ids))

@@ -11,6 +11,7 @@ knowledge base is simply not found.
 from __future__ import annotations
 
 import abc
+import asyncio
 import re
 from array import array
 from collections import Counter
@@ -23,7 +24,9 @@ from uuid import UUID, uuid4
 from ..store.db import Conflict
 from ..store.records import utcnow
 from ..store.repository import Repository
+from . import pgvector
 from .models import Chunk, Document, KnowledgeBase, SearchHit
+from .pgvector import PgVector
 
 _TERM = re.compile(r"[^\W_]+")
 MAX_QUERY_TERMS = 32
@@ -135,12 +138,20 @@ class KnowledgeStore(abc.ABC):
     async def erase_organisation(self, org_id: UUID) -> int:
         """Every knowledge base of the organisation, with its documents and chunks; how many bases."""
         async with self.repo.transaction() as conn:
-            bases = await conn.fetch("SELECT id FROM knowledge_bases WHERE org_id = $1", org_id)
-            for row in bases:
-                await self._delete_chunks(
-                    conn, "document_id IN (SELECT id FROM knowledge_documents WHERE kb_id = $1)", row["id"])
-            await conn.execute("DELETE FROM knowledge_bases WHERE org_id = $1", org_id)
-        return len(bases)
+            return (await self.erase_in(conn, org_id))["knowledge_bases"]
+
+    async def erase_in(self, conn: Any, org_id: UUID) -> dict[str, int]:
+        """:meth:`erase_organisation` inside the caller's transaction (the whole organisation's
+        erasure): bases, documents, passages with their index entries and embeddings, word counts."""
+        bases = await conn.fetch("SELECT id FROM knowledge_bases WHERE org_id = $1", org_id)
+        passages = 0
+        for row in bases:  # explicit rather than by cascade: SQLite's index triggers then see every row
+            passages += await conn.execute(
+                "DELETE FROM knowledge_chunks WHERE document_id IN (SELECT id FROM knowledge_documents"
+                " WHERE kb_id = $1)", row["id"])
+        documents = await conn.execute("DELETE FROM knowledge_documents WHERE org_id = $1", org_id)
+        await conn.execute("DELETE FROM knowledge_bases WHERE org_id = $1", org_id)
+        return {"knowledge_bases": len(bases), "knowledge_documents": documents, "knowledge_passages": passages}
 
     @staticmethod
     def _base(row: dict[str, Any]) -> KnowledgeBase:
@@ -156,6 +167,7 @@ class KnowledgeStore(abc.ABC):
         doc = Document(id=uuid4(), kb_id=kb_id, name=name, content_type=content_type, sha256=sha256, chars=chars,
                        chunks=len(chunks), embedded=bool(chunks) and all(c.embedding is not None for c in chunks),
                        created_at=utcnow())
+        column, value = await self._embedding_target(chunks)
         async with self.repo.transaction() as conn:
             old = await conn.fetchrow("SELECT id FROM knowledge_documents WHERE kb_id = $1 AND name = $2",
                                       kb_id, name)
@@ -168,12 +180,16 @@ class KnowledgeStore(abc.ABC):
                 " embedded, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 doc.id, kb_id, org_id, name, content_type, sha256, chars, doc.chunks, doc.embedded, doc.created_at)
             await conn.executemany(
-                "INSERT INTO knowledge_chunks (document_id, kb_id, ord, source, body, embedding)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
+                f"INSERT INTO knowledge_chunks (document_id, kb_id, ord, source, body, {column})"
+                f" VALUES ($1, $2, $3, $4, $5, {value})",
                 [(doc.id, kb_id, c.ord, name, c.text, None if c.embedding is None else self._vector(c.embedding))
                  for c in chunks])
             await self._add_terms(conn, kb_id, term_counts(c.text for c in chunks))
         return doc
+
+    async def _embedding_target(self, chunks: Sequence[Chunk]) -> tuple[str, str]:
+        """The column a passage's embedding goes to, and its value's SQL (``$6`` is the vector)."""
+        return "embedding", "$6"
 
     async def _add_terms(self, conn: Any, kb_id: UUID, counts: Counter[str]) -> None:
         await conn.executemany(
@@ -259,6 +275,15 @@ class KnowledgeStore(abc.ABC):
     async def _rank(self, conn: Any, kb_ids: Sequence[UUID], terms: Sequence[str], limit: int) -> list[SearchHit]:
         ...
 
+    async def ranks_vectors(self) -> bool:
+        """Whether :meth:`nearest` ranks embeddings in the database (else :meth:`vectors` gives
+        them to rank in the application)."""
+        return False
+
+    async def nearest(self, kb_ids: Sequence[UUID], vector: Sequence[float], limit: int) -> list[int]:
+        """Ids of the ``limit`` passages of these bases nearest ``vector``, nearest first."""
+        raise NotImplementedError("this store ranks no vectors itself")
+
     async def vectors(self, kb_ids: Sequence[UUID]) -> list[tuple[int, Sequence[float]]]:
         """(chunk id, embedding) of every embedded chunk of these bases."""
         if not kb_ids:
@@ -291,6 +316,14 @@ class KnowledgeStore(abc.ABC):
 
 
 class SqliteKnowledgeStore(KnowledgeStore):
+    async def erase_in(self, conn: Any, org_id: UUID) -> dict[str, int]:
+        counts = await super().erase_in(conn, org_id)
+        if counts["knowledge_passages"]:
+            # FTS5 records a deletion as a marker in a newer segment: the words stay in the old one
+            # until segments merge. Merging them all now takes the erased passages' words out.
+            await conn.execute("INSERT INTO knowledge_fts (knowledge_fts) VALUES ('optimize')")
+        return counts
+
     def _in(self, sql: str, values: Sequence[Any], first: int = 1) -> tuple[str, list[Any]]:
         marks = ", ".join(f"${i}" for i in range(first, first + len(values)))
         return sql.replace("{ids}", f"IN ({marks})"), list(values)
@@ -322,6 +355,56 @@ class SqliteKnowledgeStore(KnowledgeStore):
 
 
 class PostgresKnowledgeStore(KnowledgeStore):
+    """PostgreSQL full-text search; embeddings under pgvector where the database has it
+    (:mod:`.pgvector`), else ``real[]`` ranked in the application."""
+
+    def __init__(self, repo: Repository, *, pgvector: bool = True) -> None:
+        super().__init__(repo)
+        self.use_pgvector = pgvector
+        self._pg: PgVector | None = None
+        self._pg_checked = False
+        self._pg_lock = asyncio.Lock()
+        self._indexed: set[int] = set()
+
+    async def pgvector(self) -> PgVector | None:
+        """pgvector, set up on first use (``None``: not in this database, not allowed, or turned off)."""
+        if not self._pg_checked:
+            async with self._pg_lock:
+                if not self._pg_checked:
+                    self._pg = await pgvector.set_up(self.repo) if self.use_pgvector else None
+                    self._pg_checked = True
+        return self._pg
+
+    async def _embedding_target(self, chunks: Sequence[Chunk]) -> tuple[str, str]:
+        dimensions = next((len(c.embedding) for c in chunks if c.embedding is not None), 0)
+        pg = await self.pgvector() if dimensions else None
+        if pg is None:
+            return "embedding", "$6"  # real[]
+        if dimensions not in self._indexed:
+            await pgvector.ensure_index(self.repo, pg, dimensions)
+            self._indexed.add(dimensions)
+        return "embedding_vec", pg.cast("$6")
+
+    async def ranks_vectors(self) -> bool:
+        return await self.pgvector() is not None
+
+    async def nearest(self, kb_ids: Sequence[UUID], vector: Sequence[float], limit: int) -> list[int]:
+        pg = await self.pgvector()
+        if pg is None:
+            raise NotImplementedError("pgvector is not in use")
+        return await pgvector.nearest(self.repo, pg, kb_ids, vector, limit)
+
+    async def vectors(self, kb_ids: Sequence[UUID]) -> list[tuple[int, Sequence[float]]]:
+        if kb_ids and self._pg is not None:  # stored as vectors: read back as real[]
+            return await self._vectors_as_arrays(kb_ids)
+        return await super().vectors(kb_ids)
+
+    async def _vectors_as_arrays(self, kb_ids: Sequence[UUID]) -> list[tuple[int, Sequence[float]]]:
+        async with self.repo.db.reading() as conn:
+            rows = await conn.fetch("SELECT id, embedding_vec::real[] AS embedding FROM knowledge_chunks"
+                                    " WHERE kb_id = ANY($1::uuid[]) AND embedding_vec IS NOT NULL", list(kb_ids))
+        return [(int(r["id"]), self._unvector(r["embedding"])) for r in rows]
+
     async def _add_terms(self, conn: Any, kb_id: UUID, counts: Counter[str]) -> None:
         # One statement with two arrays: a row per word through executemany is a round trip each.
         await conn.execute(
@@ -358,9 +441,9 @@ class PostgresKnowledgeStore(KnowledgeStore):
         return [SearchHit(int(r["id"]), r["source"], r["body"], float(r["rank"])) for r in rows]
 
 
-def knowledge_store(repo: Repository) -> KnowledgeStore:
+def knowledge_store(repo: Repository, *, pgvector: bool = True) -> KnowledgeStore:
     if repo.dialect == "postgres":
-        return PostgresKnowledgeStore(repo)
+        return PostgresKnowledgeStore(repo, pgvector=pgvector)
     if repo.dialect == "sqlite":
         return SqliteKnowledgeStore(repo)
     raise ValueError(f"no knowledge store for the {repo.dialect} dialect")

@@ -7,20 +7,44 @@ its own aggregate rather than a method of each: what survives is listed in :meth
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
 from ..crypto import DataKeys
-from .db import Database, json_column
+from .db import Conflict, Conn, Database, json_column
 from .hooks import ChangeHooks
-from .records import Erasure, ErasureCounts, utcnow
+from .records import TERMINAL_STATUSES, Erasure, ErasureCounts, utcnow
 
 
 class ErasureResult(ErasureCounts):
     call_ids: tuple[UUID, ...] = ()
     call_control_ids: tuple[str, ...] = ()
     recording_ids: tuple[str, ...] = ()
+
+
+class OrganisationBusy(Conflict):
+    """The organisation has calls up or a campaign running: erasing it now would pull its rows from
+    under them (hang up / pause first)."""
+
+
+# What an organisation's erasure counts in its receipt: every table keyed by the organisation
+# (the rest go with these by cascade: a call's turns and usage, a campaign's dialer row...).
+ORGANISATION_TABLES = ("calls", "turns", "call_events", "call_usage", "campaigns", "campaign_contacts",
+                       "phone_numbers", "api_keys", "dnc_entries", "erasures", "webhook_endpoints",
+                       "webhook_messages")
+
+Eraser = Callable[[Conn, UUID], Awaitable[Mapping[str, int]]]
+"""Part of an organisation kept outside this package (its knowledge bases): erased in the same
+transaction, returning what it removed by name."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrganisationErasureResult:
+    counts: dict[str, int]
+    call_control_ids: tuple[str, ...]
+    recording_ids: tuple[str, ...]
 
 
 # Fields of an event payload kept after an erasure: identifiers and outcomes, nothing a
@@ -67,6 +91,9 @@ class ErasureRepository(abc.ABC):
     async def erase_phone(self, org_id: UUID, phone: str) -> ErasureResult: ...
     @abc.abstractmethod
     async def list_erasures(self, org_id: UUID) -> list[Erasure]: ...
+    @abc.abstractmethod
+    async def erase_organisation(self, org_id: UUID, also: Sequence[Eraser] = (), *,
+                                 force: bool = False) -> OrganisationErasureResult | None: ...
 
 
 class SqlErasureRepository(ErasureRepository):
@@ -161,3 +188,49 @@ class SqlErasureRepository(ErasureRepository):
     async def list_erasures(self, org_id: UUID) -> list[Erasure]:
         rows = await self.db.fetch("SELECT * FROM erasures WHERE org_id = $1 ORDER BY created_at", org_id)
         return [Erasure.model_validate({**r, "counts": json_column(r["counts"])}) for r in rows]
+
+    async def erase_organisation(self, org_id: UUID, also: Sequence[Eraser] = (), *,
+                                 force: bool = False) -> OrganisationErasureResult | None:
+        """Delete the organisation and everything it owns, in one transaction (``None``: no such one).
+
+        Every table references ``organisations`` with ``ON DELETE CASCADE``, except the Telnyx
+        webhooks stored before their call was known to be the organisation's (``org_id`` NULL,
+        ``call_id`` set), deleted here by their call. ``also`` erases the parts kept outside the
+        store package (the knowledge bases) inside the same transaction. Refused with
+        :class:`OrganisationBusy` while a call is up or a campaign is running, unless ``force``
+        (a call stuck in a live state after a crash). Nothing is kept: there is no organisation
+        left to keep a receipt under; the caller gets the counts.
+        """
+        live = ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES))
+        async with self.db.transaction() as conn:
+            if await conn.fetchrow(f"SELECT id FROM organisations WHERE id = $1 {self.db.for_update}",
+                                   org_id) is None:
+                return None
+            if not force:
+                calls = await conn.fetchrow(
+                    f"SELECT count(*) AS n FROM calls WHERE org_id = $1 AND status NOT IN ({live})", org_id)
+                campaigns = await conn.fetchrow(
+                    "SELECT count(*) AS n FROM campaigns WHERE org_id = $1 AND status = 'running'", org_id)
+                if (calls and int(calls["n"])) or (campaigns and int(campaigns["n"])):
+                    raise OrganisationBusy("the organisation has calls in progress or a campaign running:"
+                                           " hang them up and pause or cancel its campaigns first")
+            counts: dict[str, int] = {}
+            for table in ORGANISATION_TABLES:
+                row = await conn.fetchrow(f"SELECT count(*) AS n FROM {table} WHERE org_id = $1", org_id)
+                counts[table] = int(row["n"]) if row else 0
+            control_ids: list[str] = []
+            recording_ids: list[str] = []
+            for row in await conn.fetch("SELECT call_control_id, recording_id FROM calls WHERE org_id = $1",
+                                        org_id):
+                if row["call_control_id"]:
+                    control_ids.append(row["call_control_id"])
+                if row["recording_id"]:
+                    recording_ids.append(row["recording_id"])
+            for eraser in also:
+                counts.update(await eraser(conn, org_id))
+            counts["call_events"] += await conn.execute(
+                "DELETE FROM call_events WHERE org_id IS NULL AND call_id IN (SELECT id FROM calls WHERE org_id = $1)",
+                org_id)
+            await conn.execute("DELETE FROM organisations WHERE id = $1", org_id)
+        return OrganisationErasureResult(counts=counts, call_control_ids=tuple(control_ids),
+                                         recording_ids=tuple(recording_ids))

@@ -114,6 +114,7 @@ class Repository:
 
         self.erase_phone = erasure.erase_phone
         self.list_erasures = erasure.list_erasures
+        self.erase_organisation = erasure.erase_organisation
 
     def connection(self) -> AbstractAsyncContextManager[Conn]:
         return self.db.connection()
