@@ -3,7 +3,8 @@
 ``/healthz`` (liveness) says the process and its event loop answer, and nothing more: a
 restart would not cure a database outage, so an orchestrator must not restart for one.
 ``/readyz`` (readiness) says this instance should be sent traffic: the store and Redis
-answer, Telnyx is configured, and it is not draining. Each check reports ``ok``,
+answer, Telnyx is configured, and it is not draining. The campaign worker serves both on its
+``--metrics-port`` (:func:`dialer_readiness`: it can place calls). Each check reports ``ok``,
 ``not_used`` (an optional part this deployment does without), or why it failed, by
 exception type only: messages can carry connection URLs and their passwords.
 """
@@ -50,11 +51,11 @@ async def _redis(cp: ControlPlane) -> str:
     return OK
 
 
-def _telnyx(cp: ControlPlane) -> str:
+def _telnyx(cp: ControlPlane, *, webhooks: bool = True) -> str:
     settings = cp.settings
     missing = [name for name, value in (
         ("TELNYX_API_KEY", settings.telnyx_api_key),
-        ("TELNYX_PUBLIC_KEY", settings.telnyx_public_key),
+        ("TELNYX_PUBLIC_KEY", settings.telnyx_public_key if webhooks else "not needed"),
         ("TELNYX_CONNECTION_ID", settings.telnyx_connection_id),
         ("CALLAGENT_SERVER__PUBLIC_URL", settings.server.public_url),
     ) if not value]
@@ -70,4 +71,14 @@ async def readiness(cp: ControlPlane) -> tuple[bool, dict[str, str]]:
         "telnyx": _telnyx(cp),
         "accepting": "draining" if cp.draining else OK,
     }
+    return all(value in (OK, NOT_USED) for value in checks.values()), checks
+
+
+async def dialer_readiness(cp: ControlPlane, *, webhooks: bool = False) -> tuple[bool, dict[str, str]]:
+    """Whether a campaign worker process can place calls: the store (its queue, PostgreSQL) and
+    Redis (shared pacing, sessions) answer, Telnyx dials are configured (the webhook key only
+    when it processes webhooks too), and its dialer runs and is not stopping."""
+    database, redis = await asyncio.gather(_within_deadline(_database(cp)), _within_deadline(_redis(cp)))
+    dialer = "draining" if cp.draining else (OK if cp.campaigns.dialer.running else "not running")
+    checks = {"database": database, "redis": redis, "telnyx": _telnyx(cp, webhooks=webhooks), "dialer": dialer}
     return all(value in (OK, NOT_USED) for value in checks.values()), checks

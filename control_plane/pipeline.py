@@ -23,6 +23,7 @@ from .agents import org_tool_destinations, personalities
 from .knowledge.service import Retriever
 from .recorder import CallContext, UnknownCall
 from .sessions import CallSession
+from .store.usage import UsageFigures
 from .streamauth import ANONYMOUS, StreamCredential
 
 if TYPE_CHECKING:
@@ -64,16 +65,25 @@ class StoreReporter:
         self._cp = cp
         self._metadata = metadata
         self._lease = lease
+        self._usage_stored = UsageFigures()  # of this agent's running totals: what is in the call's usage
+
+    def _new_usage(self, running: dict[str, Any]) -> UsageFigures:
+        """What the agent's running totals add to what its turns already stored (taken at once, so
+        concurrent turn writes never add the same usage twice)."""
+        stored = self._usage_stored
+        self._usage_stored = stored.at_least(UsageFigures.parse(running))
+        return self._usage_stored.minus(stored)
 
     async def turn(self, call_control_id: str | None, record: TurnRecord) -> None:
         if call_control_id is None:
             return
         figures = {k: record.timeline.get(k) for k in _FIGURES}
         figures["interrupted"] = record.interrupted
+        usage = self._new_usage(record.usage)  # stored with each turn: a crash loses one turn's at most
         try:
             await self._cp.recorder.record_turn(
                 call_control_id, record.index - 1, caller_text=record.caller_text, agent_text=record.agent_text,
-                interrupted=record.interrupted, latency=figures,
+                interrupted=record.interrupted, latency=figures, usage=usage or None,
             )
         except UnknownCall:
             return
@@ -98,7 +108,7 @@ class StoreReporter:
             outcome.setdefault("errors", report.errors[:10])
         try:
             await self._cp.recorder.finish(report.call_control_id, summary=report.summary, outcome=outcome,
-                                           usage=report.usage)
+                                           usage=self._new_usage(report.usage))
         except UnknownCall:
             pass
         context = await self._cp.recorder.lookup(report.call_control_id)

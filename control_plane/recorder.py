@@ -144,8 +144,10 @@ class CallRecorder:
 
     async def record_turn(self, call_control_id: str, index: int, *, caller_text: str | None,
                           agent_text: str | None, interrupted: bool = False,
-                          latency: Mapping[str, Any] | TurnTimeline | None = None) -> None:
-        """Store turn ``index`` (0-based; recording the same index again replaces it)."""
+                          latency: Mapping[str, Any] | TurnTimeline | None = None,
+                          usage: UsageFigures | None = None) -> None:
+        """Store turn ``index`` (0-based; recording the same index again replaces it), and add ``usage``
+        (what the agent used since its last record) to the call's."""
         call = await self._call(call_control_id)
         if call.erased_at is not None:
             return
@@ -154,9 +156,12 @@ class CallRecorder:
         await repo.upsert_turn(Turn(call_id=call.id, org_id=call.org_id, index=index, caller_text=caller_text,
                                     agent_text=agent_text, interrupted=interrupted, latency=figures,
                                     created_at=utcnow()))
+        if usage:
+            await repo.add_usage(call.id, call.org_id, usage, utcnow())
 
     async def finish(self, call_control_id: str, *, summary: str | None = None,
-                     outcome: Mapping[str, Any] | None = None, usage: Mapping[str, Any] | None = None) -> None:
+                     outcome: Mapping[str, Any] | None = None,
+                     usage: Mapping[str, Any] | UsageFigures | None = None) -> None:
         """The conversation's summary and structured outcome, once the conversation is over, and
         what its agent used of the providers (added to the call's usage; the outcome's
         ``llm_tokens`` is the call's total so far)."""
@@ -170,7 +175,8 @@ class CallRecorder:
         if outcome is not None:
             update["outcome"] = dict(outcome)
         if usage is not None:
-            totals = await repo.add_usage(call.id, call.org_id, UsageFigures.parse(dict(usage)), utcnow())
+            figures = usage if isinstance(usage, UsageFigures) else UsageFigures.parse(dict(usage))
+            totals = await repo.add_usage(call.id, call.org_id, figures, utcnow())
             update["outcome"] = {**update.get("outcome", call.outcome or {}), "llm_tokens": totals.llm_tokens}
         if update:
             await repo.update_call(call.id, lambda c: c if c.erased_at else c.model_copy(update=update))

@@ -12,7 +12,8 @@ claimed by one instance, which asks Telnyx (``GET /calls/{id}``):
   re-attach; the agent that takes the stream resumes the conversation (:mod:`.pipeline`). A
   stream that never comes is tried again, up to ``streams.max_reattach`` times, then hung up;
 * gone (``is_alive`` false, 404, or 422 90018): the row ends with the reason ``lost_after_crash``
-  (the campaign's slot is freed and its contact settled). A call that ended moments ago is left
+  at Telnyx's ``end_time`` when it gives one, so it is billed for the minutes it was up (the
+  campaign's slot is freed and its contact settled). A call that ended moments ago is left
   to its hangup webhook for a sweep or two.
 
 The sweep runs at start-up, every ``streams.sweep_interval_s``, and when a ``streaming.*``
@@ -54,11 +55,16 @@ class SweepCounts:
     deferred: int = 0
 
 
-def lost(call: Call, at: datetime, reason: str) -> Call | None:
-    """The row of a call Telnyx no longer has (re-checked under the row lock: a webhook may have won)."""
+def lost(call: Call, at: datetime, reason: str, ended_at: datetime | None = None) -> Call | None:
+    """The row of a call Telnyx no longer has (re-checked under the row lock: a webhook may have won).
+    It ended when Telnyx says (``ended_at``, its ``end_time``) if it says, else now: the call is
+    billed for the minutes it was up, not for the time no instance was there to notice its end."""
     if call.terminal:
         return None
-    ended = call.model_copy(update={"ended_at": call.ended_at or at})
+    end = call.ended_at or (ended_at if ended_at is not None and ended_at <= at else at)
+    if call.answered_at is not None and end < call.answered_at:
+        end = call.answered_at
+    ended = call.model_copy(update={"ended_at": end})
     return advance(ended, "completed" if call.answered_at is not None else "failed", at, reason)
 
 
@@ -183,7 +189,7 @@ class StreamRecovery:
             if ended_at is not None and now - ended_at < timedelta(seconds=self.settings.answer_grace_s):
                 counts.deferred += 1  # it just ended: its hangup webhook says how
                 return
-            await self._end(call, now, LOST_REASON)
+            await self._end(call, now, LOST_REASON, ended_at)
             counts.ended += 1
             return
         if attempt > self.settings.max_reattach:
@@ -208,9 +214,9 @@ class StreamRecovery:
         counts.reattached += 1
         log.warning("call %s: media stream lost; re-attached (try %d)", call.id, attempt)
 
-    async def _end(self, call: Call, now: datetime, reason: str) -> None:
+    async def _end(self, call: Call, now: datetime, reason: str, ended_at: datetime | None = None) -> None:
         repo = await self.cp.repository()
-        ended = await repo.update_call(call.id, lambda c: lost(c, now, reason))
+        ended = await repo.update_call(call.id, lambda c: lost(c, now, reason, ended_at))
         if ended is None or not ended.terminal:
             return
         log.warning("call %s: ended without a hangup webhook (%s)", call.id, reason)

@@ -11,7 +11,8 @@ outbound calls and the callee on incoming ones.
 
 Every emulated delay (ring, timeouts, speech, AMD, greeting, gather timeouts) is
 multiplied by ``time_scale`` so tests can run a 30 s ring timeout in a moment; media
-always runs in real time.
+always runs in real time, and so does ``time_limit_secs``, which Telnyx counts from the
+answer and which bounds that real-time media.
 """
 
 from __future__ import annotations
@@ -312,8 +313,6 @@ class Switchboard:
                                           call.call_control_id, call.created_at))
         self._initiated(call)
         self.spawn(self._ring_outbound(call), call)
-        if body.get("time_limit_secs"):
-            self.spawn(self._time_limit(call, float(body["time_limit_secs"])), call)
         return call
 
     def incoming(self, *, from_: str, to: str, connection_id: str, webhook_url: str | None = None,
@@ -348,7 +347,10 @@ class Switchboard:
             self.end(call, cause="originator_cancel", source="caller", sip="487")
 
     async def _time_limit(self, call: CallInfo, seconds: float) -> None:
-        await self.sleep(seconds)
+        # Telnyx: the leg "will be automatically terminated <time_limit_secs> after being answered".
+        # It bounds the answered call, whose media runs in real time, so it is not time-scaled:
+        # a scaled limit (1800 s x 0.05 = 90 s) cut real-time conversations short under load.
+        await asyncio.sleep(seconds)
         self.end(call, cause="time_limit", source="unknown", sip="unspecified")
 
     def _answered(self, call: CallInfo, params: dict[str, Any]) -> None:
@@ -356,6 +358,8 @@ class Switchboard:
         call.answered_at = time.time()
         self.emit(call, "call.answered", state="answered", start_time=_iso(call.created_at),
                   custom_headers=None, sip_headers=None, tags=[])
+        if params.get("time_limit_secs"):
+            self.spawn(self._time_limit(call, float(params["time_limit_secs"])), call)
         if params.get("stream_url"):
             self.start_stream(call, params)
         if params.get("record") == "record-from-answer":

@@ -428,7 +428,8 @@ class SilentCallee:
     async def run(self, ws: aiohttp.ClientWebSocketResponse, call: CallInfo) -> None:
         stream = call.stream
         assert stream is not None
-        self.queue = PlayQueue(stream.media_format.bytes_per_second, mark_echo=self.mark_echo)
+        self.queue = PlayQueue(stream.media_format.bytes_per_second, clock=asyncio.get_running_loop().time,
+                               mark_echo=self.mark_echo)
         self.receiver = AppAudioReceiver(ws, stream.frames, self.queue)
         reader = asyncio.create_task(self.receiver.run())
         pacer = Pacer(ws, stream.frames)

@@ -53,7 +53,8 @@ from ..usage import call_cost
 from ..voicemail import holds_agent
 from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, agent_success, classify, decide
-from .pacing import MemoryPacer, Pacer, RedisPacer
+from .pacing import MemoryPacer, Pacer, RedisPacer, pacing_burst
+from .rows import call_agent_config
 from .store import Applied, CampaignStore, ContactRow, DialCampaign
 from .timezones import UnknownTimeZone, Window, contact_zones, zone
 
@@ -61,25 +62,6 @@ if TYPE_CHECKING:
     from ..services import ControlPlane
 
 log = logging.getLogger(__name__)
-
-
-
-def pacing_burst(calls_per_minute: int) -> int:
-    """The bucket's size: a quarter of a second of dials (1 up to 240 a minute). A step that ran late
-    is caught up instead of lost, and no minute ever sees more than calls_per_minute + burst - 1."""
-    return max(1, round(calls_per_minute / 240))
-
-
-def call_agent_config(campaign: DialCampaign, contact: ContactRow) -> dict[str, Any]:
-    """The campaign's agent overrides with the contact's name and columns as prompt variables."""
-    config = dict(campaign.agent_config)
-    data = contact.data or {}
-    variables = {**(config.get("variables") or {}), **(data.get("variables") or {})}
-    if data.get("name"):
-        variables.setdefault("name", data["name"])
-    if variables:
-        config["variables"] = {str(k): str(v) for k, v in variables.items()}
-    return config
 
 
 class Dialer:
@@ -247,6 +229,12 @@ class CampaignRunner:
     def settings(self) -> Any:
         return self.dialer.settings
 
+    @property
+    def send_lease_s(self) -> float:
+        """The lease before a send: it outlasts the send (``dial_timeout_s``), so no worker re-sends an attempt
+        whose request is still in flight; only a worker that died or stalled loses it."""
+        return max(self.settings.lease_s, self.settings.dial_timeout_s + 1.0)
+
     async def _sleep(self, seconds: float) -> None:
         self.wake.clear()
         with contextlib.suppress(TimeoutError):
@@ -380,7 +368,7 @@ class CampaignRunner:
                 campaign_id=campaign.id, agent_config=agent_config, created_at=now, updated_at=now,
             )
 
-        commit = await store.commit_dial(campaign, contact, now, self.settings.lease_s, make_call)
+        commit = await store.commit_dial(campaign, contact, now, self.send_lease_s, make_call)
         if commit.result == "committed":
             assert commit.call is not None
             self.dialer.spawn(self.dial(campaign, contact, commit.call))
@@ -436,24 +424,27 @@ class CampaignRunner:
         metrics = cp.metrics
         metrics.dial_sent("campaign")
         try:
-            result = await client.dial(
-                connection_id=settings.telnyx_connection_id or "", to=contact.phone, from_=call.from_number or "",
-                # With machine detection the agent waits for the verdict (control_plane.machines).
-                stream_url=None if holds_agent(config.amd_mode) else stream.url, stream_track="inbound_track",
-                stream_bidirectional_mode="rtp",
-                stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
-                client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
-                timeout_secs=config.ring_timeout_s, answering_machine_detection=config.amd_mode,
-                time_limit_secs=agent.max_duration_s,
-            )
+            async with asyncio.timeout(self.settings.dial_timeout_s):  # inside the send's lease
+                result = await client.dial(
+                    connection_id=settings.telnyx_connection_id or "", to=contact.phone, from_=call.from_number or "",
+                    # With machine detection the agent waits for the verdict (control_plane.machines).
+                    stream_url=None if holds_agent(config.amd_mode) else stream.url, stream_track="inbound_track",
+                    stream_bidirectional_mode="rtp",
+                    stream_bidirectional_codec="PCMU", stream_auth_token=stream.auth_token,
+                    client_state=client_state_for(call.id), webhook_url=webhook_url, command_id=str(call.id),
+                    timeout_secs=config.ring_timeout_s, answering_machine_detection=config.amd_mode,
+                    time_limit_secs=agent.max_duration_s,
+                )
         except TelnyxRateLimited as exc:
             metrics.dial_failed("campaign", "rate_limited")
+            # A 429 after an unanswered try of this send: that try may have dialled; its window runs on.
             await store.dial_later(contact, call.id, self.dialer.clock(), max(1.0, exc.retry_after_s or 1.0),
-                                   str(exc), not_sent=first_send)
+                                   str(exc), not_sent=first_send and not exc.after_unanswered)
             return
         except TelnyxApiError as exc:
             metrics.dial_failed("campaign", "server_error" if exc.status >= 500 else "refused")
-            if exc.status >= 500:
+            if exc.status >= 500 or exc.after_unanswered:
+                # Fate unknown (after an unanswered try, this may answer a duplicate of a dial that ran).
                 await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
                 return
             at, error = self.dialer.clock(), telnyx_error_details(exc)
@@ -461,10 +452,11 @@ class CampaignRunner:
             if ended is not None:
                 await self.dialer.settle(ended)
             return
-        except TelnyxError as exc:
+        except (TelnyxError, TimeoutError) as exc:
             # No answer from Telnyx: it may or may not have dialled. Re-sent soon with the same command_id.
             metrics.dial_failed("campaign", "unreachable")
-            await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc), not_sent=False)
+            await store.dial_later(contact, call.id, self.dialer.clock(), 1.0, str(exc) or "no answer in time",
+                                   not_sent=False)
             return
 
         updated = await repo.update_call(call.id, lambda c: dialled(c, result))
@@ -523,7 +515,7 @@ class CampaignRunner:
         safe = timedelta(seconds=settings.dedupe_window_s - settings.resend_margin_s)
         if started is None or now - started < safe:
             # Never sent, or Telnyx still de-duplicates this command_id: sending it (again) dials at most once.
-            if await store.renew(contact, "dialing", now + timedelta(seconds=settings.lease_s), now,
+            if await store.renew(contact, "dialing", now + timedelta(seconds=self.send_lease_s), now,
                                  dial_started_at=now):
                 fresh = contact.model_copy(update={"dial_started_at": started or now})
                 self.dialer.spawn(self.dial(campaign, fresh, call, first_send=started is None))

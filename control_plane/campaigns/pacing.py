@@ -17,6 +17,12 @@ from typing import Any, Protocol
 from ..redisconn import tag
 
 
+def pacing_burst(calls_per_minute: int) -> int:
+    """The bucket's size: a quarter of a second of dials (1 up to 240 a minute). A step that ran late
+    is caught up instead of lost, and no minute ever sees more than calls_per_minute + burst - 1."""
+    return max(1, round(calls_per_minute / 240))
+
+
 class Pacer(Protocol):
     async def reserve(self, key: str, per_minute: float, burst: int = 1) -> float:
         """Book the next slot for ``key``; returns the seconds to wait until it."""

@@ -127,3 +127,15 @@ def as_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
+
+
+def call_agent_config(campaign: DialCampaign, contact: ContactRow) -> dict[str, Any]:
+    """The campaign's agent overrides with the contact's name and columns as prompt variables."""
+    config = dict(campaign.agent_config)
+    data = contact.data or {}
+    variables = {**(config.get("variables") or {}), **(data.get("variables") or {})}
+    if data.get("name"):
+        variables.setdefault("name", data["name"])
+    if variables:
+        config["variables"] = {str(k): str(v) for k, v in variables.items()}
+    return config

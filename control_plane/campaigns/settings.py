@@ -63,7 +63,9 @@ class CampaignSettings(BaseModel):
                                  "happened before the attempt is given up (never re-dialled).")
     stale_call_s: float = Field(300.0, gt=0, description="A live call silent this long is checked with Telnyx.")
     outcome_grace_s: float = Field(30.0, ge=0, description="How long a finished call waits for the agent's outcome.")
-    dial_timeout_s: float = Field(10.0, gt=0, description="Telnyx dial request budget (with its retries).")
+    dial_timeout_s: float = Field(
+        10.0, gt=0, description="Telnyx dial request budget (with its retries); the lease taken before a send "
+                                "outlasts it, so no other worker re-sends an attempt while its request is in flight.")
     max_upload_bytes: int = Field(256 << 20, ge=1024, description="Largest contacts upload (CSV is streamed).")
     max_upload_rows: int = Field(1_000_000, ge=1, description="Rows accepted by one contacts upload.")
     max_json_contacts: int = Field(10_000, ge=1, description="Contacts in one JSON upload.")
@@ -76,4 +78,8 @@ class CampaignSettings(BaseModel):
     def _lease_inside_window(self) -> CampaignSettings:
         if self.lease_s >= self.dedupe_window_s - self.resend_margin_s:
             raise ValueError("lease_s must be shorter than dedupe_window_s - resend_margin_s")
+        if self.dial_timeout_s > self.resend_margin_s:
+            # A re-send starts at most dedupe_window_s - resend_margin_s after the first; its tries
+            # must be over before Telnyx stops de-duplicating the command_id.
+            raise ValueError("dial_timeout_s must not exceed resend_margin_s")
         return self

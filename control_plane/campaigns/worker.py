@@ -12,7 +12,10 @@ SIGTERM/SIGINT stop claiming, let dials in flight finish and exit; a ``kill -9``
 nothing either: the worker's leases run out and another process takes its contacts over.
 
 ``--metrics-port`` serves the worker's Prometheus families (dials, dial errors, campaigns,
-event-loop lag, DB pool, process) on ``/metrics``, which also serves as its liveness probe.
+event-loop lag, DB pool, process) on ``/metrics``, its liveness on ``/healthz`` and its
+readiness on ``/readyz``: 200 when it can place calls (PostgreSQL and Redis answer, Telnyx
+dials are configured, its dialer runs), 503 with the failing checks otherwise and from the
+moment it is told to stop.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..health import dialer_readiness
 from ..logfmt import configure
 from ..metrics import event_loop_watch, exposition
 from ..services import ControlPlane
@@ -34,15 +38,28 @@ from ..settings import Settings
 log = logging.getLogger("control_plane.campaigns.worker")
 
 
-async def serve_metrics(registry: Any, host: str, port: int) -> web.AppRunner:
-    """A tiny HTTP server for ``/metrics``; returns its runner (``await runner.cleanup()``)."""
+async def serve_probes(cp: ControlPlane, host: str, port: int, *, webhooks: bool = False) -> web.AppRunner:
+    """A tiny HTTP server: ``/metrics``, ``/healthz`` (liveness: the event loop answers) and
+    ``/readyz`` (readiness: this worker can place calls, :func:`control_plane.health.dialer_readiness`);
+    returns its runner (``await runner.cleanup()``)."""
+    registry = cp.metrics.registry
 
     async def metrics(request: web.Request) -> web.Response:
         body, content_type = exposition(registry, request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        ready, checks = await dialer_readiness(cp, webhooks=webhooks)
+        return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
+                                 status=200 if ready else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -56,7 +73,8 @@ async def serve_metrics(registry: Any, host: str, port: int) -> web.AppRunner:
 async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Event | None = None,
                      metrics_port: int | None = None) -> None:
     """Dial until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None); with ``metrics_port``,
-    serve ``/metrics`` on it (the server's host setting) meanwhile."""
+    serve ``/metrics``, ``/healthz`` and ``/readyz`` on it (the server's host setting) meanwhile.
+    Once stopping, ``/readyz`` answers 503 (draining) while the dials in flight finish."""
     if settings.database_url is None:
         raise SystemExit("the campaign worker needs PostgreSQL (DATABASE_URL): with SQLite the app dials alone")
     campaigns = settings.campaigns.model_copy(update={"dialer": True})
@@ -68,20 +86,21 @@ async def run_worker(settings: Any, *, webhooks: bool = False, stop: asyncio.Eve
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
     await cp.start()
-    metrics = None
+    probes = None
     try:
         if metrics_port is not None:
-            metrics = await serve_metrics(cp.metrics.registry, settings.server.host, metrics_port)
+            probes = await serve_probes(cp, settings.server.host, metrics_port, webhooks=webhooks)
         if not webhooks:
             await cp.worker.stop()  # leave stored webhooks to the app (or run with --webhooks)
         cp.campaigns.start()
         log.info("campaign worker %s dialling", cp.campaigns.dialer.worker_id)
         async with event_loop_watch(cp.metrics.event_loop_lag):
             await stop.wait()
+        await cp.begin_drain()  # not ready from here; no new claims, dials in flight finish
     finally:
         await cp.close()
-        if metrics is not None:
-            await metrics.cleanup()
+        if probes is not None:
+            await probes.cleanup()
         log.info("campaign worker stopped")
 
 
@@ -91,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--webhooks", action="store_true",
                         help="also process stored Telnyx webhooks (the app does it by default)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
-                        help="serve Prometheus metrics on /metrics at this port (on the server.host interface)")
+                        help="serve /metrics, /healthz and /readyz at this port (on the server.host interface)")
     return parser
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from ..crypto import DataKeys
-from .db import Conflict, Conn, Database, json_column, placeholders
+from .db import Conflict, Conn, Database, Where, json_column, placeholders
 from .hooks import ChangeHooks
 from .records import Call, CallPage, StatusChange, utcnow
 
@@ -205,28 +205,16 @@ class SqlCallRepository(CallRepository):
     async def list_calls(self, org_id: UUID, *, status: str | None = None, campaign_id: UUID | None = None,
                          since: datetime | None = None, until: datetime | None = None, limit: int = 50,
                          after: tuple[datetime, UUID] | None = None, direction: str | None = None) -> CallPage:
-        where = ["org_id = $1"]
-        args: list[Any] = [org_id]
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        if status is not None:
-            where.append(f"status = {arg(status)}")
-        if campaign_id is not None:
-            where.append(f"campaign_id = {arg(campaign_id)}")
-        if direction is not None:
-            where.append(f"direction = {arg(direction)}")
-        if since is not None:
-            where.append(f"created_at >= {arg(since)}")
-        if until is not None:
-            where.append(f"created_at < {arg(until)}")
+        where = Where("org_id = {}", org_id)
+        where.when(status, "status = {}")
+        where.when(campaign_id, "campaign_id = {}")
+        where.when(direction, "direction = {}")
+        where.when(since, "created_at >= {}")
+        where.when(until, "created_at < {}")
         if after is not None:
-            where.append(f"(created_at, id) < ({arg(after[0])}, {arg(after[1])})")
-        sql = (f"SELECT * FROM calls WHERE {' AND '.join(where)} "
-               f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}")
-        rows = await self.db.fetch(sql, *args)
+            where.add("(created_at, id) < ({}, {})", *after)
+        sql = f"SELECT * FROM calls WHERE {where} ORDER BY created_at DESC, id DESC LIMIT {where.arg(limit + 1)}"
+        rows = await self.db.fetch(sql, *where.args)
         calls = [self.codec.call(r) for r in rows[:limit]]
         more = len(rows) > limit
         cursor = (calls[-1].created_at, calls[-1].id) if more and calls else None

@@ -88,3 +88,41 @@ def time_column(value: Any) -> datetime:
 def placeholders(n: int, start: int = 1) -> str:
     """``$start, ..., $(start+n-1)``."""
     return ", ".join(f"${start + i}" for i in range(n))
+
+
+class Where:
+    """A ``WHERE`` clause of optional filters and its arguments, for list queries.
+
+    Every value becomes the next ``$n`` (numbered by position in :attr:`args`), the one placeholder
+    form both backends take: asyncpg natively, SQLite as ``?n`` (:mod:`.sqlite` rewrites it;
+    numbered, not bare ``?``, so a value may be referred to out of order or twice). Values never
+    enter the SQL text::
+
+        where = Where("org_id = {}", org_id)
+        where.when(status, "status = {}")
+        rows = await db.fetch(f"SELECT * FROM calls WHERE {where} LIMIT {where.arg(50)}", *where.args)
+    """
+
+    __slots__ = ("args", "clauses")
+
+    def __init__(self, clause: str, *values: Any) -> None:
+        self.args: list[Any] = []
+        self.clauses: list[str] = []
+        self.add(clause, *values)
+
+    def arg(self, value: Any) -> str:
+        """Bind ``value`` as the next parameter; returns its placeholder."""
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, clause: str, *values: Any) -> None:
+        """``clause`` with one ``{}`` per value, each bound as the next parameter."""
+        self.clauses.append(clause.format(*(self.arg(v) for v in values)))
+
+    def when(self, value: Any, clause: str) -> None:
+        """The filter ``clause`` (one ``{}``) on ``value``, unless ``value`` is None (not filtered)."""
+        if value is not None:
+            self.add(clause, value)
+
+    def __str__(self) -> str:
+        return " AND ".join(self.clauses)

@@ -29,6 +29,7 @@ from uuid import UUID, uuid4
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from .db import Where
 from .records import utcnow
 
 if TYPE_CHECKING:
@@ -413,30 +414,18 @@ class SqlOutboxStore(OutboxStore):
                               since: datetime | None = None, until: datetime | None = None,
                               order_key: str | None = None, limit: int = 100,
                               before_id: int | None = None) -> list[Delivery]:
-        where = ["d.org_id = $1"]
-        args: list[Any] = [org_id]
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        if endpoint_id is not None:
-            where.append(f"d.endpoint_id = {arg(endpoint_id)}")
-        if state is not None:
-            where.append(f"d.state = {arg(state)}")
-        if since is not None:
-            where.append(f"d.created_at >= {arg(since)}")
-        if until is not None:
-            where.append(f"d.created_at < {arg(until)}")
-        if order_key is not None:
-            where.append(f"d.order_key = {arg(order_key)}")
-        if before_id is not None:
-            where.append(f"d.id < {arg(before_id)}")
+        where = Where("d.org_id = {}", org_id)
+        where.when(endpoint_id, "d.endpoint_id = {}")
+        where.when(state, "d.state = {}")
+        where.when(since, "d.created_at >= {}")
+        where.when(until, "d.created_at < {}")
+        where.when(order_key, "d.order_key = {}")
+        where.when(before_id, "d.id < {}")
         async with self.db.connection() as conn:
             rows = await conn.fetch(
                 "SELECT d.*, m.event_type AS event_type FROM webhook_deliveries d"
-                f" JOIN webhook_messages m ON m.id = d.message_id WHERE {' AND '.join(where)}"
-                f" ORDER BY d.id DESC LIMIT {arg(limit)}", *args)
+                f" JOIN webhook_messages m ON m.id = d.message_id WHERE {where}"
+                f" ORDER BY d.id DESC LIMIT {where.arg(limit)}", *where.args)
         return [self._delivery(r) for r in rows]
 
     async def get_delivery(self, org_id: UUID, delivery_id: int) -> tuple[Delivery, list[Attempt]] | None:

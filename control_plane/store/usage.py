@@ -47,6 +47,17 @@ class UsageFigures:
     def llm_tokens(self) -> int:
         return self.llm_prompt_tokens + self.llm_completion_tokens
 
+    def at_least(self, other: UsageFigures) -> UsageFigures:
+        """Each figure the larger of the two (an agent's running totals only grow)."""
+        return UsageFigures(**{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+
+    def minus(self, other: UsageFigures) -> UsageFigures:
+        """What these figures add to ``other`` (none below 0)."""
+        return UsageFigures(**{f.name: max(getattr(self, f.name) - getattr(other, f.name), 0) for f in fields(self)})
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

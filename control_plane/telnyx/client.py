@@ -76,6 +76,10 @@ class TelnyxConnectionError(TelnyxError):
 class TelnyxApiError(TelnyxError):
     """Telnyx answered with an error. ``code`` is ``errors[0].code`` (a digit string)."""
 
+    after_unanswered: bool = False
+    """An earlier attempt of the same request got no answer (timeout, reset, 5xx): it may have run.
+    This answer then speaks only for the last attempt (for a 429: that one was not executed)."""
+
     def __init__(self, status: int, errors: list[dict[str, Any]], *, method: str = "", path: str = "") -> None:
         self.status = status
         self.errors = errors
@@ -219,6 +223,7 @@ class TelnyxClient:
         deadline = loop.time() + self.timeout_s
         session = self._get_session()
         failure: TelnyxError = TelnyxConnectionError(f"Telnyx {method} {path}: timeout_s left no time to send")
+        unanswered = False  # an earlier attempt may have reached Telnyx and run
         for attempt in range(1, self.max_attempts + 1):
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -235,10 +240,13 @@ class TelnyxClient:
             except TimeoutError:
                 failure = TelnyxConnectionError(f"{where}: no response within {budget * 1000:.0f} ms")
                 log.info("%s", failure)
+                unanswered = True
                 continue
             except aiohttp.ClientError as exc:
                 failure = TelnyxConnectionError(self._scrub(f"{where}: {type(exc).__name__}: {exc}"))
                 log.info("%s", failure)
+                # Refused before connecting: nothing was sent. Any later failure: it may have been.
+                unanswered = unanswered or not isinstance(exc, aiohttp.ClientConnectorError)
                 continue
             try:
                 document = orjson.loads(raw) if raw else {}
@@ -253,10 +261,12 @@ class TelnyxClient:
             if status >= 500:
                 failure = TelnyxApiError(status, errors, method=method, path=path)
                 log.info("%s (attempt %d of %d)", failure, attempt, self.max_attempts)
+                unanswered = True
                 continue
-            if status == 429:
-                raise TelnyxRateLimited(status, errors, _retry_after(headers), method=method, path=path)
-            raise TelnyxApiError(status, errors, method=method, path=path)
+            error = (TelnyxRateLimited(status, errors, _retry_after(headers), method=method, path=path)
+                     if status == 429 else TelnyxApiError(status, errors, method=method, path=path))
+            error.after_unanswered = unanswered
+            raise error
         raise failure
 
     # -- commands --------------------------------------------------------------------------

@@ -535,9 +535,13 @@ class CallAgent(MediaListener):
             self.knowledge.close()
         await self._tasks.cancel_all()
         await self.recogniser.aclose()
-        summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
-                                           on_provider_error=self.on_provider_error, usage=self.usage)
-        self.usage.stt_bytes = self.recogniser.sent_bytes
+        try:
+            summary, outcome = await summarize(self.llm, self.conversation, self.profile.config, self.errors,
+                                               on_provider_error=self.on_provider_error, usage=self.usage)
+        except Exception as exc:  # a model plugin's bug must not cost the call its record
+            log.exception("call %s: the summary failed", self.call_control_id)
+            self.errors.append(f"summary: {type(exc).__name__}")
+            summary, outcome = None, None
         await self.records.finished(CallReport(
             call_control_id=self.call_control_id,
             transcript=self.conversation.transcript(),
@@ -547,9 +551,13 @@ class CallAgent(MediaListener):
             turns=self.records.turns,
             speculation=self.speculation.as_dict(),
             errors=list(self.errors),
-            usage=self.usage.as_dict(),
+            usage=self._usage_so_far(),
         ))
+
+    def _usage_so_far(self) -> dict[str, Any]:
+        self.usage.stt_bytes = self.recogniser.sent_bytes
+        return self.usage.as_dict()
 
     def _report_turn(self, reply: Reply, agent_text: str, *, interrupted: bool) -> None:
         self.records.turn(self.conversation, reply.user_text, agent_text, interrupted=interrupted,
-                          timeline=reply.timeline)
+                          timeline=reply.timeline, usage=self._usage_so_far())

@@ -30,6 +30,9 @@ class TurnRecord:
     """The turn's stamps and derived latencies (see :meth:`TurnTimeline.as_dict`)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """The conversation so far (OpenAI message format), so another process could take over."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """What this agent has used of its providers so far (cumulative, as :attr:`CallReport.usage`),
+    so a process that dies mid-call loses at most one turn's usage."""
 
 
 @dataclass

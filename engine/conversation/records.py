@@ -28,11 +28,12 @@ class CallRecords:
         self._pending: set[asyncio.Task[Any]] = set()
 
     def turn(self, conversation: Conversation, caller_text: str, agent_text: str, *, interrupted: bool,
-             timeline: TurnTimeline | None) -> None:
+             timeline: TurnTimeline | None, usage: dict[str, Any] | None = None) -> None:
         self.turns += 1
         record = TurnRecord(
             index=self.turns, caller_text=caller_text, agent_text=agent_text, interrupted=interrupted,
             timeline=timeline.as_dict() if timeline else {}, history=conversation.for_model()[1:],
+            usage=usage or {},
         )
         task = asyncio.ensure_future(self.reporter.turn(self.call_control_id, record))
         self._pending.add(task)

@@ -105,15 +105,14 @@ class FakeEngine:
         return await self._inbox.get()
 
 
-def play(engine: FakeEngine, gaps: ReplyGaps | None) -> CallMeasurement:
-    loop = VirtualTimeLoop()
+async def play(engine: FakeEngine, gaps: ReplyGaps | None) -> CallMeasurement:
+    """The call on the test's loop, which is on virtual time (``loop_factories=["virtual"]``)."""
     try:
-        return loop.run_until_complete(ScriptedCallee(SCRIPT, reply_gaps=gaps).run(engine))
+        return await ScriptedCallee(SCRIPT, reply_gaps=gaps).run(engine)
     finally:
         for task in engine._tasks:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*engine._tasks, return_exceptions=True))
-        loop.close()
+        await asyncio.gather(*engine._tasks, return_exceptions=True)
 
 
 def heard_gaps(engine: FakeEngine) -> list[float]:
@@ -129,9 +128,10 @@ def heard_gaps(engine: FakeEngine) -> list[float]:
 
 
 @pytest.mark.parametrize("reply_delay_s", [0.1, 1.2], ids=["prompt-reply", "reply-slower-than-idle"])
-def test_the_callee_answers_each_reply_after_the_gap_it_drew(reply_delay_s: float) -> None:
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_the_callee_answers_each_reply_after_the_gap_it_drew(reply_delay_s: float) -> None:
     engine = FakeEngine(reply_delay_s=reply_delay_s)
-    result = play(engine, ReplyGaps(0.2, 1.5, seed="test"))
+    result = await play(engine, ReplyGaps(0.2, 1.5, seed="test"))
     draws = ReplyGaps(0.2, 1.5, seed="test")
     expected = [draws.draw() for _ in SCRIPT.utterances()]
     assert [t.reply_gap_s for t in result.turns] == expected
@@ -144,9 +144,10 @@ def test_the_callee_answers_each_reply_after_the_gap_it_drew(reply_delay_s: floa
     assert result.completed and result.error is None
 
 
-def test_without_gaps_the_callee_keeps_the_scripts_anchors() -> None:
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_without_gaps_the_callee_keeps_the_scripts_anchors() -> None:
     engine = FakeEngine()
-    result = play(engine, None)
+    result = await play(engine, None)
     assert all(t.reply_gap_s is None for t in result.turns)
     for heard, line in zip(heard_gaps(engine), SCRIPT.utterances(), strict=False):
         # agent_done: quiet for reply_idle_s after the last frame arrived, then the scripted delay.

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from control_plane.campaigns.models import CampaignConfig
 from control_plane.campaigns.store import CampaignStore, PreparedContact
-
-T = TypeVar("T")
-
-
-def run_async(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
-    """Deprecated: write ``async def test_x(...)`` without it (pytest-asyncio runs it). Kept as a shim
-    for branches written before the switch; it turns the test into a sync one that calls ``asyncio.run``."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        return asyncio.run(fn(*args, **kwargs))  # type: ignore[arg-type]
-
-    return wrapper
 
 
 async def dump_database(repo: Any) -> str:

@@ -10,8 +10,8 @@ from control_plane import admin
 from control_plane.recorder import UnknownCall
 from control_plane.streamauth import StreamCredential
 from engine.timeline import TurnTimeline
+from tests.fixtures.servers import sqlite_only
 
-from .conftest import make_settings
 from .fakes import harness
 from .helpers import dump_database
 
@@ -90,33 +90,32 @@ async def test_a_stream_that_beats_the_dial_response_gets_its_call(h):
     assert (await repo.get_call_unscoped(call_id)).call_control_id == "v3:early"
 
 
-async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_it(tmp_path):
-    settings = make_settings(tmp_path)
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        repo = await h.cp.repository()
-        plain = await (await h.start_call(headers)).json()
-        await h.webhook("call.answered", {"call_control_id": plain["call_control_id"]})
-        await h.settle()
-        assert h.telnyx.named("record_start") == []
-        assert await h.cp.recorder.pause_recording(plain["call_control_id"]) is False
+@sqlite_only
+async def test_recording_follows_the_organisation_setting_and_pci_window_pauses_it(h):
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    plain = await (await h.start_call(headers)).json()
+    await h.webhook("call.answered", {"call_control_id": plain["call_control_id"]})
+    await h.settle()
+    assert h.telnyx.named("record_start") == []
+    assert await h.cp.recorder.pause_recording(plain["call_control_id"]) is False
 
-        await repo.update_organisation_settings(org.id, {"record_calls": True})
-        recorded = await (await h.start_call(headers)).json()
-        opted_out = await (await h.start_call(headers, agent_config={"personality": "friendly", "voice": "natural_hd",
-                                                                     "language": "en", "record": False})).json()
-        for call in (recorded, opted_out):
-            await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})
-        await h.settle()
-        assert [c["call_control_id"] for c in h.telnyx.named("record_start")] == [recorded["call_control_id"]]
+    await repo.update_organisation_settings(org.id, {"record_calls": True})
+    recorded = await (await h.start_call(headers)).json()
+    opted_out = await (await h.start_call(headers, agent_config={"personality": "friendly", "voice": "natural_hd",
+                                                                 "language": "en", "record": False})).json()
+    for call in (recorded, opted_out):
+        await h.webhook("call.answered", {"call_control_id": call["call_control_id"]})
+    await h.settle()
+    assert [c["call_control_id"] for c in h.telnyx.named("record_start")] == [recorded["call_control_id"]]
 
-        with pytest.raises(RuntimeError):
-            async with h.cp.recorder.pci_window(recorded["call_control_id"]) as paused:
-                assert paused is True
-                assert [c["call_control_id"] for c in h.telnyx.named("record_pause")] == [recorded["call_control_id"]]
-                assert h.telnyx.named("record_resume") == []
-                raise RuntimeError("payment tool failed")
-        assert [c["call_control_id"] for c in h.telnyx.named("record_resume")] == [recorded["call_control_id"]]
+    with pytest.raises(RuntimeError):
+        async with h.cp.recorder.pci_window(recorded["call_control_id"]) as paused:
+            assert paused is True
+            assert [c["call_control_id"] for c in h.telnyx.named("record_pause")] == [recorded["call_control_id"]]
+            assert h.telnyx.named("record_resume") == []
+            raise RuntimeError("payment tool failed")
+    assert [c["call_control_id"] for c in h.telnyx.named("record_resume")] == [recorded["call_control_id"]]
 
 
 async def test_dtmf_digits_are_never_stored(h):

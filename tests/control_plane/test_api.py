@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from control_plane.callstate import call_id_from_client_state
 from control_plane.streamauth import verify_token
 from control_plane.telnyx.client import TelnyxConnectionError, TelnyxRateLimited
+from tests.fixtures.servers import sqlite_only
 from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
@@ -220,27 +221,27 @@ async def test_dnc_blocks_dialling(h):
     assert (await h.client.get("/api/dnc/12345", headers=headers)).status == 400
 
 
-async def test_dnc_csv_import(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        csv_body = ("name,phone,reason\nAnn,+14155550001,asked\nBob,not-a-number,\n\n"
-                    "Cy,+1 415 555 0002,\nDup,+14155550001,\n")
-        response = await h.client.post("/api/dnc/import", data=csv_body.encode(),
-                                       headers={**headers, "Content-Type": "text/csv"})
-        assert response.status == 200, await response.text()
-        result = await response.json()
-        assert (result["rows"], result["valid"], result["added"], result["invalid"]) == (4, 3, 2, 1)
-        assert result["invalid_rows"] == [3]
-        assert (await (await h.client.get("/api/dnc/%2B14155550002", headers=headers)).json())["blocked"]
-        assert (await h.start_call(headers, to="+14155550001")).status == 409
-        plain = await h.client.post("/api/dnc/import", data=b"+14155550003\n+14155550001\n",
-                                    headers={**headers, "Content-Type": "text/csv"})
-        assert (await plain.json())["added"] == 1 and (await plain.json())["already_listed"] == 1
-        wrong_type = await h.client.post("/api/dnc/import", json={"phone": "+14155550009"}, headers=headers)
-        assert wrong_type.status == 415
-        binary = await h.client.post("/api/dnc/import", data=b"\xff\xfe\x00bad",
-                                     headers={**headers, "Content-Type": "text/csv"})
-        assert binary.status == 400
+@sqlite_only
+async def test_dnc_csv_import(h):
+    _, headers = await h.org()
+    csv_body = ("name,phone,reason\nAnn,+14155550001,asked\nBob,not-a-number,\n\n"
+                "Cy,+1 415 555 0002,\nDup,+14155550001,\n")
+    response = await h.client.post("/api/dnc/import", data=csv_body.encode(),
+                                   headers={**headers, "Content-Type": "text/csv"})
+    assert response.status == 200, await response.text()
+    result = await response.json()
+    assert (result["rows"], result["valid"], result["added"], result["invalid"]) == (4, 3, 2, 1)
+    assert result["invalid_rows"] == [3]
+    assert (await (await h.client.get("/api/dnc/%2B14155550002", headers=headers)).json())["blocked"]
+    assert (await h.start_call(headers, to="+14155550001")).status == 409
+    plain = await h.client.post("/api/dnc/import", data=b"+14155550003\n+14155550001\n",
+                                headers={**headers, "Content-Type": "text/csv"})
+    assert (await plain.json())["added"] == 1 and (await plain.json())["already_listed"] == 1
+    wrong_type = await h.client.post("/api/dnc/import", json={"phone": "+14155550009"}, headers=headers)
+    assert wrong_type.status == 415
+    binary = await h.client.post("/api/dnc/import", data=b"\xff\xfe\x00bad",
+                                 headers={**headers, "Content-Type": "text/csv"})
+    assert binary.status == 400
 
 
 async def test_dial_failures_mark_the_row_failed_and_return_telnyx_error(h):

@@ -25,6 +25,7 @@ from control_plane.app import CONTROL_PLANE_KEY, create_app
 from control_plane.auth import issue_api_key
 from control_plane.campaigns.store import CampaignStore
 from control_plane.store import open_repository
+from tests.fixtures.waiting import eventually
 
 from .conftest import ENCRYPTION_KEY, LOOKUP_KEY, PG_URL, REDIS_URL, make_settings
 from .test_campaigns_dialer import AGENT, QuietCallee
@@ -47,7 +48,10 @@ def _env(settings: Any, emulator: RunningEmulator, port: int, **extra: str) -> d
         "CALLAGENT_TELNYX_PUBLIC_KEY": emulator.public_key_b64, "CALLAGENT_TELNYX_CONNECTION_ID": "1234567890",
         "CALLAGENT_SERVER__PUBLIC_URL": f"http://127.0.0.1:{port}", "CALLAGENT_SERVER__PORT": str(port),
         "CALLAGENT_API__CALL_STARTS_PER_MINUTE": "100000",
-        "CALLAGENT_CAMPAIGNS__LEASE_S": "2", "CALLAGENT_CAMPAIGNS__SWEEP_INTERVAL_S": "0.2",
+        # A dial's lease outlasts its request (dial_timeout_s + 1): 2.5 s, under the 5 s the webhooks
+        # are held back, so the taking-over worker must re-send what the killed one placed.
+        "CALLAGENT_CAMPAIGNS__LEASE_S": "2", "CALLAGENT_CAMPAIGNS__DIAL_TIMEOUT_S": "1.5",
+        "CALLAGENT_CAMPAIGNS__SWEEP_INTERVAL_S": "0.2",
         "CALLAGENT_CAMPAIGNS__POLL_INTERVAL_S": "0.1", "CALLAGENT_CAMPAIGNS__OUTCOME_GRACE_S": "0.5",
         "CALLAGENT_WEBHOOKS__POLL_INTERVAL_S": "0.1", "CALLAGENT_WEBHOOKS__CLAIM_LEASE_S": "3",
         "CALLAGENT_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
@@ -71,15 +75,10 @@ def _kill(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         process.wait(timeout=5)
 
 
+
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        await asyncio.sleep(0.05)  # polling real processes and stores
+    """``eventually`` with positional arguments, for the other crash tests that import it."""
+    return await eventually(check, what=what, timeout=timeout)
 
 
 async def _check_exactly_once(emulator: RunningEmulator, store: CampaignStore, campaign_id: Any,
@@ -148,7 +147,7 @@ async def test_sigkill_a_dialer_worker_mid_campaign_then_another_finishes_it(pg_
             # Dials take 0.4 s to answer: at any moment several are placed but not yet recorded.
             emulator.faults.slow_next(1_000_000, delay_s=0.4, match="/v2/calls")
             workers.append(_spawn(["-m", "control_plane.campaigns.worker"], env, tmp_path / "worker-a.log"))
-            await _until(lambda: _value(len(emulator.dial_log) >= 40), 60, "worker A dialling")
+            await eventually(lambda: len(emulator.dial_log) >= 40, timeout=60, what="worker A dialling")
             emulator.switches.delay_s = 5.0  # and their webhooks are late: only the command_id can tell
             await asyncio.sleep(0.45)  # real processes: let worker A get dials in flight before the kill
             killed_at = time.time()
@@ -164,7 +163,7 @@ async def test_sigkill_a_dialer_worker_mid_campaign_then_another_finishes_it(pg_
                 body = await _campaign(client.session, base, headers, campaign_id)
                 return body if body["status"] == "completed" else None
 
-            body = await _until(finished, 90, "campaign completed by worker B")
+            body = await eventually(finished, timeout=90, what="campaign completed by worker B")
             _kill(workers[1], signal.SIGTERM)
             assert workers[1].returncode == 0
             assert (body["completed_calls"], body["in_progress"], body["calls_placed"]) == (CONTACTS, 0, CONTACTS)
@@ -223,18 +222,18 @@ async def test_restarting_the_whole_service_mid_campaign_loses_and_repeats_nothi
 
             emulator.faults.slow_next(1_000_000, delay_s=0.4, match="/v2/calls")  # dials in flight at the kill
             services.append(_spawn(serve_args, env, tmp_path / "service-1.log"))
-            await _until(healthy, 30, "service up")
+            await eventually(healthy, timeout=30, what="service up")
             campaign_id = await _create_campaign(http, base, headers, numbers)
-            await _until(lambda: _value(len(emulator.dial_log) >= 40), 60, "service dialling")
+            await eventually(lambda: len(emulator.dial_log) >= 40, timeout=60, what="service dialling")
             _kill(services[0])  # the whole service: dialer, webhook worker, API
             services.append(_spawn(serve_args, env, tmp_path / "service-2.log"))
-            await _until(healthy, 30, "service up again")
+            await eventually(healthy, timeout=30, what="service up again")
 
             async def finished() -> Any:
                 body = await _campaign(http, base, headers, campaign_id)
                 return body if body["status"] == "completed" else None
 
-            body = await _until(finished, 90, "campaign completed after the restart")
+            body = await eventually(finished, timeout=90, what="campaign completed after the restart")
             assert (body["completed_calls"], body["in_progress"], body["calls_placed"]) == (CONTACTS, 0, CONTACTS)
         _kill(services[1], signal.SIGTERM)
         await _check_exactly_once(emulator, CampaignStore(repo), uuid.UUID(campaign_id), numbers)  # type: ignore[arg-type]
@@ -251,7 +250,3 @@ async def is_healthy(http: aiohttp.ClientSession, base: str) -> bool:
         async with http.get(f"{base}/healthz") as response:
             return response.status == 200
     return False
-
-
-async def _value(value: Any) -> Any:
-    return value

@@ -232,6 +232,14 @@ class DiesAfterSending:
         raise WorkerDied()
 
 
+def _after_leases(s: System) -> Callable[[], Any]:
+    """A worker's clock that is past every lease taken now (the lease before a send outlasts the send's
+    ``dial_timeout_s``), so it takes over what a dead worker held without a real wait."""
+    campaigns = s.cp.settings.campaigns
+    ahead = timedelta(seconds=max(campaigns.lease_s, campaigns.dial_timeout_s + 1.0) + 1.0)
+    return lambda: utcnow() + ahead
+
+
 async def _first_attempt_dies(s: System, campaign_id: str, *, send: bool = True) -> Any:
     """Worker A commits and (maybe) sends the dial, then dies before recording anything."""
     worker_a = Dialer(s.cp, worker_id="A", telnyx=DiesAfterSending(s.cp.telnyx_client(), send=send))
@@ -253,8 +261,7 @@ async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_ri
         call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
         assert call.status == "queued" and call.call_control_id is None and len(s.emulator.dial_log) == 1
 
-        await asyncio.sleep(0.6)  # A's lease runs out (the database's clock: a real wait, longer under load is fine)
-        worker_b = Dialer(s.cp, worker_id="B")
+        worker_b = Dialer(s.cp, worker_id="B", clock=_after_leases(s))  # A's lease has run out by B's clock
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await worker_b.drain()
         # B sent the same dial again; the emulator answered with A's call and placed no other.
@@ -282,8 +289,7 @@ async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
             return call.call_control_id  # call.initiated found the row through client_state
 
         await s.until(known)
-        await asyncio.sleep(0.6)  # A's lease runs out (the database's clock: a real wait, longer under load is fine)
-        worker_b = Dialer(s.cp, worker_id="B")
+        worker_b = Dialer(s.cp, worker_id="B", clock=_after_leases(s))  # A's lease has run out by B's clock
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await worker_b.drain()
         assert len(s.dials()) == 1
@@ -377,8 +383,7 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         s.emulator.switches.delay_s = 3.0
         contact = await _first_attempt_dies(s, campaign_id)  # A's dial reached Telnyx and placed the call
         s.emulator.set_rate_limit(0, window_s=1)
-        await asyncio.sleep(0.6)  # A's lease runs out (the database's clock: a real wait, longer under load is fine)
-        worker_b = Dialer(s.cp, worker_id="B")
+        worker_b = Dialer(s.cp, worker_id="B", clock=_after_leases(s))  # A's lease has run out by B's clock
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await worker_b.drain()
         assert [r.status for r in s.dials()] == [200, 429]
@@ -386,9 +391,40 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         after = (await s.contacts(campaign_id))["+12125550001"]
         assert after.status == "dialing" and after.dial_started_at == contact.dial_started_at
         s.emulator.set_rate_limit(None)
-        s.cp.campaigns.dialer.start()
+        worker_b.start()  # B goes on (by its clock, the refused re-send's short lease runs out at once)
         body = await s.finished(campaign_id)
+        await worker_b.stop()
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
+
+
+async def test_a_429_after_an_unanswered_try_keeps_the_window_and_nothing_is_sent_past_it(tmp_path):
+    async with system(make_settings(tmp_path), dialer=False) as s:
+        campaign_id = await s.campaign(["+12125550001"], retry={"on": ["failed"], "max_attempts": 3})
+        await s.start(campaign_id)
+        s.emulator.switches.delay_s = 120.0  # no webhook will tell whether the dial ran
+        # The dial runs but its answer is late; the client re-sends it after 500 ms (Telnyx's retry
+        # guidance) and that re-send is rate limited: the 429 says nothing about the first try.
+        s.emulator.faults.slow_next(1, delay_s=1.0, match="/v2/calls")
+        s.emulator.set_rate_limit(1, window_s=60)
+        worker_a = Dialer(s.cp, worker_id="A")
+        assert await worker_a.runner(uuid.UUID(campaign_id)).step(sweep=False) == "worked"
+        await worker_a.drain()
+        await s.until(lambda: _async(len(s.dials()) == 2))  # the slow answer is logged once sent
+        assert sorted(r.status for r in s.dials()) == [200, 429] and len(s.emulator.dial_log) == 1
+        contact = (await s.contacts(campaign_id))["+12125550001"]
+        assert contact.status == "dialing" and contact.dial_started_at is not None  # the first try's window
+        s.emulator.set_rate_limit(None)
+        start = contact.dial_started_at
+        later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
+        await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await later.drain()
+        assert len(s.dials()) == 2  # past the window a re-send could ring the number again: none
+        much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
+        await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await much_later.drain()
+        final = (await s.contacts(campaign_id))["+12125550001"]
+        assert (final.status, final.outcome, final.attempts) == ("failed", "dial_unconfirmed", 1)  # not retried
+        assert len(s.dials()) == 2 and len(s.emulator.dial_log) == 1
 
 
 async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path):

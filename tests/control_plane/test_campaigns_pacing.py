@@ -7,11 +7,10 @@ tests check the grid itself; how closely a loaded machine keeps to it is the cam
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from control_plane.campaigns.pacing import MemoryPacer, RedisPacer
+from control_plane.redisconn import tag
 
 from .conftest import REDIS_URL
 
@@ -69,13 +68,19 @@ async def test_redis_pacer_shares_one_schedule_between_dialers(redis_prefix):
     first, second = redis.from_url(REDIS_URL), redis.from_url(REDIS_URL)
     try:
         a, b = RedisPacer(first, redis_prefix), RedisPacer(second, redis_prefix)
-        start = time.monotonic()
-        waits = [await (a if i % 2 else b).reserve("shared", 600) for i in range(6)]
-        elapsed = time.monotonic() - start
-        # Slot k is 0.1 s * k after the first; Redis's clock moved on by at most `elapsed` meanwhile.
-        for k, wait in enumerate(waits):
-            assert k * 0.1 - elapsed - 0.002 <= wait <= k * 0.1 + 0.002, (k, waits, elapsed)
-        assert await a.reserve("other", 600) == pytest.approx(0.0, abs=0.002)
+        # Slots 10 s apart (no stall on a loaded machine reaches the next one): slot k is the
+        # first reservation's Redis time t0 plus k intervals, and the wait each dialer got is that
+        # slot minus Redis's clock when it asked. So the clock readings the waits imply must run
+        # forward from t0, and end before Redis's clock now: exact, on Redis's clock, no window.
+        interval_us = 10_000_000
+        waits_us = [round(await (a if i % 2 else b).reserve("shared", 6) * 1e6) for i in range(6)]
+        seconds, micros = await first.time()
+        now_us = seconds * 1_000_000 + micros
+        t0 = int(await first.get(f"{redis_prefix}pacing:{tag('shared')}")) - 6 * interval_us
+        asked_at = [t0 + k * interval_us - wait for k, wait in enumerate(waits_us)]
+        assert waits_us[0] == 0 and asked_at == sorted(asked_at) and t0 <= asked_at[0] <= asked_at[-1] <= now_us, (
+            waits_us, asked_at, now_us)
+        assert await a.reserve("other", 600) == 0.0  # a fresh key: its first slot is now
     finally:
         await first.aclose()
         await second.aclose()

@@ -14,7 +14,6 @@ import orjson
 from control_plane.api import export
 from control_plane.store import Call, Turn, utcnow
 
-from .fakes import harness
 from .helpers import make_campaign
 
 
@@ -34,52 +33,50 @@ async def _calls(repo, org_id, n, *, campaign_id=None, start=None):
     return made
 
 
-async def test_export_streams_every_call_of_the_organisation_only(settings, monkeypatch):
+async def test_export_streams_every_call_of_the_organisation_only(h, monkeypatch):
     monkeypatch.setattr(export, "PAGE", 7)  # several pages: the stream is written page by page
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        other, other_headers = await h.org("B")
-        repo = await h.cp.repository()
-        mine = await _calls(repo, org.id, 20)
-        await _calls(repo, other.id, 3)
+    org, headers = await h.org("A")
+    other, other_headers = await h.org("B")
+    repo = await h.cp.repository()
+    mine = await _calls(repo, org.id, 20)
+    await _calls(repo, other.id, 3)
 
-        response = await h.client.get("/api/calls/export", headers=headers)
-        assert response.status == 200 and response.headers["Content-Type"].startswith("application/x-ndjson")
-        lines = [orjson.loads(line) for line in (await response.read()).splitlines()]
-        assert sorted(r["id"] for r in lines) == sorted(str(c.id) for c in mine)
-        first = next(r for r in lines if r["id"] == str(mine[0].id))
-        assert first["turns"][0]["agent_text"] == "answer 0" and first["turns"][0]["latency"] == {"turn_ms": 310}
-        assert first["outcome"] == {"resolved": True} and first["cost"] == {"amount": "0.0125", "currency": "USD"}
-        assert first["to"] == "+14155550000" and first["duration_s"] == 30.0
+    response = await h.client.get("/api/calls/export", headers=headers)
+    assert response.status == 200 and response.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in (await response.read()).splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(str(c.id) for c in mine)
+    first = next(r for r in lines if r["id"] == str(mine[0].id))
+    assert first["turns"][0]["agent_text"] == "answer 0" and first["turns"][0]["latency"] == {"turn_ms": 310}
+    assert first["outcome"] == {"resolved": True} and first["cost"] == {"amount": "0.0125", "currency": "USD"}
+    assert first["to"] == "+14155550000" and first["duration_s"] == 30.0
 
-        window = {"from": mine[5].created_at.isoformat(), "to": mine[10].created_at.isoformat(), "format": "csv"}
-        response = await h.client.get("/api/calls/export", params=window, headers=headers)
-        assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
-        rows = list(csv.DictReader(io.StringIO(await response.text())))
-        assert sorted(r["id"] for r in rows) == sorted(str(c.id) for c in mine[5:10])
-        row = rows[0]
-        assert row["to"].startswith("+1415555") and row["cost_amount"] == "0.0125" and row["turns"] == "1"
-        assert row["transcript"] == 'caller: =HYPERLINK("x")\nagent: answer ' + row["summary"].split()[-1]
-        assert orjson.loads(row["outcome"]) in ({"resolved": True}, {"resolved": False})
+    window = {"from": mine[5].created_at.isoformat(), "to": mine[10].created_at.isoformat(), "format": "csv"}
+    response = await h.client.get("/api/calls/export", params=window, headers=headers)
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert sorted(r["id"] for r in rows) == sorted(str(c.id) for c in mine[5:10])
+    row = rows[0]
+    assert row["to"].startswith("+1415555") and row["cost_amount"] == "0.0125" and row["turns"] == "1"
+    assert row["transcript"] == 'caller: =HYPERLINK("x")\nagent: answer ' + row["summary"].split()[-1]
+    assert orjson.loads(row["outcome"]) in ({"resolved": True}, {"resolved": False})
 
-        theirs = await h.client.get("/api/calls/export", headers=other_headers)
-        assert len((await theirs.read()).splitlines()) == 3
-        bad = await h.client.get("/api/calls/export", params={"format": "xml"}, headers=headers)
-        assert bad.status == 400 and (await bad.json())["error"]["code"] == "validation_error"
+    theirs = await h.client.get("/api/calls/export", headers=other_headers)
+    assert len((await theirs.read()).splitlines()) == 3
+    bad = await h.client.get("/api/calls/export", params={"format": "xml"}, headers=headers)
+    assert bad.status == 400 and (await bad.json())["error"]["code"] == "validation_error"
 
 
-async def test_campaign_export_is_the_campaigns_calls_and_scoped(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        _, other_headers = await h.org("B")
-        repo = await h.cp.repository()
-        campaign = await make_campaign(repo, org.id, "spring")
-        in_campaign = await _calls(repo, org.id, 4, campaign_id=campaign.id)
-        await _calls(repo, org.id, 2)
-        path = f"/api/campaigns/{campaign.id}/export"
-        lines = (await (await h.client.get(path, headers=headers)).read()).splitlines()
-        assert sorted(orjson.loads(line)["id"] for line in lines) == sorted(str(c.id) for c in in_campaign)
-        assert (await h.client.get(path, headers=other_headers)).status == 404
+async def test_campaign_export_is_the_campaigns_calls_and_scoped(h):
+    org, headers = await h.org("A")
+    _, other_headers = await h.org("B")
+    repo = await h.cp.repository()
+    campaign = await make_campaign(repo, org.id, "spring")
+    in_campaign = await _calls(repo, org.id, 4, campaign_id=campaign.id)
+    await _calls(repo, org.id, 2)
+    path = f"/api/campaigns/{campaign.id}/export"
+    lines = (await (await h.client.get(path, headers=headers)).read()).splitlines()
+    assert sorted(orjson.loads(line)["id"] for line in lines) == sorted(str(c.id) for c in in_campaign)
+    assert (await h.client.get(path, headers=other_headers)).status == 404
 
 
 def test_csv_cells_that_would_run_as_formulas_are_neutralised():
@@ -107,10 +104,9 @@ def test_formula_starts_after_a_separator_are_neutralised_too_and_every_cell_is_
     assert buffer.getvalue() == '"1","plain","a;\'=1"\r\n'
 
 
-async def test_the_csv_export_quotes_every_cell(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        await _calls(await h.cp.repository(), org.id, 1)
-        text = await (await h.client.get("/api/calls/export", params={"format": "csv"}, headers=headers)).text()
-        header, row = text.split("\r\n")[:2]
-        assert header.startswith('"id","created_at",') and row.startswith('"') and ',"1",' in row
+async def test_the_csv_export_quotes_every_cell(h):
+    org, headers = await h.org("A")
+    await _calls(await h.cp.repository(), org.id, 1)
+    text = await (await h.client.get("/api/calls/export", params={"format": "csv"}, headers=headers)).text()
+    header, row = text.split("\r\n")[:2]
+    assert header.startswith('"id","created_at",') and row.startswith('"') and ',"1",' in row

@@ -8,8 +8,6 @@ from uuid import UUID
 from bench.pdfgen import make_pdf
 from control_plane.knowledge.store import knowledge_store
 
-from .fakes import harness
-
 HOURS_MD = b"""# Opening hours
 
 Our shop on Elm Street is open Monday to Friday from 9am to 6pm, and Saturdays from 10am to 2pm.
@@ -28,133 +26,129 @@ async def _chunks(h, kb_id) -> int:
     return await knowledge_store(await h.cp.repository()).count_chunks([UUID(kb_id)])
 
 
-async def test_knowledge_base_lifecycle_is_per_organisation(settings):
-    async with harness(settings) as h:
-        _, a = await h.org("A")
-        _, b = await h.org("B")
-        created = await h.client.post("/api/knowledge-bases", json={"name": "support"}, headers=a)
-        assert created.status == 201, await created.text()
-        kb = await created.json()
-        assert (await h.client.post("/api/knowledge-bases", json={"name": "support"}, headers=a)).status == 409
-        # Another organisation may use the same name; it never sees A's.
-        assert (await h.client.post("/api/knowledge-bases", json={"name": "support"}, headers=b)).status == 201
+async def test_knowledge_base_lifecycle_is_per_organisation(h):
+    _, a = await h.org("A")
+    _, b = await h.org("B")
+    created = await h.client.post("/api/knowledge-bases", json={"name": "support"}, headers=a)
+    assert created.status == 201, await created.text()
+    kb = await created.json()
+    assert (await h.client.post("/api/knowledge-bases", json={"name": "support"}, headers=a)).status == 409
+    # Another organisation may use the same name; it never sees A's.
+    assert (await h.client.post("/api/knowledge-bases", json={"name": "support"}, headers=b)).status == 201
 
-        put = await h.client.put("/api/knowledge-bases/support/documents/hours.md", data=HOURS_MD,
-                                 headers={**a, "Content-Type": "text/markdown"})
-        assert put.status == 201, await put.text()
-        assert (await put.json())["content_type"] == "markdown"
-        html = await h.client.put(f"/api/knowledge-bases/{kb['id']}/documents/returns.html", data=RETURNS_HTML,
-                                  headers={**a, "Content-Type": "text/html; charset=utf-8"})
-        assert html.status == 201, await html.text()
+    put = await h.client.put("/api/knowledge-bases/support/documents/hours.md", data=HOURS_MD,
+                             headers={**a, "Content-Type": "text/markdown"})
+    assert put.status == 201, await put.text()
+    assert (await put.json())["content_type"] == "markdown"
+    html = await h.client.put(f"/api/knowledge-bases/{kb['id']}/documents/returns.html", data=RETURNS_HTML,
+                              headers={**a, "Content-Type": "text/html; charset=utf-8"})
+    assert html.status == 201, await html.text()
 
-        found = await (await h.client.post("/api/knowledge-bases/support/search",
-                                           json={"query": "Are you open on Saturday?"}, headers=a)).json()
-        assert found["data"][0]["source"] == "hours.md" and "10am to 2pm" in found["data"][0]["text"]
-        refund = await (await h.client.post("/api/knowledge-bases/support/search",
-                                            json={"query": "how long do I have for a refund"}, headers=a)).json()
-        assert refund["data"][0]["source"] == "returns.html"
-        assert "secret" not in refund["data"][0]["text"]  # script text is not content
-        # B's base of the same name is empty: nothing of A's is found through it.
-        other = await (await h.client.post("/api/knowledge-bases/support/search",
-                                           json={"query": "open Saturday"}, headers=b)).json()
-        assert other["data"] == []
-        assert (await h.client.get(f"/api/knowledge-bases/{kb['id']}/documents", headers=b)).status == 404
+    found = await (await h.client.post("/api/knowledge-bases/support/search",
+                                       json={"query": "Are you open on Saturday?"}, headers=a)).json()
+    assert found["data"][0]["source"] == "hours.md" and "10am to 2pm" in found["data"][0]["text"]
+    refund = await (await h.client.post("/api/knowledge-bases/support/search",
+                                        json={"query": "how long do I have for a refund"}, headers=a)).json()
+    assert refund["data"][0]["source"] == "returns.html"
+    assert "secret" not in refund["data"][0]["text"]  # script text is not content
+    # B's base of the same name is empty: nothing of A's is found through it.
+    other = await (await h.client.post("/api/knowledge-bases/support/search",
+                                       json={"query": "open Saturday"}, headers=b)).json()
+    assert other["data"] == []
+    assert (await h.client.get(f"/api/knowledge-bases/{kb['id']}/documents", headers=b)).status == 404
 
-        # Re-ingesting the same name replaces the document: no duplicate passages.
-        before = await _chunks(h, kb["id"])
-        again = await h.client.put("/api/knowledge-bases/support/documents/hours.md",
-                                   data=HOURS_MD.replace(b"6pm", b"7pm"),
-                                   headers={**a, "Content-Type": "text/markdown"})
-        assert again.status == 201
-        assert await _chunks(h, kb["id"]) == before
-        docs = (await (await h.client.get("/api/knowledge-bases/support/documents", headers=a)).json())["data"]
-        assert sorted(d["name"] for d in docs) == ["hours.md", "returns.html"]
-        found = await (await h.client.post("/api/knowledge-bases/support/search",
-                                           json={"query": "until what time on Fridays"}, headers=a)).json()
-        assert all("6pm" not in p["text"] for p in found["data"]) and "7pm" in found["data"][0]["text"]
+    # Re-ingesting the same name replaces the document: no duplicate passages.
+    before = await _chunks(h, kb["id"])
+    again = await h.client.put("/api/knowledge-bases/support/documents/hours.md",
+                               data=HOURS_MD.replace(b"6pm", b"7pm"),
+                               headers={**a, "Content-Type": "text/markdown"})
+    assert again.status == 201
+    assert await _chunks(h, kb["id"]) == before
+    docs = (await (await h.client.get("/api/knowledge-bases/support/documents", headers=a)).json())["data"]
+    assert sorted(d["name"] for d in docs) == ["hours.md", "returns.html"]
+    found = await (await h.client.post("/api/knowledge-bases/support/search",
+                                       json={"query": "until what time on Fridays"}, headers=a)).json()
+    assert all("6pm" not in p["text"] for p in found["data"]) and "7pm" in found["data"][0]["text"]
 
-        # Deleting a document removes every passage of it (and its index entries).
-        assert (await h.client.delete("/api/knowledge-bases/support/documents/hours.md", headers=b)).status == 404
-        gone = await h.client.delete("/api/knowledge-bases/support/documents/hours.md", headers=a)
-        assert gone.status == 200
-        found = await (await h.client.post("/api/knowledge-bases/support/search",
-                                           json={"query": "opening hours Saturday holidays"}, headers=a)).json()
-        assert all(p["source"] != "hours.md" for p in found["data"])
-        listed = (await (await h.client.get("/api/knowledge-bases", headers=a)).json())["data"]
-        assert [(k["name"], k["documents"]) for k in listed] == [("support", 1)]
+    # Deleting a document removes every passage of it (and its index entries).
+    assert (await h.client.delete("/api/knowledge-bases/support/documents/hours.md", headers=b)).status == 404
+    gone = await h.client.delete("/api/knowledge-bases/support/documents/hours.md", headers=a)
+    assert gone.status == 200
+    found = await (await h.client.post("/api/knowledge-bases/support/search",
+                                       json={"query": "opening hours Saturday holidays"}, headers=a)).json()
+    assert all(p["source"] != "hours.md" for p in found["data"])
+    listed = (await (await h.client.get("/api/knowledge-bases", headers=a)).json())["data"]
+    assert [(k["name"], k["documents"]) for k in listed] == [("support", 1)]
 
-        assert (await h.client.delete(f"/api/knowledge-bases/{kb['id']}", headers=b)).status == 404
-        assert (await h.client.delete(f"/api/knowledge-bases/{kb['id']}", headers=a)).status == 200
-        assert await _chunks(h, kb["id"]) == 0
-        assert (await (await h.client.get("/api/knowledge-bases", headers=a)).json())["data"] == []
-
-
-async def test_pdf_upload_and_bad_documents_are_clear_errors(settings):
-    async with harness(settings) as h:
-        _, a = await h.org("A")
-        await h.client.post("/api/knowledge-bases", json={"name": "docs"}, headers=a)
-        pdf = make_pdf([["Warranty", "Every kettle carries a two year warranty against defects."]])
-        put = await h.client.put("/api/knowledge-bases/docs/documents/warranty.pdf", data=pdf,
-                                 headers={**a, "Content-Type": "application/pdf"})
-        assert put.status == 201, await put.text()
-        found = await (await h.client.post("/api/knowledge-bases/docs/search",
-                                           json={"query": "kettle warranty years"}, headers=a)).json()
-        assert found["data"][0]["source"] == "warranty.pdf"
-
-        cases = [
-            ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf", 422, "unreadable_document"),
-            ("latin.txt", "caf\xe9".encode("latin-1"), "text/plain", 422, "unreadable_document"),
-            ("empty.txt", b"", "text/plain", 400, "empty_document"),
-            ("blank.md", b"   \n\n  ", "text/markdown", 422, "unreadable_document"),
-        ]
-        for name, body, ctype, status, code in cases:
-            response = await h.client.put(f"/api/knowledge-bases/docs/documents/{name}", data=body,
-                                          headers={**a, "Content-Type": ctype})
-            assert response.status == status, (name, await response.text())
-            assert (await response.json())["error"]["code"] == code
-        missing = await h.client.put("/api/knowledge-bases/nope/documents/a.txt", data=b"x", headers=a)
-        assert missing.status == 404
-        docs = (await (await h.client.get("/api/knowledge-bases/docs/documents", headers=a)).json())["data"]
-        assert [d["name"] for d in docs] == ["warranty.pdf"]  # nothing half-stored from the failures
+    assert (await h.client.delete(f"/api/knowledge-bases/{kb['id']}", headers=b)).status == 404
+    assert (await h.client.delete(f"/api/knowledge-bases/{kb['id']}", headers=a)).status == 200
+    assert await _chunks(h, kb["id"]) == 0
+    assert (await (await h.client.get("/api/knowledge-bases", headers=a)).json())["data"] == []
 
 
-async def test_agent_config_names_only_its_own_organisations_bases(settings):
-    async with harness(settings) as h:
-        _, a = await h.org("A")
-        _, b = await h.org("B")
-        await h.client.post("/api/knowledge-bases", json={"name": "faq"}, headers=b)
-        refused = await h.client.post("/api/calls/start", json={
-            "to": "+14155550101", "from": "+14155550100", "agent_config": {"knowledge_bases": ["faq"]}}, headers=a)
-        assert refused.status == 422
-        assert (await refused.json())["error"]["code"] == "unknown_knowledge_base"
-        await h.client.post("/api/knowledge-bases", json={"name": "faq"}, headers=a)
-        started = await h.client.post("/api/calls/start", json={
-            "to": "+14155550101", "from": "+14155550100", "agent_config": {"knowledge_bases": ["faq"]}}, headers=a)
-        assert started.status == 201, await started.text()
+async def test_pdf_upload_and_bad_documents_are_clear_errors(h):
+    _, a = await h.org("A")
+    await h.client.post("/api/knowledge-bases", json={"name": "docs"}, headers=a)
+    pdf = make_pdf([["Warranty", "Every kettle carries a two year warranty against defects."]])
+    put = await h.client.put("/api/knowledge-bases/docs/documents/warranty.pdf", data=pdf,
+                             headers={**a, "Content-Type": "application/pdf"})
+    assert put.status == 201, await put.text()
+    found = await (await h.client.post("/api/knowledge-bases/docs/search",
+                                       json={"query": "kettle warranty years"}, headers=a)).json()
+    assert found["data"][0]["source"] == "warranty.pdf"
+
+    cases = [
+        ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf", 422, "unreadable_document"),
+        ("latin.txt", "caf\xe9".encode("latin-1"), "text/plain", 422, "unreadable_document"),
+        ("empty.txt", b"", "text/plain", 400, "empty_document"),
+        ("blank.md", b"   \n\n  ", "text/markdown", 422, "unreadable_document"),
+    ]
+    for name, body, ctype, status, code in cases:
+        response = await h.client.put(f"/api/knowledge-bases/docs/documents/{name}", data=body,
+                                      headers={**a, "Content-Type": ctype})
+        assert response.status == status, (name, await response.text())
+        assert (await response.json())["error"]["code"] == code
+    missing = await h.client.put("/api/knowledge-bases/nope/documents/a.txt", data=b"x", headers=a)
+    assert missing.status == 404
+    docs = (await (await h.client.get("/api/knowledge-bases/docs/documents", headers=a)).json())["data"]
+    assert [d["name"] for d in docs] == ["warranty.pdf"]  # nothing half-stored from the failures
 
 
-async def test_erasing_an_organisation_removes_its_knowledge(settings):
-    async with harness(settings) as h:
-        org_a, a = await h.org("A")
-        org_b, b = await h.org("B")
-        for headers in (a, b):
-            await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
-            await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
-                               headers={**headers, "Content-Type": "text/markdown"})
-        repo = await h.cp.repository()
-        store = h.cp.knowledge.store(repo)
-        kb_a = await store.get_base(org_a.id, "kb")
-        kb_b = await store.get_base(org_b.id, "kb")
-        assert await store.erase_organisation(org_a.id) == 1
-        assert await store.count_chunks([kb_a.id]) == 0 and await store.list_bases(org_a.id) == []
-        assert await store.count_chunks([kb_b.id]) > 0  # the other organisation keeps its own
-        assert await store.search([kb_a.id], ["saturdays"], 3) == []
-        assert [hit.source for hit in await store.search([kb_b.id], ["saturdays"], 3)] == ["hours.md"]
-        # And the organisation's row going (its deletion cascades) takes what is left with it.
-        async with repo.transaction() as conn:
-            await conn.execute("DELETE FROM organisations WHERE id = $1", org_b.id)
-        assert await store.count_chunks([kb_b.id]) == 0
-        assert await store.search([kb_b.id], ["saturdays"], 3) == []
+async def test_agent_config_names_only_its_own_organisations_bases(h):
+    _, a = await h.org("A")
+    _, b = await h.org("B")
+    await h.client.post("/api/knowledge-bases", json={"name": "faq"}, headers=b)
+    refused = await h.client.post("/api/calls/start", json={
+        "to": "+14155550101", "from": "+14155550100", "agent_config": {"knowledge_bases": ["faq"]}}, headers=a)
+    assert refused.status == 422
+    assert (await refused.json())["error"]["code"] == "unknown_knowledge_base"
+    await h.client.post("/api/knowledge-bases", json={"name": "faq"}, headers=a)
+    started = await h.client.post("/api/calls/start", json={
+        "to": "+14155550101", "from": "+14155550100", "agent_config": {"knowledge_bases": ["faq"]}}, headers=a)
+    assert started.status == 201, await started.text()
+
+
+async def test_erasing_an_organisation_removes_its_knowledge(h):
+    org_a, a = await h.org("A")
+    org_b, b = await h.org("B")
+    for headers in (a, b):
+        await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
+        await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
+                           headers={**headers, "Content-Type": "text/markdown"})
+    repo = await h.cp.repository()
+    store = h.cp.knowledge.store(repo)
+    kb_a = await store.get_base(org_a.id, "kb")
+    kb_b = await store.get_base(org_b.id, "kb")
+    assert await store.erase_organisation(org_a.id) == 1
+    assert await store.count_chunks([kb_a.id]) == 0 and await store.list_bases(org_a.id) == []
+    assert await store.count_chunks([kb_b.id]) > 0  # the other organisation keeps its own
+    assert await store.search([kb_a.id], ["saturdays"], 3) == []
+    assert [hit.source for hit in await store.search([kb_b.id], ["saturdays"], 3)] == ["hours.md"]
+    # And the organisation's row going (its deletion cascades) takes what is left with it.
+    async with repo.transaction() as conn:
+        await conn.execute("DELETE FROM organisations WHERE id = $1", org_b.id)
+    assert await store.count_chunks([kb_b.id]) == 0
+    assert await store.search([kb_b.id], ["saturdays"], 3) == []
 
 
 async def test_words_most_passages_hold_are_left_out_and_counts_follow_documents(settings):
@@ -192,43 +186,41 @@ async def test_words_most_passages_hold_are_left_out_and_counts_follow_documents
         await repo.close()
 
 
-async def test_a_calls_setup_hands_the_agent_a_retriever_over_its_own_organisations_bases(settings):
+async def test_a_calls_setup_hands_the_agent_a_retriever_over_its_own_organisations_bases(h, settings):
     from control_plane.pipeline import CallPorts
     from engine.conversation.config import AgentConfig
 
-    async with harness(settings) as h:
-        org_a, a = await h.org("A")
-        org_b, b = await h.org("B")
-        for headers in (a, b):
-            await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
-        await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
-                           headers={**a, "Content-Type": "text/markdown"})
-        ports = CallPorts(h.cp)
-        # A base deleted since the call started is left out; the call keeps the others.
-        retriever = await ports._knowledge(org_a.id, AgentConfig(knowledge_bases=("kb", "deleted-since")))
-        passages = await retriever.search("are you open on saturdays", limit=3)
-        assert passages[0].source == "hours.md" and "10am to 2pm" in passages[0].text
-        assert retriever.passages == settings.knowledge.passages
-        # B's agent naming "kb" gets B's (empty) base, never A's documents.
-        other = await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("kb",)))
-        assert await other.search("are you open on saturdays", limit=3) == []
-        assert await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("nothing",))) is None
-        assert await ports._knowledge(org_b.id, AgentConfig()) is None
+    org_a, a = await h.org("A")
+    org_b, b = await h.org("B")
+    for headers in (a, b):
+        await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
+    await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
+                       headers={**a, "Content-Type": "text/markdown"})
+    ports = CallPorts(h.cp)
+    # A base deleted since the call started is left out; the call keeps the others.
+    retriever = await ports._knowledge(org_a.id, AgentConfig(knowledge_bases=("kb", "deleted-since")))
+    passages = await retriever.search("are you open on saturdays", limit=3)
+    assert passages[0].source == "hours.md" and "10am to 2pm" in passages[0].text
+    assert retriever.passages == settings.knowledge.passages
+    # B's agent naming "kb" gets B's (empty) base, never A's documents.
+    other = await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("kb",)))
+    assert await other.search("are you open on saturdays", limit=3) == []
+    assert await ports._knowledge(org_b.id, AgentConfig(knowledge_bases=("nothing",))) is None
+    assert await ports._knowledge(org_b.id, AgentConfig()) is None
 
 
-async def test_a_search_inside_a_turn_does_not_wait_for_a_write_in_progress(settings):
+async def test_a_search_inside_a_turn_does_not_wait_for_a_write_in_progress(h):
     """Every call's turn and event writes share the store; a turn's search must not queue
     behind them (SQLite: a read-only WAL reader; PostgreSQL: another pooled connection)."""
-    async with harness(settings) as h:
-        org, headers = await h.org("A")
-        await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
-        await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
-                           headers={**headers, "Content-Type": "text/markdown"})
-        repo = await h.cp.repository()
-        store = h.cp.knowledge.store(repo)
-        kb = await store.get_base(org.id, "kb")
-        async with repo.transaction() as conn:  # a writer holds the store (and SQLite's one connection)
-            await conn.execute("UPDATE knowledge_bases SET name = name WHERE id = $1", kb.id)
-            # A guard against a hang, not a measurement: the old path waits for the writer forever.
-            hits = await asyncio.wait_for(store.search([kb.id], ["saturdays"], 3), 30)
-        assert [hit.source for hit in hits] == ["hours.md"]
+    org, headers = await h.org("A")
+    await h.client.post("/api/knowledge-bases", json={"name": "kb"}, headers=headers)
+    await h.client.put("/api/knowledge-bases/kb/documents/hours.md", data=HOURS_MD,
+                       headers={**headers, "Content-Type": "text/markdown"})
+    repo = await h.cp.repository()
+    store = h.cp.knowledge.store(repo)
+    kb = await store.get_base(org.id, "kb")
+    async with repo.transaction() as conn:  # a writer holds the store (and SQLite's one connection)
+        await conn.execute("UPDATE knowledge_bases SET name = name WHERE id = $1", kb.id)
+        # A guard against a hang, not a measurement: the old path waits for the writer forever.
+        hits = await asyncio.wait_for(store.search([kb.id], ["saturdays"], 3), 30)
+    assert [hit.source for hit in hits] == ["hours.md"]

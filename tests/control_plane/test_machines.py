@@ -15,7 +15,6 @@ from control_plane.store import Call, utcnow
 from control_plane.webhooks.events import call_events
 
 from .conftest import make_settings
-from .helpers import run_async
 from .test_emulator_e2e import _async, _backend, _eventually, _system
 
 AGENT = {"personality": "friendly", "voice": "natural_hd", "language": "en", "max_duration_s": 120}
@@ -47,7 +46,6 @@ def _actions(emulator, ccid: str, action: str) -> list[Any]:
     return [r for r in emulator.requests if r.path.endswith(f"/{ccid}/actions/{action}")]
 
 
-@run_async
 async def test_a_machine_gets_the_calls_voicemail_and_never_an_agent(settings):
     async with _system(_factory(settings)) as (emulator, client, headers, _org):
         emulator.set_number_behaviour(MACHINE, NumberBehaviour(answer="voicemail"))
@@ -70,7 +68,6 @@ async def test_a_machine_gets_the_calls_voicemail_and_never_an_agent(settings):
         assert len(client.app[METRICS_KEY].sessions.live) == 0
 
 
-@run_async
 async def test_a_machine_is_hung_up_on_when_the_call_has_no_voicemail(settings):
     async with _system(_factory(settings)) as (emulator, client, headers, _org):
         emulator.set_number_behaviour(MACHINE, NumberBehaviour(answer="voicemail"))
@@ -82,7 +79,6 @@ async def test_a_machine_is_hung_up_on_when_the_call_has_no_voicemail(settings):
         assert not _actions(emulator, started["call_control_id"], "streaming_start")
 
 
-@run_async
 async def test_a_person_gets_the_agent_once_the_verdict_is_in(settings):
     async with _system(_factory(settings)) as (emulator, client, headers, _org):
         started = await _start(client, headers, PERSON, answering_machine_detection="detect")
@@ -105,7 +101,6 @@ async def test_a_person_gets_the_agent_once_the_verdict_is_in(settings):
         await _detail(client, headers, started["call_id"], "completed")
 
 
-@run_async
 async def test_a_call_without_detection_streams_from_the_dial(settings):
     async with _system(_factory(settings)) as (emulator, client, headers, _org):
         started = await _start(client, headers, PERSON)
@@ -113,7 +108,6 @@ async def test_a_call_without_detection_streams_from_the_dial(settings):
         await client.post(f"/api/calls/{started['call_id']}/hangup", headers=headers)
 
 
-@run_async
 async def test_bad_voicemail_policies_are_refused_at_the_api(settings):
     async with _system(_factory(settings)) as (emulator, client, headers, _org):
         for voicemail in ({"action": "message"}, {"action": "message", "message": "hi", "language": "en"},

@@ -17,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from control_plane.app import METRICS_KEY, app_runner, create_app
 from control_plane.logfmt import JsonFormatter, configure
 from control_plane.metrics import ControlPlaneMetrics, watch_event_loop
+from control_plane.settings import Settings
 from control_plane.telnyx.client import TelnyxError, TelnyxRateLimited
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import harness, telnyx_error
@@ -35,84 +37,86 @@ def _value(h, name: str, **labels: str) -> float:
     return h.client.app[METRICS_KEY].registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_metrics_lists_the_new_families_without_created_series(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        text = await (await h.client.get("/metrics")).text()
-        families = {f.name for f in text_string_to_metric_families(text)}
-        assert families >= NEW_FAMILIES, NEW_FAMILIES - families
-        assert "_created" not in text
-        assert 'callagent_build_info{python="' in text and 'version="' in text
-        # Every dial series is there from the first scrape (rate() needs a zero to start from).
-        assert 'callagent_dial_errors_total{reason="unreachable",source="campaign"} 0.0' in text
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """The embedded store (the metrics do not depend on the backend; the pool gauges have their own test)."""
+    return make_settings(tmp_path)
 
 
-async def test_metrics_negotiates_openmetrics(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        classic = await h.client.get("/metrics")
-        assert classic.headers["Content-Type"].startswith("text/plain")
-        om = await h.client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
-        body = await om.text()
-        assert body.rstrip().endswith("# EOF") and "# TYPE callagent_build info" in body
+async def test_metrics_lists_the_new_families_without_created_series(h):
+    text = await (await h.client.get("/metrics")).text()
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert families >= NEW_FAMILIES, NEW_FAMILIES - families
+    assert "_created" not in text
+    assert 'callagent_build_info{python="' in text and 'version="' in text
+    # Every dial series is there from the first scrape (rate() needs a zero to start from).
+    assert 'callagent_dial_errors_total{reason="unreachable",source="campaign"} 0.0' in text
 
 
-async def test_http_requests_are_counted_by_route_template_not_raw_path(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        for call_id in ("6f1c1c8e-1111-4111-8111-111111111111", "6f1c1c8e-2222-4222-8222-222222222222"):
-            assert (await h.client.get(f"/api/calls/{call_id}", headers=headers)).status == 404
-        assert (await h.client.get("/no/such/path")).status == 404
-        assert (await h.client.get("/api/calls", headers={"Authorization": "Bearer wrong"})).status == 401
-        assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls/{call_id}",
-                      status="404") == 2
-        assert _value(h, "callagent_http_requests_total", method="GET", route="unmatched", status="404") == 1
-        assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls", status="401") == 1
-        assert _value(h, "callagent_http_request_duration_seconds_count", method="GET",
-                      route="/api/calls/{call_id}", status="404") == 2
-        text = await (await h.client.get("/metrics")).text()
-        assert "6f1c1c8e" not in text
+async def test_metrics_negotiates_openmetrics(h):
+    classic = await h.client.get("/metrics")
+    assert classic.headers["Content-Type"].startswith("text/plain")
+    om = await h.client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    body = await om.text()
+    assert body.rstrip().endswith("# EOF") and "# TYPE callagent_build info" in body
 
 
-async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(tmp_path, caplog):
+async def test_http_requests_are_counted_by_route_template_not_raw_path(h):
+    _, headers = await h.org()
+    for call_id in ("6f1c1c8e-1111-4111-8111-111111111111", "6f1c1c8e-2222-4222-8222-222222222222"):
+        assert (await h.client.get(f"/api/calls/{call_id}", headers=headers)).status == 404
+    assert (await h.client.get("/no/such/path")).status == 404
+    assert (await h.client.get("/api/calls", headers={"Authorization": "Bearer wrong"})).status == 401
+    assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls/{call_id}",
+                  status="404") == 2
+    assert _value(h, "callagent_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert _value(h, "callagent_http_requests_total", method="GET", route="/api/calls", status="401") == 1
+    assert _value(h, "callagent_http_request_duration_seconds_count", method="GET",
+                  route="/api/calls/{call_id}", status="404") == 2
+    text = await (await h.client.get("/metrics")).text()
+    assert "6f1c1c8e" not in text
+
+
+async def test_dials_errors_webhook_lag_and_call_lifecycle_lines(h, caplog):
     caplog.set_level(logging.INFO, logger="control_plane.calls.lifecycle")
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers)).json()
-        ccid, call_id = call["call_control_id"], call["call_id"]
-        assert _value(h, "callagent_dials_total", source="api") == 1
-        assert _value(h, "callagent_calls_total", step="started") == 1
+    _, headers = await h.org()
+    call = await (await h.start_call(headers)).json()
+    ccid, call_id = call["call_control_id"], call["call_id"]
+    assert _value(h, "callagent_dials_total", source="api") == 1
+    assert _value(h, "callagent_calls_total", step="started") == 1
 
-        occurred = (datetime.now(UTC) - timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at=occurred)
-        await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
-                        event_id="hangup-1")
-        await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
-                        event_id="hangup-1")  # Telnyx redelivers: counted as a duplicate, no second lag
-        await h.settle()
-        assert _value(h, "callagent_webhooks_received_total", duplicate="false") == 2
-        assert _value(h, "callagent_webhooks_received_total", duplicate="true") == 1
-        assert _value(h, "callagent_webhook_ingest_lag_seconds_count") == 2
-        assert _value(h, "callagent_webhook_ingest_lag_seconds_sum") >= 3
-        assert _value(h, "callagent_webhook_processing_lag_seconds_count") == 2
-        assert _value(h, "callagent_calls_total", step="answered") == 1
-        assert _value(h, "callagent_calls_total", step="ended") == 1
+    occurred = (datetime.now(UTC) - timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    await h.webhook("call.answered", {"call_control_id": ccid}, occurred_at=occurred)
+    await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
+                    event_id="hangup-1")
+    await h.webhook("call.hangup", {"call_control_id": ccid, "hangup_cause": "normal_clearing"},
+                    event_id="hangup-1")  # Telnyx redelivers: counted as a duplicate, no second lag
+    await h.settle()
+    assert _value(h, "callagent_webhooks_received_total", duplicate="false") == 2
+    assert _value(h, "callagent_webhooks_received_total", duplicate="true") == 1
+    assert _value(h, "callagent_webhook_ingest_lag_seconds_count") == 2
+    assert _value(h, "callagent_webhook_ingest_lag_seconds_sum") >= 3
+    assert _value(h, "callagent_webhook_processing_lag_seconds_count") == 2
+    assert _value(h, "callagent_calls_total", step="answered") == 1
+    assert _value(h, "callagent_calls_total", step="ended") == 1
 
-        lines = [r.getMessage() for r in caplog.records if r.name == "control_plane.calls.lifecycle"]
-        assert lines == [f"call {call_id} started: outbound via api", f"call {call_id} answered",
-                         f"call {call_id} ended: completed (normal_clearing)"]
-        assert all(str(r.__dict__["call_id"]) == call_id for r in caplog.records
-                   if r.name == "control_plane.calls.lifecycle")
-        assert "+1415" not in caplog.text  # numbers are personal data: never in these lines
+    lines = [r.getMessage() for r in caplog.records if r.name == "control_plane.calls.lifecycle"]
+    assert lines == [f"call {call_id} started: outbound via api", f"call {call_id} answered",
+                     f"call {call_id} ended: completed (normal_clearing)"]
+    assert all(str(r.__dict__["call_id"]) == call_id for r in caplog.records
+               if r.name == "control_plane.calls.lifecycle")
+    assert "+1415" not in caplog.text  # numbers are personal data: never in these lines
 
-        for failure, reason in ((TelnyxRateLimited(429, [], 1.0, method="POST", path="/calls"), "rate_limited"),
-                                (telnyx_error(422, "10016", "bad number"), "refused"),
-                                (telnyx_error(503, "x", "down"), "server_error"),
-                                (TelnyxError("timed out"), "unreachable")):
-            h.telnyx.fail_dial = failure
-            assert (await h.start_call(headers)).status >= 400
-            assert _value(h, "callagent_dial_errors_total", source="api", reason=reason) == 1
-        assert _value(h, "callagent_dials_total", source="api") == 5
-        assert _value(h, "callagent_calls_total", step="started") == 1  # failed dials never started
+    for failure, reason in ((TelnyxRateLimited(429, [], 1.0, method="POST", path="/calls"), "rate_limited"),
+                            (telnyx_error(422, "10016", "bad number"), "refused"),
+                            (telnyx_error(503, "x", "down"), "server_error"),
+                            (TelnyxError("timed out"), "unreachable")):
+        h.telnyx.fail_dial = failure
+        assert (await h.start_call(headers)).status >= 400
+        assert _value(h, "callagent_dial_errors_total", source="api", reason=reason) == 1
+    assert _value(h, "callagent_dials_total", source="api") == 5
+    assert _value(h, "callagent_calls_total", step="started") == 1  # failed dials never started
 
 
 async def test_db_pool_gauges_on_postgres(tmp_path, pg_schema):
@@ -127,10 +131,9 @@ async def test_db_pool_gauges_on_postgres(tmp_path, pg_schema):
             ("callagent_db_pool_connections", "in_use")] >= 1
 
 
-async def test_no_pool_gauges_on_the_embedded_store(tmp_path):
-    async with harness(make_settings(tmp_path)) as h:
-        await h.org()
-        assert "callagent_db_pool" not in await (await h.client.get("/metrics")).text()
+async def test_no_pool_gauges_on_the_embedded_store(h):
+    await h.org()
+    assert "callagent_db_pool" not in await (await h.client.get("/metrics")).text()
 
 
 async def test_event_loop_lag_sees_a_blocked_loop():
@@ -138,8 +141,7 @@ async def test_event_loop_lag_sees_a_blocked_loop():
     task = asyncio.ensure_future(watch_event_loop(histogram, interval_s=0.001))
     await asyncio.sleep(0)  # the watcher takes its first deadline
     time.sleep(0.05)  # a callback holding the loop
-    while histogram.collect()[0].samples[-2].value == 0:  # _count: wait for the late wake-up
-        await asyncio.sleep(0.001)
+    await eventually(lambda: histogram.collect()[0].samples[-2].value, what="the late wake-up counted (_count)")
     task.cancel()
     samples = {s.name: s.value for s in histogram.collect()[0].samples if not s.labels}
     assert samples["lag_sum"] >= 0.04
@@ -222,16 +224,15 @@ async def test_the_campaign_worker_serves_its_metrics(tmp_path, pg_schema):
     task = asyncio.ensure_future(run_worker(settings, stop=stop, metrics_port=port))
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            async def served() -> str | None:
                 try:
                     async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
-                        text = await resp.text()
-                        break
+                        return await resp.text()
                 except aiohttp.ClientConnectionError:
                     assert not task.done(), task.exception()
-                    await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the worker never served /metrics")
+                    return None
+
+            text = await eventually(served, what="the worker serving /metrics")
             async with session.get(f"http://127.0.0.1:{port}/metrics",
                                    headers={"Accept": "application/openmetrics-text"}) as resp:
                 assert resp.headers["Content-Type"].startswith("application/openmetrics-text")

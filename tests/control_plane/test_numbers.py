@@ -116,29 +116,28 @@ async def test_inbound_calls_reach_a_number_registered_over_rest_and_others_are_
         known.hang_up()
 
 
-async def test_a_numbers_agent_is_replaced_over_rest_by_its_organisation_only(settings):
+async def test_a_numbers_agent_is_replaced_over_rest_by_its_organisation_only(h):
     number = "+1312" + str(uuid.uuid4().int)[:7]  # unique: the PostgreSQL schema is shared by the session
-    async with harness(settings) as h:
-        _, headers_a = await h.org("A")
-        _, headers_b = await h.org("B")
-        await h.client.post("/api/numbers", json={"number": number, "agent_config": {
-            "personality": "professional", "first_message": "Hello!"}}, headers=headers_a)
-        path = f"/api/numbers/{quote(number)}"
-        new = {"agent_config": {"personality": "sales", "language": "en-GB"}}
-        assert (await h.client.put(path, json=new, headers=headers_b)).status == 404  # not B's to change
-        changed = await h.client.put(path, json=new, headers=headers_a)
-        assert changed.status == 200, await changed.text()
-        assert (await changed.json())["agent_config"] == {"personality": "sales", "language": "en-GB"}
-        listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
-        assert [n["agent_config"] for n in listed["data"]] == [{"personality": "sales", "language": "en-GB"}]
-        for body, status in (({"agent_config": {"personality": "pirate"}}, 422),
-                             ({"agent_config": {"mood": "grumpy"}}, 400), ({}, 400)):
-            assert (await h.client.put(path, json=body, headers=headers_a)).status == status, body
-        assert (await h.client.put(f"/api/numbers/{quote('+13125550199')}", json=new,
-                                   headers=headers_a)).status == 404
-        assert (await h.client.put("/api/numbers/12", json=new, headers=headers_a)).status == 400
-        listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
-        assert listed["data"][0]["agent_config"] == {"personality": "sales", "language": "en-GB"}
+    _, headers_a = await h.org("A")
+    _, headers_b = await h.org("B")
+    await h.client.post("/api/numbers", json={"number": number, "agent_config": {
+        "personality": "professional", "first_message": "Hello!"}}, headers=headers_a)
+    path = f"/api/numbers/{quote(number)}"
+    new = {"agent_config": {"personality": "sales", "language": "en-GB"}}
+    assert (await h.client.put(path, json=new, headers=headers_b)).status == 404  # not B's to change
+    changed = await h.client.put(path, json=new, headers=headers_a)
+    assert changed.status == 200, await changed.text()
+    assert (await changed.json())["agent_config"] == {"personality": "sales", "language": "en-GB"}
+    listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+    assert [n["agent_config"] for n in listed["data"]] == [{"personality": "sales", "language": "en-GB"}]
+    for body, status in (({"agent_config": {"personality": "pirate"}}, 422),
+                         ({"agent_config": {"mood": "grumpy"}}, 400), ({}, 400)):
+        assert (await h.client.put(path, json=body, headers=headers_a)).status == status, body
+    assert (await h.client.put(f"/api/numbers/{quote('+13125550199')}", json=new,
+                               headers=headers_a)).status == 404
+    assert (await h.client.put("/api/numbers/12", json=new, headers=headers_a)).status == 400
+    listed = await (await h.client.get("/api/numbers", headers=headers_a)).json()
+    assert listed["data"][0]["agent_config"] == {"personality": "sales", "language": "en-GB"}
 
 
 async def test_each_organisation_reads_its_own_tool_signing_secret(tmp_path):

@@ -101,6 +101,30 @@ async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(h):
     assert _for(h, "get_call", call) and not _for(h, "streaming_start", call)
 
 
+async def test_a_call_that_ended_while_no_instance_looked_is_billed_to_its_real_end(h):
+    # Its instance was killed mid-call; the callee hung up 30 s after answering, and the hangup's
+    # webhook never made it (the instance was gone, retries ran out). A survivor sweeps 10 minutes
+    # later: the call ends when Telnyx says it did, so its minutes (and its campaign contact's
+    # cost) are not ten minutes of nobody talking.
+    from datetime import timedelta
+
+    from control_plane.pricing import answered_seconds
+
+    org, headers = await h.org()
+    repo = await h.cp.repository()
+    campaign = await make_campaign(repo, org.id, "renewals")
+    call = await _answered_call(h, headers, campaign_id=str(campaign.id))
+    answered_at = (await _row(h, call)).answered_at
+    end = answered_at + timedelta(seconds=30)
+    h.telnyx.calls[call["call_control_id"]] = {"is_alive": False, "end_time": end.isoformat()}
+    await h.cp.recovery.sweep(now=answered_at + timedelta(minutes=10))
+    row = await _row(h, call)
+    assert row.status == "completed" and row.status_history[-1].reason == LOST_REASON
+    assert row.ended_at == end and answered_seconds(row.answered_at, row.ended_at) == 30  # not 600
+    store = await h.cp.campaigns.store()
+    assert await store.live_calls(campaign.id) == 0
+
+
 # -- whole calls: the Telnyx emulator, the speech emulators, the real agent -------------------------
 
 SCRIPT = "plain-01-order-status"
@@ -266,28 +290,27 @@ async def test_redis_leases_claim_once_renew_and_release_only_their_own(redis_pr
         await client.aclose()
 
 
-async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_turns(settings):
+async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_turns(h):
     """A turn is recorded, then the session saved: an instance killed in between leaves the session
     a turn behind. Resuming from it re-used the last turn's index, and its upsert overwrote the
     turn recorded just before the kill (a lost record, seen running two instances)."""
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        call = await _answered_call(h, headers)
-        ccid = call["call_control_id"]
-        for index, (said, replied) in enumerate([("hi", "Hello!"), ("my order", "Let me look.")]):
-            await h.cp.recorder.record_turn(ccid, index, caller_text=said, agent_text=replied)
-        # The session as saved after the first turn only (the kill came before the second save).
-        await h.cp.sessions.save(CallSession(
-            call_control_id=ccid, call_id=uuid.UUID(call["call_id"]), org_id=org.id,
-            history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
-            agent_state={"turns": 1}))
-        context = await h.cp.recorder.lookup(ccid)
-        history, turns = await resumed_history(h.cp, context)
-        assert turns == 2  # the next turn is stored at index 2, not over "my order"
-        assert [m["content"] for m in history] == ["hi", "Hello!", "my order", "Let me look."]
-        # A session that is up to date is still the one used (it can hold tool turns the store has not).
-        fresh = [*history, {"role": "tool", "content": "{}", "tool_call_id": "t1"}]
-        await h.cp.sessions.save(CallSession(call_control_id=ccid, call_id=uuid.UUID(call["call_id"]),
-                                             org_id=org.id, history=fresh,
-                                             agent_state={"turns": 2}))
-        assert await resumed_history(h.cp, context) == (fresh, 2)
+    org, headers = await h.org()
+    call = await _answered_call(h, headers)
+    ccid = call["call_control_id"]
+    for index, (said, replied) in enumerate([("hi", "Hello!"), ("my order", "Let me look.")]):
+        await h.cp.recorder.record_turn(ccid, index, caller_text=said, agent_text=replied)
+    # The session as saved after the first turn only (the kill came before the second save).
+    await h.cp.sessions.save(CallSession(
+        call_control_id=ccid, call_id=uuid.UUID(call["call_id"]), org_id=org.id,
+        history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
+        agent_state={"turns": 1}))
+    context = await h.cp.recorder.lookup(ccid)
+    history, turns = await resumed_history(h.cp, context)
+    assert turns == 2  # the next turn is stored at index 2, not over "my order"
+    assert [m["content"] for m in history] == ["hi", "Hello!", "my order", "Let me look."]
+    # A session that is up to date is still the one used (it can hold tool turns the store has not).
+    fresh = [*history, {"role": "tool", "content": "{}", "tool_call_id": "t1"}]
+    await h.cp.sessions.save(CallSession(call_control_id=ccid, call_id=uuid.UUID(call["call_id"]),
+                                         org_id=org.id, history=fresh,
+                                         agent_state={"turns": 2}))
+    assert await resumed_history(h.cp, context) == (fresh, 2)

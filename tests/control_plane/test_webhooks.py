@@ -11,6 +11,7 @@ from control_plane.app import CONTROL_PLANE_KEY, create_app
 from control_plane.callstate import client_state_for
 from control_plane.streamauth import verify_token
 from control_plane.telnyx.webhooks import generate_keypair
+from tests.fixtures.servers import sqlite_only
 from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
@@ -382,27 +383,27 @@ async def test_a_webhook_whose_store_failed_is_accepted_when_delivered_again(tmp
 
 
 @pytest.mark.parametrize("shape", ["sdk", "docs"])
-async def test_recording_saved_without_client_state_is_matched_by_its_leg(tmp_path, shape):
+@sqlite_only
+async def test_recording_saved_without_client_state_is_matched_by_its_leg(h, shape):
     """A recording started outside the app (the portal, another application) carries no client_state
     of ours: the SDK's payload (no call_control_id) is matched by call_leg_id alone, the docs' by
     call_control_id; an unknown leg reaches no call."""
-    async with harness(make_settings(tmp_path)) as h:
-        _, headers = await h.org()
-        call = await (await h.start_call(headers)).json()
-        ccid = call["call_control_id"]
-        await h.webhook("call.answered", {"call_control_id": ccid})
-        await h.settle()
-        stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
-        assert stored.call_leg_id
-        saved = {"call_session_id": stored.call_session_id, "channels": "single",
-                 "recording_urls": {"mp3": "https://rec.example/portal.mp3"}}
-        if shape == "docs":
-            saved["call_control_id"] = ccid
-        await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
-                                                 "recording_urls": {"mp3": "https://rec.example/other.mp3"}}
-                        if shape == "sdk" else {**saved, "call_control_id": "v3:unknown"})
-        await h.settle()
-        assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
-        await h.webhook("call.recording.saved", {**saved, "call_leg_id": stored.call_leg_id})
-        await h.settle()
-        assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/portal.mp3"
+    _, headers = await h.org()
+    call = await (await h.start_call(headers)).json()
+    ccid = call["call_control_id"]
+    await h.webhook("call.answered", {"call_control_id": ccid})
+    await h.settle()
+    stored = await (await h.cp.repository()).find_call_by_control_id(ccid)
+    assert stored.call_leg_id
+    saved = {"call_session_id": stored.call_session_id, "channels": "single",
+             "recording_urls": {"mp3": "https://rec.example/portal.mp3"}}
+    if shape == "docs":
+        saved["call_control_id"] = ccid
+    await h.webhook("call.recording.saved", {**saved, "call_leg_id": str(uuid.uuid4()),
+                                             "recording_urls": {"mp3": "https://rec.example/other.mp3"}}
+                    if shape == "sdk" else {**saved, "call_control_id": "v3:unknown"})
+    await h.settle()
+    assert (await _call(h, headers, call["call_id"]))["recording_url"] is None
+    await h.webhook("call.recording.saved", {**saved, "call_leg_id": stored.call_leg_id})
+    await h.settle()
+    assert (await _call(h, headers, call["call_id"]))["recording_url"] == "https://rec.example/portal.mp3"

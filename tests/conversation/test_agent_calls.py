@@ -27,6 +27,7 @@ from engine.providers.deepgram_stt import DeepgramOptions, DeepgramSpeechToText
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from tests.fixtures.waiting import eventually
 
 # Whole calls over sockets through every emulator, every party on one virtual-time loop: each call runs as
 # fast as the machine goes, on its script's own timing however loaded the machine is.
@@ -117,10 +118,8 @@ class Harness:
                           "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
             }).decode())
             result = await ScriptedCallee(SCRIPTS[script_name], stream_id=stream_id, mark_echo=mark_echo).run(ws)
-        for _ in range(100):  # the agent reports after the stream closes
-            if all(a.reporter.reports for a in self.agents):
-                break
-            await asyncio.sleep(0.05)  # polling: the agents have no hook to wait on
+        # The agent reports after the stream closes.
+        await eventually(lambda: all(a.reporter.reports for a in self.agents), what="every agent's report")
         return result
 
 
@@ -149,6 +148,11 @@ async def test_a_multi_turn_call_is_transcribed_answered_and_summarised(stt):
     (report,) = agent.reporter.reports
     assert report.summary and report.outcome and report.outcome.get("outcome")
     assert [m["role"] for m in report.transcript][:2] == ["user", "assistant"]
+    # Each turn's record carries the agent's running usage (stored with it: a crash loses one turn's).
+    requests = [t.usage["llm_requests"] for t in turns]
+    assert requests == sorted(requests) and requests[0] >= 1 and turns[-1].usage["stt_seconds"] > 0
+    assert report.usage["llm_requests"] >= requests[-1]
+    assert report.usage["stt_seconds"] >= turns[-1].usage["stt_seconds"]
 
 
 async def test_the_last_turn_is_recorded_though_the_call_ends_right_after_it(monkeypatch):

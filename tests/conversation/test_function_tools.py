@@ -41,12 +41,12 @@ def test_the_schema_comes_from_type_hints_defaults_and_the_docstring():
     assert book_slot("mon") == {"booked": "mon 9:00", "thread": True}  # still callable as itself
 
 
-def test_sync_tools_run_in_a_thread_and_results_become_text():
-    result = asyncio.run(book_slot.run('{"day": "tue", "hour": 14}'))
+async def test_sync_tools_run_in_a_thread_and_results_become_text():
+    result = await book_slot.run('{"day": "tue", "hour": 14}')
     assert result == '{"booked":"tue 14:00","thread":false}'
 
 
-def test_bad_arguments_errors_and_timeouts_are_results_not_exceptions():
+async def test_bad_arguments_errors_and_timeouts_are_results_not_exceptions():
     @function_tool(timeout_s=0.05)
     async def slow() -> str:
         """Slow."""
@@ -63,12 +63,10 @@ def test_bad_arguments_errors_and_timeouts_are_results_not_exceptions():
         """Refuses."""
         raise ToolError("the shop is closed on Sundays")
 
-    async def main():
-        return (await book_slot.run('{"day": "sun"}'), await book_slot.run("not json"),
-                await book_slot.run('{"day": "mon", "extra": 1}'), await slow.run("{}"),
-                await broken.run('{"x": 1}'), await refuses.run(""))
-
-    wrong, not_json, extra, timed_out, failed, refused = asyncio.run(main())
+    wrong, not_json, extra, timed_out, failed, refused = (
+        await book_slot.run('{"day": "sun"}'), await book_slot.run("not json"),
+        await book_slot.run('{"day": "mon", "extra": 1}'), await slow.run("{}"),
+        await broken.run('{"x": 1}'), await refuses.run(""))
     assert wrong.startswith("error: invalid arguments for book_slot: day")
     assert not_json.startswith("error: invalid arguments for book_slot")
     assert extra.startswith("error: invalid arguments for book_slot: extra")
@@ -77,7 +75,7 @@ def test_bad_arguments_errors_and_timeouts_are_results_not_exceptions():
     assert refused == "error: the shop is closed on Sundays"
 
 
-def test_a_sync_tool_past_its_timeout_does_not_hold_the_call():
+async def test_a_sync_tool_past_its_timeout_does_not_hold_the_call():
     release = threading.Event()
 
     @function_tool(timeout_s=0.05)
@@ -86,16 +84,14 @@ def test_a_sync_tool_past_its_timeout_does_not_hold_the_call():
         release.wait(5)
         return "late"
 
-    async def main():
-        try:
-            return await stuck.run("{}")
-        finally:
-            release.set()  # (the thread is let go only so that the test's loop can close)
-
-    assert asyncio.run(main()) == "error: stuck timed out after 0.05 s"
+    try:
+        result = await stuck.run("{}")
+    finally:
+        release.set()  # (the thread is let go only so that the test's loop can close)
+    assert result == "error: stuck timed out after 0.05 s"
 
 
-def test_the_context_parameter_is_injected_and_hidden_from_the_model():
+async def test_the_context_parameter_is_injected_and_hidden_from_the_model():
     @function_tool
     async def whoami(context: ToolContext, greeting: str = "hi") -> str:
         """Who is calling."""
@@ -103,7 +99,7 @@ def test_the_context_parameter_is_injected_and_hidden_from_the_model():
 
     assert "context" not in whoami.parameters.get("properties", {})
     ctx = ToolContext(call_id="c-1", from_number="+15550100", variables={"plan": "gold"})
-    assert asyncio.run(whoami.run("{}", ctx)) == "hi +15550100 on c-1 (gold)"
+    assert await whoami.run("{}", ctx) == "hi +15550100 on c-1 (gold)"
 
 
 def test_tools_that_cannot_be_described_are_refused_at_definition():
@@ -115,7 +111,7 @@ def test_tools_that_cannot_be_described_are_refused_at_definition():
         build_tool(lambda: None, name="ok", timeout_s=60)
 
 
-def test_only_tools_the_agent_enabled_are_offered_or_run(monkeypatch):
+async def test_only_tools_the_agent_enabled_are_offered_or_run(monkeypatch):
     from engine.conversation import function_tools
 
     monkeypatch.setattr(function_tools, "installed_tools", lambda: {"book_slot": book_slot})
@@ -126,14 +122,11 @@ def test_only_tools_the_agent_enabled_are_offered_or_run(monkeypatch):
     assert "book_slot" not in str(tool_definitions(off))
     assert [t["function"]["name"] for t in tool_definitions(on)][-1] == "book_slot"
 
-    async def main():
-        client = ToolClient()
-        try:
-            return (await client.call(off.config, "book_slot", '{"day": "mon"}'),
-                    await client.call(on.config, "book_slot", '{"day": "mon"}'))
-        finally:
-            await client.aclose()
-
-    refused, ran = asyncio.run(main())
+    client = ToolClient()
+    try:
+        refused = await client.call(off.config, "book_slot", '{"day": "mon"}')
+        ran = await client.call(on.config, "book_slot", '{"day": "mon"}')
+    finally:
+        await client.aclose()
     assert refused == "error: unknown tool book_slot"
     assert '"booked":"mon 9:00"' in ran

@@ -309,7 +309,7 @@ async def test_past_the_session_cap_a_policy_gets_a_session_of_its_own_per_reque
     assert cached == 0 and len(target.hits) == 1
 
 
-def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
+async def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
     seen = []
 
     async def handler(request):
@@ -321,15 +321,12 @@ def test_the_call_context_and_a_verifiable_signature_go_with_every_request():
                           to_number="+15550199", direction="outbound", variables={"customer": "Ada"},
                           signing_secrets=(secret,))
 
-    async def main():
-        runner, base = await _serve(("POST", "/tool", handler))
-        client = ToolClient(LOCAL)
-        result = await client.run(tool(base + "/tool"), '{"q": 1}', context=context)
-        await client.aclose()
-        await runner.cleanup()
-        return result
-
-    assert asyncio.run(main()) == "ok"
+    runner, base = await _serve(("POST", "/tool", handler))
+    client = ToolClient(LOCAL)
+    result = await client.run(tool(base + "/tool"), '{"q": 1}', context=context)
+    await client.aclose()
+    await runner.cleanup()
+    assert result == "ok"
     body, headers = seen[0]
     import orjson
     assert orjson.loads(body) == {"tool": "t", "arguments": {"q": 1}, "call": {
@@ -355,7 +352,7 @@ def test_without_a_signing_key_requests_carry_no_signature_and_the_org_endpoint_
 
 
 @pytest.mark.parametrize("status", [307, 302])
-def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
+async def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
     seen = []
 
     async def bounce(request):
@@ -368,15 +365,12 @@ def test_a_signature_goes_only_with_its_body_to_the_tools_own_origin(status):
     secret = b"ts_" + b"0" * 64
     context = ToolContext(call_id="c-1", signing_secrets=(secret,))
 
-    async def main():
-        runner, base = await _serve(("POST", "/bounce", bounce), ("POST", "/again", again), ("GET", "/again", again))
-        client = ToolClient(LOCAL)
-        result = await client.run(tool(base + "/bounce"), '{"a": 1}', context=context)
-        await client.aclose()
-        await runner.cleanup()
-        return result
-
-    assert asyncio.run(main()) == "ok"
+    runner, base = await _serve(("POST", "/bounce", bounce), ("POST", "/again", again), ("GET", "/again", again))
+    client = ToolClient(LOCAL)
+    result = await client.run(tool(base + "/bounce"), '{"a": 1}', context=context)
+    await client.aclose()
+    await runner.cleanup()
+    assert result == "ok"
     ((method, body, headers),) = seen
     if status == 307:  # the same POST, the same body: its signature still verifies
         assert method == "POST" and verify(secret, headers, body)

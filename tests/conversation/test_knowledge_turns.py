@@ -48,6 +48,9 @@ class RecordingChat:
     async def complete_json(self, messages, schema):
         return await self.inner.complete_json(messages, schema)
 
+    async def complete_json_with_usage(self, messages, schema):
+        return await self.inner.complete_json_with_usage(messages, schema)
+
 
 async def _knowledge_call(tmp_path, document: bytes):
     settings = Settings(_env_file=None, data_dir=tmp_path, encryption_key=generate_key(),

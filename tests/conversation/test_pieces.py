@@ -169,6 +169,7 @@ async def test_pci_mode_pauses_recording_and_masks_keys():
         task.cancel()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_finish_reports_waits_for_reports_still_being_written():
     import asyncio
 
@@ -177,7 +178,7 @@ async def test_finish_reports_waits_for_reports_still_being_written():
     written = []
 
     async def report():
-        await asyncio.sleep(0.05)  # a write that is still in flight when the call is stopped
+        await asyncio.sleep(0.05)  # (virtual time) a write still in flight when the call is stopped
         written.append("summary")
 
     task = asyncio.ensure_future(report())

@@ -17,7 +17,16 @@ import pytest
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, resolve
 from engine.endpointing import EndpointEvent
-from engine.providers.base import AudioChunk, ChatDelta, SpeechToText, SttSession, TextToSpeech, Transcript, TtsStream
+from engine.providers.base import (
+    AudioChunk,
+    ChatDelta,
+    ChatModel,
+    SpeechToText,
+    SttSession,
+    TextToSpeech,
+    Transcript,
+    TtsStream,
+)
 from engine.providers.stt_engines import stt_engine
 
 LLM_FIRST_TOKEN_S = 0.15
@@ -77,7 +86,7 @@ class ScriptedSttSession(SttSession):
         pass
 
 
-class ScriptedLlm:
+class ScriptedLlm(ChatModel):
     def __init__(self) -> None:
         self.requests: list[str] = []
 

@@ -14,7 +14,7 @@ from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, HttpTool, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.endpointing import EndpointEvent
-from engine.providers.base import ChatDelta, ToolCall
+from engine.providers.base import ChatDelta, ChatModel, ToolCall
 
 from .test_stt_engine_turns import Actions, Playout, Recorder, ScriptedStt, ScriptedTts
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.asyncio(loop_factories=["virtual"])  # the tool and rep
 FILLER = "One moment while I check that."
 
 
-class ToolLlm:
+class ToolLlm(ChatModel):
     """Calls the order tool, then says what it returned."""
 
     def __init__(self) -> None:

@@ -119,32 +119,31 @@ def _unique_number() -> str:
     return "+1415" + str(uuid.uuid4().int)[:7]
 
 
-async def test_a_number_is_added_with_its_agent_config_and_a_refused_field_is_named_inline(settings):
+async def test_a_number_is_added_with_its_agent_config_and_a_refused_field_is_named_inline(h):
     first, second, third = _unique_number(), _unique_number(), _unique_number()
-    async with harness(settings) as h:
-        org, _, token = await _signed_in(h)
-        form = {"csrf_token": token, "number": first, "personality": "professional",
-                "system_prompt": "You book cleanings for {clinic}.", "first_message": "Bright Smiles, hello!",
-                "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": "on"}
-        assert (await h.client.post("/dashboard/numbers", data=form, allow_redirects=False)).status == 303
-        repo = await h.cp.repository()
-        (number,) = await repo.list_phone_numbers(org.id)
-        assert number.agent_config == {"personality": "professional", "system_prompt": "You book cleanings for "
-                                       "{clinic}.", "first_message": "Bright Smiles, hello!",
-                                       "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": True}
-        listing = await (await h.client.get("/dashboard/numbers")).text()
-        assert "Bright Smiles, hello!" in listing and "You book cleanings" in listing and "recording on" in listing
-        # A greeting too long for the API: refused at its field, the other fields kept, nothing stored.
-        refused = await h.client.post("/dashboard/numbers", data={**form, "number": second,
-                                                                  "first_message": "x" * 1001})
-        assert refused.status == 422
-        text = await refused.text()
-        assert 'id="error-first_message"' in text and "x" * 100 not in text
-        assert f'value="{second}"' in text and "You book cleanings for {clinic}.</textarea>" in text
-        bad_record = await h.client.post("/dashboard/numbers", data={**form, "number": third,
-                                                                     "record": "sometimes"})
-        assert bad_record.status == 400 and 'id="error-record"' in await bad_record.text()
-        assert len(await repo.list_phone_numbers(org.id)) == 1
+    org, _, token = await _signed_in(h)
+    form = {"csrf_token": token, "number": first, "personality": "professional",
+            "system_prompt": "You book cleanings for {clinic}.", "first_message": "Bright Smiles, hello!",
+            "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": "on"}
+    assert (await h.client.post("/dashboard/numbers", data=form, allow_redirects=False)).status == 303
+    repo = await h.cp.repository()
+    (number,) = await repo.list_phone_numbers(org.id)
+    assert number.agent_config == {"personality": "professional", "system_prompt": "You book cleanings for "
+                                   "{clinic}.", "first_message": "Bright Smiles, hello!",
+                                   "voice": "Telnyx.NaturalHD.astra", "language": "en-US", "record": True}
+    listing = await (await h.client.get("/dashboard/numbers")).text()
+    assert "Bright Smiles, hello!" in listing and "You book cleanings" in listing and "recording on" in listing
+    # A greeting too long for the API: refused at its field, the other fields kept, nothing stored.
+    refused = await h.client.post("/dashboard/numbers", data={**form, "number": second,
+                                                              "first_message": "x" * 1001})
+    assert refused.status == 422
+    text = await refused.text()
+    assert 'id="error-first_message"' in text and "x" * 100 not in text
+    assert f'value="{second}"' in text and "You book cleanings for {clinic}.</textarea>" in text
+    bad_record = await h.client.post("/dashboard/numbers", data={**form, "number": third,
+                                                                 "record": "sometimes"})
+    assert bad_record.status == 400 and 'id="error-record"' in await bad_record.text()
+    assert len(await repo.list_phone_numbers(org.id)) == 1
 
 
 async def test_organisation_settings_are_shown_changed_and_reset(settings):
@@ -192,36 +191,35 @@ async def test_organisation_settings_are_shown_changed_and_reset(settings):
         assert other.id != org.id
 
 
-async def test_a_numbers_agent_is_edited_keeping_what_the_form_does_not_show(settings):
+async def test_a_numbers_agent_is_edited_keeping_what_the_form_does_not_show(h):
     mine, theirs = _unique_number(), _unique_number()
-    async with harness(settings) as h:
-        other, other_headers = await h.org("other")
-        await h.client.post("/api/numbers", json={"number": theirs}, headers=other_headers)
-        org, headers, token = await _signed_in(h)
-        await h.client.post("/api/numbers", headers=headers, json={"number": mine, "agent_config": {
-            "personality": "professional", "first_message": "Hello!", "tools": ["end_call"], "record": True}})
-        listing = await (await h.client.get("/dashboard/numbers")).text()
-        assert f'href="/dashboard/numbers/%2B{mine[1:]}"' in listing
-        page = await (await h.client.get(f"/dashboard/numbers/%2B{mine[1:]}")).text()
-        assert 'value="professional"' in page and 'value="Hello!"' in page and '<option value="on" selected>' in page
-        assert "tools" in page.split('id="kept-keys"')[1][:200]
-        edited = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", allow_redirects=False, data={
-            "csrf_token": token, "personality": "sales", "first_message": "", "language": "en-GB", "record": ""})
-        assert edited.status == 303 and edited.headers["Location"] == "/dashboard/numbers?notice=number_updated"
-        repo = await h.cp.repository()
-        (number,) = await repo.list_phone_numbers(org.id)
-        assert number.agent_config == {"tools": ["end_call"], "personality": "sales", "language": "en-GB"}
-        refused = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", data={
-            "csrf_token": token, "personality": "nobody<x>", "language": "fr-FR"})
-        assert refused.status == 422
-        text = await refused.text()
-        assert 'id="error-personality"' in text and "nobody" not in text and 'value="fr-FR"' in text
-        assert (await repo.list_phone_numbers(org.id))[0].agent_config == number.agent_config
-        # Another organisation's number, or none: not found, and unchanged.
-        for path in (f"/dashboard/numbers/%2B{theirs[1:]}", "/dashboard/numbers/%2B14155550999",
-                     "/dashboard/numbers/not-a-number"):
-            assert (await h.client.get(path)).status == 404, path
-            assert (await h.client.post(path, data={"csrf_token": token, "personality": "sales"})).status == 404
-        assert (await repo.list_phone_numbers(other.id))[0].agent_config == {}
-        forged = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", data={"csrf_token": "x"})
-        assert forged.status == 403
+    other, other_headers = await h.org("other")
+    await h.client.post("/api/numbers", json={"number": theirs}, headers=other_headers)
+    org, headers, token = await _signed_in(h)
+    await h.client.post("/api/numbers", headers=headers, json={"number": mine, "agent_config": {
+        "personality": "professional", "first_message": "Hello!", "tools": ["end_call"], "record": True}})
+    listing = await (await h.client.get("/dashboard/numbers")).text()
+    assert f'href="/dashboard/numbers/%2B{mine[1:]}"' in listing
+    page = await (await h.client.get(f"/dashboard/numbers/%2B{mine[1:]}")).text()
+    assert 'value="professional"' in page and 'value="Hello!"' in page and '<option value="on" selected>' in page
+    assert "tools" in page.split('id="kept-keys"')[1][:200]
+    edited = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", allow_redirects=False, data={
+        "csrf_token": token, "personality": "sales", "first_message": "", "language": "en-GB", "record": ""})
+    assert edited.status == 303 and edited.headers["Location"] == "/dashboard/numbers?notice=number_updated"
+    repo = await h.cp.repository()
+    (number,) = await repo.list_phone_numbers(org.id)
+    assert number.agent_config == {"tools": ["end_call"], "personality": "sales", "language": "en-GB"}
+    refused = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", data={
+        "csrf_token": token, "personality": "nobody<x>", "language": "fr-FR"})
+    assert refused.status == 422
+    text = await refused.text()
+    assert 'id="error-personality"' in text and "nobody" not in text and 'value="fr-FR"' in text
+    assert (await repo.list_phone_numbers(org.id))[0].agent_config == number.agent_config
+    # Another organisation's number, or none: not found, and unchanged.
+    for path in (f"/dashboard/numbers/%2B{theirs[1:]}", "/dashboard/numbers/%2B14155550999",
+                 "/dashboard/numbers/not-a-number"):
+        assert (await h.client.get(path)).status == 404, path
+        assert (await h.client.post(path, data={"csrf_token": token, "personality": "sales"})).status == 404
+    assert (await repo.list_phone_numbers(other.id))[0].agent_config == {}
+    forged = await h.client.post(f"/dashboard/numbers/%2B{mine[1:]}", data={"csrf_token": "x"})
+    assert forged.status == 403

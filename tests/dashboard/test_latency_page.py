@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 from control_plane.dashboard.latency import buckets, chart, percentile, summary
 from control_plane.store import Turn, utcnow
-from tests.control_plane.fakes import harness
 
 from .helpers import secret_of, sign_in, write_call
 
@@ -43,30 +42,29 @@ def test_buckets_split_the_window_and_leave_empty_ones_empty():
     assert rows["turn"]["count"] == 4 and rows["stt"]["p50"] == 40.0 and rows["endpointing"]["count"] == 0
 
 
-async def test_latency_page_counts_only_this_organisations_recent_turns(settings):
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        other, _ = await h.org("other")
-        repo = await h.cp.repository()
-        now = utcnow()
-        call = await write_call(repo, org.id, created_at=now - timedelta(minutes=30))
-        old = await write_call(repo, org.id, created_at=now - timedelta(days=3))
-        foreign = await write_call(repo, other.id, created_at=now - timedelta(minutes=30))
-        for i, ms in enumerate((300.0, 500.0, 700.0)):
-            await repo.upsert_turn(Turn(call_id=call.id, org_id=org.id, index=i, latency=_lat(ms, ms / 2),
-                                        created_at=now - timedelta(minutes=27 - 10 * i)))
-        await repo.upsert_turn(Turn(call_id=old.id, org_id=org.id, index=0, latency=_lat(5000, 5000),
-                                    created_at=now - timedelta(days=3)))
-        await repo.upsert_turn(Turn(call_id=foreign.id, org_id=other.id, index=0, latency=_lat(8000, 8000),
-                                    created_at=now - timedelta(minutes=10)))
-        assert (await sign_in(h.client, secret_of(headers))).status == 303
-        text = await (await h.client.get("/dashboard/latency?window=hour")).text()
-        row = re.search(r"Turn \(to first audio\)</a></td>\s*<td>(\d+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>"
-                        r"\s*<td>([^<]+)</td>", text)
-        assert row.groups() == ("3", "500 ms", "700 ms", "700 ms")
-        assert "5,000" not in text and "8,000" not in text
-        assert text.count("<circle") == 3 * 3  # three turns, each in its own bucket, three quantiles
-        day = await (await h.client.get("/dashboard/latency?window=day&metric=llm_first_token")).text()
-        assert "LLM first token over time" in day
-        bad = await h.client.get("/dashboard/latency?window=<week>")
-        assert bad.status == 400 and "<week>" not in await bad.text() and "&lt;week" not in await bad.text()
+async def test_latency_page_counts_only_this_organisations_recent_turns(h):
+    org, headers = await h.org()
+    other, _ = await h.org("other")
+    repo = await h.cp.repository()
+    now = utcnow()
+    call = await write_call(repo, org.id, created_at=now - timedelta(minutes=30))
+    old = await write_call(repo, org.id, created_at=now - timedelta(days=3))
+    foreign = await write_call(repo, other.id, created_at=now - timedelta(minutes=30))
+    for i, ms in enumerate((300.0, 500.0, 700.0)):
+        await repo.upsert_turn(Turn(call_id=call.id, org_id=org.id, index=i, latency=_lat(ms, ms / 2),
+                                    created_at=now - timedelta(minutes=27 - 10 * i)))
+    await repo.upsert_turn(Turn(call_id=old.id, org_id=org.id, index=0, latency=_lat(5000, 5000),
+                                created_at=now - timedelta(days=3)))
+    await repo.upsert_turn(Turn(call_id=foreign.id, org_id=other.id, index=0, latency=_lat(8000, 8000),
+                                created_at=now - timedelta(minutes=10)))
+    assert (await sign_in(h.client, secret_of(headers))).status == 303
+    text = await (await h.client.get("/dashboard/latency?window=hour")).text()
+    row = re.search(r"Turn \(to first audio\)</a></td>\s*<td>(\d+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>"
+                    r"\s*<td>([^<]+)</td>", text)
+    assert row.groups() == ("3", "500 ms", "700 ms", "700 ms")
+    assert "5,000" not in text and "8,000" not in text
+    assert text.count("<circle") == 3 * 3  # three turns, each in its own bucket, three quantiles
+    day = await (await h.client.get("/dashboard/latency?window=day&metric=llm_first_token")).text()
+    assert "LLM first token over time" in day
+    bad = await h.client.get("/dashboard/latency?window=<week>")
+    assert bad.status == 400 and "<week>" not in await bad.text() and "&lt;week" not in await bad.text()

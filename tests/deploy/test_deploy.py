@@ -181,7 +181,11 @@ def test_the_worker_deployment_runs_the_worker_module_with_its_metrics_port(prod
     assert module == worker.__name__
     parsed = worker.build_parser().parse_args(args)
     assert parsed.metrics_port == container["ports"][0]["containerPort"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    served = {"/metrics", "/healthz", "/readyz"}  # worker.serve_probes (tests/control_plane/test_worker_readiness.py)
+    probes = {kind: container[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz" and probes["readinessProbe"]["path"] == "/readyz"
+    assert {p["path"] for p in probes.values()} <= served
+    assert {p["port"] for p in probes.values()} == {container["ports"][0]["name"]}
 
 
 # -- compose ------------------------------------------------------------------------------------

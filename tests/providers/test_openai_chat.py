@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from engine.providers.base import ChatDelta, ProviderError
 from engine.providers.openai_chat import OpenAIChatConfig, OpenAIChatModel
 
-from .helpers import assert_no_tasks_left, emulators
+from .helpers import assert_no_tasks_left
 
 END_CALL = {"type": "function", "function": {
     "name": "end_call", "description": "Hang up.",
@@ -37,14 +37,14 @@ async def collect(llm: OpenAIChatModel, text: str, tools=None) -> list[tuple[flo
     return [(loop.time(), d) async for d in llm.stream(user(text), tools=tools) if d.usage is None]
 
 
-async def test_text_streams_token_by_token():
-    async with emulators() as emu:
-        llm = model(emu)
-        await collect(llm, "warm up")  # the SDK's first request pays for its own setup
-        loop = asyncio.get_running_loop()
-        asked_at = loop.time()
-        deltas = await collect(llm, "I'd like to check my order please")
-        await llm.aclose()
+async def test_text_streams_token_by_token(emu):
+    llm = model(emu)
+    await collect(llm, "warm up")  # the SDK's first request pays for its own setup
+    loop = asyncio.get_running_loop()
+    asked_at = loop.time()
+    deltas = await collect(llm, "I'd like to check my order please")
+    await llm.aclose()
+    await emu.close()  # the leak check counts every task, the emulator's too
     text = "".join(d.text for _, d in deltas)
     assert text.startswith("Sure. ") and "check my order please" in text
     pieces = [d for _, d in deltas if d.text]
@@ -58,12 +58,11 @@ async def test_text_streams_token_by_token():
     await assert_no_tasks_left()
 
 
-async def test_goodbye_assembles_the_end_call_tool_call():
-    async with emulators() as emu:
-        llm = model(emu)
-        with_tools = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
-        without = await collect(llm, "ok that's all, goodbye")
-        await llm.aclose()
+async def test_goodbye_assembles_the_end_call_tool_call(emu):
+    llm = model(emu)
+    with_tools = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
+    without = await collect(llm, "ok that's all, goodbye")
+    await llm.aclose()
     last = with_tools[-1][1]
     assert last.finish_reason == "tool_calls"
     (call,) = last.tool_calls
@@ -74,32 +73,30 @@ async def test_goodbye_assembles_the_end_call_tool_call():
     assert without[-1][1].finish_reason == "stop" and not without[-1][1].tool_calls
 
 
-async def test_transfer_and_digits_scripts():
-    async with emulators() as emu:
-        llm = model(emu)
-        transfer = await collect(llm, "Can I talk to a human?", tools=[END_CALL, TRANSFER])
-        digits = await collect(llm, "The caller pressed keys 4 2 #")
-        await llm.aclose()
+async def test_transfer_and_digits_scripts(emu):
+    llm = model(emu)
+    transfer = await collect(llm, "Can I talk to a human?", tools=[END_CALL, TRANSFER])
+    digits = await collect(llm, "The caller pressed keys 4 2 #")
+    await llm.aclose()
     assert [c.name for c in transfer[-1][1].tool_calls] == ["transfer_call"]
     assert "4 2 #" in "".join(d.text for _, d in digits)
 
 
-async def test_streams_and_completions_report_the_tokens_the_server_billed():
+async def test_streams_and_completions_report_the_tokens_the_server_billed(emu):
     """``stream_options.include_usage`` is asked for, and the usage chunk (empty choices, after the
     finish) becomes one last delta with the server's counts; a completion's ``usage`` comes back
     beside its JSON. What the client sums is what the emulator reported."""
-    async with emulators() as emu:
-        llm = model(emu)
-        deltas = [d async for d in llm.stream(user("I'd like to check my order please"))]
-        asked = emu.llm.stats.last_request
-        value, completion = await llm.complete_json_with_usage(
-            user("summarise"), {"type": "object", "properties": {"summary": {"type": "string"}},
-                                "required": ["summary"]})
-        quiet = model(emu, include_usage=False)
-        silent = [d async for d in quiet.stream(user("hello"))]
-        await llm.aclose()
-        await quiet.aclose()
-        stats = emu.llm.stats
+    llm = model(emu)
+    deltas = [d async for d in llm.stream(user("I'd like to check my order please"))]
+    asked = emu.llm.stats.last_request
+    value, completion = await llm.complete_json_with_usage(
+        user("summarise"), {"type": "object", "properties": {"summary": {"type": "string"}},
+                            "required": ["summary"]})
+    quiet = model(emu, include_usage=False)
+    silent = [d async for d in quiet.stream(user("hello"))]
+    await llm.aclose()
+    await quiet.aclose()
+    stats = emu.llm.stats
     assert asked["stream_options"] == {"include_usage": True}
     usages = [d.usage for d in deltas if d.usage is not None]
     assert len(usages) == 1 and deltas[-1].usage is usages[0] and not deltas[-1].text
@@ -111,7 +108,7 @@ async def test_streams_and_completions_report_the_tokens_the_server_billed():
     assert stats.completion_tokens == usages[0].completion_tokens + completion.completion_tokens
 
 
-async def test_complete_json_returns_the_schema_keys():
+async def test_complete_json_returns_the_schema_keys(emu):
     schema = {
         "title": "Call outcome", "type": "object", "additionalProperties": False,
         "properties": {
@@ -125,11 +122,10 @@ async def test_complete_json_returns_the_schema_keys():
                                "required": ["date"], "additionalProperties": False}},
     }
 
-    async with emulators() as emu:
-        llm = model(emu)
-        value = await llm.complete_json(user("summarise the call"), schema)
-        sent = emu.llm.stats.last_request["response_format"]
-        await llm.aclose()
+    llm = model(emu)
+    value = await llm.complete_json(user("summarise the call"), schema)
+    sent = emu.llm.stats.last_request["response_format"]
+    await llm.aclose()
     assert set(value) == {"summary", "outcome", "follow_up", "score"}
     assert value["outcome"] == "resolved" and value["follow_up"] == {"date": "2026-01-01"}
     assert isinstance(value["summary"], str) and value["score"] == 1
@@ -141,50 +137,46 @@ async def test_complete_json_returns_the_schema_keys():
     ("emulator-key", "http_500", True, "500"),
     ("wrong-key", None, False, "401"),
 ])
-async def test_http_errors_map_to_provider_errors(api_key, fault, retryable, status):
-    async with emulators() as emu:
-        headers = {"X-Emulator-Fault": fault} if fault else {}
-        llm = model(emu, api_key=SecretStr(api_key), extra_headers=headers)
-        with pytest.raises(ProviderError) as streamed:
-            await collect(llm, "hello")
-        with pytest.raises(ProviderError) as completed:
-            await llm.complete_json(user("hello"), {"type": "object"})
-        await llm.aclose()
+async def test_http_errors_map_to_provider_errors(emu, api_key, fault, retryable, status):
+    headers = {"X-Emulator-Fault": fault} if fault else {}
+    llm = model(emu, api_key=SecretStr(api_key), extra_headers=headers)
+    with pytest.raises(ProviderError) as streamed:
+        await collect(llm, "hello")
+    with pytest.raises(ProviderError) as completed:
+        await llm.complete_json(user("hello"), {"type": "object"})
+    await llm.aclose()
     for caught in (streamed, completed):
         assert caught.value.retryable is retryable and status in str(caught.value)
         assert "wrong-key" not in str(caught.value)
 
 
 @pytest.mark.parametrize("fault", ["error_frame", "disconnect"])
-async def test_mid_stream_failures_raise_retryable(fault):
-    async with emulators() as emu:
-        llm = model(emu, extra_headers={"X-Emulator-Fault": fault})
-        received = []
-        with pytest.raises(ProviderError) as caught:
-            async for delta in llm.stream(user("tell me about my order")):
-                received.append(delta)
-        await llm.aclose()
+async def test_mid_stream_failures_raise_retryable(emu, fault):
+    llm = model(emu, extra_headers={"X-Emulator-Fault": fault})
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        async for delta in llm.stream(user("tell me about my order")):
+            received.append(delta)
+    await llm.aclose()
     assert len(received) == 3 and caught.value.retryable
 
 
-async def test_stalled_model_hits_the_request_timeout():
-    async with emulators() as emu:
-        emu.faults.arm("slow", "llm")
-        llm = model(emu, timeout_s=0.3)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(ProviderError) as caught:
-            await collect(llm, "hello")
-        took = loop.time() - started
-        await llm.aclose()
+async def test_stalled_model_hits_the_request_timeout(emu):
+    emu.faults.arm("slow", "llm")
+    llm = model(emu, timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ProviderError) as caught:
+        await collect(llm, "hello")
+    took = loop.time() - started
+    await llm.aclose()
     assert caught.value.retryable and "timed out" in str(caught.value)
     # Cut off by the request timeout, not by the end of the stall (the profile's stall_s).
     assert 0.3 <= took < emu.profile.stall_s
 
 
-async def test_emulator_speaks_the_openai_sse_shape():
-    async with emulators() as emu, \
-            aiohttp.ClientSession(headers={"Authorization": f"Bearer {emu.api_key}"}) as http:
+async def test_emulator_speaks_the_openai_sse_shape(emu):
+    async with aiohttp.ClientSession(headers={'Authorization': f'Bearer {emu.api_key}'}) as http:
         payload = {"model": "m", "messages": user("bye"), "tools": [END_CALL], "stream": True,
                    "stream_options": {"include_usage": True}}
         async with http.post(f"{emu.llm_base_url}/chat/completions", json=payload) as response:
@@ -208,7 +200,7 @@ async def test_emulator_speaks_the_openai_sse_shape():
     assert models["data"][0]["id"] == "emulator-llm"
 
 
-async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(monkeypatch):
+async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampling_options(emu, monkeypatch):
     """OpenAI's reasoning models answer 400 to temperature and max_tokens: set from the
     environment, the request carries max_completion_tokens and reasoning_effort only."""
     from callagent.wiring import chat_config
@@ -219,20 +211,19 @@ async def test_reasoning_model_settings_send_max_completion_tokens_and_no_sampli
         monkeypatch.setenv(f"CALLAGENT_PROVIDERS__{name}", value)
     cfg = Settings(_env_file=None).providers
 
-    async with emulators() as emu:
-        llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
-                                          model="o4-mini"))
-        await collect(llm, "hello there")
-        streamed = emu.llm.stats.last_request
-        await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
-        summarised = emu.llm.stats.last_request
-        await llm.aclose()
+    llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                      model="o4-mini"))
+    await collect(llm, "hello there")
+    streamed = emu.llm.stats.last_request
+    await llm.complete_json(user("summarise"), {"type": "object", "properties": {"x": {"type": "string"}}})
+    summarised = emu.llm.stats.last_request
+    await llm.aclose()
     for request in (streamed, summarised):
         assert request["max_completion_tokens"] == 1000 and request["reasoning_effort"] == "minimal"
         assert "temperature" not in request and "max_tokens" not in request
 
 
-async def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch):
+async def test_default_llm_settings_send_temperature_and_max_tokens(emu, monkeypatch):
     from callagent.wiring import chat_config
     from control_plane.settings import Settings
 
@@ -240,12 +231,11 @@ async def test_default_llm_settings_send_temperature_and_max_tokens(monkeypatch)
     cfg = Settings(_env_file=None).providers
     assert cfg.llm_max_tokens is None
 
-    async with emulators() as emu:
-        llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
-                                          model="m"))
-        await collect(llm, "hello there")
-        await llm.aclose()
-        request = emu.llm.stats.last_request
+    llm = OpenAIChatModel(chat_config(cfg, api_key=SecretStr(emu.api_key), base_url=emu.llm_base_url,
+                                      model="m"))
+    await collect(llm, "hello there")
+    await llm.aclose()
+    request = emu.llm.stats.last_request
     assert request["temperature"] == 0.4
     assert not {"max_tokens", "max_completion_tokens", "reasoning_effort"} & set(request)
 

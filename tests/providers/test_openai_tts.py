@@ -11,7 +11,7 @@ from engine import _audioop as audioop
 from engine.providers.base import ProviderError
 from engine.providers.openai_tts import OpenAITextToSpeech, OpenAITtsConfig
 
-from .helpers import assert_no_tasks_left, emulators
+from .helpers import assert_no_tasks_left
 
 
 def client(emu, **overrides) -> OpenAITextToSpeech:
@@ -19,18 +19,18 @@ def client(emu, **overrides) -> OpenAITextToSpeech:
     return OpenAITextToSpeech(OpenAITtsConfig(**fields))
 
 
-async def test_pcm_is_resampled_to_8_khz_sentence_by_sentence_in_order():
-    async with emulators() as emu:
-        tts = client(emu)
-        stream = await tts.open(voice="alloy", sample_rate=8000)
-        await stream.send_text("Hi there. How")
-        await stream.send_text(" can I help?")
-        await stream.end()
-        chunks = [chunk async for chunk in stream]
-        await stream.aclose()
-        await tts.aclose()
-        source = [(await emu.tts.synthesizer.synthesize(t, 24000))[0] for t in ("Hi there.", "How can I help?")]
-        requests = emu.llm.stats.speech_requests
+async def test_pcm_is_resampled_to_8_khz_sentence_by_sentence_in_order(emu):
+    tts = client(emu)
+    stream = await tts.open(voice="alloy", sample_rate=8000)
+    await stream.send_text("Hi there. How")
+    await stream.send_text(" can I help?")
+    await stream.end()
+    chunks = [chunk async for chunk in stream]
+    await stream.aclose()
+    await tts.aclose()
+    source = [(await emu.tts.synthesizer.synthesize(t, 24000))[0] for t in ("Hi there.", "How can I help?")]
+    requests = emu.llm.stats.speech_requests
+    await emu.close()  # the leak check counts every task, the emulator's too
     assert requests == 2  # one per sentence
     assert [c.text for c in chunks if c.text] == ["Hi there.", "How can I help?"]
     # Streaming with the ratecv state carried equals resampling everything in one go.
@@ -40,29 +40,28 @@ async def test_pcm_is_resampled_to_8_khz_sentence_by_sentence_in_order():
     await assert_no_tasks_left()
 
 
-async def test_aclose_mid_stream_stops_the_worker():
-    async with emulators() as emu:
-        tts = client(emu)
-        stream = await tts.open(voice="alloy", sample_rate=8000)
-        await stream.send_text("A fairly long sentence that takes a while to stream out. " * 2, flush=True)
-        first = await asyncio.wait_for(stream.__anext__(), 1.0)
-        await stream.aclose()
-        with pytest.raises(StopAsyncIteration):
-            await stream.__anext__()
-        await tts.aclose()
+async def test_aclose_mid_stream_stops_the_worker(emu):
+    tts = client(emu)
+    stream = await tts.open(voice="alloy", sample_rate=8000)
+    await stream.send_text("A fairly long sentence that takes a while to stream out. " * 2, flush=True)
+    first = await asyncio.wait_for(stream.__anext__(), 1.0)
+    await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+    await tts.aclose()
+    await emu.close()  # the leak check counts every task, the emulator's too
     assert first.pcm
     await assert_no_tasks_left()
 
 
-async def test_server_error_surfaces_while_iterating():
-    async with emulators() as emu:
-        tts = client(emu, extra_headers={"X-Emulator-Fault": "http_500"})
-        stream = await tts.open(voice="alloy", sample_rate=8000)
-        await stream.send_text("Hello.", flush=True)
-        await stream.end()
-        with pytest.raises(ProviderError) as caught:
-            [chunk async for chunk in stream]
-        await stream.aclose()
-        await tts.aclose()
+async def test_server_error_surfaces_while_iterating(emu):
+    tts = client(emu, extra_headers={"X-Emulator-Fault": "http_500"})
+    stream = await tts.open(voice="alloy", sample_rate=8000)
+    await stream.send_text("Hello.", flush=True)
+    await stream.end()
+    with pytest.raises(ProviderError) as caught:
+        [chunk async for chunk in stream]
+    await stream.aclose()
+    await tts.aclose()
     assert caught.value.retryable and "500" in str(caught.value)
 

@@ -4,8 +4,6 @@ an unknown name is a one-line settings error; an LLM key needs no Telnyx key."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from pydantic import BaseModel, ConfigDict
 
@@ -64,35 +62,30 @@ def test_the_built_ins_are_declared_as_entry_points():
     assert registry.installed("llm") == ["openai"]
 
 
-def test_an_unknown_provider_is_one_settings_line_listing_the_installed_ones():
+async def test_an_unknown_provider_is_one_settings_line_listing_the_installed_ones():
     with pytest.raises(SettingsError) as caught:
-        asyncio.run(build_providers(settings(stt="deepgrm")))
+        await build_providers(settings(stt="deepgrm"))
     assert caught.value.lines == [
         "CALLAGENT_PROVIDERS__STT: no stt provider 'deepgrm' is installed; installed: deepgram, telnyx, whisper"]
     with pytest.raises(SettingsError) as caught:
-        asyncio.run(build_providers(settings(tts="acme", llm="acme")))
+        await build_providers(settings(tts="acme", llm="acme"))
     assert len(caught.value.lines) == 2 and caught.value.lines[1].endswith("installed: openai")
 
 
-def test_a_plugin_is_chosen_by_name_with_its_own_settings_block(echo_plugin):
+async def test_a_plugin_is_chosen_by_name_with_its_own_settings_block(echo_plugin):
     assert "echo" in registry.installed("stt")
-
-    async def main():
-        providers = await build_providers(settings(stt="echo", options={"echo": {"greeting": "hi"}}))
-        stt = providers.stt
-        await providers.aclose()
-        return stt
-
-    stt = asyncio.run(main())
+    providers = await build_providers(settings(stt="echo", options={"echo": {"greeting": "hi"}}))
+    stt = providers.stt
+    await providers.aclose()
     assert isinstance(stt, EchoStt) and stt.options == EchoOptions(greeting="hi")
     assert stt.closed  # closed with the rest at shutdown
     # A plugin cannot take over a built-in's name.
     assert registry.discover()["stt.telnyx"].value == "engine.providers.builtin:telnyx_stt"
 
 
-def test_a_plugins_bad_options_are_settings_lines_naming_the_variable(echo_plugin):
+async def test_a_plugins_bad_options_are_settings_lines_naming_the_variable(echo_plugin):
     with pytest.raises(SettingsError) as caught:
-        asyncio.run(build_providers(settings(stt="echo", options={"echo": {"rate": "fast", "colour": 1}})))
+        await build_providers(settings(stt="echo", options={"echo": {"rate": "fast", "colour": 1}}))
     assert sorted(caught.value.lines) == [
         "CALLAGENT_PROVIDERS__OPTIONS__ECHO__COLOUR: Extra inputs are not permitted",
         "CALLAGENT_PROVIDERS__OPTIONS__ECHO__GREETING: Field required",
@@ -101,21 +94,16 @@ def test_a_plugins_bad_options_are_settings_lines_naming_the_variable(echo_plugi
     ]
 
 
-def test_local_mode_hands_the_emulators_to_the_built_ins():
-    async def main():
-        providers = await build_providers(settings(stt="deepgram"))
-        try:
-            return providers.stt, providers.tts, providers.llm, providers.local
-        finally:
-            await providers.aclose()
-
-    stt, tts, llm, local = asyncio.run(main())
+async def test_local_mode_hands_the_emulators_to_the_built_ins():
+    providers = await build_providers(settings(stt="deepgram"))
+    stt, tts, llm, local = providers.stt, providers.tts, providers.llm, providers.local
+    await providers.aclose()
     assert isinstance(stt, DeepgramSpeechToText) and stt.options.url == local.deepgram_url
     assert isinstance(tts, TelnyxTextToSpeech) and tts.config.url == local.tts_url
     assert isinstance(llm, OpenAIChatModel) and llm.config.base_url == local.llm_base_url
 
 
-def test_an_llm_key_needs_no_telnyx_key():
+async def test_an_llm_key_needs_no_telnyx_key():
     async def build(**values):
         providers = await build_providers(Settings(_env_file=None, **values))
         try:
@@ -124,32 +112,32 @@ def test_an_llm_key_needs_no_telnyx_key():
             await providers.aclose()
 
     # No Telnyx account: emulated Telnyx, and the real model with its own key.
-    stt, llm = asyncio.run(build(telnyx_api_key=None, providers={
-        "llm_api_key": "sk-test", "llm_base_url": "https://api.openai.com/v1", "llm_model": "gpt-4o-mini"}))
+    stt, llm = await build(telnyx_api_key=None, providers={
+        "llm_api_key": "sk-test", "llm_base_url": "https://api.openai.com/v1", "llm_model": "gpt-4o-mini"})
     assert isinstance(stt, TelnyxSpeechToText) and stt.config.url.startswith("ws://127.0.0.1")
     assert llm.config.base_url == "https://api.openai.com/v1" and llm.config.model == "gpt-4o-mini"
     assert llm.config.api_key.get_secret_value() == "sk-test"
     # Remote with a Telnyx key: Telnyx's inference API takes that key; another API needs its own.
-    _, llm = asyncio.run(build(telnyx_api_key="KEY_T", providers={"mode": "remote"}))
+    _, llm = await build(telnyx_api_key="KEY_T", providers={"mode": "remote"})
     assert llm.config.api_key.get_secret_value() == "KEY_T"
     with pytest.raises(SettingsError) as caught:
-        asyncio.run(build(telnyx_api_key="KEY_T", providers={"mode": "remote",
-                                                             "llm_base_url": "https://api.openai.com/v1"}))
+        await build(telnyx_api_key="KEY_T", providers={"mode": "remote",
+                                                      "llm_base_url": "https://api.openai.com/v1"})
     assert caught.value.lines == ["CALLAGENT_PROVIDERS__LLM=openai needs CALLAGENT_PROVIDERS__LLM_API_KEY"]
     # Remote without any Telnyx key: Deepgram STT and OpenAI TTS and LLM, each with its own key.
-    stt, llm = asyncio.run(build(telnyx_api_key=None, providers={
+    stt, llm = await build(telnyx_api_key=None, providers={
         "mode": "remote", "stt": "deepgram", "tts": "openai", "openai_api_key": "sk-o", "llm_api_key": "sk-l",
-        "llm_base_url": "https://api.openai.com/v1", "options": {"deepgram": {"api_key": "dg-key"}}}))
+        "llm_base_url": "https://api.openai.com/v1", "options": {"deepgram": {"api_key": "dg-key"}}})
     assert isinstance(stt, DeepgramSpeechToText) and stt.options.url == "wss://api.deepgram.com/v1/listen"
     with pytest.raises(SettingsError) as caught:
-        asyncio.run(build(telnyx_api_key=None, providers={"mode": "remote", "llm_api_key": "sk-l"}))
+        await build(telnyx_api_key=None, providers={"mode": "remote", "llm_api_key": "sk-l"})
     assert caught.value.lines == ["CALLAGENT_PROVIDERS__STT=telnyx needs TELNYX_API_KEY"]
 
 
-def test_an_uninstalled_function_tool_in_the_default_agent_is_a_settings_line():
+async def test_an_uninstalled_function_tool_in_the_default_agent_is_a_settings_line():
     with pytest.raises(SettingsError) as caught:
-        asyncio.run(build_providers(Settings(_env_file=None, telnyx_api_key=None,
-                                             agent={"function_tools": ["order_status"]})))
+        await build_providers(Settings(_env_file=None, telnyx_api_key=None,
+                                       agent={"function_tools": ["order_status"]}))
     (line,) = caught.value.lines
     assert line.startswith("CALLAGENT_AGENT__FUNCTION_TOOLS: unknown function tools in function_tools; installed:")
 

@@ -13,7 +13,7 @@ import pytest
 from bench.signals import silence
 from engine.providers.stt_engines import ENGINES, UNKNOWN, stt_engine
 
-from .helpers import FRAME, HELLO, HELLO_PCM, emulators, frames, wait_for
+from .helpers import FRAME, HELLO, HELLO_PCM, frames, wait_for
 
 
 class RawStream:
@@ -32,7 +32,7 @@ class RawStream:
     async def send_audio(self, pcm: bytes, *, speed: float = 4.0) -> None:
         for chunk in frames(pcm, 5 * FRAME):
             await self.ws.send_bytes(chunk)
-            await asyncio.sleep(0.1 / speed)  # a real socket to the emulator: paced as a caller would be
+            await asyncio.sleep(0.1 / speed)  # paced as a caller would be (virtual time: free)
 
     @property
     def finals(self) -> list[dict]:
@@ -64,8 +64,9 @@ def test_table_matches_telnyx_support_table():
         assert engine.final_wait_s > engine.final_lag_ms / 1000
 
 
-async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final():
-    async with emulators() as emu, aiohttp.ClientSession() as http:
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final(emu):
+    async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, "Deepgram")
         await stream.send_audio(silence(0.2) + HELLO_PCM + silence(0.1))
         await stream.ws.send_str('{"type":"KeepAlive"}')
@@ -84,17 +85,18 @@ async def test_deepgram_honours_finalize_streams_interims_and_sends_speech_final
 
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
-async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_speech_final(engine):
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_speech_final(emu, engine):
     table = stt_engine(engine)
 
-    async with emulators() as emu, aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, engine)
         await stream.send_audio(silence(0.2) + HELLO_PCM + silence(0.1))
         await stream.ws.send_str('{"type":"Finalize"}')
         await stream.ws.send_str('{"type":"KeepAlive"}')
         # Less trailing silence than the engine's window: no final, whatever was asked.
         await stream.send_audio(silence(table.silence_window_ms / 1000 - 0.2))
-        await asyncio.sleep(0.3)  # a real socket: time for a wrong final to arrive (the window is audio, not time)
+        await asyncio.sleep(0.3)  # virtual time: time for a wrong final to arrive (the window is audio, not time)
         assert not stream.results
         await stream.send_audio(silence(0.3))  # the window has passed
         await wait_for(lambda: stream.finals)
@@ -109,14 +111,15 @@ async def test_finals_only_engines_ignore_finalize_and_interims_and_send_no_spee
     assert final["transcript"] == expected
 
 
-async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_engine():
-    async with emulators() as emu, aiohttp.ClientSession() as http:
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_a_finalize_with_nothing_new_said_gets_nothing_from_a_finals_only_engine(emu):
+    async with aiohttp.ClientSession() as http:
         stream = await connect(emu, http, "Telnyx")
         await stream.send_audio(silence(0.5))
         await stream.ws.send_str('{"type":"Finalize"}')
         await stream.send_audio(silence(1.5))
         await stream.ws.send_str('{"type":"CloseStream"}')  # not documented for Telnyx: ignored
-        await asyncio.sleep(0.1)  # a real socket: time for a wrong close to arrive
+        await asyncio.sleep(0.1)  # virtual time: time for a wrong close to arrive
         assert not stream.ws.closed
         await stream.ws.close()
         await stream.reader

@@ -78,18 +78,18 @@ async def recognise(pcm: bytes, *, rate: int = 8000, **emulator_kwargs) -> Recor
 
 
 @VIRTUAL
-async def test_interim_results_while_speaking_then_final_after_finalize():
-    async with emulators() as emu:
-        stt = client(emu)
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        fed_at = await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.2), speed=4.0)
-        finalize_at = rec.loop.time()
-        await session.finalize()
-        await wait_for(lambda: rec.finals)
-        final_at = next(at for at, t in rec.transcripts if t.is_final)
-        await session.aclose()
-        await stt.aclose()
+async def test_interim_results_while_speaking_then_final_after_finalize(emu):
+    stt = client(emu)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    fed_at = await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.2), speed=4.0)
+    finalize_at = rec.loop.time()
+    await session.finalize()
+    await wait_for(lambda: rec.finals)
+    final_at = next(at for at, t in rec.transcripts if t.is_final)
+    await session.aclose()
+    await stt.aclose()
+    await emu.close()  # the leak check counts every task, the emulator's too
     assert rec.finals == [Transcript(HELLO, True, False, rec.finals[0].confidence)]
     assert rec.finals[0].confidence > 0.9
     # Interims grow word by word while the audio is still arriving.
@@ -103,6 +103,7 @@ async def test_interim_results_while_speaking_then_final_after_finalize():
     await assert_no_tasks_left()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_recognises_a_line_despite_lost_frames_and_surrounding_silence():
     damaged = bytearray(NUMBER_PCM)
     damaged[10 * FRAME:12 * FRAME] = bytes(2 * FRAME)  # two frames lost, concealed with silence
@@ -111,21 +112,25 @@ async def test_recognises_a_line_despite_lost_frames_and_surrounding_silence():
     assert rec.finals[0].confidence < 0.99  # it noticed the damage
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_recognises_audio_that_went_through_pcmu():
     rec = await recognise(PCMU.decode(PCMU.encode(silence(0.1) + HELLO_PCM)))
     assert [t.text for t in rec.finals] == [HELLO]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_two_lines_in_one_segment_come_out_in_order():
     rec = await recognise(NUMBER_PCM + silence(0.2) + HELLO_PCM)
     assert [t.text for t in rec.finals] == [f"{NUMBER} {HELLO}"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unknown_speech_gets_a_placeholder_with_its_duration():
     rec = await recognise(silence(0.2) + voiced(1.4, f0=210.0, seed=99) + silence(0.1))
     assert [t.text for t in rec.finals] == ["(unrecognised speech, 1.4 s)"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_recognises_at_16_khz_when_the_engine_upsamples():
     pcm = silence(0.2) + HELLO_PCM + silence(0.1)
     up = audioop.ratecv(pcm, 2, 1, 8000, 16000, None)[0]
@@ -134,76 +139,78 @@ async def test_recognises_at_16_khz_when_the_engine_upsamples():
 
 
 @VIRTUAL
-async def test_own_endpointing_without_finalize():
-    async with emulators() as emu:
-        stt = client(emu)
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        # 300 ms of trailing silence is not enough for the emulator's 500 ms endpointing...
-        for frame in frames(HELLO_PCM + silence(0.3)):
-            session.feed(frame)
-        await asyncio.sleep(0.25)  # a real socket: time for a wrong final to arrive
-        assert not rec.finals
-        # ... 300 ms more is.
-        for frame in frames(silence(0.3)):
-            session.feed(frame)
-        fed_at = rec.loop.time()
-        await wait_for(lambda: rec.finals)
-        final_at = next(at for at, t in rec.transcripts if t.is_final)
-        await session.aclose()
-        await stt.aclose()
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_own_endpointing_without_finalize(emu):
+    stt = client(emu)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    # 300 ms of trailing silence is not enough for the emulator's 500 ms endpointing...
+    for frame in frames(HELLO_PCM + silence(0.3)):
+        session.feed(frame)
+    await asyncio.sleep(0.25)  # virtual time: time for a wrong final to arrive
+    assert not rec.finals
+    # ... 300 ms more is.
+    for frame in frames(silence(0.3)):
+        session.feed(frame)
+    fed_at = rec.loop.time()
+    await wait_for(lambda: rec.finals)
+    final_at = next(at for at, t in rec.transcripts if t.is_final)
+    await session.aclose()
+    await stt.aclose()
     assert rec.finals[0].text == HELLO and rec.finals[0].speech_final
     assert final_at - fed_at == pytest.approx(0.1, abs=0.025)
 
 
-async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame():
-    async with emulators() as emu:
-        stt = client(emu)
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        tasks_before = len(other_tasks())
-        for frame in frames(silence(0.1) + HELLO_PCM)[:49]:  # 980 ms
-            session.feed(frame)
-            assert len(other_tasks()) == tasks_before
-        await asyncio.sleep(0.05)  # a real socket: the batched frames reach the emulator
-        stats = emu.stt.stats
-        assert stats.audio_frames >= 1 and stats.min_audio_frame_bytes >= 1600
-        await session.finalize()  # flushes the 180 ms not yet sent, then Finalize
-        await wait_for(lambda: rec.finals)
-        assert stats.audio_bytes == 49 * FRAME
-        assert stats.finalizes == 1
-        await session.aclose()
-        await session.aclose()  # idempotent
-        session.feed(bytes(FRAME))  # a no-op once closed
-        await stt.aclose()
-        await wait_for(lambda: stats.close_streams == 1)
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_feed_batches_audio_into_100_ms_frames_without_tasks_per_frame(emu):
+    stt = client(emu)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    tasks_before = len(other_tasks())
+    for frame in frames(silence(0.1) + HELLO_PCM)[:49]:  # 980 ms
+        session.feed(frame)
+        assert len(other_tasks()) == tasks_before
+    await asyncio.sleep(0.05)  # virtual time: the batched frames reach the emulator
+    stats = emu.stt.stats
+    assert stats.audio_frames >= 1 and stats.min_audio_frame_bytes >= 1600
+    await session.finalize()  # flushes the 180 ms not yet sent, then Finalize
+    await wait_for(lambda: rec.finals)
+    assert stats.audio_bytes == 49 * FRAME
+    assert stats.finalizes == 1
+    await session.aclose()
+    await session.aclose()  # idempotent
+    session.feed(bytes(FRAME))  # a no-op once closed
+    await stt.aclose()
+    await wait_for(lambda: stats.close_streams == 1)
+    await emu.close()  # the leak check counts every task, the emulator's too
     await assert_no_tasks_left()
 
 
-async def test_no_callbacks_after_aclose():
-    async with emulators() as emu:
-        stt = client(emu)
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        for frame in frames(HELLO_PCM):
-            session.feed(frame)
-        await session.finalize()
-        await session.aclose()  # the final is still 100 ms away
-        await asyncio.sleep(0.2)  # a real socket: past when the final would have come
-        await stt.aclose()
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_no_callbacks_after_aclose(emu):
+    stt = client(emu)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    for frame in frames(HELLO_PCM):
+        session.feed(frame)
+    await session.finalize()
+    await session.aclose()  # the final is still 100 ms away
+    await asyncio.sleep(0.2)  # virtual time: past when the final would have come
+    await stt.aclose()
     assert not rec.finals and not rec.errors
 
 
-async def test_wrong_api_key_fails_open_for_good():
-    async with emulators() as emu:
-        stt = client(emu, api_key=SecretStr("wrong"))
-        with pytest.raises(ProviderError) as caught:
-            await open_session(stt, Recorder())
-        await stt.aclose()
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_wrong_api_key_fails_open_for_good(emu):
+    stt = client(emu, api_key=SecretStr("wrong"))
+    with pytest.raises(ProviderError) as caught:
+        await open_session(stt, Recorder())
+    await stt.aclose()
     assert not caught.value.retryable
     assert "401" in str(caught.value) and "wrong" not in str(caught.value)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_connect_failure_is_retryable():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -217,19 +224,19 @@ async def test_connect_failure_is_retryable():
 
 
 @pytest.mark.parametrize("shape", ["docs", "sdk"])
-async def test_bad_parameters_come_back_as_an_error_frame_that_is_not_retried(shape):
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_bad_parameters_come_back_as_an_error_frame_that_is_not_retried(emu, shape):
     """Telnyx's docs show errors[] with a 4xxxx code; the SDK's model is {"type": "error",
     "error": str} with no code. Either way a bad engine/format/rate is final: the same request
     would fail again, so the agent must not reconnect."""
-    async with emulators() as emu:
-        emu.stt.error_shape = shape
-        # the Telnyx engine has no mulaw
-        stt = client(emu, transcription_engine="Telnyx", extra_params={"input_format": "mulaw"})
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        await wait_for(lambda: rec.errors)
-        await session.aclose()
-        await stt.aclose()
+    emu.stt.error_shape = shape
+    # the Telnyx engine has no mulaw
+    stt = client(emu, transcription_engine="Telnyx", extra_params={"input_format": "mulaw"})
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    await wait_for(lambda: rec.errors)
+    await session.aclose()
+    await stt.aclose()
     assert len(rec.errors) == 1  # the close that follows the error frame is not a second error
     error = rec.errors[0][1]
     assert "not supported by Telnyx" in str(error) and not error.retryable
@@ -239,38 +246,38 @@ async def test_bad_parameters_come_back_as_an_error_frame_that_is_not_retried(sh
 @pytest.mark.parametrize("fault, expected, shape", [
     ("error_frame", "50001", "docs"), ("error_frame", "Transcription failed: emulated failure", "sdk"),
     ("disconnect", "closed by the server", "docs")])
-async def test_mid_stream_failures_reach_on_error(fault, expected, shape):
-    async with emulators() as emu:
-        emu.stt.error_shape = shape
-        stt = client(emu, extra_params={"emulator_fault": fault})
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        for frame in frames(HELLO_PCM[:4 * 1600]):
-            session.feed(frame)
-        await wait_for(lambda: rec.errors)
-        session.feed(bytes(FRAME))  # ignored after the failure
-        await session.finalize()  # returns at once after a failure
-        await session.aclose()
-        await stt.aclose()
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_mid_stream_failures_reach_on_error(emu, fault, expected, shape):
+    emu.stt.error_shape = shape
+    stt = client(emu, extra_params={"emulator_fault": fault})
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    for frame in frames(HELLO_PCM[:4 * 1600]):
+        session.feed(frame)
+    await wait_for(lambda: rec.errors)
+    session.feed(bytes(FRAME))  # ignored after the failure
+    await session.finalize()  # returns at once after a failure
+    await session.aclose()
+    await stt.aclose()
     assert len(rec.errors) == 1
     assert expected in str(rec.errors[0][1]) and rec.errors[0][1].retryable
 
 
-async def test_an_unanswered_finalize_is_counted_not_an_error():
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_an_unanswered_finalize_is_counted_not_an_error(emu):
     # A stalled recogniser (or an engine with nothing to say) leaves a Finalize unanswered:
     # the call must not lose its recogniser over it; the agent bounds its own wait.
-    async with emulators() as emu:
-        emu.faults.arm("slow", "stt")
-        stt = client(emu, finalize_timeout_s=0.05)
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        for frame in frames(HELLO_PCM):
-            session.feed(frame)
-        await session.finalize()
-        await wait_for(lambda: stt.stats.finalizes_unanswered == 1)
-        session.feed(bytes(FRAME))  # the session still takes audio
-        await session.aclose()
-        await stt.aclose()
+    emu.faults.arm("slow", "stt")
+    stt = client(emu, finalize_timeout_s=0.05)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    for frame in frames(HELLO_PCM):
+        session.feed(frame)
+    await session.finalize()
+    await wait_for(lambda: stt.stats.finalizes_unanswered == 1)
+    session.feed(bytes(FRAME))  # the session still takes audio
+    await session.aclose()
+    await stt.aclose()
     assert not rec.transcripts and not rec.errors
     assert stt.stats.finalizes_sent == 1
 
@@ -287,20 +294,20 @@ def test_default_engine_is_deepgram_nova_3_with_interim_results():
 
 
 @pytest.mark.parametrize("engine", ["Telnyx", "Google"])
-async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_their_own(engine):
-    async with emulators() as emu:
-        stt = client(emu, transcription_engine=engine, finalize_timeout_s=0.05)
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1), speed=4.0)
-        await session.finalize()  # flushes the audio; the engine would ignore a Finalize
-        await asyncio.sleep(0.1)  # a real socket: time for a wrong final to arrive
-        assert not rec.finals  # nothing forces the final: the engine's window has not passed
-        await feed_paced(session, silence(1.0), speed=4.0)
-        await wait_for(lambda: rec.finals)
-        await session.aclose()
-        await stt.aclose()
-        stats = emu.stt.stats
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_their_own(emu, engine):
+    stt = client(emu, transcription_engine=engine, finalize_timeout_s=0.05)
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1), speed=4.0)
+    await session.finalize()  # flushes the audio; the engine would ignore a Finalize
+    await asyncio.sleep(0.1)  # virtual time: time for a wrong final to arrive
+    assert not rec.finals  # nothing forces the final: the engine's window has not passed
+    await feed_paced(session, silence(1.0), speed=4.0)
+    await wait_for(lambda: rec.finals)
+    await session.aclose()
+    await stt.aclose()
+    stats = emu.stt.stats
     assert stats.finalizes == 0 and stt.stats.finalizes_flushed_only == 1
     assert not rec.interims and not rec.errors  # interim_results=true is ignored
     assert len(rec.finals) == 1 and not rec.finals[0].speech_final
@@ -308,6 +315,7 @@ async def test_finals_only_engines_get_no_finalize_and_their_final_comes_on_thei
     assert words.split() == (HELLO if engine == "Telnyx" else HELLO.replace(",", "").replace(".", "")).split()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_fault_armed_over_the_control_endpoint_fails_one_handshake(emu):
     async with aiohttp.ClientSession() as http, http.post(f"{emu.control_url}/faults",
                          json={"kind": "http_500", "service": "stt", "count": 1}) as response:
@@ -321,6 +329,7 @@ async def test_fault_armed_over_the_control_endpoint_fails_one_handshake(emu):
     await stt.aclose()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_an_engine_that_does_not_punctuate_returns_bare_lower_case_words():
     # The bench's --stt-punctuation none: the same lines, without the marks the turn judgement
     # used to depend on.
@@ -328,17 +337,17 @@ async def test_an_engine_that_does_not_punctuate_returns_bare_lower_case_words()
     assert [t.text for t in rec.finals] == ["it's number four two seven"]
 
 
-async def test_a_connection_can_ask_for_transcripts_without_punctuation():
-    async with emulators() as emu:
-        stt = client(emu, extra_params={"emulator_punctuation": "none"})
-        rec = Recorder()
-        session = await open_session(stt, rec)
-        for frame in frames(HELLO_PCM + silence(0.1)):
-            session.feed(frame)
-        await session.finalize()
-        await wait_for(lambda: rec.finals)
-        await session.aclose()
-        await stt.aclose()
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_a_connection_can_ask_for_transcripts_without_punctuation(emu):
+    stt = client(emu, extra_params={"emulator_punctuation": "none"})
+    rec = Recorder()
+    session = await open_session(stt, rec)
+    for frame in frames(HELLO_PCM + silence(0.1)):
+        session.feed(frame)
+    await session.finalize()
+    await wait_for(lambda: rec.finals)
+    await session.aclose()
+    await stt.aclose()
     assert [t.text for t in rec.finals] == ["hi i'd like to check my order"]
 
 

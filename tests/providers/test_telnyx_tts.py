@@ -14,7 +14,7 @@ from engine.providers.base import AudioChunk, ProviderError
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 from engine.providers.tts_audio import sniff_container
 
-from .helpers import assert_no_tasks_left, emulators
+from .helpers import assert_no_tasks_left
 
 VOICE = "Telnyx.NaturalHD.astra"
 FIRST = "Hello there."
@@ -31,20 +31,20 @@ async def collect(stream) -> list[tuple[float, AudioChunk]]:
     return [(loop.time(), chunk) async for chunk in stream]
 
 
-async def test_speech_arrives_as_pcm_at_the_requested_rate_with_alignment():
-    async with emulators() as emu:
-        tts = client(emu)
-        stream = await tts.open(voice=VOICE, sample_rate=8000)
-        loop = asyncio.get_running_loop()
-        await stream.send_text("Hello")
-        await stream.send_text(" there. How can I")
-        sentence_at = loop.time()  # the first sentence is complete now
-        await stream.send_text(" help you today?")
-        await stream.end()
-        chunks = await collect(stream)
-        await stream.aclose()
-        await tts.aclose()
-        expected = [(await emu.tts.synthesizer.synthesize(text, 8000))[0] for text in (FIRST, SECOND)]
+async def test_speech_arrives_as_pcm_at_the_requested_rate_with_alignment(emu):
+    tts = client(emu)
+    stream = await tts.open(voice=VOICE, sample_rate=8000)
+    loop = asyncio.get_running_loop()
+    await stream.send_text("Hello")
+    await stream.send_text(" there. How can I")
+    sentence_at = loop.time()  # the first sentence is complete now
+    await stream.send_text(" help you today?")
+    await stream.end()
+    chunks = await collect(stream)
+    await stream.aclose()
+    await tts.aclose()
+    expected = [(await emu.tts.synthesizer.synthesize(text, 8000))[0] for text in (FIRST, SECOND)]
+    await emu.close()  # the leak check counts every task, the emulator's too
     pcm = b"".join(c.pcm for _, c in chunks)
     assert stream.sample_rate == 8000
     # Exactly the speech rendered at 8 kHz, in order: no MP3, no resampling surprise.
@@ -58,38 +58,37 @@ async def test_speech_arrives_as_pcm_at_the_requested_rate_with_alignment():
     await assert_no_tasks_left()
 
 
-async def test_flush_speaks_an_unfinished_sentence_before_end():
-    async with emulators() as emu:
-        tts = client(emu)
-        stream = await tts.open(voice=VOICE, sample_rate=16000)
-        await stream.send_text("one moment please", flush=True)
-        chunk = await asyncio.wait_for(stream.__anext__(), 1.0)
-        await stream.aclose()
-        await tts.aclose()
+async def test_flush_speaks_an_unfinished_sentence_before_end(emu):
+    tts = client(emu)
+    stream = await tts.open(voice=VOICE, sample_rate=16000)
+    await stream.send_text("one moment please", flush=True)
+    chunk = await asyncio.wait_for(stream.__anext__(), 1.0)
+    await stream.aclose()
+    await tts.aclose()
     assert chunk.text == "one moment please" and len(chunk.pcm) > 0
 
 
-async def test_aclose_mid_stream_stops_quickly_and_leaves_nothing_running():
-    async with emulators() as emu:
-        tts = client(emu)
-        stream = await tts.open(voice=VOICE, sample_rate=8000)
-        await stream.send_text("This is a long answer that keeps going for quite a while. " * 3)
-        await stream.end()
-        loop = asyncio.get_running_loop()
+async def test_aclose_mid_stream_stops_quickly_and_leaves_nothing_running(emu):
+    tts = client(emu)
+    stream = await tts.open(voice=VOICE, sample_rate=8000)
+    await stream.send_text("This is a long answer that keeps going for quite a while. " * 3)
+    await stream.end()
+    loop = asyncio.get_running_loop()
 
-        async def consume() -> int:
-            return sum([1 async for _ in stream])
+    async def consume() -> int:
+        return sum([1 async for _ in stream])
 
-        consumer = loop.create_task(consume())
-        await asyncio.sleep(0.2)  # audio is flowing
-        assert not consumer.done()
-        await stream.aclose()
-        # Iteration ends without an exception (the bound only guards against a hang).
-        received = await asyncio.wait_for(consumer, 30)
-        await stream.aclose()  # idempotent
-        await tts.aclose()
-        with pytest.raises(ProviderError):
-            await stream.send_text("more")
+    consumer = loop.create_task(consume())
+    await asyncio.sleep(0.2)  # audio is flowing
+    assert not consumer.done()
+    await stream.aclose()
+    # Iteration ends without an exception (the bound only guards against a hang).
+    received = await asyncio.wait_for(consumer, 30)
+    await stream.aclose()  # idempotent
+    await tts.aclose()
+    with pytest.raises(ProviderError):
+        await stream.send_text("more")
+    await emu.close()  # the leak check counts every task, the emulator's too
     assert received >= 1
     await assert_no_tasks_left()
 
@@ -113,17 +112,16 @@ TONE_S = 0.6  # bench/emulators/tone-24k.mp3
 
 
 @pytest.mark.parametrize("how", ["kokoro voice", "answer_format=mp3", "asked for mp3"])
-async def test_mp3_is_decoded_and_resampled_to_the_asked_rate(how):
+async def test_mp3_is_decoded_and_resampled_to_the_asked_rate(emu, how):
     """KokoroTTS sends MP3 whatever was asked [3P], and the SDK lists mp3: it plays, at 8 kHz."""
-    async with emulators() as emu:
-        voice, config = VOICE, {}
-        if how == "kokoro voice":
-            voice = "Telnyx.KokoroTTS.af_heart"
-        elif how == "answer_format=mp3":
-            emu.tts.answer_format = "mp3"
-        else:
-            config = {"audio_format": "mp3"}
-        pcm = await _speak(emu, f"{FIRST} {SECOND}", voice=voice, **config)
+    voice, config = VOICE, {}
+    if how == "kokoro voice":
+        voice = "Telnyx.KokoroTTS.af_heart"
+    elif how == "answer_format=mp3":
+        emu.tts.answer_format = "mp3"
+    else:
+        config = {"audio_format": "mp3"}
+    pcm = await _speak(emu, f"{FIRST} {SECOND}", voice=voice, **config)
 
     # Two sentences, each one 0.6 s MP3 file (24 kHz) decoded and resampled to 8 kHz.
     assert abs(_seconds(pcm) - 2 * TONE_S) < 0.05
@@ -136,12 +134,11 @@ async def test_mp3_is_decoded_and_resampled_to_the_asked_rate(how):
     ("wav", "wav", None),
     ("asked", "pcm", None),  # the SDK's pcm: no sample_rate asked, 24 kHz documented
 ])
-async def test_pcm_and_wav_at_another_rate_are_resampled(answer, asked_format, answer_rate):
-    async with emulators() as emu:
-        expected = (await emu.tts.synthesizer.synthesize(FIRST, 8000))[0]
-        emu.tts.answer_format = answer
-        emu.tts.answer_rate = answer_rate
-        expected, pcm = expected, await _speak(emu, FIRST, audio_format=asked_format)
+async def test_pcm_and_wav_at_another_rate_are_resampled(emu, answer, asked_format, answer_rate):
+    expected = (await emu.tts.synthesizer.synthesize(FIRST, 8000))[0]
+    emu.tts.answer_format = answer
+    emu.tts.answer_rate = answer_rate
+    expected, pcm = expected, await _speak(emu, FIRST, audio_format=asked_format)
 
     assert abs(_seconds(pcm) - _seconds(expected)) < 0.03
     assert not pcm.startswith(b"RIFF")  # the header is not played as audio
@@ -157,15 +154,14 @@ def test_the_query_asks_for_a_format_the_docs_or_the_sdk_name():
         assert sdk.query("natural_hd", 8000) == {"voice": "Telnyx.NaturalHD.astra", "audio_format": fmt}
 
 
-async def test_mp3_without_a_decoder_is_a_clear_final_error(monkeypatch):
+async def test_mp3_without_a_decoder_is_a_clear_final_error(emu, monkeypatch):
     import engine.providers.tts_audio as tts_audio
 
     monkeypatch.setattr(tts_audio, "_load_mp3_decoder", lambda: None)
 
-    async with emulators() as emu:
-        with pytest.raises(ProviderError) as caught:
-            await _speak(emu, FIRST, voice="Telnyx.KokoroTTS.af_heart")
-        error = caught.value
+    with pytest.raises(ProviderError) as caught:
+        await _speak(emu, FIRST, voice="Telnyx.KokoroTTS.af_heart")
+    error = caught.value
 
     assert "MP3" in str(error) and "miniaudio" in str(error) and not error.retryable
 
@@ -181,18 +177,17 @@ def test_an_unplayable_format_is_named_and_final():
 
 @pytest.mark.parametrize("fault, expected", [("error_frame", "emulated synthesis failure"),
                                              ("disconnect", "connection lost")])
-async def test_mid_stream_failures_raise(fault, expected):
-    async with emulators() as emu:
-        tts = client(emu, extra_params={"emulator_fault": fault})
-        stream = await tts.open(voice=VOICE, sample_rate=8000)
-        await stream.send_text("Hello there. How can I help you today?")
-        await stream.end()
-        received = []
-        with pytest.raises(ProviderError) as caught:
-            async for chunk in stream:
-                received.append(chunk)
-        await stream.aclose()
-        await tts.aclose()
+async def test_mid_stream_failures_raise(emu, fault, expected):
+    tts = client(emu, extra_params={"emulator_fault": fault})
+    stream = await tts.open(voice=VOICE, sample_rate=8000)
+    await stream.send_text("Hello there. How can I help you today?")
+    await stream.end()
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        async for chunk in stream:
+            received.append(chunk)
+    await stream.aclose()
+    await tts.aclose()
     assert len(received) == 1  # the first chunk made it, then the failure
     assert expected in str(caught.value)
 
@@ -236,21 +231,20 @@ def test_container_sniffing():
 
 
 @pytest.mark.parametrize("send_flush, honour_flush", [(True, True), (True, False), (False, True)])
-async def test_flush_is_documented_not_in_the_sdk_and_nothing_is_lost_without_it(send_flush, honour_flush):
+async def test_flush_is_documented_not_in_the_sdk_and_nothing_is_lost_without_it(emu, send_flush, honour_flush):
     """"flush": true is on Telnyx's TTS messages page, not in the SDK's client event. Where it
     works, a flushed piece is spoken on its own; where it is not sent or not honoured, the piece
     waits for the next sentence end, and all the text is still spoken."""
-    async with emulators() as emu:
-        emu.tts.honour_flush = honour_flush
-        tts = client(emu, send_flush=send_flush)
-        stream = await tts.open(voice=VOICE, sample_rate=8000)
-        await stream.send_text("Well, let me see", flush=True)
-        await stream.send_text(" now.")
-        await stream.end()
-        chunks = await collect(stream)
-        await stream.aclose()
-        await tts.aclose()
-        texts = [c.text for _, c in chunks if c.text]
+    emu.tts.honour_flush = honour_flush
+    tts = client(emu, send_flush=send_flush)
+    stream = await tts.open(voice=VOICE, sample_rate=8000)
+    await stream.send_text("Well, let me see", flush=True)
+    await stream.send_text(" now.")
+    await stream.end()
+    chunks = await collect(stream)
+    await stream.aclose()
+    await tts.aclose()
+    texts = [c.text for _, c in chunks if c.text]
 
     flushed = send_flush and honour_flush
     assert texts == (["Well, let me see", "now."] if flushed else ["Well, let me see now."])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +32,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 class Received:
     body: bytes
     headers: dict[str, str]
-    at: float
+    at: float  # the loop's clock (virtual on a virtual-time loop)
     event: WebhookEvent
 
 
@@ -57,7 +56,7 @@ class WebhookSink:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         event = parse_event(body)
-        self.received.append(Received(body, dict(request.headers), time.monotonic(), event))
+        self.received.append(Received(body, dict(request.headers), asyncio.get_running_loop().time(), event))
         self._arrived.set()
         if self.fail_first > 0:
             self.fail_first -= 1
@@ -149,7 +148,7 @@ class MediaServer:
         self._new.set()
         async for message in ws:
             if message.type is WSMsgType.TEXT:
-                session.frames.append((time.monotonic(), orjson.loads(message.data)))
+                session.frames.append((asyncio.get_running_loop().time(), orjson.loads(message.data)))
                 session.changed.set()
         session.closed.set()
         session.changed.set()
@@ -182,8 +181,3 @@ async def world(**emulator_options: Any) -> AsyncIterator[tuple[RunningEmulator,
         await client.close()
         await emulator.close()
         await sink.close()
-
-
-def run(coro: Any) -> Any:
-    """Deprecated: write ``async def test_...`` (pytest-asyncio runs it); kept for older branches."""
-    return asyncio.run(coro)

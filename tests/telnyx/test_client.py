@@ -29,6 +29,7 @@ def _posts(emulator, path_suffix: str):
     return [r for r in emulator.requests if r.method == "POST" and r.path.endswith(path_suffix)]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_dial_returns_the_call_and_signed_webhooks_follow(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
@@ -52,6 +53,7 @@ async def test_dial_returns_the_call_and_signed_webhooks_follow(telnyx_world) ->
     assert initiated.attempt == 1
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_hangup_twice_second_reports_already_ended(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -71,6 +73,7 @@ async def test_hangup_twice_second_reports_already_ended(telnyx_world) -> None:
     assert (info.value.status, info.value.code) == (422, "90018")
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_invalid_client_state_is_a_90017_api_error(telnyx_world) -> None:
     emulator, _sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, client_state="ok")
@@ -87,6 +90,7 @@ async def test_invalid_client_state_is_a_90017_api_error(telnyx_world) -> None:
     assert info.value.code == "90017"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unknown_call_is_404_90015(telnyx_world) -> None:
     _emulator, _sink, client = telnyx_world
     with pytest.raises(TelnyxApiError) as info:
@@ -97,6 +101,7 @@ async def test_unknown_call_is_404_90015(telnyx_world) -> None:
     assert info.value.code == "90015"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_bad_key_is_401_and_the_key_never_shows(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
         async with world() as (emulator, _sink, _), TelnyxClient(SECRET, base_url=emulator.base_url) as client:
@@ -111,6 +116,7 @@ async def test_bad_key_is_401_and_the_key_never_shows(caplog: pytest.LogCaptureF
     assert SECRET not in caplog.text
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_5xx_is_resent_with_the_same_command_id_and_runs_once(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     emulator.faults.fail_next(1, status=500, match="/v2/calls")
@@ -128,6 +134,7 @@ async def test_5xx_is_resent_with_the_same_command_id_and_runs_once(telnyx_world
     await sink.wait_for("call.hangup", result.call_control_id)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_5xx_on_every_attempt_gives_up_after_max_attempts(telnyx_world) -> None:
     emulator, _sink, client = telnyx_world
     emulator.faults.fail_next(10, status=502)
@@ -138,6 +145,7 @@ async def test_5xx_on_every_attempt_gives_up_after_max_attempts(telnyx_world) ->
     assert emulator.dial_log == []
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_slow_response_is_resent_after_500_ms_and_not_executed_twice(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     # The first reply is held 2 s, four attempt timeouts (500 ms): the client must not wait for it.
@@ -162,6 +170,7 @@ async def test_slow_response_is_resent_after_500_ms_and_not_executed_twice(telny
     assert len(sink.events("call.hangup")) == 1
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_4xx_is_not_retried(telnyx_world) -> None:
     emulator, _sink, client = telnyx_world
     with pytest.raises(TelnyxApiError) as info:
@@ -170,6 +179,7 @@ async def test_4xx_is_not_retried(telnyx_world) -> None:
     assert len(_posts(emulator, "/v2/calls")) == 1
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_429_raises_rate_limited_with_retry_after(telnyx_world) -> None:
     emulator, _sink, client = telnyx_world
     emulator.set_rate_limit(1, window_s=2.0)
@@ -181,6 +191,17 @@ async def test_429_raises_rate_limited_with_retry_after(telnyx_world) -> None:
     assert limited.retry_after_s is not None and 0 < limited.retry_after_s <= 2
     assert len(_posts(emulator, "/v2/calls")) == 2  # not retried
     assert len(emulator.dial_log) == 1
+    assert limited.after_unanswered is False  # its only try was refused: nothing ran
+
+
+async def test_a_429_after_an_unanswered_try_says_the_first_may_have_run(telnyx_world) -> None:
+    emulator, _sink, client = telnyx_world
+    emulator.faults.slow_next(1, delay_s=2.0, match="/v2/calls")  # runs, answers late
+    emulator.set_rate_limit(1, window_s=60.0)  # the client's re-send is refused
+    with pytest.raises(TelnyxRateLimited) as info:
+        await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
+    assert info.value.after_unanswered is True
+    assert len(emulator.dial_log) == 1  # the first try did dial
 
 
 def test_retry_after_header_parsing() -> None:
@@ -191,6 +212,7 @@ def test_retry_after_header_parsing() -> None:
     assert _retry_after({}) is None
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_connection_refused_becomes_a_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -203,6 +225,7 @@ async def test_connection_refused_becomes_a_connection_error() -> None:
         assert SECRET not in str(info.value)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_duplicate_command_ids_are_ignored_by_the_emulator(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     first = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, command_id="dial-lead-42")

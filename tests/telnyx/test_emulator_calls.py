@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import pytest
@@ -14,6 +13,7 @@ from control_plane.telnyx import TelnyxApiError, verify_signature
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_busy_number_hangs_up_user_busy_without_answering(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     emulator.set_number_behaviour(TO, "busy")
@@ -25,13 +25,15 @@ async def test_busy_number_hangs_up_user_busy_without_answering(telnyx_world) ->
     assert sink.types(result.call_control_id) == ["call.initiated", "call.hangup"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unanswered_number_times_out_after_timeout_secs() -> None:
     async with world(time_scale=0.05) as (emulator, sink, client):
         emulator.set_number_behaviour(TO, NumberBehaviour(answer="no_answer", ring_s=1.0))
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, timeout_secs=8)
         hangup, = await sink.wait_for("call.hangup", result.call_control_id)
-        assert time.monotonic() - started >= 8 * 0.05 - 0.02
+        assert loop.time() - started == pytest.approx(8 * 0.05)  # virtual time: exactly the scaled timeout
         assert hangup.payload["hangup_cause"] == "timeout"
         assert "call.answered" not in sink.types()
         # Hanging up while it rings cancels the attempt.
@@ -41,6 +43,25 @@ async def test_unanswered_number_times_out_after_timeout_secs() -> None:
         assert cancelled.payload["hangup_cause"] == "originator_cancel"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_time_limit_counts_from_the_answer_in_real_time() -> None:
+    # Telnyx ends the leg time_limit_secs "after being answered". The limit bounds the answered
+    # call, whose media is real time, so a time-scaled emulator must not shrink it: here a
+    # scaled limit would be 20 ms, and one counted from the dial would end the call while it rang.
+    async with world(time_scale=0.01) as (emulator, sink, client):
+        emulator.set_number_behaviour(TO, NumberBehaviour(answer="human", ring_s=100.0))  # 1 s, scaled
+        loop = asyncio.get_running_loop()
+        result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, time_limit_secs=2)
+        await sink.wait_for("call.answered", result.call_control_id)
+        answered = loop.time()
+        assert (await client.get_call(result.call_control_id))["is_alive"] is True
+        hangup, = await sink.wait_for("call.hangup", result.call_control_id)
+        assert loop.time() - answered == pytest.approx(2, abs=0.05)  # virtual time: the limit, unscaled
+        assert hangup.payload["hangup_cause"] == "time_limit"
+        assert sink.types(result.call_control_id) == ["call.initiated", "call.answered", "call.hangup"]
+
+
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_voicemail_with_amd_reports_machine_then_the_beep(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     emulator.set_number_behaviour(TO, "voicemail")
@@ -54,6 +75,7 @@ async def test_voicemail_with_amd_reports_machine_then_the_beep(telnyx_world) ->
         "call.initiated", "call.answered", "call.machine.detection.ended", "call.machine.greeting.ended"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     human = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM,
@@ -67,10 +89,11 @@ async def test_amd_on_a_human_and_premium_amd_on_voicemail(telnyx_world) -> None
     await sink.wait_for("call.machine.premium.greeting.ended", machine.call_control_id)
     premium, = sink.events("call.machine.premium.detection.ended", machine.call_control_id)
     assert premium.payload["result"] == "machine"
-    await asyncio.sleep(0.3)  # real sockets: time for a wrong webhook to arrive
+    await asyncio.sleep(0.3)  # virtual time: time for a wrong webhook to arrive
     assert "call.machine.greeting.ended" not in sink.types(human.call_control_id)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_number_behaviour_over_the_control_api(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     async with aiohttp.ClientSession() as http:
@@ -81,6 +104,7 @@ async def test_number_behaviour_over_the_control_api(telnyx_world) -> None:
     assert hangup.payload["hangup_cause"] == "user_busy"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_incoming_call_waits_for_answer_then_streams() -> None:
     media = MediaServer()
     await media.start()
@@ -96,7 +120,7 @@ async def test_incoming_call_waits_for_answer_then_streams() -> None:
             with pytest.raises(TelnyxApiError) as info:
                 await client.speak(ccid, "too early")
             assert info.value.code == "90034"
-            await asyncio.sleep(0.1)  # real sockets: time for a wrong webhook to arrive
+            await asyncio.sleep(0.1)  # virtual time: time for a wrong webhook to arrive
             assert "call.answered" not in sink.types(ccid)  # it waits for the app
 
             await client.answer(ccid, stream_url=media.url, client_state="inbound-1")
@@ -113,6 +137,7 @@ async def test_incoming_call_waits_for_answer_then_streams() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_incoming_call_rejected_or_abandoned() -> None:
     async with world(incoming_timeout_s=4.0) as (emulator, sink, client):
         rejected = emulator.incoming_call(from_="+15550109999", to="+15550100000", connection_id=CONNECTION_ID)
@@ -131,6 +156,7 @@ async def test_incoming_call_rejected_or_abandoned() -> None:
         assert info.value.code == "90102"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_webhooks_are_retried_after_a_500_and_resigned() -> None:
     async with world(switches=DeliverySwitches(backoff_s=0.05)) as (emulator, sink, client):
         sink.fail_first = 1
@@ -143,6 +169,7 @@ async def test_webhooks_are_retried_after_a_500_and_resigned() -> None:
         assert [(d.attempt, d.status) for d in deliveries] == [(1, 500), (2, 200)]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_webhook_retries_stop_at_max_attempts_and_skip_other_4xx() -> None:
     switches = DeliverySwitches(backoff_s=0.01, max_attempts=3)
     async with world(switches=switches) as (emulator, sink, client):
@@ -154,6 +181,7 @@ async def test_webhook_retries_stop_at_max_attempts_and_skip_other_4xx() -> None
         assert [e.attempt for e in sink.events("call.answered")] == [1]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_duplicate_switch_delivers_every_event_twice() -> None:
     async with world(switches=DeliverySwitches(duplicate=1.0)) as (emulator, sink, client):
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -164,6 +192,7 @@ async def test_duplicate_switch_delivers_every_event_twice() -> None:
         sink.verify_all(emulator.public_key_b64)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_reorder_switch_delivers_out_of_order() -> None:
     switches = DeliverySwitches(reorder_window=2, reorder_linger_s=1.0)
     async with world(switches=switches) as (emulator, sink, client):
@@ -175,14 +204,16 @@ async def test_reorder_switch_delivers_out_of_order() -> None:
         assert sink.types() == ["call.answered", "call.initiated"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_delay_switch_delivers_late() -> None:
     async with world(switches=DeliverySwitches(delay_s=0.4)) as (_emulator, sink, client):
-        dialled_at = time.monotonic()
+        dialled_at = asyncio.get_running_loop().time()
         result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
         await sink.wait_for("call.initiated", result.call_control_id)
-        assert sink.received[0].at - dialled_at >= 0.39
+        assert sink.received[0].at - dialled_at == pytest.approx(0.4)  # virtual time: exactly the delay
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_speak_playback_recording_and_status(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, client_state="s1")
@@ -229,6 +260,7 @@ async def test_speak_playback_recording_and_status(telnyx_world) -> None:
     assert status["is_alive"] is False and isinstance(status["call_duration"], int)
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_gather_times_out_and_can_be_stopped(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -244,6 +276,7 @@ async def test_gather_times_out_and_can_be_stopped(telnyx_world) -> None:
     assert (ended[1].payload["status"], ended[1].payload["digits"]) == ("cancelled", "9")
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_dial_validation(telnyx_world) -> None:
     emulator, _sink, client = telnyx_world
     for field, kwargs in (("connection_id", {"connection_id": "", "to": TO, "from_": FROM}),
@@ -257,11 +290,12 @@ async def test_dial_validation(telnyx_world) -> None:
     assert emulator.dial_log == [] and emulator.events == []
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_callee_can_press_keys_and_hang_up_through_its_call() -> None:
     class KeyPresser:
         async def run(self, ws, call) -> None:
             await call.press("7", interval_s=0)
-            await asyncio.sleep(0.05)  # a real socket: the key press goes out before the callee leaves
+            await asyncio.sleep(0.05)  # virtual time: the key press goes out before the callee leaves
 
     media = MediaServer()
     await media.start()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import time
 from typing import Any
 
 import orjson
 import pytest
 
 from bench.telnyx_emulator import FrameWriter, ImpairedWebSocket, Impairment, MarkEcho, Pacer, PlayQueue, SilentCallee
+from tests.fixtures.waiting import eventually
 
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
@@ -28,6 +28,7 @@ def _mark(name: str) -> dict[str, Any]:
     return {"event": "mark", "mark": {"name": name}}
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
     media = MediaServer(require_token="s3cret")
     await media.start()
@@ -71,6 +72,7 @@ async def test_stream_handshake_documented_fields_and_realtime_frames() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_wrong_stream_token_means_streaming_failed() -> None:
     media = MediaServer(require_token="right")
     await media.start()
@@ -88,6 +90,7 @@ async def test_wrong_stream_token_means_streaming_failed() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
     media = MediaServer()
     await media.start()
@@ -100,45 +103,46 @@ async def test_marks_come_back_after_the_audio_before_them_has_played() -> None:
             def echoed(name: str) -> float | None:
                 return next((t for t, f in session.timed("mark") if f["mark"]["name"] == name), None)
 
-            # Nothing queued: the mark comes back (no audio to wait for). The exact due times
-            # are PlayQueue's, checked on a fake clock above; here, over the wire, only orders
-            # and lower bounds are asserted: load can make an echo late, never early.
+            # Nothing queued: the mark comes back (no audio to wait for). On virtual time the
+            # emulator's clock is the loop's, so over the wire the due times are exact.
             await session.send(_mark("idle"))
             await session.wait(lambda: echoed("idle") is not None)
 
             # 300 ms of audio, then a mark: back once the audio has played, not before.
-            sent = time.monotonic()
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
             await session.send(_audio(0.3))
             await session.send(_mark("after-300ms"))
             await session.wait(lambda: echoed("after-300ms") is not None)
-            assert echoed("after-300ms") - sent >= 0.28
+            assert echoed("after-300ms") - sent == pytest.approx(0.3)
 
             # 2 s queued, then clear: pending marks come back at once, in order.
-            queued = time.monotonic()
             await session.send(_audio(2.0))
             await session.send(_mark("a"))
             await session.send(_audio(1.0))
             await session.send(_mark("b"))
-            await asyncio.sleep(0.15)  # a real socket: give the emulator time to (wrongly) echo early
+            await asyncio.sleep(0.15)  # (virtual) time for the emulator to (wrongly) echo early
             assert echoed("a") is None
-            cleared = time.monotonic()
+            cleared = loop.time()
             await session.send({"event": "clear"})
             await session.wait(lambda: echoed("b") is not None)
             # Back at the clear, not when their audio would have played (2 s and 3 s on).
-            assert cleared <= echoed("a") <= echoed("b") < queued + 2.0
+            assert echoed("a") == echoed("b") == pytest.approx(cleared)
             names = [f["mark"]["name"] for f in session.of("mark")]
             assert names == ["idle", "after-300ms", "a", "b"]
             for frame in session.of("mark"):
                 assert frame["stream_id"] and frame["sequence_number"].isdigit()
 
             # After the clear the queue is empty again: a new mark is not held behind old audio.
+            fresh = loop.time()
             await session.send(_mark("fresh"))
             await session.wait(lambda: echoed("fresh") is not None)
-            assert echoed("fresh") < queued + 2.0
+            assert echoed("fresh") == pytest.approx(fresh)
     finally:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_malformed_frames_get_telnyx_error_frames() -> None:
     media = MediaServer()
     await media.start()
@@ -156,6 +160,7 @@ async def test_malformed_frames_get_telnyx_error_frames() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_app_hangup_sends_stop_closes_the_socket_and_reports() -> None:
     media = MediaServer()
     await media.start()
@@ -174,7 +179,7 @@ async def test_app_hangup_sends_stop_closes_the_socket_and_reports() -> None:
             await sink.wait_for("call.hangup", result.call_control_id)
             await sink.wait_for("streaming.stopped", result.call_control_id)
             frames_at_close = len(session.frames)
-            await asyncio.sleep(0.1)  # a real socket: time for a wrong frame to arrive
+            await asyncio.sleep(0.1)  # virtual time: time for a wrong frame to arrive
             assert len(session.frames) == frames_at_close  # the callee is gone
     finally:
         await media.close()
@@ -199,6 +204,7 @@ async def test_callee_hanging_up_ends_the_call_from_the_callee_side() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_streaming_start_and_stop_on_an_answered_call() -> None:
     media = MediaServer()
     await media.start()
@@ -225,6 +231,7 @@ async def test_streaming_start_and_stop_on_an_answered_call() -> None:
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_app_closing_the_socket_stops_the_stream_but_not_the_call() -> None:
     media = MediaServer()
     await media.start()
@@ -241,6 +248,7 @@ async def test_app_closing_the_socket_stops_the_stream_but_not_the_call() -> Non
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> None:
     media = MediaServer()
     await media.start()
@@ -255,11 +263,7 @@ async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> 
             assert "call.hangup" not in sink.types()
             # The call can be given a new stream, with its token in the upgrade.
             await client.streaming_start(result.call_control_id, media.url, stream_auth_token="t-2")
-            async def second_session() -> None:
-                while len(media.sessions) < 2:
-                    await asyncio.sleep(0.01)  # polling: the server has no hook for a second session
-
-            await asyncio.wait_for(second_session(), 5)
+            await eventually(lambda: len(media.sessions) >= 2, what="a second media session")
             second = media.sessions[1]
             await second.wait(lambda: len(second.of("media")) >= 2)
             assert second.headers["x-telnyx-streaming-auth-token"] == "t-2"
@@ -267,6 +271,7 @@ async def test_a_stream_whose_app_dies_leaves_the_call_up_for_a_new_stream() -> 
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_dtmf_from_the_far_end_reaches_stream_webhooks_and_gather() -> None:
     media = MediaServer()
     await media.start()
@@ -289,6 +294,7 @@ async def test_dtmf_from_the_far_end_reaches_stream_webhooks_and_gather() -> Non
         await media.close()
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_impaired_stream_loses_frames_but_counters_show_the_gaps() -> None:
     media = MediaServer()
     await media.start()
@@ -296,7 +302,7 @@ async def test_impaired_stream_loses_frames_but_counters_show_the_gaps() -> None
         async with world(impairment=Impairment(loss_p=0.3, jitter_ms=15, seed=7)) as (_emulator, _sink, client):
             result = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, stream_url=media.url)
             session = await media.next_session()
-            await asyncio.sleep(0.6)  # a real socket: let impaired audio flow for a while
+            await asyncio.sleep(0.6)  # virtual time: let impaired audio flow for a while
             await client.hangup(result.call_control_id)
             await asyncio.wait_for(session.closed.wait(), 3)
             chunks = [int(f["media"]["chunk"]) for f in session.of("media")]

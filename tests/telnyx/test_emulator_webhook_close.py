@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -23,6 +24,7 @@ class _CancelSwallowingDispatcher(WebhookDispatcher):
             return None, "TimeoutError"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_close_returns_although_a_delivery_swallowed_its_cancellation() -> None:
     arrived = asyncio.Event()
 
@@ -51,7 +53,7 @@ async def test_close_returns_although_a_delivery_swallowed_its_cancellation() ->
             # Nothing goes out after close, retries included.
             sent = len(hooks.deliveries)
             hooks.emit("call.hangup", {"call_control_id": "c1"})
-            await asyncio.sleep(0.1)  # a real socket: time for a wrong delivery to go out
+            await asyncio.sleep(0.1)  # virtual time: time for a wrong delivery to go out
             assert len(hooks.deliveries) == sent
     finally:
         await runner.cleanup()

@@ -88,6 +88,7 @@ async def _every_command(client: TelnyxClient) -> None:
     await client.client_state_update(ccid, "s")
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_every_client_command_matches_the_sdk_params() -> None:
     async with recorded() as (recorder, client):
         await _every_command(client)
@@ -98,6 +99,7 @@ async def test_every_client_command_matches_the_sdk_params() -> None:
     assert mismatches == []
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_answer_sends_no_stream_auth_token() -> None:
     """Issue 15 item 1: the SDK's answer has no stream_auth_token (dial and streaming_start do);
     the client has no such parameter, so an answered call's credential rides in stream_url."""
@@ -199,6 +201,7 @@ async def _walk_emulator(**options: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("event_fields", ["sdk", "docs"])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_every_emulator_webhook_matches_the_sdk_event_models(event_fields: str) -> None:
     from bench.telnyx_emulator.schema import DOCS_ONLY_FIELDS
 
@@ -234,6 +237,7 @@ def test_the_emulator_tables_are_the_sdk_models() -> None:
 # -- the emulator refuses what Telnyx's parameters do not allow ---------------------------------
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM)
@@ -258,6 +262,7 @@ async def test_emulator_refuses_unknown_keys_and_bad_enum_values_with_a_422(teln
     assert emulator.calls[ccid].is_alive  # nothing a refused command asked for happened
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_unknown_keys_switch_lets_them_through() -> None:
     async with world(unknown_keys=True) as (_emulator, sink, client):
         call = await client.dial(connection_id=CONNECTION_ID, to=TO, from_=FROM, not_a_telnyx_key=1)
@@ -270,6 +275,7 @@ async def test_unknown_keys_switch_lets_them_through() -> None:
     ("CALL_REJECTED", "call_rejected", "603"), ("USER_BUSY", "user_busy", "486"),
     ("NOT_FOUND", "not_found", "404"), ("TEMPORARILY_UNAVAILABLE", "unspecified", "480"),
 ])
+@pytest.mark.asyncio(loop_factories=["virtual"])
 async def test_reject_takes_every_sdk_cause(cause: str, hangup_cause: str, sip: str, telnyx_world) -> None:
     emulator, sink, client = telnyx_world
     incoming = emulator.incoming_call(from_=FROM, to=TO, connection_id=CONNECTION_ID)
@@ -385,45 +391,40 @@ STT_PARAMS = "speech_to_text_retrieve_transcription_params.SpeechToTextRetrieveT
 
 
 @pytest.mark.parametrize("engine", ["Deepgram", "Telnyx", "Google"])
-def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(engine: str) -> None:
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_stt_emulator_transcript_frames_are_the_sdks_transcript_frame(emu: Any, engine: str) -> None:
     """Every frame the STT emulator sends validates as the SDK's ``TranscriptFrame`` (``"type":
     "transcript"``), with no key beyond it except Deepgram's ``speech_final``, which Telnyx's
     responses page documents for Deepgram only and the SDK lacks (the client needs neither)."""
-    import asyncio
-
     import aiohttp
     from telnyx.types.transcribe_server_event import TranscriptFrame
 
     from bench.signals import silence
     from engine.providers.stt_engines import stt_engine
-    from tests.providers.helpers import HELLO_PCM, emulators, frames, wait_for
+    from tests.providers.helpers import HELLO_PCM, frames, wait_for
 
     table = stt_engine(engine)
     received: list[dict[str, Any]] = []
+    params = {"transcription_engine": engine, "input_format": "linear16", "sample_rate": "8000",
+              "interim_results": "true"}
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            emu.stt_url, params=params, headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
+        async def read() -> None:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    received.append(orjson.loads(msg.data))
 
-    async def scenario() -> None:
-        async with emulators() as emu, aiohttp.ClientSession() as http:
-            params = {"transcription_engine": engine, "input_format": "linear16", "sample_rate": "8000",
-                      "interim_results": "true"}
-            async with http.ws_connect(emu.stt_url, params=params,
-                                       headers={"Authorization": f"Bearer {emu.api_key}"}) as ws:
-                async def read() -> None:
-                    async for msg in ws:
-                        if msg.type is aiohttp.WSMsgType.TEXT:
-                            received.append(orjson.loads(msg.data))
+        reader = asyncio.ensure_future(read())
+        audio = silence(0.2) + HELLO_PCM + silence(table.silence_window_ms / 1000 + 0.6)
+        for chunk in frames(audio, 1600):
+            await ws.send_bytes(chunk)
+            await asyncio.sleep(0.025)  # paced as a caller would be (virtual time: free)
+        if table.finalize:
+            await ws.send_str('{"type":"Finalize"}')
+        await wait_for(lambda: any(f.get("is_final") for f in received), timeout=5.0)
+        await ws.close()
+        await reader
 
-                reader = asyncio.ensure_future(read())
-                audio = silence(0.2) + HELLO_PCM + silence(table.silence_window_ms / 1000 + 0.6)
-                for chunk in frames(audio, 1600):
-                    await ws.send_bytes(chunk)
-                    await asyncio.sleep(0.025)
-                if table.finalize:
-                    await ws.send_str('{"type":"Finalize"}')
-                await wait_for(lambda: any(f.get("is_final") for f in received), timeout=5.0)
-                await ws.close()
-                await reader
-
-    asyncio.run(scenario())
     allowed = _model_keys(TranscriptFrame) | ({"speech_final"} if table.speech_final else set())
     assert received
     for frame in received:
@@ -452,26 +453,24 @@ def test_stt_client_query_matches_the_sdk_params(engine: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["nova-3", "deepgram/nova-3"])
-def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(model: str) -> None:
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_stt_client_transcribes_with_the_docs_or_the_sdks_model_name(emu: Any, model: str) -> None:
     from pydantic import SecretStr
 
     from bench.signals import silence
     from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
-    from tests.providers.helpers import HELLO, HELLO_PCM, emulators, feed_paced, wait_for
+    from tests.providers.helpers import HELLO, HELLO_PCM, feed_paced, wait_for
 
-    async def scenario() -> list[Any]:
-        got: list[Any] = []
-        async with emulators() as emu:
-            stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr(emu.api_key), url=emu.stt_url, model=model))
-            session = await stt.open(sample_rate=8000, on_transcript=got.append, on_error=got.append)
-            await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1))
-            await session.finalize()
-            await wait_for(lambda: any(getattr(t, "is_final", False) for t in got), timeout=5.0)
-            await session.aclose()
-            await stt.aclose()
-        return got
+    got: list[Any] = []
+    stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr(emu.api_key), url=emu.stt_url, model=model))
+    session = await stt.open(sample_rate=8000, on_transcript=got.append, on_error=got.append)
+    await feed_paced(session, silence(0.2) + HELLO_PCM + silence(0.1))
+    await session.finalize()
+    await wait_for(lambda: any(getattr(t, "is_final", False) for t in got), timeout=5.0)
+    await session.aclose()
+    await stt.aclose()
 
-    finals = [t for t in asyncio.run(scenario()) if getattr(t, "is_final", False)]
+    finals = [t for t in got if getattr(t, "is_final", False)]
     assert [t.text for t in finals] == [HELLO]
 
 
@@ -492,14 +491,14 @@ class SdkSttServer:
         return ws
 
 
-def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
-    import asyncio
-
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
     from pydantic import SecretStr
     from telnyx.types.transcribe_server_event import SttErrorFrame, TranscriptFrame
 
     from engine.providers.base import Transcript
     from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
+    from tests.providers.helpers import wait_for
 
     frames = [TranscriptFrame(type="transcript", transcript="Hello", is_final=False).model_dump(exclude_none=True),
               TranscriptFrame(type="transcript", transcript="Hello there.", is_final=True,
@@ -507,28 +506,22 @@ def test_stt_client_accepts_frames_in_the_sdks_shape_only() -> None:
               SttErrorFrame(type="error", error="Invalid model: unknown model for engine Deepgram").model_dump()]
     assert "speech_final" not in frames[1] and frames[1]["confidence"] is None
 
-    async def scenario() -> tuple[list[Transcript], list[Any]]:
-        app = web.Application()
-        app.router.add_get("/v2/speech-to-text/transcription", SdkSttServer(frames).handle)
-        runner, base = await _serve(app)
-        transcripts: list[Transcript] = []
-        errors: list[Any] = []
-        stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), url=f"{base.replace('http', 'ws')}"
-                                                 "/v2/speech-to-text/transcription", batch_ms=20))
-        try:
-            session = await stt.open(sample_rate=8000, on_transcript=transcripts.append, on_error=errors.append)
-            session.feed(b"\x00" * 320)
-            for _ in range(400):
-                if errors:
-                    break
-                await asyncio.sleep(0.005)
-            await session.aclose()
-        finally:
-            await stt.aclose()
-            await runner.cleanup()
-        return transcripts, errors
+    app = web.Application()
+    app.router.add_get("/v2/speech-to-text/transcription", SdkSttServer(frames).handle)
+    runner, base = await _serve(app)
+    transcripts: list[Transcript] = []
+    errors: list[Any] = []
+    stt = TelnyxSpeechToText(TelnyxSttConfig(api_key=SecretStr("k"), url=f"{base.replace('http', 'ws')}"
+                                             "/v2/speech-to-text/transcription", batch_ms=20))
+    try:
+        session = await stt.open(sample_rate=8000, on_transcript=transcripts.append, on_error=errors.append)
+        session.feed(b"\x00" * 320)
+        await wait_for(lambda: errors)
+        await session.aclose()
+    finally:
+        await stt.aclose()
+        await runner.cleanup()
 
-    transcripts, errors = asyncio.run(scenario())
     assert [(t.text, t.is_final, t.speech_final, t.confidence) for t in transcripts] == [
         ("Hello", False, False, None), ("Hello there.", True, False, None)]
     (error,) = errors
