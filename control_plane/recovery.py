@@ -153,7 +153,8 @@ class StreamRecovery:
         now = now or utcnow()
         counts = SweepCounts()
         repo = await self.cp.repository()
-        calls = await repo.list_answered_calls(now - timedelta(seconds=self.settings.answer_grace_s))
+        calls = await repo.list_answered_calls(now - timedelta(seconds=self.settings.answer_grace_s),
+                                               excluding=self._open.keys())
         # A machine's call has no stream on purpose (control_plane.machines leaves the voicemail).
         calls = [c for c in calls if c.call_control_id and c.id not in self._open and not is_machine(c.amd_result)]
         if not calls:

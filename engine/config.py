@@ -92,6 +92,22 @@ class EndpointingConfig(_Model):
         # frames mid-word), so one frame of silence can never end a turn.
         300, ge=2 * FRAME_MS, description="Trailing silence that ends the caller's turn."
     )
+    confident_end_of_turn_ms: int = Field(
+        # Measured (docs/benchmarks.md): no question in the corpus or the field callers is followed
+        # by more words within a line except a hesitant one ("on... Tuesday?", which is excluded),
+        # while closed statements are, 200-340 ms later: statements keep end_of_turn_ms. Off (300)
+        # by default until it ends a turn only once its reply has audio: noise after an early end
+        # starts a new turn that drops a reply not yet speaking (a missed turn in street noise).
+        300, ge=2 * FRAME_MS,
+        description=(
+            "Trailing silence that ends a turn whose words are surely finished: the recogniser's final "
+            "for the pause is in and closes a question (?) whose words read finished without hesitation, "
+            "and the speculative reply was started on exactly those words (see "
+            "engine/conversation/turn/endpoint.py, surely_finished); speech that resumes first cancels it. "
+            "Other turns wait end_of_turn_ms. At or above end_of_turn_ms (the default; or at or below "
+            "tentative_end_ms): off. 200 measured safe for the words (docs/benchmarks.md)."
+        ),
+    )
     min_barge_in_ms: int = Field(
         400,
         ge=FRAME_MS,

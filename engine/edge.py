@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 AUTH_HEADER = "x-telnyx-streaming-auth-token"
 MAX_MESSAGE_BYTES = 1 << 20
 
+_END_OF_STREAM = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR))
+"""What ends the reader's loop (``async for`` over the socket stops on the first three)."""
+
 ListenerFactory = Callable[[web.Request], MediaListener]
 Admission = Callable[[web.Request], bool]
 """Decides on the upgrade whether a stream may connect (False: 401); may annotate the request."""
@@ -177,10 +180,13 @@ class MediaStreamEndpoint:
         config = self.config
         watchdog = _Watchdog(loop, ws, session, config.stream_start_timeout_s, config.stream_idle_timeout_s)
         receive = session.receive
+        next_message = ws.receive  # (not `async for`: one coroutine less per frame)
         failed = False
         try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+            while True:
+                msg = await next_message()
+                kind = msg.type
+                if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                     now = watchdog.last_message_at = loop.time()
                     try:
                         receive(msg.data, now)
@@ -190,7 +196,7 @@ class MediaStreamEndpoint:
                         if not failed:
                             failed = True
                             log.exception("media session %s failed on a frame; dropping it", session.stream_id)
-                elif msg.type is WSMsgType.ERROR:
+                elif kind in _END_OF_STREAM:
                     break
         finally:
             watchdog.cancel()

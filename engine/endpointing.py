@@ -111,6 +111,8 @@ class Endpointer:
         "_barge_frames",
         "_tentative_frames",
         "_end_frames",
+        "_confident_frames",
+        "_end_now",
         "_tentative_sent",
         "_run_start",
         "_run_last",
@@ -129,6 +131,8 @@ class Endpointer:
         self._barge_frames = _frames(config.min_barge_in_ms, frame_ms)
         self._tentative_frames = _frames(config.tentative_end_ms, frame_ms)
         self._end_frames = _frames(config.end_of_turn_ms, frame_ms)
+        confident = _frames(config.confident_end_of_turn_ms, frame_ms)
+        self._confident_frames = confident if self._tentative_frames < confident else self._end_frames
         self.reset()
 
     def reset(self) -> None:
@@ -138,6 +142,7 @@ class Endpointer:
         self.last_voiced_frame = -1
         self.in_speech = False
         self._tentative_sent = False
+        self._end_now = self._end_frames  # this pause's end of turn (end_sooner shortens it)
         self._prev_voiced = False  # the decision for the frame before this one
         self._last_solid = False  # last_voiced_frame followed another voiced frame
         self._clear_run()
@@ -156,6 +161,17 @@ class Endpointer:
         if self.in_speech:
             return self._in_speech(f, voiced, prev_voiced)
         return self._idle(f, voiced, agent_audible, prev_voiced)
+
+    def end_sooner(self) -> bool:
+        """The listener judged this pause's words surely finished: end the turn after
+        ``confident_end_of_turn_ms`` of silence instead of ``end_of_turn_ms`` (at once if the
+        silence is that long already), unless speech resumes first. Counted in frames like the
+        rest, so a frame that resumed the speech is never outrun. Whether it took effect (in a
+        pause, and the setting shorter than the end of turn)."""
+        if not (self.in_speech and self._tentative_sent) or self._confident_frames >= self._end_frames:
+            return False
+        self._end_now = self._confident_frames
+        return True
 
     def _add_to_run(self, f: int, audible: bool) -> None:
         if self._run_start < 0:
@@ -197,6 +213,7 @@ class Endpointer:
                 self.last_voiced_frame = f
                 self._last_solid = prev_voiced
                 self._clear_run()
+                self._end_now = self._end_frames
                 if self._tentative_sent:
                     self._tentative_sent = False
                     return EndpointEvent.SPEECH_RESUMED
@@ -204,9 +221,10 @@ class Endpointer:
         elif self._run_start >= 0 and f - self._run_last > _GAP_FRAMES:
             self._clear_run()  # a blip: its frames stay part of the silence
         silence = f - self.last_voiced_frame
-        if silence == self._end_frames:
+        if silence >= self._end_now:
             self.in_speech = False
             self._tentative_sent = False
+            self._end_now = self._end_frames
             return EndpointEvent.TURN_END
         if silence == self._tentative_frames:  # once per last voiced frame
             self._tentative_sent = True

@@ -290,6 +290,12 @@ class MediaSession:
             self.turns.append(turn)
         turn.stamp("speech_start", now - max(lag, 0.0))
 
+    def end_turn_sooner(self) -> None:
+        """The listener judged the pause's words surely finished: the endpointer ends the turn
+        after ``confident_end_of_turn_ms`` of silence (TURN_END as usual), unless the caller
+        resumes first."""
+        self.endpointer.end_sooner()
+
     def barge_in(self, now: float) -> None:
         """Confirm a deferred barge-in (the listener heard words): drop the held reply."""
         if self.barge_in_deferred:

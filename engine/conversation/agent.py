@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from ..config import EndpointingConfig
 from ..endpointing import EndpointEvent
 from ..playout import Interruption
 from ..protocol import Start
@@ -51,6 +52,7 @@ from .turn import (
     CommitReply,
     ConfirmBargeIn,
     DropReply,
+    EndTurn,
     Event,
     FailCall,
     Failing,
@@ -109,14 +111,19 @@ _ENDPOINT_EVENTS: dict[EndpointEvent, Callable[[float], Event]] = {
 }
 
 
-def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float) -> TurnConfig:
-    """The turn policy's settings: the agent's, and what the recogniser can do."""
+def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
+                endpointing: EndpointingConfig | None = None) -> TurnConfig:
+    """The turn policy's settings: the agent's, what the recogniser can do, and the media
+    session's endpointing (whether it has a confident end)."""
     config = profile.config
+    confident_end = endpointing is not None and (
+        endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms)
     return TurnConfig(
         speculative=config.speculative,
         incomplete_turn_hold_ms=config.incomplete_turn_hold_ms,
         barge_in_words_wait_s=config.barge_in_words_wait_ms / 1000,
         final_wait_s=final_wait_s,
+        confident_end=confident_end,
         can_finalize=getattr(stt, "can_finalize", True),
         # Without partial transcripts no words come while the caller talks over the reply: a
         # barge-in cannot wait for them and is confirmed on the VAD alone.
@@ -209,6 +216,11 @@ class CallAgent(MediaListener):
     def end_reason(self, reason: str | None) -> None:
         self.control.end_reason = reason
 
+    def _turn_config(self) -> TurnConfig:
+        # (A media session that has no engine config, as tests' stand-ins: no confident end.)
+        endpointing = getattr(getattr(self.session, "config", None), "endpointing", None)
+        return turn_config(self.profile, self.stt, self.stt_final_timeout_s, endpointing)
+
     # -- media events ---------------------------------------------------------------------
 
     def on_start(self, session: MediaSession, start: Start) -> None:
@@ -216,6 +228,7 @@ class CallAgent(MediaListener):
         self.call_control_id = self.records.call_control_id = self._tasks.call_control_id = start.call_control_id
         self.sample_rate = self.usage.sample_rate = session.codec.sample_rate if session.codec else 8000
         self._loop = asyncio.get_running_loop()
+        self.policy.reconfigure(self._turn_config())
         self.spawn(self._begin(start))
 
     async def _begin(self, start: Start) -> None:
@@ -244,7 +257,7 @@ class CallAgent(MediaListener):
                     self.knowledge = TurnKnowledge(setup.knowledge)
                     self.tools = [*self.tools, SEARCH_TOOL]
                 self.conversation = Conversation(setup.profile.system_prompt)
-                self.policy.reconfigure(turn_config(setup.profile, self.stt, self.stt_final_timeout_s))
+                self.policy.reconfigure(self._turn_config())
                 if self.tool_client is not None and setup.tool_destinations:
                     self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
                 self.tool_context = setup.tool_context
@@ -362,6 +375,8 @@ class CallAgent(MediaListener):
         elif kind is Commit:
             if command.text:  # type: ignore[attr-defined]
                 self._stamp("stt_final", self._loop.time())
+        elif kind is EndTurn:
+            self.session.end_turn_sooner()
         elif kind is FinalizeStt:
             self.recogniser.finalize()
         elif kind is StartTimer:

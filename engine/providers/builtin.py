@@ -93,12 +93,14 @@ def openai_llm(context: ProviderContext) -> ChatModel:
     emulator = context.local_endpoints.get("llm.openai")
     if emulator is not None and cfg.llm_api_key is None:
         assert context.local_api_key is not None
-        return OpenAIChatModel(chat_config(cfg, api_key=context.local_api_key, base_url=emulator, model="emulator"))
+        return OpenAIChatModel(chat_config(cfg, api_key=context.local_api_key, base_url=emulator, model="emulator"),
+                               session=context.http)
     key = cfg.llm_api_key
     if key is None and cfg.llm_base_url.rstrip("/") == TELNYX_LLM_URL and not context.local:
         key = context.telnyx_api_key
     key = context.require(key, "CALLAGENT_PROVIDERS__LLM_API_KEY")
-    return OpenAIChatModel(chat_config(cfg, api_key=key, base_url=cfg.llm_base_url, model=cfg.llm_model))
+    return OpenAIChatModel(chat_config(cfg, api_key=key, base_url=cfg.llm_base_url, model=cfg.llm_model),
+                           session=context.http)
 
 
 def chat_config(cfg: ProvidersConfig, *, api_key: SecretStr, base_url: str, model: str) -> OpenAIChatConfig:

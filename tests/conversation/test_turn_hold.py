@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from engine.config import EndpointingConfig, EngineConfig
 from engine.conversation.agent import CallAgent, finish_reports
 from engine.conversation.config import AgentConfig, resolve
 from engine.endpointing import EndpointEvent
@@ -131,13 +132,28 @@ class Session:
         pass
 
 
-async def converse(turns: list[tuple[float, str, float]], **config: Any) -> tuple[Session, Llm, list[float]]:
+class EndingSession(Session):
+    """A session with the engine's endpointing settings, recording when the agent asks for the
+    shorter end of a surely finished turn."""
+
+    config = EngineConfig(endpointing=EndpointingConfig(confident_end_of_turn_ms=200))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sooner_at: list[float] = []
+
+    def end_turn_sooner(self) -> None:
+        self.sooner_at.append(asyncio.get_running_loop().time())
+
+
+async def converse(turns: list[tuple[float, str, float]], *, session: Session | None = None,
+                   **config: Any) -> tuple[Session, Llm, list[float]]:
     """Run one call: each turn is (speech start, words heard by the end, speech length). The
     tentative end and end of turn follow the speech at the endpointer's default silences,
     unless the next turn's speech starts first (then the caller resumed: SPEECH_START).
     Returns the session, the model, and each turn's end-of-turn time."""
     loop = asyncio.get_running_loop()
-    session, llm, stt = Session(), Llm(), Stt()
+    session, llm, stt = session or Session(), Llm(), Stt()
     agent = CallAgent(resolve(AgentConfig(**config)), stt=stt, llm=llm, tts=Tts())
     ends: list[float] = []
 
@@ -214,3 +230,18 @@ async def test_a_caller_who_goes_on_within_the_hold_gets_one_reply_to_the_whole_
     assert all(at >= second_start + 1.8 for at in session.spoken_at)
     assert llm.requests[-1] == "my order number is four seven two nine one eight"
     assert session.spoken_at[0] == pytest.approx(ends[-1] + HOLD_S / 2, abs=0.005)  # ends on a number
+
+
+@VIRTUAL
+async def test_a_question_asks_the_session_for_the_shorter_end_when_its_final_is_in():
+    session = EndingSession()
+    await converse([(1.0, "Could we move it to Friday morning instead?", 2.0)], session=session)
+    assert session.sooner_at == [pytest.approx(3.0 + TENTATIVE_S + STT_FINAL_S, abs=0.005)]
+    assert len(session.spoken_at) == 1  # answered once
+
+
+@VIRTUAL
+async def test_a_statement_waits_for_the_vads_end_of_turn():
+    session = EndingSession()
+    await converse([(1.0, "I'd like to move it to Friday morning.", 2.0)], session=session)
+    assert session.sooner_at == []

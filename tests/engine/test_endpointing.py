@@ -362,3 +362,42 @@ def test_output_depends_only_on_the_input(segs: list[tuple[bool, int, bool]]) ->
     a = [first.process(v, au) for v, au in script]
     first.reset()
     assert [first.process(v, au) for v, au in script] == a
+
+
+# --------------------------------------------------------------------------- ended sooner by the listener
+
+SOONER = EndpointingConfig(tentative_end_ms=120, min_barge_in_ms=200, confident_end_of_turn_ms=200)  # 10 frames
+
+
+def test_end_sooner_ends_the_turn_on_the_confident_frame() -> None:
+    ep = Endpointer(SOONER)
+    assert feed(ep, "VVVVV......") == [(2, E.SPEECH_START), (10, E.TENTATIVE_END)]
+    assert ep.end_sooner()
+    assert feed(ep, "......") == [(14, E.TURN_END)]  # 10 frames after the last voiced frame (4)
+    assert not ep.in_speech
+    assert feed(ep, "." * 20) == []  # no second TURN_END at end_of_turn_ms
+
+
+def test_end_sooner_past_the_confident_silence_ends_on_the_next_frame() -> None:
+    ep = Endpointer(SOONER)
+    feed(ep, "VVVVV" + "." * 12)  # 12 frames of silence already
+    assert ep.end_sooner()
+    assert feed(ep, ".") == [(17, E.TURN_END)]
+
+
+def test_speech_that_resumes_first_wins_and_the_next_pause_waits_the_full_end() -> None:
+    ep = Endpointer(SOONER)
+    feed(ep, "VVVVV......")
+    assert ep.end_sooner()
+    assert feed(ep, "VVV") == [(13, E.SPEECH_RESUMED)]
+    assert feed(ep, "." * 15) == [(19, E.TENTATIVE_END), (28, E.TURN_END)]
+
+
+def test_end_sooner_outside_a_pause_or_without_a_shorter_setting_does_nothing() -> None:
+    assert not Endpointer(SOONER).end_sooner()
+    ep = Endpointer(SOONER)
+    feed(ep, "VVVVV")
+    assert not ep.end_sooner()  # speaking: no tentative end yet
+    ep = Endpointer(EndpointingConfig(tentative_end_ms=120, confident_end_of_turn_ms=300))
+    feed(ep, "VVVVV......")
+    assert not ep.end_sooner()

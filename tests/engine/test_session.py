@@ -101,6 +101,16 @@ def test_a_click_after_the_caller_stops_does_not_move_the_speech_end():
     assert turn.turn_end - turn.speech_end == pytest.approx(0.3, abs=0.041)
 
 
+def test_the_listener_can_have_the_turn_end_after_the_confident_silence():
+    call = Call(config=EngineConfig(endpointing=EndpointingConfig(confident_end_of_turn_ms=200)))
+    call.play(silence(0.5) + voiced(1.0) + silence(0.1))
+    call.session.end_turn_sooner()
+    call.play(silence(0.5))
+    turn = call.session.current_turn
+    assert call.events() == [EndpointEvent.SPEECH_START, EndpointEvent.TENTATIVE_END, EndpointEvent.TURN_END]
+    assert turn.turn_end - turn.speech_end == pytest.approx(0.2, abs=0.041)
+
+
 def test_agent_reply_is_paced_marked_and_measured():
     seen = []
     call = Call(observer=seen.append)

@@ -250,3 +250,37 @@ def test_bad_llm_settings_are_refused_at_start(monkeypatch, name, value):
     monkeypatch.setenv(f"CALLAGENT_PROVIDERS__{name}", value)
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+async def test_direct_stream_and_the_sdks_agree(emu):
+    """Streams are read off aiohttp unless retries are set (then the SDK does the request): both
+    give the same deltas, and an error status the same ProviderError."""
+    direct, sdk = model(emu), model(emu, max_retries=1)
+    answers = []
+    for llm in (direct, sdk):
+        deltas = await collect(llm, "ok that's all, goodbye", tools=[END_CALL, TRANSFER])
+        answers.append([(d.text, d.finish_reason, [(c.name, c.arguments) for c in d.tool_calls])
+                        for _, d in deltas])
+        await llm.aclose()
+    failures = []
+    for retries in (0, 1):
+        llm = model(emu, api_key=SecretStr("wrong-key"), max_retries=retries)
+        with pytest.raises(ProviderError) as caught:
+            await collect(llm, "hello")
+        failures.append((str(caught.value), caught.value.retryable))
+        await llm.aclose()
+    assert answers[0] == answers[1] and answers[0][-1][1] == "tool_calls"
+    assert failures[0] == failures[1] == ("openai-chat: HTTP 401: Incorrect API key provided.", False)
+
+
+async def test_a_proxy_in_the_environment_is_still_honoured(emu, monkeypatch):
+    """httpx (the SDK) goes through HTTP(S)_PROXY; the shared aiohttp session would not, so with a
+    proxy set the SDK does the request: here an unreachable proxy, so it fails."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    llm = model(emu)
+    with pytest.raises(ProviderError) as caught:
+        await collect(llm, "hello")
+    await llm.aclose()
+    assert "connection failed" in str(caught.value) and caught.value.retryable

@@ -75,11 +75,17 @@ async def test_aclose_mid_stream_stops_quickly_and_leaves_nothing_running(emu):
     await stream.end()
     loop = asyncio.get_running_loop()
 
+    flowing = asyncio.Event()
+
     async def consume() -> int:
-        return sum([1 async for _ in stream])
+        received = 0
+        async for _ in stream:
+            received += 1
+            flowing.set()
+        return received
 
     consumer = loop.create_task(consume())
-    await asyncio.sleep(0.2)  # audio is flowing
+    await asyncio.wait_for(flowing.wait(), 30)  # audio is flowing (a bound, not a timing window)
     assert not consumer.done()
     await stream.aclose()
     # Iteration ends without an exception (the bound only guards against a hang).

@@ -6,8 +6,12 @@ the times passed in (sans-IO).
 
 from __future__ import annotations
 
+import re
+
 from ..turn_completion import Verdict, judge_text, punctuation_verdict
 from .words import without_tags, word_count
+
+_MARKS = re.compile(r"[^\w\s']")
 
 SPEECH_FINAL_TRUST_S = 0.6
 """The VAD must have heard speech this long for the recogniser's speech_final (after its own
@@ -60,3 +64,16 @@ def worth_speculating(text: str, incomplete_turn_hold_ms: int) -> bool:
     """Only text the turn can end with: text the hold would keep open is nearly always a caller
     pausing mid-sentence, and each cancelled reply costs an LLM request."""
     return bool(text) and (not incomplete_turn_hold_ms or judge_text(text) is Verdict.COMPLETE)
+
+
+def surely_finished(text: str) -> bool:
+    """Evidence strong enough to end a turn before the VAD's end of turn: a recogniser that
+    punctuates closed the turn on a question, which hands the floor to the agent, and its words
+    alone read finished too (not only interjections: "Hello?"), with no hesitation in the turn
+    ("it went out on... Tuesday?": a caller still finding words). A closed statement is not
+    enough: callers leave 200-340 ms between two sentences of one line ("Yes, three o'clock.
+    Thank you.", docs/benchmarks.md). Non-speech tags and unpunctuated text are no evidence."""
+    words = without_tags(text)
+    if not words.endswith("?") or words != text.strip() or "..." in words or "…" in words:
+        return False
+    return judge_text(_MARKS.sub(" ", words)) is Verdict.COMPLETE

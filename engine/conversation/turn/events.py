@@ -17,8 +17,8 @@ __all__ = [
     "TimerFired", "ReplySpeaking", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished", "Greet",
     "Failing", "Stopped",
     # commands
-    "Command", "Timer", "TurnOver", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText", "FinalizeStt",
-    "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
+    "Command", "Timer", "TurnOver", "EndTurn", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText",
+    "FinalizeStt", "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
     "KeysEntered", "FailCall",
 ]
 
@@ -209,6 +209,13 @@ class TurnOver(Command):
     no final is owed."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndTurn(Command):
+    """The words say the turn is surely over: end it after the shorter silence of the media
+    session's confident end, not the VAD's end of turn (:class:`TurnEnded` follows, unless the
+    caller resumes first)."""
 
 
 @dataclass(frozen=True, slots=True)

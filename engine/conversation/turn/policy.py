@@ -15,6 +15,11 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   keeps the VAD on without new words. A final owed past ``final_wait_s`` is not waited for: the
   turn commits without it, and the late final, whenever it comes (even while the reply plays),
   joins the next turn. It is never an error.
+* **Confident end.** When the final for a pause is in and its words are surely finished
+  (:func:`.endpoint.surely_finished`: a question, the speculative reply on exactly those words),
+  the media session is asked to end the turn after a shorter silence (:class:`EndTurn`; it
+  counts the frames, so speech that resumed first still wins); anything less waits for the
+  VAD's end of turn, as before.
 * **Hold.** Text that reads unfinished waits ``incomplete_turn_hold_ms`` more (unsure: half);
   speech meanwhile merges the turns.
 * **One answer per turn.** A caller who goes on before hearing the reply gets one merged turn;
@@ -42,7 +47,7 @@ from typing import Any
 from ..dtmf import DtmfCollector, GatherConfig
 from ..turn_completion import hold_ms, judge_text
 from .barge_in import BargeInJudge
-from .endpoint import NoiseFlaps, recogniser_ends_turn, worth_speculating
+from .endpoint import NoiseFlaps, recogniser_ends_turn, surely_finished, worth_speculating
 from .events import (
     BargeIn,
     BargeInPending,
@@ -51,6 +56,7 @@ from .events import (
     Commit,
     CommitReply,
     DiscardText,
+    EndTurn,
     Event,
     Failing,
     FinalizeStt,
@@ -107,6 +113,9 @@ class TurnConfig:
     """The recogniser answers a Finalize (Deepgram); otherwise finals come on its own segmentation."""
     interim_results: bool = True
     """Words come while the caller talks, so a barge-in can wait for them."""
+    confident_end: bool = False
+    """The media session can end a surely finished turn after a shorter silence than the VAD's
+    end of turn (its ``confident_end_of_turn_ms``)."""
     tool_filler_after_s: float = 1.5
     """A tool running this long gets the filler line (0: never)."""
     gather: GatherConfig = GatherConfig()
@@ -134,6 +143,8 @@ class TurnPolicy:
         self.stt_ready = False
         self.speculation = self.replies.speculation
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
+        self.ended_sooner = 0
+        """Pauses whose words were sure enough to end the turn sooner (:class:`EndTurn`)."""
         self._noise = NoiseFlaps()
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
@@ -311,6 +322,7 @@ class TurnPolicy:
             elif turn is CallerTurn.PAUSED and self.config.speculative and (
                     self.config.can_finalize or not self._recogniser_ends_turn(event)):
                 self._speculate_on_final()
+                self._end_sooner()
             elif self._recogniser_ends_turn(event):
                 # The recogniser's own endpointing says the speech is over while the VAD has heard
                 # speech all along (babble or loud noise can keep it on): trust it. With a
@@ -350,6 +362,15 @@ class TurnPolicy:
             self.speculation.started += 1
         if worth:
             self._start_reply(text, speculative=True, committed=False)
+
+    def _end_sooner(self) -> None:
+        """The final for this pause is in: if its words are surely done, ask for the shorter end."""
+        reply, text = self.reply, self.transcript
+        if (self.config.confident_end and self.turn is CallerTurn.PAUSED and not self.final_owed
+                and not self.failing and reply is not None and reply.speculative and not reply.committed
+                and reply.fixed_text is None and same_words(reply.user_text, text) and surely_finished(text)):
+            self.ended_sooner += 1
+            self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 
     def _finalize(self) -> None:
         if self.stt_ready:

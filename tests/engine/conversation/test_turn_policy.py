@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from engine.config import EndpointingConfig
+from engine.conversation.agent import turn_config
+from engine.conversation.config import AgentConfig, resolve
 from engine.conversation.dtmf import GatherConfig
 from engine.conversation.turn import (
     BargeIn,
@@ -17,6 +20,7 @@ from engine.conversation.turn import (
     ConfirmBargeIn,
     DiscardText,
     DropReply,
+    EndTurn,
     FailCall,
     Failing,
     FinalizeStt,
@@ -178,6 +182,73 @@ def test_a_final_that_changes_the_words_restarts_the_speculation():
     out = d.at(2.1).final("I'd like to cheque my order.")
     assert one(DropReply, out) and one(StartReply, out).user_text == "I'd like to cheque my order."
     assert d.policy.speculation.restarted == 1
+
+
+# -- the confident end ----------------------------------------------------------------------
+
+SOONER = TurnConfig(confident_end=True)
+
+
+def test_a_question_whose_final_is_in_asks_for_the_shorter_end_and_keeps_its_reply():
+    d = Driver(SOONER)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Could we move it to Friday morning instead?")
+    d.at(2.02).tentative()
+    uid = d.policy.reply.utterance_id
+    out = d.at(2.12).final("Could we move it to Friday morning instead?")
+    assert out == [EndTurn()] and d.policy.ended_sooner == 1
+    out = d.at(2.2).turn_end()  # the media session's end of turn, 200 ms into the silence
+    assert one(Commit, out).text == "Could we move it to Friday morning instead?"
+    assert one(CommitReply, out).utterance_id == uid
+
+
+@pytest.mark.parametrize("text", [
+    "Yes, three o'clock.",  # a statement: callers go on after one ("... Thank you.")
+    "Hello?",  # interjections only
+    "I think it went out on... Tuesday?",  # hesitant
+    "Is it four?",  # ends on a number
+    "could we move it to friday morning instead",  # no punctuation: no evidence
+])
+def test_anything_short_of_a_sure_question_waits_for_the_vads_end_of_turn(text):
+    d = Driver(SOONER)
+    a_turn(d, text)
+    assert not of(EndTurn, d.log)
+
+
+def test_a_final_that_changes_the_words_asks_once_its_restarted_reply_has_them():
+    d = Driver(SOONER)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Could we move it to")
+    d.at(2.02).tentative()  # no speculation on unfinished words
+    out = d.at(2.12).final("Could we move it to Friday?")
+    assert one(StartReply, out).user_text == "Could we move it to Friday?" and one(EndTurn, out)
+
+
+def test_a_final_while_the_caller_talks_asks_for_nothing():
+    d = Driver(SOONER)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Can you hear me?")
+    d.at(2.02).tentative()
+    d.at(2.08).resumed()
+    assert not of(EndTurn, d.at(2.12).final("Can you hear me?"))
+
+
+@pytest.mark.parametrize(("endpointing", "confident"), [
+    (EndpointingConfig(confident_end_of_turn_ms=200), True),
+    (EndpointingConfig(), False),  # the default, = end_of_turn_ms: off
+    (EndpointingConfig(end_of_turn_ms=160, confident_end_of_turn_ms=200), False),
+    (EndpointingConfig(tentative_end_ms=200, end_of_turn_ms=400, confident_end_of_turn_ms=200), False),
+    (None, False),  # no media session yet
+])
+def test_the_confident_end_is_on_where_the_sessions_endpointing_has_one(endpointing, confident):
+    config = turn_config(resolve(AgentConfig()), object(), 0.8, endpointing)  # type: ignore[arg-type]
+    assert config.confident_end is confident
+
+
+def test_without_the_setting_no_shorter_end_is_asked_for():
+    d = Driver()
+    a_turn(d, "Could we move it to Friday morning instead?")
+    assert not of(EndTurn, d.log)
 
 
 # -- committing -----------------------------------------------------------------------------
