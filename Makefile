@@ -39,14 +39,19 @@ system-deps:
 lint: $(DEMO_STAMP)
 	$(LINT)
 
+# The suite on PYTEST_WORKERS processes (pytest-xdist; `make test PYTEST_WORKERS=0` runs it in this
+# one), each test handed to the next free worker.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: $(TEST_STAMP) system-deps
 	$(LINT)
-	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # The inner loop: everything but the tests marked slow (seconds each) or e2e (whole system).
 test-fast: $(TEST_STAMP) system-deps
 	$(LINT)
-	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+	CALLAGENT_NO_SKIPS=1 $(BIN)/python -m pytest -q $(XDIST) -m "not slow and not e2e" $(PYTEST_ARGS)
 
 bench-micro: $(DEMO_STAMP)
 	$(BIN)/callagent bench micro

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from control_plane.crypto import generate_key
 from control_plane.settings import Settings
@@ -53,6 +54,21 @@ def pg_schema() -> Iterator[str]:
         yield schema
     finally:
         asyncio.run(_pg_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest_asyncio.fixture
+async def own_pg_schema() -> AsyncIterator[str]:
+    """A PostgreSQL schema for this test alone, for a test that asserts about the whole database
+    (the session's schema holds what every other test left, in whatever order they ran)."""
+    schema = "cp_own_" + secrets.token_hex(6)
+    try:
+        await _pg_admin(f'CREATE SCHEMA "{schema}"')
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL is unreachable at {PG_URL} ({type(exc).__name__}: {exc})", pytrace=False)
+    try:
+        yield schema
+    finally:
+        await _pg_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def _redis_cleanup(prefix: str) -> int:

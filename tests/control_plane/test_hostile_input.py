@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from control_plane.admin import set_organisation_settings
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import harness
@@ -193,33 +194,44 @@ async def test_a_campaigns_agent_config_and_caller_numbers_are_sealed_at_rest(h)
     assert (await store.get(org.id, uuid.UUID(campaign_id))).from_number == CALLER
 
 
-async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(settings):
+async def test_campaigns_stored_in_plaintext_before_still_read_and_are_sealed_at_start(backend, tmp_path,
+                                                                                    own_pg_schema):
     from control_plane.campaigns.store import CampaignStore
 
-    async with harness(settings) as h:
-        org, headers = await h.org()
-        repo = await h.cp.repository()
-        campaign_id = uuid.uuid4()
+    # Its own schema: sealing covers every plaintext row in the database, whoever wrote it.
+    settings = make_settings(tmp_path, backend=backend, pg_schema=own_pg_schema)
+    campaign_id = uuid.uuid4()
+    # What the code before sealing wrote, there before this version starts. (Written while an app
+    # with this version ran, the dialer's start raced the insert: sealed by it, or left to the test.)
+    async with harness(make_settings(tmp_path, backend=backend, pg_schema=own_pg_schema,
+                                     campaigns={"dialer": False})) as old:
+        org, headers = await old.org()
+        repo = await old.cp.repository()
         now = datetime.now(UTC)
         config = {"caller_numbers": [CALLER]}
-        async with repo.transaction() as conn:  # what the code before sealing wrote
+        async with repo.transaction() as conn:
             await conn.execute(
                 "INSERT INTO campaigns (id, org_id, name, status, agent_config, from_number, created_at, updated_at)"
                 " VALUES ($1, $2, $3, 'draft', $4, $5, $6, $6)",
                 campaign_id, org.id, "old", {**AGENT, "system_prompt": SECRET_PROMPT}, CALLER, now)
             await conn.execute("INSERT INTO campaign_dialer (campaign_id, org_id, config) VALUES ($1, $2, $3)",
                                campaign_id, org.id, config)
+        # Plaintext rows read as they are.
+        plain = CampaignStore(repo)
+        assert (await plain.get(org.id, campaign_id)).agent_config["system_prompt"] == SECRET_PROMPT
+        assert (await plain.config(campaign_id)).caller_numbers == (CALLER,)
+        assert all("OWL-4471" in raw or "4155550177" in raw for raw in await _raw_campaign(old.cp, campaign_id))
+
+    async with harness(settings) as h:  # this version starts: its dialer seals them
+        async def sealed() -> bool:
+            return not any("OWL-4471" in raw or "4155550177" in raw for raw in await _raw_campaign(h.cp, campaign_id))
+
+        await eventually(sealed, what="the dialer's start sealed the older campaign")
+        repo = await h.cp.repository()
+        assert await CampaignStore(repo).seal_plaintext_rows() == 0  # nothing left, and idempotent
         shown = await (await h.client.get(f"/api/campaigns/{campaign_id}", headers=headers)).json()
         assert shown["agent_config"]["system_prompt"] == SECRET_PROMPT
         assert shown["config"]["caller_numbers"] == [CALLER]
-        assert (await CampaignStore(repo).get(org.id, campaign_id)).from_number == CALLER
-
-        store = CampaignStore(repo)
-        assert await store.seal_plaintext_rows() == 1
-        assert await store.seal_plaintext_rows() == 0  # idempotent
-        campaign_row, dialer_row = await _raw_campaign(h.cp, campaign_id)
-        for raw in (campaign_row, dialer_row):
-            assert "OWL-4471" not in raw and "4155550177" not in raw
         fresh = CampaignStore(repo)  # no cached config
         assert (await fresh.config(campaign_id)).caller_numbers == (CALLER,)
         assert (await fresh.get(org.id, campaign_id)).agent_config["system_prompt"] == SECRET_PROMPT

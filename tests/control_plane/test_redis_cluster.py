@@ -24,6 +24,7 @@ from control_plane.replay import RedisReplayStore
 from control_plane.sessions import RedisSessionStore
 from control_plane.settings import Settings
 from control_plane.streamleases import RedisStreamLeases
+from tests.fixtures.waiting import eventually
 
 from .conftest import make_settings
 from .fakes import harness, signed_webhook
@@ -64,9 +65,17 @@ async def test_stream_leases_work_across_slots_and_keep_a_calls_keys_together(cl
             assert await _slot(client, a._key(call)) == await _slot(client, a._key(call) + ":attempts")
         assert await a.held(calls) == set()
         for call in calls:
-            assert await a.claim(call, "a:recovering", 0.05) == 1  # two keys, one script
+            assert await a.claim(call, "a:recovering", 5) == 1  # two keys, one script
             assert await b.claim(call, "b:recovering", 5) is None
-        await asyncio.sleep(0.1)
+        # a's leases lapse (shortened to 1 ms: a short TTL from the start could lapse before b's try
+        # on a loaded machine); then b's claim is each call's second attempt.
+        for call in calls:
+            await a.release(call, "a:recovering", 0.001)
+
+        async def lapsed() -> bool:
+            return await a.held(calls) == set()
+
+        await eventually(lapsed, what="a's shortened leases lapse in Redis")
         assert [await b.claim(call, "b:recovering", 5) for call in calls] == [2] * len(calls)
         for call in calls[:12]:
             await a.hold(call, "a:stream", 5)  # SET + DEL in one transaction

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -20,6 +21,7 @@ from .live import eventually, world
 SIGNING_KEY = "tool-signing-key-for-tests-0123456789"
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])  # a whole call, every party on this loop
 async def test_an_http_tool_gets_the_calls_context_and_a_verifiable_signature(tmp_path):
     requests: list[tuple[bytes, dict[str, str]]] = []
 

@@ -29,7 +29,9 @@ from engine.providers.telnyx_stt import TelnyxSpeechToText, TelnyxSttConfig
 from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
 from tests.fixtures.waiting import eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # whole calls over sockets through every emulator, seconds each
+# Whole calls over sockets through every emulator, every party on one virtual-time loop: each call runs as
+# fast as the machine goes, on its script's own timing however loaded the machine is.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_factories=["virtual"])]
 
 
 SCRIPTS = {s.name: s for s in load_corpus()}

@@ -87,6 +87,7 @@ def _turn_requests(chat):
     return [(messages, tools) for messages, tools in chat.requests if messages[-1]["role"] == "user"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])  # a whole call, every party on this loop
 async def test_passages_reach_the_llm_request_with_their_sources_and_retrieval_is_a_stage(tmp_path):
     result, agent, chat = (await _knowledge_call(tmp_path, DELIVERY_DOC))
     assert result.completed and result.error is None and len(result.turns) >= 2
@@ -109,6 +110,7 @@ async def test_passages_reach_the_llm_request_with_their_sources_and_retrieval_i
         assert timeline["retrieval_start"] <= timeline["turn_end"]
 
 
+@pytest.mark.asyncio(loop_factories=["virtual"])  # a whole call, every party on this loop
 async def test_with_nothing_relevant_the_request_says_to_answer_i_dont_know(tmp_path):
     _, _, chat = (await _knowledge_call(tmp_path, UNRELATED_DOC))
     requests = _turn_requests(chat)
