@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -30,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -228,33 +230,35 @@ async def run_vector_bench(*, chunks: int, backend: str) -> int:
             results.append(await _measure_vectors(_settings(Path(tmp) / "sqlite"), chunks, "sqlite"))
         if backend in ("postgres", "both"):
             for on in (True, False):
-                settings, url, schema = await _postgres_settings(Path(tmp) / "pg")
-                settings = settings.model_copy(update={"knowledge": settings.knowledge.model_copy(
-                    update={"pgvector": on})})
-                try:
+                async with _postgres_settings(Path(tmp) / "pg") as settings:
+                    settings = settings.model_copy(update={"knowledge": settings.knowledge.model_copy(
+                        update={"pgvector": on})})
                     results.append(await _measure_vectors(settings, chunks, "postgres"))
-                finally:
-                    conn = await asyncpg.connect(url)
-                    try:
-                        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                    finally:
-                        await conn.close()
     for r in results:
         print(f"{r['backend']:9} {r['passages']} embedded passages, ranked by {r['ranked_by']}: "
               f"20 nearest in p50 {r['vector_ms']['p50']} ms, p95 {r['vector_ms']['p95']} ms")
     return 0
 
 
-async def _postgres_settings(data_dir: Path) -> tuple[Settings, str, str]:
+@contextlib.asynccontextmanager
+async def _postgres_settings(data_dir: Path) -> AsyncIterator[Settings]:
+    """Settings on a PostgreSQL schema of the bench's own, dropped when the block ends."""
     url = os.environ.get("DATABASE_URL") or os.environ.get("CALLAGENT_DATABASE_URL") or os.environ.get(
         "CALLAGENT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     schema = "kb_bench_" + secrets.token_hex(4)
+    await _admin(url, f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _settings(data_dir, database_url=url, store={"schema_name": schema})
+    finally:
+        await _admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def _admin(url: str, sql: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(sql)
     finally:
         await conn.close()
-    return _settings(data_dir, database_url=url, store={"schema_name": schema}), url, schema
 
 
 def _settings(data_dir: Path, **values: Any) -> Settings:
@@ -268,15 +272,8 @@ async def run_kb_bench(*, chunks: int = 10_000, backend: str = "both", json_path
         if backend in ("sqlite", "both"):
             results.append(await _measure(_settings(Path(tmp) / "sqlite"), chunks, "sqlite"))
         if backend in ("postgres", "both"):
-            settings, url, schema = await _postgres_settings(Path(tmp) / "pg")
-            try:
+            async with _postgres_settings(Path(tmp) / "pg") as settings:
                 results.append(await _measure(settings, chunks, "postgres"))
-            finally:
-                conn = await asyncpg.connect(url)
-                try:
-                    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-                finally:
-                    await conn.close()
     for r in results:
         s = r["search_ms"]
         print(f"{r['backend']:9} {r['passages']} passages ({r['megabytes']} MB): search p50 {s['p50']} ms, "
