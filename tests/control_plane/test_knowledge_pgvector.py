@@ -78,6 +78,27 @@ async def fresh_schema() -> AsyncIterator[str]:
         await _admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@asynccontextmanager
+async def _knowledge(settings: Any) -> AsyncIterator[tuple[Any, KnowledgeService]]:
+    """The repository and a knowledge service with the stub embedder, closed after the block."""
+    repo = await open_repository(settings)
+    service = KnowledgeService(settings.knowledge, embedder=StubEmbedder())  # type: ignore[arg-type]
+    try:
+        yield repo, service
+    finally:
+        await service.close()
+        await repo.close()
+
+
+async def _stored(repo: Any) -> tuple[int, int]:
+    """Passages whose embedding is in the vector column, and in the real[] one."""
+    async with repo.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE embedding_vec IS NOT NULL) AS vec,"
+            " count(*) FILTER (WHERE embedding IS NOT NULL) AS arr FROM knowledge_chunks")
+    return row["vec"], row["arr"]
+
+
 async def _fill(service: KnowledgeService, repo: Any, name: str = "shop") -> tuple[Any, Any]:
     org = await repo.create_organisation(name)
     kb = await service.create_base(repo, org.id, "faq")
@@ -90,21 +111,16 @@ async def _fill(service: KnowledgeService, repo: Any, name: str = "shop") -> tup
 async def test_embeddings_are_ranked_in_the_database_under_an_hnsw_index(tmp_path: Path):
     async with fresh_schema() as schema:
         settings = make_settings(tmp_path, backend="postgres", pg_schema=schema)
-        repo = await open_repository(settings)
-        service = KnowledgeService(settings.knowledge, embedder=StubEmbedder())  # type: ignore[arg-type]
-        try:
+        async with _knowledge(settings) as (repo, service):
             org, kb = await _fill(service, repo)
             store = service.store(repo)
             assert isinstance(store, PostgresKnowledgeStore) and await store.ranks_vectors()
             pg = await store.pgvector()
             assert pg is not None and pg.version >= (0, 8)
             async with repo.connection() as conn:
-                stored = await conn.fetchrow(
-                    "SELECT count(*) FILTER (WHERE embedding_vec IS NOT NULL) AS vec,"
-                    " count(*) FILTER (WHERE embedding IS NOT NULL) AS arr FROM knowledge_chunks")
                 index = await conn.fetchrow("SELECT indexdef FROM pg_indexes WHERE schemaname = $1"
                                             " AND indexname = $2", schema, pg.index_name(DIMENSIONS))
-            assert (stored["vec"], stored["arr"]) == (len(TOPICS), 0)  # stored once, as vectors
+            assert await _stored(repo) == (len(TOPICS), 0)  # stored once, as vectors
             assert index is not None and "USING hnsw" in index["indexdef"]
             assert "vector_cosine_ops" in index["indexdef"]
             # The search's query can use that index (the dimension test is its predicate).
@@ -125,9 +141,6 @@ async def test_embeddings_are_ranked_in_the_database_under_an_hnsw_index(tmp_pat
             # Deleting a document takes its vectors with it.
             await store.delete_document(org.id, kb.id, "doc0.txt")
             assert len(await store.vectors([kb.id])) == len(TOPICS) - 1
-        finally:
-            await service.close()
-            await repo.close()
 
 
 async def test_a_bases_filter_still_fills_the_limit_under_the_index(tmp_path: Path):
@@ -135,9 +148,7 @@ async def test_a_bases_filter_still_fills_the_limit_under_the_index(tmp_path: Pa
     candidates are all theirs, and the iterative scan keeps going until the limit is filled."""
     async with fresh_schema() as schema:
         settings = make_settings(tmp_path, backend="postgres", pg_schema=schema)
-        repo = await open_repository(settings)
-        service = KnowledgeService(settings.knowledge, embedder=StubEmbedder())  # type: ignore[arg-type]
-        try:
+        async with _knowledge(settings) as (repo, service):
             org, kb = await _fill(service, repo)
             store = service.store(repo)
             other = await service.create_base(repo, org.id, "crowd")
@@ -158,17 +169,12 @@ async def test_a_bases_filter_still_fills_the_limit_under_the_index(tmp_path: Pa
             assert pg.index_name(DIMENSIONS) in plan
             ours = {cid for cid, _ in await store.vectors([kb.id])}
             assert len(rows) == 5 and {int(r["id"]) for r in rows} <= ours
-        finally:
-            await service.close()
-            await repo.close()
 
 
 async def test_turned_off_it_keeps_real_arrays_and_ranks_in_the_application(tmp_path: Path):
     async with fresh_schema() as schema:
         settings = make_settings(tmp_path, backend="postgres", pg_schema=schema, knowledge={"pgvector": False})
-        repo = await open_repository(settings)
-        service = KnowledgeService(settings.knowledge, embedder=StubEmbedder())  # type: ignore[arg-type]
-        try:
+        async with _knowledge(settings) as (repo, service):
             _, kb = await _fill(service, repo)
             store = service.store(repo)
             assert not await store.ranks_vectors()
@@ -186,19 +192,12 @@ async def test_turned_off_it_keeps_real_arrays_and_ranks_in_the_application(tmp_
                                      embedder=StubEmbedder())  # type: ignore[arg-type]
             moved = later.store(repo)
             assert await moved.ranks_vectors()
-            async with repo.connection() as conn:
-                stored = await conn.fetchrow(
-                    "SELECT count(*) FILTER (WHERE embedding_vec IS NOT NULL) AS vec,"
-                    " count(*) FILTER (WHERE embedding IS NOT NULL) AS arr FROM knowledge_chunks")
-            assert (stored["vec"], stored["arr"]) == (len(TOPICS), 0)
+            assert await _stored(repo) == (len(TOPICS), 0)
             query = embed("gift card refund")
             arrays = await moved.vectors([kb.id])
             assert _scores(query, arrays, await moved.nearest([kb.id], query, 3)) == \
                 _scores(query, arrays, top_by_dot(query, arrays, 3))
             assert (await later.search(repo, [kb.id], "gift card refund"))[0].source == "doc4.txt"
-        finally:
-            await service.close()
-            await repo.close()
 
 
 async def test_a_role_that_may_not_create_the_extension_keeps_real_arrays(tmp_path: Path, caplog):
@@ -210,9 +209,7 @@ async def test_a_role_that_may_not_create_the_extension_keeps_real_arrays(tmp_pa
     try:
         url = PG_URL.split("://", 1)[0] + f"://{role}@" + PG_URL.split("@", 1)[1].rsplit("/", 1)[0] + f"/{database}"
         settings = make_settings(tmp_path, database_url=url, store={"pool_min_size": 1, "pool_max_size": 2})
-        repo = await open_repository(settings)
-        service = KnowledgeService(settings.knowledge, embedder=StubEmbedder())  # type: ignore[arg-type]
-        try:
+        async with _knowledge(settings) as (repo, service):
             with caplog.at_level(logging.WARNING, logger="control_plane.knowledge.pgvector"):
                 _, kb = await _fill(service, repo)
                 store = service.store(repo)
@@ -221,9 +218,6 @@ async def test_a_role_that_may_not_create_the_extension_keeps_real_arrays(tmp_pa
             assert len(await store.vectors([kb.id])) == len(TOPICS)
             hits = await service.search(repo, [kb.id], "what are your saturday opening hours?")
             assert hits[0].source == "doc0.txt"
-        finally:
-            await service.close()
-            await repo.close()
     finally:
         await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"DROP ROLE IF EXISTS {role}")
 
