@@ -117,6 +117,7 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
     """The turn policy's settings: the agent's, what the recogniser can do, and the media
     session's endpointing (whether it has a confident end)."""
     config = profile.config
+    ends = endpointing or EndpointingConfig()
     confident_end = endpointing is not None and (
         endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms)
     return TurnConfig(
@@ -131,6 +132,7 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
         interim_results=getattr(stt, "interim_results", True),
         tool_filler_after_s=config.tool_filler_after_ms / 1000,
         gather=config.gather,
+        noise_wordless_s=(ends.end_of_turn_ms - ends.tentative_end_ms) / 1000,
     )
 
 

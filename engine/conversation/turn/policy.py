@@ -119,6 +119,10 @@ class TurnConfig:
     confident_end: bool = False
     """The media session can end a surely finished turn after a shorter silence than the VAD's
     end of turn (its ``confident_end_of_turn_ms``)."""
+    noise_wordless_s: float = 0.28
+    """Noise ends a turn once the recogniser has heard this long without new words after the
+    pause that followed the caller's last ones: the VAD's end of turn judged by words
+    (``end_of_turn_ms`` from the last voiced frame, ``tentative_end_ms`` before that pause)."""
     tool_filler_after_s: float = 1.5
     """A tool running this long gets the filler line (0: never)."""
     gather: GatherConfig = GatherConfig()
@@ -148,7 +152,7 @@ class TurnPolicy:
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
         self.ended_sooner = 0
         """Pauses whose words were sure enough to end the turn sooner (:class:`EndTurn`)."""
-        self._noise = NoiseFlaps()
+        self._noise = NoiseFlaps(config.noise_wordless_s)
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
         self._dtmf = DtmfCollector(config.gather)
@@ -163,6 +167,7 @@ class TurnPolicy:
         self.replies.tool_filler_after_s = config.tool_filler_after_s
         self.barge.words_wait_s = config.barge_in_words_wait_s
         self.barge.interim_results = config.interim_results
+        self._noise.wordless_s = config.noise_wordless_s
 
     # -- the surface ------------------------------------------------------------------------
 
@@ -211,7 +216,7 @@ class TurnPolicy:
         self._owe_final()
         self.turn = CallerTurn.SPEAKING
         self._closed_by_recogniser = False
-        self._noise.reset()
+        self._noise.reset(event.now)
         self.barge.caller_began()
         self._timers.cancel(Timer.FINAL_WAIT)
         self._timers.cancel(Timer.HOLD)
@@ -226,12 +231,7 @@ class TurnPolicy:
         if self.turn is not CallerTurn.SPEAKING:
             return  # the turn was ended already (by the recogniser, or as noise): a pause in that
         self.turn = CallerTurn.PAUSED
-        if self._noise.pause(self.transcript, final_owed=self.final_owed, quiet_run=event.quiet_run,
-                             opening=self.opening):
-            self._end_turn(NOISE)
-            self._maybe_commit(NOISE)
-            return
-        self._finalize()
+        self._finalize(quiet_run=event.quiet_run)
         reply = self.reply
         if self.config.speculative and not self.failing and (reply is None or reply.fixed_text is None):
             text = self.transcript
@@ -290,6 +290,16 @@ class TurnPolicy:
     # -- transcripts ------------------------------------------------------------------------
 
     def _transcribed(self, event: Transcribed) -> None:
+        self._take_transcript(event)
+        # Finals answer the Finalizes in order (the Telnyx relay passes no from_finalize), except
+        # a speech_final: the recogniser's own endpointing sent it.
+        answer = event.is_final and self.config.can_finalize and not event.speech_final
+        if (self._noise.heard(event.now, self.transcript, answer=answer, opening=self.opening)
+                and self.turn in _OPEN and self.mode != "speaking"):
+            self._end_turn(NOISE)
+            self._maybe_commit(NOISE)
+
+    def _take_transcript(self, event: Transcribed) -> None:
         text = event.text.strip()
         if text:
             self.barge.heard_words()
@@ -380,10 +390,11 @@ class TurnPolicy:
             self.ended_sooner += 1
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 
-    def _finalize(self) -> None:
+    def _finalize(self, *, quiet_run: bool = True) -> None:
         if self.stt_ready:
             if self.config.can_finalize:
                 self.final_owed = True
+                self._noise.asked(self._now, quiet_run=quiet_run)
             self._out.append(FinalizeStt())
 
     def _owe_final(self) -> None:
