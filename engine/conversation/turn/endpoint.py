@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
-from ..turn_completion import Verdict, judge_text, punctuation_verdict
+from ...prosody import Contour
+from ..turn_completion import Verdict, judge_text, judge_turn, punctuation_verdict
 from .words import without_tags, words_of
 
 _MARKS = re.compile(r"[^\w\s']")
@@ -103,10 +105,12 @@ def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, 
     return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s)
 
 
-def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False) -> bool:
+def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False,
+                      contour: Callable[[], Contour] | None = None) -> bool:
     """Only text the turn can end with: text the hold would keep open is nearly always a caller
     pausing mid-sentence, and each cancelled reply costs an LLM request."""
-    return bool(text) and (not incomplete_turn_hold_ms or judge_text(text, opening=opening) is Verdict.COMPLETE)
+    return bool(text) and (not incomplete_turn_hold_ms
+                           or judge_turn(text, opening=opening, contour=contour) is Verdict.COMPLETE)
 
 
 def surely_finished(text: str) -> bool:

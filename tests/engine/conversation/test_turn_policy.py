@@ -53,6 +53,7 @@ from engine.conversation.turn import (
     TurnPolicy,
     VadBargeIn,
 )
+from engine.prosody import NO_AUDIO, Contour, PauseAudio
 
 DEEPGRAM = TurnConfig()
 FINALS_ONLY = TurnConfig(can_finalize=False, interim_results=False, final_wait_s=1.5)
@@ -79,8 +80,9 @@ class Driver:
     def speech(self) -> list[object]:
         return self.send(SpeechStarted(self.now))
 
-    def tentative(self, *, quiet_run: bool = False) -> list[object]:
-        return self.send(TentativeEnd(self.now, quiet_run=quiet_run))
+    def tentative(self, *, quiet_run: bool = False, contour: Contour | None = None) -> list[object]:
+        audio = NO_AUDIO if contour is None else PauseAudio(contour=contour)
+        return self.send(TentativeEnd(self.now, quiet_run=quiet_run, audio=audio))
 
     def resumed(self) -> list[object]:
         return self.send(SpeechResumed(self.now))
@@ -129,11 +131,11 @@ def one(kind: type, commands: list[object]):
     return found[0]
 
 
-def a_turn(d: Driver, text: str, *, start: float = 1.0, length: float = 1.0) -> None:
+def a_turn(d: Driver, text: str, *, start: float = 1.0, length: float = 1.0, contour: Contour | None = None) -> None:
     """Deepgram: the caller speaks, a tentative end (its Finalize answered 100 ms later)."""
     d.at(start).speech()
     d.at(start + length / 2).interim(text)
-    d.at(start + length + 0.02).tentative()
+    d.at(start + length + 0.02).tentative(contour=contour)
     d.at(start + length + 0.12).final(text)
 
 
@@ -637,6 +639,99 @@ def test_without_the_hold_setting_the_unfinished_line_is_answered_at_the_end_of_
     d = Driver(TurnConfig(incomplete_turn_hold_ms=0))
     a_turn(d, "my order number is")
     assert one(CommitReply, d.at(2.3).turn_end())
+
+
+# -- the final contour ----------------------------------------------------------------------
+
+
+def _after_a_first_reply(d: Driver) -> None:
+    """The agent has spoken (interjections then read unsure, not as answering the phone)."""
+    a_turn(d, "Hi.", start=0.0, length=0.5)
+    d.at(0.82).turn_end()
+    d.speak()
+    d.at(0.9).played()
+
+
+def test_unsure_words_that_end_on_a_falling_voice_are_speculated_on_and_answered_at_the_end_of_turn():
+    # "great thank you", unpunctuated, reads unsure (an okay may preface more); the voice fell.
+    d = Driver()
+    _after_a_first_reply(d)
+    d.at(1.0).speech()
+    d.at(1.5).interim("great thank you")
+    reply = one(StartReply, d.at(2.02).tentative(contour=Contour.FALL))
+    assert reply.speculative and reply.user_text == "great thank you"
+    d.at(2.12).final("great thank you")
+    out = d.at(2.32).turn_end()
+    assert one(CommitReply, out).utterance_id == reply.utterance_id
+    assert Timer.HOLD not in [c.timer for c in of(StartTimer, out)] and d.policy.turn is CallerTurn.IDLE
+
+
+def test_unsure_words_on_a_level_or_unknown_voice_wait_half_the_hold_as_before():
+    for contour in (Contour.LEVEL, Contour.RISE, None):
+        d = Driver()
+        _after_a_first_reply(d)
+        a_turn(d, "great thank you", contour=contour)
+        out = d.at(2.32).turn_end()
+        assert d.policy.turn is CallerTurn.HOLDING and not of(Commit, out)
+        assert d.policy.timer_deadline(Timer.HOLD) == pytest.approx(2.32 + 0.35)
+
+
+def test_complete_unpunctuated_words_on_a_rising_voice_wait_half_the_hold_and_the_caller_goes_on():
+    # "alright I guess I'll wait then, [340 ms] thanks": stripped, the words read done.
+    d = Driver()
+    _after_a_first_reply(d)
+    d.at(1.0).speech()
+    d.at(1.5).interim("alright i guess i'll wait then")
+    assert not of(StartReply, d.at(2.02).tentative(contour=Contour.RISE))  # no speculation on it
+    d.at(2.12).final("alright i guess i'll wait then")
+    out = d.at(2.32).turn_end()
+    assert d.policy.turn is CallerTurn.HOLDING and not of(Commit, out)
+    assert d.policy.timer_deadline(Timer.HOLD) == pytest.approx(2.32 + 0.35)
+    d.at(2.36).speech()  # "thanks", within the hold: one merged turn
+    a_turn(d, "thanks", start=2.36, length=0.4, contour=Contour.FALL)
+    d.at(3.08).turn_end()
+    assert d.policy.reply.committed and d.policy.reply.user_text == "alright i guess i'll wait then thanks"
+
+
+def test_a_rising_question_and_punctuated_words_are_answered_as_the_words_say():
+    for text in ("can you move it to wednesday morning", "I'll wait then.", "Can you move it?"):
+        d = Driver()
+        _after_a_first_reply(d)
+        a_turn(d, text, contour=Contour.RISE)
+        assert one(CommitReply, d.at(2.32).turn_end())
+    d = Driver()
+    _after_a_first_reply(d)
+    a_turn(d, "Thanks, bye,", contour=Contour.FALL)  # the recogniser heard it trail off
+    d.at(2.32).turn_end()
+    assert d.policy.turn is CallerTurn.HOLDING
+
+
+def test_the_contour_of_an_earlier_pause_does_not_judge_words_said_after_it():
+    d = Driver()
+    _after_a_first_reply(d)
+    d.at(1.0).speech()
+    d.at(1.5).interim("thanks")
+    d.at(2.02).tentative(contour=Contour.FALL)
+    d.at(2.1).resumed()  # the caller went on; the recogniser ends the turn on its own
+    assert d.policy.pause_audio.contour() is Contour.UNKNOWN
+
+
+def test_with_the_setting_off_the_voice_is_never_read():
+    d = Driver(TurnConfig(final_contour=False))
+    _after_a_first_reply(d)
+    d.at(1.0).speech()
+    d.at(1.5).interim("great thank you")
+    unreadable = PauseAudio(b"\x01\x02" * 4000, sample_rate=11025)  # reading it would raise
+    assert not of(StartReply, d.at(2.02).send(TentativeEnd(2.02, audio=unreadable)))
+    d.at(2.12).final("great thank you")
+    d.at(2.32).turn_end()
+    assert d.policy.turn is CallerTurn.HOLDING
+
+
+def test_the_agent_setting_reaches_the_policy():
+    assert turn_config(resolve(AgentConfig()), object(), 0.8).final_contour  # type: ignore[arg-type]
+    off = resolve(AgentConfig(final_contour=False))
+    assert not turn_config(off, object(), 0.8).final_contour  # type: ignore[arg-type]
 
 
 # -- one answer per turn --------------------------------------------------------------------
