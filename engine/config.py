@@ -95,14 +95,14 @@ class EndpointingConfig(_Model):
     confident_end_of_turn_ms: int = Field(
         # Measured (docs/benchmarks.md): no question in the corpus or the field callers is followed
         # by more words within a line except a hesitant one ("on... Tuesday?", which is excluded),
-        # while closed statements are, 200-340 ms later: statements keep end_of_turn_ms. Off (300)
-        # by default until it ends a turn only once its reply has audio: noise after an early end
-        # starts a new turn that drops a reply not yet speaking (a missed turn in street noise).
+        # while closed statements are, 200-340 ms later: statements keep end_of_turn_ms. It ends a
+        # turn only once the reply has audio (ending before gains nothing, and noise after an
+        # early end would open a new turn that drops a reply not yet speaking).
         300, ge=2 * FRAME_MS,
         description=(
             "Trailing silence that ends a turn whose words are surely finished: the recogniser's final "
             "for the pause is in and closes a question (?) whose words read finished without hesitation, "
-            "and the speculative reply was started on exactly those words (see "
+            "and the speculative reply was started on exactly those words and has its first audio (see "
             "engine/conversation/turn/endpoint.py, surely_finished); speech that resumes first cancels it. "
             "Other turns wait end_of_turn_ms. At or above end_of_turn_ms (the default; or at or below "
             "tentative_end_ms): off. 200 measured safe for the words (docs/benchmarks.md)."

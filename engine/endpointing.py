@@ -162,6 +162,19 @@ class Endpointer:
             return self._in_speech(f, voiced, prev_voiced)
         return self._idle(f, voiced, agent_audible, prev_voiced)
 
+    @property
+    def caller_stirring(self) -> bool:
+        """Idle, and a voiced run has begun that is neither speech yet nor judged as a barge-in:
+        the caller may be starting to talk (or it is a click)."""
+        return not self.in_speech and self._run_start >= 0 and not self._run_audible
+
+    def judge_run_as_barge_in(self) -> None:
+        """Agent audio is about to start over the stirring run: judge the run as a barge-in
+        (``min_barge_in_ms``; BARGE_IN_REJECTED when it ends first), as if it had begun while
+        the agent was audible, instead of as a speech start."""
+        if self.caller_stirring:
+            self._run_audible = True
+
     def end_sooner(self) -> bool:
         """The listener judged this pause's words surely finished: end the turn after
         ``confident_end_of_turn_ms`` of silence instead of ``end_of_turn_ms`` (at once if the

@@ -30,6 +30,10 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "malformed_frames": ("Malformed media-stream frames dropped", "stats.malformed"),
     "barge_ins": ("Caller barge-ins that stopped agent audio", "stats.barge_ins"),
     "rejected_barge_ins": ("Short caller sounds that did not interrupt the agent", "stats.rejected_barge_ins"),
+    "reply_start_holds": (
+        "Replies held at their first frame because the caller had just begun to make a sound",
+        "stats.reply_start_holds",
+    ),
     "dtmf_digits": ("DTMF digits received on media streams", "stats.dtmf"),
     "mark_echoes_overdue": (
         "Agent utterances taken as played because the carrier's mark echo was overdue",

@@ -75,7 +75,7 @@ class SessionStats:
     __slots__ = (
         "frames_in", "malformed", "unknown_events", "dtmf", "barge_ins", "barge_in_holds",
         "rejected_barge_ins", "carrier_errors", "stalled_frames", "odd_size_frames",
-        "mark_echoes_overdue", "mark_echoes_late",
+        "mark_echoes_overdue", "mark_echoes_late", "reply_start_holds",
     )
     # mark_echoes_overdue: utterances taken as played because their mark echo was overdue;
     # mark_echoes_late: echoes that came after that (so overdue - late never came at all).
@@ -93,6 +93,7 @@ class SessionStats:
         self.odd_size_frames = 0
         self.mark_echoes_overdue = 0
         self.mark_echoes_late = 0
+        self.reply_start_holds = 0
 
 
 class MediaSession:
@@ -267,6 +268,8 @@ class MediaSession:
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)
+        elif not self._utterance_first_sent and self._utterance is not None and endpointer.caller_stirring:
+            self._hold_start_for_caller()
 
     def _on_endpoint(self, event: EndpointEvent, now: float) -> None:
         if event is EndpointEvent.SPEECH_START or event is EndpointEvent.BARGE_IN:
@@ -394,10 +397,25 @@ class MediaSession:
             self._utterance = utterance_id
             self._utterance_first_sent = False
             self._sent_before_utterance = self.playout.frames_sent
+            if self.endpointer.caller_stirring:
+                self._hold_start_for_caller()
         push = self.playout.push
         for frame in self._reframer.feed(self.codec.encode(pcm)):
             push(utterance_id, protocol.serialize_media(frame))
         self.waker()
+
+    def _hold_start_for_caller(self) -> None:
+        """A reply is about to start just as the caller began a voiced run (they go on after a
+        pause as long as the end of turn, or it is a click): hold its first frame and judge the
+        run as a barge-in over it. Speech then takes the floor before a word of the reply is
+        heard; a click is rejected and the reply goes out. Without this, the run would only
+        hold the reply once it reached ``min_speech_ms``, with up to that plus the lead of the
+        reply already sent over the caller."""
+        if self.playout.held:
+            return
+        self.endpointer.judge_run_as_barge_in()
+        self.playout.hold()
+        self.stats.reply_start_holds += 1
 
     def finish_utterance(self, utterance_id: int) -> None:
         """No more audio for this utterance: pad the tail and ask the carrier to confirm it played."""

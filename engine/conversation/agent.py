@@ -62,6 +62,7 @@ from .turn import (
     KeysEntered,
     KeysHeard,
     PlayoutDone,
+    ReplyAudioReady,
     ReplyFailed,
     ReplySpeaking,
     ResumeAfterHold,
@@ -461,6 +462,9 @@ class CallAgent(MediaListener):
         if reply.fixed_text is None:
             self.conversation.add_user(reply.user_text)
         self._feed(ReplySpeaking(reply.utterance_id))
+
+    def reply_audio_ready(self, reply: Reply) -> None:
+        self._feed(ReplyAudioReady(reply.utterance_id))
 
     def reply_failed(self, reply: Reply, exc: BaseException) -> None:
         self.errors.append(f"reply {reply.utterance_id}: {exc}")

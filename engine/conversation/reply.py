@@ -53,6 +53,7 @@ class ReplyHost(Protocol):
     def messages_for(self, user_text: str) -> list[dict[str, Any]]: ...
     async def run_tools(self, reply: Reply, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool: ...
     def reply_speaking(self, reply: Reply) -> None: ...
+    def reply_audio_ready(self, reply: Reply) -> None: ...
     def reply_failed(self, reply: Reply, exc: BaseException) -> None: ...
 
 
@@ -280,6 +281,8 @@ class Reply:
                 self._play(chunk.pcm)
             else:
                 self.held.append(chunk.pcm)
+                if len(self.held) == 1:
+                    host.reply_audio_ready(self)
         self.audio_done = True
         if self.committed:
             host.session.finish_utterance(self.utterance_id)

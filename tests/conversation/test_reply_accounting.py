@@ -131,6 +131,9 @@ class Host:
     def reply_speaking(self, reply: Reply) -> None:
         pass
 
+    def reply_audio_ready(self, reply: Reply) -> None:
+        pass
+
     def reply_failed(self, reply: Reply, exc: BaseException) -> None:
         self.failed.append(exc)
 

@@ -10,6 +10,7 @@ audio takes 100 ms. The endpointer's events are fed at scripted times.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -235,11 +236,23 @@ async def test_a_caller_who_goes_on_within_the_hold_gets_one_reply_to_the_whole_
 
 
 @VIRTUAL
-async def test_a_question_asks_the_session_for_the_shorter_end_when_its_final_is_in():
+async def test_a_question_asks_the_session_for_the_shorter_end_once_its_reply_has_audio(monkeypatch):
+    # A model fast enough that the reply started on the final (3.12) has audio (3.27) before
+    # the VAD's end of turn (3.3): the session is asked to end the turn then.
+    monkeypatch.setattr(sys.modules[__name__], "LLM_FIRST_TOKEN_S", 0.05)
     session = EndingSession()
     await converse([(1.0, "Could we move it to Friday morning instead?", 2.0)], session=session)
-    assert session.sooner_at == [pytest.approx(3.0 + TENTATIVE_S + STT_FINAL_S, abs=0.005)]
+    assert session.sooner_at == [pytest.approx(3.0 + TENTATIVE_S + STT_FINAL_S + 0.05 + TTS_FIRST_AUDIO_S,
+                                               abs=0.005)]
     assert len(session.spoken_at) == 1  # answered once
+
+
+@VIRTUAL
+async def test_a_question_whose_reply_is_not_ready_by_the_end_of_turn_asks_for_nothing():
+    session = EndingSession()
+    _, _, (end,) = await converse([(1.0, "Could we move it to Friday morning instead?", 2.0)], session=session)
+    assert session.sooner_at == []
+    assert session.spoken_at == [pytest.approx(end + SPECULATIVE_READY_S, abs=0.005)]
 
 
 @VIRTUAL

@@ -180,6 +180,46 @@ def test_a_short_backchannel_does_not_interrupt_the_agent():
     assert call.session.playout.late_frames == 0  # the pause was deliberate, not lateness
 
 
+def test_a_reply_due_as_the_caller_goes_on_is_held_before_its_first_frame():
+    # "...and call back. [340 ms] Bye now.": the reply is ready just as the caller resumes, their
+    # voiced run not yet min_speech long. Not a frame of it may go out over them.
+    call = Call()
+    call.play(voiced(0.6) + silence(0.4) + voiced(0.02, seed=8))
+    assert call.session.endpointer.caller_stirring
+    call.session.speak(3, voiced(2.0, seed=3))
+    call.session.finish_utterance(3)
+    call.play(voiced(0.5, seed=8))
+    assert call.session.stats.reply_start_holds == 1
+    assert EndpointEvent.BARGE_IN in call.events() and EndpointEvent.SPEECH_START not in call.events()[1:]
+    assert call.sent_media() == []  # the caller heard nothing of it
+    (interruption,) = call.listener.barge_ins
+    assert interruption.utterance_id == 3 and interruption.heard_ms == 0
+
+
+def test_a_click_as_a_reply_starts_only_delays_it():
+    call = Call()
+    call.play(voiced(0.6) + silence(0.4) + voiced(0.02, seed=8))
+    call.session.speak(4, voiced(1.0, seed=3))
+    call.session.finish_utterance(4)
+    call.play(silence(0.2))
+    assert call.session.stats.reply_start_holds == 1 and call.session.stats.rejected_barge_ins == 1
+    assert not call.session.playout.held and call.listener.barge_ins == []
+    call.play(silence(1.5))
+    assert len(call.sent_media()) == 50  # the whole reply, a few frames late
+    first_sent = call.sent_media()[0][0]
+    assert 1.04 < first_sent <= 1.16
+
+
+def test_a_reply_starts_at_once_when_the_caller_is_silent():
+    call = Call()
+    call.play(voiced(0.6) + silence(0.4))
+    assert not call.session.endpointer.caller_stirring
+    call.session.speak(5, voiced(1.0, seed=3))
+    call.session.finish_utterance(5)
+    call.play(silence(0.04))
+    assert call.session.stats.reply_start_holds == 0 and call.sent_media()
+
+
 def _reply_without_echo(call):
     """A caller turn, then a 0.5 s reply whose mark goes out; returns when its audio ends."""
     call.play(voiced(0.6) + silence(0.4))

@@ -27,6 +27,7 @@ from .events import (
     KeysEntered,
     KeysHeard,
     PlayoutDone,
+    ReplyAudioReady,
     ReplyFailed,
     ReplySpeaking,
     ResumeAfterHold,
@@ -55,7 +56,8 @@ from .words import same_words, word_count
 __all__ = [
     "Event", "SpeechStarted", "TentativeEnd", "SpeechResumed", "TurnEnded", "BargeInPending", "BargeInRejected",
     "VadBargeIn", "BargeIn", "Transcribed", "SttReady", "KeyPressed", "KeysHeard", "TimerFired",
-    "ReplySpeaking", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished", "Greet", "Failing", "Stopped",
+    "ReplySpeaking", "ReplyAudioReady", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished", "Greet",
+    "Failing", "Stopped",
     "Command", "Timer", "TurnOver", "EndTurn", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText",
     "FinalizeStt", "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
     "KeysEntered", "FailCall", "CallerTurn", "ReplyView", "SpeculationStats", "TurnConfig", "TurnPolicy",

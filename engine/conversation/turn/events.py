@@ -14,8 +14,8 @@ __all__ = [
     # events
     "Event", "SpeechStarted", "TentativeEnd", "SpeechResumed", "TurnEnded", "BargeInPending",
     "BargeInRejected", "VadBargeIn", "BargeIn", "Transcribed", "SttReady", "KeyPressed", "KeysHeard",
-    "TimerFired", "ReplySpeaking", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished", "Greet",
-    "Failing", "Stopped",
+    "TimerFired", "ReplySpeaking", "ReplyAudioReady", "PlayoutDone", "ReplyFailed", "ToolStarted", "ToolFinished",
+    "Greet", "Failing", "Stopped",
     # commands
     "Command", "Timer", "TurnOver", "EndTurn", "StartReply", "CommitReply", "DropReply", "Commit", "DiscardText",
     "FinalizeStt", "StartTimer", "CancelTimer", "ResumeAfterHold", "ConfirmBargeIn", "StampTurn", "SayFiller",
@@ -147,6 +147,13 @@ class TimerFired(Event):
 @dataclass(frozen=True, slots=True)
 class ReplySpeaking(Event):
     """The reply's first audio went to the playout: the caller hears it from now on."""
+
+    utterance_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAudioReady(Event):
+    """A speculative reply's first audio arrived and is held: committing it now plays at once."""
 
     utterance_id: int
 

@@ -16,10 +16,12 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   turn commits without it, and the late final, whenever it comes (even while the reply plays),
   joins the next turn. It is never an error.
 * **Confident end.** When the final for a pause is in and its words are surely finished
-  (:func:`.endpoint.surely_finished`: a question, the speculative reply on exactly those words),
-  the media session is asked to end the turn after a shorter silence (:class:`EndTurn`; it
-  counts the frames, so speech that resumed first still wins); anything less waits for the
-  VAD's end of turn, as before.
+  (:func:`.endpoint.surely_finished`: a question, the speculative reply on exactly those words)
+  and that reply's first audio is in, the media session is asked to end the turn after a
+  shorter silence (:class:`EndTurn`; it counts the frames, so speech that resumed first still
+  wins); anything less waits for the VAD's end of turn, as before. Only with audio in hand:
+  ending sooner gains nothing before the reply can play, and a turn ended early on a reply
+  still in the making would leave it to be dropped by noise that follows (a new "turn").
 * **Hold.** Text that reads unfinished waits ``incomplete_turn_hold_ms`` more (unsure: half);
   speech meanwhile merges the turns.
 * **One answer per turn.** A caller who goes on before hearing the reply gets one merged turn;
@@ -65,6 +67,7 @@ from .events import (
     KeysEntered,
     KeysHeard,
     PlayoutDone,
+    ReplyAudioReady,
     ReplyFailed,
     ReplySpeaking,
     SpeechResumed,
@@ -372,7 +375,8 @@ class TurnPolicy:
         reply, text = self.reply, self.transcript
         if (self.config.confident_end and self.turn is CallerTurn.PAUSED and not self.final_owed
                 and not self.failing and reply is not None and reply.speculative and not reply.committed
-                and reply.fixed_text is None and same_words(reply.user_text, text) and surely_finished(text)):
+                and reply.audio_ready and reply.fixed_text is None and same_words(reply.user_text, text)
+                and surely_finished(text)):
             self.ended_sooner += 1
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 
@@ -512,6 +516,10 @@ class TurnPolicy:
             del self.finals[: reply.finals_used]
             self.interim = ""
 
+    def _reply_audio_ready(self, event: ReplyAudioReady) -> None:
+        if self.replies.audio_ready(event.utterance_id) is not None:
+            self._end_sooner()
+
     def _playout_done(self, event: PlayoutDone) -> None:
         self.replies.playout_done(event.utterance_id)
 
@@ -555,6 +563,7 @@ _HANDLERS: dict[type[Event], Callable[[TurnPolicy, Any], None]] = {
     KeysHeard: TurnPolicy._keys_heard,
     TimerFired: TurnPolicy._timer_fired,
     ReplySpeaking: TurnPolicy._reply_speaking,
+    ReplyAudioReady: TurnPolicy._reply_audio_ready,
     PlayoutDone: TurnPolicy._playout_done,
     ReplyFailed: TurnPolicy._reply_failed,
     ToolStarted: TurnPolicy._tool_started,

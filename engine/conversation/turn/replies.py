@@ -35,6 +35,8 @@ class ReplyView:
     fixed_text: str | None = None
     attempt: int = 0
     speaking: bool = False
+    audio_ready: bool = False
+    """Its first audio is in (held, while speculative): a commit plays it at once."""
     filler_said: bool = False
 
 
@@ -95,6 +97,14 @@ class Replies:
         if reply is None or reply.speaking:
             return None
         reply.speaking = True
+        return reply
+
+    def audio_ready(self, utterance_id: int) -> ReplyView | None:
+        """Its first audio arrived (held if speculative): returns the reply when that is news."""
+        reply = self._is_current(utterance_id)
+        if reply is None or reply.audio_ready:
+            return None
+        reply.audio_ready = True
         return reply
 
     def barged_in(self, utterance_id: int | None) -> bool:

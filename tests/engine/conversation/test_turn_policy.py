@@ -29,6 +29,7 @@ from engine.conversation.turn import (
     KeysEntered,
     KeysHeard,
     PlayoutDone,
+    ReplyAudioReady,
     ReplyFailed,
     ReplySpeaking,
     ResumeAfterHold,
@@ -101,6 +102,10 @@ class Driver:
 
     def speak(self, uid: int | None = None) -> list[object]:
         return self.send(ReplySpeaking(uid if uid is not None else self.policy.reply.utterance_id))
+
+    def audio(self, uid: int | None = None) -> list[object]:
+        """The speculative reply's first audio arrived (held)."""
+        return self.send(ReplyAudioReady(uid if uid is not None else self.policy.reply.utterance_id))
 
     def played(self, uid: int | None = None) -> list[object]:
         return self.send(PlayoutDone(uid if uid is not None else self.policy.reply.utterance_id, self.now))
@@ -195,11 +200,34 @@ def test_a_question_whose_final_is_in_asks_for_the_shorter_end_and_keeps_its_rep
     d.at(1.5).interim("Could we move it to Friday morning instead?")
     d.at(2.02).tentative()
     uid = d.policy.reply.utterance_id
+    d.at(2.1).audio()
     out = d.at(2.12).final("Could we move it to Friday morning instead?")
     assert out == [EndTurn()] and d.policy.ended_sooner == 1
     out = d.at(2.2).turn_end()  # the media session's end of turn, 200 ms into the silence
     assert one(Commit, out).text == "Could we move it to Friday morning instead?"
     assert one(CommitReply, out).utterance_id == uid
+
+
+def test_a_sure_question_ends_sooner_only_once_its_reply_has_audio():
+    # Ending before the reply can play gains nothing, and noise after the early end would
+    # open a new "turn" that drops the reply still in the making.
+    d = Driver(SOONER)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Could we move it to Friday morning instead?")
+    d.at(2.02).tentative()
+    assert not of(EndTurn, d.at(2.12).final("Could we move it to Friday morning instead?"))
+    assert d.at(2.27).audio() == [EndTurn()] and d.policy.ended_sooner == 1
+    assert d.at(2.28).audio() == []  # news once
+
+
+def test_audio_for_a_reply_the_caller_talked_over_asks_for_nothing():
+    d = Driver(SOONER)
+    d.at(1.0).speech()
+    d.at(1.5).interim("Could we move it to Friday morning instead?")
+    d.at(2.02).tentative()
+    d.at(2.12).final("Could we move it to Friday morning instead?")
+    d.at(2.16).resumed()
+    assert not of(EndTurn, d.at(2.2).audio())
 
 
 @pytest.mark.parametrize("text", [
@@ -212,6 +240,8 @@ def test_a_question_whose_final_is_in_asks_for_the_shorter_end_and_keeps_its_rep
 def test_anything_short_of_a_sure_question_waits_for_the_vads_end_of_turn(text):
     d = Driver(SOONER)
     a_turn(d, text)
+    if d.policy.reply is not None:
+        d.at(2.15).audio()
     assert not of(EndTurn, d.log)
 
 
@@ -221,7 +251,8 @@ def test_a_final_that_changes_the_words_asks_once_its_restarted_reply_has_them()
     d.at(1.5).interim("Could we move it to")
     d.at(2.02).tentative()  # no speculation on unfinished words
     out = d.at(2.12).final("Could we move it to Friday?")
-    assert one(StartReply, out).user_text == "Could we move it to Friday?" and one(EndTurn, out)
+    assert one(StartReply, out).user_text == "Could we move it to Friday?" and not of(EndTurn, out)
+    assert d.at(2.25).audio() == [EndTurn()]
 
 
 def test_a_final_while_the_caller_talks_asks_for_nothing():
@@ -248,6 +279,7 @@ def test_the_confident_end_is_on_where_the_sessions_endpointing_has_one(endpoint
 def test_without_the_setting_no_shorter_end_is_asked_for():
     d = Driver()
     a_turn(d, "Could we move it to Friday morning instead?")
+    d.at(2.15).audio()
     assert not of(EndTurn, d.log)
 
 
