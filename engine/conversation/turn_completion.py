@@ -97,8 +97,8 @@ _NUMBERS = frozenset(["zero", "oh", "one", "two", "three", "four", "five", "six"
                       "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                       "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
                       "hundred", "thousand", "double", "triple"])
-_DETERMINERS = frozenset(["the", "a", "an", "this", "that", "these", "those", "which", "whichever", "each", "every",
-                          "any", "another", "either", "neither", "my", "your", "his", "her", "our", "their"])
+_DETERMINERS = frozenset(["the", "a", "an", "this", "that", "which", "whichever", "each", "every", "any", "another",
+                          "either", "neither", "my", "your", "his", "her", "our", "their"])
 """Before "one" (directly or across one describing word) these make it a pronoun, not a digit:
 "let's do that one", "which one", "the other one", "the new one", "a cheaper one"."""
 _NUMBER_NOUNS = frozenset(["number", "no", "option", "extension", "line", "platform", "flat", "unit", "room"])
@@ -109,7 +109,9 @@ _QUANTITY_PREPOSITIONS = frozenset(["of", "for", "at", "by", "after", "before", 
 """Prepositions a quantity or a clock time follows ("instead of four", "a table for six", "at
 two", "out of ten", "after three", "half past two"). Not those that introduce a code or an
 address part by part: "in" ("it ends in four..."), "with" ("starts with seven..."), "on",
-"from", "to", "under" (a name)."""
+"from", "to", "under" (a name). A house number after "at" ("I live at nine... Station Road")
+reads as a time here; a caller pausing there longer than the end of turn is answered over (no
+corpus line does: every prefix this rule finishes is followed by at most 140 ms of silence)."""
 _DICTATION_ONLY = frozenset(["oh", "double", "triple"])
 """Number words that start or go on with a dictation, never stand as a quantity ("reach me at
 oh...", "for double...")."""
