@@ -22,6 +22,7 @@ from .config import FRAME_MS, EngineConfig
 from .endpointing import Endpointer, EndpointEvent
 from .jitter import JitterBuffer
 from .playout import Interruption, Playout, Reframer
+from .prosody import CONTOUR_WINDOW_S
 from .timeline import TurnTimeline
 from .vad import Vad, make_vad, talker_of
 
@@ -101,7 +102,7 @@ class MediaSession:
         "config", "listener", "outbound", "stats", "stream_id", "call_control_id", "start",
         "codec", "started", "stopped", "jitter", "playout", "endpointer", "turns",
         "current_turn", "pause_run_quiet", "_run_peak", "_turn_peak", "_vad", "_now", "_last_media_at",
-        "_last_voiced_at", "_last_pcm",
+        "_last_voiced_at", "_last_pcm", "_tail", "_tail_pos",
         "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
         "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
         "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "barge_in_deferred",
@@ -148,6 +149,8 @@ class MediaSession:
         self._last_media_at: float | None = None
         self._last_voiced_at: float | None = None
         self._last_pcm: bytes | None = None
+        self._tail = bytearray()  # the caller's last CONTOUR_WINDOW_S, a ring: no per-frame allocation
+        self._tail_pos = 0
         self._silence_pcm = b""
         self._reframer: Reframer | None = None
         self._pcm_accum = bytearray()
@@ -204,6 +207,8 @@ class MediaSession:
         self.started = True
         self._vad = make_vad(self.config.vad, codec.sample_rate)
         self._silence_pcm = bytes(codec.pcm_frame_bytes)
+        frames = -(-int(CONTOUR_WINDOW_S * 1000) // FRAME_MS)
+        self._tail = bytearray(frames * codec.pcm_frame_bytes)
         self._reframer = Reframer(codec.frame_bytes, codec.silence_byte)
         self._last_media_at = now
         self.listener.on_start(self, start)
@@ -265,6 +270,11 @@ class MediaSession:
             level = audioop.rms(pcm, 2)
             if level > self._run_peak:
                 self._run_peak = level
+        tail, pos = self._tail, self._tail_pos
+        end = pos + len(pcm)
+        if end <= len(tail):  # (always: frames are pcm_frame_bytes and the ring a whole number of them)
+            tail[pos:end] = pcm
+            self._tail_pos = end % len(tail)
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)
@@ -313,6 +323,12 @@ class MediaSession:
             turn = self.current_turn = TurnTimeline(self._turn_seq)
             self.turns.append(turn)
         turn.stamp("speech_start", now - max(lag, 0.0))
+
+    def caller_tail(self) -> bytes:
+        """The caller's last half second (:data:`~engine.prosody.CONTOUR_WINDOW_S`), oldest first,
+        PCM16 at the codec's rate: what the final pitch contour is read from at a pause."""
+        pos = self._tail_pos
+        return bytes(self._tail[pos:]) + bytes(self._tail[:pos])
 
     def end_turn_sooner(self) -> None:
         """The listener judged the pause's words surely finished: the endpointer ends the turn

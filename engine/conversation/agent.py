@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from ..config import EndpointingConfig
 from ..endpointing import EndpointEvent
 from ..playout import Interruption
+from ..prosody import NO_AUDIO, PauseAudio
 from ..protocol import Start
 from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Transcript, provider_of
 from ..session import MediaListener, MediaSession
@@ -117,6 +118,7 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
     """The turn policy's settings: the agent's, what the recogniser can do, and the media
     session's endpointing (whether it has a confident end)."""
     config = profile.config
+    ends = endpointing or EndpointingConfig()
     confident_end = endpointing is not None and (
         endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms)
     return TurnConfig(
@@ -131,6 +133,8 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
         interim_results=getattr(stt, "interim_results", True),
         tool_filler_after_s=config.tool_filler_after_ms / 1000,
         gather=config.gather,
+        noise_wordless_s=(ends.end_of_turn_ms - ends.tentative_end_ms) / 1000,
+        final_contour=config.final_contour,
     )
 
 
@@ -288,7 +292,11 @@ class CallAgent(MediaListener):
     def on_endpoint(self, event: EndpointEvent, now: float) -> None:
         if not self._stopped:
             if event is EndpointEvent.TENTATIVE_END:
-                self._feed(TentativeEnd(now, quiet_run=self.session.pause_run_quiet))
+                # The caller's last half second, for the contour the policy reads if its words
+                # leave it unsure (copied now: the ring moves on with the next frame).
+                audio = (PauseAudio(self.session.caller_tail(), self.sample_rate)
+                         if self.policy.config.final_contour else NO_AUDIO)
+                self._feed(TentativeEnd(now, quiet_run=self.session.pause_run_quiet, audio=audio))
             else:
                 self._feed(_ENDPOINT_EVENTS[event](now))
             if event is EndpointEvent.TENTATIVE_END and self.knowledge is not None:

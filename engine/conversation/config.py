@@ -178,6 +178,14 @@ class AgentConfig(BaseModel):
             "number, which may be dictated in groups."
         ),
     )
+    final_contour: bool = Field(
+        True,
+        description=(
+            "Where the transcript has no final punctuation, let the caller's final pitch contour decide "
+            "what its words leave unsure: a fall ends the turn ('thanks bye'), a continuation rise after "
+            "words that read finished waits half of incomplete_turn_hold_ms ('I'll wait then, ... thanks')."
+        ),
+    )
     barge_in_words_wait_ms: int = Field(
         600, ge=0, le=5000,
         description=(

@@ -27,14 +27,25 @@ runs only at a pause (the tentative end, the end of turn), never per frame.
 What the agent does with each (see :func:`hold_ms`): complete answers at the end of turn,
 incomplete waits ``incomplete_turn_hold_ms`` more, unsure waits half of that. Speculation
 runs on complete and unsure text, whose reply is then ready when the wait runs out.
+
+:func:`judge_turn` adds the caller's voice at the pause (:mod:`engine.prosody`) where the
+recogniser left no final mark: a final fall ends unsure words ("great thank you", "seven out
+of ten I think"), and a continuation rise after words that read complete keeps them open a
+moment (unsure: "alright I guess I'll wait then, [340 ms] thanks"), unless they ask a question
+or answer the phone ("hello?"), which rise as they end. The recogniser's final punctuation,
+where it gives one, outranks the voice.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import re
+from collections.abc import Callable
 
-__all__ = ["Verdict", "hold_ms", "judge_text", "punctuation_verdict"]
+from ..prosody import Contour
+
+__all__ = ["Verdict", "hold_ms", "judge_text", "judge_turn", "punctuation_verdict"]
 
 
 class Verdict(enum.Enum):
@@ -129,6 +140,37 @@ def judge_text(text: str, *, opening: bool = False) -> Verdict:
     if verdict is Verdict.COMPLETE and _PUNCTUATED.search(_TAG.sub("", stripped)):
         return Verdict.UNSURE
     return verdict
+
+
+def judge_turn(text: str, *, opening: bool = False, contour: Callable[[], Contour] | None = None) -> Verdict:
+    """The verdict on the words, corrected by the voice's final contour where the recogniser
+    gave no final mark (see the module doc). ``contour`` is asked only when it could change the
+    verdict: reading it costs a pitch track."""
+    verdict = judge_text(text, opening=opening)
+    if contour is None or verdict is Verdict.INCOMPLETE or punctuation_verdict(text) is not None:
+        return verdict
+    if verdict is Verdict.UNSURE:
+        return Verdict.COMPLETE if contour() is Contour.FALL else verdict
+    if opening or _asks(text):
+        return verdict  # answering the phone ("hello?") or asking: a rise that hands the turn over
+    return Verdict.UNSURE if contour() is Contour.RISE else verdict
+
+
+_QUESTION_WORDS = frozenset(["what", "what's", "which", "who", "who's", "whom", "whose", "where", "where's", "when",
+                             "why", "how", "how's"])
+_INVERTED = frozenset(["can", "could", "would", "will", "do", "does", "did", "is", "are", "was", "were", "should",
+                       "shall", "may", "have", "has", "am", "won't", "can't", "don't", "doesn't", "isn't", "aren't"])
+_SUBJECTS = frozenset(["i", "you", "we", "they", "he", "she", "it", "this", "that", "there", "somebody", "someone",
+                       "anybody", "anyone"])
+_QUESTION_WINDOW = 12
+
+
+def _asks(text: str) -> bool:
+    """Whether the last words look like a question (a wh-word, or a verb before its subject:
+    "can you", "is this"): a rise at their end is the question's, not a comma's."""
+    words = _WORD.findall(text.lower().replace("’", "'"))[-_QUESTION_WINDOW:]
+    return any(w in _QUESTION_WORDS for w in words) or any(
+        a in _INVERTED and b in _SUBJECTS for a, b in itertools.pairwise(words))
 
 
 def punctuation_verdict(text: str) -> Verdict | None:

@@ -141,6 +141,9 @@ class Playout:
         self.first_audio: dict[int, float] = {}
         self.queued: dict[int, int] = {}
 
+    def caller_tail(self) -> bytes:
+        return b""  # no caller audio here: the contour is unknown and the words decide
+
     def speak(self, uid: int, pcm: bytes) -> None:
         loop = asyncio.get_running_loop()
         self.first_audio.setdefault(uid, loop.time())

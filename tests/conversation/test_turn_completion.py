@@ -6,7 +6,8 @@ import pytest
 
 from bench.corpus.model import CORPUS_DIR, FIELD_DIR, load_corpus
 from bench.emulators.stt import strip_punctuation
-from engine.conversation.turn_completion import Verdict, hold_ms, judge_text
+from engine.conversation.turn_completion import Verdict, hold_ms, judge_text, judge_turn
+from engine.prosody import Contour
 
 COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNSURE
 
@@ -149,3 +150,54 @@ def test_every_mid_sentence_pause_of_the_pause_scripts_is_waited_through_without
                 assert judge_text(before + "...") is INCOMPLETE
     assert len(heard) >= 7
     assert [text for text, verdict in heard if verdict is COMPLETE] == []
+
+
+FALL, LEVEL, RISE, UNKNOWN = Contour.FALL, Contour.LEVEL, Contour.RISE, Contour.UNKNOWN
+
+
+@pytest.mark.parametrize("text, contour, verdict", [
+    # A final fall ends what the words leave unsure...
+    ("great thank you", FALL, COMPLETE),
+    ("okay thanks", FALL, COMPLETE),
+    ("it was a seven out of ten i think", FALL, COMPLETE),
+    ("let's do that one", FALL, COMPLETE),
+    ("Hi, I need to check on a parcel. The order", FALL, COMPLETE),  # punctuated inside, not closed
+    ("great thank you", LEVEL, UNSURE),
+    ("great thank you", RISE, UNSURE),
+    ("great thank you", UNKNOWN, UNSURE),
+    # ... a rise holds words that read complete ...
+    ("alright i guess i'll wait then", RISE, UNSURE),
+    ("it should go to my office instead", RISE, UNSURE),
+    ("alright i guess i'll wait then", LEVEL, COMPLETE),
+    ("alright i guess i'll wait then", FALL, COMPLETE),
+    # ... unless they ask a question, which rises as it ends.
+    ("can you move it to wednesday morning", RISE, COMPLETE),
+    ("sounds good what do i need to bring", RISE, COMPLETE),
+    ("is this about the invoice i sent", RISE, COMPLETE),
+    ("good afternoon who's calling", RISE, COMPLETE),
+    # Words that read unfinished stay so, whatever the voice.
+    ("my order number is", FALL, INCOMPLETE),
+    ("let me just find my card", FALL, INCOMPLETE),
+    # The recogniser's final punctuation outranks the voice.
+    ("Great, thank you,", FALL, INCOMPLETE),
+    ("I'll wait then.", RISE, COMPLETE),
+    ("Okay, thanks.", RISE, COMPLETE),
+])
+def test_the_final_contour_decides_what_unpunctuated_words_leave_open(text, contour, verdict):
+    assert judge_turn(text, contour=lambda: contour) is verdict
+    assert judge_turn(text) is judge_text(text)  # no audio: the words alone
+
+
+def test_the_contour_is_read_only_when_it_could_change_the_verdict():
+    def unreadable() -> Contour:
+        raise AssertionError("read")
+
+    for text in ("my order number is", "It shipped on Tuesday.", "Thanks,", "can you tell me my balance", ""):
+        judge_turn(text, contour=unreadable)
+
+
+def test_answering_the_phone_on_a_rise_is_not_held():
+    # "hello" before the agent has spoken reads complete; its rise asks who is there.
+    assert judge_turn("yeah hello", opening=True, contour=lambda: RISE) is COMPLETE
+    assert judge_turn("hi this is sam", opening=True, contour=lambda: RISE) is COMPLETE
+    assert judge_turn("hi this is sam", contour=lambda: RISE) is UNSURE

@@ -133,6 +133,9 @@ class Session:
     def resume_after_hold(self) -> None:
         pass
 
+    def caller_tail(self) -> bytes:
+        return b""  # no caller audio here: the contour is unknown and the words decide
+
 
 class EndingSession(Session):
     """A session with the engine's endpointing settings, recording when the agent asks for the

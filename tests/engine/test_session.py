@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from bench.signals import silence, voiced
+from engine.codecs import PCMU
 from engine.config import EndpointingConfig, EngineConfig
 from engine.endpointing import EndpointEvent
 from engine.session import MediaListener, MediaSession
@@ -452,3 +453,31 @@ def test_a_breath_in_a_pause_is_marked_quiet_and_noise_as_loud_as_the_words_is_n
     assert call.events().count(EndpointEvent.SPEECH_RESUMED) == 3
     # the words' own first pause, the breath, the loud sound, the words again
     assert call.listener.quiet == [False, True, False, False]
+
+
+class PauseTails(Recorder):
+    """Records, at each tentative end, the caller audio the session holds for the contour."""
+
+    def __init__(self):
+        super().__init__()
+        self.tails = []
+
+    def on_endpoint(self, event, now):
+        super().on_endpoint(event, now)
+        if event is EndpointEvent.TENTATIVE_END:
+            self.tails.append(self.session.caller_tail())
+
+
+def test_the_caller_tail_is_the_last_half_second_in_order_in_one_buffer_kept_for_the_call():
+    call = Call()
+    call.listener = call.session.listener = PauseTails()
+    call.listener.session = call.session
+    ring = call.session._tail
+    words = voiced(1.3)
+    call.play(silence(0.3) + words + silence(0.4))
+    assert call.session._tail is ring and len(ring) == 25 * 320  # allocated once, at the start
+    tail = call.listener.tails[-1]
+    assert len(tail) == 8000  # 0.5 s at 8 kHz: 0.48 s of the words, then the tentative end's frame
+    decoded = PCMU.decode(PCMU.encode(words))  # what the session heard, through μ-law
+    assert tail[:-320] == decoded[-(len(tail) - 320):]
+    assert tail[-320:] == bytes(320)

@@ -6,10 +6,13 @@ the times passed in (sans-IO).
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 
-from ..turn_completion import Verdict, judge_text, punctuation_verdict
-from .words import without_tags, word_count
+from ...prosody import Contour
+from ..turn_completion import Verdict, judge_text, judge_turn, punctuation_verdict
+from .words import without_tags, words_of
 
 _MARKS = re.compile(r"[^\w\s']")
 
@@ -25,36 +28,61 @@ _WORDS_ONLY_FLAPS = 3
 class NoiseFlaps:
     """The VAD keeps hearing "speech" the recogniser turns into no new words, pause after pause
     (babble, loud noise): the caller is done. Real speech adds words at every pause, because
-    each tentative end asks the recogniser to finalize."""
+    each tentative end asks the recogniser to finalize.
 
-    __slots__ = ("_flaps", "_words_at_pause")
+    Judged on the Finalizes' answers, in order: the answer for a pause at ``t`` covers the audio
+    up to ``t``, so one without new words says the caller said nothing from their last words to
+    ``t``. Their last words ended by the pause at or after which they were first seen (by an
+    interim or the answer for that pause: an interim can show a word still being said). The
+    turn ends only once that wordless stretch is as long as the VAD's own end of turn would be
+    from that pause (``wordless_s``): in street noise a pause between two sentences ("Sorry, it's
+    loud here. [240 ms] Yes, ...") flaps as fast as babble, but its answers bring the next words
+    before the stretch is that long, while babble goes on flapping after the caller stops."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_flaps", "_words", "_words_at", "_asked", "wordless_s")
+
+    def __init__(self, wordless_s: float = 0.28) -> None:
+        self.wordless_s = wordless_s
         self._flaps = 0
-        self._words_at_pause = 0
+        self._words: list[str] = []
+        self._words_at = 0.0  # the caller's last words ended by then (inf: at the next pause)
+        self._asked: list[tuple[float, bool]] = []  # Finalizes not yet answered: (when, quiet run before)
 
-    def reset(self) -> None:
-        """A new turn began."""
+    def reset(self, now: float) -> None:
+        """A new turn began: the caller may be talking from ``now`` on."""
         self._flaps = 0
+        self._words_at = max(self._words_at, now)
 
-    def pause(self, text: str, *, final_owed: bool, quiet_run: bool = False, opening: bool = False) -> bool:
-        """A tentative end on ``text``: whether noise keeps the turn open that is really over.
-        ``quiet_run``: the "speech" before this pause was far under the caller's words, a breath
-        or hiss in their pause (a slow caller's between two sentences), not noise: it neither
-        counts as a flap nor clears the count. ``opening``: as for :func:`judge_text`."""
-        words = word_count(text)
-        # Only a pause whose finalize was answered counts: until then the recogniser has had
-        # no chance to add the words.
-        flapped = words > 0 and words == self._words_at_pause and not final_owed
-        if quiet_run and flapped:
+    def asked(self, now: float, *, quiet_run: bool = True) -> None:
+        """A Finalize went out at ``now``, at a pause (the VAD heard silence). ``quiet_run``: the
+        "speech" before it was far under the caller's words, a breath or hiss in their pause (a
+        slow caller's between two sentences), not noise: its answer neither counts as a flap nor
+        clears the count (a Finalize not sent at a tentative end passes True: no evidence)."""
+        self._words_at = min(self._words_at, now)
+        self._asked.append((now, quiet_run))
+
+    def heard(self, now: float, text: str, *, answer: bool, opening: bool = False) -> bool:
+        """The transcript became ``text``, on an interim or a final; ``answer``: the final answers
+        the oldest Finalize outstanding. Whether noise keeps the turn open that is really over.
+        ``opening``: as for :func:`judge_text`."""
+        asked_at, quiet = self._asked.pop(0) if answer and self._asked else (None, True)
+        words = words_of(text)
+        if words != self._words:
+            # New words: said by the pause whose answer brought them; an interim's, by the next.
+            self._words = words
+            self._words_at = math.inf if asked_at is None else asked_at
+            self._flaps = 0
             return False
-        self._flaps = self._flaps + 1 if flapped else 0
-        self._words_at_pause = words
+        if asked_at is not None and self._words_at == math.inf:
+            self._words_at = asked_at  # an interim's words, all said by this pause
+        if asked_at is None or asked_at <= self._words_at or quiet:
+            return False  # no answer, an answer for audio the words came from, or a breath
+        self._flaps += 1
+        words_only = without_tags(text)
+        if not words_only or self._flaps < 2 or asked_at - self._words_at < self.wordless_s:
+            return False
         # Final punctuation where the recogniser gives it: a pause inside a line flaps alike, and
         # words that read finished there would end the turn early.
-        words_only = without_tags(text)
-        if not words_only or self._flaps < 2:
-            return False
         marked = punctuation_verdict(words_only)
         if marked is not None:
             return marked is Verdict.COMPLETE
@@ -77,10 +105,12 @@ def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, 
     return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s)
 
 
-def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False) -> bool:
+def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False,
+                      contour: Callable[[], Contour] | None = None) -> bool:
     """Only text the turn can end with: text the hold would keep open is nearly always a caller
     pausing mid-sentence, and each cancelled reply costs an LLM request."""
-    return bool(text) and (not incomplete_turn_hold_ms or judge_text(text, opening=opening) is Verdict.COMPLETE)
+    return bool(text) and (not incomplete_turn_hold_ms
+                           or judge_turn(text, opening=opening, contour=contour) is Verdict.COMPLETE)
 
 
 def surely_finished(text: str) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ...prosody import NO_AUDIO, PauseAudio
+
 __all__ = [
     # events
     "Event", "SpeechStarted", "TentativeEnd", "SpeechResumed", "TurnEnded", "BargeInPending",
@@ -42,10 +44,12 @@ class SpeechStarted(Event):
 class TentativeEnd(Event):
     """A short silence (20 ms): the turn may be over. Finalize, and maybe speculate.
     ``quiet_run``: the "speech" since the previous tentative end was far quieter than the
-    caller's words (a breath in a pause, not noise that rivals them)."""
+    caller's words (a breath in a pause, not noise that rivals them). ``audio``: the caller's
+    last half second before the pause, for its final pitch contour (:mod:`engine.prosody`)."""
 
     now: float
     quiet_run: bool = False
+    audio: PauseAudio = NO_AUDIO
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,10 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
   ending sooner gains nothing before the reply can play, and a turn ended early on a reply
   still in the making would leave it to be dropped by noise that follows (a new "turn").
 * **Hold.** Text that reads unfinished waits ``incomplete_turn_hold_ms`` more (unsure: half);
-  speech meanwhile merges the turns.
+  speech meanwhile merges the turns. Where the recogniser gave no final mark, the caller's
+  final pitch contour at this pause (``final_contour``; :func:`.turn_completion.judge_turn`)
+  ends unsure words on a fall and holds complete ones on a continuation rise; speculation
+  follows the same verdict.
 * **One answer per turn.** A caller who goes on before hearing the reply gets one merged turn;
   a turn already committed is not committed again when the VAD catches up.
 * **Barge-in** (:mod:`.barge_in`). A barge-in waits (bounded) for words where the recogniser
@@ -46,8 +49,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...prosody import NO_AUDIO, Contour, PauseAudio
 from ..dtmf import DtmfCollector, GatherConfig
-from ..turn_completion import hold_ms, judge_text
+from ..turn_completion import hold_ms, judge_turn
 from .barge_in import BargeInJudge
 from .endpoint import NoiseFlaps, recogniser_ends_turn, surely_finished, worth_speculating
 from .events import (
@@ -119,8 +123,15 @@ class TurnConfig:
     confident_end: bool = False
     """The media session can end a surely finished turn after a shorter silence than the VAD's
     end of turn (its ``confident_end_of_turn_ms``)."""
+    noise_wordless_s: float = 0.28
+    """Noise ends a turn once the recogniser has heard this long without new words after the
+    pause that followed the caller's last ones: the VAD's end of turn judged by words
+    (``end_of_turn_ms`` from the last voiced frame, ``tentative_end_ms`` before that pause)."""
     tool_filler_after_s: float = 1.5
     """A tool running this long gets the filler line (0: never)."""
+    final_contour: bool = True
+    """Let the caller's final pitch contour at a pause correct the words' verdict where the
+    recogniser gave no final punctuation (the agent reads it from the audio at each pause)."""
     gather: GatherConfig = GatherConfig()
 
 
@@ -148,13 +159,15 @@ class TurnPolicy:
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
         self.ended_sooner = 0
         """Pauses whose words were sure enough to end the turn sooner (:class:`EndTurn`)."""
-        self._noise = NoiseFlaps()
+        self._noise = NoiseFlaps(config.noise_wordless_s)
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
         self._dtmf = DtmfCollector(config.gather)
         self._now = 0.0  # the latest event's time
         self.opening = True
         """The agent has not been heard yet in this call: the caller is answering the phone."""
+        self.pause_audio: PauseAudio = NO_AUDIO
+        """The caller's audio before the current pause, for its contour; none while they speak."""
 
     def reconfigure(self, config: TurnConfig) -> None:
         """The call's own agent settings are known (its setup resolved)."""
@@ -163,6 +176,7 @@ class TurnPolicy:
         self.replies.tool_filler_after_s = config.tool_filler_after_s
         self.barge.words_wait_s = config.barge_in_words_wait_s
         self.barge.interim_results = config.interim_results
+        self._noise.wordless_s = config.noise_wordless_s
 
     # -- the surface ------------------------------------------------------------------------
 
@@ -208,10 +222,11 @@ class TurnPolicy:
 
     def _speech_started(self, event: SpeechStarted) -> None:
         self._voice_since = self._turn_since = event.now
+        self.pause_audio = NO_AUDIO
         self._owe_final()
         self.turn = CallerTurn.SPEAKING
         self._closed_by_recogniser = False
-        self._noise.reset()
+        self._noise.reset(event.now)
         self.barge.caller_began()
         self._timers.cancel(Timer.FINAL_WAIT)
         self._timers.cancel(Timer.HOLD)
@@ -226,12 +241,8 @@ class TurnPolicy:
         if self.turn is not CallerTurn.SPEAKING:
             return  # the turn was ended already (by the recogniser, or as noise): a pause in that
         self.turn = CallerTurn.PAUSED
-        if self._noise.pause(self.transcript, final_owed=self.final_owed, quiet_run=event.quiet_run,
-                             opening=self.opening):
-            self._end_turn(NOISE)
-            self._maybe_commit(NOISE)
-            return
-        self._finalize()
+        self.pause_audio = event.audio
+        self._finalize(quiet_run=event.quiet_run)
         reply = self.reply
         if self.config.speculative and not self.failing and (reply is None or reply.fixed_text is None):
             text = self.transcript
@@ -239,16 +250,22 @@ class TurnPolicy:
             # (Without Finalize and with a final owed, the text lacks the words just said: the
             # speculation starts when their final comes, see _speculate_on_final.)
             if (self.reply is None and worth_speculating(text, self.config.incomplete_turn_hold_ms,
-                                                         opening=self.opening)
+                                                         opening=self.opening, contour=self._contour)
                     and (self.config.can_finalize or not self.final_owed)):
                 self.speculation.started += 1
                 self._start_reply(text, speculative=True, committed=False)
+
+    @property
+    def _contour(self) -> Callable[[], Contour] | None:
+        """How the caller's voice ended before this pause, read when a verdict needs it."""
+        return self.pause_audio.contour if self.config.final_contour else None
 
     def _speech_resumed(self, event: SpeechResumed) -> None:
         # A speculative reply lives on (its audio held) until the caller's new words show up in a
         # transcript: in noise, "speech" after a pause is often no words at all, and the turn then
         # ends on the text it was started on.
         self._voice_since = event.now
+        self.pause_audio = NO_AUDIO
         self._owe_final()
         if self.turn is CallerTurn.PAUSED:
             self.turn = CallerTurn.SPEAKING
@@ -290,6 +307,16 @@ class TurnPolicy:
     # -- transcripts ------------------------------------------------------------------------
 
     def _transcribed(self, event: Transcribed) -> None:
+        self._take_transcript(event)
+        # Finals answer the Finalizes in order (the Telnyx relay passes no from_finalize), except
+        # a speech_final: the recogniser's own endpointing sent it.
+        answer = event.is_final and self.config.can_finalize and not event.speech_final
+        if (self._noise.heard(event.now, self.transcript, answer=answer, opening=self.opening)
+                and self.turn in _OPEN and self.mode != "speaking"):
+            self._end_turn(NOISE)
+            self._maybe_commit(NOISE)
+
+    def _take_transcript(self, event: Transcribed) -> None:
         text = event.text.strip()
         if text:
             self.barge.heard_words()
@@ -356,7 +383,8 @@ class TurnPolicy:
         correct) the speculative reply now, with text that will not change."""
         text = self.transcript
         reply = self.reply
-        worth = worth_speculating(text, self.config.incomplete_turn_hold_ms, opening=self.opening)
+        worth = worth_speculating(text, self.config.incomplete_turn_hold_ms, opening=self.opening,
+                                  contour=self._contour)
         if reply is not None:
             if reply.fixed_text is not None or reply.committed or same_words(reply.user_text, text):
                 return
@@ -380,10 +408,11 @@ class TurnPolicy:
             self.ended_sooner += 1
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 
-    def _finalize(self) -> None:
+    def _finalize(self, *, quiet_run: bool = True) -> None:
         if self.stt_ready:
             if self.config.can_finalize:
                 self.final_owed = True
+                self._noise.asked(self._now, quiet_run=quiet_run)
             self._out.append(FinalizeStt())
 
     def _owe_final(self) -> None:
@@ -411,7 +440,8 @@ class TurnPolicy:
         if self.turn is CallerTurn.HOLDING and not hold_over:
             return
         text = self.transcript
-        hold = hold_ms(judge_text(text, opening=self.opening), self.config.incomplete_turn_hold_ms) if text else 0
+        verdict = judge_turn(text, opening=self.opening, contour=self._contour)
+        hold = hold_ms(verdict, self.config.incomplete_turn_hold_ms) if text else 0
         if hold and not hold_over:
             # Mid-sentence (or maybe): a moment more. A speculative reply keeps preparing; speech
             # cancels the hold and merges the turn.

@@ -13,6 +13,11 @@ def word_count(text: str) -> int:
     return len(_WORDS.findall(_NON_WORDS.sub(" ", text.lower())))
 
 
+def words_of(text: str) -> list[str]:
+    """The recognised words, lower-cased, without punctuation or non-speech tags."""
+    return _WORDS.findall(_NON_WORDS.sub(" ", text.lower()))
+
+
 def same_words(a: str, b: str) -> bool:
     """Whether two transcripts say the same thing (case and punctuation aside)."""
     return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())

@@ -54,34 +54,102 @@ def test_a_backchannel_marks_its_final_for_discarding_until_the_caller_begins():
     assert not j.rejected(backchannel=False) and not j.discard_next_final
 
 
-def test_noise_flaps_end_the_turn_only_after_two_wordless_pauses_on_finished_text():
-    flaps = NoiseFlaps()
-    assert not flaps.pause("I need a refund.", final_owed=False)
-    assert not flaps.pause("I need a refund.", final_owed=False)
-    assert flaps.pause("I need a refund.", final_owed=False)
-    flaps.reset()
-    assert not flaps.pause("I need a refund.", final_owed=False)
+def flapping(flaps: NoiseFlaps, text: str, *, start: float = 1.0, every: float = 0.15, n: int = 5,
+             quiet: bool = False, opening: bool = False) -> list[bool]:
+    """Pauses ``every`` s apart from ``start`` on, each Finalize answered 0.1 s later without new
+    words: whether each answer ended the turn."""
+    ended = []
+    for i in range(n):
+        at = start + every * i
+        flaps.asked(at, quiet_run=quiet)
+        ended.append(flaps.heard(at + 0.1, text, answer=True, opening=opening))
+    return ended
+
+
+def words_at(flaps: NoiseFlaps, text: str, at: float) -> None:
+    """The caller's words, seen by an interim at ``at`` (a pause at ``at`` + 0.02 follows)."""
+    assert not flaps.heard(at, text, answer=False)
+
+
+def test_noise_flaps_end_the_turn_after_two_wordless_answers_a_whole_end_of_turn_after_the_words():
+    flaps = NoiseFlaps(0.28)
+    words_at(flaps, "I need a refund.", 0.9)
+    # the first pause after the words anchors them; its answer and the next are flaps, but the
+    # stretch from that pause is only 0.15 s; the third answer's is 0.30 s
+    assert flapping(flaps, "I need a refund.") == [False, False, True, True, True]
     # a pause inside a line (comma) flaps alike but never ends the turn
-    other = NoiseFlaps()
-    assert not any(other.pause("so the thing is,", final_owed=False) for _ in range(4))
-    # a pause whose finalize is unanswered does not count
-    owed = NoiseFlaps()
-    assert not any(owed.pause("Done.", final_owed=True) for _ in range(4))
+    other = NoiseFlaps(0.28)
+    words_at(other, "so the thing is,", 0.9)
+    assert not any(flapping(other, "so the thing is,", n=8))
     # no punctuation (an engine that does not punctuate): the words decide, on a third flap
-    bare = NoiseFlaps()
-    assert [bare.pause("i need a refund", final_owed=False) for _ in range(4)] == [False, False, False, True]
+    bare = NoiseFlaps(0.28)
+    words_at(bare, "i need a refund", 0.9)
+    assert flapping(bare, "i need a refund", every=0.3) == [False, False, False, True, True]
     for unfinished in ("my order number is", "okay thanks", "Hi, I need to check on a parcel. The order"):
-        words = NoiseFlaps()
-        assert not any(words.pause(unfinished, final_owed=False) for _ in range(5)), unfinished
-    opening = NoiseFlaps()
-    assert [opening.pause("hello", final_owed=False, opening=True) for _ in range(4)] == [False, False, False, True]
+        words = NoiseFlaps(0.28)
+        words_at(words, unfinished, 0.9)
+        assert not any(flapping(words, unfinished, n=8)), unfinished
+    opening = NoiseFlaps(0.28)
+    words_at(opening, "hello", 0.9)
+    assert flapping(opening, "hello", every=0.3, opening=True) == [False, False, False, True, True]
+    # a final that answers no Finalize (none is out) is no flap
+    stray = NoiseFlaps(0.28)
+    words_at(stray, "I need a refund.", 0.9)
+    assert not any(stray.heard(1.0 + 0.3 * i, "I need a refund.", answer=True) for i in range(4))
+
+
+def test_noise_flaps_wait_for_answers_a_sentence_pause_brings_words_to():
+    # noise-street-10db u2: "Sorry, it's loud here. [240 ms] Yes, I booked ...": cars flap the VAD
+    # in the pause; two answers come back without new words, but 0.14 s after the pause that
+    # followed "here.", and the next answer has "Yes,".
+    flaps = NoiseFlaps(0.28)
+    words_at(flaps, "Sorry, it's loud here.", 2.6)
+    assert flapping(flaps, "Sorry, it's loud here.", start=2.68, every=0.14, n=2) == [False, False]
+    flaps.asked(3.02)
+    assert not flaps.heard(3.12, "Sorry, it's loud here. Yes,", answer=True)
+    # new words begin the count and the stretch again
+    assert flapping(flaps, "Sorry, it's loud here. Yes,", start=3.16, n=2) == [False, False]
+
+
+def test_noise_flaps_anchor_words_at_the_pause_that_followed_them():
+    # An interim can show a word still being said: its words end by the next pause, not by it.
+    flaps = NoiseFlaps(0.28)
+    words_at(flaps, "Hello?", 1.0)
+    flaps.asked(1.5)  # 0.5 s later: the words anchor here, not at 1.0
+    assert not flaps.heard(1.6, "Hello?", answer=True)
+    # (anchored at the interim, the second answer would end the turn)
+    assert flapping(flaps, "Hello?", start=1.55, n=3) == [False, False, True]
+    # words an interim shows after a pause was asked, which that pause's answer then brings: said
+    # by that pause
+    late = NoiseFlaps(0.28)
+    late.asked(1.0)
+    assert not late.heard(1.05, "Thanks, bye.", answer=False)
+    assert not late.heard(1.1, "Thanks, bye.", answer=True)
+    assert flapping(late, "Thanks, bye.", start=1.15, n=3) == [False, True, True]
+
+
+def test_quiet_runs_and_finalizes_away_from_pauses_are_no_evidence():
     # quiet "speech" before a pause (a breath) neither counts nor clears the count
-    breath = NoiseFlaps()
-    assert not breath.pause("I need a refund.", final_owed=False)
-    assert not any(breath.pause("I need a refund.", final_owed=False, quiet_run=True) for _ in range(4))
-    assert not breath.pause("I need a refund.", final_owed=False)
-    assert not breath.pause("I need a refund.", final_owed=False, quiet_run=True)
-    assert breath.pause("I need a refund.", final_owed=False)
+    breath = NoiseFlaps(0.28)
+    words_at(breath, "I need a refund.", 0.9)
+    breath.asked(0.92)
+    assert not breath.heard(1.02, "I need a refund.", answer=True)
+    assert flapping(breath, "I need a refund.", start=1.0, n=1) == [False]
+    assert not any(flapping(breath, "I need a refund.", start=1.2, n=4, quiet=True))
+    assert flapping(breath, "I need a refund.", start=1.9, n=1) == [True]
+    # a Finalize not sent at a tentative end (end of turn, a backchannel) counts for nothing
+    other = NoiseFlaps(0.28)
+    words_at(other, "I need a refund.", 0.9)
+    for at in (1.0, 1.2, 1.4, 1.6):
+        other.asked(at)
+        assert not other.heard(at + 0.1, "I need a refund.", answer=True)
+    # a new turn: the caller may have spoken up to its start
+    fresh = NoiseFlaps(0.28)
+    words_at(fresh, "I need a refund.", 0.9)
+    fresh.asked(0.92)
+    fresh.heard(1.02, "I need a refund.", answer=True)
+    fresh.reset(2.0)  # (without it, the second answer would end the turn)
+    assert flapping(fresh, "I need a refund.", start=2.05, n=3) == [False, False, True]
 
 
 def test_the_recogniser_ends_the_turn_only_after_the_vad_heard_enough():
