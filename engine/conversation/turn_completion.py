@@ -16,7 +16,9 @@ runs only at a pause (the tentative end, the end of turn), never per frame.
   "let me just find my card" or "no, sorry" is coming back. Unsure: a transcript that stops
   on a number of fewer than four digits (numbers are dictated in groups: "four seven two...
   nine one eight", "twenty one... Station Road"; four or more make a whole one: "it ends in
-  three three eight one"), and one made only of interjections ("okay", "yes", "great,
+  three three eight one"; neither is "one" standing for a thing, "let's do that one", "the
+  other one", nor a single number after a preposition of quantity or time, "instead of
+  four", "at two", "out of ten"), and one made only of interjections ("okay", "yes", "great,
   thanks"), which either answer or preface more (callers pause 300-400 ms after them, as
   long as the end of turn), unless nothing has been said to the caller yet (answering the
   phone, "yeah, hello?", they wait for the agent), and one ending on a hedge ("the ninth, I
@@ -106,6 +108,24 @@ _NUMBERS = frozenset(["zero", "oh", "one", "two", "three", "four", "five", "six"
                       "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                       "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
                       "hundred", "thousand", "double", "triple"])
+_DETERMINERS = frozenset(["the", "a", "an", "this", "that", "which", "whichever", "each", "every", "any", "another",
+                          "either", "neither", "my", "your", "his", "her", "our", "their"])
+"""Before "one" (directly or across one describing word) these make it a pronoun, not a digit:
+"let's do that one", "which one", "the other one", "the new one", "a cheaper one"."""
+_NUMBER_NOUNS = frozenset(["number", "no", "option", "extension", "line", "platform", "flat", "unit", "room"])
+"""... except a word that names what a numeral follows ("the number one", "the flat one" read
+as a label): "one" there is still a digit."""
+_QUANTITY_PREPOSITIONS = frozenset(["of", "for", "at", "by", "after", "before", "around", "about", "until", "till",
+                                    "past", "than"])
+"""Prepositions a quantity or a clock time follows ("instead of four", "a table for six", "at
+two", "out of ten", "after three", "half past two"). Not those that introduce a code or an
+address part by part: "in" ("it ends in four..."), "with" ("starts with seven..."), "on",
+"from", "to", "under" (a name). A house number after "at" ("I live at nine... Station Road")
+reads as a time here; a caller pausing there longer than the end of turn is answered over (no
+corpus line does: every prefix this rule finishes is followed by at most 140 ms of silence)."""
+_DICTATION_ONLY = frozenset(["oh", "double", "triple"])
+"""Number words that start or go on with a dictation, never stand as a quantity ("reach me at
+oh...", "for double...")."""
 
 
 def judge_text(text: str, *, opening: bool = False) -> Verdict:
@@ -184,7 +204,9 @@ def _judge_words(words: list[str], opening: bool = False) -> Verdict:
     if all(w in _INTERJECTIONS for w in words):
         return Verdict.COMPLETE if opening else Verdict.UNSURE
     if last in _NUMBERS or last.isdigit():
-        return Verdict.COMPLETE if _digits_at_end(words) >= _DIGIT_GROUP else Verdict.UNSURE
+        if _digits_at_end(words) >= _DIGIT_GROUP or _pronoun_one(words) or _quantity(words):
+            return Verdict.COMPLETE
+        return Verdict.UNSURE
     if any(tail[-len(hedge):] == hedge for hedge in _HEDGES):
         return Verdict.UNSURE
     return Verdict.COMPLETE
@@ -201,6 +223,29 @@ def _digits_at_end(words: list[str]) -> int:
         else:
             break
     return digits
+
+
+def _pronoun_one(words: list[str]) -> bool:
+    """ "one" standing for a thing, not a digit: after a determiner ("that one", "which one"),
+    or after a determiner and one describing word ("the other one", "the new one"). A digit
+    group reads otherwise: "twenty one", "S W one", "the number one"."""
+    if words[-1] != "one" or len(words) < 2:
+        return False
+    before = words[-2]
+    if before in _DETERMINERS:
+        return True
+    return (len(words) > 2 and words[-3] in _DETERMINERS and not before.isdigit()
+            and before not in _NUMBERS and before not in _NUMBER_NOUNS and before not in _CONTINUES
+            and before not in _AUXILIARIES)
+
+
+def _quantity(words: list[str]) -> bool:
+    """A single number after a preposition of quantity or time ("instead of four", "at two",
+    "out of ten"): a whole answer, not the first group of a dictation. Two or more number words
+    ("at twenty one...", "at four seven...") still read as a group a longer number may follow."""
+    last = words[-1]
+    single = (last in _NUMBERS and last not in _DICTATION_ONLY) or (last.isdigit() and len(last) <= 2)
+    return single and len(words) > 1 and words[-2] in _QUANTITY_PREPOSITIONS
 
 
 def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:

@@ -57,6 +57,27 @@ COMPLETE, INCOMPLETE, UNSURE = Verdict.COMPLETE, Verdict.INCOMPLETE, Verdict.UNS
     ("it was forty nine ninety nine", COMPLETE),
     ("my pin is 4412", COMPLETE),
     ("it's oh double seven", UNSURE),  # three digits
+    # "one" standing for a thing is no digit; a digit group still reads as one.
+    ("thursday afternoon would be perfect let's do that one", COMPLETE),
+    ("which one", COMPLETE),
+    ("i'd rather have the other one", COMPLETE),
+    ("the new one", COMPLETE),
+    ("i'll take a cheaper one", COMPLETE),
+    ("the postcode is s w one", UNSURE),
+    ("it's the number one", UNSURE),
+    ("the order number is four seven one", UNSURE),
+    # A single number after a preposition of quantity or time is a whole answer ...
+    ("can we make it six people instead of four", COMPLETE),
+    ("the appointment was for the ninth i think at two", COMPLETE),
+    ("i'd give the service a seven out of ten", COMPLETE),
+    ("a table for 6", COMPLETE),
+    ("i'll be home after three", COMPLETE),
+    # ... not two number words, a dictation's "oh", nor a number after "is", "in" or "with".
+    ("i live at twenty one", UNSURE),
+    ("you can reach me at oh", UNSURE),
+    ("the code is four", UNSURE),
+    ("it ends in four", UNSURE),
+    ("the tracking number starts with seven seven", UNSURE),  # a prefix given part by part
     ("hey there so i got a text saying my package was delayed", COMPLETE),
     ("yes it is", COMPLETE),
     ("can you tell me what my current balance is", COMPLETE),
