@@ -314,3 +314,34 @@ async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_
                                          org_id=org.id, history=fresh,
                                          agent_state={"turns": 2}))
     assert await resumed_history(h.cp, context) == (fresh, 2)
+
+
+async def test_a_reattached_stream_counts_max_duration_from_the_calls_answer(h):
+    """A call re-attached 25 minutes in (the instance carrying it died) got a fresh agent whose
+    ``max_duration_s`` timer started again: 30 more minutes instead of the 5 left (and an inbound
+    call has no Telnyx ``time_limit_secs`` behind it). The setup now says how long the call has run."""
+    from datetime import timedelta
+
+    from control_plane.pipeline import CallPorts
+    from control_plane.store import utcnow
+    from control_plane.streamauth import StreamCredential
+    from engine.protocol import Start
+
+    _, headers = await h.org()
+    answered = utcnow() - timedelta(minutes=25)
+    call = await (await h.start_call(headers)).json()
+    await h.webhook("call.answered", {"call_control_id": call["call_control_id"]},
+                    occurred_at=answered.isoformat().replace("+00:00", "Z"))
+    await h.settle()
+    assert (await _row(h, call)).answered_at == answered
+    ccid = call["call_control_id"]
+    ports = CallPorts(h.cp, StreamCredential("call", uuid.UUID(call["call_id"]), resume=True))
+    setup = await ports.setup(Start(stream_id="s-" + ccid, call_control_id=ccid, encoding="PCMU", sample_rate=8000))
+    assert 25 * 60 <= setup.elapsed_s < 25 * 60 + 60
+
+    # Not answered yet (the first stream can come before call.answered is processed): nothing elapsed.
+    fresh = await (await h.start_call(headers, to="+14155550124")).json()
+    ports = CallPorts(h.cp, StreamCredential("call", uuid.UUID(fresh["call_id"])))
+    setup = await ports.setup(Start(stream_id="s2", call_control_id=fresh["call_control_id"], encoding="PCMU",
+                                    sample_rate=8000))
+    assert setup.elapsed_s == 0.0
