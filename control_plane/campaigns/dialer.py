@@ -63,6 +63,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RECORD_GRACE_S = 5.0
+"""After Telnyx answers a dial, the dial task still writes what it said (the call row, the contact):
+stopping waits this long past ``dial_timeout_s`` for those writes."""
+
 
 class Dialer:
     def __init__(self, cp: ControlPlane, *, clock: Callable[[], datetime] = utcnow, worker_id: str | None = None,
@@ -121,8 +125,18 @@ class Dialer:
         if campaign_id is not None and campaign_id in self.runners:
             self.runners[campaign_id].wake.set()
 
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop claiming; let dials in flight finish (up to ``timeout_s``); hand back unsent claims."""
+    @property
+    def stop_grace_s(self) -> float:
+        """How long :meth:`stop` waits for the dials in flight: their request's budget
+        (``dial_timeout_s``) and the writes after it. The deploy files' grace periods cover it."""
+        return self.settings.dial_timeout_s + RECORD_GRACE_S
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop claiming; let dials in flight finish (up to ``timeout_s``, by default
+        :attr:`stop_grace_s`: a dial cut short leaves its attempt to another worker's re-send
+        window, or to a missed call past it); hand back unsent claims."""
+        if timeout_s is None:
+            timeout_s = self.stop_grace_s
         task, self._task = self._task, None
         tasks = [t for t in (task, *self._runner_tasks.values()) if t is not None]
         for t in tasks:

@@ -442,3 +442,32 @@ async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path)
         raise AssertionError("the store was reopened after close")
     task = cp.campaigns.dialer._task
     assert cp._repo is None and (task is None or task.done())
+
+
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_stopping_waits_out_a_dial_in_flight_as_the_deploy_grace_periods_say():
+    """``stop`` waited 5 s while a dial's request may take ``dial_timeout_s`` (10 s) and the deploy
+    files promised that wait: a dial answered after 5 s was cancelled before it was recorded."""
+    from types import SimpleNamespace
+
+    from control_plane.campaigns.settings import CampaignSettings
+
+    campaigns = CampaignSettings()
+    dialer = Dialer(SimpleNamespace(settings=SimpleNamespace(campaigns=campaigns)))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    recorded: list[float] = []
+
+    async def slow_dial() -> None:  # Telnyx answers just inside the request's budget, then it is written
+        await asyncio.sleep(campaigns.dial_timeout_s - 0.5)
+        await asyncio.sleep(1.0)
+        recorded.append(loop.time())
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)
+
+    began = loop.time()
+    finished, hung = dialer.spawn(slow_dial()), dialer.spawn(stuck())
+    await dialer.stop()
+    assert finished.done() and not finished.cancelled() and recorded
+    assert hung.cancelled() and loop.time() - began == pytest.approx(dialer.stop_grace_s)
+    assert dialer.stop_grace_s >= campaigns.dial_timeout_s + 1.0
