@@ -48,7 +48,7 @@ from ..callstate import apply_event, client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
 from ..store.usage import UsageFigures
 from ..streamauth import stream_target
-from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
+from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited, call_is_over
 from ..usage import call_cost
 from ..voicemail import holds_agent
 from .models import CampaignConfig
@@ -566,7 +566,10 @@ class CampaignRunner:
                 info = await client.get_call(call.call_control_id)
                 alive = bool(info.get("is_alive")) if isinstance(info, dict) else True
             except TelnyxApiError as exc:
-                if exc.status not in (404, 422):
+                if not call_is_over(exc):
+                    # Not an answer about the call (a wrong API base answers 404 for every one):
+                    # live calls are not ended on it. Asked again at the next sweep.
+                    log.warning("campaign %s: cannot ask Telnyx about call %s: %s", campaign.id, call.id, exc)
                     continue
                 alive = False
             except TelnyxError:
