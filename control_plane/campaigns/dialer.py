@@ -22,8 +22,9 @@ worker takes it over (``claim_expired``). ``claimed``: nothing was dialled, it g
 the queue. ``dialing``: the call row says what happened - a ``call_control_id`` or a later
 status (from the dial response or from webhooks, which find the row through ``client_state``)
 means it was dialled; a failure is settled; otherwise the dial is re-sent with the *same*
-command_id while Telnyx still de-duplicates it (``dial_started_at`` + 60 s, minus a margin),
-so it cannot ring twice. Past that window nothing is re-sent: the attempt waits
+command_id while Telnyx still de-duplicates it (``dial_started_at`` + 60 s, minus a margin, read on
+the clock it was stamped on: the database's), so it cannot ring twice. Past that window nothing is
+re-sent: the attempt waits
 ``unconfirmed_grace_s`` for a webhook proving the dial, then ends ``failed``
 (``dial_unconfirmed``) - a missed call is preferred to a second one.
 """
@@ -526,17 +527,20 @@ class CampaignRunner:
             await store.mark_dialled(contact.id, call.id, now)  # it was dialled: webhooks or the response say so
             return
         started = contact.dial_started_at
-        safe = timedelta(seconds=settings.dedupe_window_s - settings.resend_margin_s)
-        if started is None or now - started < safe:
+        # The first send's age on the clock it was stamped on (store.shared_now), not this worker's:
+        # a worker whose clock runs behind would otherwise re-send past Telnyx's window.
+        shared_now = await store.shared_now()
+        age_s = (shared_now - started).total_seconds() if started is not None else 0.0
+        if started is None or age_s < settings.dedupe_window_s - settings.resend_margin_s:
             # Never sent, or Telnyx still de-duplicates this command_id: sending it (again) dials at most once.
             if await store.renew(contact, "dialing", now + timedelta(seconds=self.send_lease_s), now,
-                                 dial_started_at=now):
-                fresh = contact.model_copy(update={"dial_started_at": started or now})
+                                 dial_started_at=shared_now):
+                fresh = contact.model_copy(update={"dial_started_at": started or shared_now})
                 self.dialer.spawn(self.dial(campaign, fresh, call, first_send=started is None))
             return
-        give_up = started + timedelta(seconds=settings.dedupe_window_s + settings.unconfirmed_grace_s)
-        if now < give_up:
-            await store.renew(contact, "dialing", min(give_up, now + timedelta(seconds=settings.lease_s)), now)
+        left_s = settings.dedupe_window_s + settings.unconfirmed_grace_s - age_s
+        if left_s > 0:
+            await store.renew(contact, "dialing", now + timedelta(seconds=min(left_s, settings.lease_s)), now)
             return
         error = {"code": UNCONFIRMED, "message": "the dial may have been sent but its result was never "
                  "recorded, and Telnyx no longer de-duplicates it: not dialled again"}
