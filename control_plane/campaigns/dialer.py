@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -45,17 +44,18 @@ from uuid import UUID, uuid4
 from .. import lifecycle
 from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
-from ..callstate import apply_event, client_state_for, dialled, failed
+from ..callstate import client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
 from ..store.usage import UsageFigures
 from ..streamauth import stream_target
-from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited, call_is_over
+from ..telnyx.client import TelnyxApiError, TelnyxError, TelnyxRateLimited
 from ..usage import call_cost
 from ..voicemail import holds_agent
 from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, agent_success, classify, decide
 from .pacing import MemoryPacer, Pacer, RedisPacer, pacing_burst
 from .rows import call_agent_config
+from .stale import check_stale
 from .store import Applied, CampaignStore, ContactRow, DialCampaign
 from .timezones import UnknownTimeZone, Window, contact_zones, zone
 
@@ -503,7 +503,7 @@ class CampaignRunner:
             call = await repo.get_call_unscoped(call_id)
             if call is not None:
                 await self.dialer.settle(call)
-        await self._check_stale(campaign)
+        await check_stale(self.dialer, campaign)
         await self._settle_success(campaign)
         return await store.has_unfinished(campaign.id)
 
@@ -548,45 +548,6 @@ class CampaignRunner:
         if ended is not None:
             await self.dialer.settle(ended)
 
-    async def _check_stale(self, campaign: DialCampaign) -> None:
-        """Live calls silent for ``stale_call_s``: ask Telnyx; end the ones it says are over."""
-        store = await self.dialer.store()
-        repo = store.repo
-        now = self.dialer.clock()
-        stale = await store.stale_calls(campaign.id, now - timedelta(seconds=self.settings.stale_call_s))
-        if not stale:
-            return
-        try:
-            client = self.dialer.telnyx_client()
-        except Exception:
-            return
-        if not hasattr(client, "get_call"):
-            return
-        for call_id in stale:
-            call = await repo.get_call_unscoped(call_id)
-            if call is None or call.terminal or not call.call_control_id:
-                continue
-            try:
-                info = await client.get_call(call.call_control_id)
-                alive = bool(info.get("is_alive")) if isinstance(info, dict) else True
-            except TelnyxApiError as exc:
-                if not call_is_over(exc):
-                    # Not an answer about the call (a wrong API base answers 404 for every one):
-                    # live calls are not ended on it. Asked again at the next sweep.
-                    log.warning("campaign %s: cannot ask Telnyx about call %s: %s", campaign.id, call.id, exc)
-                    continue
-                alive = False
-            except TelnyxError:
-                continue
-            at = utcnow()
-            if alive:
-                await repo.update_call(call.id, functools.partial(_touched, at=at))
-                continue
-            log.warning("campaign %s: call %s ended without a hangup webhook; closing it", campaign.id, call.id)
-            ended = await repo.update_call(call.id, functools.partial(_hung_up_unseen, at=at))
-            if ended is not None:
-                await self.dialer.settle(ended)
-
     async def _settle_success(self, campaign: DialCampaign) -> None:
         """Answered calls whose agent outcome had not arrived when they ended: take it now, or, after
         ``outcome_grace_s`` without one, count the answered call as a success."""
@@ -600,11 +561,3 @@ class CampaignRunner:
             success = agent_success(call.outcome if call else None, config)
             await store.settle_success(contact_id, True if success is None else success)
 
-
-def _touched(call: Call, at: datetime) -> Call:
-    return call.model_copy(update={"updated_at": at})
-
-
-def _hung_up_unseen(call: Call, at: datetime) -> Call:
-    """The hangup webhook never came: close the call as if it had, cause unknown."""
-    return apply_event(call, "call.hangup", {"hangup_cause": "unknown", "hangup_source": "unknown"}, at)

@@ -363,6 +363,7 @@ async def test_only_an_answer_about_the_call_ends_it_not_any_404(h, error, over)
     from types import SimpleNamespace
 
     from control_plane.campaigns.dialer import Dialer
+    from control_plane.campaigns.stale import check_stale
 
     _, headers = await h.org()
     lost = await _answered_call(h, headers)  # its stream is gone: the recovery sweep asks Telnyx
@@ -384,7 +385,7 @@ async def test_only_an_answer_about_the_call_ends_it_not_any_404(h, error, over)
     dialer._store = Store()  # type: ignore[assignment]
     campaign = SimpleNamespace(id=uuid.uuid4())
     await h.cp.recovery.sweep()
-    await dialer.runner(campaign.id)._check_stale(campaign)  # type: ignore[arg-type]
+    await check_stale(dialer, campaign)  # type: ignore[arg-type]
     for call in (lost, stale):
         row = await _row(h, call)
         assert row.terminal is over, (call, row.status)
