@@ -23,6 +23,7 @@ from .agents import org_tool_destinations, personalities
 from .knowledge.service import Retriever
 from .recorder import CallContext, UnknownCall
 from .sessions import CallSession
+from .store import utcnow
 from .store.usage import UsageFigures
 from .streamauth import ANONYMOUS, StreamCredential
 
@@ -141,6 +142,16 @@ async def resumed_history(cp: ControlPlane, context: CallContext) -> tuple[list[
     return history, recorded
 
 
+def elapsed_since_answer(context: CallContext) -> float:
+    """How long the call has been up: its ``max_duration_s`` counts from the answer, as Telnyx's
+    ``time_limit_secs`` does, so a call re-attached after a crash keeps only what it had left
+    (and an inbound call has no Telnyx limit behind it). Not answered yet (the first stream can
+    beat ``call.answered``): nothing has elapsed."""
+    if context.answered_at is None:
+        return 0.0
+    return max(0.0, (utcnow() - context.answered_at).total_seconds())
+
+
 class CallPorts:
     """The setup of one media stream, whose upgrade request proved ``credential``."""
 
@@ -181,7 +192,7 @@ class CallPorts:
                          greeting=greeting,
                          tool_destinations=await self._tool_destinations(context.org_id, context.agent),
                          knowledge=await self._knowledge(context.org_id, context.agent),
-                         tool_context=self._tool_context(context))
+                         tool_context=self._tool_context(context), elapsed_s=elapsed_since_answer(context))
 
     async def _knowledge(self, org_id: Any, agent: Any) -> Retriever | None:
         """A retriever over the knowledge bases the agent config attaches (of its own organisation)."""

@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -59,6 +60,7 @@ class CallContext:
     agent: AgentConfig
     agent_config: dict[str, Any] = field(default_factory=dict)
     stream_state: str | None = None
+    answered_at: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -70,7 +72,7 @@ class CallContext:
                    direction=call.direction, to_number=call.to_number, from_number=call.from_number,
                    status=call.status, campaign_id=call.campaign_id,
                    agent=effective_agent(default_agent, call.agent_config), agent_config=dict(call.agent_config),
-                   stream_state=call.stream_state)
+                   stream_state=call.stream_state, answered_at=call.answered_at)
 
 
 def latency_figures(timeline: TurnTimeline) -> dict[str, Any]:

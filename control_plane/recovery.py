@@ -11,7 +11,9 @@ claimed by one instance, which asks Telnyx (``GET /calls/{id}``):
 * alive: ``streaming_start`` to this instance's media URL with a fresh credential marked as a
   re-attach; the agent that takes the stream resumes the conversation (:mod:`.pipeline`). A
   stream that never comes is tried again, up to ``streams.max_reattach`` times, then hung up;
-* gone (``is_alive`` false, 404, or 422 90018): the row ends with the reason ``lost_after_crash``
+* gone (``is_alive`` false, or the error codes 90018 "already ended" or 90015 "invalid call
+  control id" on an id Telnyx gave us: :func:`~.telnyx.client.call_is_over`; a 404 without
+  them is a wrong URL, not an ended call): the row ends with the reason ``lost_after_crash``
   at Telnyx's ``end_time`` when it gives one, so it is billed for the minutes it was up (the
   campaign's slot is freed and its contact settled). A call that ended moments ago is left
   to its hangup webhook for a sweep or two.
@@ -35,7 +37,7 @@ from .callstate import advance
 from .store import Call, utcnow
 from .streamauth import stream_target
 from .streamleases import MemoryStreamLeases, StreamLeases
-from .telnyx.client import TelnyxApiError, TelnyxError
+from .telnyx.client import TelnyxApiError, TelnyxError, call_is_over
 from .voicemail import is_machine
 
 if TYPE_CHECKING:
@@ -178,7 +180,7 @@ class StreamRecovery:
             info = await client.get_call(ccid)
             alive = bool(info.get("is_alive")) if isinstance(info, dict) else False
         except TelnyxApiError as exc:
-            if exc.status not in (404, 422):
+            if not call_is_over(exc):  # not about the call (e.g. a 404 from a wrong API base)
                 log.warning("call %s: cannot ask Telnyx whether it is alive: %s", call.id, exc)
                 return  # the claim lapses; the next sweep asks again
             info, alive = None, False

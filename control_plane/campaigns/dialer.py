@@ -22,8 +22,9 @@ worker takes it over (``claim_expired``). ``claimed``: nothing was dialled, it g
 the queue. ``dialing``: the call row says what happened - a ``call_control_id`` or a later
 status (from the dial response or from webhooks, which find the row through ``client_state``)
 means it was dialled; a failure is settled; otherwise the dial is re-sent with the *same*
-command_id while Telnyx still de-duplicates it (``dial_started_at`` + 60 s, minus a margin),
-so it cannot ring twice. Past that window nothing is re-sent: the attempt waits
+command_id while Telnyx still de-duplicates it (``dial_started_at`` + 60 s, minus a margin, read on
+the clock it was stamped on: the database's), so it cannot ring twice. Past that window nothing is
+re-sent: the attempt waits
 ``unconfirmed_grace_s`` for a webhook proving the dial, then ends ``failed``
 (``dial_unconfirmed``) - a missed call is preferred to a second one.
 """
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -44,7 +44,7 @@ from uuid import UUID, uuid4
 from .. import lifecycle
 from ..agents import effective_agent
 from ..calls import RATE_WINDOW_S, telnyx_error_details
-from ..callstate import apply_event, client_state_for, dialled, failed
+from ..callstate import client_state_for, dialled, failed
 from ..store import Call, StatusChange, utcnow
 from ..store.usage import UsageFigures
 from ..streamauth import stream_target
@@ -55,6 +55,7 @@ from .models import CampaignConfig
 from .outcomes import UNCONFIRMED, agent_success, classify, decide
 from .pacing import MemoryPacer, Pacer, RedisPacer, pacing_burst
 from .rows import call_agent_config
+from .stale import check_stale
 from .store import Applied, CampaignStore, ContactRow, DialCampaign
 from .timezones import UnknownTimeZone, Window, contact_zones, zone
 
@@ -62,6 +63,10 @@ if TYPE_CHECKING:
     from ..services import ControlPlane
 
 log = logging.getLogger(__name__)
+
+RECORD_GRACE_S = 5.0
+"""After Telnyx answers a dial, the dial task still writes what it said (the call row, the contact):
+stopping waits this long past ``dial_timeout_s`` for those writes."""
 
 
 class Dialer:
@@ -121,8 +126,18 @@ class Dialer:
         if campaign_id is not None and campaign_id in self.runners:
             self.runners[campaign_id].wake.set()
 
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop claiming; let dials in flight finish (up to ``timeout_s``); hand back unsent claims."""
+    @property
+    def stop_grace_s(self) -> float:
+        """How long :meth:`stop` waits for the dials in flight: their request's budget
+        (``dial_timeout_s``) and the writes after it. The deploy files' grace periods cover it."""
+        return self.settings.dial_timeout_s + RECORD_GRACE_S
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop claiming; let dials in flight finish (up to ``timeout_s``, by default
+        :attr:`stop_grace_s`: a dial cut short leaves its attempt to another worker's re-send
+        window, or to a missed call past it); hand back unsent claims."""
+        if timeout_s is None:
+            timeout_s = self.stop_grace_s
         task, self._task = self._task, None
         tasks = [t for t in (task, *self._runner_tasks.values()) if t is not None]
         for t in tasks:
@@ -488,7 +503,7 @@ class CampaignRunner:
             call = await repo.get_call_unscoped(call_id)
             if call is not None:
                 await self.dialer.settle(call)
-        await self._check_stale(campaign)
+        await check_stale(self.dialer, campaign)
         await self._settle_success(campaign)
         return await store.has_unfinished(campaign.id)
 
@@ -512,59 +527,26 @@ class CampaignRunner:
             await store.mark_dialled(contact.id, call.id, now)  # it was dialled: webhooks or the response say so
             return
         started = contact.dial_started_at
-        safe = timedelta(seconds=settings.dedupe_window_s - settings.resend_margin_s)
-        if started is None or now - started < safe:
+        # The first send's age on the clock it was stamped on (store.shared_now), not this worker's:
+        # a worker whose clock runs behind would otherwise re-send past Telnyx's window.
+        shared_now = await store.shared_now()
+        age_s = (shared_now - started).total_seconds() if started is not None else 0.0
+        if started is None or age_s < settings.dedupe_window_s - settings.resend_margin_s:
             # Never sent, or Telnyx still de-duplicates this command_id: sending it (again) dials at most once.
             if await store.renew(contact, "dialing", now + timedelta(seconds=self.send_lease_s), now,
-                                 dial_started_at=now):
-                fresh = contact.model_copy(update={"dial_started_at": started or now})
+                                 dial_started_at=shared_now):
+                fresh = contact.model_copy(update={"dial_started_at": started or shared_now})
                 self.dialer.spawn(self.dial(campaign, fresh, call, first_send=started is None))
             return
-        give_up = started + timedelta(seconds=settings.dedupe_window_s + settings.unconfirmed_grace_s)
-        if now < give_up:
-            await store.renew(contact, "dialing", min(give_up, now + timedelta(seconds=settings.lease_s)), now)
+        left_s = settings.dedupe_window_s + settings.unconfirmed_grace_s - age_s
+        if left_s > 0:
+            await store.renew(contact, "dialing", now + timedelta(seconds=min(left_s, settings.lease_s)), now)
             return
         error = {"code": UNCONFIRMED, "message": "the dial may have been sent but its result was never "
                  "recorded, and Telnyx no longer de-duplicates it: not dialled again"}
         ended = await repo.update_call(call.id, lambda c: failed(c, error, now, "dial_unconfirmed"))
         if ended is not None:
             await self.dialer.settle(ended)
-
-    async def _check_stale(self, campaign: DialCampaign) -> None:
-        """Live calls silent for ``stale_call_s``: ask Telnyx; end the ones it says are over."""
-        store = await self.dialer.store()
-        repo = store.repo
-        now = self.dialer.clock()
-        stale = await store.stale_calls(campaign.id, now - timedelta(seconds=self.settings.stale_call_s))
-        if not stale:
-            return
-        try:
-            client = self.dialer.telnyx_client()
-        except Exception:
-            return
-        if not hasattr(client, "get_call"):
-            return
-        for call_id in stale:
-            call = await repo.get_call_unscoped(call_id)
-            if call is None or call.terminal or not call.call_control_id:
-                continue
-            try:
-                info = await client.get_call(call.call_control_id)
-                alive = bool(info.get("is_alive")) if isinstance(info, dict) else True
-            except TelnyxApiError as exc:
-                if exc.status not in (404, 422):
-                    continue
-                alive = False
-            except TelnyxError:
-                continue
-            at = utcnow()
-            if alive:
-                await repo.update_call(call.id, functools.partial(_touched, at=at))
-                continue
-            log.warning("campaign %s: call %s ended without a hangup webhook; closing it", campaign.id, call.id)
-            ended = await repo.update_call(call.id, functools.partial(_hung_up_unseen, at=at))
-            if ended is not None:
-                await self.dialer.settle(ended)
 
     async def _settle_success(self, campaign: DialCampaign) -> None:
         """Answered calls whose agent outcome had not arrived when they ended: take it now, or, after
@@ -579,11 +561,3 @@ class CampaignRunner:
             success = agent_success(call.outcome if call else None, config)
             await store.settle_success(contact_id, True if success is None else success)
 
-
-def _touched(call: Call, at: datetime) -> Call:
-    return call.model_copy(update={"updated_at": at})
-
-
-def _hung_up_unseen(call: Call, at: datetime) -> Call:
-    """The hangup webhook never came: close the call as if it had, cause unknown."""
-    return apply_event(call, "call.hangup", {"hangup_cause": "unknown", "hangup_source": "unknown"}, at)

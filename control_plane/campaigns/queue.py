@@ -171,6 +171,19 @@ class ContactQueue:
         )
         return n == 1
 
+    async def shared_now(self) -> datetime:
+        """The clock every worker's ``dial_started_at`` is stamped and read on, so that the Telnyx
+        de-duplication window is measured on one clock: the database's on PostgreSQL (workers on
+        several hosts, whose clocks may disagree by more than ``resend_margin_s``), this host's on
+        SQLite (a single process). Leases stay on the workers' clocks: a takeover that skew makes
+        early re-sends the same command_id inside the window, which Telnyx de-duplicates."""
+        if self.db.dialect == "postgres":
+            row = await self.db.fetchrow("SELECT now() AS t")
+            stamp = as_time(row["t"]) if row else None
+            if stamp is not None:
+                return stamp
+        return utcnow()
+
     async def renew(self, contact: ContactRow, status: str, lease_until: datetime, now: datetime,
                     dial_started_at: datetime | None = None) -> bool:
         """Extend our lease (the fencing check before a dial): False when another worker took the row."""
@@ -195,6 +208,8 @@ class ContactQueue:
         (id from (contact, attempt)), all in one transaction. The dial follows the commit."""
         config = campaign.config
         assert config is not None
+        # Stamped before the transaction: a little early, which only ends re-sends sooner.
+        dial_started_at = await self.shared_now()
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(f"SELECT status FROM campaigns WHERE id = $1 {self.row_lock}", campaign.id)
             if row is None or row["status"] != "running":
@@ -227,9 +242,10 @@ class ContactQueue:
             call_id = call_id_for(contact.id, attempt)
             updated = await conn.execute(
                 "UPDATE campaign_contacts SET status = 'dialing', attempts = $3, last_call_id = $4,"
-                " dial_started_at = $5, lease_until = $6, last_error = NULL, updated_at = $5"
+                " dial_started_at = $7, lease_until = $6, last_error = NULL, updated_at = $5"
                 " WHERE id = $1 AND claim_token = $2 AND status = 'claimed'",
                 contact.id, contact.claim_token, attempt, call_id, now, now + timedelta(seconds=lease_s),
+                dial_started_at,
             )
             if updated != 1:
                 return Commit("lost")

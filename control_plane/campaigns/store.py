@@ -57,6 +57,7 @@ class CampaignStore:
         self.release = queue.release
         self.finish_claimed = queue.finish_claimed
         self.renew = queue.renew
+        self.shared_now = queue.shared_now
         self.live_calls = queue.live_calls
         self.commit_dial = queue.commit_dial
         self.mark_dialled = queue.mark_dialled

@@ -45,6 +45,7 @@ __all__ = [
     "TelnyxConnectionError",
     "TelnyxError",
     "TelnyxRateLimited",
+    "call_is_over",
     "encode_client_state",
 ]
 
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 ALREADY_ENDED = "90018"
+INVALID_CALL_CONTROL_ID = "90015"
 # Actions whose SDK parameters have no command_id. Setting the same client_state twice is
 # harmless, so nothing is lost without de-duplication.
 _WITHOUT_COMMAND_ID = frozenset({"client_state_update"})
@@ -95,6 +97,18 @@ class TelnyxApiError(TelnyxError):
         if self.detail and self.detail != self.title:
             text += f": {self.detail}"
         super().__init__(text)
+
+
+def call_is_over(exc: TelnyxApiError) -> bool:
+    """Whether Telnyx's error on a call's status or action says the call is over.
+
+    ``90018`` (Call has already ended) says so. ``90015`` (Invalid Call Control ID) on an id
+    Telnyx gave us says it no longer knows the call: it keeps a call's status for 10 minutes
+    after the end (Retrieve a call status), so the call ended before that. Any other 404 (code
+    ``10005``, "the requested resource or URL could not be found", or none: a proxy's page) means
+    the request did not reach a call at all - a wrong ``telnyx_api_base`` or route, our own
+    misconfiguration - and says nothing about the call; nor do other 422s (the request's fault)."""
+    return exc.code in (ALREADY_ENDED, INVALID_CALL_CONTROL_ID) and exc.status in (404, 422)
 
 
 class TelnyxRateLimited(TelnyxApiError):

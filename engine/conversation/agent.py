@@ -242,6 +242,7 @@ class CallAgent(MediaListener):
         """Find out which call this is (the control plane's records), then listen and greet.
         Caller audio that arrives meanwhile is buffered for the STT."""
         greeting = self.profile.config.first_message
+        elapsed_s = 0.0
         if self.setup is not None:
             try:
                 setup = await asyncio.wait_for(self.setup(start), self.deadline_s)
@@ -274,6 +275,7 @@ class CallAgent(MediaListener):
                     self.records.turns = setup.turns
                 if setup.greeting is not None:
                     greeting = setup.greeting
+                elapsed_s = setup.elapsed_s
         if self._stopped:
             return
         config = self.profile.config
@@ -281,7 +283,8 @@ class CallAgent(MediaListener):
         self.spawn(self.phrases.warm(self.profile.voice, self.sample_rate,
                                      (config.filler_text, config.tool_filler_text, config.apology_text),
                                      self.usage))
-        self._loop.call_later(config.max_duration_s, self._max_duration_reached)
+        # The limit is the call's, not this stream's: a call picked up again keeps what it had left.
+        self._loop.call_later(max(0.0, config.max_duration_s - elapsed_s), self._max_duration_reached)
         self._greeting = greeting
         if greeting:
             self._feed(Greet(greeting))

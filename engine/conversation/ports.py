@@ -77,6 +77,9 @@ class CallSetup:
     agent config attaches (None: the agent knows only its prompt)."""
     tool_context: Any = None
     """The :class:`~.context.ToolContext` this call's user tools receive (and sign with)."""
+    elapsed_s: float = 0.0
+    """How long the call has been up before this stream (one picked up again after a crash or a
+    dropped stream): ``max_duration_s`` counts from the call's answer, not from each stream."""
 
 
 class StreamRefused(Exception):

@@ -251,6 +251,16 @@ async def _first_attempt_dies(s: System, campaign_id: str, *, send: bool = True)
     return contact
 
 
+async def _first_send_was(s: System, contact: Any, seconds_ago: float, *, lease_too: bool = False) -> None:
+    """Time passes for the attempt's first send: its stamp (on the store's shared clock, the one every
+    worker reads the window on) moves ``seconds_ago`` back, and with ``lease_too`` its lease likewise."""
+    store = await s.cp.campaigns.store()
+    at = await store.shared_now() - timedelta(seconds=seconds_ago)
+    lease = ", lease_until = $2" if lease_too else ""
+    async with store.repo.db.connection() as conn:
+        await conn.execute(f"UPDATE campaign_contacts SET dial_started_at = $2{lease} WHERE id = $1", contact.id, at)
+
+
 @pytest.mark.slow
 async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_rings_once(settings):
     async with system(settings, dialer=False) as s:
@@ -303,12 +313,14 @@ async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
         await s.start(campaign_id)
         contact = await _first_attempt_dies(s, campaign_id, send=False)  # died before it reached Telnyx
         start = utcnow()
+        await _first_send_was(s, contact, 70)
         later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
         await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await later.drain()
         # 70 s on, a resend could be a second call: not sent; it waits for webhooks that would prove the dial.
         waiting = (await s.contacts(campaign_id))["+12125550001"]
         assert waiting.status == "dialing" and s.dials() == []
+        await _first_send_was(s, contact, 200)
         much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
         await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await much_later.drain()
@@ -326,6 +338,7 @@ async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
         s.emulator.switches.delay_s = 1.0
         contact = await _first_attempt_dies(s, campaign_id)
         start = utcnow()
+        await _first_send_was(s, contact, 70)
         worker_b = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
         await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
         assert (await s.contacts(campaign_id))["+12125550001"].status == "dialing"
@@ -335,12 +348,32 @@ async def test_past_the_window_webhooks_still_prove_a_dial(tmp_path):
             return (await repo.get_call_unscoped(contact.last_call_id)).call_control_id
 
         await s.until(named)
+        await _first_send_was(s, contact, 80)
         worker_c = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=80))
         await worker_c.runner(uuid.UUID(campaign_id)).step(sweep=True)
         assert len(s.dials()) == 1
         s.cp.campaigns.dialer.start()
         body = await s.finished(campaign_id)
         assert body["completed_calls"] == 1 and len(s.emulator.dial_log) == 1
+
+
+async def test_a_worker_whose_clock_runs_behind_never_resends_past_telnyx_window(settings):
+    """``dial_started_at`` was stamped on one worker's clock and read on another's: a worker 25 s
+    slow took a first send 65 s old (past Telnyx's 60 s de-duplication) for 40 s old (inside the
+    45 s re-send limit) and re-sent it - a second call. The window is now read on the clock it
+    was stamped on (the database's on PostgreSQL)."""
+    async with system(settings, dialer=False, unconfirmed_grace_s=60) as s:
+        campaign_id = await s.campaign(["+12125550001"])
+        await s.start(campaign_id)
+        s.emulator.switches.delay_s = 120.0  # no webhook proves the dial
+        contact = await _first_attempt_dies(s, campaign_id)  # A sent the dial, then died
+        await _first_send_was(s, contact, 65, lease_too=True)  # 65 s ago; its lease long over
+        slow = Dialer(s.cp, worker_id="B", clock=lambda: utcnow() - timedelta(seconds=25))
+        await slow.runner(uuid.UUID(campaign_id)).step(sweep=True)
+        await slow.drain()
+        assert len(s.dials()) == 1  # A's only
+        after = (await s.contacts(campaign_id))["+12125550001"]
+        assert after.status == "dialing" and after.claimed_by == "B"  # waiting for a webhook, not re-sent
 
 
 async def test_a_rate_limited_dial_is_sent_again_later_once(tmp_path):
@@ -415,10 +448,12 @@ async def test_a_429_after_an_unanswered_try_keeps_the_window_and_nothing_is_sen
         assert contact.status == "dialing" and contact.dial_started_at is not None  # the first try's window
         s.emulator.set_rate_limit(None)
         start = contact.dial_started_at
+        await _first_send_was(s, contact, 70)
         later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
         await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await later.drain()
         assert len(s.dials()) == 2  # past the window a re-send could ring the number again: none
+        await _first_send_was(s, contact, 200)
         much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
         await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
         await much_later.drain()
@@ -442,3 +477,32 @@ async def test_a_late_request_after_shutdown_does_not_reopen_the_store(tmp_path)
         raise AssertionError("the store was reopened after close")
     task = cp.campaigns.dialer._task
     assert cp._repo is None and (task is None or task.done())
+
+
+@pytest.mark.asyncio(loop_factories=["virtual"])
+async def test_stopping_waits_out_a_dial_in_flight_as_the_deploy_grace_periods_say():
+    """``stop`` waited 5 s while a dial's request may take ``dial_timeout_s`` (10 s) and the deploy
+    files promised that wait: a dial answered after 5 s was cancelled before it was recorded."""
+    from types import SimpleNamespace
+
+    from control_plane.campaigns.settings import CampaignSettings
+
+    campaigns = CampaignSettings()
+    dialer = Dialer(SimpleNamespace(settings=SimpleNamespace(campaigns=campaigns)))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    recorded: list[float] = []
+
+    async def slow_dial() -> None:  # Telnyx answers just inside the request's budget, then it is written
+        await asyncio.sleep(campaigns.dial_timeout_s - 0.5)
+        await asyncio.sleep(1.0)
+        recorded.append(loop.time())
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)
+
+    began = loop.time()
+    finished, hung = dialer.spawn(slow_dial()), dialer.spawn(stuck())
+    await dialer.stop()
+    assert finished.done() and not finished.cancelled() and recorded
+    assert hung.cancelled() and loop.time() - began == pytest.approx(dialer.stop_grace_s)
+    assert dialer.stop_grace_s >= campaigns.dial_timeout_s + 1.0

@@ -314,3 +314,81 @@ async def test_a_session_saved_a_turn_behind_the_store_resumes_after_the_stored_
                                          org_id=org.id, history=fresh,
                                          agent_state={"turns": 2}))
     assert await resumed_history(h.cp, context) == (fresh, 2)
+
+
+async def test_a_reattached_stream_counts_max_duration_from_the_calls_answer(h):
+    """A call re-attached 25 minutes in (the instance carrying it died) got a fresh agent whose
+    ``max_duration_s`` timer started again: 30 more minutes instead of the 5 left (and an inbound
+    call has no Telnyx ``time_limit_secs`` behind it). The setup now says how long the call has run."""
+    from datetime import timedelta
+
+    from control_plane.pipeline import CallPorts
+    from control_plane.store import utcnow
+    from control_plane.streamauth import StreamCredential
+    from engine.protocol import Start
+
+    _, headers = await h.org()
+    answered = utcnow() - timedelta(minutes=25)
+    call = await (await h.start_call(headers)).json()
+    await h.webhook("call.answered", {"call_control_id": call["call_control_id"]},
+                    occurred_at=answered.isoformat().replace("+00:00", "Z"))
+    await h.settle()
+    assert (await _row(h, call)).answered_at == answered
+    ccid = call["call_control_id"]
+    ports = CallPorts(h.cp, StreamCredential("call", uuid.UUID(call["call_id"]), resume=True))
+    setup = await ports.setup(Start(stream_id="s-" + ccid, call_control_id=ccid, encoding="PCMU", sample_rate=8000))
+    assert 25 * 60 <= setup.elapsed_s < 25 * 60 + 60
+
+    # Not answered yet (the first stream can come before call.answered is processed): nothing elapsed.
+    fresh = await (await h.start_call(headers, to="+14155550124")).json()
+    ports = CallPorts(h.cp, StreamCredential("call", uuid.UUID(fresh["call_id"])))
+    setup = await ports.setup(Start(stream_id="s2", call_control_id=fresh["call_control_id"], encoding="PCMU",
+                                    sample_rate=8000))
+    assert setup.elapsed_s == 0.0
+
+
+
+@pytest.mark.parametrize(("error", "over"), [
+    (telnyx_error(404, "10005", "Resource not found"), False),  # the URL, not the call: our misconfiguration
+    (telnyx_error(404, "", "Not Found"), False),  # a proxy's 404 page: no Telnyx error code at all
+    (telnyx_error(422, "10015", "Bad Request"), False),  # the request's fault, not the call's state
+    (telnyx_error(422, "90018", "Call has already ended"), True),
+    (telnyx_error(404, "90015", "Invalid Call Control ID"), True),  # Telnyx forgot it: over for 10 min+
+    (telnyx_error(422, "90015", "Invalid Call Control ID"), True),
+])
+async def test_only_an_answer_about_the_call_ends_it_not_any_404(h, error, over):
+    """A 404 on ``GET /calls/{id}`` ended the call's row (recovery sweep and the dialer's stale
+    check alike), whatever it meant: a wrong API base, answered 404 for every call, silently
+    closed every live call. Only Telnyx's "already ended" and "invalid call control id" codes do."""
+    from types import SimpleNamespace
+
+    from control_plane.campaigns.dialer import Dialer
+    from control_plane.campaigns.stale import check_stale
+
+    _, headers = await h.org()
+    lost = await _answered_call(h, headers)  # its stream is gone: the recovery sweep asks Telnyx
+    stale = await _answered_call(h, headers, to="+14155550124")  # silent: the dialer's stale check asks
+    for call in (lost, stale):
+        h.telnyx.calls[call["call_control_id"]] = error
+    await h.cp.recovery.opened(uuid.UUID(stale["call_id"]))  # this one has its stream
+
+    repo = await h.cp.repository()
+
+    class Store:  # the dialer's store, naming the stale call as its query would
+        def __init__(self) -> None:
+            self.repo = repo
+
+        async def stale_calls(self, campaign_id: Any, before: Any) -> list[uuid.UUID]:
+            return [uuid.UUID(stale["call_id"])]
+
+    dialer = Dialer(h.cp, worker_id="t")
+    dialer._store = Store()  # type: ignore[assignment]
+    campaign = SimpleNamespace(id=uuid.uuid4())
+    await h.cp.recovery.sweep()
+    await check_stale(dialer, campaign)  # type: ignore[arg-type]
+    for call in (lost, stale):
+        row = await _row(h, call)
+        assert row.terminal is over, (call, row.status)
+        assert _for(h, "get_call", call)  # Telnyx was asked about each
+    if not over:
+        assert not _for(h, "streaming_start", lost)  # nor re-attached on an answer that says nothing

@@ -188,6 +188,20 @@ def test_the_worker_deployment_runs_the_worker_module_with_its_metrics_port(prod
     assert {p["port"] for p in probes.values()} == {container["ports"][0]["name"]}
 
 
+def _dialer_stop_grace_s() -> float:
+    from control_plane.campaigns.dialer import Dialer
+
+    settings = Settings(_env_file=None)
+    return Dialer(create_app(settings)[CONTROL_PLANE_KEY]).stop_grace_s
+
+
+def test_the_worker_grace_period_covers_the_dials_in_flight(production):
+    """The worker waits ``Dialer.stop_grace_s`` for its dials in flight on SIGTERM (it waited 5 s while
+    the manifest promised ``dial_timeout_s``): the kill must not come first."""
+    spec = production[("Deployment", "callagent-campaign-worker")]["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] >= _dialer_stop_grace_s() + 5
+
+
 # -- compose ------------------------------------------------------------------------------------
 
 COMPOSE_ENV = {"CALLAGENT_ENCRYPTION_KEY": "k" * 44, "CALLAGENT_LOOKUP_HASH_KEY": "h" * 44, "PATH": "/usr/bin:/bin"}
@@ -208,12 +222,25 @@ def test_the_compose_file_is_valid_and_has_the_whole_stack():
         assert env["DATABASE_URL"].startswith("postgresql://") and env["REDIS_URL"].startswith("redis://")
         assert unknown_variables(env) == []
     assert services["campaign-worker"]["entrypoint"][-1] == "control_plane.campaigns.worker"
+    # Docker kills after 10 s by default: the servers' drain and the worker's dials in flight need longer.
+    drain = Settings(_env_file=None).server.drain_grace_s
+    for name in ("callagent-1", "callagent-2"):
+        assert _seconds(services[name]["stop_grace_period"]) >= drain + 10
+    assert _seconds(services["campaign-worker"]["stop_grace_period"]) >= _dialer_stop_grace_s() + 5
     # Each mounted config file exists in the repository.
     for service in services.values():
         for volume in service.get("volumes", []):
             source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
             if source.startswith(("/", ".")):
                 assert (ROOT / source).exists(), source
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration ("45s", "1m30s") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 def test_compose_validation_rejects_a_broken_file(tmp_path):
