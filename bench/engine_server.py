@@ -3,7 +3,9 @@
 ``GET /bench/turns`` returns the engine's own per-turn timelines (kept only here, not in
 production servers), so the bench can set the engine's accounting beside what the
 caller measured at the carrier edge. Run as ``python -m bench.engine_server --port P``;
-providers and everything else come from the environment like ``callagent serve``.
+providers and everything else come from the environment like ``callagent serve``. The virtual
+clock's bench (bench.virtual) builds the same server in its own process with
+:func:`build_bench_server`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import signal
 
 from aiohttp import web
 
-from callagent import build_server, configure_logging, freeze_startup_heap, run
+from callagent import Server, build_server, configure_logging, freeze_startup_heap, run
 from control_plane.app import METRICS_KEY
 from control_plane.settings import Settings
 
@@ -25,10 +27,16 @@ async def _turns(request: web.Request) -> web.Response:
     return web.json_response(list(request.app[METRICS_KEY].recent_turns))
 
 
+async def build_bench_server(settings: Settings) -> Server:
+    """``build_server`` as ``callagent serve`` calls it, keeping the turns, plus ``/bench/turns``."""
+    server = await build_server(settings, keep_turns=KEEP_TURNS)
+    server.app.router.add_get("/bench/turns", _turns)
+    return server
+
+
 async def serve(host: str, port: int) -> None:
-    server = await build_server(Settings(), keep_turns=KEEP_TURNS)  # as `callagent serve` does
+    server = await build_bench_server(Settings())  # settings from the environment, as `callagent serve`
     app = server.app
-    app.router.add_get("/bench/turns", _turns)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -21,6 +21,14 @@ TARGETS = {
 }
 
 
+MACHINE_FIGURES = (
+    "engine_added_ms",  # the engine's own CPU time on a turn's path
+    "outbound_late_frames", "outbound_frames", "outbound_late_ms",  # frames late for CPU or load
+    "cpu_s_per_call_minute", "rss_mib_per_call", "engine_rss_mib", "load_cpu_pct", "valid",
+)
+"""Figures of the machine: zero or meaningless on the virtual clock (bench.virtual), so left out there."""
+
+
 @dataclass
 class RunFigures:
     concurrency: int
@@ -160,6 +168,14 @@ class RunFigures:
         return {name: {"turn_latency_ms": summary(values, (50, 95))} for name, values in sorted(groups.items())}
 
 
+def on_virtual_clock(figures: dict[str, Any]) -> dict[str, Any]:
+    """``figures`` of a run on the virtual clock: marked so, without :data:`MACHINE_FIGURES`."""
+    out = {k: v for k, v in figures.items() if k not in MACHINE_FIGURES}
+    out["pass"] = {k: v for k, v in figures["pass"].items() if k not in ("engine_added_p99", "outbound_late_p99")}
+    out["clock"] = "virtual"
+    return out
+
+
 def _p99_over_frames(late_ms: list[float], frames: int) -> float:
     """The 99th percentile of lateness over ``frames`` frames, of which ``late_ms`` were late."""
     if not late_ms or frames <= 0:
@@ -180,12 +196,17 @@ def print_table(figures: dict[str, Any], console=None) -> None:
     console = console or Console()
     echo = figures.get("mark_echo") or {"mode": "played"}
     echo_text = echo["mode"] + (f" {echo['late_s']} s late" if "late_s" in echo else "")
-    table = Table(title=f"callagent bench — {figures['concurrency']} concurrent calls, marks echoed: {echo_text}",
-                  show_lines=False)
+    title = f"callagent bench — {figures['concurrency']} concurrent calls, marks echoed: {echo_text}"
+    if figures.get("clock") == "virtual":
+        title = (f"callagent bench on the virtual clock — {figures['concurrency']} calls at once, "
+                 f"marks echoed: {echo_text}")
+    table = Table(title=title, show_lines=False)
     for column in ("figure", "p50", "p95", "p99", "target", "result"):
         table.add_column(column, justify="right" if column != "figure" else "left")
 
     def row(name: str, key: str, target: str = "", passed: bool | None = None) -> None:
+        if key not in figures:  # a figure of the machine, absent on the virtual clock
+            return
         s = figures[key]
         mark = "" if passed is None else ("[green]pass[/]" if passed else "[red]MISS[/]")
         table.add_row(name, *(f"{s.get(p)}" if s.get(p) is not None else "—" for p in ("p50", "p95", "p99")),
@@ -197,7 +218,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
         s = figures["turn_latency_by_index_ms"][index]
         table.add_row(label, *(f"{s.get(q)}" if s.get(q) is not None else "—" for q in ("p50", "p95")), "—", "", "")
     row("engine's own turn latency (ms)", "engine_turn_latency_ms")
-    row("engine-added (ms)", "engine_added_ms", "p99 < 10", p["engine_added_p99"])
+    row("engine-added (ms)", "engine_added_ms", "p99 < 10", p.get("engine_added_p99"))
     row("barge-in reaction (ms)", "barge_in_reaction_ms", "p95 < 150", p["barge_in_reaction_p95"])
     for stage, s in figures["stage_ms"].items():
         table.add_row(f"  stage: {stage} (ms)",
@@ -213,9 +234,12 @@ def print_table(figures: dict[str, Any], console=None) -> None:
         ("barge-ins missed", "barge_ins_missed"),
         ("speculative turns (engine)", "speculative_turns"),
         ("mark echoes overdue / late (engine)", None),
-        ("outbound late frames / p99 / max ms", None), ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
+        ("outbound late frames / p99 / max ms", "outbound_late_ms"),
+        ("engine CPU s per call-minute", "cpu_s_per_call_minute"),
         ("engine RSS MiB per call", "rss_mib_per_call"), ("load-side CPU %", "load_cpu_pct"),
     ):
+        if key is not None and key not in figures:
+            continue  # a figure of the machine, absent on the virtual clock
         if key == "speculative_turns":
             saved = figures["speculation_saved_ms"]
             value = f"{figures[key]} of {figures['engine_turns']}"
@@ -234,7 +258,7 @@ def print_table(figures: dict[str, Any], console=None) -> None:
             value = str(figures[key])
         counts.add_row(label, value)
     console.print(counts)
-    if not figures["valid"]:
+    if not figures.get("valid", True):
         console.print("[red]INVALID RUN: the load side's core went above 90 % — figures are not the engine's[/]")
 
 
@@ -257,6 +281,29 @@ def print_categories(figures: dict[str, Any], console=None) -> None:
                       *((str(group[k]) for k in ("missed_turns", "premature_replies", "false_barge_ins"))
                         if counts else ("", "", "")))
     console.print(table)
+
+
+def print_turns(figures: dict[str, Any], console=None, slow_ms: float = TARGETS["turn_latency_p95_ms"],
+                limit: int = 20) -> None:
+    """The turns to look at, by script and step: premature replies, missed turns, and replies that
+    came ``slow_ms`` or later, slowest first (on the virtual clock: the engine's holds, not load);
+    at most ``limit`` of each."""
+    from rich.console import Console
+
+    console = console or Console()
+    turns = figures["turns"]
+    for what, picked in (
+        ("premature replies", [t for t in turns if t["premature"]]),
+        ("missed turns", [t for t in turns if t["missed"]]),
+        (f"replies at {slow_ms:.0f} ms or later",
+         sorted((t for t in turns if t["latency_ms"] is not None and t["latency_ms"] >= slow_ms),
+                key=lambda t: -t["latency_ms"])),
+    ):
+        listed = ", ".join(f"{t['script']} {t['step']}"
+                           + (f" {t['latency_ms']:.0f} ms" if t["latency_ms"] is not None else "")
+                           for t in picked[:limit])
+        more = f", and {len(picked) - limit} more" if len(picked) > limit else ""
+        console.print(f"{what} ({len(picked)}): {listed or '—'}{more}", highlight=False, soft_wrap=True)
 
 
 def write_json(path: str, figures: dict[str, Any]) -> None:

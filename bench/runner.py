@@ -75,6 +75,9 @@ class BenchOptions:
     quiet: bool = False
     mark_echo: str = "played"
     """When the callees' carrier echoes marks: played, never or late (see MarkEcho)."""
+    clock: str = "real"
+    """real: the engine in its own process on the wall clock; virtual: everything on one virtual
+    clock (bench.virtual), where ``calls`` 0 plays each script once and ``concurrency`` 0 all at once."""
     mark_echo_late_s: float = 1.5
     stt_punctuation: str = "as-registered"
     """as-registered (the lines' own punctuation) or none (an engine that does not punctuate)."""
@@ -95,6 +98,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def engine_environment(emulators: Any) -> dict[str, str]:
+    """The settings the bench's engine runs with on top of the operator's own environment: the
+    emulators as its providers, and the callers' streams accepted. (The virtual clock's in-process
+    engine reads the same, bench.virtual.)"""
+    return {
+        "TELNYX_API_KEY": emulators.api_key,
+        "CALLAGENT_PROVIDERS__MODE": "remote",
+        "CALLAGENT_PROVIDERS__STT_URL": emulators.stt_url,
+        "CALLAGENT_PROVIDERS__TTS_URL": emulators.tts_url,
+        "CALLAGENT_PROVIDERS__LLM_BASE_URL": emulators.llm_base_url,
+        "CALLAGENT_PROVIDERS__LLM_MODEL": "emulator",
+        "CALLAGENT_PROVIDERS__LLM_API_KEY": emulators.api_key,  # (the Telnyx key goes to Telnyx's LLM only)
+        # The bench's callers open media streams directly, as no Telnyx call would.
+        "CALLAGENT_STREAMS__ACCEPT_UNKNOWN": "true",
+    }
+
+
 class EngineProcess:
     """``python -m bench.engine_server`` pinned to the engine core, pointed at the emulators."""
 
@@ -102,18 +122,8 @@ class EngineProcess:
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
-        env.update({
-            "TELNYX_API_KEY": emulators.api_key,
-            "CALLAGENT_PROVIDERS__MODE": "remote",
-            "CALLAGENT_PROVIDERS__STT_URL": emulators.stt_url,
-            "CALLAGENT_PROVIDERS__TTS_URL": emulators.tts_url,
-            "CALLAGENT_PROVIDERS__LLM_BASE_URL": emulators.llm_base_url,
-            "CALLAGENT_PROVIDERS__LLM_MODEL": "emulator",
-            "CALLAGENT_PROVIDERS__LLM_API_KEY": emulators.api_key,  # (the Telnyx key goes to Telnyx's LLM only)
-            # The bench's callers open media streams directly, as no Telnyx call would.
-            "CALLAGENT_STREAMS__ACCEPT_UNKNOWN": "true",
-            "CALLAGENT_DATA_DIR": os.environ.get("CALLAGENT_DATA_DIR", "/tmp/callagent-bench-data"),
-        })
+        env["CALLAGENT_DATA_DIR"] = os.environ.get("CALLAGENT_DATA_DIR", "/tmp/callagent-bench-data")
+        env.update(engine_environment(emulators))
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.engine_server", "--port", str(self.port)],
@@ -304,6 +314,15 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
     )
 
 
+def add_stage_samples(figures: RunFigures, samples: dict[str, list[float]]) -> None:
+    """A run's per-stage times (the engine's timelines) and carrier turn latencies, for the plot."""
+    for t in figures.engine_turns[-5000:]:
+        for stage, ms in (t.get("stages_ms") or {}).items():
+            samples.setdefault(stage, []).append(ms)
+    samples.setdefault("carrier turn latency", []).extend(
+        t.latency_ms for c in figures.calls for t in c.turns if t.latency_ms is not None)
+
+
 async def run_bench(options: BenchOptions) -> int:
     from rich.console import Console
     from rich.progress import Progress
@@ -371,11 +390,7 @@ async def run_bench(options: BenchOptions) -> int:
             data = figures.as_json()
             data["stt_engine"] = stt_name if not options.target else None
             runs.append(data)
-            for t in figures.engine_turns[-5000:]:
-                for stage, ms in (t.get("stages_ms") or {}).items():
-                    stage_samples.setdefault(stage, []).append(ms)
-            stage_samples.setdefault("carrier turn latency", []).extend(
-                t.latency_ms for c in figures.calls for t in c.turns if t.latency_ms is not None)
+            add_stage_samples(figures, stage_samples)
             print_table(data, console)
             print_categories(data, console)
             if options.capacity:

@@ -91,6 +91,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    virtual = args.clock == "virtual"
+    if virtual and (args.webhooks or args.campaign or args.scenario != "calls"):
+        raise CommandError("--clock virtual runs the calls scenario only (the others measure the machine)")
     if args.webhooks:
         from bench.webhooks import run_webhook_bench
 
@@ -101,17 +104,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from bench.campaign import run_campaign_bench, summary_lines
 
         configure_logging("WARNING")
-        figures = run(run_campaign_bench(contacts=args.campaign, concurrency=args.concurrency, json_path=args.json,
-                                         talk_ratio=args.talk_ratio))
+        figures = run(run_campaign_bench(contacts=args.campaign, concurrency=args.concurrency or 100,
+                                         json_path=args.json, talk_ratio=args.talk_ratio))
         for line in summary_lines(figures):
             print(line)
         return 0 if figures.get("duplicate_dials") == 0 and figures.get("lost_contacts") == 0 else 1
     if args.scenario == "calls":
         from bench.runner import BenchOptions, run_bench
 
+        # What is not given takes its clock's default: on the virtual one, the media path and each
+        # script once, all at once (no load to ramp up).
+        defaults: dict[str, Any] = ({"path": "media", "calls": 0, "concurrency": 0, "ramp_up": 0.0} if virtual
+                                    else {"path": "full", "calls": 100, "concurrency": 100, "ramp_up": 10.0})
+        given = {name: default if getattr(args, name) is None else getattr(args, name)
+                 for name, default in defaults.items()}
         options = BenchOptions(
-            path=args.path, calls=args.calls, concurrency=args.concurrency, ramp_up_s=args.ramp_up,
-            profile=args.profile,
+            path=given["path"], calls=given["calls"], concurrency=given["concurrency"], ramp_up_s=given["ramp_up"],
+            profile=args.profile, clock=args.clock,
             stt_engine=args.stt_engine,
             categories=tuple(args.category or ()), callers=args.callers, target=args.target, json_path=args.json,
             plot_path=args.plot, capacity=args.capacity, mark_echo=args.mark_echo,
@@ -119,6 +128,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             mark_echo_late_s=args.mark_echo_late, stt_punctuation=args.stt_punctuation,
         )
         configure_logging("WARNING")
+        if virtual:
+            from bench.virtual import run_virtual_bench, unsupported
+
+            problems = unsupported(options)
+            if problems:
+                raise CommandError("--clock virtual: " + "; ".join(problems))
+            return run_virtual_bench(options)
         return run(run_bench(options))
     if args.scenario == "micro":
         from bench.micro import run_micro
@@ -445,11 +461,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--kb-backend", choices=["sqlite", "postgres", "both"], default="both",
                        help="kb: the store(s) to measure (postgres: DATABASE_URL)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    bench.add_argument("--calls", type=int, default=100, help="calls to run (calls scenario)")
-    bench.add_argument("--path", choices=["full", "media"], default="full",
-                       help="full: REST start, dial, webhooks, stream (default); media: streams only")
-    bench.add_argument("--concurrency", type=int, default=100, help="calls at once")
-    bench.add_argument("--ramp-up", type=float, default=10.0, help="seconds to reach full concurrency")
+    bench.add_argument("--clock", choices=["real", "virtual"], default="real",
+                       help="calls: real (default): the engine in its own process, measured on the wall clock; "
+                       "virtual: the engine, emulators and callees in one process on a virtual clock, so each "
+                       "turn's latency is the engine's decisions plus the provider profile's delays, with no "
+                       "CPU time or load: which turns wait, premature replies and missed turns, the same on "
+                       "any machine (media path; not --capacity, --target, --events, --knowledge)")
+    bench.add_argument("--calls", type=int,
+                       help="calls to run (calls scenario; default 100, with --clock virtual each script once)")
+    bench.add_argument("--path", choices=["full", "media"],
+                       help="full: REST start, dial, webhooks, stream (default); media: streams only "
+                       "(the only path on the virtual clock)")
+    bench.add_argument("--concurrency", type=int,
+                       help="calls at once (default 100, with --clock virtual all of them)")
+    bench.add_argument("--ramp-up", type=float,
+                       help="seconds to reach full concurrency (default 10, with --clock virtual 0)")
     bench.add_argument("--profile", default="fast", help="provider latency profile: fast, realistic, slow")
     bench.add_argument("--stt-engine", choices=["deepgram", "telnyx", "google"], default="deepgram",
                        help="Telnyx transcription_engine the engine uses and the STT emulator behaves like: "

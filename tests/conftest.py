@@ -5,7 +5,7 @@ Async tests are plain ``async def test_...`` functions run by pytest-asyncio (``
 in pyproject.toml), each on a fresh loop. The loop is the stdlib's unless a test asks for more with
 ``@pytest.mark.asyncio(loop_factories=["uvloop", "asyncio"])`` (the engine's production loop is uvloop;
 tests of code that touches the loop's internals, such as child processes, run on both), or
-``loop_factories=["virtual"]`` for virtual time (tests/fixtures/virtual_time.py): timing asserted
+``loop_factories=["virtual"]`` for virtual time (bench/virtual_time.py): timing asserted
 exactly, without a wall-clock window.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, settings
 
-from tests.fixtures.virtual_time import VirtualTimeLoop
+from bench.virtual_time import VirtualTimeLoop
 
 pytest_plugins = ["tests.fixtures.servers"]
 

@@ -65,3 +65,28 @@ def test_the_table_shows_the_mark_echo_mode_and_both_turn_indexes():
     assert figures.as_json()["engine_mark_echoes"] == {"overdue": 7, "late": 0}
     assert "mark echoes overdue / late (engine)" in text and "7 / 0" in text
     assert "first caller turn" in text and "later caller turns" in text
+
+
+def test_on_the_virtual_clock_the_report_leaves_out_the_machine_and_lists_the_turns_to_look_at():
+    from rich.console import Console
+
+    from bench.report import MACHINE_FIGURES, on_virtual_clock, print_table, print_turns
+
+    call = CallMeasurement("pauses-01", "pauses", completed=True, agent_frames=100, lateness_ms=[3.0])
+    call.turns = [TurnResult("u1", "reply", speech_end_sent=1.0, first_agent_audio=1.32),
+                  TurnResult("u2", "reply", speech_end_sent=5.0, premature=True, first_agent_audio=4.9),
+                  TurnResult("u3", "reply", speech_end_sent=9.0, first_agent_audio=9.61),
+                  TurnResult("u4", "reply", speech_end_sent=13.0)]
+    figures = on_virtual_clock(RunFigures(concurrency=1, calls=[call], load_cpu_pct=99.0).as_json())
+    assert figures["clock"] == "virtual" and not set(MACHINE_FIGURES) & set(figures)
+    assert set(figures["pass"]) == {"turn_latency_p95", "barge_in_reaction_p95", "no_false_barge_ins",
+                                    "no_premature_replies"}
+    console = Console(record=True, width=300)
+    print_table(figures, console)
+    print_turns(figures, console)
+    text = console.export_text()
+    assert "on the virtual clock" in text and "premature replies" in text
+    for machine in ("engine-added", "CPU", "RSS", "outbound late", "INVALID"):
+        assert machine not in text
+    assert "premature replies (1): pauses-01 u2" in text and "missed turns (1): pauses-01 u4" in text
+    assert "replies at 400 ms or later (1): pauses-01 u3 610 ms" in text

@@ -38,7 +38,7 @@ REPLY_AUDIO = bytes(8000)  # 0.5 s at 8 kHz
 
 
 # The recogniser's lag, the agent's bounded waits and the providers' delays run on the virtual
-# clock of tests/fixtures/virtual_time.py: every async test here is marked with VIRTUAL.
+# clock of bench/virtual_time.py: every async test here is marked with VIRTUAL.
 VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])
 
 

@@ -43,7 +43,7 @@ SPECULATIVE_READY_S = TENTATIVE_S - END_OF_TURN_S + STT_FINAL_S + LLM_FIRST_TOKE
 
 
 # Time moves only when the loop would wait, straight to the next timer: every test here runs on the
-# virtual-time loop of tests/fixtures/virtual_time.py.
+# virtual-time loop of bench/virtual_time.py.
 VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])
 
 

@@ -29,7 +29,7 @@ from .helpers import (
     wait_for,
 )
 
-VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # tests/fixtures/virtual_time.py
+VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # bench/virtual_time.py
 
 
 class Recorder:

@@ -15,7 +15,7 @@ from tests.fixtures.waiting import eventually
 
 from .helpers import CONNECTION_ID, FROM, TO, MediaServer, world
 
-VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # tests/fixtures/virtual_time.py
+VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])  # bench/virtual_time.py
 
 SECOND_OF_AUDIO = base64.b64encode(b"\x7f" * 8000).decode()
 
