@@ -65,9 +65,12 @@ class Recogniser:
         self.deadline_s = deadline_s or self.deadline_s
         for attempt in range(2):
             try:
-                self.session = await asyncio.wait_for(self.stt.open(
-                    sample_rate=self.sample_rate, on_transcript=self.on_transcript, on_error=self._on_error,
-                ), self.deadline_s)
+                # (in this task, not wait_for's: a cancel reaches the client's open(), which
+                # closes what it opened, rather than dropping a session it returns late)
+                async with asyncio.timeout(self.deadline_s):
+                    self.session = await self.stt.open(
+                        sample_rate=self.sample_rate, on_transcript=self.on_transcript, on_error=self._on_error,
+                    )
             except (ProviderError, TimeoutError, aiohttp.ClientError) as exc:
                 self.errors.append(f"stt open: {exc}")
                 self.on_provider_error(provider_of(exc, "stt"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol, TypeVar
@@ -174,14 +175,27 @@ class Reply:
 
     async def _connect_tts(self) -> TtsStream:
         host = self.host
-        stream = await asyncio.wait_for(host.tts.open(voice=host.voice, sample_rate=host.sample_rate),
-                                        host.deadline_s)
+        # open() runs in this task (asyncio.timeout, not wait_for): cancelled, it closes what it
+        # opened; returned, the stream is ours with no await in between. (wait_for runs it in a
+        # task of its own, and on 3.11 drops a stream that task returns after the cancel.)
+        async with asyncio.timeout(host.deadline_s):
+            stream = await host.tts.open(voice=host.voice, sample_rate=host.sample_rate)
         self._stream = stream
         if self.cancelled or self._released:
-            await stream.aclose()
+            # (close_later: a close awaited here would be cut short by the call's end cancelling
+            # this task, and the stream, marked closed, would never be closed again)
+            host.close_later(stream.aclose())
             raise asyncio.CancelledError
         self._pump = host.spawn(self._pump_audio(stream))
+        self._pump.add_done_callback(functools.partial(self._pump_ended, stream))
         return stream
+
+    def _pump_ended(self, stream: TtsStream, pump: asyncio.Task[None]) -> None:
+        """A pump cancelled before its first step ran none of its code, its close of the stream
+        included (the call's end cancels a reply's tasks even where it did not cancel the reply:
+        one a later reply replaced). The close is idempotent: once more costs nothing."""
+        if pump.cancelled():
+            self.host.close_later(stream.aclose())
 
     async def _tts(self) -> TtsStream:
         self._open_tts()

@@ -113,14 +113,13 @@ class DeepgramSpeechToText(SpeechToText):
         if o.api_key is None:
             raise ProviderError(PROVIDER, "no API key configured", retryable=False)
         try:
-            ws = await asyncio.wait_for(
-                self._http.get().ws_connect(
+            # (asyncio.timeout, not wait_for: see TelnyxTextToSpeech.open, the same leak)
+            async with asyncio.timeout(o.connect_timeout_s):
+                ws = await self._http.get().ws_connect(
                     o.url, params=self.query(sample_rate),
                     headers={"Authorization": f"Token {o.api_key.get_secret_value()}"},
                     timeout=aiohttp.ClientWSTimeout(ws_close=o.close_timeout_s), autoping=True,
-                ),
-                o.connect_timeout_s,
-            )
+                )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connect_error(PROVIDER, exc) from None
         batch_bytes = sample_rate * 2 * o.batch_ms // 1000

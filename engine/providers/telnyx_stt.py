@@ -119,16 +119,15 @@ class TelnyxSpeechToText(SpeechToText):
         config = self.config
         try:
             # No origin= on purpose: the Telnyx edge refuses handshakes that carry one [3P].
-            ws = await asyncio.wait_for(
-                self._http.get().ws_connect(
+            # (asyncio.timeout, not wait_for: see TelnyxTextToSpeech.open, the same leak)
+            async with asyncio.timeout(config.connect_timeout_s):
+                ws = await self._http.get().ws_connect(
                     config.url,
                     params=self.query(sample_rate),
                     headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
                     timeout=aiohttp.ClientWSTimeout(ws_close=config.close_timeout_s),
                     autoping=True,
-                ),
-                config.connect_timeout_s,
-            )
+                )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connect_error(PROVIDER, exc) from None
         batch_bytes = sample_rate * 2 * config.batch_ms // 1000

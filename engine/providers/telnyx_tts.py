@@ -87,15 +87,17 @@ class TelnyxTextToSpeech(TextToSpeech):
         # Raw PCM carries no rate: the one asked for, else the documented default.
         raw_rate = int(params["sample_rate"]) if params.get("sample_rate", "").isdigit() else config.pcm_rate
         try:
-            ws = await asyncio.wait_for(
-                self._http.get().ws_connect(
+            # asyncio.timeout, not wait_for: on 3.11 a wait_for cancelled as the connect completes
+            # returns the socket and swallows the cancel, so open() finishes for a caller that is
+            # gone, and the socket is never closed ("Unclosed connection"). In this task, a cancel
+            # reaches ws_connect itself, which closes what it opened.
+            async with asyncio.timeout(config.connect_timeout_s):
+                ws = await self._http.get().ws_connect(
                     config.url,
                     params=params,
                     headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
                     timeout=aiohttp.ClientWSTimeout(ws_close=config.close_timeout_s),
-                ),
-                config.connect_timeout_s,
-            )
+                )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise connect_error(PROVIDER, exc) from None
         stream = TelnyxTtsStream(ws, voice=voice, sample_rate=sample_rate, receive_timeout_s=config.receive_timeout_s,
