@@ -92,6 +92,23 @@ class NoiseFlaps:
         return self._flaps >= _WORDS_ONLY_FLAPS and judge_text(words_only, opening=opening) is Verdict.COMPLETE
 
 
+    def opening_pause_ends(self, now: float, text: str) -> bool:
+        """A pause of a caller answering the phone ("Hello?"), who then waits for the agent: the
+        answers so far show no words since theirs, and this pause comes as long after their words
+        as the VAD's own end of turn would. Trust the short stretch since the last answer and end
+        the turn now, not an answer later (~100 ms: babble's "Hello?"). Later turns wait for the
+        answer that proves it: a caller pausing between two sentences in street noise flaps as
+        fast as babble does."""
+        words_only = without_tags(text)
+        if not words_only or now - self._words_at < self.wordless_s:
+            return False
+        marked = punctuation_verdict(words_only)
+        if marked is not None:
+            return self._flaps >= 1 and marked is Verdict.COMPLETE
+        # Unpunctuated: one wordless answer more, as in :meth:`heard`.
+        return self._flaps >= _WORDS_ONLY_FLAPS - 1 and judge_text(words_only, opening=True) is Verdict.COMPLETE
+
+
 def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, voice_since: float,
                          turn_since: float, final_wait_s: float) -> bool:
     """Whether a final ends the turn the VAD holds open. It must say the recogniser heard the

@@ -242,6 +242,11 @@ class TurnPolicy:
             return  # the turn was ended already (by the recogniser, or as noise): a pause in that
         self.turn = CallerTurn.PAUSED
         self.pause_audio = event.audio
+        if (self.opening and self.config.can_finalize and not self.final_owed and self.mode != "speaking"
+                and not event.quiet_run and self._noise.opening_pause_ends(event.now, self.transcript)):
+            self._end_turn(NOISE)
+            self._maybe_commit(NOISE)
+            return
         self._finalize(quiet_run=event.quiet_run)
         reply = self.reply
         if self.config.speculative and not self.failing and (reply is None or reply.fixed_text is None):

@@ -111,6 +111,26 @@ def test_noise_flaps_wait_for_answers_a_sentence_pause_brings_words_to():
     assert flapping(flaps, "Sorry, it's loud here. Yes,", start=3.16, n=2) == [False, False]
 
 
+def test_an_opening_pause_ends_the_turn_a_whole_end_of_turn_after_the_words_with_a_flap_in():
+    flaps = NoiseFlaps(0.28)
+    words_at(flaps, "Hello?", 0.9)
+    flaps.asked(0.92)
+    assert not flaps.heard(1.02, "Hello?", answer=True)  # anchors the words at 0.92
+    assert not flaps.opening_pause_ends(1.1, "Hello?")  # no wordless answer yet
+    assert flapping(flaps, "Hello?", start=1.07, n=1) == [False]  # one: the pause at 1.07
+    assert not flaps.opening_pause_ends(1.15, "Hello?")  # 0.23 s after the words: too soon
+    assert flaps.opening_pause_ends(1.21, "Hello?")
+    assert not flaps.opening_pause_ends(1.21, "Hello, I")  # words that read unfinished
+    bare = NoiseFlaps(0.28)  # unpunctuated: one wordless answer more
+    words_at(bare, "hello", 0.9)
+    bare.asked(0.92)
+    bare.heard(1.02, "hello", answer=True)
+    flapping(bare, "hello", start=1.07, n=1)
+    assert not bare.opening_pause_ends(1.21, "hello")
+    flapping(bare, "hello", start=1.12, n=1)
+    assert bare.opening_pause_ends(1.26, "hello")
+
+
 def test_noise_flaps_anchor_words_at_the_pause_that_followed_them():
     # An interim can show a word still being said: its words end by the next pause, not by it.
     flaps = NoiseFlaps(0.28)

@@ -437,6 +437,7 @@ def test_tags_after_the_recogniser_ended_an_unfinished_turn_do_not_reopen_it():
 
 def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
     d = Driver(TurnConfig(speculative=False))
+    d.policy.opening = False  # a later turn: the agent has spoken
     d.at(1.0).speech()
     d.interim("Thanks, bye.")
     d.at(1.5).tentative()
@@ -459,6 +460,7 @@ def test_noise_ends_an_unpunctuated_turn_on_words_that_read_finished_one_pause_l
     # noise-babble-10db with a recogniser that does not punctuate: the babble keeps the VAD on,
     # the words read finished; three wordless answers end the turn (two with punctuation).
     d = Driver(TurnConfig(speculative=False))
+    d.policy.opening = False  # a later turn: the agent has spoken
     d.at(1.0).speech()
     d.interim("the invoice number is three three one seven")
     d.at(1.5).tentative()
@@ -479,6 +481,7 @@ def test_noise_ends_the_turn_only_a_whole_end_of_turn_after_the_last_words():
     # "Sorry, it's loud here." at the next pause), but only 0.14 s after the pause that followed
     # "here.", and the next answer has "Yes,".
     d = Driver()
+    d.policy.opening = False  # u2: the agent has answered u1
     d.at(1.0).speech()
     for t, kind, text in ((1.279, "pause", ""), (1.359, "resumed", ""), (1.381, "final", "Sorry,"),
                           (1.5, "pause", ""), (1.599, "resumed", ""), (1.602, "final", ""),
@@ -494,22 +497,47 @@ def test_noise_ends_the_turn_only_a_whole_end_of_turn_after_the_last_words():
     assert len(of(Commit, d.log)) == 1
 
 
-def test_babble_after_the_last_words_ends_the_turn_on_the_answer_a_whole_end_of_turn_later():
-    # noise-babble-10db u1, "Hello?", as the bench's engine saw it: the babble flaps the VAD for
-    # seconds. The interim shows "Hello?" while it is still being said (1.761), so the words are
-    # anchored at the pause after it (1.92); the answer for the pause at 2.22 ends the turn.
+BABBLE_HELLO = ((1.14, "pause", ""), (1.242, "final", ""), (1.26, "resumed", ""),
+                (1.36, "pause", ""), (1.461, "final", ""), (1.52, "resumed", ""),
+                (1.761, "interim", "Hello?"), (1.92, "pause", ""), (2.001, "resumed", ""),
+                (2.024, "final", "Hello?"), (2.06, "pause", ""), (2.08, "resumed", ""),
+                (2.16, "final", ""))
+"""noise-babble-10db u1, "Hello?", as the bench's engine saw it: the babble flaps the VAD for
+seconds. The interim shows "Hello?" while it is still being said (1.761), so the words are
+anchored at the pause after it (1.92); the answer for the pause at 2.06 has no new words."""
+
+
+def test_babble_after_a_later_turns_words_ends_it_on_the_answer_a_whole_end_of_turn_later():
     d = Driver()
+    d.policy.opening = False
     d.at(1.0).speech()
-    for t, kind, text in ((1.14, "pause", ""), (1.242, "final", ""), (1.26, "resumed", ""),
-                          (1.36, "pause", ""), (1.461, "final", ""), (1.52, "resumed", ""),
-                          (1.761, "interim", "Hello?"), (1.92, "pause", ""), (2.001, "resumed", ""),
-                          (2.024, "final", "Hello?"), (2.06, "pause", ""), (2.08, "resumed", ""),
-                          (2.16, "final", ""), (2.22, "pause", ""), (2.24, "resumed", "")):
+    for t, kind, text in (*BABBLE_HELLO, (2.22, "pause", ""), (2.24, "resumed", "")):
         assert not of(TurnOver, d.at(t).replay(kind, text)), t
     d.at(2.261).tentative(quiet_run=True)
     out = d.at(2.32).final("")
     assert one(TurnOver, out).reason == "noise kept the VAD on without new words"
     assert one(Commit, out).text == "Hello?" and one(CommitReply, out)  # the speculation on it
+
+
+def test_babble_after_a_caller_answering_the_phone_ends_the_turn_at_the_pause_the_vad_would():
+    # Answering the phone, the caller waits for the agent: the pause a whole end of turn after
+    # "Hello?" (2.22), with the answers so far wordless, ends the turn then, not an answer later.
+    d = Driver()
+    d.at(1.0).speech()
+    for t, kind, text in BABBLE_HELLO:
+        assert not of(TurnOver, d.at(t).replay(kind, text)), t
+    out = d.at(2.22).tentative()
+    assert one(TurnOver, out).reason == "noise kept the VAD on without new words"
+    assert one(Commit, out).text == "Hello?" and one(CommitReply, out)
+    assert not of(FinalizeStt, out)  # nothing more to ask the recogniser for
+
+
+def test_an_opening_pause_too_soon_after_the_words_waits():
+    d = Driver()
+    d.at(1.0).speech()
+    for t, kind, text in BABBLE_HELLO[:-1]:  # the answer for 2.06 not in yet: no wordless answer
+        d.at(t).replay(kind, text)
+    assert not of(TurnOver, d.at(2.22).tentative())
 
 
 def test_a_finals_only_engine_leaves_noise_to_its_own_endpointing():
@@ -569,6 +597,7 @@ def test_a_breath_in_a_slow_callers_pause_is_not_noise():
 def test_quiet_runs_between_loud_ones_do_not_save_a_turn_from_noise():
     # Babble swings: a quiet stretch among loud ones neither counts nor clears the count.
     d = Driver(TurnConfig(speculative=False))
+    d.policy.opening = False  # a later turn: the agent has spoken
     d.at(1.0).speech()
     d.interim("Thanks, bye.")
     d.at(1.5).tentative()
