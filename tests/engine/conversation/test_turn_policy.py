@@ -131,6 +131,18 @@ def one(kind: type, commands: list[object]):
     return found[0]
 
 
+def words_then_pause(text: str, *, opening: bool = True) -> Driver:
+    """The caller says ``text`` (speech at 1.0), pauses (1.5), and the Finalize's answer brings it
+    (1.6); no speculation. ``opening=False``: a later turn, the agent has spoken."""
+    d = Driver(TurnConfig(speculative=False))
+    d.policy.opening = opening
+    d.at(1.0).speech()
+    d.interim(text)
+    d.at(1.5).tentative()
+    d.at(1.6).final(text)
+    return d
+
+
 def a_turn(d: Driver, text: str, *, start: float = 1.0, length: float = 1.0, contour: Contour | None = None) -> None:
     """Deepgram: the caller speaks, a tentative end (its Finalize answered 100 ms later)."""
     d.at(start).speech()
@@ -436,12 +448,7 @@ def test_tags_after_the_recogniser_ended_an_unfinished_turn_do_not_reopen_it():
 
 
 def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
-    d = Driver(TurnConfig(speculative=False))
-    d.policy.opening = False  # a later turn: the agent has spoken
-    d.at(1.0).speech()
-    d.interim("Thanks, bye.")
-    d.at(1.5).tentative()
-    d.at(1.6).final("Thanks, bye.")
+    d = words_then_pause("Thanks, bye.", opening=False)
     # pause after pause, each Finalize answered without new words; the answer for the pause
     # 0.3 s after the one that followed the words ends the turn (not the pause itself: the
     # audio before it has no answer yet)
@@ -459,12 +466,7 @@ def test_noise_that_keeps_the_vad_on_without_new_words_ends_the_turn():
 def test_noise_ends_an_unpunctuated_turn_on_words_that_read_finished_one_pause_later():
     # noise-babble-10db with a recogniser that does not punctuate: the babble keeps the VAD on,
     # the words read finished; three wordless answers end the turn (two with punctuation).
-    d = Driver(TurnConfig(speculative=False))
-    d.policy.opening = False  # a later turn: the agent has spoken
-    d.at(1.0).speech()
-    d.interim("the invoice number is three three one seven")
-    d.at(1.5).tentative()
-    d.at(1.6).final("the invoice number is three three one seven")
+    d = words_then_pause("the invoice number is three three one seven", opening=False)
     ended = []
     for t in (1.65, 1.85, 2.05):
         d.at(t).resumed()
@@ -557,11 +559,7 @@ def test_a_finals_only_engine_leaves_noise_to_its_own_endpointing():
 def test_deepgram_speech_final_answers_no_finalize():
     # A speech_final of Deepgram's own endpointing between a Finalize and its answer must not be
     # taken for that answer: the noise rule would think a later pause answered.
-    d = Driver(TurnConfig(speculative=False))
-    d.at(1.0).speech()
-    d.interim("Thanks, bye.")
-    d.at(1.5).tentative()
-    d.at(1.6).final("Thanks, bye.")
+    d = words_then_pause("Thanks, bye.")
     d.at(1.62).resumed()
     d.at(1.64).tentative()
     d.at(1.66).resumed()
@@ -575,11 +573,7 @@ def test_a_breath_in_a_slow_callers_pause_is_not_noise():
     # field-07-espeak-140 u2: "Ah, about the library books. [320 ms] I returned them...". The
     # VAD flaps on the breath between the sentences, the recogniser adds no words: the same
     # events as babble, except that the "speech" in the pause is 25-30 dB under the words.
-    d = Driver(TurnConfig(speculative=False))
-    d.at(1.0).speech()
-    d.interim("Ah, about the library books.")
-    d.at(1.5).tentative()
-    d.at(1.6).final("Ah, about the library books.")
+    d = words_then_pause("Ah, about the library books.")
     outs = []
     for t in (1.58, 1.86):  # two quiet runs, each a wordless pause
         d.at(t).resumed()
@@ -596,12 +590,7 @@ def test_a_breath_in_a_slow_callers_pause_is_not_noise():
 
 def test_quiet_runs_between_loud_ones_do_not_save_a_turn_from_noise():
     # Babble swings: a quiet stretch among loud ones neither counts nor clears the count.
-    d = Driver(TurnConfig(speculative=False))
-    d.policy.opening = False  # a later turn: the agent has spoken
-    d.at(1.0).speech()
-    d.interim("Thanks, bye.")
-    d.at(1.5).tentative()
-    d.at(1.6).final("Thanks, bye.")
+    d = words_then_pause("Thanks, bye.", opening=False)
     out = []
     for t, quiet in ((1.65, False), (1.8, True), (1.95, False)):
         d.at(t).resumed()
