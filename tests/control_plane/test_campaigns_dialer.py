@@ -251,6 +251,15 @@ async def _first_attempt_dies(s: System, campaign_id: str, *, send: bool = True)
     return contact
 
 
+async def _sweep(s: System, campaign_id: str, worker_id: str, *, clock: Callable[[], Any]) -> Dialer:
+    """One dialer step by worker ``worker_id`` on its own ``clock`` (taking over what it may), then
+    its sends finished."""
+    dialer = Dialer(s.cp, worker_id=worker_id, clock=clock)
+    await dialer.runner(uuid.UUID(campaign_id)).step(sweep=True)
+    await dialer.drain()
+    return dialer
+
+
 async def _first_send_was(s: System, contact: Any, seconds_ago: float, *, lease_too: bool = False) -> None:
     """Time passes for the attempt's first send: its stamp (on the store's shared clock, the one every
     worker reads the window on) moves ``seconds_ago`` back, and with ``lease_too`` its lease likewise."""
@@ -271,9 +280,7 @@ async def test_a_dial_sent_by_a_dead_worker_is_resent_with_its_command_id_and_ri
         call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
         assert call.status == "queued" and call.call_control_id is None and len(s.emulator.dial_log) == 1
 
-        worker_b = Dialer(s.cp, worker_id="B", clock=_after_leases(s))  # A's lease has run out by B's clock
-        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await worker_b.drain()
+        await _sweep(s, campaign_id, "B", clock=_after_leases(s))  # A's lease has run out by B's clock
         # B sent the same dial again; the emulator answered with A's call and placed no other.
         dials = s.dials()
         assert len(dials) == 2 and dials[0].command_id == dials[1].command_id == str(contact.last_call_id)
@@ -299,9 +306,7 @@ async def test_a_dial_known_from_its_webhooks_is_not_sent_again(tmp_path):
             return call.call_control_id  # call.initiated found the row through client_state
 
         await s.until(known)
-        worker_b = Dialer(s.cp, worker_id="B", clock=_after_leases(s))  # A's lease has run out by B's clock
-        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await worker_b.drain()
+        await _sweep(s, campaign_id, "B", clock=_after_leases(s))  # A's lease has run out by B's clock
         assert len(s.dials()) == 1
         s.cp.campaigns.dialer.start()
         assert (await s.finished(campaign_id))["completed_calls"] == 1
@@ -314,16 +319,12 @@ async def test_past_telnyx_window_an_unrecorded_dial_is_never_resent(settings):
         contact = await _first_attempt_dies(s, campaign_id, send=False)  # died before it reached Telnyx
         start = utcnow()
         await _first_send_was(s, contact, 70)
-        later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
-        await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await later.drain()
+        await _sweep(s, campaign_id, "B", clock=lambda: start + timedelta(seconds=70))
         # 70 s on, a resend could be a second call: not sent; it waits for webhooks that would prove the dial.
         waiting = (await s.contacts(campaign_id))["+12125550001"]
         assert waiting.status == "dialing" and s.dials() == []
         await _first_send_was(s, contact, 200)
-        much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
-        await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await much_later.drain()
+        await _sweep(s, campaign_id, "C", clock=lambda: start + timedelta(seconds=200))
         final = (await s.contacts(campaign_id))["+12125550001"]
         assert (final.status, final.outcome, final.attempts) == ("failed", "dial_unconfirmed", 1)  # not retried
         call = await (await s.cp.repository()).get_call_unscoped(contact.last_call_id)
@@ -368,9 +369,7 @@ async def test_a_worker_whose_clock_runs_behind_never_resends_past_telnyx_window
         s.emulator.switches.delay_s = 120.0  # no webhook proves the dial
         contact = await _first_attempt_dies(s, campaign_id)  # A sent the dial, then died
         await _first_send_was(s, contact, 65, lease_too=True)  # 65 s ago; its lease long over
-        slow = Dialer(s.cp, worker_id="B", clock=lambda: utcnow() - timedelta(seconds=25))
-        await slow.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await slow.drain()
+        await _sweep(s, campaign_id, "B", clock=lambda: utcnow() - timedelta(seconds=25))  # B runs 25 s slow
         assert len(s.dials()) == 1  # A's only
         after = (await s.contacts(campaign_id))["+12125550001"]
         assert after.status == "dialing" and after.claimed_by == "B"  # waiting for a webhook, not re-sent
@@ -416,9 +415,7 @@ async def test_a_rate_limited_resend_keeps_the_first_sends_window(tmp_path):
         s.emulator.switches.delay_s = 3.0
         contact = await _first_attempt_dies(s, campaign_id)  # A's dial reached Telnyx and placed the call
         s.emulator.set_rate_limit(0, window_s=1)
-        worker_b = Dialer(s.cp, worker_id="B", clock=_after_leases(s))  # A's lease has run out by B's clock
-        await worker_b.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await worker_b.drain()
+        worker_b = await _sweep(s, campaign_id, "B", clock=_after_leases(s))  # A's lease has run out by B's clock
         assert [r.status for r in s.dials()] == [200, 429]
         # The refused re-send says nothing about A's request: its window still counts from A's send.
         after = (await s.contacts(campaign_id))["+12125550001"]
@@ -449,14 +446,10 @@ async def test_a_429_after_an_unanswered_try_keeps_the_window_and_nothing_is_sen
         s.emulator.set_rate_limit(None)
         start = contact.dial_started_at
         await _first_send_was(s, contact, 70)
-        later = Dialer(s.cp, worker_id="B", clock=lambda: start + timedelta(seconds=70))
-        await later.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await later.drain()
+        await _sweep(s, campaign_id, "B", clock=lambda: start + timedelta(seconds=70))
         assert len(s.dials()) == 2  # past the window a re-send could ring the number again: none
         await _first_send_was(s, contact, 200)
-        much_later = Dialer(s.cp, worker_id="C", clock=lambda: start + timedelta(seconds=200))
-        await much_later.runner(uuid.UUID(campaign_id)).step(sweep=True)
-        await much_later.drain()
+        await _sweep(s, campaign_id, "C", clock=lambda: start + timedelta(seconds=200))
         final = (await s.contacts(campaign_id))["+12125550001"]
         assert (final.status, final.outcome, final.attempts) == ("failed", "dial_unconfirmed", 1)  # not retried
         assert len(s.dials()) == 2 and len(s.emulator.dial_log) == 1
