@@ -30,13 +30,15 @@ _FLOOR_RMS = 10.0
 
 
 class CallerVoice:
-    """Fed every caller frame (its rms and the VAD's verdict); O(1), no allocation."""
+    """Fed every caller frame: its rms, and whether the VAD heard the caller in it (never while
+    the agent is heard and the caller listens: their line is then their background, as the VAD
+    learns it). O(1), no allocation."""
 
     __slots__ = ("background", "voice_at")
 
     def __init__(self) -> None:
         self.background = 0.0
-        """A frugal median of the rms of the frames the VAD judged silence (0: none yet)."""
+        """A frugal median of the rms of the background frames (0: none yet)."""
         self.voice_at = -math.inf
         """When the last voiced frame that stood over the background was heard."""
 

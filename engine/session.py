@@ -25,7 +25,7 @@ from .jitter import JitterBuffer
 from .playout import Interruption, Playout, Reframer
 from .prosody import CONTOUR_WINDOW_S
 from .timeline import TurnTimeline
-from .vad import Vad, make_vad, talker_of
+from .vad import Talker, Vad, make_vad, talker_of
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,8 @@ class MediaSession:
         endpointer = self.endpointer
         event = endpointer.process(voiced, held or audible)
         level = audioop.rms(pcm, 2)
-        self.caller_voice.frame(level, voiced, now)
+        # (The agent audible, the caller listens: every frame is their background, as for the VAD.)
+        self.caller_voice.frame(level, voiced and talker is not Talker.AGENT, now)
         if voiced:
             if endpointer.last_voiced_frame == endpointer.frame_index - 1:
                 # The speech's end as the endpointer counts it: blips in the trailing noise that it

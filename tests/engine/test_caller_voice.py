@@ -54,3 +54,17 @@ def test_the_session_tracks_the_callers_voice_and_not_the_silence_after():
     call = Call()
     call.play(silence(0.5) + voiced(1.0) + silence(0.6))
     assert 1.45 <= call.session.caller_voice.voice_at <= 1.56
+
+
+def test_while_the_agent_is_heard_a_click_on_the_callers_line_is_their_background():
+    # The caller listens: their line is their background, as the VAD learns it (until a sound
+    # over the agent lasts long enough to hold the reply: then it is theirs).
+    call = Call()
+    call.play(silence(0.5) + voiced(0.6) + silence(0.4))
+    words_end = call.session.caller_voice.voice_at
+    assert 1.05 <= words_end <= 1.16
+    call.session.speak(1, voiced(3.0, seed=5))
+    call.session.finish_utterance(1)
+    call.play(silence(0.4) + voiced(0.04, seed=6) + silence(0.6))
+    assert call.session.stats.barge_in_holds == 0
+    assert call.session.caller_voice.voice_at == words_end
