@@ -409,7 +409,7 @@ class TurnPolicy:
         if (self.config.confident_end and self.turn is CallerTurn.PAUSED and not self.final_owed
                 and not self.failing and reply is not None and reply.speculative and not reply.committed
                 and reply.audio_ready and reply.fixed_text is None and same_words(reply.user_text, text)
-                and surely_finished(text)):
+                and surely_finished(text, opening=self.opening)):
             self.ended_sooner += 1
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 

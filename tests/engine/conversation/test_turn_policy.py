@@ -254,16 +254,34 @@ def test_audio_for_a_reply_the_caller_talked_over_asks_for_nothing():
 
 @pytest.mark.parametrize("text", [
     "Yes, three o'clock.",  # a statement: callers go on after one ("... Thank you.")
-    "Hello?",  # interjections only
+    "Hello?",  # interjections only, once the call is under way: "Hello? Can you hear me?"
     "I think it went out on... Tuesday?",  # hesitant
     "Is it four?",  # ends on a number
     "could we move it to friday morning instead",  # no punctuation: no evidence
 ])
 def test_anything_short_of_a_sure_question_waits_for_the_vads_end_of_turn(text):
     d = Driver(SOONER)
+    d.policy.opening = False
     a_turn(d, text)
     if d.policy.reply is not None:
         d.at(2.15).audio()
+    assert not of(EndTurn, d.log)
+
+
+@pytest.mark.parametrize("text", ["Hello?", "Yeah, hello?"])
+def test_a_caller_answering_the_phone_with_a_question_ends_sooner(text):
+    # "Hello?" as the call opens hands the floor to the agent, like any question that reads
+    # finished; later in the call it does not (above).
+    d = Driver(SOONER)
+    a_turn(d, text)
+    assert d.at(2.27).audio() == [EndTurn()] and d.policy.ended_sooner == 1
+
+
+def test_an_opening_statement_still_waits_for_the_vads_end_of_turn():
+    d = Driver(SOONER)
+    a_turn(d, "Hello.")
+    assert d.policy.reply is not None  # speculated on: the words read finished
+    d.at(2.27).audio()
     assert not of(EndTurn, d.log)
 
 
@@ -288,7 +306,8 @@ def test_a_final_while_the_caller_talks_asks_for_nothing():
 
 @pytest.mark.parametrize(("endpointing", "confident"), [
     (EndpointingConfig(confident_end_of_turn_ms=200), True),
-    (EndpointingConfig(), False),  # the default, = end_of_turn_ms: off
+    (EndpointingConfig(), True),  # the default: 200 ms
+    (EndpointingConfig(confident_end_of_turn_ms=300), False),  # = end_of_turn_ms: off
     (EndpointingConfig(end_of_turn_ms=160, confident_end_of_turn_ms=200), False),
     (EndpointingConfig(tentative_end_ms=200, end_of_turn_ms=400, confident_end_of_turn_ms=200), False),
     (None, False),  # no media session yet
