@@ -994,6 +994,33 @@ def test_the_greeting_is_a_fixed_reply_the_caller_cannot_merge_into():
     assert d.policy.reply.utterance_id == greet.utterance_id
 
 
+def test_a_turn_that_ends_before_the_greeting_is_heard_waits_for_the_next_one():
+    # The callee answers ("yeah hello") before the greeting's first audio is out (a slow TTS, a
+    # long setup): the greeting is the agent's turn, as it is once its audio is out. It is
+    # neither dropped nor joined by a second reply; the words wait for the caller's next turn.
+    d = Driver()
+    greet = one(StartReply, d.send(Greet("Hi, this is Sam from Acme.")))
+    a_turn(d, "yeah hello")
+    d.at(2.32).turn_end()
+    assert of(StartReply, d.log) == [greet] and not of(DropReply, d.log) and not of(Commit, d.log)
+    assert d.policy.reply.utterance_id == greet.utterance_id and d.policy.turn is CallerTurn.IDLE
+    assert d.policy.finals == ["yeah hello"]
+    d.at(2.5).speak()
+    d.at(4.0).played()
+    a_turn(d, "Yes, speaking.", start=5.0)
+    out = d.at(6.32).turn_end()
+    assert one(Commit, out).text == "yeah hello Yes, speaking." == d.policy.reply.user_text
+
+
+def test_keys_before_the_greeting_is_heard_wait_for_the_next_turn_too():
+    d = Driver()
+    greet = one(StartReply, d.send(Greet("Hi, this is Sam from Acme.")))
+    d.send(KeysHeard(0.5, "The caller pressed 1 on the keypad."))
+    assert of(StartReply, d.log) == [greet] and not of(DropReply, d.log)
+    assert d.policy.reply.utterance_id == greet.utterance_id
+    assert d.policy.finals == ["The caller pressed 1 on the keypad."]
+
+
 def test_a_stale_timer_does_nothing_and_a_stopped_call_takes_no_events():
     d = Driver()
     a_turn(d, "my order number is")
