@@ -170,7 +170,9 @@ class MediaStreamEndpoint:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True)
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        session = MediaSession(self.config, self.listener_factory(request), self.metrics.observe_turn)
+        session = MediaSession(self.config, self.listener_factory(request))
+        observe = self.metrics.observe_turn
+        session.observer = lambda turn: observe(turn, session.stream_id)  # the bench's turns, by call
         waker = _Waker(loop)
         session.waker = waker.wake
         self.metrics.sessions.add(session)

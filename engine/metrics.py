@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from .session import MediaSession
 from .timeline import TurnTimeline
+from .turn_outcome import Hold, TurnEnd
 
 # Counter name -> (help, how to read it off a session)
 _COUNTERS: dict[str, tuple[str, str]] = {
@@ -140,6 +141,15 @@ class EngineMetrics:
             ["provider"],
             registry=self.registry,
         )
+        ends = Counter(
+            "callagent_turn_ends",
+            "Measured turns by how they ended (end) and, for a hold that ran out, its verdict (hold)",
+            ["end", "hold"],
+            registry=self.registry,
+        )
+        # Bound now, so a turn does no label lookup; a hold only ever ends as hold_ran_out.
+        self._ends = {(end, hold): ends.labels(end.value, hold.value if hold else "")
+                      for end in TurnEnd for hold in ((None, *Hold) if end is TurnEnd.HOLD_RAN_OUT else (None,))}
         self._ttfb: tuple[tuple[str, Histogram], ...] = ()
         self.set_providers()
 
@@ -158,9 +168,16 @@ class EngineMetrics:
         """Count one provider failure (rare: a label lookup is fine here)."""
         self.provider_errors.labels(provider).inc()
 
-    def observe_turn(self, timeline: TurnTimeline) -> None:
+    def observe_turn(self, timeline: TurnTimeline, stream_id: str | None = None) -> None:
+        """A turn's first reply frame went out: its figures, and how it ended (when the turn
+        policy said). ``stream_id`` tells the bench's kept turns apart by call."""
         if self.recent_turns.maxlen:
-            self.recent_turns.append(timeline.as_dict())
+            self.recent_turns.append({**timeline.as_dict(), "stream_id": stream_id})
+        outcome = timeline.outcome
+        if outcome is not None:
+            ends = self._ends.get((outcome.end, outcome.hold))
+            if ends is not None:
+                ends.inc()
         latency = timeline.turn_latency_ms
         if latency is not None:
             self.turn_latency.observe(latency / 1000.0)
