@@ -59,7 +59,7 @@ def describe_turn(turn: dict[str, Any]) -> list[str]:
         lines.append(f"        turn latency {latency['turn_latency_ms']:.0f} ms{spec}"
                      + (f" ({stages})" if stages else ""))
     if turn.get("end_reason"):  # how the caller's turn ended (turns recorded before it was kept: none)
-        outcome = {"end": turn["end_reason"], **{k: turn.get(k) for k in ("hold", "contour", "speculation")}}
+        outcome = {"end": turn["end_reason"], **{k: turn.get(k) for k in ("hold", "contour", "speculation", "merged")}}
         lines.append(f"        ended: {describe(outcome)}")
     return lines
 

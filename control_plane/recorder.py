@@ -92,7 +92,7 @@ def turn_outcome_fields(outcome: TurnOutcome | None) -> dict[str, Any]:
     if outcome is None:
         return {}
     return {"end_reason": outcome.end.value, "hold": None if outcome.hold is None else outcome.hold.value,
-            "contour": outcome.contour, "speculation": outcome.speculation.value}
+            "contour": outcome.contour, "speculation": outcome.speculation.value, "merged": outcome.merged}
 
 
 class UnknownCall(LookupError):

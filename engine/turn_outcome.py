@@ -60,38 +60,47 @@ class TurnOutcome:
     end: TurnEnd
     speculation: Speculation = Speculation.NONE
     hold: Hold | None = None
-    """The hold the turn went through before it committed (only with ``end`` hold_ran_out); a
-    hold the caller broke by speaking again is not this turn's: it merged into a longer one."""
+    """The last hold the turn waited through: it ran out (``end`` hold_ran_out), or the VAD heard
+    more "speech" in it (the caller went on, or noise) and the turn went on to another end."""
     contour: bool = False
-    """The caller's final pitch contour decided the verdict where the words alone would not have:
-    a rise held words that read complete (``hold`` unsure), or a fall ended unsure words at once."""
+    """The caller's final pitch contour decided the last verdict where the words alone would not
+    have: a rise held words that read complete (a hold that ran out), or a fall ended unsure words
+    at once."""
+    merged: bool = False
+    """The turn had ended once and the VAD heard "speech" again before it committed (in a hold, or
+    while a final was owed): the caller went on, or noise did, and the turns merged into this one."""
 
     def as_dict(self) -> dict[str, Any]:
         hold = None if self.hold is None else self.hold.value
-        return {"end": self.end.value, "hold": hold, "contour": self.contour, "speculation": self.speculation.value}
+        return {"end": self.end.value, "hold": hold, "contour": self.contour, "speculation": self.speculation.value,
+                "merged": self.merged}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnOutcome:
         """The outcome :meth:`as_dict` gave (a ValueError names a value that is not one)."""
         hold = data.get("hold")
         return cls(TurnEnd(data["end"]), Speculation(data.get("speculation") or "none"),
-                   None if hold is None else Hold(hold), bool(data.get("contour")))
+                   None if hold is None else Hold(hold), bool(data.get("contour")), bool(data.get("merged")))
 
     def describe(self) -> str:
-        """One short line for people: "vad", "hold: unsure words (pitch rose), speculation kept"."""
+        """One short line for people: "vad", "hold: unsure words (pitch rose), speculation kept",
+    "vad after a broken hold (unsure words)", "vad after more speech (merged)"."""
         return describe(self.as_dict())
 
 
-def describe(outcome: dict[str, Any] | None) -> str:
-    """:meth:`TurnOutcome.describe` for the outcome as stored or sent (a dict, or None: unknown)."""
+def describe(outcome: dict[str, Any] | None, *, kept: bool = True) -> str:
+    """:meth:`TurnOutcome.describe` for the outcome as stored or sent (a dict, or None: unknown);
+    ``kept=False`` leaves a kept speculation unsaid (where it is the rule)."""
     if not outcome:
         return "no account"
-    hold, contour = outcome.get("hold"), outcome.get("contour")
-    if hold:
+    end, hold, contour = outcome.get("end"), outcome.get("hold"), outcome.get("contour")
+    if hold and end == TurnEnd.HOLD_RAN_OUT:
         parts = [f"hold: {hold} words" + (" (pitch rose)" if contour else "")]
     else:
-        parts = [str(outcome.get("end")) + (" (pitch fell)" if contour else "")]
+        broken = (f" after a broken hold ({hold} words)" if hold
+                  else " after more speech (merged)" if outcome.get("merged") else "")
+        parts = [f"{end}" + (" (pitch fell)" if contour else "") + broken]
     speculation = outcome.get("speculation")
-    if speculation and speculation != Speculation.NONE:
+    if speculation and speculation != Speculation.NONE and (kept or speculation != Speculation.KEPT):
         parts.append(f"speculation {speculation}")
     return ", ".join(parts)

@@ -120,6 +120,7 @@ class Turn(Record):
     hold: str | None = None
     contour: bool = False
     speculation: str | None = None
+    merged: bool = False
 
 
 class DncEntry(Record):

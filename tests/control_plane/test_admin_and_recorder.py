@@ -72,7 +72,8 @@ async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(h):
     await recorder.record_turn(ccid, 0, caller_text="Is it expensive?", agent_text="Not at all.",
                                latency=timeline)
     await recorder.record_turn(ccid, 1, caller_text="Ok", agent_text="Great—", interrupted=True,
-                               latency={"turn_latency_ms": 401.0}, outcome=TurnOutcome(TurnEnd.NOISE))
+                               latency={"turn_latency_ms": 401.0},
+                               outcome=TurnOutcome(TurnEnd.NOISE, merged=True))
     await recorder.finish(ccid, summary="Interested, wants a demo", outcome={"demo": True})
     detail = await (await h.client.get(f"/api/calls/{started['call_id']}", headers=headers)).json()
     first, second = detail["turns"]
@@ -80,9 +81,9 @@ async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(h):
     assert first["latency"]["stages_ms"]["llm_first_token"] == pytest.approx(170.0)
     assert second["interrupted"] is True and second["agent_text"] == "Great—"
     # How each turn ended: from the timeline's account, or given.
-    outcome = ("end_reason", "hold", "contour", "speculation")
-    assert [first[k] for k in outcome] == ["hold_ran_out", "unsure", True, "kept"]
-    assert [second[k] for k in outcome] == ["noise", None, False, "none"]
+    outcome = ("end_reason", "hold", "contour", "speculation", "merged")
+    assert [first[k] for k in outcome] == ["hold_ran_out", "unsure", True, "kept", False]
+    assert [second[k] for k in outcome] == ["noise", None, False, "none", True]
     assert detail["summary"] == "Interested, wants a demo" and detail["outcome"] == {"demo": True}
     with pytest.raises(UnknownCall):
         await recorder.record_turn("v3:nope", 0, caller_text="x", agent_text="y")
@@ -151,8 +152,8 @@ def test_the_call_turn_event_says_how_the_turn_ended():
                 created_at=utcnow(), end_reason="confident", speculation="kept")
     kind, data = turn_event(turn)
     assert kind == "call.turn"
-    assert {k: data[k] for k in ("end_reason", "hold", "contour", "speculation")} == {
-        "end_reason": "confident", "hold": None, "contour": False, "speculation": "kept"}
+    assert {k: data[k] for k in ("end_reason", "hold", "contour", "speculation", "merged")} == {
+        "end_reason": "confident", "hold": None, "contour": False, "speculation": "kept", "merged": False}
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -82,4 +82,5 @@ async def test_the_turn_record_says_how_the_turn_ended():
     (record,) = recorder.turns
     assert record.caller_text == "Where is my parcel?"
     assert record.outcome == TurnOutcome(TurnEnd.VAD, Speculation.KEPT)
-    assert record.timeline["outcome"] == {"end": "vad", "hold": None, "contour": False, "speculation": "kept"}
+    assert record.timeline["outcome"] == {"end": "vad", "hold": None, "contour": False, "speculation": "kept",
+                                         "merged": False}

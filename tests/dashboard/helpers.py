@@ -72,4 +72,4 @@ async def write_turns(repo: Any, call: Call) -> None:
                                 caller_text="<script>alert(1)</script> I need to move my appointment",
                                 agent_text="Sure, which day would suit you", interrupted=True, latency=slow,
                                 created_at=utcnow(), end_reason="hold_ran_out", hold="unsure", contour=True,
-                                speculation="kept"))
+                                speculation="kept", merged=True))

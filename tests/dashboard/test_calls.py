@@ -101,7 +101,7 @@ async def test_call_detail_shows_transcript_waterfall_barge_in_and_outcome(h):
     assert "612 ms to first audio" in text and "1,210 ms to first audio" in text
     assert text.count("barge-in: agent interrupted") == 1
     # How the second turn ended (the first has no account: no badge)
-    assert text.count("ended: ") == 1 and "ended: hold_ran_out (unsure words), by pitch" in text
+    assert text.count("ended: ") == 1 and "ended: hold_ran_out (unsure words), by pitch, merged" in text
     assert "Moved the appointment to Tuesday." in text and "rescheduled" in text
     assert 'href="https://recordings.example.com/r/1.mp3"' in text
     assert "0.0420 USD" in text

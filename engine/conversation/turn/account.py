@@ -24,24 +24,34 @@ TURN_OVER = {
 
 
 class TurnAccount:
-    __slots__ = ("ended_by", "sooner", "hold", "contour")
+    __slots__ = ("ended_by", "over", "merged", "sooner_at", "hold", "broken", "contour")
 
     def __init__(self) -> None:
         self.ended_by = TurnEnd.VAD
-        self.sooner = False
-        """The policy asked for the confident end (EndTurn): the session's next end of turn is it."""
-        self.hold: Hold | None = None
+        self.over = False  # the turn has ended (not yet committed)
+        self.merged = False  # ... and the caller spoke again before it committed
+        self.sooner_at: float | None = None
+        """When the policy asked for the confident end (EndTurn): the session's next end of turn is
+        it, unless the caller's voice came back after."""
+        self.hold: Hold | None = None  # the hold the turn is in
+        self.broken: Hold | None = None  # ... and the last one speech broke (the turns merged)
         self.contour = False
 
     def speech(self) -> None:
-        """The caller spoke (again): a pending confident end is moot, a hold broken (the turns merge)."""
-        self.sooner = False
-        self.hold = None
+        """The caller spoke (again): a hold is broken, a turn that had ended merges into this one."""
+        self.merged = self.merged or self.over
+        self.over = False
+        if self.hold is not None:
+            self.broken, self.hold = self.hold, None
         self.contour = False
 
-    def vad_end(self) -> TurnEnd:
-        """How the session's end of turn ended the turn: its own silence, or the confident end's."""
-        return TurnEnd.CONFIDENT if self.sooner else TurnEnd.VAD
+    def ended(self, end: TurnEnd) -> None:
+        self.ended_by, self.over = end, True
+
+    def vad_end(self, voice_since: float) -> TurnEnd:
+        """How the session's end of turn ended the turn: its own silence, or the confident end's
+        (asked for since the caller's voice last began, at ``voice_since``)."""
+        return TurnEnd.CONFIDENT if self.sooner_at is not None and self.sooner_at > voice_since else TurnEnd.VAD
 
     def judge(self, text: str, incomplete_hold_ms: int, *, opening: bool,
               contour: Callable[[], Contour] | None) -> int:
@@ -52,9 +62,10 @@ class TurnAccount:
             self.hold, self.contour = None, False
             return 0
         verdict = judge_turn(text, opening=opening, contour=contour)
-        self.hold = _HOLDS.get(verdict)
+        held = hold_ms(verdict, incomplete_hold_ms)
+        self.hold = _HOLDS.get(verdict) if held else None
         self.contour = contour is not None and verdict is not judge_text(text, opening=opening)
-        return hold_ms(verdict, incomplete_hold_ms)
+        return held
 
     def outcome(self, *, forced: bool, hold_over: bool, speculation: Speculation) -> TurnOutcome:
         """The outcome of the commit being made; the account starts over for the next turn."""
@@ -64,7 +75,7 @@ class TurnAccount:
             end = TurnEnd.FINAL_LATE
         else:
             end = self.ended_by
-        outcome = TurnOutcome(end, speculation, self.hold if hold_over else None, self.contour)
-        self.speech()
-        self.ended_by = TurnEnd.VAD
+        outcome = TurnOutcome(end, speculation, self.hold if hold_over else self.broken, self.contour, self.merged)
+        self.sooner_at, self.hold, self.broken, self.contour = None, None, None, False
+        self.ended_by, self.over, self.merged = TurnEnd.VAD, False, False
         return outcome

@@ -36,11 +36,11 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
 * **Replies** (:mod:`.replies`): one in flight; a failure is retried once; a long tool gets the
   filler line, never while the caller is talking.
 * **Ends the VAD does not call** (:mod:`.endpoint`): the recogniser's own, and noise.
-* **Outcome** (:mod:`.account`): each Commit says how its turn ended, held, speculated.
 
 The parts are sans-IO too and share the policy's outbox and :class:`~.timers.Timers`.
 
-Every reply dropped and every text discarded says why (:class:`DropReply`, :class:`DiscardText`).
+Every reply dropped, text discarded and turn committed says why (:class:`DropReply`,
+:class:`DiscardText`, the :class:`Commit`'s outcome that :mod:`.account` keeps).
 """
 
 from __future__ import annotations
@@ -238,6 +238,7 @@ class TurnPolicy:
             # The caller goes on before hearing anything: one merged turn, not two replies.
             if reply.speculative and not reply.committed:
                 self.speculation.cancelled += 1
+            self.account.merged |= reply.committed  # the turn it answered merges into this one
             self.replies.drop("the caller went on before hearing it")
 
     def _tentative_end(self, event: TentativeEnd) -> None:
@@ -275,7 +276,6 @@ class TurnPolicy:
         self._voice_since = event.now
         self.pause_audio = NO_AUDIO
         self._owe_final()
-        self.account.sooner = False
         if self.turn is CallerTurn.PAUSED:
             self.turn = CallerTurn.SPEAKING
 
@@ -288,7 +288,7 @@ class TurnPolicy:
             return
         if self.turn not in (CallerTurn.SPEAKING, CallerTurn.PAUSED, CallerTurn.ENDED):
             return  # committed already (noise, keys) or holding: one answer per turn
-        self._end_turn(self.account.vad_end())
+        self._end_turn(self.account.vad_end(self._voice_since))
         if not self.final_owed and not self.finals and self.interim:
             self._finalize()  # no tentative end came (config): finalize now
         self._timers.start(Timer.FINAL_WAIT, event.now + self.config.final_wait_s)
@@ -416,7 +416,7 @@ class TurnPolicy:
                 and reply.audio_ready and reply.fixed_text is None and same_words(reply.user_text, text)
                 and surely_finished(text)):
             self.ended_sooner += 1
-            self.account.sooner = True
+            self.account.sooner_at = self._now
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 
     def _finalize(self, *, quiet_run: bool = True) -> None:
@@ -435,7 +435,7 @@ class TurnPolicy:
 
     def _end_turn(self, end: TurnEnd) -> None:
         self.turn = CallerTurn.ENDED
-        self.account.ended_by = end
+        self.account.ended(end)
         self._out.append(TurnOver(TURN_OVER[end]))
 
     def _maybe_commit(self, reason: str) -> None:

@@ -82,14 +82,54 @@ def test_a_falling_voice_that_ended_unsure_words_says_the_contour_decided():
     assert outcome(d.at(2.32).turn_end()) == TurnOutcome(TurnEnd.VAD, Speculation.KEPT, None, contour=True)
 
 
-def test_a_hold_the_caller_broke_is_not_the_merged_turns():
+def test_a_hold_speech_broke_is_told_with_the_merged_turns_end():
+    # (In street noise the "speech" that breaks it can be noise: the reply then waits for the
+    # merged turn's end, and the account says why.)
     d = Driver()
     a_turn(d, "my order number is")
     d.at(2.3).turn_end()
     d.at(2.8).speech()
     a_turn(d, "four seven two nine one eight", start=2.8, length=1.8)
     got = outcome(d.at(4.9).turn_end())
-    assert (got.end, got.hold) == (TurnEnd.VAD, None)
+    assert (got.end, got.hold, got.merged) == (TurnEnd.VAD, Hold.INCOMPLETE, True)
+    assert got.describe() == "vad after a broken hold (incomplete words), speculation kept"
+    d.speak()
+    d.at(5.5).played()
+    a_turn(d, "Thanks.", start=6.0, length=0.5)  # the next turn starts its account afresh
+    assert outcome(d.at(6.82).turn_end()).hold is None
+
+
+def test_speech_after_the_turn_ended_and_before_its_final_merges_it():
+    # noise-street-20db u3: "thanks bye", the VAD's end while its final is owed, then street noise
+    # the VAD takes for speech; the reply waits for the merged turn's end.
+    d = Driver()
+    a_turn(d, "Tomorrow works.")
+    assert outcome(d.at(2.3).turn_end()).merged is False  # (the plain case)
+    d = Driver()
+    d.at(1.0).speech()
+    d.interim("Tomorrow works.")
+    d.at(2.0).tentative()
+    d.at(2.3).turn_end()  # its final is not in
+    d.at(2.35).speech()
+    d.at(2.4).final("Tomorrow works.")
+    d.at(2.5).tentative()
+    d.at(2.6).final("")
+    got = outcome(d.at(2.8).turn_end())
+    assert (got.end, got.hold, got.merged) == (TurnEnd.VAD, None, True)
+    assert got.describe() == "vad after more speech (merged), speculation kept"
+
+
+def test_speech_before_the_reply_was_heard_merges_the_answered_turn_into_the_next():
+    # noise-street-20db u3 again: "thanks bye" answered at the VAD's end, then noise the VAD takes
+    # for speech before the reply plays: the reply is dropped and the words answered again.
+    d = Driver()
+    a_turn(d, "Thanks, bye.")
+    assert outcome(d.at(2.3).turn_end()).merged is False
+    d.at(2.4).speech()
+    d.at(2.6).tentative()
+    d.at(2.7).final("")
+    out = d.at(2.9).turn_end()
+    assert one(Commit, out).text == "Thanks, bye." and (outcome(out).end, outcome(out).merged) == (TurnEnd.VAD, True)
 
 
 def test_a_late_final():
@@ -142,11 +182,13 @@ def test_a_speculation_on_other_words_is_restarted_and_none_is_none():
 
 def test_the_outcome_as_stored_and_read_back_and_told_to_people():
     held = TurnOutcome(TurnEnd.HOLD_RAN_OUT, Speculation.KEPT, Hold.UNSURE, contour=True)
-    assert held.as_dict() == {"end": "hold_ran_out", "hold": "unsure", "contour": True, "speculation": "kept"}
+    assert held.as_dict() == {"end": "hold_ran_out", "hold": "unsure", "contour": True, "speculation": "kept",
+                              "merged": False}
     assert TurnOutcome.from_dict(held.as_dict()) == held
     assert held.describe() == "hold: unsure words (pitch rose), speculation kept"
     assert TurnOutcome(TurnEnd.NOISE).describe() == "noise"
     assert TurnOutcome(TurnEnd.VAD, contour=True).describe() == "vad (pitch fell)"
+    assert describe(held.as_dict(), kept=False) == "hold: unsure words (pitch rose)"
     assert describe(None) == "no account"
     with pytest.raises(ValueError):
         TurnOutcome.from_dict({"end": "whenever"})
