@@ -43,7 +43,7 @@ from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
 from .corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, CallScript, load_corpus
 from .events import EventReceiver, expected_events, wait_for
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
-from .report import RunFigures, print_categories, print_table, write_json, write_plot
+from .report import RunFigures, print_categories, print_table, print_turns, write_json, write_plot
 from .telnyx_emulator.media import MarkEcho
 from .usage import call_details, usage_line, usage_report
 
@@ -393,6 +393,7 @@ async def run_bench(options: BenchOptions) -> int:
             add_stage_samples(figures, stage_samples)
             print_table(data, console)
             print_categories(data, console)
+            print_turns(data, console)  # with the engine's account of each (not with --target: no /bench/turns)
             if options.capacity:
                 p95 = data["turn_latency_ms"]["p95"]
                 ok = p95 is not None and p95 < 400 and data["outbound_late_ms"]["p99"] <= 5 and data["valid"]
