@@ -97,15 +97,17 @@ class EndpointingConfig(_Model):
         # by more words within a line except a hesitant one ("on... Tuesday?", which is excluded),
         # while closed statements are, 200-340 ms later: statements keep end_of_turn_ms. It ends a
         # turn only once the reply has audio (ending before gains nothing, and noise after an
-        # early end would open a new turn that drops a reply not yet speaking).
-        300, ge=2 * FRAME_MS,
+        # early end would open a new turn that drops a reply not yet speaking), so with providers
+        # as fast as the bench's `fast` profile the turn ends 260-290 ms into the silence, not 200.
+        200, ge=2 * FRAME_MS,
         description=(
             "Trailing silence that ends a turn whose words are surely finished: the recogniser's final "
-            "for the pause is in and closes a question (?) whose words read finished without hesitation, "
-            "and the speculative reply was started on exactly those words and has its first audio (see "
-            "engine/conversation/turn/endpoint.py, surely_finished); speech that resumes first cancels it. "
-            "Other turns wait end_of_turn_ms. At or above end_of_turn_ms (the default; or at or below "
-            "tentative_end_ms): off. 200 measured safe for the words (docs/benchmarks.md)."
+            "for the pause is in and closes a question (?) whose words read finished without hesitation "
+            "(a caller's opening \"Hello?\" included), and the speculative reply was started on exactly "
+            "those words and has its first audio (see engine/conversation/turn/endpoint.py, "
+            "surely_finished); speech that resumes first cancels it. Other turns wait end_of_turn_ms. "
+            "At or above end_of_turn_ms, or at or below tentative_end_ms: off. 200 (the default) "
+            "measured safe for the words (docs/benchmarks.md)."
         ),
     )
     min_barge_in_ms: int = Field(

@@ -71,22 +71,25 @@ def main() -> None:
     rows = []
     for root in (CORPUS_DIR, FIELD_DIR):
         for script in load_corpus(root):
-            for step in script.steps:
-                if step.kind == "say" and step.expect == "reply" and step.audio:
+            said = [step for step in script.steps if step.kind == "say"]
+            for step in said:
+                if step.expect == "reply" and step.audio:
+                    opening = step is said[0]  # (upper bound: an inbound call's greeting may come first)
                     for ms, before in line_pauses(root / script.name / step.audio, step.text):
                         if ms >= args.min_ms:
-                            rows.append((ms, f"{script.name}/{step.id}", before))
+                            rows.append((ms, f"{script.name}/{step.id}", before, opening))
     print("silence ms  closed sentence  sure (confident end)  line/step  words before the pause")
-    for ms, where, before in sorted(rows, key=lambda r: -r[0]):
+    for ms, where, before, opening in sorted(rows, key=lambda r: -r[0]):
         closed = before is not None and punctuation_verdict(before) is Verdict.COMPLETE
-        sure = before is not None and surely_finished(before)
+        sure = before is not None and surely_finished(before, opening=opening)
         flags = f"{'yes' if closed else '-':>15}  {'yes' if sure else '-':>20}"
         print(f"{ms:10d}  {flags}  {where}  {before or '(unplaced)'}")
     print("\npauses at least this long (ms): after a closed sentence / after words the confident end takes")
     for end_ms in range(160, 360, 20):
-        closed_n = sum(1 for ms, _, b in rows if ms >= end_ms and b is not None
+        closed_n = sum(1 for ms, _, b, _ in rows if ms >= end_ms and b is not None
                        and punctuation_verdict(b) is Verdict.COMPLETE)
-        sure_n = sum(1 for ms, _, b in rows if ms >= end_ms and b is not None and surely_finished(b))
+        sure_n = sum(1 for ms, _, b, opening in rows
+                     if ms >= end_ms and b is not None and surely_finished(b, opening=opening))
         print(f"{end_ms:5d}: {closed_n:3d} / {sure_n}")
 
 

@@ -102,7 +102,7 @@ class EndsTheCall(Tts):
 
 
 async def test_a_pump_cancelled_before_it_ran_still_closes_the_stream():
-    """A reply the call's end finds not current (a greeting a committed turn replaced) is not
+    """A reply the call's end finds not current (one the agent no longer holds) is not
     cancelled itself: its tasks are. A task cancelled before its first step runs none of its
     code, so the pump's own cleanup never runs: its end must close the stream."""
     host = Host(Llm(3, hang=True))

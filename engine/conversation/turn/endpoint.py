@@ -130,14 +130,16 @@ def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool 
                            or judge_turn(text, opening=opening, contour=contour) is Verdict.COMPLETE)
 
 
-def surely_finished(text: str) -> bool:
+def surely_finished(text: str, *, opening: bool = False) -> bool:
     """Evidence strong enough to end a turn before the VAD's end of turn: a recogniser that
     punctuates closed the turn on a question, which hands the floor to the agent, and its words
-    alone read finished too (not only interjections: "Hello?"), with no hesitation in the turn
-    ("it went out on... Tuesday?": a caller still finding words). A closed statement is not
+    alone read finished too, with no hesitation in the turn ("it went out on... Tuesday?": a
+    caller still finding words). Interjections alone ("Hello?") read finished only in the
+    ``opening`` (:func:`judge_text`): a caller answering the phone asks and waits for the agent,
+    while later a "Right?" or "Hello?" mid-call leads into more. A closed statement is not
     enough: callers leave 200-340 ms between two sentences of one line ("Yes, three o'clock.
     Thank you.", docs/benchmarks.md). Non-speech tags and unpunctuated text are no evidence."""
     words = without_tags(text)
     if not words.endswith("?") or words != text.strip() or "..." in words or "…" in words:
         return False
-    return judge_text(_MARKS.sub(" ", words)) is Verdict.COMPLETE
+    return judge_text(_MARKS.sub(" ", words), opening=opening) is Verdict.COMPLETE

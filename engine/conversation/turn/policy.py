@@ -414,7 +414,7 @@ class TurnPolicy:
         if (self.config.confident_end and self.turn is CallerTurn.PAUSED and not self.final_owed
                 and not self.failing and reply is not None and reply.speculative and not reply.committed
                 and reply.audio_ready and reply.fixed_text is None and same_words(reply.user_text, text)
-                and surely_finished(text)):
+                and surely_finished(text, opening=self.opening)):
             self.ended_sooner += 1
             self.account.sooner_at = self._now
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
@@ -475,10 +475,10 @@ class TurnPolicy:
             self.late_final_owed = True
             self.final_owed = False
         reply = self.reply
-        if text and reply is not None and reply.speaking:
-            # Words that ended a turn while the agent talks and the caller was not confirmed as
-            # barging in (a late final, noise around it): never a second voice over the first.
-            # They wait for the caller's next turn.
+        if text and reply is not None and (reply.speaking or reply.fixed_text is not None):
+            # Words that ended a turn while the agent talks, or before its greeting is heard (a
+            # fixed line: the agent's turn already), the caller not confirmed as barging in: never
+            # a second reply beside the first. They wait for the caller's next turn.
             return
         spec = self.replies.speculation_on(text)
         self._out.append(Commit(text, forced, reason, self.account.outcome(forced=forced, hold_over=hold_over,

@@ -254,16 +254,34 @@ def test_audio_for_a_reply_the_caller_talked_over_asks_for_nothing():
 
 @pytest.mark.parametrize("text", [
     "Yes, three o'clock.",  # a statement: callers go on after one ("... Thank you.")
-    "Hello?",  # interjections only
+    "Hello?",  # interjections only, once the call is under way: "Hello? Can you hear me?"
     "I think it went out on... Tuesday?",  # hesitant
     "Is it four?",  # ends on a number
     "could we move it to friday morning instead",  # no punctuation: no evidence
 ])
 def test_anything_short_of_a_sure_question_waits_for_the_vads_end_of_turn(text):
     d = Driver(SOONER)
+    d.policy.opening = False
     a_turn(d, text)
     if d.policy.reply is not None:
         d.at(2.15).audio()
+    assert not of(EndTurn, d.log)
+
+
+@pytest.mark.parametrize("text", ["Hello?", "Yeah, hello?"])
+def test_a_caller_answering_the_phone_with_a_question_ends_sooner(text):
+    # "Hello?" as the call opens hands the floor to the agent, like any question that reads
+    # finished; later in the call it does not (above).
+    d = Driver(SOONER)
+    a_turn(d, text)
+    assert d.at(2.27).audio() == [EndTurn()] and d.policy.ended_sooner == 1
+
+
+def test_an_opening_statement_still_waits_for_the_vads_end_of_turn():
+    d = Driver(SOONER)
+    a_turn(d, "Hello.")
+    assert d.policy.reply is not None  # speculated on: the words read finished
+    d.at(2.27).audio()
     assert not of(EndTurn, d.log)
 
 
@@ -288,7 +306,8 @@ def test_a_final_while_the_caller_talks_asks_for_nothing():
 
 @pytest.mark.parametrize(("endpointing", "confident"), [
     (EndpointingConfig(confident_end_of_turn_ms=200), True),
-    (EndpointingConfig(), False),  # the default, = end_of_turn_ms: off
+    (EndpointingConfig(), True),  # the default: 200 ms
+    (EndpointingConfig(confident_end_of_turn_ms=300), False),  # = end_of_turn_ms: off
     (EndpointingConfig(end_of_turn_ms=160, confident_end_of_turn_ms=200), False),
     (EndpointingConfig(tentative_end_ms=200, end_of_turn_ms=400, confident_end_of_turn_ms=200), False),
     (None, False),  # no media session yet
@@ -973,6 +992,33 @@ def test_the_greeting_is_a_fixed_reply_the_caller_cannot_merge_into():
     assert greet.fixed_text == "Hello, how can I help?" and greet.committed
     d.at(0.5).speech()  # over the greeting, before it played: it is not dropped
     assert d.policy.reply.utterance_id == greet.utterance_id
+
+
+def test_a_turn_that_ends_before_the_greeting_is_heard_waits_for_the_next_one():
+    # The callee answers ("yeah hello") before the greeting's first audio is out (a slow TTS, a
+    # long setup): the greeting is the agent's turn, as it is once its audio is out. It is
+    # neither dropped nor joined by a second reply; the words wait for the caller's next turn.
+    d = Driver()
+    greet = one(StartReply, d.send(Greet("Hi, this is Sam from Acme.")))
+    a_turn(d, "yeah hello")
+    d.at(2.32).turn_end()
+    assert of(StartReply, d.log) == [greet] and not of(DropReply, d.log) and not of(Commit, d.log)
+    assert d.policy.reply.utterance_id == greet.utterance_id and d.policy.turn is CallerTurn.IDLE
+    assert d.policy.finals == ["yeah hello"]
+    d.at(2.5).speak()
+    d.at(4.0).played()
+    a_turn(d, "Yes, speaking.", start=5.0)
+    out = d.at(6.32).turn_end()
+    assert one(Commit, out).text == "yeah hello Yes, speaking." == d.policy.reply.user_text
+
+
+def test_keys_before_the_greeting_is_heard_wait_for_the_next_turn_too():
+    d = Driver()
+    greet = one(StartReply, d.send(Greet("Hi, this is Sam from Acme.")))
+    d.send(KeysHeard(0.5, "The caller pressed 1 on the keypad."))
+    assert of(StartReply, d.log) == [greet] and not of(DropReply, d.log)
+    assert d.policy.reply.utterance_id == greet.utterance_id
+    assert d.policy.finals == ["The caller pressed 1 on the keypad."]
 
 
 def test_a_stale_timer_does_nothing_and_a_stopped_call_takes_no_events():

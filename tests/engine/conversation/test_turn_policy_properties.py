@@ -14,6 +14,9 @@ caller's words went can be traced. The invariants:
    answers with one reply.
 3. Every committed turn is answered, or its drop is explained: every word the caller said is in
    a reply that was heard, in a discard with a reason, still pending, or in the reply in flight.
+4. One reply at a time: a reply starts only once the one before was played, cut off or dropped;
+   a greeting is never dropped for the caller's turn, even one that ends before it is heard (its
+   words wait for the next turn), only retried or given up with the call.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class World:
                 if c.text and self.vad != "idle":
                     assert self.noise_judged, ("committed while the caller talks", c)
             elif kind is StartReply:
+                assert self.current is None, ("a second reply alive", self.current, c)  # invariant 4
                 self.replies[c.utterance_id] = {"committed": c.committed, "speaking": False,
                                                 "fixed": c.fixed_text is not None, "text": c.user_text}
                 self.current = c.utterance_id
@@ -113,6 +117,8 @@ class World:
             elif kind is DropReply:
                 assert c.reason
                 assert not self.replies[c.utterance_id]["speaking"] or self.policy.failing
+                if self.replies[c.utterance_id]["fixed"]:
+                    assert self.policy.failing or c.reason.startswith("failed"), ("greeting dropped", c)
                 if self.current == c.utterance_id:
                     self.current = None
             elif kind is DiscardText:
