@@ -83,8 +83,8 @@ class TurnOutcome:
                    None if hold is None else Hold(hold), bool(data.get("contour")), bool(data.get("merged")))
 
     def describe(self) -> str:
-        """One short line for people: "vad", "hold: unsure words (pitch rose), speculation kept",
-    "vad after a broken hold (unsure words)", "vad after more speech (merged)"."""
+        """One short line for people: "vad, speculation kept", "hold: unsure words (pitch rose), no
+    speculation", "vad after a broken hold (unsure words)", "vad after more speech (merged)"."""
         return describe(self.as_dict())
 
 
@@ -101,6 +101,8 @@ def describe(outcome: dict[str, Any] | None, *, kept: bool = True) -> str:
                   else " after more speech (merged)" if outcome.get("merged") else "")
         parts = [f"{end}" + (" (pitch fell)" if contour else "") + broken]
     speculation = outcome.get("speculation")
-    if speculation and speculation != Speculation.NONE and (kept or speculation != Speculation.KEPT):
+    if speculation == Speculation.NONE:
+        parts.append("no speculation")  # the reply started only at the commit
+    elif speculation and (kept or speculation != Speculation.KEPT):
         parts.append(f"speculation {speculation}")
     return ", ".join(parts)

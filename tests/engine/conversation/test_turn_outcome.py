@@ -186,8 +186,9 @@ def test_the_outcome_as_stored_and_read_back_and_told_to_people():
                               "merged": False}
     assert TurnOutcome.from_dict(held.as_dict()) == held
     assert held.describe() == "hold: unsure words (pitch rose), speculation kept"
-    assert TurnOutcome(TurnEnd.NOISE).describe() == "noise"
-    assert TurnOutcome(TurnEnd.VAD, contour=True).describe() == "vad (pitch fell)"
+    assert TurnOutcome(TurnEnd.NOISE).describe() == "noise, no speculation"
+    assert TurnOutcome(TurnEnd.VAD, Speculation.RESTARTED, contour=True).describe() == (
+        "vad (pitch fell), speculation restarted")
     assert describe(held.as_dict(), kept=False) == "hold: unsure words (pitch rose)"
     assert describe(None) == "no account"
     with pytest.raises(ValueError):
