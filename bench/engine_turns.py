@@ -25,29 +25,48 @@ socket between: a frame can seem to arrive a little before it was sent."""
 
 
 class EngineTurns:
-    """The engine's turns by stream, in the order their first frames went out."""
+    """The engine's turns by stream: the measured ones by when their first frame went out, the
+    ones it answered without measuring them (``unmeasured``) by when they were committed."""
 
-    def __init__(self, engine_turns: Iterable[dict[str, Any]]) -> None:
-        self._by_stream: dict[str, list[tuple[float, dict[str, Any]]]] = {}
-        for turn in engine_turns:
-            sent, stream = turn.get("first_frame_sent"), turn.get("stream_id")
-            if sent is not None and stream is not None:
-                self._by_stream.setdefault(stream, []).append((sent, turn))
-        for turns in self._by_stream.values():
-            turns.sort(key=lambda pair: pair[0])
+    def __init__(self, engine_turns: Iterable[dict[str, Any]],
+                 unmeasured: Iterable[dict[str, Any]] = ()) -> None:
+        self._sent = _by_stream(engine_turns, "first_frame_sent")
+        self._committed = _by_stream(unmeasured, "stt_final")  # (the commit stamps it, with its outcome)
 
     def outcome(self, call: CallMeasurement, turn: TurnResult) -> dict[str, Any] | None:
-        """The engine's outcome for the reply heard on ``turn`` (premature or not), if it gave one."""
+        """The engine's outcome for the reply heard on ``turn`` (premature or not), if it gave one:
+        the measured turn whose first frame went out last by then, else the unmeasured turn
+        committed last by then (a reply that went out while the caller had begun again, or while
+        the VAD still heard noise), since the caller began."""
         heard = turn.premature_at if turn.premature else turn.first_agent_audio
         began = turn.speech_start_sent if turn.speech_start_sent is not None else turn.speech_end_sent
-        turns = self._by_stream.get(call.stream_id or "")
-        if heard is None or began is None or not turns:
+        if heard is None or began is None:
             return None
-        i = bisect.bisect_right(turns, heard + SLACK_S, key=lambda pair: pair[0])
-        if i == 0 or turns[i - 1][0] < began - SLACK_S:
-            return None
-        outcome: dict[str, Any] | None = turns[i - 1][1].get("outcome")
-        return outcome
+        stream = call.stream_id or ""
+        return _last(self._sent.get(stream), began, heard) or _last(self._committed.get(stream), began, heard)
+
+
+def _by_stream(turns: Iterable[dict[str, Any]], stamp: str) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    """(``stamp``, turn) by stream, in time order (turns without either left out)."""
+    out: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for turn in turns:
+        at, stream = turn.get(stamp), turn.get("stream_id")
+        if at is not None and stream is not None:
+            out.setdefault(stream, []).append((at, turn))
+    for pairs in out.values():
+        pairs.sort(key=lambda pair: pair[0])
+    return out
+
+
+def _last(turns: list[tuple[float, dict[str, Any]]] | None, began: float, heard: float) -> dict[str, Any] | None:
+    """The outcome of the last of ``turns`` stamped by ``heard``, if that was not before ``began``."""
+    if not turns:
+        return None
+    i = bisect.bisect_right(turns, heard + SLACK_S, key=lambda pair: pair[0])
+    if i == 0 or turns[i - 1][0] < began - SLACK_S:
+        return None
+    outcome: dict[str, Any] | None = turns[i - 1][1].get("outcome")
+    return outcome
 
 
 def ends(engine_turns: Iterable[dict[str, Any]]) -> dict[str, int]:

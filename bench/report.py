@@ -35,6 +35,8 @@ class RunFigures:
     concurrency: int
     calls: list[CallMeasurement]
     engine_turns: list[dict[str, Any]] = field(default_factory=list)
+    engine_unmeasured: list[dict[str, Any]] = field(default_factory=list)
+    """Turns the engine answered without measuring them: only how they ended is read."""
     engine_cpu_s: float = 0.0
     engine_rss_mib: float = 0.0
     engine_rss_idle_mib: float = 0.0
@@ -60,7 +62,7 @@ class RunFigures:
             for stage, ms in (t.get("stages_ms") or {}).items():
                 stages.setdefault(stage, []).append(ms)
         completed = sum(1 for c in self.calls if c.completed and c.error is None)
-        accounts = EngineTurns(self.engine_turns)
+        accounts = EngineTurns(self.engine_turns, self.engine_unmeasured)
         frames_out = sum(c.agent_frames for c in self.calls)
         out: dict[str, Any] = {
             "concurrency": self.concurrency,

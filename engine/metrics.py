@@ -108,6 +108,11 @@ class EngineMetrics:
         self.sessions = SessionRegistry()
         self.recent_turns: collections.deque[dict[str, object]] = collections.deque(maxlen=keep_turns)
         """The last ``keep_turns`` measured turns, in full (for the bench; empty by default)."""
+        self.unmeasured_turns: collections.deque[dict[str, object]] = collections.deque(maxlen=100_000)
+        """While turns are kept: the turns the agent answered that were not measured (the reply's
+        first frame went out once the caller had begun again, or while the VAD still heard them: a
+        noise or recogniser end), with their outcome, at their stream's end. Not in any figure: the
+        bench reads how they ended."""
         self.registry.register(EngineCollector(self.sessions))
         self.turn_latency = Histogram(
             "callagent_turn_latency_seconds",
@@ -191,6 +196,12 @@ class EngineMetrics:
             stage_ms = stages.get(stage)
             if stage_ms is not None:
                 child.observe(stage_ms / 1000.0)
+
+    def stream_ended(self, turns: Iterable[TurnTimeline], stream_id: str | None) -> None:
+        """A stream's session closed: keep its committed turns that were not measured (once a call)."""
+        if self.recent_turns.maxlen:
+            self.unmeasured_turns.extend({**t.as_dict(), "stream_id": stream_id} for t in turns
+                                         if t.first_frame_sent is None and t.outcome is not None)
 
     def counter_names(self) -> Iterable[str]:
         return _COUNTERS.keys()

@@ -61,3 +61,13 @@ def test_ends_reads_the_merged_and_broken_holds_apart():
     broken = {**VAD, "hold": "incomplete", "merged": True}
     assert ends([{"outcome": o} for o in (VAD, merged, broken, broken, None)]) == {
         "vad after a broken hold (incomplete words)": 2, "vad": 1, "vad after more speech (merged)": 1}
+
+
+def test_a_reply_the_engine_did_not_measure_is_its_turn_committed_last_by_then():
+    # u4's reply went out once the caller had begun again (premature): the engine measured no turn
+    # for it, but kept how the turn it answered ended, committed at 12.2.
+    noise = {**VAD, "end": "noise"}
+    unmeasured = [{"stream_id": "s1", "stt_final": 12.2, "first_frame_sent": None, "outcome": noise},
+                  {"stream_id": "s1", "stt_final": 3.0, "first_frame_sent": None, "outcome": HELD}]
+    accounts, call = EngineTurns(ENGINE[:2], unmeasured), _call()
+    assert [accounts.outcome(call, t) for t in call.turns] == [VAD, HELD, None, noise, None]

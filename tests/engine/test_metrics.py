@@ -57,3 +57,16 @@ def test_turns_count_by_how_they_ended_and_the_kept_turns_say_it_with_their_call
     kept = list(metrics.recent_turns)
     assert kept[0]["stream_id"] == "stream-1" and kept[0]["outcome"] == held.outcome.as_dict()
     assert kept[1]["stream_id"] is None and kept[1]["outcome"] is None
+
+
+def test_a_streams_answered_turns_the_engine_did_not_measure_are_kept_for_the_bench_only():
+    measured, premature, silent = _turn(turn_end=1.0, first_frame_sent=1.3), _turn(turn_end=5.0), _turn(turn_end=9.0)
+    measured.outcome = premature.outcome = TurnOutcome(TurnEnd.VAD, Speculation.KEPT)  # silent: never committed
+    quiet = EngineMetrics()  # a production server keeps nothing
+    quiet.stream_ended([measured, premature, silent], "stream-1")
+    assert not quiet.unmeasured_turns
+    metrics = EngineMetrics(keep_turns=10)
+    metrics.stream_ended([measured, premature, silent], "stream-1")
+    (kept,) = metrics.unmeasured_turns
+    assert kept["turn_end"] == 5.0 and kept["stream_id"] == "stream-1" and kept["outcome"]["end"] == "vad"
+    assert _sample(metrics, "callagent_turn_ends_total", end="vad", hold="") == 0  # in no figure
