@@ -198,17 +198,35 @@ class FullPath:
         self.waiting: dict[str, asyncio.Future[CallMeasurement]] = {}
         self.scripts: dict[str, CallScript] = {}
         self.gaps: dict[str, ReplyGaps | None] = {}
+        self.results: dict[str, CallMeasurement] = {}
         self.call_ids: list[str] = []
         self._next = 0
+        self._settling: dict[str, asyncio.Task[None]] = {}
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def on_result(self, call: Any, result: CallMeasurement) -> None:
-        future = self.waiting.pop(call.to, None)
-        if future is not None and not future.done():
-            future.set_result(result)
+        """A stream of the call ended. The call is measured once it ends: a stream the engine
+        lost may be re-attached (``streaming_start``), and the callee on the new stream then
+        plays the script again (a caller starting over after the cut-off) and measures it."""
+        self.results[call.to] = result
+        if call.to not in self._settling:
+            self._settling[call.to] = asyncio.ensure_future(self._settle(call))
+
+    async def _settle(self, call: Any) -> None:
+        try:
+            await call.wait_ended()
+        finally:
+            to = call.to
+            del self._settling[to]
+            self.scripts.pop(to, None)
+            self.gaps.pop(to, None)
+            result = self.results.pop(to)
+            future = self.waiting.pop(to, None)
+            if future is not None and not future.done():
+                future.set_result(result)
 
     async def call(self, engine_url: str, script: CallScript, client: aiohttp.ClientSession,
                    gaps: ReplyGaps | None = None) -> CallMeasurement:
@@ -229,10 +247,10 @@ class FullPath:
         return await asyncio.wait_for(future, timeout=180)
 
     def pick(self, call: Any) -> CallScript:
-        return self.scripts.pop(call.to)
+        return self.scripts[call.to]  # kept until the call ends: a re-attached stream plays it too
 
     def reply_gaps(self, call: Any) -> ReplyGaps | None:
-        return self.gaps.pop(call.to, None)
+        return self.gaps.get(call.to)
 
 
 _MARK_COUNTERS = {"overdue": "callagent_mark_echoes_overdue_total", "late": "callagent_mark_echoes_late_total"}
