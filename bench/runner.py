@@ -43,7 +43,7 @@ from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
 from .corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, CallScript, load_corpus
 from .events import EventReceiver, expected_events, wait_for
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
-from .report import RunFigures, print_categories, print_table, write_json, write_plot
+from .report import RunFigures, print_categories, print_table, print_turns, write_json, write_plot
 from .telnyx_emulator.media import MarkEcho
 from .usage import call_details, usage_line, usage_report
 
@@ -315,21 +315,28 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
         marks0 = await _mark_echo_counters(client, engine_url)
         await asyncio.gather(*(call(i, client) for i in range(calls)))
         marks1 = await _mark_echo_counters(client, engine_url)
-        turns: list[dict[str, Any]] = []
-        with contextlib.suppress(aiohttp.ClientError):
-            async with client.get(engine_url + "/bench/turns") as response:
-                if response.status == 200:
-                    turns = await response.json()
+        turns = await _engine_turns(client, engine_url + "/bench/turns")
+        unmeasured = await _engine_turns(client, engine_url + "/bench/turns?unmeasured=1")
     sampler.cancel()
     wall = time.monotonic() - wall0
     return RunFigures(
-        concurrency=concurrency, calls=results, engine_turns=turns,
+        concurrency=concurrency, calls=results, engine_turns=turns, engine_unmeasured=unmeasured,
         engine_cpu_s=(cpu_seconds(engine_pid) - cpu0) if engine_pid else 0.0,
         engine_rss_mib=peak_rss / 2**20, engine_rss_idle_mib=idle_rss / 2**20,
         call_minutes=call_seconds / 60, load_cpu_pct=100 * (own_cpu_seconds() - own0) / wall if wall else 0.0,
         wall_s=wall, failures=failures, mark_echo=options.mark_echo_policy,
         engine_mark_echoes={k: v - marks0.get(k, 0) for k, v in marks1.items()},
     )
+
+
+async def _engine_turns(client: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    """The engine's kept turns (``bench.engine_server``); none from a server that keeps none."""
+    with contextlib.suppress(aiohttp.ClientError):
+        async with client.get(url) as response:
+            if response.status == 200:
+                turns: list[dict[str, Any]] = await response.json()
+                return turns
+    return []
 
 
 def add_stage_samples(figures: RunFigures, samples: dict[str, list[float]]) -> None:
@@ -411,6 +418,7 @@ async def run_bench(options: BenchOptions) -> int:
             add_stage_samples(figures, stage_samples)
             print_table(data, console)
             print_categories(data, console)
+            print_turns(data, console)  # with the engine's account of each (not with --target: no /bench/turns)
             if options.capacity:
                 p95 = data["turn_latency_ms"]["p95"]
                 ok = p95 is not None and p95 < 400 and data["outbound_late_ms"]["p99"] <= 5 and data["valid"]
