@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from . import _audioop as audioop
 from . import protocol
+from .caller_voice import CallerVoice
 from .codecs import Codec, UnsupportedCodec, codec_for
 from .config import FRAME_MS, EngineConfig
 from .endpointing import Endpointer, EndpointEvent
@@ -24,7 +25,7 @@ from .jitter import JitterBuffer
 from .playout import Interruption, Playout, Reframer
 from .prosody import CONTOUR_WINDOW_S
 from .timeline import TurnTimeline
-from .vad import Vad, make_vad, talker_of
+from .vad import Talker, Vad, make_vad, talker_of
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class MediaSession:
     __slots__ = (
         "config", "listener", "outbound", "stats", "stream_id", "call_control_id", "start",
         "codec", "started", "stopped", "jitter", "playout", "endpointer", "turns",
-        "current_turn", "pause_run_quiet", "_run_peak", "_turn_peak", "_vad", "_now", "_last_media_at",
+        "current_turn", "pause_run_quiet", "caller_voice", "_run_peak", "_turn_peak", "_vad", "_now", "_last_media_at",
         "_last_voiced_at", "_last_pcm", "_tail", "_tail_pos",
         "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
         "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
@@ -142,6 +143,8 @@ class MediaSession:
         self.pause_run_quiet = False
         """At a tentative end: the "speech" since the previous one (the pause's, not the turn's
         first) was quiet, ``_QUIET_RUN_RATIO`` under the caller's words in this turn."""
+        self.caller_voice = CallerVoice()
+        """When the caller's voice, not their line's background, was last heard."""
         self._run_peak = 0  # the loudest voiced frame (rms) since the last tentative end
         self._turn_peak = 0  # ... and in the caller's turn before that
         self._vad: Vad | None = None
@@ -262,12 +265,14 @@ class MediaSession:
         # A held reply still holds the floor: the caller's run is judged as a barge-in.
         endpointer = self.endpointer
         event = endpointer.process(voiced, held or audible)
+        level = audioop.rms(pcm, 2)
+        # (The agent audible, the caller listens: every frame is their background, as for the VAD.)
+        self.caller_voice.frame(level, voiced and talker is not Talker.AGENT, now)
         if voiced:
             if endpointer.last_voiced_frame == endpointer.frame_index - 1:
                 # The speech's end as the endpointer counts it: blips in the trailing noise that it
                 # left out of the speech do not move the turn's speech_end (its latency origin).
                 self._last_voiced_at = now
-            level = audioop.rms(pcm, 2)
             if level > self._run_peak:
                 self._run_peak = level
         tail, pos = self._tail, self._tail_pos

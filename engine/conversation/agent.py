@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -366,8 +367,9 @@ class CallAgent(MediaListener):
 
     def _on_transcript(self, transcript: Transcript) -> None:
         if not self._stopped:
+            voice_at = self.session.caller_voice.voice_at if self.session is not None else -math.inf
             self._feed(Transcribed(self._loop.time(), transcript.text, transcript.is_final,
-                                   transcript.speech_final))
+                                   transcript.speech_final, voice_at))
 
     # -- carrying out the policy's commands -------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from engine.caller_voice import CallerVoice
 from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, resolve
 from engine.endpointing import EndpointEvent
@@ -137,6 +138,7 @@ class Playout:
         self.current_turn = None
         self.barge_in_deferred = False
         self.pause_run_quiet = False
+        self.caller_voice = CallerVoice()  # never fed: the caller's voice is not measured here
         self.codec = None
         self.first_audio: dict[int, float] = {}
         self.queued: dict[int, int] = {}
@@ -385,4 +387,27 @@ async def test_finals_only_engine_ends_a_turn_the_vad_keeps_open_in_babble():
     assert call.llm.requests == ["Hi, I'm calling about my table."]  # not restarted by it
     assert call.first_audio_after(end) == pytest.approx(end + 1.0 + LLM_FIRST_TOKEN_S + TTS_FIRST_AUDIO_S,
                                                         abs=0.11)
+
+
+async def test_finals_only_engine_leaves_the_turn_open_on_a_final_while_the_callers_voice_is_heard():
+    # As above, but the session heard the caller's own voice (far over the line's background)
+    # just before the final: the engine cut the line where their voice dropped, and they talk on.
+    call = Call("Telnyx")
+    await call.start()
+    call.endpoint(EndpointEvent.SPEECH_START)
+    end = call.loop.time() + 1.2
+    call.final_at(end + 1.0, "No, I don't want to")
+    for _ in range(10):
+        await asyncio.sleep(0.1)
+        call.endpoint(EndpointEvent.TENTATIVE_END)
+        await asyncio.sleep(0.1)
+        call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    call.playout.caller_voice.voice_at = call.loop.time()
+    await asyncio.sleep(0.1)
+    call.endpoint(EndpointEvent.TENTATIVE_END)
+    await asyncio.sleep(0.15)  # the final lands in this pause, 0.25 s after their voice
+    assert call.llm.requests == []
+    call.endpoint(EndpointEvent.TURN_END)  # the VAD's end decides
+    await call.finish()
+    assert call.answered() == ["No, I don't want to"]
 

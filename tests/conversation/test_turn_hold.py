@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from engine.caller_voice import CallerVoice
 from engine.config import EndpointingConfig, EngineConfig
 from engine.conversation.agent import CallAgent, finish_reports
 from engine.conversation.config import AgentConfig, resolve
@@ -123,6 +124,7 @@ class Session:
 
     def __init__(self) -> None:
         self.spoken_at: list[float] = []
+        self.caller_voice = CallerVoice()  # never fed: the caller's voice is not measured here
 
     def speak(self, utterance_id: int, pcm: bytes) -> None:
         self.spoken_at.append(asyncio.get_running_loop().time())

@@ -110,16 +110,24 @@ class NoiseFlaps:
 
 
 def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, voice_since: float,
-                         turn_since: float, final_wait_s: float) -> bool:
+                         turn_since: float, final_wait_s: float, voice_at: float = -math.inf,
+                         voice_gap_s: float = 0.28) -> bool:
     """Whether a final ends the turn the VAD holds open. It must say the recogniser heard the
     speech end (Deepgram marks it ``speech_final``; an engine that cannot finalize sends finals
     only after its own silence window), and the VAD must have heard "speech" all through that
     silence: Deepgram's speech_final comes soon after its silence, so the VAD's stretch must be
     older than SPEECH_FINAL_TRUST_S; a finals-only engine's final reports a silence up to its
-    lag ago, so the turn (pauses included) must be older than that."""
+    lag ago, so the turn (pauses included) must be older than that.
+
+    A finals-only engine's segmentation also cuts lines where the caller only drops their voice
+    (a TTS voice ~9 dB down for half a second) and goes on: its final then lands while they
+    talk. So the caller's own voice (``voice_at``: the last voiced frame far over their line's
+    background, :mod:`engine.caller_voice`) must have been silent ``voice_gap_s`` too, the
+    VAD's end of turn: babble keeps the VAD on but stays near the background, a caller does
+    not. (A caller who goes on gets the next final, or the VAD's end.)"""
     if can_finalize:
         return speech_final and now - voice_since >= SPEECH_FINAL_TRUST_S
-    return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s)
+    return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s) and now - voice_at >= voice_gap_s
 
 
 def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False,

@@ -8,6 +8,7 @@ rate (a few per second at most), never per audio frame.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from ...prosody import NO_AUDIO, PauseAudio
@@ -103,10 +104,14 @@ class BargeIn(Event):
 
 @dataclass(frozen=True, slots=True)
 class Transcribed(Event):
+    """``voice_at``: when the caller's voice, not their line's background, was last heard
+    (:mod:`engine.caller_voice`; -inf: not measured)."""
+
     now: float
     text: str
     is_final: bool
     speech_final: bool = False
+    voice_at: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)

@@ -382,11 +382,11 @@ class TurnPolicy:
 
     def _recogniser_ends_turn(self, event: Transcribed) -> bool:
         """Whether this final ends the turn the VAD holds open (see :mod:`.endpoint`)."""
-        if self.turn not in _OPEN or self.mode == "speaking":
-            return False
-        return recogniser_ends_turn(event.now, speech_final=event.speech_final,
-                                    can_finalize=self.config.can_finalize, voice_since=self._voice_since,
-                                    turn_since=self._turn_since, final_wait_s=self.config.final_wait_s)
+        config = self.config
+        return self.turn in _OPEN and self.mode != "speaking" and recogniser_ends_turn(
+            event.now, speech_final=event.speech_final, can_finalize=config.can_finalize,
+            voice_since=self._voice_since, turn_since=self._turn_since, final_wait_s=config.final_wait_s,
+            voice_at=event.voice_at, voice_gap_s=config.noise_wordless_s)
 
     def _speculate_on_final(self) -> None:
         """The final for the tentative end's finalize arrived before the turn ended: start (or

@@ -93,8 +93,9 @@ class Driver:
     def interim(self, text: str) -> list[object]:
         return self.send(Transcribed(self.now, text, False))
 
-    def final(self, text: str, speech_final: bool = False) -> list[object]:
-        return self.send(Transcribed(self.now, text, True, speech_final))
+    def final(self, text: str, speech_final: bool = False, *, voice_at: float = float("-inf")) -> list[object]:
+        """``voice_at``: when the caller's own voice (over their line's background) was last heard."""
+        return self.send(Transcribed(self.now, text, True, speech_final, voice_at))
 
     def replay(self, kind: str, text: str = "") -> list[object]:
         """One event of a real call's trace: a pause, speech resumed, an interim or a final."""
@@ -422,11 +423,42 @@ def test_the_recogniser_ends_a_turn_the_vad_holds_open_in_babble_and_it_is_answe
     for i in range(10):  # the VAD flaps: never 300 ms of silence
         d.at(1.1 + 0.2 * i).tentative()
         d.at(1.2 + 0.2 * i).resumed()
-    out = d.at(3.3).final("Hi, I'm calling about my table.")
+    # The caller's voice stopped at 2.5; the babble the VAD hears since is near the background.
+    out = d.at(3.3).final("Hi, I'm calling about my table.", voice_at=2.5)
     assert one(TurnOver, out).reason == "the recogniser heard the speech end"
     assert one(StartReply, out).committed
     assert not of(Commit, d.at(3.5).turn_end())  # the VAD catching up commits nothing again
     assert len(of(StartReply, d.log)) == 1
+
+
+def test_a_finals_only_final_mid_line_while_the_caller_talks_does_not_end_the_turn():
+    # field-08 on Google: a piper voice drops ~9 dB for half a second, the engine's segmentation
+    # finalizes there, and its final lands while the caller's voice is still heard.
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    for i in range(10):  # no 300 ms of silence: the VAD holds the turn open all along
+        d.at(1.1 + 0.2 * i).tentative()
+        d.at(1.2 + 0.2 * i).resumed()
+    out = d.at(3.3).final("No, I don't want to", voice_at=3.28)
+    assert not of(TurnOver, out) and not of(Commit, out) and not of(StartReply, out)
+    assert d.policy.turn is CallerTurn.SPEAKING and d.policy.final_owed  # the newer words are owed
+    d.at(4.2).tentative()
+    assert not of(Commit, d.at(4.5).turn_end())  # the VAD's end: their last words are owed
+    out = d.at(5.2).final("freeze it. Just cancel it, please.", voice_at=4.2)
+    assert one(Commit, out).text == "No, I don't want to freeze it. Just cancel it, please."
+    assert len(of(StartReply, d.log)) == 1
+
+
+def test_a_finals_only_final_after_the_callers_voice_stopped_ends_the_turn_in_a_pause_too():
+    d = Driver(FINALS_ONLY)
+    d.at(1.0).speech()
+    for i in range(10):
+        d.at(1.1 + 0.2 * i).tentative()
+        d.at(1.2 + 0.2 * i).resumed()
+    d.at(3.25).tentative()  # babble's flapping, the caller silent since 2.5
+    out = d.at(3.3).final("Okay, thanks.", voice_at=2.5)
+    assert one(TurnOver, out).reason == "the recogniser heard the speech end"
+    assert one(Commit, out).text == "Okay, thanks."
 
 
 def test_deepgram_speech_final_ends_the_turn_only_after_enough_vad_speech():
