@@ -19,8 +19,10 @@ FROM = "+15550100001"
 TO = "+15550100002"
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
+async def _serve(app: web.Application, shutdown_timeout: float = 60.0) -> tuple[web.AppRunner, str]:
+    """``app`` on a free local port: its runner (``cleanup()`` when done) and base URL. A handler
+    still running at cleanup is waited for up to ``shutdown_timeout`` seconds."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.telnyx_emulator.webhooks import DeliverySwitches, WebhookDispatcher
 
+from .helpers import _serve
+
 
 class _CancelSwallowingDispatcher(WebhookDispatcher):
     """A delivery whose cancellation comes back as a timed-out attempt, as in the race."""
@@ -35,16 +37,12 @@ async def test_close_returns_although_a_delivery_swallowed_its_cancellation() ->
 
     app = web.Application()
     app.router.add_post("/hook", never_answers)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base = await _serve(app, shutdown_timeout=0.1)
     try:
         async with aiohttp.ClientSession() as session:
             hooks = _CancelSwallowingDispatcher(
                 private_key=Ed25519PrivateKey.generate(), session=session,
-                default_url=f"http://127.0.0.1:{port}/hook", switches=DeliverySwitches(backoff_s=0.01),
+                default_url=f"{base}/hook", switches=DeliverySwitches(backoff_s=0.01),
             )
             hooks.emit("call.initiated", {"call_control_id": "c1"})
             await asyncio.wait_for(arrived.wait(), 5)

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.telnyx_emulator.webhooks import DeliverySwitches, WebhookDispatcher
 
+from .helpers import _serve
+
 SLOW_CALLS = 80  # more than enough to put a slow call in front of any shared worker
 
 
@@ -35,13 +37,9 @@ async def endpoint(arrivals: list[tuple[str, str]]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base = await _serve(app, shutdown_timeout=0.1)
     try:
-        yield f"http://127.0.0.1:{port}/hook"
+        yield f"{base}/hook"
     finally:
         await runner.cleanup()
 
