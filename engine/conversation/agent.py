@@ -1,7 +1,8 @@
 """One call's conversation: media events in, STT -> LLM -> TTS -> playout out.
 
 :class:`CallAgent` is a :class:`~engine.session.MediaListener` that does the call's IO: it owns
-the provider streams, runs tools and call control, keeps the history and reports turns. Whose
+the provider streams and the parts that run tools (:mod:`.call_tools`), call control
+(:mod:`.call_control`), the reply in flight (:mod:`.reply`) and the records (:mod:`.records`). Whose
 turn it is, and what to answer when, is the :class:`~.turn.TurnPolicy`'s to say: the agent turns
 what the session and the recogniser report into its events, and carries out its commands
 (replies, timers on the event loop, the playout). See :mod:`.turn.policy` for the rules.
