@@ -107,6 +107,8 @@ class TurnResult:
     agent_frame_times: list[float] = field(default_factory=list)
     """Arrivals of agent frames from this utterance's onset on (barge-in and backchannel turns)."""
     premature: bool = False
+    premature_at: float | None = None
+    """When the premature reply's first voiced frame arrived (for the engine's account of it)."""
     barge_in_missed: bool = False
     false_barge_in: bool = False
     reply_gap_s: float | None = None
@@ -169,6 +171,8 @@ class CallMeasurement:
     lateness_ms: list[float] = field(default_factory=list)
     completed: bool = False
     error: str | None = None
+    stream_id: str | None = None
+    """The media stream the call ran on: the engine's turns name it (``/bench/turns``)."""
 
 
 class _AgentAudio:
@@ -202,7 +206,7 @@ class ScriptedCallee:
         """Agent quiet this long: its reply is over and the caller may talk on. Real speech
         models need more patience than the emulators (Whisper alone takes ~0.4 s)."""
         self.stream_id = stream_id
-        self.result = CallMeasurement(script.name, script.category)
+        self.result = CallMeasurement(script.name, script.category, stream_id=stream_id)
         self._chunk = first_chunk
         self._noise = self._background()
         self._noise_pos = 0
@@ -444,6 +448,8 @@ class ScriptedCallee:
                     # (Not the lead-out after it: in the noisy calls that is background noise alone.)
                     if self._speaking and not self._talking_at_start and turn.speech_start_sent is not None:
                         turn.premature = True
+                        if turn.premature_at is None:
+                            turn.premature_at = now
                 elif turn.first_agent_audio is None:
                     turn.first_agent_audio = now
         elif now - audio.last_voiced_at > self.reply_idle_s:

@@ -2,7 +2,8 @@
 
 ``GET /bench/turns`` returns the engine's own per-turn timelines (kept only here, not in
 production servers), so the bench can set the engine's accounting beside what the
-caller measured at the carrier edge. Run as ``python -m bench.engine_server --port P``;
+caller measured at the carrier edge; ``?unmeasured=1``, the turns it answered without measuring
+them, for how they ended. Run as ``python -m bench.engine_server --port P``;
 providers and everything else come from the environment like ``callagent serve``. The virtual
 clock's bench (bench.virtual) builds the same server in its own process with
 :func:`build_bench_server`.
@@ -24,7 +25,10 @@ KEEP_TURNS = 100_000
 
 
 async def _turns(request: web.Request) -> web.Response:
-    return web.json_response(list(request.app[METRICS_KEY].recent_turns))
+    """The measured turns; with ``?unmeasured=1``, the answered turns that were not measured."""
+    metrics = request.app[METRICS_KEY]
+    kept = metrics.unmeasured_turns if request.query.get("unmeasured") else metrics.recent_turns
+    return web.json_response(list(kept))
 
 
 async def build_bench_server(settings: Settings) -> Server:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .callee import CallMeasurement
 from .corpus.model import FIELD_CATEGORIES
+from .engine_turns import EngineTurns, ends, told
 from .stats import summary
 from .telnyx_emulator.media import MarkEcho
 
@@ -34,6 +35,8 @@ class RunFigures:
     concurrency: int
     calls: list[CallMeasurement]
     engine_turns: list[dict[str, Any]] = field(default_factory=list)
+    engine_unmeasured: list[dict[str, Any]] = field(default_factory=list)
+    """Turns the engine answered without measuring them: only how they ended is read."""
     engine_cpu_s: float = 0.0
     engine_rss_mib: float = 0.0
     engine_rss_idle_mib: float = 0.0
@@ -59,6 +62,7 @@ class RunFigures:
             for stage, ms in (t.get("stages_ms") or {}).items():
                 stages.setdefault(stage, []).append(ms)
         completed = sum(1 for c in self.calls if c.completed and c.error is None)
+        accounts = EngineTurns(self.engine_turns, self.engine_unmeasured)
         frames_out = sum(c.agent_frames for c in self.calls)
         out: dict[str, Any] = {
             "concurrency": self.concurrency,
@@ -96,6 +100,7 @@ class RunFigures:
             "engine_turns": len(self.engine_turns),
             "engine_mark_echoes": dict(self.engine_mark_echoes),
             "speculative_turns": sum(1 for t in self.engine_turns if t.get("speculative")),
+            "turn_ends": ends(self.engine_turns),  # how the engine's measured turns ended (its policy's account)
             # Per spoken speculative reply: how much sooner the caller heard it than if the request
             # had waited for the turn's text (the engine's timelines, same provider times).
             "speculation_saved_ms": summary(
@@ -114,7 +119,8 @@ class RunFigures:
             "turns": [  # every caller utterance as the carrier saw it, for digging into a tail
                 {"script": c.script, "step": t.step_id, "turn_index": i, "expect": t.expect,
                  "latency_ms": None if t.latency_ms is None else round(t.latency_ms, 1),
-                 "missed": t.missed, "premature": t.premature, "false_barge_in": t.false_barge_in}
+                 "missed": t.missed, "premature": t.premature, "false_barge_in": t.false_barge_in,
+                 "outcome": accounts.outcome(c, t)}  # the engine's: how the turn ended, held, speculated
                 for c in self.calls for i, t in enumerate(c.turns)
             ],
         }
@@ -287,7 +293,8 @@ def print_turns(figures: dict[str, Any], console=None, slow_ms: float = TARGETS[
                 limit: int = 20) -> None:
     """The turns to look at, by script and step: premature replies, missed turns, and replies that
     came ``slow_ms`` or later, slowest first (on the virtual clock: the engine's holds, not load);
-    at most ``limit`` of each."""
+    at most ``limit`` of each. Each says how the engine ended the turn where it gave an account
+    ("(hold: unsure words)"); then how all the engine's measured turns ended."""
     from rich.console import Console
 
     console = console or Console()
@@ -301,9 +308,14 @@ def print_turns(figures: dict[str, Any], console=None, slow_ms: float = TARGETS[
     ):
         listed = ", ".join(f"{t['script']} {t['step']}"
                            + (f" {t['latency_ms']:.0f} ms" if t["latency_ms"] is not None else "")
+                           + told(t)
                            for t in picked[:limit])
         more = f", and {len(picked) - limit} more" if len(picked) > limit else ""
         console.print(f"{what} ({len(picked)}): {listed or '—'}{more}", highlight=False, soft_wrap=True)
+    turn_ends = figures.get("turn_ends")
+    if turn_ends:
+        counted = ", ".join(f"{end} {n}" for end, n in turn_ends.items())
+        console.print(f"how the engine's turns ended: {counted}", highlight=False, soft_wrap=True)
 
 
 def write_json(path: str, figures: dict[str, Any]) -> None:

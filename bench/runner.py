@@ -43,7 +43,7 @@ from .callee import CallMeasurement, ReplyGaps, ScriptedCallee
 from .corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, CallScript, load_corpus
 from .events import EventReceiver, expected_events, wait_for
 from .procinfo import cpu_seconds, own_cpu_seconds, pin, rss_bytes
-from .report import RunFigures, print_categories, print_table, write_json, write_plot
+from .report import RunFigures, print_categories, print_table, print_turns, write_json, write_plot
 from .telnyx_emulator.media import MarkEcho
 from .usage import call_details, usage_line, usage_report
 
@@ -198,17 +198,35 @@ class FullPath:
         self.waiting: dict[str, asyncio.Future[CallMeasurement]] = {}
         self.scripts: dict[str, CallScript] = {}
         self.gaps: dict[str, ReplyGaps | None] = {}
+        self.results: dict[str, CallMeasurement] = {}
         self.call_ids: list[str] = []
         self._next = 0
+        self._settling: dict[str, asyncio.Task[None]] = {}
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def on_result(self, call: Any, result: CallMeasurement) -> None:
-        future = self.waiting.pop(call.to, None)
-        if future is not None and not future.done():
-            future.set_result(result)
+        """A stream of the call ended. The call is measured once it ends: a stream the engine
+        lost may be re-attached (``streaming_start``), and the callee on the new stream then
+        plays the script again (a caller starting over after the cut-off) and measures it."""
+        self.results[call.to] = result
+        if call.to not in self._settling:
+            self._settling[call.to] = asyncio.ensure_future(self._settle(call))
+
+    async def _settle(self, call: Any) -> None:
+        try:
+            await call.wait_ended()
+        finally:
+            to = call.to
+            del self._settling[to]
+            self.scripts.pop(to, None)
+            self.gaps.pop(to, None)
+            result = self.results.pop(to)
+            future = self.waiting.pop(to, None)
+            if future is not None and not future.done():
+                future.set_result(result)
 
     async def call(self, engine_url: str, script: CallScript, client: aiohttp.ClientSession,
                    gaps: ReplyGaps | None = None) -> CallMeasurement:
@@ -229,10 +247,10 @@ class FullPath:
         return await asyncio.wait_for(future, timeout=180)
 
     def pick(self, call: Any) -> CallScript:
-        return self.scripts.pop(call.to)
+        return self.scripts[call.to]  # kept until the call ends: a re-attached stream plays it too
 
     def reply_gaps(self, call: Any) -> ReplyGaps | None:
-        return self.gaps.pop(call.to, None)
+        return self.gaps.get(call.to)
 
 
 _MARK_COUNTERS = {"overdue": "callagent_mark_echoes_overdue_total", "late": "callagent_mark_echoes_late_total"}
@@ -297,21 +315,28 @@ async def run_level(options: BenchOptions, engine_url: str, engine_pid: int | No
         marks0 = await _mark_echo_counters(client, engine_url)
         await asyncio.gather(*(call(i, client) for i in range(calls)))
         marks1 = await _mark_echo_counters(client, engine_url)
-        turns: list[dict[str, Any]] = []
-        with contextlib.suppress(aiohttp.ClientError):
-            async with client.get(engine_url + "/bench/turns") as response:
-                if response.status == 200:
-                    turns = await response.json()
+        turns = await _engine_turns(client, engine_url + "/bench/turns")
+        unmeasured = await _engine_turns(client, engine_url + "/bench/turns?unmeasured=1")
     sampler.cancel()
     wall = time.monotonic() - wall0
     return RunFigures(
-        concurrency=concurrency, calls=results, engine_turns=turns,
+        concurrency=concurrency, calls=results, engine_turns=turns, engine_unmeasured=unmeasured,
         engine_cpu_s=(cpu_seconds(engine_pid) - cpu0) if engine_pid else 0.0,
         engine_rss_mib=peak_rss / 2**20, engine_rss_idle_mib=idle_rss / 2**20,
         call_minutes=call_seconds / 60, load_cpu_pct=100 * (own_cpu_seconds() - own0) / wall if wall else 0.0,
         wall_s=wall, failures=failures, mark_echo=options.mark_echo_policy,
         engine_mark_echoes={k: v - marks0.get(k, 0) for k, v in marks1.items()},
     )
+
+
+async def _engine_turns(client: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    """The engine's kept turns (``bench.engine_server``); none from a server that keeps none."""
+    with contextlib.suppress(aiohttp.ClientError):
+        async with client.get(url) as response:
+            if response.status == 200:
+                turns: list[dict[str, Any]] = await response.json()
+                return turns
+    return []
 
 
 def add_stage_samples(figures: RunFigures, samples: dict[str, list[float]]) -> None:
@@ -393,6 +418,7 @@ async def run_bench(options: BenchOptions) -> int:
             add_stage_samples(figures, stage_samples)
             print_table(data, console)
             print_categories(data, console)
+            print_turns(data, console)  # with the engine's account of each (not with --target: no /bench/turns)
             if options.capacity:
                 p95 = data["turn_latency_ms"]["p95"]
                 ok = p95 is not None and p95 < 400 and data["outbound_late_ms"]["p99"] <= 5 and data["valid"]

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from control_plane.store import TERMINAL_STATUSES
+from engine.turn_outcome import describe
 
 POLL_S = 0.5
 
@@ -57,6 +58,9 @@ def describe_turn(turn: dict[str, Any]) -> list[str]:
         spec = " speculative" if latency.get("speculative") else ""
         lines.append(f"        turn latency {latency['turn_latency_ms']:.0f} ms{spec}"
                      + (f" ({stages})" if stages else ""))
+    if turn.get("end_reason"):  # how the caller's turn ended (turns recorded before it was kept: none)
+        outcome = {"end": turn["end_reason"], **{k: turn.get(k) for k in ("hold", "contour", "speculation", "merged")}}
+        lines.append(f"        ended: {describe(outcome)}")
     return lines
 
 

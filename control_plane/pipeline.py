@@ -84,7 +84,7 @@ class StoreReporter:
         try:
             await self._cp.recorder.record_turn(
                 call_control_id, record.index - 1, caller_text=record.caller_text, agent_text=record.agent_text,
-                interrupted=record.interrupted, latency=figures, usage=usage or None,
+                interrupted=record.interrupted, latency=figures, usage=usage or None, outcome=record.outcome,
             )
         except UnknownCall:
             return

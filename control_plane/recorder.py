@@ -30,6 +30,7 @@ from uuid import UUID
 from engine.conversation.config import AgentConfig
 from engine.conversation.ports import StreamRefused
 from engine.timeline import TurnTimeline
+from engine.turn_outcome import TurnOutcome
 
 from .agents import effective_agent
 from .callstate import call_id_from_client_state
@@ -84,6 +85,14 @@ def latency_figures(timeline: TurnTimeline) -> dict[str, Any]:
         "speculative": timeline.speculative,
         "interrupted": timeline.interrupted is not None,
     }
+
+
+def turn_outcome_fields(outcome: TurnOutcome | None) -> dict[str, Any]:
+    """How a turn ended, as the turns table's columns (none when the engine gave no account)."""
+    if outcome is None:
+        return {}
+    return {"end_reason": outcome.end.value, "hold": None if outcome.hold is None else outcome.hold.value,
+            "contour": outcome.contour, "speculation": outcome.speculation.value, "merged": outcome.merged}
 
 
 class UnknownCall(LookupError):
@@ -147,17 +156,20 @@ class CallRecorder:
     async def record_turn(self, call_control_id: str, index: int, *, caller_text: str | None,
                           agent_text: str | None, interrupted: bool = False,
                           latency: Mapping[str, Any] | TurnTimeline | None = None,
-                          usage: UsageFigures | None = None) -> None:
-        """Store turn ``index`` (0-based; recording the same index again replaces it), and add ``usage``
-        (what the agent used since its last record) to the call's."""
+                          usage: UsageFigures | None = None, outcome: TurnOutcome | None = None) -> None:
+        """Store turn ``index`` (0-based; recording the same index again replaces it) with how it
+        ended (``outcome``, the turn policy's account), and add ``usage`` (what the agent used since
+        its last record) to the call's."""
         call = await self._call(call_control_id)
         if call.erased_at is not None:
             return
         figures = latency_figures(latency) if isinstance(latency, TurnTimeline) else dict(latency or {})
+        if outcome is None and isinstance(latency, TurnTimeline):
+            outcome = latency.outcome
         repo = await self.cp.repository()
         await repo.upsert_turn(Turn(call_id=call.id, org_id=call.org_id, index=index, caller_text=caller_text,
                                     agent_text=agent_text, interrupted=interrupted, latency=figures,
-                                    created_at=utcnow()))
+                                    created_at=utcnow(), **turn_outcome_fields(outcome)))
         if usage:
             await repo.add_usage(call.id, call.org_id, usage, utcnow())
 

@@ -15,8 +15,9 @@ claimed by one instance, which asks Telnyx (``GET /calls/{id}``):
   control id" on an id Telnyx gave us: :func:`~.telnyx.client.call_is_over`; a 404 without
   them is a wrong URL, not an ended call): the row ends with the reason ``lost_after_crash``
   at Telnyx's ``end_time`` when it gives one, so it is billed for the minutes it was up (the
-  campaign's slot is freed and its contact settled). A call that ended moments ago is left
-  to its hangup webhook for a sweep or two.
+  campaign's slot is freed and its contact settled). A call that ended less than
+  ``streams.hangup_grace_s`` ago is left to its hangup webhook, which Telnyx may still be
+  retrying (an instance slow to answer webhooks under load gets them late, not never).
 
 The sweep runs at start-up, every ``streams.sweep_interval_s``, and when a ``streaming.*``
 webhook says a live call's stream stopped.
@@ -189,8 +190,8 @@ class StreamRecovery:
             return
         if not alive:
             ended_at = _ended_at(info)
-            if ended_at is not None and now - ended_at < timedelta(seconds=self.settings.answer_grace_s):
-                counts.deferred += 1  # it just ended: its hangup webhook says how
+            if ended_at is not None and now - ended_at < timedelta(seconds=self.settings.hangup_grace_s):
+                counts.deferred += 1  # its hangup webhook may still come, and says how it ended
                 return
             await self._end(call, now, LOST_REASON, ended_at)
             counts.ended += 1

@@ -179,6 +179,12 @@ class StreamSettings(BaseModel):
     )
     answer_grace_s: float = Field(
         10.0, ge=0, description="An answered call may be without a stream this long before it is re-attached.")
+    hangup_grace_s: float = Field(
+        75.0, ge=0,
+        description="After Telnyx says a call ended (its end_time), how long its call.hangup webhook may still be "
+                    "on its way before the call is ended without it (lost_after_crash). Telnyx retries a webhook "
+                    "for up to 60 s (webhook_retries_policies), each attempt waiting up to 2 s for the answer.",
+    )
     attach_timeout_s: float = Field(
         15.0, gt=0, description="After a re-attach, how long the new stream has to arrive before another try.")
     max_reattach: int = Field(

@@ -170,7 +170,9 @@ class MediaStreamEndpoint:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True)
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        session = MediaSession(self.config, self.listener_factory(request), self.metrics.observe_turn)
+        session = MediaSession(self.config, self.listener_factory(request))
+        observe = self.metrics.observe_turn
+        session.observer = lambda turn: observe(turn, session.stream_id)  # the bench's turns, by call
         waker = _Waker(loop)
         session.waker = waker.wake
         self.metrics.sessions.add(session)
@@ -212,6 +214,7 @@ class MediaStreamEndpoint:
                             session.stream_id, watchdog.reason)
                 session.close(loop.time())
                 self.metrics.sessions.remove(session)
+                self.metrics.stream_ended(session.turns, session.stream_id)
                 if watchdog.closing is not None:
                     await asyncio.gather(watchdog.closing, return_exceptions=True)
                 elif not ws.closed:

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from .session import MediaSession
 from .timeline import TurnTimeline
+from .turn_outcome import Hold, TurnEnd
 
 # Counter name -> (help, how to read it off a session)
 _COUNTERS: dict[str, tuple[str, str]] = {
@@ -107,6 +108,11 @@ class EngineMetrics:
         self.sessions = SessionRegistry()
         self.recent_turns: collections.deque[dict[str, object]] = collections.deque(maxlen=keep_turns)
         """The last ``keep_turns`` measured turns, in full (for the bench; empty by default)."""
+        self.unmeasured_turns: collections.deque[dict[str, object]] = collections.deque(maxlen=100_000)
+        """While turns are kept: the turns the agent answered that were not measured (the reply's
+        first frame went out once the caller had begun again, or while the VAD still heard them: a
+        noise or recogniser end), with their outcome, at their stream's end. Not in any figure: the
+        bench reads how they ended."""
         self.registry.register(EngineCollector(self.sessions))
         self.turn_latency = Histogram(
             "callagent_turn_latency_seconds",
@@ -140,6 +146,15 @@ class EngineMetrics:
             ["provider"],
             registry=self.registry,
         )
+        ends = Counter(
+            "callagent_turn_ends",
+            "Measured turns by how they ended (end) and, for a hold that ran out, its verdict (hold)",
+            ["end", "hold"],
+            registry=self.registry,
+        )
+        # Bound now, so a turn does no label lookup; a hold only ever ends as hold_ran_out.
+        self._ends = {(end, hold): ends.labels(end.value, hold.value if hold else "")
+                      for end in TurnEnd for hold in ((None, *Hold) if end is TurnEnd.HOLD_RAN_OUT else (None,))}
         self._ttfb: tuple[tuple[str, Histogram], ...] = ()
         self.set_providers()
 
@@ -158,9 +173,16 @@ class EngineMetrics:
         """Count one provider failure (rare: a label lookup is fine here)."""
         self.provider_errors.labels(provider).inc()
 
-    def observe_turn(self, timeline: TurnTimeline) -> None:
+    def observe_turn(self, timeline: TurnTimeline, stream_id: str | None = None) -> None:
+        """A turn's first reply frame went out: its figures, and how it ended (when the turn
+        policy said). ``stream_id`` tells the bench's kept turns apart by call."""
         if self.recent_turns.maxlen:
-            self.recent_turns.append(timeline.as_dict())
+            self.recent_turns.append({**timeline.as_dict(), "stream_id": stream_id})
+        outcome = timeline.outcome
+        if outcome is not None:
+            ends = self._ends.get((outcome.end, outcome.hold))
+            if ends is not None:
+                ends.inc()
         latency = timeline.turn_latency_ms
         if latency is not None:
             self.turn_latency.observe(latency / 1000.0)
@@ -174,6 +196,12 @@ class EngineMetrics:
             stage_ms = stages.get(stage)
             if stage_ms is not None:
                 child.observe(stage_ms / 1000.0)
+
+    def stream_ended(self, turns: Iterable[TurnTimeline], stream_id: str | None) -> None:
+        """A stream's session closed: keep its committed turns that were not measured (once a call)."""
+        if self.recent_turns.maxlen:
+            self.unmeasured_turns.extend({**t.as_dict(), "stream_id": stream_id} for t in turns
+                                         if t.first_frame_sent is None and t.outcome is not None)
 
     def counter_names(self) -> Iterable[str]:
         return _COUNTERS.keys()

@@ -3,13 +3,16 @@
 One :class:`TurnTimeline` per caller turn. The media session stamps what it sees
 (speech start/end, end-of-turn, first agent frame); the conversation pipeline
 stamps provider steps (STT final, LLM request and first token, TTS request and
-first audio). Nothing here reads a clock: stamps are given.
+first audio), and the turn policy's account of how the turn ended (``outcome``). Nothing here
+reads a clock: stamps are given.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
+
+from .turn_outcome import TurnOutcome
 
 STAMPS = (
     "speech_start",      # first voiced caller frame of the turn arrived
@@ -35,11 +38,12 @@ MAX_TIMELINES = 200
 class TurnTimeline:
     """Monotonic timestamps (seconds) for one turn; unset stamps are ``None``."""
 
-    __slots__ = ("turn_id", *STAMPS, "speculative")
+    __slots__ = ("turn_id", *STAMPS, "speculative", "outcome")
     # One declared field per name in STAMPS (tests/engine/test_timeline.py holds them in step):
     # written out so a type checker and a reader see every stamp.
     turn_id: int
     speculative: bool
+    outcome: TurnOutcome | None
     speech_start: float | None
     speech_end: float | None
     tentative_end: float | None
@@ -58,6 +62,7 @@ class TurnTimeline:
     def __init__(self, turn_id: int) -> None:
         self.turn_id = turn_id
         self.speculative = False  # the spoken answer came from a speculative LLM request
+        self.outcome = None  # how the turn ended, as the turn policy's commit said (none yet)
         self.speech_start = None
         self.speech_end = None
         self.tentative_end = None
@@ -152,6 +157,7 @@ class TurnTimeline:
         out["engine_added_ms"] = self.engine_added_ms
         out["speculation_saved_ms"] = self.speculation_saved_ms
         out["stages_ms"] = self.stages_ms()
+        out["outcome"] = None if self.outcome is None else self.outcome.as_dict()
         return out
 
     def __iter__(self) -> Iterator[tuple[str, float | None]]:

@@ -336,7 +336,8 @@ async def test_call_follows_a_call_through_the_api_and_explains_refusals(monkeyp
     sent: list[dict] = []
     polls = {"n": 0}
     turn = {"caller_text": "Hi there", "agent_text": "Hello!", "interrupted": False,
-            "latency": {"turn_latency_ms": 312.0, "speculative": True, "stages_ms": {"endpointing": 300}}}
+            "latency": {"turn_latency_ms": 312.0, "speculative": True, "stages_ms": {"endpointing": 300}},
+            "end_reason": "vad", "hold": None, "contour": False, "speculation": "kept", "merged": True}
 
     async def start(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != "Bearer ck_good":
@@ -370,6 +371,7 @@ async def test_call_follows_a_call_through_the_api_and_explains_refusals(monkeyp
     out = capsys.readouterr().out
     assert sent == [{"to": "+15551234567", "from": "+15550100000", "agent_config": {"personality": "sales"}}]
     assert out.count("caller: Hi there") == 1 and "turn latency 312 ms speculative (endpointing 300)" in out
+    assert "ended: vad after more speech (merged), speculation kept" in out
     assert "summary: They said hello." in out
 
     assert await scenario(["call", "+15551234567", "--api-key", "ck_bad"]) == 2

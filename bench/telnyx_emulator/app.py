@@ -445,7 +445,10 @@ async def start_emulator(
     ``event_fields="docs"`` adds to webhooks the fields Telnyx's docs show but its SDK lacks;
     ``unknown_keys=True`` accepts request keys the SDK does not define (else a 422)."""
     private_key = private_key or Ed25519PrivateKey.generate()
-    session = aiohttp.ClientSession()
+    # No pool limit: aiohttp's default of 100 connections, shared by the media streams (each
+    # holds one for the whole call) and the webhook POSTs, queued every webhook behind the
+    # 101st stream until its 2 s attempt timed out. Telnyx has no such shared cap.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     hooks = WebhookDispatcher(private_key, session, default_url=webhook_url, switches=switches or DeliverySwitches())
     board = Switchboard(hooks=hooks, session=session, callee_factory=callee_factory, time_scale=time_scale,
                         impairment=impairment, default_behaviour=default_behaviour,

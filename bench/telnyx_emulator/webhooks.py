@@ -5,9 +5,12 @@ Each event is posted as ``{"data": {...}, "meta": {"attempt", "delivered_to"}}``
 2xx is delivered; 408, 429, 5xx, timeouts (2 s) and connection errors are retried with
 exponential backoff; other 3xx/4xx are final (Telnyx's voice webhook docs).
 
-First attempts leave in emission order per call (calls are spread over a few workers),
-which keeps tests deterministic; the switches then break that on purpose, because real
-webhooks can arrive duplicated, out of order and late.
+Telnyx "delivers concurrently" to "minimize webhook delivery time" (its webhook
+fundamentals page): one call's slow or timed-out webhook never holds back another call's.
+Here each call has its own lane, so its first attempts leave in emission order (which keeps
+tests deterministic) while the lanes of different calls run side by side; a retry leaves its
+lane at once. The switches then break the order on purpose, because real webhooks can arrive
+duplicated, out of order and late.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +76,11 @@ class _Item:
     url: str
     data: dict[str, Any]
     due: float
-    shard: int
+    lane: str
+
+
+_REORDERED = "\x00reordered"
+"""The one lane the reorder switch's shuffled windows go out on."""
 
 
 def _retryable(status: int | None) -> bool:
@@ -85,27 +93,19 @@ class WebhookDispatcher:
     session: aiohttp.ClientSession
     default_url: str | None = None
     switches: DeliverySwitches = field(default_factory=DeliverySwitches)
-    workers: int = 8
 
     def __post_init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[Delivery] = []
         self._rng = random.Random(self.switches.seed)
-        self._queues: list[asyncio.Queue[_Item]] = [asyncio.Queue() for _ in range(self.workers)]
+        self._lanes: dict[str, deque[_Item]] = {}  # per call: first attempts not yet answered
         self._tasks: set[asyncio.Task[None]] = set()
         self._window: list[_Item] = []
         self._window_timer: asyncio.TimerHandle | None = None
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._started = False
         self._closed = False
-
-    def _start(self) -> None:
-        if not self._started:
-            self._started = True
-            for queue in self._queues:
-                self._spawn(self._worker(queue))
 
     def _spawn(self, coro: Any) -> None:
         if self._closed:
@@ -130,21 +130,20 @@ class WebhookDispatcher:
         if url is None or self._closed:
             log.debug("no webhook URL for %s; not delivered", event_type)
             return data
-        self._start()
         loop = asyncio.get_running_loop()
-        item = _Item(url, data, loop.time() + self.switches.delay_s, hash(order_key) % self.workers)
+        item = _Item(url, data, loop.time() + self.switches.delay_s, order_key)
         copies = 2 if self.switches.duplicate and self._rng.random() < self.switches.duplicate else 1
         for _ in range(copies):
             self._pending += 1
             self._idle.clear()
             if self.switches.reorder_window > 1:
-                self._hold(_Item(item.url, item.data, item.due, 0))
+                self._hold(_Item(item.url, item.data, item.due, _REORDERED))
             else:
-                self._queues[item.shard].put_nowait(item)
+                self._enqueue(item)
         return data
 
     def _hold(self, item: _Item) -> None:
-        # Reordered events share one queue so the shuffle is what the receiver sees.
+        # Reordered events share one lane so the shuffle is what the receiver sees.
         self._window.append(item)
         if len(self._window) >= self.switches.reorder_window:
             self._release_window()
@@ -164,22 +163,37 @@ class WebhookDispatcher:
                 shuffled = window[1:] + window[:1]
             window = shuffled
         for item in window:
-            self._queues[0].put_nowait(item)
+            self._enqueue(item)
 
     # -- delivery ------------------------------------------------------------------------
 
-    async def _worker(self, queue: asyncio.Queue[_Item]) -> None:
+    def _enqueue(self, item: _Item) -> None:
+        lane = self._lanes.get(item.lane)
+        if lane is not None:
+            lane.append(item)  # its lane's task is running: it takes it in turn
+            return
+        self._lanes[item.lane] = deque([item])
+        self._spawn(self._run_lane(item.lane))
+
+    async def _run_lane(self, key: str) -> None:
+        """First attempts of one lane, one after the other; the lane is gone once empty."""
+        lane = self._lanes[key]
         loop = asyncio.get_running_loop()
-        while not self._closed:
-            item = await queue.get()
-            try:
-                wait = item.due - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await self._deliver(item, 1)
-            except Exception:  # a worker must survive anything one delivery does
-                log.exception("webhook delivery failed")
-                self._done()
+        try:
+            while lane and not self._closed:
+                item = lane[0]
+                try:
+                    wait = item.due - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    await self._deliver(item, 1)
+                except Exception:  # a lane must survive anything one delivery does
+                    log.exception("webhook delivery failed")
+                    self._done()
+                lane.popleft()
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
 
     async def _deliver(self, item: _Item, attempt: int) -> None:
         status, error = await self._post(item, attempt)

@@ -89,11 +89,31 @@ class TurnOut(_Response):
     interrupted: bool
     latency: dict[str, Any]
     created_at: datetime
+    end_reason: str | None = Field(description=(
+        "what ended the caller's turn: vad (the VAD's silence), confident (a shorter silence after words "
+        "surely finished), recogniser (its own end, the VAD hearing babble), noise (noise kept the VAD on "
+        "without new words), keys, words (heard without a VAD turn), hold_ran_out (see hold), final_late "
+        "(committed without a late transcript); null: no account (turns recorded before it was kept)"))
+    hold: str | None = Field(description=(
+        "the last hold the turn waited through because its words read unfinished: incomplete (the whole "
+        "incomplete_turn_hold_ms) or unsure (half); it ran out (end_reason hold_ran_out) or speech broke it "
+        "(merged); null: none"))
+    contour: bool = Field(description=(
+        "the caller's final pitch contour decided the words' verdict: a rise held words that read "
+        "complete, or a fall ended unsure words at once"))
+    speculation: str | None = Field(description=(
+        "the reply started before the turn was committed: kept (it answered the turn), restarted "
+        "(on other words: answered anew), none"))
+    merged: bool = Field(description=(
+        "the turn had ended once and the VAD heard speech again before it was answered (the caller went "
+        "on, or noise): it merged into a longer turn; with hold set, the hold it broke"))
 
     @classmethod
     def of(cls, turn: Turn) -> TurnOut:
         return cls(index=turn.index, caller_text=turn.caller_text, agent_text=turn.agent_text,
-                   interrupted=turn.interrupted, latency=turn.latency, created_at=turn.created_at)
+                   interrupted=turn.interrupted, latency=turn.latency, created_at=turn.created_at,
+                   end_reason=turn.end_reason, hold=turn.hold, contour=turn.contour, speculation=turn.speculation,
+                   merged=turn.merged)
 
 
 class EventOut(_Response):

@@ -114,6 +114,13 @@ class Turn(Record):
     interrupted: bool = False
     latency: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
+    # How the turn ended, as the engine's turn policy decided it (engine.turn_outcome.TurnOutcome;
+    # kept as text, so a value a newer engine adds still reads): None where it gave no account.
+    end_reason: str | None = None
+    hold: str | None = None
+    contour: bool = False
+    speculation: str | None = None
+    merged: bool = False
 
 
 class DncEntry(Record):

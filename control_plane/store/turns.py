@@ -1,4 +1,4 @@
-"""A call's turns: what each side said (sealed) and the turn's latency figures."""
+"""A call's turns: what each side said (sealed), the turn's latency figures and how it ended."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ class SqlTurnRepository(TurnRepository):
             caller_text=self._cipher.open(row["caller_text_enc"], "turns.caller_text"),
             agent_text=self._cipher.open(row["agent_text_enc"], "turns.agent_text"),
             interrupted=bool(row["interrupted"]), latency=json_column(row["latency"]), created_at=row["created_at"],
+            end_reason=row["end_reason"], hold=row["hold"], contour=bool(row["contour"]),
+            speculation=row["speculation"], merged=bool(row["merged"]),
         )
 
     async def upsert_turn(self, turn: Turn) -> Turn:
@@ -55,12 +57,15 @@ class SqlTurnRepository(TurnRepository):
     async def _write(self, conn: Conn, turn: Turn) -> None:
         await conn.execute(
             "INSERT INTO turns (call_id, idx, org_id, caller_text_enc, agent_text_enc, interrupted, latency,"
-            " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT (call_id, idx) DO UPDATE SET caller_text_enc = excluded.caller_text_enc,"
-            " agent_text_enc = excluded.agent_text_enc, interrupted = excluded.interrupted,"
-            " latency = excluded.latency",
+            " created_at, end_reason, hold, contour, speculation, merged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+            " $9, $10, $11, $12, $13) ON CONFLICT (call_id, idx) DO UPDATE SET"
+            " caller_text_enc = excluded.caller_text_enc, agent_text_enc = excluded.agent_text_enc,"
+            " interrupted = excluded.interrupted,"
+            " latency = excluded.latency, end_reason = excluded.end_reason, hold = excluded.hold,"
+            " contour = excluded.contour, speculation = excluded.speculation, merged = excluded.merged",
             turn.call_id, turn.index, turn.org_id, self._cipher.seal(turn.caller_text, "turns.caller_text"),
             self._cipher.seal(turn.agent_text, "turns.agent_text"), turn.interrupted, turn.latency, turn.created_at,
+            turn.end_reason, turn.hold, turn.contour, turn.speculation, turn.merged,
         )
 
     async def list_turns(self, call_id: UUID) -> list[Turn]:

@@ -85,6 +85,8 @@ def turn_event(turn: Turn) -> Event:
     return (CALL_TURN, {
         "call_id": str(turn.call_id), "index": turn.index, "caller_text": turn.caller_text,
         "agent_text": turn.agent_text, "interrupted": turn.interrupted, "latency": turn.latency,
+        "end_reason": turn.end_reason, "hold": turn.hold, "contour": turn.contour, "speculation": turn.speculation,
+        "merged": turn.merged,
     })
 
 

@@ -369,8 +369,9 @@ class CallAgent(MediaListener):
         elif kind is DropReply:
             self.current_reply.drop(command.utterance_id)  # type: ignore[attr-defined]
         elif kind is Commit:
-            if command.text:  # type: ignore[attr-defined]
-                self._stamp("stt_final", self._loop.time())
+            if command.text and (turn := self.session.current_turn) is not None:  # type: ignore[attr-defined]
+                turn.stamp("stt_final", self._loop.time())
+                turn.outcome = command.outcome  # type: ignore[attr-defined]  # for the turn's record
         elif kind is EndTurn:
             self.session.end_turn_sooner()
         elif kind is FinalizeStt:

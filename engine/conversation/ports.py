@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..turn_outcome import TurnOutcome
+
 
 class CallActions(Protocol):
     async def hangup(self, reason: str) -> None: ...
@@ -33,6 +35,9 @@ class TurnRecord:
     usage: dict[str, Any] = field(default_factory=dict)
     """What this agent has used of its providers so far (cumulative, as :attr:`CallReport.usage`),
     so a process that dies mid-call loses at most one turn's usage."""
+    outcome: TurnOutcome | None = None
+    """How the caller's turn ended, any hold, and what became of the speculation (the turn policy's
+    account; None where the turn had no timeline: keys or words before the caller first spoke)."""
 
 
 @dataclass

@@ -41,7 +41,7 @@ class CallRecords:
         record = TurnRecord(
             index=self.turns, caller_text=caller_text, agent_text=agent_text, interrupted=interrupted,
             timeline=timeline.as_dict() if timeline else {}, history=conversation.for_model()[1:],
-            usage=usage or {},
+            usage=usage or {}, outcome=timeline.outcome if timeline else None,
         )
         task = asyncio.ensure_future(self.reporter.turn(self.call_control_id, record))
         self._pending.add(task)

@@ -56,3 +56,24 @@ def test_the_command_line_refuses_them_in_one_line(capsys):
     assert main(["bench", "micro", "--clock", "virtual"]) == 2
     assert main(["bench", "--clock", "virtual", "--webhooks", "10"]) == 2
     assert "calls scenario only" in capsys.readouterr().err
+
+
+@VIRTUAL
+async def test_each_reply_the_callee_heard_carries_the_engines_account_of_its_turn():
+    figures = await run_virtual(virtual_options(categories=("pauses",), stt_punctuation="none"))
+    replies = [t for t in figures["turns"] if t["latency_ms"] is not None]
+    assert replies and all(t["outcome"] for t in replies), [t for t in replies if not t["outcome"]]
+    # The pause scripts' callers stop mid-line past the end of turn: held, then they go on.
+    (first,) = [t["outcome"] for t in replies if (t["script"], t["step"]) == ("pauses-01-order-number", "u1")]
+    assert (first["end"], first["hold"], first["merged"]) == ("vad", "incomplete", True)
+    assert sum(figures["turn_ends"].values()) == figures["engine_turns"]
+    assert figures["turn_ends"]["vad after a broken hold (incomplete words)"] >= 1
+
+
+@VIRTUAL
+async def test_a_reply_to_a_turn_noise_ended_has_its_account_though_the_engine_did_not_measure_it():
+    # babble keeps the VAD on past the caller's "Hello?": noise ends the turn and the reply goes out
+    # before the VAD's end of turn, so no measured turn is it; its committed turn says how it ended.
+    figures = await run_virtual(virtual_options(categories=("noise",)))
+    (hello,) = [t for t in figures["turns"] if (t["script"], t["step"]) == ("noise-babble-10db", "u1")]
+    assert hello["latency_ms"] is not None and hello["outcome"]["end"] == "noise"

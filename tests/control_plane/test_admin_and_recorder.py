@@ -7,9 +7,14 @@ import uuid
 import pytest
 
 from control_plane import admin
+from control_plane.pipeline import StoreReporter
 from control_plane.recorder import UnknownCall
+from control_plane.store import Turn, utcnow
 from control_plane.streamauth import StreamCredential
+from control_plane.webhooks.events import turn_event
+from engine.conversation.ports import TurnRecord
 from engine.timeline import TurnTimeline
+from engine.turn_outcome import Hold, Speculation, TurnEnd, TurnOutcome
 from tests.fixtures.servers import sqlite_only
 
 from .fakes import harness
@@ -63,16 +68,22 @@ async def test_recorder_finds_the_call_and_stores_turns_summary_and_outcome(h):
                     ("llm_first_token", 10.5), ("tts_request", 10.51), ("tts_first_audio", 10.6),
                     ("first_frame_sent", 10.62)):
         timeline.stamp(name, t)
+    timeline.outcome = TurnOutcome(TurnEnd.HOLD_RAN_OUT, Speculation.KEPT, Hold.UNSURE, contour=True)
     await recorder.record_turn(ccid, 0, caller_text="Is it expensive?", agent_text="Not at all.",
                                latency=timeline)
     await recorder.record_turn(ccid, 1, caller_text="Ok", agent_text="Great—", interrupted=True,
-                               latency={"turn_latency_ms": 401.0})
+                               latency={"turn_latency_ms": 401.0},
+                               outcome=TurnOutcome(TurnEnd.NOISE, merged=True))
     await recorder.finish(ccid, summary="Interested, wants a demo", outcome={"demo": True})
     detail = await (await h.client.get(f"/api/calls/{started['call_id']}", headers=headers)).json()
     first, second = detail["turns"]
     assert first["latency"]["turn_latency_ms"] == pytest.approx(620.0)
     assert first["latency"]["stages_ms"]["llm_first_token"] == pytest.approx(170.0)
     assert second["interrupted"] is True and second["agent_text"] == "Great—"
+    # How each turn ended: from the timeline's account, or given.
+    outcome = ("end_reason", "hold", "contour", "speculation", "merged")
+    assert [first[k] for k in outcome] == ["hold_ran_out", "unsure", True, "kept", False]
+    assert [second[k] for k in outcome] == ["noise", None, False, "none", True]
     assert detail["summary"] == "Interested, wants a demo" and detail["outcome"] == {"demo": True}
     with pytest.raises(UnknownCall):
         await recorder.record_turn("v3:nope", 0, caller_text="x", agent_text="y")
@@ -134,3 +145,24 @@ async def test_dtmf_digits_are_never_stored(h):
     from .helpers import open_sealed
 
     assert "4111111111111111" not in open_sealed(await dump_database(repo), h.cp.keys.cipher)
+
+
+def test_the_call_turn_event_says_how_the_turn_ended():
+    turn = Turn(call_id=uuid.uuid4(), org_id=uuid.uuid4(), index=2, caller_text="When?", agent_text="Friday.",
+                created_at=utcnow(), end_reason="confident", speculation="kept")
+    kind, data = turn_event(turn)
+    assert kind == "call.turn"
+    assert {k: data[k] for k in ("end_reason", "hold", "contour", "speculation", "merged")} == {
+        "end_reason": "confident", "hold": None, "contour": False, "speculation": "kept", "merged": False}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_engines_turn_record_is_stored_with_how_the_turn_ended(h):
+    _, headers = await h.org()
+    started = await (await h.start_call(headers)).json()
+    reporter = StoreReporter(h.cp, {"call_id": uuid.UUID(started["call_id"])})
+    await reporter.turn(started["call_control_id"], TurnRecord(
+        index=1, caller_text="Is it four?", agent_text="Yes.", interrupted=False, timeline={},
+        outcome=TurnOutcome(TurnEnd.CONFIDENT, Speculation.KEPT)))
+    (turn,) = (await (await h.client.get(f"/api/calls/{started['call_id']}", headers=headers)).json())["turns"]
+    assert (turn["end_reason"], turn["hold"], turn["speculation"]) == ("confident", None, "kept")

@@ -165,6 +165,30 @@ async def test_turns_are_sealed_and_upserted(settings):
         await repo.close()
 
 
+async def test_a_turn_keeps_how_it_ended_and_an_upsert_replaces_it(settings):
+    repo = await open_repository(settings)
+    try:
+        org = await repo.create_organisation("A")
+        call = await repo.create_call(_call(org.id))
+        await repo.upsert_turn(Turn(call_id=call.id, org_id=org.id, index=0, caller_text="my order number is",
+                                    agent_text="Go on.", created_at=utcnow(), end_reason="hold_ran_out",
+                                    hold="unsure", contour=True, speculation="kept", merged=True))
+        await repo.upsert_turn(Turn(call_id=call.id, org_id=org.id, index=1, caller_text="hi", agent_text="hello",
+                                    created_at=utcnow()))  # no account (a turn recorded before it was kept)
+        held, plain = await repo.list_turns(call.id)
+        assert (held.end_reason, held.hold, held.contour, held.speculation, held.merged) == (
+            "hold_ran_out", "unsure", True, "kept", True)
+        assert (plain.end_reason, plain.hold, plain.contour, plain.speculation, plain.merged) == (
+            None, None, False, None, False)
+        await repo.upsert_turn(held.model_copy(update={"end_reason": "noise", "hold": None, "contour": False,
+                                                       "speculation": "restarted", "merged": False}))
+        again = (await repo.list_turns(call.id))[0]
+        assert (again.end_reason, again.hold, again.contour, again.speculation, again.merged) == (
+            "noise", None, False, "restarted", False)
+    finally:
+        await repo.close()
+
+
 async def test_events_insert_once_claim_complete_and_retry(settings):
     repo = await open_repository(settings)
     try:

@@ -101,6 +101,36 @@ async def test_a_call_that_just_ended_is_left_to_its_hangup_webhook(h):
     assert _for(h, "get_call", call) and not _for(h, "streaming_start", call)
 
 
+async def test_a_hangup_webhook_telnyx_is_still_retrying_ends_the_call_not_the_sweep(h):
+    # Under load the instance answered Telnyx's webhooks too slowly (> 2 s): the call.hangup of
+    # a call that ended normally comes on a retry, 20 s after the end. The sweep (its stream
+    # closed, Telnyx says is_alive false) used to end it as lost after 10 s; Telnyx retries a
+    # webhook for up to 60 s, so the sweep leaves it to the webhook that long.
+    from datetime import timedelta
+
+    _, headers = await h.org()
+    call = await _answered_call(h, headers)
+    end = (await _row(h, call)).answered_at + timedelta(seconds=30)
+    h.telnyx.calls[call["call_control_id"]] = {"is_alive": False, "end_time": end.isoformat()}
+    counts = await h.cp.recovery.sweep(now=end + timedelta(seconds=20))
+    assert (counts.deferred, counts.ended) == (1, 0)
+    assert (await _row(h, call)).status == "answered"
+
+    await h.webhook("call.hangup", {"call_control_id": call["call_control_id"], "hangup_cause": "normal_clearing",
+                                    "hangup_source": "callee"})
+    await h.settle()
+    row = await _row(h, call)
+    assert row.status == "completed" and row.status_history[-1].reason == "call.hangup:normal_clearing"
+
+    # A hangup webhook that never comes: the call is ended once Telnyx cannot be retrying it any more.
+    other = await _answered_call(h, headers, to="+14155550127")
+    h.telnyx.calls[other["call_control_id"]] = {"is_alive": False, "end_time": end.isoformat()}
+    grace = timedelta(seconds=h.cp.settings.streams.hangup_grace_s)
+    await h.cp.recovery.sweep(now=end + grace + timedelta(seconds=1))
+    row = await _row(h, other)
+    assert row.status == "completed" and row.status_history[-1].reason == LOST_REASON and row.ended_at == end
+
+
 async def test_a_call_that_ended_while_no_instance_looked_is_billed_to_its_real_end(h):
     # Its instance was killed mid-call; the callee hung up 30 s after answering, and the hangup's
     # webhook never made it (the instance was gone, retries ran out). A survivor sweeps 10 minutes

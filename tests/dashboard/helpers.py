@@ -71,4 +71,5 @@ async def write_turns(repo: Any, call: Call) -> None:
     await repo.upsert_turn(Turn(call_id=call.id, org_id=call.org_id, index=1,
                                 caller_text="<script>alert(1)</script> I need to move my appointment",
                                 agent_text="Sure, which day would suit you", interrupted=True, latency=slow,
-                                created_at=utcnow()))
+                                created_at=utcnow(), end_reason="hold_ran_out", hold="unsure", contour=True,
+                                speculation="kept", merged=True))

@@ -100,6 +100,8 @@ async def test_call_detail_shows_transcript_waterfall_barge_in_and_outcome(h):
     assert text.count("<rect") == 12  # six stages a turn
     assert "612 ms to first audio" in text and "1,210 ms to first audio" in text
     assert text.count("barge-in: agent interrupted") == 1
+    # How the second turn ended (the first has no account: no badge)
+    assert text.count("ended: ") == 1 and "ended: hold_ran_out (unsure words), by pitch, merged" in text
     assert "Moved the appointment to Tuesday." in text and "rescheduled" in text
     assert 'href="https://recordings.example.com/r/1.mp3"' in text
     assert "0.0420 USD" in text

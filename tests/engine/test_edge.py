@@ -1,6 +1,7 @@
 """The aiohttp edge over real sockets: auth, a turn and a barge-in, metrics, and no leaks."""
 
 import asyncio
+import collections
 import gc
 import logging
 import weakref
@@ -82,6 +83,7 @@ async def test_turn_reply_and_barge_in_over_a_real_socket():
 
 async def test_metrics_endpoint_exports_engine_counters_and_turn_histograms():
     server = await serve(listener_factory=lambda request: ReplyOnTurnEnd())
+    kept = server.app[METRICS_KEY].recent_turns = collections.deque(maxlen=10)  # as the bench keeps them
     try:
         async with aiohttp.ClientSession() as client, client.ws_connect(server.make_url("/media-stream")) as ws:
             await ws.send_bytes(start_frame())
@@ -97,6 +99,7 @@ async def test_metrics_endpoint_exports_engine_counters_and_turn_histograms():
     assert "callagent_active_streams 1.0" in body
     assert "callagent_turn_latency_seconds_count 1.0" in body
     assert 'callagent_turn_stage_seconds_count{stage="endpointing"} 1.0' in body
+    assert [t["stream_id"] for t in kept] == ["stream-1"]  # the bench tells calls' turns apart by it
 
 
 async def test_stream_auth_token_is_enforced():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.metrics import EngineMetrics
 from engine.timeline import TurnTimeline
+from engine.turn_outcome import Hold, Speculation, TurnEnd, TurnOutcome
 
 
 def _turn(**stamps: float) -> TurnTimeline:
@@ -41,3 +42,31 @@ def test_provider_errors_count_by_provider():
     metrics.provider_error("openai-chat")
     assert _sample(metrics, "callagent_provider_errors_total", provider="telnyx-stt") == 2
     assert _sample(metrics, "callagent_provider_errors_total", provider="openai-chat") == 1
+
+
+def test_turns_count_by_how_they_ended_and_the_kept_turns_say_it_with_their_call():
+    metrics = EngineMetrics(keep_turns=10)
+    held = _turn(speech_end=0.0, turn_end=0.3, first_frame_sent=1.2)
+    held.outcome = TurnOutcome(TurnEnd.HOLD_RAN_OUT, Speculation.KEPT, Hold.UNSURE, contour=True)
+    metrics.observe_turn(held, "stream-1")
+    metrics.observe_turn(_turn(speech_end=2.0, turn_end=2.3, first_frame_sent=2.6))  # no account: not counted
+    ends = "callagent_turn_ends_total"
+    assert _sample(metrics, ends, end="hold_ran_out", hold="unsure") == 1
+    assert _sample(metrics, ends, end="hold_ran_out", hold="incomplete") == 0
+    assert _sample(metrics, ends, end="vad", hold="") == 0
+    kept = list(metrics.recent_turns)
+    assert kept[0]["stream_id"] == "stream-1" and kept[0]["outcome"] == held.outcome.as_dict()
+    assert kept[1]["stream_id"] is None and kept[1]["outcome"] is None
+
+
+def test_a_streams_answered_turns_the_engine_did_not_measure_are_kept_for_the_bench_only():
+    measured, premature, silent = _turn(turn_end=1.0, first_frame_sent=1.3), _turn(turn_end=5.0), _turn(turn_end=9.0)
+    measured.outcome = premature.outcome = TurnOutcome(TurnEnd.VAD, Speculation.KEPT)  # silent: never committed
+    quiet = EngineMetrics()  # a production server keeps nothing
+    quiet.stream_ended([measured, premature, silent], "stream-1")
+    assert not quiet.unmeasured_turns
+    metrics = EngineMetrics(keep_turns=10)
+    metrics.stream_ended([measured, premature, silent], "stream-1")
+    (kept,) = metrics.unmeasured_turns
+    assert kept["turn_end"] == 5.0 and kept["stream_id"] == "stream-1" and kept["outcome"]["end"] == "vad"
+    assert _sample(metrics, "callagent_turn_ends_total", end="vad", hold="") == 0  # in no figure

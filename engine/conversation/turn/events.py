@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from ...prosody import NO_AUDIO, PauseAudio
+from ...turn_outcome import TurnOutcome
 
 __all__ = [
     # events
@@ -264,11 +265,12 @@ class DropReply(Command):
 class Commit(Command):
     """The caller's turn is over and its text known (``forced``: without the final it waited for,
     or after the hold). A :class:`StartReply` or :class:`CommitReply` answering it follows, unless
-    ``text`` is empty (nothing to answer)."""
+    ``text`` is empty (nothing to answer). ``outcome``: how the turn ended, for its record."""
 
     text: str
     forced: bool
     reason: str
+    outcome: TurnOutcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,14 +32,15 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
 * **Barge-in** (:mod:`.barge_in`). A barge-in waits (bounded) for words where the recogniser
   sends them as they come; sound without words resumes the held reply. A backchannel's words
   are discarded.
-* **Keys** end a sequence on its terminator, its length or a pause, and commit like words.
+* **Keys** (:mod:`.keys`) end a sequence on its terminator, length or a pause; commit like words.
 * **Replies** (:mod:`.replies`): one in flight; a failure is retried once; a long tool gets the
   filler line, never while the caller is talking.
 * **Ends the VAD does not call** (:mod:`.endpoint`): the recogniser's own, and noise.
 
 The parts are sans-IO too and share the policy's outbox and :class:`~.timers.Timers`.
 
-Every reply dropped and every text discarded says why (:class:`DropReply`, :class:`DiscardText`).
+Every reply dropped, text discarded and turn committed says why (:class:`DropReply`,
+:class:`DiscardText`, the :class:`Commit`'s outcome that :mod:`.account` keeps).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...prosody import NO_AUDIO, Contour, PauseAudio
-from ..dtmf import DtmfCollector, GatherConfig
-from ..turn_completion import hold_ms, judge_turn
+from ...turn_outcome import TurnEnd
+from ..dtmf import GatherConfig
+from .account import TURN_OVER, TurnAccount
 from .barge_in import BargeInJudge
 from .endpoint import NoiseFlaps, recogniser_ends_turn, surely_finished, worth_speculating
 from .events import (
@@ -60,7 +62,6 @@ from .events import (
     BargeInRejected,
     Command,
     Commit,
-    CommitReply,
     DiscardText,
     EndTurn,
     Event,
@@ -68,7 +69,6 @@ from .events import (
     FinalizeStt,
     Greet,
     KeyPressed,
-    KeysEntered,
     KeysHeard,
     PlayoutDone,
     ReplyAudioReady,
@@ -89,12 +89,13 @@ from .events import (
     TurnOver,
     VadBargeIn,
 )
+from .keys import Keys
 from .replies import Replies, ReplyView
 from .timers import Timers
 from .words import same_words, word_count
 
-NOISE = "noise kept the VAD on without new words"
-RECOGNISER_END = "the recogniser heard the speech end"
+NOISE = TURN_OVER[TurnEnd.NOISE]
+RECOGNISER_END = TURN_OVER[TurnEnd.RECOGNISER]
 
 
 class CallerTurn(enum.Enum):
@@ -157,12 +158,13 @@ class TurnPolicy:
         self.stt_ready = False
         self.speculation = self.replies.speculation
         self._closed_by_recogniser = False  # the recogniser ended a turn the VAD still holds open
+        self.account = TurnAccount()  # how the current turn is ending, for its Commit's outcome
         self.ended_sooner = 0
         """Pauses whose words were sure enough to end the turn sooner (:class:`EndTurn`)."""
         self._noise = NoiseFlaps(config.noise_wordless_s)
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
-        self._dtmf = DtmfCollector(config.gather)
+        self._keys = Keys(self._timers, config.gather)
         self._now = 0.0  # the latest event's time
         self.opening = True
         """The agent has not been heard yet in this call: the caller is answering the phone."""
@@ -172,7 +174,7 @@ class TurnPolicy:
     def reconfigure(self, config: TurnConfig) -> None:
         """The call's own agent settings are known (its setup resolved)."""
         self.config = config
-        self._dtmf = DtmfCollector(config.gather)
+        self._keys.reconfigure(config.gather)
         self.replies.tool_filler_after_s = config.tool_filler_after_s
         self.barge.words_wait_s = config.barge_in_words_wait_s
         self.barge.interim_results = config.interim_results
@@ -226,6 +228,7 @@ class TurnPolicy:
         self._owe_final()
         self.turn = CallerTurn.SPEAKING
         self._closed_by_recogniser = False
+        self.account.speech()
         self._noise.reset(event.now)
         self.barge.caller_began()
         self._timers.cancel(Timer.FINAL_WAIT)
@@ -235,6 +238,7 @@ class TurnPolicy:
             # The caller goes on before hearing anything: one merged turn, not two replies.
             if reply.speculative and not reply.committed:
                 self.speculation.cancelled += 1
+            self.account.merged |= reply.committed  # the turn it answered merges into this one
             self.replies.drop("the caller went on before hearing it")
 
     def _tentative_end(self, event: TentativeEnd) -> None:
@@ -244,7 +248,7 @@ class TurnPolicy:
         self.pause_audio = event.audio
         if (self.opening and self.config.can_finalize and not self.final_owed and self.mode != "speaking"
                 and not event.quiet_run and self._noise.opening_pause_ends(event.now, self.transcript)):
-            self._end_turn(NOISE)
+            self._end_turn(TurnEnd.NOISE)
             self._maybe_commit(NOISE)
             return
         self._finalize(quiet_run=event.quiet_run)
@@ -284,7 +288,7 @@ class TurnPolicy:
             return
         if self.turn not in (CallerTurn.SPEAKING, CallerTurn.PAUSED, CallerTurn.ENDED):
             return  # committed already (noise, keys) or holding: one answer per turn
-        self._end_turn("end of turn")
+        self._end_turn(self.account.vad_end(self._voice_since))
         if not self.final_owed and not self.finals and self.interim:
             self._finalize()  # no tentative end came (config): finalize now
         self._timers.start(Timer.FINAL_WAIT, event.now + self.config.final_wait_s)
@@ -318,7 +322,7 @@ class TurnPolicy:
         answer = event.is_final and self.config.can_finalize and not event.speech_final
         if (self._noise.heard(event.now, self.transcript, answer=answer, opening=self.opening)
                 and self.turn in _OPEN and self.mode != "speaking"):
-            self._end_turn(NOISE)
+            self._end_turn(TurnEnd.NOISE)
             self._maybe_commit(NOISE)
 
     def _take_transcript(self, event: Transcribed) -> None:
@@ -330,6 +334,7 @@ class TurnPolicy:
             # hears the caller: more words mean they went on. Reopen; the VAD's end decides.
             self.turn, self._closed_by_recogniser = CallerTurn.SPEAKING, False
             self._timers.cancel(Timer.HOLD)
+            self.account.speech()
         turn = self.turn
         accepting = turn is not CallerTurn.IDLE or self.mode != "speaking" or self.late_final_owed
         if not event.is_final:
@@ -357,7 +362,7 @@ class TurnPolicy:
                 pass
             elif turn is CallerTurn.IDLE and self.reply is None:
                 # Heard words the VAD did not call a turn (quiet speech): answer them anyway.
-                self._end_turn("words without a VAD turn")
+                self._end_turn(TurnEnd.WORDS)
             elif turn is CallerTurn.PAUSED and self.config.speculative and (
                     self.config.can_finalize or not self._recogniser_ends_turn(event)):
                 self._speculate_on_final()
@@ -366,7 +371,7 @@ class TurnPolicy:
                 # The recogniser's own endpointing says the speech is over while the VAD has heard
                 # speech all along (babble or loud noise can keep it on): trust it. With a
                 # finals-only engine this holds in the VAD's flapping pauses too.
-                self._end_turn(RECOGNISER_END)
+                self._end_turn(TurnEnd.RECOGNISER)
                 self._closed_by_recogniser = True
                 self.final_owed = False  # its final covers what it heard
                 self._maybe_commit(RECOGNISER_END)
@@ -411,6 +416,7 @@ class TurnPolicy:
                 and reply.audio_ready and reply.fixed_text is None and same_words(reply.user_text, text)
                 and surely_finished(text, opening=self.opening)):
             self.ended_sooner += 1
+            self.account.sooner_at = self._now
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
 
     def _finalize(self, *, quiet_run: bool = True) -> None:
@@ -427,9 +433,10 @@ class TurnPolicy:
 
     # -- committing -------------------------------------------------------------------------
 
-    def _end_turn(self, reason: str) -> None:
+    def _end_turn(self, end: TurnEnd) -> None:
         self.turn = CallerTurn.ENDED
-        self._out.append(TurnOver(reason))
+        self.account.ended(end)
+        self._out.append(TurnOver(TURN_OVER[end]))
 
     def _maybe_commit(self, reason: str) -> None:
         if self.turn is CallerTurn.ENDED and not self.final_owed:
@@ -445,9 +452,9 @@ class TurnPolicy:
         if self.turn is CallerTurn.HOLDING and not hold_over:
             return
         text = self.transcript
-        verdict = judge_turn(text, opening=self.opening, contour=self._contour)
-        hold = hold_ms(verdict, self.config.incomplete_turn_hold_ms) if text else 0
-        if hold and not hold_over:
+        hold = 0 if hold_over else self.account.judge(text, self.config.incomplete_turn_hold_ms,
+                                                      opening=self.opening, contour=self._contour)
+        if hold:
             # Mid-sentence (or maybe): a moment more. A speculative reply keeps preparing; speech
             # cancels the hold and merges the turn.
             self.turn = CallerTurn.HOLDING
@@ -473,41 +480,27 @@ class TurnPolicy:
             # fixed line: the agent's turn already), the caller not confirmed as barging in: never
             # a second reply beside the first. They wait for the caller's next turn.
             return
-        self._out.append(Commit(text, forced, reason))
+        spec = self.replies.speculation_on(text)
+        self._out.append(Commit(text, forced, reason, self.account.outcome(forced=forced, hold_over=hold_over,
+                                                                           speculation=spec)))
         if not text:
             # Noise, a cough, or speech the recogniser dropped: nothing to answer.
             if reply is not None and reply.speculative and not reply.committed:
                 self.speculation.cancelled += 1
                 self.replies.drop("the turn had no words")
             return
-        if reply is not None and reply.fixed_text is None and not reply.committed:
-            if same_words(reply.user_text, text):
-                self.speculation.kept += 1
-                reply.finals_used = len(self.finals)
-                reply.committed = True
-                self._out.append(CommitReply(reply.utterance_id))
-                return
-            self.speculation.restarted += 1
-            self.replies.drop("the committed words differ")
-        elif reply is not None:  # committed, not speaking, no fixed line (above)
-            self.replies.drop("a longer turn replaces it")
-        self._start_reply(text, speculative=False, committed=True)
+        self.replies.answer(text, len(self.finals), spec)
 
     # -- keys -------------------------------------------------------------------------------
 
     def _key_pressed(self, event: KeyPressed) -> None:
-        done = self._dtmf.press(event.digit, event.now)
-        self._timers.cancel(Timer.DTMF)
-        if done is not None:
-            self._out.append(KeysEntered(done))
-        elif self._dtmf.deadline is not None:
-            self._timers.start(Timer.DTMF, self._dtmf.deadline)
+        self._keys.press(event.digit, event.now)
 
     def _keys_heard(self, event: KeysHeard) -> None:
         self.finals.append(event.text)
         if self.turn not in _OPEN and (self.reply is None or not self.reply.speaking):
             if self.turn is not CallerTurn.HOLDING:
-                self._end_turn("keys")
+                self._end_turn(TurnEnd.KEYS)
             self.final_owed = False
             self._commit("keys", forced=False)
 
@@ -527,9 +520,7 @@ class TurnPolicy:
         elif timer is Timer.NOISE:
             self.barge.noise_timer()
         elif timer is Timer.DTMF:
-            digits = self._dtmf.expire(event.now)
-            if digits:
-                self._out.append(KeysEntered(digits))
+            self._keys.paused(event.now)
         elif timer is Timer.TOOL_FILLER:
             self.replies.tool_filler_due(caller_talking=self.turn in _OPEN)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .events import DropReply, FailCall, SayFiller, StartReply, Timer
+from ...turn_outcome import Speculation
+from .events import CommitReply, DropReply, FailCall, SayFiller, StartReply, Timer
 from .timers import Timers
 from .words import same_words
 
@@ -73,6 +74,31 @@ class Replies:
         if reply is not None:
             self._forget()
             self._timers.out.append(DropReply(reply.utterance_id, reason))
+
+    def speculation_on(self, text: str) -> Speculation:
+        """What committing the turn's ``text`` makes of the reply in flight: a speculative one on
+        the same words is kept, one on other words restarted (none: no words, or no such reply)."""
+        reply = self.current
+        if not text or reply is None or reply.fixed_text is not None or reply.committed:
+            return Speculation.NONE
+        return Speculation.KEPT if same_words(reply.user_text, text) else Speculation.RESTARTED
+
+    def answer(self, text: str, finals_used: int, speculation: Speculation) -> None:
+        """The committed turn's answer (``speculation``: :meth:`speculation_on` its ``text``): the
+        speculative reply kept, or a new reply, replacing one not yet heard."""
+        reply = self.current
+        if reply is not None and speculation is Speculation.KEPT:
+            self.speculation.kept += 1
+            reply.finals_used = finals_used
+            reply.committed = True
+            self._timers.out.append(CommitReply(reply.utterance_id))
+            return
+        if reply is not None and speculation is Speculation.RESTARTED:
+            self.speculation.restarted += 1
+            self.drop("the committed words differ")
+        elif reply is not None and not reply.speaking and reply.fixed_text is None:
+            self.drop("a longer turn replaces it")
+        self.start(text, finals_used, speculative=False, committed=True)
 
     def drop_stale_speculation(self, transcript: str) -> None:
         """The caller went on and the transcript has their new words: a speculative reply to the
