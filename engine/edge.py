@@ -214,7 +214,7 @@ class MediaStreamEndpoint:
                             session.stream_id, watchdog.reason)
                 session.close(loop.time())
                 self.metrics.sessions.remove(session)
-                self.metrics.stream_ended(session.turns, session.stream_id)
+                self.metrics.stream_ended(session.timelines.recent, session.stream_id)
                 if watchdog.closing is not None:
                     await asyncio.gather(watchdog.closing, return_exceptions=True)
                 elif not ws.closed:

@@ -2,7 +2,7 @@
 
 :class:`MediaSession` chains the stages of the inbound path (protocol -> jitter
 buffer -> codec -> VAD -> endpointer) and the outbound path (encode -> re-frame ->
-serialize -> paced playout) with plain function calls. It never touches a socket:
+serialize -> paced playout, :mod:`engine.agent_audio`) with plain function calls. It never touches a socket:
 :mod:`engine.edge` feeds it messages with :meth:`MediaSession.receive`, gives it
 time with :meth:`MediaSession.tick`, and writes out whatever lands in
 :attr:`MediaSession.outbound`. Whatever drives the conversation subclasses
@@ -11,20 +11,20 @@ time with :meth:`MediaSession.tick`, and writes out whatever lands in
 
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Callable
 
 from . import _audioop as audioop
 from . import protocol
+from .agent_audio import AgentAudio
 from .caller_voice import CallerVoice
 from .codecs import Codec, UnsupportedCodec, codec_for
 from .config import FRAME_MS, EngineConfig
 from .endpointing import Endpointer, EndpointEvent
 from .jitter import JitterBuffer
-from .playout import Interruption, Playout, Reframer
+from .playout import Interruption, Playout
 from .prosody import CONTOUR_WINDOW_S
-from .timeline import TurnTimeline
+from .timeline import TurnTimeline, TurnTimelines
 from .vad import Talker, Vad, make_vad, talker_of
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,6 @@ rivals the caller (babble at 10-20 dB SNR)."""
 
 def _noop() -> None:
     pass
-
-
-MAX_TIMELINES = 200
-"""Completed turn timelines kept per call (a long call must not grow without bound)."""
 
 
 class MediaListener:
@@ -98,16 +94,41 @@ class SessionStats:
         self.reply_start_holds = 0
 
 
+class MalformedLog:
+    """Dropped malformed frames, logged at most once per interval with how many went unlogged
+    meanwhile: a carrier sending garbage 50 times a second must not flood the log."""
+
+    __slots__ = ("interval_s", "_logged_at", "_suppressed")
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._logged_at = float("-inf")
+        self._suppressed = 0
+
+    def dropped(self, stream_id: str | None, reason: str, now: float) -> None:
+        if now - self._logged_at >= self.interval_s:
+            log.warning(
+                "dropped malformed media-stream frame on stream %s: %s (%d more suppressed since last report)",
+                stream_id, reason, self._suppressed,
+            )
+            self._logged_at = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+
+
 class MediaSession:
+    """The call's media: the inbound path here, frame by frame; the outbound path in
+    :class:`~engine.agent_audio.AgentAudio`; the turns' latency in
+    :class:`~engine.timeline.TurnTimelines`. Barge-in, where the two paths meet, is here."""
+
     __slots__ = (
         "config", "listener", "outbound", "stats", "stream_id", "call_control_id", "start",
-        "codec", "started", "stopped", "jitter", "playout", "endpointer", "turns",
-        "current_turn", "pause_run_quiet", "caller_voice", "_run_peak", "_turn_peak", "_vad", "_now", "_last_media_at",
-        "_last_voiced_at", "_last_pcm", "_tail", "_tail_pos",
-        "_silence_pcm", "_reframer", "_pcm_accum", "_frame_out", "_send_frame", "_send_mark",
-        "_turn_seq", "_utterance", "_utterance_first_sent", "_sent_before_utterance",
-        "_malformed_logged_at", "_malformed_suppressed", "observer", "waker", "barge_in_deferred",
-        "ending", "__weakref__",
+        "codec", "started", "stopped", "jitter", "playout", "agent_audio", "endpointer", "timelines",
+        "pause_run_quiet", "caller_voice", "_run_peak", "_turn_peak", "_vad", "_now", "_last_media_at",
+        "_last_voiced_at", "_last_pcm", "_tail", "_tail_pos", "_silence_pcm", "_pcm_accum", "_frame_out",
+        "_reply_starting", "_malformed_log", "observer", "waker",
+        "barge_in_deferred", "ending", "__weakref__",
     )
 
     def __init__(
@@ -137,9 +158,9 @@ class MediaSession:
         self.stopped = False
         self.jitter = JitterBuffer(self.config.jitter)
         self.playout = Playout(self.config.playout)
+        self.agent_audio = AgentAudio(self.playout, self.outbound)
         self.endpointer = Endpointer(self.config.endpointing)
-        self.turns: collections.deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
-        self.current_turn: TurnTimeline | None = None
+        self.timelines = TurnTimelines()
         self.pause_run_quiet = False
         """At a tentative end: the "speech" since the previous one (the pause's, not the turn's
         first) was quiet, ``_QUIET_RUN_RATIO`` under the caller's words in this turn."""
@@ -155,17 +176,17 @@ class MediaSession:
         self._tail = bytearray()  # the caller's last CONTOUR_WINDOW_S, a ring: no per-frame allocation
         self._tail_pos = 0
         self._silence_pcm = b""
-        self._reframer: Reframer | None = None
         self._pcm_accum = bytearray()
-        self._send_frame = self.outbound.append
-        self._send_mark = self._queue_mark
         self._frame_out = self._on_jitter_frame  # bound once: the jitter buffer calls it per frame
-        self._turn_seq = 0
-        self._utterance: int | None = None
-        self._utterance_first_sent = True
-        self._sent_before_utterance = 0
-        self._malformed_logged_at = float("-inf")
-        self._malformed_suppressed = 0
+        self._reply_starting = False
+        """An utterance began and its first frame is not out yet (the agent audio's state,
+        mirrored here for the per-frame check in :meth:`_process_pcm`)."""
+        self._malformed_log = MalformedLog(self.config.malformed_log_interval_s)
+
+    @property
+    def current_turn(self) -> TurnTimeline | None:
+        """The caller's turn being timed (the latest)."""
+        return self.timelines.current
 
     # -- inbound ------------------------------------------------------------------------
 
@@ -212,7 +233,7 @@ class MediaSession:
         self._silence_pcm = bytes(codec.pcm_frame_bytes)
         frames = -(-int(CONTOUR_WINDOW_S * 1000) // FRAME_MS)
         self._tail = bytearray(frames * codec.pcm_frame_bytes)
-        self._reframer = Reframer(codec.frame_bytes, codec.silence_byte)
+        self.agent_audio.open(codec)
         self._last_media_at = now
         self.listener.on_start(self, start)
 
@@ -283,7 +304,7 @@ class MediaSession:
         self.listener.on_caller_audio(pcm)
         if event is not None:
             self._on_endpoint(event, now)
-        elif not self._utterance_first_sent and self._utterance is not None and endpointer.caller_stirring:
+        elif self._reply_starting and endpointer.caller_stirring:
             self._hold_start_for_caller()
 
     def _on_endpoint(self, event: EndpointEvent, now: float) -> None:
@@ -294,20 +315,18 @@ class MediaSession:
                 else:
                     self.barge_in_deferred = True
                     self.playout.hold()  # (already held since BARGE_IN_PENDING, unless held differently)
-            self._open_turn(now)
+            # The utterance began with its first voiced frame, a few frames before the decision.
+            lag = (self.endpointer.frame_index - 1 - self.endpointer.speech_start_frame) * _FRAME_S
+            self.timelines.speech_started(now - max(lag, 0.0))
             self._turn_peak = 0
         elif event is EndpointEvent.TENTATIVE_END:
             run, peak = self._run_peak, self._turn_peak
             self.pause_run_quiet = run * _QUIET_RUN_RATIO < peak
             self._turn_peak, self._run_peak = max(run, peak), 0
-            if self.current_turn is not None:
-                self.current_turn.stamp("tentative_end", now, overwrite=True)
+            self.timelines.tentative_end(now)
         elif event is EndpointEvent.TURN_END:
             self._run_peak = 0
-            turn = self.current_turn
-            if turn is not None:
-                turn.stamp("speech_end", self._last_voiced_at or now, overwrite=True)
-                turn.stamp("turn_end", now, overwrite=True)
+            self.timelines.turn_ended(self._last_voiced_at or now, now)
         elif event is EndpointEvent.BARGE_IN_PENDING:
             # Stop talking over the caller at once; BARGE_IN or BARGE_IN_REJECTED decides.
             self.stats.barge_in_holds += 1
@@ -318,16 +337,6 @@ class MediaSession:
                 self.playout.release()
                 self.waker()
         self.listener.on_endpoint(event, now)
-
-    def _open_turn(self, now: float) -> None:
-        # The utterance began with its first voiced frame, a few frames before the decision.
-        lag = (self.endpointer.frame_index - 1 - self.endpointer.speech_start_frame) * _FRAME_S
-        turn = self.current_turn
-        if turn is None or turn.turn_end is not None:
-            self._turn_seq += 1
-            turn = self.current_turn = TurnTimeline(self._turn_seq)
-            self.turns.append(turn)
-        turn.stamp("speech_start", now - max(lag, 0.0))
 
     def caller_tail(self) -> bytes:
         """The caller's last half second (:data:`~engine.prosody.CONTOUR_WINDOW_S`), oldest first,
@@ -360,11 +369,7 @@ class MediaSession:
         self.barge_in_deferred = False
         self.stats.barge_ins += 1
         interruption = self.interrupt(now)
-        for turn in reversed(self.turns):
-            if turn.first_frame_sent is not None:
-                if turn.agent_audio_end is None:
-                    turn.stamp("interrupted", now)
-                break
+        self.timelines.interrupted(now)
         self.listener.on_barge_in(interruption, now)
 
     def _on_mark(self, name: str, now: float) -> None:
@@ -377,9 +382,7 @@ class MediaSession:
         self._playout_done(utterance_id, now)
 
     def _playout_done(self, utterance_id: int, now: float) -> None:
-        turn = self.current_turn
-        if turn is not None and turn.first_frame_sent is not None:
-            turn.stamp("agent_audio_end", now)
+        self.timelines.audio_ended(now)
         self.listener.on_playout_done(utterance_id, now)
 
     def end(self) -> None:
@@ -398,31 +401,21 @@ class MediaSession:
 
     def _malformed(self, reason: str, now: float) -> None:
         self.stats.malformed += 1
-        if now - self._malformed_logged_at >= self.config.malformed_log_interval_s:
-            log.warning(
-                "dropped malformed media-stream frame on stream %s: %s (%d more suppressed since last report)",
-                self.stream_id, reason, self._malformed_suppressed,
-            )
-            self._malformed_logged_at = now
-            self._malformed_suppressed = 0
-        else:
-            self._malformed_suppressed += 1
+        self._malformed_log.dropped(self.stream_id, reason, now)
 
     # -- outbound -----------------------------------------------------------------------
 
     def speak(self, utterance_id: int, pcm: bytes) -> None:
         """Queue agent audio (PCM16 at the codec's rate, any length) for paced playout."""
-        if self.codec is None or self._reframer is None:
+        audio = self.agent_audio
+        if not audio.ready:
             raise RuntimeError("cannot speak before the media stream has started")
-        if utterance_id != self._utterance:
-            self._utterance = utterance_id
-            self._utterance_first_sent = False
-            self._sent_before_utterance = self.playout.frames_sent
+        if utterance_id != audio.utterance:
+            audio.begin(utterance_id)
+            self._reply_starting = True
             if self.endpointer.caller_stirring:
                 self._hold_start_for_caller()
-        push = self.playout.push
-        for frame in self._reframer.feed(self.codec.encode(pcm)):
-            push(utterance_id, protocol.serialize_media(frame))
+        audio.push(utterance_id, pcm)
         self.waker()
 
     def _hold_start_for_caller(self) -> None:
@@ -440,26 +433,15 @@ class MediaSession:
 
     def finish_utterance(self, utterance_id: int) -> None:
         """No more audio for this utterance: pad the tail and ask the carrier to confirm it played."""
-        if self._reframer is None or utterance_id != self._utterance:
-            return
-        tail = self._reframer.flush()
-        if tail is not None:
-            self.playout.push(utterance_id, protocol.serialize_media(tail))
-        self.playout.finish(utterance_id)
-        self.waker()
+        if self.agent_audio.finish(utterance_id):
+            self.waker()
 
     def interrupt(self, now: float) -> Interruption:
         """Stop agent audio now (e.g. the pipeline decided to), as a barge-in would."""
-        interruption = self.playout.interrupt(now)
-        self.outbound.append(protocol.CLEAR)
-        self._utterance = None
-        if self._reframer is not None:
-            self._reframer.reset()
+        interruption = self.agent_audio.interrupt(now)
+        self._reply_starting = False
         self.waker()
         return interruption
-
-    def _queue_mark(self, name: str) -> None:
-        self.outbound.append(protocol.serialize_mark(name))
 
     # -- time ---------------------------------------------------------------------------
 
@@ -470,11 +452,10 @@ class MediaSession:
         if self.started and not self.stopped:
             self.jitter.poll(now, self._frame_out)
             self._feed_stall_silence(now)
-        playout = self.playout
-        playout.pull(now, self._send_frame, self._send_mark)
-        if not self._utterance_first_sent and playout.frames_sent > self._sent_before_utterance:
-            self._utterance_first_sent = True
+        if self.agent_audio.pull(now):
+            self._reply_starting = False
             self._first_frame_sent(now)
+        playout = self.playout
         if not self.stopped:
             # A lost mark echo must not hold up what waits on the reply's end.
             while (utterance_id := playout.take_overdue(now)) is not None:
@@ -495,10 +476,9 @@ class MediaSession:
             self._process_pcm(silence)
 
     def _first_frame_sent(self, now: float) -> None:
-        turn = self.current_turn
-        if turn is None or turn.turn_end is None or turn.first_frame_sent is not None:
+        turn = self.timelines.first_frame_sent(now)
+        if turn is None:
             return  # a greeting, or a reply to nothing measured
-        turn.stamp("first_frame_sent", now)
         if self.observer is not None:
             self.observer(turn)
         self.listener.on_turn_measured(turn)

@@ -9,6 +9,7 @@ reads a clock: stamps are given.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 
 from .turn_outcome import TurnOutcome
@@ -29,6 +30,9 @@ STAMPS = (
     "agent_audio_end",   # agent reply finished playing (mark echoed, or its echo overdue)
     "interrupted",       # agent reply cut off by a barge-in
 )
+
+MAX_TIMELINES = 200
+"""Completed turn timelines kept per call (a long call must not grow without bound)."""
 
 
 class TurnTimeline:
@@ -158,3 +162,58 @@ class TurnTimeline:
 
     def __iter__(self) -> Iterator[tuple[str, float | None]]:
         return ((name, getattr(self, name)) for name in STAMPS)
+
+
+class TurnTimelines:
+    """One call's turn timelines as its media session sees them: a turn opens when the caller
+    starts to speak (or talks over the reply) and is stamped at its ends and at the reply's
+    first frame and end. Called on endpoint and playout events, never per frame."""
+
+    __slots__ = ("current", "recent", "_seq")
+
+    def __init__(self) -> None:
+        self.current: TurnTimeline | None = None
+        self.recent: collections.deque[TurnTimeline] = collections.deque(maxlen=MAX_TIMELINES)
+        self._seq = 0
+
+    def speech_started(self, at: float) -> None:
+        """A caller turn opens, or (speech resumed before its end) goes on: its first speech wins."""
+        turn = self.current
+        if turn is None or turn.turn_end is not None:
+            self._seq += 1
+            turn = self.current = TurnTimeline(self._seq)
+            self.recent.append(turn)
+        turn.stamp("speech_start", at)
+
+    def tentative_end(self, now: float) -> None:
+        if self.current is not None:
+            self.current.stamp("tentative_end", now, overwrite=True)
+
+    def turn_ended(self, speech_end: float, now: float) -> None:
+        turn = self.current
+        if turn is not None:
+            turn.stamp("speech_end", speech_end, overwrite=True)
+            turn.stamp("turn_end", now, overwrite=True)
+
+    def first_frame_sent(self, now: float) -> TurnTimeline | None:
+        """A reply's first frame went out: the turn it answers, now measured (None for a
+        greeting, a reply to nothing measured, or a turn measured already)."""
+        turn = self.current
+        if turn is None or turn.turn_end is None or turn.first_frame_sent is not None:
+            return None
+        turn.stamp("first_frame_sent", now)
+        return turn
+
+    def audio_ended(self, now: float) -> None:
+        """A reply played to its end."""
+        turn = self.current
+        if turn is not None and turn.first_frame_sent is not None:
+            turn.stamp("agent_audio_end", now)
+
+    def interrupted(self, now: float) -> None:
+        """A barge-in: the latest turn answered, if its reply was still playing, was cut off."""
+        for turn in reversed(self.recent):
+            if turn.first_frame_sent is not None:
+                if turn.agent_audio_end is None:
+                    turn.stamp("interrupted", now)
+                break

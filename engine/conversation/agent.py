@@ -1,7 +1,8 @@
 """One call's conversation: media events in, STT -> LLM -> TTS -> playout out.
 
 :class:`CallAgent` is a :class:`~engine.session.MediaListener` that does the call's IO: it owns
-the provider streams, runs tools and call control, keeps the history and reports turns. Whose
+the provider streams and the parts that run tools (:mod:`.call_tools`), call control
+(:mod:`.call_control`), the reply in flight (:mod:`.reply`) and the records (:mod:`.records`). Whose
 turn it is, and what to answer when, is the :class:`~.turn.TurnPolicy`'s to say: the agent turns
 what the session and the recogniser report into its events, and carries out its commands
 (replies, timers on the event loop, the playout). See :mod:`.turn.policy` for the rules.
@@ -30,20 +31,20 @@ from ..protocol import Start
 from ..providers.base import ChatModel, SpeechToText, TextToSpeech, ToolCall, Transcript, provider_of
 from ..session import MediaListener, MediaSession
 from .call_control import CallControl
+from .call_tools import CallTools
 from .config import AgentProfile
-from .context import ToolContext
 from .dtmf import describe_keys
-from .egress import EgressPolicy
 from .history import Conversation
-from .knowledge import SEARCH_TOOL, SEARCH_TOOL_NAME, TurnKnowledge
+from .knowledge import TurnKnowledge
+from .loop_timers import LoopTimers
 from .phrases import PhraseCache
 from .ports import CallActions, CallReport, CallReporter, CallSetup, NoActions, NoReporter, StreamRefused
 from .recogniser import Recogniser
 from .records import CallRecords
-from .reply import Reply
+from .reply import CurrentReply, Reply
 from .summary import summarize
 from .tasks import CallTasks
-from .tools import ToolClient, tool_definitions
+from .tools import ToolClient
 from .turn import (
     BargeIn,
     BargeInPending,
@@ -168,16 +169,12 @@ class CallAgent(MediaListener):
         self.stt = stt
         self.llm = llm
         self.tts = tts
-        self.records = CallRecords(reporter or NoReporter())
+        self.records = CallRecords(reporter or NoReporter(), usage=self._usage_so_far)
         self.phrases = phrases or PhraseCache(tts)
-        self.tool_client = tool_client
-        self.tool_policy: EgressPolicy | None = None  # the server's, unless the call's setup says otherwise
-        self.tool_context: ToolContext | None = None  # the call's, from its setup
+        self.call_tools = CallTools(profile, tool_client)
         # How long a turn waits, after its end, for a final still owed (None: the STT's own bound).
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
-        self.tools = tool_definitions(profile)
-        self.knowledge: TurnKnowledge | None = None  # set when the call's setup attaches knowledge
         self.conversation = Conversation(profile.system_prompt)
         self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s))
         self.speculation = self.policy.speculation
@@ -195,14 +192,22 @@ class CallAgent(MediaListener):
         self.call_control_id: str | None = None
         self.sample_rate = 8000
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._timers: dict[Timer, asyncio.TimerHandle] = {}
-        self._reply: Reply | None = None
+        self.timers = LoopTimers(self._timer_fired)
+        self.current_reply = CurrentReply()
         self._greeting: str | None = None  # the first message, or the line a picked-up call resumes with
         self._stopped = False
 
     @property
     def mode(self) -> str:
         return self.policy.mode
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return self.call_tools.definitions
+
+    @property
+    def knowledge(self) -> TurnKnowledge | None:
+        return self.call_tools.knowledge
 
     @property
     def reporter(self) -> CallReporter:
@@ -261,15 +266,9 @@ class CallAgent(MediaListener):
                 self.profile = setup.profile
                 self.control.actions = setup.actions
                 self.records.reporter = setup.reporter
-                self.tools = tool_definitions(setup.profile)
-                if setup.knowledge is not None:
-                    self.knowledge = TurnKnowledge(setup.knowledge)
-                    self.tools = [*self.tools, SEARCH_TOOL]
+                self.call_tools.set_up(setup)
                 self.conversation = Conversation(setup.profile.system_prompt)
                 self.policy.reconfigure(self._turn_config())
-                if self.tool_client is not None and setup.tool_destinations:
-                    self.tool_policy = self.tool_client.policy_for(setup.tool_destinations)
-                self.tool_context = setup.tool_context
                 greeting = setup.profile.config.first_message
                 if setup.history:  # picked up again: the conversation goes on
                     self.conversation.messages = [dict(m) for m in setup.history]
@@ -316,40 +315,26 @@ class CallAgent(MediaListener):
         return not self.policy.barge_in_deferred
 
     def on_barge_in(self, interruption: Interruption, now: float) -> None:
-        reply = self._reply
+        reply = self.current_reply.take(interruption.utterance_id)
         returned: str | None = None
-        if reply is not None and reply.utterance_id == interruption.utterance_id:
-            heard = reply.spoken.heard(interruption.heard_ms)
-            if heard or reply.fixed_text is not None or not self.conversation.take_back_user(reply.user_text):
-                # (Unless the caller went on before hearing a word of the reply: then it is one
-                # merged caller turn, not an empty interrupted reply.)
-                self.conversation.add_assistant(heard, interrupted=True)
-                self._report_turn(reply, heard, interrupted=True)
-            else:
-                returned = reply.user_text
+        if reply is not None:
+            returned = self.records.reply_cut_off(self.conversation, reply, interruption.heard_ms)
             if self.policy.failing:
                 self.spawn(self.control.hangup(self.end_reason or "provider failure"))
             else:
                 self.control.call_off()  # the caller has more to say than goodbye
             reply.cancel()
-            self._reply = None
         self._feed(BargeIn(now, interruption.utterance_id, returned))
 
     def on_dtmf(self, digit: str, now: float) -> None:
         self._feed(KeyPressed(now, digit))
 
     def on_playout_done(self, utterance_id: int, now: float) -> None:
-        reply = self._reply
-        if reply is not None and reply.utterance_id == utterance_id:
-            text = reply.spoken.text or reply.text
-            if reply.fixed_text is None:
-                self.conversation.add_assistant(text)
-                self._report_turn(reply, text, interrupted=False)
-            elif reply.fixed_text == self._greeting:
-                self.conversation.add_assistant(text)  # the greeting is part of the conversation
-            self._reply = None
+        reply = self.current_reply.take(utterance_id)
+        if reply is not None:
+            self.records.reply_played(self.conversation, reply, self._greeting)
         self._feed(PlayoutDone(utterance_id, now))
-        if reply is not None and reply.utterance_id == utterance_id:
+        if reply is not None:
             self.control.reply_played()
 
     def on_stop(self, now: float) -> None:
@@ -382,16 +367,9 @@ class CallAgent(MediaListener):
         if kind is StartReply:
             self._start_reply(command)  # type: ignore[arg-type]
         elif kind is CommitReply:
-            reply = self._reply
-            if reply is not None and reply.utterance_id == command.utterance_id:  # type: ignore[attr-defined]
-                if reply.timeline is not None:
-                    reply.timeline.speculative = True
-                reply.commit()
+            self.current_reply.commit(command.utterance_id)  # type: ignore[attr-defined]
         elif kind is DropReply:
-            reply = self._reply
-            if reply is not None and reply.utterance_id == command.utterance_id:  # type: ignore[attr-defined]
-                reply.cancel()
-                self._reply = None
+            self.current_reply.drop(command.utterance_id)  # type: ignore[attr-defined]
         elif kind is Commit:
             if command.text and (turn := self.session.current_turn) is not None:  # type: ignore[attr-defined]
                 turn.stamp("stt_final", self._loop.time())
@@ -401,11 +379,9 @@ class CallAgent(MediaListener):
         elif kind is FinalizeStt:
             self.recogniser.finalize()
         elif kind is StartTimer:
-            self._set_timer(command.timer, command.deadline)  # type: ignore[attr-defined]
+            self.timers.start(self._loop, command.timer, command.deadline)  # type: ignore[attr-defined]
         elif kind is CancelTimer:
-            handle = self._timers.pop(command.timer, None)  # type: ignore[attr-defined]
-            if handle is not None:
-                handle.cancel()
+            self.timers.cancel(command.timer)  # type: ignore[attr-defined]
         elif kind is ResumeAfterHold:
             self.session.resume_after_hold()
         elif kind is ConfirmBargeIn:
@@ -420,14 +396,7 @@ class CallAgent(MediaListener):
             self._fail(command.reason)  # type: ignore[attr-defined]
         # DiscardText: nothing to do; the policy's reason is the record.
 
-    def _set_timer(self, timer: Timer, deadline: float) -> None:
-        handle = self._timers.pop(timer, None)
-        if handle is not None:
-            handle.cancel()
-        self._timers[timer] = self._loop.call_at(deadline, self._timer_fired, timer)
-
     def _timer_fired(self, timer: Timer) -> None:
-        self._timers.pop(timer, None)
         if not self._stopped:
             self._feed(TimerFired(timer, self._loop.time()))
 
@@ -439,7 +408,7 @@ class CallAgent(MediaListener):
     def _start_reply(self, command: StartReply) -> None:
         reply = Reply(self, command.utterance_id, user_text=command.user_text, committed=command.committed,
                       fixed_text=command.fixed_text, attempt=command.attempt)
-        self._reply = reply
+        self.current_reply.reply = reply
         reply.start()
 
     def _say_filler(self, command: SayFiller) -> None:
@@ -449,8 +418,8 @@ class CallAgent(MediaListener):
         if audio is None:
             return  # not synthesized (the TTS was down): silence rather than a wait
         if command.kind == "tool":
-            reply = self._reply
-            if reply is not None and reply.utterance_id == command.utterance_id:
+            reply = self.current_reply.get(command.utterance_id)
+            if reply is not None:
                 reply.insert(audio, text)
             return
         self.session.speak(command.utterance_id, audio)
@@ -483,7 +452,7 @@ class CallAgent(MediaListener):
     def reply_failed(self, reply: Reply, exc: BaseException) -> None:
         self.errors.append(f"reply {reply.utterance_id}: {exc}")
         self.on_provider_error(provider_of(exc, "llm_or_tts"))
-        if reply is not self._reply or self._stopped:
+        if reply is not self.current_reply.reply or self._stopped:
             return
         log.warning("call %s: provider failure (%s); attempt %d", self.call_control_id, exc, reply.attempt + 1)
         self._feed(ReplyFailed(reply.utterance_id, str(exc)))
@@ -494,7 +463,8 @@ class CallAgent(MediaListener):
         self._feed(ToolStarted(reply.utterance_id, self._loop.time()))
         reply.tool_running(True)
         try:
-            return await self._run_tools(calls, messages)
+            return await self.call_tools.run(calls, messages, self.conversation, self.control, self.profile.config,
+                                             self.call_control_id)
         finally:
             reply.tool_running(False)
             if not self._stopped:
@@ -508,48 +478,24 @@ class CallAgent(MediaListener):
         apology = self.phrases.get(self.profile.voice, self.sample_rate, self.profile.config.apology_text)
         if apology is None or self.session.codec is None:
             self._feed(Failing(reason))
-            self._drop_current()
+            self.current_reply.drop()
             self.spawn(self.control.hangup(reason))
             return
         uid = self.policy.new_utterance_id()
         self._feed(Failing(reason, apology_id=uid))
-        self._drop_current()
+        self.current_reply.drop()
         # Hang up when the apology has played (its playout end), or a little after it should have.
         seconds = len(apology) / 2 / self.sample_rate
         self._loop.call_later(seconds + 2.0, lambda: self.spawn(self.control.hangup(reason)))
         # (As the reply, so that its playout end triggers the hang-up.)
-        self._reply = Reply.recorded(self, uid, self.profile.config.apology_text, apology)
+        self.current_reply.reply = Reply.recorded(self, uid, self.profile.config.apology_text, apology)
 
-    def _drop_current(self) -> None:
-        if self._reply is not None:
-            self._reply.cancel()
-            self._reply = None
-
-    # -- tools and call control ---------------------------------------------------------------
-
-    async def _run_tools(self, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
-        context = self.tool_context or ToolContext(call_control_id=self.call_control_id,
-                                                   variables=self.profile.config.variables)
-        searched = False
-        if self.knowledge is not None:  # the model's own knowledge query; the rest is call control's
-            for call in [c for c in calls if c.name == SEARCH_TOOL_NAME]:
-                result = await self.knowledge.run_tool(call.arguments)
-                self.conversation.add_tool_exchange(call.id, call.name, call.arguments, result)
-                messages.extend(self.conversation.messages[-2:])
-                searched = True
-            calls = [c for c in calls if c.name != SEARCH_TOOL_NAME]
-        ran = await self.control.run_tools(calls, messages, self.conversation, self.profile.config,
-                                           self.tool_client, self.tool_policy, context)
-        return ran or searched
+    # -- call control ---------------------------------------------------------------------
 
     def _keys_entered(self, digits: str) -> None:
-        sequence = self.profile.config.pci_dtmf_sequence
-        if sequence and digits.rstrip("#") == sequence:
-            self.spawn(self.control.set_pci(not self.pci))
-            return
-        if self.pci:
-            digits = "".join("•" if d.isdigit() else d for d in digits)  # never in the transcript
-        self._feed(KeysHeard(self._loop.time(), describe_keys(digits)))
+        heard = self.control.keys_entered(digits, self.profile.config.pci_dtmf_sequence)
+        if heard is not None:
+            self._feed(KeysHeard(self._loop.time(), describe_keys(heard)))
 
     def _max_duration_reached(self) -> None:
         if not self._stopped:
@@ -558,18 +504,11 @@ class CallAgent(MediaListener):
     # -- the end ------------------------------------------------------------------------------
 
     async def _finish(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
-        reply = self._reply
+        self.timers.cancel_all()
+        reply = self.current_reply.take()
         if reply is not None:
-            if reply.speaking and reply.fixed_text is None:
-                # Cut off by the hang-up: the record keeps what the caller heard, as for a barge-in.
-                heard = reply.heard_by(self._loop.time())
-                self.conversation.add_assistant(heard, interrupted=True)
-                self._report_turn(reply, heard, interrupted=True)
+            self.records.reply_hung_up(self.conversation, reply, self._loop.time())
             reply.cancel()
-            self._reply = None
         if self.knowledge is not None:
             self.knowledge.close()
         await self._tasks.cancel_all()
@@ -596,7 +535,3 @@ class CallAgent(MediaListener):
     def _usage_so_far(self) -> dict[str, Any]:
         self.usage.stt_bytes = self.recogniser.sent_bytes
         return self.usage.as_dict()
-
-    def _report_turn(self, reply: Reply, agent_text: str, *, interrupted: bool) -> None:
-        self.records.turn(self.conversation, reply.user_text, agent_text, interrupted=interrupted,
-                          timeline=reply.timeline, usage=self._usage_so_far())

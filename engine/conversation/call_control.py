@@ -78,6 +78,16 @@ class CallControl:
         """The caller cut the reply off: they have more to say than goodbye."""
         self.hangup_after = self.transfer_after = None
 
+    def keys_entered(self, digits: str, pci_sequence: str | None) -> str | None:
+        """Keys the caller entered, as the conversation may see them: digits masked in PCI mode,
+        and None for the PCI sequence, which turns the mode on or off instead."""
+        if pci_sequence and digits.rstrip("#") == pci_sequence:
+            self.spawn(self.set_pci(not self.pci))
+            return None
+        if self.pci:
+            digits = "".join("•" if d.isdigit() else d for d in digits)  # never in the transcript
+        return digits
+
     async def set_pci(self, on: bool) -> bool:
         """PCI mode: recording paused and key presses masked, while card details are given."""
         self.pci = on

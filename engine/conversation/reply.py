@@ -39,14 +39,17 @@ class ReplyHost(Protocol):
     tts: TextToSpeech
     sample_rate: int
     call_control_id: str | None
-    tools: list[dict[str, Any]]
-    knowledge: TurnKnowledge | None
     usage: CallUsage
 
+    # (Read-only: the agent derives them.)
+    @property
+    def tools(self) -> list[dict[str, Any]]: ...
+    @property
+    def knowledge(self) -> TurnKnowledge | None: ...
     @property
     def voice(self) -> str: ...
     @property
-    def deadline_s(self) -> float: ...  # (read-only: the agent derives both)
+    def deadline_s(self) -> float: ...
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]: ...
     def close_later(self, coro: Awaitable[Any]) -> None: ...
@@ -323,6 +326,42 @@ class Reply:
     def text(self) -> str:
         return " ".join(self.text_parts)
 
+
+
+class CurrentReply:
+    """The agent's reply in flight: at most one (a new one replaces it), matched by the
+    utterance id the policy or the media session names, so that word of an earlier reply
+    touches nothing."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self) -> None:
+        self.reply: Reply | None = None
+
+    def get(self, utterance_id: int) -> Reply | None:
+        reply = self.reply
+        return reply if reply is not None and reply.utterance_id == utterance_id else None
+
+    def take(self, utterance_id: int | None = None) -> Reply | None:
+        """The reply in flight (if it is this one), no longer in flight."""
+        reply = self.reply if utterance_id is None else self.get(utterance_id)
+        if reply is not None:
+            self.reply = None
+        return reply
+
+    def commit(self, utterance_id: int) -> None:
+        """The speculative reply is the answer after all: its audio may go out."""
+        reply = self.get(utterance_id)
+        if reply is not None:
+            if reply.timeline is not None:
+                reply.timeline.speculative = True
+            reply.commit()
+
+    def drop(self, utterance_id: int | None = None) -> None:
+        """Cancel the reply in flight (if it is this one)."""
+        reply = self.take(utterance_id)
+        if reply is not None:
+            reply.cancel()
 
 async def stream_with_deadline(iterator: AsyncIterator[T], deadline_s: float) -> AsyncIterator[T]:
     """Each item must arrive within the provider deadline, or the stream counts as stalled."""

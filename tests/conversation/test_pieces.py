@@ -157,7 +157,8 @@ async def test_pci_mode_pauses_recording_and_masks_keys():
     agent.session, agent._loop = MediaSession(), asyncio.get_running_loop()
     assert {t["function"]["name"] for t in agent.tools} == {"pause_recording", "resume_recording"}
     messages = []
-    assert await agent._run_tools([ToolCall("c1", "pause_recording", "{}")], messages) is True
+    assert await agent.call_tools.run([ToolCall("c1", "pause_recording", "{}")], messages, agent.conversation,
+                                      agent.control, agent.profile.config, agent.call_control_id) is True
     assert agent.pci and agent.actions.calls == ["pause"]
     assert messages[-1]["content"] == "recording paused"
     agent._keys_entered("4111#")

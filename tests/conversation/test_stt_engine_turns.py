@@ -358,8 +358,7 @@ async def test_a_barge_in_waits_for_words_only_where_words_can_come_in_time(engi
     call.endpoint(EndpointEvent.BARGE_IN_PENDING)
     await asyncio.sleep(0.4)
     assert call.agent.confirm_barge_in() is confirmed
-    for handle in call.agent._timers.values():
-        handle.cancel()
+    call.agent.timers.cancel_all()
 
 
 @VIRTUAL

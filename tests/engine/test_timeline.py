@@ -1,7 +1,7 @@
 import pytest
 
 from engine.session import SessionStats
-from engine.timeline import STAMPS, TurnTimeline
+from engine.timeline import MAX_TIMELINES, STAMPS, TurnTimeline, TurnTimelines
 
 
 def full_turn() -> TurnTimeline:
@@ -92,3 +92,57 @@ def test_every_stamp_is_a_declared_field_that_starts_unset() -> None:
 def test_session_stats_start_at_zero_for_every_counter() -> None:
     stats = SessionStats()
     assert all(getattr(stats, name) == 0 for name in SessionStats.__slots__)
+
+
+def test_a_turn_goes_on_through_its_pauses_and_a_new_one_opens_after_its_end():
+    turns = TurnTimelines()
+    turns.speech_started(1.0)
+    turns.tentative_end(1.5)
+    turns.speech_started(1.6)  # resumed before the end: the same turn, its first speech kept
+    first = turns.current
+    assert first is not None and first.turn_id == 1 and first.speech_start == 1.0
+    turns.turn_ended(2.0, 2.3)
+    assert (first.speech_end, first.turn_end) == (2.0, 2.3)
+    turns.speech_started(3.0)
+    assert turns.current is not first and turns.current.turn_id == 2
+    assert list(turns.recent) == [first, turns.current]
+
+
+def test_a_turn_is_measured_once_and_a_greeting_not_at_all():
+    turns = TurnTimelines()
+    assert turns.first_frame_sent(0.5) is None  # the greeting: no caller turn yet
+    turns.speech_started(1.0)
+    assert turns.first_frame_sent(1.2) is None  # the turn has not ended: not its reply
+    turns.turn_ended(1.5, 1.8)
+    measured = turns.first_frame_sent(2.0)
+    assert measured is turns.current and measured.turn_latency_ms == pytest.approx(500.0)
+    assert turns.first_frame_sent(2.1) is None
+
+
+def test_a_barge_in_marks_only_the_latest_answered_turn_still_playing():
+    turns = TurnTimelines()
+    turns.speech_started(1.0)
+    turns.turn_ended(1.5, 1.8)
+    turns.first_frame_sent(2.0)
+    answered = turns.current
+    turns.speech_started(2.5)  # the caller talks over the reply: a new turn, not yet answered
+    turns.interrupted(2.9)
+    assert answered.interrupted == 2.9 and turns.current.interrupted is None
+    turns.audio_ended(3.0)  # (the current turn has no reply playing: nothing to stamp)
+    assert turns.current.agent_audio_end is None
+
+    played = TurnTimelines()
+    played.speech_started(1.0)
+    played.turn_ended(1.5, 1.8)
+    played.first_frame_sent(2.0)
+    played.audio_ended(3.0)
+    played.interrupted(3.5)  # the reply had played out: no barge-in on it
+    assert played.current.interrupted is None and played.current.agent_audio_end == 3.0
+
+
+def test_a_long_call_keeps_only_the_latest_timelines():
+    turns = TurnTimelines()
+    for i in range(MAX_TIMELINES + 5):
+        turns.speech_started(float(i))
+        turns.turn_ended(i + 0.5, i + 0.8)
+    assert len(turns.recent) == MAX_TIMELINES and turns.recent[0].turn_id == 6

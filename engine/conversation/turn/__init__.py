@@ -6,6 +6,7 @@ feeds it what the media session and the recogniser report, and carries out its c
 (provider streams, timers on the event loop, the playout).
 """
 
+from .config import TurnConfig
 from .events import (
     BargeIn,
     BargeInPending,
@@ -49,7 +50,7 @@ from .events import (
     TurnOver,
     VadBargeIn,
 )
-from .policy import CallerTurn, TurnConfig, TurnPolicy
+from .policy import CallerTurn, TurnPolicy
 from .replies import ReplyView, SpeculationStats
 from .words import same_words, word_count
 

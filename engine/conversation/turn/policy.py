@@ -6,9 +6,10 @@ socket or a clock. The rules, each tested in ``tests/engine/conversation/test_tu
 * **States.** :class:`CallerTurn` is the caller's turn as the agent sees it: ``IDLE`` (none
   pending), ``SPEAKING``, ``PAUSED`` (after the tentative end), ``ENDED`` (over, its text not yet
   committed: a final is still owed) and ``HOLDING`` (over on words that read unfinished).
-* **Speculation.** At the tentative end the recogniser is asked to finalize and, when the text
-  so far reads complete (``judge_text``), a reply starts on it with its audio held. New words
-  drop it; a final that changes the text restarts it; the commit keeps it when the words match.
+* **Speculation** (:mod:`.speculation`). At the tentative end the recogniser is asked to
+  finalize and, when the text so far reads complete, a reply starts on it with its audio held.
+  New words drop it; a final that changes the text restarts it; the commit keeps it when the
+  words match.
 * **Commit.** A turn commits once it has ended and no final is owed: the Finalize answered, or
   (engines that cannot finalize) the final that follows the caller's voice. The end is the VAD's,
   the recogniser's own (it heard the speech end while the VAD, in babble, did not), or noise that
@@ -47,15 +48,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ...prosody import NO_AUDIO, Contour, PauseAudio
 from ...turn_outcome import TurnEnd
-from ..dtmf import GatherConfig
 from .account import TURN_OVER, TurnAccount
 from .barge_in import BargeInJudge
-from .endpoint import NoiseFlaps, recogniser_ends_turn, surely_finished, worth_speculating
+from .config import TurnConfig
+from .endpoint import NoiseFlaps, recogniser_ends_turn
 from .events import (
     BargeIn,
     BargeInPending,
@@ -91,8 +91,9 @@ from .events import (
 )
 from .keys import Keys
 from .replies import Replies, ReplyView
+from .speculation import Speculator
 from .timers import Timers
-from .words import same_words, word_count
+from .words import word_count
 
 NOISE = TURN_OVER[TurnEnd.NOISE]
 RECOGNISER_END = TURN_OVER[TurnEnd.RECOGNISER]
@@ -110,41 +111,16 @@ _OPEN = (CallerTurn.SPEAKING, CallerTurn.PAUSED)
 _OVER = (CallerTurn.ENDED, CallerTurn.HOLDING)
 
 
-@dataclass(frozen=True, slots=True)
-class TurnConfig:
-    speculative: bool = True
-    incomplete_turn_hold_ms: int = 700
-    barge_in_words_wait_s: float = 0.6
-    final_wait_s: float = 0.8
-    """After the end of turn, the longest wait for a final the recogniser owes."""
-    can_finalize: bool = True
-    """The recogniser answers a Finalize (Deepgram); otherwise finals come on its own segmentation."""
-    interim_results: bool = True
-    """Words come while the caller talks, so a barge-in can wait for them."""
-    confident_end: bool = False
-    """The media session can end a surely finished turn after a shorter silence than the VAD's
-    end of turn (its ``confident_end_of_turn_ms``)."""
-    noise_wordless_s: float = 0.28
-    """Noise ends a turn once the recogniser has heard this long without new words after the
-    pause that followed the caller's last ones: the VAD's end of turn judged by words
-    (``end_of_turn_ms`` from the last voiced frame, ``tentative_end_ms`` before that pause)."""
-    tool_filler_after_s: float = 1.5
-    """A tool running this long gets the filler line (0: never)."""
-    final_contour: bool = True
-    """Let the caller's final pitch contour at a pause correct the words' verdict where the
-    recogniser gave no final punctuation (the agent reads it from the audio at each pause)."""
-    gather: GatherConfig = GatherConfig()
-
-
 class TurnPolicy:
     """One call's turn-taking. Feed :meth:`handle` events; carry out the commands it returns."""
 
-    def __init__(self, config: TurnConfig = TurnConfig()) -> None:
-        self.config = config
+    def __init__(self, config: TurnConfig | None = None) -> None:
+        config = self.config = TurnConfig() if config is None else config
         self.turn = CallerTurn.IDLE
         self._out: list[Command] = []  # the outbox the parts share, for the event being handled
         self._timers = Timers(self._out)
         self.replies = Replies(self._timers, config.tool_filler_after_s)
+        self._speculator = Speculator(self.replies)
         self.barge = BargeInJudge(self._timers, config.barge_in_words_wait_s, config.interim_results)
         self.finals: list[str] = []
         self.interim = ""
@@ -164,7 +140,7 @@ class TurnPolicy:
         self._noise = NoiseFlaps(config.noise_wordless_s)
         self._voice_since = 0.0  # when the VAD's current stretch of caller speech began
         self._turn_since = 0.0  # ... and when its current turn began (pauses within it aside)
-        self._keys = Keys(self._timers, config.gather)
+        self.keys = Keys(self._timers, config.gather)
         self._now = 0.0  # the latest event's time
         self.opening = True
         """The agent has not been heard yet in this call: the caller is answering the phone."""
@@ -174,7 +150,7 @@ class TurnPolicy:
     def reconfigure(self, config: TurnConfig) -> None:
         """The call's own agent settings are known (its setup resolved)."""
         self.config = config
-        self._keys.reconfigure(config.gather)
+        self.keys.reconfigure(config.gather)
         self.replies.tool_filler_after_s = config.tool_filler_after_s
         self.barge.words_wait_s = config.barge_in_words_wait_s
         self.barge.interim_results = config.interim_results
@@ -254,15 +230,8 @@ class TurnPolicy:
         self._finalize(quiet_run=event.quiet_run)
         reply = self.reply
         if self.config.speculative and not self.failing and (reply is None or reply.fixed_text is None):
-            text = self.transcript
-            self.replies.drop_stale_speculation(self.transcript)
-            # (Without Finalize and with a final owed, the text lacks the words just said: the
-            # speculation starts when their final comes, see _speculate_on_final.)
-            if (self.reply is None and worth_speculating(text, self.config.incomplete_turn_hold_ms,
-                                                         opening=self.opening, contour=self._contour)
-                    and (self.config.can_finalize or not self.final_owed)):
-                self.speculation.started += 1
-                self._start_reply(text, speculative=True, committed=False)
+            self._speculator.at_pause(self.transcript, len(self.finals), self.config, opening=self.opening,
+                                      contour=self._contour, final_owed=self.final_owed)
 
     @property
     def _contour(self) -> Callable[[], Contour] | None:
@@ -296,17 +265,11 @@ class TurnPolicy:
 
     # -- barge-in ---------------------------------------------------------------------------
 
-    def _barge_in_pending(self, event: BargeInPending) -> None:
-        self.barge.pending(event.now)
-
     def _barge_in_rejected(self, event: BargeInRejected) -> None:
         # A backchannel ("uh-huh") over the agent: not a turn. Have its words finalized now so
         # they are dropped, not made a turn of their own later.
         if self.barge.rejected(backchannel=self.turn not in _OPEN):
             self._finalize()
-
-    def _vad_barge_in(self, event: VadBargeIn) -> None:
-        self.barge.vad_confirmed(event.now, stt_ready=self.stt_ready)
 
     def _barge_in(self, event: BargeIn) -> None:
         self.barge.settled()
@@ -365,7 +328,8 @@ class TurnPolicy:
                 self._end_turn(TurnEnd.WORDS)
             elif turn is CallerTurn.PAUSED and self.config.speculative and (
                     self.config.can_finalize or not self._recogniser_ends_turn(event)):
-                self._speculate_on_final()
+                self._speculator.on_final(self.transcript, len(self.finals), self.config, opening=self.opening,
+                                          contour=self._contour)
                 self._end_sooner()
             elif self._recogniser_ends_turn(event):
                 # The recogniser's own endpointing says the speech is over while the VAD has heard
@@ -388,33 +352,10 @@ class TurnPolicy:
             voice_since=self._voice_since, turn_since=self._turn_since, final_wait_s=config.final_wait_s,
             voice_at=event.voice_at, voice_gap_s=config.noise_wordless_s)
 
-    def _speculate_on_final(self) -> None:
-        """The final for the tentative end's finalize arrived before the turn ended: start (or
-        correct) the speculative reply now, with text that will not change."""
-        text = self.transcript
-        reply = self.reply
-        worth = worth_speculating(text, self.config.incomplete_turn_hold_ms, opening=self.opening,
-                                  contour=self._contour)
-        if reply is not None:
-            if reply.fixed_text is not None or reply.committed or same_words(reply.user_text, text):
-                return
-            if worth:
-                self.speculation.restarted += 1
-            else:
-                self.speculation.cancelled += 1
-            self.replies.drop("the final changed the words")
-        elif worth:
-            self.speculation.started += 1
-        if worth:
-            self._start_reply(text, speculative=True, committed=False)
-
     def _end_sooner(self) -> None:
         """The final for this pause is in: if its words are surely done, ask for the shorter end."""
-        reply, text = self.reply, self.transcript
         if (self.config.confident_end and self.turn is CallerTurn.PAUSED and not self.final_owed
-                and not self.failing and reply is not None and reply.speculative and not reply.committed
-                and reply.audio_ready and reply.fixed_text is None and same_words(reply.user_text, text)
-                and surely_finished(text, opening=self.opening)):
+                and not self.failing and self._speculator.sure(self.transcript, opening=self.opening)):
             self.ended_sooner += 1
             self.account.sooner_at = self._now
             self._out.append(EndTurn())  # the session's end of turn follows: TurnEnded commits
@@ -460,11 +401,8 @@ class TurnPolicy:
             self.turn = CallerTurn.HOLDING
             self._timers.cancel(Timer.FINAL_WAIT)
             self._timers.start(Timer.HOLD, self._now + hold / 1000)
-            if self.reply is None and self.config.speculative:
-                # Silent for a whole end of turn already: likely enough done that the reply
-                # should be ready when the hold runs out.
-                self.speculation.started += 1
-                self._start_reply(text, speculative=True, committed=False)
+            if self.config.speculative:
+                self._speculator.at_hold(text, len(self.finals))
             return
         self.turn = CallerTurn.IDLE
         self._timers.cancel(Timer.FINAL_WAIT)
@@ -493,9 +431,6 @@ class TurnPolicy:
 
     # -- keys -------------------------------------------------------------------------------
 
-    def _key_pressed(self, event: KeyPressed) -> None:
-        self._keys.press(event.digit, event.now)
-
     def _keys_heard(self, event: KeysHeard) -> None:
         self.finals.append(event.text)
         if self.turn not in _OPEN and (self.reply is None or not self.reply.speaking):
@@ -520,7 +455,7 @@ class TurnPolicy:
         elif timer is Timer.NOISE:
             self.barge.noise_timer()
         elif timer is Timer.DTMF:
-            self._keys.paused(event.now)
+            self.keys.paused(event.now)
         elif timer is Timer.TOOL_FILLER:
             self.replies.tool_filler_due(caller_talking=self.turn in _OPEN)
 
@@ -546,12 +481,6 @@ class TurnPolicy:
         if self.replies.audio_ready(event.utterance_id) is not None:
             self._end_sooner()
 
-    def _playout_done(self, event: PlayoutDone) -> None:
-        self.replies.playout_done(event.utterance_id)
-
-    def _reply_failed(self, event: ReplyFailed) -> None:
-        self.replies.failed(event.utterance_id, event.error)
-
     def _failing(self, event: Failing) -> None:
         self.failing = True
         self.replies.failing(event.reason, event.apology_id)
@@ -560,40 +489,36 @@ class TurnPolicy:
         if self.turn in _OVER:
             self.turn = CallerTurn.IDLE
 
-    def _tool_started(self, event: ToolStarted) -> None:
-        self.replies.tool_started(event.utterance_id, event.now)
-
-    def _tool_finished(self, event: ToolFinished) -> None:
-        self.replies.tool_finished(event.utterance_id)
-
-    def _stt_ready(self, event: SttReady) -> None:
-        self.stt_ready = event.ready
-
     def _stopped(self, event: Stopped) -> None:
         self.stopped = True
         self._timers.cancel_all()
 
 
-_HANDLERS: dict[type[Event], Callable[[TurnPolicy, Any], None]] = {
+def _stt_ready(policy: TurnPolicy, event: SttReady) -> None:
+    policy.stt_ready = event.ready
+
+
+# Each event's handler: the policy's rule, or (an event that concerns one part alone) the part's.
+_HANDLERS: dict[type[Event], Callable[[TurnPolicy, Any], object]] = {
     SpeechStarted: TurnPolicy._speech_started,
     TentativeEnd: TurnPolicy._tentative_end,
     SpeechResumed: TurnPolicy._speech_resumed,
     TurnEnded: TurnPolicy._turn_ended,
-    BargeInPending: TurnPolicy._barge_in_pending,
+    BargeInPending: lambda policy, event: policy.barge.pending(event.now),
     BargeInRejected: TurnPolicy._barge_in_rejected,
-    VadBargeIn: TurnPolicy._vad_barge_in,
+    VadBargeIn: lambda policy, event: policy.barge.vad_confirmed(event.now, stt_ready=policy.stt_ready),
     BargeIn: TurnPolicy._barge_in,
     Transcribed: TurnPolicy._transcribed,
-    SttReady: TurnPolicy._stt_ready,
-    KeyPressed: TurnPolicy._key_pressed,
+    SttReady: _stt_ready,
+    KeyPressed: lambda policy, event: policy.keys.press(event.digit, event.now),
     KeysHeard: TurnPolicy._keys_heard,
     TimerFired: TurnPolicy._timer_fired,
     ReplySpeaking: TurnPolicy._reply_speaking,
     ReplyAudioReady: TurnPolicy._reply_audio_ready,
-    PlayoutDone: TurnPolicy._playout_done,
-    ReplyFailed: TurnPolicy._reply_failed,
-    ToolStarted: TurnPolicy._tool_started,
-    ToolFinished: TurnPolicy._tool_finished,
+    PlayoutDone: lambda policy, event: policy.replies.playout_done(event.utterance_id),
+    ReplyFailed: lambda policy, event: policy.replies.failed(event.utterance_id, event.error),
+    ToolStarted: lambda policy, event: policy.replies.tool_started(event.utterance_id, event.now),
+    ToolFinished: lambda policy, event: policy.replies.tool_finished(event.utterance_id),
     Greet: TurnPolicy._greet,
     Failing: TurnPolicy._failing,
     Stopped: TurnPolicy._stopped,

@@ -1,8 +1,19 @@
-"""The turn policy's parts on their own: barge-in judge, end-of-turn judgements, timers."""
+"""The turn policy's parts on their own: barge-in judge, end-of-turn judgements, timers, speculation."""
 
-from engine.conversation.turn import CancelTimer, ConfirmBargeIn, ResumeAfterHold, StartTimer, Timer
+from engine.conversation.turn import (
+    CancelTimer,
+    ConfirmBargeIn,
+    DropReply,
+    ResumeAfterHold,
+    StartReply,
+    StartTimer,
+    Timer,
+    TurnConfig,
+)
 from engine.conversation.turn.barge_in import BargeInJudge
 from engine.conversation.turn.endpoint import NoiseFlaps, recogniser_ends_turn, worth_speculating
+from engine.conversation.turn.replies import Replies
+from engine.conversation.turn.speculation import Speculator
 from engine.conversation.turn.timers import Timers
 
 
@@ -198,3 +209,51 @@ def test_a_timer_cancelled_before_it_fires_is_not_wanted():
     assert not t.fired(Timer.HOLD)
     t.start(Timer.DTMF, 3.0)
     assert t.fired(Timer.DTMF) and t.deadline(Timer.DTMF) is None
+
+
+def speculator() -> tuple[Speculator, Replies, list]:
+    out: list = []
+    replies = Replies(Timers(out), 1.5)
+    return Speculator(replies), replies, out
+
+
+def test_speculation_starts_at_a_pause_on_finished_words_only():
+    spec, replies, out = speculator()
+    spec.at_pause("I need to", 1, TurnConfig(), opening=False, contour=None, final_owed=False)
+    assert replies.current is None and out == []
+    spec.at_pause("I need a refund.", 1, TurnConfig(), opening=False, contour=None, final_owed=False)
+    assert replies.current is not None and replies.current.speculative and not replies.current.committed
+    assert [type(c) for c in out] == [StartReply] and replies.speculation.started == 1
+
+
+def test_without_finalize_a_pause_with_a_final_owed_waits_for_that_final():
+    spec, replies, _ = speculator()
+    spec.at_pause("I need a refund.", 1, TurnConfig(can_finalize=False), opening=False, contour=None,
+                  final_owed=True)
+    assert replies.current is None
+    spec.on_final("I need a refund.", 1, TurnConfig(can_finalize=False), opening=False, contour=None)
+    assert replies.current is not None and replies.speculation.started == 1
+
+
+def test_a_final_that_changes_the_words_restarts_or_drops_the_reply():
+    spec, replies, out = speculator()
+    spec.at_pause("I need a refund.", 1, TurnConfig(), opening=False, contour=None, final_owed=False)
+    first = replies.current.utterance_id
+    spec.on_final("I need a refund.", 1, TurnConfig(), opening=False, contour=None)  # same words: kept
+    assert replies.current.utterance_id == first
+    spec.on_final("I need a refund today.", 1, TurnConfig(), opening=False, contour=None)
+    assert replies.current.utterance_id != first and replies.speculation.restarted == 1
+    spec.on_final("I need a refund today and", 1, TurnConfig(), opening=False, contour=None)
+    assert replies.current is None and replies.speculation.cancelled == 1
+    assert [c.reason for c in out if isinstance(c, DropReply)] == ["the final changed the words"] * 2
+
+
+def test_sure_words_need_the_reply_on_them_with_its_audio_in():
+    spec, replies, _ = speculator()
+    spec.at_pause("Can you hear me?", 1, TurnConfig(), opening=False, contour=None, final_owed=False)
+    assert not spec.sure("Can you hear me?", opening=False)  # no audio yet
+    replies.current.audio_ready = True
+    assert spec.sure("Can you hear me?", opening=False)
+    assert not spec.sure("Can you hear me now?", opening=False)  # other words than the reply's
+    spec.at_hold("Can you hear me?", 1)  # a reply in flight already: none started
+    assert replies.speculation.started == 1
