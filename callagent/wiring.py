@@ -279,6 +279,7 @@ def agent_factory(
             # An explicit reporter (the demo's console) keeps the default agent; otherwise the
             # control plane says which call a stream belongs to and takes its records.
             setup=CallPorts(cp, credential_of(request)).setup if cp is not None and reporter is None else None,
+            setup_timeout_s=settings.streams.setup_timeout_s,
             on_provider_error=metrics.provider_error if metrics is not None else None,
         )
 

@@ -179,6 +179,12 @@ class StreamSettings(BaseModel):
     )
     answer_grace_s: float = Field(
         10.0, ge=0, description="An answered call may be without a stream this long before it is re-attached.")
+    setup_timeout_s: float = Field(
+        5.0, gt=0, le=60,
+        description="How long a new stream waits for its call's setup (the agent, its history, tools and knowledge "
+                    "bases, from the records) before the default agent takes the call. Records slow under load "
+                    "cost the caller a moment of silence (their words are kept), not the wrong agent.",
+    )
     hangup_grace_s: float = Field(
         75.0, ge=0,
         description="After Telnyx says a call ended (its end_time), how long its call.hangup webhook may still be "

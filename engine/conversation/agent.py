@@ -93,6 +93,10 @@ from .usage import CallUsage
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+SETUP_TIMEOUT_S = 5.0
+"""How long a stream waits for its call's setup before the default agent takes the call (the
+control plane's ``streams.setup_timeout_s``)."""
+
 _background: set[asyncio.Task[Any]] = set()
 """Reports of ended calls (summary, outcome) still being written."""
 
@@ -160,12 +164,14 @@ class CallAgent(MediaListener):
         tool_client: ToolClient | None = None,
         stt_final_timeout_s: float | None = None,
         setup: Callable[[Start], Awaitable[CallSetup | None]] | None = None,
+        setup_timeout_s: float = SETUP_TIMEOUT_S,
         on_provider_error: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
         # Told the provider's name on each failure (the metrics layer counts them).
         self.on_provider_error = on_provider_error or _ignore
         self.setup = setup
+        self.setup_timeout_s = setup_timeout_s
         self.stt = stt
         self.llm = llm
         self.tts = tts
@@ -251,7 +257,9 @@ class CallAgent(MediaListener):
         elapsed_s = 0.0
         if self.setup is not None:
             try:
-                setup = await asyncio.wait_for(self.setup(start), self.deadline_s)
+                # Not the providers' deadline: the records are ours, and slow ones (load) are worth a
+                # moment of the caller's silence (their audio is buffered), not the wrong agent.
+                setup = await asyncio.wait_for(self.setup(start), self.setup_timeout_s)
             except StreamRefused as exc:
                 # Someone else's call, or one that is over: not a word, and the socket goes.
                 log.warning("stream for %s refused: %s", start.call_control_id, exc)
@@ -259,8 +267,9 @@ class CallAgent(MediaListener):
                 self.session.end()
                 return
             except Exception as exc:  # a records outage must not cost the call
-                self.errors.append(f"setup: {exc}")
-                log.warning("call %s: no call setup (%s); running the default agent", start.call_control_id, exc)
+                why = f"not ready in {self.setup_timeout_s:g} s" if isinstance(exc, TimeoutError) else str(exc)
+                self.errors.append(f"setup: {why}")
+                log.warning("call %s: no call setup (%s); running the default agent", start.call_control_id, why)
                 setup = None
             if setup is not None:
                 self.profile = setup.profile
