@@ -176,12 +176,21 @@ class SqlCallRepository(CallRepository):
 
     async def list_answered_calls(self, answered_before: datetime, *, limit: int = 200,
                                   excluding: Collection[UUID] = ()) -> list[Call]:
-        rows = await self.db.fetch(
-            "SELECT * FROM calls WHERE status = 'answered' AND answered_at < $1 ORDER BY answered_at LIMIT $2",
-            answered_before, limit)
-        # Opening and validating every live call every sweep cost ~1 % of a core at 100 calls.
+        # Ids first, whole rows only for calls not excluded: the sweep runs on every stream close and
+        # every streaming.stopped webhook, and nearly every live call is one of this instance's own
+        # streams. Reading all their columns each time cost ~1.3 ms of CPU per sweep at 250 calls.
+        # The limit counts calls left after the exclusion, so more than `limit` live streams of our
+        # own cannot hide a lapsed call behind them.
+        ids = await self.db.fetch(
+            "SELECT id FROM calls WHERE status = 'answered' AND answered_at < $1 ORDER BY answered_at",
+            answered_before)
         skip = {str(i) for i in excluding}
-        return [self.codec.call(row) for row in rows if str(row["id"]) not in skip]
+        wanted = [row["id"] for row in ids if str(row["id"]) not in skip][:limit]
+        if not wanted:
+            return []
+        return await self._many(  # still answered: the call may have ended between the two reads
+            f"SELECT * FROM calls WHERE id IN ({placeholders(len(wanted))}) AND status = 'answered'"
+            " ORDER BY answered_at", *wanted)
 
     async def update_call(self, call_id: UUID, mutate: CallMutation) -> Call | None:
         async with self.db.transaction() as conn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import uuid4
 
@@ -140,6 +140,26 @@ async def test_list_calls_filters_and_cursor_pagination(settings):
         assert len((await repo.list_calls(org.id, campaign_id=campaign.id)).calls) == 3
         window = await repo.list_calls(org.id, since=base + timedelta(minutes=2), until=base + timedelta(minutes=4))
         assert [c.id for c in window.calls] == [made[3].id, made[2].id]
+    finally:
+        await repo.close()
+
+
+async def test_answered_calls_for_the_sweep_skip_excluded_ones_before_the_limit(settings):
+    # More of the sweeping instance's own live streams than the limit must not hide a call whose
+    # stream lapsed behind them; a call no longer answered is not listed.
+    repo = await open_repository(settings)
+    try:
+        org = await repo.create_organisation("A")
+        base = datetime(2001, 1, 1, tzinfo=UTC)  # older than any other test's answered call
+        made = [await repo.create_call(_call(org.id, status="answered", answered_at=base + timedelta(seconds=i),
+                                             call_control_id=f"v3:sweep-{uuid4()}")) for i in range(5)]
+        await repo.update_call(made[4].id, lambda c: c.model_copy(update={"status": "completed"}))
+        before = base + timedelta(seconds=10)
+        listed = await repo.list_answered_calls(before, limit=2, excluding={made[0].id, made[1].id})
+        assert [c.id for c in listed] == [made[2].id, made[3].id]
+        assert listed[0].call_control_id == made[2].call_control_id  # whole rows, decoded
+        assert await repo.list_answered_calls(before, limit=2, excluding={c.id for c in made}) == []
+        assert [c.id for c in await repo.list_answered_calls(base + timedelta(seconds=2))] == [made[0].id, made[1].id]
     finally:
         await repo.close()
 
