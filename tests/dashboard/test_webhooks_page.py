@@ -16,7 +16,8 @@ async def test_webhooks_page_lists_deliveries_and_replays_only_the_organisations
     other, other_headers = await h.org("B")
     for hdrs, url, event in ((headers, "https://a.example.com/<hook>", "call.started"),
                              (other_headers, "https://b.example.com/in", "call.started"),
-                             (headers, "https://me:Pa55w0rdNeverShown@c.example.com/in?key=K3yNeverShown", "call.ended")):
+                             (headers, "https://me:Pa55w0rdNeverShown@c.example.com/in?key=K3yNeverShown",
+                              "call.ended")):
         assert (await h.client.post("/api/webhooks/endpoints", json={"url": url, "event_types": [event]},
                                     headers=hdrs)).status == 201
     repo = await h.cp.repository()
