@@ -9,14 +9,14 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from engine.conversation.agent import SETUP_TIMEOUT_S, CallAgent, finish_reports
+from engine.conversation.agent import SETUP_TIMEOUT_S, CallAgent
 from engine.conversation.config import AgentConfig, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallSetup, NoActions, NoReporter
 from engine.protocol import Start
 from engine.providers.base import TtsStream
 
-from .test_turn_hold import Llm, Session, Stt, Tts, TtsStreamFake
+from .test_turn_hold import Llm, Stt, Tts, TtsStreamFake, call_until
 
 VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])
 DEFAULT = resolve(AgentConfig(first_message="This is the default agent."))
@@ -55,16 +55,10 @@ def records_that(take_s: float, *, fail: bool = False) -> Setup:
 
 async def greeting_with(setup: Setup, **kwargs: float) -> tuple[float, str, list[str]]:
     """When the call's first words went out, what they were, and the call's errors."""
-    loop = asyncio.get_running_loop()
     tts = SaidTts()
     agent = CallAgent(DEFAULT, stt=Stt(), llm=Llm(), tts=tts, setup=setup,  # type: ignore[arg-type]
                       phrases=PhraseCache(Tts()), **kwargs)  # (the cached filler lines: not the call's words)
-    began = loop.time()
-    agent.on_start(Session(), Start("s", "v3:call", "PCMU", 8000))  # type: ignore[arg-type]
-    while not tts.said:
-        await asyncio.sleep(0.05)
-    agent.on_stop(loop.time())
-    await finish_reports()
+    began = await call_until(agent, lambda: tts.said, 0.05)
     at, text = tts.said[0]
     return at - began, text, agent.errors
 

@@ -8,12 +8,12 @@ import asyncio
 
 import pytest
 
-from engine.conversation.agent import CallAgent, finish_reports
+from engine.conversation.agent import CallAgent
 from engine.conversation.config import AgentConfig, resolve
 from engine.conversation.ports import CallSetup, NoReporter
 from engine.protocol import Start
 
-from .test_turn_hold import Llm, Session, Stt, Tts
+from .test_turn_hold import Llm, Stt, Tts, call_until
 
 VIRTUAL = pytest.mark.asyncio(loop_factories=["virtual"])
 
@@ -39,7 +39,6 @@ class Actions:
 
 
 async def _hangup_after(elapsed_s: float | None) -> tuple[float, str]:
-    loop = asyncio.get_running_loop()
     profile = resolve(AgentConfig(max_duration_s=60, first_message=""))
     actions = Actions()
 
@@ -48,12 +47,7 @@ async def _hangup_after(elapsed_s: float | None) -> tuple[float, str]:
                          **({} if elapsed_s is None else {"elapsed_s": elapsed_s}))
 
     agent = CallAgent(profile, stt=Stt(), llm=Llm(), tts=Tts(), setup=setup)
-    began = loop.time()
-    agent.on_start(Session(), Start("s", "v3:call", "PCMU", 8000))  # type: ignore[arg-type]
-    while not actions.hangups:
-        await asyncio.sleep(1.0)
-    agent.on_stop(loop.time())
-    await finish_reports()
+    began = await call_until(agent, lambda: actions.hangups, 1.0)
     at, reason = actions.hangups[0]
     return at - began, reason
 

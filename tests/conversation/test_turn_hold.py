@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -151,6 +151,19 @@ class EndingSession(Session):
 
     def end_turn_sooner(self) -> None:
         self.sooner_at.append(asyncio.get_running_loop().time())
+
+
+async def call_until(agent: CallAgent, done: Callable[[], object], step_s: float) -> float:
+    """Start ``agent`` on a stand-in session, let it run (virtual time) until ``done()``, looked at
+    every ``step_s``, then stop it and finish its reports. When it started."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    agent.on_start(Session(), Start("s", "v3:call", "PCMU", 8000))  # type: ignore[arg-type]
+    while not done():
+        await asyncio.sleep(step_s)
+    agent.on_stop(loop.time())
+    await finish_reports()
+    return began
 
 
 async def converse(turns: list[tuple[float, str, float]], *, session: Session | None = None,
