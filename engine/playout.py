@@ -410,7 +410,9 @@ class Playout:
         """The oldest utterance whose mark echo is overdue (its audio should have played
         ``mark_echo_margin_ms`` ago), now taken as played; None if there is none. Call until
         None. Its echo, if it comes later, is stale for :meth:`on_mark` (see :meth:`late_echo`)."""
-        if self._mark_due > now * 1_000_000:  # the per-tick case: one comparison
+        # round(): mark_deadline hands out _mark_due / 1e6, and a clock that stops exactly there
+        # (a virtual one) must find it due; 1001 / 1e6 * 1e6 is 1000.9999999999999.
+        if self._mark_due > round(now * 1_000_000):  # the per-tick case: one comparison
             return None
         marks = self._marks
         name = next(iter(marks))

@@ -238,6 +238,23 @@ def test_an_unechoed_mark_is_taken_as_played_margin_after_its_audio_ended() -> N
     assert p.late_echo("u1") and not p.late_echo("u1") and not p.late_echo("u9")
 
 
+def test_a_mark_is_overdue_at_the_very_deadline_it_reports() -> None:
+    # A clock that stops exactly at mark_deadline (the virtual loop) must find the mark due, or
+    # the send loop wakes at that instant for ever. 1001 µs / 1e6 * 1e6 is 1000.9999999999999,
+    # and many deadlines in a run are like it: try a spread of them.
+    misses = 0
+    for start_us in range(1001, 1001 + 2000 * 7919, 7919):
+        p = Playout(PlayoutConfig(mark_echo_margin_ms=MARGIN))
+        p.push(1, b"\xff" * 160)
+        p.finish(1)
+        p.pull(start_us / 1_000_000, lambda frame: None, lambda mark: None)
+        deadline = p.mark_deadline
+        assert deadline is not None
+        misses += deadline * 1_000_000 < round(deadline * 1_000_000)  # the case this guards
+        assert p.take_overdue(deadline) == 1
+    assert misses  # the spread holds deadlines that do not survive the float round trip
+
+
 def test_an_echo_before_the_deadline_cancels_the_fallback() -> None:
     p, c = Playout(PlayoutConfig(mark_echo_margin_ms=MARGIN)), Carrier()
     fill(p, 1, 10)
