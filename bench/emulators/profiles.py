@@ -42,7 +42,12 @@ class LatencyProfile(BaseModel):
 
     name: str = "custom"
     stt_final_ms: float = Field(100, ge=0, description="Final transcript after the client's Finalize.")
-    stt_interim_every_ms: float = Field(300, gt=0, description="An interim result per this much speech.")
+    stt_interim_every_ms: float = Field(
+        # Deepgram documents no cadence; its own streaming example ("Using Interim Results") shows
+        # results covering 0-1.1, 0-2.1, 0-3.1 s of audio, one a second, and a live Deepgram log in
+        # pipecat-ai/pipecat#1261 shows one every ~0.99 s. 300 (this field's old default) made the
+        # emulator's interims three times fresher than the service's.
+        1000, gt=0, description="An interim result per this much of a segment's audio (Deepgram: ~1 s).")
     stt_endpoint_silence_ms: float = Field(500, gt=0, description="Own endpointing: trailing silence.")
     llm_first_token_ms: float = Field(150, ge=0)
     llm_token_interval_ms: float = Field(15, ge=0)

@@ -13,8 +13,8 @@ time, so a transcript never covers audio not yet received.
 Each connection behaves like the engine its ``transcription_engine`` names, per
 :mod:`engine.providers.stt_engines` (Telnyx's own support table), and never better:
 
-* Deepgram (the default): interim results per ``stt_interim_every_ms`` of speech when
-  ``interim_results=true``; the final ``stt_final_ms`` after a ``Finalize`` (``speech_final``
+* Deepgram (the default): interim results per ``stt_interim_every_ms`` of the segment's audio
+  (pauses included) when ``interim_results=true``; the final ``stt_final_ms`` after a ``Finalize`` (``speech_final``
   false, as Deepgram does for a forced finalisation) or after its own endpointing on
   ``stt_endpoint_silence_ms`` of silence (``speech_final`` true). The profile keeps that
   window at 500 ms (Deepgram's documented default is 100 ms, settable with ``endpointing``).
@@ -342,7 +342,7 @@ class Result:
 class StreamRecogniser:
     """One connection's audio in, interim and final results out; no wall clock involved."""
 
-    def __init__(self, recogniser: UtteranceRecogniser, rate: int, *, interim_every_ms: float = 300,
+    def __init__(self, recogniser: UtteranceRecogniser, rate: int, *, interim_every_ms: float = 1000,
                  endpoint_silence_ms: float = 500, interim_results: bool = True) -> None:
         self.recogniser = recogniser
         self.rate = rate
@@ -358,7 +358,7 @@ class StreamRecogniser:
         self._emitted = 0  # words of the open segment already given in a final (client Finalize)
         self._silence_run = 0
         self._level = 0.0  # the segment's speech level: a slowly decaying peak of frame rms
-        self._voiced_count = 0
+        self._segment_frames = 0
         self._next_interim = 0
         self._block_min = self._prev_block_min = 1 << 30
         self._block_n = 0
@@ -390,16 +390,17 @@ class StreamRecogniser:
                 self._preroll.clear()
                 self._in_segment = True
                 self._emitted = 0
-                self._silence_run = self._voiced_count = 0
+                self._silence_run = self._segment_frames = 0
                 self._level = 0.0
                 self._next_interim = self._interim_frames
             self._keys.append(key)
             self._voiced.append(is_voiced)
-            if is_voiced:
-                self._voiced_count += 1
-                if self._voiced_count >= self._next_interim:
-                    self._next_interim += self._interim_frames
-                    interim_due = True
+            # Deepgram's interims come per span of audio, not of speech: its own example's
+            # results cover 0-1.1 s, 0-2.1 s, 0-3.1 s of the stream (see profiles.py).
+            self._segment_frames += 1
+            if self._segment_frames >= self._next_interim:
+                self._next_interim += self._interim_frames
+                interim_due = True
             self._level = max(float(rms), self._level * LEVEL_DECAY)
             if is_voiced and rms >= self._level * ENDPOINT_BELOW_LEVEL:
                 self._silence_run = 0

@@ -49,6 +49,18 @@ def test_recogniser_reads_a_repeated_line_twice_and_a_cut_line_partially():
     assert HELLO.startswith(text) and 2 <= len(text.split()) < len(HELLO.split())
 
 
+def test_deepgram_like_interims_come_once_a_second_of_the_segments_audio_pauses_included():
+    # Deepgram documents no cadence; its example (and live logs) show a result per ~1 s of audio.
+    line = HELLO_PCM + silence(0.4) + HELLO_PCM  # one segment: the pause is shorter than endpointing
+    assert PROFILES["fast"].stt_interim_every_ms == 1000
+    stream = StreamRecogniser(UtteranceRecogniser({HELLO: HELLO_PCM}), 8000, interim_every_ms=1000)
+    interims = [(i, r.text) for i, f in enumerate(frames(line)) for r in stream.push(f) if not r.is_final]
+    first_voiced = next(i for i, f in enumerate(frames(line)) if audioop.rms(f, 2) >= 300)
+    assert [i - first_voiced for i, _ in interims] == [49 + 50 * k for k in range(len(interims))]
+    assert len(interims) == (len(frames(line)) - first_voiced) // 50
+    assert all(f"{HELLO} {HELLO}".startswith(text) for _, text in interims)
+
+
 def test_a_line_split_at_a_pause_gives_each_part_its_own_words():
     stream = StreamRecogniser(UtteranceRecogniser({HELLO: HELLO_PCM}), 8000)
     middle = len(HELLO_PCM) // 2 // FRAME * FRAME

@@ -92,8 +92,8 @@ async def test_interim_results_while_speaking_then_final_after_finalize(emu):
     await emu.close()  # the leak check counts every task, the emulator's too
     assert rec.finals == [Transcript(HELLO, True, False, rec.finals[0].confidence)]
     assert rec.finals[0].confidence > 0.9
-    # Interims grow word by word while the audio is still arriving.
-    assert len(rec.interims) >= 2
+    # An interim (about one a second, as Deepgram's) while the audio is still arriving.
+    assert rec.interims
     assert all(HELLO.startswith(t.text) for t in rec.interims)
     assert rec.transcripts[0][0] < fed_at
     # The final comes the profile's 100 ms after Finalize, never before the audio it covers.
