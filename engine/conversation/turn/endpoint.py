@@ -119,15 +119,18 @@ def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, 
     older than SPEECH_FINAL_TRUST_S; a finals-only engine's final reports a silence up to its
     lag ago, so the turn (pauses included) must be older than that.
 
-    A finals-only engine's segmentation also cuts lines where the caller only drops their voice
-    (a TTS voice ~9 dB down for half a second) and goes on: its final then lands while they
-    talk. So the caller's own voice (``voice_at``: the last voiced frame far over their line's
-    background, :mod:`engine.caller_voice`) must have been silent ``voice_gap_s`` too, the
-    VAD's end of turn: babble keeps the VAD on but stays near the background, a caller does
-    not. (A caller who goes on gets the next final, or the VAD's end.)"""
+    A recogniser's segmentation also cuts lines where the caller only drops their voice (a TTS
+    voice ~9 dB down for half a second) and goes on: its final then lands while they talk, and
+    Deepgram's says ``speech_final`` all the same. So the caller's own voice (``voice_at``: the
+    last voiced frame far over their line's background, :mod:`engine.caller_voice`) must have
+    been silent ``voice_gap_s`` too, the VAD's end of turn: babble keeps the VAD on but stays
+    near the background, a caller does not. (A caller who goes on gets the next final, or the
+    VAD's end: with interims a second apart, none may come to reopen a turn ended too soon.)"""
+    if now - voice_at < voice_gap_s:
+        return False
     if can_finalize:
         return speech_final and now - voice_since >= SPEECH_FINAL_TRUST_S
-    return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s) and now - voice_at >= voice_gap_s
+    return now - turn_since >= max(SPEECH_FINAL_TRUST_S, final_wait_s)
 
 
 def worth_speculating(text: str, incomplete_turn_hold_ms: int, *, opening: bool = False,

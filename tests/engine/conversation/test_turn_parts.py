@@ -1,5 +1,7 @@
 """The turn policy's parts on their own: barge-in judge, end-of-turn judgements, timers, speculation."""
 
+import pytest
+
 from engine.conversation.turn import (
     CancelTimer,
     ConfirmBargeIn,
@@ -190,6 +192,19 @@ def test_the_recogniser_ends_the_turn_only_after_the_vad_heard_enough():
     assert not recogniser_ends_turn(1.7, speech_final=False, can_finalize=True, **common)
     assert recogniser_ends_turn(0.9, speech_final=False, can_finalize=False, **common)
     assert not recogniser_ends_turn(0.7, speech_final=False, can_finalize=False, **common)
+
+
+@pytest.mark.parametrize("can_finalize", [True, False])
+def test_a_final_while_the_callers_own_voice_goes_on_never_ends_the_turn(can_finalize):
+    # A recogniser cuts a line where the caller only drops their voice and says speech_final all
+    # the same (field-08 "it's under the [voice dips] name Jordan Alvarez"): their voice, loud over
+    # the background, was heard 20 ms ago. With interims a second apart none reopens the turn.
+    common = dict(speech_final=True, can_finalize=can_finalize, voice_since=1.0, turn_since=0.0,
+                  final_wait_s=0.8, voice_gap_s=0.28)
+    assert not recogniser_ends_turn(2.0, voice_at=1.98, **common)
+    assert not recogniser_ends_turn(2.0, voice_at=1.73, **common)
+    assert recogniser_ends_turn(2.0, voice_at=1.72, **common)  # quiet for the VAD's end of turn
+    assert recogniser_ends_turn(2.0, **common)  # babble only: no voice over the background at all
 
 
 def test_speculation_only_on_text_the_turn_can_end_with():
