@@ -72,6 +72,11 @@ class BenchOptions:
     capacity_start: int = 50
     capacity_step: int = 50
     capacity_max: int = 400
+    capacity_unloaded_p95_ms: float | None = None
+    """The same callers' p95 with no load (the virtual clock's, :func:`bench.virtual.unloaded_p95`):
+    what the providers and the turn rules take. ``--capacity`` counts only what load adds to it."""
+    capacity_headroom_ms: float = 25.0
+    """How much load may add to that p95 before a level no longer holds."""
     quiet: bool = False
     mark_echo: str = "played"
     """When the callees' carrier echoes marks: played, never or late (see MarkEcho)."""
@@ -90,6 +95,27 @@ class BenchOptions:
     @property
     def mark_echo_policy(self) -> MarkEcho:
         return MarkEcho(self.mark_echo, self.mark_echo_late_s)  # type: ignore[arg-type]
+
+
+def capacity_rule(options: BenchOptions) -> str:
+    """What a ``--capacity`` level must hold, in words."""
+    unloaded = options.capacity_unloaded_p95_ms
+    latency = (f"p95 within {options.capacity_headroom_ms:g} ms of the unloaded {unloaded:g} ms"
+               if unloaded is not None else "p95 < 400 ms")
+    return f"{latency} and p99 lateness ≤ 5 ms"
+
+
+def level_holds(data: dict[str, Any], options: BenchOptions) -> bool:
+    """Whether a ``--capacity`` level held: the load added at most the headroom to the p95 the
+    providers and turn rules take unloaded (without that figure: p95 < 400 ms), audio went out on
+    time, and the load side was not itself the bottleneck. Against a fixed 400 ms a profile whose
+    providers alone take longer (Deepgram's last words come in the final, ~370 ms with `fast`) would
+    make every level miss: a figure about the providers, not the core."""
+    p95 = data["turn_latency_ms"]["p95"]
+    unloaded = options.capacity_unloaded_p95_ms
+    limit = 400.0 if unloaded is None else unloaded + options.capacity_headroom_ms
+    within = p95 is not None and (p95 <= limit if unloaded is not None else p95 < limit)
+    return within and data["outbound_late_ms"]["p99"] <= 5 and bool(data["valid"])
 
 
 def _free_port() -> int:
@@ -420,17 +446,17 @@ async def run_bench(options: BenchOptions) -> int:
             print_categories(data, console)
             print_turns(data, console)  # with the engine's account of each (not with --target: no /bench/turns)
             if options.capacity:
-                p95 = data["turn_latency_ms"]["p95"]
-                ok = p95 is not None and p95 < 400 and data["outbound_late_ms"]["p99"] <= 5 and data["valid"]
-                if not ok:
+                if not level_holds(data, options):
                     break
                 held = level
-        result: dict[str, Any] = runs[-1] if not options.capacity else {"levels": runs, "capacity": held}
+        result: dict[str, Any] = runs[-1] if not options.capacity else {
+            "levels": runs, "capacity": held, "unloaded_p95_ms": options.capacity_unloaded_p95_ms,
+            "headroom_ms": options.capacity_headroom_ms}
         if full is not None and not options.capacity:
             result.update(await _accounts(full, engine_url, emulators, receiver, console))
         if options.capacity:
-            console.print(f"capacity: {held} concurrent calls held p95 < 400 ms and p99 lateness ≤ 5 ms"
-                          if held else "capacity: the first level already missed the targets")
+            console.print(f"capacity: {held} concurrent calls held {capacity_rule(options)}"
+                          if held else f"capacity: the first level already missed: {capacity_rule(options)}")
         if options.json_path:
             write_json(options.json_path, result)
         if options.plot_path:

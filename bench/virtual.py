@@ -130,6 +130,22 @@ async def run_virtual(options: BenchOptions, *, progress: Any = None,
     return data
 
 
+def unloaded_p95(options: BenchOptions) -> float:
+    """The p95 turn latency of ``options``' callers on the virtual clock, each script once: what the
+    providers and the turn rules take with no load at all, the baseline ``--capacity`` measures
+    the load against. Runs on a loop of its own (call it from a thread if one is running)."""
+    baseline = virtual_options(profile=options.profile, stt_engine=options.stt_engine,
+                               categories=options.categories, callers=options.callers,
+                               mark_echo=options.mark_echo, mark_echo_late_s=options.mark_echo_late_s,
+                               stt_punctuation=options.stt_punctuation)
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        data = runner.run(run_virtual(baseline))
+    p95 = data["turn_latency_ms"]["p95"]
+    if p95 is None:
+        raise ValueError("the unloaded run measured no turn: nothing to size against")
+    return float(p95)
+
+
 def run_virtual_bench(options: BenchOptions) -> int:
     """``callagent bench --clock virtual``: run, print the report, write ``--json`` and ``--plot``; exit
     status 0 when no call failed."""

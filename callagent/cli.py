@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -135,6 +136,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             if problems:
                 raise CommandError("--clock virtual: " + "; ".join(problems))
             return run_virtual_bench(options)
+        if options.capacity:
+            from bench.virtual import unloaded_p95
+
+            # Load is judged by what it adds: first the same callers with no load at all.
+            options = dataclasses.replace(options, capacity_unloaded_p95_ms=unloaded_p95(options))
+            print(f"unloaded p95 (virtual clock, same callers): {options.capacity_unloaded_p95_ms:g} ms")
         return run(run_bench(options))
     if args.scenario == "micro":
         from bench.micro import run_micro
@@ -502,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="campaign: share of answered people who talk with the agent (0: silent callees, "
                        "no agent, dialing at 1200/min; default 1, dialing at 1.8 x concurrency a minute)")
     bench.add_argument("--capacity", action="store_true",
-                       help="raise concurrency until p95 turn latency > 400 ms or p99 lateness > 5 ms")
+                       help="raise concurrency until the load adds more than 25 ms to the p95 turn latency the same "
+                       "callers take unloaded (measured first, on the virtual clock) or p99 lateness > 5 ms")
     bench.add_argument("--mark-echo", choices=["played", "never", "late"], default="played",
                        help="when the callee's carrier echoes marks: played (as Telnyx documents, default), "
                        "never, or late (--mark-echo-late seconds after they were due)")
