@@ -130,20 +130,20 @@ async def run_virtual(options: BenchOptions, *, progress: Any = None,
     return data
 
 
-def unloaded_p95(options: BenchOptions) -> float:
-    """The p95 turn latency of ``options``' callers on the virtual clock, each script once: what the
-    providers and the turn rules take with no load at all, the baseline ``--capacity`` measures
-    the load against. Runs on a loop of its own (call it from a thread if one is running)."""
+def unloaded_latencies(options: BenchOptions) -> dict[tuple[str, str], float]:
+    """Each (script, step)'s turn latency for ``options``' callers on the virtual clock, each script
+    once: what the providers and the turn rules take with no load at all, the baseline
+    ``--capacity`` measures the load against. Runs on a loop of its own (not from a running one)."""
     baseline = virtual_options(profile=options.profile, stt_engine=options.stt_engine,
                                categories=options.categories, callers=options.callers,
                                mark_echo=options.mark_echo, mark_echo_late_s=options.mark_echo_late_s,
                                stt_punctuation=options.stt_punctuation)
     with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
         data = runner.run(run_virtual(baseline))
-    p95 = data["turn_latency_ms"]["p95"]
-    if p95 is None:
+    latencies = {(t["script"], t["step"]): t["latency_ms"] for t in data["turns"] if t["latency_ms"] is not None}
+    if not latencies:
         raise ValueError("the unloaded run measured no turn: nothing to size against")
-    return float(p95)
+    return latencies
 
 
 def run_virtual_bench(options: BenchOptions) -> int:

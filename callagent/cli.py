@@ -137,11 +137,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 raise CommandError("--clock virtual: " + "; ".join(problems))
             return run_virtual_bench(options)
         if options.capacity:
-            from bench.virtual import unloaded_p95
+            from bench.virtual import unloaded_latencies
 
             # Load is judged by what it adds: first the same callers with no load at all.
-            options = dataclasses.replace(options, capacity_unloaded_p95_ms=unloaded_p95(options))
-            print(f"unloaded p95 (virtual clock, same callers): {options.capacity_unloaded_p95_ms:g} ms")
+            print("capacity: first the same callers unloaded, on the virtual clock")
+            options = dataclasses.replace(options, capacity_unloaded_ms=unloaded_latencies(options))
         return run(run_bench(options))
     if args.scenario == "micro":
         from bench.micro import run_micro
