@@ -509,8 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="campaign: share of answered people who talk with the agent (0: silent callees, "
                        "no agent, dialing at 1200/min; default 1, dialing at 1.8 x concurrency a minute)")
     bench.add_argument("--capacity", action="store_true",
-                       help="raise concurrency until the load adds more than 25 ms to the p95 turn latency the same "
-                       "callers take unloaded (measured first, on the virtual clock) or p99 lateness > 5 ms")
+                       help="raise concurrency until the load adds more than 50 ms to 5 %% of turns (each against the "
+                       "same turn unloaded, measured first on the virtual clock) or p99 lateness > 5 ms")
     bench.add_argument("--mark-echo", choices=["played", "never", "late"], default="played",
                        help="when the callee's carrier echoes marks: played (as Telnyx documents, default), "
                        "never, or late (--mark-echo-late seconds after they were due)")
