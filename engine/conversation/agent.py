@@ -129,6 +129,7 @@ def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
         endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms)
     return TurnConfig(
         speculative=config.speculative,
+        opening_guess=config.opening_guess or "",
         incomplete_turn_hold_ms=config.incomplete_turn_hold_ms,
         barge_in_words_wait_s=config.barge_in_words_wait_ms / 1000,
         final_wait_s=final_wait_s,

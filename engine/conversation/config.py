@@ -170,6 +170,15 @@ class AgentConfig(BaseModel):
     max_duration_s: int = Field(1800, ge=10, le=14400)
     variables: dict[str, str] = Field(default_factory=dict, description="Filled into {placeholders} of the prompt.")
     speculative: bool = Field(True, description="Start the LLM on the tentative end-of-turn signal.")
+    opening_guess: str | None = Field(
+        "Hello?", max_length=80,
+        description=(
+            "What a caller who answers mostly says first. As their first words begin (the agent has not "
+            "spoken), the reply to these words starts, kept when they say exactly them (case and punctuation "
+            "aside), else dropped: one LLM request. Set your callers' usual answer for another language, "
+            "or null for none. Needs speculative."
+        ),
+    )
     incomplete_turn_hold_ms: int = Field(
         700, ge=0, le=5000,
         description=(

@@ -86,6 +86,7 @@ class Reply:
         self._tool_running = False
         self._released = False  # failed: the TTS stream is closed, not used
         self._waiting: asyncio.Timeout | None = None  # the pump's wait for the next audio
+        self._commit_waiter: asyncio.Future[None] | None = None  # tool calls waiting for the commit
 
     @classmethod
     def recorded(cls, host: ReplyHost, utterance_id: int, text: str, pcm: bytes) -> Reply:
@@ -106,6 +107,9 @@ class Reply:
         if self.committed:
             return
         self.committed = True
+        waiter = self._commit_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if not self.cancelled:
             self._open_tts()
         for pcm in self.held:
@@ -244,6 +248,11 @@ class Reply:
                 await self._say(piece)
             if not calls:
                 return
+            if not self.committed:
+                # A tool acts on the world (an HTTP call, a hang-up, a transfer) and writes the
+                # history: not on words the caller may still change. A dropped reply never runs it.
+                self._commit_waiter = asyncio.get_running_loop().create_future()
+                await self._commit_waiter
             if not await host.run_tools(self, calls, messages):
                 return
 

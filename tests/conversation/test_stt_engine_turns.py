@@ -184,7 +184,8 @@ class Call:
         self.stt = ScriptedStt(engine)
         self.llm = ScriptedLlm()
         self.playout = Playout()
-        self.agent = CallAgent(resolve(AgentConfig()), stt=self.stt, llm=self.llm, tts=ScriptedTts(),
+        # (No opening guess: these count the model's requests per rule; the guess has its own tests.)
+        self.agent = CallAgent(resolve(AgentConfig(opening_guess=None)), stt=self.stt, llm=self.llm, tts=ScriptedTts(),
                                actions=Actions(), reporter=Recorder())
         self.playout.agent = self.agent
         self.agent.session, self.agent._loop = self.playout, self.loop  # as on_start does

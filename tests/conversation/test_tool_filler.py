@@ -46,8 +46,10 @@ class SlowTools:
     def __init__(self, seconds: float, result: str = "ships tomorrow") -> None:
         self.seconds = seconds
         self.result = result
+        self.called_at: list[float] = []
 
     async def call(self, config, name, arguments, context=None, policy=None) -> str:
+        self.called_at.append(asyncio.get_running_loop().time())
         await asyncio.sleep(self.seconds)
         return self.result
 
@@ -72,6 +74,7 @@ async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow",
     agent.on_endpoint(EndpointEvent.TENTATIVE_END, loop.time())
     await asyncio.sleep(0.28)
     agent.on_endpoint(EndpointEvent.TURN_END, loop.time())
+    agent.turn_ended_at = loop.time()  # (for the tests: when the turn was committed)
     await asyncio.sleep(8)
     agent.on_stop(loop.time())
     await asyncio.sleep(1)
@@ -106,3 +109,22 @@ async def test_a_tool_error_goes_back_to_the_model_as_a_result_it_can_talk_about
     assert [m["content"] for m in tool_messages] == ["error: order_status is unavailable (TimeoutError)"]
     assert "is unavailable" in agent.reporter.turns[0].agent_text  # spoken about, not a failed reply
     assert not agent.errors
+
+
+async def test_a_speculative_reply_runs_its_tools_only_once_its_turn_is_committed():
+    # The model answers with a tool call at once (the guess on "Hello?" as the caller starts, then
+    # the speculation at the pause): a tool acts on the world and writes the history, so neither
+    # runs it while the caller may still change their words. The dropped guess never does.
+    agent, _ = await call_with_tool(0.1)
+    tools = agent.call_tools.client
+    assert [round(t - agent.turn_ended_at, 3) for t in tools.called_at] == [0.0]
+    assert [m["content"] for m in agent.conversation.messages if m["role"] == "tool"] == ["ships tomorrow"]
+    (turn,) = agent.reporter.turns
+    assert turn.agent_text == "Your order ships tomorrow."
+    assert len(agent.llm.requests) == 3  # the guess (dropped), the speculation, its tool round
+
+
+async def test_without_the_guess_the_speculation_still_waits_for_the_commit_to_run_its_tool():
+    agent, _ = await call_with_tool(0.1, opening_guess=None)
+    assert [round(t - agent.turn_ended_at, 3) for t in agent.call_tools.client.called_at] == [0.0]
+    assert len(agent.llm.requests) == 2

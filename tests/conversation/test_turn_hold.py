@@ -174,7 +174,8 @@ async def converse(turns: list[tuple[float, str, float]], *, session: Session | 
     Returns the session, the model, and each turn's end-of-turn time."""
     loop = asyncio.get_running_loop()
     session, llm, stt = session or Session(), Llm(), Stt()
-    agent = CallAgent(resolve(AgentConfig(**config)), stt=stt, llm=llm, tts=Tts())
+    # (No opening guess unless asked: these count the model's requests; the guess has its own tests.)
+    agent = CallAgent(resolve(AgentConfig(**{"opening_guess": None, **config})), stt=stt, llm=llm, tts=Tts())
     ends: list[float] = []
 
     async def call() -> None:

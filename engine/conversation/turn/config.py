@@ -10,6 +10,11 @@ from ..dtmf import GatherConfig
 @dataclass(frozen=True, slots=True)
 class TurnConfig:
     speculative: bool = True
+    opening_guess: str = ""
+    """Words a caller who answers the phone most likely says first ("Hello?"): the reply to them
+    starts as the caller's first words do, kept if they say exactly these (case and punctuation
+    aside). No interim covers a word that short, so otherwise the reply waits for its final. ""
+    (the default here): off."""
     incomplete_turn_hold_ms: int = 700
     barge_in_words_wait_s: float = 0.6
     final_wait_s: float = 0.8

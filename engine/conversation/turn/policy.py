@@ -216,6 +216,9 @@ class TurnPolicy:
                 self.speculation.cancelled += 1
             self.account.merged |= reply.committed  # the turn it answered merges into this one
             self.replies.drop("the caller went on before hearing it")
+        if (self.opening and self.config.speculative and self.config.opening_guess and not self.failing
+                and not self.transcript):
+            self._speculator.opening_guess(self.config.opening_guess, len(self.finals))
 
     def _tentative_end(self, event: TentativeEnd) -> None:
         if self.turn is not CallerTurn.SPEAKING:

@@ -105,7 +105,7 @@ class Replies:
         text before them will not be spoken."""
         reply = self.current
         if (reply is not None and reply.speculative and not reply.committed and reply.fixed_text is None
-                and not same_words(reply.user_text, transcript)):
+                and transcript and not same_words(reply.user_text, transcript)):  # (no words: none new)
             self.speculation.cancelled += 1
             self.drop("the caller's words went on")
 

@@ -10,6 +10,9 @@ and drops):
   them, or drops it when they no longer read complete.
 * **At a hold.** A turn held on words that read unfinished has been silent for a whole end of
   turn already: likely enough done that its reply should be ready when the hold runs out.
+* **The opening guess.** A caller answering the phone mostly says "Hello?", shorter than any
+  interim covers, so its reply would wait for the final. With ``opening_guess`` the reply to
+  those words starts as the caller starts; their final keeps it only if it says the same words.
 * **Sure words.** With the final for a pause in, the speculative reply on exactly its words, and
   that reply's first audio in hand, words that are surely finished (a question:
   :func:`.endpoint.surely_finished`) may end the turn sooner (the policy's confident end).
@@ -64,6 +67,14 @@ class Speculator:
         elif worth:
             replies.speculation.started += 1
         if worth:
+            replies.start(text, finals_used, speculative=True, committed=False)
+
+    def opening_guess(self, text: str, finals_used: int) -> None:
+        """The caller's first words begin: a reply to the words they most likely say (one LLM
+        request, dropped like any speculation when other words show up)."""
+        replies = self._replies
+        if replies.current is None and text:
+            replies.speculation.started += 1
             replies.start(text, finals_used, speculative=True, committed=False)
 
     def at_hold(self, text: str, finals_used: int) -> None:

@@ -278,6 +278,77 @@ def test_a_caller_answering_the_phone_with_a_question_ends_sooner(text):
     assert d.at(2.27).audio() == [EndTurn()] and d.policy.ended_sooner == 1
 
 
+GUESS = TurnConfig(confident_end=True, opening_guess="Hello?")
+
+
+def test_the_opening_guess_starts_as_the_caller_starts_and_ends_their_hello_sooner():
+    # No interim covers a "Hello?" (Deepgram's come a second apart): without the guess the reply
+    # starts on the final, ~120 ms into the silence, and has audio ~250 ms later.
+    d = Driver(GUESS)
+    out = d.at(1.0).speech()
+    guess = one(StartReply, out)
+    assert (guess.user_text, guess.speculative, guess.committed) == ("Hello?", True, False)
+    d.at(1.3).audio()  # ready while "Hello?" is still being said
+    assert not of(DropReply, d.at(1.52).tentative())  # no words yet are no new words
+    assert d.at(1.62).final("Hello?") == [EndTurn()]  # the same words: the shorter end, at once
+    out = d.at(1.72).turn_end()
+    assert one(Commit, out).text == "Hello?" and one(CommitReply, out).utterance_id == guess.utterance_id
+    assert not of(StartReply, out) and d.policy.speculation.kept == 1
+
+
+def test_the_guess_is_kept_for_the_same_words_unpunctuated_at_the_vads_end():
+    d = Driver(GUESS)
+    guess = one(StartReply, d.at(1.0).speech())
+    d.at(1.3).audio()
+    d.at(1.52).tentative()
+    assert d.at(1.62).final("hello") == []  # no question mark: no shorter end
+    out = d.at(1.82).turn_end()
+    assert one(CommitReply, out).utterance_id == guess.utterance_id and not of(StartReply, out)
+
+
+@pytest.mark.parametrize("said", ["Yeah, hello?", "Hi, I'm calling about my order."])
+def test_other_opening_words_drop_the_guess_and_answer_what_was_said(said):
+    d = Driver(GUESS)
+    guess = one(StartReply, d.at(1.0).speech())
+    d.at(2.02).tentative()
+    out = d.at(2.12).final(said)
+    assert one(DropReply, out).utterance_id == guess.utterance_id
+    if said.endswith("?"):
+        assert one(StartReply, out).user_text == said  # restarted on the words
+    d.at(2.4).turn_end()
+    assert d.policy.reply is not None and d.policy.reply.user_text == said
+
+
+def test_an_interim_with_other_words_drops_the_guess_while_the_caller_talks():
+    d = Driver(GUESS)
+    guess = one(StartReply, d.at(1.0).speech())
+    assert one(DropReply, d.at(2.0).interim("Hi, I'm calling about")).utterance_id == guess.utterance_id
+
+
+def test_no_guess_once_the_agent_has_spoken_nor_without_speculation_nor_by_default():
+    d = Driver(GUESS)
+    d.policy.opening = False
+    assert not of(StartReply, d.at(1.0).speech())
+    d = Driver(TurnConfig(speculative=False, opening_guess="Hello?"))
+    assert not of(StartReply, d.at(1.0).speech())
+    assert not of(StartReply, Driver().at(1.0).speech())
+
+
+def test_the_agent_config_guess_reaches_the_policy_only_with_speculation():
+    from engine.conversation.agent import turn_config as make
+
+    class Stt:
+        can_finalize = interim_results = True
+
+    def config(**fields):
+        return make(resolve(AgentConfig(**fields)), Stt(), 0.8)  # type: ignore[arg-type]
+
+    assert config().opening_guess == "Hello?"
+    assert config(opening_guess="Allô ?").opening_guess == "Allô ?"
+    assert config(opening_guess=None).opening_guess == ""
+    assert config(speculative=False).speculative is False
+
+
 def test_an_opening_statement_still_waits_for_the_vads_end_of_turn():
     d = Driver(SOONER)
     a_turn(d, "Hello.")

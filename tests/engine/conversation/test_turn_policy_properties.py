@@ -192,7 +192,11 @@ class World:
                 self.vad = "speech"
                 self.feed(SpeechStarted(self.now))
                 reply = self.policy.reply
-                assert reply is None or reply.speaking or reply.fixed_text is not None, reply
+                # Any reply not yet heard went with the caller's new words; only the opening guess
+                # can start with them (speculative on its own words, its audio held).
+                fresh_guess = (reply is not None and reply.speculative and not reply.committed
+                               and reply.user_text == self.policy.config.opening_guess)
+                assert reply is None or reply.speaking or reply.fixed_text is not None or fresh_guess, reply
         elif action == 1 and self.vad == "speech":
             self.vad = "paused"
             self.feed(TentativeEnd(self.now))
@@ -255,6 +259,7 @@ CONFIGS = [
     TurnConfig(speculative=False),
     TurnConfig(incomplete_turn_hold_ms=0),
     TurnConfig(can_finalize=False, interim_results=True, final_wait_s=1.3),
+    TurnConfig(opening_guess="w0"),  # the caller's first final says it: the guess is kept
 ]
 configs = st.sampled_from(CONFIGS)
 
