@@ -251,6 +251,8 @@ class Reply:
             if not self.committed:
                 # A tool acts on the world (an HTTP call, a hang-up, a transfer) and writes the
                 # history: not on words the caller may still change. A dropped reply never runs it.
+                # Its TTS, done with the words before the call, is silent meanwhile: no stall.
+                self.tool_running(True)
                 self._commit_waiter = asyncio.get_running_loop().create_future()
                 await self._commit_waiter
             if not await host.run_tools(self, calls, messages):

@@ -24,10 +24,11 @@ FILLER = "One moment while I check that."
 
 
 class ToolLlm(ChatModel):
-    """Calls the order tool, then says what it returned."""
+    """Calls the order tool (after ``preamble``, if any), then says what it returned."""
 
-    def __init__(self) -> None:
+    def __init__(self, preamble: str = "") -> None:
         self.requests: list[list[dict[str, Any]]] = []
+        self.preamble = preamble
 
     async def stream(self, messages, *, tools=None) -> AsyncIterator[ChatDelta]:
         self.requests.append(messages)
@@ -35,6 +36,8 @@ class ToolLlm(ChatModel):
         if messages[-1].get("role") == "tool":
             yield ChatDelta(text=f"Your order {messages[-1]['content']}.")
         else:
+            if self.preamble:
+                yield ChatDelta(text=self.preamble)
             yield ChatDelta(tool_calls=(ToolCall("c1", "order_status", '{"order": "42"}'),))
         yield ChatDelta(finish_reason="stop")
 
@@ -54,15 +57,15 @@ class SlowTools:
         return self.result
 
 
-async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow",
-                         **config: Any) -> tuple[CallAgent, Playout]:
+async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow", *, preamble: str = "",
+                         pause_s: float = 0.28, **config: Any) -> tuple[CallAgent, Playout]:
     tool = HttpTool(name="order_status", description="Order status.", url="https://tools.example.com/o")
     profile = resolve(AgentConfig(http_tools=(tool,), **config))
     tts = ScriptedTts()
     phrases = PhraseCache(tts)
     await phrases.warm(profile.voice, 8000, [profile.config.tool_filler_text])
     playout = Playout()
-    agent = CallAgent(profile, stt=ScriptedStt("Deepgram"), llm=ToolLlm(), tts=tts, actions=Actions(),
+    agent = CallAgent(profile, stt=ScriptedStt("Deepgram"), llm=ToolLlm(preamble), tts=tts, actions=Actions(),
                       reporter=Recorder(), phrases=phrases, tool_client=SlowTools(tool_seconds, result))
     playout.agent = agent
     loop = asyncio.get_running_loop()
@@ -72,7 +75,7 @@ async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow",
     await asyncio.sleep(1.0)
     agent.stt.session.pending = "Where is order forty two?"
     agent.on_endpoint(EndpointEvent.TENTATIVE_END, loop.time())
-    await asyncio.sleep(0.28)
+    await asyncio.sleep(pause_s)
     agent.on_endpoint(EndpointEvent.TURN_END, loop.time())
     agent.turn_ended_at = loop.time()  # (for the tests: when the turn was committed)
     await asyncio.sleep(8)
@@ -128,3 +131,14 @@ async def test_without_the_guess_the_speculation_still_waits_for_the_commit_to_r
     agent, _ = await call_with_tool(0.1, opening_guess=None)
     assert [round(t - agent.turn_ended_at, 3) for t in agent.call_tools.client.called_at] == [0.0]
     assert len(agent.llm.requests) == 2
+
+
+async def test_a_speculative_reply_that_spoke_before_its_tool_call_waits_for_the_commit_without_a_stall():
+    # "Let me check." is synthesised and held, then the tool waits for the commit, which comes 3 s
+    # later (a hold, a long pause): the TTS's silence meanwhile is no provider stall.
+    agent, playout = await call_with_tool(0.1, preamble="Let me check.", pause_s=3.0, opening_guess=None)
+    assert not agent.errors
+    (turn,) = agent.reporter.turns
+    assert turn.agent_text == "Let me check. Your order ships tomorrow."
+    assert [round(t - agent.turn_ended_at, 3) for t in agent.call_tools.client.called_at] == [0.0]
+    assert len(playout.first_audio) == 1  # one utterance, the held words first
