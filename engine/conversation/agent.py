@@ -120,16 +120,17 @@ _ENDPOINT_EVENTS: dict[EndpointEvent, Callable[[float], Event]] = {
 
 
 def turn_config(profile: AgentProfile, stt: SpeechToText, final_wait_s: float,
-                endpointing: EndpointingConfig | None = None) -> TurnConfig:
+                endpointing: EndpointingConfig | None = None, *, guess: bool = True) -> TurnConfig:
     """The turn policy's settings: the agent's, what the recogniser can do, and the media
-    session's endpointing (whether it has a confident end)."""
+    session's endpointing (whether it has a confident end). ``guess``: the opening guess may run
+    (the call's own agent is known and has no line to open with)."""
     config = profile.config
     ends = endpointing or EndpointingConfig()
     confident_end = endpointing is not None and (
         endpointing.tentative_end_ms < endpointing.confident_end_of_turn_ms < endpointing.end_of_turn_ms)
     return TurnConfig(
         speculative=config.speculative,
-        opening_guess=config.opening_guess or "",
+        opening_guess=(config.opening_guess or "") if guess else "",
         incomplete_turn_hold_ms=config.incomplete_turn_hold_ms,
         barge_in_words_wait_s=config.barge_in_words_wait_ms / 1000,
         final_wait_s=final_wait_s,
@@ -183,7 +184,7 @@ class CallAgent(MediaListener):
         self.stt_final_timeout_s = stt_final_timeout_s if stt_final_timeout_s is not None else getattr(
             stt, "final_wait_s", 0.8)
         self.conversation = Conversation(profile.system_prompt)
-        self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s))
+        self.policy = TurnPolicy(turn_config(profile, stt, self.stt_final_timeout_s, guess=False))
         self.speculation = self.policy.speculation
         self.errors: list[str] = []
         self.usage = CallUsage(llm_model=getattr(llm, "model_name", None))  # (a duck-typed model may lack it)
@@ -202,6 +203,9 @@ class CallAgent(MediaListener):
         self.timers = LoopTimers(self._timer_fired)
         self.current_reply = CurrentReply()
         self._greeting: str | None = None  # the first message, or the line a picked-up call resumes with
+        # The opening guess waits for the call's setup: until then the agent (its prompt, its
+        # greeting) is not known, and a guess would answer for the default one.
+        self._may_guess = False
         self._stopped = False
 
     @property
@@ -239,7 +243,7 @@ class CallAgent(MediaListener):
     def _turn_config(self) -> TurnConfig:
         # (A media session that has no engine config, as tests' stand-ins: no confident end.)
         endpointing = getattr(getattr(self.session, "config", None), "endpointing", None)
-        return turn_config(self.profile, self.stt, self.stt_final_timeout_s, endpointing)
+        return turn_config(self.profile, self.stt, self.stt_final_timeout_s, endpointing, guess=self._may_guess)
 
     # -- media events ---------------------------------------------------------------------
 
@@ -298,6 +302,9 @@ class CallAgent(MediaListener):
         self._greeting = greeting
         if greeting:
             self._feed(Greet(greeting))
+        else:
+            self._may_guess = True  # no line of its own to open with: the caller's may be guessed
+            self.policy.reconfigure(self._turn_config())
 
     def on_caller_audio(self, pcm: bytes) -> None:
         self.recogniser.feed(pcm)

@@ -13,6 +13,7 @@ from engine.conversation.agent import SETUP_TIMEOUT_S, CallAgent
 from engine.conversation.config import AgentConfig, resolve
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.ports import CallSetup, NoActions, NoReporter
+from engine.endpointing import EndpointEvent
 from engine.protocol import Start
 from engine.providers.base import TtsStream
 
@@ -85,3 +86,25 @@ async def test_records_that_fail_get_the_default_agent_at_once():
     after, said, errors = await greeting_with(records_that(0.2, fail=True))
     assert said == "This is the default agent." and errors == ["setup: records unreachable"]
     assert after == pytest.approx(0.2, abs=0.1)
+
+
+@VIRTUAL
+async def test_a_caller_who_speaks_while_the_setup_is_pending_gets_no_guess_and_still_the_greeting():
+    # The opening guess answers for the call's own agent: while its setup is pending the agent (its
+    # prompt, its greeting) is not known. A "Hello?" then must not start the default agent's reply
+    # nor cost the call its own greeting.
+    tts, llm = SaidTts(), Llm()
+    agent = CallAgent(resolve(AgentConfig()), stt=Stt(), llm=llm, tts=tts, setup=records_that(1.0),
+                      phrases=PhraseCache(Tts()))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+
+    async def caller_says_hello() -> None:
+        await asyncio.sleep(0.3)
+        agent.on_endpoint(EndpointEvent.SPEECH_START, loop.time())
+
+    speaking = asyncio.ensure_future(caller_says_hello())
+    began = await call_until(agent, lambda: tts.said, 0.05)
+    await speaking
+    assert llm.requests == []  # no guess, for the default agent or any
+    assert tts.said[0][1] == "Hi, this is Acme about your order."
+    assert tts.said[0][0] - began == pytest.approx(1.0, abs=0.1)

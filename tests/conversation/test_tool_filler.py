@@ -70,6 +70,8 @@ async def call_with_tool(tool_seconds: float, result: str = "ships tomorrow", *,
     playout.agent = agent
     loop = asyncio.get_running_loop()
     agent.session, agent._loop = playout, loop
+    agent._may_guess = True  # (as the call's setup does for an agent with no line to open with)
+    agent.policy.reconfigure(agent._turn_config())
     await agent.recogniser.open(8000, 2.0)
     agent.on_endpoint(EndpointEvent.SPEECH_START, loop.time())
     await asyncio.sleep(1.0)

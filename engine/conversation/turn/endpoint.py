@@ -109,6 +109,11 @@ class NoiseFlaps:
         return self._flaps >= _WORDS_ONLY_FLAPS - 1 and judge_text(words_only, opening=True) is Verdict.COMPLETE
 
 
+VOICE_UNBROKEN_S = 4.0
+"""Longer than callers speak without a pause the VAD hears (it hears the gaps between words;
+field-08's dipping line, the case the voice gap is for, ran 2.3 s without one)."""
+
+
 def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, voice_since: float,
                          turn_since: float, final_wait_s: float, voice_at: float = -math.inf,
                          voice_gap_s: float = 0.28) -> bool:
@@ -125,8 +130,11 @@ def recogniser_ends_turn(now: float, *, speech_final: bool, can_finalize: bool, 
     last voiced frame far over their line's background, :mod:`engine.caller_voice`) must have
     been silent ``voice_gap_s`` too, the VAD's end of turn: babble keeps the VAD on but stays
     near the background, a caller does not. (A caller who goes on gets the next final, or the
-    VAD's end: with interims a second apart, none may come to reopen a turn ended too soon.)"""
-    if now - voice_at < voice_gap_s:
+    VAD's end: with interims a second apart, none may come to reopen a turn ended too soon.)
+    With Deepgram, past VOICE_UNBROKEN_S of speech the VAD never paused in, its speech_final is
+    trusted again: loud noise that began after the line's background was learnt (a TV, a road)
+    reads as the caller's voice for as long as it lasts, and nothing else would end the turn."""
+    if now - voice_at < voice_gap_s and (not can_finalize or now - voice_since < VOICE_UNBROKEN_S):
         return False
     if can_finalize:
         return speech_final and now - voice_since >= SPEECH_FINAL_TRUST_S

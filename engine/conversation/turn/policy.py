@@ -144,6 +144,7 @@ class TurnPolicy:
         self._now = 0.0  # the latest event's time
         self.opening = True
         """The agent has not been heard yet in this call: the caller is answering the phone."""
+        self._guessed = False  # the opening guess ran (once a call)
         self.pause_audio: PauseAudio = NO_AUDIO
         """The caller's audio before the current pause, for its contour; none while they speak."""
 
@@ -217,7 +218,8 @@ class TurnPolicy:
             self.account.merged |= reply.committed  # the turn it answered merges into this one
             self.replies.drop("the caller went on before hearing it")
         if (self.opening and self.config.speculative and self.config.opening_guess and not self.failing
-                and not self.transcript):
+                and not self.transcript and not self._guessed):
+            self._guessed = True  # once a call: a noisy line's wordless bursts would each cost one
             self._speculator.opening_guess(self.config.opening_guess, len(self.finals))
 
     def _tentative_end(self, event: TentativeEnd) -> None:

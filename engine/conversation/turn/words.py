@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_WORDS = re.compile(r"[a-z0-9']+")
+# Letters and digits of any script ("алло", "sí", "4"), with inner apostrophes ("it's").
+_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _NON_WORDS = re.compile(r"\([^)]*\)")
 
 
@@ -19,8 +20,10 @@ def words_of(text: str) -> list[str]:
 
 
 def same_words(a: str, b: str) -> bool:
-    """Whether two transcripts say the same thing (case and punctuation aside)."""
-    return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
+    """Whether two transcripts say the same thing (case and punctuation aside). Two texts with no
+    words say nothing alike: a reply to one is no answer to the other."""
+    words = _WORDS.findall(a.lower())
+    return bool(words) and words == _WORDS.findall(b.lower())
 
 
 def without_tags(text: str) -> str:

@@ -207,6 +207,15 @@ def test_a_final_while_the_callers_own_voice_goes_on_never_ends_the_turn(can_fin
     assert recogniser_ends_turn(2.0, **common)  # babble only: no voice over the background at all
 
 
+def test_past_four_seconds_of_unbroken_voice_deepgrams_speech_final_is_trusted_again():
+    # Loud noise that began after the background was learnt reads as the caller's voice for as long
+    # as it lasts: with Deepgram nothing else would end the turn. A finals-only engine waits on.
+    common = dict(speech_final=True, turn_since=0.0, final_wait_s=0.8, voice_gap_s=0.28, voice_at=5.0)
+    assert not recogniser_ends_turn(5.0, can_finalize=True, voice_since=1.1, **common)
+    assert recogniser_ends_turn(5.0, can_finalize=True, voice_since=1.0, **common)
+    assert not recogniser_ends_turn(5.0, can_finalize=False, voice_since=1.0, **common)
+
+
 def test_speculation_only_on_text_the_turn_can_end_with():
     assert worth_speculating("I'd like to cancel my order.", 700)
     assert not worth_speculating("I'd like to cancel my order and", 700)

@@ -325,6 +325,14 @@ def test_an_interim_with_other_words_drops_the_guess_while_the_caller_talks():
     assert one(DropReply, d.at(2.0).interim("Hi, I'm calling about")).utterance_id == guess.utterance_id
 
 
+def test_the_guess_runs_once_a_call_not_once_per_burst_of_noise():
+    d = Driver(GUESS)
+    assert one(StartReply, d.at(1.0).speech())
+    d.at(1.3).turn_end()  # a wordless burst: no words, nothing to answer
+    d.at(1.4).final("")
+    assert not of(StartReply, d.at(2.0).speech())
+
+
 def test_no_guess_once_the_agent_has_spoken_nor_without_speculation_nor_by_default():
     d = Driver(GUESS)
     d.policy.opening = False
