@@ -136,7 +136,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             if problems:
                 raise CommandError("--clock virtual: " + "; ".join(problems))
             return run_virtual_bench(options)
-        if options.capacity:
+        if options.capacity and (options.target or options.knowledge_passages):
+            # The virtual clock runs this machine's engine without a knowledge base: no baseline
+            # for a server elsewhere, nor for the time a search takes.
+            print("capacity: no unloaded baseline with --target or --knowledge; each level must hold "
+                  "p95 < 400 ms")
+        elif options.capacity:
             from bench.virtual import unloaded_latencies
 
             # Load is judged by what it adds: first the same callers with no load at all.

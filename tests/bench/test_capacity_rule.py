@@ -33,6 +33,9 @@ def test_a_level_holds_while_the_load_adds_at_most_the_headroom_to_95_percent_of
     assert not level_holds(level(goodbye, late_p99=6.0), options)  # audio went out late
     assert not level_holds(level(goodbye, valid=False), options)  # the load side was the bottleneck
     assert not level_holds(level([(("other", "u1"), 300.0)]), options)  # nothing to compare with
+    # Most turns without an unloaded twin: not judged by the few that have one.
+    assert not level_holds(level([(("plain-01", "u1"), 310.0)] + [(("other", "u1"), 300.0)] * 2), options)
+    assert level_holds(level([(("plain-01", "u1"), 310.0)] * 9 + [(("other", "u1"), 300.0)]), options)
     assert capacity_rule(options) == "load adding ≤ 25 ms to 95 % of turns and p99 lateness ≤ 5 ms"
     assert BenchOptions().capacity_headroom_ms == 50.0
 
@@ -73,3 +76,8 @@ def test_the_command_line_measures_the_unloaded_turns_first_and_hands_them_to_th
     assert "first the same callers unloaded" in capsys.readouterr().out
     assert main(["bench", "--calls", "1"]) == 0 and len(asked) == 1  # no baseline without --capacity
     assert ran[1].capacity_unloaded_ms is None
+    # None for a server elsewhere, nor with a knowledge base: the fixed target applies.
+    assert main(["bench", "--capacity", "--target", "http://127.0.0.1:9"]) == 0
+    assert main(["bench", "--capacity", "--knowledge", "100"]) == 0
+    assert len(asked) == 1 and ran[2].capacity_unloaded_ms is None and ran[3].capacity_unloaded_ms is None
+    assert "no unloaded baseline with --target or --knowledge" in capsys.readouterr().out
