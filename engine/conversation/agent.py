@@ -203,9 +203,7 @@ class CallAgent(MediaListener):
         self.timers = LoopTimers(self._timer_fired)
         self.current_reply = CurrentReply()
         self._greeting: str | None = None  # the first message, or the line a picked-up call resumes with
-        # The opening guess waits for the call's setup: until then the agent (its prompt, its
-        # greeting) is not known, and a guess would answer for the default one.
-        self._may_guess = False
+        self._may_guess = False  # the opening guess: only once the setup shows the call's own agent
         self._stopped = False
 
     @property
@@ -302,8 +300,8 @@ class CallAgent(MediaListener):
         self._greeting = greeting
         if greeting:
             self._feed(Greet(greeting))
-        else:
-            self._may_guess = True  # no line of its own to open with: the caller's may be guessed
+        else:  # the call's own agent, with no line to open with: the caller's first may be guessed
+            self._may_guess = True
             self.policy.reconfigure(self._turn_config())
 
     def on_caller_audio(self, pcm: bytes) -> None:
