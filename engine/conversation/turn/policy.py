@@ -220,7 +220,7 @@ class TurnPolicy:
         if (self.opening and self.config.speculative and self.config.opening_guess and not self.failing
                 and not self.transcript and not self._guessed):
             self._guessed = True  # once a call: a noisy line's wordless bursts would each cost one
-            self._speculator.opening_guess(self.config.opening_guess, len(self.finals))
+            self._speculator.unless_one_runs(self.config.opening_guess, len(self.finals))
 
     def _tentative_end(self, event: TentativeEnd) -> None:
         if self.turn is not CallerTurn.SPEAKING:
@@ -407,7 +407,7 @@ class TurnPolicy:
             self._timers.cancel(Timer.FINAL_WAIT)
             self._timers.start(Timer.HOLD, self._now + hold / 1000)
             if self.config.speculative:
-                self._speculator.at_hold(text, len(self.finals))
+                self._speculator.unless_one_runs(text, len(self.finals))
             return
         self.turn = CallerTurn.IDLE
         self._timers.cancel(Timer.FINAL_WAIT)

@@ -46,8 +46,7 @@ class Speculator:
         if (replies.current is None
                 and worth_speculating(text, config.incomplete_turn_hold_ms, opening=opening, contour=contour)
                 and (config.can_finalize or not final_owed)):
-            replies.speculation.started += 1
-            replies.start(text, finals_used, speculative=True, committed=False)
+            self._start(text, finals_used)
 
     def on_final(self, text: str, finals_used: int, config: TurnConfig, *, opening: bool,
                  contour: Callable[[], Contour] | None) -> None:
@@ -69,18 +68,17 @@ class Speculator:
         if worth:
             replies.start(text, finals_used, speculative=True, committed=False)
 
-    def opening_guess(self, text: str, finals_used: int) -> None:
-        """The caller's first words begin: a reply to the words they most likely say (one LLM
-        request, dropped like any speculation when other words show up)."""
-        replies = self._replies
-        if replies.current is None and text:
-            replies.speculation.started += 1
-            replies.start(text, finals_used, speculative=True, committed=False)
-
-    def at_hold(self, text: str, finals_used: int) -> None:
+    def unless_one_runs(self, text: str, finals_used: int) -> None:
+        """A reply on ``text`` unless one is in flight: at a hold (silent for a whole end of turn,
+        likely enough done that the reply should be ready when the hold runs out), and for the
+        opening guess as the caller's first words begin (dropped like any speculation when other
+        words show up)."""
         if self._replies.current is None:
-            self._replies.speculation.started += 1
-            self._replies.start(text, finals_used, speculative=True, committed=False)
+            self._start(text, finals_used)
+
+    def _start(self, text: str, finals_used: int) -> None:
+        self._replies.speculation.started += 1
+        self._replies.start(text, finals_used, speculative=True, committed=False)
 
     def sure(self, text: str, *, opening: bool) -> bool:
         """The speculative reply, on exactly ``text`` and with its first audio in, answers words

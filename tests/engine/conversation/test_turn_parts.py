@@ -279,5 +279,5 @@ def test_sure_words_need_the_reply_on_them_with_its_audio_in():
     replies.current.audio_ready = True
     assert spec.sure("Can you hear me?", opening=False)
     assert not spec.sure("Can you hear me now?", opening=False)  # other words than the reply's
-    spec.at_hold("Can you hear me?", 1)  # a reply in flight already: none started
+    spec.unless_one_runs("Can you hear me?", 1)  # a reply in flight already: none started
     assert replies.speculation.started == 1
