@@ -220,6 +220,14 @@ class Call:
         self.endpoint(EndpointEvent.TURN_END)
         return end
 
+    async def babble(self, pauses: int) -> None:
+        """The VAD flapping in babble: a pause every 0.2 s, never 300 ms of silence."""
+        for _ in range(pauses):
+            await asyncio.sleep(0.1)
+            self.endpoint(EndpointEvent.TENTATIVE_END)
+            await asyncio.sleep(0.1)
+            self.endpoint(EndpointEvent.SPEECH_RESUMED)
+
     def final_at(self, when: float, text: str) -> None:
         """The engine's own final, at an absolute (virtual) time."""
         self.loop.call_at(when, self.session.final, text)
@@ -372,11 +380,7 @@ async def test_finals_only_engine_ends_a_turn_the_vad_keeps_open_in_babble():
     call.endpoint(EndpointEvent.SPEECH_START)
     end = call.loop.time() + 1.2
     call.final_at(end + 1.0, "Hi, I'm calling about my table.")
-    for _ in range(10):  # 2 s of flapping
-        await asyncio.sleep(0.1)
-        call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.1)
-        call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    await call.babble(10)  # 2 s of flapping
     await asyncio.sleep(0.1)
     call.endpoint(EndpointEvent.TENTATIVE_END)
     await asyncio.sleep(0.15)  # the final lands in this pause
@@ -397,11 +401,7 @@ async def test_finals_only_engine_leaves_the_turn_open_on_a_final_while_the_call
     call.endpoint(EndpointEvent.SPEECH_START)
     end = call.loop.time() + 1.2
     call.final_at(end + 1.0, "No, I don't want to")
-    for _ in range(10):
-        await asyncio.sleep(0.1)
-        call.endpoint(EndpointEvent.TENTATIVE_END)
-        await asyncio.sleep(0.1)
-        call.endpoint(EndpointEvent.SPEECH_RESUMED)
+    await call.babble(10)
     call.playout.caller_voice.voice_at = call.loop.time()
     await asyncio.sleep(0.1)
     call.endpoint(EndpointEvent.TENTATIVE_END)

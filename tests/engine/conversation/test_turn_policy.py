@@ -87,6 +87,12 @@ class Driver:
     def resumed(self) -> list[object]:
         return self.send(SpeechResumed(self.now))
 
+    def babble(self, pauses: int = 10) -> None:
+        """The VAD flapping from 1.0: a pause every 0.2 s (1.1, 1.3, ...), never 300 ms of silence."""
+        for i in range(pauses):
+            self.at(1.1 + 0.2 * i).tentative()
+            self.at(1.2 + 0.2 * i).resumed()
+
     def turn_end(self) -> list[object]:
         return self.send(TurnEnded(self.now))
 
@@ -499,9 +505,7 @@ def test_finals_only_engine_a_final_later_than_the_wait_is_never_fatal_and_is_an
 def test_the_recogniser_ends_a_turn_the_vad_holds_open_in_babble_and_it_is_answered_once():
     d = Driver(FINALS_ONLY)
     d.at(1.0).speech()
-    for i in range(10):  # the VAD flaps: never 300 ms of silence
-        d.at(1.1 + 0.2 * i).tentative()
-        d.at(1.2 + 0.2 * i).resumed()
+    d.babble()  # the VAD flaps: never 300 ms of silence
     # The caller's voice stopped at 2.5; the babble the VAD hears since is near the background.
     out = d.at(3.3).final("Hi, I'm calling about my table.", voice_at=2.5)
     assert one(TurnOver, out).reason == "the recogniser heard the speech end"
@@ -515,9 +519,7 @@ def test_a_finals_only_final_mid_line_while_the_caller_talks_does_not_end_the_tu
     # finalizes there, and its final lands while the caller's voice is still heard.
     d = Driver(FINALS_ONLY)
     d.at(1.0).speech()
-    for i in range(10):  # no 300 ms of silence: the VAD holds the turn open all along
-        d.at(1.1 + 0.2 * i).tentative()
-        d.at(1.2 + 0.2 * i).resumed()
+    d.babble()  # no 300 ms of silence: the VAD holds the turn open all along
     out = d.at(3.3).final("No, I don't want to", voice_at=3.28)
     assert not of(TurnOver, out) and not of(Commit, out) and not of(StartReply, out)
     assert d.policy.turn is CallerTurn.SPEAKING and d.policy.final_owed  # the newer words are owed
@@ -531,9 +533,7 @@ def test_a_finals_only_final_mid_line_while_the_caller_talks_does_not_end_the_tu
 def test_a_finals_only_final_after_the_callers_voice_stopped_ends_the_turn_in_a_pause_too():
     d = Driver(FINALS_ONLY)
     d.at(1.0).speech()
-    for i in range(10):
-        d.at(1.1 + 0.2 * i).tentative()
-        d.at(1.2 + 0.2 * i).resumed()
+    d.babble()
     d.at(3.25).tentative()  # babble's flapping, the caller silent since 2.5
     out = d.at(3.3).final("Okay, thanks.", voice_at=2.5)
     assert one(TurnOver, out).reason == "the recogniser heard the speech end"
