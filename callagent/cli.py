@@ -146,7 +146,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
             # Load is judged by what it adds: first the same callers with no load at all.
             print("capacity: first the same callers unloaded, on the virtual clock")
-            options = dataclasses.replace(options, capacity_unloaded_ms=unloaded_latencies(options))
+            try:
+                unloaded = unloaded_latencies(options)
+            except ValueError as exc:  # callers that say nothing to answer (--category silent)
+                raise CommandError(f"--capacity: {exc}") from None
+            options = dataclasses.replace(options, capacity_unloaded_ms=unloaded)
         return run(run_bench(options))
     if args.scenario == "micro":
         from bench.micro import run_micro

@@ -81,3 +81,12 @@ def test_the_command_line_measures_the_unloaded_turns_first_and_hands_them_to_th
     assert main(["bench", "--capacity", "--knowledge", "100"]) == 0
     assert len(asked) == 1 and ran[2].capacity_unloaded_ms is None and ran[3].capacity_unloaded_ms is None
     assert "no unloaded baseline with --target or --knowledge" in capsys.readouterr().out
+
+
+def test_callers_that_give_no_turn_to_size_against_get_a_one_line_error(capsys):
+    from callagent.cli import main
+
+    assert main(["bench", "--capacity", "--category", "silent"]) == 2
+    err = capsys.readouterr().err
+    assert "--capacity: the unloaded run measured no turn: nothing to size against" in err
+    assert "Traceback" not in err
