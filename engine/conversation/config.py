@@ -195,6 +195,14 @@ class AgentConfig(BaseModel):
             "words that read finished waits half of incomplete_turn_hold_ms ('I'll wait then, ... thanks')."
         ),
     )
+    reuse_openers: bool = Field(
+        True,
+        description=(
+            "Keep the audio of short pieces the agent opens replies with ('Sure.', 'Of course.'), once said "
+            "twice, and play it at once when a reply opens with the same words: the TTS's wait leaves the "
+            "reply's start. Kept per organisation and voice, in memory."
+        ),
+    )
     barge_in_words_wait_ms: int = Field(
         600, ge=0, le=5000,
         description=(

@@ -1,7 +1,8 @@
 """Short fixed lines (filler, apology) synthesized once per voice and rate, shared by calls.
 
 They must play exactly when a provider is failing, so they are made ahead of time;
-if the TTS is down even then, the agent goes without them rather than waiting.
+if the TTS is down even then, the agent goes without them rather than waiting. The same
+cache keeps the pieces replies often open with (:mod:`.openers`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Iterable
 
 from ..providers.base import ProviderError, TextToSpeech
+from .openers import OpenerCache
 from .usage import CallUsage
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ class PhraseCache:
         self._timeout_s = timeout_s
         self._audio: dict[Key, bytes] = {}
         self._pending: dict[Key, asyncio.Future[None]] = {}
+        self.openers = OpenerCache(self.synthesize)
 
     def get(self, voice: str, sample_rate: int, text: str) -> bytes | None:
         return self._audio.get((voice, sample_rate, text))
@@ -49,7 +52,12 @@ class PhraseCache:
         self._pending.pop(key, None)
 
     async def _synthesize(self, key: Key, usage: CallUsage | None) -> None:
-        voice, sample_rate, text = key
+        audio = await self.synthesize(*key, usage)
+        if audio:
+            self._audio[key] = audio
+
+    async def synthesize(self, voice: str, sample_rate: int, text: str, usage: CallUsage | None) -> bytes | None:
+        """``text`` spoken whole, or None (logged) when the TTS fails to."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 stream = await self._tts.open(voice=voice, sample_rate=sample_rate)
@@ -64,7 +72,6 @@ class PhraseCache:
                 finally:
                     await stream.aclose()
         except (ProviderError, TimeoutError, OSError) as exc:
-            log.warning("could not pre-synthesize %r for voice %s: %s", text, voice, exc)
-            return
-        if audio:
-            self._audio[key] = audio
+            log.warning("could not synthesize a line of %d characters for voice %s: %s", len(text), voice, exc)
+            return None
+        return audio or None

@@ -20,9 +20,12 @@ import aiohttp
 from ..providers.base import AudioChunk, ChatModel, ProviderError, TextToSpeech, ToolCall, TtsStream
 from ..session import MediaSession
 from ..timeline import TurnTimeline
+from .call_tools import CallTools
 from .chunker import SpeechChunker
+from .config import AgentProfile
 from .history import SpokenText
 from .knowledge import TurnKnowledge
+from .phrases import PhraseCache
 from .usage import CallUsage, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ class ReplyHost(Protocol):
     sample_rate: int
     call_control_id: str | None
     usage: CallUsage
+    profile: AgentProfile
+    phrases: PhraseCache
+    call_tools: CallTools
 
     # (Read-only: the agent derives them.)
     @property
@@ -86,6 +92,7 @@ class Reply:
         self._tool_running = False
         self._released = False  # failed: the TTS stream is closed, not used
         self._waiting: asyncio.Timeout | None = None  # the pump's wait for the next audio
+        self._first_audio = False
         self._commit_waiter: asyncio.Future[None] | None = None  # tool calls waiting for the commit
 
     @classmethod
@@ -259,13 +266,28 @@ class Reply:
                 return
 
     async def _say(self, piece: str) -> None:
-        stream = await self._tts()
         if not self.text_parts:
             self._stamp("tts_request")  # this reply's, not a cancelled one's
+            audio = self._opening_audio(piece)
+            if audio is not None:
+                self.text_parts.append(piece)
+                self.spoken.add_inserted(len(audio) * 500 / self.host.sample_rate, piece)
+                self._audio_out(audio)
+                return
+        stream = await self._tts()
         self.text_parts.append(piece)
         self.spoken.add_text(piece)
         self.host.usage.tts_characters += len(piece)
         await stream.send_text(piece, flush=True)
+
+    def _opening_audio(self, piece: str) -> bytes | None:
+        """The audio of an opening this agent has said before (:mod:`.openers`), if kept."""
+        host = self.host
+        if not host.profile.config.reuse_openers:
+            return None
+        context = host.call_tools.context
+        return host.phrases.openers.opening(context.organisation_id if context is not None else None,
+                                            host.voice, host.sample_rate, piece, host.usage)
 
     def tool_running(self, running: bool) -> None:
         """While the model's tools run, the TTS has nothing to say: its silence is no stall."""
@@ -296,24 +318,27 @@ class Reply:
 
     async def _pump_audio(self, stream: TtsStream) -> None:
         host = self.host
-        first = True
         async for chunk in self._audio(stream):
-            if first:
-                self._stamp("tts_first_audio")
-                first = False
             if not chunk.pcm:
                 continue
             host.usage.tts_bytes += len(chunk.pcm)
             self.spoken.add_audio(len(chunk.pcm) * 500 / host.sample_rate, chunk.text)
-            if self.committed:
-                self._play(chunk.pcm)
-            else:
-                self.held.append(chunk.pcm)
-                if len(self.held) == 1:
-                    host.reply_audio_ready(self)
+            self._audio_out(chunk.pcm)
         self.audio_done = True
         if self.committed:
             host.session.finish_utterance(self.utterance_id)
+
+    def _audio_out(self, pcm: bytes) -> None:
+        """The reply's next audio: played once committed, held until then."""
+        if not self._first_audio:
+            self._first_audio = True
+            self._stamp("tts_first_audio")
+        if self.committed:
+            self._play(pcm)
+        else:
+            self.held.append(pcm)
+            if len(self.held) == 1:
+                self.host.reply_audio_ready(self)
 
     def _play(self, pcm: bytes) -> None:
         if not self.speaking:

@@ -12,6 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from engine.conversation.call_tools import CallTools
+from engine.conversation.config import AgentConfig, resolve
+from engine.conversation.phrases import PhraseCache
 from engine.conversation.reply import Reply
 from engine.conversation.usage import CallUsage, estimate_prompt_tokens
 from engine.providers.base import (
@@ -106,6 +109,9 @@ class Host:
         self.session = Session()
         self.llm = llm
         self.tts = Tts()
+        self.phrases = PhraseCache(self.tts)
+        self.profile = resolve(AgentConfig())
+        self.call_tools = CallTools(self.profile, None)
         self.tools: list[dict[str, Any]] = []
         self.usage = CallUsage()
         self.failed: list[BaseException] = []

@@ -1,0 +1,263 @@
+"""Openings kept for reuse (engine/conversation/openers.py): a reply that opens with words its
+agent has opened with before plays their audio at once, without the TTS's wait, and the rest of
+the reply goes to the TTS as before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import pytest
+
+from engine.conversation.call_tools import CallTools
+from engine.conversation.config import AgentConfig, resolve
+from engine.conversation.context import ToolContext
+from engine.conversation.openers import MAX_CHARS, OpenerCache
+from engine.conversation.phrases import PhraseCache
+from engine.conversation.reply import Reply
+from engine.conversation.usage import CallUsage
+from engine.providers.base import AudioChunk, ChatDelta, ChatModel, TextToSpeech, ToolCall, TtsStream
+
+T = TypeVar("T")
+
+
+class Synthesis:
+    """Each text spoken as its own bytes; ``fail`` refuses."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.asked: list[str] = []
+        self.fail = fail
+
+    async def __call__(self, voice: str, rate: int, text: str, usage: CallUsage | None) -> bytes | None:
+        self.asked.append(text)
+        await asyncio.sleep(0)
+        return None if self.fail else f"<{voice}:{text}>".encode()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_opening_said_twice_is_synthesized_once_and_then_played_from_memory():
+    synth = Synthesis()
+    cache = OpenerCache(synth)
+    assert cache.opening("org-a", "v", 8000, "Sure.") is None
+    await settle()
+    assert synth.asked == []  # said once: nothing spent on it
+    assert cache.opening("org-a", "v", 8000, "Sure.") is None
+    await settle()
+    assert synth.asked == ["Sure."]
+    assert cache.opening("org-a", "v", 8000, "Sure.") == b"<v:Sure.>"
+    assert cache.opening("org-a", "v", 8000, "Sure.") == b"<v:Sure.>"
+    await settle()
+    assert synth.asked == ["Sure."] and cache.hits == 2
+
+
+async def test_openings_are_kept_per_organisation_voice_and_rate():
+    synth = Synthesis()
+    cache = OpenerCache(synth, repeats=1)
+    cache.opening("org-a", "v", 8000, "Sure.")
+    await settle()
+    assert cache.opening("org-a", "v", 8000, "Sure.") is not None
+    assert cache.opening("org-b", "v", 8000, "Sure.") is None  # another organisation's words
+    assert cache.opening("org-a", "w", 8000, "Sure.") is None  # another voice
+    assert cache.opening("org-a", "v", 16000, "Sure.") is None  # another rate
+    assert cache.opening("org-a", "v", 8000, "Sure!") is None  # other punctuation speaks otherwise
+
+
+async def test_long_pieces_are_never_counted_or_synthesized():
+    synth = Synthesis()
+    cache = OpenerCache(synth, repeats=1)
+    sentence = "Your order shipped on Tuesday and arrives soon."
+    assert len(sentence) > MAX_CHARS
+    for _ in range(3):
+        assert cache.opening(None, "v", 8000, sentence) is None
+    await settle()
+    assert synth.asked == []
+
+
+async def test_a_failing_tts_is_not_asked_again_on_every_reply():
+    synth = Synthesis(fail=True)
+    cache = OpenerCache(synth)
+    for _ in range(2):
+        cache.opening(None, "v", 8000, "Sure.")
+    await settle()
+    assert synth.asked == ["Sure."]
+    cache.opening(None, "v", 8000, "Sure.")  # counted afresh: one sighting
+    await settle()
+    assert synth.asked == ["Sure."] and len(cache) == 0
+    cache.opening(None, "v", 8000, "Sure.")
+    await settle()
+    assert synth.asked == ["Sure.", "Sure."]
+
+
+async def test_the_least_recently_used_opening_goes_first():
+    cache = OpenerCache(Synthesis(), repeats=1, kept=2)
+    for text in ("Sure.", "Okay."):
+        cache.opening(None, "v", 8000, text)
+        await settle()
+    assert cache.opening(None, "v", 8000, "Sure.") is not None  # used: "Okay." is now the oldest
+    cache.opening(None, "v", 8000, "Got it.")
+    await settle()
+    assert len(cache) == 2
+    assert cache.opening(None, "v", 8000, "Sure.") is not None
+    assert cache.opening(None, "v", 8000, "Got it.") is not None
+    assert cache.opening(None, "v", 8000, "Okay.") is None
+
+
+# -- a reply that opens with kept words --------------------------------------------------------
+
+
+class Llm(ChatModel):
+    async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None) -> AsyncIterator[ChatDelta]:
+        for token in ("Sure.", " Your order", " is on its way."):
+            yield ChatDelta(token)
+        yield ChatDelta(finish_reason="stop")
+
+    async def complete_json(self, messages: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+class Stream(TtsStream):
+    sample_rate = 8000
+
+    def __init__(self, sent: list[str]) -> None:
+        self.sent = sent
+        self.pending: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def send_text(self, text: str, *, flush: bool = False) -> None:
+        self.sent.append(text)
+        self.pending.put_nowait(text)
+
+    async def end(self) -> None:
+        self.pending.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
+        while (text := await self.pending.get()) is not None:
+            yield AudioChunk(f"[{text}]".encode(), text)
+
+    async def aclose(self) -> None:
+        self.pending.put_nowait(None)
+
+
+class Tts(TextToSpeech):
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def open(self, *, voice: str, sample_rate: int) -> TtsStream:
+        return Stream(self.sent)
+
+
+class Session:
+    current_turn = None
+
+    def __init__(self) -> None:
+        self.spoken: list[bytes] = []
+
+    def speak(self, utterance_id: int, pcm: bytes) -> None:
+        self.spoken.append(pcm)
+
+    def finish_utterance(self, utterance_id: int) -> None:
+        pass
+
+
+class Host:
+    sample_rate = 8000
+    call_control_id = "v3:test"
+    knowledge = None
+    voice = "v"
+    deadline_s = 5.0
+
+    def __init__(self, phrases: PhraseCache, tts: Tts, *, reuse: bool = True) -> None:
+        self.tools: list[dict[str, Any]] = []
+        self.session = Session()
+        self.llm = Llm()
+        self.tts = tts
+        self.phrases = phrases
+        self.profile = resolve(AgentConfig(reuse_openers=reuse))
+        self.call_tools = CallTools(self.profile, None)
+        self.call_tools.context = ToolContext(organisation_id="org-a")
+        self.usage = CallUsage()
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.append(task)
+        return task
+
+    def close_later(self, coro: Awaitable[Any]) -> None:
+        self.spawn(coro)
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def messages_for(self, user_text: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": user_text}]
+
+    async def run_tools(self, reply: Reply, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
+        return False
+
+    def reply_speaking(self, reply: Reply) -> None:
+        pass
+
+    def reply_audio_ready(self, reply: Reply) -> None:
+        pass
+
+    def reply_failed(self, reply: Reply, exc: BaseException) -> None:
+        raise AssertionError(f"reply failed: {exc!r}")
+
+
+async def _reply(host: Host) -> Reply:
+    reply = Reply(host, 1, user_text="Where is my order?", committed=True)  # type: ignore[arg-type]
+    reply.start()
+    assert reply.task is not None
+    await reply.task
+    await asyncio.gather(*host.tasks)
+    return reply
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+async def test_a_reply_opening_with_kept_words_plays_them_at_once_and_sends_only_the_rest(reuse):
+    tts = Tts()
+    phrases = PhraseCache(tts)
+    phrases.openers.repeats = 1
+    assert phrases.openers.opening("org-a", "v", 8000, "Sure.") is None
+    await settle()
+    await asyncio.gather(*list(phrases.openers._pending.values()))
+    kept = phrases.openers.opening("org-a", "v", 8000, "Sure.")
+    assert kept == b"[Sure.]"  # what the TTS said for it, on a stream of its own
+    tts.sent.clear()
+
+    host = Host(phrases, tts, reuse=reuse)
+    reply = await _reply(host)
+
+    assert reply.text == "Sure. Your order is on its way."
+    if reuse:
+        assert tts.sent == ["Your order is on its way."]
+        assert host.session.spoken == [b"[Sure.]", b"[Your order is on its way.]"]
+        assert host.usage.tts_characters == len("Your order is on its way.")
+    else:
+        assert tts.sent == ["Sure.", "Your order is on its way."]
+        assert host.usage.tts_characters == len("Sure.Your order is on its way.")
+    assert reply.spoken.text == "Sure. Your order is on its way."  # what the caller hears, aligned
+
+
+async def test_a_speculative_reply_holds_kept_words_until_its_turn_commits():
+    tts = Tts()
+    phrases = PhraseCache(tts)
+    phrases.openers.repeats = 1
+    phrases.openers.opening("org-a", "v", 8000, "Sure.")
+    await settle()
+    await asyncio.gather(*list(phrases.openers._pending.values()))
+    host = Host(phrases, tts)
+    ready: list[Reply] = []
+    host.reply_audio_ready = ready.append  # type: ignore[method-assign]
+    reply = Reply(host, 1, user_text="Where is my order?", committed=False)  # type: ignore[arg-type]
+    reply.start()
+    assert reply.task is not None
+    await reply.task
+    assert host.session.spoken == [] and ready == [reply]
+    reply.commit()
+    assert host.session.spoken == [b"[Sure.]", b"[Your order is on its way.]"]
