@@ -267,13 +267,13 @@ class Reply:
 
     async def _say(self, piece: str) -> None:
         if not self.text_parts:
-            self._stamp("tts_request")  # this reply's, not a cancelled one's
             audio = self._opening_audio(piece)
-            if audio is not None:
+            if audio is not None:  # (no TTS request: its time to first audio is not the provider's)
                 self.text_parts.append(piece)
                 self.spoken.add_inserted(len(audio) * 500 / self.host.sample_rate, piece)
                 self._audio_out(audio)
                 return
+            self._stamp("tts_request")  # this reply's, not a cancelled one's
         stream = await self._tts()
         self.text_parts.append(piece)
         self.spoken.add_text(piece)

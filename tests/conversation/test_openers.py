@@ -18,6 +18,7 @@ from engine.conversation.phrases import PhraseCache
 from engine.conversation.reply import Reply
 from engine.conversation.usage import CallUsage
 from engine.providers.base import AudioChunk, ChatDelta, ChatModel, TextToSpeech, ToolCall, TtsStream
+from engine.timeline import TurnTimeline
 
 T = TypeVar("T")
 
@@ -151,10 +152,9 @@ class Tts(TextToSpeech):
 
 
 class Session:
-    current_turn = None
-
     def __init__(self) -> None:
         self.spoken: list[bytes] = []
+        self.current_turn = TurnTimeline(1)
 
     def speak(self, utterance_id: int, pcm: bytes) -> None:
         self.spoken.append(pcm)
@@ -242,6 +242,11 @@ async def test_a_reply_opening_with_kept_words_plays_them_at_once_and_sends_only
         assert tts.sent == ["Sure.", "Your order is on its way."]
         assert host.usage.tts_characters == len("Sure.Your order is on its way.")
     assert reply.spoken.text == "Sure. Your order is on its way."  # what the caller hears, aligned
+    turn = host.session.current_turn
+    assert turn.tts_first_audio is not None
+    # The TTS was not asked for the opening: no provider time to first audio is measured for it.
+    assert (turn.tts_request is None) is reuse
+    assert ("tts_first_audio" in turn.stages_ms()) is not reuse
 
 
 async def test_a_speculative_reply_holds_kept_words_until_its_turn_commits():
