@@ -1,28 +1,34 @@
-"""Audio of the short pieces replies open with, kept to speak again without the TTS's wait.
+"""Audio of the short sentences replies open with, kept to speak again without the TTS's wait.
 
 A reply's first piece decides when the caller first hears the agent, and the TTS's time to
 first audio (100-250 ms on hosted services) sits on that path after the model's first words.
-Agents open most replies with a few short pieces ("Sure.", "Of course.", "Thanks for
-calling."). A piece an agent has opened with :data:`REPEATS` times is synthesized once, in the
+Agents open most replies with a few short sentences ("Sure.", "Of course.", "Thanks for
+calling."). One an agent has opened with :data:`REPEATS` times is synthesized once, in the
 background, and the next reply that opens with the same words in the same voice plays that
-audio at once; the rest of the reply goes to the TTS as before. Replies already send each
-piece with a flush, so the TTS synthesizes it on its own either way: the caller hears the same
-speech, sooner.
+audio at once; the rest of the reply goes to the TTS as before. A whole sentence is spoken on
+its own either way (replies flush each piece; a TTS that does not flush ends it there too): the
+caller hears the same speech, sooner.
 
 Kept per owner (the call's organisation): which words another organisation's agents say, and
 how often, is theirs, and a faster reply would tell it. Bounded: at most :data:`KEPT` pieces
 per cache, of at most :data:`MAX_CHARS` characters, least recently used out first.
 """
-
 from __future__ import annotations
 
 import asyncio
 import collections
 import functools
+import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from .usage import CallUsage
 
+log = logging.getLogger(__name__)
+
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
+"""Only whole sentences: a clause ("Sure,") spoken on its own ends as a sentence would, where a
+TTS that waits for the sentence's end (no flush) would speak it leading on."""
 MAX_CHARS = 40
 """Longer pieces are sentences of their own, rarely said twice word for word."""
 REPEATS = 2
@@ -50,7 +56,7 @@ class OpenerCache:
         """The audio of ``text``, a reply's first piece, if this owner's agents with this voice have
         opened with it often enough; otherwise None, and the piece is counted (and synthesized in
         the background once it has been seen :attr:`repeats` times)."""
-        if len(text) > MAX_CHARS:
+        if len(text) > MAX_CHARS or not _SENTENCE_END.search(text):
             return None
         key = (owner or "", voice, sample_rate, text)
         audio = self._audio.get(key)
@@ -71,8 +77,13 @@ class OpenerCache:
 
     async def _keep(self, key: Key, usage: CallUsage | None) -> None:
         _, voice, sample_rate, text = key
-        audio = await self._synthesize(voice, sample_rate, text, usage)
-        self._seen.pop(key, None)  # kept, or (the TTS failing) counted afresh: no retry per reply
+        try:
+            audio = await self._synthesize(voice, sample_rate, text, usage)
+        except Exception:  # (a closing HTTP session...): counted afresh, as a refusal is
+            log.exception("could not synthesize an opening for voice %s", voice)
+            audio = None
+        finally:
+            self._seen.pop(key, None)  # kept, or (the TTS failing) counted afresh: no retry per reply
         if audio:
             self._audio[key] = audio
             while len(self._audio) > self.kept:

@@ -93,6 +93,7 @@ class Reply:
         self._released = False  # failed: the TTS stream is closed, not used
         self._waiting: asyncio.Timeout | None = None  # the pump's wait for the next audio
         self._first_audio = False
+        self._tts_fed = False  # text went to the TTS, so its audio (and its end) will come
         self._commit_waiter: asyncio.Future[None] | None = None  # tool calls waiting for the commit
 
     @classmethod
@@ -155,10 +156,14 @@ class Reply:
                 self.spoken.add_text(self.fixed_text)
                 self.text_parts.append(self.fixed_text)
                 self.host.usage.tts_characters += len(self.fixed_text)
+                self._tts_fed = True
                 await stream.send_text(self.fixed_text, flush=True)
             else:
                 await self._generate()
             stream = await self._tts()
+            if not self._tts_fed:
+                self._no_audio_to_come()
+                return
             await stream.end()
             if self._pump is not None:  # (set once the stream opened, which _tts() awaited)
                 await self._pump
@@ -171,6 +176,16 @@ class Reply:
             log.exception("reply failed on call %s", self.host.call_control_id)
             self._release_tts()
             self.host.reply_failed(self, ProviderError("agent", "internal error", retryable=False))
+
+    def _no_audio_to_come(self) -> None:
+        """Nothing went to the TTS (a kept opening was the whole reply, or the model only called
+        tools): no audio will come. Its stream is closed (the pump's end closes it), not ended and
+        waited on: a service may answer an input of no text with nothing at all."""
+        if self._pump is not None:
+            self._pump.cancel()
+        self.audio_done = True
+        if self.committed:
+            self.host.session.finish_utterance(self.utterance_id)
 
     def _release_tts(self) -> None:
         """A failed reply speaks no more: its TTS stream, open or still opening, is closed. (The
@@ -266,19 +281,29 @@ class Reply:
                 return
 
     async def _say(self, piece: str) -> None:
+        # Connected before anything plays, a kept opening included: a refused handshake is a
+        # failure the agent retries, not one after the caller heard the reply begin.
+        stream = await self._tts()
         if not self.text_parts:
             audio = self._opening_audio(piece)
-            if audio is not None:  # (no TTS request: its time to first audio is not the provider's)
-                self.text_parts.append(piece)
-                self.spoken.add_inserted(len(audio) * 500 / self.host.sample_rate, piece)
-                self._audio_out(audio)
+            if audio is not None:
+                self._say_kept(piece, audio)
                 return
             self._stamp("tts_request")  # this reply's, not a cancelled one's
-        stream = await self._tts()
         self.text_parts.append(piece)
         self.spoken.add_text(piece)
         self.host.usage.tts_characters += len(piece)
+        self._tts_fed = True
         await stream.send_text(piece, flush=True)
+
+    def _say_kept(self, piece: str, audio: bytes) -> None:
+        self.text_parts.append(piece)
+        self.spoken.add_inserted(len(audio) * 500 / self.host.sample_rate, piece)
+        if self.timeline is not None:
+            # The TTS was not asked: no provider time to first audio (a dropped reply of this
+            # turn may have stamped a request of its own).
+            self.timeline.tts_request = None
+        self._audio_out(audio)
 
     def _opening_audio(self, piece: str) -> bytes | None:
         """The audio of an opening this agent has said before (:mod:`.openers`), if kept."""

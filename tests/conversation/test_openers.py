@@ -17,7 +17,7 @@ from engine.conversation.openers import MAX_CHARS, OpenerCache
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.reply import Reply
 from engine.conversation.usage import CallUsage
-from engine.providers.base import AudioChunk, ChatDelta, ChatModel, TextToSpeech, ToolCall, TtsStream
+from engine.providers.base import AudioChunk, ChatDelta, ChatModel, ProviderError, TextToSpeech, ToolCall, TtsStream
 from engine.timeline import TurnTimeline
 
 T = TypeVar("T")
@@ -66,6 +66,8 @@ async def test_openings_are_kept_per_organisation_voice_and_rate():
     assert cache.opening("org-a", "w", 8000, "Sure.") is None  # another voice
     assert cache.opening("org-a", "v", 16000, "Sure.") is None  # another rate
     assert cache.opening("org-a", "v", 8000, "Sure!") is None  # other punctuation speaks otherwise
+    await settle()
+    assert synth.asked == ["Sure.", "Sure.", "Sure.", "Sure.", "Sure!"]  # each kept apart
 
 
 async def test_long_pieces_are_never_counted_or_synthesized():
@@ -112,8 +114,11 @@ async def test_the_least_recently_used_opening_goes_first():
 
 
 class Llm(ChatModel):
+    def __init__(self, tokens: tuple[str, ...] = ("Sure.", " Your order", " is on its way.")) -> None:
+        self.tokens = tokens
+
     async def stream(self, messages: list[dict[str, Any]], *, tools: Any = None) -> AsyncIterator[ChatDelta]:
-        for token in ("Sure.", " Your order", " is on its way."):
+        for token in self.tokens:
             yield ChatDelta(token)
         yield ChatDelta(finish_reason="stop")
 
@@ -127,12 +132,14 @@ class Stream(TtsStream):
     def __init__(self, sent: list[str]) -> None:
         self.sent = sent
         self.pending: asyncio.Queue[str | None] = asyncio.Queue()
+        self.ended = self.closed = False
 
     async def send_text(self, text: str, *, flush: bool = False) -> None:
         self.sent.append(text)
         self.pending.put_nowait(text)
 
     async def end(self) -> None:
+        self.ended = True
         self.pending.put_nowait(None)
 
     async def __aiter__(self) -> AsyncIterator[AudioChunk]:  # type: ignore[override]
@@ -140,27 +147,34 @@ class Stream(TtsStream):
             yield AudioChunk(f"[{text}]".encode(), text)
 
     async def aclose(self) -> None:
+        self.closed = True
         self.pending.put_nowait(None)
 
 
 class Tts(TextToSpeech):
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.streams: list[Stream] = []
+        self.refuse = False
 
     async def open(self, *, voice: str, sample_rate: int) -> TtsStream:
-        return Stream(self.sent)
+        if self.refuse:
+            raise ProviderError("tts", "handshake refused")
+        self.streams.append(Stream(self.sent))
+        return self.streams[-1]
 
 
 class Session:
     def __init__(self) -> None:
         self.spoken: list[bytes] = []
+        self.finished: list[int] = []
         self.current_turn = TurnTimeline(1)
 
     def speak(self, utterance_id: int, pcm: bytes) -> None:
         self.spoken.append(pcm)
 
     def finish_utterance(self, utterance_id: int) -> None:
-        pass
+        self.finished.append(utterance_id)
 
 
 class Host:
@@ -181,6 +195,7 @@ class Host:
         self.call_tools.context = ToolContext(organisation_id="org-a")
         self.usage = CallUsage()
         self.tasks: list[asyncio.Task[Any]] = []
+        self.failed: list[BaseException] = []
 
     def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
@@ -206,7 +221,7 @@ class Host:
         pass
 
     def reply_failed(self, reply: Reply, exc: BaseException) -> None:
-        raise AssertionError(f"reply failed: {exc!r}")
+        self.failed.append(exc)
 
 
 async def _reply(host: Host) -> Reply:
@@ -214,22 +229,30 @@ async def _reply(host: Host) -> Reply:
     reply.start()
     assert reply.task is not None
     await reply.task
-    await asyncio.gather(*host.tasks)
+    await asyncio.gather(*host.tasks, return_exceptions=True)
+    assert not host.failed
     return reply
+
+
+async def _kept(tts: Tts, *texts: str) -> PhraseCache:
+    """A cache that keeps ``texts`` (org-a, voice v, 8 kHz), as the TTS says them."""
+    phrases = PhraseCache(tts)
+    phrases.openers.repeats = 1
+    for text in texts:
+        assert phrases.openers.opening("org-a", "v", 8000, text) is None
+    await settle()
+    await asyncio.gather(*list(phrases.openers._pending.values()))
+    for text in texts:
+        assert phrases.openers.opening("org-a", "v", 8000, text) == f"[{text}]".encode()
+    tts.sent.clear()
+    tts.streams.clear()
+    return phrases
 
 
 @pytest.mark.parametrize("reuse", [True, False])
 async def test_a_reply_opening_with_kept_words_plays_them_at_once_and_sends_only_the_rest(reuse):
     tts = Tts()
-    phrases = PhraseCache(tts)
-    phrases.openers.repeats = 1
-    assert phrases.openers.opening("org-a", "v", 8000, "Sure.") is None
-    await settle()
-    await asyncio.gather(*list(phrases.openers._pending.values()))
-    kept = phrases.openers.opening("org-a", "v", 8000, "Sure.")
-    assert kept == b"[Sure.]"  # what the TTS said for it, on a stream of its own
-    tts.sent.clear()
-
+    phrases = await _kept(tts, "Sure.")  # what the TTS said for it, on a stream of its own
     host = Host(phrases, tts, reuse=reuse)
     reply = await _reply(host)
 
@@ -251,12 +274,7 @@ async def test_a_reply_opening_with_kept_words_plays_them_at_once_and_sends_only
 
 async def test_a_speculative_reply_holds_kept_words_until_its_turn_commits():
     tts = Tts()
-    phrases = PhraseCache(tts)
-    phrases.openers.repeats = 1
-    phrases.openers.opening("org-a", "v", 8000, "Sure.")
-    await settle()
-    await asyncio.gather(*list(phrases.openers._pending.values()))
-    host = Host(phrases, tts)
+    host = Host(await _kept(tts, "Sure."), tts)
     ready: list[Reply] = []
     host.reply_audio_ready = ready.append  # type: ignore[method-assign]
     reply = Reply(host, 1, user_text="Where is my order?", committed=False)  # type: ignore[arg-type]
@@ -266,3 +284,51 @@ async def test_a_speculative_reply_holds_kept_words_until_its_turn_commits():
     assert host.session.spoken == [] and ready == [reply]
     reply.commit()
     assert host.session.spoken == [b"[Sure.]", b"[Your order is on its way.]"]
+    assert tts.sent == ["Your order is on its way."] and host.session.finished == [1]
+
+
+async def test_a_reply_that_is_only_a_kept_opening_finishes_without_waiting_on_the_tts():
+    """No text went to the TTS stream: it is closed, not ended and waited on (a service may
+    answer an input of no text with nothing), and the utterance finishes."""
+    tts = Tts()
+    host = Host(await _kept(tts, "Thanks for calling."), tts)
+    host.llm = Llm(("Thanks for calling.",))
+    reply = await _reply(host)
+    assert host.session.spoken == [b"[Thanks for calling.]"] and host.session.finished == [1]
+    assert reply.audio_done and tts.sent == []
+    [stream] = tts.streams
+    assert stream.closed and not stream.ended
+
+
+async def test_a_refused_tts_fails_the_reply_before_its_kept_opening_plays():
+    """The agent retries a reply that failed before the caller heard any of it; one that had begun
+    to speak ends the call. So the kept opening waits for the TTS to be connected."""
+    tts = Tts()
+    host = Host(await _kept(tts, "Sure."), tts)
+    tts.refuse = True
+    reply = Reply(host, 1, user_text="Where is my order?", committed=True)  # type: ignore[arg-type]
+    reply.start()
+    assert reply.task is not None
+    await reply.task
+    assert [type(e) for e in host.failed] == [ProviderError] and host.session.spoken == []
+
+
+async def test_a_clause_is_not_kept():
+    """"Sure," ends as "Sure." would when spoken alone, where the reply leads on from it."""
+    synth = Synthesis()
+    cache = OpenerCache(synth, repeats=1)
+    for _ in range(3):
+        assert cache.opening(None, "v", 8000, "Sure,") is None
+    await settle()
+    assert synth.asked == []
+
+
+async def test_a_synthesis_that_raises_is_counted_afresh():
+    async def broken(voice: str, rate: int, text: str, usage: CallUsage | None) -> bytes | None:
+        raise RuntimeError("Session is closed")
+
+    cache = OpenerCache(broken)
+    for _ in range(2):
+        cache.opening(None, "v", 8000, "Sure.")
+    await settle()
+    assert not cache._pending and not cache._seen and len(cache) == 0
