@@ -1,13 +1,14 @@
-"""Audio of the short sentences replies open with, kept to speak again without the TTS's wait.
+"""Audio of the short pieces replies open with, kept to speak again without the TTS's wait.
 
 A reply's first piece decides when the caller first hears the agent, and the TTS's time to
 first audio (100-250 ms on hosted services) sits on that path after the model's first words.
 Agents open most replies with a few short sentences ("Sure.", "Of course.", "Thanks for
-calling."). One an agent has opened with :data:`REPEATS` times is synthesized once, in the
-background, and the next reply that opens with the same words in the same voice plays that
-audio at once; the rest of the reply goes to the TTS as before. A whole sentence is spoken on
-its own either way (replies flush each piece; a TTS that does not flush ends it there too): the
-caller hears the same speech, sooner.
+calling.") or clauses ("Sure,"). One an agent has opened with :data:`REPEATS` times is
+synthesized once, in the background, and the next reply that opens with the same words in the
+same voice plays that audio at once; the rest of the reply goes to the TTS as before. Replies
+flush each piece, and a TTS that speaks a flushed piece alone (``pieces_alone``) says it the
+same either way (one that does not still ends a whole sentence there): the caller hears the same
+speech, sooner.
 
 Kept per owner (the call's organisation): which words another organisation's agents say, and
 how often, is theirs, and a faster reply would tell it. Bounded: at most :data:`KEPT` pieces
@@ -27,8 +28,9 @@ from .usage import CallUsage
 log = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
-"""Only whole sentences: a clause ("Sure,") spoken on its own ends as a sentence would, where a
-TTS that waits for the sentence's end (no flush) would speak it leading on."""
+_CLAUSE_END = re.compile(r"[,;:—–]$")
+"""A clause ("Sure,") is kept only where the TTS speaks a flushed piece alone: one that waits for
+the sentence's end would lead on from it into the next words."""
 MAX_CHARS = 40
 """Longer pieces are sentences of their own, rarely said twice word for word."""
 REPEATS = 2
@@ -52,11 +54,12 @@ class OpenerCache:
         self.misses = 0
 
     def opening(self, owner: str | None, voice: str, sample_rate: int, text: str,
-                usage: CallUsage | None = None) -> bytes | None:
+                usage: CallUsage | None = None, *, clauses: bool = False) -> bytes | None:
         """The audio of ``text``, a reply's first piece, if this owner's agents with this voice have
         opened with it often enough; otherwise None, and the piece is counted (and synthesized in
-        the background once it has been seen :attr:`repeats` times)."""
-        if len(text) > MAX_CHARS or not _SENTENCE_END.search(text):
+        the background once it has been seen :attr:`repeats` times). A whole sentence, or with
+        ``clauses`` (the TTS speaks flushed pieces alone) a clause too."""
+        if len(text) > MAX_CHARS or not (_SENTENCE_END.search(text) or (clauses and _CLAUSE_END.search(text))):
             return None
         key = (owner or "", voice, sample_rate, text)
         audio = self._audio.get(key)

@@ -312,7 +312,8 @@ class Reply:
             return None
         context = host.call_tools.context
         return host.phrases.openers.opening(context.organisation_id if context is not None else None,
-                                            host.voice, host.sample_rate, piece, host.usage)
+                                            host.voice, host.sample_rate, piece, host.usage,
+                                            clauses=host.tts.pieces_alone)
 
     def tool_running(self, running: bool) -> None:
         """While the model's tools run, the TTS has nothing to say: its silence is no stall."""

@@ -182,6 +182,12 @@ class TtsStream(ABC):
 
 
 class TextToSpeech(ABC):
+    @property
+    def pieces_alone(self) -> bool:
+        """A piece sent with ``flush=True`` is spoken as a unit of its own, as it would be alone
+        (so a kept recording of it is what this TTS would say there)."""
+        return True
+
     @abstractmethod
     async def open(self, *, voice: str, sample_rate: int) -> TtsStream:
         """Start a synthesis stream; audio is delivered at ``sample_rate`` (resampled if needed)."""

@@ -72,6 +72,10 @@ class TelnyxTextToSpeech(TextToSpeech):
         self.config = config
         self._http = SessionHolder(session)
 
+    @property
+    def pieces_alone(self) -> bool:
+        return self.config.send_flush  # without the flush, a piece runs on into the next words
+
     def query(self, voice: str, sample_rate: int) -> dict[str, str]:
         config = self.config
         params = {"voice": ALIASES.get(voice, voice), "audio_format": config.audio_format}  # natural / natural_hd

@@ -239,11 +239,11 @@ async def _kept(tts: Tts, *texts: str) -> PhraseCache:
     phrases = PhraseCache(tts)
     phrases.openers.repeats = 1
     for text in texts:
-        assert phrases.openers.opening("org-a", "v", 8000, text) is None
+        assert phrases.openers.opening("org-a", "v", 8000, text, clauses=True) is None
     await settle()
     await asyncio.gather(*list(phrases.openers._pending.values()))
     for text in texts:
-        assert phrases.openers.opening("org-a", "v", 8000, text) == f"[{text}]".encode()
+        assert phrases.openers.opening("org-a", "v", 8000, text, clauses=True) == f"[{text}]".encode()
     tts.sent.clear()
     tts.streams.clear()
     return phrases
@@ -313,14 +313,30 @@ async def test_a_refused_tts_fails_the_reply_before_its_kept_opening_plays():
     assert [type(e) for e in host.failed] == [ProviderError] and host.session.spoken == []
 
 
-async def test_a_clause_is_not_kept():
-    """"Sure," ends as "Sure." would when spoken alone, where the reply leads on from it."""
+@pytest.mark.parametrize("alone", [True, False])
+async def test_a_clause_is_kept_only_where_the_tts_speaks_a_flushed_piece_alone(alone):
+    """Where the TTS waits for the sentence's end (no flush), "Sure," leads on into the next words,
+    which a recording of it alone would not: kept, it would sound cut off."""
     synth = Synthesis()
     cache = OpenerCache(synth, repeats=1)
-    for _ in range(3):
-        assert cache.opening(None, "v", 8000, "Sure,") is None
+    assert cache.opening(None, "v", 8000, "Sure,", clauses=alone) is None
     await settle()
-    assert synth.asked == []
+    assert synth.asked == (["Sure,"] if alone else [])
+    assert (cache.opening(None, "v", 8000, "Sure,", clauses=alone) is not None) is alone
+
+
+async def test_a_reply_asks_for_clauses_as_its_tts_flushes():
+    from engine.providers.telnyx_tts import TelnyxTextToSpeech, TelnyxTtsConfig
+
+    assert Tts().pieces_alone  # (engines that take whole sentences render a flushed piece alone)
+    assert TelnyxTextToSpeech(TelnyxTtsConfig(api_key="k")).pieces_alone
+    assert not TelnyxTextToSpeech(TelnyxTtsConfig(api_key="k", send_flush=False)).pieces_alone
+    tts = Tts()
+    host = Host(await _kept(tts, "Sure,"), tts)
+    host.llm = Llm(("Sure,", " your order", " is on its way."))
+    await _reply(host)
+    assert tts.sent == ["your order is on its way."]
+    assert host.session.spoken[0] == b"[Sure,]"
 
 
 async def test_a_synthesis_that_raises_is_counted_afresh():
