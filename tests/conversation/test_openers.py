@@ -5,7 +5,7 @@ the reply goes to the TTS as before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -17,8 +17,9 @@ from engine.conversation.openers import MAX_CHARS, OpenerCache
 from engine.conversation.phrases import PhraseCache
 from engine.conversation.reply import Reply
 from engine.conversation.usage import CallUsage
-from engine.providers.base import AudioChunk, ChatDelta, ChatModel, ProviderError, TextToSpeech, ToolCall, TtsStream
+from engine.providers.base import AudioChunk, ChatDelta, ChatModel, ProviderError, TextToSpeech, TtsStream
 from engine.timeline import TurnTimeline
+from tests.conversation import test_reply_accounting as accounting
 
 T = TypeVar("T")
 
@@ -177,51 +178,17 @@ class Session:
         self.finished.append(utterance_id)
 
 
-class Host:
-    sample_rate = 8000
-    call_control_id = "v3:test"
-    knowledge = None
-    voice = "v"
-    deadline_s = 5.0
+class Host(accounting.Host):
+    """The reply's agent, as in the accounting tests, with a cache and the call's organisation."""
 
     def __init__(self, phrases: PhraseCache, tts: Tts, *, reuse: bool = True) -> None:
-        self.tools: list[dict[str, Any]] = []
-        self.session = Session()
-        self.llm = Llm()
-        self.tts = tts
+        super().__init__(Llm())
+        self.session = Session()  # type: ignore[assignment]
+        self.tts = tts  # type: ignore[assignment]
         self.phrases = phrases
         self.profile = resolve(AgentConfig(reuse_openers=reuse))
         self.call_tools = CallTools(self.profile, None)
         self.call_tools.context = ToolContext(organisation_id="org-a")
-        self.usage = CallUsage()
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.failed: list[BaseException] = []
-
-    def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
-        task = asyncio.ensure_future(coro)
-        self.tasks.append(task)
-        return task
-
-    def close_later(self, coro: Awaitable[Any]) -> None:
-        self.spawn(coro)
-
-    def now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    def messages_for(self, user_text: str) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": user_text}]
-
-    async def run_tools(self, reply: Reply, calls: list[ToolCall], messages: list[dict[str, Any]]) -> bool:
-        return False
-
-    def reply_speaking(self, reply: Reply) -> None:
-        pass
-
-    def reply_audio_ready(self, reply: Reply) -> None:
-        pass
-
-    def reply_failed(self, reply: Reply, exc: BaseException) -> None:
-        self.failed.append(exc)
 
 
 async def _reply(host: Host) -> Reply:
