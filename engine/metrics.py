@@ -155,6 +155,14 @@ class EngineMetrics:
         # Bound now, so a turn does no label lookup; a hold only ever ends as hold_ran_out.
         self._ends = {(end, hold): ends.labels(end.value, hold.value if hold else "")
                       for end in TurnEnd for hold in ((None, *Hold) if end is TurnEnd.HOLD_RAN_OUT else (None,))}
+        openings = Counter(
+            "callagent_turn_openings",
+            "Measured turns by where the reply's first audio came from: the TTS, or a kept recording of an "
+            "opening the agent had said before (engine/conversation/openers.py)",
+            ["source"],
+            registry=self.registry,
+        )
+        self._opened_by_tts, self._opened_kept = openings.labels("tts"), openings.labels("kept")
         self._ttfb: tuple[tuple[str, Histogram], ...] = ()
         self.set_providers()
 
@@ -183,6 +191,9 @@ class EngineMetrics:
             ends = self._ends.get((outcome.end, outcome.hold))
             if ends is not None:
                 ends.inc()
+        if timeline.tts_first_audio is not None:
+            # A kept opening asks the TTS nothing (Reply._say_kept clears the request stamp).
+            (self._opened_by_tts if timeline.tts_request is not None else self._opened_kept).inc()
         latency = timeline.turn_latency_ms
         if latency is not None:
             self.turn_latency.observe(latency / 1000.0)

@@ -70,3 +70,17 @@ def test_a_streams_answered_turns_the_engine_did_not_measure_are_kept_for_the_be
     (kept,) = metrics.unmeasured_turns
     assert kept["turn_end"] == 5.0 and kept["stream_id"] == "stream-1" and kept["outcome"]["end"] == "vad"
     assert _sample(metrics, "callagent_turn_ends_total", end="vad", hold="") == 0  # in no figure
+
+
+def test_turns_count_where_their_first_audio_came_from():
+    """A reply that opened with a kept recording stamps its first audio without a TTS request: the
+    share of such turns is what the kept openings save in the field (the bench's model always
+    repeats its opening, a real one less)."""
+    metrics = EngineMetrics()
+    metrics.observe_turn(_turn(llm_first_token=0.3, tts_request=0.3, tts_first_audio=0.4, first_frame_sent=0.41))
+    metrics.observe_turn(_turn(llm_first_token=1.3, tts_first_audio=1.3, first_frame_sent=1.31))
+    metrics.observe_turn(_turn(llm_first_token=2.3, tts_first_audio=2.3, first_frame_sent=2.31))
+    metrics.observe_turn(_turn(turn_end=3.0, llm_request=3.0))  # no audio yet: neither
+    openings = "callagent_turn_openings_total"
+    assert _sample(metrics, openings, source="tts") == 1
+    assert _sample(metrics, openings, source="kept") == 2
