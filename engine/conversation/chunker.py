@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|[.!?…]+[\"')\]]*$")
-_CLAUSE_END = re.compile(r"[,;:—–]+(?=\s)")
+# What ends a sentence (and may close after it) and what ends a clause: the cuts here, and what
+# a piece ended on for those who judge it (openers.py).
+_SENTENCE = r"[.!?…]+[\"')\]]*"
+_CLAUSE = r"[,;:—–]+"
+_SENTENCE_END = re.compile(rf"{_SENTENCE}(?=\s)|{_SENTENCE}$")
+_CLAUSE_END = re.compile(rf"{_CLAUSE}(?=\s)")
+ENDS_SENTENCE = re.compile(rf"{_SENTENCE}$")
+ENDS_CLAUSE = re.compile(rf"{_CLAUSE}$")
 _MARKDOWN = re.compile(r"[*_`#>]+")
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "no", "approx", "jr", "sr"})
 

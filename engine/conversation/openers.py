@@ -20,17 +20,13 @@ import asyncio
 import collections
 import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable
 
+from .chunker import ENDS_CLAUSE, ENDS_SENTENCE
 from .usage import CallUsage
 
 log = logging.getLogger(__name__)
 
-_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
-_CLAUSE_END = re.compile(r"[,;:—–]$")
-"""A clause ("Sure,") is kept only where the TTS speaks a flushed piece alone: one that waits for
-the sentence's end would lead on from it into the next words."""
 MAX_CHARS = 40
 """Longer pieces are sentences of their own, rarely said twice word for word."""
 REPEATS = 2
@@ -59,7 +55,9 @@ class OpenerCache:
         opened with it often enough; otherwise None, and the piece is counted (and synthesized in
         the background once it has been seen :attr:`repeats` times). A whole sentence, or with
         ``clauses`` (the TTS speaks flushed pieces alone) a clause too."""
-        if len(text) > MAX_CHARS or not (_SENTENCE_END.search(text) or (clauses and _CLAUSE_END.search(text))):
+        # A clause ("Sure,") only where the TTS speaks a flushed piece alone: one that waits for the
+        # sentence's end would lead on from it into the next words.
+        if len(text) > MAX_CHARS or not (ENDS_SENTENCE.search(text) or (clauses and ENDS_CLAUSE.search(text))):
             return None
         key = (owner or "", voice, sample_rate, text)
         audio = self._audio.get(key)
