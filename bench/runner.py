@@ -116,18 +116,19 @@ def load_added(data: dict[str, Any], unloaded: Mapping[tuple[str, str], float]) 
                    and (base := unloaded.get((t["script"], t["step"]))) is not None)
 
 
-def level_holds(data: dict[str, Any], options: BenchOptions) -> bool:
+def level_holds(data: dict[str, Any], options: BenchOptions, added: dict[str, float | None] | None = None) -> bool:
     """Whether a ``--capacity`` level held: the load added at most the headroom to 95 % of its turns
     (without unloaded figures: p95 < 400 ms), audio went out on time, and the load side was not
     itself the bottleneck. Against a fixed 400 ms a profile whose providers alone take longer
     (Deepgram's last words come in the final, ~370 ms with `fast`) would make every level miss: a
-    figure about the providers, not the core."""
+    figure about the providers, not the core. ``added``: :func:`load_added`'s figures, if worked out
+    already."""
     unloaded = options.capacity_unloaded_ms
     if unloaded is None:
         p95 = data["turn_latency_ms"]["p95"]
         within = p95 is not None and p95 < 400
     else:
-        added = load_added(data, unloaded)
+        added = added if added is not None else load_added(data, unloaded)
         measured = sum(t["latency_ms"] is not None for t in data["turns"])
         # Turns without an unloaded twin are left out; a level most of whose turns have none
         # (another corpus, other callers) is not judged by the few that do.
@@ -464,13 +465,14 @@ async def run_bench(options: BenchOptions) -> int:
             print_categories(data, console)
             print_turns(data, console)  # with the engine's account of each (not with --target: no /bench/turns)
             if options.capacity:
+                added = None
                 if options.capacity_unloaded_ms is not None:
-                    data["load_added_ms"] = load_added(data, options.capacity_unloaded_ms)
-                holds = level_holds(data, options)
-                added = data.get("load_added_ms") or {}
+                    added = data["load_added_ms"] = load_added(data, options.capacity_unloaded_ms)
+                holds = level_holds(data, options, added)
+                shown = added or {}
                 console.print(f"{level} calls: p95 {data['turn_latency_ms']['p95']} ms; the load added p50 "
-                              f"{added.get('p50', '—')} / p95 {added.get('p95', '—')} ms a turn "
-                              f"(over {added.get('n', 0)} of {data['turns_measured']} turns): "
+                              f"{shown.get('p50', '—')} / p95 {shown.get('p95', '—')} ms a turn "
+                              f"(over {shown.get('n', 0)} of {data['turns_measured']} turns): "
                               f"{'held' if holds else 'missed'}")
                 if not holds:
                     break
