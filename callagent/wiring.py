@@ -246,7 +246,9 @@ async def _build(settings: Settings, http: aiohttp.ClientSession,
     if settings.tools.allow_private_addresses:
         log.warning("HTTP tools may reach loopback and private addresses (tools.allow_private_addresses)")
     closers.append(tools.aclose)
-    return Providers(stt=stt, llm=llm, tts=tts, phrases=PhraseCache(tts), http=http, tools=tools, local=local,
+    phrases = PhraseCache(tts)
+    closers.append(phrases.aclose)  # (closed first: its syntheses use the TTS's session)
+    return Providers(stt=stt, llm=llm, tts=tts, phrases=phrases, http=http, tools=tools, local=local,
                      stt_final_timeout_s=final_timeout, _closers=closers)
 
 

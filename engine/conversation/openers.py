@@ -90,6 +90,14 @@ class OpenerCache:
             while len(self._audio) > self.kept:
                 self._audio.popitem(last=False)
 
+    async def aclose(self) -> None:
+        """Stop the syntheses still running: each would open a TTS stream on an HTTP session that
+        is closing (one the TTS client made anew, never closed)."""
+        pending = list(self._pending.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     def _settled(self, key: Key, _task: asyncio.Task[None]) -> None:
         self._pending.pop(key, None)
 

@@ -48,6 +48,14 @@ class PhraseCache:
         if waits:
             await asyncio.gather(*(asyncio.shield(w) for w in waits), return_exceptions=True)
 
+    async def aclose(self) -> None:
+        """Before the TTS's HTTP session closes (a server shutting down): the syntheses still
+        running, fixed lines' and openings', stop."""
+        pending = list(self._pending.values())
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, self.openers.aclose(), return_exceptions=True)
+
     def _settled(self, key: Key, _future: asyncio.Future[None]) -> None:
         self._pending.pop(key, None)
 

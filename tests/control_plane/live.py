@@ -115,9 +115,11 @@ async def world(settings_for: Callable[..., Settings], *, servers: int = 1,
         tts = TelnyxTextToSpeech(TelnyxTtsConfig(api_key=secret, url=speech.tts_url), session=http)
         tools = ToolClient(tool_egress)
         stack.push_async_callback(tools.aclose)
+        phrases = PhraseCache(tts)
+        stack.push_async_callback(phrases.aclose)  # (before the session its syntheses use closes)
         providers = Providers(
             stt=TelnyxSpeechToText(TelnyxSttConfig(api_key=secret, url=speech.stt_url), session=http),
-            llm=llm, tts=tts, phrases=PhraseCache(tts), http=http, tools=tools,
+            llm=llm, tts=tts, phrases=phrases, http=http, tools=tools,
         )
         w = World(telnyx=telnyx, llm=llm, providers=providers)
         for _ in range(servers):

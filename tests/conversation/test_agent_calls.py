@@ -105,6 +105,7 @@ class Harness:
 
     async def __aexit__(self, *exc):
         await self.runner.cleanup()
+        await self.phrases.aclose()  # (its syntheses use self.http)
         await self.llm.aclose()
         await self.http.close()
         await self.emulators.close()

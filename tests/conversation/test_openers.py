@@ -315,3 +315,27 @@ async def test_a_synthesis_that_raises_is_counted_afresh():
         cache.opening(None, "v", 8000, "Sure.")
     await settle()
     assert not cache._pending and not cache._seen and len(cache) == 0
+
+
+async def test_closing_stops_the_syntheses_still_running():
+    """A server shutting down closes the cache before the TTS's HTTP session: a synthesis left
+    running would open a stream on a closed session (the client would make one anew, never
+    closed)."""
+    started, released = asyncio.Event(), asyncio.Event()
+    asked: list[str] = []
+
+    async def slow(voice: str, rate: int, text: str, usage: CallUsage | None) -> bytes | None:
+        asked.append(text)
+        started.set()
+        await released.wait()
+        return b"audio"
+
+    phrases = PhraseCache(Tts())
+    phrases.openers = OpenerCache(slow)
+    for _ in range(2):
+        phrases.openers.opening(None, "v", 8000, "Sure.")
+    await started.wait()
+    await phrases.aclose()
+    released.set()
+    await settle()
+    assert asked == ["Sure."] and len(phrases.openers) == 0 and not phrases.openers._pending
