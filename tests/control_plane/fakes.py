@@ -68,8 +68,9 @@ class FakeTelnyx:
             raise found
         return found
 
-    async def streaming_start(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
-        return await self._action("streaming_start", call_control_id, kwargs)
+    async def streaming_start(self, call_control_id: str, stream_url: str, **kwargs: Any) -> dict[str, Any]:
+        # (stream_url positional or not, as the client takes it: machines.py passes it positionally)
+        return await self._action("streaming_start", call_control_id, {"stream_url": stream_url, **kwargs})
 
     async def record_start(self, call_control_id: str, **kwargs: Any) -> dict[str, Any]:
         return await self._action("record_start", call_control_id, kwargs)
